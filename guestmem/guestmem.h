@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * guestmem: guest RAM regions, userfaultfd, dirty tracking, page scanning.
+ *
+ * Every call returns 0 or -errno (counts: a non-negative ssize_t or -errno)
+ * and logs once where an error happens. The caller owns every struct; the
+ * library allocates only behind the pointers it documents. Nothing exits.
+ *
+ * Cross-process use is the normal case: a VMM creates guest RAM and a
+ * userfaultfd in its own process and hands both to an agent over a Unix
+ * socket (SCM_RIGHTS). The agent then calls the gm_uffd_* functions on that
+ * fd with the VMM's addresses, and tracks the VMM's dirty pages through
+ * /proc/PID/pagemap.
+ */
+#ifndef FERRY_GUESTMEM_H
+#define FERRY_GUESTMEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/util.h"
+
+/* ---- regions ---------------------------------------------------------- */
+
+enum gm_backing {
+	GM_BACKING_SHMEM = 0,	/* memfd, 4K pages, MAP_SHARED (the default) */
+	GM_BACKING_HUGETLB_2M,	/* hugetlb memfd, 2M pages, MAP_SHARED */
+	GM_BACKING_HUGETLB_1G,	/* hugetlb memfd, 1G pages, MAP_SHARED */
+	GM_BACKING_ANON,	/* anonymous private, 4K, THP disabled */
+	GM_BACKING_ANON_THP,	/* anonymous private, THP advised */
+	GM_BACKING_COUNT,
+};
+
+struct gm_region {
+	void *host;		/* mapping in this process, NULL if none */
+	size_t size;		/* bytes, a multiple of page_size */
+	size_t page_size;	/* bytes of the backing's page */
+	int fd;			/* backing memfd, -1 for anonymous memory */
+	uint64_t fd_offset;	/* offset of host[0] in fd, bytes */
+	enum gm_backing backing;
+	bool owner;		/* true: created here (fini unmaps, closes) */
+};
+
+/* "shmem", "hugetlb-2M", "hugetlb-1G", "anon", "anon-thp". */
+const char *gm_backing_name(enum gm_backing b);
+/* Parses a backing name (also "hugetlb" for 2M, "thp" for anon-thp).
+ * Returns 0 or -EINVAL. */
+int gm_backing_parse(const char *name, enum gm_backing *out);
+/* Page size of a backing in bytes. */
+size_t gm_backing_page_size(enum gm_backing b);
+
+/*
+ * Creates guest RAM of @size bytes (a non-zero multiple of the backing's
+ * page size) on @backing and maps it into this process. hugetlb backings
+ * check the free pool first and fail with -ENOMEM and a message naming how
+ * many pages are needed and how to reserve them. The memory is not
+ * touched. On success the caller owns @r and releases it with
+ * gm_region_fini(). @name labels the memfd in /proc/PID/maps.
+ */
+int gm_region_init(struct gm_region *r, enum gm_backing backing, size_t size,
+		   const char *name);
+
+/*
+ * Maps guest RAM that another process created and passed as @fd (a memfd
+ * or a tmpfs/hugetlbfs file): @size bytes at @fd_offset, MAP_SHARED. @fd is
+ * duplicated; the caller keeps its own. Anonymous backings cannot be
+ * attached (-EINVAL): reach them with process_vm_readv or UFFDIO_COPY.
+ */
+int gm_region_attach(struct gm_region *r, enum gm_backing backing, int fd,
+		     uint64_t fd_offset, size_t size);
+
+/* Unmaps and closes. Accepts a zeroed, failed or finished region. */
+void gm_region_fini(struct gm_region *r);
+
+/*
+ * Drops the pages of [off, off + len) so that the next access faults
+ * (through userfaultfd where one is registered): fallocate(PUNCH_HOLE) on
+ * file backings, MADV_DONTNEED on anonymous ones. Page-aligned only.
+ */
+int gm_region_discard(struct gm_region *r, uint64_t off, size_t len);
+
+/* Free huge pages of @page_size in the pool (free minus reserved). */
+ssize_t gm_hugetlb_free(size_t page_size);
+/* Reads (@old, may be NULL) and sets nr_hugepages for @page_size; returns
+ * the number actually reserved afterwards, or -errno. Needs root. */
+ssize_t gm_hugetlb_set(size_t page_size, unsigned long nr,
+		       unsigned long *old);
+
+/* ---- userfaultfd ------------------------------------------------------ */
+
+/* Feature bits beyond Debian 12's 6.1 headers (the kernel here is newer). */
+#define GM_UFFD_FEATURE_POISON		(1ULL << 14)
+#define GM_UFFD_FEATURE_WP_ASYNC	(1ULL << 15)
+#define GM_UFFD_FEATURE_WP_UNPOPULATED	(1ULL << 13)
+#define GM_UFFD_FEATURE_MOVE		(1ULL << 16)
+
+enum gm_uffd_mode {
+	GM_UFFD_MISSING = 1 << 0,
+	GM_UFFD_WP = 1 << 1,
+	GM_UFFD_MINOR = 1 << 2,
+};
+
+struct gm_uffd {
+	int fd;			/* the userfaultfd, -1 when closed */
+	uint64_t features;	/* features enabled by UFFDIO_API */
+	uint64_t ioctls;	/* ioctls UFFDIO_API reported */
+	bool owner;		/* true: gm_uffd_close() closes fd */
+};
+
+/* Features this kernel offers (from a throwaway uffd); 0 or -errno. */
+int gm_uffd_probe(uint64_t *features);
+
+/*
+ * Creates a userfaultfd in this process (the userfaultfd syscall, falling
+ * back to /dev/userfaultfd), O_CLOEXEC | O_NONBLOCK, without the API
+ * handshake: this is what a VMM does before passing the fd to an agent.
+ * Returns the fd or -errno.
+ */
+int gm_uffd_create_raw(void);
+
+/*
+ * Performs the UFFDIO_API handshake on @fd requesting @features; fails
+ * with -EOPNOTSUPP (naming the missing bits) if the kernel lacks one.
+ * @fd may come from another process. @own: close it in gm_uffd_close().
+ */
+int gm_uffd_init(struct gm_uffd *u, int fd, uint64_t features, bool own);
+/* gm_uffd_create_raw() + gm_uffd_init() in one, owning the fd. */
+int gm_uffd_open(struct gm_uffd *u, uint64_t features);
+void gm_uffd_close(struct gm_uffd *u);
+
+/* Registers [addr, addr + len) in the uffd owner's address space for the
+ * OR of @modes (enum gm_uffd_mode). *@ioctls (may be NULL) receives what
+ * the range supports. */
+int gm_uffd_register(struct gm_uffd *u, uint64_t addr, uint64_t len,
+		     unsigned int modes, uint64_t *ioctls);
+int gm_uffd_unregister(struct gm_uffd *u, uint64_t addr, uint64_t len);
+
+/*
+ * Resolution ioctls. They return 0 when the range was filled, and a
+ * recoverable race as:
+ *   -EEXIST  a page is already there (another placement won): done;
+ *   -EAGAIN  the mapping changed under us (retry, or treat as done);
+ *   -ENOENT  the range vanished (the VMM unmapped it).
+ * Anything else is a real error and is logged. @flags: GM_UFFD_DONTWAKE
+ * leaves faulting threads asleep (wake them with gm_uffd_wake()).
+ */
+#define GM_UFFD_DONTWAKE 1u
+int gm_uffd_copy(struct gm_uffd *u, uint64_t dst, const void *src,
+		 uint64_t len, unsigned int flags);
+int gm_uffd_zeropage(struct gm_uffd *u, uint64_t dst, uint64_t len,
+		     unsigned int flags);
+int gm_uffd_continue(struct gm_uffd *u, uint64_t dst, uint64_t len,
+		     unsigned int flags);
+int gm_uffd_wake(struct gm_uffd *u, uint64_t addr, uint64_t len);
+/* Write-protects (@wp true) or un-protects [addr, addr + len). */
+int gm_uffd_writeprotect(struct gm_uffd *u, uint64_t addr, uint64_t len,
+			 bool wp, unsigned int flags);
+/* True for the recoverable races above. */
+static inline bool gm_uffd_race(int err)
+{
+	return err == -17 /* EEXIST */ || err == -11 /* EAGAIN */ ||
+	       err == -2 /* ENOENT */;
+}
+
+enum gm_uffd_event_kind {
+	GM_UFFD_EV_FAULT = 1,	/* a page fault: addr, flags */
+	GM_UFFD_EV_REMOVE,	/* MADV_DONTNEED/REMOVE: addr..end */
+	GM_UFFD_EV_UNMAP,	/* munmap: addr..end */
+	GM_UFFD_EV_REMAP,	/* mremap: addr -> end (new address) */
+	GM_UFFD_EV_FORK,	/* fork: fd is the child's uffd */
+	GM_UFFD_EV_OTHER,
+};
+
+struct gm_uffd_event {
+	enum gm_uffd_event_kind kind;
+	uint64_t addr;		/* fault address or range start */
+	uint64_t end;		/* range end (REMOVE/UNMAP), new addr (REMAP) */
+	uint32_t flags;		/* fault: UFFD_PAGEFAULT_FLAG_* bits */
+	uint32_t tid;		/* faulting thread if THREAD_ID enabled */
+	int fd;			/* FORK: new uffd */
+};
+
+/* Reads up to @max events without blocking. Returns how many (0 when none
+ * are pending) or -errno. */
+ssize_t gm_uffd_read_events(struct gm_uffd *u, struct gm_uffd_event *ev,
+			    size_t max);
+
+/* ---- dirty tracking -------------------------------------------------- */
+
+struct gm_dirty;
+
+/* One contiguous range of the tracked process to track. */
+struct gm_dirty_range {
+	uint64_t addr;		/* start in the tracked process, page-aligned */
+	uint64_t len;		/* bytes, page-aligned */
+	size_t page_size;	/* tracking granule (the backing's page) */
+};
+
+enum gm_dirty_kind {
+	GM_DIRTY_UFFD_WP = 0,	/* uffd-wp async + PAGEMAP_SCAN (any process) */
+};
+
+struct gm_dirty_params {
+	enum gm_dirty_kind kind;
+	pid_t pid;		/* process whose memory is tracked; 0: self */
+	struct gm_uffd *uffd;	/* that process's uffd, WP_ASYNC enabled */
+	const struct gm_dirty_range *ranges;
+	unsigned int nr_ranges;
+};
+
+/*
+ * Starts tracking: registers the ranges for write-protect and arms them,
+ * so that from now on a write by any thread (a KVM vCPU included) marks the
+ * page. Page index i of the bitmaps below counts pages across the ranges
+ * in order. Returns 0 or -errno; on success the caller destroys @*out.
+ */
+int gm_dirty_create(struct gm_dirty **out, const struct gm_dirty_params *p);
+/* Total pages tracked (the bitmap size harvest expects). */
+uint64_t gm_dirty_pages(const struct gm_dirty *d);
+/*
+ * Harvests the pages written since the last harvest (or since create) into
+ * @bm (OR-ed in; @bm has gm_dirty_pages() bits) and re-arms them in the
+ * same walk. Returns the number of dirty pages found, or -errno.
+ */
+ssize_t gm_dirty_harvest(struct gm_dirty *d, struct ut_bitmap *bm);
+/* Stops tracking (un-protects, unregisters). Accepts NULL. */
+void gm_dirty_destroy(struct gm_dirty *d);
+
+/* ---- page scanning --------------------------------------------------- */
+
+/* True if @len bytes at @p are all zero. Uses the widest vector unit the
+ * CPU has (AVX-512, AVX2, or scalar), chosen at load time. @len must be a
+ * multiple of 64 (any page size is). */
+bool gm_is_zero(const void *p, size_t len);
+/* Name of the implementation gm_is_zero() uses: "avx512", "avx2", "scalar". */
+const char *gm_is_zero_impl(void);
+
+/* 128-bit content hash (XXH3-128) for duplicate detection. */
+struct gm_hash {
+	uint64_t lo, hi;
+};
+void gm_hash(const void *p, size_t len, struct gm_hash *out);
+static inline bool gm_hash_eq(const struct gm_hash *a, const struct gm_hash *b)
+{
+	return a->lo == b->lo && a->hi == b->hi;
+}
+
+#endif /* FERRY_GUESTMEM_H */

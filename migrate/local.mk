@@ -1,0 +1,1 @@
+# migrate: rules for this module (see Makefile.am).

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Unit tests for util: logging, bitmaps, clock, histogram. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOG_PREFIX "check-util"
+#include "util/util.h"
+
+/* ---- logging ---- */
+
+struct captured {
+	char last[1024];
+	int n;
+};
+
+static void capture(enum ut_log_level lvl, const char *msg, void *arg)
+{
+	struct captured *c = arg;
+
+	snprintf(c->last, sizeof(c->last), "%s", msg);
+	c->n++;
+}
+
+START_TEST(log_prefix_and_level)
+{
+	struct captured c = { 0 };
+
+	ut_log_set_sink(capture, &c);
+	ut_log_set_level(UT_LOG_WARN);
+	pr_err("value %d", 42);
+	ck_assert_str_eq(c.last, "check-util: value 42");
+	pr_info("hidden");
+	ck_assert_int_eq(c.n, 1);
+	ut_log_set_level(UT_LOG_DEBUG);
+	pr_debug("shown");
+	ck_assert_int_eq(c.n, 2);
+	ck_assert_str_eq(c.last, "check-util: shown");
+	ut_log_set_sink(NULL, NULL);
+	ut_log_set_level(UT_LOG_WARN);
+}
+END_TEST
+
+START_TEST(log_level_parse)
+{
+	enum ut_log_level l;
+
+	ck_assert_int_eq(ut_log_level_parse("debug", &l), 0);
+	ck_assert_int_eq(l, UT_LOG_DEBUG);
+	ck_assert_int_eq(ut_log_level_parse("err", &l), 0);
+	ck_assert_int_eq(l, UT_LOG_ERR);
+	ck_assert_int_eq(ut_log_level_parse("loud", &l), -EINVAL);
+	ck_assert_int_eq(ut_log_level_parse(NULL, &l), -EINVAL);
+}
+END_TEST
+
+/* ---- bitmaps ---- */
+
+
+START_TEST(bitmap_set_test_clear)
+{
+	struct ut_bitmap b;
+
+	ck_assert_int_eq(ut_bitmap_init(&b, 130), 0);
+	ck_assert(!ut_bitmap_test(&b, 0));
+	ck_assert_int_eq(ut_bitmap_set(&b, 0), 0);
+	ck_assert_int_eq(ut_bitmap_set(&b, 63), 0);
+	ck_assert_int_eq(ut_bitmap_set(&b, 64), 0);
+	ck_assert_int_eq(ut_bitmap_set(&b, 129), 0);
+	ck_assert(ut_bitmap_test(&b, 63) && ut_bitmap_test(&b, 64));
+	ck_assert(!ut_bitmap_test(&b, 65));
+	ck_assert_int_eq(ut_bitmap_count(&b), 4);
+	ck_assert_int_eq(ut_bitmap_clear(&b, 63), 0);
+	ck_assert(!ut_bitmap_test(&b, 63));
+	ck_assert(ut_bitmap_test_and_set(&b, 0));
+	ck_assert(!ut_bitmap_test_and_set(&b, 1));
+	ck_assert(ut_bitmap_test_and_clear(&b, 1));
+	ck_assert(!ut_bitmap_test_and_clear(&b, 1));
+	ck_assert_int_eq(ut_bitmap_count(&b), 3);
+	ut_bitmap_fini(&b);
+	ut_bitmap_fini(&b); /* idempotent */
+}
+END_TEST
+
+START_TEST(bitmap_bounds)
+{
+	struct ut_bitmap b;
+
+	ut_log_set_sink(capture, &(struct captured){ 0 });
+	ck_assert_int_eq(ut_bitmap_init(&b, 0), -EINVAL);
+	ck_assert_int_eq(ut_bitmap_init(&b, 10), 0);
+	ck_assert_int_eq(ut_bitmap_set(&b, 10), -EINVAL);
+	ck_assert_int_eq(ut_bitmap_clear(&b, 1000), -EINVAL);
+	ck_assert(!ut_bitmap_test(&b, 10));
+	ck_assert(!ut_bitmap_test_and_set(&b, 11));
+	ck_assert_int_eq(ut_bitmap_set_range(&b, 5, 6), -EINVAL);
+	ck_assert_int_eq(ut_bitmap_set_range(&b, UINT64_MAX, 2), -EINVAL);
+	ck_assert_int_eq(ut_bitmap_count(&b), 0);
+	ut_bitmap_fini(&b);
+	ut_log_set_sink(NULL, NULL);
+}
+END_TEST
+
+START_TEST(bitmap_find_next)
+{
+	struct ut_bitmap b;
+
+	ck_assert_int_eq(ut_bitmap_init(&b, 200), 0);
+	ck_assert_int_eq(ut_bitmap_find_next(&b, 0), 200);
+	ck_assert_int_eq(ut_bitmap_find_next_zero(&b, 0), 0);
+	ut_bitmap_set(&b, 5);
+	ut_bitmap_set(&b, 70);
+	ut_bitmap_set(&b, 199);
+	ck_assert_int_eq(ut_bitmap_find_next(&b, 0), 5);
+	ck_assert_int_eq(ut_bitmap_find_next(&b, 5), 5);
+	ck_assert_int_eq(ut_bitmap_find_next(&b, 6), 70);
+	ck_assert_int_eq(ut_bitmap_find_next(&b, 71), 199);
+	ck_assert_int_eq(ut_bitmap_find_next(&b, 200), 200);
+	ck_assert_int_eq(ut_bitmap_set_range(&b, 0, 200), 0);
+	ck_assert_int_eq(ut_bitmap_find_next_zero(&b, 0), 200);
+	ut_bitmap_clear(&b, 128);
+	ck_assert_int_eq(ut_bitmap_find_next_zero(&b, 3), 128);
+	ut_bitmap_fini(&b);
+}
+END_TEST
+
+START_TEST(bitmap_ranges_against_reference)
+{
+	const uint64_t n = 1000;
+	struct ut_bitmap b;
+	char ref[1000];
+
+	srand(7);
+	memset(ref, 0, sizeof(ref));
+	ck_assert_int_eq(ut_bitmap_init(&b, n), 0);
+	for (int iter = 0; iter < 2000; iter++) {
+		uint64_t s = rand() % n, len = rand() % (n - s + 1);
+		bool set = rand() & 1;
+
+		if (set)
+			ck_assert_int_eq(ut_bitmap_set_range(&b, s, len), 0);
+		else
+			ck_assert_int_eq(ut_bitmap_clear_range(&b, s, len), 0);
+		memset(ref + s, set, len);
+	}
+	uint64_t count = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		ck_assert_int_eq(ut_bitmap_test(&b, i), ref[i]);
+		count += ref[i];
+	}
+	ck_assert_uint_eq(ut_bitmap_count(&b), count);
+	for (uint64_t i = 0, j = 0; i < n; i = j + 1) {
+		j = ut_bitmap_find_next(&b, i);
+		for (uint64_t k = i; k < j && k < n; k++)
+			ck_assert(!ref[k]);
+		if (j >= n)
+			break;
+		ck_assert(ref[j]);
+	}
+	ut_bitmap_clear_all(&b);
+	ck_assert_uint_eq(ut_bitmap_count(&b), 0);
+	ut_bitmap_fini(&b);
+}
+END_TEST
+
+struct race {
+	struct ut_bitmap *b;
+	uint64_t won;
+};
+
+static void *racer(void *arg)
+{
+	struct race *r = arg;
+
+	for (uint64_t i = 0; i < r->b->nbits; i++)
+		if (!ut_bitmap_test_and_set(r->b, i))
+			r->won++;
+	return NULL;
+}
+
+START_TEST(bitmap_test_and_set_is_atomic)
+{
+	struct ut_bitmap b;
+	struct race r[4];
+	pthread_t t[4];
+	uint64_t total = 0;
+
+	ck_assert_int_eq(ut_bitmap_init(&b, 1 << 18), 0);
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct race){ .b = &b };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, racer, &r[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		total += r[i].won;
+	}
+	/* Every bit was won by exactly one thread. */
+	ck_assert_uint_eq(total, 1 << 18);
+	ck_assert_uint_eq(ut_bitmap_count(&b), 1 << 18);
+	ut_bitmap_fini(&b);
+}
+END_TEST
+
+/* ---- clock ---- */
+
+START_TEST(clock_monotonic)
+{
+	uint64_t a = ut_now_ns(), b;
+
+	usleep(2000);
+	b = ut_now_ns();
+	ck_assert_uint_ge(b - a, 2000000);
+	ck_assert(ut_cpu_seconds() >= 0);
+}
+END_TEST
+
+/* ---- histogram ---- */
+
+START_TEST(hist_buckets)
+{
+	struct ut_hist h;
+
+	ut_hist_init(&h);
+	ck_assert(ut_hist_percentile_us(&h, 0.5) == 0);
+	ut_hist_record(&h, 500);     /* 0.5 us -> bucket 0 */
+	ut_hist_record(&h, 1000);    /* 1 us -> bucket 1 */
+	ut_hist_record(&h, 3000);    /* 3 us -> bucket 2 */
+	ut_hist_record(&h, 1000000); /* 1 ms -> bucket 10 */
+	ck_assert_uint_eq(atomic_load(&h.bucket[0]), 1);
+	ck_assert_uint_eq(atomic_load(&h.bucket[1]), 1);
+	ck_assert_uint_eq(atomic_load(&h.bucket[2]), 1);
+	ck_assert_uint_eq(atomic_load(&h.bucket[10]), 1);
+	ck_assert_uint_eq(ut_hist_bucket_lo_us(10), 512);
+	ck_assert(ut_hist_max_us(&h) == 1000.0);
+}
+END_TEST
+
+START_TEST(hist_percentiles)
+{
+	struct ut_hist h, h2;
+
+	ut_hist_init(&h);
+	ut_hist_init(&h2);
+	/* 98 samples at 10 us, 2 at 5 ms. */
+	for (int i = 0; i < 98; i++)
+		ut_hist_record(&h, 10000);
+	ut_hist_record(&h, 5000000);
+	ut_hist_record(&h2, 5000000);
+	ut_hist_merge(&h, &h2);
+	ck_assert_uint_eq(atomic_load(&h.count), 100);
+	/* 10 us lies in [8, 16): p50 reports the bucket bound 16. */
+	ck_assert(ut_hist_percentile_us(&h, 0.5) == 16.0);
+	ck_assert(ut_hist_percentile_us(&h, 0.98) == 16.0);
+	/* p99 falls among the 5 ms samples; clamped to the max. */
+	ck_assert(ut_hist_percentile_us(&h, 0.99) == 5000.0);
+	ck_assert(ut_hist_percentile_us(&h, 1.0) == 5000.0);
+	ck_assert(ut_hist_mean_us(&h) > 100 && ut_hist_mean_us(&h) < 120);
+}
+END_TEST
+
+START_TEST(hist_huge_sample)
+{
+	struct ut_hist h;
+
+	ut_hist_init(&h);
+	ut_hist_record(&h, UINT64_MAX / 2);
+	ck_assert_uint_eq(atomic_load(&h.bucket[UT_HIST_BUCKETS - 1]), 1);
+	ck_assert(ut_hist_percentile_us(&h, 0.5) > 0);
+}
+END_TEST
+
+static Suite *util_suite(void)
+{
+	Suite *s = suite_create("util");
+	struct {
+		const char *name;
+		const TTest *fn;
+	} cases[] = {
+		{ "log_prefix_and_level", log_prefix_and_level },
+		{ "log_level_parse", log_level_parse },
+		{ "bitmap_set_test_clear", bitmap_set_test_clear },
+		{ "bitmap_bounds", bitmap_bounds },
+		{ "bitmap_find_next", bitmap_find_next },
+		{ "bitmap_ranges_against_reference",
+		  bitmap_ranges_against_reference },
+		{ "bitmap_test_and_set_is_atomic",
+		  bitmap_test_and_set_is_atomic },
+		{ "clock_monotonic", clock_monotonic },
+		{ "hist_buckets", hist_buckets },
+		{ "hist_percentiles", hist_percentiles },
+		{ "hist_huge_sample", hist_huge_sample },
+	};
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(cases); i++) {
+		TCase *tc = tcase_create(cases[i].name);
+
+		tcase_set_timeout(tc, 30);
+		tcase_add_test(tc, cases[i].fn);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(util_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,1 @@
+# tools: the programs (see Makefile.am).

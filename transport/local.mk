@@ -1,0 +1,1 @@
+# transport: rules for this module (see Makefile.am).
