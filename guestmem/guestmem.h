@@ -231,8 +231,8 @@ void gm_dirty_destroy(struct gm_dirty *d);
 /* ---- page scanning --------------------------------------------------- */
 
 /* True if @len bytes at @p are all zero. Uses the widest vector unit the
- * CPU has (AVX-512, AVX2, or scalar), chosen at load time. @len must be a
- * multiple of 64 (any page size is). */
+ * CPU has (AVX-512, AVX2, or scalar), chosen at load time; any @len works,
+ * multiples of 64 (every page size) fastest. */
 bool gm_is_zero(const void *p, size_t len);
 /* Name of the implementation gm_is_zero() uses: "avx512", "avx2", "scalar". */
 const char *gm_is_zero_impl(void);
