@@ -104,7 +104,7 @@ enum gm_uffd_mode {
 
 struct gm_uffd {
 	int fd;			/* the userfaultfd, -1 when closed */
-	uint64_t features;	/* features enabled by UFFDIO_API */
+	uint64_t features;	/* features requested and enabled */
 	uint64_t ioctls;	/* ioctls UFFDIO_API reported */
 	bool owner;		/* true: gm_uffd_close() closes fd */
 };

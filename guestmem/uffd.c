@@ -92,7 +92,9 @@ int gm_uffd_init(struct gm_uffd *u, int fd, uint64_t features, bool own)
 		return -EINVAL;
 	*u = (struct gm_uffd){ .fd = -1 };
 	if (ioctl(fd, UFFDIO_API, &api) == 0) {
-		*u = (struct gm_uffd){ .fd = fd, .features = api.features,
+		/* On return api.features lists everything the kernel could
+		 * do; only what we asked for is enabled. */
+		*u = (struct gm_uffd){ .fd = fd, .features = features,
 				       .ioctls = api.ioctls, .owner = own };
 		return 0;
 	}
