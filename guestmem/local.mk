@@ -24,3 +24,9 @@ tests_check_guestmem_hugetlb_CPPFLAGS = $(AM_CPPFLAGS) -DGM_TEST_HUGETLB
 tests_check_guestmem_hugetlb_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(XXHASH_CFLAGS) \
 	-Wno-unused-variable -Wno-unused-function
 tests_check_guestmem_hugetlb_LDADD = $(GUESTMEM_LIBS) $(CHECK_LIBS)
+
+check_PROGRAMS += tests/check-guestmem-kvm
+TESTS += tests/check-guestmem-kvm
+tests_check_guestmem_kvm_SOURCES = tests/check-guestmem-kvm.c tests/testutil.h
+tests_check_guestmem_kvm_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_guestmem_kvm_LDADD = $(GUESTMEM_LIBS) $(CHECK_LIBS)
