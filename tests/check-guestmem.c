@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -587,6 +588,85 @@ START_TEST(event_remove)
 END_TEST
 #endif
 
+#ifndef GM_TEST_HUGETLB
+/* UFFDIO_MOVE: pages change places without a copy (anonymous only). */
+START_TEST(move_anon)
+{
+	struct gm_region r;
+	struct gm_uffd u;
+	uint8_t *src;
+	uint64_t f = 0;
+
+	gm_uffd_probe(&f);
+	ck_assert_msg(f & UFFD_FEATURE_MOVE, "kernel lacks UFFDIO_MOVE");
+	ck_assert_int_eq(gm_region_init(&r, GM_BACKING_ANON, 4 * 4096, NULL),
+			 0);
+	src = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(src, MAP_FAILED);
+	fill_page(src, 4096, 1);
+	fill_page(src + 4096, 4096, 2);
+	ck_assert_int_eq(gm_uffd_open(&u, UFFD_FEATURE_MOVE), 0);
+	ck_assert_int_eq(gm_uffd_register(&u, (uintptr_t)r.host, r.size,
+					  GM_UFFD_MISSING, NULL), 0);
+	ck_assert_int_eq(gm_uffd_move(&u, (uintptr_t)r.host + 4096,
+				      (uintptr_t)src, 2 * 4096, 0), 0);
+	ck_assert(page_ok((uint8_t *)r.host + 4096, 4096, 1));
+	ck_assert(page_ok((uint8_t *)r.host + 2 * 4096, 4096, 2));
+	/* The source is empty now, and a present destination is a race. */
+	ck_assert(gm_is_zero(src, 2 * 4096));
+	fill_page(src, 4096, 3);
+	ck_assert_int_eq(gm_uffd_move(&u, (uintptr_t)r.host + 4096,
+				      (uintptr_t)src, 4096, 0), -EEXIST);
+	munmap(src, 2 * 4096);
+	gm_uffd_close(&u);
+	/* Without the feature the call is refused up front. */
+	ck_assert_int_eq(gm_uffd_open(&u, 0), 0);
+	ck_assert_int_eq(gm_uffd_move(&u, (uintptr_t)r.host, 4096 * 16, 4096,
+				      0), -EOPNOTSUPP);
+	gm_uffd_close(&u);
+	gm_region_fini(&r);
+}
+END_TEST
+
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(bus_jmp, 1);
+}
+
+/* UFFDIO_POISON: the page raises SIGBUS instead of faulting to us. */
+START_TEST(poison_page)
+{
+	enum gm_backing b = backings[_i];
+	struct gm_region r;
+	struct gm_uffd u;
+	volatile int bus = 0;
+	uint64_t f = 0;
+
+	gm_uffd_probe(&f);
+	ck_assert_msg(f & UFFD_FEATURE_POISON, "kernel lacks UFFDIO_POISON");
+	ck_assert_int_eq(gm_region_init(&r, b, region_size(b), NULL), 0);
+	ck_assert_int_eq(gm_uffd_open(&u, UFFD_FEATURE_POISON |
+					      need_features(b, GM_UFFD_MISSING)),
+			 0);
+	ck_assert_int_eq(gm_uffd_register(&u, (uintptr_t)r.host, r.size,
+					  GM_UFFD_MISSING, NULL), 0);
+	ck_assert_int_eq(gm_uffd_poison(&u, (uintptr_t)r.host, 4096, 0), 0);
+	signal(SIGBUS, on_sigbus);
+	if (sigsetjmp(bus_jmp, 1) == 0)
+		(void)*(volatile uint8_t *)r.host;
+	else
+		bus = 1;
+	signal(SIGBUS, SIG_DFL);
+	ck_assert_msg(bus, "reading a poisoned page did not raise SIGBUS");
+	gm_uffd_close(&u);
+	gm_region_fini(&r);
+}
+END_TEST
+#endif
+
 /* ---- a second process that owns guest RAM and a uffd (the VMM) ---- */
 
 enum { CMD_WRITE = 1, CMD_VERIFY, CMD_EXIT };
@@ -1029,6 +1109,8 @@ int main(void)
 		{ "zero_scan_random", zero_scan_random, 0, 0 },
 		{ "zero_scan_adversarial", zero_scan_adversarial, 0, 0 },
 		{ "hash_reference", hash_reference, 0, 0 },
+		{ "move_anon", move_anon, 0, 0 },
+		{ "poison_page", poison_page, NB, 0 },
 #endif
 		{ "region_invalid", region_invalid, NB, 0 },
 		{ "region_attach_and_discard", region_attach_and_discard, NB, 0 },
