@@ -35,3 +35,28 @@ vmguest_DATA = tools/guest/ferry-guest
 CLEANFILES += $(guest_objs) tools/guest/ferry-guest.elf tools/guest/ferry-guest
 EXTRA_DIST += tools/guest/entry.S tools/guest/main.c tools/guest/workload.c \
 	tools/guest/workload.h tools/guest/guest.lds
+
+# ---- the VM link protocol: shared with the agents ----
+noinst_LIBRARIES += migrate/libvmlink.a
+migrate_libvmlink_a_SOURCES = migrate/vmlink.h migrate/vmlink.c
+VMLINK_LIBS = migrate/libvmlink.a util/libutil.a
+
+# ---- ferry-vm ----
+bin_PROGRAMS += tools/ferry-vm/ferry-vm
+tools_ferry_vm_ferry_vm_SOURCES = \
+	tools/ferry-vm/vm.h \
+	tools/ferry-vm/kvm-internal.h \
+	tools/ferry-vm/main.c \
+	tools/ferry-vm/vm.c \
+	tools/ferry-vm/kvm.c \
+	tools/ferry-vm/cpu.c \
+	tools/ferry-vm/state.c \
+	tools/ferry-vm/nokvm.c \
+	tools/ferry-vm/link-server.c \
+	tools/ferry-vm/snapshot.c \
+	tools/guest/workload.h \
+	tools/guest/workload.c
+tools_ferry_vm_ferry_vm_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DFERRY_GUEST_DEFAULT=\"$(pkgdatadir)/ferry-guest\"
+tools_ferry_vm_ferry_vm_LDADD = migrate/libvmlink.a $(GUESTMEM_LIBS) \
+	$(PTHREAD_LIBS)
