@@ -1,0 +1,634 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* The VM link protocol (see vmlink.h): encoding, socket I/O, both ends. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LOG_PREFIX "vmlink"
+#include "migrate/vmlink.h"
+#include "util/util.h"
+
+/* ---- little-endian helpers ---- */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = v >> (8 * i);
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = v >> (8 * i);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+	return p[0] | (uint16_t)p[1] << 8;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+const char *vml_msg_name(uint16_t type)
+{
+	static const char *const names[] = {
+		[VML_MSG_HELLO] = "hello",
+		[VML_MSG_PAUSE] = "pause",
+		[VML_MSG_RESUME] = "resume",
+		[VML_MSG_SAVE_STATE] = "save-state",
+		[VML_MSG_LOAD_STATE] = "load-state",
+		[VML_MSG_QUIT] = "quit",
+		[VML_MSG_STATUS] = "status",
+	};
+	uint16_t t = type & ~VML_MSG_REPLY;
+
+	if (t < UT_ARRAY_SIZE(names) && names[t])
+		return names[t];
+	return "?";
+}
+
+/* ---- encoding ---- */
+
+void vml_hdr_encode(uint8_t *out, const struct vml_hdr *h)
+{
+	put_u32(out, VML_MAGIC);
+	put_u16(out + 4, h->type);
+	put_u16(out + 6, h->flags);
+	put_u32(out + 8, h->len);
+	put_u32(out + 12, (uint32_t)h->status);
+}
+
+int vml_hdr_decode(struct vml_hdr *h, const uint8_t *buf, size_t len)
+{
+	if (len < VML_HDR_SIZE)
+		return -EINVAL;
+	if (get_u32(buf) != VML_MAGIC || get_u16(buf + 6) != 0)
+		return -EPROTO;
+	h->type = get_u16(buf + 4);
+	h->flags = 0;
+	h->len = get_u32(buf + 8);
+	h->status = (int32_t)get_u32(buf + 12);
+	if (h->len > VML_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	return 0;
+}
+
+ssize_t vml_hello_encode(const struct vml_hello *h, uint8_t *buf, size_t cap,
+			 int *fds, unsigned int *nfds)
+{
+	size_t need = VML_HELLO_FIXED + (size_t)h->nr_regions * VML_REGION_SIZE;
+	unsigned int n = 0;
+	uint8_t *p;
+
+	if (h->nr_regions > VML_MAX_REGIONS || cap < need)
+		return -EINVAL;
+	if (h->uffd >= 0)
+		fds[n++] = h->uffd;
+	put_u32(buf, h->version);
+	put_u32(buf + 4, h->pid);
+	put_u32(buf + 8, h->flags);
+	put_u32(buf + 12, h->nr_vcpus);
+	put_u32(buf + 16, h->nr_regions);
+	put_u32(buf + 20, h->uffd >= 0 ? 0 : (uint32_t)-1);
+	for (uint32_t i = 0; i < h->nr_regions; i++) {
+		const struct vml_region *r = &h->regions[i];
+
+		p = buf + VML_HELLO_FIXED + i * VML_REGION_SIZE;
+		put_u64(p, r->gpa);
+		put_u64(p + 8, r->size);
+		put_u64(p + 16, r->host_addr);
+		put_u64(p + 24, r->fd_offset);
+		put_u64(p + 32, r->page_size);
+		put_u32(p + 40, r->backing);
+		put_u32(p + 44, r->fd >= 0 ? n : (uint32_t)-1);
+		if (r->fd >= 0)
+			fds[n++] = r->fd;
+	}
+	*nfds = n;
+	return (ssize_t)need;
+}
+
+/* Takes fd @idx (-1: none) out of @fds into *@out. */
+static int take_fd(int32_t idx, int *fds, unsigned int nfds, int *out)
+{
+	*out = -1;
+	if (idx == -1)
+		return 0;
+	if (idx < 0 || (unsigned int)idx >= nfds || fds[idx] < 0)
+		return -EPROTO;
+	*out = fds[idx];
+	fds[idx] = -1;
+	return 0;
+}
+
+static int region_decode(struct vml_region *r, const uint8_t *p, int *fds,
+			 unsigned int nfds)
+{
+	r->gpa = get_u64(p);
+	r->size = get_u64(p + 8);
+	r->host_addr = get_u64(p + 16);
+	r->fd_offset = get_u64(p + 24);
+	r->page_size = get_u64(p + 32);
+	r->backing = get_u32(p + 40);
+	if (!r->size || !r->page_size || (r->page_size & (r->page_size - 1)) ||
+	    r->size % r->page_size || r->gpa % r->page_size ||
+	    r->gpa + r->size < r->gpa || r->host_addr + r->size < r->host_addr)
+		return -EINVAL;
+	return take_fd((int32_t)get_u32(p + 44), fds, nfds, &r->fd);
+}
+
+static void hello_release(struct vml_hello *h)
+{
+	if (h->uffd >= 0)
+		close(h->uffd);
+	h->uffd = -1;
+	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++) {
+		if (h->regions[i].fd >= 0)
+			close(h->regions[i].fd);
+		h->regions[i].fd = -1;
+	}
+}
+
+int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
+		     int *fds, unsigned int nfds)
+{
+	int ret;
+
+	memset(h, 0, sizeof(*h));
+	h->uffd = -1;
+	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
+		h->regions[i].fd = -1;
+	if (len < VML_HELLO_FIXED)
+		return -EPROTO;
+	h->version = get_u32(buf);
+	h->pid = get_u32(buf + 4);
+	h->flags = get_u32(buf + 8);
+	h->nr_vcpus = get_u32(buf + 12);
+	h->nr_regions = get_u32(buf + 16);
+	if (h->version != VML_VERSION || h->nr_regions > VML_MAX_REGIONS ||
+	    len != VML_HELLO_FIXED + (size_t)h->nr_regions * VML_REGION_SIZE)
+		return -EPROTO;
+	ret = take_fd((int32_t)get_u32(buf + 20), fds, nfds, &h->uffd);
+	for (uint32_t i = 0; !ret && i < h->nr_regions; i++)
+		ret = region_decode(&h->regions[i],
+				    buf + VML_HELLO_FIXED + i * VML_REGION_SIZE,
+				    fds, nfds);
+	if (ret)
+		hello_release(h);
+	return ret;
+}
+
+/* ---- socket I/O ---- */
+
+static int send_all(int sock, const void *buf, size_t len, const int *fds,
+		    unsigned int nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * VML_MAX_FDS)];
+		struct cmsghdr align;
+	} cbuf;
+	const uint8_t *p = buf;
+
+	while (len) {
+		struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+
+		if (nfds) {
+			struct cmsghdr *cm;
+
+			memset(&cbuf, 0, sizeof(cbuf));
+			mh.msg_control = cbuf.buf;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+		}
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= n;
+		nfds = 0;	/* the fds went with the first byte */
+	}
+	return 0;
+}
+
+int vml_send(int sock, uint16_t type, int32_t status, const void *payload,
+	     size_t len, const int *fds, unsigned int nfds)
+{
+	struct vml_hdr h = { .type = type, .len = len, .status = status };
+	uint8_t hb[VML_HDR_SIZE];
+	int ret;
+
+	if (len > VML_MAX_PAYLOAD || nfds > VML_MAX_FDS)
+		return -EMSGSIZE;
+	vml_hdr_encode(hb, &h);
+	ret = send_all(sock, hb, sizeof(hb), fds, nfds);
+	if (!ret && len)
+		ret = send_all(sock, payload, len, NULL, 0);
+	if (ret && ret != -EPIPE)
+		pr_err("sending %s failed: %s", vml_msg_name(type),
+		       strerror(-ret));
+	return ret;
+}
+
+static void collect_fds(struct msghdr *mh, struct vml_msg *m)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
+	     cm = CMSG_NXTHDR(mh, cm)) {
+		size_t n;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (m->nfds < VML_MAX_FDS)
+				m->fds[m->nfds++] = fd;
+			else
+				close(fd);
+		}
+	}
+}
+
+/* Reads exactly @len bytes; the first read also collects fds into @m. */
+static int recv_all(int sock, void *buf, size_t len, struct vml_msg *m)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * VML_MAX_FDS)];
+		struct cmsghdr align;
+	} cbuf;
+	uint8_t *p = buf;
+	size_t got = 0;
+
+	while (got < len) {
+		struct iovec iov = { .iov_base = p + got, .iov_len = len - got };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+
+		if (m) {
+			mh.msg_control = cbuf.buf;
+			mh.msg_controllen = sizeof(cbuf.buf);
+		}
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (m)
+			collect_fds(&mh, m);
+		if (n == 0)
+			return -ECONNRESET;
+		got += n;
+	}
+	return 0;
+}
+
+int vml_recv(int sock, struct vml_msg *m)
+{
+	uint8_t hb[VML_HDR_SIZE];
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	for (unsigned int i = 0; i < VML_MAX_FDS; i++)
+		m->fds[i] = -1;
+	ret = recv_all(sock, hb, sizeof(hb), m);
+	if (ret)
+		return ret;
+	ret = vml_hdr_decode(&m->hdr, hb, sizeof(hb));
+	if (ret) {
+		pr_err("malformed message header: %s", strerror(-ret));
+		return ret;
+	}
+	if (!m->hdr.len)
+		return 0;
+	m->payload = malloc(m->hdr.len);
+	if (!m->payload)
+		return -ENOMEM;
+	ret = recv_all(sock, m->payload, m->hdr.len, NULL);
+	if (ret)
+		pr_err("short %s message: %s", vml_msg_name(m->hdr.type),
+		       strerror(-ret));
+	return ret;
+}
+
+void vml_msg_fini(struct vml_msg *m)
+{
+	if (!m)
+		return;
+	free(m->payload);
+	m->payload = NULL;
+	for (unsigned int i = 0; i < m->nfds; i++)
+		if (m->fds[i] >= 0)
+			close(m->fds[i]);
+	m->nfds = 0;
+}
+
+/* ---- the VMM side ---- */
+
+static int addr_of(const char *path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (!path || !*path || strlen(path) >= sizeof(sa->sun_path)) {
+		pr_err("invalid socket path '%s' (empty or longer than %zu)",
+		       path ? path : "", sizeof(sa->sun_path) - 1);
+		return -EINVAL;
+	}
+	strcpy(sa->sun_path, path);
+	return 0;
+}
+
+/* Whether something accepts connections on @sa. */
+static bool socket_live(const struct sockaddr_un *sa)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live;
+
+	if (s < 0)
+		return false;
+	live = !connect(s, (const struct sockaddr *)sa, sizeof(*sa));
+	close(s);
+	return live;
+}
+
+static int clear_path(const char *path, const struct sockaddr_un *sa)
+{
+	struct stat st;
+
+	if (lstat(path, &st))
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		pr_err("socket path %s exists and is not a socket", path);
+		return -EEXIST;
+	}
+	if (socket_live(sa)) {
+		pr_err("socket path %s is in use by another process", path);
+		return -EADDRINUSE;
+	}
+	unlink(path);	/* stale: its owner died */
+	return 0;
+}
+
+int vml_server_listen(const char *path, int *fd)
+{
+	struct sockaddr_un sa;
+	int s, ret;
+
+	*fd = -1;
+	ret = addr_of(path, &sa);
+	if (!ret)
+		ret = clear_path(path, &sa);
+	if (ret)
+		return ret;
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		ret = -errno;
+		pr_err("socket: %s", strerror(-ret));
+		return ret;
+	}
+	if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) || listen(s, 4)) {
+		ret = -errno;
+		pr_err("cannot listen on %s: %s", path, strerror(-ret));
+		goto close_socket;
+	}
+	*fd = s;
+	return 0;
+
+close_socket:
+	close(s);
+	return ret;
+}
+
+int vml_server_hello(int sock, const struct vml_hello *h)
+{
+	uint8_t buf[VML_HELLO_FIXED + VML_MAX_REGIONS * VML_REGION_SIZE];
+	int fds[VML_MAX_FDS];
+	unsigned int nfds;
+	ssize_t n;
+
+	n = vml_hello_encode(h, buf, sizeof(buf), fds, &nfds);
+	if (n < 0) {
+		pr_err("cannot encode HELLO (%u regions)", h->nr_regions);
+		return (int)n;
+	}
+	return vml_send(sock, VML_MSG_HELLO, 0, buf, (size_t)n, fds, nfds);
+}
+
+void vml_status_encode(uint8_t *out, uint32_t state, uint64_t hbs)
+{
+	put_u32(out, state);
+	put_u32(out + 4, 0);
+	put_u64(out + 8, hbs);
+}
+
+int vml_server_reply(int sock, uint16_t req_type, int32_t status,
+		     const void *payload, size_t len)
+{
+	return vml_send(sock, req_type | VML_MSG_REPLY, status, payload, len,
+			NULL, 0);
+}
+
+/* ---- the agent side ---- */
+
+static void client_reset(struct vml_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->sock = -1;
+	c->hello.uffd = -1;
+	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
+		c->hello.regions[i].fd = -1;
+}
+
+static int client_hello(struct vml_client *c)
+{
+	struct vml_msg m;
+	int ret;
+
+	ret = vml_recv(c->sock, &m);
+	if (!ret && m.hdr.type != VML_MSG_HELLO)
+		ret = -EPROTO;
+	if (!ret)
+		ret = vml_hello_decode(&c->hello, m.payload, m.hdr.len, m.fds,
+				       m.nfds);
+	if (ret)
+		pr_err("no valid HELLO from the VMM: %s", strerror(-ret));
+	vml_msg_fini(&m);
+	return ret;
+}
+
+int vml_client_open(struct vml_client *c, const char *path)
+{
+	struct sockaddr_un sa;
+	int ret;
+
+	client_reset(c);
+	ret = addr_of(path, &sa);
+	if (ret)
+		return ret;
+	c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->sock < 0) {
+		ret = -errno;
+		pr_err("socket: %s", strerror(-ret));
+		return ret;
+	}
+	if (connect(c->sock, (struct sockaddr *)&sa, sizeof(sa))) {
+		ret = -errno;
+		pr_err("cannot connect to the VMM at %s: %s", path,
+		       strerror(-ret));
+		goto close_socket;
+	}
+	ret = client_hello(c);
+	if (ret)
+		goto close_socket;
+	return 0;
+
+close_socket:
+	close(c->sock);
+	c->sock = -1;
+	return ret;
+}
+
+void vml_client_close(struct vml_client *c)
+{
+	if (!c)
+		return;
+	if (c->sock >= 0)
+		close(c->sock);
+	hello_release(&c->hello);
+	c->sock = -1;
+}
+
+int vml_client_take_uffd(struct vml_client *c)
+{
+	int fd = c->hello.uffd;
+
+	c->hello.uffd = -1;
+	return fd;
+}
+
+/* Sends request @type and waits for its reply into @reply. */
+static int request(struct vml_client *c, uint16_t type, const void *payload,
+		   size_t len, struct vml_msg *reply)
+{
+	int ret;
+
+	memset(reply, 0, sizeof(*reply));
+	if (c->sock < 0)
+		return -ENOTCONN;
+	ret = vml_send(c->sock, type, 0, payload, len, NULL, 0);
+	if (ret)
+		return ret;
+	ret = vml_recv(c->sock, reply);
+	if (ret)
+		return ret;
+	if (reply->hdr.type != (type | VML_MSG_REPLY)) {
+		pr_err("expected the reply to %s, got message type %#x",
+		       vml_msg_name(type), reply->hdr.type);
+		return -EPROTO;
+	}
+	if (reply->hdr.status > 0 || reply->hdr.status < -4095)
+		return -EPROTO;
+	return reply->hdr.status;
+}
+
+static int simple(struct vml_client *c, uint16_t type)
+{
+	struct vml_msg m;
+	int ret = request(c, type, NULL, 0, &m);
+
+	vml_msg_fini(&m);
+	return ret;
+}
+
+int vml_client_pause(struct vml_client *c)
+{
+	return simple(c, VML_MSG_PAUSE);
+}
+
+int vml_client_resume(struct vml_client *c)
+{
+	return simple(c, VML_MSG_RESUME);
+}
+
+int vml_client_quit(struct vml_client *c)
+{
+	return simple(c, VML_MSG_QUIT);
+}
+
+int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs)
+{
+	struct vml_msg m;
+	int ret = request(c, VML_MSG_STATUS, NULL, 0, &m);
+
+	if (!ret && m.hdr.len < 16)
+		ret = -EPROTO;
+	if (!ret) {
+		*state = get_u32(m.payload);
+		*hbs = get_u64(m.payload + 8);
+	}
+	vml_msg_fini(&m);
+	return ret;
+}
+
+int vml_client_save_state(struct vml_client *c, void **blob, size_t *len)
+{
+	struct vml_msg m;
+	int ret = request(c, VML_MSG_SAVE_STATE, NULL, 0, &m);
+
+	*blob = NULL;
+	*len = 0;
+	if (!ret && !m.hdr.len)
+		ret = -EPROTO;
+	if (!ret) {
+		*blob = m.payload;
+		*len = m.hdr.len;
+		m.payload = NULL;
+	}
+	vml_msg_fini(&m);
+	return ret;
+}
+
+int vml_client_load_state(struct vml_client *c, const void *blob, size_t len)
+{
+	struct vml_msg m;
+	int ret = request(c, VML_MSG_LOAD_STATE, blob, len, &m);
+
+	vml_msg_fini(&m);
+	return ret;
+}

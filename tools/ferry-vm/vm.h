@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ferry-vm internals: the VM object shared by the program's subsystems.
+ *
+ *   main.c         options, setup and teardown, the main loop
+ *   vm.c           run control (pause/resume/save/load/quit), console
+ *   kvm.c          /dev/kvm, the VM, guest memory slots, payload loading
+ *   cpu.c          vCPUs: long-mode setup and the run loop
+ *   state.c        the state blob (framing; KVM and no-KVM sections)
+ *   nokvm.c        the workload as native threads over guest RAM
+ *   link-server.c  the VM link server thread (migrate/vmlink.h)
+ *   snapshot.c     snapshot / restore to a file through the VM link
+ *
+ * Locking: vm->lock guards run state; backends are called with it held
+ * only where noted. The link server thread and main() are the only
+ * callers of run control.
+ */
+#ifndef FERRY_VM_H
+#define FERRY_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guestmem/guestmem.h"
+#include "migrate/vmlink.h"
+#include "tools/guest/workload.h"
+
+/* Exit statuses of ferry-vm (also in the man page). */
+#define VM_EXIT_OK 0
+#define VM_EXIT_ERROR 1		/* setup or VMM error */
+#define VM_EXIT_USAGE 2		/* bad options */
+#define VM_EXIT_VERIFY 3	/* the guest found corrupt memory */
+#define VM_EXIT_GUEST 4		/* the guest crashed or stopped oddly */
+#define VM_EXIT_WATCHDOG 5	/* no heartbeat within --watchdog */
+
+#define VM_MAX_CPUS WL_MAX_CPUS
+#define VM_CMDLINE_MAX 1024
+
+struct vm_config {
+	const char *payload;	/* guest image (KVM mode) */
+	const char *socket;	/* VM link socket path, NULL: none */
+	const char *console;	/* console log file, NULL: stdout */
+	const char *restore;	/* snapshot file to restore, NULL: none */
+	char cmdline[VM_CMDLINE_MAX]; /* guest command line */
+	enum gm_backing backing;
+	uint64_t ram_bytes;	/* 0: what the workload needs */
+	unsigned int nr_cpus;	/* 1..VM_MAX_CPUS */
+	unsigned int watchdog_ms; /* 0: off */
+	bool incoming;		/* wait for load-state + resume */
+	bool nokvm;		/* native threads instead of KVM */
+};
+
+struct vm;
+struct vm_blob;
+
+/* A way to run the guest: KVM vCPUs or native threads. */
+struct vm_backend_ops {
+	const char *name;
+	/* Prepares the guest (vCPUs, memory, payload or workload header);
+	 * @fresh: false in incoming/restore mode (RAM comes from elsewhere). */
+	int (*init)(struct vm *vm, bool fresh);
+	int (*start)(struct vm *vm);	/* starts vCPUs (once) */
+	int (*pause)(struct vm *vm);	/* returns once all are stopped */
+	int (*resume)(struct vm *vm);
+	/* Paused or not started: appends sections to a blob / applies one. */
+	int (*save)(struct vm *vm, struct vm_blob *b);
+	int (*load)(struct vm *vm, const uint8_t *blob, size_t len);
+	void (*fini)(struct vm *vm);	/* stops and joins; accepts half-built */
+};
+
+extern const struct vm_backend_ops vm_kvm_ops;
+extern const struct vm_backend_ops vm_nokvm_ops;
+
+struct vm_console {
+	int fd;			/* where guest lines go */
+	bool own_fd;		/* close on fini */
+	pthread_mutex_t lock;
+	char line[512];		/* the line being assembled */
+	size_t len;
+	uint64_t hbs;		/* heartbeat lines seen */
+	uint64_t last_hb_ns;	/* ut_now_ns() of the last one (or start) */
+};
+
+struct vm {
+	struct vm_config cfg;
+	struct wl_params params;	/* the guest's parameters */
+	struct gm_region ram;		/* guest physical 0 .. ram.size */
+	int uffd;			/* raw userfaultfd for agents, -1 */
+	const struct vm_backend_ops *ops;
+	void *backend;			/* the backend's own struct */
+	struct vm_console con;
+
+	pthread_mutex_t lock;		/* guards the fields below */
+	enum vml_run_state state;
+	bool started;			/* backend start() was called */
+	bool loaded;			/* incoming: state was loaded */
+	int exit_code;			/* -1 until the guest stops */
+	bool quit;			/* quit requested */
+	uint64_t run_since_ns;		/* ut_now_ns() of the last start/resume */
+	int event_fd;			/* wakes main(): exit, quit */
+};
+
+/* ---- vm.c: run control (link server thread and main) ---- */
+
+int vm_init(struct vm *vm, const struct vm_config *cfg);
+void vm_fini(struct vm *vm);
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+/* Paused (or incoming): a malloc'ed blob in *@blob. */
+int vm_save_state(struct vm *vm, void **blob, size_t *len);
+int vm_load_state(struct vm *vm, const void *blob, size_t len);
+void vm_request_quit(struct vm *vm);
+/* The guest stopped with @code (VM_EXIT_*); first caller wins. */
+void vm_guest_exited(struct vm *vm, int code);
+enum vml_run_state vm_run_state(struct vm *vm);
+
+/* Console: bytes from the guest, any thread. */
+int vm_console_init(struct vm_console *c, const char *path);
+void vm_console_fini(struct vm_console *c);
+void vm_console_write(struct vm_console *c, const char *s, size_t len);
+uint64_t vm_console_heartbeats(struct vm_console *c, uint64_t *last_ns);
+
+/* ---- state.c: the blob ---- */
+
+enum vm_blob_kind {
+	VM_BLOB_KVM = 1,
+	VM_BLOB_NOKVM = 2,
+};
+
+struct vm_blob {
+	uint8_t *buf;		/* malloc'ed */
+	size_t len, cap;	/* bytes used, allocated */
+	uint32_t nr_sections;
+};
+
+/* Starts a blob for @kind with @nr_vcpus and @ram_size. */
+int vm_blob_init(struct vm_blob *b, enum vm_blob_kind kind,
+		 unsigned int nr_vcpus, uint64_t ram_size);
+void vm_blob_fini(struct vm_blob *b);
+/* Appends a section (@type, @vcpu or VM_BLOB_VM) with @len bytes. */
+#define VM_BLOB_VM 0xffffffffu
+int vm_blob_add(struct vm_blob *b, uint32_t type, uint32_t vcpu,
+		const void *data, size_t len);
+/* Checks the framing of a received blob and that it is of @kind for
+ * @nr_vcpus and @ram_size. Returns 0 or -EINVAL (logged). */
+int vm_blob_check(const uint8_t *blob, size_t len, enum vm_blob_kind kind,
+		  unsigned int nr_vcpus, uint64_t ram_size);
+/* Finds a section; returns its data or NULL; *@len receives its size. */
+const void *vm_blob_find(const uint8_t *blob, size_t len, uint32_t type,
+			 uint32_t vcpu, size_t *out_len);
+
+/* ---- link-server.c ---- */
+
+struct vm_link;
+/* Listens on @path (early, so that a path in use fails before anything
+ * else is set up). */
+int vm_link_open(struct vm_link **out, const char *path);
+/* Starts the server thread for @vm, once @vm is fully set up. */
+int vm_link_start(struct vm_link *l, struct vm *vm);
+/* Stops the thread, closes sockets, unlinks the path. Accepts NULL. */
+void vm_link_stop(struct vm_link *l);
+
+/* ---- snapshot.c: the client subcommands ---- */
+
+/* `ferry-vm snapshot|restore ...`; returns an exit status. */
+int vm_cmd_snapshot(int argc, char **argv);
+int vm_cmd_restore(int argc, char **argv);
+/* Restores @path into @vm (RAM and state) in-process (--restore). */
+int vm_restore_file(struct vm *vm, const char *path);
+/* Reads the guest RAM size recorded in snapshot @path. */
+int vm_snapshot_peek(const char *path, uint64_t *ram_size);
+
+#endif /* FERRY_VM_H */

@@ -1,0 +1,62 @@
+# ferry-vm (the reference micro-VMM), its guest payload and the VM link
+# protocol (migrate/vmlink.*). All rules of these parts live here, included
+# once from Makefile.am.
+
+# ---- the guest payload: freestanding x86-64, Multiboot v1, flat image ----
+# Built with its own flags (not AM_CFLAGS): no libc, no red zone, no SSE (no
+# FPU state set up by anyone), no PIC, linked at 1 MiB by guest.lds.
+GUEST_CFLAGS = -std=gnu11 -O2 -m64 -ffreestanding -fno-pic -fno-pie \
+	-fno-stack-protector -fno-asynchronous-unwind-tables \
+	-fno-delete-null-pointer-checks -mno-red-zone -mgeneral-regs-only \
+	-mcmodel=small -fcf-protection=none $(WARN_CFLAGS)
+GUEST_LINKFLAGS = -nostdlib -static -no-pie -Wl,--build-id=none \
+	-Wl,-z,noexecstack -Wl,-T,$(srcdir)/tools/guest/guest.lds
+GUEST_OBJCOPY = objcopy
+guest_objs = tools/guest/entry.guest.o tools/guest/main.guest.o \
+	tools/guest/workload.guest.o
+guest_deps = $(srcdir)/tools/guest/workload.h $(srcdir)/tools/vm.mk
+
+tools/guest/entry.guest.o: $(srcdir)/tools/guest/entry.S $(guest_deps)
+	$(AM_V_CC)$(MKDIR_P) tools/guest && \
+	$(CC) $(GUEST_CFLAGS) -c -o $@ $(srcdir)/tools/guest/entry.S
+tools/guest/main.guest.o: $(srcdir)/tools/guest/main.c $(guest_deps)
+	$(AM_V_CC)$(MKDIR_P) tools/guest && \
+	$(CC) $(GUEST_CFLAGS) -c -o $@ $(srcdir)/tools/guest/main.c
+tools/guest/workload.guest.o: $(srcdir)/tools/guest/workload.c $(guest_deps)
+	$(AM_V_CC)$(MKDIR_P) tools/guest && \
+	$(CC) $(GUEST_CFLAGS) -c -o $@ $(srcdir)/tools/guest/workload.c
+tools/guest/ferry-guest.elf: $(guest_objs) $(srcdir)/tools/guest/guest.lds
+	$(AM_V_CCLD)$(CC) $(GUEST_LINKFLAGS) -o $@ $(guest_objs)
+tools/guest/ferry-guest: tools/guest/ferry-guest.elf
+	$(AM_V_GEN)$(GUEST_OBJCOPY) -O binary $< $@
+
+vmguestdir = $(pkgdatadir)
+vmguest_DATA = tools/guest/ferry-guest
+CLEANFILES += $(guest_objs) tools/guest/ferry-guest.elf tools/guest/ferry-guest
+EXTRA_DIST += tools/guest/entry.S tools/guest/main.c tools/guest/workload.c \
+	tools/guest/workload.h tools/guest/guest.lds
+
+# ---- the VM link protocol: shared with the agents ----
+noinst_LIBRARIES += migrate/libvmlink.a
+migrate_libvmlink_a_SOURCES = migrate/vmlink.h migrate/vmlink.c
+VMLINK_LIBS = migrate/libvmlink.a util/libutil.a
+
+# ---- ferry-vm ----
+bin_PROGRAMS += tools/ferry-vm/ferry-vm
+tools_ferry_vm_ferry_vm_SOURCES = \
+	tools/ferry-vm/vm.h \
+	tools/ferry-vm/kvm-internal.h \
+	tools/ferry-vm/main.c \
+	tools/ferry-vm/vm.c \
+	tools/ferry-vm/kvm.c \
+	tools/ferry-vm/cpu.c \
+	tools/ferry-vm/state.c \
+	tools/ferry-vm/nokvm.c \
+	tools/ferry-vm/link-server.c \
+	tools/ferry-vm/snapshot.c \
+	tools/guest/workload.h \
+	tools/guest/workload.c
+tools_ferry_vm_ferry_vm_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DFERRY_GUEST_DEFAULT=\"$(pkgdatadir)/ferry-guest\"
+tools_ferry_vm_ferry_vm_LDADD = migrate/libvmlink.a $(GUESTMEM_LIBS) \
+	$(PTHREAD_LIBS)
