@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Attaching to a VMM: the VM link, then a mapping of each RAM region. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define LOG_PREFIX "migrate"
+#include "migrate/internal.h"
+
+int mig_fail(char *err, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && !err[0]) { /* the first reason is the one that counts */
+		va_start(ap, fmt);
+		vsnprintf(err, MIG_ERR_LEN, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
+		 size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return tp_send(st, type, &iov, len ? 1 : 0, 0);
+}
+
+int mig_vm_attach(struct mig_vm *vm, const char *path, char *err)
+{
+	const struct vml_hello *h;
+	uint64_t t;
+	int populate, ret;
+
+	memset(vm, 0, sizeof(*vm));
+	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
+		vm->map[i].fd = -1;
+	ret = vml_client_open(&vm->link, path);
+	if (ret)
+		return mig_fail(err, ret, "cannot attach to the VM at %s: %s",
+				path, strerror(-ret));
+	h = &vm->link.hello;
+	if (h->nr_regions == 0 || h->nr_regions > MIG_MAX_REGIONS)
+		return mig_fail(err, -EPROTO, "the VM reports %u RAM regions",
+				h->nr_regions);
+	/* An incoming VM's RAM is about to be written, a running one's read. */
+	populate = (h->flags & VML_F_INCOMING) ? MADV_POPULATE_WRITE :
+						  MADV_POPULATE_READ;
+	vm->nr = h->nr_regions;
+	vm->layout.nr = vm->nr;
+	for (unsigned int i = 0; i < vm->nr; i++) {
+		const struct vml_region *r = &h->regions[i];
+
+		if (r->fd < 0)
+			return mig_fail(err, -EOPNOTSUPP,
+					"RAM region %u is anonymous memory, "
+					"which Ferry cannot map yet: start the "
+					"VM with shmem or hugetlb backing", i);
+		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
+				       r->fd_offset, r->size);
+		if (ret)
+			return mig_fail(err, ret, "cannot map RAM region %u "
+					"(%llu MiB): %s", i,
+					(unsigned long long)(r->size >> 20),
+					strerror(-ret));
+		vm->layout.r[i] = (struct mig_region){
+			.gpa = r->gpa, .size = r->size,
+			.page_size = (uint32_t)r->page_size,
+		};
+		/* Fault the whole mapping in now, in one call: page by page
+		 * first touches cost far more (and land on the critical
+		 * path) under nested virtualisation. */
+		t = ut_now_ns();
+		if (madvise(vm->map[i].host, r->size, populate))
+			pr_warn("populating region %u: %s", i, strerror(errno));
+		pr_info("region %u: %llu MiB mapped and populated in %.1f ms", i,
+			(unsigned long long)(r->size >> 20),
+			(ut_now_ns() - t) / 1e6);
+		vm->first[i] = vm->total_pages;
+		vm->total_pages += r->size / r->page_size;
+		vm->ram_bytes += r->size;
+	}
+	return 0;
+}
+
+void mig_vm_detach(struct mig_vm *vm)
+{
+	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
+		gm_region_fini(&vm->map[i]);
+	vml_client_close(&vm->link);
+}
