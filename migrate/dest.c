@@ -24,6 +24,7 @@
 #include "migrate/internal.h"
 
 #define RX_BUF (MIG_DUP_FIXED + MIG_DUP_ENTRY * MIG_MAX_DUPS)
+#define STAGE_BYTES (4u << 20)	/* COPY mode: pages received at a time */
 
 struct mig_dst;
 
@@ -37,6 +38,7 @@ struct receiver {
 	struct iovec iov[MIG_MAX_BATCH];
 	struct mig_dup dups[MIG_MAX_DUPS];
 	uint8_t buf[RX_BUF];
+	uint8_t *stage;		/* COPY mode: STAGE_BYTES, reused */
 };
 
 struct mig_dst {
@@ -98,6 +100,29 @@ static bool round_barrier(struct mig_dst *d, bool final)
 	return ok;
 }
 
+/* COPY mode: the pages into the warm stage, then runs of consecutive
+ * pages into the backing file with one pwrite each. */
+static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
+{
+	struct mig_dst *d = r->d;
+	struct iovec iov = { r->stage, (size_t)h->count * h->page_size };
+	int ret = tp_recv_payload(r->st, &iov, 1);
+
+	for (uint32_t i = 0; !ret && i < h->count;) {
+		uint32_t run = 1;
+
+		while (i + run < h->count && r->idx[i + run] == r->idx[i] + run)
+			run++;
+		ret = mig_vm_write(&d->vm, h->region, r->idx[i],
+				   r->stage + (size_t)i * h->page_size,
+				   (size_t)run * h->page_size);
+		i += run;
+	}
+	if (ret && ret != -ECONNRESET && ret != -ETIMEDOUT)
+		pr_err("writing guest RAM: %s", strerror(-ret));
+	return ret;
+}
+
 static int rx_pages(struct receiver *r, const struct tp_msg *m)
 {
 	struct mig_dst *d = r->d;
@@ -121,11 +146,16 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 					r->idx);
 	if (ret)
 		return ret;
-	/* Decrypt straight into guest RAM. */
-	for (uint32_t i = 0; i < h.count; i++)
-		r->iov[i] = (struct iovec){
-			mig_vm_page(&d->vm, h.region, r->idx[i]), h.page_size };
-	ret = tp_recv_payload(r->st, r->iov, h.count);
+	if (d->vm.copy && (uint64_t)h.count * h.page_size <= STAGE_BYTES) {
+		ret = rx_pages_copy(r, &h);
+	} else {
+		/* Decrypt straight into guest RAM. */
+		for (uint32_t i = 0; i < h.count; i++)
+			r->iov[i] = (struct iovec){
+				mig_vm_page(&d->vm, h.region, r->idx[i]),
+				h.page_size };
+		ret = tp_recv_payload(r->st, r->iov, h.count);
+	}
 	if (ret)
 		return ret;
 	for (uint32_t i = 0; i < h.count; i++)
@@ -159,9 +189,17 @@ static int rx_zero(struct receiver *r, const struct tp_msg *m)
 			continue;
 		/* Fresh incoming RAM reads as zero; only pages that got
 		 * data in an earlier round need clearing. */
-		if (ut_bitmap_test_and_clear(&d->received, g))
+		if (!ut_bitmap_test_and_clear(&d->received, g))
+			continue;
+		if (d->vm.copy)
+			ret = gm_region_discard(&d->vm.map[z.region],
+				(z.first + i) * d->vm.layout.r[z.region].page_size,
+				d->vm.layout.r[z.region].page_size);
+		else
 			memset(mig_vm_page(&d->vm, z.region, z.first + i), 0,
 			       d->vm.layout.r[z.region].page_size);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -180,9 +218,21 @@ static int rx_dup(struct receiver *r, const struct tp_msg *m)
 	for (uint32_t i = 0; i < n; i++) {
 		const struct mig_dup *e = &r->dups[i];
 
-		memcpy(mig_vm_page(&d->vm, e->region, e->page),
-		       mig_vm_page(&d->vm, e->src_region, e->src_page),
-		       d->vm.layout.r[e->region].page_size);
+		uint32_t psz = d->vm.layout.r[e->region].page_size;
+
+		if (d->vm.copy && psz <= STAGE_BYTES) {
+			ret = mig_vm_read(&d->vm, e->src_region, e->src_page,
+					  r->stage, psz);
+			if (!ret)
+				ret = mig_vm_write(&d->vm, e->region, e->page,
+						   r->stage, psz);
+			if (ret)
+				return ret;
+		} else {
+			memcpy(mig_vm_page(&d->vm, e->region, e->page),
+			       mig_vm_page(&d->vm, e->src_region, e->src_page),
+			       psz);
+		}
 		ut_bitmap_set(&d->received, d->vm.first[e->region] + e->page);
 	}
 	return 0;
@@ -318,6 +368,12 @@ static int start_receivers(struct mig_dst *d)
 	for (unsigned int i = 0; i < d->nbulk; i++) {
 		d->rx[i].d = d;
 		d->rx[i].st = tp_session_bulk(d->p->session, i);
+		if (d->vm.copy) {
+			d->rx[i].stage = aligned_alloc(4096, STAGE_BYTES);
+			if (!d->rx[i].stage)
+				return -ENOMEM;
+			memset(d->rx[i].stage, 0, STAGE_BYTES);
+		}
 		if (pthread_create(&d->rx[i].thread, NULL, receiver_main,
 				   &d->rx[i]))
 			return -EAGAIN;
@@ -338,6 +394,7 @@ static int join_receivers(struct mig_dst *d)
 			pthread_join(d->rx[i].thread, NULL);
 		if (d->rx[i].ret && !ret)
 			ret = d->rx[i].ret;
+		free(d->rx[i].stage);
 	}
 	free(d->rx);
 	d->rx = NULL;
@@ -442,7 +499,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	pthread_mutex_init(&d.lock, NULL);
 	pthread_cond_init(&d.cond, NULL);
 	d.nbulk = tp_session_nbulk(p->session);
-	ret = mig_vm_attach(&d.vm, p->vm_socket, err);
+	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
 		ret = mig_fail(err, -EBUSY, "the VM at %s is already running; "
 			       "start it with --incoming", p->vm_socket);

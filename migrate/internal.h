@@ -18,11 +18,18 @@ struct mig_vm {
 	uint64_t total_pages;
 	uint64_t ram_bytes;
 	struct mig_layout layout;		/* as sent in HELLO */
+	bool copy;				/* MIG_MEM_COPY in effect */
 };
 
 /* Connects to the VMM at @path and maps every region. Anonymous RAM has
  * no fd to map and is refused with a message saying so. */
-int mig_vm_attach(struct mig_vm *vm, const char *path, char *err);
+int mig_vm_attach(struct mig_vm *vm, const char *path,
+		  enum mig_mem_access access, char *err);
+/* COPY mode: reads / writes @len bytes at page @idx of region @r. */
+int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
+		size_t len);
+int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
+		 const void *buf, size_t len);
 void mig_vm_detach(struct mig_vm *vm);
 
 /* Host address (here) of page @idx of region @r. */

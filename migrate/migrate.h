@@ -56,6 +56,20 @@ struct mig_stats {
 	struct mig_round_stats rounds[MIG_MAX_ROUNDS];
 };
 
+/*
+ * How an agent reaches guest RAM. MAP reads and writes through its own
+ * mapping of the VMM's memory (no copy). COPY uses pread/pwrite on the
+ * backing fd into a buffer the agent keeps warm: one kernel copy, but no
+ * first touch of every page in a second address space, which costs more
+ * than the copy under nested (shadow-paged) virtualisation. AUTO picks
+ * COPY for 4K backings and MAP for huge pages.
+ */
+enum mig_mem_access {
+	MIG_MEM_AUTO = 0,
+	MIG_MEM_MAP,
+	MIG_MEM_COPY,
+};
+
 /* Progress, called by the source after each round and while it sends. */
 struct mig_progress {
 	uint32_t round;
@@ -73,6 +87,7 @@ struct mig_source_params {
 	uint64_t bandwidth_limit;	/* bytes/s, 0: none */
 	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
 	uint32_t max_rounds;	/* 0: 30 */
+	enum mig_mem_access mem_access;
 	mig_progress_fn progress;
 	void *progress_arg;
 };
@@ -84,6 +99,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 struct mig_dest_params {
 	const char *vm_socket;	/* the incoming VMM's VM link */
 	struct tp_session *session; /* accepted; not owned */
+	enum mig_mem_access mem_access;
 };
 
 /* Receives the VM into the incoming VMM and resumes it there. On failure

@@ -31,6 +31,7 @@
 #define CHUNK 1024		/* pages a sender takes at a time */
 #define BATCH 64		/* pages per PAGES message, at most */
 #define BATCH_BYTES (1u << 20)	/* ... and at most this many bytes */
+#define STAGE_BYTES (4u << 20)	/* COPY mode: pages read at a time */
 
 struct chunk {
 	uint32_t region;
@@ -63,6 +64,8 @@ struct sender {
 	struct counts c;	/* this round */
 	uint32_t nbatch, batch_region;
 	uint64_t batch_idx[BATCH];
+	const uint8_t *batch_ptr[BATCH];
+	uint8_t *stage;		/* COPY mode: STAGE_BYTES, reused */
 	struct iovec iov[1 + BATCH];
 	uint8_t hdr[MIG_PAGES_FIXED + 8 * BATCH];
 	uint8_t zbits[CHUNK / 8];
@@ -148,9 +151,7 @@ static int flush_batch(struct sender *w)
 		return n;
 	w->iov[0] = (struct iovec){ w->hdr, n };
 	for (uint32_t i = 0; i < w->nbatch; i++)
-		w->iov[1 + i] = (struct iovec){
-			mig_vm_page(&s->vm, w->batch_region, w->batch_idx[i]),
-			psz };
+		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
 	throttle(s, n + (size_t)w->nbatch * psz);
 	ret = tp_send(w->st, MIG_MSG_PAGES, w->iov, 1 + w->nbatch, 0);
 	if (ret)
@@ -162,7 +163,8 @@ static int flush_batch(struct sender *w)
 	return 0;
 }
 
-static int add_page(struct sender *w, uint32_t region, uint64_t idx)
+static int add_page(struct sender *w, uint32_t region, uint64_t idx,
+		    const uint8_t *page)
 {
 	uint32_t psz = w->src->vm.layout.r[region].page_size;
 	uint32_t max = BATCH_BYTES / psz ? BATCH_BYTES / psz : 1;
@@ -172,6 +174,7 @@ static int add_page(struct sender *w, uint32_t region, uint64_t idx)
 			  w->nbatch >= BATCH))
 		ret = flush_batch(w);
 	w->batch_region = region;
+	w->batch_ptr[w->nbatch] = page;
 	w->batch_idx[w->nbatch++] = idx;
 	return ret;
 }
@@ -232,41 +235,85 @@ static int send_zero_and_dups(struct sender *w, const struct chunk *c,
 	return 0;
 }
 
-static int send_chunk(struct sender *w, const struct chunk *c)
+/* COPY mode: reads the runs of pages to send in [i, i + n) of the chunk
+ * into the stage, at their offset from @i. */
+static int stage_window(struct sender *w, const struct chunk *c, uint32_t i,
+			uint32_t n)
 {
 	struct mig_src *s = w->src;
 	uint32_t psz = s->vm.layout.r[c->region].page_size;
 	uint64_t base = s->vm.first[c->region] + c->start;
-	bool any_zero = false;
+
+	for (uint32_t k = i; k < i + n;) {
+		uint32_t run = 0;
+		int ret;
+
+		while (k + run < i + n && ut_bitmap_test(&s->todo, base + k + run))
+			run++;
+		if (run) {
+			ret = mig_vm_read(&s->vm, c->region, c->start + k,
+					  w->stage + (size_t)(k - i) * psz,
+					  (size_t)run * psz);
+			if (ret)
+				return ret;
+		}
+		k += run + 1;
+	}
+	return 0;
+}
+
+/* Classifies and sends the pages to send in [i, i + n) of the chunk. */
+static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
+		       uint32_t n, bool *any_zero)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint64_t base = s->vm.first[c->region] + c->start;
 	struct dup_slot *e;
 	int ret = 0;
 
-	memset(w->zbits, 0, sizeof(w->zbits));
-	for (uint32_t i = 0; i < c->n && !ret; i++) {
+	if (s->vm.copy && (ret = stage_window(w, c, i, n)))
+		return ret;
+	for (uint32_t k = i; k < i + n && !ret; k++) {
 		const uint8_t *page;
 		struct gm_hash h;
 
-		if (!ut_bitmap_test(&s->todo, base + i))
+		if (!ut_bitmap_test(&s->todo, base + k))
 			continue;
 		w->c.pages++;
-		page = mig_vm_page(&s->vm, c->region, c->start + i);
+		page = s->vm.copy ? w->stage + (size_t)(k - i) * psz :
+				    mig_vm_page(&s->vm, c->region, c->start + k);
 		if (gm_is_zero(page, psz)) {
-			w->zbits[i / 8] |= 1u << (i % 8);
-			any_zero = true;
+			w->zbits[k / 8] |= 1u << (k % 8);
+			*any_zero = true;
 			w->c.zero++;
 			continue;
 		}
 		gm_hash(page, psz, &h);
-		if (seen_before(w, &h, c->region, c->start + i, &e)) {
+		if (seen_before(w, &h, c->region, c->start + k, &e)) {
 			w->dups[w->ndup++] = (struct mig_dup){
-				c->region, e->region, c->start + i, e->idx };
+				c->region, e->region, c->start + k, e->idx };
 			w->c.dup++;
 			continue;
 		}
-		ret = add_page(w, c->region, c->start + i);
+		ret = add_page(w, c->region, c->start + k, page);
 	}
-	if (!ret)
-		ret = flush_batch(w);
+	/* The stage is reused by the next window: send what points at it. */
+	return ret ? ret : flush_batch(w);
+}
+
+static int send_chunk(struct sender *w, const struct chunk *c)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint32_t win = s->vm.copy ? STAGE_BYTES / psz : c->n;
+	bool any_zero = false;
+	int ret = 0;
+
+	memset(w->zbits, 0, sizeof(w->zbits));
+	for (uint32_t i = 0; i < c->n && !ret; i += win)
+		ret = send_window(w, c, i, c->n - i < win ? c->n - i : win,
+				  &any_zero);
 	if (!ret)
 		ret = send_zero_and_dups(w, c, any_zero);
 	atomic_fetch_add(&s->pages_done, c->n);
@@ -444,6 +491,13 @@ static int start_senders(struct mig_src *s)
 		w->mask = cap - 1;
 		if (!w->table)
 			return -ENOMEM;
+		if (s->vm.copy) {
+			w->stage = aligned_alloc(4096, STAGE_BYTES);
+			if (!w->stage)
+				return -ENOMEM;
+			/* Touch it once here, not on the first round. */
+			memset(w->stage, 0, STAGE_BYTES);
+		}
 		if (pthread_create(&w->thread, NULL, sender_main, w))
 			return -EAGAIN;
 		w->started = true;
@@ -463,6 +517,7 @@ static void stop_senders(struct mig_src *s)
 		if (s->senders[i].started)
 			pthread_join(s->senders[i].thread, NULL);
 		free(s->senders[i].table);
+		free(s->senders[i].stage);
 	}
 	free(s->senders);
 	s->senders = NULL;
@@ -760,7 +815,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
 	s.nbulk = tp_session_nbulk(p->session);
-	ret = mig_vm_attach(&s.vm, p->vm_socket, err);
+	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
 	if (ret)
 		goto out;
 	if (s.vm.link.hello.flags & VML_F_INCOMING) {
@@ -768,7 +823,12 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 			       "incoming migration, not running", p->vm_socket);
 		goto out;
 	}
-	ret = build_chunks(&s);
+	for (unsigned int i = 0; !ret && s.vm.copy && i < s.vm.nr; i++)
+		if (s.vm.layout.r[i].page_size > STAGE_BYTES)
+			ret = mig_fail(err, -EINVAL, "1G pages cannot be copied "
+				       "through a buffer: use the mapped access");
+	if (!ret)
+		ret = build_chunks(&s);
 	if (!ret)
 		ret = ut_bitmap_init(&s.todo, s.vm.total_pages);
 	if (ret) {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -36,7 +37,44 @@ int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 	return tp_send(st, type, &iov, len ? 1 : 0, 0);
 }
 
-int mig_vm_attach(struct mig_vm *vm, const char *path, char *err)
+int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
+		size_t len)
+{
+	const struct gm_region *g = &vm->map[r];
+	uint64_t off = g->fd_offset + idx * g->page_size;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(g->fd, (uint8_t *)buf + done, len - done,
+				  off + done);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += n;
+	}
+	return 0;
+}
+
+int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
+		 const void *buf, size_t len)
+{
+	const struct gm_region *g = &vm->map[r];
+	uint64_t off = g->fd_offset + idx * g->page_size;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(g->fd, (const uint8_t *)buf + done,
+				   len - done, off + done);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += n;
+	}
+	return 0;
+}
+
+int mig_vm_attach(struct mig_vm *vm, const char *path,
+		  enum mig_mem_access access, char *err)
 {
 	const struct vml_hello *h;
 	uint64_t t;
@@ -77,18 +115,24 @@ int mig_vm_attach(struct mig_vm *vm, const char *path, char *err)
 			.gpa = r->gpa, .size = r->size,
 			.page_size = (uint32_t)r->page_size,
 		};
-		/* Fault the whole mapping in now, in one call: page by page
-		 * first touches cost far more (and land on the critical
-		 * path) under nested virtualisation. */
-		t = ut_now_ns();
-		if (madvise(vm->map[i].host, r->size, populate))
-			pr_warn("populating region %u: %s", i, strerror(errno));
-		pr_info("region %u: %llu MiB mapped and populated in %.1f ms", i,
-			(unsigned long long)(r->size >> 20),
-			(ut_now_ns() - t) / 1e6);
+		if (r->page_size == 4096 && access == MIG_MEM_AUTO)
+			vm->copy = true;
 		vm->first[i] = vm->total_pages;
 		vm->total_pages += r->size / r->page_size;
 		vm->ram_bytes += r->size;
+	}
+	if (access == MIG_MEM_COPY)
+		vm->copy = true;
+	if (vm->copy)
+		return 0;
+	for (unsigned int i = 0; i < vm->nr; i++) {
+		/* Fault the whole mapping in now, in one call: page by page
+		 * first touches cost far more, on the critical path. */
+		t = ut_now_ns();
+		if (madvise(vm->map[i].host, vm->map[i].size, populate))
+			pr_warn("populating region %u: %s", i, strerror(errno));
+		pr_info("region %u: %zu MiB mapped and populated in %.1f ms", i,
+			vm->map[i].size >> 20, (ut_now_ns() - t) / 1e6);
 	}
 	return 0;
 }

@@ -94,6 +94,19 @@ int cli_option(struct cli *c, int opt, const char *arg)
 	case CLI_OPT_JSON:
 		c->json = arg;
 		return 1;
+	case CLI_OPT_MEM:
+		if (!strcmp(arg, "auto"))
+			c->mem = MIG_MEM_AUTO;
+		else if (!strcmp(arg, "map"))
+			c->mem = MIG_MEM_MAP;
+		else if (!strcmp(arg, "copy"))
+			c->mem = MIG_MEM_COPY;
+		else {
+			fprintf(stderr, "%s: --mem-access takes auto, map or "
+					"copy, not '%s'\n", c->prog, arg);
+			return -1;
+		}
+		return 1;
 	}
 	return 0;
 }

@@ -22,6 +22,7 @@ enum {
 	CLI_OPT_INSECURE,
 	CLI_OPT_TIMEOUT,
 	CLI_OPT_JSON,
+	CLI_OPT_MEM,
 	CLI_OPT_END,
 };
 
@@ -33,7 +34,8 @@ enum {
 	{ "psk-file", required_argument, NULL, CLI_OPT_PSK }, \
 	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }, \
 	{ "timeout", required_argument, NULL, CLI_OPT_TIMEOUT }, \
-	{ "json", required_argument, NULL, CLI_OPT_JSON }
+	{ "json", required_argument, NULL, CLI_OPT_JSON }, \
+	{ "mem-access", required_argument, NULL, CLI_OPT_MEM }
 
 #define CLI_SECURITY_HELP \
 "Security (mutual TLS 1.3 by default):\n" \
@@ -45,13 +47,17 @@ enum {
 "                           32 to 128 digits)\n" \
 "      --insecure           plain TCP: NO encryption, NO authentication\n" \
 "      --timeout MS         a silent peer is an error after MS ms (10000)\n" \
-"      --json FILE          write the statistics as JSON (- for stdout)\n"
+"      --json FILE          write the statistics as JSON (- for stdout)\n" \
+"      --mem-access MODE    how guest RAM is read/written: map (through a\n" \
+"                           mapping, no copy), copy (pread/pwrite on its\n" \
+"                           fd), auto (copy for 4K pages; the default)\n"
 
 struct cli {
 	const char *prog;	/* for messages */
 	struct tp_config tp;
 	uint8_t psk[64];
 	const char *json;
+	enum mig_mem_access mem;
 	bool insecure_named;
 };
 

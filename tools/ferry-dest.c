@@ -125,6 +125,7 @@ int main(int argc, char **argv)
 	if (!quiet)
 		fprintf(stderr, "ferry-dest: %s\n", tp_session_describe(sess));
 	p.session = sess;
+	p.mem_access = c.mem;
 	ret = mig_dest_run(&p, &st, err);
 	tp_session_destroy(sess);
 	if (c.json)

@@ -147,6 +147,7 @@ int main(int argc, char **argv)
 	if (!quiet)
 		fprintf(stderr, "ferry-source: %s\n", tp_session_describe(sess));
 	p.session = sess;
+	p.mem_access = c.mem;
 	p.progress = cli_progress;
 	p.progress_arg = &tty;
 	ret = mig_source_run(&p, &st, err);
