@@ -30,3 +30,7 @@ tests_fuzz_wire_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
 tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_wire_LDADD = migrate/libmigrate.a util/libutil.a
 endif
+
+# Live migration end to end: real VMs, the agents, TLS on loopback.
+TESTS += tests/migrate.sh
+EXTRA_DIST += tests/migrate.sh

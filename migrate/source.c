@@ -173,6 +173,8 @@ static int add_page(struct sender *w, uint32_t region, uint64_t idx,
 	if (w->nbatch && (w->batch_region != region || w->nbatch >= max ||
 			  w->nbatch >= BATCH))
 		ret = flush_batch(w);
+	if (ret)
+		return ret;
 	w->batch_region = region;
 	w->batch_ptr[w->nbatch] = page;
 	w->batch_idx[w->nbatch++] = idx;
