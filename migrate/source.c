@@ -701,8 +701,11 @@ static int switchover(struct mig_src *s, uint32_t round,
 	if (ret)
 		pr_warn("telling the destination we are done: %s",
 			tp_stream_strerror(ctl));
-	/* The guest runs at the destination: release the source VM. */
+	/* The guest runs at the destination: stop tracking (while the
+	 * source VM still exists to be unregistered from) and release it. */
 	s->paused = false;
+	gm_dirty_destroy(s->dirty);
+	s->dirty = NULL;
 	ret = vml_client_quit(&s->vm.link);
 	if (ret)
 		pr_warn("the source VM did not quit: %s", strerror(-ret));

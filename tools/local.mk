@@ -5,11 +5,6 @@ noinst_PROGRAMS += tools/bench-guestmem
 tools_bench_guestmem_SOURCES = tools/bench-guestmem.c
 tools_bench_guestmem_LDADD = $(GUESTMEM_LIBS)
 
-# The README's main command runs this (until live migration lands).
-noinst_PROGRAMS += tools/ferry-demo
-tools_ferry_demo_SOURCES = tools/ferry-demo.c
-tools_ferry_demo_LDADD = $(GUESTMEM_LIBS)
-
 # The agents.
 bin_PROGRAMS += tools/ferry-source tools/ferry-dest
 tools_ferry_source_SOURCES = tools/ferry-source.c tools/cli.c tools/cli.h
