@@ -11,3 +11,4 @@ tools_ferry_source_SOURCES = tools/ferry-source.c tools/cli.c tools/cli.h
 tools_ferry_source_LDADD = $(MIGRATE_LIBS)
 tools_ferry_dest_SOURCES = tools/ferry-dest.c tools/cli.c tools/cli.h
 tools_ferry_dest_LDADD = $(MIGRATE_LIBS)
+dist_man1_MANS += tools/ferry-source.1 tools/ferry-dest.1
