@@ -71,6 +71,7 @@ struct tp_stream {
 	bool ring_ok;
 	bool buf_registered;	/* rxbuf is registered buffer 0 */
 	int timeout_ms;		/* < 0: wait forever */
+	uint64_t spin_ns;	/* busy-poll receives this long first */
 	SSL *ssl;		/* NULL for plain TCP */
 	bool hs_done;		/* TLS handshake completed */
 	struct tp_tls *tls;	/* reference held while ssl lives */

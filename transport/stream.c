@@ -453,3 +453,8 @@ void tp_stream_set_timeout(struct tp_stream *st, int timeout_ms)
 {
 	st->timeout_ms = timeout_ms;
 }
+
+void tp_stream_set_busy_poll(struct tp_stream *st, unsigned int usec)
+{
+	st->spin_ns = (uint64_t)usec * 1000;
+}

@@ -197,6 +197,11 @@ int tp_stream_fd(const struct tp_stream *st);
 bool tp_stream_pending(const struct tp_stream *st);
 /* Changes the stream's I/O timeout (ms, < 0 never). */
 void tp_stream_set_timeout(struct tp_stream *st, int timeout_ms);
+/* Receives on @st poll for up to @usec before sleeping (0, the default:
+ * sleep at once). For a thread that waits on a short round trip, such as a
+ * page request on the urgent stream: it trades CPU for wake-up latency.
+ * Call from the thread that uses the stream. */
+void tp_stream_set_busy_poll(struct tp_stream *st, unsigned int usec);
 
 /* ---- certificates (tests, demo, ferry-cert) ----------------------------- */
 
