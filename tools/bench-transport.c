@@ -3,7 +3,7 @@
  * bench-transport: the transport's figures, measured in one run against the
  * machine's own limits (a benchmark, not a test).
  *
- *   bench-transport [--seconds N] [--json FILE]
+ *   bench-transport [--seconds N] [--json FILE] [--rtt-only | --bulk-only]
  *
  * Prints: single-core AES-128-GCM throughput, plain-TCP loopback throughput
  * (raw sockets, one stream), transport throughput with 1, 2 and 4 bulk
@@ -305,17 +305,23 @@ static double flows_stop(struct flows *fl)
 	return bytes / (double)(ut_now_ns() - fl->t0);
 }
 
-static double bulk_gbps(struct bench *b, bool tls, unsigned int nbulk)
+/* Returns GB/s; *@cpu_ns_per_b: CPU time of both ends per byte moved, a
+ * figure that other load on the machine disturbs less than throughput. */
+static double bulk_gbps(struct bench *b, bool tls, unsigned int nbulk,
+			double *cpu_ns_per_b)
 {
 	struct tp_session *srv, *cli;
+	double gbps, cpu0, secs;
 	struct flows fl;
-	double gbps;
 
 	if (session_pair(b, tls, nbulk, &srv, &cli) < 0)
 		return 0;
+	cpu0 = ut_cpu_seconds();
 	flows_start(&fl, b, srv, cli);
 	usleep(b->seconds * 1e6);
 	gbps = flows_stop(&fl);
+	secs = (ut_now_ns() - fl.t0) / 1e9;
+	*cpu_ns_per_b = (ut_cpu_seconds() - cpu0) / (gbps * secs);
 	tp_session_destroy(cli);
 	tp_session_destroy(srv);
 	return gbps;
@@ -501,6 +507,7 @@ struct rtt_run {
 struct results {
 	double aes, tcp;
 	double gbps[2][3];	/* [tls][1, 2, 4 streams] */
+	double cpu[2][3];	/* CPU ns per byte, both ends */
 	struct rtt_run rtt[NRTT];
 };
 
@@ -541,14 +548,14 @@ static void print_table(const struct bench *b, const struct results *r)
 	       b->load1);
 	printf("  baseline AES-128-GCM encrypt, one core, 16 KiB records: %6.2f GB/s\n", r->aes);
 	printf("  baseline plain TCP loopback, raw sockets, one stream  : %6.2f GB/s\n", r->tcp);
-	printf("  %-6s %-8s %12s %10s %10s\n", "mode", "streams", "GB/s",
-	       "x AES-GCM", "x TCP");
+	printf("  %-6s %-8s %12s %10s %10s %14s\n", "mode", "streams", "GB/s",
+	       "x AES-GCM", "x TCP", "CPU ns/byte");
 	for (int tls = 1; tls >= 0; tls--)
 		for (int i = 0; i < 3; i++) {
-			printf("  %-6s %-8u %12.2f %10.2f %10.2f\n",
+			printf("  %-6s %-8u %12.2f %10.2f %10.2f %14.3f\n",
 			       tls ? "tls" : "plain", nstreams[i],
 			       r->gbps[tls][i], r->gbps[tls][i] / r->aes,
-			       r->gbps[tls][i] / r->tcp);
+			       r->gbps[tls][i] / r->tcp, r->cpu[tls][i]);
 			if (tls && r->gbps[tls][i] > best)
 				best = r->gbps[tls][i];
 		}
@@ -573,8 +580,9 @@ static int write_json(const char *path, const struct results *r)
 		r->aes, r->tcp);
 	for (int tls = 1; tls >= 0; tls--)
 		for (int i = 0; i < 3; i++)
-			fprintf(f, "  \"%s_%u_streams_gbps\": %.3f,\n",
-				tls ? "tls" : "plain", nstreams[i], r->gbps[tls][i]);
+			fprintf(f, "  \"%s_%u_streams_gbps\": %.3f,\n  \"%s_%u_streams_cpu_ns_per_byte\": %.3f,\n",
+				tls ? "tls" : "plain", nstreams[i], r->gbps[tls][i],
+				tls ? "tls" : "plain", nstreams[i], r->cpu[tls][i]);
 	fprintf(f, "  \"urgent_rtt\": [\n");
 	for (int i = 0; i < NRTT; i++)
 		fprintf(f, "    { \"bulk_streams\": %u, \"busy_poll_us\": %u, \"p50_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f, \"samples\": %zu }%s\n",
@@ -589,7 +597,7 @@ int main(int argc, char **argv)
 {
 	struct bench b = { .seconds = 2 };
 	struct results r = { 0 };
-	bool rtt_only = false;
+	bool rtt_only = false, bulk_only = false;
 	int ret;
 
 	for (int i = 1; i < argc; i++) {
@@ -597,10 +605,12 @@ int main(int argc, char **argv)
 			b.seconds = atof(argv[++i]);
 		} else if (!strcmp(argv[i], "--rtt-only")) {
 			rtt_only = true;
+		} else if (!strcmp(argv[i], "--bulk-only")) {
+			bulk_only = true;
 		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
 			b.json = argv[++i];
 		} else {
-			fprintf(stderr, "usage: bench-transport [--seconds N] [--json FILE] [--rtt-only]\n");
+			fprintf(stderr, "usage: bench-transport [--seconds N] [--json FILE] [--rtt-only | --bulk-only]\n");
 			return 2;
 		}
 	}
@@ -615,9 +625,10 @@ int main(int argc, char **argv)
 	r.tcp = tcp_gbps(&b);
 	for (int tls = 1; tls >= 0 && !rtt_only; tls--)
 		for (int i = 0; i < 3; i++)
-			r.gbps[tls][i] = bulk_gbps(&b, tls, nstreams[i]);
+			r.gbps[tls][i] = bulk_gbps(&b, tls, nstreams[i],
+						   &r.cpu[tls][i]);
 	ret = 0;
-	for (int i = 0; i < NRTT && ret == 0; i++) {
+	for (int i = 0; i < NRTT && ret == 0 && !bulk_only; i++) {
 		r.rtt[i] = rtt_plan[i];
 		ret = urgent_rtt(&b, r.rtt[i].nbulk, r.rtt[i].spin_us,
 				 &r.rtt[i].r);

@@ -117,6 +117,9 @@ int tp_raw_flush(struct tp_stream *st);
 /* Reads at least one byte into st->rxbuf (which must be empty). Returns the
  * count, 0 at EOF, or -errno with st->err set. */
 ssize_t tp_raw_fill(struct tp_stream *st);
+/* Reads at least one byte, at most @len, straight into @buf. Returns the
+ * count, 0 at EOF, or -errno with st->err set. */
+ssize_t tp_raw_recv(struct tp_stream *st, void *buf, size_t len);
 /* Reads exactly all bytes of @iov (modified) straight from the socket.
  * Returns 0, -ECONNRESET at EOF, or -errno, with st->err set. */
 int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt);

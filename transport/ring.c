@@ -246,7 +246,8 @@ int tp_raw_flush(struct tp_stream *st)
 	return ret;
 }
 
-ssize_t tp_raw_fill(struct tp_stream *st)
+/* One receive into @buf: registered when it is the staging buffer. */
+static ssize_t recv_once(struct tp_stream *st, uint8_t *buf, size_t len)
 {
 	struct io_uring_sqe *sqe;
 	int ret;
@@ -254,23 +255,34 @@ ssize_t tp_raw_fill(struct tp_stream *st)
 	sqe = get_sqe(st);
 	if (!sqe)
 		return tp_stream_seterr(st, -EBUSY, "io_uring full");
-	if (st->buf_registered)
-		io_uring_prep_read_fixed(sqe, st->fd, st->rxbuf, st->rx_cap, 0,
-					 0);
+	if (st->buf_registered && buf == st->rxbuf)
+		io_uring_prep_read_fixed(sqe, st->fd, buf, len, 0, 0);
 	else
-		io_uring_prep_recv(sqe, st->fd, st->rxbuf, st->rx_cap, 0);
+		io_uring_prep_recv(sqe, st->fd, buf, len, 0);
 	ret = wait_op(st);
 	if (ret < 0)
 		return recv_error(st, ret);
-	st->rx_off = 0;
-	st->rx_len = ret;
 	if (ret == 0) {
 		st->eof = true;
 	} else if (!st->got_bytes) {
 		st->got_bytes = true;
-		st->first_byte = st->rxbuf[0];
+		st->first_byte = buf[0];
 	}
 	return ret;
+}
+
+ssize_t tp_raw_fill(struct tp_stream *st)
+{
+	ssize_t ret = recv_once(st, st->rxbuf, st->rx_cap);
+
+	st->rx_off = 0;
+	st->rx_len = ret > 0 ? ret : 0;
+	return ret;
+}
+
+ssize_t tp_raw_recv(struct tp_stream *st, void *buf, size_t len)
+{
+	return recv_once(st, buf, len);
 }
 
 int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt)

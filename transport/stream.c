@@ -4,10 +4,12 @@
  *
  * Wire format of one message (the only one of this module):
  *   le32 magic "FRY1" | le32 type | le64 payload length | payload
- * TLS encrypts the payload straight from the caller's iovec (OpenSSL reads
- * the plaintext from there and writes records into the staging buffer) and
- * decrypts into the caller's destination buffers; plain TCP hands the
- * iovec to sendmsg and reads large payloads straight into the destination.
+ * TLS takes the payload straight from the caller's iovec (no gather copy;
+ * OpenSSL seals records into its own buffer, which the BIO appends to the
+ * staging buffer) and SSL_read decrypts into OpenSSL's read buffer, which
+ * the socket filled directly, then copies to the caller's destination.
+ * Plain TCP hands the iovec to sendmsg and reads large payloads straight
+ * into the destination: no user-space copy at all.
  */
 #include "config.h"
 

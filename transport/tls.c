@@ -70,31 +70,41 @@ static int bio_write(BIO *b, const char *data, int len)
 	return len;
 }
 
-static int bio_read(BIO *b, char *out, int len)
+static int copy_out(struct tp_stream *st, char *out, int len)
 {
-	struct tp_stream *st = BIO_get_data(b);
-	ssize_t ret;
-	size_t n;
+	size_t n = st->rx_len - st->rx_off;
 
-	BIO_clear_retry_flags(b);
-	if (st->rx_off == st->rx_len) {
-		/* Never wait for the peer while our own bytes sit staged. */
-		ret = tp_raw_flush(st);
-		if (ret == 0)
-			ret = tp_raw_fill(st);
-		if (ret < 0) {
-			st->io_err = ret;
-			return -1;
-		}
-		if (ret == 0)
-			return 0;
-	}
-	n = st->rx_len - st->rx_off;
 	if (n > (size_t)len)
 		n = len;
 	memcpy(out, st->rxbuf + st->rx_off, n);
 	st->rx_off += n;
 	return n;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+	struct tp_stream *st = BIO_get_data(b);
+	ssize_t ret;
+
+	BIO_clear_retry_flags(b);
+	if (st->rx_off < st->rx_len)
+		return copy_out(st, out, len);
+	/* Never wait for the peer while our own bytes sit staged. */
+	ret = tp_raw_flush(st);
+	/* OpenSSL reads ahead into a buffer as large as ours: receive straight
+	 * into it rather than copy through the staging buffer. */
+	if (ret == 0 && (size_t)len >= st->rx_cap / 2) {
+		ret = tp_raw_recv(st, out, len);
+	} else if (ret == 0) {
+		ret = tp_raw_fill(st);
+		if (ret > 0)
+			ret = copy_out(st, out, len);
+	}
+	if (ret < 0) {
+		st->io_err = ret;
+		return -1;
+	}
+	return ret;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -230,6 +240,9 @@ static int make_ctx(struct tp_tls *t, const struct tp_config *cfg,
 				  ssl_reason());
 	SSL_CTX_set_num_tickets(t->ctx, 0);
 	SSL_CTX_set_read_ahead(t->ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(t->ctx, cfg->buf_size ?
+						    cfg->buf_size :
+						    TP_DEFAULT_BUF);
 	SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
 	t->bio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
 				   "ferry-io_uring");

@@ -104,7 +104,7 @@ struct tp_stream;
 int tp_listener_create(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_listener **out,
 		       struct tp_err *err);
-/* The bound TCP port. */
+/* The bound TCP port. Any thread. */
 int tp_listener_port(const struct tp_listener *l);
 /* Closes the socket and frees @l; accepts NULL. Sessions already accepted
  * stay valid. */
@@ -130,6 +130,7 @@ int tp_session_connect(const struct tp_config *cfg, const char *host,
  * closes them and frees @s; accepts NULL. No stream may be in use. */
 void tp_session_destroy(struct tp_session *s);
 
+/* The number of bulk streams agreed at setup. Any thread. */
 unsigned int tp_session_nbulk(const struct tp_session *s);
 /* The streams belong to the session; valid until tp_session_destroy().
  * tp_session_bulk() returns NULL for @i >= tp_session_nbulk(). */
@@ -152,14 +153,16 @@ struct tp_msg {
 #define TP_MORE 0x1u
 
 /* Sends one message whose payload is the concatenation of @iov (@iovcnt may
- * be 0). TLS encrypts straight from the iovec; plain TCP sends straight
- * from it. Returns once the bytes are handed to the kernel (or staged, with
+ * be 0). Nothing is gathered first: TLS hands each piece (neighbours that
+ * touch merged) to OpenSSL, whose record layer seals 16 KiB records from
+ * it (OpenSSL 3.0 copies a record's plaintext into its buffer and seals in
+ * place; no further copy of ours); plain TCP gives the iovec to sendmsg. Returns once the bytes are handed to the kernel (or staged, with
  * TP_MORE): the caller may then reuse its buffers. Returns 0 or -errno
  * (-ETIMEDOUT peer not reading, -EPIPE / -ECONNRESET peer gone, -EINVAL bad
  * type), with the reason in tp_stream_strerror(). */
 int tp_send(struct tp_stream *st, uint32_t type, const struct iovec *iov,
 	    int iovcnt, unsigned int flags);
-/* Sends what TP_MORE left staged. Returns 0 or -errno. */
+/* Sends what TP_MORE left staged. Returns 0 or -errno as tp_send(). */
 int tp_stream_flush(struct tp_stream *st);
 
 /* Waits for the next message and fills @msg. The previous message's payload
@@ -184,9 +187,13 @@ int tp_recv(struct tp_stream *st, struct tp_msg *msg, void *buf, size_t cap);
 
 /* ---- streams ----------------------------------------------------------- */
 
-/* The reason of the stream's last error ("" if none). */
+/* The reason of the stream's last error ("" if none), one line, owned by
+ * the stream and overwritten by its next error. The stream's thread. */
 const char *tp_stream_strerror(const struct tp_stream *st);
+/* Control, bulk or urgent. Any thread. */
 enum tp_stream_kind tp_stream_kind(const struct tp_stream *st);
+/* Copies the stream's counters into @out. The stream's thread (counters
+ * are not atomic; another thread may read a torn value). */
 void tp_stream_get_stats(const struct tp_stream *st,
 			 struct tp_stream_stats *out);
 /* The socket, for poll()-driven callers (readability only; bytes already
