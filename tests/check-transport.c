@@ -12,6 +12,7 @@
 #include <check.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -905,6 +906,52 @@ START_TEST(peer_cut)
 }
 END_TEST
 
+/* ---- one thread serving every stream: urgent first ---- */
+
+static void wait_readable(struct tp_stream *st)
+{
+	struct pollfd p = { .fd = tp_stream_fd(st), .events = POLLIN };
+
+	ck_assert_int_eq(poll(&p, 1, 10000), 1);
+}
+
+START_TEST(session_wait_urgent_first)
+{
+	struct tp_config cfg = mode_cfg(NULL, TP_SEC_PSK, true);
+	struct tp_stream *order[5], *st;
+	struct tp_session *cs;
+	struct server sv;
+	struct tp_msg m;
+	char buf[8] = "payload";
+	struct iovec v = { buf, sizeof(buf) };
+
+	cfg.nbulk = 2;
+	pair(&cfg, &cfg, &sv, &cs);
+	ck_assert_int_eq(tp_session_wait(sv.s, 0, &st), -ETIMEDOUT);
+	order[0] = tp_session_bulk(cs, 1);
+	order[1] = tp_session_bulk(cs, 0);
+	order[2] = tp_session_control(cs);
+	order[3] = tp_session_urgent(cs);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(tp_send(order[i], i, &v, 1, 0), 0);
+	wait_readable(tp_session_bulk(sv.s, 0));
+	wait_readable(tp_session_bulk(sv.s, 1));
+	wait_readable(tp_session_control(sv.s));
+	wait_readable(tp_session_urgent(sv.s));
+	/* Sent last, served first; then control; then bulk in turn. */
+	for (int want = 3; want >= 0; want--) {
+		ck_assert_int_eq(tp_session_wait(sv.s, 1000, &st), 0);
+		ck_assert_int_eq(tp_recv(st, &m, buf, sizeof(buf)), 0);
+		ck_assert_uint_eq(m.type, want);
+	}
+	ck_assert_int_eq(tp_session_wait(sv.s, 50, &st), -ETIMEDOUT);
+	tp_session_destroy(cs);
+	ck_assert_int_eq(tp_session_wait(sv.s, 1000, &st), 0);
+	ck_assert_int_eq(tp_recv_hdr(st, &m), -ESHUTDOWN);
+	server_fini(&sv);
+}
+END_TEST
+
 /* ---- the suite ---- */
 
 static Suite *transport_suite(void)
@@ -936,6 +983,8 @@ static Suite *transport_suite(void)
 		{ "gib_over_bulk_streams", gib_over_bulk_streams, 2, 120 },
 		{ "urgent_overtakes_bulk", urgent_overtakes_bulk, 3, 60 },
 		{ "peer_cut", peer_cut, 2 * 3 * CUT_NR, 60 },
+		{ "session_wait_urgent_first", session_wait_urgent_first, 0,
+		  30 },
 	};
 	Suite *s = suite_create("transport");
 

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ struct tp_session {
 	struct tp_stream *bulk[TP_MAX_BULK];
 	unsigned int nbulk;
 	uint8_t token[TP_TOKEN_LEN];
+	unsigned int next_bulk;	/* round-robin start of tp_session_wait() */
 	char ktls[64];
 	char desc[384];
 };
@@ -553,4 +555,56 @@ struct tp_stream *tp_session_urgent(struct tp_session *s)
 const char *tp_session_describe(const struct tp_session *s)
 {
 	return s->desc;
+}
+
+/* Streams in service order: urgent, control, then bulk from next_bulk. */
+static unsigned int service_order(struct tp_session *s,
+				  struct tp_stream **order)
+{
+	unsigned int n = 0;
+
+	order[n++] = s->urg;
+	order[n++] = s->ctl;
+	for (unsigned int i = 0; i < s->nbulk; i++)
+		order[n++] = s->bulk[(s->next_bulk + i) % s->nbulk];
+	return n;
+}
+
+static void picked(struct tp_session *s, struct tp_stream *st,
+		   struct tp_stream **ready)
+{
+	if (st->kind == TP_STREAM_BULK)
+		s->next_bulk = (st->index + 1) % s->nbulk;
+	*ready = st;
+}
+
+int tp_session_wait(struct tp_session *s, int timeout_ms,
+		    struct tp_stream **ready)
+{
+	struct tp_stream *order[TP_MAX_BULK + 2];
+	struct pollfd pfd[TP_MAX_BULK + 2];
+	unsigned int n = service_order(s, order);
+	int ret;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (tp_stream_pending(order[i])) {
+			picked(s, order[i], ready);
+			return 0;
+		}
+		pfd[i] = (struct pollfd){ .fd = order[i]->fd, .events = POLLIN };
+	}
+	do {
+		ret = poll(pfd, n, timeout_ms < 0 ? -1 : timeout_ms);
+	} while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return -errno;
+	if (ret == 0)
+		return -ETIMEDOUT;
+	for (unsigned int i = 0; i < n; i++) {
+		if (pfd[i].revents) {
+			picked(s, order[i], ready);
+			return 0;
+		}
+	}
+	return -EAGAIN;
 }

@@ -137,6 +137,15 @@ unsigned int tp_session_nbulk(const struct tp_session *s);
 struct tp_stream *tp_session_control(struct tp_session *s);
 struct tp_stream *tp_session_bulk(struct tp_session *s, unsigned int i);
 struct tp_stream *tp_session_urgent(struct tp_session *s);
+/* For a caller that serves every stream of @s from one thread: waits until
+ * a stream has bytes to read (or an error or end to report) and returns it
+ * in *@ready, the urgent stream before the control stream before the bulk
+ * streams (taken round-robin), so that urgent messages are serviced first.
+ * Returns 0, -ETIMEDOUT after @timeout_ms (< 0: no limit), or -errno.
+ * Waits for readiness with poll(2); the reads themselves stay on io_uring.
+ * One thread at a time, and no stream of @s in use by another thread. */
+int tp_session_wait(struct tp_session *s, int timeout_ms,
+		    struct tp_stream **ready);
 /* One line describing the session: protocol, cipher, authentication, peer,
  * kernel TLS use. Valid until tp_session_destroy(). */
 const char *tp_session_describe(const struct tp_session *s);
