@@ -945,6 +945,19 @@ START_TEST(session_wait_urgent_first)
 		ck_assert_uint_eq(m.type, want);
 	}
 	ck_assert_int_eq(tp_session_wait(sv.s, 50, &st), -ETIMEDOUT);
+	/* Three messages in one TCP segment: after the first is read, the
+	 * others sit in user space, and the stream must still be ready. */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(tp_send(tp_session_control(cs), i, &v, 1,
+					 TP_MORE), 0);
+	ck_assert_int_eq(tp_stream_flush(tp_session_control(cs)), 0);
+	wait_readable(tp_session_control(sv.s));
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(tp_session_wait(sv.s, 0, &st), 0);
+		ck_assert_ptr_eq(st, tp_session_control(sv.s));
+		ck_assert_int_eq(tp_recv(st, &m, buf, sizeof(buf)), 0);
+		ck_assert_uint_eq(m.type, i);
+	}
 	tp_session_destroy(cs);
 	ck_assert_int_eq(tp_session_wait(sv.s, 1000, &st), 0);
 	ck_assert_int_eq(tp_recv_hdr(st, &m), -ESHUTDOWN);

@@ -219,6 +219,8 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
 	int ms = -1, ret;
 
+	if (!sqe)
+		return tp_err_set(err, -EBUSY, "listener ring busy");
 	if (deadline) {
 		uint64_t now = ut_now_ns();
 
@@ -385,9 +387,12 @@ static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 		return tp_err_set(err, ret, "stream setup failed");
 	}
 	sqe = io_uring_get_sqe(&st->ring);
-	io_uring_prep_connect(sqe, fd, ai->ai_addr, ai->ai_addrlen);
-	io_uring_sqe_set_data64(sqe, 1);
-	ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
+	ret = -EBUSY;
+	if (sqe) {
+		io_uring_prep_connect(sqe, fd, ai->ai_addr, ai->ai_addrlen);
+		io_uring_sqe_set_data64(sqe, 1);
+		ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
+	}
 	if (ret < 0) {
 		tp_err_set(err, ret, "%s stream: cannot connect to %s: %s",
 			   kind_name(kind), host,

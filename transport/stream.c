@@ -448,7 +448,9 @@ int tp_stream_fd(const struct tp_stream *st)
 
 bool tp_stream_pending(const struct tp_stream *st)
 {
-	return st->rx_off < st->rx_len || (st->ssl && SSL_pending(st->ssl));
+	/* SSL_has_pending, not SSL_pending: records read ahead into OpenSSL's
+	 * buffer but not yet decrypted count too. */
+	return st->rx_off < st->rx_len || (st->ssl && SSL_has_pending(st->ssl));
 }
 
 void tp_stream_set_timeout(struct tp_stream *st, int timeout_ms)
