@@ -146,29 +146,36 @@ struct hs_case {
 	const char *host;
 	int cli_ret, srv_ret;
 	const char *cli_msg, *srv_msg; /* substrings of the reasons */
+	const char *srv_peer_name; /* server's pinned name for the client */
 };
 
 static const struct hs_case hs_cases[] = {
 	{ "ok", "ca", "server", "ca", "client", NULL, "127.0.0.1", 0, 0,
-	  NULL, NULL },
+	  NULL, NULL, NULL },
 	{ "ok-ipv6", "ca", "server", "ca", "client", NULL, "::1", 0, 0,
-	  NULL, NULL },
+	  NULL, NULL, NULL },
 	{ "ok-pinned-dns", "ca", "server", "ca", "client", "localhost",
-	  "127.0.0.1", 0, 0, NULL, NULL },
+	  "127.0.0.1", 0, 0, NULL, NULL, NULL },
 	{ "wrong-ca", "ca", "server", "rogue-ca", "client", NULL, "127.0.0.1",
-	  -EACCES, -EACCES, "wrong CA", "unknown ca" },
+	  -EACCES, -EACCES, "wrong CA", "unknown ca", NULL },
 	{ "unknown-client-cert", "ca", "server", "ca", "rogue", NULL,
-	  "127.0.0.1", -EACCES, -EACCES, "unknown ca", "wrong CA" },
+	  "127.0.0.1", -EACCES, -EACCES, "unknown ca", "wrong CA", NULL },
 	{ "expired-server", "ca", "expired", "ca", "client", NULL, "127.0.0.1",
-	  -EACCES, -EACCES, "certificate has expired", "certificate expired" },
+	  -EACCES, -EACCES, "certificate has expired", "certificate expired",
+	  NULL },
 	{ "expired-client", "ca", "server", "ca", "expired", NULL,
 	  "127.0.0.1", -EACCES, -EACCES, "certificate expired",
-	  "certificate has expired" },
+	  "certificate has expired", NULL },
 	{ "wrong-peer-name", "ca", "server", "ca", "client", "other.example",
-	  "127.0.0.1", -EACCES, -EACCES, "wrong peer name", "alert" },
+	  "127.0.0.1", -EACCES, -EACCES, "wrong peer name", "alert", NULL },
 	{ "no-client-cert", "ca", "server", "ca", NULL, NULL, "127.0.0.1",
 	  -EACCES, -EACCES, "certificate required",
-	  "did not return a certificate" },
+	  "did not return a certificate", NULL },
+	{ "server-pins-client-ok", "ca", "server", "ca", "client", NULL,
+	  "127.0.0.1", 0, 0, NULL, NULL, "localhost" },
+	{ "server-pins-wrong-client", "ca", "server", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES, "alert", "wrong peer name",
+	  "migration-peer.example" },
 };
 
 static void check_reason(int ret, int want, const char *msg,
@@ -194,6 +201,7 @@ START_TEST(handshake_matrix)
 	int ret;
 
 	ccfg.peer_name = c->peer_name;
+	scfg.peer_name = c->srv_peer_name;
 	ccfg.nbulk = 2;
 	server_start(&sv, &scfg, c->host);
 	ret = tp_session_connect(&ccfg, c->host, sv.port, &cs, &err);
