@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -189,6 +190,19 @@ static void check_reason(int ret, int want, const char *msg,
 	ck_assert_msg(!strchr(msg, '\n'), "%s: reason not one line", who);
 }
 
+/* Containers often run without IPv6 on loopback. */
+static bool have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 START_TEST(handshake_matrix)
 {
 	const struct hs_case *c = &hs_cases[_i];
@@ -200,6 +214,11 @@ START_TEST(handshake_matrix)
 	struct tp_err err = { "" };
 	int ret;
 
+	if (strchr(c->host, ':') && !have_ipv6_loopback()) {
+		fprintf(stderr, "%s: no IPv6 loopback here, case not run\n",
+			c->name);
+		return;
+	}
 	ccfg.peer_name = c->peer_name;
 	scfg.peer_name = c->srv_peer_name;
 	ccfg.nbulk = 2;

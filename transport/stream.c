@@ -105,8 +105,9 @@ void tp_stream_destroy(struct tp_stream *st, bool graceful)
 	if (!st)
 		return;
 	if (st->ssl && graceful && st->ring_ok && st->fd >= 0) {
-		if (st->timeout_ms < 0 || st->timeout_ms > 1000)
-			st->timeout_ms = 1000;
+		/* A peer that stopped reading must not hold us for long. */
+		if (st->timeout_ms < 0 || st->timeout_ms > 500)
+			st->timeout_ms = 500;
 		ERR_clear_error();
 		SSL_shutdown(st->ssl);
 		tp_raw_flush(st);
