@@ -63,7 +63,30 @@ void tp_tls_put(struct tp_tls *t);
 int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+struct tp_stream;
+
+/* How a stream's bytes meet the wire: TLS in user space (wire-tls.c) or
+ * plain TCP (wire-plain.c). */
+struct tp_wire_ops {
+	/* Sends one frame (header + payload iovec of @len bytes); with
+	 * TP_MORE it may stay staged. 0 or -errno with st->err set. */
+	int (*send_frame)(struct tp_stream *st, const uint8_t *hdr,
+			  const struct iovec *iov, int iovcnt, uint64_t len,
+			  unsigned int flags);
+	/* Reads exactly @len bytes: 0, -ESHUTDOWN on a clean end, -errno. */
+	int (*read)(struct tp_stream *st, uint8_t *p, size_t len);
+	/* Writes bytes as they are, no frame (tests forge frames). */
+	int (*write_raw)(struct tp_stream *st, const void *p, size_t len);
+	/* True when received bytes wait in user space. */
+	bool (*pending)(const struct tp_stream *st);
+	/* Says goodbye (close_notify) and flushes, best effort. */
+	void (*close)(struct tp_stream *st);
+};
+
+extern const struct tp_wire_ops tp_wire_plain;
+
 struct tp_stream {
+	const struct tp_wire_ops *ops;
 	int fd;			/* connected TCP socket, -1 when none */
 	enum tp_stream_kind kind;
 	unsigned int index;	/* bulk stream number */
@@ -126,9 +149,9 @@ int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt);
 /* Waits for one operation with the stream's timeout; see ring.c. */
 int tp_ring_wait_one(struct io_uring *ring, int timeout_ms);
 
-/* tls.c */
-/* Creates st->ssl on st->fd and runs the handshake. Returns 0 or -errno
- * with st->err set. */
+/* wire-tls.c */
+/* Creates st->ssl on st->fd and runs the handshake; on success the stream
+ * switches to the TLS wire. Returns 0 or -errno with st->err set. */
 int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 		     const char *connect_host);
 /* Turns a failed SSL call into -errno and a reason in st->err. */
