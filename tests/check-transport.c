@@ -465,6 +465,28 @@ START_TEST(silent_client_handshake_timeout)
 }
 END_TEST
 
+START_TEST(garbage_mid_session_plain)
+{
+	struct tp_config cfg = mode_cfg(NULL, TP_SEC_INSECURE, true);
+	struct tp_session *cs;
+	struct server sv;
+	struct tp_msg m;
+	uint8_t buf[64];
+
+	pair(&cfg, &cfg, &sv, &cs);
+	srand(13);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = rand();
+	ck_assert_int_eq(write(tp_stream_fd(tp_session_bulk(cs, 0)), buf,
+			       sizeof(buf)), sizeof(buf));
+	check_reason(tp_recv_hdr(tp_session_bulk(sv.s, 0), &m), -EPROTO,
+		     tp_stream_strerror(tp_session_bulk(sv.s, 0)),
+		     "bad frame magic", "receiver");
+	tp_session_destroy(cs);
+	server_fini(&sv);
+}
+END_TEST
+
 /* ---- messages ---- */
 
 static uint64_t mix(uint64_t x)
@@ -1013,6 +1035,7 @@ static Suite *transport_suite(void)
 		{ "garbage_handshake_gets_alert", garbage_handshake_gets_alert,
 		  0, 30 },
 		{ "garbage_mid_session", garbage_mid_session, 0, 30 },
+		{ "garbage_mid_session_plain", garbage_mid_session_plain, 0, 30 },
 		{ "bad_credentials", bad_credentials, 0, 30 },
 		{ "accept_timeout", accept_timeout, 0, 30 },
 		{ "silent_client_handshake_timeout",
