@@ -131,6 +131,8 @@ int tp_listener_create(const struct tp_config *cfg, const char *host,
 	if (ret < 0)
 		goto destroy_listener;
 	ret = bind_listen(host, port, &l->fd, err);
+	if (ret < 0 && !host) /* no IPv6 here: IPv4 only */
+		ret = bind_listen("0.0.0.0", port, &l->fd, err);
 	if (ret < 0)
 		goto destroy_listener;
 	getsockname(l->fd, (struct sockaddr *)&ss, &sl);
