@@ -47,7 +47,9 @@ enum tp_security {
 
 struct tp_config {
 	enum tp_security security;
-	/* TP_SEC_MTLS: PEM files. The peer's chain must lead to ca_file. */
+	/* TP_SEC_MTLS: PEM files. The peer's chain must lead to ca_file. A
+	 * client may leave cert_file and key_file both NULL to present no
+	 * certificate; servers always require one. */
 	const char *ca_file;
 	const char *cert_file;
 	const char *key_file;
