@@ -956,6 +956,31 @@ START_TEST(peer_cut)
 }
 END_TEST
 
+/* A receiver that stops reading: the sender times out, it does not hang. */
+START_TEST(stalled_receiver_send_timeout)
+{
+	struct tp_config cfg = mode_cfg(NULL, _i ? TP_SEC_INSECURE : TP_SEC_PSK,
+					true);
+	static uint8_t buf[1 << 20];
+	struct iovec v = { buf, sizeof(buf) };
+	struct tp_stream *tx;
+	struct tp_session *cs;
+	struct server sv;
+	int ret = 0, n;
+
+	pair(&cfg, &cfg, &sv, &cs);
+	tx = tp_session_bulk(cs, 0);
+	tp_stream_set_timeout(tx, 300);
+	for (n = 0; n < 1024 && ret == 0; n++)
+		ret = tp_send(tx, 1, &v, 1, 0);
+	fprintf(stderr, "after %d MiB: %s\n", n, tp_stream_strerror(tx));
+	check_reason(ret, -ETIMEDOUT, tp_stream_strerror(tx), "not reading",
+		     "sender");
+	tp_session_destroy(cs);
+	server_fini(&sv);
+}
+END_TEST
+
 /* ---- one thread serving every stream: urgent first ---- */
 
 static void wait_readable(struct tp_stream *st)
@@ -1049,6 +1074,8 @@ static Suite *transport_suite(void)
 		{ "peer_cut", peer_cut, 2 * 3 * CUT_NR, 60 },
 		{ "session_wait_urgent_first", session_wait_urgent_first, 0,
 		  30 },
+		{ "stalled_receiver_send_timeout",
+		  stalled_receiver_send_timeout, 2, 30 },
 	};
 	Suite *s = suite_create("transport");
 

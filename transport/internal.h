@@ -103,6 +103,7 @@ struct tp_stream {
 	uint8_t *rxbuf;		/* received, not yet consumed bytes */
 	size_t rx_off, rx_len, rx_cap;
 	bool eof;		/* TCP FIN seen */
+	bool broken;		/* an I/O or TLS error: no graceful close */
 	bool got_bytes;		/* any byte ever received */
 	uint8_t first_byte;	/* first byte received (TLS sniffing) */
 	int io_err;		/* -errno of the raw layer for the BIO */

@@ -152,6 +152,7 @@ static struct io_uring_sqe *get_sqe(struct tp_stream *st)
 
 static int send_error(struct tp_stream *st, int ret)
 {
+	st->broken = true;
 	if (ret == -ETIMEDOUT)
 		return tp_stream_seterr(st, ret,
 					"peer not reading for %d ms (timeout)",
@@ -164,6 +165,7 @@ static int send_error(struct tp_stream *st, int ret)
 
 static int recv_error(struct tp_stream *st, int ret)
 {
+	st->broken = true;
 	if (ret == -ETIMEDOUT)
 		return tp_stream_seterr(st, ret,
 					"peer silent for %d ms (timeout)",

@@ -99,7 +99,7 @@ void tp_stream_destroy(struct tp_stream *st, bool graceful)
 {
 	if (!st)
 		return;
-	if (graceful && st->ring_ok && st->fd >= 0) {
+	if (graceful && !st->broken && st->ring_ok && st->fd >= 0) {
 		/* A peer that stopped reading must not hold us for long. */
 		if (st->timeout_ms < 0 || st->timeout_ms > 500)
 			st->timeout_ms = 500;

@@ -18,7 +18,10 @@
  * on the same stream from two threads at once is not supported); different
  * streams of one session may be used from different threads concurrently.
  * Errors are 0 / -errno; the human-readable reason of the last error of a
- * stream or of a failed constructor is one line without a newline.
+ * stream or of a failed constructor is one line without a newline. After
+ * an error other than -EINVAL, -EMSGSIZE or -EBUSY (misuse, nothing sent
+ * or consumed) a stream is unusable: its bytes may stop mid-record.
+ * Destroy the session.
  */
 #ifndef FERRY_TRANSPORT_H
 #define FERRY_TRANSPORT_H

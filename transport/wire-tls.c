@@ -557,6 +557,7 @@ int tp_tls_error(struct tp_stream *st, int sslret, const char *what)
 	char saved[TP_ERR_LEN];
 	int ret;
 
+	st->broken = true;
 	if (st->io_err) {
 		ret = st->io_err;
 		st->io_err = 0;
