@@ -1107,9 +1107,11 @@ static int make_certs(void)
 	struct tp_cert_opts o = { .cn = "test CA", .days = 30 };
 	struct tp_err err;
 
+	struct tp_cert_opts rogue = { .cn = "rogue CA", .days = 30 };
+
 	if (tp_cert_make_ca(cpath(c, "ca"), kpath(k, "ca"), &o, &err) ||
-	    tp_cert_make_ca(cpath(c, "rogue-ca"), kpath(k, "rogue-ca"), &o,
-			    &err))
+	    tp_cert_make_ca(cpath(c, "rogue-ca"), kpath(k, "rogue-ca"),
+			    &rogue, &err))
 		goto fail;
 	for (size_t i = 0; i < UT_ARRAY_SIZE(hosts); i++) {
 		o = (struct tp_cert_opts){
