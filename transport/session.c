@@ -240,16 +240,14 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 	return 0;
 }
 
-static int server_stream(struct tp_listener *l, uint64_t deadline,
-			 enum tp_stream_kind kind, struct tp_stream **out,
-			 struct tp_err *err)
+/* Wraps an accepted connection in a stream and runs the TLS handshake. */
+static int server_handshake(struct tp_listener *l, int fd,
+			    enum tp_stream_kind kind, struct tp_stream **out,
+			    struct tp_err *err)
 {
 	struct tp_stream *st;
-	int fd = -1, ret;
+	int ret;
 
-	ret = accept_conn(l, deadline, &fd, err);
-	if (ret < 0)
-		return ret;
 	ret = tp_stream_create(fd, kind, 0, &l->cfg, &st);
 	if (ret < 0) {
 		close(fd);
@@ -292,37 +290,91 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
 	return ret < 0 ? stream_err(err, s->ctl, ret) : 0;
 }
 
-/* Places a joined stream. Returns 1 if placed, 0 if it was a stranger
- * (dropped), -errno on a protocol error. */
-static int server_join(struct tp_session *s, struct tp_stream *st,
-		       struct tp_err *err)
+/* Reads a JOIN. Returns 1 with the stream's kind and index, 0 for a
+ * stranger (not a JOIN, or another token; reason in @why). */
+static int read_join(struct tp_session *s, struct tp_stream *st,
+		     uint32_t *kind, uint32_t *idx, struct tp_err *why)
 {
 	uint8_t join[JOIN_LEN];
-	uint32_t kind, idx;
 	int ret;
 
 	ret = expect_msg(st, TP_TYPE_JOIN, join, sizeof(join));
-	if (ret < 0)
-		return stream_err(err, st, ret);
-	if (CRYPTO_memcmp(join, s->token, TP_TOKEN_LEN) != 0) {
-		pr_warn("dropping a connection with a foreign session token");
+	if (ret < 0) {
+		stream_err(why, st, ret);
 		return 0;
 	}
-	kind = tp_get_le32(join + TP_TOKEN_LEN);
-	idx = tp_get_le32(join + TP_TOKEN_LEN + 4);
-	if (kind == TP_STREAM_URGENT && !s->urg) {
-		s->urg = st;
-	} else if (kind == TP_STREAM_BULK && idx < s->nbulk && !s->bulk[idx]) {
-		s->bulk[idx] = st;
-	} else {
-		return tp_err_set(err, -EPROTO,
-				  "bad or duplicate stream join (kind %u, index %u)",
-				  kind, idx);
+	if (CRYPTO_memcmp(join, s->token, TP_TOKEN_LEN) != 0) {
+		tp_err_set(why, -EACCES, "a foreign session token");
+		return 0;
 	}
+	*kind = tp_get_le32(join + TP_TOKEN_LEN);
+	*idx = tp_get_le32(join + TP_TOKEN_LEN + 4);
+	return 1;
+}
+
+/* One connection of the join phase. Returns 1 when its stream joined the
+ * session, 0 when it was refused (a stranger: failed handshake, not a
+ * JOIN, another token; logged, reason in @why), -errno when the session
+ * cannot complete. Strangers do not abort the setup, so that a port scan
+ * cannot break a migration. */
+static int join_one(struct tp_listener *l, struct tp_session *s,
+		    uint64_t deadline, struct tp_err *why, struct tp_err *err)
+{
+	struct tp_stream *st = NULL, **slot = NULL;
+	uint32_t kind = 0, idx = 0;
+	int fd = -1, ret;
+
+	ret = accept_conn(l, deadline, &fd, err);
+	if (ret < 0)
+		return ret;
+	ret = server_handshake(l, fd, TP_STREAM_BULK, &st, why);
+	if (ret == 0)
+		ret = read_join(s, st, &kind, &idx, why);
+	if (ret <= 0) {
+		pr_warn("refused a connection while joining streams: %s",
+			why->msg);
+		tp_stream_destroy(st, false);
+		return 0;
+	}
+	if (kind == TP_STREAM_URGENT && !s->urg)
+		slot = &s->urg;
+	else if (kind == TP_STREAM_BULK && idx < s->nbulk && !s->bulk[idx])
+		slot = &s->bulk[idx];
 	st->kind = kind;
 	st->index = idx;
-	ret = tp_send_internal(st, TP_TYPE_JOINED, NULL, 0);
-	return ret < 0 ? stream_err(err, st, ret) : 1;
+	ret = slot ? tp_send_internal(st, TP_TYPE_JOINED, NULL, 0) :
+		     tp_err_set(err, -EPROTO,
+				"bad or duplicate stream join (kind %u, index %u)",
+				kind, idx);
+	if (slot && ret < 0)
+		stream_err(err, st, ret);
+	if (ret < 0) {
+		tp_stream_destroy(st, false);
+		return ret;
+	}
+	*slot = st;
+	return 1;
+}
+
+static int join_all(struct tp_listener *l, struct tp_session *s,
+		    uint64_t deadline, struct tp_err *err)
+{
+	struct tp_err why = { "" };
+	unsigned int joined = 0;
+	int ret = 0;
+
+	while (ret >= 0 && joined < s->nbulk + 1) {
+		ret = join_one(l, s, deadline, &why, err);
+		if (ret > 0)
+			joined++;
+	}
+	if (ret == -ETIMEDOUT && why.msg[0] && err) {
+		size_t n = strlen(err->msg);
+
+		snprintf(err->msg + n, sizeof(err->msg) - n,
+			 "; refused a connection: %s", why.msg);
+	}
+	return ret < 0 ? ret : 0;
 }
 
 int tp_session_accept(struct tp_listener *l, struct tp_session **out,
@@ -330,9 +382,7 @@ int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 {
 	uint64_t deadline = 0;
 	struct tp_session *s;
-	struct tp_stream *st;
-	unsigned int joined = 0;
-	int ret;
+	int fd = -1, ret;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -341,20 +391,15 @@ int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 	if (l->cfg.accept_timeout_ms > 0)
 		deadline = ut_now_ns() +
 			   (uint64_t)l->cfg.accept_timeout_ms * 1000000;
-	ret = server_stream(l, deadline, TP_STREAM_CONTROL, &s->ctl, err);
+	/* The first connection must be our client: its failure is the
+	 * error this call reports. */
+	ret = accept_conn(l, deadline, &fd, err);
+	if (ret == 0)
+		ret = server_handshake(l, fd, TP_STREAM_CONTROL, &s->ctl, err);
 	if (ret == 0)
 		ret = server_hello(s, err);
-	while (ret == 0 && joined < s->nbulk + 1) {
-		st = NULL;
-		ret = server_stream(l, deadline, TP_STREAM_BULK, &st, err);
-		if (ret == 0)
-			ret = server_join(s, st, err);
-		if (ret <= 0)
-			tp_stream_destroy(st, false);
-		if (ret > 0)
-			joined++;
-		ret = ret > 0 ? 0 : ret;
-	}
+	if (ret == 0)
+		ret = join_all(l, s, deadline, err);
 	if (ret < 0)
 		goto destroy_session;
 	if (s->ctl->ssl)
