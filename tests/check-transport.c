@@ -675,6 +675,67 @@ START_TEST(key_update)
 }
 END_TEST
 
+/* ---- strangers ---- */
+
+struct connector {
+	struct tp_config cfg;
+	const char *port;
+	struct tp_session *s;
+	struct tp_err err;
+	int ret;
+};
+
+static void *connect_fn(void *arg)
+{
+	struct connector *c = arg;
+
+	c->ret = tp_session_connect(&c->cfg, "127.0.0.1", c->port, &c->s,
+				    &c->err);
+	return NULL;
+}
+
+/* A stranger connects between the client's control stream and its other
+ * streams: it is refused and the session still comes up. _i: 0 TLS with
+ * garbage, 1 plain TCP with a JOIN carrying another token. */
+START_TEST(stranger_during_join)
+{
+	struct creds sc, cc;
+	int mode = _i ? TP_SEC_INSECURE : TP_SEC_MTLS;
+	struct tp_config scfg = mode_cfg(&sc, mode, true);
+	struct connector c = { .cfg = mode_cfg(&cc, mode, false) };
+	struct pollfd p = { .events = POLLIN };
+	uint8_t junk[TP_FRAME_LEN + JOIN_LEN] = { 0 };
+	struct server sv;
+	pthread_t th;
+	int fd;
+
+	memset(&sv, 0, sizeof(sv));
+	ck_assert_int_eq(tp_listener_create(&scfg, "127.0.0.1", "0", &sv.l,
+					    &sv.err), 0);
+	snprintf(sv.port, sizeof(sv.port), "%d", tp_listener_port(sv.l));
+	c.port = sv.port;
+	pthread_create(&th, NULL, connect_fn, &c);
+	/* The client's control connection waits in the accept queue... */
+	p.fd = tp_listener_fd(sv.l);
+	ck_assert_int_eq(poll(&p, 1, 10000), 1);
+	/* ...and the stranger queues up behind it. */
+	fd = raw_connect(sv.port);
+	if (_i)
+		tp_frame_encode(junk, TP_TYPE_JOIN, JOIN_LEN);
+	else
+		garbage(junk, sizeof(junk), 0x16);
+	ck_assert_int_eq(write(fd, junk, sizeof(junk)), sizeof(junk));
+	ck_assert_int_eq(pthread_create(&sv.th, NULL, accept_fn, &sv), 0);
+	pthread_join(th, NULL);
+	ck_assert_msg(server_wait(&sv) == 0, "accept: %s", sv.err.msg);
+	ck_assert_msg(c.ret == 0, "connect: %s", c.err.msg);
+	exchange(tp_session_urgent(c.s), tp_session_urgent(sv.s), 8, 5);
+	close(fd);
+	tp_session_destroy(c.s);
+	server_fini(&sv);
+}
+END_TEST
+
 /* ---- 1 GiB over four bulk streams ---- */
 
 #define GIB_STREAMS 4
@@ -1074,6 +1135,7 @@ static Suite *transport_suite(void)
 		{ "peer_cut", peer_cut, 2 * 3 * CUT_NR, 60 },
 		{ "session_wait_urgent_first", session_wait_urgent_first, 0,
 		  30 },
+		{ "stranger_during_join", stranger_during_join, 2, 30 },
 		{ "stalled_receiver_send_timeout",
 		  stalled_receiver_send_timeout, 2, 30 },
 	};

@@ -24,6 +24,11 @@
 #define TP_TYPE_JOINED (TP_TYPE_RESERVED + 4)
 #define TP_PROTO_VERSION 1
 #define TP_TOKEN_LEN 16
+/* Payloads: HELLO le32 version, le32 nbulk; WELCOME the same and the
+ * token; JOIN the token, le32 kind, le32 index; JOINED empty. */
+#define HELLO_LEN 8
+#define WELCOME_LEN (8 + TP_TOKEN_LEN)
+#define JOIN_LEN (TP_TOKEN_LEN + 8)
 
 void tp_frame_encode(uint8_t out[TP_FRAME_LEN], uint32_t type, uint64_t len);
 /* Returns 0, or -EPROTO if @in is not a frame header. */
@@ -126,6 +131,8 @@ int tp_stream_seterr(struct tp_stream *st, int ret, const char *fmt, ...)
 int tp_stream_write_raw(struct tp_stream *st, const void *buf, size_t len,
 			bool flush);
 
+/* The listening socket (tests poll it to order connections). */
+int tp_listener_fd(const struct tp_listener *l);
 /* Sends a transport-internal message (type >= TP_TYPE_RESERVED). */
 int tp_send_internal(struct tp_stream *st, uint32_t type, const void *buf,
 		     size_t len);

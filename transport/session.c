@@ -27,9 +27,6 @@
 #include "transport/internal.h"
 #include "util/util.h"
 
-#define HELLO_LEN 8
-#define WELCOME_LEN (8 + TP_TOKEN_LEN)
-#define JOIN_LEN (TP_TOKEN_LEN + 8)
 
 struct tp_listener {
 	int fd;			/* listening socket */
@@ -156,6 +153,11 @@ destroy_listener:
 int tp_listener_port(const struct tp_listener *l)
 {
 	return l->port;
+}
+
+int tp_listener_fd(const struct tp_listener *l)
+{
+	return l->fd;
 }
 
 void tp_listener_destroy(struct tp_listener *l)
