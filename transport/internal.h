@@ -24,6 +24,11 @@
 #define TP_TYPE_JOINED (TP_TYPE_RESERVED + 4)
 #define TP_PROTO_VERSION 1
 #define TP_TOKEN_LEN 16
+/* Payloads: HELLO le32 version, le32 nbulk; WELCOME the same and the
+ * token; JOIN the token, le32 kind, le32 index; JOINED empty. */
+#define HELLO_LEN 8
+#define WELCOME_LEN (8 + TP_TOKEN_LEN)
+#define JOIN_LEN (TP_TOKEN_LEN + 8)
 
 void tp_frame_encode(uint8_t out[TP_FRAME_LEN], uint32_t type, uint64_t len);
 /* Returns 0, or -EPROTO if @in is not a frame header. */
@@ -63,7 +68,30 @@ void tp_tls_put(struct tp_tls *t);
 int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+struct tp_stream;
+
+/* How a stream's bytes meet the wire: TLS in user space (wire-tls.c) or
+ * plain TCP (wire-plain.c). */
+struct tp_wire_ops {
+	/* Sends one frame (header + payload iovec of @len bytes); with
+	 * TP_MORE it may stay staged. 0 or -errno with st->err set. */
+	int (*send_frame)(struct tp_stream *st, const uint8_t *hdr,
+			  const struct iovec *iov, int iovcnt, uint64_t len,
+			  unsigned int flags);
+	/* Reads exactly @len bytes: 0, -ESHUTDOWN on a clean end, -errno. */
+	int (*read)(struct tp_stream *st, uint8_t *p, size_t len);
+	/* Writes bytes as they are, no frame (tests forge frames). */
+	int (*write_raw)(struct tp_stream *st, const void *p, size_t len);
+	/* True when received bytes wait in user space. */
+	bool (*pending)(const struct tp_stream *st);
+	/* Says goodbye (close_notify) and flushes, best effort. */
+	void (*close)(struct tp_stream *st);
+};
+
+extern const struct tp_wire_ops tp_wire_plain;
+
 struct tp_stream {
+	const struct tp_wire_ops *ops;
 	int fd;			/* connected TCP socket, -1 when none */
 	enum tp_stream_kind kind;
 	unsigned int index;	/* bulk stream number */
@@ -71,6 +99,7 @@ struct tp_stream {
 	bool ring_ok;
 	bool buf_registered;	/* rxbuf is registered buffer 0 */
 	int timeout_ms;		/* < 0: wait forever */
+	uint64_t spin_ns;	/* busy-poll receives this long first */
 	SSL *ssl;		/* NULL for plain TCP */
 	bool hs_done;		/* TLS handshake completed */
 	struct tp_tls *tls;	/* reference held while ssl lives */
@@ -79,6 +108,7 @@ struct tp_stream {
 	uint8_t *rxbuf;		/* received, not yet consumed bytes */
 	size_t rx_off, rx_len, rx_cap;
 	bool eof;		/* TCP FIN seen */
+	bool broken;		/* an I/O or TLS error: no graceful close */
 	bool got_bytes;		/* any byte ever received */
 	uint8_t first_byte;	/* first byte received (TLS sniffing) */
 	int io_err;		/* -errno of the raw layer for the BIO */
@@ -101,6 +131,8 @@ int tp_stream_seterr(struct tp_stream *st, int ret, const char *fmt, ...)
 int tp_stream_write_raw(struct tp_stream *st, const void *buf, size_t len,
 			bool flush);
 
+/* The listening socket (tests poll it to order connections). */
+int tp_listener_fd(const struct tp_listener *l);
 /* Sends a transport-internal message (type >= TP_TYPE_RESERVED). */
 int tp_send_internal(struct tp_stream *st, uint32_t type, const void *buf,
 		     size_t len);
@@ -116,15 +148,18 @@ int tp_raw_flush(struct tp_stream *st);
 /* Reads at least one byte into st->rxbuf (which must be empty). Returns the
  * count, 0 at EOF, or -errno with st->err set. */
 ssize_t tp_raw_fill(struct tp_stream *st);
+/* Reads at least one byte, at most @len, straight into @buf. Returns the
+ * count, 0 at EOF, or -errno with st->err set. */
+ssize_t tp_raw_recv(struct tp_stream *st, void *buf, size_t len);
 /* Reads exactly all bytes of @iov (modified) straight from the socket.
  * Returns 0, -ECONNRESET at EOF, or -errno, with st->err set. */
 int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt);
 /* Waits for one operation with the stream's timeout; see ring.c. */
 int tp_ring_wait_one(struct io_uring *ring, int timeout_ms);
 
-/* tls.c */
-/* Creates st->ssl on st->fd and runs the handshake. Returns 0 or -errno
- * with st->err set. */
+/* wire-tls.c */
+/* Creates st->ssl on st->fd and runs the handshake; on success the stream
+ * switches to the TLS wire. Returns 0 or -errno with st->err set. */
 int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 		     const char *connect_host);
 /* Turns a failed SSL call into -errno and a reason in st->err. */

@@ -4,7 +4,8 @@ transport_libtransport_a_SOURCES = \
 	transport/transport.h \
 	transport/internal.h \
 	transport/ring.c \
-	transport/tls.c \
+	transport/wire-tls.c \
+	transport/wire-plain.c \
 	transport/stream.c \
 	transport/session.c \
 	transport/cert.c

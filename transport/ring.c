@@ -26,17 +26,15 @@
 #define CANCEL_ID 2
 #define RING_DEPTH 8
 
+/* No IORING_SETUP_COOP_TASKRUN: a thread busy-polling the completion
+ * queue (tp_stream_set_busy_poll()) must be kicked to run the task work
+ * that posts its completion; a sleeping waiter is woken either way. */
 int tp_ring_setup(struct tp_stream *st)
 {
-	struct io_uring_params p = { .flags = IORING_SETUP_COOP_TASKRUN };
 	struct iovec iov = { .iov_base = st->rxbuf, .iov_len = st->rx_cap };
 	int ret;
 
-	ret = io_uring_queue_init_params(RING_DEPTH, &st->ring, &p);
-	if (ret == -EINVAL) {
-		memset(&p, 0, sizeof(p));
-		ret = io_uring_queue_init_params(RING_DEPTH, &st->ring, &p);
-	}
+	ret = io_uring_queue_init(RING_DEPTH, &st->ring, 0);
 	if (ret < 0)
 		return tp_stream_seterr(st, ret, "io_uring setup failed: %s",
 					strerror(-ret));
@@ -80,6 +78,29 @@ static int cancel_one(struct io_uring *ring)
 	return res;
 }
 
+/* Polls the completion queue for up to @spin_ns before sleeping: waking a
+ * sleeping thread costs tens of microseconds on a busy (or nested) host,
+ * more than a short urgent round trip. The completion's task work reaches
+ * a spinning thread through the TWA_SIGNAL kick (no COOP_TASKRUN). */
+static int spin_one(struct io_uring *ring, uint64_t spin_ns)
+{
+	struct io_uring_cqe *cqe;
+	uint64_t t0 = ut_now_ns();
+	int ret;
+
+	ret = io_uring_submit(ring);
+	if (ret < 0)
+		return ret;
+	do {
+		if (io_uring_peek_cqe(ring, &cqe) == 0) {
+			ret = cqe->res;
+			io_uring_cqe_seen(ring, cqe);
+			return ret;
+		}
+	} while (ut_now_ns() - t0 < spin_ns);
+	return -EAGAIN;
+}
+
 int tp_ring_wait_one(struct io_uring *ring, int timeout_ms)
 {
 	struct __kernel_timespec ts = {
@@ -107,6 +128,19 @@ int tp_ring_wait_one(struct io_uring *ring, int timeout_ms)
 	return ret;
 }
 
+/* Waits for the stream's one operation, spinning first if asked to. */
+static int wait_op(struct tp_stream *st)
+{
+	int ret;
+
+	if (st->spin_ns) {
+		ret = spin_one(&st->ring, st->spin_ns);
+		if (ret != -EAGAIN)
+			return ret;
+	}
+	return tp_ring_wait_one(&st->ring, st->timeout_ms);
+}
+
 static struct io_uring_sqe *get_sqe(struct tp_stream *st)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
@@ -118,6 +152,7 @@ static struct io_uring_sqe *get_sqe(struct tp_stream *st)
 
 static int send_error(struct tp_stream *st, int ret)
 {
+	st->broken = true;
 	if (ret == -ETIMEDOUT)
 		return tp_stream_seterr(st, ret,
 					"peer not reading for %d ms (timeout)",
@@ -130,6 +165,7 @@ static int send_error(struct tp_stream *st, int ret)
 
 static int recv_error(struct tp_stream *st, int ret)
 {
+	st->broken = true;
 	if (ret == -ETIMEDOUT)
 		return tp_stream_seterr(st, ret,
 					"peer silent for %d ms (timeout)",
@@ -212,7 +248,8 @@ int tp_raw_flush(struct tp_stream *st)
 	return ret;
 }
 
-ssize_t tp_raw_fill(struct tp_stream *st)
+/* One receive into @buf: registered when it is the staging buffer. */
+static ssize_t recv_once(struct tp_stream *st, uint8_t *buf, size_t len)
 {
 	struct io_uring_sqe *sqe;
 	int ret;
@@ -220,23 +257,34 @@ ssize_t tp_raw_fill(struct tp_stream *st)
 	sqe = get_sqe(st);
 	if (!sqe)
 		return tp_stream_seterr(st, -EBUSY, "io_uring full");
-	if (st->buf_registered)
-		io_uring_prep_read_fixed(sqe, st->fd, st->rxbuf, st->rx_cap, 0,
-					 0);
+	if (st->buf_registered && buf == st->rxbuf)
+		io_uring_prep_read_fixed(sqe, st->fd, buf, len, 0, 0);
 	else
-		io_uring_prep_recv(sqe, st->fd, st->rxbuf, st->rx_cap, 0);
-	ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
+		io_uring_prep_recv(sqe, st->fd, buf, len, 0);
+	ret = wait_op(st);
 	if (ret < 0)
 		return recv_error(st, ret);
-	st->rx_off = 0;
-	st->rx_len = ret;
 	if (ret == 0) {
 		st->eof = true;
 	} else if (!st->got_bytes) {
 		st->got_bytes = true;
-		st->first_byte = st->rxbuf[0];
+		st->first_byte = buf[0];
 	}
 	return ret;
+}
+
+ssize_t tp_raw_fill(struct tp_stream *st)
+{
+	ssize_t ret = recv_once(st, st->rxbuf, st->rx_cap);
+
+	st->rx_off = 0;
+	st->rx_len = ret > 0 ? ret : 0;
+	return ret;
+}
+
+ssize_t tp_raw_recv(struct tp_stream *st, void *buf, size_t len)
+{
+	return recv_once(st, buf, len);
 }
 
 int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt)
@@ -251,7 +299,7 @@ int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 		if (!sqe)
 			return tp_stream_seterr(st, -EBUSY, "io_uring full");
 		io_uring_prep_readv(sqe, st->fd, iov, iovcnt, 0);
-		ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
+		ret = wait_op(st);
 		if (ret < 0)
 			return recv_error(st, ret);
 		if (ret == 0) {

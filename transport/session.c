@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -26,9 +27,6 @@
 #include "transport/internal.h"
 #include "util/util.h"
 
-#define HELLO_LEN 8
-#define WELCOME_LEN (8 + TP_TOKEN_LEN)
-#define JOIN_LEN (TP_TOKEN_LEN + 8)
 
 struct tp_listener {
 	int fd;			/* listening socket */
@@ -46,6 +44,7 @@ struct tp_session {
 	struct tp_stream *bulk[TP_MAX_BULK];
 	unsigned int nbulk;
 	uint8_t token[TP_TOKEN_LEN];
+	unsigned int next_bulk;	/* round-robin start of tp_session_wait() */
 	char ktls[64];
 	char desc[384];
 };
@@ -129,6 +128,8 @@ int tp_listener_create(const struct tp_config *cfg, const char *host,
 	if (ret < 0)
 		goto destroy_listener;
 	ret = bind_listen(host, port, &l->fd, err);
+	if (ret < 0 && !host) /* no IPv6 here: IPv4 only */
+		ret = bind_listen("0.0.0.0", port, &l->fd, err);
 	if (ret < 0)
 		goto destroy_listener;
 	getsockname(l->fd, (struct sockaddr *)&ss, &sl);
@@ -152,6 +153,11 @@ destroy_listener:
 int tp_listener_port(const struct tp_listener *l)
 {
 	return l->port;
+}
+
+int tp_listener_fd(const struct tp_listener *l)
+{
+	return l->fd;
 }
 
 void tp_listener_destroy(struct tp_listener *l)
@@ -217,6 +223,8 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
 	int ms = -1, ret;
 
+	if (!sqe)
+		return tp_err_set(err, -EBUSY, "listener ring busy");
 	if (deadline) {
 		uint64_t now = ut_now_ns();
 
@@ -234,16 +242,14 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 	return 0;
 }
 
-static int server_stream(struct tp_listener *l, uint64_t deadline,
-			 enum tp_stream_kind kind, struct tp_stream **out,
-			 struct tp_err *err)
+/* Wraps an accepted connection in a stream and runs the TLS handshake. */
+static int server_handshake(struct tp_listener *l, int fd,
+			    enum tp_stream_kind kind, struct tp_stream **out,
+			    struct tp_err *err)
 {
 	struct tp_stream *st;
-	int fd = -1, ret;
+	int ret;
 
-	ret = accept_conn(l, deadline, &fd, err);
-	if (ret < 0)
-		return ret;
 	ret = tp_stream_create(fd, kind, 0, &l->cfg, &st);
 	if (ret < 0) {
 		close(fd);
@@ -286,37 +292,91 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
 	return ret < 0 ? stream_err(err, s->ctl, ret) : 0;
 }
 
-/* Places a joined stream. Returns 1 if placed, 0 if it was a stranger
- * (dropped), -errno on a protocol error. */
-static int server_join(struct tp_session *s, struct tp_stream *st,
-		       struct tp_err *err)
+/* Reads a JOIN. Returns 1 with the stream's kind and index, 0 for a
+ * stranger (not a JOIN, or another token; reason in @why). */
+static int read_join(struct tp_session *s, struct tp_stream *st,
+		     uint32_t *kind, uint32_t *idx, struct tp_err *why)
 {
 	uint8_t join[JOIN_LEN];
-	uint32_t kind, idx;
 	int ret;
 
 	ret = expect_msg(st, TP_TYPE_JOIN, join, sizeof(join));
-	if (ret < 0)
-		return stream_err(err, st, ret);
-	if (CRYPTO_memcmp(join, s->token, TP_TOKEN_LEN) != 0) {
-		pr_warn("dropping a connection with a foreign session token");
+	if (ret < 0) {
+		stream_err(why, st, ret);
 		return 0;
 	}
-	kind = tp_get_le32(join + TP_TOKEN_LEN);
-	idx = tp_get_le32(join + TP_TOKEN_LEN + 4);
-	if (kind == TP_STREAM_URGENT && !s->urg) {
-		s->urg = st;
-	} else if (kind == TP_STREAM_BULK && idx < s->nbulk && !s->bulk[idx]) {
-		s->bulk[idx] = st;
-	} else {
-		return tp_err_set(err, -EPROTO,
-				  "bad or duplicate stream join (kind %u, index %u)",
-				  kind, idx);
+	if (CRYPTO_memcmp(join, s->token, TP_TOKEN_LEN) != 0) {
+		tp_err_set(why, -EACCES, "a foreign session token");
+		return 0;
 	}
+	*kind = tp_get_le32(join + TP_TOKEN_LEN);
+	*idx = tp_get_le32(join + TP_TOKEN_LEN + 4);
+	return 1;
+}
+
+/* One connection of the join phase. Returns 1 when its stream joined the
+ * session, 0 when it was refused (a stranger: failed handshake, not a
+ * JOIN, another token; logged, reason in @why), -errno when the session
+ * cannot complete. Strangers do not abort the setup, so that a port scan
+ * cannot break a migration. */
+static int join_one(struct tp_listener *l, struct tp_session *s,
+		    uint64_t deadline, struct tp_err *why, struct tp_err *err)
+{
+	struct tp_stream *st = NULL, **slot = NULL;
+	uint32_t kind = 0, idx = 0;
+	int fd = -1, ret;
+
+	ret = accept_conn(l, deadline, &fd, err);
+	if (ret < 0)
+		return ret;
+	ret = server_handshake(l, fd, TP_STREAM_BULK, &st, why);
+	if (ret == 0)
+		ret = read_join(s, st, &kind, &idx, why);
+	if (ret <= 0) {
+		pr_warn("refused a connection while joining streams: %s",
+			why->msg);
+		tp_stream_destroy(st, false);
+		return 0;
+	}
+	if (kind == TP_STREAM_URGENT && !s->urg)
+		slot = &s->urg;
+	else if (kind == TP_STREAM_BULK && idx < s->nbulk && !s->bulk[idx])
+		slot = &s->bulk[idx];
 	st->kind = kind;
 	st->index = idx;
-	ret = tp_send_internal(st, TP_TYPE_JOINED, NULL, 0);
-	return ret < 0 ? stream_err(err, st, ret) : 1;
+	ret = slot ? tp_send_internal(st, TP_TYPE_JOINED, NULL, 0) :
+		     tp_err_set(err, -EPROTO,
+				"bad or duplicate stream join (kind %u, index %u)",
+				kind, idx);
+	if (slot && ret < 0)
+		stream_err(err, st, ret);
+	if (ret < 0) {
+		tp_stream_destroy(st, false);
+		return ret;
+	}
+	*slot = st;
+	return 1;
+}
+
+static int join_all(struct tp_listener *l, struct tp_session *s,
+		    uint64_t deadline, struct tp_err *err)
+{
+	struct tp_err why = { "" };
+	unsigned int joined = 0;
+	int ret = 0;
+
+	while (ret >= 0 && joined < s->nbulk + 1) {
+		ret = join_one(l, s, deadline, &why, err);
+		if (ret > 0)
+			joined++;
+	}
+	if (ret == -ETIMEDOUT && why.msg[0] && err) {
+		size_t n = strlen(err->msg);
+
+		snprintf(err->msg + n, sizeof(err->msg) - n,
+			 "; refused a connection: %s", why.msg);
+	}
+	return ret < 0 ? ret : 0;
 }
 
 int tp_session_accept(struct tp_listener *l, struct tp_session **out,
@@ -324,9 +384,7 @@ int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 {
 	uint64_t deadline = 0;
 	struct tp_session *s;
-	struct tp_stream *st;
-	unsigned int joined = 0;
-	int ret;
+	int fd = -1, ret;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -335,20 +393,15 @@ int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 	if (l->cfg.accept_timeout_ms > 0)
 		deadline = ut_now_ns() +
 			   (uint64_t)l->cfg.accept_timeout_ms * 1000000;
-	ret = server_stream(l, deadline, TP_STREAM_CONTROL, &s->ctl, err);
+	/* The first connection must be our client: its failure is the
+	 * error this call reports. */
+	ret = accept_conn(l, deadline, &fd, err);
+	if (ret == 0)
+		ret = server_handshake(l, fd, TP_STREAM_CONTROL, &s->ctl, err);
 	if (ret == 0)
 		ret = server_hello(s, err);
-	while (ret == 0 && joined < s->nbulk + 1) {
-		st = NULL;
-		ret = server_stream(l, deadline, TP_STREAM_BULK, &st, err);
-		if (ret == 0)
-			ret = server_join(s, st, err);
-		if (ret <= 0)
-			tp_stream_destroy(st, false);
-		if (ret > 0)
-			joined++;
-		ret = ret > 0 ? 0 : ret;
-	}
+	if (ret == 0)
+		ret = join_all(l, s, deadline, err);
 	if (ret < 0)
 		goto destroy_session;
 	if (s->ctl->ssl)
@@ -383,9 +436,12 @@ static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 		return tp_err_set(err, ret, "stream setup failed");
 	}
 	sqe = io_uring_get_sqe(&st->ring);
-	io_uring_prep_connect(sqe, fd, ai->ai_addr, ai->ai_addrlen);
-	io_uring_sqe_set_data64(sqe, 1);
-	ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
+	ret = -EBUSY;
+	if (sqe) {
+		io_uring_prep_connect(sqe, fd, ai->ai_addr, ai->ai_addrlen);
+		io_uring_sqe_set_data64(sqe, 1);
+		ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
+	}
 	if (ret < 0) {
 		tp_err_set(err, ret, "%s stream: cannot connect to %s: %s",
 			   kind_name(kind), host,
@@ -553,4 +609,56 @@ struct tp_stream *tp_session_urgent(struct tp_session *s)
 const char *tp_session_describe(const struct tp_session *s)
 {
 	return s->desc;
+}
+
+/* Streams in service order: urgent, control, then bulk from next_bulk. */
+static unsigned int service_order(struct tp_session *s,
+				  struct tp_stream **order)
+{
+	unsigned int n = 0;
+
+	order[n++] = s->urg;
+	order[n++] = s->ctl;
+	for (unsigned int i = 0; i < s->nbulk; i++)
+		order[n++] = s->bulk[(s->next_bulk + i) % s->nbulk];
+	return n;
+}
+
+static void picked(struct tp_session *s, struct tp_stream *st,
+		   struct tp_stream **ready)
+{
+	if (st->kind == TP_STREAM_BULK)
+		s->next_bulk = (st->index + 1) % s->nbulk;
+	*ready = st;
+}
+
+int tp_session_wait(struct tp_session *s, int timeout_ms,
+		    struct tp_stream **ready)
+{
+	struct tp_stream *order[TP_MAX_BULK + 2];
+	struct pollfd pfd[TP_MAX_BULK + 2];
+	unsigned int n = service_order(s, order);
+	int ret;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (tp_stream_pending(order[i])) {
+			picked(s, order[i], ready);
+			return 0;
+		}
+		pfd[i] = (struct pollfd){ .fd = order[i]->fd, .events = POLLIN };
+	}
+	do {
+		ret = poll(pfd, n, timeout_ms < 0 ? -1 : timeout_ms);
+	} while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return -errno;
+	if (ret == 0)
+		return -ETIMEDOUT;
+	for (unsigned int i = 0; i < n; i++) {
+		if (pfd[i].revents) {
+			picked(s, order[i], ready);
+			return 0;
+		}
+	}
+	return -EAGAIN;
 }

@@ -4,17 +4,18 @@
  *
  * Wire format of one message (the only one of this module):
  *   le32 magic "FRY1" | le32 type | le64 payload length | payload
- * TLS encrypts the payload straight from the caller's iovec (OpenSSL reads
- * the plaintext from there and writes records into the staging buffer) and
- * decrypts into the caller's destination buffers; plain TCP hands the
- * iovec to sendmsg and reads large payloads straight into the destination.
+ * TLS takes the payload straight from the caller's iovec (no gather copy;
+ * OpenSSL seals records into its own buffer, which the BIO appends to the
+ * staging buffer) and SSL_read decrypts into OpenSSL's read buffer, which
+ * the socket filled directly, then copies to the caller's destination.
+ * Plain TCP hands the iovec to sendmsg and reads large payloads straight
+ * into the destination: no user-space copy at all.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +25,6 @@
 #include "transport/internal.h"
 #include "util/util.h"
 
-/* Leading payload pieces up to this size are gathered with the frame
- * header into one TLS record instead of a record each. */
-#define SMALL_PIECE 2048
-#define BOUNCE_LEN 16384
-#define IOV_BATCH 64
 
 void tp_frame_encode(uint8_t out[TP_FRAME_LEN], uint32_t type, uint64_t len)
 {
@@ -69,6 +65,7 @@ int tp_stream_create(int fd, enum tp_stream_kind kind, unsigned int index,
 	if (!st)
 		return -ENOMEM;
 	st->fd = fd;
+	st->ops = &tp_wire_plain;
 	st->kind = kind;
 	st->index = index;
 	st->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms
@@ -102,15 +99,11 @@ void tp_stream_destroy(struct tp_stream *st, bool graceful)
 {
 	if (!st)
 		return;
-	if (st->ssl && graceful && st->ring_ok && st->fd >= 0) {
-		if (st->timeout_ms < 0 || st->timeout_ms > 1000)
-			st->timeout_ms = 1000;
-		ERR_clear_error();
-		SSL_shutdown(st->ssl);
-		tp_raw_flush(st);
-		ERR_clear_error();
-	} else if (graceful && st->ring_ok && st->fd >= 0) {
-		tp_raw_flush(st);
+	if (graceful && !st->broken && st->ring_ok && st->fd >= 0) {
+		/* A peer that stopped reading must not hold us for long. */
+		if (st->timeout_ms < 0 || st->timeout_ms > 500)
+			st->timeout_ms = 500;
+		st->ops->close(st);
 	}
 	SSL_free(st->ssl);
 	tp_tls_put(st->tls);
@@ -125,77 +118,6 @@ void tp_stream_destroy(struct tp_stream *st, bool graceful)
 
 /* ---- sending ---- */
 
-static int tls_write(struct tp_stream *st, const void *p, size_t len)
-{
-	size_t w;
-
-	if (len == 0)
-		return 0;
-	ERR_clear_error();
-	if (SSL_write_ex(st->ssl, p, len, &w) != 1)
-		return tp_tls_error(st, 0, "TLS write");
-	return 0;
-}
-
-/* Header plus small leading pieces in one record, then every remaining
- * piece straight from the caller's memory, merging neighbours that touch. */
-static int tls_send_frame(struct tp_stream *st, const uint8_t *hdr,
-			  const struct iovec *iov, int iovcnt)
-{
-	uint8_t bounce[BOUNCE_LEN];
-	size_t blen = TP_FRAME_LEN;
-	const uint8_t *p;
-	size_t len;
-	int i = 0, ret;
-
-	memcpy(bounce, hdr, TP_FRAME_LEN);
-	for (; i < iovcnt && iov[i].iov_len <= SMALL_PIECE &&
-	       blen + iov[i].iov_len <= BOUNCE_LEN; i++) {
-		memcpy(bounce + blen, iov[i].iov_base, iov[i].iov_len);
-		blen += iov[i].iov_len;
-	}
-	ret = tls_write(st, bounce, blen);
-	while (ret == 0 && i < iovcnt) {
-		p = iov[i].iov_base;
-		len = iov[i].iov_len;
-		for (i++; i < iovcnt && (const uint8_t *)iov[i].iov_base ==
-						p + len; i++)
-			len += iov[i].iov_len;
-		ret = tls_write(st, p, len);
-	}
-	return ret;
-}
-
-static int plain_send_frame(struct tp_stream *st, const uint8_t *hdr,
-			    const struct iovec *iov, int iovcnt,
-			    uint64_t len, unsigned int flags)
-{
-	struct iovec v[IOV_BATCH + 2];
-	int n = 0, i = 0, ret;
-
-	if ((flags & TP_MORE) && st->tx_len + TP_FRAME_LEN + len <= st->tx_cap) {
-		memcpy(st->txbuf + st->tx_len, hdr, TP_FRAME_LEN);
-		st->tx_len += TP_FRAME_LEN;
-		for (i = 0; i < iovcnt; i++) {
-			memcpy(st->txbuf + st->tx_len, iov[i].iov_base,
-			       iov[i].iov_len);
-			st->tx_len += iov[i].iov_len;
-		}
-		return 0;
-	}
-	if (st->tx_len)
-		v[n++] = (struct iovec){ st->txbuf, st->tx_len };
-	v[n++] = (struct iovec){ (void *)hdr, TP_FRAME_LEN };
-	st->tx_len = 0;
-	do {
-		while (i < iovcnt && n < IOV_BATCH + 2)
-			v[n++] = iov[i++];
-		ret = tp_raw_sendv(st, v, n);
-		n = 0;
-	} while (ret == 0 && i < iovcnt);
-	return ret;
-}
-
 static int send_frame(struct tp_stream *st, uint32_t type,
 		      const struct iovec *iov, int iovcnt, unsigned int flags)
 {
@@ -208,24 +130,9 @@ static int send_frame(struct tp_stream *st, uint32_t type,
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
 	tp_frame_encode(hdr, type, len);
-	if (st->ssl && st->since_update >= st->key_update_bytes) {
-		/* Sent ahead of the next record; the peer's read side follows
-		 * without answering (NOT_REQUESTED), so a one-way bulk
-		 * stream never needs a write from its receiver. */
-		if (SSL_key_update(st->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
-			return tp_tls_error(st, 0, "TLS key update");
-		st->since_update = 0;
-		st->stats.key_updates++;
-	}
-	if (st->ssl)
-		ret = tls_send_frame(st, hdr, iov, iovcnt);
-	else
-		ret = plain_send_frame(st, hdr, iov, iovcnt, len, flags);
-	if (ret == 0 && st->ssl && !(flags & TP_MORE))
-		ret = tp_raw_flush(st);
+	ret = st->ops->send_frame(st, hdr, iov, iovcnt, len, flags);
 	if (ret < 0)
 		return ret;
-	st->since_update += len + TP_FRAME_LEN;
 	st->stats.tx_bytes += len + TP_FRAME_LEN;
 	st->stats.tx_msgs++;
 	return 0;
@@ -257,12 +164,8 @@ int tp_stream_flush(struct tp_stream *st)
 int tp_stream_write_raw(struct tp_stream *st, const void *buf, size_t len,
 			bool flush)
 {
-	int ret;
+	int ret = st->ops->write_raw(st, buf, len);
 
-	if (st->ssl)
-		ret = tls_write(st, buf, len);
-	else
-		ret = tp_raw_send(st, buf, len);
 	if (ret == 0 && flush)
 		ret = tp_raw_flush(st);
 	return ret;
@@ -270,60 +173,13 @@ int tp_stream_write_raw(struct tp_stream *st, const void *buf, size_t len,
 
 /* ---- receiving ---- */
 
-static int tls_read(struct tp_stream *st, uint8_t *p, size_t len)
-{
-	size_t got;
-	int ret;
-
-	while (len > 0) {
-		ERR_clear_error();
-		if (SSL_read_ex(st->ssl, p, len, &got) != 1)
-			return tp_tls_error(st, 0, "TLS read");
-		p += got;
-		len -= got;
-	}
-	/* A read may have queued bytes of ours (an alert): send them. */
-	ret = tp_raw_flush(st);
-	return ret;
-}
-
-static int plain_read(struct tp_stream *st, uint8_t *p, size_t len)
-{
-	struct iovec v;
-	ssize_t ret;
-	size_t n;
-
-	while (len > 0) {
-		if (st->rx_off < st->rx_len) {
-			n = st->rx_len - st->rx_off;
-			n = n < len ? n : len;
-			memcpy(p, st->rxbuf + st->rx_off, n);
-			st->rx_off += n;
-			p += n;
-			len -= n;
-			continue;
-		}
-		if (len >= st->rx_cap / 2) {
-			v = (struct iovec){ p, len };
-			return tp_raw_recvv(st, &v, 1);
-		}
-		ret = tp_raw_fill(st);
-		if (ret < 0)
-			return ret;
-		if (ret == 0)
-			return tp_stream_seterr(st, -ESHUTDOWN,
-						"peer closed the stream");
-	}
-	return 0;
-}
-
 /* Reads exactly @len bytes; @mid: inside a message, so that any end of the
  * stream is an error about a truncated message. */
 static int read_exact(struct tp_stream *st, void *p, size_t len, bool mid)
 {
 	int ret;
 
-	ret = st->ssl ? tls_read(st, p, len) : plain_read(st, p, len);
+	ret = st->ops->read(st, p, len);
 	if (ret == -ESHUTDOWN && mid)
 		ret = tp_stream_seterr(st, -ECONNRESET,
 				       "peer closed the stream mid-message");
@@ -446,10 +302,15 @@ int tp_stream_fd(const struct tp_stream *st)
 
 bool tp_stream_pending(const struct tp_stream *st)
 {
-	return st->rx_off < st->rx_len || (st->ssl && SSL_pending(st->ssl));
+	return st->ops->pending(st);
 }
 
 void tp_stream_set_timeout(struct tp_stream *st, int timeout_ms)
 {
 	st->timeout_ms = timeout_ms;
+}
+
+void tp_stream_set_busy_poll(struct tp_stream *st, unsigned int usec)
+{
+	st->spin_ns = (uint64_t)usec * 1000;
 }

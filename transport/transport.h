@@ -18,7 +18,10 @@
  * on the same stream from two threads at once is not supported); different
  * streams of one session may be used from different threads concurrently.
  * Errors are 0 / -errno; the human-readable reason of the last error of a
- * stream or of a failed constructor is one line without a newline.
+ * stream or of a failed constructor is one line without a newline. After
+ * an error other than -EINVAL, -EMSGSIZE or -EBUSY (misuse, nothing sent
+ * or consumed) a stream is unusable: its bytes may stop mid-record.
+ * Destroy the session.
  */
 #ifndef FERRY_TRANSPORT_H
 #define FERRY_TRANSPORT_H
@@ -47,7 +50,9 @@ enum tp_security {
 
 struct tp_config {
 	enum tp_security security;
-	/* TP_SEC_MTLS: PEM files. The peer's chain must lead to ca_file. */
+	/* TP_SEC_MTLS: PEM files. The peer's chain must lead to ca_file. A
+	 * client may leave cert_file and key_file both NULL to present no
+	 * certificate; servers always require one. */
 	const char *ca_file;
 	const char *cert_file;
 	const char *key_file;
@@ -104,7 +109,7 @@ struct tp_stream;
 int tp_listener_create(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_listener **out,
 		       struct tp_err *err);
-/* The bound TCP port. */
+/* The bound TCP port. Any thread. */
 int tp_listener_port(const struct tp_listener *l);
 /* Closes the socket and frees @l; accepts NULL. Sessions already accepted
  * stay valid. */
@@ -130,12 +135,22 @@ int tp_session_connect(const struct tp_config *cfg, const char *host,
  * closes them and frees @s; accepts NULL. No stream may be in use. */
 void tp_session_destroy(struct tp_session *s);
 
+/* The number of bulk streams agreed at setup. Any thread. */
 unsigned int tp_session_nbulk(const struct tp_session *s);
 /* The streams belong to the session; valid until tp_session_destroy().
  * tp_session_bulk() returns NULL for @i >= tp_session_nbulk(). */
 struct tp_stream *tp_session_control(struct tp_session *s);
 struct tp_stream *tp_session_bulk(struct tp_session *s, unsigned int i);
 struct tp_stream *tp_session_urgent(struct tp_session *s);
+/* For a caller that serves every stream of @s from one thread: waits until
+ * a stream has bytes to read (or an error or end to report) and returns it
+ * in *@ready, the urgent stream before the control stream before the bulk
+ * streams (taken round-robin), so that urgent messages are serviced first.
+ * Returns 0, -ETIMEDOUT after @timeout_ms (< 0: no limit), or -errno.
+ * Waits for readiness with poll(2); the reads themselves stay on io_uring.
+ * One thread at a time, and no stream of @s in use by another thread. */
+int tp_session_wait(struct tp_session *s, int timeout_ms,
+		    struct tp_stream **ready);
 /* One line describing the session: protocol, cipher, authentication, peer,
  * kernel TLS use. Valid until tp_session_destroy(). */
 const char *tp_session_describe(const struct tp_session *s);
@@ -152,14 +167,16 @@ struct tp_msg {
 #define TP_MORE 0x1u
 
 /* Sends one message whose payload is the concatenation of @iov (@iovcnt may
- * be 0). TLS encrypts straight from the iovec; plain TCP sends straight
- * from it. Returns once the bytes are handed to the kernel (or staged, with
+ * be 0). Nothing is gathered first: TLS hands each piece (neighbours that
+ * touch merged) to OpenSSL, whose record layer seals 16 KiB records from
+ * it (OpenSSL 3.0 copies a record's plaintext into its buffer and seals in
+ * place; no further copy of ours); plain TCP gives the iovec to sendmsg. Returns once the bytes are handed to the kernel (or staged, with
  * TP_MORE): the caller may then reuse its buffers. Returns 0 or -errno
  * (-ETIMEDOUT peer not reading, -EPIPE / -ECONNRESET peer gone, -EINVAL bad
  * type), with the reason in tp_stream_strerror(). */
 int tp_send(struct tp_stream *st, uint32_t type, const struct iovec *iov,
 	    int iovcnt, unsigned int flags);
-/* Sends what TP_MORE left staged. Returns 0 or -errno. */
+/* Sends what TP_MORE left staged. Returns 0 or -errno as tp_send(). */
 int tp_stream_flush(struct tp_stream *st);
 
 /* Waits for the next message and fills @msg. The previous message's payload
@@ -184,9 +201,13 @@ int tp_recv(struct tp_stream *st, struct tp_msg *msg, void *buf, size_t cap);
 
 /* ---- streams ----------------------------------------------------------- */
 
-/* The reason of the stream's last error ("" if none). */
+/* The reason of the stream's last error ("" if none), one line, owned by
+ * the stream and overwritten by its next error. The stream's thread. */
 const char *tp_stream_strerror(const struct tp_stream *st);
+/* Control, bulk or urgent. Any thread. */
 enum tp_stream_kind tp_stream_kind(const struct tp_stream *st);
+/* Copies the stream's counters into @out. The stream's thread (counters
+ * are not atomic; another thread may read a torn value). */
 void tp_stream_get_stats(const struct tp_stream *st,
 			 struct tp_stream_stats *out);
 /* The socket, for poll()-driven callers (readability only; bytes already
@@ -197,6 +218,11 @@ int tp_stream_fd(const struct tp_stream *st);
 bool tp_stream_pending(const struct tp_stream *st);
 /* Changes the stream's I/O timeout (ms, < 0 never). */
 void tp_stream_set_timeout(struct tp_stream *st, int timeout_ms);
+/* Receives on @st poll for up to @usec before sleeping (0, the default:
+ * sleep at once). For a thread that waits on a short round trip, such as a
+ * page request on the urgent stream: it trades CPU for wake-up latency.
+ * Call from the thread that uses the stream. */
+void tp_stream_set_busy_poll(struct tp_stream *st, unsigned int usec);
 
 /* ---- certificates (tests, demo, ferry-cert) ----------------------------- */
 

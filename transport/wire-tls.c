@@ -70,31 +70,41 @@ static int bio_write(BIO *b, const char *data, int len)
 	return len;
 }
 
-static int bio_read(BIO *b, char *out, int len)
+static int copy_out(struct tp_stream *st, char *out, int len)
 {
-	struct tp_stream *st = BIO_get_data(b);
-	ssize_t ret;
-	size_t n;
+	size_t n = st->rx_len - st->rx_off;
 
-	BIO_clear_retry_flags(b);
-	if (st->rx_off == st->rx_len) {
-		/* Never wait for the peer while our own bytes sit staged. */
-		ret = tp_raw_flush(st);
-		if (ret == 0)
-			ret = tp_raw_fill(st);
-		if (ret < 0) {
-			st->io_err = ret;
-			return -1;
-		}
-		if (ret == 0)
-			return 0;
-	}
-	n = st->rx_len - st->rx_off;
 	if (n > (size_t)len)
 		n = len;
 	memcpy(out, st->rxbuf + st->rx_off, n);
 	st->rx_off += n;
 	return n;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+	struct tp_stream *st = BIO_get_data(b);
+	ssize_t ret;
+
+	BIO_clear_retry_flags(b);
+	if (st->rx_off < st->rx_len)
+		return copy_out(st, out, len);
+	/* Never wait for the peer while our own bytes sit staged. */
+	ret = tp_raw_flush(st);
+	/* OpenSSL reads ahead into a buffer as large as ours: receive straight
+	 * into it rather than copy through the staging buffer. */
+	if (ret == 0 && (size_t)len >= st->rx_cap / 2) {
+		ret = tp_raw_recv(st, out, len);
+	} else if (ret == 0) {
+		ret = tp_raw_fill(st);
+		if (ret > 0)
+			ret = copy_out(st, out, len);
+	}
+	if (ret < 0) {
+		st->io_err = ret;
+		return -1;
+	}
+	return ret;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -230,6 +240,9 @@ static int make_ctx(struct tp_tls *t, const struct tp_config *cfg,
 				  ssl_reason());
 	SSL_CTX_set_num_tickets(t->ctx, 0);
 	SSL_CTX_set_read_ahead(t->ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(t->ctx, cfg->buf_size ?
+						    cfg->buf_size :
+						    TP_DEFAULT_BUF);
 	SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
 	t->bio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
 				   "ferry-io_uring");
@@ -298,6 +311,122 @@ void tp_tls_put(struct tp_tls *t)
 	free(t);
 }
 
+/* ---- the TLS wire ---- */
+
+/* Leading payload pieces up to this size are gathered with the frame
+ * header into one TLS record instead of a record each. */
+#define SMALL_PIECE 2048
+#define BOUNCE_LEN 16384
+
+static int tls_write(struct tp_stream *st, const void *p, size_t len)
+{
+	size_t w;
+
+	if (len == 0)
+		return 0;
+	ERR_clear_error();
+	if (SSL_write_ex(st->ssl, p, len, &w) != 1)
+		return tp_tls_error(st, 0, "TLS write");
+	return 0;
+}
+
+/* Header plus small leading pieces in one record, then every remaining
+ * piece straight from the caller's memory, merging neighbours that touch. */
+static int write_pieces(struct tp_stream *st, const uint8_t *hdr,
+			const struct iovec *iov, int iovcnt)
+{
+	uint8_t bounce[BOUNCE_LEN];
+	size_t blen = TP_FRAME_LEN;
+	const uint8_t *p;
+	size_t len;
+	int i = 0, ret;
+
+	memcpy(bounce, hdr, TP_FRAME_LEN);
+	for (; i < iovcnt && iov[i].iov_len <= SMALL_PIECE &&
+	       blen + iov[i].iov_len <= BOUNCE_LEN; i++) {
+		memcpy(bounce + blen, iov[i].iov_base, iov[i].iov_len);
+		blen += iov[i].iov_len;
+	}
+	ret = tls_write(st, bounce, blen);
+	while (ret == 0 && i < iovcnt) {
+		p = iov[i].iov_base;
+		len = iov[i].iov_len;
+		for (i++; i < iovcnt && (const uint8_t *)iov[i].iov_base ==
+						p + len; i++)
+			len += iov[i].iov_len;
+		ret = tls_write(st, p, len);
+	}
+	return ret;
+}
+
+static int tls_send_frame(struct tp_stream *st, const uint8_t *hdr,
+			  const struct iovec *iov, int iovcnt, uint64_t len,
+			  unsigned int flags)
+{
+	int ret;
+
+	if (st->since_update >= st->key_update_bytes) {
+		/* Sent ahead of the next record; the peer's read side follows
+		 * without answering (NOT_REQUESTED), so a one-way bulk
+		 * stream never needs a write from its receiver. */
+		if (SSL_key_update(st->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
+			return tp_tls_error(st, 0, "TLS key update");
+		st->since_update = 0;
+		st->stats.key_updates++;
+	}
+	ret = write_pieces(st, hdr, iov, iovcnt);
+	if (ret == 0 && !(flags & TP_MORE))
+		ret = tp_raw_flush(st);
+	if (ret == 0)
+		st->since_update += len + TP_FRAME_LEN;
+	return ret;
+}
+
+static int tls_read(struct tp_stream *st, uint8_t *p, size_t len)
+{
+	size_t got;
+	int ret;
+
+	while (len > 0) {
+		ERR_clear_error();
+		if (SSL_read_ex(st->ssl, p, len, &got) != 1)
+			return tp_tls_error(st, 0, "TLS read");
+		p += got;
+		len -= got;
+	}
+	/* A read may have queued bytes of ours (an alert): send them. */
+	ret = tp_raw_flush(st);
+	return ret;
+}
+
+static int tls_write_raw(struct tp_stream *st, const void *p, size_t len)
+{
+	return tls_write(st, p, len);
+}
+
+static bool tls_pending(const struct tp_stream *st)
+{
+	/* SSL_has_pending, not SSL_pending: records read ahead into OpenSSL's
+	 * buffer but not yet decrypted count too. */
+	return st->rx_off < st->rx_len || SSL_has_pending(st->ssl);
+}
+
+static void tls_close(struct tp_stream *st)
+{
+	ERR_clear_error();
+	SSL_shutdown(st->ssl);
+	tp_raw_flush(st);
+	ERR_clear_error();
+}
+
+static const struct tp_wire_ops tls_ops = {
+	.send_frame = tls_send_frame,
+	.read = tls_read,
+	.write_raw = tls_write_raw,
+	.pending = tls_pending,
+	.close = tls_close,
+};
+
 /* ---- handshake and errors ---- */
 
 static bool is_ip_literal(const char *s)
@@ -351,6 +480,7 @@ int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 	if (ret != 1)
 		return tp_tls_error(st, ret, "TLS handshake");
 	st->hs_done = true;
+	st->ops = &tls_ops;
 	return 0;
 }
 
@@ -427,6 +557,7 @@ int tp_tls_error(struct tp_stream *st, int sslret, const char *what)
 	char saved[TP_ERR_LEN];
 	int ret;
 
+	st->broken = true;
 	if (st->io_err) {
 		ret = st->io_err;
 		st->io_err = 0;
