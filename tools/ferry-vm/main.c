@@ -185,8 +185,10 @@ static int parse_args(struct vm_config *cfg, int argc, char **argv)
 		if (c == '?' || parse_opt(cfg, c, optarg)) {
 			if (c != '?')
 				fprintf(stderr, "ferry-vm: invalid option "
-					"value '%s'\n", optarg);
-			fprintf(stderr, "Try 'ferry-vm --help'.\n");
+					"value '%s' (see ferry-vm --help)\n",
+					optarg);
+			else
+				fprintf(stderr, "Try 'ferry-vm --help'.\n");
 			return VM_EXIT_USAGE;
 		}
 	}
@@ -260,7 +262,8 @@ static int size_ram(struct vm_config *cfg, struct wl_params *p)
 		return -EINVAL;
 	}
 	p->cpus = cfg->nr_cpus;
-	need = UT_ALIGN_UP(wl_ram_needed(p), psz);
+	/* Restoring: the workload's parameters are in the snapshot's RAM. */
+	need = cfg->restore ? psz : UT_ALIGN_UP(wl_ram_needed(p), psz);
 	if (!cfg->ram_bytes)
 		cfg->ram_bytes = need;
 	if (cfg->ram_bytes < need || !UT_IS_ALIGNED(cfg->ram_bytes, psz)) {
