@@ -76,3 +76,6 @@ tests_check_vm_kvm_SOURCES = tests/check-vm-kvm.c $(VM_TEST_HELPERS)
 tests_check_vm_kvm_CPPFLAGS = $(VM_TEST_CPPFLAGS)
 tests_check_vm_kvm_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_vm_kvm_LDADD = migrate/libvmlink.a util/libutil.a $(CHECK_LIBS)
+
+dist_man1_MANS += docs/ferry-vm.1
+EXTRA_DIST += docs/vmlink.md
