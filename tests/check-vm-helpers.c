@@ -152,6 +152,23 @@ unsigned int vmt_wait_hb(struct vmp *p, unsigned int n, int ms)
 	return got;
 }
 
+bool vmt_wait_filled(struct vmp *p, int ms)
+{
+	for (unsigned int n = 1; ms > 0; n++, ms -= 100) {
+		char *s;
+		long long iter;
+
+		if (vmt_wait_hb(p, n, ms) < n)
+			return false;
+		s = vmt_slurp(p->out);
+		iter = vmt_last_value(s, "HB ", "iter");
+		free(s);
+		if (iter >= 1)
+			return true;
+	}
+	return false;
+}
+
 char *vmt_slurp(const char *path)
 {
 	FILE *f = fopen(path, "r");

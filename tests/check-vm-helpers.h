@@ -35,6 +35,9 @@ void vmt_kill(struct vmp *p);
  * (fewer if the process exited or @ms passed). */
 unsigned int vmt_wait_hb(struct vmp *p, unsigned int n, int ms);
 
+/* Waits until a heartbeat reports a full verification pass (iter >= 1),
+ * i.e. the guest has filled its working set. False on timeout or exit. */
+bool vmt_wait_filled(struct vmp *p, int ms);
 /* A file's content, NUL-terminated, malloc'ed ("" if missing). */
 char *vmt_slurp(const char *path);
 /* Lines of @s starting with @prefix. */

@@ -136,12 +136,15 @@ START_TEST(kvm_corrupt_page)
 			       "4M", "--heartbeat-ms", HB_MS, NULL };
 	long long ws_gpa, page = 700;
 	struct vml_client c;
+	char *err;
+	int st;
 	struct vmp p;
 	uint8_t *ram;
 
 	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
 	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
-	ck_assert_uint_ge(vmt_wait_hb(&p, 1, 30000), 1);
+	/* Filled: a corruption before the fill would just be overwritten. */
+	ck_assert(vmt_wait_filled(&p, 30000));
 	out = vmt_slurp(p.out);
 	ws_gpa = vmt_last_value(out, "GUEST", "ws_gpa");
 	free(out);
@@ -154,8 +157,14 @@ START_TEST(kvm_corrupt_page)
 	munmap(ram, c.hello.regions[0].size);
 	ck_assert_int_eq(vml_client_resume(&c), 0);
 	vml_client_close(&c);
-	ck_assert_int_eq(vmt_wait(&p, 30000), 3);
+	st = vmt_wait(&p, 30000);
 	out = vmt_slurp(p.out);
+	err = vmt_slurp(p.err);
+	if (st != 3)
+		fprintf(stderr, "status %d\nstdout tail:\n%s\nstderr:\n%s\n", st,
+		       out + (strlen(out) > 600 ? strlen(out) - 600 : 0), err);
+	ck_assert_int_eq(st, 3);
+	free(err);
 	snprintf(want, sizeof(want), "ERR page=%lld ", page);
 	ck_assert_uint_eq(vmt_count(out, want), 1);
 	free(out);

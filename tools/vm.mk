@@ -79,3 +79,4 @@ tests_check_vm_kvm_LDADD = migrate/libvmlink.a util/libutil.a $(CHECK_LIBS)
 
 dist_man1_MANS += docs/ferry-vm.1
 EXTRA_DIST += docs/vmlink.md
+EXTRA_DIST += tools/ferry-vm/kvm-in-tcg

@@ -76,6 +76,9 @@ int kvm_vcpu_create(struct kvm_vm *k, unsigned int idx)
 void kvm_vcpu_destroy(struct kvm_vcpu_ctx *c)
 {
 	if (c->running) {
+		/* stop is set: immediate_exit covers a kick that lands
+		 * between the thread's stop check and KVM_RUN. */
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 		pthread_kill(c->thread, SIGUSR1);
 		pthread_join(c->thread, NULL);
 		c->running = false;
