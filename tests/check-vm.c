@@ -185,6 +185,47 @@ START_TEST(vmlink_fds_over_socket)
 }
 END_TEST
 
+/* Random bytes into the decoders: no crash, no fd leaked or double-taken. */
+START_TEST(vmlink_decode_fuzz)
+{
+	uint8_t buf[VML_HELLO_FIXED + VML_MAX_REGIONS * VML_REGION_SIZE];
+	struct vml_hello h;
+	struct vml_hdr hd;
+	int fds[VML_MAX_FDS];
+	uint64_t x = 88172645463325252ull;
+
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = (size_t)(x % sizeof(buf));
+		unsigned int nfds = (unsigned int)(x >> 40) % (VML_MAX_FDS + 1);
+
+		for (size_t i = 0; i < sizeof(buf); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[i] = (uint8_t)x;
+		}
+		/* Plausible prefixes now and then, so decoding goes deep. */
+		if (iter & 1) {
+			buf[0] = VML_VERSION;
+			buf[1] = buf[2] = buf[3] = 0;
+			buf[16] = (uint8_t)(x % 3);
+			buf[17] = buf[18] = buf[19] = 0;
+			len = VML_HELLO_FIXED + buf[16] * VML_REGION_SIZE;
+		}
+		for (unsigned int i = 0; i < VML_MAX_FDS; i++)
+			fds[i] = i < nfds ? 1000 + (int)i : -1;
+		if (!vml_hello_decode(&h, buf, len, fds, nfds)) {
+			/* Every fd handed out came from the list once. */
+			ck_assert(h.uffd == -1 || (h.uffd >= 1000 &&
+						   h.uffd < 1000 + (int)nfds));
+			for (unsigned int r = 0; r < h.nr_regions; r++)
+				ck_assert(h.regions[r].size > 0);
+		}
+		vml_hdr_decode(&hd, buf, len);
+	}
+}
+END_TEST
+
 START_TEST(vmlink_listen_in_use)
 {
 	char *dir = tdir, path[256];
@@ -487,6 +528,52 @@ START_TEST(corrupt_page_is_reported)
 }
 END_TEST
 
+/* A stall (here a pause) shows in the next heartbeat's maxgap_us, since
+ * the guest clock runs on; and --watchdog turns a missing heartbeat into
+ * exit status 5. */
+START_TEST(stall_is_visible)
+{
+	char *dir = tdir, sock[256], con[256], *out;
+	const char *argv[] = { NULL, "--no-kvm", "-s", sock, "--ws", "4M",
+			       "--heartbeat-ms", HB_MS, "--console", con,
+			       NULL };
+	const char *wd[] = { NULL, "--no-kvm", "--ws", "4M", "--heartbeat-ms",
+			     "5000", "--watchdog", "300", NULL };
+	struct vml_client c;
+	uint32_t st;
+	uint64_t hb;
+	struct vmp p;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	snprintf(con, sizeof(con), "%s/console.log", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	strcpy(p.out, con);	/* heartbeats go to the console file */
+	ck_assert(vmt_wait_filled(&p, 20000));
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb), 0);
+	usleep(600 * 1000);
+	ck_assert_int_eq(vml_client_resume(&c), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, hb + 1, 20000), hb + 1);
+	out = vmt_slurp(con);
+	ck_assert_int_ge(vmt_last_value(out, "HB ", "maxgap_us"), 500000);
+	free(out);
+	ck_assert_int_eq(vml_client_quit(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 10000), 0);
+	snprintf(con, sizeof(con), "%s/vm.out", dir);
+	out = vmt_slurp(con);	/* --console took the guest's lines */
+	ck_assert_uint_eq(vmt_count(out, "HB "), 0);
+	free(out);
+
+	ck_assert_int_eq(vmt_spawn(&p, dir, "wd", wd), 0);
+	ck_assert_int_eq(vmt_wait(&p, 20000), 5);
+	out = vmt_slurp(p.err);
+	ck_assert_ptr_nonnull(strstr(out, "no guest heartbeat"));
+	free(out);
+}
+END_TEST
+
 START_TEST(qemu_tcg_boots_payload)
 {
 	const char *argv[] = { "/usr/bin/qemu-system-x86_64", "-kernel",
@@ -579,6 +666,7 @@ static Suite *vm_suite(void)
 		{ "vmlink_hdr_roundtrip", vmlink_hdr_roundtrip, 10 },
 		{ "vmlink_hello_roundtrip", vmlink_hello_roundtrip, 10 },
 		{ "vmlink_fds_over_socket", vmlink_fds_over_socket, 10 },
+		{ "vmlink_decode_fuzz", vmlink_decode_fuzz, 30 },
 		{ "vmlink_listen_in_use", vmlink_listen_in_use, 10 },
 		{ "workload_params", workload_params, 10 },
 		{ "workload_detects_corruption", workload_detects_corruption,
@@ -591,6 +679,7 @@ static Suite *vm_suite(void)
 		{ "save_restore_anon_uffd", save_restore_anon_uffd, 90 },
 		{ "save_restore_in_process", save_restore_in_process, 90 },
 		{ "corrupt_page_is_reported", corrupt_page_is_reported, 60 },
+		{ "stall_is_visible", stall_is_visible, 60 },
 		{ "qemu_tcg_boots_payload", qemu_tcg_boots_payload, 120 },
 		{ "errors_one_line_each", errors_one_line_each, 120 },
 		{ "error_socket_in_use", error_socket_in_use, 60 },

@@ -197,6 +197,11 @@ static int parse_args(struct vm_config *cfg, int argc, char **argv)
 			argv[optind]);
 		return VM_EXIT_USAGE;
 	}
+	if (cfg->incoming && !cfg->socket) {
+		fprintf(stderr, "ferry-vm: --incoming needs --socket (the agent "
+			"loads the guest through it)\n");
+		return VM_EXIT_USAGE;
+	}
 	if (cfg->incoming && cfg->restore) {
 		fprintf(stderr, "ferry-vm: --incoming and --restore exclude "
 			"each other\n");
