@@ -385,6 +385,16 @@ START_TEST(pause_resume)
 	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
 	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
 	ck_assert_uint_ge(vmt_wait_hb(&p, 2, 20000), 2);
+	/* Each agent gets its own uffd, ready for its own UFFDIO_API. */
+	for (int i = 0; i < 2; i++) {
+		struct gm_uffd u;
+
+		ck_assert_int_eq(vml_client_open(&c, sock), 0);
+		ck_assert_int_eq(gm_uffd_init(&u, vml_client_take_uffd(&c), 0,
+					      true), 0);
+		gm_uffd_close(&u);
+		vml_client_close(&c);
+	}
 	ck_assert_int_eq(vml_client_open(&c, sock), 0);
 	ck_assert_uint_eq(c.hello.pid, (uint32_t)p.pid);
 	ck_assert_uint_eq(c.hello.nr_regions, 1);

@@ -338,10 +338,6 @@ static int setup(struct vm *vm, char *payload_buf, size_t len)
 			     "ferry-vm-ram");
 	if (ret)
 		return ret;
-	vm->uffd = gm_uffd_create_raw();
-	if (vm->uffd < 0)
-		pr_warn("no userfaultfd to hand to agents: %s",
-			strerror(-vm->uffd));
 	pr_info("%s VM, %u vCPUs, %" PRIu64 " MiB %s RAM", vm->ops->name,
 		cfg->nr_cpus, cfg->ram_bytes >> 20,
 		gm_backing_name(cfg->backing));
