@@ -104,7 +104,7 @@ enum gm_uffd_mode {
 
 struct gm_uffd {
 	int fd;			/* the userfaultfd, -1 when closed */
-	uint64_t features;	/* features enabled by UFFDIO_API */
+	uint64_t features;	/* features requested and enabled */
 	uint64_t ioctls;	/* ioctls UFFDIO_API reported */
 	bool owner;		/* true: gm_uffd_close() closes fd */
 };
@@ -153,6 +153,15 @@ int gm_uffd_zeropage(struct gm_uffd *u, uint64_t dst, uint64_t len,
 		     unsigned int flags);
 int gm_uffd_continue(struct gm_uffd *u, uint64_t dst, uint64_t len,
 		     unsigned int flags);
+/* Moves the anonymous pages at @src (ours and the uffd owner's: MOVE
+ * works within one address space) to @dst without copying (needs
+ * GM_UFFD_FEATURE_MOVE, kernel 6.8+). */
+int gm_uffd_move(struct gm_uffd *u, uint64_t dst, uint64_t src, uint64_t len,
+		 unsigned int flags);
+/* Marks [dst, dst + len) poisoned: an access raises SIGBUS, as for a
+ * memory error (needs GM_UFFD_FEATURE_POISON, kernel 6.6+). */
+int gm_uffd_poison(struct gm_uffd *u, uint64_t dst, uint64_t len,
+		   unsigned int flags);
 int gm_uffd_wake(struct gm_uffd *u, uint64_t addr, uint64_t len);
 /* Write-protects (@wp true) or un-protects [addr, addr + len). */
 int gm_uffd_writeprotect(struct gm_uffd *u, uint64_t addr, uint64_t len,

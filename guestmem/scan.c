@@ -91,12 +91,14 @@ bool gm_is_zero(const void *p, size_t len)
 {
 	const uint8_t *tail = (const uint8_t *)p + (len & ~(size_t)63);
 
+	if (!p)
+		return true;
 	/* The variants take whole 64-byte blocks (pages always are); a short
 	 * tail is checked bytewise, first, since it is the cheapest. */
 	for (size_t i = 0; i < (len & 63); i++)
 		if (tail[i])
 			return false;
-	return !p || is_zero_vec(p, len & ~(size_t)63);
+	return is_zero_vec(p, len & ~(size_t)63);
 }
 
 const char *gm_is_zero_impl(void)
@@ -110,8 +112,11 @@ const char *gm_is_zero_impl(void)
 
 void gm_hash(const void *p, size_t len, struct gm_hash *out)
 {
-	XXH128_hash_t h = XXH3_128bits(p, len);
+	XXH128_hash_t h;
 
+	if (!out)
+		return;
+	h = XXH3_128bits(p, p ? len : 0);
 	out->lo = h.low64;
 	out->hi = h.high64;
 }

@@ -92,7 +92,9 @@ int gm_uffd_init(struct gm_uffd *u, int fd, uint64_t features, bool own)
 		return -EINVAL;
 	*u = (struct gm_uffd){ .fd = -1 };
 	if (ioctl(fd, UFFDIO_API, &api) == 0) {
-		*u = (struct gm_uffd){ .fd = fd, .features = api.features,
+		/* On return api.features lists everything the kernel could
+		 * do; only what we asked for is enabled. */
+		*u = (struct gm_uffd){ .fd = fd, .features = features,
 				       .ioctls = api.ioctls, .owner = own };
 		return 0;
 	}
@@ -278,6 +280,51 @@ int gm_uffd_continue(struct gm_uffd *u, uint64_t dst, uint64_t len,
 		return ret;
 	if (ioctl(u->fd, UFFDIO_CONTINUE, &c))
 		return resolve_err("UFFDIO_CONTINUE", dst, -errno);
+	return 0;
+}
+
+int gm_uffd_move(struct gm_uffd *u, uint64_t dst, uint64_t src, uint64_t len,
+		 unsigned int flags)
+{
+	struct uffdio_move m = {
+		.dst = dst, .src = src, .len = len,
+		.mode = (flags & GM_UFFD_DONTWAKE) ? UFFDIO_MOVE_MODE_DONTWAKE : 0,
+	};
+	int ret = check_range(u, dst, len, "move");
+
+	if (ret)
+		return ret;
+	if (!UT_IS_ALIGNED(src, 4096) || src + len < src) {
+		pr_err("move: invalid source 0x%llx", (unsigned long long)src);
+		return -EINVAL;
+	}
+	if (!(u->features & UFFD_FEATURE_MOVE)) {
+		pr_err("move: the uffd was opened without MOVE");
+		return -EOPNOTSUPP;
+	}
+	if (ioctl(u->fd, UFFDIO_MOVE, &m))
+		return resolve_err("UFFDIO_MOVE", dst, -errno);
+	return 0;
+}
+
+int gm_uffd_poison(struct gm_uffd *u, uint64_t dst, uint64_t len,
+		   unsigned int flags)
+{
+	struct uffdio_poison p = {
+		.range = { dst, len },
+		.mode = (flags & GM_UFFD_DONTWAKE) ?
+				UFFDIO_POISON_MODE_DONTWAKE : 0,
+	};
+	int ret = check_range(u, dst, len, "poison");
+
+	if (ret)
+		return ret;
+	if (!(u->features & UFFD_FEATURE_POISON)) {
+		pr_err("poison: the uffd was opened without POISON");
+		return -EOPNOTSUPP;
+	}
+	if (ioctl(u->fd, UFFDIO_POISON, &p))
+		return resolve_err("UFFDIO_POISON", dst, -errno);
 	return 0;
 }
 

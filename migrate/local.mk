@@ -1,1 +1,24 @@
-# migrate: rules for this module (see Makefile.am).
+# migrate: the wire protocol, the source and destination engines.
+noinst_LIBRARIES += migrate/libmigrate.a
+migrate_libmigrate_a_SOURCES = \
+	migrate/wire.h \
+	migrate/wire.c
+
+check_PROGRAMS += tests/check-wire
+TESTS += tests/check-wire
+tests_check_wire_SOURCES = tests/check-wire.c tests/testutil.h
+tests_check_wire_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_wire_LDADD = migrate/libmigrate.a util/libutil.a $(CHECK_LIBS)
+
+# Seeds for the wire fuzzer, written by the encoders themselves.
+noinst_PROGRAMS += tests/fuzz-wire-seeds
+tests_fuzz_wire_seeds_SOURCES = tests/fuzz-wire.c
+tests_fuzz_wire_seeds_LDADD = migrate/libmigrate.a util/libutil.a
+
+if ENABLE_FUZZ
+noinst_PROGRAMS += tests/fuzz-wire
+tests_fuzz_wire_SOURCES = tests/fuzz-wire.c
+tests_fuzz_wire_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
+tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_wire_LDADD = migrate/libmigrate.a util/libutil.a
+endif

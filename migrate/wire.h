@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The migration wire protocol, in one place: message types, their bodies,
+ * one encoder and one decoder each. Messages ride on transport streams,
+ * which frame them as (type, length); this file defines what is inside.
+ *
+ * Every field is explicit-width little-endian. A decoder checks every
+ * length, count, index and offset against the message length and against
+ * the region table both sides agreed on in HELLO, and rejects anything
+ * else with -EPROTO (or -EMSGSIZE / -ERANGE) and a log line saying why; a
+ * decoded message can be acted on without further checks.
+ *
+ * Version 1. HELLO carries a version range and feature bits; WELCOME picks
+ * the version and the features both sides have.
+ */
+#ifndef FERRY_MIGRATE_WIRE_H
+#define FERRY_MIGRATE_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MIG_WIRE_MAGIC 0x31595246u /* "FRY1" as bytes on the wire */
+#define MIG_WIRE_VERSION 1
+#define MIG_MAX_REGIONS 64
+#define MIG_MAX_BATCH 1024	/* pages in one PAGES message */
+#define MIG_MAX_DUPS 1024	/* references in one DUP message */
+#define MIG_MAX_STATE (64u << 20) /* bytes of vCPU/device state */
+#define MIG_MAX_ERRMSG 255
+
+enum mig_msg_type {
+	MIG_MSG_HELLO = 0x4d01,	/* control, source -> destination */
+	MIG_MSG_WELCOME,	/* control, destination -> source */
+	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
+	MIG_MSG_ZERO,		/* zero-page bitmap */
+	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
+	MIG_MSG_ROUND = 0x4d20,	/* end of a round's data on a stream */
+	MIG_MSG_STATE = 0x4d30,	/* vCPU/device state blob, control */
+	MIG_MSG_RESUMED,	/* destination: the guest runs */
+	MIG_MSG_DONE,		/* source: nothing more will be sent */
+	MIG_MSG_ERROR = 0x4d3f,	/* either side: the reason it gives up */
+};
+
+/* Feature bits negotiated in HELLO / WELCOME. */
+#define MIG_FEAT_ZERO_BITMAP	(1ULL << 0)
+#define MIG_FEAT_DUP_REF	(1ULL << 1)
+#define MIG_FEAT_POSTCOPY	(1ULL << 2)
+#define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF)
+
+/* One guest RAM region as both sides see it. */
+struct mig_region {
+	uint64_t gpa;		/* guest physical address */
+	uint64_t size;		/* bytes, multiple of page_size */
+	uint32_t page_size;	/* 4K, 2M or 1G */
+	uint32_t flags;		/* reserved, 0 */
+};
+
+/* The region table agreed in HELLO; every later message is checked
+ * against it. */
+struct mig_layout {
+	uint32_t nr;
+	struct mig_region r[MIG_MAX_REGIONS];
+};
+
+struct mig_hello {
+	uint16_t ver_min, ver_max;	/* versions the source speaks */
+	uint64_t features;		/* MIG_FEAT_* the source offers */
+	uint32_t nbulk;			/* bulk streams in the session */
+	uint64_t total_pages;		/* sum over the layout */
+	struct mig_layout layout;
+};
+
+struct mig_welcome {
+	uint16_t version;		/* chosen */
+	uint64_t features;		/* accepted subset */
+};
+
+/* PAGES: [region u32][count u32][count x index u64], then count pages. */
+struct mig_pages_hdr {
+	uint32_t region;
+	uint32_t count;
+	uint32_t page_size;	/* of the region, filled by the decoder */
+};
+#define MIG_PAGES_FIXED 8
+
+/* ZERO: [region u32][0 u32][first u64][npages u64][bitmap, LSB first]. */
+struct mig_zero {
+	uint32_t region;
+	uint64_t first;		/* page index of bit 0 */
+	uint64_t npages;	/* bits */
+	const uint8_t *bits;	/* points into the decoded buffer */
+};
+#define MIG_ZERO_FIXED 24
+
+/* DUP: [count u32][0 u32], count x [region u32][src_region u32]
+ * [page u64][src_page u64]. */
+struct mig_dup {
+	uint32_t region, src_region;
+	uint64_t page, src_page;
+};
+#define MIG_DUP_FIXED 8
+#define MIG_DUP_ENTRY 24
+
+#define MIG_ROUND_FINAL 1u	/* the last round: vCPUs are paused */
+struct mig_round {
+	uint32_t round;
+	uint32_t flags;
+	uint64_t pages;		/* pages this stream carried in the round */
+};
+
+struct mig_resumed {
+	uint64_t load_ns;	/* destination: state load + resume, ns */
+	uint64_t realtime_ns;	/* destination CLOCK_REALTIME at resume */
+};
+
+struct mig_error {
+	int32_t code;		/* errno value, positive */
+	char msg[MIG_MAX_ERRMSG + 1]; /* printable, NUL-terminated */
+};
+
+/* Pages in region @i of @l. */
+static inline uint64_t mig_region_pages(const struct mig_layout *l,
+					uint32_t i)
+{
+	return l->r[i].size / l->r[i].page_size;
+}
+
+/* ---- encoders: return the bytes written to @buf, or -ENOSPC / -EINVAL */
+ssize_t mig_enc_hello(uint8_t *buf, size_t cap, const struct mig_hello *h);
+ssize_t mig_enc_welcome(uint8_t *buf, size_t cap, const struct mig_welcome *w);
+/* The PAGES header; the @count pages follow it in the same message. */
+ssize_t mig_enc_pages_hdr(uint8_t *buf, size_t cap, uint32_t region,
+			  uint32_t count, const uint64_t *idx);
+ssize_t mig_enc_zero(uint8_t *buf, size_t cap, const struct mig_zero *z);
+ssize_t mig_enc_dup(uint8_t *buf, size_t cap, const struct mig_dup *d,
+		    uint32_t count);
+ssize_t mig_enc_round(uint8_t *buf, size_t cap, const struct mig_round *r);
+ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r);
+ssize_t mig_enc_error(uint8_t *buf, size_t cap, int code, const char *msg);
+
+/* ---- decoders: 0, or -EPROTO with a log line naming the defect ---- */
+int mig_dec_hello(const uint8_t *buf, size_t len, struct mig_hello *h);
+/* Also checks that the choice fits what the source offered in @h. */
+int mig_dec_welcome(const uint8_t *buf, size_t len,
+		    const struct mig_hello *h, struct mig_welcome *w);
+/* The fixed part (MIG_PAGES_FIXED bytes) of a PAGES message whose whole
+ * payload is @msg_len bytes: checks region, count and that @msg_len is
+ * exactly header + indexes + pages. */
+int mig_dec_pages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
+		      const struct mig_layout *l, struct mig_pages_hdr *out);
+/* The count indexes that follow; each must lie inside the region. */
+int mig_dec_pages_idx(const uint8_t *buf, size_t len,
+		      const struct mig_layout *l,
+		      const struct mig_pages_hdr *h, uint64_t *idx);
+int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		 struct mig_zero *z);
+/* Decodes up to @cap entries into @d; *@count receives how many. Both
+ * pages of an entry must exist and have the same page size. */
+int mig_dec_dup(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		struct mig_dup *d, uint32_t cap, uint32_t *count);
+int mig_dec_round(const uint8_t *buf, size_t len, struct mig_round *r);
+int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);
+int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e);
+
+/* Bytes a zero bitmap of @npages bits takes on the wire. */
+static inline uint64_t mig_zero_bytes(uint64_t npages)
+{
+	return (npages + 7) / 8;
+}
+
+#endif /* FERRY_MIGRATE_WIRE_H */

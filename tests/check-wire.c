@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* The wire protocol: every message round-trips, and every decoder rejects
+ * truncation, trailing bytes and each out-of-range field it checks. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_PREFIX "check-wire"
+#include "migrate/wire.h"
+#include "tests/testutil.h"
+#include "util/util.h"
+
+static struct mig_hello hello(void)
+{
+	struct mig_hello h = {
+		.ver_min = 1, .ver_max = 1, .features = MIG_FEATURES_V1,
+		.nbulk = 4,
+		.layout = { .nr = 2, .r = {
+			{ .gpa = 0, .size = 64 << 20, .page_size = 4096 },
+			{ .gpa = 1ULL << 32, .size = 8 << 20,
+			  .page_size = 2 << 20 },
+		} },
+	};
+
+	h.total_pages = (64 << 20) / 4096 + 4;
+	return h;
+}
+
+static void quiet(void)
+{
+	ut_log_set_level(UT_LOG_ERR);
+	ut_log_set_sink(NULL, NULL);
+}
+
+static void drop(enum ut_log_level l, const char *m, void *a)
+{
+}
+
+static void silence(void)
+{
+	ut_log_set_sink(drop, NULL);
+}
+
+START_TEST(hello_roundtrip_and_truncation)
+{
+	struct mig_hello h = hello(), out;
+	uint8_t buf[4096];
+	ssize_t n = mig_enc_hello(buf, sizeof(buf), &h);
+
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mig_dec_hello(buf, n, &out), 0);
+	ck_assert_int_eq(out.layout.nr, 2);
+	ck_assert_uint_eq(out.layout.r[1].gpa, 1ULL << 32);
+	ck_assert_uint_eq(out.total_pages, h.total_pages);
+	ck_assert_uint_eq(out.nbulk, 4);
+	silence();
+	for (ssize_t k = 0; k < n; k++)
+		ck_assert_int_eq(mig_dec_hello(buf, k, &out), -EPROTO);
+	ck_assert_int_eq(mig_dec_hello(buf, n + 1, &out), -EPROTO);
+	ck_assert_int_eq(mig_enc_hello(buf, n - 1, &h), -ENOSPC);
+	quiet();
+}
+END_TEST
+
+/* Encodes @h and expects the decoder to refuse it. */
+static void hello_rejected(struct mig_hello h)
+{
+	uint8_t buf[4096];
+	struct mig_hello out;
+	ssize_t n = mig_enc_hello(buf, sizeof(buf), &h);
+
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mig_dec_hello(buf, n, &out), -EPROTO);
+}
+
+START_TEST(hello_rejects_bad_layouts)
+{
+	struct mig_hello h;
+	uint8_t buf[4096];
+
+	silence();
+	h = hello();
+	h.layout.r[1].gpa = 32 << 20; /* overlaps region 0 */
+	hello_rejected(h);
+	h = hello();
+	h.layout.r[0].page_size = 8192;
+	hello_rejected(h);
+	h = hello();
+	h.layout.r[1].size = 3 << 20; /* not a multiple of 2M */
+	hello_rejected(h);
+	h = hello();
+	h.layout.r[0].gpa = UINT64_MAX - 4095; /* wraps */
+	hello_rejected(h);
+	h = hello();
+	h.total_pages++;
+	hello_rejected(h);
+	h = hello();
+	h.ver_min = 2;
+	hello_rejected(h);
+	h = hello();
+	h.nbulk = 0;
+	hello_rejected(h);
+	h = hello();
+	h.layout.nr = 0;
+	hello_rejected(h);
+	h = hello();
+	ck_assert_int_gt(mig_enc_hello(buf, sizeof(buf), &h), 0);
+	buf[0] ^= 1; /* magic */
+	ck_assert_int_eq(mig_dec_hello(buf, sizeof(buf), &h), -EPROTO);
+	quiet();
+}
+END_TEST
+
+START_TEST(welcome_checks_offer)
+{
+	struct mig_hello h = hello();
+	struct mig_welcome w = { .version = 1, .features = MIG_FEAT_DUP_REF },
+			   out;
+	uint8_t buf[64];
+	ssize_t n = mig_enc_welcome(buf, sizeof(buf), &w);
+
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), 0);
+	ck_assert_uint_eq(out.features, MIG_FEAT_DUP_REF);
+	silence();
+	w.features = MIG_FEAT_POSTCOPY; /* not offered */
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), -EPROTO);
+	w = (struct mig_welcome){ .version = 2 };
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), -EPROTO);
+	quiet();
+}
+END_TEST
+
+START_TEST(pages_header_and_indexes)
+{
+	struct mig_hello h = hello();
+	const struct mig_layout *l = &h.layout;
+	uint64_t idx[3] = { 0, 7, 16383 }, got[3];
+	struct mig_pages_hdr ph;
+	uint8_t buf[64];
+	ssize_t n = mig_enc_pages_hdr(buf, sizeof(buf), 0, 3, idx);
+	uint64_t msg_len = n + 3 * 4096;
+
+	ck_assert_int_eq(n, MIG_PAGES_FIXED + 24);
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, MIG_PAGES_FIXED, msg_len, l,
+					   &ph), 0);
+	ck_assert_int_eq(ph.count, 3);
+	ck_assert_int_eq(ph.page_size, 4096);
+	ck_assert_int_eq(mig_dec_pages_idx(buf + MIG_PAGES_FIXED, 24, l, &ph,
+					   got), 0);
+	ck_assert_uint_eq(got[2], 16383);
+	silence();
+	/* The message length must be exactly header + indexes + pages. */
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, MIG_PAGES_FIXED, msg_len - 1,
+					   l, &ph), -EPROTO);
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, MIG_PAGES_FIXED, msg_len + 4096,
+					   l, &ph), -EPROTO);
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, MIG_PAGES_FIXED - 1, msg_len,
+					   l, &ph), -EPROTO);
+	/* An index one past the region. */
+	idx[1] = 16384;
+	n = mig_enc_pages_hdr(buf, sizeof(buf), 0, 3, idx);
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, MIG_PAGES_FIXED, msg_len, l,
+					   &ph), 0);
+	ck_assert_int_eq(mig_dec_pages_idx(buf + MIG_PAGES_FIXED, 24, l, &ph,
+					   got), -EPROTO);
+	ck_assert_int_eq(mig_dec_pages_idx(buf + MIG_PAGES_FIXED, 23, l, &ph,
+					   got), -EPROTO);
+	/* No region 2; region 1 has 4 pages of 2M. */
+	n = mig_enc_pages_hdr(buf, sizeof(buf), 2, 1, idx);
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, MIG_PAGES_FIXED, 16 + 4096, l,
+					   &ph), -EPROTO);
+	idx[0] = 4;
+	n = mig_enc_pages_hdr(buf, sizeof(buf), 1, 1, idx);
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, MIG_PAGES_FIXED,
+					   16 + (2 << 20), l, &ph), 0);
+	ck_assert_int_eq(mig_dec_pages_idx(buf + MIG_PAGES_FIXED, 8, l, &ph,
+					   got), -EPROTO);
+	/* Zero and too many pages. */
+	memset(buf, 0, 8);
+	ck_assert_int_eq(mig_dec_pages_hdr(buf, 8, 8, l, &ph), -EPROTO);
+	ck_assert_int_eq(mig_enc_pages_hdr(buf, sizeof(buf), 0,
+					   MIG_MAX_BATCH + 1, idx), -EINVAL);
+	quiet();
+}
+END_TEST
+
+START_TEST(zero_bitmap)
+{
+	struct mig_hello h = hello();
+	uint8_t bits[3] = { 0xff, 0x01, 0xff }, buf[64];
+	struct mig_zero z = { .region = 0, .first = 100, .npages = 17,
+			      .bits = bits }, out;
+	ssize_t n = mig_enc_zero(buf, sizeof(buf), &z);
+
+	ck_assert_int_eq(n, MIG_ZERO_FIXED + 3);
+	ck_assert_int_eq(mig_dec_zero(buf, n, &h.layout, &out), 0);
+	ck_assert_uint_eq(out.npages, 17);
+	ck_assert_uint_eq(out.bits[2], 0x01); /* bits past 17 cleared */
+	silence();
+	buf[n - 1] |= 0x80; /* a bit past npages */
+	ck_assert_int_eq(mig_dec_zero(buf, n, &h.layout, &out), -EPROTO);
+	ck_assert_int_eq(mig_dec_zero(buf, n - 1, &h.layout, &out), -EPROTO);
+	z.first = 16384 - 16; /* runs one page past the region */
+	n = mig_enc_zero(buf, sizeof(buf), &z);
+	ck_assert_int_eq(mig_dec_zero(buf, n, &h.layout, &out), -EPROTO);
+	z.first = UINT64_MAX - 3; /* wraps */
+	n = mig_enc_zero(buf, sizeof(buf), &z);
+	ck_assert_int_eq(mig_dec_zero(buf, n, &h.layout, &out), -EPROTO);
+	quiet();
+}
+END_TEST
+
+START_TEST(dup_references)
+{
+	struct mig_hello h = hello();
+	struct mig_dup d[2] = { { 0, 0, 5, 1 }, { 1, 1, 3, 0 } }, out[2];
+	uint8_t buf[128];
+	uint32_t count;
+	ssize_t n = mig_enc_dup(buf, sizeof(buf), d, 2);
+
+	ck_assert_int_eq(mig_dec_dup(buf, n, &h.layout, out, 2, &count), 0);
+	ck_assert_int_eq(count, 2);
+	ck_assert_uint_eq(out[1].page, 3);
+	silence();
+	ck_assert_int_eq(mig_dec_dup(buf, n, &h.layout, out, 1, &count),
+			 -EPROTO);
+	ck_assert_int_eq(mig_dec_dup(buf, n - 1, &h.layout, out, 2, &count),
+			 -EPROTO);
+	d[1] = (struct mig_dup){ 1, 0, 0, 0 }; /* 2M page = 4K page? */
+	n = mig_enc_dup(buf, sizeof(buf), d, 2);
+	ck_assert_int_eq(mig_dec_dup(buf, n, &h.layout, out, 2, &count),
+			 -EPROTO);
+	d[1] = (struct mig_dup){ 0, 0, 9, 9 }; /* itself */
+	n = mig_enc_dup(buf, sizeof(buf), d, 2);
+	ck_assert_int_eq(mig_dec_dup(buf, n, &h.layout, out, 2, &count),
+			 -EPROTO);
+	d[1] = (struct mig_dup){ 0, 0, 1, 16384 };
+	n = mig_enc_dup(buf, sizeof(buf), d, 2);
+	ck_assert_int_eq(mig_dec_dup(buf, n, &h.layout, out, 2, &count),
+			 -EPROTO);
+	quiet();
+}
+END_TEST
+
+START_TEST(small_messages)
+{
+	struct mig_round r = { 3, MIG_ROUND_FINAL, 99 }, ro;
+	struct mig_resumed rs = { 1234, 5678 }, rso;
+	struct mig_error e;
+	uint8_t buf[512];
+	ssize_t n;
+
+	n = mig_enc_round(buf, sizeof(buf), &r);
+	ck_assert_int_eq(mig_dec_round(buf, n, &ro), 0);
+	ck_assert(ro.round == 3 && ro.flags == MIG_ROUND_FINAL &&
+		  ro.pages == 99);
+	n = mig_enc_resumed(buf, sizeof(buf), &rs);
+	ck_assert_int_eq(mig_dec_resumed(buf, n, &rso), 0);
+	ck_assert_uint_eq(rso.realtime_ns, 5678);
+	n = mig_enc_error(buf, sizeof(buf), ENOSPC, "disk\nfull");
+	ck_assert_int_eq(mig_dec_error(buf, n, &e), 0);
+	ck_assert_int_eq(e.code, ENOSPC);
+	ck_assert_str_eq(e.msg, "disk?full");
+	silence();
+	ck_assert_int_eq(mig_dec_error(buf, n - 1, &e), -EPROTO);
+	buf[6] = 1; /* unprintable */
+	ck_assert_int_eq(mig_dec_error(buf, n, &e), -EPROTO);
+	n = mig_enc_round(buf, sizeof(buf), &r);
+	buf[4] = 0x80; /* unknown round flag */
+	ck_assert_int_eq(mig_dec_round(buf, n, &ro), -EPROTO);
+	ck_assert_int_eq(mig_dec_resumed(buf, 15, &rso), -EPROTO);
+	quiet();
+}
+END_TEST
+
+/* Random corruption of valid messages never crashes a decoder, and what a
+ * decoder accepts is within the layout. (The libFuzzer harness in
+ * tests/fuzz-wire.c goes further under --enable-fuzz.) */
+START_TEST(mutations_are_caught_or_valid)
+{
+	struct mig_hello h = hello(), ho;
+	uint64_t idx[4] = { 1, 2, 3, 4 }, got[MIG_MAX_BATCH];
+	struct mig_dup d[1] = { { 0, 0, 5, 1 } }, dout[4];
+	uint8_t msgs[3][512], m[512], bits[2] = { 0x55, 0x55 };
+	struct mig_zero z = { 0, 10, 16, bits }, zo;
+	struct mig_pages_hdr ph;
+	ssize_t len[3];
+	uint32_t count;
+
+	len[0] = mig_enc_hello(msgs[0], 512, &h);
+	len[1] = mig_enc_zero(msgs[1], 512, &z);
+	len[2] = mig_enc_dup(msgs[2], 512, d, 1);
+	silence();
+	srand(3);
+	for (int iter = 0; iter < 20000; iter++) {
+		int k = iter % 3, flips = 1 + rand() % 4;
+
+		memcpy(m, msgs[k], len[k]);
+		for (int f = 0; f < flips; f++)
+			m[rand() % len[k]] ^= 1 << (rand() % 8);
+		if (k == 0 && mig_dec_hello(m, len[k], &ho) == 0)
+			ck_assert(ho.layout.nr >= 1 &&
+				  ho.layout.nr <= MIG_MAX_REGIONS);
+		if (k == 1 && mig_dec_zero(m, len[k], &h.layout, &zo) == 0)
+			ck_assert(zo.first + zo.npages <= 16384);
+		if (k == 2 &&
+		    mig_dec_dup(m, len[k], &h.layout, dout, 4, &count) == 0)
+			ck_assert(dout[0].page < 16384 &&
+				  dout[0].src_page < 16384);
+		/* Any 8 bytes as a PAGES header, and what follows as indexes. */
+		if (mig_dec_pages_hdr(m, 8, 8 + 8 * 4 + 4 * 4096, &h.layout,
+				      &ph) == 0 &&
+		    mig_dec_pages_idx(m + 8, 32, &h.layout, &ph, got) == 0)
+			for (int i = 0; i < 4; i++)
+				ck_assert(got[i] < 16384);
+	}
+	quiet();
+	(void)idx;
+}
+END_TEST
+
+int main(void)
+{
+	const struct ft_case cases[] = {
+		{ "hello_roundtrip_and_truncation",
+		  hello_roundtrip_and_truncation, 0, 0 },
+		{ "hello_rejects_bad_layouts", hello_rejects_bad_layouts, 0, 0 },
+		{ "welcome_checks_offer", welcome_checks_offer, 0, 0 },
+		{ "pages_header_and_indexes", pages_header_and_indexes, 0, 0 },
+		{ "zero_bitmap", zero_bitmap, 0, 0 },
+		{ "dup_references", dup_references, 0, 0 },
+		{ "small_messages", small_messages, 0, 0 },
+		{ "mutations_are_caught_or_valid",
+		  mutations_are_caught_or_valid, 0, 0 },
+	};
+
+	return ft_run(ft_suite("wire", cases, UT_ARRAY_SIZE(cases)));
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * libFuzzer harness for the wire decoders (configure --enable-fuzz with
+ * CC=clang). The first input byte picks the decoder, the rest is the
+ * message body. The layout the decoders check against is fixed: two
+ * regions, 4K and 2M pages, as a destination would have after HELLO.
+ *
+ * Built without libFuzzer (the normal build), the same file is
+ * fuzz-wire-seeds: it writes a seed corpus of valid messages, one file
+ * each, into the directory given as its argument.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "migrate/wire.h"
+#include "util/util.h"
+
+enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
+       D_ERROR, D_COUNT };
+
+#define LAYOUT { \
+	.nr = 2, \
+	.r = { { .gpa = 0, .size = 64 << 20, .page_size = 4096 }, \
+	       { .gpa = 1ULL << 32, .size = 8 << 20, .page_size = 2 << 20 } }, \
+}
+static const struct mig_hello offer = {
+	.ver_min = 1, .ver_max = 1, .features = MIG_FEATURES_V1, .nbulk = 2,
+	.total_pages = (64 << 20) / 4096 + 4, .layout = LAYOUT,
+};
+
+#ifdef FUZZING
+static const struct mig_layout layout = LAYOUT;
+
+static void drop(enum ut_log_level l, const char *m, void *a)
+{
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint64_t idx[MIG_MAX_BATCH];
+	static struct mig_dup dup[MIG_MAX_DUPS];
+	union {
+		struct mig_hello h;
+		struct mig_welcome w;
+		struct mig_zero z;
+		struct mig_round r;
+		struct mig_resumed rs;
+		struct mig_error e;
+		struct mig_pages_hdr p;
+	} u;
+	uint32_t count;
+
+	ut_log_set_sink(drop, NULL);
+	if (size < 1)
+		return 0;
+	switch (data[0] % D_COUNT) {
+	case D_HELLO:
+		mig_dec_hello(data + 1, size - 1, &u.h);
+		break;
+	case D_WELCOME:
+		mig_dec_welcome(data + 1, size - 1, &offer, &u.w);
+		break;
+	case D_PAGES:
+		/* As a receiver reads it: the fixed part, then the indexes,
+		 * with the message length taken from the input size. */
+		if (size < 1 + MIG_PAGES_FIXED)
+			break;
+		if (mig_dec_pages_hdr(data + 1, MIG_PAGES_FIXED,
+				      size - 1 + (uint64_t)0, &layout, &u.p))
+			break;
+		mig_dec_pages_idx(data + 1 + MIG_PAGES_FIXED,
+				  size - 1 - MIG_PAGES_FIXED, &layout, &u.p,
+				  idx);
+		break;
+	case D_ZERO:
+		if (!mig_dec_zero(data + 1, size - 1, &layout, &u.z) &&
+		    u.z.first + u.z.npages > mig_region_pages(&layout,
+							      u.z.region))
+			__builtin_trap();
+		break;
+	case D_DUP:
+		mig_dec_dup(data + 1, size - 1, &layout, dup, MIG_MAX_DUPS,
+			    &count);
+		break;
+	case D_ROUND:
+		mig_dec_round(data + 1, size - 1, &u.r);
+		break;
+	case D_RESUMED:
+		mig_dec_resumed(data + 1, size - 1, &u.rs);
+		break;
+	case D_ERROR:
+		mig_dec_error(data + 1, size - 1, &u.e);
+		break;
+	}
+	return 0;
+}
+#else
+static int write_seed(const char *dir, int kind, const uint8_t *b, ssize_t n)
+{
+	char path[4096];
+	uint8_t k = kind;
+	FILE *f;
+
+	if (n < 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/seed-%d", dir, kind);
+	f = fopen(path, "w");
+	if (!f || fwrite(&k, 1, 1, f) != 1 ||
+	    fwrite(b, 1, n, f) != (size_t)n) {
+		perror(path);
+		return 1;
+	}
+	return fclose(f) != 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint8_t b[4096], bits[2] = { 0x0f, 0x3 };
+	uint64_t idx[2] = { 3, 4 };
+	struct mig_welcome w = { 1, MIG_FEAT_ZERO_BITMAP };
+	struct mig_zero z = { 0, 8, 10, bits };
+	struct mig_dup d = { 0, 0, 7, 3 };
+	struct mig_round r = { 2, MIG_ROUND_FINAL, 12 };
+	struct mig_resumed rs = { 5, 6 };
+	int err = 0;
+	ssize_t n;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: fuzz-wire-seeds DIR\n");
+		return 2;
+	}
+	err |= write_seed(argv[1], D_HELLO, b, mig_enc_hello(b, 4096, &offer));
+	err |= write_seed(argv[1], D_WELCOME, b, mig_enc_welcome(b, 4096, &w));
+	n = mig_enc_pages_hdr(b, 4096, 0, 2, idx);
+	memset(b + n, 0xab, 2 * 4096 > 4096 - n ? 4096 - n : 8192);
+	/* A PAGES seed is only the header: the fuzzer mutates the lengths. */
+	err |= write_seed(argv[1], D_PAGES, b, n);
+	err |= write_seed(argv[1], D_ZERO, b, mig_enc_zero(b, 4096, &z));
+	err |= write_seed(argv[1], D_DUP, b, mig_enc_dup(b, 4096, &d, 1));
+	err |= write_seed(argv[1], D_ROUND, b, mig_enc_round(b, 4096, &r));
+	err |= write_seed(argv[1], D_RESUMED, b, mig_enc_resumed(b, 4096, &rs));
+	err |= write_seed(argv[1], D_ERROR, b,
+			  mig_enc_error(b, 4096, EIO, "dest disk failed"));
+	return err ? 1 : 0;
+}
+#endif

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Small helpers shared by the Check programs. */
+#ifndef FERRY_TESTUTIL_H
+#define FERRY_TESTUTIL_H
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* A Check program's case table: one TCase per entry. */
+struct ft_case {
+	const char *name;
+	const TTest *fn;
+	int loop_end;		/* > 0: a loop test over [0, loop_end) */
+	int timeout;		/* seconds; 0 means 30 */
+};
+
+static inline Suite *ft_suite(const char *name, const struct ft_case *c,
+			      size_t n)
+{
+	Suite *s = suite_create(name);
+
+	for (size_t i = 0; i < n; i++) {
+		TCase *tc = tcase_create(c[i].name);
+
+		tcase_set_timeout(tc, c[i].timeout ? c[i].timeout : 30);
+		if (c[i].loop_end > 0)
+			tcase_add_loop_test(tc, c[i].fn, 0, c[i].loop_end);
+		else
+			tcase_add_test(tc, c[i].fn);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+/* Number of test runs a case table makes (loop tests count each run). */
+static inline int ft_count(const struct ft_case *c, size_t n)
+{
+	int total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += c[i].loop_end > 0 ? c[i].loop_end : 1;
+	return total;
+}
+
+/* Skips the whole program: prints the line tools/test-summary counts and
+ * returns automake's skip status. */
+static inline int ft_skip(int ncases, const char *why)
+{
+	printf("SKIP: %d cases: %s\n", ncases, why);
+	return 77;
+}
+
+/* Runs @s; returns 0 when every case passed, 1 otherwise. */
+static inline int ft_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif
