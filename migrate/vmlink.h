@@ -21,6 +21,8 @@
  *        u32 backing (enum gm_backing)  i32 fd_index (-1: anonymous)
  *    The uffd was created in the VMM's process without UFFDIO_API: the
  *    agent performs the handshake and registers the VMM's host ranges.
+ *    A VMM should create a fresh uffd for each connection and keep no
+ *    copy, so that an agent's death releases its registrations.
  * 2. Then the agent sends requests, one at a time, and the VMM answers
  *    each with a reply of type (request | VML_MSG_REPLY):
  *      PAUSE       stop all vCPUs; replied once they are stopped

@@ -60,3 +60,23 @@ tools_ferry_vm_ferry_vm_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DFERRY_GUEST_DEFAULT=\"$(pkgdatadir)/ferry-guest\"
 tools_ferry_vm_ferry_vm_LDADD = migrate/libvmlink.a $(GUESTMEM_LIBS) \
 	$(PTHREAD_LIBS)
+
+# ---- tests ----
+VM_TEST_CPPFLAGS = $(AM_CPPFLAGS) -DVM_BUILDDIR=\"$(abs_top_builddir)\"
+VM_TEST_HELPERS = tests/check-vm-helpers.h tests/check-vm-helpers.c
+
+check_PROGRAMS += tests/check-vm tests/check-vm-kvm
+TESTS += tests/check-vm tests/check-vm-kvm
+tests_check_vm_SOURCES = tests/check-vm.c $(VM_TEST_HELPERS) \
+	tools/guest/workload.h tools/guest/workload.c
+tests_check_vm_CPPFLAGS = $(VM_TEST_CPPFLAGS)
+tests_check_vm_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_vm_LDADD = migrate/libvmlink.a $(GUESTMEM_LIBS) $(CHECK_LIBS)
+tests_check_vm_kvm_SOURCES = tests/check-vm-kvm.c $(VM_TEST_HELPERS)
+tests_check_vm_kvm_CPPFLAGS = $(VM_TEST_CPPFLAGS)
+tests_check_vm_kvm_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_vm_kvm_LDADD = migrate/libvmlink.a util/libutil.a $(CHECK_LIBS)
+
+dist_man1_MANS += docs/ferry-vm.1
+EXTRA_DIST += docs/vmlink.md
+EXTRA_DIST += tools/ferry-vm/kvm-in-tcg

@@ -40,6 +40,21 @@ static const uint32_t saved_msrs[] = {
 	0x4b564d00, 0x4b564d01, /* kvmclock wall clock, system time */
 };
 
+/*
+ * The host TSC rate, for when KVM cannot say: the guest paces itself by
+ * its TSC and has no PIT to calibrate against here. Without TSC scaling
+ * the guest's TSC runs at the host's rate.
+ */
+static uint64_t host_tsc_khz(void)
+{
+	uint64_t t0 = __builtin_ia32_rdtsc(), n0 = ut_now_ns(), n1;
+
+	do
+		n1 = ut_now_ns();
+	while (n1 - n0 < 50000000);
+	return (__builtin_ia32_rdtsc() - t0) * 1000000 / (n1 - n0);
+}
+
 int kvm_vcpu_create(struct kvm_vm *k, unsigned int idx)
 {
 	struct kvm_vcpu_ctx *c = &k->cpu[idx];
@@ -68,7 +83,7 @@ int kvm_vcpu_create(struct kvm_vm *k, unsigned int idx)
 	}
 	if (idx == 0) {
 		ret = ioctl(c->fd, KVM_GET_TSC_KHZ, 0);
-		k->tsc_khz = ret > 0 ? (uint64_t)ret : 0;
+		k->tsc_khz = ret > 0 ? (uint64_t)ret : host_tsc_khz();
 	}
 	return 0;
 }
@@ -76,6 +91,9 @@ int kvm_vcpu_create(struct kvm_vm *k, unsigned int idx)
 void kvm_vcpu_destroy(struct kvm_vcpu_ctx *c)
 {
 	if (c->running) {
+		/* stop is set: immediate_exit covers a kick that lands
+		 * between the thread's stop check and KVM_RUN. */
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 		pthread_kill(c->thread, SIGUSR1);
 		pthread_join(c->thread, NULL);
 		c->running = false;

@@ -27,7 +27,7 @@ struct vm_link {
 	bool thread_started;
 };
 
-static void fill_hello(struct vm *vm, struct vml_hello *h)
+static void fill_hello(struct vm *vm, struct vml_hello *h, int uffd)
 {
 	struct vml_region *r = &h->regions[0];
 
@@ -39,7 +39,7 @@ static void fill_hello(struct vm *vm, struct vml_hello *h)
 				  VML_F_INCOMING : 0),
 		.nr_vcpus = vm->cfg.nr_cpus,
 		.nr_regions = 1,
-		.uffd = vm->uffd,
+		.uffd = uffd,
 	};
 	*r = (struct vml_region){
 		.gpa = 0,
@@ -111,22 +111,41 @@ static void drop_conn(struct vm_link *l)
 	l->conn_fd = -1;
 }
 
+static bool conn_closed(int fd)
+{
+	char c;
+
+	return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static void accept_conn(struct vm_link *l)
 {
 	struct vml_hello h;
-	int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int uffd, fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return;
+	if (l->conn_fd >= 0 && conn_closed(l->conn_fd))
+		drop_conn(l);	/* the previous agent left; its close raced */
 	if (l->conn_fd >= 0) {
 		pr_warn("link: an agent is already connected; refusing another");
 		close(fd);
 		return;
 	}
 	l->conn_fd = fd;
-	fill_hello(l->vm, &h);
+	/*
+	 * A fresh userfaultfd per agent, and none kept here: its lifetime is
+	 * the agent's, so when an agent dies the kernel drops its
+	 * registrations and wakes any faulting vCPU instead of leaving guest
+	 * RAM registered to a reader that is gone. A new agent can attach
+	 * (and do its own UFFDIO_API, which works once per uffd).
+	 */
+	uffd = gm_uffd_create_raw();
+	fill_hello(l->vm, &h, uffd);
 	if (vml_server_hello(fd, &h))
 		drop_conn(l);
+	if (uffd >= 0)
+		close(uffd);
 }
 
 static void *link_thread(void *arg)
@@ -149,13 +168,14 @@ static void *link_thread(void *arg)
 		}
 		if (p[0].revents)
 			break;
+		/* The agent's messages (or its hangup) before a new agent. */
+		if (l->conn_fd >= 0 && (p[2].revents & (POLLIN | POLLHUP))) {
+			if (vml_recv(l->conn_fd, &m) || serve(l, &m))
+				drop_conn(l);
+			vml_msg_fini(&m);
+		}
 		if (p[1].revents & POLLIN)
 			accept_conn(l);
-		if (l->conn_fd < 0 || !(p[2].revents & (POLLIN | POLLHUP)))
-			continue;
-		if (vml_recv(l->conn_fd, &m) || serve(l, &m))
-			drop_conn(l);
-		vml_msg_fini(&m);
 	}
 	return NULL;
 }

@@ -185,14 +185,21 @@ static int parse_args(struct vm_config *cfg, int argc, char **argv)
 		if (c == '?' || parse_opt(cfg, c, optarg)) {
 			if (c != '?')
 				fprintf(stderr, "ferry-vm: invalid option "
-					"value '%s'\n", optarg);
-			fprintf(stderr, "Try 'ferry-vm --help'.\n");
+					"value '%s' (see ferry-vm --help)\n",
+					optarg);
+			else
+				fprintf(stderr, "Try 'ferry-vm --help'.\n");
 			return VM_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "ferry-vm: unexpected argument '%s'\n",
 			argv[optind]);
+		return VM_EXIT_USAGE;
+	}
+	if (cfg->incoming && !cfg->socket) {
+		fprintf(stderr, "ferry-vm: --incoming needs --socket (the agent "
+			"loads the guest through it)\n");
 		return VM_EXIT_USAGE;
 	}
 	if (cfg->incoming && cfg->restore) {
@@ -260,7 +267,8 @@ static int size_ram(struct vm_config *cfg, struct wl_params *p)
 		return -EINVAL;
 	}
 	p->cpus = cfg->nr_cpus;
-	need = UT_ALIGN_UP(wl_ram_needed(p), psz);
+	/* Restoring: the workload's parameters are in the snapshot's RAM. */
+	need = cfg->restore ? psz : UT_ALIGN_UP(wl_ram_needed(p), psz);
 	if (!cfg->ram_bytes)
 		cfg->ram_bytes = need;
 	if (cfg->ram_bytes < need || !UT_IS_ALIGNED(cfg->ram_bytes, psz)) {
@@ -330,10 +338,6 @@ static int setup(struct vm *vm, char *payload_buf, size_t len)
 			     "ferry-vm-ram");
 	if (ret)
 		return ret;
-	vm->uffd = gm_uffd_create_raw();
-	if (vm->uffd < 0)
-		pr_warn("no userfaultfd to hand to agents: %s",
-			strerror(-vm->uffd));
 	pr_info("%s VM, %u vCPUs, %" PRIu64 " MiB %s RAM", vm->ops->name,
 		cfg->nr_cpus, cfg->ram_bytes >> 20,
 		gm_backing_name(cfg->backing));

@@ -134,6 +134,9 @@ static int read_state(int fd, const struct snap_hdr *h, void **blob)
 	return ret;
 }
 
+static int copy_nonzero(uint8_t *map, size_t size, size_t psz, int in,
+			uint64_t off);
+
 int vm_restore_file(struct vm *vm, const char *path)
 {
 	struct snap_hdr h;
@@ -150,7 +153,8 @@ int vm_restore_file(struct vm *vm, const char *path)
 		       vm->ram.size >> 20);
 		goto close_file;
 	}
-	ret = read_full(fd, vm->ram.host, h.ram_size, h.ram_off);
+	ret = copy_nonzero(vm->ram.host, h.ram_size, vm->ram.page_size, fd,
+			   h.ram_off);
 	if (ret) {
 		pr_err("snapshot RAM unreadable: %s", strerror(-ret));
 		goto close_file;
@@ -344,6 +348,27 @@ static int fill_uffd(struct vml_client *c, const struct vml_region *r,
 	return ret;
 }
 
+/* Copies the file's RAM image into fresh (zero) RAM at @map, skipping
+ * zero pages: they need no first touch, and stay unallocated. */
+static int copy_nonzero(uint8_t *map, size_t size, size_t psz, int in,
+			uint64_t off)
+{
+	uint8_t *buf = malloc(CHUNK > psz ? CHUNK : psz);
+	size_t chunk = CHUNK > psz ? CHUNK : psz;
+	int ret = buf ? 0 : -ENOMEM;
+
+	for (uint64_t o = 0; !ret && o < size; o += chunk) {
+		size_t n = size - o < chunk ? size - o : chunk;
+
+		ret = read_full(in, buf, n, off + o);
+		for (size_t p = 0; !ret && p < n; p += psz)
+			if (!gm_is_zero(buf + p, psz))
+				memcpy(map + o + p, buf + p, psz);
+	}
+	free(buf);
+	return ret;
+}
+
 static int fill_ram(struct vml_client *c, int in, const struct snap_hdr *h)
 {
 	const struct vml_region *r = &c->hello.regions[0];
@@ -362,7 +387,7 @@ static int fill_ram(struct vml_client *c, int in, const struct snap_hdr *h)
 		   (off_t)r->fd_offset);
 	if (map == MAP_FAILED)
 		return -errno;
-	ret = read_full(in, map, r->size, h->ram_off);
+	ret = copy_nonzero(map, r->size, r->page_size, in, h->ram_off);
 	munmap(map, r->size);
 	return ret;
 }

@@ -227,7 +227,7 @@ unlock:
 
 int vm_init(struct vm *vm, const struct vm_config *cfg)
 {
-	*vm = (struct vm){ .cfg = *cfg, .uffd = -1, .exit_code = -1 };
+	*vm = (struct vm){ .cfg = *cfg, .exit_code = -1 };
 	vm->ram.fd = -1;
 	vm->con.fd = -1;
 	vm->ops = cfg->nokvm ? &vm_nokvm_ops : &vm_kvm_ops;
@@ -247,8 +247,6 @@ void vm_fini(struct vm *vm)
 {
 	if (vm->ops)
 		vm->ops->fini(vm);
-	if (vm->uffd >= 0)
-		close(vm->uffd);
 	gm_region_fini(&vm->ram);
 	if (vm->event_fd >= 0)
 		close(vm->event_fd);

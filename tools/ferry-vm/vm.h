@@ -87,7 +87,6 @@ struct vm {
 	struct vm_config cfg;
 	struct wl_params params;	/* the guest's parameters */
 	struct gm_region ram;		/* guest physical 0 .. ram.size */
-	int uffd;			/* raw userfaultfd for agents, -1 */
 	const struct vm_backend_ops *ops;
 	void *backend;			/* the backend's own struct */
 	struct vm_console con;

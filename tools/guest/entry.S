@@ -8,7 +8,9 @@
  *   mode itself, and jumps to 64-bit code.
  * _start64: the entry a VMM may use instead (ferry-vm does): long mode
  *   already on with an identity map covering guest RAM, RDI = Multiboot
- *   info (guest physical), RSI = CPU index (0 is the boot CPU).
+ *   info (guest physical), RSI = CPU index (0 is the boot CPU), RDX = 0.
+ *   Every vCPU enters here; a Multiboot loader starts only the BSP (RDX
+ *   = 1 tells the C side so).
  *
  * The Multiboot header uses the a.out kludge (flag 16) so that the image is
  * a flat binary loaded at its link address; after it comes a Ferry header
@@ -100,6 +102,7 @@ long_from32:
 	movw	%ax, %gs
 	movl	%esi, %edi		/* Multiboot info, zero-extended */
 	xorl	%esi, %esi		/* CPU 0 */
+	movl	$1, %edx		/* booted by a Multiboot loader */
 	jmp	common64
 
 	.globl _start64

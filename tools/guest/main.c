@@ -5,6 +5,7 @@
  * I/O. No interrupts, no LAPIC timer: pacing is by the TSC only, so the
  * same binary runs under ferry-vm (KVM, nested PVM included) and QEMU TCG.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,7 +15,7 @@
 #define MB_INFO_CMDLINE (1u << 2)
 #define PIT_HZ 1193182u
 
-void guest_main(const uint32_t *mbi, uint64_t cpu);
+void guest_main(const uint32_t *mbi, uint64_t cpu, uint64_t multiboot);
 void *memset(void *d, int c, size_t n);
 void *memcpy(void *d, const void *s, size_t n);
 
@@ -118,7 +119,7 @@ static uint64_t calibrate_tsc_khz(void)
 	return (t1 - t0) / 10;
 }
 
-static void boot_cpu(const uint32_t *mbi)
+static void boot_cpu(const uint32_t *mbi, bool multiboot)
 {
 	struct wl_params p;
 	const char *cmdline = "", *bad = NULL;
@@ -135,6 +136,11 @@ static void boot_cpu(const uint32_t *mbi)
 		puts_(bad);
 		puts_("\n");
 		guest_exit(WL_EXIT_CONFIG);
+	}
+	if (multiboot && p.cpus > 1) {
+		/* Only the BSP runs: nobody sends the APs a SIPI. */
+		puts_("WARN Multiboot starts one CPU; running with cpus=1\n");
+		p.cpus = 1;
 	}
 	if (!p.tsc_khz)
 		p.tsc_khz = calibrate_tsc_khz();
@@ -155,12 +161,12 @@ static void boot_cpu(const uint32_t *mbi)
 	}
 }
 
-void guest_main(const uint32_t *mbi, uint64_t cpu)
+void guest_main(const uint32_t *mbi, uint64_t cpu, uint64_t multiboot)
 {
 	enum wl_status st;
 
 	if (cpu == 0)
-		boot_cpu(mbi);
+		boot_cpu(mbi, multiboot);
 	while (!wl_hdr_get(&env))
 		__asm__ volatile("pause");
 	if (cpu >= wl_hdr_get(&env)->p.cpus)

@@ -1,0 +1,719 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Tests for the VM link (migrate/vmlink), the guest workload and ferry-vm
+ * without KVM: boot on each backing, pause/resume, snapshot and restore
+ * across processes, page corruption caught by the guest, the payload under
+ * QEMU TCG, and the error cases. KVM cases live in check-vm-kvm.c.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOG_PREFIX "check-vm"
+#include "guestmem/guestmem.h"
+#include "migrate/vmlink.h"
+#include "tests/check-vm-helpers.h"
+#include "tools/guest/workload.h"
+#include "util/util.h"
+
+static void quiet(enum ut_log_level lvl, const char *msg, void *arg)
+{
+}
+
+/*
+ * Unchecked fixtures run in the parent process around each forked case,
+ * so the temporary directory and the 2 MiB hugepage pool are restored even
+ * when a case fails half-way (its ferry-vm children die with it through
+ * PR_SET_PDEATHSIG).
+ */
+#define NR_HUGE_2M "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+static char *tdir;
+static long huge_old = -1;
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static void fixture_setup(void)
+{
+	tdir = vmt_tmpdir();
+	huge_old = read_long(NR_HUGE_2M);
+}
+
+static void fixture_teardown(void)
+{
+	FILE *f;
+
+	vmt_rmdir(tdir);
+	tdir = NULL;
+	if (huge_old >= 0 && read_long(NR_HUGE_2M) != huge_old) {
+		f = fopen(NR_HUGE_2M, "w");
+		if (f) {
+			fprintf(f, "%ld\n", huge_old);
+			fclose(f);
+		}
+	}
+}
+
+/* ---- VM link encoding ---- */
+
+START_TEST(vmlink_hdr_roundtrip)
+{
+	struct vml_hdr h = { .type = VML_MSG_SAVE_STATE | VML_MSG_REPLY,
+			     .len = 1234, .status = -EBUSY }, d;
+	uint8_t b[VML_HDR_SIZE];
+
+	vml_hdr_encode(b, &h);
+	ck_assert_int_eq(b[0], 'F');
+	ck_assert_int_eq(vml_hdr_decode(&d, b, sizeof(b)), 0);
+	ck_assert_int_eq(d.type, h.type);
+	ck_assert_int_eq(d.len, 1234);
+	ck_assert_int_eq(d.status, -EBUSY);
+	ck_assert_int_eq(vml_hdr_decode(&d, b, 15), -EINVAL);
+	b[0] ^= 1;
+	ck_assert_int_eq(vml_hdr_decode(&d, b, sizeof(b)), -EPROTO);
+	b[0] ^= 1;
+	h.len = VML_MAX_PAYLOAD + 1;
+	vml_hdr_encode(b, &h);
+	ck_assert_int_eq(vml_hdr_decode(&d, b, sizeof(b)), -EMSGSIZE);
+}
+END_TEST
+
+static void sample_hello(struct vml_hello *h, int uffd, int memfd)
+{
+	*h = (struct vml_hello){ .version = VML_VERSION, .pid = 42,
+				 .flags = VML_F_INCOMING, .nr_vcpus = 2,
+				 .nr_regions = 2, .uffd = uffd };
+	h->regions[0] = (struct vml_region){ .gpa = 0, .size = 1 << 20,
+		.host_addr = 0x7f0000000000, .page_size = 4096,
+		.backing = GM_BACKING_SHMEM, .fd = memfd };
+	h->regions[1] = (struct vml_region){ .gpa = 1 << 30, .size = 2 << 20,
+		.host_addr = 0x7f0000200000, .page_size = 2 << 20,
+		.backing = GM_BACKING_ANON, .fd = -1 };
+}
+
+START_TEST(vmlink_hello_roundtrip)
+{
+	uint8_t buf[VML_HELLO_FIXED + VML_MAX_REGIONS * VML_REGION_SIZE];
+	int fds[VML_MAX_FDS], mine[VML_MAX_FDS];
+	struct vml_hello h, d;
+	unsigned int nfds;
+	ssize_t n;
+
+	sample_hello(&h, 100, 101);
+	n = vml_hello_encode(&h, buf, sizeof(buf), fds, &nfds);
+	ck_assert_int_eq(n, VML_HELLO_FIXED + 2 * VML_REGION_SIZE);
+	ck_assert_uint_eq(nfds, 2);
+	ck_assert_int_eq(fds[0], 100);
+	ck_assert_int_eq(fds[1], 101);
+	/* Decode with real fds so that release closes something real. */
+	mine[0] = dup(0);
+	mine[1] = dup(0);
+	ck_assert_int_eq(vml_hello_decode(&d, buf, n, mine, 2), 0);
+	ck_assert_int_eq(mine[0], -1);
+	ck_assert_int_eq(d.pid, 42);
+	ck_assert_int_eq(d.nr_regions, 2);
+	ck_assert(d.uffd >= 0 && d.regions[0].fd >= 0);
+	ck_assert_int_eq(d.regions[1].fd, -1);
+	ck_assert_uint_eq(d.regions[1].gpa, 1 << 30);
+	ck_assert_uint_eq(d.regions[1].page_size, 2 << 20);
+	close(d.uffd);
+	close(d.regions[0].fd);
+	/* Every truncation and a bad fd index are rejected. */
+	for (ssize_t len = 0; len < n; len++)
+		ck_assert_int_ne(vml_hello_decode(&d, buf, len, mine, 0), 0);
+	ck_assert_int_eq(vml_hello_decode(&d, buf, n, mine, 1), -EPROTO);
+	buf[VML_HELLO_FIXED + 8] = 1;	/* region 0 size not page-aligned */
+	ck_assert_int_ne(vml_hello_decode(&d, buf, n, mine, 0), 0);
+}
+END_TEST
+
+START_TEST(vmlink_fds_over_socket)
+{
+	struct vml_hello h, d;
+	struct vml_msg m;
+	int sv[2], memfd;
+	char c = 0;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	memfd = memfd_create("t", 0);
+	ck_assert_int_ge(memfd, 0);
+	ck_assert_int_eq(pwrite(memfd, "x", 1, 0), 1);
+	sample_hello(&h, memfd, memfd);
+	ck_assert_int_eq(vml_server_hello(sv[0], &h), 0);
+	ck_assert_int_eq(vml_recv(sv[1], &m), 0);
+	ck_assert_int_eq(m.hdr.type, VML_MSG_HELLO);
+	ck_assert_uint_eq(m.nfds, 2);
+	ck_assert_int_eq(vml_hello_decode(&d, m.payload, m.hdr.len, m.fds,
+					  m.nfds), 0);
+	ck_assert_int_eq(pread(d.regions[0].fd, &c, 1, 0), 1);
+	ck_assert_int_eq(c, 'x');
+	close(d.uffd);
+	close(d.regions[0].fd);
+	vml_msg_fini(&m);
+	/* A reply with a payload. */
+	ck_assert_int_eq(vml_server_reply(sv[0], VML_MSG_SAVE_STATE, 0, "abc",
+					  3), 0);
+	ck_assert_int_eq(vml_recv(sv[1], &m), 0);
+	ck_assert_int_eq(m.hdr.type, VML_MSG_SAVE_STATE | VML_MSG_REPLY);
+	ck_assert_int_eq(m.hdr.len, 3);
+	ck_assert_int_eq(memcmp(m.payload, "abc", 3), 0);
+	vml_msg_fini(&m);
+	close(sv[0]);
+	ck_assert_int_eq(vml_recv(sv[1], &m), -ECONNRESET);
+	vml_msg_fini(&m);
+	close(sv[1]);
+	close(memfd);
+}
+END_TEST
+
+/* Random bytes into the decoders: no crash, no fd leaked or double-taken. */
+START_TEST(vmlink_decode_fuzz)
+{
+	uint8_t buf[VML_HELLO_FIXED + VML_MAX_REGIONS * VML_REGION_SIZE];
+	struct vml_hello h;
+	struct vml_hdr hd;
+	int fds[VML_MAX_FDS];
+	uint64_t x = 88172645463325252ull;
+
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = (size_t)(x % sizeof(buf));
+		unsigned int nfds = (unsigned int)(x >> 40) % (VML_MAX_FDS + 1);
+
+		for (size_t i = 0; i < sizeof(buf); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[i] = (uint8_t)x;
+		}
+		/* Plausible prefixes now and then, so decoding goes deep. */
+		if (iter & 1) {
+			buf[0] = VML_VERSION;
+			buf[1] = buf[2] = buf[3] = 0;
+			buf[16] = (uint8_t)(x % 3);
+			buf[17] = buf[18] = buf[19] = 0;
+			len = VML_HELLO_FIXED + buf[16] * VML_REGION_SIZE;
+		}
+		for (unsigned int i = 0; i < VML_MAX_FDS; i++)
+			fds[i] = i < nfds ? 1000 + (int)i : -1;
+		if (!vml_hello_decode(&h, buf, len, fds, nfds)) {
+			/* Every fd handed out came from the list once. */
+			ck_assert(h.uffd == -1 || (h.uffd >= 1000 &&
+						   h.uffd < 1000 + (int)nfds));
+			for (unsigned int r = 0; r < h.nr_regions; r++)
+				ck_assert(h.regions[r].size > 0);
+		}
+		vml_hdr_decode(&hd, buf, len);
+	}
+}
+END_TEST
+
+START_TEST(vmlink_listen_in_use)
+{
+	char *dir = tdir, path[256];
+	int a, b;
+
+	ut_log_set_sink(quiet, NULL);
+	snprintf(path, sizeof(path), "%s/s", dir);
+	ck_assert_int_eq(vml_server_listen(path, &a), 0);
+	ck_assert_int_eq(vml_server_listen(path, &b), -EADDRINUSE);
+	close(a);	/* stale now: replaced */
+	ck_assert_int_eq(vml_server_listen(path, &b), 0);
+	close(b);
+	unlink(path);
+	close(open(path, O_CREAT | O_WRONLY, 0644));
+	ck_assert_int_eq(vml_server_listen(path, &b), -EEXIST);
+	ut_log_set_sink(NULL, NULL);
+}
+END_TEST
+
+/* ---- the workload, hosted ---- */
+
+static uint64_t fake_clock;
+
+static uint64_t fake_now(void *arg)
+{
+	return fake_clock += 50000;	/* 50 us per call at 1 GHz */
+}
+
+static void no_write(void *arg, const char *s, size_t len)
+{
+}
+
+START_TEST(workload_params)
+{
+	struct wl_params p;
+	const char *bad = NULL;
+
+	wl_params_default(&p);
+	ck_assert_int_eq(wl_params_parse(&p, "/boot/x ws=8M rate=3 zero=5 "
+					 "dup=7 pattern=sequential seed=9 "
+					 "hb_ms=50 hbs=4 cpus=2", &bad), 0);
+	ck_assert_uint_eq(p.ws_bytes, 8 << 20);
+	ck_assert_uint_eq(p.rate_mibs, 3);
+	ck_assert_uint_eq(p.pattern, WL_PATTERN_SEQUENTIAL);
+	ck_assert_uint_eq(p.cpus, 2);
+	ck_assert_int_ne(wl_params_parse(&p, "ws=8X", &bad), 0);
+	ck_assert_str_eq(bad, "ws=8X");
+	wl_params_default(&p);
+	ck_assert_int_ne(wl_params_parse(&p, "zero=60 dup=50", &bad), 0);
+	wl_params_default(&p);
+	ck_assert_int_ne(wl_params_parse(&p, "cpus=5", &bad), 0);
+	wl_params_default(&p);
+	ck_assert_int_ne(wl_params_parse(&p, "ws=4097", &bad), 0);
+}
+END_TEST
+
+START_TEST(workload_detects_corruption)
+{
+	struct wl_params p;
+	struct wl_env env = { .now = fake_now, .write = no_write };
+	struct wl_hdr *h;
+	uint8_t *saved;
+	uint64_t stamped = UINT64_MAX;
+
+	wl_params_default(&p);
+	wl_params_parse(&p, "ws=1M rate=1000 hb_ms=1", NULL);
+	p.tsc_khz = 1000000;
+	env.mem = calloc(1, wl_ram_needed(&p));
+	ck_assert_ptr_nonnull(env.mem);
+	ck_assert_int_eq(wl_init(&env, &p), 0);
+	h = wl_hdr_get(&env);
+	ck_assert_ptr_nonnull(h);
+	for (int i = 0; i < 2000; i++)
+		ck_assert_int_eq(wl_step(&env, 0), WL_RUNNING);
+	for (uint64_t i = 0; i < h->npages; i++)
+		ck_assert_int_eq(wl_verify_page(&env, i), 0);
+	/* A stamped page with a generation > 0, saved, then rewritten. */
+	for (uint64_t i = 0; i < h->npages && stamped == UINT64_MAX; i++) {
+		uint64_t *w = (uint64_t *)(env.mem + h->pages_gpa + i * 4096);
+
+		if (w[0] == WL_STAMP_MAGIC)
+			stamped = i;
+	}
+	ck_assert(stamped != UINT64_MAX);
+	saved = malloc(4096);
+	memcpy(saved, env.mem + h->pages_gpa + stamped * 4096, 4096);
+	env.mem[h->pages_gpa + stamped * 4096 + 100] ^= 0xff;
+	ck_assert_int_ne(wl_verify_page(&env, stamped), 0);
+	memcpy(env.mem + h->pages_gpa + stamped * 4096, saved, 4096);
+	ck_assert_int_eq(wl_verify_page(&env, stamped), 0);
+	/* A lost write: the page keeps an older generation. */
+	((uint32_t *)(env.mem + h->gens_gpa))[stamped]++;
+	ck_assert_int_ne(wl_verify_page(&env, stamped), 0);
+	free(saved);
+	free(env.mem);
+}
+END_TEST
+
+/* ---- ferry-vm without KVM ---- */
+
+#define HB_MS "100"
+
+static void boot_backing(const char *backing)
+{
+	const char *argv[] = { NULL, "--no-kvm", "-b", backing, "--ws", "8M",
+			       "--rate", "32", "--heartbeat-ms", HB_MS,
+			       "--heartbeats", "4", "-c", "2", NULL };
+	char *dir = tdir, *out;
+	struct vmp p;
+
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	ck_assert_int_eq(vmt_wait(&p, 30000), 0);
+	out = vmt_slurp(p.out);
+	ck_assert_uint_eq(vmt_count(out, "HB "), 4);
+	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
+	ck_assert(vmt_hb_clean(out));
+	ck_assert_int_gt(vmt_last_value(out, "HB ", "verified"), 2048);
+	ck_assert_int_gt(vmt_last_value(out, "HB ", "dirtied"), 0);
+	free(out);
+}
+
+START_TEST(boot_nokvm_shmem)
+{
+	boot_backing("shmem");
+}
+END_TEST
+
+START_TEST(boot_nokvm_anon)
+{
+	boot_backing("anon");
+}
+END_TEST
+
+START_TEST(boot_nokvm_hugetlb_2m)
+{
+	ssize_t got = gm_hugetlb_set(2 << 20, 16, NULL);
+
+	/* The fixture gives the pages back. */
+	if (got < 10) {
+		printf("hugetlb-2M: cannot reserve pages here; case not run\n");
+		return;
+	}
+	boot_backing("hugetlb-2M");
+}
+END_TEST
+
+START_TEST(pause_resume)
+{
+	char *dir = tdir, sock[256];
+	const char *argv[] = { NULL, "--no-kvm", "-s", sock, "--ws", "4M",
+			       "--heartbeat-ms", HB_MS, NULL };
+	struct vml_client c;
+	uint32_t st;
+	uint64_t hb1, hb2;
+	struct vmp p;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, 2, 20000), 2);
+	/* Each agent gets its own uffd, ready for its own UFFDIO_API. */
+	for (int i = 0; i < 2; i++) {
+		struct gm_uffd u;
+
+		ck_assert_int_eq(vml_client_open(&c, sock), 0);
+		ck_assert_int_eq(gm_uffd_init(&u, vml_client_take_uffd(&c), 0,
+					      true), 0);
+		gm_uffd_close(&u);
+		vml_client_close(&c);
+	}
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_uint_eq(c.hello.pid, (uint32_t)p.pid);
+	ck_assert_uint_eq(c.hello.nr_regions, 1);
+	ck_assert(c.hello.regions[0].fd >= 0);
+	ck_assert(c.hello.flags & VML_F_NOKVM);
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb1), 0);
+	ck_assert_uint_eq(st, VML_STATE_PAUSED);
+	usleep(350 * 1000);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb2), 0);
+	ck_assert_uint_eq(hb1, hb2);	/* no progress while paused */
+	ck_assert_int_eq(vml_client_resume(&c), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, hb1 + 2, 20000), hb1 + 2);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb2), 0);
+	ck_assert_uint_eq(st, VML_STATE_RUNNING);
+	ck_assert_int_eq(vml_client_quit(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 10000), 0);
+	{
+		char *out = vmt_slurp(p.out);
+
+		ck_assert(vmt_hb_clean(out));
+		free(out);
+	}
+}
+END_TEST
+
+static bool wait_socket(const char *path, int ms)
+{
+	struct stat st;
+
+	for (int t = 0; t < ms; t += 20) {
+		if (!stat(path, &st) && S_ISSOCK(st.st_mode))
+			return true;
+		usleep(20 * 1000);
+	}
+	return false;
+}
+
+/* Snapshots a running no-KVM guest, restores it in a fresh process
+ * (through --incoming + `ferry-vm restore`, or --restore), and checks
+ * that it continues and finishes its heartbeats with no error. */
+static void save_restore(const char *backing, bool in_process)
+{
+	char *dir = tdir, sa[256], sb[256], file[256];
+	const char *a_argv[] = { NULL, "--no-kvm", "-b", backing, "-s", sa,
+				 "--ws", "8M", "--rate", "32", "-c", "2",
+				 "--heartbeat-ms", HB_MS, "--heartbeats", "14",
+				 NULL };
+	const char *snap_argv[] = { NULL, "snapshot", "-s", sa, file, NULL };
+	const char *b_argv[] = { NULL, "--no-kvm", "-b", backing, "--ws", "8M",
+				 "-c", "2", "--incoming", "-s", sb, NULL };
+	const char *r_argv[] = { NULL, "--no-kvm", "-b", backing, "-c", "2",
+				 "--restore", file, NULL };
+	const char *rs_argv[] = { NULL, "restore", "-s", sb, file, NULL };
+	struct vmp a, s, b, r;
+	long long first_n;
+	char *out;
+
+	snprintf(sa, sizeof(sa), "%s/a.sock", dir);
+	snprintf(sb, sizeof(sb), "%s/b.sock", dir);
+	snprintf(file, sizeof(file), "%s/snap", dir);
+	ck_assert_int_eq(vmt_spawn(&a, dir, "a", a_argv), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&a, 3, 20000), 3);
+	ck_assert_int_eq(vmt_spawn(&s, dir, "snap", snap_argv), 0);
+	ck_assert_int_eq(vmt_wait(&s, 30000), 0);
+	ck_assert_int_eq(vmt_wait(&a, 10000), 0);	/* quit by snapshot */
+	if (in_process) {
+		ck_assert_int_eq(vmt_spawn(&b, dir, "b", r_argv), 0);
+	} else {
+		ck_assert_int_eq(vmt_spawn(&b, dir, "b", b_argv), 0);
+		ck_assert(wait_socket(sb, 10000));
+		ck_assert_int_eq(vmt_spawn(&r, dir, "restore", rs_argv), 0);
+		ck_assert_int_eq(vmt_wait(&r, 30000), 0);
+	}
+	ck_assert_int_eq(vmt_wait(&b, 30000), 0);
+	out = vmt_slurp(b.out);
+	ck_assert_uint_eq(vmt_count(out, "GUEST"), 0);	/* not rebooted */
+	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
+	ck_assert(vmt_hb_clean(out));
+	first_n = strtoll(strstr(out, "HB n=") + 5, NULL, 10);
+	ck_assert_int_gt(first_n, 3);	/* continued where A stopped */
+	ck_assert_int_eq(vmt_last_value(out, "HB ", "n"), 14);
+	free(out);
+}
+
+START_TEST(save_restore_shmem)
+{
+	save_restore("shmem", false);
+}
+END_TEST
+
+START_TEST(save_restore_anon_uffd)
+{
+	save_restore("anon", false);
+}
+END_TEST
+
+START_TEST(save_restore_in_process)
+{
+	save_restore("shmem", true);
+}
+END_TEST
+
+START_TEST(corrupt_page_is_reported)
+{
+	char *dir = tdir, sock[256], want[64], *out;
+	const char *argv[] = { NULL, "--no-kvm", "-s", sock, "--ws", "4M",
+			       "--rate", "8", "--heartbeat-ms", HB_MS, NULL };
+	long long ws_gpa, pages, page;
+	struct vml_client c;
+	struct vmp p;
+	uint8_t *ram;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	/* Filled: a corruption before the fill would just be overwritten. */
+	ck_assert(vmt_wait_filled(&p, 20000));
+	out = vmt_slurp(p.out);
+	ws_gpa = vmt_last_value(out, "GUEST", "ws_gpa");
+	pages = vmt_last_value(out, "GUEST", "pages");
+	free(out);
+	ck_assert_int_gt(ws_gpa, 0);
+	ck_assert_int_eq(pages, 1024);
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	ram = mmap(NULL, c.hello.regions[0].size, PROT_READ | PROT_WRITE,
+		   MAP_SHARED, c.hello.regions[0].fd, 0);
+	ck_assert(ram != MAP_FAILED);
+	page = pages / 2 + 3;
+	ram[ws_gpa + page * 4096 + 100] ^= 0x5a;
+	munmap(ram, c.hello.regions[0].size);
+	ck_assert_int_eq(vml_client_resume(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 20000), 3);
+	out = vmt_slurp(p.out);
+	snprintf(want, sizeof(want), "ERR page=%lld ", page);
+	ck_assert_uint_eq(vmt_count(out, "ERR "), 1);
+	ck_assert_uint_eq(vmt_count(out, want), 1);
+	free(out);
+}
+END_TEST
+
+/* A stall (here a pause) shows in the next heartbeat's maxgap_us, since
+ * the guest clock runs on; and --watchdog turns a missing heartbeat into
+ * exit status 5. */
+START_TEST(stall_is_visible)
+{
+	char *dir = tdir, sock[256], con[256], *out;
+	const char *argv[] = { NULL, "--no-kvm", "-s", sock, "--ws", "4M",
+			       "--heartbeat-ms", HB_MS, "--console", con,
+			       NULL };
+	const char *wd[] = { NULL, "--no-kvm", "--ws", "4M", "--heartbeat-ms",
+			     "5000", "--watchdog", "300", NULL };
+	struct vml_client c;
+	uint32_t st;
+	uint64_t hb;
+	struct vmp p;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	snprintf(con, sizeof(con), "%s/console.log", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	strcpy(p.out, con);	/* heartbeats go to the console file */
+	ck_assert(vmt_wait_filled(&p, 20000));
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb), 0);
+	usleep(600 * 1000);
+	ck_assert_int_eq(vml_client_resume(&c), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, hb + 1, 20000), hb + 1);
+	out = vmt_slurp(con);
+	ck_assert_int_ge(vmt_last_value(out, "HB ", "maxgap_us"), 500000);
+	free(out);
+	ck_assert_int_eq(vml_client_quit(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 10000), 0);
+	snprintf(con, sizeof(con), "%s/vm.out", dir);
+	out = vmt_slurp(con);	/* --console took the guest's lines */
+	ck_assert_uint_eq(vmt_count(out, "HB "), 0);
+	free(out);
+
+	ck_assert_int_eq(vmt_spawn(&p, dir, "wd", wd), 0);
+	ck_assert_int_eq(vmt_wait(&p, 20000), 5);
+	out = vmt_slurp(p.err);
+	ck_assert_ptr_nonnull(strstr(out, "no guest heartbeat"));
+	free(out);
+}
+END_TEST
+
+START_TEST(qemu_tcg_boots_payload)
+{
+	const char *argv[] = { "/usr/bin/qemu-system-x86_64", "-kernel",
+			       vmt_payload(), "-append",
+			       "ws=8M rate=16 hb_ms=" HB_MS " hbs=3",
+			       "-nographic", "-no-reboot", "-m", "64",
+			       "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+			       NULL };
+	char *dir, *out;
+	struct vmp p;
+
+	if (access(argv[0], X_OK)) {
+		printf("qemu-system-x86_64 not installed (tools/bootstrap "
+		       "installs it); case not run\n");
+		return;
+	}
+	dir = tdir;
+	ck_assert_int_eq(vmt_spawn(&p, dir, "qemu", argv), 0);
+	/* isa-debug-exit: status (0 << 1) | 1 for the guest's exit 0. */
+	ck_assert_int_eq(vmt_wait(&p, 90000), 1);
+	out = vmt_slurp(p.out);
+	ck_assert_ptr_nonnull(strstr(out, "GUEST ws_gpa="));
+	ck_assert_uint_eq(vmt_count(out, "HB "), 3);
+	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
+	ck_assert(vmt_hb_clean(out));
+	free(out);
+}
+END_TEST
+
+/* Runs ferry-vm with @args; expects @status and exactly one stderr line
+ * containing @needle. */
+static void expect_error(const char *const *argv, int status,
+			 const char *needle)
+{
+	char *dir = tdir, *err;
+	struct vmp p;
+
+	ck_assert_int_eq(vmt_spawn(&p, dir, "e", argv), 0);
+	ck_assert_int_eq(vmt_wait(&p, 20000), status);
+	err = vmt_slurp(p.err);
+	ck_assert_msg(strstr(err, needle), "stderr lacks '%s': %s", needle,
+		      err);
+	ck_assert_msg(vmt_lines(err) == 1, "not one line: %s", err);
+	free(err);
+}
+
+START_TEST(errors_one_line_each)
+{
+	const char *kvm[] = { NULL, "--ws", "4M", NULL };
+	const char *payload[] = { NULL, "--kernel", "/nonexistent/guest", NULL };
+	const char *big[] = { NULL, "--no-kvm", "-m", "64T", NULL };
+	const char *huge1g[] = { NULL, "--no-kvm", "-b", "hugetlb-1G", NULL };
+	const char *huge2m[] = { NULL, "--no-kvm", "-b", "hugetlb-2M", NULL };
+	const char *cpus[] = { NULL, "--no-kvm", "-c", "9", NULL };
+	if (access("/dev/kvm", R_OK | W_OK))
+		expect_error(kvm, 1, "/dev/kvm not available");
+	expect_error(payload, 1, "guest payload /nonexistent/guest not found");
+	expect_error(big, 1, "exceeds");
+	expect_error(huge1g, 1, "huge page");
+	if (gm_hugetlb_set(2 << 20, 0, NULL) == 0)	/* fixture restores */
+		expect_error(huge2m, 1, "huge pages needed");
+	expect_error(cpus, 2, "invalid option value");
+}
+END_TEST
+
+START_TEST(error_socket_in_use)
+{
+	char *dir = tdir, sock[256];
+	const char *argv[] = { NULL, "--no-kvm", "-s", sock, "--ws", "4M",
+			       "--heartbeat-ms", HB_MS, NULL };
+	struct vmp a;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	ck_assert_int_eq(vmt_spawn(&a, dir, "a", argv), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&a, 1, 20000), 1);
+	expect_error(argv, 1, "in use");
+	ck_assert_int_eq(vmt_wait(&a, 0), -ETIMEDOUT);	/* still running */
+	vmt_kill(&a);
+}
+END_TEST
+
+static Suite *vm_suite(void)
+{
+	Suite *s = suite_create("vm");
+	struct {
+		const char *name;
+		const TTest *fn;
+		int timeout;
+	} cases[] = {
+		{ "vmlink_hdr_roundtrip", vmlink_hdr_roundtrip, 10 },
+		{ "vmlink_hello_roundtrip", vmlink_hello_roundtrip, 10 },
+		{ "vmlink_fds_over_socket", vmlink_fds_over_socket, 10 },
+		{ "vmlink_decode_fuzz", vmlink_decode_fuzz, 30 },
+		{ "vmlink_listen_in_use", vmlink_listen_in_use, 10 },
+		{ "workload_params", workload_params, 10 },
+		{ "workload_detects_corruption", workload_detects_corruption,
+		  30 },
+		{ "boot_nokvm_shmem", boot_nokvm_shmem, 60 },
+		{ "boot_nokvm_anon", boot_nokvm_anon, 60 },
+		{ "boot_nokvm_hugetlb_2m", boot_nokvm_hugetlb_2m, 60 },
+		{ "pause_resume", pause_resume, 60 },
+		{ "save_restore_shmem", save_restore_shmem, 90 },
+		{ "save_restore_anon_uffd", save_restore_anon_uffd, 90 },
+		{ "save_restore_in_process", save_restore_in_process, 90 },
+		{ "corrupt_page_is_reported", corrupt_page_is_reported, 60 },
+		{ "stall_is_visible", stall_is_visible, 60 },
+		{ "qemu_tcg_boots_payload", qemu_tcg_boots_payload, 120 },
+		{ "errors_one_line_each", errors_one_line_each, 120 },
+		{ "error_socket_in_use", error_socket_in_use, 60 },
+	};
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(cases); i++) {
+		TCase *tc = tcase_create(cases[i].name);
+
+		tcase_set_timeout(tc, cases[i].timeout);
+		tcase_add_unchecked_fixture(tc, fixture_setup,
+					    fixture_teardown);
+		tcase_add_test(tc, cases[i].fn);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(vm_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
