@@ -402,9 +402,56 @@ int mig_dec_round(const uint8_t *buf, size_t len, struct mig_round *r)
 	r->round = get32(&c);
 	r->flags = get32(&c);
 	r->pages = get64(&c);
-	if (!c.short_ && (r->flags & ~MIG_ROUND_FINAL))
+	if (!c.short_ && (r->flags & ~(MIG_ROUND_FINAL | MIG_ROUND_POSTCOPY)))
 		return bad("round", "unknown flags");
 	return dec_done(&c, "round");
+}
+
+ssize_t mig_enc_req(uint8_t *buf, size_t cap, const struct mig_req *r,
+		    uint32_t count)
+{
+	struct cur c = { .w = buf, .len = cap };
+
+	if (!buf || !r || !count || count > MIG_MAX_REQS)
+		return -EINVAL;
+	put32(&c, count);
+	put32(&c, 0);
+	for (uint32_t i = 0; i < count; i++) {
+		put32(&c, r[i].region);
+		put32(&c, 0);
+		put64(&c, r[i].idx);
+	}
+	return enc_done(&c);
+}
+
+int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		struct mig_req *r, uint32_t cap, uint32_t *count)
+{
+	struct cur c = { .r = buf, .len = len };
+	uint32_t n;
+
+	if (!buf || !l || !r || !count)
+		return -EINVAL;
+	n = get32(&c);
+	if (get32(&c))
+		return bad("page request", "reserved field set");
+	if (c.short_)
+		return dec_done(&c, "page request");
+	if (n == 0 || n > MIG_MAX_REQS || n > cap)
+		return bad("page request", "request count out of range");
+	if (len != MIG_REQ_FIXED + (size_t)n * MIG_REQ_ENTRY)
+		return bad("page request", "length does not match the count");
+	for (uint32_t i = 0; i < n; i++) {
+		r[i].region = get32(&c);
+		if (get32(&c))
+			return bad("page request", "reserved field set");
+		r[i].idx = get64(&c);
+		if (r[i].region >= l->nr ||
+		    r[i].idx >= mig_region_pages(l, r[i].region))
+			return bad("page request", "no such page");
+	}
+	*count = n;
+	return dec_done(&c, "page request");
 }
 
 ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r)

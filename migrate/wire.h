@@ -35,18 +35,22 @@ enum mig_msg_type {
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
+	MIG_MSG_DISCARD,	/* postcopy: drop these pages (a ZERO body) */
 	MIG_MSG_ROUND = 0x4d20,	/* end of a round's data on a stream */
 	MIG_MSG_STATE = 0x4d30,	/* vCPU/device state blob, control */
 	MIG_MSG_RESUMED,	/* destination: the guest runs */
 	MIG_MSG_DONE,		/* source: nothing more will be sent */
+	MIG_MSG_COMPLETE,	/* destination: every page is in place */
 	MIG_MSG_ERROR = 0x4d3f,	/* either side: the reason it gives up */
+	MIG_MSG_PAGE_REQ = 0x4d40, /* destination, urgent: fault on these */
 };
 
 /* Feature bits negotiated in HELLO / WELCOME. */
 #define MIG_FEAT_ZERO_BITMAP	(1ULL << 0)
 #define MIG_FEAT_DUP_REF	(1ULL << 1)
 #define MIG_FEAT_POSTCOPY	(1ULL << 2)
-#define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF)
+#define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF | \
+				 MIG_FEAT_POSTCOPY)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -102,12 +106,22 @@ struct mig_dup {
 #define MIG_DUP_FIXED 8
 #define MIG_DUP_ENTRY 24
 
-#define MIG_ROUND_FINAL 1u	/* the last round: vCPUs are paused */
+#define MIG_ROUND_FINAL 1u	/* nothing follows on this stream */
+#define MIG_ROUND_POSTCOPY 2u	/* from here on, place pages atomically */
 struct mig_round {
 	uint32_t round;
 	uint32_t flags;
 	uint64_t pages;		/* pages this stream carried in the round */
 };
+
+/* PAGE_REQ: [count u32][0 u32], count x [region u32][0 u32][idx u64]. */
+struct mig_req {
+	uint32_t region;
+	uint64_t idx;
+};
+#define MIG_REQ_FIXED 8
+#define MIG_REQ_ENTRY 16
+#define MIG_MAX_REQS 64
 
 struct mig_resumed {
 	uint64_t load_ns;	/* destination: state load + resume, ns */
@@ -137,6 +151,8 @@ ssize_t mig_enc_zero(uint8_t *buf, size_t cap, const struct mig_zero *z);
 ssize_t mig_enc_dup(uint8_t *buf, size_t cap, const struct mig_dup *d,
 		    uint32_t count);
 ssize_t mig_enc_round(uint8_t *buf, size_t cap, const struct mig_round *r);
+ssize_t mig_enc_req(uint8_t *buf, size_t cap, const struct mig_req *r,
+		    uint32_t count);
 ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r);
 ssize_t mig_enc_error(uint8_t *buf, size_t cap, int code, const char *msg);
 
@@ -161,6 +177,9 @@ int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
 int mig_dec_dup(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		struct mig_dup *d, uint32_t cap, uint32_t *count);
 int mig_dec_round(const uint8_t *buf, size_t len, struct mig_round *r);
+/* Up to @cap requests into @r; each page must exist. */
+int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		struct mig_req *r, uint32_t cap, uint32_t *count);
 int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);
 int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e);
 

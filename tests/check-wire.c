@@ -278,6 +278,36 @@ START_TEST(small_messages)
 }
 END_TEST
 
+START_TEST(page_requests)
+{
+	struct mig_hello h = hello();
+	struct mig_req r[2] = { { 0, 16383 }, { 1, 3 } }, out[2];
+	uint8_t buf[128];
+	uint32_t n;
+	ssize_t len = mig_enc_req(buf, sizeof(buf), r, 2);
+
+	ck_assert_int_eq(len, MIG_REQ_FIXED + 2 * MIG_REQ_ENTRY);
+	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_uint_eq(out[0].idx, 16383);
+	silence();
+	ck_assert_int_eq(mig_dec_req(buf, len - 1, &h.layout, out, 2, &n),
+			 -EPROTO);
+	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 1, &n),
+			 -EPROTO);
+	r[1].idx = 4; /* region 1 has 4 pages */
+	len = mig_enc_req(buf, sizeof(buf), r, 2);
+	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
+			 -EPROTO);
+	r[1] = (struct mig_req){ 2, 0 };
+	len = mig_enc_req(buf, sizeof(buf), r, 2);
+	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
+			 -EPROTO);
+	ck_assert_int_eq(mig_enc_req(buf, sizeof(buf), r, 0), -EINVAL);
+	quiet();
+}
+END_TEST
+
 /* Random corruption of valid messages never crashes a decoder, and what a
  * decoder accepts is within the layout. (The libFuzzer harness in
  * tests/fuzz-wire.c goes further under --enable-fuzz.) */
@@ -335,6 +365,7 @@ int main(void)
 		{ "zero_bitmap", zero_bitmap, 0, 0 },
 		{ "dup_references", dup_references, 0, 0 },
 		{ "small_messages", small_messages, 0, 0 },
+		{ "page_requests", page_requests, 0, 0 },
 		{ "mutations_are_caught_or_valid",
 		  mutations_are_caught_or_valid, 0, 0 },
 	};

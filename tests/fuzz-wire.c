@@ -19,7 +19,7 @@
 #include "util/util.h"
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
-       D_ERROR, D_COUNT };
+       D_ERROR, D_REQ, D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -44,6 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint64_t idx[MIG_MAX_BATCH];
 	static struct mig_dup dup[MIG_MAX_DUPS];
+	static struct mig_req req[MIG_MAX_REQS];
 	union {
 		struct mig_hello h;
 		struct mig_welcome w;
@@ -96,6 +97,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case D_ERROR:
 		mig_dec_error(data + 1, size - 1, &u.e);
 		break;
+	case D_REQ:
+		if (!mig_dec_req(data + 1, size - 1, &layout, req, MIG_MAX_REQS,
+				 &count) &&
+		    req[0].idx >= mig_region_pages(&layout, req[0].region))
+			__builtin_trap();
+		break;
 	}
 	return 0;
 }
@@ -146,6 +153,8 @@ int main(int argc, char **argv)
 	err |= write_seed(argv[1], D_RESUMED, b, mig_enc_resumed(b, 4096, &rs));
 	err |= write_seed(argv[1], D_ERROR, b,
 			  mig_enc_error(b, 4096, EIO, "dest disk failed"));
+	err |= write_seed(argv[1], D_REQ, b, mig_enc_req(b, 4096,
+			  &(struct mig_req){ 0, 77 }, 1));
 	return err ? 1 : 0;
 }
 #endif
