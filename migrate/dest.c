@@ -16,7 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -38,7 +42,8 @@ struct receiver {
 	struct iovec iov[MIG_MAX_BATCH];
 	struct mig_dup dups[MIG_MAX_DUPS];
 	uint8_t buf[RX_BUF];
-	uint8_t *stage;		/* COPY mode: STAGE_BYTES, reused */
+	uint8_t *stage;		/* STAGE_BYTES, reused (COPY mode, postcopy) */
+	bool atomic;		/* past the POSTCOPY marker: UFFDIO_COPY only */
 };
 
 struct mig_dst {
@@ -55,7 +60,83 @@ struct mig_dst {
 	unsigned int finished;		/* receivers past the final round */
 	bool failed;
 	char *err;
+	/* Postcopy. */
+	struct gm_uffd uffd;		/* the incoming VMM's, MISSING mode */
+	bool can_postcopy;		/* uffd registered on all of its RAM */
+	unsigned int switched;		/* receivers at the POSTCOPY marker */
+	bool discards_done;		/* under lock: receivers may go on */
+	struct ut_bitmap zero;		/* known zero: placed locally on fault */
+	struct ut_bitmap requested;	/* asked of the source, not placed */
+	uint64_t *req_ns;		/* when each requested page was asked */
+	_Atomic uint64_t outstanding;	/* requested pages not placed yet */
+	uint64_t *lat_ns;		/* fault service times, one per page */
+	_Atomic uint64_t nlat;
+	struct ut_hist hist;
+	uint8_t *zero_page;		/* a zero huge page for hugetlb */
+	struct faulter {
+		pthread_t thread;
+		bool started;
+		int stop_fd;
+		uint8_t *buf;		/* urgent pages land here first */
+	} ft;
 };
+
+static uint64_t region_pages(const struct mig_dst *d, uint32_t r)
+{
+	return mig_region_pages(&d->vm.layout, r);
+}
+
+/* The VMM's address of page @idx of region @r (what the uffd acts on). */
+static uint64_t vmm_addr(const struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	return d->vm.link.hello.regions[r].host_addr +
+	       idx * d->vm.layout.r[r].page_size;
+}
+
+/* Bookkeeping once page @g holds its data: a fault waiting on it is
+ * served, and its service time counted. */
+static void placed(struct mig_dst *d, uint64_t g)
+{
+	ut_bitmap_set(&d->received, g);
+	ut_bitmap_clear(&d->zero, g);
+	if (ut_bitmap_test_and_clear(&d->requested, g)) {
+		uint64_t lat = ut_now_ns() - d->req_ns[g];
+
+		ut_hist_record(&d->hist, lat);
+		d->lat_ns[atomic_fetch_add(&d->nlat, 1)] = lat;
+		if (atomic_fetch_sub(&d->outstanding, 1) == 1) {
+			pthread_mutex_lock(&d->lock);
+			pthread_cond_broadcast(&d->cond);
+			pthread_mutex_unlock(&d->lock);
+		}
+	}
+}
+
+/* Places one page atomically; another placement winning is fine. */
+static int place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	int ret, tries = 0;
+
+	do {
+		ret = buf ? gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf,
+					 psz, 0) :
+			    gm_uffd_zeropage(&d->uffd, vmm_addr(d, r, idx), psz,
+					     0);
+	} while (ret == -EAGAIN && ++tries < 100);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (!ret)
+		placed(d, d->vm.first[r] + idx);
+	return ret;
+}
+
+/* A zero page: the zero page where the backing has one, else a copy. */
+static int place_zero(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	return place(d, r, idx,
+		     d->vm.layout.r[r].page_size > 4096 ? d->zero_page : NULL);
+}
 
 static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 {
@@ -123,6 +204,21 @@ static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
 	return ret;
 }
 
+/* Postcopy: the pages into the stage, then each placed atomically. */
+static int rx_pages_atomic(struct receiver *r, const struct mig_pages_hdr *h)
+{
+	struct iovec iov = { r->stage, (size_t)h->count * h->page_size };
+	int ret;
+
+	if (iov.iov_len > STAGE_BYTES)
+		return -EPROTO;
+	ret = tp_recv_payload(r->st, &iov, 1);
+	for (uint32_t i = 0; !ret && i < h->count; i++)
+		ret = place(r->d, h->region, r->idx[i],
+			    r->stage + (size_t)i * h->page_size);
+	return ret;
+}
+
 static int rx_pages(struct receiver *r, const struct tp_msg *m)
 {
 	struct mig_dst *d = r->d;
@@ -146,7 +242,10 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 					r->idx);
 	if (ret)
 		return ret;
-	if (d->vm.copy && (uint64_t)h.count * h.page_size <= STAGE_BYTES) {
+	if (r->atomic) {
+		ret = rx_pages_atomic(r, &h);
+	} else if (d->vm.copy &&
+		   (uint64_t)h.count * h.page_size <= STAGE_BYTES) {
 		ret = rx_pages_copy(r, &h);
 	} else {
 		/* Decrypt straight into guest RAM. */
@@ -158,8 +257,10 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	}
 	if (ret)
 		return ret;
-	for (uint32_t i = 0; i < h.count; i++)
+	for (uint32_t i = 0; i < h.count && !r->atomic; i++) {
 		ut_bitmap_set(&d->received, d->vm.first[h.region] + r->idx[i]);
+		ut_bitmap_clear(&d->zero, d->vm.first[h.region] + r->idx[i]);
+	}
 	return 0;
 }
 
@@ -172,6 +273,22 @@ static int rx_small(struct receiver *r, const struct tp_msg *m)
 	return m->len ? tp_recv_payload(r->st, &iov, 1) : 0;
 }
 
+/* Precopy: page @g is zero now. Fresh incoming RAM reads as zero; only a
+ * page that got data in an earlier round needs clearing. */
+static int zero_precopy(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	uint64_t g = d->vm.first[r] + idx;
+
+	ut_bitmap_set(&d->zero, g);
+	if (!ut_bitmap_test_and_clear(&d->received, g))
+		return 0;
+	if (d->vm.copy)
+		return gm_region_discard(&d->vm.map[r], idx * psz, psz);
+	memset(mig_vm_page(&d->vm, r, idx), 0, psz);
+	return 0;
+}
+
 static int rx_zero(struct receiver *r, const struct tp_msg *m)
 {
 	struct mig_dst *d = r->d;
@@ -180,28 +297,13 @@ static int rx_zero(struct receiver *r, const struct tp_msg *m)
 
 	if (!ret)
 		ret = mig_dec_zero(r->buf, m->len, &d->vm.layout, &z);
-	if (ret)
-		return ret;
-	for (uint64_t i = 0; i < z.npages; i++) {
-		uint64_t g = d->vm.first[z.region] + z.first + i;
-
+	for (uint64_t i = 0; !ret && i < z.npages; i++) {
 		if (!(z.bits[i / 8] & (1u << (i % 8))))
 			continue;
-		/* Fresh incoming RAM reads as zero; only pages that got
-		 * data in an earlier round need clearing. */
-		if (!ut_bitmap_test_and_clear(&d->received, g))
-			continue;
-		if (d->vm.copy)
-			ret = gm_region_discard(&d->vm.map[z.region],
-				(z.first + i) * d->vm.layout.r[z.region].page_size,
-				d->vm.layout.r[z.region].page_size);
-		else
-			memset(mig_vm_page(&d->vm, z.region, z.first + i), 0,
-			       d->vm.layout.r[z.region].page_size);
-		if (ret)
-			return ret;
+		ret = r->atomic ? place_zero(d, z.region, z.first + i) :
+				  zero_precopy(d, z.region, z.first + i);
 	}
-	return 0;
+	return ret;
 }
 
 static int rx_dup(struct receiver *r, const struct tp_msg *m)
@@ -215,27 +317,56 @@ static int rx_dup(struct receiver *r, const struct tp_msg *m)
 				  MIG_MAX_DUPS, &n);
 	if (ret)
 		return ret;
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n && !ret; i++) {
 		const struct mig_dup *e = &r->dups[i];
-
 		uint32_t psz = d->vm.layout.r[e->region].page_size;
 
-		if (d->vm.copy && psz <= STAGE_BYTES) {
-			ret = mig_vm_read(&d->vm, e->src_region, e->src_page,
-					  r->stage, psz);
-			if (!ret)
+		if (r->atomic || (d->vm.copy && psz <= STAGE_BYTES)) {
+			/* The original arrived earlier on this stream. */
+			if (d->vm.copy)
+				ret = mig_vm_read(&d->vm, e->src_region,
+						  e->src_page, r->stage, psz);
+			else
+				memcpy(r->stage, mig_vm_page(&d->vm, e->src_region,
+							     e->src_page), psz);
+			if (!ret && r->atomic)
+				ret = place(d, e->region, e->page, r->stage);
+			else if (!ret)
 				ret = mig_vm_write(&d->vm, e->region, e->page,
 						   r->stage, psz);
-			if (ret)
-				return ret;
 		} else {
 			memcpy(mig_vm_page(&d->vm, e->region, e->page),
 			       mig_vm_page(&d->vm, e->src_region, e->src_page),
 			       psz);
 		}
-		ut_bitmap_set(&d->received, d->vm.first[e->region] + e->page);
+		if (!ret && !r->atomic) {
+			ut_bitmap_set(&d->received,
+				      d->vm.first[e->region] + e->page);
+			ut_bitmap_clear(&d->zero,
+					d->vm.first[e->region] + e->page);
+		}
 	}
-	return 0;
+	return ret;
+}
+
+/* At the POSTCOPY marker: wait until the control thread has dropped the
+ * pages the source discards, then place atomically from here on. */
+static bool postcopy_barrier(struct receiver *r)
+{
+	struct mig_dst *d = r->d;
+	bool ok;
+
+	if (!d->can_postcopy)
+		return false;
+	pthread_mutex_lock(&d->lock);
+	d->switched++;
+	pthread_cond_broadcast(&d->cond);
+	while (!d->discards_done && !d->failed)
+		pthread_cond_wait(&d->cond, &d->lock);
+	ok = !d->failed;
+	pthread_mutex_unlock(&d->lock);
+	r->atomic = true;
+	return ok;
 }
 
 /* Handles one message; 1 when the final round is over, 0, or -errno. */
@@ -259,6 +390,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		if (ret)
 			return ret;
 		if (!round_barrier(r->d, rd.flags & MIG_ROUND_FINAL))
+			return -ECANCELED;
+		if ((rd.flags & MIG_ROUND_POSTCOPY) && !postcopy_barrier(r))
 			return -ECANCELED;
 		return (rd.flags & MIG_ROUND_FINAL) ? 1 : 0;
 	case MIG_MSG_ERROR:
@@ -296,6 +429,255 @@ static void *receiver_main(void *arg)
 	else
 		rx_fail(r, ret, "%s", "cancelled");
 	return NULL;
+}
+
+/* ---- postcopy: the fault thread ---- */
+
+/* Finds the region and page of a fault at @addr in the VMM. */
+static bool fault_page(const struct mig_dst *d, uint64_t addr, uint32_t *r,
+		       uint64_t *idx)
+{
+	for (uint32_t i = 0; i < d->vm.nr; i++) {
+		const struct vml_region *v = &d->vm.link.hello.regions[i];
+
+		if (addr >= v->host_addr && addr - v->host_addr < v->size) {
+			*r = i;
+			*idx = (addr - v->host_addr) / v->page_size;
+			return *idx < region_pages(d, i);
+		}
+	}
+	return false;
+}
+
+/* One fault: served here if the page is known, else asked for. Returns 1
+ * when a request was added to @q. */
+static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
+{
+	uint64_t idx, g;
+	uint32_t r;
+
+	if (!fault_page(d, addr, &r, &idx)) {
+		pr_warn("fault at 0x%llx outside guest RAM",
+			(unsigned long long)addr);
+		return 0;
+	}
+	g = d->vm.first[r] + idx;
+	if (ut_bitmap_test(&d->received, g)) {
+		/* Placed between the fault and our read: wake it. */
+		gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
+			     d->vm.layout.r[r].page_size);
+		return 0;
+	}
+	if (ut_bitmap_test(&d->zero, g)) {
+		place_zero(d, r, idx);
+		return 0;
+	}
+	if (ut_bitmap_test_and_set(&d->requested, g))
+		return 0; /* asked already; its placement wakes everyone */
+	d->req_ns[g] = ut_now_ns();
+	atomic_fetch_add(&d->outstanding, 1);
+	/* A receiver may have placed it just now, before seeing our bit. */
+	if (ut_bitmap_test(&d->received, g) &&
+	    ut_bitmap_test_and_clear(&d->requested, g)) {
+		atomic_fetch_sub(&d->outstanding, 1);
+		gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
+			     d->vm.layout.r[r].page_size);
+		return 0;
+	}
+	*q = (struct mig_req){ r, idx };
+	return 1;
+}
+
+/* The VMM dropped memory (balloon, MADV_DONTNEED): it reads as zero now. */
+static void on_remove(struct mig_dst *d, uint64_t start, uint64_t end)
+{
+	for (uint64_t a = start; a < end; a += 4096) {
+		uint64_t idx;
+		uint32_t r;
+
+		if (!fault_page(d, a, &r, &idx))
+			continue;
+		ut_bitmap_clear(&d->received, d->vm.first[r] + idx);
+		ut_bitmap_set(&d->zero, d->vm.first[r] + idx);
+	}
+}
+
+static int handle_faults(struct mig_dst *d, struct tp_stream *urg)
+{
+	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
+	struct mig_req q[MIG_MAX_REQS];
+	struct gm_uffd_event ev[16];
+	uint32_t nq = 0;
+	ssize_t n;
+
+	n = gm_uffd_read_events(&d->uffd, ev, UT_ARRAY_SIZE(ev));
+	if (n < 0)
+		return n;
+	for (ssize_t i = 0; i < n; i++) {
+		if (ev[i].kind == GM_UFFD_EV_FAULT)
+			nq += on_fault(d, ev[i].addr, &q[nq]);
+		else if (ev[i].kind == GM_UFFD_EV_REMOVE)
+			on_remove(d, ev[i].addr, ev[i].end);
+	}
+	if (!nq)
+		return 0;
+	n = mig_enc_req(buf, sizeof(buf), q, nq);
+	return n < 0 ? n : mig_send_msg(urg, MIG_MSG_PAGE_REQ, buf, n);
+}
+
+/* A page the source sent on the urgent stream because we asked. */
+static int handle_urgent(struct mig_dst *d, struct tp_stream *urg)
+{
+	uint8_t hdr[MIG_PAGES_FIXED + 8 * MIG_MAX_BATCH];
+	uint64_t idx[MIG_MAX_BATCH];
+	struct mig_pages_hdr h;
+	struct iovec iov = { hdr, MIG_PAGES_FIXED };
+	struct tp_msg m;
+	int ret;
+
+	ret = tp_recv_hdr(urg, &m);
+	if (ret)
+		return ret;
+	if (m.type != MIG_MSG_PAGES || m.len < MIG_PAGES_FIXED)
+		return -EPROTO;
+	ret = tp_recv_payload(urg, &iov, 1);
+	if (!ret)
+		ret = mig_dec_pages_hdr(hdr, MIG_PAGES_FIXED, m.len,
+					&d->vm.layout, &h);
+	if (!ret && (uint64_t)h.count * h.page_size > STAGE_BYTES)
+		ret = -EPROTO;
+	if (ret)
+		return ret;
+	iov = (struct iovec){ hdr, 8 * h.count };
+	ret = tp_recv_payload(urg, &iov, 1);
+	if (!ret)
+		ret = mig_dec_pages_idx(hdr, 8 * h.count, &d->vm.layout, &h, idx);
+	iov = (struct iovec){ d->ft.buf, (size_t)h.count * h.page_size };
+	if (!ret)
+		ret = tp_recv_payload(urg, &iov, 1);
+	for (uint32_t i = 0; !ret && i < h.count; i++)
+		ret = place(d, h.region, idx[i],
+			    d->ft.buf + (size_t)i * h.page_size);
+	return ret;
+}
+
+/* One thread owns the uffd and the urgent stream (both directions). */
+static void *fault_main(void *arg)
+{
+	struct mig_dst *d = arg;
+	struct tp_stream *urg = tp_session_urgent(d->p->session);
+	struct pollfd pfd[3] = { { d->uffd.fd, POLLIN, 0 },
+				 { tp_stream_fd(urg), POLLIN, 0 },
+				 { d->ft.stop_fd, POLLIN, 0 } };
+	int ret = 0;
+
+	while (!ret) {
+		bool pending = tp_stream_pending(urg);
+
+		if (poll(pfd, 3, pending ? 0 : -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[2].revents)
+			break;
+		if (pfd[0].revents & POLLIN)
+			ret = handle_faults(d, urg);
+		if (!ret && (pending || (pfd[1].revents & (POLLIN | POLLHUP))))
+			ret = handle_urgent(d, urg);
+	}
+	if (ret) {
+		pthread_mutex_lock(&d->lock);
+		if (!d->failed) {
+			mig_fail(d->err, ret, "postcopy page requests: %s",
+				 tp_stream_strerror(urg)[0] ?
+					 tp_stream_strerror(urg) :
+					 strerror(-ret));
+			d->failed = true;
+		}
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+	}
+	return NULL;
+}
+
+static int start_faulter(struct mig_dst *d)
+{
+	d->ft.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (d->ft.stop_fd < 0)
+		return -errno;
+	d->ft.buf = aligned_alloc(4096, STAGE_BYTES);
+	if (!d->ft.buf)
+		return -ENOMEM;
+	if (pthread_create(&d->ft.thread, NULL, fault_main, d))
+		return -EAGAIN;
+	d->ft.started = true;
+	return 0;
+}
+
+static void stop_faulter(struct mig_dst *d)
+{
+	uint64_t one = 1;
+
+	if (d->ft.started) {
+		if (write(d->ft.stop_fd, &one, sizeof(one)) != sizeof(one))
+			pr_warn("stopping the fault thread failed");
+		pthread_join(d->ft.thread, NULL);
+		d->ft.started = false;
+	}
+	if (d->ft.stop_fd >= 0)
+		close(d->ft.stop_fd);
+	d->ft.stop_fd = -1;
+	free(d->ft.buf);
+	d->ft.buf = NULL;
+}
+
+/* Registers MISSING mode on all of the incoming VM's RAM, before anything
+ * can touch it. Without a uffd, or where that fails, no postcopy. */
+static void setup_uffd(struct mig_dst *d)
+{
+	const struct vml_hello *h = &d->vm.link.hello;
+	uint64_t want = 0;
+	int fd = vml_client_take_uffd(&d->vm.link);
+	uint32_t maxpsz = 0;
+
+	if (fd < 0)
+		return;
+	for (uint32_t i = 0; i < d->vm.nr; i++) {
+		if (h->regions[i].page_size == 4096)
+			want |= UFFD_FEATURE_MISSING_SHMEM;
+		else
+			want |= UFFD_FEATURE_MISSING_HUGETLBFS;
+		if (h->regions[i].page_size > maxpsz)
+			maxpsz = h->regions[i].page_size;
+	}
+	if (maxpsz > STAGE_BYTES ||
+	    gm_uffd_init(&d->uffd, fd, want | UFFD_FEATURE_EVENT_REMOVE, true)) {
+		close(fd);
+		return;
+	}
+	for (uint32_t i = 0; i < d->vm.nr; i++)
+		if (gm_uffd_register(&d->uffd, h->regions[i].host_addr,
+				     h->regions[i].size, GM_UFFD_MISSING, NULL))
+			return;
+	if (maxpsz > 4096) {
+		d->zero_page = aligned_alloc(4096, maxpsz);
+		if (!d->zero_page)
+			return;
+		memset(d->zero_page, 0, maxpsz);
+	}
+	d->can_postcopy = true;
+}
+
+/* Drops the registrations: every page is in place, or known to be zero
+ * (which a hole in the backing reads as). */
+static void release_uffd(struct mig_dst *d)
+{
+	const struct vml_hello *h = &d->vm.link.hello;
+
+	if (d->can_postcopy)
+		for (uint32_t i = 0; i < d->vm.nr; i++)
+			gm_uffd_unregister(&d->uffd, h->regions[i].host_addr,
+					   h->regions[i].size);
+	gm_uffd_close(&d->uffd);
+	d->can_postcopy = false;
 }
 
 /* ---- the control stream ---- */
@@ -352,7 +734,8 @@ static int welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		return -EINVAL;
 	}
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
-		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 });
+		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 &
+		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) });
 	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret)
 		return mig_fail(err, ret, "answering HELLO: %s",
@@ -368,7 +751,7 @@ static int start_receivers(struct mig_dst *d)
 	for (unsigned int i = 0; i < d->nbulk; i++) {
 		d->rx[i].d = d;
 		d->rx[i].st = tp_session_bulk(d->p->session, i);
-		if (d->vm.copy) {
+		if (d->vm.copy || d->can_postcopy) {
 			d->rx[i].stage = aligned_alloc(4096, STAGE_BYTES);
 			if (!d->rx[i].stage)
 				return -ENOMEM;
@@ -401,32 +784,94 @@ static int join_receivers(struct mig_dst *d)
 	return ret;
 }
 
-/* Receives the state blob; *@blob is malloc'ed. */
-static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
-		      size_t *len, char *err)
+/* POSTCOPY: every receiver must stop at its marker before the discards
+ * are applied, or a pushed page could be dropped after it landed. */
+static int enter_postcopy(struct mig_dst *d, char *err)
 {
+	if (!d->can_postcopy)
+		return mig_fail(err, -EPROTO, "the source switched to postcopy "
+				"that was not agreed");
+	pthread_mutex_lock(&d->lock);
+	while (d->switched < d->nbulk && !d->failed)
+		pthread_cond_wait(&d->cond, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+	return d->failed ? -ECANCELED : 0;
+}
+
+/* DISCARD: pages the source resends; drop ours so that a touch faults. */
+static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
+			 char *err)
+{
+	struct mig_zero z;
+	int ret = mig_dec_zero(buf, len, &d->vm.layout, &z);
+
+	if (ret)
+		return mig_fail(err, ret, "the source sent a malformed DISCARD");
+	for (uint64_t i = 0; i < z.npages && !ret; i++) {
+		uint32_t psz = d->vm.layout.r[z.region].page_size;
+		uint64_t g = d->vm.first[z.region] + z.first + i;
+
+		if (!(z.bits[i / 8] & (1u << (i % 8))))
+			continue;
+		ut_bitmap_clear(&d->received, g);
+		ut_bitmap_clear(&d->zero, g);
+		ret = gm_region_discard(&d->vm.map[z.region],
+					(z.first + i) * psz, psz);
+	}
+	return ret ? mig_fail(err, ret, "dropping a page failed") : 0;
+}
+
+static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
+		      uint8_t *buf, size_t cap)
+{
+	struct iovec iov = { buf, m->len };
+
+	if (m->len > cap)
+		return -EPROTO;
+	return m->len ? tp_recv_payload(ctl, &iov, 1) : 0;
+}
+
+/* Serves the control stream until the state blob (*@blob, malloc'ed)
+ * arrives; *@postcopy tells whether the source switched to postcopy. */
+static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
+		      size_t *len, bool *postcopy, char *err)
+{
+	uint8_t buf[MIG_ZERO_FIXED + 4096];
 	struct mig_error e;
 	struct tp_msg m;
 	struct iovec iov;
 	int ret;
 
-	ret = tp_recv_hdr(ctl, &m);
-	if (ret)
-		return mig_fail(err, ret, "the source went away before "
-				"switchover: %s", tp_stream_strerror(ctl));
-	if (m.type == MIG_MSG_ERROR) {
-		uint8_t buf[512];
-
-		iov = (struct iovec){ buf, m.len };
-		if (m.len <= sizeof(buf) && !tp_recv_payload(ctl, &iov, 1) &&
-		    !mig_dec_error(buf, m.len, &e))
-			return mig_fail(err, -e.code, "the source gave up: %s",
-					e.msg);
-		return mig_fail(err, -EPROTO, "the source gave up");
+	for (;;) {
+		ret = tp_recv_hdr(ctl, &m);
+		if (ret)
+			return mig_fail(err, ret, "the source went away before "
+					"switchover: %s", tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_STATE)
+			break;
+		ret = recv_small(ctl, &m, buf, sizeof(buf));
+		if (ret)
+			return mig_fail(err, ret, "control message 0x%x: %s",
+					m.type, tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_ERROR) {
+			if (!mig_dec_error(buf, m.len, &e))
+				return mig_fail(err, -e.code, "the source gave "
+						"up: %s", e.msg);
+			return mig_fail(err, -EPROTO, "the source gave up");
+		} else if (m.type == MIG_MSG_POSTCOPY) {
+			*postcopy = true;
+			ret = enter_postcopy(d, err);
+		} else if (m.type == MIG_MSG_DISCARD && *postcopy) {
+			ret = apply_discard(d, buf, m.len, err);
+		} else {
+			ret = mig_fail(err, -EPROTO, "unexpected control message "
+				       "0x%x before the state", m.type);
+		}
+		if (ret)
+			return ret;
 	}
-	if (m.type != MIG_MSG_STATE || !m.len || m.len > MIG_MAX_STATE)
-		return mig_fail(err, -EPROTO, "expected the VM state, got "
-				"message 0x%x of %llu bytes", m.type,
+	if (!m.len || m.len > MIG_MAX_STATE)
+		return mig_fail(err, -EPROTO, "a VM state of %llu bytes",
 				(unsigned long long)m.len);
 	*blob = malloc(m.len);
 	if (!*blob)
@@ -480,14 +925,91 @@ static int resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every page pushed and every page asked for is in place: say so, with
+ * the fault figures, and let the guest run on its own memory. */
+static int finish_postcopy(struct mig_dst *d, struct tp_stream *ctl,
+			   struct mig_stats *st, char *err)
+{
+	struct mig_complete c = { 0 };
+	uint8_t buf[1024];
+	uint64_t n;
+	ssize_t len;
+	int ret = join_receivers(d);
+
+	if (ret)
+		return mig_fail(err, ret, "receiving pushed pages failed");
+	pthread_mutex_lock(&d->lock);
+	while (atomic_load(&d->outstanding) && !d->failed)
+		pthread_cond_wait(&d->cond, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+	if (d->failed)
+		return -ECONNRESET;
+	stop_faulter(d);
+	release_uffd(d);
+	n = atomic_load(&d->nlat);
+	qsort(d->lat_ns, n, sizeof(*d->lat_ns), cmp_u64);
+	c.faults = n;
+	for (uint64_t i = 0; i < n; i++)
+		c.blocked_ns += d->lat_ns[i];
+	if (n) {
+		c.p50_ns = d->lat_ns[n / 2];
+		c.p99_ns = d->lat_ns[n * 99 / 100];
+		c.max_ns = d->lat_ns[n - 1];
+	}
+	for (unsigned int i = 0; i < MIG_HIST_BUCKETS; i++)
+		c.hist[i] = st->fault_hist[i] = atomic_load(&d->hist.bucket[i]);
+	st->faults = n;
+	st->fault_p50_us = c.p50_ns / 1e3;
+	st->fault_p99_us = c.p99_ns / 1e3;
+	st->fault_max_us = c.max_ns / 1e3;
+	st->vcpu_blocked_ms = c.blocked_ns / 1e6;
+	len = mig_enc_complete(buf, sizeof(buf), &c);
+	ret = len < 0 ? len : mig_send_msg(ctl, MIG_MSG_COMPLETE, buf, len);
+	return ret ? mig_fail(err, ret, "telling the source we are complete: "
+			      "%s", tp_stream_strerror(ctl)) : 0;
+}
+
+/* Wakes every receiver out of its stream and joins it. */
+static int stop_receivers(struct mig_dst *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->failed = true;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned int i = 0; i < d->nbulk && d->rx; i++)
+		shutdown(tp_stream_fd(d->rx[i].st), SHUT_RDWR);
+	return join_receivers(d);
+}
+
+static int alloc_tracking(struct mig_dst *d)
+{
+	uint64_t n = d->vm.total_pages;
+
+	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n) ||
+	    ut_bitmap_init(&d->requested, n))
+		return -ENOMEM;
+	d->req_ns = calloc(n, sizeof(*d->req_ns));
+	d->lat_ns = calloc(n, sizeof(*d->lat_ns));
+	ut_hist_init(&d->hist);
+	return d->req_ns && d->lat_ns ? 0 : -ENOMEM;
+}
+
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN])
 {
-	struct mig_dst d = { .p = p, .err = err };
+	struct mig_dst d = { .p = p, .err = err, .uffd = { .fd = -1 },
+			     .ft = { .stop_fd = -1 } };
 	struct tp_stream *ctl = tp_session_control(p->session);
-	uint64_t t0 = ut_now_ns();
+	uint64_t t0 = ut_now_ns(), t_resume = 0;
 	double cpu0 = ut_cpu_seconds();
-	bool resumed = false;
+	bool resumed = false, postcopy = false;
 	void *blob = NULL;
 	struct tp_msg m;
 	size_t len = 0;
@@ -503,41 +1025,78 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
 		ret = mig_fail(err, -EBUSY, "the VM at %s is already running; "
 			       "start it with --incoming", p->vm_socket);
-	if (!ret && (ret = ut_bitmap_init(&d.received, d.vm.total_pages)))
+	if (!ret && (ret = alloc_tracking(&d)))
 		mig_fail(err, ret, "out of memory");
+	if (!ret)
+		setup_uffd(&d);
 	if (!ret)
 		ret = welcome(&d, ctl, err);
 	if (!ret && (ret = start_receivers(&d)))
 		mig_fail(err, ret, "cannot start the receiver threads");
 	if (!ret)
-		ret = recv_state(&d, ctl, &blob, &len, err);
-	if (ret) /* wake the receivers: the source is gone or gave up */
-		for (unsigned int i = 0; i < d.nbulk && d.rx; i++)
-			shutdown(tp_stream_fd(d.rx[i].st), SHUT_RDWR);
-	rret = join_receivers(&d);
-	if (!ret && rret)
-		ret = mig_fail(err, rret, "receiving guest pages failed");
+		ret = recv_state(&d, ctl, &blob, &len, &postcopy, err);
+	if (ret) {
+		stop_receivers(&d);
+	} else if (!postcopy) {
+		rret = join_receivers(&d);
+		if (rret)
+			ret = mig_fail(err, rret, "receiving guest pages failed");
+		/* Every page is here: nothing may block the VM on a fault. */
+		release_uffd(&d);
+	} else {
+		pthread_mutex_lock(&d.lock);
+		d.discards_done = true;
+		pthread_cond_broadcast(&d.cond);
+		pthread_mutex_unlock(&d.lock);
+		if ((ret = start_faulter(&d)))
+			mig_fail(err, ret, "cannot start the fault thread");
+	}
 	if (!ret)
 		ret = resume_guest(&d, ctl, blob, len, cpu0, st, err);
 	resumed = !ret;
-	if (resumed) {
+	t_resume = ut_now_ns();
+	snprintf(st->mode, sizeof(st->mode), postcopy ? "postcopy" : "precopy");
+	if (resumed && postcopy) {
+		ret = finish_postcopy(&d, ctl, st, err);
+		st->postcopy_s = (ut_now_ns() - t_resume) / 1e9;
+	}
+	if (resumed && !ret) {
 		/* The source releases its VM now; DONE or a close ends it. */
 		if (tp_recv(ctl, &m, NULL, 0) == 0 && m.type != MIG_MSG_DONE)
 			pr_warn("unexpected message 0x%x after resume", m.type);
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
-	} else if (d.vm.link.sock >= 0) {
+	} else if (!resumed && d.vm.link.sock >= 0) {
 		/* Nothing ran here: discard the incoming VM. */
 		if (!d.failed || ret != -ECANCELED)
 			tell_source(&d, ret < 0 ? -ret : EIO, err);
 		vml_client_quit(&d.vm.link);
+	} else if (ret) {
+		/* Postcopy lost its source: the guest here lacks pages it
+		 * may touch at any time. Stop it rather than let a page read
+		 * as zero; the source VM holds all memory, paused. */
+		snprintf(st->outcome, sizeof(st->outcome), "interrupted");
+		stop_receivers(&d);
+		vml_client_pause(&d.vm.link);
+		vml_client_quit(&d.vm.link);
+		mig_fail(err, ret, "postcopy interrupted");
+		pr_err("postcopy interrupted: the guest here was stopped; the "
+		       "source VM is paused with all of its memory");
 	}
+	stop_faulter(&d);
+	release_uffd(&d);
+	join_receivers(&d);
 	st->guest_bytes = d.vm.ram_bytes;
 	st->nbulk = d.nbulk;
 	st->total_s = (ut_now_ns() - t0) / 1e9;
 	if (!resumed)
 		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
 	free(blob);
+	free(d.req_ns);
+	free(d.lat_ns);
+	free(d.zero_page);
 	ut_bitmap_fini(&d.received);
+	ut_bitmap_fini(&d.zero);
+	ut_bitmap_fini(&d.requested);
 	mig_vm_detach(&d.vm);
 	pthread_cond_destroy(&d.cond);
 	pthread_mutex_destroy(&d.lock);

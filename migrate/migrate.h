@@ -20,6 +20,7 @@
 
 #include "migrate/vmlink.h"
 #include "transport/transport.h"
+#include "util/util.h"
 
 #define MIG_MAX_ROUNDS 64
 #define MIG_ERR_LEN 256
@@ -52,6 +53,15 @@ struct mig_stats {
 	double throughput_mibs;	/* bytes_total / total_s */
 	double cpu_s_source, cpu_s_dest;
 	uint32_t nbulk;
+	char mode[16];		/* "precopy" or "postcopy": how it ended */
+	/* Postcopy (zero when the migration ended in precopy). */
+	double postcopy_s;	/* resume at the destination to completion */
+	uint64_t pages_pushed;	/* sent in the background after switchover */
+	uint64_t pages_requested; /* sent because the destination faulted */
+	uint64_t faults;	/* guest faults the destination served */
+	double fault_p50_us, fault_p99_us, fault_max_us;
+	double vcpu_blocked_ms;	/* sum of fault service times */
+	uint64_t fault_hist[UT_HIST_BUCKETS]; /* log2 us, like QEMU's */
 	uint32_t nrounds;
 	struct mig_round_stats rounds[MIG_MAX_ROUNDS];
 };
@@ -68,6 +78,14 @@ enum mig_mem_access {
 	MIG_MEM_AUTO = 0,
 	MIG_MEM_MAP,
 	MIG_MEM_COPY,
+};
+
+/* When the source switches over (see ferry-source --mode). */
+enum mig_mode {
+	MIG_MODE_AUTO = 0,	/* precopy; postcopy when it stops converging */
+	MIG_MODE_PRECOPY,	/* precopy; cancel when it does not converge */
+	MIG_MODE_POSTCOPY,	/* switch over at once, pages follow */
+	MIG_MODE_HYBRID,	/* one full precopy round, then postcopy */
 };
 
 /* Progress, called by the source after each round and while it sends. */
@@ -88,6 +106,7 @@ struct mig_source_params {
 	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
 	uint32_t max_rounds;	/* 0: 30 */
 	enum mig_mem_access mem_access;
+	enum mig_mode mode;
 	mig_progress_fn progress;
 	void *progress_arg;
 };

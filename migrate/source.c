@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
@@ -84,8 +86,26 @@ struct mig_src {
 	struct sender *senders;
 	struct chunk *chunks;
 	uint64_t nchunks;
-	struct ut_bitmap todo;	/* pages to send in the current round */
+	struct ut_bitmap todo;	/* pages to send; a sender claims a page by
+				 * clearing its bit, so that the urgent thread
+				 * and the senders never send one twice */
+	struct ut_bitmap sent;	/* pages the destination holds (or held) */
+	struct ut_bitmap spare;	/* an empty bitmap to swap with todo */
 	bool paused;		/* we paused the VM */
+	bool state_sent;	/* postcopy: the destination may run the guest */
+	bool can_postcopy;	/* the destination accepted postcopy */
+	/* Postcopy pre-paging: the page after the last fault, + 1 (0: none),
+	 * and how many pages to push from there. */
+	_Atomic uint64_t pivot;
+	_Atomic uint32_t window;
+	_Atomic uint64_t faults_since;	/* faults since a sender looked */
+	struct urgent {
+		pthread_t thread;
+		bool started;
+		int stop_fd;
+		uint64_t requests, served;	/* pages asked for, sent */
+		uint8_t *buf;			/* COPY mode: one page */
+	} urg;
 	uint64_t start_ns;
 	/* Round hand-off, under lock. */
 	pthread_mutex_t lock;
@@ -280,8 +300,9 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 		const uint8_t *page;
 		struct gm_hash h;
 
-		if (!ut_bitmap_test(&s->todo, base + k))
+		if (!ut_bitmap_test_and_clear(&s->todo, base + k))
 			continue;
+		ut_bitmap_set(&s->sent, base + k);
 		w->c.pages++;
 		page = s->vm.copy ? w->stage + (size_t)(k - i) * psz :
 				    mig_vm_page(&s->vm, c->region, c->start + k);
@@ -322,6 +343,38 @@ static int send_chunk(struct sender *w, const struct chunk *c)
 	return ret;
 }
 
+/* ---- postcopy pre-paging ---- */
+
+#define WINDOW_MIN 16
+
+/* The range after the last fault, if one is pending. */
+static bool take_pivot(struct mig_src *s, struct chunk *c)
+{
+	uint64_t p = atomic_exchange(&s->pivot, 0), g, pages;
+	uint32_t win = atomic_load(&s->window);
+	unsigned int r;
+
+	if (!p--)
+		return false;
+	for (r = 0; r + 1 < s->vm.nr && p >= s->vm.first[r + 1]; r++)
+		;
+	g = p - s->vm.first[r];
+	pages = mig_region_pages(&s->vm.layout, r);
+	if (g >= pages)
+		return false;
+	*c = (struct chunk){ r, g, pages - g < win ? pages - g : win };
+	return true;
+}
+
+/* A chunk went by without a fault: look further ahead next time. */
+static void grow_window(struct mig_src *s)
+{
+	uint32_t w = atomic_load(&s->window);
+
+	if (atomic_exchange(&s->faults_since, 0) == 0 && w < CHUNK)
+		atomic_store(&s->window, w * 2);
+}
+
 static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 {
 	struct mig_src *s = w->src;
@@ -333,8 +386,18 @@ static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 	memset(&w->c, 0, sizeof(w->c));
 	w->gen++; /* empties the duplicate table */
 	w->ndup = 0;
-	while ((k = atomic_fetch_add(&s->cursor, 1)) < s->nchunks) {
-		ret = send_chunk(w, &s->chunks[k]);
+	for (;;) {
+		struct chunk pc;
+
+		if (take_pivot(s, &pc)) {
+			ret = send_chunk(w, &pc);
+		} else {
+			k = atomic_fetch_add(&s->cursor, 1);
+			if (k >= s->nchunks)
+				break;
+			ret = send_chunk(w, &s->chunks[k]);
+			grow_window(s);
+		}
 		if (ret)
 			return ret;
 		pthread_mutex_lock(&s->lock);
@@ -471,6 +534,11 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 	    mig_dec_welcome(buf, m.len, &h, &w))
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
+	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
+	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
+				 s->p->mode == MIG_MODE_HYBRID))
+		return mig_fail(err, -EOPNOTSUPP, "the destination cannot do "
+				"postcopy (its VM handed over no userfaultfd)");
 	return 0;
 }
 
@@ -660,6 +728,25 @@ static int wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
 	return 0;
 }
 
+/* The guest runs at the destination with all its memory: say DONE, stop
+ * tracking (while the source VM still exists to unregister from) and
+ * let the source VM go. */
+static int release(struct mig_src *s, struct tp_stream *ctl)
+{
+	int ret = mig_send_msg(ctl, MIG_MSG_DONE, NULL, 0);
+
+	if (ret)
+		pr_warn("telling the destination we are done: %s",
+			tp_stream_strerror(ctl));
+	s->paused = false;
+	gm_dirty_destroy(s->dirty);
+	s->dirty = NULL;
+	ret = vml_client_quit(&s->vm.link);
+	if (ret)
+		pr_warn("the source VM did not quit: %s", strerror(-ret));
+	return 0;
+}
+
 static int switchover(struct mig_src *s, uint32_t round,
 		      const struct mig_round_stats *prev, char *err)
 {
@@ -697,19 +784,268 @@ static int switchover(struct mig_src *s, uint32_t round,
 		s->st->downtime_ms = (t_back - t_pause) / 1e6;
 	s->st->state_load_ms = r.load_ns / 1e6;
 	s->st->cpu_s_dest = r.cpu_ns / 1e9;
-	ret = mig_send_msg(ctl, MIG_MSG_DONE, NULL, 0);
+	return release(s, ctl);
+}
+
+/* ---- postcopy: the urgent stream ---- */
+
+/* Sends page @idx of region @r on the urgent stream, unless a sender
+ * claimed it already (then it is on its way on a bulk stream). */
+static int serve_request(struct mig_src *s, struct tp_stream *st,
+			 const struct mig_req *q)
+{
+	uint64_t g = s->vm.first[q->region] + q->idx;
+	uint32_t psz = s->vm.layout.r[q->region].page_size;
+	uint32_t w = atomic_load(&s->window);
+	uint8_t hdr[MIG_PAGES_FIXED + 8];
+	struct iovec iov[2];
+	const uint8_t *page;
+	ssize_t n;
+	int ret;
+
+	/* Pre-page after the fault, with a smaller window while faulting. */
+	atomic_store(&s->window, w / 2 > WINDOW_MIN ? w / 2 : WINDOW_MIN);
+	atomic_fetch_add(&s->faults_since, 1);
+	atomic_store(&s->pivot, g + 2);
+	s->urg.requests++;
+	if (!ut_bitmap_test_and_clear(&s->todo, g))
+		return 0;
+	if (s->vm.copy) {
+		ret = mig_vm_read(&s->vm, q->region, q->idx, s->urg.buf, psz);
+		if (ret)
+			return ret;
+		page = s->urg.buf;
+	} else {
+		page = mig_vm_page(&s->vm, q->region, q->idx);
+	}
+	n = mig_enc_pages_hdr(hdr, sizeof(hdr), q->region, 1, &q->idx);
+	iov[0] = (struct iovec){ hdr, n };
+	iov[1] = (struct iovec){ (void *)page, psz };
+	ret = tp_send(st, MIG_MSG_PAGES, iov, 2, 0);
+	if (!ret) {
+		ut_bitmap_set(&s->sent, g);
+		s->urg.served++;
+		atomic_fetch_add(&s->wire_bytes, n + psz);
+	}
+	return ret;
+}
+
+static int urgent_one(struct mig_src *s, struct tp_stream *st)
+{
+	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
+	struct mig_req req[MIG_MAX_REQS];
+	struct tp_msg m;
+	uint32_t n;
+	int ret;
+
+	ret = tp_recv(st, &m, buf, sizeof(buf));
 	if (ret)
-		pr_warn("telling the destination we are done: %s",
-			tp_stream_strerror(ctl));
-	/* The guest runs at the destination: stop tracking (while the
-	 * source VM still exists to be unregistered from) and release it. */
-	s->paused = false;
-	gm_dirty_destroy(s->dirty);
-	s->dirty = NULL;
-	ret = vml_client_quit(&s->vm.link);
-	if (ret)
-		pr_warn("the source VM did not quit: %s", strerror(-ret));
+		return ret;
+	if (m.type != MIG_MSG_PAGE_REQ ||
+	    mig_dec_req(buf, m.len, &s->vm.layout, req, MIG_MAX_REQS, &n))
+		return -EPROTO;
+	for (uint32_t i = 0; i < n && !ret; i++)
+		ret = serve_request(s, st, &req[i]);
+	return ret;
+}
+
+/* Answers page requests first, from its own thread and stream. */
+static void *urgent_main(void *arg)
+{
+	struct mig_src *s = arg;
+	struct tp_stream *st = tp_session_urgent(s->p->session);
+	struct pollfd pfd[2] = { { tp_stream_fd(st), POLLIN, 0 },
+				 { s->urg.stop_fd, POLLIN, 0 } };
+	int ret = 0;
+
+	while (!ret) {
+		if (!tp_stream_pending(st)) {
+			if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+				break;
+			if (pfd[1].revents)
+				break;
+			if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		ret = urgent_one(s, st);
+	}
+	if (ret && ret != -ESHUTDOWN)
+		pr_warn("urgent stream: %s", tp_stream_strerror(st)[0] ?
+			tp_stream_strerror(st) : strerror(-ret));
+	return NULL;
+}
+
+static int start_urgent(struct mig_src *s)
+{
+	uint32_t maxpsz = 0;
+
+	for (unsigned int i = 0; i < s->vm.nr; i++)
+		if (s->vm.layout.r[i].page_size > maxpsz)
+			maxpsz = s->vm.layout.r[i].page_size;
+	s->urg.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (s->urg.stop_fd < 0)
+		return -errno;
+	if (s->vm.copy && !(s->urg.buf = aligned_alloc(4096, maxpsz)))
+		return -ENOMEM;
+	atomic_store(&s->window, WINDOW_MIN);
+	if (pthread_create(&s->urg.thread, NULL, urgent_main, s))
+		return -EAGAIN;
+	s->urg.started = true;
 	return 0;
+}
+
+static void stop_urgent(struct mig_src *s)
+{
+	uint64_t one = 1;
+
+	if (s->urg.started) {
+		if (write(s->urg.stop_fd, &one, sizeof(one)) != sizeof(one))
+			pr_warn("stopping the urgent thread failed");
+		pthread_join(s->urg.thread, NULL);
+		s->urg.started = false;
+	}
+	if (s->urg.stop_fd > 0)
+		close(s->urg.stop_fd);
+	s->urg.stop_fd = -1;
+	free(s->urg.buf);
+	s->urg.buf = NULL;
+}
+
+/* ---- postcopy: the switchover ---- */
+
+/* Tells the destination to drop the pages it holds that are dirty now:
+ * todo & sent, sent per chunk as DISCARD bitmaps on the control stream. */
+static int send_discards(struct mig_src *s, struct tp_stream *ctl,
+			 uint64_t *ndiscard)
+{
+	uint8_t bits[CHUNK / 8], buf[MIG_ZERO_FIXED + CHUNK / 8];
+	int ret = 0;
+
+	for (uint64_t k = 0; k < s->nchunks && !ret; k++) {
+		const struct chunk *c = &s->chunks[k];
+		uint64_t base = s->vm.first[c->region] + c->start;
+		bool any = false;
+		ssize_t n;
+
+		memset(bits, 0, sizeof(bits));
+		for (uint32_t i = 0; i < c->n; i++) {
+			if (!ut_bitmap_test(&s->todo, base + i) ||
+			    !ut_bitmap_test_and_clear(&s->sent, base + i))
+				continue;
+			bits[i / 8] |= 1u << (i % 8);
+			any = true;
+			(*ndiscard)++;
+		}
+		if (!any)
+			continue;
+		n = mig_enc_zero(buf, sizeof(buf), &(struct mig_zero){
+			c->region, c->start, c->n, bits });
+		ret = n < 0 ? n : mig_send_msg(ctl, MIG_MSG_DISCARD, buf, n);
+	}
+	return ret;
+}
+
+/* Everything the destination does not hold goes into todo. */
+static void add_unsent(struct mig_src *s)
+{
+	for (uint64_t g = ut_bitmap_find_next_zero(&s->sent, 0);
+	     g < s->vm.total_pages;
+	     g = ut_bitmap_find_next_zero(&s->sent, g + 1))
+		ut_bitmap_set(&s->todo, g);
+}
+
+static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
+{
+	uint8_t buf[1024];
+	struct mig_complete c;
+	struct mig_error e;
+	struct tp_msg m;
+	int ret;
+
+	ret = tp_recv(ctl, &m, buf, sizeof(buf));
+	if (ret)
+		return mig_fail(err, ret, "no word from the destination during "
+				"postcopy: %s", tp_stream_strerror(ctl));
+	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+		return mig_fail(err, -e.code, "the destination failed: %s",
+				e.msg);
+	if (m.type != MIG_MSG_COMPLETE || mig_dec_complete(buf, m.len, &c))
+		return mig_fail(err, -EPROTO, "the destination sent message "
+				"0x%x instead of COMPLETE", m.type);
+	s->st->faults = c.faults;
+	s->st->fault_p50_us = c.p50_ns / 1e3;
+	s->st->fault_p99_us = c.p99_ns / 1e3;
+	s->st->fault_max_us = c.max_ns / 1e3;
+	s->st->vcpu_blocked_ms = c.blocked_ns / 1e6;
+	memcpy(s->st->fault_hist, c.hist, sizeof(c.hist));
+	return 0;
+}
+
+static int postcopy(struct mig_src *s, uint32_t round,
+		    const struct mig_round_stats *prev, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(s->p->session);
+	struct mig_round_stats rs;
+	struct ut_bitmap swap;
+	uint64_t t_pause, rt_pause, ndiscard = 0;
+	struct mig_resumed r;
+	ssize_t n;
+	int ret;
+
+	ret = vml_client_pause(&s->vm.link);
+	if (ret)
+		return mig_fail(err, ret, "the VM did not pause: %s",
+				strerror(-ret));
+	s->paused = true;
+	t_pause = ut_now_ns();
+	rt_pause = realtime_ns();
+	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
+	n = gm_dirty_harvest(s->dirty, &s->todo);
+	if (n < 0)
+		return mig_fail(err, n, "reading the last dirty pages failed");
+	/* An empty round whose markers switch the receivers to atomic
+	 * placement, then the pages they hold that changed since. */
+	swap = s->todo;
+	s->todo = s->spare;
+	ret = run_round(s, round, MIG_ROUND_POSTCOPY, &rs, prev);
+	s->spare = s->todo;
+	s->todo = swap;
+	if (!ret)
+		ret = mig_send_msg(ctl, MIG_MSG_POSTCOPY, NULL, 0);
+	if (!ret)
+		ret = send_discards(s, ctl, &ndiscard);
+	if (ret)
+		return mig_fail(err, ret, "switching to postcopy failed");
+	add_unsent(s);
+	pr_info("postcopy: %llu pages discarded, %llu to push",
+		(unsigned long long)ndiscard,
+		(unsigned long long)ut_bitmap_count(&s->todo));
+	ret = start_urgent(s);
+	if (ret)
+		return mig_fail(err, ret, "cannot start the urgent thread");
+	s->state_sent = true; /* from here on the guest may run there */
+	ret = send_state(s, ctl, err);
+	if (ret)
+		return ret;
+	ret = run_round(s, round + 1, MIG_ROUND_FINAL, &rs, prev);
+	s->st->pages_pushed = rs.pages;
+	if (ret)
+		return mig_fail(err, ret, "pushing the remaining pages failed");
+	ret = wait_resumed(ctl, &r, err);
+	if (!ret)
+		ret = wait_complete(s, ctl, err);
+	stop_urgent(s);
+	s->st->pages_requested = s->urg.served;
+	if (ret)
+		return ret;
+	s->st->downtime_ms = r.realtime_ns > rt_pause ?
+				     (r.realtime_ns - rt_pause) / 1e6 :
+				     r.load_ns / 1e6;
+	(void)t_pause;
+	s->st->state_load_ms = r.load_ns / 1e6;
+	s->st->cpu_s_dest = r.cpu_ns / 1e9;
+	s->st->postcopy_s = (realtime_ns() - r.realtime_ns) / 1e9;
+	return release(s, ctl);
 }
 
 /* ---- the engine ---- */
@@ -740,20 +1076,41 @@ static double after_round(struct mig_src *s, struct mig_round_stats *rs,
 	return rs->predicted_downtime_ms;
 }
 
-static int precopy(struct mig_src *s, char *err)
+/* auto: rounds in a row without a better predicted downtime before it
+ * gives up on precopy converging and switches to postcopy. */
+#define STALL_ROUNDS 3
+
+static int cancel(struct mig_src *s, uint32_t rounds, double predicted,
+		  uint64_t limit, const struct mig_round_stats *rs, char *err)
+{
+	snprintf(s->st->outcome, sizeof(s->st->outcome), "cancelled");
+	mig_fail(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
+		 "(%.1f s): predicted downtime %.0f ms > limit %llu ms at "
+		 "%.0f MiB/s dirty; the VM keeps running here", rounds,
+		 (ut_now_ns() - s->start_ns) / 1e9, predicted,
+		 (unsigned long long)limit, rs->dirty_rate_mibs);
+	tell_dest(s, ECANCELED, err);
+	return -ETIMEDOUT;
+}
+
+static int migrate(struct mig_src *s, char *err)
 {
 	const struct mig_source_params *p = s->p;
 	uint64_t limit = p->downtime_limit_ms ? p->downtime_limit_ms : 300;
 	uint32_t max_rounds = p->max_rounds ? p->max_rounds : 30;
 	uint64_t deadline = (p->deadline_s ? p->deadline_s : 120) * 1000000000ULL;
 	struct mig_round_stats rs = { 0 };
-	double predicted = 0;
-	uint32_t round;
+	double predicted = 0, best = 1e300;
+	uint32_t round, stalled = 0;
+	bool late;
 	ssize_t n;
 	int ret;
 
-	ut_bitmap_set_range(&s->todo, 0, s->vm.total_pages);
+	snprintf(s->st->mode, sizeof(s->st->mode), "precopy");
 	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
+	if (p->mode == MIG_MODE_POSTCOPY)
+		return postcopy(s, 0, &rs, err);
+	ut_bitmap_set_range(&s->todo, 0, s->vm.total_pages);
 	for (round = 0;; round++) {
 		ret = run_round(s, round, 0, &rs, &rs);
 		if (ret)
@@ -766,18 +1123,23 @@ static int precopy(struct mig_src *s, char *err)
 		report(s, round, s->vm.total_pages, &rs, false);
 		if (predicted <= limit)
 			return switchover(s, round + 1, &rs, err);
-		if (round + 1 >= max_rounds ||
-		    ut_now_ns() - s->start_ns >= deadline)
-			break;
+		if (p->mode == MIG_MODE_HYBRID)
+			return postcopy(s, round + 1, &rs, err);
+		stalled = predicted < best * 0.9 ? 0 : stalled + 1;
+		if (predicted < best)
+			best = predicted;
+		late = round + 1 >= max_rounds ||
+		       ut_now_ns() - s->start_ns >= deadline;
+		if (p->mode == MIG_MODE_AUTO && s->can_postcopy &&
+		    (late || stalled >= STALL_ROUNDS)) {
+			pr_info("round %u: predicted downtime %.0f ms has not "
+				"fallen for %u rounds: switching to postcopy",
+				round, predicted, stalled);
+			return postcopy(s, round + 1, &rs, err);
+		}
+		if (late)
+			return cancel(s, round + 1, predicted, limit, &rs, err);
 	}
-	snprintf(s->st->outcome, sizeof(s->st->outcome), "cancelled");
-	mig_fail(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
-		 "(%.1f s): predicted downtime %.0f ms > limit %llu ms at "
-		 "%.0f MiB/s dirty; the VM keeps running here", round + 1,
-		 (ut_now_ns() - s->start_ns) / 1e9, predicted,
-		 (unsigned long long)limit, rs.dirty_rate_mibs);
-	tell_dest(s, ECANCELED, err);
-	return -ETIMEDOUT;
 }
 
 static void final_stats(struct mig_src *s, double cpu0)
@@ -809,7 +1171,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		   char err[MIG_ERR_LEN])
 {
 	struct mig_src s = { .p = p, .st = st, .err = err,
-			     .uffd = { .fd = -1 } };
+			     .uffd = { .fd = -1 }, .urg = { .stop_fd = -1 } };
 	double cpu0 = ut_cpu_seconds();
 	int ret;
 
@@ -836,6 +1198,10 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		ret = build_chunks(&s);
 	if (!ret)
 		ret = ut_bitmap_init(&s.todo, s.vm.total_pages);
+	if (!ret)
+		ret = ut_bitmap_init(&s.sent, s.vm.total_pages);
+	if (!ret)
+		ret = ut_bitmap_init(&s.spare, s.vm.total_pages);
 	if (ret) {
 		mig_fail(err, ret, "out of memory");
 		goto out;
@@ -848,11 +1214,17 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	if (!ret && (ret = start_senders(&s)))
 		mig_fail(err, ret, "cannot start the sender threads");
 	if (!ret)
-		ret = precopy(&s, err);
+		ret = migrate(&s, err);
 	if (!ret)
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
 out:
-	if (ret && s.paused) {
+	if (ret && s.state_sent) {
+		/* The destination may be running the guest: resuming here
+		 * would fork it. Keep it paused, with all its memory. */
+		snprintf(st->outcome, sizeof(st->outcome), "interrupted");
+		pr_err("postcopy interrupted: the VM stays paused here with all "
+		       "of its memory; the destination holds the running copy");
+	} else if (ret && s.paused) {
 		/* Before the destination runs the guest, it is still ours. */
 		int r2 = vml_client_resume(&s.vm.link);
 
@@ -867,7 +1239,10 @@ out:
 		final_stats(&s, cpu0);
 	gm_dirty_destroy(s.dirty);
 	gm_uffd_close(&s.uffd);
+	stop_urgent(&s);
 	ut_bitmap_fini(&s.todo);
+	ut_bitmap_fini(&s.sent);
+	ut_bitmap_fini(&s.spare);
 	free(s.chunks);
 	mig_vm_detach(&s.vm);
 	pthread_cond_destroy(&s.cond);

@@ -20,8 +20,8 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 		pr_err("cannot write %s: %s", path, strerror(-ret));
 		return ret;
 	}
-	fprintf(f, "{\n  \"role\": \"%s\",\n  \"outcome\": \"%s\",\n", role,
-		st->outcome);
+	fprintf(f, "{\n  \"role\": \"%s\",\n  \"outcome\": \"%s\",\n"
+		   "  \"mode\": \"%s\",\n", role, st->outcome, st->mode);
 	fprintf(f, "  \"total_s\": %.3f,\n  \"setup_s\": %.3f,\n"
 		   "  \"downtime_ms\": %.2f,\n  \"state_load_ms\": %.2f,\n",
 		st->total_s, st->setup_s, st->downtime_ms, st->state_load_ms);
@@ -38,6 +38,19 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	fprintf(f, "  \"throughput_mibs\": %.1f,\n", st->throughput_mibs);
 	fprintf(f, "  \"cpu_s\": {\"source\": %.3f, \"dest\": %.3f},\n",
 		st->cpu_s_source, st->cpu_s_dest);
+	fprintf(f, "  \"postcopy\": {\"duration_s\": %.3f, \"pages_pushed\": %llu, "
+		   "\"pages_requested\": %llu, \"faults\": %llu, "
+		   "\"fault_p50_us\": %.1f, \"fault_p99_us\": %.1f, "
+		   "\"fault_max_us\": %.1f, \"vcpu_blocked_ms\": %.2f,\n"
+		   "    \"fault_latency_log2_us\": [",
+		st->postcopy_s, (unsigned long long)st->pages_pushed,
+		(unsigned long long)st->pages_requested,
+		(unsigned long long)st->faults, st->fault_p50_us,
+		st->fault_p99_us, st->fault_max_us, st->vcpu_blocked_ms);
+	for (unsigned int i = 0; i < UT_HIST_BUCKETS; i++)
+		fprintf(f, "%s%llu", i ? ", " : "",
+			(unsigned long long)st->fault_hist[i]);
+	fprintf(f, "]},\n");
 	fprintf(f, "  \"rounds\": [");
 	for (uint32_t i = 0; i < st->nrounds; i++) {
 		const struct mig_round_stats *r = &st->rounds[i];

@@ -518,3 +518,42 @@ int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e)
 	e->msg[n] = 0;
 	return 0;
 }
+
+ssize_t mig_enc_complete(uint8_t *buf, size_t cap,
+			 const struct mig_complete *m)
+{
+	struct cur c = { .w = buf, .len = cap };
+
+	if (!buf || !m)
+		return -EINVAL;
+	put64(&c, m->faults);
+	put64(&c, m->p50_ns);
+	put64(&c, m->p99_ns);
+	put64(&c, m->max_ns);
+	put64(&c, m->blocked_ns);
+	for (unsigned int i = 0; i < MIG_HIST_BUCKETS; i++)
+		put64(&c, m->hist[i]);
+	return enc_done(&c);
+}
+
+int mig_dec_complete(const uint8_t *buf, size_t len, struct mig_complete *m)
+{
+	struct cur c = { .r = buf, .len = len };
+	uint64_t sum = 0;
+
+	if (!buf || !m)
+		return -EINVAL;
+	m->faults = get64(&c);
+	m->p50_ns = get64(&c);
+	m->p99_ns = get64(&c);
+	m->max_ns = get64(&c);
+	m->blocked_ns = get64(&c);
+	for (unsigned int i = 0; i < MIG_HIST_BUCKETS; i++) {
+		m->hist[i] = get64(&c);
+		sum += m->hist[i];
+	}
+	if (!c.short_ && (sum != m->faults || m->p50_ns > m->p99_ns ||
+			  m->p99_ns > m->max_ns))
+		return bad("complete", "inconsistent fault figures");
+	return dec_done(&c, "complete");
+}

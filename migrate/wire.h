@@ -41,6 +41,7 @@ enum mig_msg_type {
 	MIG_MSG_RESUMED,	/* destination: the guest runs */
 	MIG_MSG_DONE,		/* source: nothing more will be sent */
 	MIG_MSG_COMPLETE,	/* destination: every page is in place */
+	MIG_MSG_POSTCOPY,	/* source: DISCARDs and STATE follow */
 	MIG_MSG_ERROR = 0x4d3f,	/* either side: the reason it gives up */
 	MIG_MSG_PAGE_REQ = 0x4d40, /* destination, urgent: fault on these */
 };
@@ -123,6 +124,15 @@ struct mig_req {
 #define MIG_REQ_ENTRY 16
 #define MIG_MAX_REQS 64
 
+/* COMPLETE: the destination's fault figures, all u64. */
+#define MIG_HIST_BUCKETS 40
+struct mig_complete {
+	uint64_t faults;	/* faults served */
+	uint64_t p50_ns, p99_ns, max_ns; /* fault service time */
+	uint64_t blocked_ns;	/* sum of service times */
+	uint64_t hist[MIG_HIST_BUCKETS]; /* log2 microsecond buckets */
+};
+
 struct mig_resumed {
 	uint64_t load_ns;	/* destination: state load + resume, ns */
 	uint64_t realtime_ns;	/* destination CLOCK_REALTIME at resume */
@@ -155,6 +165,8 @@ ssize_t mig_enc_req(uint8_t *buf, size_t cap, const struct mig_req *r,
 		    uint32_t count);
 ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r);
 ssize_t mig_enc_error(uint8_t *buf, size_t cap, int code, const char *msg);
+ssize_t mig_enc_complete(uint8_t *buf, size_t cap,
+			 const struct mig_complete *c);
 
 /* ---- decoders: 0, or -EPROTO with a log line naming the defect ---- */
 int mig_dec_hello(const uint8_t *buf, size_t len, struct mig_hello *h);
@@ -182,6 +194,7 @@ int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		struct mig_req *r, uint32_t cap, uint32_t *count);
 int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);
 int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e);
+int mig_dec_complete(const uint8_t *buf, size_t len, struct mig_complete *c);
 
 /* Bytes a zero bitmap of @npages bits takes on the wire. */
 static inline uint64_t mig_zero_bytes(uint64_t npages)

@@ -164,7 +164,8 @@ static double mib(uint64_t b)
 
 void cli_print_summary(const struct mig_stats *st, const char *role)
 {
-	printf("%s: migration %s in %.2f s", role, st->outcome, st->total_s);
+	printf("%s: %s migration %s in %.2f s", role, st->mode, st->outcome,
+	       st->total_s);
 	if (st->downtime_ms > 0)
 		printf(", downtime %.1f ms", st->downtime_ms);
 	printf("\n");
@@ -179,6 +180,14 @@ void cli_print_summary(const struct mig_stats *st, const char *role)
 	printf("  throughput %.0f MiB/s, setup %.3f s, CPU %.2f s source / "
 	       "%.2f s destination\n", st->throughput_mibs, st->setup_s,
 	       st->cpu_s_source, st->cpu_s_dest);
+	if (!strcmp(st->mode, "postcopy"))
+		printf("  postcopy %.2f s: %llu pages pushed, %llu requested; "
+		       "%llu faults, p50 %.0f us, p99 %.0f us, max %.0f us, "
+		       "vCPU blocked %.1f ms\n", st->postcopy_s,
+		       (unsigned long long)st->pages_pushed,
+		       (unsigned long long)st->pages_requested,
+		       (unsigned long long)st->faults, st->fault_p50_us,
+		       st->fault_p99_us, st->fault_max_us, st->vcpu_blocked_ms);
 }
 
 void cli_progress(const struct mig_progress *p, void *arg)

@@ -20,11 +20,19 @@ static const char usage[] =
 "copied while the guest runs (precopy); when the remaining dirty memory\n"
 "fits the downtime limit the VM pauses, its last pages and its state move,\n"
 "and it resumes at the destination. If anything fails before then, or the\n"
-"guest dirties memory faster than it can be sent, the VM keeps running\n"
-"here and ferry-source exits non-zero.\n"
+"guest dirties memory faster than it can be sent (in precopy mode), the\n"
+"VM keeps running here and ferry-source exits non-zero. After a postcopy\n"
+"switchover the guest runs at the destination and fetches the pages it\n"
+"has not received on demand; if the connection is lost then, the VM stays\n"
+"paused here with all of its memory.\n"
 "\n"
 "  -s, --vm SOCKET          the VM's link socket (ferry-vm --socket)\n"
 "  -d, --dest HOST:PORT     where ferry-dest listens\n"
+"  -m, --mode MODE          precopy: rounds until the downtime fits, else\n"
+"                           cancel; postcopy: switch over at once and fetch\n"
+"                           pages on demand; hybrid: one precopy round, then\n"
+"                           postcopy; auto (default): precopy, and postcopy\n"
+"                           when the rounds stop converging\n"
 "  -n, --streams N          bulk streams, 1 to 16 (default 2)\n"
 "  -D, --downtime MS        downtime limit in ms (default 300)\n"
 "  -b, --bandwidth MIBS     cap on the bandwidth, MiB/s (default none)\n"
@@ -45,6 +53,7 @@ int main(int argc, char **argv)
 		{ "vm", required_argument, NULL, 's' },
 		{ "dest", required_argument, NULL, 'd' },
 		{ "streams", required_argument, NULL, 'n' },
+		{ "mode", required_argument, NULL, 'm' },
 		{ "downtime", required_argument, NULL, 'D' },
 		{ "bandwidth", required_argument, NULL, 'b' },
 		{ "deadline", required_argument, NULL, OPT_DEADLINE },
@@ -68,7 +77,7 @@ int main(int argc, char **argv)
 	int o, ret;
 
 	c.tp.nbulk = 2;
-	while ((o = getopt_long(argc, argv, "s:d:n:D:b:qvhV", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "s:d:m:n:D:b:qvhV", opts, NULL)) != -1) {
 		ret = cli_option(&c, o, optarg);
 		if (ret < 0)
 			return 2;
@@ -80,6 +89,22 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			dest = optarg;
+			break;
+		case 'm':
+			if (!strcmp(optarg, "auto")) {
+				p.mode = MIG_MODE_AUTO;
+			} else if (!strcmp(optarg, "precopy")) {
+				p.mode = MIG_MODE_PRECOPY;
+			} else if (!strcmp(optarg, "postcopy")) {
+				p.mode = MIG_MODE_POSTCOPY;
+			} else if (!strcmp(optarg, "hybrid")) {
+				p.mode = MIG_MODE_HYBRID;
+			} else {
+				fprintf(stderr, "ferry-source: --mode takes auto, "
+					"precopy, postcopy or hybrid, not '%s'\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'n':
 			if ((v = cli_number(&c, "--streams", optarg, 1, TP_MAX_BULK)) < 0)
