@@ -94,6 +94,10 @@ struct mig_src {
 	bool paused;		/* we paused the VM */
 	bool state_sent;	/* postcopy: the destination may run the guest */
 	bool can_postcopy;	/* the destination accepted postcopy */
+	/* Pushing after the switchover: the guest runs at the destination
+	 * and may rewrite a page before a reference to it is applied, so
+	 * duplicates go as data. */
+	bool postcopy;
 	/* Postcopy pre-paging: the page after the last fault, + 1 (0: none),
 	 * and how many pages to push from there. */
 	_Atomic uint64_t pivot;
@@ -312,12 +316,15 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			w->c.zero++;
 			continue;
 		}
-		gm_hash(page, psz, &h);
-		if (seen_before(w, &h, c->region, c->start + k, &e)) {
-			w->dups[w->ndup++] = (struct mig_dup){
-				c->region, e->region, c->start + k, e->idx };
-			w->c.dup++;
-			continue;
+		if (!s->postcopy) {
+			gm_hash(page, psz, &h);
+			if (seen_before(w, &h, c->region, c->start + k, &e)) {
+				w->dups[w->ndup++] = (struct mig_dup){
+					c->region, e->region, c->start + k,
+					e->idx };
+				w->c.dup++;
+				continue;
+			}
 		}
 		ret = add_page(w, c->region, c->start + k, page);
 	}
@@ -1027,6 +1034,7 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	ret = send_state(s, ctl, err);
 	if (ret)
 		return ret;
+	s->postcopy = true;
 	ret = run_round(s, round + 1, MIG_ROUND_FINAL, &rs, prev);
 	s->st->pages_pushed = rs.pages;
 	if (ret)
@@ -1121,10 +1129,10 @@ static int migrate(struct mig_src *s, char *err)
 			return mig_fail(err, n, "reading dirty pages failed");
 		predicted = after_round(s, &rs, n);
 		report(s, round, s->vm.total_pages, &rs, false);
-		if (predicted <= limit)
-			return switchover(s, round + 1, &rs, err);
 		if (p->mode == MIG_MODE_HYBRID)
 			return postcopy(s, round + 1, &rs, err);
+		if (predicted <= limit)
+			return switchover(s, round + 1, &rs, err);
 		stalled = predicted < best * 0.9 ? 0 : stalled + 1;
 		if (predicted < best)
 			best = predicted;

@@ -25,7 +25,7 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	rm -rf "$T"
+	[ -n "${FERRY_KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 "$B/tools/ferry-cert" demo "$T/pki" >/dev/null || exit 99
@@ -105,6 +105,92 @@ case_precopy() {
 	else
 		ok "precopy: guest verified at the destination"
 	fi
+}
+
+# run_mode NAME "VM ARGS" "SOURCE ARGS": migrates a guest that stops by
+# itself after 8 heartbeats; passes when it finishes them at the
+# destination with every page verified.
+run_mode() {
+	local name=$1 vmargs=$2 srcargs=$3
+	start_vm src $vmargs --heartbeats 8 || return 1
+	start_vm dst $vmargs --incoming || return 1
+	wait_hb src 2
+	start_dest
+	if ! $SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
+		$srcargs --json "$T/src.json" >"$T/fsrc.log" 2>&1; then
+		fail "$name" "ferry-source failed: $(cat "$T/fsrc.log")"
+		kill "$src_pid" "$dst_pid" "$dest_pid" 2>/dev/null
+		wait 2>/dev/null
+		return
+	fi
+	wait "$dest_pid" || { fail "$name" "ferry-dest failed"; return; }
+	wait "$dst_pid"
+	local st=$?
+	wait "$src_pid"
+	if [ $st -ne 0 ] || grep -q 'errors=[1-9]' "$T/dst.log"; then
+		fail "$name" "destination guest exit $st"
+	elif [ "$(heartbeats dst)" -lt 2 ]; then
+		fail "$name" "the guest did not run at the destination"
+	else
+		ok "$name: $(grep -o '"mode": "[a-z]*"' "$T/src.json"), guest verified, $(grep -o '"faults": [0-9]*' "$T/src.json")"
+	fi
+}
+
+case_postcopy() {
+	run_mode postcopy "--ws 64M --rate 64" "--mode postcopy -n 2"
+	grep -q '"mode": "postcopy"' "$T/src.json" ||
+		fail postcopy_mode "the migration did not end in postcopy"
+}
+case_postcopy_sequential() {
+	run_mode "postcopy, sequential reader" \
+		"--ws 64M --rate 8 --pattern sequential" "--mode postcopy"
+}
+case_postcopy_vcpus() {
+	# Four vCPUs fault on the guest's pages at once.
+	run_mode "postcopy, 4 vCPUs" "--ws 64M --rate 64 -c 4" "--mode postcopy"
+}
+case_hybrid() {
+	run_mode hybrid "--ws 64M --rate 64" "--mode hybrid"
+	grep -q '"mode": "postcopy"' "$T/src.json" ||
+		fail hybrid_mode "hybrid did not end in postcopy"
+}
+case_auto() {
+	# 1 ms of downtime is not met within the one round allowed: auto
+	# has to switch to postcopy.
+	run_mode "auto, not converging" "--ws 64M --rate 256" \
+		"--mode auto --downtime 1 --max-rounds 1"
+	grep -q '"mode": "postcopy"' "$T/src.json" ||
+		fail auto_mode "auto did not switch to postcopy"
+}
+
+# The destination agent dies after the postcopy switchover: the source
+# says so in one line and keeps the VM paused with all of its memory.
+case_postcopy_dest_killed() {
+	start_vm src --ws 64M --rate 64 || return 1
+	start_vm dst --ws 64M --rate 64 --incoming || return 1
+	wait_hb src 2
+	start_dest
+	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
+		--mode postcopy --bandwidth 8 --timeout 3000 >"$T/fsrc.log" 2>&1 &
+	local spid=$!
+	for _ in $(seq 100); do
+		[ "$(heartbeats dst)" -ge 1 ] && break
+		sleep 0.05
+	done
+	kill -9 "$dest_pid"
+	wait "$spid"
+	local rc=$?
+	if [ $rc -ne 1 ]; then
+		fail postcopy_dest_killed "ferry-source exit $rc"
+	elif ! alive "$src_pid"; then
+		fail postcopy_dest_killed "the source VM (holding the memory) exited"
+	elif ! grep -q 'paused here' "$T/fsrc.log"; then
+		fail postcopy_dest_killed "no word on the paused VM: $(cat "$T/fsrc.log")"
+	else
+		ok "postcopy, destination killed: source VM paused with its memory"
+	fi
+	kill "$src_pid" "$dst_pid" 2>/dev/null
+	wait 2>/dev/null
 }
 
 # 2. Wrong certificate: a one-line error, the source VM keeps running.
@@ -190,7 +276,7 @@ case_no_converge() {
 	wait_hb src 2 # past the initial fill: dirtying at full rate
 	start_dest
 	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
-		--downtime 1 --max-rounds 3 --json "$T/src.json" \
+		--mode precopy --downtime 1 --max-rounds 1 --json "$T/src.json" \
 		>"$T/fsrc.log" 2>&1
 	local rc=$? before
 	wait "$dest_pid"
@@ -255,8 +341,9 @@ case_usage() {
 	ok "usage errors: one line, non-zero"
 }
 
-for c in precopy bad_cert dest_killed source_killed no_converge \
-	layout_mismatch usage; do
+for c in ${FERRY_CASES:-precopy postcopy postcopy_sequential postcopy_vcpus hybrid auto \
+	postcopy_dest_killed bad_cert dest_killed source_killed no_converge \
+	layout_mismatch usage}; do
 	case_$c || fail "$c" "setup failed"
 done
 echo "CASES: $passed passed, $failed failed"
