@@ -11,7 +11,6 @@
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
 #endif
 
 #define LOG_PREFIX "migrate"
@@ -78,7 +77,7 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 {
 	const struct vml_hello *h;
 	uint64_t t;
-	int populate, ret;
+	int ret;
 
 	memset(vm, 0, sizeof(*vm));
 	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
@@ -91,9 +90,6 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 	if (h->nr_regions == 0 || h->nr_regions > MIG_MAX_REGIONS)
 		return mig_fail(err, -EPROTO, "the VM reports %u RAM regions",
 				h->nr_regions);
-	/* An incoming VM's RAM is about to be written, a running one's read. */
-	populate = (h->flags & VML_F_INCOMING) ? MADV_POPULATE_WRITE :
-						  MADV_POPULATE_READ;
 	vm->nr = h->nr_regions;
 	vm->layout.nr = vm->nr;
 	for (unsigned int i = 0; i < vm->nr; i++) {
@@ -123,13 +119,16 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 	}
 	if (access == MIG_MEM_COPY)
 		vm->copy = true;
-	if (vm->copy)
+	/* An incoming VM's RAM stays empty: a page allocated here would
+	 * read as zero instead of faulting to us after a postcopy switch. */
+	if (vm->copy || (h->flags & VML_F_INCOMING))
 		return 0;
 	for (unsigned int i = 0; i < vm->nr; i++) {
 		/* Fault the whole mapping in now, in one call: page by page
 		 * first touches cost far more, on the critical path. */
 		t = ut_now_ns();
-		if (madvise(vm->map[i].host, vm->map[i].size, populate))
+		if (madvise(vm->map[i].host, vm->map[i].size,
+			    MADV_POPULATE_READ))
 			pr_warn("populating region %u: %s", i, strerror(errno));
 		pr_info("region %u: %zu MiB mapped and populated in %.1f ms", i,
 			vm->map[i].size >> 20, (ut_now_ns() - t) / 1e6);

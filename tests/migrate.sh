@@ -163,6 +163,26 @@ case_auto() {
 		fail auto_mode "auto did not switch to postcopy"
 }
 
+# 2M hugetlb: whole huge pages are placed atomically. The pool is
+# system-wide: the tests' lock is held while it is changed.
+case_postcopy_hugetlb() {
+	local pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages old
+	exec 9>/tmp/ferry-tests-hugetlb.lock
+	flock 9
+	old=$(cat "$pool")
+	echo $((old + 48)) >"$pool"
+	if [ "$(cat "$pool")" -lt $((old + 48)) ]; then
+		echo "$old" >"$pool"
+		flock -u 9
+		echo "skip - postcopy, hugetlb-2M: cannot reserve 48 huge pages"
+		return 0
+	fi
+	run_mode "postcopy, hugetlb-2M" "--ws 32M --rate 32 -b hugetlb-2M" \
+		"--mode postcopy"
+	echo "$old" >"$pool"
+	flock -u 9
+}
+
 # The destination agent dies after the postcopy switchover: the source
 # says so in one line and keeps the VM paused with all of its memory.
 case_postcopy_dest_killed() {
@@ -341,7 +361,8 @@ case_usage() {
 	ok "usage errors: one line, non-zero"
 }
 
-for c in ${FERRY_CASES:-precopy postcopy postcopy_sequential postcopy_vcpus hybrid auto \
+for c in ${FERRY_CASES:-precopy postcopy postcopy_sequential postcopy_vcpus \
+	postcopy_hugetlb hybrid auto \
 	postcopy_dest_killed bad_cert dest_killed source_killed no_converge \
 	layout_mismatch usage}; do
 	case_$c || fail "$c" "setup failed"
