@@ -31,7 +31,6 @@ trap cleanup EXIT
 "$B/tools/ferry-cert" demo "$T/pki" >/dev/null || exit 99
 STLS="--ca $T/pki/ca.pem --cert $T/pki/server.pem --key $T/pki/server-key.pem"
 CTLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client-key.pem"
-PORT=$((20000 + $$ % 20000))
 passed=0 failed=0
 
 ok() { echo "ok - $1"; passed=$((passed + 1)); }
@@ -67,13 +66,19 @@ wait_hb() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
-start_dest() { # extra args
-	PORT=$((PORT + 1))
-	$DST --vm "$T/dst.sock" --listen "127.0.0.1:$PORT" $STLS -q \
+start_dest() { # extra args; sets PORT once ferry-dest listens
+	$DST --vm "$T/dst.sock" --listen 127.0.0.1:0 $STLS \
 		--accept-timeout 30 --json "$T/dest.json" "$@" >"$T/fdest.log" 2>&1 &
 	dest_pid=$!
 	PIDS+=($!)
-	sleep 0.2
+	PORT=
+	for _ in $(seq 200); do
+		PORT=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$T/fdest.log")
+		[ -n "$PORT" ] && return 0
+		alive "$dest_pid" || break
+		sleep 0.05
+	done
+	PORT=1 # nothing listens there: the case fails with a clear error
 }
 
 # 1. A guest dirtying memory moves; it finishes its heartbeats at the
