@@ -602,12 +602,12 @@ static void print_targets(const struct results *r)
 		printf("  target TLS >= 0.5 x min(AES, TCP) = %.2f GB/s: best TLS %.2f GB/s = %.2f x min -> %s\n",
 		       lim / 2, best, best / lim,
 		       best >= lim / 2 ? "met" : "MISSED");
+	/* The default (sleeping) requester is what the target is about; the
+	 * polling rows are there for comparison. */
 	for (int i = 0; i < NRTT && r->have_rtt; i++)
-		if (r->rtt[i].nbulk)
-			printf("  target urgent p99 < 200 us, %u streams saturated, requester %s: %.1f us -> %s\n",
-			       r->rtt[i].nbulk,
-			       r->rtt[i].spin_us ? "polls" : "sleeps",
-			       r->rtt[i].r.p99_us,
+		if (r->rtt[i].nbulk && !r->rtt[i].spin_us)
+			printf("  target urgent p99 < 200 us, %u streams saturated: %.1f us -> %s\n",
+			       r->rtt[i].nbulk, r->rtt[i].r.p99_us,
 			       r->rtt[i].r.p99_us < 200 ? "met" : "MISSED");
 }
 

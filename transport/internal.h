@@ -164,7 +164,8 @@ int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 		     const char *connect_host);
 /* Turns a failed SSL call into -errno and a reason in st->err. */
 int tp_tls_error(struct tp_stream *st, int sslret, const char *what);
-/* Logs kernel TLS availability on a connected socket (debug level). */
-void tp_ktls_probe(int fd, char *desc, size_t desclen);
+/* Probes kernel TLS (on a throwaway socket), logs the result (debug level
+ * when absent) and describes it in @desc. */
+void tp_ktls_probe(char *desc, size_t desclen);
 
 #endif /* FERRY_TRANSPORT_INTERNAL_H */

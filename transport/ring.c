@@ -7,10 +7,15 @@
  * context anyway (inline at submit or as task work), so a deeper queue
  * would not overlap anything on a loopback path.
  *
- * Receives land in a registered buffer (READ_FIXED). Sends use SEND with
- * MSG_NOSIGNAL: WRITE_FIXED on a socket would raise SIGPIPE on a closed
- * peer, which a library must not do to its process, and a registered buffer
- * buys nothing for a send that copies anyway.
+ * Receives into the staging buffer use it as a registered buffer
+ * (READ_FIXED); large receives go straight to their destination (OpenSSL's
+ * read-ahead buffer, or the caller's pages on plain TCP) with RECV/READV.
+ * Sends use SEND/SENDMSG with MSG_NOSIGNAL: WRITE_FIXED on a socket would
+ * raise SIGPIPE on a closed peer, which a library must not do to its
+ * process, and a registered buffer buys nothing for a send that copies.
+ * Multishot receive with provided buffers is not used: with one reader per
+ * stream that always knows where the next bytes should go, it would only
+ * add a copy out of the provided buffer.
  */
 #include "config.h"
 

@@ -405,7 +405,7 @@ int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 	if (ret < 0)
 		goto destroy_session;
 	if (s->ctl->ssl)
-		tp_ktls_probe(s->ctl->fd, s->ktls, sizeof(s->ktls));
+		tp_ktls_probe(s->ktls, sizeof(s->ktls));
 	describe(s);
 	pr_info("accepted session: %s", s->desc);
 	*out = s;
@@ -561,7 +561,7 @@ int tp_session_connect(const struct tp_config *cfg, const char *host,
 		goto destroy_session;
 	freeaddrinfo(res);
 	if (s->ctl->ssl)
-		tp_ktls_probe(s->ctl->fd, s->ktls, sizeof(s->ktls));
+		tp_ktls_probe(s->ktls, sizeof(s->ktls));
 	describe(s);
 	pr_info("connected session: %s", s->desc);
 	*out = s;

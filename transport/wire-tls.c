@@ -578,16 +578,23 @@ int tp_tls_error(struct tp_stream *st, int sslret, const char *what)
 	return ret;
 }
 
-void tp_ktls_probe(int fd, char *desc, size_t desclen)
+void tp_ktls_probe(char *desc, size_t desclen)
 {
-	/* Attaching the ULP alone changes nothing on the wire: the socket
-	 * stays plain until TLS_TX / TLS_RX keys are installed. */
-	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) == 0) {
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+
+	/* On an unconnected socket the TLS ULP refuses with ENOTCONN when
+	 * the kernel has it and ENOENT when it does not: a probe that leaves
+	 * no trace on the session's sockets. */
+	err = fd < 0 ? errno :
+	      setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (err == ENOTCONN || err == 0) {
 		pr_info("kernel TLS is available, but this build keeps TLS in user space");
 		snprintf(desc, desclen, "kTLS available, unused");
 	} else {
 		pr_debug("no kernel TLS (TCP_ULP tls: %s): TLS runs in user space over io_uring",
-			 strerror(errno));
+			 strerror(err));
 		snprintf(desc, desclen, "user-space TLS, no kTLS");
 	}
 }
