@@ -24,7 +24,7 @@
 
 enum {
 	SEC_REGS = 0x300, SEC_SREGS, SEC_XSAVE, SEC_XCRS, SEC_MSRS,
-	SEC_LAPIC, SEC_EVENTS, SEC_MP_STATE, SEC_DEBUGREGS,
+	SEC_LAPIC, SEC_EVENTS, SEC_MP_STATE, SEC_DEBUGREGS, SEC_FPU,
 };
 
 /* MSRs saved and restored, where KVM lets us read them. */
@@ -356,10 +356,18 @@ static int save_xsave(struct kvm_vcpu_ctx *c, struct vm_blob *b)
 	if (!buf)
 		return -ENOMEM;
 	ret = ioctl(c->fd, req, buf) ? -errno : 0;
-	if (!ret)
+	if (!ret) {
 		ret = vm_blob_add(b, SEC_XSAVE, c->idx, buf, (size_t)size);
-	else
-		pr_err("vCPU %u: KVM_GET_XSAVE: %s", c->idx, strerror(-ret));
+	} else if (ret == -EINVAL || ret == -ENOTTY) {
+		/* No XSAVE in this KVM: the legacy FPU/SSE state then. */
+		struct kvm_fpu fpu;
+
+		ret = ioctl(c->fd, KVM_GET_FPU, &fpu) ? -errno : 0;
+		if (!ret)
+			ret = vm_blob_add(b, SEC_FPU, c->idx, &fpu, sizeof(fpu));
+	}
+	if (ret)
+		pr_err("vCPU %u: saving FPU state: %s", c->idx, strerror(-ret));
 	free(buf);
 	return ret;
 }
@@ -477,6 +485,9 @@ int kvm_vcpu_load(struct kvm_vcpu_ctx *c, const uint8_t *blob, size_t len)
 	if (!ret)
 		ret = load_one(c, blob, len, SEC_XSAVE, KVM_SET_XSAVE,
 			       sizeof(struct kvm_xsave), false);
+	if (!ret)
+		ret = load_one(c, blob, len, SEC_FPU, KVM_SET_FPU,
+			       sizeof(struct kvm_fpu), true);
 	if (!ret)
 		ret = load_one(c, blob, len, SEC_XCRS, KVM_SET_XCRS,
 			       sizeof(struct kvm_xcrs), true);
