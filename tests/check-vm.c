@@ -451,7 +451,7 @@ static void save_restore(const char *backing, bool in_process)
 				 "--restore", file, NULL };
 	const char *rs_argv[] = { NULL, "restore", "-s", sb, file, NULL };
 	struct vmp a, s, b, r;
-	long long first_n;
+	long long first_n, a_ms;
 	char *out;
 
 	snprintf(sa, sizeof(sa), "%s/a.sock", dir);
@@ -471,8 +471,15 @@ static void save_restore(const char *backing, bool in_process)
 		ck_assert_int_eq(vmt_wait(&r, 30000), 0);
 	}
 	ck_assert_int_eq(vmt_wait(&b, 30000), 0);
+	out = vmt_slurp(a.out);
+	a_ms = vmt_last_value(out, "HB ", "t_ms");
+	free(out);
 	out = vmt_slurp(b.out);
 	ck_assert_uint_eq(vmt_count(out, "GUEST"), 0);	/* not rebooted */
+	/* The guest clock went on from where A left it. */
+	ck_assert_int_gt(strtoll(strstr(out, "t_ms=") + 5, NULL, 10), a_ms);
+	ck_assert_int_lt(strtoll(strstr(out, "t_ms=") + 5, NULL, 10),
+			 a_ms + 30000);
 	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
 	ck_assert(vmt_hb_clean(out));
 	first_n = strtoll(strstr(out, "HB n=") + 5, NULL, 10);
