@@ -325,20 +325,24 @@ struct simple_sec {
 	uint32_t type;
 	unsigned long get, set;
 	size_t size;
+	bool optional;	/* skipped (with a warning) where KVM lacks it */
 };
 
 static const struct simple_sec simple_secs[] = {
-	{ SEC_REGS, KVM_GET_REGS, KVM_SET_REGS, sizeof(struct kvm_regs) },
-	{ SEC_SREGS, KVM_GET_SREGS, KVM_SET_SREGS, sizeof(struct kvm_sregs) },
-	{ SEC_XCRS, KVM_GET_XCRS, KVM_SET_XCRS, sizeof(struct kvm_xcrs) },
+	{ SEC_REGS, KVM_GET_REGS, KVM_SET_REGS, sizeof(struct kvm_regs),
+	  false },
+	{ SEC_SREGS, KVM_GET_SREGS, KVM_SET_SREGS, sizeof(struct kvm_sregs),
+	  false },
+	{ SEC_XCRS, KVM_GET_XCRS, KVM_SET_XCRS, sizeof(struct kvm_xcrs),
+	  true },
 	{ SEC_EVENTS, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS,
-	  sizeof(struct kvm_vcpu_events) },
+	  sizeof(struct kvm_vcpu_events), true },
 	{ SEC_MP_STATE, KVM_GET_MP_STATE, KVM_SET_MP_STATE,
-	  sizeof(struct kvm_mp_state) },
+	  sizeof(struct kvm_mp_state), true },
 	{ SEC_DEBUGREGS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS,
-	  sizeof(struct kvm_debugregs) },
+	  sizeof(struct kvm_debugregs), true },
 	{ SEC_LAPIC, KVM_GET_LAPIC, KVM_SET_LAPIC,
-	  sizeof(struct kvm_lapic_state) },
+	  sizeof(struct kvm_lapic_state), false },
 };
 
 static int save_xsave(struct kvm_vcpu_ctx *c, struct vm_blob *b)
@@ -407,6 +411,14 @@ int kvm_vcpu_save(struct kvm_vcpu_ctx *c, struct vm_blob *b)
 			continue;
 		if (ioctl(c->fd, s->get, buf)) {
 			ret = -errno;
+			if (s->optional && (ret == -EINVAL || ret == -ENOTTY ||
+					    ret == -ENXIO)) {
+				pr_warn("vCPU %u: KVM cannot save section %#x "
+					"(%s); left out", c->idx, s->type,
+					strerror(-ret));
+				ret = 0;
+				continue;
+			}
 			pr_err("vCPU %u: saving section %#x: %s", c->idx,
 			       s->type, strerror(-ret));
 			break;
