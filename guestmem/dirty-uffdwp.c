@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 struct uffdwp {
 	struct gm_dirty head;
 	struct gm_uffd *uffd;	/* the tracked process's uffd, not owned */
+	pid_t pid;		/* tracked process, 0 for this one */
 	int pagemap_fd;		/* /proc/PID/pagemap */
 	unsigned int nr_ranges;
 	unsigned int nr_registered; /* ranges registered so far */
@@ -57,8 +59,11 @@ static void uffdwp_destroy(struct gm_dirty *d)
 {
 	struct uffdwp *w = (struct uffdwp *)d;
 
+	/* A tracked process that is gone (a VMM released after migration)
+	 * took its registrations with it: nothing to undo. */
+	if (w->pid && kill(w->pid, 0) && errno == ESRCH)
+		w->nr_registered = 0;
 	for (unsigned int i = 0; i < w->nr_registered; i++) {
-		/* The tracked process may be gone; nothing to undo then. */
 		gm_uffd_writeprotect(w->uffd, w->ranges[i].addr,
 				     w->ranges[i].len, false, 0);
 		gm_uffd_unregister(w->uffd, w->ranges[i].addr,
@@ -108,6 +113,7 @@ static int uffdwp_create(struct gm_dirty **out, const struct gm_dirty_params *p)
 		return -ENOMEM;
 	w->head.ops = &gm_dirty_uffdwp_ops;
 	w->uffd = p->uffd;
+	w->pid = p->pid;
 	w->nr_ranges = p->nr_ranges;
 	w->pagemap_fd = -1;
 	w->ranges = calloc(p->nr_ranges, sizeof(*w->ranges));

@@ -2,7 +2,15 @@
 noinst_LIBRARIES += migrate/libmigrate.a
 migrate_libmigrate_a_SOURCES = \
 	migrate/wire.h \
-	migrate/wire.c
+	migrate/wire.c \
+	migrate/migrate.h \
+	migrate/internal.h \
+	migrate/vm.c \
+	migrate/source.c \
+	migrate/dest.c \
+	migrate/stats.c
+MIGRATE_LIBS = migrate/libmigrate.a migrate/libvmlink.a $(TRANSPORT_LIBS) \
+	$(GUESTMEM_LIBS)
 
 check_PROGRAMS += tests/check-wire
 TESTS += tests/check-wire
@@ -22,3 +30,7 @@ tests_fuzz_wire_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
 tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_wire_LDADD = migrate/libmigrate.a util/libutil.a
 endif
+
+# Live migration end to end: real VMs, the agents, TLS on loopback.
+TESTS += tests/migrate.sh
+EXTRA_DIST += tests/migrate.sh

@@ -415,6 +415,7 @@ ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r)
 		return -EINVAL;
 	put64(&c, r->load_ns);
 	put64(&c, r->realtime_ns);
+	put64(&c, r->cpu_ns);
 	return enc_done(&c);
 }
 
@@ -426,6 +427,7 @@ int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r)
 		return -EINVAL;
 	r->load_ns = get64(&c);
 	r->realtime_ns = get64(&c);
+	r->cpu_ns = get64(&c);
 	return dec_done(&c, "resumed");
 }
 

@@ -112,6 +112,7 @@ struct mig_round {
 struct mig_resumed {
 	uint64_t load_ns;	/* destination: state load + resume, ns */
 	uint64_t realtime_ns;	/* destination CLOCK_REALTIME at resume */
+	uint64_t cpu_ns;	/* destination agent's CPU time so far */
 };
 
 struct mig_error {

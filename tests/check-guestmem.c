@@ -1133,6 +1133,7 @@ int main(void)
 
 	if (why)
 		return ft_skip(ncases, why);
+	ft_hugetlb_lock();
 	/* Reserve what the cases need on top of what is free, and give it
 	 * back afterwards whatever happened. */
 	got = gm_hugetlb_set(2 * UT_MiB, 0, &old);

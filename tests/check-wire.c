@@ -249,7 +249,7 @@ END_TEST
 START_TEST(small_messages)
 {
 	struct mig_round r = { 3, MIG_ROUND_FINAL, 99 }, ro;
-	struct mig_resumed rs = { 1234, 5678 }, rso;
+	struct mig_resumed rs = { 1234, 5678, 9 }, rso;
 	struct mig_error e;
 	uint8_t buf[512];
 	ssize_t n;
@@ -261,6 +261,7 @@ START_TEST(small_messages)
 	n = mig_enc_resumed(buf, sizeof(buf), &rs);
 	ck_assert_int_eq(mig_dec_resumed(buf, n, &rso), 0);
 	ck_assert_uint_eq(rso.realtime_ns, 5678);
+	ck_assert_uint_eq(rso.cpu_ns, 9);
 	n = mig_enc_error(buf, sizeof(buf), ENOSPC, "disk\nfull");
 	ck_assert_int_eq(mig_dec_error(buf, n, &e), 0);
 	ck_assert_int_eq(e.code, ENOSPC);
@@ -272,7 +273,7 @@ START_TEST(small_messages)
 	n = mig_enc_round(buf, sizeof(buf), &r);
 	buf[4] = 0x80; /* unknown round flag */
 	ck_assert_int_eq(mig_dec_round(buf, n, &ro), -EPROTO);
-	ck_assert_int_eq(mig_dec_resumed(buf, 15, &rso), -EPROTO);
+	ck_assert_int_eq(mig_dec_resumed(buf, 23, &rso), -EPROTO);
 	quiet();
 }
 END_TEST

@@ -126,7 +126,7 @@ int main(int argc, char **argv)
 	struct mig_zero z = { 0, 8, 10, bits };
 	struct mig_dup d = { 0, 0, 7, 3 };
 	struct mig_round r = { 2, MIG_ROUND_FINAL, 12 };
-	struct mig_resumed rs = { 5, 6 };
+	struct mig_resumed rs = { 5, 6, 7 };
 	int err = 0;
 	ssize_t n;
 

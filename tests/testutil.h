@@ -4,8 +4,11 @@
 #define FERRY_TESTUTIL_H
 
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 /* A Check program's case table: one TCase per entry. */
 struct ft_case {
@@ -49,6 +52,24 @@ static inline int ft_skip(int ncases, const char *why)
 {
 	printf("SKIP: %d cases: %s\n", ncases, why);
 	return 77;
+}
+
+/*
+ * The huge page pool is one system-wide setting and make check runs test
+ * programs in parallel: a program that changes the pool holds this lock
+ * from before it reads the pool until after it has restored it. Returns
+ * the fd that holds the lock (closed at exit), or -1.
+ */
+static inline int ft_hugetlb_lock(void)
+{
+	int fd = open("/tmp/ferry-tests-hugetlb.lock", O_RDWR | O_CREAT | O_CLOEXEC,
+		      0600);
+
+	if (fd >= 0 && flock(fd, LOCK_EX)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }
 
 /* Runs @s; returns 0 when every case passed, 1 otherwise. */

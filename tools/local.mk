@@ -5,7 +5,10 @@ noinst_PROGRAMS += tools/bench-guestmem
 tools_bench_guestmem_SOURCES = tools/bench-guestmem.c
 tools_bench_guestmem_LDADD = $(GUESTMEM_LIBS)
 
-# The README's main command runs this (until live migration lands).
-noinst_PROGRAMS += tools/ferry-demo
-tools_ferry_demo_SOURCES = tools/ferry-demo.c
-tools_ferry_demo_LDADD = $(GUESTMEM_LIBS)
+# The agents.
+bin_PROGRAMS += tools/ferry-source tools/ferry-dest
+tools_ferry_source_SOURCES = tools/ferry-source.c tools/cli.c tools/cli.h
+tools_ferry_source_LDADD = $(MIGRATE_LIBS)
+tools_ferry_dest_SOURCES = tools/ferry-dest.c tools/cli.c tools/cli.h
+tools_ferry_dest_LDADD = $(MIGRATE_LIBS)
+dist_man1_MANS += tools/ferry-source.1 tools/ferry-dest.1

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * migrate: the migration engines. The source attaches to a running VMM over
+ * the VM link and streams its memory to a destination over a transport
+ * session; the destination attaches to an incoming VMM and fills its
+ * memory. Precopy: rounds of dirty pages until the predicted downtime fits
+ * the limit, then pause, last pages, state, resume at the destination.
+ *
+ * Both engines run in the calling thread (plus one thread per bulk
+ * stream) and return 0 or -errno, with one line in @err saying why. The
+ * source VM is resumed on every failure before switchover; it is released
+ * (told to quit) only after the destination reports the guest running.
+ */
+#ifndef FERRY_MIGRATE_H
+#define FERRY_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "migrate/vmlink.h"
+#include "transport/transport.h"
+
+#define MIG_MAX_ROUNDS 64
+#define MIG_ERR_LEN 256
+
+struct mig_round_stats {
+	uint32_t round;
+	uint64_t pages;		/* pages this round covered */
+	uint64_t data_pages;	/* sent as data */
+	uint64_t zero_pages;	/* sent as zero bits */
+	uint64_t dup_pages;	/* sent as references */
+	uint64_t bytes;		/* on the wire, all kinds */
+	double duration_s;
+	double dirty_rate_mibs;	/* guest writes during the round */
+	double bandwidth_mibs;	/* bytes / duration */
+	double predicted_downtime_ms; /* at the end of the round */
+};
+
+struct mig_stats {
+	char outcome[32];	/* "completed", "cancelled", "failed" */
+	double total_s;		/* start to release of the source VM */
+	double setup_s;		/* start to the first page sent */
+	double downtime_ms;	/* vCPU pause (source) to resume (dest) */
+	double state_load_ms;	/* destination load-state + resume */
+	uint64_t guest_bytes;	/* guest RAM */
+	uint64_t bytes_data;	/* page payload */
+	uint64_t bytes_zero;	/* zero bitmaps */
+	uint64_t bytes_dup;	/* duplicate references */
+	uint64_t bytes_proto;	/* headers, control, state, framing */
+	uint64_t bytes_total;	/* everything the source sent */
+	double throughput_mibs;	/* bytes_total / total_s */
+	double cpu_s_source, cpu_s_dest;
+	uint32_t nbulk;
+	uint32_t nrounds;
+	struct mig_round_stats rounds[MIG_MAX_ROUNDS];
+};
+
+/*
+ * How an agent reaches guest RAM. MAP reads and writes through its own
+ * mapping of the VMM's memory (no copy). COPY uses pread/pwrite on the
+ * backing fd into a buffer the agent keeps warm: one kernel copy, but no
+ * first touch of every page in a second address space, which costs more
+ * than the copy under nested (shadow-paged) virtualisation. AUTO picks
+ * COPY for 4K backings and MAP for huge pages.
+ */
+enum mig_mem_access {
+	MIG_MEM_AUTO = 0,
+	MIG_MEM_MAP,
+	MIG_MEM_COPY,
+};
+
+/* Progress, called by the source after each round and while it sends. */
+struct mig_progress {
+	uint32_t round;
+	uint64_t round_bytes_done, round_bytes_total; /* guest bytes */
+	uint64_t bytes_sent;	/* wire, whole migration */
+	double dirty_rate_mibs, throughput_mibs, predicted_downtime_ms;
+	bool final;
+};
+typedef void (*mig_progress_fn)(const struct mig_progress *p, void *arg);
+
+struct mig_source_params {
+	const char *vm_socket;	/* the VMM's VM link */
+	struct tp_session *session; /* connected; the engine does not own it */
+	uint64_t downtime_limit_ms;	/* default 300 */
+	uint64_t bandwidth_limit;	/* bytes/s, 0: none */
+	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
+	uint32_t max_rounds;	/* 0: 30 */
+	enum mig_mem_access mem_access;
+	mig_progress_fn progress;
+	void *progress_arg;
+};
+
+/* Migrates the VM; fills @st (also on failure, as far as it got). */
+int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
+		   char err[MIG_ERR_LEN]);
+
+struct mig_dest_params {
+	const char *vm_socket;	/* the incoming VMM's VM link */
+	struct tp_session *session; /* accepted; not owned */
+	enum mig_mem_access mem_access;
+};
+
+/* Receives the VM into the incoming VMM and resumes it there. On failure
+ * before resume the incoming VMM is told to quit. */
+int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
+		 char err[MIG_ERR_LEN]);
+
+/* Writes @st as one JSON object. Returns 0 or -errno. */
+int mig_stats_write_json(const struct mig_stats *st, const char *role,
+			 const char *path);
+
+#endif /* FERRY_MIGRATE_H */

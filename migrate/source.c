@@ -1,0 +1,876 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The source engine: precopy rounds over N bulk streams, convergence,
+ * switchover.
+ *
+ * The main thread runs the rounds: it harvests the dirty set, publishes it
+ * with a round number, and waits while one sender thread per bulk stream
+ * takes chunks of it (1024 pages, never crossing a region) from a shared
+ * cursor. A sender classifies each page of its chunk: zero pages become
+ * bits of a ZERO message, pages whose XXH3-128 matches a page this sender
+ * already sent in this round become DUP references, the rest go out as
+ * PAGES, encrypted straight from the guest's memory. A chunk's PAGES are
+ * sent before its DUPs on the same stream, so a reference always arrives
+ * after the page it names; the destination applies each stream in order
+ * and meets the other streams at the ROUND marker before the next round.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#define LOG_PREFIX "source"
+#include "migrate/internal.h"
+
+#define CHUNK 1024		/* pages a sender takes at a time */
+#define BATCH 64		/* pages per PAGES message, at most */
+#define BATCH_BYTES (1u << 20)	/* ... and at most this many bytes */
+#define STAGE_BYTES (4u << 20)	/* COPY mode: pages read at a time */
+
+struct chunk {
+	uint32_t region;
+	uint64_t start;		/* first page index in the region */
+	uint32_t n;		/* pages */
+};
+
+struct dup_slot {
+	struct gm_hash h;
+	uint64_t gen;		/* valid when equal to the sender's gen */
+	uint32_t region;
+	uint64_t idx;
+};
+
+struct counts {
+	uint64_t pages, data, zero, dup;
+	uint64_t bytes_data, bytes_zero, bytes_dup, bytes_proto;
+};
+
+struct mig_src;
+
+struct sender {
+	struct mig_src *src;
+	struct tp_stream *st;
+	pthread_t thread;
+	bool started;
+	uint64_t gen;		/* round generation the table belongs to */
+	struct dup_slot *table;
+	uint64_t mask, used;
+	struct counts c;	/* this round */
+	uint32_t nbatch, batch_region;
+	uint64_t batch_idx[BATCH];
+	const uint8_t *batch_ptr[BATCH];
+	uint8_t *stage;		/* COPY mode: STAGE_BYTES, reused */
+	struct iovec iov[1 + BATCH];
+	uint8_t hdr[MIG_PAGES_FIXED + 8 * BATCH];
+	uint8_t zbits[CHUNK / 8];
+	struct mig_dup dups[CHUNK];
+	uint32_t ndup;
+	uint8_t msg[MIG_DUP_FIXED + MIG_DUP_ENTRY * CHUNK];
+};
+
+struct mig_src {
+	const struct mig_source_params *p;
+	struct mig_stats *st;
+	struct mig_vm vm;
+	struct gm_uffd uffd;
+	struct gm_dirty *dirty;
+	unsigned int nbulk;
+	struct sender *senders;
+	struct chunk *chunks;
+	uint64_t nchunks;
+	struct ut_bitmap todo;	/* pages to send in the current round */
+	bool paused;		/* we paused the VM */
+	uint64_t start_ns;
+	/* Round hand-off, under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t gen;		/* bumped to start a round */
+	uint32_t round, round_flags;
+	unsigned int done;	/* senders finished with the round */
+	bool stop;
+	int error;		/* first sender error */
+	char *err;		/* the caller's reason buffer, under lock */
+	_Atomic uint64_t cursor;	/* next chunk */
+	_Atomic uint64_t pages_done;	/* progress within the round */
+	_Atomic uint64_t wire_bytes;	/* all bulk bytes, for the cap */
+};
+
+/* ---- the bandwidth cap ---- */
+
+static void throttle(struct mig_src *s, size_t bytes)
+{
+	uint64_t sent = atomic_fetch_add(&s->wire_bytes, bytes) + bytes;
+	uint64_t due, now;
+
+	if (!s->p->bandwidth_limit)
+		return;
+	due = s->start_ns + sent * 1000000000.0 / s->p->bandwidth_limit;
+	now = ut_now_ns();
+	if (due > now) {
+		struct timespec ts = { (due - now) / 1000000000ULL,
+				       (due - now) % 1000000000ULL };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* ---- a sender ---- */
+
+static void sender_fail(struct sender *w, int ret, const char *what)
+{
+	struct mig_src *s = w->src;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->error) {
+		s->error = ret;
+		mig_fail(s->err, ret, "sending %s: %s", what,
+			 tp_stream_strerror(w->st)[0] ?
+				 tp_stream_strerror(w->st) : strerror(-ret));
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int flush_batch(struct sender *w)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[w->batch_region].page_size;
+	ssize_t n;
+	int ret;
+
+	if (!w->nbatch)
+		return 0;
+	n = mig_enc_pages_hdr(w->hdr, sizeof(w->hdr), w->batch_region,
+			      w->nbatch, w->batch_idx);
+	if (n < 0)
+		return n;
+	w->iov[0] = (struct iovec){ w->hdr, n };
+	for (uint32_t i = 0; i < w->nbatch; i++)
+		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
+	throttle(s, n + (size_t)w->nbatch * psz);
+	ret = tp_send(w->st, MIG_MSG_PAGES, w->iov, 1 + w->nbatch, 0);
+	if (ret)
+		return ret;
+	w->c.data += w->nbatch;
+	w->c.bytes_data += (uint64_t)w->nbatch * psz;
+	w->c.bytes_proto += n;
+	w->nbatch = 0;
+	return 0;
+}
+
+static int add_page(struct sender *w, uint32_t region, uint64_t idx,
+		    const uint8_t *page)
+{
+	uint32_t psz = w->src->vm.layout.r[region].page_size;
+	uint32_t max = BATCH_BYTES / psz ? BATCH_BYTES / psz : 1;
+	int ret = 0;
+
+	if (w->nbatch && (w->batch_region != region || w->nbatch >= max ||
+			  w->nbatch >= BATCH))
+		ret = flush_batch(w);
+	if (ret)
+		return ret;
+	w->batch_region = region;
+	w->batch_ptr[w->nbatch] = page;
+	w->batch_idx[w->nbatch++] = idx;
+	return ret;
+}
+
+/* Finds @h among the pages this sender sent this round, or records it. */
+static bool seen_before(struct sender *w, const struct gm_hash *h,
+			uint32_t region, uint64_t idx, struct dup_slot **out)
+{
+	uint64_t i = h->lo & w->mask;
+
+	for (;; i = (i + 1) & w->mask) {
+		struct dup_slot *e = &w->table[i];
+
+		if (e->gen != w->gen) {
+			/* Past half full, stop recording: probes stay short. */
+			if (w->used * 2 < w->mask) {
+				*e = (struct dup_slot){ *h, w->gen, region, idx };
+				w->used++;
+			}
+			return false;
+		}
+		if (gm_hash_eq(&e->h, h)) {
+			*out = e;
+			return true;
+		}
+	}
+}
+
+static int send_zero_and_dups(struct sender *w, const struct chunk *c,
+			      bool any_zero)
+{
+	ssize_t n;
+	int ret;
+
+	if (any_zero) {
+		struct mig_zero z = { c->region, c->start, c->n, w->zbits };
+
+		n = mig_enc_zero(w->msg, sizeof(w->msg), &z);
+		if (n < 0)
+			return n;
+		throttle(w->src, n);
+		ret = mig_send_msg(w->st, MIG_MSG_ZERO, w->msg, n);
+		if (ret)
+			return ret;
+		w->c.bytes_zero += n;
+	}
+	if (w->ndup) {
+		n = mig_enc_dup(w->msg, sizeof(w->msg), w->dups, w->ndup);
+		if (n < 0)
+			return n;
+		throttle(w->src, n);
+		ret = mig_send_msg(w->st, MIG_MSG_DUP, w->msg, n);
+		if (ret)
+			return ret;
+		w->c.bytes_dup += n;
+		w->ndup = 0;
+	}
+	return 0;
+}
+
+/* COPY mode: reads the runs of pages to send in [i, i + n) of the chunk
+ * into the stage, at their offset from @i. */
+static int stage_window(struct sender *w, const struct chunk *c, uint32_t i,
+			uint32_t n)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint64_t base = s->vm.first[c->region] + c->start;
+
+	for (uint32_t k = i; k < i + n;) {
+		uint32_t run = 0;
+		int ret;
+
+		while (k + run < i + n && ut_bitmap_test(&s->todo, base + k + run))
+			run++;
+		if (run) {
+			ret = mig_vm_read(&s->vm, c->region, c->start + k,
+					  w->stage + (size_t)(k - i) * psz,
+					  (size_t)run * psz);
+			if (ret)
+				return ret;
+		}
+		k += run + 1;
+	}
+	return 0;
+}
+
+/* Classifies and sends the pages to send in [i, i + n) of the chunk. */
+static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
+		       uint32_t n, bool *any_zero)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint64_t base = s->vm.first[c->region] + c->start;
+	struct dup_slot *e;
+	int ret = 0;
+
+	if (s->vm.copy && (ret = stage_window(w, c, i, n)))
+		return ret;
+	for (uint32_t k = i; k < i + n && !ret; k++) {
+		const uint8_t *page;
+		struct gm_hash h;
+
+		if (!ut_bitmap_test(&s->todo, base + k))
+			continue;
+		w->c.pages++;
+		page = s->vm.copy ? w->stage + (size_t)(k - i) * psz :
+				    mig_vm_page(&s->vm, c->region, c->start + k);
+		if (gm_is_zero(page, psz)) {
+			w->zbits[k / 8] |= 1u << (k % 8);
+			*any_zero = true;
+			w->c.zero++;
+			continue;
+		}
+		gm_hash(page, psz, &h);
+		if (seen_before(w, &h, c->region, c->start + k, &e)) {
+			w->dups[w->ndup++] = (struct mig_dup){
+				c->region, e->region, c->start + k, e->idx };
+			w->c.dup++;
+			continue;
+		}
+		ret = add_page(w, c->region, c->start + k, page);
+	}
+	/* The stage is reused by the next window: send what points at it. */
+	return ret ? ret : flush_batch(w);
+}
+
+static int send_chunk(struct sender *w, const struct chunk *c)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint32_t win = s->vm.copy ? STAGE_BYTES / psz : c->n;
+	bool any_zero = false;
+	int ret = 0;
+
+	memset(w->zbits, 0, sizeof(w->zbits));
+	for (uint32_t i = 0; i < c->n && !ret; i += win)
+		ret = send_window(w, c, i, c->n - i < win ? c->n - i : win,
+				  &any_zero);
+	if (!ret)
+		ret = send_zero_and_dups(w, c, any_zero);
+	atomic_fetch_add(&s->pages_done, c->n);
+	return ret;
+}
+
+static int send_round(struct sender *w, uint32_t round, uint32_t flags)
+{
+	struct mig_src *s = w->src;
+	uint8_t buf[32];
+	uint64_t k;
+	ssize_t n;
+	int ret;
+
+	memset(&w->c, 0, sizeof(w->c));
+	w->gen++; /* empties the duplicate table */
+	w->ndup = 0;
+	while ((k = atomic_fetch_add(&s->cursor, 1)) < s->nchunks) {
+		ret = send_chunk(w, &s->chunks[k]);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&s->lock);
+		ret = s->error;
+		pthread_mutex_unlock(&s->lock);
+		if (ret)
+			return 0; /* another sender failed: stop early */
+	}
+	n = mig_enc_round(buf, sizeof(buf), &(struct mig_round){
+		round, flags, w->c.pages });
+	ret = mig_send_msg(w->st, MIG_MSG_ROUND, buf, n);
+	w->c.bytes_proto += n;
+	return ret;
+}
+
+static void *sender_main(void *arg)
+{
+	struct sender *w = arg;
+	struct mig_src *s = w->src;
+	uint64_t seen = 0;
+
+	for (;;) {
+		uint32_t round, flags;
+		int ret;
+
+		pthread_mutex_lock(&s->lock);
+		while (!s->stop && s->gen == seen)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (s->stop) {
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		seen = s->gen;
+		round = s->round;
+		flags = s->round_flags;
+		pthread_mutex_unlock(&s->lock);
+
+		ret = send_round(w, round, flags);
+		if (ret)
+			sender_fail(w, ret, "guest pages");
+		pthread_mutex_lock(&s->lock);
+		s->done++;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+/* ---- setup ---- */
+
+static int build_chunks(struct mig_src *s)
+{
+	uint64_t n = 0;
+
+	for (unsigned int r = 0; r < s->vm.nr; r++)
+		n += UT_DIV_ROUND_UP(mig_region_pages(&s->vm.layout, r), CHUNK);
+	s->chunks = calloc(n, sizeof(*s->chunks));
+	if (!s->chunks)
+		return -ENOMEM;
+	for (unsigned int r = 0; r < s->vm.nr; r++) {
+		uint64_t pages = mig_region_pages(&s->vm.layout, r);
+
+		for (uint64_t st = 0; st < pages; st += CHUNK)
+			s->chunks[s->nchunks++] = (struct chunk){
+				r, st, pages - st < CHUNK ? pages - st : CHUNK };
+	}
+	return 0;
+}
+
+/* Write-protect tracking of the VMM's RAM through the uffd it handed us. */
+static int start_tracking(struct mig_src *s, char *err)
+{
+	struct gm_dirty_range ranges[VML_MAX_REGIONS];
+	const struct vml_hello *h = &s->vm.link.hello;
+	uint64_t have = 0;
+	int fd, ret;
+
+	fd = vml_client_take_uffd(&s->vm.link);
+	if (fd < 0)
+		return mig_fail(err, -EOPNOTSUPP, "the VM did not hand over "
+				"a userfaultfd: dirty tracking impossible");
+	gm_uffd_probe(&have);
+	ret = gm_uffd_init(&s->uffd, fd, GM_UFFD_FEATURE_WP_ASYNC |
+			   (have & (GM_UFFD_FEATURE_WP_UNPOPULATED |
+				    UFFD_FEATURE_WP_HUGETLBFS_SHMEM)),
+			   true);
+	if (ret) {
+		close(fd);
+		return mig_fail(err, ret, "userfaultfd write-protect "
+				"tracking is not available: %s",
+				strerror(-ret));
+	}
+	for (unsigned int i = 0; i < s->vm.nr; i++)
+		ranges[i] = (struct gm_dirty_range){
+			h->regions[i].host_addr, h->regions[i].size,
+			h->regions[i].page_size };
+	ret = gm_dirty_create(&s->dirty, &(struct gm_dirty_params){
+		.pid = h->pid, .uffd = &s->uffd, .ranges = ranges,
+		.nr_ranges = s->vm.nr });
+	if (ret)
+		return mig_fail(err, ret, "cannot track the VM's writes: %s",
+				strerror(-ret));
+	return 0;
+}
+
+/* HELLO with the region table; the destination answers WELCOME or ERROR. */
+static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
+{
+	struct mig_hello h = {
+		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
+		.features = MIG_FEATURES_V1, .nbulk = s->nbulk,
+		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
+	};
+	uint8_t buf[4096];
+	struct mig_welcome w;
+	struct mig_error e;
+	struct tp_msg m;
+	ssize_t n;
+	int ret;
+
+	n = mig_enc_hello(buf, sizeof(buf), &h);
+	if (n < 0)
+		return mig_fail(err, n, "encoding HELLO failed");
+	ret = mig_send_msg(ctl, MIG_MSG_HELLO, buf, n);
+	if (!ret)
+		ret = tp_recv(ctl, &m, buf, sizeof(buf));
+	if (ret)
+		return mig_fail(err, ret, "handshake with the destination: %s",
+				tp_stream_strerror(ctl));
+	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+		return mig_fail(err, -e.code, "the destination refused: %s",
+				e.msg);
+	if (m.type != MIG_MSG_WELCOME ||
+	    mig_dec_welcome(buf, m.len, &h, &w))
+		return mig_fail(err, -EPROTO, "the destination sent no valid "
+				"WELCOME (message type 0x%x)", m.type);
+	return 0;
+}
+
+static int start_senders(struct mig_src *s)
+{
+	uint64_t cap = 1;
+
+	/* A table for twice the pages one sender would see of the guest. */
+	while (cap < 2 * s->vm.total_pages / s->nbulk + 2 * CHUNK)
+		cap <<= 1;
+	s->senders = calloc(s->nbulk, sizeof(*s->senders));
+	if (!s->senders)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < s->nbulk; i++) {
+		struct sender *w = &s->senders[i];
+
+		w->src = s;
+		w->st = tp_session_bulk(s->p->session, i);
+		w->table = calloc(cap, sizeof(*w->table));
+		w->mask = cap - 1;
+		if (!w->table)
+			return -ENOMEM;
+		if (s->vm.copy) {
+			w->stage = aligned_alloc(4096, STAGE_BYTES);
+			if (!w->stage)
+				return -ENOMEM;
+			/* Touch it once here, not on the first round. */
+			memset(w->stage, 0, STAGE_BYTES);
+		}
+		if (pthread_create(&w->thread, NULL, sender_main, w))
+			return -EAGAIN;
+		w->started = true;
+	}
+	return 0;
+}
+
+static void stop_senders(struct mig_src *s)
+{
+	if (!s->senders)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned int i = 0; i < s->nbulk; i++) {
+		if (s->senders[i].started)
+			pthread_join(s->senders[i].thread, NULL);
+		free(s->senders[i].table);
+		free(s->senders[i].stage);
+	}
+	free(s->senders);
+	s->senders = NULL;
+}
+
+/* ---- rounds ---- */
+
+static void report(struct mig_src *s, uint32_t round, uint64_t total_pages,
+		   const struct mig_round_stats *last, bool final)
+{
+	struct mig_progress pr = { .round = round, .final = final };
+	uint64_t avg_page = s->vm.ram_bytes / s->vm.total_pages;
+
+	if (!s->p->progress)
+		return;
+	pr.round_bytes_total = total_pages * avg_page;
+	pr.round_bytes_done = atomic_load(&s->pages_done) * avg_page;
+	if (pr.round_bytes_done > pr.round_bytes_total)
+		pr.round_bytes_done = pr.round_bytes_total;
+	pr.bytes_sent = atomic_load(&s->wire_bytes);
+	pr.throughput_mibs = pr.bytes_sent / (double)UT_MiB /
+			     ((ut_now_ns() - s->start_ns) / 1e9);
+	if (last) {
+		pr.dirty_rate_mibs = last->dirty_rate_mibs;
+		pr.predicted_downtime_ms = last->predicted_downtime_ms;
+	}
+	s->p->progress(&pr, s->p->progress_arg);
+}
+
+/* Sends the pages in s->todo as round @round; fills @rs. */
+static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
+		     struct mig_round_stats *rs, const struct mig_round_stats *prev)
+{
+	uint64_t t0 = ut_now_ns(), total = ut_bitmap_count(&s->todo);
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	atomic_store(&s->cursor, 0);
+	atomic_store(&s->pages_done, 0);
+	s->round = round;
+	s->round_flags = flags;
+	s->done = 0;
+	s->gen++;
+	pthread_cond_broadcast(&s->cond);
+	while (s->done < s->nbulk) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		pthread_mutex_unlock(&s->lock);
+		report(s, round, s->vm.total_pages, prev,
+		       flags & MIG_ROUND_FINAL);
+		pthread_mutex_lock(&s->lock);
+	}
+	ret = s->error;
+	pthread_mutex_unlock(&s->lock);
+
+	*rs = (struct mig_round_stats){ .round = round };
+	for (unsigned int i = 0; i < s->nbulk; i++) {
+		const struct counts *c = &s->senders[i].c;
+
+		rs->pages += c->pages;
+		rs->data_pages += c->data;
+		rs->zero_pages += c->zero;
+		rs->dup_pages += c->dup;
+		rs->bytes += c->bytes_data + c->bytes_zero + c->bytes_dup +
+			     c->bytes_proto;
+		s->st->bytes_data += c->bytes_data;
+		s->st->bytes_zero += c->bytes_zero;
+		s->st->bytes_dup += c->bytes_dup;
+	}
+	(void)total;
+	rs->duration_s = (ut_now_ns() - t0) / 1e9;
+	rs->bandwidth_mibs = rs->bytes / (double)UT_MiB /
+			     (rs->duration_s > 1e-6 ? rs->duration_s : 1e-6);
+	if (s->st->nrounds < MIG_MAX_ROUNDS)
+		s->st->rounds[s->st->nrounds++] = *rs;
+	return ret;
+}
+
+/* ---- switchover ---- */
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static int send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
+{
+	void *blob = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = vml_client_save_state(&s->vm.link, &blob, &len);
+	if (ret)
+		return mig_fail(err, ret, "the VM could not save its state: %s",
+				strerror(-ret));
+	if (len > MIG_MAX_STATE) {
+		free(blob);
+		return mig_fail(err, -EMSGSIZE, "the VM's state blob is %zu "
+				"bytes, more than the protocol carries", len);
+	}
+	ret = mig_send_msg(ctl, MIG_MSG_STATE, blob, len);
+	free(blob);
+	if (ret)
+		return mig_fail(err, ret, "sending the VM state: %s",
+				tp_stream_strerror(ctl));
+	return 0;
+}
+
+/* Waits for the destination's word that the guest runs there. */
+static int wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
+			char *err)
+{
+	uint8_t buf[512];
+	struct mig_error e;
+	struct tp_msg m;
+	int ret;
+
+	ret = tp_recv(ctl, &m, buf, sizeof(buf));
+	if (ret)
+		return mig_fail(err, ret, "no word from the destination after "
+				"switchover: %s", tp_stream_strerror(ctl));
+	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+		return mig_fail(err, -e.code, "the destination failed: %s",
+				e.msg);
+	if (m.type != MIG_MSG_RESUMED || mig_dec_resumed(buf, m.len, r))
+		return mig_fail(err, -EPROTO, "the destination sent message "
+				"0x%x instead of RESUMED", m.type);
+	return 0;
+}
+
+static int switchover(struct mig_src *s, uint32_t round,
+		      const struct mig_round_stats *prev, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(s->p->session);
+	struct mig_round_stats rs;
+	struct mig_resumed r;
+	uint64_t t_pause, rt_pause, t_back;
+	ssize_t n;
+	int ret;
+
+	ret = vml_client_pause(&s->vm.link);
+	if (ret)
+		return mig_fail(err, ret, "the VM did not pause: %s",
+				strerror(-ret));
+	s->paused = true;
+	t_pause = ut_now_ns();
+	rt_pause = realtime_ns();
+	n = gm_dirty_harvest(s->dirty, &s->todo);
+	if (n < 0)
+		return mig_fail(err, n, "reading the last dirty pages failed");
+	ret = run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
+	if (ret)
+		return mig_fail(err, ret, "final round failed");
+	ret = send_state(s, ctl, err);
+	if (!ret)
+		ret = wait_resumed(ctl, &r, err);
+	if (ret)
+		return ret;
+	t_back = ut_now_ns();
+	/* Same clock on loopback; across hosts, fall back to the source's
+	 * own bound when the clocks disagree. */
+	if (r.realtime_ns > rt_pause && r.realtime_ns - rt_pause <= t_back - t_pause)
+		s->st->downtime_ms = (r.realtime_ns - rt_pause) / 1e6;
+	else
+		s->st->downtime_ms = (t_back - t_pause) / 1e6;
+	s->st->state_load_ms = r.load_ns / 1e6;
+	s->st->cpu_s_dest = r.cpu_ns / 1e9;
+	ret = mig_send_msg(ctl, MIG_MSG_DONE, NULL, 0);
+	if (ret)
+		pr_warn("telling the destination we are done: %s",
+			tp_stream_strerror(ctl));
+	/* The guest runs at the destination: stop tracking (while the
+	 * source VM still exists to be unregistered from) and release it. */
+	s->paused = false;
+	gm_dirty_destroy(s->dirty);
+	s->dirty = NULL;
+	ret = vml_client_quit(&s->vm.link);
+	if (ret)
+		pr_warn("the source VM did not quit: %s", strerror(-ret));
+	return 0;
+}
+
+/* ---- the engine ---- */
+
+static void tell_dest(struct mig_src *s, int code, const char *msg)
+{
+	uint8_t buf[512];
+	ssize_t n = mig_enc_error(buf, sizeof(buf), code, msg);
+
+	if (n > 0)
+		mig_send_msg(tp_session_control(s->p->session), MIG_MSG_ERROR,
+			     buf, n);
+}
+
+/* Fills the per-round figures that need the next harvest. Returns the
+ * predicted downtime in ms for sending @dirty pages. */
+static double after_round(struct mig_src *s, struct mig_round_stats *rs,
+			  uint64_t dirty)
+{
+	double avg_page = (double)s->vm.ram_bytes / s->vm.total_pages;
+	double bytes = dirty * avg_page, bw = rs->bandwidth_mibs * UT_MiB;
+
+	rs->dirty_rate_mibs = bytes / UT_MiB /
+			      (rs->duration_s > 1e-6 ? rs->duration_s : 1e-6);
+	rs->predicted_downtime_ms = bw > 0 ? bytes / bw * 1000 : 1e9;
+	if (s->st->nrounds)
+		s->st->rounds[s->st->nrounds - 1] = *rs;
+	return rs->predicted_downtime_ms;
+}
+
+static int precopy(struct mig_src *s, char *err)
+{
+	const struct mig_source_params *p = s->p;
+	uint64_t limit = p->downtime_limit_ms ? p->downtime_limit_ms : 300;
+	uint32_t max_rounds = p->max_rounds ? p->max_rounds : 30;
+	uint64_t deadline = (p->deadline_s ? p->deadline_s : 120) * 1000000000ULL;
+	struct mig_round_stats rs = { 0 };
+	double predicted = 0;
+	uint32_t round;
+	ssize_t n;
+	int ret;
+
+	ut_bitmap_set_range(&s->todo, 0, s->vm.total_pages);
+	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
+	for (round = 0;; round++) {
+		ret = run_round(s, round, 0, &rs, &rs);
+		if (ret)
+			return mig_fail(err, ret, "round %u failed", round);
+		ut_bitmap_clear_all(&s->todo);
+		n = gm_dirty_harvest(s->dirty, &s->todo);
+		if (n < 0)
+			return mig_fail(err, n, "reading dirty pages failed");
+		predicted = after_round(s, &rs, n);
+		report(s, round, s->vm.total_pages, &rs, false);
+		if (predicted <= limit)
+			return switchover(s, round + 1, &rs, err);
+		if (round + 1 >= max_rounds ||
+		    ut_now_ns() - s->start_ns >= deadline)
+			break;
+	}
+	snprintf(s->st->outcome, sizeof(s->st->outcome), "cancelled");
+	mig_fail(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
+		 "(%.1f s): predicted downtime %.0f ms > limit %llu ms at "
+		 "%.0f MiB/s dirty; the VM keeps running here", round + 1,
+		 (ut_now_ns() - s->start_ns) / 1e9, predicted,
+		 (unsigned long long)limit, rs.dirty_rate_mibs);
+	tell_dest(s, ECANCELED, err);
+	return -ETIMEDOUT;
+}
+
+static void final_stats(struct mig_src *s, double cpu0)
+{
+	struct tp_stream_stats ss;
+	struct mig_stats *st = s->st;
+	uint64_t total = 0;
+
+	for (unsigned int i = 0; i < s->nbulk; i++) {
+		tp_stream_get_stats(tp_session_bulk(s->p->session, i), &ss);
+		total += ss.tx_bytes;
+	}
+	tp_stream_get_stats(tp_session_control(s->p->session), &ss);
+	total += ss.tx_bytes;
+	tp_stream_get_stats(tp_session_urgent(s->p->session), &ss);
+	total += ss.tx_bytes;
+	st->bytes_total = total;
+	st->bytes_proto = total - (st->bytes_data + st->bytes_zero +
+				   st->bytes_dup);
+	st->total_s = (ut_now_ns() - s->start_ns) / 1e9;
+	st->throughput_mibs = total / (double)UT_MiB /
+			      (st->total_s > 0 ? st->total_s : 1);
+	st->cpu_s_source = ut_cpu_seconds() - cpu0;
+	st->guest_bytes = s->vm.ram_bytes;
+	st->nbulk = s->nbulk;
+}
+
+int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
+		   char err[MIG_ERR_LEN])
+{
+	struct mig_src s = { .p = p, .st = st, .err = err,
+			     .uffd = { .fd = -1 } };
+	double cpu0 = ut_cpu_seconds();
+	int ret;
+
+	err[0] = 0;
+	memset(st, 0, sizeof(*st));
+	snprintf(st->outcome, sizeof(st->outcome), "failed");
+	s.start_ns = ut_now_ns();
+	pthread_mutex_init(&s.lock, NULL);
+	pthread_cond_init(&s.cond, NULL);
+	s.nbulk = tp_session_nbulk(p->session);
+	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
+	if (ret)
+		goto out;
+	if (s.vm.link.hello.flags & VML_F_INCOMING) {
+		ret = mig_fail(err, -EINVAL, "the VM at %s is waiting for an "
+			       "incoming migration, not running", p->vm_socket);
+		goto out;
+	}
+	for (unsigned int i = 0; !ret && s.vm.copy && i < s.vm.nr; i++)
+		if (s.vm.layout.r[i].page_size > STAGE_BYTES)
+			ret = mig_fail(err, -EINVAL, "1G pages cannot be copied "
+				       "through a buffer: use the mapped access");
+	if (!ret)
+		ret = build_chunks(&s);
+	if (!ret)
+		ret = ut_bitmap_init(&s.todo, s.vm.total_pages);
+	if (ret) {
+		mig_fail(err, ret, "out of memory");
+		goto out;
+	}
+	pr_info("attached in %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
+	ret = start_tracking(&s, err);
+	pr_info("tracking armed at %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
+	if (!ret)
+		ret = negotiate(&s, tp_session_control(p->session), err);
+	if (!ret && (ret = start_senders(&s)))
+		mig_fail(err, ret, "cannot start the sender threads");
+	if (!ret)
+		ret = precopy(&s, err);
+	if (!ret)
+		snprintf(st->outcome, sizeof(st->outcome), "completed");
+out:
+	if (ret && s.paused) {
+		/* Before the destination runs the guest, it is still ours. */
+		int r2 = vml_client_resume(&s.vm.link);
+
+		if (r2)
+			pr_err("resuming the source VM failed: %s",
+			       strerror(-r2));
+	}
+	if (ret && ret != -ETIMEDOUT && s.senders)
+		tell_dest(&s, -ret, err[0] ? err : "source failed");
+	stop_senders(&s);
+	if (s.senders == NULL && s.vm.nr)
+		final_stats(&s, cpu0);
+	gm_dirty_destroy(s.dirty);
+	gm_uffd_close(&s.uffd);
+	ut_bitmap_fini(&s.todo);
+	free(s.chunks);
+	mig_vm_detach(&s.vm);
+	pthread_cond_destroy(&s.cond);
+	pthread_mutex_destroy(&s.lock);
+	return ret;
+}

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Attaching to a VMM: the VM link, then a mapping of each RAM region. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define LOG_PREFIX "migrate"
+#include "migrate/internal.h"
+
+int mig_fail(char *err, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && !err[0]) { /* the first reason is the one that counts */
+		va_start(ap, fmt);
+		vsnprintf(err, MIG_ERR_LEN, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
+		 size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return tp_send(st, type, &iov, len ? 1 : 0, 0);
+}
+
+int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
+		size_t len)
+{
+	const struct gm_region *g = &vm->map[r];
+	uint64_t off = g->fd_offset + idx * g->page_size;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(g->fd, (uint8_t *)buf + done, len - done,
+				  off + done);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += n;
+	}
+	return 0;
+}
+
+int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
+		 const void *buf, size_t len)
+{
+	const struct gm_region *g = &vm->map[r];
+	uint64_t off = g->fd_offset + idx * g->page_size;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(g->fd, (const uint8_t *)buf + done,
+				   len - done, off + done);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += n;
+	}
+	return 0;
+}
+
+int mig_vm_attach(struct mig_vm *vm, const char *path,
+		  enum mig_mem_access access, char *err)
+{
+	const struct vml_hello *h;
+	uint64_t t;
+	int populate, ret;
+
+	memset(vm, 0, sizeof(*vm));
+	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
+		vm->map[i].fd = -1;
+	ret = vml_client_open(&vm->link, path);
+	if (ret)
+		return mig_fail(err, ret, "cannot attach to the VM at %s: %s",
+				path, strerror(-ret));
+	h = &vm->link.hello;
+	if (h->nr_regions == 0 || h->nr_regions > MIG_MAX_REGIONS)
+		return mig_fail(err, -EPROTO, "the VM reports %u RAM regions",
+				h->nr_regions);
+	/* An incoming VM's RAM is about to be written, a running one's read. */
+	populate = (h->flags & VML_F_INCOMING) ? MADV_POPULATE_WRITE :
+						  MADV_POPULATE_READ;
+	vm->nr = h->nr_regions;
+	vm->layout.nr = vm->nr;
+	for (unsigned int i = 0; i < vm->nr; i++) {
+		const struct vml_region *r = &h->regions[i];
+
+		if (r->fd < 0)
+			return mig_fail(err, -EOPNOTSUPP,
+					"RAM region %u is anonymous memory, "
+					"which Ferry cannot map yet: start the "
+					"VM with shmem or hugetlb backing", i);
+		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
+				       r->fd_offset, r->size);
+		if (ret)
+			return mig_fail(err, ret, "cannot map RAM region %u "
+					"(%llu MiB): %s", i,
+					(unsigned long long)(r->size >> 20),
+					strerror(-ret));
+		vm->layout.r[i] = (struct mig_region){
+			.gpa = r->gpa, .size = r->size,
+			.page_size = (uint32_t)r->page_size,
+		};
+		if (r->page_size == 4096 && access == MIG_MEM_AUTO)
+			vm->copy = true;
+		vm->first[i] = vm->total_pages;
+		vm->total_pages += r->size / r->page_size;
+		vm->ram_bytes += r->size;
+	}
+	if (access == MIG_MEM_COPY)
+		vm->copy = true;
+	if (vm->copy)
+		return 0;
+	for (unsigned int i = 0; i < vm->nr; i++) {
+		/* Fault the whole mapping in now, in one call: page by page
+		 * first touches cost far more, on the critical path. */
+		t = ut_now_ns();
+		if (madvise(vm->map[i].host, vm->map[i].size, populate))
+			pr_warn("populating region %u: %s", i, strerror(errno));
+		pr_info("region %u: %zu MiB mapped and populated in %.1f ms", i,
+			vm->map[i].size >> 20, (ut_now_ns() - t) / 1e6);
+	}
+	return 0;
+}
+
+void mig_vm_detach(struct mig_vm *vm)
+{
+	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
+		gm_region_fini(&vm->map[i]);
+	vml_client_close(&vm->link);
+}

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+
+static int read_psk(struct cli *c, const char *path)
+{
+	char hex[256];
+	size_t n = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		fprintf(stderr, "%s: --psk-file %s: %s\n", c->prog, path,
+			strerror(errno));
+		return -1;
+	}
+	if (!fgets(hex, sizeof(hex), f))
+		hex[0] = 0;
+	fclose(f);
+	for (char *p = hex; *p && !isspace((unsigned char)*p); p += 2) {
+		unsigned int b;
+
+		if (!isxdigit((unsigned char)p[0]) ||
+		    !isxdigit((unsigned char)p[1]) || n >= sizeof(c->psk) ||
+		    sscanf(p, "%2x", &b) != 1) {
+			n = 0;
+			break;
+		}
+		c->psk[n++] = b;
+	}
+	if (n < 16) {
+		fprintf(stderr, "%s: --psk-file %s: expected 32 to 128 hex "
+				"digits\n", c->prog, path);
+		return -1;
+	}
+	c->tp.security = TP_SEC_PSK;
+	c->tp.psk = c->psk;
+	c->tp.psk_len = n;
+	return 0;
+}
+
+long cli_number(const struct cli *c, const char *opt, const char *arg,
+		long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || *end || end == arg || v < min || v > max) {
+		fprintf(stderr, "%s: %s takes a number from %ld to %ld, not "
+				"'%s'\n", c->prog, opt, min, max, arg);
+		return -1;
+	}
+	return v;
+}
+
+int cli_option(struct cli *c, int opt, const char *arg)
+{
+	long v;
+
+	switch (opt) {
+	case CLI_OPT_CA:
+		c->tp.ca_file = arg;
+		return 1;
+	case CLI_OPT_CERT:
+		c->tp.cert_file = arg;
+		return 1;
+	case CLI_OPT_KEY:
+		c->tp.key_file = arg;
+		return 1;
+	case CLI_OPT_PEER:
+		c->tp.peer_name = arg;
+		return 1;
+	case CLI_OPT_PSK:
+		return read_psk(c, arg) ? -1 : 1;
+	case CLI_OPT_INSECURE:
+		c->tp.security = TP_SEC_INSECURE;
+		c->insecure_named = true;
+		return 1;
+	case CLI_OPT_TIMEOUT:
+		v = cli_number(c, "--timeout", arg, 1, 3600000);
+		if (v < 0)
+			return -1;
+		c->tp.timeout_ms = v;
+		return 1;
+	case CLI_OPT_JSON:
+		c->json = arg;
+		return 1;
+	case CLI_OPT_MEM:
+		if (!strcmp(arg, "auto"))
+			c->mem = MIG_MEM_AUTO;
+		else if (!strcmp(arg, "map"))
+			c->mem = MIG_MEM_MAP;
+		else if (!strcmp(arg, "copy"))
+			c->mem = MIG_MEM_COPY;
+		else {
+			fprintf(stderr, "%s: --mem-access takes auto, map or "
+					"copy, not '%s'\n", c->prog, arg);
+			return -1;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+int cli_check(struct cli *c)
+{
+	if (c->insecure_named && c->tp.psk) {
+		fprintf(stderr, "%s: --insecure and --psk-file exclude each "
+				"other\n", c->prog);
+		return -1;
+	}
+	if (c->tp.security == TP_SEC_MTLS &&
+	    (!c->tp.ca_file || !c->tp.cert_file || !c->tp.key_file)) {
+		fprintf(stderr, "%s: mutual TLS needs --ca, --cert and --key "
+				"(or --psk-file, or --insecure)\n", c->prog);
+		return -1;
+	}
+	if (c->tp.security == TP_SEC_INSECURE)
+		fprintf(stderr, "%s: WARNING: --insecure: guest memory crosses "
+				"the network unencrypted and unauthenticated\n",
+			c->prog);
+	return 0;
+}
+
+int cli_split_addr(const char *s, char *host, size_t hlen, char *port,
+		   size_t plen)
+{
+	const char *colon = strrchr(s, ':');
+	size_t n;
+
+	host[0] = 0;
+	if (!colon) {
+		snprintf(port, plen, "%s", s);
+		return port[0] ? 0 : -1;
+	}
+	n = colon - s;
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	} else if (memchr(s, ':', n)) {
+		return -1; /* a bare IPv6 address needs brackets */
+	}
+	if (n >= hlen || !colon[1])
+		return -1;
+	memcpy(host, s, n);
+	host[n] = 0;
+	snprintf(port, plen, "%s", colon + 1);
+	return 0;
+}
+
+static double mib(uint64_t b)
+{
+	return b / (double)(1 << 20);
+}
+
+void cli_print_summary(const struct mig_stats *st, const char *role)
+{
+	printf("%s: migration %s in %.2f s", role, st->outcome, st->total_s);
+	if (st->downtime_ms > 0)
+		printf(", downtime %.1f ms", st->downtime_ms);
+	printf("\n");
+	if (!st->bytes_total)
+		return;
+	printf("  guest RAM %.0f MiB over %u bulk streams, %u rounds\n",
+	       mib(st->guest_bytes), st->nbulk, st->nrounds);
+	printf("  sent %.1f MiB: page data %.1f, zero bitmaps %.3f, duplicate "
+	       "refs %.3f, protocol %.3f\n", mib(st->bytes_total),
+	       mib(st->bytes_data), mib(st->bytes_zero), mib(st->bytes_dup),
+	       mib(st->bytes_proto));
+	printf("  throughput %.0f MiB/s, setup %.3f s, CPU %.2f s source / "
+	       "%.2f s destination\n", st->throughput_mibs, st->setup_s,
+	       st->cpu_s_source, st->cpu_s_dest);
+}
+
+void cli_progress(const struct mig_progress *p, void *arg)
+{
+	const bool *tty = arg;
+
+	if (!*tty)
+		return;
+	fprintf(stderr, "\r\033[Kround %u%s | %.0f/%.0f MiB | dirty %.1f MiB/s "
+		"| %.0f MiB/s | predicted downtime %.1f ms",
+		p->round, p->final ? " (final)" : "",
+		mib(p->round_bytes_done), mib(p->round_bytes_total),
+		p->dirty_rate_mibs, p->throughput_mibs,
+		p->predicted_downtime_ms);
+	fflush(stderr);
+}

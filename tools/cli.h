@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What ferry-source and ferry-dest share: security options, addresses,
+ * the summary. Only the two CLIs include this. */
+#ifndef FERRY_TOOLS_CLI_H
+#define FERRY_TOOLS_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "migrate/migrate.h"
+#include "transport/transport.h"
+#include "util/util.h"
+
+/* Long options every agent takes; their values start at CLI_OPT_BASE. */
+enum {
+	CLI_OPT_BASE = 0x100,
+	CLI_OPT_CA = CLI_OPT_BASE,
+	CLI_OPT_CERT,
+	CLI_OPT_KEY,
+	CLI_OPT_PEER,
+	CLI_OPT_PSK,
+	CLI_OPT_INSECURE,
+	CLI_OPT_TIMEOUT,
+	CLI_OPT_JSON,
+	CLI_OPT_MEM,
+	CLI_OPT_END,
+};
+
+#define CLI_SECURITY_OPTIONS \
+	{ "ca", required_argument, NULL, CLI_OPT_CA }, \
+	{ "cert", required_argument, NULL, CLI_OPT_CERT }, \
+	{ "key", required_argument, NULL, CLI_OPT_KEY }, \
+	{ "peer-name", required_argument, NULL, CLI_OPT_PEER }, \
+	{ "psk-file", required_argument, NULL, CLI_OPT_PSK }, \
+	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }, \
+	{ "timeout", required_argument, NULL, CLI_OPT_TIMEOUT }, \
+	{ "json", required_argument, NULL, CLI_OPT_JSON }, \
+	{ "mem-access", required_argument, NULL, CLI_OPT_MEM }
+
+#define CLI_SECURITY_HELP \
+"Security (mutual TLS 1.3 by default):\n" \
+"      --ca FILE            CA certificate the peer must chain to\n" \
+"      --cert FILE          this host's certificate\n" \
+"      --key FILE           its private key\n" \
+"      --peer-name NAME     expected name in the peer's certificate\n" \
+"      --psk-file FILE      TLS 1.3 with a pre-shared key instead (hex,\n" \
+"                           32 to 128 digits)\n" \
+"      --insecure           plain TCP: NO encryption, NO authentication\n" \
+"      --timeout MS         a silent peer is an error after MS ms (10000)\n" \
+"      --json FILE          write the statistics as JSON (- for stdout)\n" \
+"      --mem-access MODE    how guest RAM is read/written: map (through a\n" \
+"                           mapping, no copy), copy (pread/pwrite on its\n" \
+"                           fd), auto (copy for 4K pages; the default)\n"
+
+struct cli {
+	const char *prog;	/* for messages */
+	struct tp_config tp;
+	uint8_t psk[64];
+	const char *json;
+	enum mig_mem_access mem;
+	bool insecure_named;
+};
+
+/* Handles one of the shared options; 1 if it was one, 0 if not, -1 on a
+ * bad value (after printing why). */
+int cli_option(struct cli *c, int opt, const char *arg);
+/* Checks the security choice is complete; prints why not. */
+int cli_check(struct cli *c);
+/* Splits "HOST:PORT", "[V6]:PORT" or "PORT" (host NULL). */
+int cli_split_addr(const char *s, char *host, size_t hlen, char *port,
+		   size_t plen);
+/* Parses a positive decimal; -1 (after a message) if it is not in range. */
+long cli_number(const struct cli *c, const char *opt, const char *arg,
+		long min, long max);
+/* The summary a person reads after a migration. */
+void cli_print_summary(const struct mig_stats *st, const char *role);
+/* The progress line on a terminal (stderr), nothing otherwise. */
+void cli_progress(const struct mig_progress *p, void *arg);
+
+#endif

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * ferry-dest: receives one live migration from a ferry-source into an
+ * incoming VM (ferry-vm --incoming) and resumes it there.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+
+static const char usage[] =
+"Usage: ferry-dest [OPTIONS] --vm SOCKET --listen [HOST:]PORT\n"
+"Waits for one ferry-source on PORT, receives the VM into the incoming VM\n"
+"whose VM link listens on SOCKET (ferry-vm --incoming --socket SOCKET),\n"
+"and resumes it there. If the source fails or gives up before the\n"
+"switchover, the incoming VM is discarded and ferry-dest exits non-zero.\n"
+"\n"
+"  -s, --vm SOCKET          the incoming VM's link socket\n"
+"  -l, --listen [HOST:]PORT address to listen on (default: all)\n"
+"      --accept-timeout S   give up if no source connects in S s (600)\n"
+"  -q, --quiet              no summary\n"
+"  -v, --verbose            log what happens\n"
+"  -h, --help               this text\n"
+"  -V, --version\n"
+"\n" CLI_SECURITY_HELP
+"\nExit status: 0 the VM runs here, 1 failed, 2 usage.\n";
+
+enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END };
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		CLI_SECURITY_OPTIONS,
+		{ 0 },
+	};
+	struct cli c = { .prog = "ferry-dest" };
+	struct mig_dest_params p = { 0 };
+	const char *listen = NULL;
+	char host[256], port[32], err[MIG_ERR_LEN];
+	struct tp_listener *l = NULL;
+	struct tp_session *sess = NULL;
+	struct mig_stats st;
+	struct tp_err terr;
+	bool quiet = false;
+	long v;
+	int o, ret;
+
+	c.tp.accept_timeout_ms = 600000;
+	while ((o = getopt_long(argc, argv, "s:l:qvhV", opts, NULL)) != -1) {
+		ret = cli_option(&c, o, optarg);
+		if (ret < 0)
+			return 2;
+		if (ret)
+			continue;
+		switch (o) {
+		case 's':
+			p.vm_socket = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case OPT_ACCEPT_TIMEOUT:
+			if ((v = cli_number(&c, "--accept-timeout", optarg, 1,
+					    86400)) < 0)
+				return 2;
+			c.tp.accept_timeout_ms = v * 1000;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			ut_log_set_level(UT_LOG_INFO);
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		case 'V':
+			printf("ferry-dest %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'ferry-dest --help'.\n");
+			return 2;
+		}
+	}
+	if (optind < argc || !p.vm_socket || !listen) {
+		fprintf(stderr, "ferry-dest: %s\nTry 'ferry-dest --help'.\n",
+			optind < argc ? "unexpected argument" :
+					"--vm and --listen are required");
+		return 2;
+	}
+	if (cli_split_addr(listen, host, sizeof(host), port, sizeof(port))) {
+		fprintf(stderr, "ferry-dest: --listen wants [HOST:]PORT, not '%s'\n",
+			listen);
+		return 2;
+	}
+	if (cli_check(&c))
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	ret = tp_listener_create(&c.tp, host[0] ? host : NULL, port, &l, &terr);
+	if (ret) {
+		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
+		return 1;
+	}
+	if (!quiet)
+		fprintf(stderr, "ferry-dest: listening on port %d\n",
+			tp_listener_port(l));
+	ret = tp_session_accept(l, &sess, &terr);
+	tp_listener_destroy(l);
+	if (ret) {
+		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
+		return 1;
+	}
+	if (!quiet)
+		fprintf(stderr, "ferry-dest: %s\n", tp_session_describe(sess));
+	p.session = sess;
+	p.mem_access = c.mem;
+	ret = mig_dest_run(&p, &st, err);
+	tp_session_destroy(sess);
+	if (c.json)
+		mig_stats_write_json(&st, "dest", c.json);
+	if (ret) {
+		fprintf(stderr, "ferry-dest: %s\n", err);
+		return 1;
+	}
+	if (!quiet)
+		cli_print_summary(&st, "ferry-dest");
+	return 0;
+}

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * ferry-source: migrates a running VM (reached over its VM link socket) to
+ * a ferry-dest, live, over TLS 1.3.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+
+static const char usage[] =
+"Usage: ferry-source [OPTIONS] --vm SOCKET --dest HOST:PORT\n"
+"Migrates the running VM whose VM link listens on SOCKET to the ferry-dest\n"
+"at HOST:PORT (an IPv6 address in brackets: [::1]:7000). Guest memory is\n"
+"copied while the guest runs (precopy); when the remaining dirty memory\n"
+"fits the downtime limit the VM pauses, its last pages and its state move,\n"
+"and it resumes at the destination. If anything fails before then, or the\n"
+"guest dirties memory faster than it can be sent, the VM keeps running\n"
+"here and ferry-source exits non-zero.\n"
+"\n"
+"  -s, --vm SOCKET          the VM's link socket (ferry-vm --socket)\n"
+"  -d, --dest HOST:PORT     where ferry-dest listens\n"
+"  -n, --streams N          bulk streams, 1 to 16 (default 2)\n"
+"  -D, --downtime MS        downtime limit in ms (default 300)\n"
+"  -b, --bandwidth MIBS     cap on the bandwidth, MiB/s (default none)\n"
+"      --deadline S         give up converging after S seconds (120)\n"
+"      --max-rounds N       give up after N rounds (30)\n"
+"  -q, --quiet              no progress, no summary\n"
+"  -v, --verbose            log what happens\n"
+"  -h, --help               this text\n"
+"  -V, --version\n"
+"\n" CLI_SECURITY_HELP
+"\nExit status: 0 migrated, 1 failed or cancelled (the VM runs here), 2 usage.\n";
+
+enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS };
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 's' },
+		{ "dest", required_argument, NULL, 'd' },
+		{ "streams", required_argument, NULL, 'n' },
+		{ "downtime", required_argument, NULL, 'D' },
+		{ "bandwidth", required_argument, NULL, 'b' },
+		{ "deadline", required_argument, NULL, OPT_DEADLINE },
+		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		CLI_SECURITY_OPTIONS,
+		{ 0 },
+	};
+	struct cli c = { .prog = "ferry-source" };
+	struct mig_source_params p = { 0 };
+	const char *dest = NULL;
+	char host[256], port[32], err[MIG_ERR_LEN];
+	struct tp_session *sess = NULL;
+	struct mig_stats st;
+	struct tp_err terr;
+	bool quiet = false, tty;
+	long v;
+	int o, ret;
+
+	c.tp.nbulk = 2;
+	while ((o = getopt_long(argc, argv, "s:d:n:D:b:qvhV", opts, NULL)) != -1) {
+		ret = cli_option(&c, o, optarg);
+		if (ret < 0)
+			return 2;
+		if (ret)
+			continue;
+		switch (o) {
+		case 's':
+			p.vm_socket = optarg;
+			break;
+		case 'd':
+			dest = optarg;
+			break;
+		case 'n':
+			if ((v = cli_number(&c, "--streams", optarg, 1, TP_MAX_BULK)) < 0)
+				return 2;
+			c.tp.nbulk = v;
+			break;
+		case 'D':
+			if ((v = cli_number(&c, "--downtime", optarg, 1, 600000)) < 0)
+				return 2;
+			p.downtime_limit_ms = v;
+			break;
+		case 'b':
+			if ((v = cli_number(&c, "--bandwidth", optarg, 1, 1 << 20)) < 0)
+				return 2;
+			p.bandwidth_limit = (uint64_t)v << 20;
+			break;
+		case OPT_DEADLINE:
+			if ((v = cli_number(&c, "--deadline", optarg, 1, 86400)) < 0)
+				return 2;
+			p.deadline_s = v;
+			break;
+		case OPT_MAX_ROUNDS:
+			if ((v = cli_number(&c, "--max-rounds", optarg, 1, MIG_MAX_ROUNDS)) < 0)
+				return 2;
+			p.max_rounds = v;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			ut_log_set_level(UT_LOG_INFO);
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		case 'V':
+			printf("ferry-source %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'ferry-source --help'.\n");
+			return 2;
+		}
+	}
+	if (optind < argc || !p.vm_socket || !dest) {
+		fprintf(stderr, "ferry-source: %s\nTry 'ferry-source --help'.\n",
+			optind < argc ? "unexpected argument" :
+					"--vm and --dest are required");
+		return 2;
+	}
+	if (cli_split_addr(dest, host, sizeof(host), port, sizeof(port)) ||
+	    !host[0]) {
+		fprintf(stderr, "ferry-source: --dest wants HOST:PORT, not '%s'\n",
+			dest);
+		return 2;
+	}
+	if (cli_check(&c))
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	tty = !quiet && isatty(STDERR_FILENO);
+	ret = tp_session_connect(&c.tp, host, port, &sess, &terr);
+	if (ret) {
+		fprintf(stderr, "ferry-source: %s\n", terr.msg);
+		return 1;
+	}
+	if (!quiet)
+		fprintf(stderr, "ferry-source: %s\n", tp_session_describe(sess));
+	p.session = sess;
+	p.mem_access = c.mem;
+	p.progress = cli_progress;
+	p.progress_arg = &tty;
+	ret = mig_source_run(&p, &st, err);
+	if (tty)
+		fprintf(stderr, "\n");
+	tp_session_destroy(sess);
+	if (c.json)
+		mig_stats_write_json(&st, "source", c.json);
+	if (ret) {
+		fprintf(stderr, "ferry-source: %s\n", err);
+		return 1;
+	}
+	if (!quiet)
+		cli_print_summary(&st, "ferry-source");
+	return 0;
+}

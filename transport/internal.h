@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* transport: private declarations shared by the files of this folder. */
+#ifndef FERRY_TRANSPORT_INTERNAL_H
+#define FERRY_TRANSPORT_INTERNAL_H
+
+#include <liburing.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+
+#include "transport/transport.h"
+
+#define TP_DEFAULT_TIMEOUT_MS 10000
+#define TP_DEFAULT_BUF (256 * 1024)
+#define TP_DEFAULT_KEY_UPDATE (16ULL << 30)
+
+/* Wire: every message starts with this frame header, little-endian. */
+#define TP_FRAME_MAGIC 0x31595246u /* "FRY1" */
+#define TP_FRAME_LEN 16
+/* Transport-internal message types (session setup). */
+#define TP_TYPE_HELLO (TP_TYPE_RESERVED + 1)
+#define TP_TYPE_WELCOME (TP_TYPE_RESERVED + 2)
+#define TP_TYPE_JOIN (TP_TYPE_RESERVED + 3)
+#define TP_TYPE_JOINED (TP_TYPE_RESERVED + 4)
+#define TP_PROTO_VERSION 1
+#define TP_TOKEN_LEN 16
+/* Payloads: HELLO le32 version, le32 nbulk; WELCOME the same and the
+ * token; JOIN the token, le32 kind, le32 index; JOINED empty. */
+#define HELLO_LEN 8
+#define WELCOME_LEN (8 + TP_TOKEN_LEN)
+#define JOIN_LEN (TP_TOKEN_LEN + 8)
+
+void tp_frame_encode(uint8_t out[TP_FRAME_LEN], uint32_t type, uint64_t len);
+/* Returns 0, or -EPROTO if @in is not a frame header. */
+int tp_frame_decode(const uint8_t in[TP_FRAME_LEN], uint32_t *type,
+		    uint64_t *len);
+
+static inline void tp_put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = v >> (8 * i);
+}
+
+static inline uint32_t tp_get_le32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Shared TLS state of a listener or of a connecting session, refcounted:
+ * the SSL objects of every stream point into it (BIO method, PSK). */
+struct tp_tls {
+	atomic_int refs;
+	enum tp_security sec;
+	SSL_CTX *ctx;		/* NULL when insecure */
+	BIO_METHOD *bio_meth;	/* our io_uring BIO */
+	char peer_name[256];	/* expected peer name, "" for any */
+	uint8_t psk[64];
+	size_t psk_len;
+	char psk_identity[128];
+	bool server;
+};
+
+int tp_tls_create(const struct tp_config *cfg, bool server,
+		  struct tp_tls **out, struct tp_err *err);
+struct tp_tls *tp_tls_get(struct tp_tls *t);
+/* Drops a reference; frees at zero; accepts NULL. */
+void tp_tls_put(struct tp_tls *t);
+int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+struct tp_stream;
+
+/* How a stream's bytes meet the wire: TLS in user space (wire-tls.c) or
+ * plain TCP (wire-plain.c). */
+struct tp_wire_ops {
+	/* Sends one frame (header + payload iovec of @len bytes); with
+	 * TP_MORE it may stay staged. 0 or -errno with st->err set. */
+	int (*send_frame)(struct tp_stream *st, const uint8_t *hdr,
+			  const struct iovec *iov, int iovcnt, uint64_t len,
+			  unsigned int flags);
+	/* Reads exactly @len bytes: 0, -ESHUTDOWN on a clean end, -errno. */
+	int (*read)(struct tp_stream *st, uint8_t *p, size_t len);
+	/* Writes bytes as they are, no frame (tests forge frames). */
+	int (*write_raw)(struct tp_stream *st, const void *p, size_t len);
+	/* True when received bytes wait in user space. */
+	bool (*pending)(const struct tp_stream *st);
+	/* Says goodbye (close_notify) and flushes, best effort. */
+	void (*close)(struct tp_stream *st);
+};
+
+extern const struct tp_wire_ops tp_wire_plain;
+
+struct tp_stream {
+	const struct tp_wire_ops *ops;
+	int fd;			/* connected TCP socket, -1 when none */
+	enum tp_stream_kind kind;
+	unsigned int index;	/* bulk stream number */
+	struct io_uring ring;	/* drives every socket I/O of this stream */
+	bool ring_ok;
+	bool buf_registered;	/* rxbuf is registered buffer 0 */
+	int timeout_ms;		/* < 0: wait forever */
+	uint64_t spin_ns;	/* busy-poll receives this long first */
+	SSL *ssl;		/* NULL for plain TCP */
+	bool hs_done;		/* TLS handshake completed */
+	struct tp_tls *tls;	/* reference held while ssl lives */
+	uint8_t *txbuf;		/* staged outgoing bytes (TLS records) */
+	size_t tx_len, tx_cap;
+	uint8_t *rxbuf;		/* received, not yet consumed bytes */
+	size_t rx_off, rx_len, rx_cap;
+	bool eof;		/* TCP FIN seen */
+	bool broken;		/* an I/O or TLS error: no graceful close */
+	bool got_bytes;		/* any byte ever received */
+	uint8_t first_byte;	/* first byte received (TLS sniffing) */
+	int io_err;		/* -errno of the raw layer for the BIO */
+	bool in_msg;		/* a message header was read */
+	uint64_t rx_left;	/* payload bytes of it still unread */
+	uint64_t key_update_bytes; /* threshold */
+	uint64_t since_update;	/* bytes sent with the current key */
+	struct tp_stream_stats stats;
+	char err[TP_ERR_LEN];
+};
+
+/* stream.c */
+int tp_stream_create(int fd, enum tp_stream_kind kind, unsigned int index,
+		     const struct tp_config *cfg, struct tp_stream **out);
+void tp_stream_destroy(struct tp_stream *st, bool graceful);
+int tp_stream_seterr(struct tp_stream *st, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Writes raw bytes into the stream (through TLS when on): tests use it to
+ * forge partial frames. */
+int tp_stream_write_raw(struct tp_stream *st, const void *buf, size_t len,
+			bool flush);
+
+/* The listening socket (tests poll it to order connections). */
+int tp_listener_fd(const struct tp_listener *l);
+/* Sends a transport-internal message (type >= TP_TYPE_RESERVED). */
+int tp_send_internal(struct tp_stream *st, uint32_t type, const void *buf,
+		     size_t len);
+
+/* ring.c: the raw byte layer, one operation in flight at a time. */
+int tp_ring_setup(struct tp_stream *st);
+/* Sends all @len bytes of @buf. Returns 0 or -errno with st->err set. */
+int tp_raw_send(struct tp_stream *st, const void *buf, size_t len);
+/* Sends all bytes of @iov (modified). Same returns. */
+int tp_raw_sendv(struct tp_stream *st, struct iovec *iov, int iovcnt);
+/* Flushes st->txbuf. Same returns. */
+int tp_raw_flush(struct tp_stream *st);
+/* Reads at least one byte into st->rxbuf (which must be empty). Returns the
+ * count, 0 at EOF, or -errno with st->err set. */
+ssize_t tp_raw_fill(struct tp_stream *st);
+/* Reads at least one byte, at most @len, straight into @buf. Returns the
+ * count, 0 at EOF, or -errno with st->err set. */
+ssize_t tp_raw_recv(struct tp_stream *st, void *buf, size_t len);
+/* Reads exactly all bytes of @iov (modified) straight from the socket.
+ * Returns 0, -ECONNRESET at EOF, or -errno, with st->err set. */
+int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt);
+/* Waits for one operation with the stream's timeout; see ring.c. */
+int tp_ring_wait_one(struct io_uring *ring, int timeout_ms);
+
+/* wire-tls.c */
+/* Creates st->ssl on st->fd and runs the handshake; on success the stream
+ * switches to the TLS wire. Returns 0 or -errno with st->err set. */
+int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
+		     const char *connect_host);
+/* Turns a failed SSL call into -errno and a reason in st->err. */
+int tp_tls_error(struct tp_stream *st, int sslret, const char *what);
+/* Logs kernel TLS availability on a connected socket (debug level). */
+void tp_ktls_probe(int fd, char *desc, size_t desclen);
+
+#endif /* FERRY_TRANSPORT_INTERNAL_H */

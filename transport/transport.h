@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * transport: Ferry's wire. A session is one control stream, N bulk streams
+ * and one urgent stream between two agents, each its own TCP connection and
+ * its own TLS 1.3 session (mutual certificate authentication by default,
+ * TLS-PSK as an option, plain TCP only when asked for by name), joined by a
+ * random token agreed on the control stream. All socket I/O goes through an
+ * io_uring owned by each stream; OpenSSL works on a custom BIO whose bytes
+ * that ring sends and receives.
+ *
+ * On a stream travel messages: a 32-bit type (below TP_TYPE_RESERVED) and a
+ * payload of any length given as an iovec, so a sender can pass a header
+ * followed by guest page pointers without gathering them first. A receiver
+ * reads the message header, then reads the payload in as many pieces as it
+ * likes, straight into their destinations.
+ *
+ * Threads: a stream is used by one thread at a time (sending and receiving
+ * on the same stream from two threads at once is not supported); different
+ * streams of one session may be used from different threads concurrently.
+ * Errors are 0 / -errno; the human-readable reason of the last error of a
+ * stream or of a failed constructor is one line without a newline. After
+ * an error other than -EINVAL, -EMSGSIZE or -EBUSY (misuse, nothing sent
+ * or consumed) a stream is unusable: its bytes may stop mid-record.
+ * Destroy the session.
+ */
+#ifndef FERRY_TRANSPORT_H
+#define FERRY_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define TP_ERR_LEN 256
+#define TP_MAX_BULK 16
+/* Message types at or above this value belong to the transport itself. */
+#define TP_TYPE_RESERVED 0xffff0000u
+
+/* A reason for a failure that happened before an object existed. */
+struct tp_err {
+	char msg[TP_ERR_LEN];
+};
+
+enum tp_security {
+	TP_SEC_MTLS = 0, /* TLS 1.3, both sides present certificates (default) */
+	TP_SEC_PSK,	 /* TLS 1.3 with a pre-shared key, no certificates */
+	TP_SEC_INSECURE, /* plain TCP: no encryption, no authentication */
+};
+
+struct tp_config {
+	enum tp_security security;
+	/* TP_SEC_MTLS: PEM files. The peer's chain must lead to ca_file. A
+	 * client may leave cert_file and key_file both NULL to present no
+	 * certificate; servers always require one. */
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+	/* Expected peer name (DNS name or IP literal, matched against the
+	 * peer certificate's SAN). Client default: the host it connects to.
+	 * Server default: any name signed by the CA. */
+	const char *peer_name;
+	/* TP_SEC_PSK: the key (16..64 bytes) and an identity (default
+	 * "ferry"). */
+	const uint8_t *psk;
+	size_t psk_len;
+	const char *psk_identity;
+	/* Client: number of bulk streams to open, 1..TP_MAX_BULK (default 1).
+	 * The server takes the number the client asks for. */
+	unsigned int nbulk;
+	/* A peer silent for this long while a send, a receive or a handshake
+	 * waits on it is an -ETIMEDOUT error. 0: 10000 ms; < 0: never. */
+	int timeout_ms;
+	/* Server: how long tp_session_accept() waits for a client, and for
+	 * all of its streams. 0: forever. */
+	int accept_timeout_ms;
+	/* Each side updates its sending keys (TLS KeyUpdate) after this many
+	 * payload bytes, to stay far below AES-GCM's record limit. 0: 16 GiB. */
+	uint64_t key_update_bytes;
+	/* Staging buffer per direction per stream. 0: 256 KiB. */
+	size_t buf_size;
+};
+
+enum tp_stream_kind {
+	TP_STREAM_CONTROL = 0,
+	TP_STREAM_BULK,
+	TP_STREAM_URGENT,
+};
+
+struct tp_stream_stats {
+	uint64_t tx_bytes;	/* payload + frame header bytes sent */
+	uint64_t rx_bytes;	/* payload + frame header bytes received */
+	uint64_t tx_msgs;
+	uint64_t rx_msgs;
+	uint64_t key_updates;	/* KeyUpdates this side sent */
+};
+
+struct tp_listener;
+struct tp_session;
+struct tp_stream;
+
+/* ---- sessions ---------------------------------------------------------- */
+
+/* Binds and listens on @host (NULL: all IPv6 and IPv4 addresses) and @port
+ * ("0" picks a free port, see tp_listener_port()). Loads the credentials of
+ * @cfg now, so a bad file is reported here. @cfg and the strings it points
+ * to need only live during the call. Returns 0 and *@out, or -errno with
+ * @err (may be NULL) filled. The caller owns *@out. */
+int tp_listener_create(const struct tp_config *cfg, const char *host,
+		       const char *port, struct tp_listener **out,
+		       struct tp_err *err);
+/* The bound TCP port. Any thread. */
+int tp_listener_port(const struct tp_listener *l);
+/* Closes the socket and frees @l; accepts NULL. Sessions already accepted
+ * stay valid. */
+void tp_listener_destroy(struct tp_listener *l);
+
+/* Waits for one client session: its control stream, then all its bulk
+ * streams and its urgent stream (connections that do not present the
+ * session token are closed and ignored). Either every stream is up and
+ * authenticated, or nothing is returned. Returns 0 and *@out (the caller
+ * owns it), or -errno with @err filled: -EACCES authentication failed,
+ * -EPROTO not a Ferry peer or TLS failure, -ETIMEDOUT, -ECONNRESET.
+ * One thread at a time per listener. */
+int tp_session_accept(struct tp_listener *l, struct tp_session **out,
+		      struct tp_err *err);
+
+/* Connects to @host:@port (IPv4 or IPv6) and builds a whole session with
+ * cfg->nbulk bulk streams. Same result contract as tp_session_accept(). */
+int tp_session_connect(const struct tp_config *cfg, const char *host,
+		       const char *port, struct tp_session **out,
+		       struct tp_err *err);
+
+/* Sends TLS close_notify on every stream (bounded by a short timeout),
+ * closes them and frees @s; accepts NULL. No stream may be in use. */
+void tp_session_destroy(struct tp_session *s);
+
+/* The number of bulk streams agreed at setup. Any thread. */
+unsigned int tp_session_nbulk(const struct tp_session *s);
+/* The streams belong to the session; valid until tp_session_destroy().
+ * tp_session_bulk() returns NULL for @i >= tp_session_nbulk(). */
+struct tp_stream *tp_session_control(struct tp_session *s);
+struct tp_stream *tp_session_bulk(struct tp_session *s, unsigned int i);
+struct tp_stream *tp_session_urgent(struct tp_session *s);
+/* For a caller that serves every stream of @s from one thread: waits until
+ * a stream has bytes to read (or an error or end to report) and returns it
+ * in *@ready, the urgent stream before the control stream before the bulk
+ * streams (taken round-robin), so that urgent messages are serviced first.
+ * Returns 0, -ETIMEDOUT after @timeout_ms (< 0: no limit), or -errno.
+ * Waits for readiness with poll(2); the reads themselves stay on io_uring.
+ * One thread at a time, and no stream of @s in use by another thread. */
+int tp_session_wait(struct tp_session *s, int timeout_ms,
+		    struct tp_stream **ready);
+/* One line describing the session: protocol, cipher, authentication, peer,
+ * kernel TLS use. Valid until tp_session_destroy(). */
+const char *tp_session_describe(const struct tp_session *s);
+
+/* ---- messages ---------------------------------------------------------- */
+
+struct tp_msg {
+	uint32_t type;	/* application type, < TP_TYPE_RESERVED */
+	uint64_t len;	/* payload bytes */
+};
+
+/* tp_send() flag: more messages follow soon, keep the bytes in the
+ * stream's staging buffer until it fills or a send without the flag. */
+#define TP_MORE 0x1u
+
+/* Sends one message whose payload is the concatenation of @iov (@iovcnt may
+ * be 0). Nothing is gathered first: TLS hands each piece (neighbours that
+ * touch merged) to OpenSSL, whose record layer seals 16 KiB records from
+ * it (OpenSSL 3.0 copies a record's plaintext into its buffer and seals in
+ * place; no further copy of ours); plain TCP gives the iovec to sendmsg. Returns once the bytes are handed to the kernel (or staged, with
+ * TP_MORE): the caller may then reuse its buffers. Returns 0 or -errno
+ * (-ETIMEDOUT peer not reading, -EPIPE / -ECONNRESET peer gone, -EINVAL bad
+ * type), with the reason in tp_stream_strerror(). */
+int tp_send(struct tp_stream *st, uint32_t type, const struct iovec *iov,
+	    int iovcnt, unsigned int flags);
+/* Sends what TP_MORE left staged. Returns 0 or -errno as tp_send(). */
+int tp_stream_flush(struct tp_stream *st);
+
+/* Waits for the next message and fills @msg. The previous message's payload
+ * must have been read or skipped entirely (-EBUSY otherwise). Returns 0,
+ * -ESHUTDOWN when the peer closed the stream cleanly between messages, or
+ * another -errno (-ETIMEDOUT, -ECONNRESET, -EPROTO for garbage, which also
+ * sends a TLS alert). */
+int tp_recv_hdr(struct tp_stream *st, struct tp_msg *msg);
+/* Reads exactly the sum of @iov bytes of the current message's payload into
+ * @iov, in order; may be called several times per message. Returns 0,
+ * -EMSGSIZE if more than the payload left was asked for, or -errno as for
+ * tp_recv_hdr() (a peer closing mid-message is -ECONNRESET). */
+int tp_recv_payload(struct tp_stream *st, const struct iovec *iov,
+		    int iovcnt);
+/* Discards @n bytes of the current payload. Same returns. */
+int tp_recv_skip(struct tp_stream *st, uint64_t n);
+/* Payload bytes of the current message not read yet. */
+uint64_t tp_recv_left(const struct tp_stream *st);
+/* Convenience for small messages: header and whole payload into @buf of
+ * @cap bytes. -EMSGSIZE (payload left unread) if it does not fit. */
+int tp_recv(struct tp_stream *st, struct tp_msg *msg, void *buf, size_t cap);
+
+/* ---- streams ----------------------------------------------------------- */
+
+/* The reason of the stream's last error ("" if none), one line, owned by
+ * the stream and overwritten by its next error. The stream's thread. */
+const char *tp_stream_strerror(const struct tp_stream *st);
+/* Control, bulk or urgent. Any thread. */
+enum tp_stream_kind tp_stream_kind(const struct tp_stream *st);
+/* Copies the stream's counters into @out. The stream's thread (counters
+ * are not atomic; another thread may read a torn value). */
+void tp_stream_get_stats(const struct tp_stream *st,
+			 struct tp_stream_stats *out);
+/* The socket, for poll()-driven callers (readability only; bytes already
+ * buffered in the stream are reported by tp_stream_pending()). Owned by
+ * the stream. */
+int tp_stream_fd(const struct tp_stream *st);
+/* True when bytes are buffered in user space (decrypted or not). */
+bool tp_stream_pending(const struct tp_stream *st);
+/* Changes the stream's I/O timeout (ms, < 0 never). */
+void tp_stream_set_timeout(struct tp_stream *st, int timeout_ms);
+/* Receives on @st poll for up to @usec before sleeping (0, the default:
+ * sleep at once). For a thread that waits on a short round trip, such as a
+ * page request on the urgent stream: it trades CPU for wake-up latency.
+ * Call from the thread that uses the stream. */
+void tp_stream_set_busy_poll(struct tp_stream *st, unsigned int usec);
+
+/* ---- certificates (tests, demo, ferry-cert) ----------------------------- */
+
+struct tp_cert_opts {
+	const char *cn;		/* subject common name */
+	const char *san;	/* "DNS:localhost,IP:127.0.0.1" or NULL */
+	int days;		/* validity; < 0: already expired that long */
+};
+
+/* Writes a new self-signed CA (EC P-256) to @cert_path and its key
+ * (mode 0600) to @key_path. Returns 0 or -errno with @err filled. */
+int tp_cert_make_ca(const char *cert_path, const char *key_path,
+		    const struct tp_cert_opts *o, struct tp_err *err);
+/* Writes a host certificate (usable as TLS server and client) signed by
+ * the CA at @ca_cert / @ca_key, and its key. Same returns. */
+int tp_cert_make_host(const char *ca_cert, const char *ca_key,
+		      const char *cert_path, const char *key_path,
+		      const struct tp_cert_opts *o, struct tp_err *err);
+
+#endif /* FERRY_TRANSPORT_H */
