@@ -76,6 +76,7 @@ extern const struct vm_backend_ops vm_nokvm_ops;
 struct vm_console {
 	int fd;			/* where guest lines go */
 	bool own_fd;		/* close on fini */
+	bool write_failed;	/* warned once about a failed write */
 	pthread_mutex_t lock;
 	char line[512];		/* the line being assembled */
 	size_t len;
