@@ -99,6 +99,7 @@ START_TEST(kvm_pause_save_restore)
 	struct vmp a, s, b, r;
 	uint32_t st;
 	uint64_t hb1, hb2;
+	long long a_ms, b_ms;
 
 	snprintf(sa, sizeof(sa), "%s/a.sock", dir);
 	snprintf(sb, sizeof(sb), "%s/b.sock", dir);
@@ -122,9 +123,17 @@ START_TEST(kvm_pause_save_restore)
 	ck_assert_int_eq(vmt_spawn(&r, dir, "r", rs), 0);
 	ck_assert_int_eq(vmt_wait(&r, 30000), 0);
 	ck_assert_int_eq(vmt_wait(&b, 60000), 0);
+	out = vmt_slurp(a.out);
+	a_ms = vmt_last_value(out, "HB ", "t_ms");
+	free(out);
 	out = vmt_slurp(b.out);
 	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
 	ck_assert(vmt_hb_clean(out));
+	/* The TSC was restored: guest time goes on from where A left it
+	 * (an unrestored TSC would restart near 0 and wrap). */
+	b_ms = strtoll(strstr(out, "t_ms=") + 5, NULL, 10);
+	ck_assert_int_gt(b_ms, a_ms);
+	ck_assert_int_lt(b_ms, a_ms + 30000);
 	free(out);
 }
 END_TEST

@@ -22,6 +22,7 @@
 #include "guestmem/guestmem.h"
 #include "migrate/vmlink.h"
 #include "tests/check-vm-helpers.h"
+#include "tests/testutil.h"
 #include "tools/guest/workload.h"
 #include "util/util.h"
 
@@ -55,15 +56,29 @@ static long read_long(const char *path)
 static void fixture_setup(void)
 {
 	tdir = vmt_tmpdir();
-	huge_old = read_long(NR_HUGE_2M);
 }
 
 static void fixture_teardown(void)
 {
-	FILE *f;
-
 	vmt_rmdir(tdir);
 	tdir = NULL;
+}
+
+/* For cases that change the pool: the pool is system-wide and other test
+ * programs run in parallel, so hold the tests' pool lock (testutil.h)
+ * from before reading the pool until after restoring it. */
+static int huge_lock = -1;
+
+static void huge_setup(void)
+{
+	huge_lock = ft_hugetlb_lock();
+	huge_old = read_long(NR_HUGE_2M);
+}
+
+static void huge_teardown(void)
+{
+	FILE *f;
+
 	if (huge_old >= 0 && read_long(NR_HUGE_2M) != huge_old) {
 		f = fopen(NR_HUGE_2M, "w");
 		if (f) {
@@ -71,6 +86,9 @@ static void fixture_teardown(void)
 			fclose(f);
 		}
 	}
+	if (huge_lock >= 0)
+		close(huge_lock);
+	huge_lock = -1;
 }
 
 /* ---- VM link encoding ---- */
@@ -361,10 +379,11 @@ END_TEST
 
 START_TEST(boot_nokvm_hugetlb_2m)
 {
-	ssize_t got = gm_hugetlb_set(2 << 20, 16, NULL);
+	unsigned long want = (unsigned long)(huge_old > 0 ? huge_old : 0) + 16;
+	ssize_t got = gm_hugetlb_set(2 << 20, want, NULL);
 
 	/* The fixture gives the pages back. */
-	if (got < 10) {
+	if (got < (ssize_t)want - 6) {
 		printf("hugetlb-2M: cannot reserve pages here; case not run\n");
 		return;
 	}
@@ -451,7 +470,7 @@ static void save_restore(const char *backing, bool in_process)
 				 "--restore", file, NULL };
 	const char *rs_argv[] = { NULL, "restore", "-s", sb, file, NULL };
 	struct vmp a, s, b, r;
-	long long first_n;
+	long long first_n, a_ms;
 	char *out;
 
 	snprintf(sa, sizeof(sa), "%s/a.sock", dir);
@@ -471,8 +490,15 @@ static void save_restore(const char *backing, bool in_process)
 		ck_assert_int_eq(vmt_wait(&r, 30000), 0);
 	}
 	ck_assert_int_eq(vmt_wait(&b, 30000), 0);
+	out = vmt_slurp(a.out);
+	a_ms = vmt_last_value(out, "HB ", "t_ms");
+	free(out);
 	out = vmt_slurp(b.out);
 	ck_assert_uint_eq(vmt_count(out, "GUEST"), 0);	/* not rebooted */
+	/* The guest clock went on from where A left it. */
+	ck_assert_int_gt(strtoll(strstr(out, "t_ms=") + 5, NULL, 10), a_ms);
+	ck_assert_int_lt(strtoll(strstr(out, "t_ms=") + 5, NULL, 10),
+			 a_ms + 30000);
 	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
 	ck_assert(vmt_hb_clean(out));
 	first_n = strtoll(strstr(out, "HB n=") + 5, NULL, 10);
@@ -672,27 +698,28 @@ static Suite *vm_suite(void)
 		const char *name;
 		const TTest *fn;
 		int timeout;
+		bool huge;	/* changes the huge page pool */
 	} cases[] = {
-		{ "vmlink_hdr_roundtrip", vmlink_hdr_roundtrip, 10 },
-		{ "vmlink_hello_roundtrip", vmlink_hello_roundtrip, 10 },
-		{ "vmlink_fds_over_socket", vmlink_fds_over_socket, 10 },
-		{ "vmlink_decode_fuzz", vmlink_decode_fuzz, 30 },
-		{ "vmlink_listen_in_use", vmlink_listen_in_use, 10 },
-		{ "workload_params", workload_params, 10 },
+		{ "vmlink_hdr_roundtrip", vmlink_hdr_roundtrip, 10, false },
+		{ "vmlink_hello_roundtrip", vmlink_hello_roundtrip, 10, false },
+		{ "vmlink_fds_over_socket", vmlink_fds_over_socket, 10, false },
+		{ "vmlink_decode_fuzz", vmlink_decode_fuzz, 30, false },
+		{ "vmlink_listen_in_use", vmlink_listen_in_use, 10, false },
+		{ "workload_params", workload_params, 10, false },
 		{ "workload_detects_corruption", workload_detects_corruption,
-		  30 },
-		{ "boot_nokvm_shmem", boot_nokvm_shmem, 60 },
-		{ "boot_nokvm_anon", boot_nokvm_anon, 60 },
-		{ "boot_nokvm_hugetlb_2m", boot_nokvm_hugetlb_2m, 60 },
-		{ "pause_resume", pause_resume, 60 },
-		{ "save_restore_shmem", save_restore_shmem, 90 },
-		{ "save_restore_anon_uffd", save_restore_anon_uffd, 90 },
-		{ "save_restore_in_process", save_restore_in_process, 90 },
-		{ "corrupt_page_is_reported", corrupt_page_is_reported, 60 },
-		{ "stall_is_visible", stall_is_visible, 60 },
-		{ "qemu_tcg_boots_payload", qemu_tcg_boots_payload, 120 },
-		{ "errors_one_line_each", errors_one_line_each, 120 },
-		{ "error_socket_in_use", error_socket_in_use, 60 },
+		  30, false },
+		{ "boot_nokvm_shmem", boot_nokvm_shmem, 60, false },
+		{ "boot_nokvm_anon", boot_nokvm_anon, 60, false },
+		{ "boot_nokvm_hugetlb_2m", boot_nokvm_hugetlb_2m, 60, true },
+		{ "pause_resume", pause_resume, 60, false },
+		{ "save_restore_shmem", save_restore_shmem, 90, false },
+		{ "save_restore_anon_uffd", save_restore_anon_uffd, 90, false },
+		{ "save_restore_in_process", save_restore_in_process, 90, false },
+		{ "corrupt_page_is_reported", corrupt_page_is_reported, 60, false },
+		{ "stall_is_visible", stall_is_visible, 60, false },
+		{ "qemu_tcg_boots_payload", qemu_tcg_boots_payload, 120, false },
+		{ "errors_one_line_each", errors_one_line_each, 120, true },
+		{ "error_socket_in_use", error_socket_in_use, 60, false },
 	};
 
 	for (unsigned int i = 0; i < UT_ARRAY_SIZE(cases); i++) {
@@ -701,6 +728,9 @@ static Suite *vm_suite(void)
 		tcase_set_timeout(tc, cases[i].timeout);
 		tcase_add_unchecked_fixture(tc, fixture_setup,
 					    fixture_teardown);
+		if (cases[i].huge)
+			tcase_add_unchecked_fixture(tc, huge_setup,
+						    huge_teardown);
 		tcase_add_test(tc, cases[i].fn);
 		suite_add_tcase(s, tc);
 	}

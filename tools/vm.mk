@@ -80,3 +80,9 @@ tests_check_vm_kvm_LDADD = migrate/libvmlink.a util/libutil.a $(CHECK_LIBS)
 dist_man1_MANS += docs/ferry-vm.1
 EXTRA_DIST += docs/vmlink.md
 EXTRA_DIST += tools/ferry-vm/kvm-in-tcg
+
+# The KVM cases on nested KVM under QEMU TCG, for hosts without /dev/kvm
+# (slow; downloads Debian's kernel package into a cache on first use).
+check-kvm-in-tcg: all tests/check-vm-kvm
+	$(srcdir)/tools/ferry-vm/kvm-in-tcg $(abs_top_builddir)
+.PHONY: check-kvm-in-tcg

@@ -24,7 +24,7 @@
 
 enum {
 	SEC_REGS = 0x300, SEC_SREGS, SEC_XSAVE, SEC_XCRS, SEC_MSRS,
-	SEC_LAPIC, SEC_EVENTS, SEC_MP_STATE, SEC_DEBUGREGS,
+	SEC_LAPIC, SEC_EVENTS, SEC_MP_STATE, SEC_DEBUGREGS, SEC_FPU,
 };
 
 /* MSRs saved and restored, where KVM lets us read them. */
@@ -325,20 +325,24 @@ struct simple_sec {
 	uint32_t type;
 	unsigned long get, set;
 	size_t size;
+	bool optional;	/* skipped (with a warning) where KVM lacks it */
 };
 
 static const struct simple_sec simple_secs[] = {
-	{ SEC_REGS, KVM_GET_REGS, KVM_SET_REGS, sizeof(struct kvm_regs) },
-	{ SEC_SREGS, KVM_GET_SREGS, KVM_SET_SREGS, sizeof(struct kvm_sregs) },
-	{ SEC_XCRS, KVM_GET_XCRS, KVM_SET_XCRS, sizeof(struct kvm_xcrs) },
+	{ SEC_REGS, KVM_GET_REGS, KVM_SET_REGS, sizeof(struct kvm_regs),
+	  false },
+	{ SEC_SREGS, KVM_GET_SREGS, KVM_SET_SREGS, sizeof(struct kvm_sregs),
+	  false },
+	{ SEC_XCRS, KVM_GET_XCRS, KVM_SET_XCRS, sizeof(struct kvm_xcrs),
+	  true },
 	{ SEC_EVENTS, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS,
-	  sizeof(struct kvm_vcpu_events) },
+	  sizeof(struct kvm_vcpu_events), true },
 	{ SEC_MP_STATE, KVM_GET_MP_STATE, KVM_SET_MP_STATE,
-	  sizeof(struct kvm_mp_state) },
+	  sizeof(struct kvm_mp_state), true },
 	{ SEC_DEBUGREGS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS,
-	  sizeof(struct kvm_debugregs) },
+	  sizeof(struct kvm_debugregs), true },
 	{ SEC_LAPIC, KVM_GET_LAPIC, KVM_SET_LAPIC,
-	  sizeof(struct kvm_lapic_state) },
+	  sizeof(struct kvm_lapic_state), false },
 };
 
 static int save_xsave(struct kvm_vcpu_ctx *c, struct vm_blob *b)
@@ -356,10 +360,18 @@ static int save_xsave(struct kvm_vcpu_ctx *c, struct vm_blob *b)
 	if (!buf)
 		return -ENOMEM;
 	ret = ioctl(c->fd, req, buf) ? -errno : 0;
-	if (!ret)
+	if (!ret) {
 		ret = vm_blob_add(b, SEC_XSAVE, c->idx, buf, (size_t)size);
-	else
-		pr_err("vCPU %u: KVM_GET_XSAVE: %s", c->idx, strerror(-ret));
+	} else if (ret == -EINVAL || ret == -ENOTTY) {
+		/* No XSAVE in this KVM: the legacy FPU/SSE state then. */
+		struct kvm_fpu fpu;
+
+		ret = ioctl(c->fd, KVM_GET_FPU, &fpu) ? -errno : 0;
+		if (!ret)
+			ret = vm_blob_add(b, SEC_FPU, c->idx, &fpu, sizeof(fpu));
+	}
+	if (ret)
+		pr_err("vCPU %u: saving FPU state: %s", c->idx, strerror(-ret));
 	free(buf);
 	return ret;
 }
@@ -399,6 +411,14 @@ int kvm_vcpu_save(struct kvm_vcpu_ctx *c, struct vm_blob *b)
 			continue;
 		if (ioctl(c->fd, s->get, buf)) {
 			ret = -errno;
+			if (s->optional && (ret == -EINVAL || ret == -ENOTTY ||
+					    ret == -ENXIO)) {
+				pr_warn("vCPU %u: KVM cannot save section %#x "
+					"(%s); left out", c->idx, s->type,
+					strerror(-ret));
+				ret = 0;
+				continue;
+			}
 			pr_err("vCPU %u: saving section %#x: %s", c->idx,
 			       s->type, strerror(-ret));
 			break;
@@ -477,6 +497,9 @@ int kvm_vcpu_load(struct kvm_vcpu_ctx *c, const uint8_t *blob, size_t len)
 	if (!ret)
 		ret = load_one(c, blob, len, SEC_XSAVE, KVM_SET_XSAVE,
 			       sizeof(struct kvm_xsave), false);
+	if (!ret)
+		ret = load_one(c, blob, len, SEC_FPU, KVM_SET_FPU,
+			       sizeof(struct kvm_fpu), true);
 	if (!ret)
 		ret = load_one(c, blob, len, SEC_XCRS, KVM_SET_XCRS,
 			       sizeof(struct kvm_xcrs), true);

@@ -48,13 +48,19 @@ struct kvm_vm {
 	struct kvm_vcpu_ctx cpu[VM_MAX_CPUS];
 };
 
-/* cpu.c */
+/* cpu.c. All return 0 or -errno and log once. */
+/* Creates vCPU @idx: fd, kvm_run mapping, CPUID; vCPU 0 reads the TSC rate. */
 int kvm_vcpu_create(struct kvm_vm *k, unsigned int idx);
+/* Kicks and joins the vCPU's thread (k->stop must be set), unmaps, closes. */
 void kvm_vcpu_destroy(struct kvm_vcpu_ctx *c);
+/* Long-mode entry state at the payload's 64-bit entry (fresh boots). */
 int kvm_vcpu_boot_regs(struct kvm_vcpu_ctx *c);
+/* Starts the vCPU's thread (KVM_RUN loop). */
 int kvm_vcpu_start(struct kvm_vcpu_ctx *c);
+/* Stops every running vCPU out of KVM_RUN; returns once all are parked. */
 int kvm_vcpus_pause(struct kvm_vm *k);
 void kvm_vcpus_resume(struct kvm_vm *k);
+/* Appends / applies this vCPU's sections of the state blob (paused). */
 int kvm_vcpu_save(struct kvm_vcpu_ctx *c, struct vm_blob *b);
 int kvm_vcpu_load(struct kvm_vcpu_ctx *c, const uint8_t *blob, size_t len);
 

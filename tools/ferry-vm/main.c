@@ -102,11 +102,13 @@ static int parse_size(const char *s, uint64_t *out)
 	v = strtoull(s, &end, 10);
 	if (errno || end == s)
 		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
+	if (*end) {
+		const char *units = "kmgt", *u = strchr(units, *end | 0x20);
+
+		if (u && *u) {
+			shift = 10 * (int)(u - units + 1);
+			end++;
+		}
 	}
 	if (*end == 'i' && end[1] == 'B')
 		end += 2;
@@ -142,16 +144,33 @@ static int parse_opt(struct vm_config *cfg, int c, const char *arg)
 	char *end;
 
 	switch (c) {
-	case 'k': cfg->payload = arg; return 0;
-	case 's': cfg->socket = arg; return 0;
-	case 'i': cfg->incoming = true; return 0;
-	case 'r': cfg->restore = arg; return 0;
-	case 'a': return append_word(cfg, NULL, arg);
-	case OPT_CONSOLE: cfg->console = arg; return 0;
-	case OPT_NOKVM: cfg->nokvm = true; return 0;
-	case 'v': ut_log_set_level(UT_LOG_INFO); return 0;
-	case 'm': return parse_size(arg, &cfg->ram_bytes);
-	case 'b': return gm_backing_parse(arg, &cfg->backing);
+	case 'k':
+		cfg->payload = arg;
+		return 0;
+	case 's':
+		cfg->socket = arg;
+		return 0;
+	case 'i':
+		cfg->incoming = true;
+		return 0;
+	case 'r':
+		cfg->restore = arg;
+		return 0;
+	case 'a':
+		return append_word(cfg, NULL, arg);
+	case OPT_CONSOLE:
+		cfg->console = arg;
+		return 0;
+	case OPT_NOKVM:
+		cfg->nokvm = true;
+		return 0;
+	case 'v':
+		ut_log_set_level(UT_LOG_INFO);
+		return 0;
+	case 'm':
+		return parse_size(arg, &cfg->ram_bytes);
+	case 'b':
+		return gm_backing_parse(arg, &cfg->backing);
 	case 'c':
 		cfg->nr_cpus = (unsigned int)strtoul(arg, &end, 10);
 		return *end || !cfg->nr_cpus || cfg->nr_cpus > VM_MAX_CPUS ?

@@ -349,21 +349,23 @@ static int fill_uffd(struct vml_client *c, const struct vml_region *r,
 }
 
 /* Copies the file's RAM image into fresh (zero) RAM at @map, skipping
- * zero pages: they need no first touch, and stay unallocated. */
+ * zero pages: they need no first touch, and stay unallocated. Huge pages
+ * are checked in CHUNK pieces (fresh memory reads as zero either way), so
+ * the buffer stays small. */
 static int copy_nonzero(uint8_t *map, size_t size, size_t psz, int in,
 			uint64_t off)
 {
-	uint8_t *buf = malloc(CHUNK > psz ? CHUNK : psz);
-	size_t chunk = CHUNK > psz ? CHUNK : psz;
+	size_t gran = psz < CHUNK ? psz : CHUNK;
+	uint8_t *buf = malloc(CHUNK);
 	int ret = buf ? 0 : -ENOMEM;
 
-	for (uint64_t o = 0; !ret && o < size; o += chunk) {
-		size_t n = size - o < chunk ? size - o : chunk;
+	for (uint64_t o = 0; !ret && o < size; o += CHUNK) {
+		size_t n = size - o < CHUNK ? size - o : CHUNK;
 
 		ret = read_full(in, buf, n, off + o);
-		for (size_t p = 0; !ret && p < n; p += psz)
-			if (!gm_is_zero(buf + p, psz))
-				memcpy(map + o + p, buf + p, psz);
+		for (size_t p = 0; !ret && p < n; p += gran)
+			if (!gm_is_zero(buf + p, gran))
+				memcpy(map + o + p, buf + p, gran);
 	}
 	free(buf);
 	return ret;

@@ -54,8 +54,11 @@ static void flush_line(struct vm_console *c)
 		c->hbs++;
 		c->last_hb_ns = ut_now_ns();
 	}
-	if (write(c->fd, c->line, c->len) < 0)
-		pr_warn("console write failed: %s", strerror(errno));
+	if (write(c->fd, c->line, c->len) < 0 && !c->write_failed) {
+		pr_warn("console write failed: %s (guest output lost from "
+			"here on)", strerror(errno));
+		c->write_failed = true;
+	}
 	c->len = 0;
 }
 

@@ -76,6 +76,7 @@ extern const struct vm_backend_ops vm_nokvm_ops;
 struct vm_console {
 	int fd;			/* where guest lines go */
 	bool own_fd;		/* close on fini */
+	bool write_failed;	/* warned once about a failed write */
 	pthread_mutex_t lock;
 	char line[512];		/* the line being assembled */
 	size_t len;
@@ -103,22 +104,36 @@ struct vm {
 
 /* ---- vm.c: run control (link server thread and main) ---- */
 
+/* Prepares @vm (caller's storage) for @cfg: picks the backend, run state
+ * INCOMING, an eventfd for main(). 0 or -errno; vm_fini() either way. */
 int vm_init(struct vm *vm, const struct vm_config *cfg);
+/* Stops and joins the backend, frees guest RAM. Accepts a half-built @vm. */
 void vm_fini(struct vm *vm);
+/*
+ * Run control, each returning 0 or -errno (-EBUSY in the wrong state) and
+ * serialised by vm->lock. pause returns once every vCPU is stopped;
+ * resume starts the guest the first time (incoming: after a load).
+ */
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
-/* Paused (or incoming): a malloc'ed blob in *@blob. */
+/* Paused (or stopped): a malloc'ed blob in *@blob, freed by the caller. */
 int vm_save_state(struct vm *vm, void **blob, size_t *len);
+/* Paused or incoming: checks @blob is for this VM and applies it. */
 int vm_load_state(struct vm *vm, const void *blob, size_t len);
+/* Asks main() to exit with status 0 (the link's QUIT). */
 void vm_request_quit(struct vm *vm);
-/* The guest stopped with @code (VM_EXIT_*); first caller wins. */
+/* The guest stopped with @code (VM_EXIT_*); first caller wins. Any thread. */
 void vm_guest_exited(struct vm *vm, int code);
 enum vml_run_state vm_run_state(struct vm *vm);
 
-/* Console: bytes from the guest, any thread. */
+/* Console: opens @path for appending (NULL: stdout). 0 or -errno. */
 int vm_console_init(struct vm_console *c, const char *path);
+/* Flushes a partial line and closes the file. */
 void vm_console_fini(struct vm_console *c);
+/* Bytes from the guest, from any thread; whole lines are written out and
+ * heartbeat lines counted. */
 void vm_console_write(struct vm_console *c, const char *s, size_t len);
+/* Heartbeat lines seen; *@last_ns (may be NULL) gets the time of the last. */
 uint64_t vm_console_heartbeats(struct vm_console *c, uint64_t *last_ns);
 
 /* ---- state.c: the blob ---- */
@@ -137,6 +152,7 @@ struct vm_blob {
 /* Starts a blob for @kind with @nr_vcpus and @ram_size. */
 int vm_blob_init(struct vm_blob *b, enum vm_blob_kind kind,
 		 unsigned int nr_vcpus, uint64_t ram_size);
+/* Frees the buffer; accepts a zeroed or finished @b. */
 void vm_blob_fini(struct vm_blob *b);
 /* Appends a section (@type, @vcpu or VM_BLOB_VM) with @len bytes. */
 #define VM_BLOB_VM 0xffffffffu
@@ -163,8 +179,11 @@ void vm_link_stop(struct vm_link *l);
 
 /* ---- snapshot.c: the client subcommands ---- */
 
-/* `ferry-vm snapshot|restore ...`; returns an exit status. */
+/* `ferry-vm snapshot -s SOCK FILE`: pause, save, dump RAM, quit (or
+ * resume with --keep-running). Returns an exit status (VM_EXIT_*). */
 int vm_cmd_snapshot(int argc, char **argv);
+/* `ferry-vm restore -s SOCK FILE` into a ferry-vm --incoming: fill RAM
+ * (memfd or UFFDIO_COPY), load-state, resume. Returns an exit status. */
 int vm_cmd_restore(int argc, char **argv);
 /* Restores @path into @vm (RAM and state) in-process (--restore). */
 int vm_restore_file(struct vm *vm, const char *path);

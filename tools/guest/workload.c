@@ -528,14 +528,17 @@ static void heartbeat(const struct wl_env *env, struct wl_hdr *h,
 		      uint64_t now)
 {
 	struct line l = { .len = 0 };
-	uint64_t iter = 0, ver = 0, dirt = 0, err = 0, gap = 0;
+	uint64_t iter = ~0ull, ver = 0, dirt = 0, err = 0, gap = 0;
 
 	for (unsigned int i = 0; i < h->p.cpus; i++) {
 		struct wl_cpu *c = &h->cpu[i];
 		uint64_t g = __atomic_exchange_n(&c->maxgap, 0,
 						 __ATOMIC_RELAXED);
+		uint64_t passes = __atomic_load_n(&c->passes,
+						  __ATOMIC_RELAXED);
 
-		iter += __atomic_load_n(&c->passes, __ATOMIC_RELAXED);
+		/* Whole working set: the slowest CPU's partition. */
+		iter = passes < iter ? passes : iter;
 		ver += __atomic_load_n(&c->verified, __ATOMIC_RELAXED);
 		dirt += __atomic_load_n(&c->dirtied, __ATOMIC_RELAXED);
 		err += __atomic_load_n(&c->errors, __ATOMIC_RELAXED);

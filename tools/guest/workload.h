@@ -28,6 +28,7 @@
  * Console lines (machine-parseable, key=value):
  *   GUEST ws_gpa=0x... pages=N cpus=N seed=N ...   once at start
  *   HB n=.. iter=.. verified=.. dirtied=.. errors=.. maxgap_us=.. t_ms=..
+ *        (iter: full verification passes over the whole working set)
  *   ERR page=N gpa=0x.. kind=.. gen=.. found=..      on a mismatch
  *   DONE heartbeats=N                                after hbs= heartbeats
  */
