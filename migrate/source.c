@@ -108,6 +108,7 @@ struct mig_src {
 		bool started;
 		int stop_fd;
 		uint64_t requests, served;	/* pages asked for, sent */
+		uint64_t bytes_data;		/* their payload bytes */
 		uint8_t *buf;			/* COPY mode: one page */
 	} urg;
 	uint64_t start_ns;
@@ -796,8 +797,7 @@ static int switchover(struct mig_src *s, uint32_t round,
 
 /* ---- postcopy: the urgent stream ---- */
 
-/* Sends page @idx of region @r on the urgent stream, unless a sender
- * claimed it already (then it is on its way on a bulk stream). */
+/* Sends page @idx of region @r on the urgent stream. */
 static int serve_request(struct mig_src *s, struct tp_stream *st,
 			 const struct mig_req *q)
 {
@@ -815,8 +815,11 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	atomic_fetch_add(&s->faults_since, 1);
 	atomic_store(&s->pivot, g + 2);
 	s->urg.requests++;
-	if (!ut_bitmap_test_and_clear(&s->todo, g))
-		return 0;
+	/* Send it even when a sender claimed it: that copy may sit behind
+	 * megabytes of bulk data, and the guest is waiting. The source VM
+	 * is paused, so both copies are the same; the second placement is
+	 * an EEXIST at the destination. */
+	ut_bitmap_test_and_clear(&s->todo, g);
 	if (s->vm.copy) {
 		ret = mig_vm_read(&s->vm, q->region, q->idx, s->urg.buf, psz);
 		if (ret)
@@ -832,6 +835,7 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	if (!ret) {
 		ut_bitmap_set(&s->sent, g);
 		s->urg.served++;
+		s->urg.bytes_data += psz;
 		atomic_fetch_add(&s->wire_bytes, n + psz);
 	}
 	return ret;
@@ -1044,6 +1048,7 @@ static int postcopy(struct mig_src *s, uint32_t round,
 		ret = wait_complete(s, ctl, err);
 	stop_urgent(s);
 	s->st->pages_requested = s->urg.served;
+	s->st->bytes_data += s->urg.bytes_data;
 	if (ret)
 		return ret;
 	s->st->downtime_ms = r.realtime_ns > rt_pause ?
