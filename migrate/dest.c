@@ -48,6 +48,10 @@ struct receiver {
 
 struct mig_dst {
 	const struct mig_dest_params *p;
+	struct tp_session *sess;	/* current session */
+	bool own_sess;			/* from a reconnect: ours to free */
+	bool pushing;			/* receivers start in atomic mode */
+	struct mig_resumed resumed;	/* as sent, for a reconnecting source */
 	struct mig_vm vm;
 	unsigned int nbulk;
 	struct receiver *rx;
@@ -78,6 +82,7 @@ struct mig_dst {
 		bool started;
 		int stop_fd;
 		uint8_t *buf;		/* urgent pages land here first */
+		bool resend;		/* ask again for outstanding pages */
 	} ft;
 };
 
@@ -150,7 +155,7 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		mig_fail(d->err, ret, "%s", what);
 		d->failed = true;
 		/* Wake the control thread out of its read. */
-		shutdown(tp_stream_fd(tp_session_control(d->p->session)),
+		shutdown(tp_stream_fd(tp_session_control(d->sess)),
 			 SHUT_RDWR);
 	}
 	r->ret = ret;
@@ -561,15 +566,43 @@ static int handle_urgent(struct mig_dst *d, struct tp_stream *urg)
 	return ret;
 }
 
+/* After a reconnect: the requests in flight died with the old stream. */
+static int resend_requests(struct mig_dst *d, struct tp_stream *urg)
+{
+	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
+	struct mig_req q[MIG_MAX_REQS];
+	uint32_t nq = 0;
+	int ret = 0;
+
+	for (uint64_t g = ut_bitmap_find_next(&d->requested, 0);
+	     g < d->vm.total_pages && !ret;
+	     g = ut_bitmap_find_next(&d->requested, g + 1)) {
+		uint32_t r = 0;
+		ssize_t n;
+
+		while (r + 1 < d->vm.nr && g >= d->vm.first[r + 1])
+			r++;
+		q[nq++] = (struct mig_req){ r, g - d->vm.first[r] };
+		if (nq < MIG_MAX_REQS && ut_bitmap_find_next(&d->requested,
+				g + 1) < d->vm.total_pages)
+			continue;
+		n = mig_enc_req(buf, sizeof(buf), q, nq);
+		ret = n < 0 ? n : mig_send_msg(urg, MIG_MSG_PAGE_REQ, buf, n);
+		nq = 0;
+	}
+	d->ft.resend = false;
+	return ret;
+}
+
 /* One thread owns the uffd and the urgent stream (both directions). */
 static void *fault_main(void *arg)
 {
 	struct mig_dst *d = arg;
-	struct tp_stream *urg = tp_session_urgent(d->p->session);
+	struct tp_stream *urg = tp_session_urgent(d->sess);
 	struct pollfd pfd[3] = { { d->uffd.fd, POLLIN, 0 },
 				 { tp_stream_fd(urg), POLLIN, 0 },
 				 { d->ft.stop_fd, POLLIN, 0 } };
-	int ret = 0;
+	int ret = d->ft.resend ? resend_requests(d, urg) : 0;
 
 	while (!ret) {
 		bool pending = tp_stream_pending(urg);
@@ -688,7 +721,7 @@ static void tell_source(struct mig_dst *d, int code, const char *msg)
 	ssize_t n = mig_enc_error(buf, sizeof(buf), code, msg);
 
 	if (n > 0)
-		mig_send_msg(tp_session_control(d->p->session), MIG_MSG_ERROR,
+		mig_send_msg(tp_session_control(d->sess), MIG_MSG_ERROR,
 			     buf, n);
 }
 
@@ -750,7 +783,8 @@ static int start_receivers(struct mig_dst *d)
 		return -ENOMEM;
 	for (unsigned int i = 0; i < d->nbulk; i++) {
 		d->rx[i].d = d;
-		d->rx[i].st = tp_session_bulk(d->p->session, i);
+		d->rx[i].st = tp_session_bulk(d->sess, i);
+		d->rx[i].atomic = d->pushing;
 		if (d->vm.copy || d->can_postcopy) {
 			d->rx[i].stage = aligned_alloc(4096, STAGE_BYTES);
 			if (!d->rx[i].stage)
@@ -917,6 +951,7 @@ static int resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	r.cpu_ns = (ut_cpu_seconds() - cpu0) * 1e9;
 	st->state_load_ms = r.load_ns / 1e6;
 	st->cpu_s_dest = r.cpu_ns / 1e9;
+	d->resumed = r;
 	n = mig_enc_resumed(buf, sizeof(buf), &r);
 	ret = mig_send_msg(ctl, MIG_MSG_RESUMED, buf, n);
 	if (ret)
@@ -932,25 +967,158 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Wakes every receiver out of its stream and joins it. */
+static int stop_receivers(struct mig_dst *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->failed = true;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned int i = 0; i < d->nbulk && d->rx; i++)
+		shutdown(tp_stream_fd(d->rx[i].st), SHUT_RDWR);
+	return join_receivers(d);
+}
+
+static void cut_session(struct tp_session *sess)
+{
+	shutdown(tp_stream_fd(tp_session_control(sess)), SHUT_RDWR);
+	shutdown(tp_stream_fd(tp_session_urgent(sess)), SHUT_RDWR);
+	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++)
+		shutdown(tp_stream_fd(tp_session_bulk(sess, i)), SHUT_RDWR);
+}
+
+/* Tells a reconnected source what is still missing: RESUMED as sent
+ * before, NEED bitmaps (neither received nor known zero), RECOVERED. */
+static int send_needs(struct mig_dst *d, struct tp_stream *ctl)
+{
+	uint8_t bits[4096], buf[MIG_ZERO_FIXED + 4096];
+	ssize_t n = mig_enc_resumed(buf, sizeof(buf), &d->resumed);
+	int ret = n < 0 ? n : mig_send_msg(ctl, MIG_MSG_RESUMED, buf, n);
+
+	for (uint32_t r = 0; !ret && r < d->vm.nr; r++) {
+		uint64_t pages = region_pages(d, r);
+
+		for (uint64_t st = 0; !ret && st < pages; st += 8 * sizeof(bits)) {
+			uint64_t cnt = pages - st < 8 * sizeof(bits) ?
+					       pages - st : 8 * sizeof(bits);
+			bool any = false;
+
+			memset(bits, 0, sizeof(bits));
+			for (uint64_t i = 0; i < cnt; i++) {
+				uint64_t g = d->vm.first[r] + st + i;
+
+				if (ut_bitmap_test(&d->received, g) ||
+				    ut_bitmap_test(&d->zero, g))
+					continue;
+				bits[i / 8] |= 1u << (i % 8);
+				any = true;
+			}
+			if (!any)
+				continue;
+			n = mig_enc_zero(buf, sizeof(buf), &(struct mig_zero){
+				r, st, cnt, bits });
+			ret = n < 0 ? n : mig_send_msg(ctl, MIG_MSG_NEED, buf, n);
+		}
+	}
+	return ret ? ret : mig_send_msg(ctl, MIG_MSG_RECOVERED, NULL, 0);
+}
+
+/* The reconnecting source's HELLO must be a recovery of this migration. */
+static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, char *err)
+{
+	uint8_t buf[4096];
+	struct mig_hello h;
+	struct tp_msg m;
+	int ret = tp_recv(ctl, &m, buf, sizeof(buf));
+
+	if (ret)
+		return mig_fail(err, ret, "waiting for the reconnected source: %s",
+				tp_stream_strerror(ctl));
+	if (m.type != MIG_MSG_HELLO || mig_dec_hello(buf, m.len, &h) ||
+	    !(h.features & MIG_FEAT_RECOVER) ||
+	    !same_layout(&h.layout, &d->vm.layout) ||
+	    h.nbulk != tp_session_nbulk(d->sess)) {
+		tell_source(d, EINVAL, "not a recovery of this migration");
+		return mig_fail(err, -EPROTO, "a peer connected that does not "
+				"recover this migration");
+	}
+	return 0;
+}
+
+/* The source is gone mid-postcopy. The guest keeps running here; a vCPU
+ * that touches a missing page waits in the kernel (its fault stays
+ * queued on the uffd) until a source reconnects and the page arrives. */
+static int dest_recover(struct mig_dst *d, struct mig_stats *st, char *err)
+{
+	struct tp_session *ns = NULL;
+	int ret;
+
+	if (!d->p->reconnect)
+		return -ECONNRESET;
+	pr_err("postcopy: lost the source (%s); faulting vCPUs wait for it "
+	       "to reconnect", err);
+	cut_session(d->sess);
+	stop_faulter(d);
+	stop_receivers(d);
+	pthread_mutex_lock(&d->lock);
+	d->failed = false;
+	d->arrived = d->finished = 0;
+	pthread_mutex_unlock(&d->lock);
+	err[0] = 0;
+	ret = d->p->reconnect(d->p->reconnect_arg, &ns, err);
+	if (ret)
+		return ret;
+	if (d->own_sess)
+		tp_session_destroy(d->sess);
+	d->sess = ns;
+	d->own_sess = true;
+	d->nbulk = tp_session_nbulk(ns);
+	ret = recover_hello(d, tp_session_control(ns), err);
+	if (!ret && (ret = send_needs(d, tp_session_control(ns))))
+		mig_fail(err, ret, "telling the source what is missing: %s",
+			 tp_stream_strerror(tp_session_control(ns)));
+	d->pushing = true;
+	if (!ret && (ret = start_receivers(d)))
+		mig_fail(err, ret, "cannot restart the receivers");
+	d->ft.resend = true;
+	if (!ret && (ret = start_faulter(d)))
+		mig_fail(err, ret, "cannot restart the fault thread");
+	if (!ret) {
+		st->recoveries++;
+		pr_warn("postcopy recovered: %llu pages outstanding",
+			(unsigned long long)atomic_load(&d->outstanding));
+	}
+	return ret;
+}
+
 /* Every page pushed and every page asked for is in place: say so, with
  * the fault figures, and let the guest run on its own memory. */
-static int finish_postcopy(struct mig_dst *d, struct tp_stream *ctl,
-			   struct mig_stats *st, char *err)
+static int finish_postcopy(struct mig_dst *d, struct mig_stats *st,
+			   char *err)
 {
 	struct mig_complete c = { 0 };
+	struct tp_stream *ctl;
 	uint8_t buf[1024];
 	uint64_t n;
 	ssize_t len;
-	int ret = join_receivers(d);
+	int ret;
 
-	if (ret)
-		return mig_fail(err, ret, "receiving pushed pages failed");
-	pthread_mutex_lock(&d->lock);
-	while (atomic_load(&d->outstanding) && !d->failed)
-		pthread_cond_wait(&d->cond, &d->lock);
-	pthread_mutex_unlock(&d->lock);
-	if (d->failed)
-		return -ECONNRESET;
+	for (;;) {
+		ret = join_receivers(d);
+		pthread_mutex_lock(&d->lock);
+		while (!ret && atomic_load(&d->outstanding) && !d->failed)
+			pthread_cond_wait(&d->cond, &d->lock);
+		if (!ret && d->failed)
+			ret = -ECONNRESET;
+		pthread_mutex_unlock(&d->lock);
+		if (!ret)
+			break;
+		mig_fail(err, ret, "receiving pushed pages failed");
+		ret = dest_recover(d, st, err);
+		if (ret)
+			return ret;
+	}
+	ctl = tp_session_control(d->sess);
 	stop_faulter(d);
 	release_uffd(d);
 	n = atomic_load(&d->nlat);
@@ -976,17 +1144,6 @@ static int finish_postcopy(struct mig_dst *d, struct tp_stream *ctl,
 			      "%s", tp_stream_strerror(ctl)) : 0;
 }
 
-/* Wakes every receiver out of its stream and joins it. */
-static int stop_receivers(struct mig_dst *d)
-{
-	pthread_mutex_lock(&d->lock);
-	d->failed = true;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-	for (unsigned int i = 0; i < d->nbulk && d->rx; i++)
-		shutdown(tp_stream_fd(d->rx[i].st), SHUT_RDWR);
-	return join_receivers(d);
-}
 
 static int alloc_tracking(struct mig_dst *d)
 {
@@ -1005,7 +1162,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN])
 {
 	struct mig_dst d = { .p = p, .err = err, .uffd = { .fd = -1 },
-			     .ft = { .stop_fd = -1 } };
+			     .ft = { .stop_fd = -1 }, .sess = p->session };
 	struct tp_stream *ctl = tp_session_control(p->session);
 	uint64_t t0 = ut_now_ns(), t_resume = 0;
 	double cpu0 = ut_cpu_seconds();
@@ -1057,7 +1214,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	t_resume = ut_now_ns();
 	snprintf(st->mode, sizeof(st->mode), postcopy ? "postcopy" : "precopy");
 	if (resumed && postcopy) {
-		ret = finish_postcopy(&d, ctl, st, err);
+		ret = finish_postcopy(&d, st, err);
+		ctl = tp_session_control(d.sess);
 		st->postcopy_s = (ut_now_ns() - t_resume) / 1e9;
 	}
 	if (resumed && !ret) {
@@ -1098,6 +1256,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.zero);
 	ut_bitmap_fini(&d.requested);
 	mig_vm_detach(&d.vm);
+	if (d.own_sess)
+		tp_session_destroy(d.sess);
 	pthread_cond_destroy(&d.cond);
 	pthread_mutex_destroy(&d.lock);
 	return ret;

@@ -33,4 +33,4 @@ endif
 
 # Live migration end to end: real VMs, the agents, TLS on loopback.
 TESTS += tests/migrate.sh
-EXTRA_DIST += tests/migrate.sh
+EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py

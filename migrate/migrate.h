@@ -61,6 +61,7 @@ struct mig_stats {
 	uint64_t faults;	/* guest faults the destination served */
 	double fault_p50_us, fault_p99_us, fault_max_us;
 	double vcpu_blocked_ms;	/* sum of fault service times */
+	uint32_t recoveries;	/* connections re-established in postcopy */
 	uint64_t fault_hist[UT_HIST_BUCKETS]; /* log2 us, like QEMU's */
 	uint32_t nrounds;
 	struct mig_round_stats rounds[MIG_MAX_ROUNDS];
@@ -98,6 +99,12 @@ struct mig_progress {
 };
 typedef void (*mig_progress_fn)(const struct mig_progress *p, void *arg);
 
+/* Makes a new session to the same peer after a postcopy connection was
+ * lost (the source connects, the destination accepts). Returns 0 and
+ * *@out, which the engine then owns, or -errno with @err filled. */
+typedef int (*mig_reconnect_fn)(void *arg, struct tp_session **out,
+				char err[MIG_ERR_LEN]);
+
 struct mig_source_params {
 	const char *vm_socket;	/* the VMM's VM link */
 	struct tp_session *session; /* connected; the engine does not own it */
@@ -109,6 +116,14 @@ struct mig_source_params {
 	enum mig_mode mode;
 	mig_progress_fn progress;
 	void *progress_arg;
+	/* Postcopy recovery: reconnect with backoff for up to
+	 * recover_timeout_s (0: 60) when the connection is lost. */
+	mig_reconnect_fn reconnect;
+	void *reconnect_arg;
+	uint32_t recover_timeout_s;
+	/* Finish an interrupted postcopy: the VM is paused here with all of
+	 * its memory and the destination waits for a reconnect. */
+	bool recover;
 };
 
 /* Migrates the VM; fills @st (also on failure, as far as it got). */
@@ -119,6 +134,9 @@ struct mig_dest_params {
 	const char *vm_socket;	/* the incoming VMM's VM link */
 	struct tp_session *session; /* accepted; not owned */
 	enum mig_mem_access mem_access;
+	/* Postcopy recovery: wait for the source to come back (accept). */
+	mig_reconnect_fn reconnect;
+	void *reconnect_arg;
 };
 
 /* Receives the VM into the incoming VMM and resumes it there. On failure

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -78,6 +79,11 @@ struct sender {
 
 struct mig_src {
 	const struct mig_source_params *p;
+	struct tp_session *sess;	/* current session */
+	bool own_sess;			/* made by a reconnect: ours to free */
+	uint64_t old_tx;		/* bytes sent on earlier sessions */
+	struct mig_resumed resumed;	/* the destination's RESUMED */
+	bool resumed_seen;
 	struct mig_stats *st;
 	struct mig_vm vm;
 	struct gm_uffd uffd;
@@ -564,7 +570,7 @@ static int start_senders(struct mig_src *s)
 		struct sender *w = &s->senders[i];
 
 		w->src = s;
-		w->st = tp_session_bulk(s->p->session, i);
+		w->st = tp_session_bulk(s->sess, i);
 		w->table = calloc(cap, sizeof(*w->table));
 		w->mask = cap - 1;
 		if (!w->table)
@@ -758,7 +764,7 @@ static int release(struct mig_src *s, struct tp_stream *ctl)
 static int switchover(struct mig_src *s, uint32_t round,
 		      const struct mig_round_stats *prev, char *err)
 {
-	struct tp_stream *ctl = tp_session_control(s->p->session);
+	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
 	struct mig_resumed r;
 	uint64_t t_pause, rt_pause, t_back;
@@ -864,7 +870,7 @@ static int urgent_one(struct mig_src *s, struct tp_stream *st)
 static void *urgent_main(void *arg)
 {
 	struct mig_src *s = arg;
-	struct tp_stream *st = tp_session_urgent(s->p->session);
+	struct tp_stream *st = tp_session_urgent(s->sess);
 	struct pollfd pfd[2] = { { tp_stream_fd(st), POLLIN, 0 },
 				 { s->urg.stop_fd, POLLIN, 0 } };
 	int ret = 0;
@@ -915,6 +921,9 @@ static void stop_urgent(struct mig_src *s)
 		pthread_join(s->urg.thread, NULL);
 		s->urg.started = false;
 	}
+	s->st->pages_requested += s->urg.served;
+	s->st->bytes_data += s->urg.bytes_data;
+	s->urg.served = s->urg.bytes_data = 0;
 	if (s->urg.stop_fd > 0)
 		close(s->urg.stop_fd);
 	s->urg.stop_fd = -1;
@@ -992,14 +1001,160 @@ static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
 	return 0;
 }
 
+/* The background push after the switchover on the current session, with
+ * requests served first; then RESUMED (once) and COMPLETE. */
+static int push(struct mig_src *s, uint32_t round,
+		const struct mig_round_stats *prev, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct mig_round_stats rs;
+	int ret = start_urgent(s);
+
+	if (ret)
+		return mig_fail(err, ret, "cannot start the urgent thread");
+	ret = run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
+	s->st->pages_pushed += rs.pages;
+	if (ret)
+		mig_fail(err, ret, "pushing the remaining pages failed");
+	if (!ret && !s->resumed_seen) {
+		ret = wait_resumed(ctl, &s->resumed, err);
+		s->resumed_seen = !ret;
+	}
+	if (!ret)
+		ret = wait_complete(s, ctl, err);
+	stop_urgent(s);
+	return ret;
+}
+
+/* Breaks every stream of the current session so that each thread blocked
+ * on one returns at once. */
+static void cut_session(struct tp_session *sess)
+{
+	shutdown(tp_stream_fd(tp_session_control(sess)), SHUT_RDWR);
+	shutdown(tp_stream_fd(tp_session_urgent(sess)), SHUT_RDWR);
+	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++)
+		shutdown(tp_stream_fd(tp_session_bulk(sess, i)), SHUT_RDWR);
+}
+
+static uint64_t session_tx(struct tp_session *sess)
+{
+	struct tp_stream_stats ss;
+	uint64_t total = 0;
+
+	tp_stream_get_stats(tp_session_control(sess), &ss);
+	total += ss.tx_bytes;
+	tp_stream_get_stats(tp_session_urgent(sess), &ss);
+	total += ss.tx_bytes;
+	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++) {
+		tp_stream_get_stats(tp_session_bulk(sess, i), &ss);
+		total += ss.tx_bytes;
+	}
+	return total;
+}
+
+/* After a reconnect: HELLO saying so; the destination answers with its
+ * RESUMED, the pages it still needs, and RECOVERED. */
+static int recover_handshake(struct mig_src *s, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct mig_hello h = {
+		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
+		.features = MIG_FEATURES_V1 | MIG_FEAT_RECOVER,
+		.nbulk = s->nbulk, .total_pages = s->vm.total_pages,
+		.layout = s->vm.layout,
+	};
+	uint8_t buf[MIG_ZERO_FIXED + 4096];
+	struct mig_error e;
+	struct mig_zero z;
+	struct tp_msg m;
+	ssize_t n = mig_enc_hello(buf, sizeof(buf), &h);
+	int ret = n < 0 ? n : mig_send_msg(ctl, MIG_MSG_HELLO, buf, n);
+
+	ut_bitmap_clear_all(&s->todo);
+	while (!ret) {
+		ret = tp_recv(ctl, &m, buf, sizeof(buf));
+		if (ret)
+			break;
+		if (m.type == MIG_MSG_RECOVERED)
+			return 0;
+		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+			return mig_fail(err, -e.code, "the destination refused "
+					"to recover: %s", e.msg);
+		if (m.type == MIG_MSG_RESUMED) {
+			ret = mig_dec_resumed(buf, m.len, &s->resumed);
+			s->resumed_seen = !ret;
+		} else if (m.type == MIG_MSG_NEED &&
+			   !(ret = mig_dec_zero(buf, m.len, &s->vm.layout, &z))) {
+			for (uint64_t i = 0; i < z.npages; i++)
+				if (z.bits[i / 8] & (1u << (i % 8)))
+					ut_bitmap_set(&s->todo,
+						      s->vm.first[z.region] +
+						      z.first + i);
+		} else if (!ret) {
+			ret = -EPROTO;
+		}
+	}
+	return mig_fail(err, ret, "recovery handshake: %s",
+			tp_stream_strerror(ctl)[0] ? tp_stream_strerror(ctl) :
+						     strerror(-ret));
+}
+
+/* Replaces the session with a new one (reconnecting with backoff until the
+ * recovery deadline), learns what the destination still needs, and
+ * restarts the senders. The VM stays paused here meanwhile. */
+static int recover(struct mig_src *s, char *err)
+{
+	uint32_t secs = s->p->recover_timeout_s ? s->p->recover_timeout_s : 60;
+	uint64_t deadline = ut_now_ns() + secs * 1000000000ULL, wait = 200;
+	struct tp_session *ns = NULL;
+	int ret;
+
+	if (!s->p->reconnect)
+		return -ECONNRESET;
+	pr_err("postcopy connection lost (%s); the VM waits paused here, "
+	       "reconnecting for up to %u s", err, secs);
+	cut_session(s->sess);
+	stop_urgent(s);
+	stop_senders(s);
+	pthread_mutex_lock(&s->lock);
+	s->error = 0;
+	s->stop = false;
+	pthread_mutex_unlock(&s->lock);
+	do {
+		err[0] = 0;
+		ret = s->p->reconnect(s->p->reconnect_arg, &ns, err);
+		if (!ret)
+			break;
+		usleep(wait * 1000);
+		wait = wait < 2000 ? wait * 2 : 2000;
+	} while (ut_now_ns() < deadline);
+	if (ret)
+		return mig_fail(err, -ETIMEDOUT, "could not reconnect within "
+				"%u s", secs);
+	s->old_tx += session_tx(s->sess);
+	if (s->own_sess)
+		tp_session_destroy(s->sess);
+	s->sess = ns;
+	s->own_sess = true;
+	err[0] = 0;
+	ret = recover_handshake(s, err);
+	if (!ret && (ret = start_senders(s)))
+		mig_fail(err, ret, "cannot restart the senders");
+	if (!ret) {
+		s->st->recoveries++;
+		pr_warn("postcopy recovered: %llu pages still to send",
+			(unsigned long long)ut_bitmap_count(&s->todo));
+	}
+	return ret;
+}
+
 static int postcopy(struct mig_src *s, uint32_t round,
 		    const struct mig_round_stats *prev, char *err)
 {
-	struct tp_stream *ctl = tp_session_control(s->p->session);
+	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
 	struct ut_bitmap swap;
 	uint64_t t_pause, rt_pause, ndiscard = 0;
-	struct mig_resumed r;
 	ssize_t n;
 	int ret;
 
@@ -1031,34 +1186,57 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	pr_info("postcopy: %llu pages discarded, %llu to push",
 		(unsigned long long)ndiscard,
 		(unsigned long long)ut_bitmap_count(&s->todo));
-	ret = start_urgent(s);
-	if (ret)
-		return mig_fail(err, ret, "cannot start the urgent thread");
 	s->state_sent = true; /* from here on the guest may run there */
 	ret = send_state(s, ctl, err);
 	if (ret)
 		return ret;
 	s->postcopy = true;
-	ret = run_round(s, round + 1, MIG_ROUND_FINAL, &rs, prev);
-	s->st->pages_pushed = rs.pages;
-	if (ret)
-		return mig_fail(err, ret, "pushing the remaining pages failed");
-	ret = wait_resumed(ctl, &r, err);
-	if (!ret)
-		ret = wait_complete(s, ctl, err);
-	stop_urgent(s);
-	s->st->pages_requested = s->urg.served;
-	s->st->bytes_data += s->urg.bytes_data;
+	for (;;) {
+		ret = push(s, round + 1, prev, err);
+		if (!ret || (ret = recover(s, err)))
+			break;
+	}
 	if (ret)
 		return ret;
-	s->st->downtime_ms = r.realtime_ns > rt_pause ?
-				     (r.realtime_ns - rt_pause) / 1e6 :
-				     r.load_ns / 1e6;
 	(void)t_pause;
-	s->st->state_load_ms = r.load_ns / 1e6;
-	s->st->cpu_s_dest = r.cpu_ns / 1e9;
-	s->st->postcopy_s = (realtime_ns() - r.realtime_ns) / 1e9;
-	return release(s, ctl);
+	s->st->downtime_ms = s->resumed.realtime_ns > rt_pause ?
+		(s->resumed.realtime_ns - rt_pause) / 1e6 :
+		s->resumed.load_ns / 1e6;
+	s->st->state_load_ms = s->resumed.load_ns / 1e6;
+	s->st->cpu_s_dest = s->resumed.cpu_ns / 1e9;
+	s->st->postcopy_s = (realtime_ns() - s->resumed.realtime_ns) / 1e9;
+	return release(s, tp_session_control(s->sess));
+}
+
+/* ferry-source --recover: a new agent finishing an interrupted postcopy.
+ * The VM is paused here with all of its memory and nothing is tracked:
+ * the destination says what it lacks, and that is pushed. */
+static int resume_postcopy(struct mig_src *s, char *err)
+{
+	struct mig_round_stats rs = { 0 };
+	uint32_t state = 0;
+	uint64_t hbs;
+	int ret = vml_client_status(&s->vm.link, &state, &hbs);
+
+	if (ret || state != VML_STATE_PAUSED)
+		return mig_fail(err, ret ? ret : -EINVAL, "the VM at %s is not "
+				"paused: there is no interrupted postcopy to "
+				"recover", s->p->vm_socket);
+	s->paused = s->state_sent = s->postcopy = true;
+	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
+	ret = recover_handshake(s, err);
+	if (!ret && (ret = start_senders(s)))
+		mig_fail(err, ret, "cannot start the sender threads");
+	for (uint32_t round = 0; !ret; round++) {
+		ret = push(s, round, &rs, err);
+		if (!ret) {
+			s->st->postcopy_s = (realtime_ns() -
+					     s->resumed.realtime_ns) / 1e9;
+			return release(s, tp_session_control(s->sess));
+		}
+		ret = recover(s, err);
+	}
+	return ret;
 }
 
 /* ---- the engine ---- */
@@ -1069,7 +1247,7 @@ static void tell_dest(struct mig_src *s, int code, const char *msg)
 	ssize_t n = mig_enc_error(buf, sizeof(buf), code, msg);
 
 	if (n > 0)
-		mig_send_msg(tp_session_control(s->p->session), MIG_MSG_ERROR,
+		mig_send_msg(tp_session_control(s->sess), MIG_MSG_ERROR,
 			     buf, n);
 }
 
@@ -1157,18 +1335,9 @@ static int migrate(struct mig_src *s, char *err)
 
 static void final_stats(struct mig_src *s, double cpu0)
 {
-	struct tp_stream_stats ss;
 	struct mig_stats *st = s->st;
-	uint64_t total = 0;
+	uint64_t total = s->old_tx + session_tx(s->sess);
 
-	for (unsigned int i = 0; i < s->nbulk; i++) {
-		tp_stream_get_stats(tp_session_bulk(s->p->session, i), &ss);
-		total += ss.tx_bytes;
-	}
-	tp_stream_get_stats(tp_session_control(s->p->session), &ss);
-	total += ss.tx_bytes;
-	tp_stream_get_stats(tp_session_urgent(s->p->session), &ss);
-	total += ss.tx_bytes;
 	st->bytes_total = total;
 	st->bytes_proto = total - (st->bytes_data + st->bytes_zero +
 				   st->bytes_dup);
@@ -1194,6 +1363,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	s.start_ns = ut_now_ns();
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
+	s.sess = p->session;
 	s.nbulk = tp_session_nbulk(p->session);
 	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
 	if (ret)
@@ -1219,6 +1389,10 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		mig_fail(err, ret, "out of memory");
 		goto out;
 	}
+	if (p->recover) {
+		ret = resume_postcopy(&s, err);
+		goto done;
+	}
 	pr_info("attached in %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
 	ret = start_tracking(&s, err);
 	pr_info("tracking armed at %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
@@ -1228,6 +1402,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		mig_fail(err, ret, "cannot start the sender threads");
 	if (!ret)
 		ret = migrate(&s, err);
+done:
 	if (!ret)
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
 out:
@@ -1245,7 +1420,7 @@ out:
 			pr_err("resuming the source VM failed: %s",
 			       strerror(-r2));
 	}
-	if (ret && ret != -ETIMEDOUT && s.senders)
+	if (ret && ret != -ETIMEDOUT && s.senders && !s.state_sent)
 		tell_dest(&s, -ret, err[0] ? err : "source failed");
 	stop_senders(&s);
 	if (s.senders == NULL && s.vm.nr)
@@ -1258,6 +1433,8 @@ out:
 	ut_bitmap_fini(&s.spare);
 	free(s.chunks);
 	mig_vm_detach(&s.vm);
+	if (s.own_sess)
+		tp_session_destroy(s.sess);
 	pthread_cond_destroy(&s.cond);
 	pthread_mutex_destroy(&s.lock);
 	return ret;

@@ -42,6 +42,8 @@ enum mig_msg_type {
 	MIG_MSG_DONE,		/* source: nothing more will be sent */
 	MIG_MSG_COMPLETE,	/* destination: every page is in place */
 	MIG_MSG_POSTCOPY,	/* source: DISCARDs and STATE follow */
+	MIG_MSG_NEED,		/* recovery: pages still missing (ZERO body) */
+	MIG_MSG_RECOVERED,	/* recovery: the NEED list is complete */
 	MIG_MSG_ERROR = 0x4d3f,	/* either side: the reason it gives up */
 	MIG_MSG_PAGE_REQ = 0x4d40, /* destination, urgent: fault on these */
 };
@@ -50,6 +52,8 @@ enum mig_msg_type {
 #define MIG_FEAT_ZERO_BITMAP	(1ULL << 0)
 #define MIG_FEAT_DUP_REF	(1ULL << 1)
 #define MIG_FEAT_POSTCOPY	(1ULL << 2)
+/* In HELLO only: a source reconnecting to an interrupted postcopy. */
+#define MIG_FEAT_RECOVER	(1ULL << 3)
 #define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF | \
 				 MIG_FEAT_POSTCOPY)
 

@@ -196,8 +196,10 @@ case_postcopy_dest_killed() {
 	wait_hb src 2
 	start_dest
 	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
-		--mode postcopy --bandwidth 8 --timeout 3000 >"$T/fsrc.log" 2>&1 &
+		--mode postcopy --bandwidth 8 --timeout 3000 --recover-timeout 2 \
+		>"$T/fsrc.log" 2>&1 &
 	local spid=$!
+	PIDS+=($spid)
 	for _ in $(seq 100); do
 		[ "$(heartbeats dst)" -ge 1 ] && break
 		sleep 0.05
@@ -215,6 +217,101 @@ case_postcopy_dest_killed() {
 		ok "postcopy, destination killed: source VM paused with its memory"
 	fi
 	kill "$src_pid" "$dst_pid" 2>/dev/null
+	wait 2>/dev/null
+}
+
+PROXY=$(dirname "$0")/tcp-proxy.py
+# start_proxy LPORT: a TCP relay from LPORT to ferry-dest's port
+start_proxy() {
+	python3 "$PROXY" "$1" 127.0.0.1 "$PORT" >"$T/proxy.log" 2>&1 &
+	proxy_pid=$!
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		grep -q listening "$T/proxy.log" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# wait_postcopy: until the guest runs at the destination (postcopy began)
+wait_postcopy() {
+	for _ in $(seq 600); do
+		[ "$(heartbeats dst)" -ge 1 ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# The network between the agents fails mid-postcopy: faulting vCPUs wait,
+# the source reconnects by itself, and the migration completes with every
+# page verified.
+case_postcopy_recover() {
+	local lport=$((30000 + $$ % 20000))
+	start_vm src --ws 64M --rate 32 --heartbeats 10 || return 1
+	start_vm dst --ws 64M --rate 32 --incoming || return 1
+	wait_hb src 2
+	start_dest
+	start_proxy $lport || return 1
+	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$lport" $CTLS -q \
+		--mode postcopy --bandwidth 12 --timeout 2000 --json "$T/src.json" \
+		--recover-timeout 30 >"$T/fsrc.log" 2>&1 &
+	local spid=$!
+	PIDS+=($spid)
+	wait_postcopy || { fail postcopy_recover "no switchover"; return; }
+	sleep 0.3
+	kill -9 "$proxy_pid"
+	sleep 1
+	start_proxy $lport || return 1
+	wait "$spid"
+	local rc=$?
+	wait "$dest_pid"
+	local drc=$?
+	wait "$dst_pid"
+	local st=$?
+	if [ $rc -ne 0 ] || [ $drc -ne 0 ]; then
+		fail postcopy_recover "source $rc, dest $drc: $(cat "$T/fsrc.log" "$T/fdest.log")"
+	elif [ $st -ne 0 ] || grep -q 'errors=[1-9]' "$T/dst.log"; then
+		fail postcopy_recover "destination guest exit $st"
+	elif ! grep -q '"recoveries": [1-9]' "$T/src.json"; then
+		fail postcopy_recover "the connection was never cut"
+	else
+		ok "postcopy, connection cut and recovered: guest verified"
+	fi
+	kill "$proxy_pid" "$src_pid" 2>/dev/null
+	wait 2>/dev/null
+}
+
+# The source agent is killed mid-postcopy while its VMM lives: a new
+# ferry-source --recover finishes the migration.
+case_postcopy_manual_recover() {
+	start_vm src --ws 64M --rate 32 --heartbeats 10 || return 1
+	start_vm dst --ws 64M --rate 32 --incoming || return 1
+	wait_hb src 2
+	start_dest
+	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
+		--mode postcopy --bandwidth 8 --timeout 2000 >"$T/fsrc.log" 2>&1 &
+	local spid=$!
+	PIDS+=($spid)
+	wait_postcopy || { fail postcopy_manual_recover "no switchover"; return; }
+	kill -9 "$spid"
+	wait "$spid" 2>/dev/null
+	if ! $SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
+		--recover --json "$T/src.json" >"$T/fsrc.log" 2>&1; then
+		fail postcopy_manual_recover "ferry-source --recover: $(cat "$T/fsrc.log")"
+		return
+	fi
+	wait "$dest_pid"
+	local drc=$?
+	wait "$dst_pid"
+	local st=$?
+	if [ $drc -ne 0 ]; then
+		fail postcopy_manual_recover "ferry-dest exit $drc: $(cat "$T/fdest.log")"
+	elif [ $st -ne 0 ] || grep -q 'errors=[1-9]' "$T/dst.log"; then
+		fail postcopy_manual_recover "destination guest exit $st"
+	else
+		ok "postcopy, source agent killed, ferry-source --recover: guest verified"
+	fi
+	kill "$src_pid" 2>/dev/null
 	wait 2>/dev/null
 }
 
@@ -251,6 +348,7 @@ case_dest_killed() {
 	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
 		--bandwidth 16 --timeout 3000 >"$T/fsrc.log" 2>&1 &
 	local spid=$!
+	PIDS+=($spid)
 	sleep 1
 	kill -9 "$dest_pid"
 	wait "$spid"
@@ -275,6 +373,7 @@ case_source_killed() {
 	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
 		--bandwidth 16 >"$T/fsrc.log" 2>&1 &
 	local spid=$!
+	PIDS+=($spid)
 	sleep 1
 	kill -9 "$spid"
 	wait "$dest_pid"
@@ -367,10 +466,15 @@ case_usage() {
 }
 
 for c in ${FERRY_CASES:-precopy postcopy postcopy_sequential postcopy_vcpus \
-	postcopy_hugetlb hybrid auto \
+	postcopy_hugetlb hybrid auto postcopy_recover postcopy_manual_recover \
 	postcopy_dest_killed bad_cert dest_killed source_killed no_converge \
 	layout_mismatch usage}; do
 	case_$c || fail "$c" "setup failed"
+	# Whatever a case left running (it failed half-way) ends here, so
+	# that no case waits on another's processes.
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	PIDS=()
 done
 echo "CASES: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -22,7 +22,9 @@ static const char usage[] =
 "\n"
 "  -s, --vm SOCKET          the incoming VM's link socket\n"
 "  -l, --listen [HOST:]PORT address to listen on (default: all)\n"
-"      --accept-timeout S   give up if no source connects in S s (600)\n"
+"      --accept-timeout S   give up if no source connects in S s (600);\n"
+"                           also how long a postcopy interrupted by a lost\n"
+"                           connection waits for the source to return\n"
 "  -q, --quiet              no summary\n"
 "  -v, --verbose            log what happens\n"
 "  -h, --help               this text\n"
@@ -31,6 +33,18 @@ static const char usage[] =
 "\nExit status: 0 the VM runs here, 1 failed, 2 usage.\n";
 
 enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END };
+
+/* Postcopy recovery: the next session from the returning source. */
+static int reaccept(void *arg, struct tp_session **out, char *err)
+{
+	struct tp_err terr;
+	int ret = tp_session_accept(arg, out, &terr);
+
+	if (ret)
+		snprintf(err, MIG_ERR_LEN, "no source came back: %.200s",
+			 terr.msg);
+	return ret;
+}
 
 int main(int argc, char **argv)
 {
@@ -117,8 +131,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-dest: listening on port %d\n",
 			tp_listener_port(l));
 	ret = tp_session_accept(l, &sess, &terr);
-	tp_listener_destroy(l);
 	if (ret) {
+		tp_listener_destroy(l);
 		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
 		return 1;
 	}
@@ -126,8 +140,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-dest: %s\n", tp_session_describe(sess));
 	p.session = sess;
 	p.mem_access = c.mem;
+	p.reconnect = reaccept;
+	p.reconnect_arg = l;
 	ret = mig_dest_run(&p, &st, err);
 	tp_session_destroy(sess);
+	tp_listener_destroy(l);
 	if (c.json)
 		mig_stats_write_json(&st, "dest", c.json);
 	if (ret) {

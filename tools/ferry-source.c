@@ -38,6 +38,10 @@ static const char usage[] =
 "  -b, --bandwidth MIBS     cap on the bandwidth, MiB/s (default none)\n"
 "      --deadline S         give up converging after S seconds (120)\n"
 "      --max-rounds N       give up after N rounds (30)\n"
+"      --recover-timeout S  after a postcopy connection loss, reconnect for\n"
+"                           up to S seconds (60) while the VM waits here\n"
+"      --recover            finish a postcopy that a previous ferry-source\n"
+"                           left interrupted (the VM is paused here)\n"
 "  -q, --quiet              no progress, no summary\n"
 "  -v, --verbose            log what happens\n"
 "  -h, --help               this text\n"
@@ -45,7 +49,25 @@ static const char usage[] =
 "\n" CLI_SECURITY_HELP
 "\nExit status: 0 migrated, 1 failed or cancelled (the VM runs here), 2 usage.\n";
 
-enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS };
+enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
+       OPT_RECOVER_TIMEOUT };
+
+struct peer {
+	const struct tp_config *cfg;
+	const char *host, *port;
+};
+
+/* Postcopy recovery: a new session to the same destination. */
+static int reconnect(void *arg, struct tp_session **out, char *err)
+{
+	const struct peer *pe = arg;
+	struct tp_err terr;
+	int ret = tp_session_connect(pe->cfg, pe->host, pe->port, out, &terr);
+
+	if (ret)
+		snprintf(err, MIG_ERR_LEN, "%s", terr.msg);
+	return ret;
+}
 
 int main(int argc, char **argv)
 {
@@ -58,6 +80,9 @@ int main(int argc, char **argv)
 		{ "bandwidth", required_argument, NULL, 'b' },
 		{ "deadline", required_argument, NULL, OPT_DEADLINE },
 		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
+		{ "recover", no_argument, NULL, OPT_RECOVER },
+		{ "recover-timeout", required_argument, NULL,
+		  OPT_RECOVER_TIMEOUT },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -72,6 +97,7 @@ int main(int argc, char **argv)
 	struct tp_session *sess = NULL;
 	struct mig_stats st;
 	struct tp_err terr;
+	struct peer pe;
 	bool quiet = false, tty;
 	long v;
 	int o, ret;
@@ -131,6 +157,15 @@ int main(int argc, char **argv)
 				return 2;
 			p.max_rounds = v;
 			break;
+		case OPT_RECOVER:
+			p.recover = true;
+			break;
+		case OPT_RECOVER_TIMEOUT:
+			if ((v = cli_number(&c, "--recover-timeout", optarg, 1,
+					    86400)) < 0)
+				return 2;
+			p.recover_timeout_s = v;
+			break;
 		case 'q':
 			quiet = true;
 			break;
@@ -173,6 +208,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-source: %s\n", tp_session_describe(sess));
 	p.session = sess;
 	p.mem_access = c.mem;
+	pe = (struct peer){ &c.tp, host, port };
+	p.reconnect = reconnect;
+	p.reconnect_arg = &pe;
 	p.progress = cli_progress;
 	p.progress_arg = &tty;
 	ret = mig_source_run(&p, &st, err);
