@@ -78,6 +78,7 @@ start_dest() { # extra args; sets PORT once ferry-dest listens
 		alive "$dest_pid" || break
 		sleep 0.05
 	done
+	echo "ferry-dest did not listen: $(cat "$T/fdest.log")"
 	PORT=1 # nothing listens there: the case fails with a clear error
 }
 
