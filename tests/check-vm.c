@@ -358,6 +358,7 @@ static void boot_backing(const char *backing)
 	ck_assert_int_eq(vmt_wait(&p, 30000), 0);
 	out = vmt_slurp(p.out);
 	ck_assert_uint_eq(vmt_count(out, "HB "), 4);
+	ck_assert_uint_eq(vmt_count(out, "FILLED pages=2048 "), 1);
 	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
 	ck_assert(vmt_hb_clean(out));
 	ck_assert_int_gt(vmt_last_value(out, "HB ", "verified"), 2048);
