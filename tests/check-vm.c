@@ -420,6 +420,10 @@ START_TEST(pause_resume)
 	ck_assert_uint_eq(c.hello.nr_regions, 1);
 	ck_assert(c.hello.regions[0].fd >= 0);
 	ck_assert(c.hello.flags & VML_F_NOKVM);
+	/* No KVM, no dirty log: agents track with uffd-wp instead. */
+	ck_assert(!(c.hello.flags & VML_F_DIRTY_LOG));
+	ck_assert_int_eq(vml_client_dirty_log(&c, 0, VML_DIRTY_START, NULL,
+					      NULL), -EOPNOTSUPP);
 	ck_assert_int_eq(vml_client_pause(&c), 0);
 	ck_assert_int_eq(vml_client_status(&c, &st, &hb1), 0);
 	ck_assert_uint_eq(st, VML_STATE_PAUSED);

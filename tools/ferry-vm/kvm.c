@@ -388,6 +388,58 @@ static int kvm_load(struct vm *vm, const uint8_t *blob, size_t len)
 	return ret;
 }
 
+static int set_slot_flags(struct kvm_vm *k, uint32_t flags)
+{
+	struct gm_region *ram = &k->vm->ram;
+	struct kvm_userspace_memory_region mr = {
+		.slot = 0,
+		.flags = flags,
+		.memory_size = ram->size,
+		.userspace_addr = (uint64_t)(uintptr_t)ram->host,
+	};
+	int ret = 0;
+
+	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr)) {
+		ret = -errno;
+		pr_err("changing the memory slot's flags: %s", strerror(-ret));
+	}
+	return ret;
+}
+
+/* KVM_GET_DIRTY_LOG returns the bitmap and re-arms it in one call (no
+ * manual-protect capability enabled). */
+static int kvm_dirty_log(struct vm *vm, uint32_t op, uint64_t **bm,
+			 size_t *words)
+{
+	struct kvm_vm *k = vm->backend;
+	struct kvm_dirty_log dl = { .slot = 0 };
+	size_t n = UT_DIV_ROUND_UP(vm->ram.size / 4096, 64);
+	int ret;
+
+	if (op == VML_DIRTY_START || op == VML_DIRTY_STOP) {
+		ret = set_slot_flags(k, op == VML_DIRTY_START ?
+					       KVM_MEM_LOG_DIRTY_PAGES : 0);
+		if (!ret)
+			k->dirty_logging = op == VML_DIRTY_START;
+		return ret;
+	}
+	if (!k->dirty_logging)
+		return -EBUSY;
+	*bm = calloc(n, sizeof(uint64_t));
+	if (!*bm)
+		return -ENOMEM;
+	dl.dirty_bitmap = *bm;
+	if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &dl)) {
+		ret = -errno;
+		pr_err("KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+		free(*bm);
+		*bm = NULL;
+		return ret;
+	}
+	*words = n;
+	return 0;
+}
+
 static void kvm_fini_vm(struct vm *vm)
 {
 	struct kvm_vm *k = vm->backend;
@@ -420,4 +472,5 @@ const struct vm_backend_ops vm_kvm_ops = {
 	.save = kvm_save,
 	.load = kvm_load,
 	.fini = kvm_fini_vm,
+	.dirty_log = kvm_dirty_log,
 };

@@ -228,6 +228,23 @@ unlock:
 	return ret;
 }
 
+int vm_dirty_log(struct vm *vm, uint32_t region, uint32_t op, uint64_t **bm,
+		 size_t *words)
+{
+	int ret;
+
+	*bm = NULL;
+	*words = 0;
+	if (!vm->ops->dirty_log)
+		return -EOPNOTSUPP;
+	if (region != 0 || op < VML_DIRTY_START || op > VML_DIRTY_STOP)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	ret = vm->ops->dirty_log(vm, op, bm, words);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
 int vm_init(struct vm *vm, const struct vm_config *cfg)
 {
 	*vm = (struct vm){ .cfg = *cfg, .exit_code = -1 };
