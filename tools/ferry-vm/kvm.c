@@ -355,6 +355,38 @@ static int kvm_save(struct vm *vm, struct vm_blob *b)
 	return ret;
 }
 
+/*
+ * The guest paces itself by its TSC rate, fixed at boot: on a host whose
+ * TSC runs at another rate, ask KVM to scale (before the TSC MSR is set).
+ * Without scaling support the guest's pacing drifts; it still verifies.
+ */
+static void set_tsc_khz(struct kvm_vm *k, const uint8_t *blob, size_t len)
+{
+	const void *p;
+	uint64_t khz;
+	size_t n;
+
+	p = vm_blob_find(blob, len, SEC_KVM_TSC_KHZ, VM_BLOB_VM, &n);
+	if (!p || n != sizeof(khz))
+		return;
+	memcpy(&khz, p, sizeof(khz));
+	/* Within 0.1%: the same rate, measured twice. */
+	if (!khz || (khz > k->tsc_khz ? khz - k->tsc_khz : k->tsc_khz - khz) <=
+			    khz / 1000)
+		return;
+	for (unsigned int i = 0; i < k->vm->cfg.nr_cpus; i++) {
+		if (ioctl(k->cpu[i].fd, KVM_SET_TSC_KHZ, (unsigned long)khz)) {
+			pr_warn("TSC runs at %llu kHz here, %llu kHz at the "
+				"source, and KVM cannot scale it (%s): guest "
+				"pacing will drift",
+				(unsigned long long)k->tsc_khz,
+				(unsigned long long)khz, strerror(errno));
+			return;
+		}
+	}
+	k->tsc_khz = khz;
+}
+
 static int kvm_load(struct vm *vm, const uint8_t *blob, size_t len)
 {
 	struct kvm_vm *k = vm->backend;
@@ -372,6 +404,7 @@ static int kvm_load(struct vm *vm, const uint8_t *blob, size_t len)
 			return ret;
 		}
 	}
+	set_tsc_khz(k, blob, len);
 	for (unsigned int i = 0; !ret && i < vm->cfg.nr_cpus; i++)
 		ret = kvm_vcpu_load(&k->cpu[i], blob, len);
 	p = vm_blob_find(blob, len, SEC_KVM_CLOCK, VM_BLOB_VM, &n);
