@@ -90,7 +90,7 @@ START_TEST(kvm_pause_save_restore)
 	char *dir = tdir, sa[256], sb[256], file[256], *out;
 	const char *a_argv[] = { NULL, "-k", vmt_payload(), "-s", sa, "-c", "2",
 				 "--ws", "8M", "--rate", "32", "--heartbeat-ms",
-				 HB_MS, "--heartbeats", "12", NULL };
+				 HB_MS, "--heartbeats", "30", NULL };
 	const char *snap[] = { NULL, "snapshot", "-s", sa, file, NULL };
 	const char *b_argv[] = { NULL, "-k", vmt_payload(), "--incoming", "-s",
 				 sb, "-c", "2", "--ws", "8M", NULL };
