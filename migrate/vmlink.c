@@ -67,6 +67,7 @@ const char *vml_msg_name(uint16_t type)
 		[VML_MSG_LOAD_STATE] = "load-state",
 		[VML_MSG_QUIT] = "quit",
 		[VML_MSG_STATUS] = "status",
+		[VML_MSG_DIRTY_LOG] = "dirty-log",
 	};
 	uint16_t t = type & ~VML_MSG_REPLY;
 
@@ -629,6 +630,36 @@ int vml_client_load_state(struct vml_client *c, const void *blob, size_t len)
 	struct vml_msg m;
 	int ret = request(c, VML_MSG_LOAD_STATE, blob, len, &m);
 
+	vml_msg_fini(&m);
+	return ret;
+}
+
+int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
+			 uint64_t **bitmap, size_t *words)
+{
+	uint8_t req[8];
+	struct vml_msg m;
+	int ret;
+
+	if (bitmap)
+		*bitmap = NULL;
+	if (words)
+		*words = 0;
+	put_u32(req, region);
+	put_u32(req + 4, op);
+	ret = request(c, VML_MSG_DIRTY_LOG, req, sizeof(req), &m);
+	if (!ret && op == VML_DIRTY_FETCH) {
+		if (!bitmap || !words || m.hdr.len % 8) {
+			ret = -EPROTO;
+		} else {
+			*words = m.hdr.len / 8;
+			*bitmap = malloc(m.hdr.len ? m.hdr.len : 8);
+			if (!*bitmap)
+				ret = -ENOMEM;
+			for (size_t i = 0; !ret && i < *words; i++)
+				(*bitmap)[i] = get_u64(m.payload + 8 * i);
+		}
+	}
 	vml_msg_fini(&m);
 	return ret;
 }

@@ -32,6 +32,11 @@
  *      QUIT        reply, then the VMM exits (status 0)
  *      STATUS      reply payload: u32 run state (VML_STATE_*), u32 0,
  *                  u64 guest heartbeats seen by the VMM
+ *      DIRTY_LOG   optional (HELLO flag VML_F_DIRTY_LOG): payload u32
+ *                  region, u32 op (VML_DIRTY_*); FETCH replies with the
+ *                  region's bitmap, one bit per 4 KiB page written by a
+ *                  vCPU since START or the previous FETCH (u64 LE words).
+ *                  The VMM's own writes are not in it.
  *    A request the VMM cannot serve is answered with a negative status
  *    (-EBUSY: wrong state, -EOPNOTSUPP: unknown type, -EINVAL: bad blob).
  *
@@ -64,12 +69,21 @@ enum vml_msg_type {
 	VML_MSG_LOAD_STATE = 5,
 	VML_MSG_QUIT = 6,
 	VML_MSG_STATUS = 7,
+	VML_MSG_DIRTY_LOG = 8,
 	VML_MSG_REPLY = 0x8000,	/* OR-ed into a request's type */
 };
 
 /* HELLO flags. */
 #define VML_F_INCOMING (1u << 0) /* RAM is empty: waiting for load+resume */
 #define VML_F_NOKVM (1u << 1)	 /* vCPUs are native threads (no KVM) */
+#define VML_F_DIRTY_LOG (1u << 2) /* serves DIRTY_LOG (KVM's dirty log) */
+
+/* DIRTY_LOG operations. */
+enum vml_dirty_op {
+	VML_DIRTY_START = 1,	/* start logging vCPU writes */
+	VML_DIRTY_FETCH = 2,	/* return and clear the bitmap */
+	VML_DIRTY_STOP = 3,
+};
 
 /* STATUS run states. */
 enum vml_run_state {
@@ -193,6 +207,14 @@ int vml_client_resume(struct vml_client *c);
 int vml_client_quit(struct vml_client *c);
 /* Reads the run state (enum vml_run_state) and heartbeats seen. */
 int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs);
+/*
+ * DIRTY_LOG on region @region: @op is VML_DIRTY_*. For FETCH, *@bitmap
+ * receives a malloc'ed bitmap of *@words u64 words (caller frees), bit i
+ * for the region's 4 KiB page i. -EOPNOTSUPP where the VMM has no dirty
+ * log (then track with uffd-wp instead).
+ */
+int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
+			 uint64_t **bitmap, size_t *words);
 /* Fetches the state blob; on success *@blob is malloc'ed (caller frees). */
 int vml_client_save_state(struct vml_client *c, void **blob, size_t *len);
 int vml_client_load_state(struct vml_client *c, const void *blob, size_t len);

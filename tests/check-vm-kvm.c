@@ -90,7 +90,7 @@ START_TEST(kvm_pause_save_restore)
 	char *dir = tdir, sa[256], sb[256], file[256], *out;
 	const char *a_argv[] = { NULL, "-k", vmt_payload(), "-s", sa, "-c", "2",
 				 "--ws", "8M", "--rate", "32", "--heartbeat-ms",
-				 HB_MS, "--heartbeats", "12", NULL };
+				 HB_MS, "--heartbeats", "30", NULL };
 	const char *snap[] = { NULL, "snapshot", "-s", sa, file, NULL };
 	const char *b_argv[] = { NULL, "-k", vmt_payload(), "--incoming", "-s",
 				 sb, "-c", "2", "--ws", "8M", NULL };
@@ -180,6 +180,70 @@ START_TEST(kvm_corrupt_page)
 }
 END_TEST
 
+/* KVM's dirty log over the VM link: vCPU writes show up, in the working
+ * set, and nothing is written while paused. */
+static uint64_t count_bits(const uint64_t *bm, size_t words, uint64_t lo,
+			   uint64_t hi)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = lo; i < hi && i / 64 < words; i++)
+		n += (bm[i / 64] >> (i % 64)) & 1;
+	return n;
+}
+
+START_TEST(kvm_dirty_log)
+{
+	char *dir = tdir, sock[256], *out;
+	const char *argv[] = { NULL, "-k", vmt_payload(), "-s", sock, "--ws",
+			       "8M", "--rate", "32", "--heartbeat-ms", HB_MS,
+			       NULL };
+	long long ws_gpa, pages;
+	struct vml_client c;
+	uint64_t *bm;
+	size_t words;
+	struct vmp p;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	ck_assert(vmt_wait_filled(&p, 30000));
+	out = vmt_slurp(p.out);
+	ws_gpa = vmt_last_value(out, "GUEST", "ws_gpa");
+	pages = vmt_last_value(out, "GUEST", "pages");
+	free(out);
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert(c.hello.flags & VML_F_DIRTY_LOG);
+	ck_assert_int_eq(vml_client_dirty_log(&c, 0, VML_DIRTY_START, NULL,
+					      NULL), 0);
+	usleep(300 * 1000);
+	ck_assert_int_eq(vml_client_dirty_log(&c, 0, VML_DIRTY_FETCH, &bm,
+					      &words), 0);
+	ck_assert_uint_eq(words, UT_DIV_ROUND_UP(c.hello.regions[0].size /
+						 4096, 64));
+	ck_assert_uint_gt(count_bits(bm, words, ws_gpa / 4096,
+				     ws_gpa / 4096 + pages), 0);
+	free(bm);
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	ck_assert_int_eq(vml_client_dirty_log(&c, 0, VML_DIRTY_FETCH, &bm,
+					      &words), 0);
+	free(bm);
+	usleep(200 * 1000);
+	ck_assert_int_eq(vml_client_dirty_log(&c, 0, VML_DIRTY_FETCH, &bm,
+					      &words), 0);
+	ck_assert_uint_eq(count_bits(bm, words, 0, words * 64), 0);
+	free(bm);
+	ck_assert_int_eq(vml_client_resume(&c), 0);
+	ck_assert_int_eq(vml_client_dirty_log(&c, 0, VML_DIRTY_STOP, NULL,
+					      NULL), 0);
+	ck_assert_int_eq(vml_client_quit(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 10000), 0);
+	out = vmt_slurp(p.out);
+	ck_assert(vmt_hb_clean(out));
+	free(out);
+}
+END_TEST
+
 int main(void)
 {
 	struct {
@@ -191,6 +255,7 @@ int main(void)
 		{ "kvm_boot_4cpus", kvm_boot_4cpus },
 		{ "kvm_pause_save_restore", kvm_pause_save_restore },
 		{ "kvm_corrupt_page", kvm_corrupt_page },
+		{ "kvm_dirty_log", kvm_dirty_log },
 	};
 	Suite *s = suite_create("vm-kvm");
 	SRunner *sr;

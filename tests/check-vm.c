@@ -358,6 +358,7 @@ static void boot_backing(const char *backing)
 	ck_assert_int_eq(vmt_wait(&p, 30000), 0);
 	out = vmt_slurp(p.out);
 	ck_assert_uint_eq(vmt_count(out, "HB "), 4);
+	ck_assert_uint_eq(vmt_count(out, "FILLED pages=2048 "), 1);
 	ck_assert_uint_eq(vmt_count(out, "DONE"), 1);
 	ck_assert(vmt_hb_clean(out));
 	ck_assert_int_gt(vmt_last_value(out, "HB ", "verified"), 2048);
@@ -419,6 +420,10 @@ START_TEST(pause_resume)
 	ck_assert_uint_eq(c.hello.nr_regions, 1);
 	ck_assert(c.hello.regions[0].fd >= 0);
 	ck_assert(c.hello.flags & VML_F_NOKVM);
+	/* No KVM, no dirty log: agents track with uffd-wp instead. */
+	ck_assert(!(c.hello.flags & VML_F_DIRTY_LOG));
+	ck_assert_int_eq(vml_client_dirty_log(&c, 0, VML_DIRTY_START, NULL,
+					      NULL), -EOPNOTSUPP);
 	ck_assert_int_eq(vml_client_pause(&c), 0);
 	ck_assert_int_eq(vml_client_status(&c, &st, &hb1), 0);
 	ck_assert_uint_eq(st, VML_STATE_PAUSED);
@@ -455,13 +460,15 @@ static bool wait_socket(const char *path, int ms)
 
 /* Snapshots a running no-KVM guest, restores it in a fresh process
  * (through --incoming + `ferry-vm restore`, or --restore), and checks
- * that it continues and finishes its heartbeats with no error. */
+ * that it continues and finishes its heartbeats with no error. The
+ * source must not finish before the snapshot: 30 heartbeats leave a
+ * loaded machine seconds of margin. */
 static void save_restore(const char *backing, bool in_process)
 {
 	char *dir = tdir, sa[256], sb[256], file[256];
 	const char *a_argv[] = { NULL, "--no-kvm", "-b", backing, "-s", sa,
 				 "--ws", "8M", "--rate", "32", "-c", "2",
-				 "--heartbeat-ms", HB_MS, "--heartbeats", "14",
+				 "--heartbeat-ms", HB_MS, "--heartbeats", "30",
 				 NULL };
 	const char *snap_argv[] = { NULL, "snapshot", "-s", sa, file, NULL };
 	const char *b_argv[] = { NULL, "--no-kvm", "-b", backing, "--ws", "8M",
@@ -503,7 +510,7 @@ static void save_restore(const char *backing, bool in_process)
 	ck_assert(vmt_hb_clean(out));
 	first_n = strtoll(strstr(out, "HB n=") + 5, NULL, 10);
 	ck_assert_int_gt(first_n, 3);	/* continued where A stopped */
-	ck_assert_int_eq(vmt_last_value(out, "HB ", "n"), 14);
+	ck_assert_int_eq(vmt_last_value(out, "HB ", "n"), 30);
 	free(out);
 }
 

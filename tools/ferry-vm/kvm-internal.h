@@ -36,6 +36,7 @@ struct kvm_vm {
 	int vm_fd;
 	size_t run_size;	/* KVM_GET_VCPU_MMAP_SIZE */
 	bool irqchip;		/* in-kernel irqchip created */
+	bool dirty_logging;	/* slot 0 has KVM_MEM_LOG_DIRTY_PAGES */
 	uint64_t entry64;	/* payload's 64-bit entry */
 	uint64_t tsc_khz;
 	struct kvm_cpuid2 *cpuid;

@@ -355,6 +355,38 @@ static int kvm_save(struct vm *vm, struct vm_blob *b)
 	return ret;
 }
 
+/*
+ * The guest paces itself by its TSC rate, fixed at boot: on a host whose
+ * TSC runs at another rate, ask KVM to scale (before the TSC MSR is set).
+ * Without scaling support the guest's pacing drifts; it still verifies.
+ */
+static void set_tsc_khz(struct kvm_vm *k, const uint8_t *blob, size_t len)
+{
+	const void *p;
+	uint64_t khz;
+	size_t n;
+
+	p = vm_blob_find(blob, len, SEC_KVM_TSC_KHZ, VM_BLOB_VM, &n);
+	if (!p || n != sizeof(khz))
+		return;
+	memcpy(&khz, p, sizeof(khz));
+	/* Within 0.1%: the same rate, measured twice. */
+	if (!khz || (khz > k->tsc_khz ? khz - k->tsc_khz : k->tsc_khz - khz) <=
+			    khz / 1000)
+		return;
+	for (unsigned int i = 0; i < k->vm->cfg.nr_cpus; i++) {
+		if (ioctl(k->cpu[i].fd, KVM_SET_TSC_KHZ, (unsigned long)khz)) {
+			pr_warn("TSC runs at %llu kHz here, %llu kHz at the "
+				"source, and KVM cannot scale it (%s): guest "
+				"pacing will drift",
+				(unsigned long long)k->tsc_khz,
+				(unsigned long long)khz, strerror(errno));
+			return;
+		}
+	}
+	k->tsc_khz = khz;
+}
+
 static int kvm_load(struct vm *vm, const uint8_t *blob, size_t len)
 {
 	struct kvm_vm *k = vm->backend;
@@ -372,6 +404,7 @@ static int kvm_load(struct vm *vm, const uint8_t *blob, size_t len)
 			return ret;
 		}
 	}
+	set_tsc_khz(k, blob, len);
 	for (unsigned int i = 0; !ret && i < vm->cfg.nr_cpus; i++)
 		ret = kvm_vcpu_load(&k->cpu[i], blob, len);
 	p = vm_blob_find(blob, len, SEC_KVM_CLOCK, VM_BLOB_VM, &n);
@@ -386,6 +419,58 @@ static int kvm_load(struct vm *vm, const uint8_t *blob, size_t len)
 		}
 	}
 	return ret;
+}
+
+static int set_slot_flags(struct kvm_vm *k, uint32_t flags)
+{
+	struct gm_region *ram = &k->vm->ram;
+	struct kvm_userspace_memory_region mr = {
+		.slot = 0,
+		.flags = flags,
+		.memory_size = ram->size,
+		.userspace_addr = (uint64_t)(uintptr_t)ram->host,
+	};
+	int ret = 0;
+
+	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr)) {
+		ret = -errno;
+		pr_err("changing the memory slot's flags: %s", strerror(-ret));
+	}
+	return ret;
+}
+
+/* KVM_GET_DIRTY_LOG returns the bitmap and re-arms it in one call (no
+ * manual-protect capability enabled). */
+static int kvm_dirty_log(struct vm *vm, uint32_t op, uint64_t **bm,
+			 size_t *words)
+{
+	struct kvm_vm *k = vm->backend;
+	struct kvm_dirty_log dl = { .slot = 0 };
+	size_t n = UT_DIV_ROUND_UP(vm->ram.size / 4096, 64);
+	int ret;
+
+	if (op == VML_DIRTY_START || op == VML_DIRTY_STOP) {
+		ret = set_slot_flags(k, op == VML_DIRTY_START ?
+					       KVM_MEM_LOG_DIRTY_PAGES : 0);
+		if (!ret)
+			k->dirty_logging = op == VML_DIRTY_START;
+		return ret;
+	}
+	if (!k->dirty_logging)
+		return -EBUSY;
+	*bm = calloc(n, sizeof(uint64_t));
+	if (!*bm)
+		return -ENOMEM;
+	dl.dirty_bitmap = *bm;
+	if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &dl)) {
+		ret = -errno;
+		pr_err("KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+		free(*bm);
+		*bm = NULL;
+		return ret;
+	}
+	*words = n;
+	return 0;
 }
 
 static void kvm_fini_vm(struct vm *vm)
@@ -420,4 +505,5 @@ const struct vm_backend_ops vm_kvm_ops = {
 	.save = kvm_save,
 	.load = kvm_load,
 	.fini = kvm_fini_vm,
+	.dirty_log = kvm_dirty_log,
 };

@@ -35,6 +35,7 @@ static void fill_hello(struct vm *vm, struct vml_hello *h, int uffd)
 		.version = VML_VERSION,
 		.pid = (uint32_t)getpid(),
 		.flags = (vm->cfg.nokvm ? VML_F_NOKVM : 0) |
+			 (vm->ops->dirty_log ? VML_F_DIRTY_LOG : 0) |
 			 (vm_run_state(vm) == VML_STATE_INCOMING ?
 				  VML_F_INCOMING : 0),
 		.nr_vcpus = vm->cfg.nr_cpus,
@@ -72,6 +73,24 @@ static int do_status(struct vm_link *l, uint16_t type)
 	return vml_server_reply(l->conn_fd, type, 0, st, sizeof(st));
 }
 
+static int do_dirty_log(struct vm_link *l, const struct vml_msg *m)
+{
+	uint64_t *bm = NULL;
+	size_t words = 0;
+	uint32_t region, op;
+	int st = -EINVAL, ret;
+
+	if (m->hdr.len == 8) {
+		memcpy(&region, m->payload, 4);	/* LE: x86 only */
+		memcpy(&op, m->payload + 4, 4);
+		st = vm_dirty_log(l->vm, region, op, &bm, &words);
+	}
+	ret = vml_server_reply(l->conn_fd, m->hdr.type, st, bm,
+			       st ? 0 : words * 8);
+	free(bm);
+	return ret;
+}
+
 /* Serves one request; returns -errno when the connection should close. */
 static int serve(struct vm_link *l, const struct vml_msg *m)
 {
@@ -93,6 +112,8 @@ static int serve(struct vm_link *l, const struct vml_msg *m)
 		break;
 	case VML_MSG_STATUS:
 		return do_status(l, type);
+	case VML_MSG_DIRTY_LOG:
+		return do_dirty_log(l, m);
 	case VML_MSG_QUIT:
 		vml_server_reply(l->conn_fd, type, 0, NULL, 0);
 		vm_request_quit(l->vm);

@@ -68,6 +68,10 @@ struct vm_backend_ops {
 	int (*save)(struct vm *vm, struct vm_blob *b);
 	int (*load)(struct vm *vm, const uint8_t *blob, size_t len);
 	void (*fini)(struct vm *vm);	/* stops and joins; accepts half-built */
+	/* Optional (NULL: none): KVM's dirty log, VML_DIRTY_* @op; FETCH
+	 * fills a malloc'ed bitmap of *@words u64 words. */
+	int (*dirty_log)(struct vm *vm, uint32_t op, uint64_t **bm,
+			 size_t *words);
 };
 
 extern const struct vm_backend_ops vm_kvm_ops;
@@ -120,6 +124,10 @@ int vm_resume(struct vm *vm);
 int vm_save_state(struct vm *vm, void **blob, size_t *len);
 /* Paused or incoming: checks @blob is for this VM and applies it. */
 int vm_load_state(struct vm *vm, const void *blob, size_t len);
+/* The link's DIRTY_LOG for region @region (0): -EOPNOTSUPP without a
+ * dirty log (no-KVM), else as vm_backend_ops.dirty_log. */
+int vm_dirty_log(struct vm *vm, uint32_t region, uint32_t op, uint64_t **bm,
+		 size_t *words);
 /* Asks main() to exit with status 0 (the link's QUIT). */
 void vm_request_quit(struct vm *vm);
 /* The guest stopped with @code (VM_EXIT_*); first caller wins. Any thread. */

@@ -582,6 +582,22 @@ static enum wl_status heartbeat_due(const struct wl_env *env,
 	return WL_RUNNING;
 }
 
+/* CPU 0: announces once that every CPU has filled its part. */
+static void check_filled(const struct wl_env *env, struct wl_hdr *h,
+			 uint64_t now)
+{
+	struct line l = { .len = 0 };
+
+	for (unsigned int i = 0; i < h->p.cpus; i++)
+		if (!__atomic_load_n(&h->cpu[i].phase, __ATOMIC_ACQUIRE))
+			return;
+	h->filled = 1;
+	put_str(&l, "FILLED");
+	put_kv(&l, "pages", h->npages, false);
+	put_kv(&l, "t_ms", (now - h->start_tick) / h->p.tsc_khz, false);
+	emit(env, &l);
+}
+
 enum wl_status wl_step(const struct wl_env *env, unsigned int cpu)
 {
 	struct wl_hdr *h = hdr_of(env);
@@ -598,7 +614,7 @@ enum wl_status wl_step(const struct wl_env *env, unsigned int cpu)
 	c->last_tick = now;
 	if (c->phase == 0) {
 		if (fill_some(env, h, c, cpu)) {
-			c->phase = 1;
+			__atomic_store_n(&c->phase, 1, __ATOMIC_RELEASE);
 			c->credit_tick = now;
 		}
 	} else {
@@ -607,9 +623,11 @@ enum wl_status wl_step(const struct wl_env *env, unsigned int cpu)
 		if (!verify_some(env, h, c, cpu))
 			return WL_FAILED;
 	}
-	if (cpu == 0)
-		return heartbeat_due(env, h, c, now);
-	return WL_RUNNING;
+	if (cpu != 0)
+		return WL_RUNNING;
+	if (!h->filled)
+		check_filled(env, h, now);
+	return heartbeat_due(env, h, c, now);
 }
 
 int wl_verify_page(const struct wl_env *env, uint64_t index)

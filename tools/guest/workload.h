@@ -29,6 +29,8 @@
  *   GUEST ws_gpa=0x... pages=N cpus=N seed=N ...   once at start
  *   HB n=.. iter=.. verified=.. dirtied=.. errors=.. maxgap_us=.. t_ms=..
  *        (iter: full verification passes over the whole working set)
+ *   FILLED pages=N t_ms=..                          once every CPU filled
+ *                                                   its part: dirtying starts
  *   ERR page=N gpa=0x.. kind=.. gen=.. found=..      on a mismatch
  *   DONE heartbeats=N                                after hbs= heartbeats
  */
@@ -105,6 +107,8 @@ struct wl_hdr {
 	uint32_t failed;	/* set once a CPU found an error */
 	uint32_t ready;		/* set by CPU 0 when the header is valid */
 	uint32_t done;		/* set once hbs heartbeats were printed */
+	uint32_t filled;	/* set once FILLED was printed (CPU 0) */
+	uint32_t pad2;
 	struct wl_cpu cpu[WL_MAX_CPUS];
 };
 
