@@ -52,6 +52,16 @@ start_vm() {
 	return 1
 }
 
+# wait_filled NAME: waits (up to 60 s) until NAME's guest has written its
+# whole working set and dirties at its full rate
+wait_filled() {
+	for _ in $(seq 600); do
+		grep -q '^FILLED' "$T/$1.log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # heartbeats NAME: how many heartbeat lines NAME has printed
 heartbeats() { grep -c '^HB ' "$T/$1.log" 2>/dev/null || true; }
 
@@ -121,6 +131,7 @@ run_mode() {
 	start_vm src $vmargs --heartbeats 8 || return 1
 	start_vm dst $vmargs --incoming || return 1
 	wait_hb src 2
+	wait_filled src
 	start_dest
 	if ! $SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
 		$srcargs --json "$T/src.json" >"$T/fsrc.log" 2>&1; then
@@ -162,7 +173,7 @@ case_hybrid() {
 }
 case_auto() {
 	# 1 ms of downtime is not met within the one round allowed: auto
-	# has to switch to postcopy.
+	# has to switch to postcopy. (run_mode waits for 2 heartbeats.)
 	run_mode "auto, not converging" "--ws 64M --rate 256" \
 		"--mode auto --downtime 1 --max-rounds 1"
 	grep -q '"mode": "postcopy"' "$T/src.json" ||
@@ -398,7 +409,7 @@ case_source_killed() {
 case_no_converge() {
 	start_vm src --ws 64M --rate 512 || return 1
 	start_vm dst --ws 64M --rate 512 --incoming || return 1
-	wait_hb src 2 # past the initial fill: dirtying at full rate
+	wait_filled src # dirtying at the full rate
 	start_dest
 	$SRC --vm "$T/src.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
 		--mode precopy --downtime 1 --max-rounds 1 --json "$T/src.json" \
