@@ -204,8 +204,6 @@ static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
 				   (size_t)run * h->page_size);
 		i += run;
 	}
-	if (ret && ret != -ECONNRESET && ret != -ETIMEDOUT)
-		pr_err("writing guest RAM: %s", strerror(-ret));
 	return ret;
 }
 
@@ -883,6 +881,8 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 					"switchover: %s", tp_stream_strerror(ctl));
 		if (m.type == MIG_MSG_STATE)
 			break;
+		if (m.type == MIG_MSG_KEEPALIVE && !m.len)
+			continue;
 		ret = recv_small(ctl, &m, buf, sizeof(buf));
 		if (ret)
 			return mig_fail(err, ret, "control message 0x%x: %s",
@@ -1220,8 +1220,12 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	}
 	if (resumed && !ret) {
 		/* The source releases its VM now; DONE or a close ends it. */
-		if (tp_recv(ctl, &m, NULL, 0) == 0 && m.type != MIG_MSG_DONE)
-			pr_warn("unexpected message 0x%x after resume", m.type);
+		m.type = 0;
+		while (tp_recv(ctl, &m, NULL, 0) == 0 &&
+		       m.type == MIG_MSG_KEEPALIVE)
+			;
+		if (m.type != MIG_MSG_DONE)
+			pr_warn("no DONE from the source after resume");
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
 	} else if (!resumed && d.vm.link.sock >= 0) {
 		/* Nothing ran here: discard the incoming VM. */

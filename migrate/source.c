@@ -84,6 +84,7 @@ struct mig_src {
 	uint64_t old_tx;		/* bytes sent on earlier sessions */
 	struct mig_resumed resumed;	/* the destination's RESUMED */
 	bool resumed_seen;
+	uint64_t last_keepalive;	/* ns, last KEEPALIVE sent */
 	struct mig_stats *st;
 	struct mig_vm vm;
 	struct gm_uffd uffd;
@@ -631,6 +632,19 @@ static void report(struct mig_src *s, uint32_t round, uint64_t total_pages,
 	s->p->progress(&pr, s->p->progress_arg);
 }
 
+/* The control stream is quiet while the bulk streams work; a word every
+ * second keeps the destination's control timeout from firing on a long
+ * round. Only this (the main) thread uses the control stream. */
+static void keepalive(struct mig_src *s)
+{
+	uint64_t now = ut_now_ns();
+
+	if (now - s->last_keepalive < 1000000000ULL)
+		return;
+	s->last_keepalive = now;
+	mig_send_msg(tp_session_control(s->sess), MIG_MSG_KEEPALIVE, NULL, 0);
+}
+
 /* Sends the pages in s->todo as round @round; fills @rs. */
 static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		     struct mig_round_stats *rs, const struct mig_round_stats *prev)
@@ -659,6 +673,7 @@ static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		pthread_mutex_unlock(&s->lock);
 		report(s, round, s->vm.total_pages, prev,
 		       flags & MIG_ROUND_FINAL);
+		keepalive(s);
 		pthread_mutex_lock(&s->lock);
 	}
 	ret = s->error;

@@ -44,6 +44,7 @@ enum mig_msg_type {
 	MIG_MSG_POSTCOPY,	/* source: DISCARDs and STATE follow */
 	MIG_MSG_NEED,		/* recovery: pages still missing (ZERO body) */
 	MIG_MSG_RECOVERED,	/* recovery: the NEED list is complete */
+	MIG_MSG_KEEPALIVE,	/* source, control: still working (no body) */
 	MIG_MSG_ERROR = 0x4d3f,	/* either side: the reason it gives up */
 	MIG_MSG_PAGE_REQ = 0x4d40, /* destination, urgent: fault on these */
 };

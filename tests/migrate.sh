@@ -127,8 +127,8 @@ case_precopy() {
 # itself after 8 heartbeats; passes when it finishes them at the
 # destination with every page verified.
 run_mode() {
-	local name=$1 vmargs=$2 srcargs=$3
-	start_vm src $vmargs --heartbeats 8 || return 1
+	local name=$1 vmargs=$2 srcargs=$3 hbs=${4:-8}
+	start_vm src $vmargs --heartbeats "$hbs" || return 1
 	start_vm dst $vmargs --incoming || return 1
 	wait_hb src 2
 	wait_filled src
@@ -178,6 +178,12 @@ case_auto() {
 		"--mode auto --downtime 1 --max-rounds 1"
 	grep -q '"mode": "postcopy"' "$T/src.json" ||
 		fail auto_mode "auto did not switch to postcopy"
+}
+
+case_auto_2g() {
+	# The case: auto completing a 256 MiB/s dirtier on 2 GiB.
+	run_mode "auto, 2 GiB guest dirtying 256 MiB/s" "--ws 2G --rate 256" \
+		"--mode auto" 60
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
@@ -478,7 +484,8 @@ case_usage() {
 }
 
 for c in ${FERRY_CASES:-precopy postcopy postcopy_sequential postcopy_vcpus \
-	postcopy_hugetlb hybrid auto postcopy_recover postcopy_manual_recover \
+	postcopy_hugetlb hybrid auto auto_2g postcopy_recover \
+	postcopy_manual_recover \
 	postcopy_dest_killed bad_cert dest_killed source_killed no_converge \
 	layout_mismatch usage}; do
 	case_$c || fail "$c" "setup failed"
