@@ -919,13 +919,6 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 	return 0;
 }
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 /* Load the state, run the guest, say so. */
 static int resume_guest(struct mig_dst *d, struct tp_stream *ctl,
@@ -946,7 +939,7 @@ static int resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM did not resume: %s",
 				strerror(-ret));
-	r.realtime_ns = realtime_ns();
+	r.realtime_ns = mig_realtime_ns();
 	r.load_ns = ut_now_ns() - t0;
 	r.cpu_ns = (ut_cpu_seconds() - cpu0) * 1e9;
 	st->state_load_ms = r.load_ns / 1e6;
@@ -979,13 +972,6 @@ static int stop_receivers(struct mig_dst *d)
 	return join_receivers(d);
 }
 
-static void cut_session(struct tp_session *sess)
-{
-	shutdown(tp_stream_fd(tp_session_control(sess)), SHUT_RDWR);
-	shutdown(tp_stream_fd(tp_session_urgent(sess)), SHUT_RDWR);
-	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++)
-		shutdown(tp_stream_fd(tp_session_bulk(sess, i)), SHUT_RDWR);
-}
 
 /* Tells a reconnected source what is still missing: RESUMED as sent
  * before, NEED bitmaps (neither received nor known zero), RECOVERED. */
@@ -1057,7 +1043,7 @@ static int dest_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 		return -ECONNRESET;
 	pr_err("postcopy: lost the source (%s); faulting vCPUs wait for it "
 	       "to reconnect", err);
-	cut_session(d->sess);
+	mig_session_cut(d->sess);
 	stop_faulter(d);
 	stop_receivers(d);
 	pthread_mutex_lock(&d->lock);

@@ -43,6 +43,18 @@ static inline uint8_t *mig_vm_page(const struct mig_vm *vm, uint32_t r,
 int mig_fail(char *err, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* CLOCK_REALTIME in ns: comparable between the two hosts' agents. */
+uint64_t mig_realtime_ns(void);
+
+/* Breaks every stream of @sess so that a thread blocked on one returns. */
+void mig_session_cut(struct tp_session *sess);
+
+/* Receives one control message into @buf: 0 when it is of @type, the
+ * peer's reason when it is an ERROR, -EPROTO otherwise; @what names the
+ * wait in the message. */
+int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
+		    size_t cap, struct tp_msg *m, const char *what, char *err);
+
 /* Sends an encoded control message; returns 0 or -errno. */
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 		 size_t len);

@@ -704,13 +704,6 @@ static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 
 /* ---- switchover ---- */
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static int send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
 {
@@ -740,21 +733,13 @@ static int wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
 			char *err)
 {
 	uint8_t buf[512];
-	struct mig_error e;
 	struct tp_msg m;
-	int ret;
+	int ret = mig_recv_expect(ctl, MIG_MSG_RESUMED, buf, sizeof(buf), &m,
+				  "waiting for the guest to resume there", err);
 
-	ret = tp_recv(ctl, &m, buf, sizeof(buf));
-	if (ret)
-		return mig_fail(err, ret, "no word from the destination after "
-				"switchover: %s", tp_stream_strerror(ctl));
-	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
-		return mig_fail(err, -e.code, "the destination failed: %s",
-				e.msg);
-	if (m.type != MIG_MSG_RESUMED || mig_dec_resumed(buf, m.len, r))
-		return mig_fail(err, -EPROTO, "the destination sent message "
-				"0x%x instead of RESUMED", m.type);
-	return 0;
+	if (!ret && mig_dec_resumed(buf, m.len, r))
+		ret = mig_fail(err, -EPROTO, "a malformed RESUMED");
+	return ret;
 }
 
 /* The guest runs at the destination with all its memory: say DONE, stop
@@ -792,7 +777,7 @@ static int switchover(struct mig_src *s, uint32_t round,
 				strerror(-ret));
 	s->paused = true;
 	t_pause = ut_now_ns();
-	rt_pause = realtime_ns();
+	rt_pause = mig_realtime_ns();
 	n = gm_dirty_harvest(s->dirty, &s->todo);
 	if (n < 0)
 		return mig_fail(err, n, "reading the last dirty pages failed");
@@ -993,20 +978,15 @@ static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
 {
 	uint8_t buf[1024];
 	struct mig_complete c;
-	struct mig_error e;
 	struct tp_msg m;
-	int ret;
+	int ret = mig_recv_expect(ctl, MIG_MSG_COMPLETE, buf, sizeof(buf), &m,
+				  "waiting for the destination to complete",
+				  err);
 
-	ret = tp_recv(ctl, &m, buf, sizeof(buf));
+	if (!ret && mig_dec_complete(buf, m.len, &c))
+		ret = mig_fail(err, -EPROTO, "a malformed COMPLETE");
 	if (ret)
-		return mig_fail(err, ret, "no word from the destination during "
-				"postcopy: %s", tp_stream_strerror(ctl));
-	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
-		return mig_fail(err, -e.code, "the destination failed: %s",
-				e.msg);
-	if (m.type != MIG_MSG_COMPLETE || mig_dec_complete(buf, m.len, &c))
-		return mig_fail(err, -EPROTO, "the destination sent message "
-				"0x%x instead of COMPLETE", m.type);
+		return ret;
 	s->st->faults = c.faults;
 	s->st->fault_p50_us = c.p50_ns / 1e3;
 	s->st->fault_p99_us = c.p99_ns / 1e3;
@@ -1041,15 +1021,6 @@ static int push(struct mig_src *s, uint32_t round,
 	return ret;
 }
 
-/* Breaks every stream of the current session so that each thread blocked
- * on one returns at once. */
-static void cut_session(struct tp_session *sess)
-{
-	shutdown(tp_stream_fd(tp_session_control(sess)), SHUT_RDWR);
-	shutdown(tp_stream_fd(tp_session_urgent(sess)), SHUT_RDWR);
-	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++)
-		shutdown(tp_stream_fd(tp_session_bulk(sess, i)), SHUT_RDWR);
-}
 
 static uint64_t session_tx(struct tp_session *sess)
 {
@@ -1128,7 +1099,7 @@ static int recover(struct mig_src *s, char *err)
 		return -ECONNRESET;
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
 	       "reconnecting for up to %u s", err, secs);
-	cut_session(s->sess);
+	mig_session_cut(s->sess);
 	stop_urgent(s);
 	stop_senders(s);
 	pthread_mutex_lock(&s->lock);
@@ -1179,7 +1150,7 @@ static int postcopy(struct mig_src *s, uint32_t round,
 				strerror(-ret));
 	s->paused = true;
 	t_pause = ut_now_ns();
-	rt_pause = realtime_ns();
+	rt_pause = mig_realtime_ns();
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
 	n = gm_dirty_harvest(s->dirty, &s->todo);
 	if (n < 0)
@@ -1219,7 +1190,7 @@ static int postcopy(struct mig_src *s, uint32_t round,
 		s->resumed.load_ns / 1e6;
 	s->st->state_load_ms = s->resumed.load_ns / 1e6;
 	s->st->cpu_s_dest = s->resumed.cpu_ns / 1e9;
-	s->st->postcopy_s = (realtime_ns() - s->resumed.realtime_ns) / 1e9;
+	s->st->postcopy_s = (mig_realtime_ns() - s->resumed.realtime_ns) / 1e9;
 	return release(s, tp_session_control(s->sess));
 }
 
@@ -1245,7 +1216,7 @@ static int resume_postcopy(struct mig_src *s, char *err)
 	for (uint32_t round = 0; !ret; round++) {
 		ret = push(s, round, &rs, err);
 		if (!ret) {
-			s->st->postcopy_s = (realtime_ns() -
+			s->st->postcopy_s = (mig_realtime_ns() -
 					     s->resumed.realtime_ns) / 1e9;
 			return release(s, tp_session_control(s->sess));
 		}

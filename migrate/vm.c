@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -26,6 +28,39 @@ int mig_fail(char *err, int ret, const char *fmt, ...)
 		va_end(ap);
 	}
 	return ret;
+}
+
+uint64_t mig_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+void mig_session_cut(struct tp_session *sess)
+{
+	shutdown(tp_stream_fd(tp_session_control(sess)), SHUT_RDWR);
+	shutdown(tp_stream_fd(tp_session_urgent(sess)), SHUT_RDWR);
+	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++)
+		shutdown(tp_stream_fd(tp_session_bulk(sess, i)), SHUT_RDWR);
+}
+
+int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
+		    size_t cap, struct tp_msg *m, const char *what, char *err)
+{
+	struct mig_error e;
+	int ret = tp_recv(ctl, m, buf, cap);
+
+	if (ret)
+		return mig_fail(err, ret, "%s: %s", what,
+				tp_stream_strerror(ctl));
+	if (m->type == MIG_MSG_ERROR && !mig_dec_error(buf, m->len, &e))
+		return mig_fail(err, -e.code, "the peer failed: %s", e.msg);
+	if (m->type != type)
+		return mig_fail(err, -EPROTO, "%s: message 0x%x instead of 0x%x",
+				what, m->type, type);
+	return 0;
 }
 
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
