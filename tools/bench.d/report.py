@@ -66,6 +66,8 @@ def rows(result):
             cells = []
             for key, _, _, fmt, _ in FIGURES:
                 cells.append(cell(key, v["summary"][key], fmt))
+            cells.append(cell("dirty_rate_mibs",
+                              v["summary"].get("dirty_rate_mibs"), "{:.0f}"))
             note = v.get("note", "")
             nbad = sum(1 for r in v["runs"] if r.get("migrated") and
                        not r.get("verified", True))
@@ -81,14 +83,15 @@ def rows(result):
         for f in fer:
             for q in qem:
                 cells = [ratio(f["summary"][k], q["summary"][k], k)
-                         for k, *_ in FIGURES]
+                         for k, *_ in FIGURES] + [""]
                 out.append((sc["name"], f"ratio {f['label']} / "
                             f"{q['label']}", cells, ""))
     return out
 
 
 def headings():
-    return [f"{h} ({u})" for _, h, u, _, _ in FIGURES]
+    return [f"{h} ({u})" for _, h, u, _, _ in FIGURES] + \
+        ["guest dirty (MiB/s)"]
 
 
 def table_text(result):
@@ -147,7 +150,13 @@ def write_markdown(result, path, plots):
          f" ({m['qemu_accel_why']})  ",
          f"ferry-vm: {m['ferry_vm_mode']}  ",
          f"Ferry postcopy: {m['ferry_postcopy']}  ",
-         f"Repeats: {m['repeats']} (median, min-max in parentheses)  ", ""]
+         f"Repeats: {m['repeats']} (median, min-max in parentheses)  ",
+         f"Load average (1, 5, 15 min) at start {m['loadavg_start']}, at "
+         f"end {m['loadavg_end']}: other work on this 2-CPU machine during "
+         f"the run makes every figure noisier.  ", ""]
+    if m.get("partial"):
+        L += ["**Partial: the suite was cut short; these are the scenarios "
+              "it had measured.**", ""]
     L += ["## Machine limits (same run)", "", limits_text(result)[0], ""]
     L += ["## Results", ""]
     hs = ["scenario", "engine"] + headings() + ["note"]
