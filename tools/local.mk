@@ -12,3 +12,7 @@ tools_ferry_source_LDADD = $(MIGRATE_LIBS)
 tools_ferry_dest_SOURCES = tools/ferry-dest.c tools/cli.c tools/cli.h
 tools_ferry_dest_LDADD = $(MIGRATE_LIBS)
 dist_man1_MANS += tools/ferry-source.1 tools/ferry-dest.1
+
+# The benchmark suite against QEMU (a script, run from the source tree).
+EXTRA_DIST += tools/bench tools/bench.d/procs.py tools/bench.d/ferry.py \
+	tools/bench.d/qemu.py tools/bench.d/report.py

@@ -285,6 +285,7 @@ int kvm_vcpu_start(struct kvm_vcpu_ctx *c)
 		return ret;
 	}
 	c->running = true;
+	vm_thread_name_vcpu(c->thread, c->idx);
 	return 0;
 }
 

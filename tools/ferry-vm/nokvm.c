@@ -149,6 +149,7 @@ static int nokvm_start(struct vm *vm)
 			return ret;
 		}
 		c->running = true;
+		vm_thread_name_vcpu(c->thread, i);
 	}
 	return 0;
 }

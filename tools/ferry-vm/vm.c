@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -96,6 +97,14 @@ static void wake_main(struct vm *vm)
 
 	if (write(vm->event_fd, &one, sizeof(one)) < 0)
 		pr_warn("eventfd write failed: %s", strerror(errno));
+}
+
+void vm_thread_name_vcpu(pthread_t t, unsigned int idx)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", idx);
+	pthread_setname_np(t, name);
 }
 
 void vm_guest_exited(struct vm *vm, int code)

@@ -133,6 +133,10 @@ void vm_request_quit(struct vm *vm);
 /* The guest stopped with @code (VM_EXIT_*); first caller wins. Any thread. */
 void vm_guest_exited(struct vm *vm, int code);
 enum vml_run_state vm_run_state(struct vm *vm);
+/* Names vCPU thread @t "vcpuN" (N = @idx), so that tools such as
+ * tools/bench can tell guest work from VMM and agent work in
+ * /proc/PID/task/TID/comm. Best effort: a failure is ignored. */
+void vm_thread_name_vcpu(pthread_t t, unsigned int idx);
 
 /* Console: opens @path for appending (NULL: stdout). 0 or -errno. */
 int vm_console_init(struct vm_console *c, const char *path);

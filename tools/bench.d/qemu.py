@@ -1,0 +1,263 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""One QEMU migration for tools/bench: two qemu-system-x86_64 booting the
+same guest payload with -kernel, driven over QMP (migrate-incoming,
+migrate, query-migrate, migrate-start-postcopy)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+from procs import Child, CpuSampler, wait_for, now, hb_figures, \
+    dirty_rate_mibs, guest_failed
+
+QEMU = "qemu-system-x86_64"
+
+
+def is_vcpu(comm):
+    # -name debug-threads=on names vCPU threads "CPU 0/TCG" or "CPU 0/KVM".
+    return comm.startswith("CPU ")
+
+
+def version():
+    try:
+        out = subprocess.run([QEMU, "--version"], capture_output=True,
+                             text=True, timeout=10).stdout
+    except OSError:
+        return None
+    return out.splitlines()[0] if out else None
+
+
+def accel():
+    """KVM where QEMU can run the payload here, TCG otherwise. Without
+    /dev/kvm there is no choice."""
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "kvm"
+    return "tcg"
+
+
+class Qmp:
+    def __init__(self, path, timeout=30):
+        self.sock = None
+        end = now() + timeout
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(path)
+                self.sock = s
+                break
+            except OSError:
+                s.close()
+                if now() > end:
+                    raise RuntimeError(f"no QMP socket {path}")
+                time.sleep(0.05)
+        self.f = self.sock.makefile("rwb", buffering=0)
+        self._read()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _read(self):
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise RuntimeError("QMP connection closed")
+            msg = json.loads(line)
+            if "event" in msg:
+                continue
+            return msg
+
+    def cmd(self, name, **args):
+        req = {"execute": name}
+        if args:
+            req["arguments"] = args
+        self.f.write((json.dumps(req) + "\n").encode())
+        r = self._read()
+        if "error" in r:
+            raise RuntimeError(f"QMP {name}: {r['error'].get('desc')}")
+        return r.get("return")
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cert_dir(pki, out):
+    """QEMU's tls-creds-x509 wants fixed file names in one directory."""
+    os.makedirs(out, exist_ok=True)
+    for src, dst in (("ca.pem", "ca-cert.pem"),
+                     ("server.pem", "server-cert.pem"),
+                     ("server-key.pem", "server-key.pem"),
+                     ("client.pem", "client-cert.pem"),
+                     ("client-key.pem", "client-key.pem")):
+        shutil.copy(f"{pki}/{src}", f"{out}/{dst}")
+    return out
+
+
+def guest_append(sc):
+    return (f"ws={sc['ws']} rate={sc['rate']} zero={sc['zero']} "
+            f"dup={sc['dup']} pattern=random hb_ms={sc['hb_ms']}")
+
+
+def argv(ctx, sc, qmp, incoming):
+    mem = sc["mem"]
+    if sc["backing"].startswith("hugetlb"):
+        backend = (f"memory-backend-memfd,id=ram0,size={mem},hugetlb=on,"
+                   f"hugetlbsize=2M,share=on")
+    else:
+        backend = os.environ.get("BENCH_QEMU_BACKEND",
+                                 "memory-backend-memfd,share=on")
+        backend = f"{backend},id=ram0,size={mem}"
+    a = [QEMU, "-accel", ctx.qemu_accel, "-name", "bench,debug-threads=on",
+         "-machine", "pc,memory-backend=ram0", "-object", backend,
+         "-m", mem, "-nodefaults", "-display", "none",
+         "-kernel", ctx.payload, "-append", guest_append(sc),
+         # No isa-debug-exit: a guest that finds a bad page stops
+         # working but its QEMU stays, so that a postcopy can finish and
+         # the run still yields figures (flagged as not verified).
+         "-serial", "stdio", "-no-reboot",
+         "-qmp", f"unix:{qmp},server=on,wait=off"]
+    if incoming:
+        a += ["-incoming", "defer"]
+    return a
+
+
+def setup(q, ctx, sc, variant, endpoint):
+    if sc["tls"]:
+        q.cmd("object-add", **{"qom-type": "tls-creds-x509", "id": "tls0",
+                               "dir": ctx.qemu_pki, "endpoint": endpoint,
+                               "verify-peer": True})
+    caps = []
+    mode = variant["mode"]
+    if mode in ("postcopy", "postcopy-preempt"):
+        caps.append({"capability": "postcopy-ram", "state": True})
+        caps.append({"capability": "postcopy-blocktime", "state": True})
+    if mode == "postcopy-preempt":
+        caps.append({"capability": "postcopy-preempt", "state": True})
+    if mode == "multifd":
+        caps.append({"capability": "multifd", "state": True})
+    if caps:
+        q.cmd("migrate-set-capabilities", capabilities=caps)
+    params = {"downtime-limit": ctx.downtime_ms,
+              # QEMU caps migration bandwidth by default; Ferry has no cap.
+              "max-bandwidth": 1 << 40}
+    if mode == "multifd":
+        params["multifd-channels"] = sc["streams"]
+    if sc["tls"]:
+        params["tls-creds"] = "tls0"
+        params["tls-hostname"] = "localhost"
+    q.cmd("migrate-set-parameters", **params)
+
+
+def run(ctx, sc, variant, rundir):
+    kids, qmps = [], []
+    try:
+        sq, dq = f"{rundir}/src.qmp", f"{rundir}/dst.qmp"
+        src = Child("src-qemu", argv(ctx, sc, sq, False),
+                    f"{rundir}/src-qemu.log")
+        kids.append(src)
+        if not wait_for(lambda: any(kv.get("verified", 0) > 0 or
+                                    kv.get("iter", 0) >= 1
+                                    for _, kv in src.heartbeats())
+                        or src.poll() is not None, ctx.fill_timeout):
+            raise RuntimeError("source guest did not finish filling")
+        if src.poll() is not None:
+            raise RuntimeError(f"source QEMU exited: {src.text()[-300:]}")
+        n0 = len(src.heartbeats())
+        wait_for(lambda: len(src.heartbeats()) >= n0 + 3, 60)
+        dst = Child("dst-qemu", argv(ctx, sc, dq, True),
+                    f"{rundir}/dst-qemu.log")
+        kids.append(dst)
+        s, d = Qmp(sq), Qmp(dq)
+        qmps += [s, d]
+        setup(s, ctx, sc, variant, "client")
+        setup(d, ctx, sc, variant, "server")
+        port = free_port()
+        d.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
+        rate = dirty_rate_mibs(src.heartbeats())
+        sampler = CpuSampler([src.pid, dst.pid], is_vcpu)
+        sampler.start()
+        t0 = now()
+        s.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        postcopy = variant["mode"].startswith("postcopy")
+        # Ferry gives up converging after --deadline; QEMU has no such
+        # limit, so it gets the same plus time to move the working set at
+        # 16 MiB/s (TCG and a busy machine make it slow), then is cancelled.
+        limit = ctx.deadline_s + int(sc["ws"][:-1]) * (
+            1024 if sc["ws"].endswith("G") else 1) / 16
+        started_pc = False
+        info = {}
+        while True:
+            info = s.cmd("query-migrate")
+            st = info.get("status")
+            if st in ("completed", "failed", "cancelled"):
+                break
+            if (postcopy and not started_pc and st == "active" and
+                    info.get("ram", {}).get("dirty-sync-count", 0) >= 2):
+                s.cmd("migrate-start-postcopy")
+                started_pc = True
+            if now() - t0 > limit:
+                s.cmd("migrate_cancel")
+                raise RuntimeError("QEMU migration did not finish in "
+                                   f"{limit:.0f} s")
+            time.sleep(0.02)
+        t1 = now()
+        if info.get("status") != "completed":
+            raise RuntimeError(f"QEMU migration {info.get('status')}: "
+                               f"{info.get('error-desc', '')}")
+        # The guest must run on at the destination, every page verified.
+        wait_for(lambda: d.cmd("query-status").get("status") == "running",
+                 60)
+        nd = wait_for(lambda: len(dst.heartbeats()) >= 4
+                      or guest_failed(dst) or dst.poll() is not None, 120)
+        sampler.stop()
+        bad = guest_failed(dst)
+        if not bad and (not nd or len(dst.heartbeats()) < 4):
+            raise RuntimeError("guest did not run at the destination")
+        dinfo = d.cmd("query-migrate")
+        stall, gap, errors = hb_figures([src.heartbeats(), dst.heartbeats()],
+                                        t0, t1, sc["hb_ms"])
+        cpu, _ = sampler.cpu()
+        ram = info.get("ram", {})
+        # A very small guest can complete before QEMU fills total-time in.
+        total_s = (info["total-time"] / 1000.0 if info.get("total-time")
+                   else t1 - t0)
+        nbytes = ram.get("transferred")
+        blocked = dinfo.get("postcopy-blocktime") if postcopy else None
+        return {
+            "migrated": True,
+            "total_s": total_s,
+            "downtime_ms": info.get("downtime"),
+            "stall_ms": stall,
+            "hb_gap_ms": gap,
+            "bytes": nbytes,
+            "cpu_s": cpu,
+            "throughput_mibs": (nbytes / 1048576 / total_s
+                                if nbytes and total_s else None),
+            "fault_p50_us": None,
+            "fault_p99_us": None,
+            "vcpu_blocked_ms": blocked,
+            "rounds": ram.get("dirty-sync-count"),
+            "dirty_rate_mibs": rate,
+            "postcopy_started": started_pc,
+            "verified": not bad and not errors,
+            "verify_error": bad,
+            "wall_s": t1 - t0,
+        }
+    except (OSError, RuntimeError) as e:
+        states = ", ".join(f"{k.name} {'running' if k.poll() is None else 'exit ' + str(k.status)}"
+                           for k in kids)
+        raise RuntimeError(f"{e} ({states})") from e
+    finally:
+        for q in qmps:
+            q.close()
+        for k in reversed(kids):
+            k.kill()

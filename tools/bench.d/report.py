@@ -1,0 +1,310 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Statistics, the terminal table, the Markdown report and the gnuplot
+figures of tools/bench."""
+
+import os
+import statistics
+import subprocess
+
+# (key, heading, unit, format, lower is better)
+FIGURES = [
+    ("total_s", "total", "s", "{:.2f}", True),
+    ("downtime_ms", "downtime", "ms", "{:.0f}", True),
+    ("stall_ms", "guest stall", "ms", "{:.0f}", True),
+    ("hb_gap_ms", "HB gap", "ms", "{:.0f}", True),
+    ("bytes", "wire", "MiB", "{:.0f}", True),
+    ("cpu_s", "CPU", "s", "{:.2f}", True),
+    ("throughput_mibs", "thruput", "MiB/s", "{:.0f}", False),
+    ("fault_p50_us", "fault p50", "us", "{:.0f}", True),
+    ("fault_p99_us", "fault p99", "us", "{:.0f}", True),
+    ("vcpu_blocked_ms", "vCPU blocked", "ms", "{:.0f}", True),
+]
+POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms"}
+
+
+def scale(key, v):
+    return v / 1048576 if key == "bytes" else v
+
+
+def summarize(runs):
+    """{key: {median, min, max, n}} over the runs that migrated."""
+    ok = [r for r in runs if r.get("migrated")]
+    out = {"runs": len(runs), "migrated": len(ok)}
+    for key, *_ in FIGURES + [("dirty_rate_mibs",), ("rounds",)]:
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        if vals:
+            out[key] = {"median": statistics.median(vals), "min": min(vals),
+                        "max": max(vals), "n": len(vals)}
+        else:
+            out[key] = None
+    return out
+
+
+def cell(key, s, fmt):
+    if not s:
+        return "n/a"
+    m, lo, hi = (scale(key, s[x]) for x in ("median", "min", "max"))
+    if s["n"] > 1:
+        return f"{fmt.format(m)} ({fmt.format(lo)}-{fmt.format(hi)})"
+    return fmt.format(m)
+
+
+def ratio(f, q, key):
+    if not f or not q or not q["median"]:
+        return "n/a"
+    return f"{f['median'] / q['median']:.2f}"
+
+
+def rows(result):
+    """Table rows: one per (scenario, engine variant), then one ratio row
+    per QEMU variant."""
+    out = []
+    for sc in result["scenarios"]:
+        fer = [v for v in sc["variants"] if v["engine"] == "ferry"]
+        qem = [v for v in sc["variants"] if v["engine"] == "qemu"]
+        for v in fer + qem:
+            cells = []
+            for key, _, _, fmt, _ in FIGURES:
+                cells.append(cell(key, v["summary"][key], fmt))
+            cells.append(cell("dirty_rate_mibs",
+                              v["summary"].get("dirty_rate_mibs"), "{:.0f}"))
+            note = v.get("note", "")
+            nbad = sum(1 for r in v["runs"] if r.get("migrated") and
+                       not r.get("verified", True))
+            if nbad:
+                note = (note + " " if note else "") + \
+                    f"guest found bad pages after {nbad}/{len(v['runs'])}" \
+                    " run(s)"
+            if v["summary"]["migrated"] < v["summary"]["runs"]:
+                note = (note + " " if note else "") + \
+                    f"{v['summary']['runs'] - v['summary']['migrated']} " \
+                    "run(s) failed"
+            out.append((sc["name"], v["label"], cells, note))
+        for f in fer:
+            for q in qem:
+                cells = [ratio(f["summary"][k], q["summary"][k], k)
+                         for k, *_ in FIGURES] + [""]
+                out.append((sc["name"], f"ratio {f['label']} / "
+                            f"{q['label']}", cells, ""))
+    return out
+
+
+def headings():
+    return [f"{h} ({u})" for _, h, u, _, _ in FIGURES] + \
+        ["guest dirty (MiB/s)"]
+
+
+def table_text(result):
+    hs = ["scenario", "engine"] + headings() + ["note"]
+    body = [[s, e] + c + [n] for s, e, c, n in rows(result)]
+    widths = [max(len(str(r[i])) for r in [hs] + body)
+              for i in range(len(hs))]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(hs, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    prev = None
+    for r in body:
+        if prev is not None and r[0] != prev:
+            lines.append("")
+        prev = r[0]
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+    return "\n".join(lines)
+
+
+def limits_text(result):
+    lim = result["limits"]
+    out = [f"memcpy {lim.get('memcpy_gbs', 'n/a')} GB/s, AES-128-GCM "
+           f"(1 core) {lim.get('aes128gcm_gbps', 'n/a')} GB/s, plain TCP "
+           f"loopback {lim.get('tcp_loopback_gbps', 'n/a')} GB/s, one "
+           f"userfaultfd round trip (MISSING fault + UFFDIO_COPY, same "
+           f"CPU) p50 {lim.get('uffd_rtt_us', 'n/a')} us"]
+    hs = ["scenario", "Ferry thruput / wire limit",
+          "Ferry time / ideal time", "Ferry fault p50 / uffd RTT"]
+    body = []
+    for sc in result["scenarios"]:
+        for v in sc["variants"]:
+            if v["engine"] != "ferry":
+                continue
+            s = v["summary"]
+            wire = lim.get("aes128gcm_gbps" if sc["tls"] else
+                           "tcp_loopback_gbps")
+            r1 = r2 = r3 = "n/a"
+            if s["throughput_mibs"] and wire:
+                r1 = (f"{s['throughput_mibs']['median'] * 1048576 / 1e9 / wire:.2f}"
+                      f" (of {'AES-GCM' if sc['tls'] else 'TCP'} "
+                      f"{wire} GB/s)")
+            if s["total_s"] and s["bytes"] and wire:
+                ideal = s["bytes"]["median"] / (wire * 1e9)
+                r2 = f"{s['total_s']['median'] / ideal:.1f}"
+            if s["fault_p50_us"] and lim.get("uffd_rtt_us"):
+                r3 = f"{s['fault_p50_us']['median'] / lim['uffd_rtt_us']:.1f}"
+            body.append([sc["name"], r1, r2, r3])
+    return out[0], hs, body
+
+
+def write_markdown(result, path, plots):
+    m = result["meta"]
+    L = [f"# Ferry vs QEMU migration benchmark", "",
+         f"Command: `{m['command']}`  ", f"Date: {m['date']}  ",
+         f"Machine: {m['machine']}  ",
+         f"QEMU: {m['qemu_version']}, accelerator {m['qemu_accel'].upper()}"
+         f" ({m['qemu_accel_why']})  ",
+         f"ferry-vm: {m['ferry_vm_mode']}  ",
+         f"Ferry postcopy: {m['ferry_postcopy']}  ",
+         f"Repeats: {m['repeats']} (median, min-max in parentheses)  ",
+         f"Load average (1, 5, 15 min) at start {m['loadavg_start']}, at "
+         f"end {m['loadavg_end']}: other work on this 2-CPU machine during "
+         f"the run makes every figure noisier.  ", ""]
+    if m.get("partial"):
+        L += ["**Partial: the suite was cut short; these are the scenarios "
+              "it had measured.**", ""]
+    L += ["## Machine limits (same run)", "", limits_text(result)[0], ""]
+    L += ["## Results", ""]
+    hs = ["scenario", "engine"] + headings() + ["note"]
+    L.append("| " + " | ".join(hs) + " |")
+    L.append("|" + "---|" * len(hs))
+    for s, e, c, n in rows(result):
+        L.append("| " + " | ".join([s, e] + c + [n]) + " |")
+    L += ["", "## Ferry against the machine's limits", ""]
+    _, lh, lb = limits_text(result)
+    L.append("| " + " | ".join(lh) + " |")
+    L.append("|" + "---|" * len(lh))
+    for r in lb:
+        L.append("| " + " | ".join(r) + " |")
+    L += ["", "## Scenarios", ""]
+    for sc in result["scenarios"]:
+        L.append(f"- **{sc['name']}**: {sc['desc']}")
+    L += ["", "## What the figures mean", "", *m["legend"], ""]
+    if plots:
+        L += ["## Plots", ""]
+        for p in plots:
+            L.append(f"![{os.path.basename(p)}]({os.path.basename(p)})")
+        L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def _plot_data(result, key, path):
+    """Rows: label ferry_med ferry_min ferry_max qemu_med qemu_min
+    qemu_max, one per (scenario, QEMU variant) with the scenario's first
+    Ferry variant."""
+    n = 0
+    with open(path, "w") as f:
+        for sc in result["scenarios"]:
+            fer = [v for v in sc["variants"] if v["engine"] == "ferry"]
+            qem = [v for v in sc["variants"] if v["engine"] == "qemu"]
+            for q in qem:
+                vals = []
+                for v in (fer[0] if fer else None, q):
+                    s = v["summary"][key] if v else None
+                    if s:
+                        vals += [scale(key, s[x]) for x in
+                                 ("median", "min", "max")]
+                    else:
+                        vals += [0, 0, 0]
+                label = sc["name"] if len(qem) == 1 else \
+                    f"{sc['name']}/{q['mode']}"
+                f.write(f"\"{label}\" " + " ".join(f"{x:.4f}" for x in vals)
+                        + "\n")
+                n += 1
+    return n
+
+
+def plots(result, outdir):
+    """PNG figures with gnuplot; returns the paths written."""
+    written = []
+    accel = result["meta"]["qemu_accel"].upper()
+    for key, title, unit in (("total_s", "Total migration time", "s"),
+                             ("bytes", "Bytes on the wire", "MiB"),
+                             ("downtime_ms", "Downtime (as each engine reports it)",
+                              "ms"),
+                             ("cpu_s", "CPU seconds (all processes, "
+                              "guest vCPU threads excluded)", "s")):
+        dat = f"{outdir}/{key}.dat"
+        if not _plot_data(result, key, dat):
+            continue
+        png = f"{outdir}/{key}.png"
+        gp = f"""
+set terminal pngcairo size 1100,520 font ',10'
+set output '{png}'
+set title '{title}: Ferry (ferry-vm no-kvm) vs QEMU ({accel}), median, bars min-max'
+set ylabel '{unit}'
+set style data histograms
+set style histogram errorbars gap 2 lw 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -25 noenhanced
+set grid ytics
+set key top left
+set yrange [0:*]
+plot '{dat}' using 2:3:4:xtic(1) title 'Ferry' lc rgb '#1f77b4', \\
+     '' using 5:6:7 title 'QEMU' lc rgb '#d62728'
+"""
+        if _gnuplot(gp):
+            written.append(png)
+    png = f"{outdir}/fault_latency.png"
+    if _fault_plot(result, outdir, png):
+        written.append(png)
+    return written
+
+
+def _fault_plot(result, outdir, png):
+    """Ferry's fault-latency distribution where its JSON has one; QEMU
+    reports no per-fault latency, only the vCPU blocked time."""
+    hist = None
+    for sc in result["scenarios"]:
+        for v in sc["variants"]:
+            for r in v.get("runs", []):
+                if r.get("fault_hist"):
+                    hist = r["fault_hist"]
+    dat = f"{outdir}/fault_latency.dat"
+    pts = []
+    if isinstance(hist, dict):
+        for k, c in hist.items():
+            try:
+                pts.append((float(k), float(c)))
+            except (TypeError, ValueError):
+                pass
+    elif isinstance(hist, list):
+        for e in hist:
+            if isinstance(e, dict):
+                lo = e.get("us", e.get("le_us", e.get("upper_us")))
+                c = e.get("count", e.get("n"))
+                if lo is not None and c is not None:
+                    pts.append((float(lo), float(c)))
+            elif isinstance(e, (list, tuple)) and len(e) == 2:
+                pts.append((float(e[0]), float(e[1])))
+    pts.sort()
+    lim = result["limits"].get("uffd_rtt_us")
+    if pts:
+        with open(dat, "w") as f:
+            for x, c in pts:
+                f.write(f"{x} {c}\n")
+        body = (f"set logscale x\nset xlabel 'fault latency (us)'\n"
+                f"set ylabel 'faults'\n"
+                + (f"set arrow from {lim},graph 0 to {lim},graph 1 nohead "
+                   f"dt 2\nset label 'uffd round trip' at {lim},graph 0.95\n"
+                   if lim else "")
+                + f"plot '{dat}' using 1:2 with boxes title 'Ferry' "
+                  "lc rgb '#1f77b4'\n")
+    else:
+        body = ("unset border\nunset xtics\nunset ytics\nset xrange [0:1]\n"
+                "set yrange [0:1]\nset label 1 'Ferry postcopy: not "
+                "available in this build, so no fault latencies to plot.' "
+                "at 0.5,0.6 center\nset label 2 'QEMU reports no per-fault "
+                "latency (only vCPU blocked time, in the table).' at "
+                "0.5,0.45 center\nplot 2 notitle\n")
+    gp = (f"set terminal pngcairo size 900,450 font ',10'\n"
+          f"set output '{png}'\nset title 'Postcopy fault latency "
+          f"distribution'\n" + body)
+    return _gnuplot(gp)
+
+
+def _gnuplot(script):
+    try:
+        r = subprocess.run(["gnuplot"], input=script, text=True,
+                           capture_output=True, timeout=60)
+    except OSError:
+        return False
+    if r.returncode != 0:
+        print(f"bench: gnuplot failed: {r.stderr.strip()[:300]}")
+    return r.returncode == 0
