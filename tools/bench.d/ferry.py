@@ -25,9 +25,10 @@ def source_modes(build):
     text = out.stdout + out.stderr
     if "--mode" not in text:
         return []
-    line = next((l for l in text.splitlines() if "--mode" in l), "")
+    # The modes are described on the lines after --mode, one "name:" each.
+    after = text[text.index("--mode"):]
     return [m for m in ("postcopy", "hybrid", "auto", "precopy")
-            if m in line] or ["precopy"]
+            if f"{m}:" in after or f"{m} (" in after] or ["precopy"]
 
 
 def guest_words(sc):
@@ -35,31 +36,17 @@ def guest_words(sc):
                 dup=sc["dup"], pattern="random", hb_ms=sc["hb_ms"])
 
 
-def find_key(obj, pred, path=""):
-    """Depth-first search of a JSON object for keys matching pred."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            p = f"{path}.{k}" if path else k
-            if pred(k):
-                yield p, v
-            yield from find_key(v, pred, p)
-
-
 def fault_figures(js):
-    """Fault latency p50/p99 (us) and vCPU blocked time (ms) if Ferry's
-    JSON has them (postcopy builds); None otherwise."""
-    p50 = p99 = blocked = None
-    for _, v in find_key(js, lambda k: "fault" in k and "lat" in k):
-        if isinstance(v, dict):
-            p50 = v.get("p50_us", v.get("p50"))
-            p99 = v.get("p99_us", v.get("p99"))
-    for k, v in find_key(js, lambda k: "block" in k):
-        if isinstance(v, (int, float)):
-            blocked = v * (1000.0 if k.endswith("_s") else 1.0)
-    hist = None
-    for _, v in find_key(js, lambda k: "fault" in k and "hist" in k):
-        hist = v
-    return p50, p99, blocked, hist
+    """Fault latency p50/p99 (us), vCPU blocked time (ms) and the log2
+    latency histogram as [upper bound us, faults] pairs, from the source's
+    JSON "postcopy" object; None where the migration had no faults."""
+    pc = js.get("s", {}).get("postcopy") or {}
+    if not pc.get("faults"):
+        return None, None, pc.get("vcpu_blocked_ms") or None, None
+    hist = [[2 ** i, n] for i, n in
+            enumerate(pc.get("fault_latency_log2_us", [])) if n]
+    return (pc.get("fault_p50_us"), pc.get("fault_p99_us"),
+            pc.get("vcpu_blocked_ms"), hist)
 
 
 def run(ctx, sc, variant, rundir):
