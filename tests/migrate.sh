@@ -153,8 +153,12 @@ run_mode() {
 	fi
 }
 
+case_postcopy_idle() {
+	run_mode "postcopy, idle guest" "--ws 64M --rate 0" "--mode postcopy"
+}
 case_postcopy() {
-	run_mode postcopy "--ws 64M --rate 64" "--mode postcopy -n 2"
+	# A random-write dirtier at 256 MiB/s.
+	run_mode postcopy "--ws 64M --rate 256" "--mode postcopy -n 2"
 	grep -q '"mode": "postcopy"' "$T/src.json" ||
 		fail postcopy_mode "the migration did not end in postcopy"
 }
@@ -483,7 +487,8 @@ case_usage() {
 	ok "usage errors: one line, non-zero"
 }
 
-for c in ${FERRY_CASES:-precopy postcopy postcopy_sequential postcopy_vcpus \
+for c in ${FERRY_CASES:-precopy postcopy_idle postcopy postcopy_sequential \
+	postcopy_vcpus \
 	postcopy_hugetlb hybrid auto auto_2g postcopy_recover \
 	postcopy_manual_recover \
 	postcopy_dest_killed bad_cert dest_killed source_killed no_converge \
