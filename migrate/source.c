@@ -761,6 +761,24 @@ static int release(struct mig_src *s, struct tp_stream *ctl)
 	return 0;
 }
 
+/* Stops the vCPUs (the downtime starts: @t monotonic, @rt realtime) and
+ * adds what they wrote since the last harvest to todo. */
+static int pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
+{
+	ssize_t n;
+	int ret = vml_client_pause(&s->vm.link);
+
+	if (ret)
+		return mig_fail(err, ret, "the VM did not pause: %s",
+				strerror(-ret));
+	s->paused = true;
+	*t = ut_now_ns();
+	*rt = mig_realtime_ns();
+	n = gm_dirty_harvest(s->dirty, &s->todo);
+	return n < 0 ? mig_fail(err, n, "reading the last dirty pages failed")
+		     : 0;
+}
+
 static int switchover(struct mig_src *s, uint32_t round,
 		      const struct mig_round_stats *prev, char *err)
 {
@@ -768,19 +786,11 @@ static int switchover(struct mig_src *s, uint32_t round,
 	struct mig_round_stats rs;
 	struct mig_resumed r;
 	uint64_t t_pause, rt_pause, t_back;
-	ssize_t n;
 	int ret;
 
-	ret = vml_client_pause(&s->vm.link);
+	ret = pause_vm(s, &t_pause, &rt_pause, err);
 	if (ret)
-		return mig_fail(err, ret, "the VM did not pause: %s",
-				strerror(-ret));
-	s->paused = true;
-	t_pause = ut_now_ns();
-	rt_pause = mig_realtime_ns();
-	n = gm_dirty_harvest(s->dirty, &s->todo);
-	if (n < 0)
-		return mig_fail(err, n, "reading the last dirty pages failed");
+		return ret;
 	ret = run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
 		return mig_fail(err, ret, "final round failed");
@@ -1141,20 +1151,12 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	struct mig_round_stats rs;
 	struct ut_bitmap swap;
 	uint64_t t_pause, rt_pause, ndiscard = 0;
-	ssize_t n;
 	int ret;
 
-	ret = vml_client_pause(&s->vm.link);
+	ret = pause_vm(s, &t_pause, &rt_pause, err);
 	if (ret)
-		return mig_fail(err, ret, "the VM did not pause: %s",
-				strerror(-ret));
-	s->paused = true;
-	t_pause = ut_now_ns();
-	rt_pause = mig_realtime_ns();
+		return ret;
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
-	n = gm_dirty_harvest(s->dirty, &s->todo);
-	if (n < 0)
-		return mig_fail(err, n, "reading the last dirty pages failed");
 	/* An empty round whose markers switch the receivers to atomic
 	 * placement, then the pages they hold that changed since. */
 	swap = s->todo;
