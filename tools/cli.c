@@ -94,6 +94,21 @@ int cli_option(struct cli *c, int opt, const char *arg)
 	case CLI_OPT_JSON:
 		c->json = arg;
 		return 1;
+	case 'q':
+		c->quiet = true;
+		return CLI_DONE;
+	case 'v':
+		ut_log_set_level(UT_LOG_INFO);
+		return CLI_DONE;
+	case 'h':
+		fputs(c->usage, stdout);
+		return CLI_EXIT_OK;
+	case 'V':
+		printf("%s %s\n", c->prog, PACKAGE_VERSION);
+		return CLI_EXIT_OK;
+	case '?':
+		fprintf(stderr, "Try '%s --help'.\n", c->prog);
+		return CLI_BAD;
 	case CLI_OPT_MEM:
 		if (!strcmp(arg, "auto"))
 			c->mem = MIG_MEM_AUTO;
@@ -108,6 +123,32 @@ int cli_option(struct cli *c, int opt, const char *arg)
 		}
 		return 1;
 	}
+	return 0;
+}
+
+int cli_check_args(const struct cli *c, int optind, int argc, bool ok,
+		   const char *missing)
+{
+	if (optind < argc || !ok) {
+		fprintf(stderr, "%s: %s\nTry '%s --help'.\n", c->prog,
+			optind < argc ? "unexpected argument" : missing,
+			c->prog);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_finish(const struct cli *c, const struct mig_stats *st, int ret,
+	       const char *err, const char *role)
+{
+	if (c->json)
+		mig_stats_write_json(st, role, c->json);
+	if (ret) {
+		fprintf(stderr, "%s: %s\n", c->prog, err);
+		return 1;
+	}
+	if (!c->quiet)
+		cli_print_summary(st, c->prog);
 	return 0;
 }
 

@@ -35,7 +35,11 @@ enum {
 	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }, \
 	{ "timeout", required_argument, NULL, CLI_OPT_TIMEOUT }, \
 	{ "json", required_argument, NULL, CLI_OPT_JSON }, \
-	{ "mem-access", required_argument, NULL, CLI_OPT_MEM }
+	{ "mem-access", required_argument, NULL, CLI_OPT_MEM }, \
+	{ "quiet", no_argument, NULL, 'q' }, \
+	{ "verbose", no_argument, NULL, 'v' }, \
+	{ "help", no_argument, NULL, 'h' }, \
+	{ "version", no_argument, NULL, 'V' }
 
 #define CLI_SECURITY_HELP \
 "Security (mutual TLS 1.3 by default):\n" \
@@ -54,6 +58,8 @@ enum {
 
 struct cli {
 	const char *prog;	/* for messages */
+	const char *usage;	/* --help text */
+	bool quiet;		/* -q */
 	struct tp_config tp;
 	uint8_t psk[64];
 	const char *json;
@@ -61,9 +67,20 @@ struct cli {
 	bool insecure_named;
 };
 
-/* Handles one of the shared options; 1 if it was one, 0 if not, -1 on a
- * bad value (after printing why). */
+/* What cli_option() says of an option. */
+enum { CLI_NOT_MINE = 0, CLI_DONE = 1, CLI_BAD = -1, CLI_EXIT_OK = 2 };
+/* Handles one of the shared options (security, --json, --mem-access, -q,
+ * -v, -h, -V and getopt's '?'): CLI_DONE, CLI_NOT_MINE, CLI_BAD (after
+ * printing why: exit 2) or CLI_EXIT_OK (help or version printed: exit 0). */
 int cli_option(struct cli *c, int opt, const char *arg);
+/* Checks that no operand is left and the required options are there
+ * (@missing names them when @ok is false); prints why not. */
+int cli_check_args(const struct cli *c, int optind, int argc, bool ok,
+		   const char *missing);
+/* The end of a run: JSON if asked, the one-line reason or the summary.
+ * Returns the exit status (0 or 1). */
+int cli_finish(const struct cli *c, const struct mig_stats *st, int ret,
+	       const char *err, const char *role);
 /* Checks the security choice is complete; prints why not. */
 int cli_check(struct cli *c);
 /* Splits "HOST:PORT", "[V6]:PORT" or "PORT" (host NULL). */

@@ -52,14 +52,10 @@ int main(int argc, char **argv)
 		{ "vm", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
 		CLI_SECURITY_OPTIONS,
 		{ 0 },
 	};
-	struct cli c = { .prog = "ferry-dest" };
+	struct cli c = { .prog = "ferry-dest", .usage = usage };
 	struct mig_dest_params p = { 0 };
 	const char *listen = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
@@ -67,16 +63,15 @@ int main(int argc, char **argv)
 	struct tp_session *sess = NULL;
 	struct mig_stats st;
 	struct tp_err terr;
-	bool quiet = false;
 	long v;
 	int o, ret;
 
 	c.tp.accept_timeout_ms = 600000;
 	while ((o = getopt_long(argc, argv, "s:l:qvhV", opts, NULL)) != -1) {
 		ret = cli_option(&c, o, optarg);
-		if (ret < 0)
-			return 2;
-		if (ret)
+		if (ret == CLI_BAD || ret == CLI_EXIT_OK)
+			return ret == CLI_BAD ? 2 : 0;
+		if (ret == CLI_DONE)
 			continue;
 		switch (o) {
 		case 's':
@@ -91,29 +86,11 @@ int main(int argc, char **argv)
 				return 2;
 			c.tp.accept_timeout_ms = v * 1000;
 			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'v':
-			ut_log_set_level(UT_LOG_INFO);
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		case 'V':
-			printf("ferry-dest %s\n", PACKAGE_VERSION);
-			return 0;
-		default:
-			fprintf(stderr, "Try 'ferry-dest --help'.\n");
-			return 2;
 		}
 	}
-	if (optind < argc || !p.vm_socket || !listen) {
-		fprintf(stderr, "ferry-dest: %s\nTry 'ferry-dest --help'.\n",
-			optind < argc ? "unexpected argument" :
-					"--vm and --listen are required");
+	if (cli_check_args(&c, optind, argc, p.vm_socket && listen,
+			   "--vm and --listen are required"))
 		return 2;
-	}
 	if (cli_split_addr(listen, host, sizeof(host), port, sizeof(port))) {
 		fprintf(stderr, "ferry-dest: --listen wants [HOST:]PORT, not '%s'\n",
 			listen);
@@ -127,7 +104,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
 		return 1;
 	}
-	if (!quiet)
+	if (!c.quiet)
 		fprintf(stderr, "ferry-dest: listening on port %d\n",
 			tp_listener_port(l));
 	ret = tp_session_accept(l, &sess, &terr);
@@ -136,7 +113,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
 		return 1;
 	}
-	if (!quiet)
+	if (!c.quiet)
 		fprintf(stderr, "ferry-dest: %s\n", tp_session_describe(sess));
 	p.session = sess;
 	p.mem_access = c.mem;
@@ -145,13 +122,5 @@ int main(int argc, char **argv)
 	ret = mig_dest_run(&p, &st, err);
 	tp_session_destroy(sess);
 	tp_listener_destroy(l);
-	if (c.json)
-		mig_stats_write_json(&st, "dest", c.json);
-	if (ret) {
-		fprintf(stderr, "ferry-dest: %s\n", err);
-		return 1;
-	}
-	if (!quiet)
-		cli_print_summary(&st, "ferry-dest");
-	return 0;
+	return cli_finish(&c, &st, ret, err, "dest");
 }

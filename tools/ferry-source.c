@@ -83,14 +83,10 @@ int main(int argc, char **argv)
 		{ "recover", no_argument, NULL, OPT_RECOVER },
 		{ "recover-timeout", required_argument, NULL,
 		  OPT_RECOVER_TIMEOUT },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
 		CLI_SECURITY_OPTIONS,
 		{ 0 },
 	};
-	struct cli c = { .prog = "ferry-source" };
+	struct cli c = { .prog = "ferry-source", .usage = usage };
 	struct mig_source_params p = { 0 };
 	const char *dest = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
@@ -98,16 +94,16 @@ int main(int argc, char **argv)
 	struct mig_stats st;
 	struct tp_err terr;
 	struct peer pe;
-	bool quiet = false, tty;
+	bool tty;
 	long v;
 	int o, ret;
 
 	c.tp.nbulk = 2;
 	while ((o = getopt_long(argc, argv, "s:d:m:n:D:b:qvhV", opts, NULL)) != -1) {
 		ret = cli_option(&c, o, optarg);
-		if (ret < 0)
-			return 2;
-		if (ret)
+		if (ret == CLI_BAD || ret == CLI_EXIT_OK)
+			return ret == CLI_BAD ? 2 : 0;
+		if (ret == CLI_DONE)
 			continue;
 		switch (o) {
 		case 's':
@@ -166,29 +162,11 @@ int main(int argc, char **argv)
 				return 2;
 			p.recover_timeout_s = v;
 			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'v':
-			ut_log_set_level(UT_LOG_INFO);
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		case 'V':
-			printf("ferry-source %s\n", PACKAGE_VERSION);
-			return 0;
-		default:
-			fprintf(stderr, "Try 'ferry-source --help'.\n");
-			return 2;
 		}
 	}
-	if (optind < argc || !p.vm_socket || !dest) {
-		fprintf(stderr, "ferry-source: %s\nTry 'ferry-source --help'.\n",
-			optind < argc ? "unexpected argument" :
-					"--vm and --dest are required");
+	if (cli_check_args(&c, optind, argc, p.vm_socket && dest,
+			   "--vm and --dest are required"))
 		return 2;
-	}
 	if (cli_split_addr(dest, host, sizeof(host), port, sizeof(port)) ||
 	    !host[0]) {
 		fprintf(stderr, "ferry-source: --dest wants HOST:PORT, not '%s'\n",
@@ -198,13 +176,13 @@ int main(int argc, char **argv)
 	if (cli_check(&c))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
-	tty = !quiet && isatty(STDERR_FILENO);
+	tty = !c.quiet && isatty(STDERR_FILENO);
 	ret = tp_session_connect(&c.tp, host, port, &sess, &terr);
 	if (ret) {
 		fprintf(stderr, "ferry-source: %s\n", terr.msg);
 		return 1;
 	}
-	if (!quiet)
+	if (!c.quiet)
 		fprintf(stderr, "ferry-source: %s\n", tp_session_describe(sess));
 	p.session = sess;
 	p.mem_access = c.mem;
@@ -217,13 +195,5 @@ int main(int argc, char **argv)
 	if (tty)
 		fprintf(stderr, "\n");
 	tp_session_destroy(sess);
-	if (c.json)
-		mig_stats_write_json(&st, "source", c.json);
-	if (ret) {
-		fprintf(stderr, "ferry-source: %s\n", err);
-		return 1;
-	}
-	if (!quiet)
-		cli_print_summary(&st, "ferry-source");
-	return 0;
+	return cli_finish(&c, &st, ret, err, "source");
 }
