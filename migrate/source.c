@@ -728,6 +728,23 @@ static int send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
 	return 0;
 }
 
+/* Tells the VMM the switchover is committed, before the state leaves: an
+ * agent that dies after this must not have the VMM resume a guest that
+ * may run at the destination; one that dies before it has it resumed.
+ * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
+static int commit_switchover(struct mig_src *s, char *err)
+{
+	int ret = vml_client_commit(&s->vm.link);
+
+	if (ret == -EOPNOTSUPP) {
+		pr_info("the VMM does not take COMMIT: it will not resume the "
+			"VM by itself if this agent dies");
+		return 0;
+	}
+	return ret ? mig_fail(err, ret, "the VM refused to commit the "
+			      "switchover: %s", strerror(-ret)) : 0;
+}
+
 /* Waits for the destination's word that the guest runs there. */
 static int wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
 			char *err)
@@ -794,7 +811,9 @@ static int switchover(struct mig_src *s, uint32_t round,
 	ret = run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
 		return mig_fail(err, ret, "final round failed");
-	ret = send_state(s, ctl, err);
+	ret = commit_switchover(s, err);
+	if (!ret)
+		ret = send_state(s, ctl, err);
 	if (!ret)
 		ret = wait_resumed(ctl, &r, err);
 	if (ret)
@@ -1174,6 +1193,9 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	pr_info("postcopy: %llu pages discarded, %llu to push",
 		(unsigned long long)ndiscard,
 		(unsigned long long)ut_bitmap_count(&s->todo));
+	ret = commit_switchover(s, err);
+	if (ret)
+		return ret;
 	s->state_sent = true; /* from here on the guest may run there */
 	ret = send_state(s, ctl, err);
 	if (ret)
