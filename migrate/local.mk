@@ -6,6 +6,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/migrate.h \
 	migrate/internal.h \
 	migrate/vm.c \
+	migrate/policy.c \
 	migrate/source.c \
 	migrate/dest.c \
 	migrate/stats.c
