@@ -19,6 +19,14 @@ tests_check_wire_SOURCES = tests/check-wire.c tests/testutil.h
 tests_check_wire_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_wire_LDADD = migrate/libmigrate.a util/libutil.a $(CHECK_LIBS)
 
+# The engines' parts that need no VM: the convergence policy.
+check_PROGRAMS += tests/check-migrate
+TESTS += tests/check-migrate
+tests_check_migrate_SOURCES = tests/check-migrate.c tests/testutil.h
+tests_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_migrate_LDADD = migrate/libmigrate.a util/libutil.a \
+	$(CHECK_LIBS) -lm
+
 # Seeds for the wire fuzzer, written by the encoders themselves.
 noinst_PROGRAMS += tests/fuzz-wire-seeds
 tests_fuzz_wire_seeds_SOURCES = tests/fuzz-wire.c

@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The migration engines' parts that run without a VM. The convergence
+ * policy walks a table of migrations, each a named row: the limits, the
+ * rounds as measured (dirty MiB, bandwidth, duration, elapsed time), and
+ * the decision expected after each round.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LOG_PREFIX "check-migrate"
+#include "migrate/internal.h"
+#include "tests/testutil.h"
+#include "util/util.h"
+
+/* ---- the convergence policy ---- */
+
+/* One round as measured: MiB dirtied, MiB/s sent, seconds it took, and
+ * seconds since the migration started when it ended. */
+struct rin {
+	double dirty_mib, bw_mibs, dur_s, at_s;
+};
+
+#define R(dirty, bw, at) \
+	{ .dirty_mib = dirty, .bw_mibs = bw, .dur_s = 1.0, .at_s = at }
+#define ROW(name_, mode_, pc_, limit_, max_, dl_, want_, why_) \
+	.name = name_, .mode = mode_, .can_postcopy = pc_, .limit_ms = limit_, \
+	.max_rounds = max_, .deadline_s = dl_, .want = want_, .why = why_
+#define MAX_LISTED 8
+
+struct policy_row {
+	const char *name;
+	enum mig_mode mode;
+	bool can_postcopy;
+	uint64_t limit_ms;	/* 0: the default */
+	uint32_t max_rounds;	/* 0: the default */
+	uint32_t deadline_s;	/* 0: the default */
+	/* One letter per round: Round, Switchover, Postcopy, Cancel. Every
+	 * letter but the last is R. Empty: only mig_policy_begin() runs. */
+	const char *want;
+	enum mig_reason why;	/* of the last decision */
+	/* The rounds; when want is longer, the last one listed repeats,
+	 * one duration later each time. */
+	struct rin r[MAX_LISTED];
+	bool check;		/* the last round's prediction is: */
+	double pred_ms, rate_mibs;
+};
+
+static const struct policy_row rows[] = {
+	/* precopy */
+	{ ROW("precopy_fits_after_round0",
+	      MIG_MODE_PRECOPY, true, 0, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(10, 1000, 1) },
+	  .check = true, .pred_ms = 10, .rate_mibs = 10 },
+	{ ROW("precopy_converges_in_three_rounds",
+	      MIG_MODE_PRECOPY, true, 0, 0, 0, "RRS", MIG_WHY_FITS),
+	  .r = { R(1000, 1000, 1), R(500, 1000, 2), R(200, 1000, 3) } },
+	{ ROW("precopy_limit_exactly_met",
+	      MIG_MODE_PRECOPY, false, 250, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(256, 1024, 1) },
+	  .check = true, .pred_ms = 250, .rate_mibs = 256 },
+	{ ROW("precopy_limit_just_missed",
+	      MIG_MODE_PRECOPY, false, 250, 2, 0, "RC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(257, 1024, 1) } },
+	{ ROW("precopy_cancel_at_max_rounds",
+	      MIG_MODE_PRECOPY, false, 300, 3, 0, "RRC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) },
+	  .check = true, .pred_ms = 10000, .rate_mibs = 1000 },
+	{ ROW("precopy_max_rounds_one",
+	      MIG_MODE_PRECOPY, false, 300, 1, 0, "C", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("precopy_cancel_at_deadline",
+	      MIG_MODE_PRECOPY, false, 300, 0, 10, "RRC", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 4), R(1000, 100, 9.999), R(1000, 100, 10) } },
+	{ ROW("precopy_never_switches_to_postcopy",
+	      MIG_MODE_PRECOPY, true, 300, 0, 0, "RRRRRRRR", MIG_WHY_CONVERGING),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("precopy_stall_still_converges",
+	      MIG_MODE_PRECOPY, true, 300, 0, 0, "RRRRRS", MIG_WHY_FITS),
+	  .r = { R(1000, 100, 1), R(1000, 100, 2), R(1000, 100, 3),
+		 R(1000, 100, 4), R(1000, 100, 5), R(10, 100, 6) } },
+	/* measurements at their edges */
+	{ ROW("zero_dirty_fits",
+	      MIG_MODE_PRECOPY, false, 300, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(0, 1000, 1) },
+	  .check = true, .pred_ms = 0, .rate_mibs = 0 },
+	{ ROW("zero_bandwidth_never_fits",
+	      MIG_MODE_PRECOPY, false, 300, 0, 0, "RS", MIG_WHY_FITS),
+	  .r = { R(100, 0, 1), R(10, 1000, 2) } },
+	{ ROW("zero_bandwidth_zero_dirty_predicts_1e9",
+	      MIG_MODE_PRECOPY, false, 300, 2, 0, "RC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(0, 0, 1) },
+	  .check = true, .pred_ms = 1e9, .rate_mibs = 0 },
+	{ ROW("zero_duration_rate_floor",
+	      MIG_MODE_PRECOPY, false, 300, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { { .dirty_mib = 1, .bw_mibs = 1000 } },
+	  .check = true, .pred_ms = 1, .rate_mibs = 1e6 },
+	{ ROW("defaults_limit_300ms",
+	      MIG_MODE_PRECOPY, false, 0, 0, 0, "RS", MIG_WHY_FITS),
+	  .r = { R(301, 1000, 1), R(300, 1000, 2) } },
+	{ ROW("defaults_max_rounds_30",
+	      MIG_MODE_PRECOPY, false, 0, 0, 0,
+	      "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("defaults_deadline_120s",
+	      MIG_MODE_PRECOPY, false, 0, 0, 0, "RRC", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 60), R(1000, 100, 119.9), R(1000, 100, 120) } },
+	/* auto */
+	{ ROW("auto_fits_stays_precopy",
+	      MIG_MODE_AUTO, true, 0, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(10, 1000, 1) } },
+	{ ROW("auto_converging_keeps_rounds",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRRS", MIG_WHY_FITS),
+	  .r = { R(8000, 100, 1), R(4000, 100, 2), R(2000, 100, 3),
+		 R(1000, 100, 4), R(20, 100, 5) } },
+	{ ROW("auto_stalls_to_postcopy",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_less_than_10pct_is_a_stall",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(1000, 100, 1), R(950, 100, 2), R(900, 100, 3),
+		 R(860, 100, 4) } },
+	{ ROW("auto_10pct_better_resets_stall",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRRRR", MIG_WHY_CONVERGING),
+	  .r = { R(1000, 100, 1), R(1000, 100, 2), R(1000, 100, 3),
+		 R(800, 100, 4), R(800, 100, 5), R(800, 100, 6) } },
+	{ ROW("auto_max_rounds_to_postcopy",
+	      MIG_MODE_AUTO, true, 300, 2, 0, "RP", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1), R(500, 100, 2) } },
+	{ ROW("auto_deadline_to_postcopy",
+	      MIG_MODE_AUTO, true, 300, 0, 5, "RP", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 2), R(500, 100, 5) } },
+	{ ROW("auto_stalled_and_late_says_stalled",
+	      MIG_MODE_AUTO, true, 300, 4, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_without_postcopy_cancels",
+	      MIG_MODE_AUTO, false, 300, 5, 0, "RRRRC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_without_postcopy_deadline",
+	      MIG_MODE_AUTO, false, 300, 0, 3, "RRC", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_zero_bandwidth_stalls",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(10, 0, 1) },
+	  .check = true, .pred_ms = 1e9, .rate_mibs = 10 },
+	/* hybrid and postcopy */
+	{ ROW("hybrid_postcopy_after_round0",
+	      MIG_MODE_HYBRID, true, 300, 0, 0, "P", MIG_WHY_MODE),
+	  .r = { R(1000, 100, 1) },
+	  .check = true, .pred_ms = 10000, .rate_mibs = 1000 },
+	{ ROW("hybrid_postcopy_even_when_it_fits",
+	      MIG_MODE_HYBRID, true, 300, 0, 0, "P", MIG_WHY_MODE),
+	  .r = { R(1, 1000, 1) } },
+	{ ROW("hybrid_postcopy_past_the_deadline",
+	      MIG_MODE_HYBRID, true, 300, 1, 1, "P", MIG_WHY_MODE),
+	  .r = { R(1000, 100, 500) } },
+	{ ROW("postcopy_at_once",
+	      MIG_MODE_POSTCOPY, true, 0, 0, 0, "", MIG_WHY_MODE),
+	  .r = { { .dirty_mib = 0 } } },
+};
+
+static enum mig_decision letter(char c)
+{
+	switch (c) {
+	case 'S':
+		return MIG_DECIDE_SWITCHOVER;
+	case 'P':
+		return MIG_DECIDE_POSTCOPY;
+	case 'C':
+		return MIG_DECIDE_CANCEL;
+	default:
+		return MIG_DECIDE_ROUND;
+	}
+}
+
+/* Round @i of row @t: a listed one, or the last listed repeated. */
+static struct mig_round_input round_of(const struct policy_row *t, size_t i)
+{
+	size_t listed = 0, k;
+	struct rin r;
+
+	while (listed < MAX_LISTED &&
+	       (listed == 0 || t->r[listed].bw_mibs || t->r[listed].dirty_mib ||
+		t->r[listed].dur_s || t->r[listed].at_s))
+		listed++;
+	k = i < listed ? i : listed - 1;
+	r = t->r[k];
+	if (i > k)
+		r.at_s += (i - k) * r.dur_s;
+	return (struct mig_round_input){
+		.round = i,
+		.dirty_bytes = r.dirty_mib * UT_MiB,
+		.bandwidth_mibs = r.bw_mibs,
+		.duration_s = r.dur_s,
+		.elapsed_ns = (uint64_t)llround(r.at_s * 1e9),
+	};
+}
+
+static void policy_init_row(const struct policy_row *t, struct mig_policy *pol)
+{
+	struct mig_source_params p = {
+		.mode = t->mode,
+		.downtime_limit_ms = t->limit_ms,
+		.max_rounds = t->max_rounds,
+		.deadline_s = t->deadline_s,
+	};
+
+	mig_policy_init(pol, &p, t->can_postcopy);
+}
+
+START_TEST(policy_table)
+{
+	const struct policy_row *t = &rows[_i];
+	struct mig_policy_state ps = { 0 };
+	size_t n = strlen(t->want);
+	struct mig_policy pol;
+	struct mig_verdict v;
+
+	policy_init_row(t, &pol);
+	v = mig_policy_begin(&pol);
+	if (n == 0) {
+		ck_assert_msg(v.decision == MIG_DECIDE_POSTCOPY &&
+			      v.reason == t->why, "%s: begin said %s (%s)",
+			      t->name, mig_decision_name(v.decision),
+			      mig_reason_name(v.reason));
+		return;
+	}
+	ck_assert_msg(v.decision == MIG_DECIDE_ROUND,
+		      "%s: begin said %s", t->name,
+		      mig_decision_name(v.decision));
+	for (size_t i = 0; i < n; i++) {
+		struct mig_round_input in = round_of(t, i);
+
+		v = mig_policy_next(&pol, &ps, &in);
+		ck_assert_msg(v.decision == letter(t->want[i]),
+			      "%s: round %zu: %s (%s), expected %c", t->name,
+			      i, mig_decision_name(v.decision),
+			      mig_reason_name(v.reason), t->want[i]);
+	}
+	ck_assert_msg(v.reason == t->why, "%s: the last decision's reason is "
+		      "%s, expected %s", t->name, mig_reason_name(v.reason),
+		      mig_reason_name(t->why));
+	if (t->check) {
+		ck_assert_msg(fabs(v.predicted_downtime_ms - t->pred_ms) <=
+			      1e-9 * (t->pred_ms + 1), "%s: predicted %g ms, "
+			      "expected %g", t->name, v.predicted_downtime_ms,
+			      t->pred_ms);
+		ck_assert_msg(fabs(v.dirty_rate_mibs - t->rate_mibs) <=
+			      1e-9 * (t->rate_mibs + 1), "%s: dirty rate %g "
+			      "MiB/s, expected %g", t->name, v.dirty_rate_mibs,
+			      t->rate_mibs);
+	}
+}
+END_TEST
+
+/* The names are what the table says: every row's name is unique. */
+START_TEST(policy_rows_are_named_once)
+{
+	for (size_t i = 0; i < UT_ARRAY_SIZE(rows); i++) {
+		ck_assert_ptr_nonnull(rows[i].name);
+		for (size_t j = 0; j < i; j++)
+			ck_assert_str_ne(rows[i].name, rows[j].name);
+	}
+	ck_assert_uint_ge(UT_ARRAY_SIZE(rows), 15);
+}
+END_TEST
+
+/* The defaults: 300 ms, 30 rounds, 120 s; the caller's values win. */
+START_TEST(policy_defaults)
+{
+	struct mig_source_params p = { .mode = MIG_MODE_HYBRID };
+	struct mig_policy pol;
+
+	mig_policy_init(&pol, &p, true);
+	ck_assert_int_eq(pol.mode, MIG_MODE_HYBRID);
+	ck_assert(pol.can_postcopy);
+	ck_assert_uint_eq(pol.downtime_limit_ms, 300);
+	ck_assert_uint_eq(pol.max_rounds, 30);
+	ck_assert_uint_eq(pol.deadline_ns, 120 * 1000000000ULL);
+	p = (struct mig_source_params){ .downtime_limit_ms = 7,
+					.max_rounds = 2, .deadline_s = 9 };
+	mig_policy_init(&pol, &p, false);
+	ck_assert_int_eq(pol.mode, MIG_MODE_AUTO);
+	ck_assert(!pol.can_postcopy);
+	ck_assert_uint_eq(pol.downtime_limit_ms, 7);
+	ck_assert_uint_eq(pol.max_rounds, 2);
+	ck_assert_uint_eq(pol.deadline_ns, 9 * 1000000000ULL);
+}
+END_TEST
+
+/* Pure: the same inputs and state give the same verdict and state, and
+ * a switchover or hybrid decision leaves the state alone. */
+START_TEST(policy_is_pure)
+{
+	struct mig_source_params p = { .mode = MIG_MODE_AUTO };
+	struct mig_round_input in = { .round = 3, .dirty_bytes = 1e9,
+				      .bandwidth_mibs = 100, .duration_s = 1,
+				      .elapsed_ns = 4000000000ULL };
+	struct mig_policy_state a = { .rounds = 3, .best_ms = 9000,
+				      .stalled = 2 }, b = a;
+	struct mig_verdict va, vb;
+	struct mig_policy pol;
+
+	mig_policy_init(&pol, &p, true);
+	va = mig_policy_next(&pol, &a, &in);
+	vb = mig_policy_next(&pol, &b, &in);
+	ck_assert(memcmp(&va, &vb, sizeof(va)) == 0);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+	ck_assert_int_eq(va.decision, MIG_DECIDE_POSTCOPY);
+	ck_assert_int_eq(va.reason, MIG_WHY_STALLED);
+	ck_assert_uint_eq(a.stalled, 3);
+	in.dirty_bytes = 1024;
+	b = a;
+	va = mig_policy_next(&pol, &a, &in);
+	ck_assert_int_eq(va.decision, MIG_DECIDE_SWITCHOVER);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+}
+END_TEST
+
+START_TEST(policy_names)
+{
+	ck_assert_str_eq(mig_decision_name(MIG_DECIDE_ROUND), "round");
+	ck_assert_str_eq(mig_decision_name(MIG_DECIDE_CANCEL), "cancel");
+	ck_assert_str_eq(mig_decision_name((enum mig_decision)99), "?");
+	ck_assert_str_eq(mig_reason_name(MIG_WHY_DEADLINE), "deadline");
+	ck_assert_str_eq(mig_reason_name(MIG_WHY_STALLED), "stalled");
+	ck_assert_str_eq(mig_reason_name((enum mig_reason)-1), "?");
+}
+END_TEST
+
+int main(void)
+{
+	const struct ft_case cases[] = {
+		{ "policy_table", policy_table, UT_ARRAY_SIZE(rows), 0 },
+		{ "policy_rows_are_named_once", policy_rows_are_named_once,
+		  0, 0 },
+		{ "policy_defaults", policy_defaults, 0, 0 },
+		{ "policy_is_pure", policy_is_pure, 0, 0 },
+		{ "policy_names", policy_names, 0, 0 },
+	};
+
+	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));
+}
