@@ -59,6 +59,45 @@ int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 		 size_t len);
 
+/* ---- postcopy fault statistics (faults.c) ----
+ *
+ * The destination's pages asked of the source and not placed yet, since
+ * when, and how long each took to arrive. One thread asks (the fault
+ * thread); any thread may place. The asker publishes the timestamp and
+ * the count before the page's bit, so whoever clears the bit sees both.
+ */
+struct mig_faults {
+	struct ut_bitmap requested;	/* asked of the source, not placed */
+	_Atomic uint64_t *req_ns;	/* ut_now_ns() when each was asked;
+					 * 0: never */
+	_Atomic uint64_t outstanding;	/* bits set in requested */
+	uint64_t *lat_ns;		/* service times, ns, as served */
+	uint64_t cap;			/* entries of lat_ns */
+	_Atomic uint64_t nlat;		/* served (may pass cap) */
+	struct ut_hist hist;		/* every service time */
+};
+
+/* Allocates for @npages pages. Returns 0 or -ENOMEM; fini frees. */
+int mig_faults_init(struct mig_faults *f, uint64_t npages);
+/* Accepts a zeroed or half-initialised @f. */
+void mig_faults_fini(struct mig_faults *f);
+/* The asking thread only: page @g is asked for at @now_ns. Returns false
+ * when it is asked for already. */
+bool mig_faults_request(struct mig_faults *f, uint64_t g, uint64_t now_ns);
+/* Any thread: page @g is in place at @now_ns. Returns true when it was
+ * asked for; its service time is counted unless it has no timestamp. */
+bool mig_faults_served(struct mig_faults *f, uint64_t g, uint64_t now_ns);
+/* The asking thread: takes back a request of @g that a placement beat.
+ * Returns true when it was still outstanding; no time is counted. */
+bool mig_faults_withdraw(struct mig_faults *f, uint64_t g);
+static inline uint64_t mig_faults_outstanding(struct mig_faults *f)
+{
+	return atomic_load(&f->outstanding);
+}
+/* Once nothing is placed any more: the count, p50/p99/max, the sum and
+ * the histogram into @c. Sorts the samples. */
+void mig_faults_summary(struct mig_faults *f, struct mig_complete *c);
+
 /* ---- the convergence policy (policy.c) ----
  *
  * When precopy stops, as a pure function of the round statistics: no

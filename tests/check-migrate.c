@@ -3,11 +3,15 @@
  * The migration engines' parts that run without a VM. The convergence
  * policy walks a table of migrations, each a named row: the limits, the
  * rounds as measured (dirty MiB, bandwidth, duration, elapsed time), and
- * the decision expected after each round.
+ * the decision expected after each round. The fault statistics are
+ * driven by hand and by two threads racing the way the destination's
+ * fault thread and receivers do.
  */
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LOG_PREFIX "check-migrate"
@@ -330,6 +334,193 @@ START_TEST(policy_names)
 }
 END_TEST
 
+/* ---- postcopy fault statistics ---- */
+
+START_TEST(faults_request_then_served)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 64), 0);
+	ck_assert(!mig_faults_served(&f, 3, 500)); /* never asked */
+	ck_assert(mig_faults_request(&f, 3, 1000));
+	ck_assert(!mig_faults_request(&f, 3, 2000)); /* asked already */
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 1);
+	ck_assert(mig_faults_served(&f, 3, 5000));
+	ck_assert(!mig_faults_served(&f, 3, 6000)); /* once */
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 0);
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 1);
+	ck_assert_uint_eq(c.max_ns, 4000); /* from the first request */
+	ck_assert_uint_eq(c.blocked_ns, 4000);
+	ck_assert_uint_eq(c.hist[3], 1); /* 4 us: [4, 8) */
+	mig_faults_fini(&f);
+	mig_faults_fini(&f); /* twice is fine */
+}
+END_TEST
+
+/* A placement that beat the request: taken back, no time counted. */
+START_TEST(faults_withdraw)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 8), 0);
+	ck_assert(!mig_faults_withdraw(&f, 5));
+	ck_assert(mig_faults_request(&f, 5, 1000));
+	ck_assert(mig_faults_withdraw(&f, 5));
+	ck_assert(!mig_faults_withdraw(&f, 5));
+	ck_assert(!mig_faults_served(&f, 5, 2000));
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 0);
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 0);
+	ck_assert_uint_eq(c.max_ns, 0);
+	mig_faults_fini(&f);
+}
+END_TEST
+
+/* A bit without a timestamp (what the old ordering let a receiver see)
+ * is served but not counted: one "now - 0" sample would be the max. */
+START_TEST(faults_zero_timestamp_ignored)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 8), 0);
+	ut_bitmap_set(&f.requested, 2);
+	atomic_fetch_add(&f.outstanding, 1);
+	ck_assert(mig_faults_served(&f, 2, 123456789));
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 0);
+	/* ... and so is one from the future. */
+	ck_assert(mig_faults_request(&f, 4, 5000));
+	ck_assert(mig_faults_served(&f, 4, 4000));
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 0);
+	ck_assert_uint_eq(c.max_ns, 0);
+	ck_assert_uint_eq(atomic_load(&f.hist.count), 0);
+	mig_faults_fini(&f);
+}
+END_TEST
+
+START_TEST(faults_summary_percentiles)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 200), 0);
+	/* Served out of order: 100 us down to 1 us. */
+	for (uint64_t g = 0; g < 100; g++) {
+		ck_assert(mig_faults_request(&f, g, 1000000));
+		ck_assert(mig_faults_served(&f, g,
+					    1000000 + (100 - g) * 1000));
+	}
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 100);
+	ck_assert_uint_eq(c.p50_ns, 51000);
+	ck_assert_uint_eq(c.p99_ns, 100000);
+	ck_assert_uint_eq(c.max_ns, 100000);
+	ck_assert_uint_eq(c.blocked_ns, 5050 * 1000);
+	/* A page asked for again after it was dropped counts again. */
+	ck_assert(mig_faults_request(&f, 7, 2000000));
+	ck_assert(mig_faults_served(&f, 7, 2000500));
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 101);
+	ck_assert_uint_eq(c.hist[0], 1); /* 0.5 us */
+	mig_faults_fini(&f);
+}
+END_TEST
+
+/* More samples than pages (a page asked for, served, dropped, asked for
+ * again, ...) keeps to the array: the histogram has them all. */
+START_TEST(faults_more_samples_than_pages)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 4), 0);
+	for (int i = 0; i < 50; i++) {
+		ck_assert(mig_faults_request(&f, i % 4, 1000));
+		ck_assert(mig_faults_served(&f, i % 4, 3000));
+	}
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 4);
+	ck_assert_uint_eq(atomic_load(&f.hist.count), 50);
+	ck_assert_uint_eq(c.hist[2], 50);
+	mig_faults_fini(&f);
+}
+END_TEST
+
+/*
+ * The race itself: a fault thread asks for pages while a receiver places
+ * each one just as it is being asked for, the way dest.c's on_fault() and
+ * placed() meet. No sample may exceed the run's length (a "now - 0"
+ * sample is the host's uptime), the count may never wrap, and everything
+ * asked for ends served or withdrawn.
+ */
+#define RACE_PAGES 100000
+
+struct race {
+	struct mig_faults f;
+	struct ut_bitmap received;
+	_Atomic uint64_t next;		/* the page being asked for */
+	_Atomic bool wrapped;
+};
+
+static void *race_placer(void *arg)
+{
+	struct race *r = arg;
+
+	for (uint64_t g = 0; g < RACE_PAGES; g++) {
+		while (atomic_load(&r->next) < g)
+			;
+		ut_bitmap_set(&r->received, g);
+		mig_faults_served(&r->f, g, ut_now_ns());
+		if (mig_faults_outstanding(&r->f) > RACE_PAGES)
+			atomic_store(&r->wrapped, true);
+	}
+	return NULL;
+}
+
+START_TEST(faults_race_request_and_place)
+{
+	struct race *r = calloc(1, sizeof(*r));
+	uint64_t t0, span;
+	struct mig_complete c;
+	pthread_t th;
+
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(mig_faults_init(&r->f, RACE_PAGES), 0);
+	ck_assert_int_eq(ut_bitmap_init(&r->received, RACE_PAGES), 0);
+	t0 = ut_now_ns();
+	ck_assert_int_eq(pthread_create(&th, NULL, race_placer, r), 0);
+	for (uint64_t g = 0; g < RACE_PAGES; g++) {
+		atomic_store(&r->next, g);
+		if (ut_bitmap_test(&r->received, g))
+			continue;
+		if (!mig_faults_request(&r->f, g, ut_now_ns()))
+			continue;
+		if (mig_faults_outstanding(&r->f) > RACE_PAGES)
+			atomic_store(&r->wrapped, true);
+		if (ut_bitmap_test(&r->received, g))
+			mig_faults_withdraw(&r->f, g);
+	}
+	atomic_store(&r->next, RACE_PAGES);
+	pthread_join(th, NULL);
+	span = ut_now_ns() - t0;
+	mig_faults_summary(&r->f, &c);
+	ck_assert_msg(c.max_ns <= span, "a service time of %llu ns in a run "
+		      "of %llu ns", (unsigned long long)c.max_ns,
+		      (unsigned long long)span);
+	ck_assert(!atomic_load(&r->wrapped));
+	ck_assert_uint_eq(mig_faults_outstanding(&r->f), 0);
+	ck_assert_uint_eq(ut_bitmap_find_next(&r->f.requested, 0),
+			  RACE_PAGES);
+	ut_bitmap_fini(&r->received);
+	mig_faults_fini(&r->f);
+	free(r);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
@@ -339,6 +530,17 @@ int main(void)
 		{ "policy_defaults", policy_defaults, 0, 0 },
 		{ "policy_is_pure", policy_is_pure, 0, 0 },
 		{ "policy_names", policy_names, 0, 0 },
+		{ "faults_request_then_served", faults_request_then_served,
+		  0, 0 },
+		{ "faults_withdraw", faults_withdraw, 0, 0 },
+		{ "faults_zero_timestamp_ignored",
+		  faults_zero_timestamp_ignored, 0, 0 },
+		{ "faults_summary_percentiles", faults_summary_percentiles,
+		  0, 0 },
+		{ "faults_more_samples_than_pages",
+		  faults_more_samples_than_pages, 0, 0 },
+		{ "faults_race_request_and_place",
+		  faults_race_request_and_place, 20, 0 },
 	};
 
 	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));
