@@ -3,6 +3,7 @@
 #ifndef FERRY_MIGRATE_INTERNAL_H
 #define FERRY_MIGRATE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 
 #include "guestmem/guestmem.h"
@@ -45,6 +46,13 @@ int mig_fail(char *err, int ret, const char *fmt, ...)
 
 /* CLOCK_REALTIME in ns: comparable between the two hosts' agents. */
 uint64_t mig_realtime_ns(void);
+
+/* Initialises @c to time its waits on CLOCK_MONOTONIC (cond.c). Returns
+ * 0 or -errno; pthread_cond_destroy() undoes it. */
+int mig_cond_init(pthread_cond_t *c);
+/* Waits on @c, made by mig_cond_init(), for at most @ms with @m held.
+ * Returns 0 when woken (or spuriously), -ETIMEDOUT after @ms. */
+int mig_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, unsigned int ms);
 
 /* Breaks every stream of @sess so that a thread blocked on one returns. */
 void mig_session_cut(struct tp_session *sess);

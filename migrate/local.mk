@@ -8,6 +8,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/vm.c \
 	migrate/policy.c \
 	migrate/faults.c \
+	migrate/cond.c \
 	migrate/source.c \
 	migrate/dest.c \
 	migrate/stats.c
@@ -27,7 +28,7 @@ TESTS += tests/check-migrate
 tests_check_migrate_SOURCES = tests/check-migrate.c tests/testutil.h
 tests_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_migrate_LDADD = migrate/libmigrate.a util/libutil.a \
-	$(CHECK_LIBS) -lm -lpthread
+	$(CHECK_LIBS) -lm
 
 # Seeds for the wire fuzzer, written by the encoders themselves.
 noinst_PROGRAMS += tests/fuzz-wire-seeds

@@ -661,15 +661,7 @@ static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	s->gen++;
 	pthread_cond_broadcast(&s->cond);
 	while (s->done < s->nbulk) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		mig_cond_wait_ms(&s->cond, &s->lock, 250);
 		pthread_mutex_unlock(&s->lock);
 		report(s, round, s->vm.total_pages, prev,
 		       flags & MIG_ROUND_FINAL);
@@ -1358,9 +1350,13 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
 	s.start_ns = ut_now_ns();
 	pthread_mutex_init(&s.lock, NULL);
-	pthread_cond_init(&s.cond, NULL);
 	s.sess = p->session;
 	s.nbulk = tp_session_nbulk(p->session);
+	ret = mig_cond_init(&s.cond);
+	if (ret) {
+		mig_fail(err, ret, "cannot make a condition variable");
+		goto out_lock;
+	}
 	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
 	if (ret)
 		goto out;
@@ -1432,6 +1428,7 @@ out:
 	if (s.own_sess)
 		tp_session_destroy(s.sess);
 	pthread_cond_destroy(&s.cond);
+out_lock:
 	pthread_mutex_destroy(&s.lock);
 	return ret;
 }

@@ -9,10 +9,12 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LOG_PREFIX "check-migrate"
 #include "migrate/internal.h"
@@ -521,6 +523,77 @@ START_TEST(faults_race_request_and_place)
 }
 END_TEST
 
+/* ---- monotonic condition variables ---- */
+
+/* A timed wait that nobody signals lasts its time on the monotonic clock
+ * (the wall clock cannot be stepped here to show the difference). */
+START_TEST(cond_wait_times_out_monotonic)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t c;
+	uint64_t t0, dt;
+	int ret;
+
+	ck_assert_int_eq(mig_cond_init(&c), 0);
+	pthread_mutex_lock(&m);
+	t0 = ut_now_ns();
+	do
+		ret = mig_cond_wait_ms(&c, &m, 60);
+	while (ret == 0 && ut_now_ns() - t0 < 60000000);
+	dt = ut_now_ns() - t0;
+	pthread_mutex_unlock(&m);
+	ck_assert_int_eq(ret, -ETIMEDOUT);
+	ck_assert_uint_ge(dt, 60000000);
+	ck_assert_uint_lt(dt, 10000000000ULL);
+	/* Past a second: the seconds carry. */
+	pthread_mutex_lock(&m);
+	t0 = ut_now_ns();
+	ret = mig_cond_wait_ms(&c, &m, 1001);
+	dt = ut_now_ns() - t0;
+	pthread_mutex_unlock(&m);
+	ck_assert_int_eq(ret, -ETIMEDOUT);
+	ck_assert_uint_ge(dt, 1001000000);
+	pthread_cond_destroy(&c);
+}
+END_TEST
+
+struct waker {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool flag;
+};
+
+static void *wake_soon(void *arg)
+{
+	struct waker *w = arg;
+
+	usleep(20000);
+	pthread_mutex_lock(&w->m);
+	w->flag = true;
+	pthread_cond_broadcast(&w->c);
+	pthread_mutex_unlock(&w->m);
+	return NULL;
+}
+
+START_TEST(cond_wait_woken)
+{
+	struct waker w = { .m = PTHREAD_MUTEX_INITIALIZER };
+	pthread_t th;
+	int ret = 0;
+
+	ck_assert_int_eq(mig_cond_init(&w.c), 0);
+	pthread_mutex_lock(&w.m);
+	ck_assert_int_eq(pthread_create(&th, NULL, wake_soon, &w), 0);
+	while (!w.flag && ret == 0)
+		ret = mig_cond_wait_ms(&w.c, &w.m, 20000);
+	pthread_mutex_unlock(&w.m);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(ret, 0);
+	ck_assert(w.flag);
+	pthread_cond_destroy(&w.c);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
@@ -541,6 +614,9 @@ int main(void)
 		  faults_more_samples_than_pages, 0, 0 },
 		{ "faults_race_request_and_place",
 		  faults_race_request_and_place, 20, 0 },
+		{ "cond_wait_times_out_monotonic",
+		  cond_wait_times_out_monotonic, 0, 0 },
+		{ "cond_wait_woken", cond_wait_woken, 0, 0 },
 	};
 
 	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));
