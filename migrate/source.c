@@ -1231,33 +1231,28 @@ static void tell_dest(struct mig_src *s, int code, const char *msg)
 			     buf, n);
 }
 
-/* Fills the per-round figures that needed the next harvest. */
-static void after_round(struct mig_src *s, struct mig_round_stats *rs,
-			const struct mig_verdict *v)
-{
-	rs->dirty_rate_mibs = v->dirty_rate_mibs;
-	rs->predicted_downtime_ms = v->predicted_downtime_ms;
-	if (s->st->nrounds)
-		s->st->rounds[s->st->nrounds - 1] = *rs;
-}
-
-/* Asks the policy about round @round, which left @dirty pages dirty. */
+/* Asks the policy about round @rs->round, which left @dirty pages dirty,
+ * and completes the round's figures with its prediction. */
 static struct mig_verdict decide(struct mig_src *s,
 				 const struct mig_policy *pol,
-				 struct mig_policy_state *ps, uint32_t round,
-				 const struct mig_round_stats *rs,
-				 uint64_t dirty)
+				 struct mig_policy_state *ps,
+				 struct mig_round_stats *rs, uint64_t dirty)
 {
 	double avg_page = (double)s->vm.ram_bytes / s->vm.total_pages;
 	struct mig_round_input in = {
-		.round = round,
+		.round = rs->round,
 		.dirty_bytes = dirty * avg_page,
 		.bandwidth_mibs = rs->bandwidth_mibs,
 		.duration_s = rs->duration_s,
 		.elapsed_ns = ut_now_ns() - s->start_ns,
 	};
+	struct mig_verdict v = mig_policy_next(pol, ps, &in);
 
-	return mig_policy_next(pol, ps, &in);
+	rs->dirty_rate_mibs = v.dirty_rate_mibs;
+	rs->predicted_downtime_ms = v.predicted_downtime_ms;
+	if (s->st->nrounds)
+		s->st->rounds[s->st->nrounds - 1] = *rs;
+	return v;
 }
 
 static int cancel(struct mig_src *s, uint32_t rounds,
@@ -1300,8 +1295,7 @@ static int migrate(struct mig_src *s, char *err)
 		n = gm_dirty_harvest(s->dirty, &s->todo);
 		if (n < 0)
 			return mig_fail(err, n, "reading dirty pages failed");
-		v = decide(s, &pol, &ps, round, &rs, n);
-		after_round(s, &rs, &v);
+		v = decide(s, &pol, &ps, &rs, n);
 		report(s, round, s->vm.total_pages, &rs, false);
 		switch (v.decision) {
 		case MIG_DECIDE_ROUND:
