@@ -7,15 +7,16 @@
 # checks every page itself; a destination VM that exits 0 after its last
 # heartbeat has verified all of its memory.
 #
-# Run from the build directory (make check sets FERRY_BUILD). Prints one
-# line per case and "CASES: N passed, N failed" at the end.
+# Run from the build directory (make check sets FERRY_BUILD). Speaks TAP:
+# one "ok N - ..." / "not ok N - ..." line per case, the plan at the end;
+# Automake runs it with tap-driver.sh, so that each case counts.
 set -u
 B=${FERRY_BUILD:-$(pwd)}
 VM=$B/tools/ferry-vm/ferry-vm
 SRC=$B/tools/ferry-source
 DST=$B/tools/ferry-dest
 for f in "$VM" "$SRC" "$DST" "$B/tools/ferry-cert"; do
-	[ -x "$f" ] || { echo "missing $f (build first)"; exit 99; }
+	[ -x "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
 done
 KVM=--no-kvm
 [ -w /dev/kvm ] && KVM=
@@ -25,19 +26,21 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	[ -n "${FERRY_KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
+	[ -n "${FERRY_KEEP:-}" ] && echo "# kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 "$B/tools/ferry-cert" demo "$T/pki" >/dev/null || exit 99
 STLS="--ca $T/pki/ca.pem --cert $T/pki/server.pem --key $T/pki/server-key.pem"
 CTLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client-key.pem"
-passed=0 failed=0
+n=0
 
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
+ok() { n=$((n + 1)); echo "ok $n - ${1//#/}"; }
+skip() { n=$((n + 1)); echo "ok $n - ${1//#/} # SKIP ${2//#/}"; }
 fail() {
-	echo "FAIL - $1: $2"
-	for f in "$T"/*.log; do echo "--- $f"; tail -n 5 "$f"; done
-	failed=$((failed + 1))
+	n=$((n + 1))
+	echo "not ok $n - $1: ${2//#/}" | head -n 1
+	echo "$2" | sed 's/^/# /'
+	for f in "$T"/*.log; do echo "# --- $f"; tail -n 5 "$f" | sed 's/^/#   /'; done
 }
 
 # start_vm NAME ARGS...: a ferry-vm serving $T/NAME.sock, log $T/NAME.log
@@ -88,7 +91,7 @@ start_dest() { # extra args; sets PORT once ferry-dest listens
 		alive "$dest_pid" || break
 		sleep 0.05
 	done
-	echo "ferry-dest did not listen: $(cat "$T/fdest.log")"
+	echo "# ferry-dest did not listen: $(cat "$T/fdest.log")"
 	PORT=1 # nothing listens there: the case fails with a clear error
 }
 
@@ -201,7 +204,7 @@ case_postcopy_hugetlb() {
 	if [ "$(cat "$pool")" -lt $((old + 48)) ]; then
 		echo "$old" >"$pool"
 		flock -u 9
-		echo "skip - postcopy, hugetlb-2M: cannot reserve 48 huge pages"
+		skip "postcopy, hugetlb-2M" "cannot reserve 48 huge pages"
 		return 0
 	fi
 	run_mode "postcopy, hugetlb-2M" "--ws 32M --rate 32 -b hugetlb-2M" \
@@ -500,5 +503,4 @@ for c in ${FERRY_CASES:-precopy postcopy_idle postcopy postcopy_sequential \
 	wait 2>/dev/null
 	PIDS=()
 done
-echo "CASES: $passed passed, $failed failed"
-[ $failed -eq 0 ]
+echo "1..$n"
