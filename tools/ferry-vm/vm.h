@@ -103,6 +103,8 @@ struct vm {
 	int exit_code;			/* -1 until the guest stops */
 	bool quit;			/* quit requested */
 	uint64_t run_since_ns;		/* ut_now_ns() of the last start/resume */
+	uint32_t resume_token;		/* new at each start/resume; the guest
+					 * reads it (vm_resume_token()) */
 	int event_fd;			/* wakes main(): exit, quit */
 };
 
@@ -133,6 +135,10 @@ void vm_request_quit(struct vm *vm);
 /* The guest stopped with @code (VM_EXIT_*); first caller wins. Any thread. */
 void vm_guest_exited(struct vm *vm, int code);
 enum vml_run_state vm_run_state(struct vm *vm);
+/* The token of the VM's last start or resume, different at each one and
+ * from any other VMM's (the guest restarts its verification pass when it
+ * changes). Any thread, lock-free: vCPUs read it in guest port I/O. */
+uint32_t vm_resume_token(struct vm *vm);
 /* Names vCPU thread @t "vcpuN" (N = @idx), so that tools such as
  * tools/bench can tell guest work from VMM and agent work in
  * /proc/PID/task/TID/comm. Best effort: a failure is ignored. */
