@@ -118,6 +118,43 @@ void vm_guest_exited(struct vm *vm, int code)
 	wake_main(vm);
 }
 
+int vm_commit(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VML_STATE_PAUSED)
+		vm->committed = true;
+	else
+		ret = -EBUSY;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+void vm_agent_gone(struct vm *vm)
+{
+	bool paused, committed, quit;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->state == VML_STATE_PAUSED;
+	committed = vm->committed;
+	quit = vm->quit;
+	pthread_mutex_unlock(&vm->lock);
+	if (!paused || quit)
+		return;
+	if (committed) {
+		pr_warn("the agent left after committing the switchover: the "
+			"VM stays paused here (its running copy may be at the "
+			"destination; ferry-source --recover can finish it)");
+		return;
+	}
+	if (vm_resume(vm))
+		pr_err("the agent left with the VM paused; resuming it failed");
+	else
+		pr_warn("the agent left with the VM paused before the "
+			"switchover was committed: the guest runs here again");
+}
+
 void vm_request_quit(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -158,7 +195,9 @@ uint32_t vm_resume_token(struct vm *vm)
 }
 
 /* A token no earlier resume of this VM, nor (but by a 2^-32 chance) another
- * VMM, gave: the clock and the pid, never 0 (a fresh guest's epoch). Set
+ * VMM, gave: the clock and the pid, never 0 (a fresh guest's epoch) nor all
+ * ones (what an unassigned port reads, which the guest takes for "not
+ * ferry-vm"). Set
  * before the vCPUs run again, with vm->lock held. */
 static void new_resume_token(struct vm *vm)
 {
@@ -167,7 +206,7 @@ static void new_resume_token(struct vm *vm)
 
 	x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull;
 	t = (uint32_t)(x ^ (x >> 32));
-	if (!t || t == vm->resume_token)
+	if (!t || t == 0xffffffffu || t == vm->resume_token)
 		t = vm->resume_token + 1 ? vm->resume_token + 1 : 1;
 	__atomic_store_n(&vm->resume_token, t, __ATOMIC_RELEASE);
 }
@@ -198,6 +237,7 @@ int vm_resume(struct vm *vm)
 		if (!ret) {
 			vm->state = VML_STATE_RUNNING;
 			vm->run_since_ns = ut_now_ns();
+			vm->committed = false;
 		}
 		break;
 	case VML_STATE_RUNNING:
