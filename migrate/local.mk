@@ -33,14 +33,14 @@ tests_check_migrate_LDADD = migrate/libmigrate.a util/libutil.a \
 # Seeds for the wire fuzzer, written by the encoders themselves.
 noinst_PROGRAMS += tests/fuzz-wire-seeds
 tests_fuzz_wire_seeds_SOURCES = tests/fuzz-wire.c
-tests_fuzz_wire_seeds_LDADD = migrate/libmigrate.a util/libutil.a
+tests_fuzz_wire_seeds_LDADD = migrate/libmigrate.a migrate/libvmlink.a util/libutil.a
 
 if ENABLE_FUZZ
 noinst_PROGRAMS += tests/fuzz-wire
 tests_fuzz_wire_SOURCES = tests/fuzz-wire.c
 tests_fuzz_wire_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
 tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
-tests_fuzz_wire_LDADD = migrate/libmigrate.a util/libutil.a
+tests_fuzz_wire_LDADD = migrate/libmigrate.a migrate/libvmlink.a util/libutil.a
 endif
 
 # Live migration end to end: real VMs, the agents, TLS on loopback.

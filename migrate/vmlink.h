@@ -156,7 +156,8 @@ ssize_t vml_hello_encode(const struct vml_hello *h, uint8_t *buf, size_t cap,
  * Decodes a HELLO payload of @len bytes received with @nfds fds (@fds).
  * Fills @h with fds taken from @fds: the taken slots become -1, so that
  * the caller's cleanup closes only the rest. Checks every length, index
- * and range; returns 0, -EPROTO or -EINVAL.
+ * and range (page sizes 4 KiB, 2 MiB or 1 GiB, aligned, no overflow, no
+ * two regions sharing a guest address); returns 0, -EPROTO or -EINVAL.
  */
 int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 		     int *fds, unsigned int nfds);

@@ -164,6 +164,51 @@ START_TEST(vmlink_hello_roundtrip)
 }
 END_TEST
 
+/* What a broken or hostile VMM might say: regions that share guest
+ * addresses, a page size that is none, sizes that wrap. All refused, and
+ * every fd it passed is closed, none handed on. */
+START_TEST(vmlink_hello_hostile)
+{
+	uint8_t buf[VML_HELLO_FIXED + VML_MAX_REGIONS * VML_REGION_SIZE];
+	struct {
+		const char *what;
+		struct vml_region r1;
+	} bad[] = {
+		{ "overlap", { .gpa = 1 << 19, .size = 1 << 20,
+			       .page_size = 4096, .fd = -1 } },
+		{ "same start", { .gpa = 0, .size = 4096, .page_size = 4096,
+				  .fd = -1 } },
+		{ "page size 8K", { .gpa = 1 << 30, .size = 1 << 20,
+				    .page_size = 8192, .fd = -1 } },
+		{ "page size 0", { .gpa = 1 << 30, .size = 1 << 20,
+				   .fd = -1 } },
+		{ "gpa wraps", { .gpa = UINT64_MAX - 4095, .size = 8192,
+				 .page_size = 4096, .fd = -1 } },
+		{ "unaligned gpa", { .gpa = (1 << 30) + 2048, .size = 4096,
+				     .page_size = 4096, .fd = -1 } },
+	};
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(bad); i++) {
+		int fds[VML_MAX_FDS], mine[VML_MAX_FDS];
+		struct vml_hello h, d;
+		unsigned int nfds;
+		ssize_t n;
+
+		sample_hello(&h, 100, 101);
+		h.regions[1] = bad[i].r1;
+		n = vml_hello_encode(&h, buf, sizeof(buf), fds, &nfds);
+		ck_assert_int_gt(n, 0);
+		mine[0] = dup(0);
+		mine[1] = dup(0);
+		ck_assert_msg(vml_hello_decode(&d, buf, n, mine, 2) == -EINVAL,
+			      "%s accepted", bad[i].what);
+		/* The taken fds were closed by the decoder. */
+		ck_assert_int_eq(d.uffd, -1);
+		ck_assert_int_eq(d.regions[0].fd, -1);
+	}
+}
+END_TEST
+
 START_TEST(vmlink_fds_over_socket)
 {
 	struct vml_hello h, d;
@@ -846,6 +891,7 @@ static Suite *vm_suite(void)
 	} cases[] = {
 		{ "vmlink_hdr_roundtrip", vmlink_hdr_roundtrip, 10, false },
 		{ "vmlink_hello_roundtrip", vmlink_hello_roundtrip, 10, false },
+		{ "vmlink_hello_hostile", vmlink_hello_hostile, 10, false },
 		{ "vmlink_fds_over_socket", vmlink_fds_over_socket, 10, false },
 		{ "vmlink_decode_fuzz", vmlink_decode_fuzz, 30, false },
 		{ "vmlink_listen_in_use", vmlink_listen_in_use, 10, false },
