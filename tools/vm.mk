@@ -47,6 +47,7 @@ tools_ferry_vm_ferry_vm_SOURCES = \
 	tools/ferry-vm/vm.h \
 	tools/ferry-vm/kvm-internal.h \
 	tools/ferry-vm/main.c \
+	tools/ferry-vm/accel.c \
 	tools/ferry-vm/vm.c \
 	tools/ferry-vm/kvm.c \
 	tools/ferry-vm/cpu.c \

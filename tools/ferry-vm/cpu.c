@@ -173,6 +173,10 @@ static bool handle_io(struct kvm_vcpu_ctx *c, int *exit_code)
 		memset(data, 0, n);
 		if (r->io.port == WL_PORT_CONSOLE + 5)	/* LSR: THR empty */
 			memset(data, 0x60, n);
+		if (r->io.port == WL_PORT_RESUME && n >= 4) {
+			v = vm_resume_token(c->k->vm);
+			memcpy(data, &v, 4);
+		}
 		return true;
 	}
 	if (r->io.port == WL_PORT_CONSOLE) {

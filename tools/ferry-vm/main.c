@@ -41,7 +41,12 @@ static const char usage[] =
 	"                          load-state and resume on the VM link\n"
 	"  -r, --restore FILE      start from a snapshot file\n"
 	"      --console FILE      guest console to FILE (default stdout)\n"
-	"      --no-kvm            run the guest workload as native threads\n"
+	"      --accel WHAT        auto (default, or $FERRY_ACCEL): KVM where it\n"
+	"                          runs guest code at native speed (measured),\n"
+	"                          else native threads; kvm: KVM even if it\n"
+	"                          emulates; none: the workload as native threads\n"
+	"      --no-kvm            the same as --accel none\n"
+	"      --probe-accel       measure KVM, print what auto would use, exit\n"
 	"      --watchdog MS       exit 5 if no heartbeat for MS ms while running\n"
 	"  -v, --verbose           log link requests and setup\n"
 	"  -h, --help, -V, --version\n"
@@ -63,6 +68,7 @@ static const char usage[] =
 enum {
 	OPT_CONSOLE = 256, OPT_NOKVM, OPT_WATCHDOG, OPT_WS, OPT_RATE,
 	OPT_ZERO, OPT_DUP, OPT_PATTERN, OPT_SEED, OPT_HBMS, OPT_HBS,
+	OPT_ACCEL, OPT_PROBE,
 };
 
 static const struct option long_opts[] = {
@@ -76,6 +82,8 @@ static const struct option long_opts[] = {
 	{ "append", required_argument, NULL, 'a' },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "no-kvm", no_argument, NULL, OPT_NOKVM },
+	{ "accel", required_argument, NULL, OPT_ACCEL },
+	{ "probe-accel", no_argument, NULL, OPT_PROBE },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
 	{ "ws", required_argument, NULL, OPT_WS },
 	{ "rate", required_argument, NULL, OPT_RATE },
@@ -162,8 +170,10 @@ static int parse_opt(struct vm_config *cfg, int c, const char *arg)
 		cfg->console = arg;
 		return 0;
 	case OPT_NOKVM:
-		cfg->nokvm = true;
+		cfg->accel = VM_ACCEL_NONE;
 		return 0;
+	case OPT_ACCEL:
+		return vm_accel_parse(arg, &cfg->accel);
 	case 'v':
 		ut_log_set_level(UT_LOG_INFO);
 		return 0;
@@ -185,14 +195,37 @@ static int parse_opt(struct vm_config *cfg, int c, const char *arg)
 	}
 }
 
+/* FERRY_ACCEL, the default of --accel: 0, 1 (set) or -EINVAL (logged). */
+static int accel_from_env(enum vm_accel *accel)
+{
+	const char *env = getenv("FERRY_ACCEL");
+
+	if (!env || !*env)
+		return 0;
+	if (vm_accel_parse(env, accel)) {
+		fprintf(stderr, "ferry-vm: FERRY_ACCEL='%s': use auto, kvm or "
+			"none\n", env);
+		return -EINVAL;
+	}
+	return 1;
+}
+
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(struct vm_config *cfg, int argc, char **argv)
 {
-	int c;
+	bool probe = false;
+	int c, forced;
 
 	*cfg = (struct vm_config){ .nr_cpus = 1, .backing = GM_BACKING_SHMEM };
+	forced = accel_from_env(&cfg->accel);
+	if (forced < 0)
+		return VM_EXIT_USAGE;
 	while ((c = getopt_long(argc, argv, "k:c:m:b:s:ir:a:vhV", long_opts,
 				NULL)) != -1) {
+		if (c == OPT_PROBE) {
+			probe = true;
+			continue;
+		}
 		if (c == 'h') {
 			fputs(usage, stdout);
 			return VM_EXIT_OK;
@@ -216,6 +249,8 @@ static int parse_args(struct vm_config *cfg, int argc, char **argv)
 			argv[optind]);
 		return VM_EXIT_USAGE;
 	}
+	if (probe)
+		return vm_cmd_probe_accel(cfg->accel, forced > 0);
 	if (cfg->incoming && !cfg->socket) {
 		fprintf(stderr, "ferry-vm: --incoming needs --socket (the agent "
 			"loads the guest through it)\n");
@@ -438,6 +473,7 @@ static int run_vm(int argc, char **argv)
 	status = parse_args(&cfg, argc, argv);
 	if (status >= 0)
 		return status;
+	vm_accel_resolve(cfg.accel, &cfg.nokvm);
 	sig_fd = setup_signals();
 	status = VM_EXIT_ERROR;
 	if (vm_init(&vm, &cfg))

@@ -60,6 +60,13 @@ static void env_write(void *arg, const char *s, size_t len)
 	vm_console_write(&nk->vm->con, s, len);
 }
 
+static uint32_t env_resume_token(void *arg)
+{
+	struct nokvm *nk = arg;
+
+	return vm_resume_token(nk->vm);
+}
+
 static void park(struct nokvm *nk)
 {
 	pthread_mutex_lock(&nk->lock);
@@ -106,6 +113,7 @@ static int nokvm_init(struct vm *vm, bool fresh)
 		return -ENOMEM;
 	nk->vm = vm;
 	nk->env = (struct wl_env){ .now = env_now, .write = env_write,
+				   .resume_token = env_resume_token,
 				   .arg = nk, .mem = vm->ram.host };
 	pthread_mutex_init(&nk->lock, NULL);
 	pthread_cond_init(&nk->cond, NULL);

@@ -152,6 +152,26 @@ int vm_pause(struct vm *vm)
 	return ret;
 }
 
+uint32_t vm_resume_token(struct vm *vm)
+{
+	return __atomic_load_n(&vm->resume_token, __ATOMIC_ACQUIRE);
+}
+
+/* A token no earlier resume of this VM, nor (but by a 2^-32 chance) another
+ * VMM, gave: the clock and the pid, never 0 (a fresh guest's epoch). Set
+ * before the vCPUs run again, with vm->lock held. */
+static void new_resume_token(struct vm *vm)
+{
+	uint64_t x = ut_now_ns() ^ ((uint64_t)getpid() << 32);
+	uint32_t t;
+
+	x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull;
+	t = (uint32_t)(x ^ (x >> 32));
+	if (!t || t == vm->resume_token)
+		t = vm->resume_token + 1 ? vm->resume_token + 1 : 1;
+	__atomic_store_n(&vm->resume_token, t, __ATOMIC_RELEASE);
+}
+
 int vm_resume(struct vm *vm)
 {
 	int ret = 0;
@@ -164,6 +184,7 @@ int vm_resume(struct vm *vm)
 			ret = -EBUSY;
 			break;
 		}
+		new_resume_token(vm);
 		ret = vm->ops->start(vm);
 		if (!ret) {
 			vm->started = true;
@@ -172,6 +193,7 @@ int vm_resume(struct vm *vm)
 		}
 		break;
 	case VML_STATE_PAUSED:
+		new_resume_token(vm);
 		ret = vm->ops->resume(vm);
 		if (!ret) {
 			vm->state = VML_STATE_RUNNING;

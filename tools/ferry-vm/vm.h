@@ -3,6 +3,7 @@
  * ferry-vm internals: the VM object shared by the program's subsystems.
  *
  *   main.c         options, setup and teardown, the main loop
+ *   accel.c        the accelerator: KVM only where it is not emulating
  *   vm.c           run control (pause/resume/save/load/quit), console
  *   kvm.c          /dev/kvm, the VM, guest memory slots, payload loading
  *   cpu.c          vCPUs: long-mode setup and the run loop
@@ -38,6 +39,13 @@
 #define VM_MAX_CPUS WL_MAX_CPUS
 #define VM_CMDLINE_MAX 1024
 
+/* --accel: what runs the guest. */
+enum vm_accel {
+	VM_ACCEL_AUTO = 0,	/* KVM where it runs guest code natively */
+	VM_ACCEL_KVM,		/* KVM, even an emulating one */
+	VM_ACCEL_NONE,		/* the workload as native threads */
+};
+
 struct vm_config {
 	const char *payload;	/* guest image (KVM mode) */
 	const char *socket;	/* VM link socket path, NULL: none */
@@ -49,7 +57,8 @@ struct vm_config {
 	unsigned int nr_cpus;	/* 1..VM_MAX_CPUS */
 	unsigned int watchdog_ms; /* 0: off */
 	bool incoming;		/* wait for load-state + resume */
-	bool nokvm;		/* native threads instead of KVM */
+	enum vm_accel accel;	/* as asked (--accel, FERRY_ACCEL) */
+	bool nokvm;		/* as decided: native threads, not KVM */
 };
 
 struct vm;
@@ -103,6 +112,8 @@ struct vm {
 	int exit_code;			/* -1 until the guest stops */
 	bool quit;			/* quit requested */
 	uint64_t run_since_ns;		/* ut_now_ns() of the last start/resume */
+	uint32_t resume_token;		/* new at each start/resume; the guest
+					 * reads it (vm_resume_token()) */
 	int event_fd;			/* wakes main(): exit, quit */
 };
 
@@ -133,6 +144,10 @@ void vm_request_quit(struct vm *vm);
 /* The guest stopped with @code (VM_EXIT_*); first caller wins. Any thread. */
 void vm_guest_exited(struct vm *vm, int code);
 enum vml_run_state vm_run_state(struct vm *vm);
+/* The token of the VM's last start or resume, different at each one and
+ * from any other VMM's (the guest restarts its verification pass when it
+ * changes). Any thread, lock-free: vCPUs read it in guest port I/O. */
+uint32_t vm_resume_token(struct vm *vm);
 /* Names vCPU thread @t "vcpuN" (N = @idx), so that tools such as
  * tools/bench can tell guest work from VMM and agent work in
  * /proc/PID/task/TID/comm. Best effort: a failure is ignored. */
@@ -147,6 +162,38 @@ void vm_console_fini(struct vm_console *c);
 void vm_console_write(struct vm_console *c, const char *s, size_t len);
 /* Heartbeat lines seen; *@last_ns (may be NULL) gets the time of the last. */
 uint64_t vm_console_heartbeats(struct vm_console *c, uint64_t *last_ns);
+
+/* ---- accel.c: the accelerator, by measurement ---- */
+
+enum vm_probe_verdict {
+	VM_PROBE_NONE = 0,	/* no /dev/kvm, or it cannot run a guest */
+	VM_PROBE_KVM,		/* KVM runs guest code at native-like speed */
+	VM_PROBE_KVM_EMULATED,	/* KVM works but emulates guest code */
+};
+
+struct vm_accel_probe {
+	enum vm_probe_verdict verdict;
+	double kvm_mips;	/* guest loop on KVM, M instructions/s */
+	double host_mips;	/* the same loop on the host */
+	double ratio;		/* kvm_mips / host_mips */
+	char reason[160];	/* VM_PROBE_NONE: why */
+};
+
+/* Runs the calibration (well under a second: a real-mode loop on KVM for
+ * at most 200 ms, the same loop natively for 20 ms). Always 0: a KVM that
+ * cannot run it is the verdict NONE, with the reason. Main thread only
+ * (it borrows SIGUSR1 for the duration). */
+int vm_accel_probe(struct vm_accel_probe *p);
+const char *vm_probe_name(enum vm_probe_verdict v);
+/* "auto", "kvm" or "none"; 0 or -EINVAL. */
+int vm_accel_parse(const char *s, enum vm_accel *out);
+/* Decides *@nokvm for @accel (probing unless NONE), and says in one line
+ * on stderr what it found where that departs from a native KVM. 0. */
+int vm_accel_resolve(enum vm_accel accel, bool *nokvm);
+/* `ferry-vm --probe-accel`: prints "VERDICT use=kvm|none [kvm_mips=..
+ * host_mips=.. ratio=..] [forced=FERRY_ACCEL] [reason=\"..\"]"; @forced
+ * (when @is_forced, from FERRY_ACCEL) overrides use=. An exit status. */
+int vm_cmd_probe_accel(enum vm_accel forced, bool is_forced);
 
 /* ---- state.c: the blob ---- */
 

@@ -57,6 +57,14 @@ static inline uint8_t inb(uint16_t port)
 	return v;
 }
 
+static inline uint32_t inl(uint16_t port)
+{
+	uint32_t v;
+
+	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
 static inline uint64_t rdtsc(void)
 {
 	uint32_t lo, hi;
@@ -76,9 +84,16 @@ static void env_write(void *arg, const char *s, size_t len)
 		outb(WL_PORT_CONSOLE, (uint8_t)s[i]);
 }
 
+/* ferry-vm answers with a new token at each resume; QEMU with a constant. */
+static uint32_t env_resume_token(void *arg)
+{
+	return inl(WL_PORT_RESUME);
+}
+
 static const struct wl_env env = {
 	.now = env_now,
 	.write = env_write,
+	.resume_token = env_resume_token,
 	.mem = (uint8_t *)0,
 };
 

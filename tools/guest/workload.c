@@ -519,16 +519,30 @@ static bool verify_some(const struct wl_env *env, struct wl_hdr *h,
 		if (++c->vcursor >= n) {
 			c->vcursor = 0;
 			c->passes++;
+			__atomic_store_n(&c->rpasses, c->rpasses + 1,
+					 __ATOMIC_RELEASE);
 		}
 	}
 	return true;
 }
 
-static void heartbeat(const struct wl_env *env, struct wl_hdr *h,
-		      uint64_t now)
+/* Passes CPU @c made entirely within the current resume epoch: none while
+ * it has not yet seen the epoch CPU 0 published. */
+static uint64_t cpu_rpasses(const struct wl_hdr *h, const struct wl_cpu *c)
+{
+	uint64_t rp = __atomic_load_n(&c->rpasses, __ATOMIC_ACQUIRE);
+
+	return __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE) == h->epoch ? rp : 0;
+}
+
+/* Prints a heartbeat; returns the whole working set's passes since resume
+ * and its error count in *@errors. */
+static uint64_t heartbeat(const struct wl_env *env, struct wl_hdr *h,
+			  uint64_t now, uint64_t *errors)
 {
 	struct line l = { .len = 0 };
-	uint64_t iter = ~0ull, ver = 0, dirt = 0, err = 0, gap = 0;
+	uint64_t iter = ~0ull, rpass = ~0ull, ver = 0, dirt = 0, err = 0;
+	uint64_t gap = 0;
 
 	for (unsigned int i = 0; i < h->p.cpus; i++) {
 		struct wl_cpu *c = &h->cpu[i];
@@ -536,9 +550,11 @@ static void heartbeat(const struct wl_env *env, struct wl_hdr *h,
 						 __ATOMIC_RELAXED);
 		uint64_t passes = __atomic_load_n(&c->passes,
 						  __ATOMIC_RELAXED);
+		uint64_t rp = cpu_rpasses(h, c);
 
 		/* Whole working set: the slowest CPU's partition. */
 		iter = passes < iter ? passes : iter;
+		rpass = rp < rpass ? rp : rpass;
 		ver += __atomic_load_n(&c->verified, __ATOMIC_RELAXED);
 		dirt += __atomic_load_n(&c->dirtied, __ATOMIC_RELAXED);
 		err += __atomic_load_n(&c->errors, __ATOMIC_RELAXED);
@@ -548,11 +564,52 @@ static void heartbeat(const struct wl_env *env, struct wl_hdr *h,
 	put_str(&l, "HB");
 	put_kv(&l, "n", h->hb_count, false);
 	put_kv(&l, "iter", iter, false);
+	put_kv(&l, "rpasses", rpass, false);
 	put_kv(&l, "verified", ver, false);
 	put_kv(&l, "dirtied", dirt, false);
 	put_kv(&l, "errors", err, false);
 	put_kv(&l, "maxgap_us", gap * 1000 / h->p.tsc_khz, false);
 	put_kv(&l, "t_ms", (now - h->start_tick) / h->p.tsc_khz, false);
+	emit(env, &l);
+	*errors = err;
+	return rpass;
+}
+
+/* CPU 0, at a heartbeat: publishes a new resume epoch when the VMM's token
+ * changed, so that every CPU restarts its pass (see workload.h). */
+static void check_resume(const struct wl_env *env, struct wl_hdr *h)
+{
+	uint32_t t;
+
+	if (!env->resume_token)
+		return;
+	t = env->resume_token(env->arg);
+	if (t != h->epoch)
+		__atomic_store_n(&h->epoch, t, __ATOMIC_RELEASE);
+}
+
+/* Any CPU, each step: enters a newly published epoch with a fresh pass. */
+static void follow_epoch(struct wl_hdr *h, struct wl_cpu *c)
+{
+	uint32_t e = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
+
+	if (c->epoch == e)
+		return;
+	__atomic_store_n(&c->rpasses, 0, __ATOMIC_RELAXED);
+	c->vcursor = 0;
+	__atomic_store_n(&c->epoch, e, __ATOMIC_RELEASE);
+}
+
+static void print_done(const struct wl_env *env, struct wl_hdr *h,
+		       uint64_t rpass, uint64_t errors)
+{
+	struct line l = { .len = 0 };
+
+	put_str(&l, "DONE");
+	put_kv(&l, "heartbeats", h->hb_count, false);
+	put_kv(&l, "rpasses", rpass, false);
+	put_kv(&l, "pages", h->npages, false);
+	put_kv(&l, "errors", errors, false);
 	emit(env, &l);
 }
 
@@ -561,21 +618,20 @@ static enum wl_status heartbeat_due(const struct wl_env *env,
 				    uint64_t now)
 {
 	uint64_t period = (uint64_t)h->p.hb_ms * h->p.tsc_khz;
+	uint64_t rpass, errors;
 
 	if ((int64_t)(now - h->next_hb) < 0)
 		return WL_RUNNING;
-	heartbeat(env, h, now);
+	check_resume(env, h);
+	rpass = heartbeat(env, h, now, &errors);
 	h->next_hb += period;
 	if ((int64_t)(now - h->next_hb) >= 0) /* fell behind: no burst */
 		h->next_hb = now + period;
 	/* Printing is not a stall of the workload. */
 	c->last_tick = env->now(env->arg);
-	if (h->p.hbs && h->hb_count >= h->p.hbs) {
-		struct line l = { .len = 0 };
-
-		put_str(&l, "DONE");
-		put_kv(&l, "heartbeats", h->hb_count, false);
-		emit(env, &l);
+	/* Done only once every page was checked since the last resume. */
+	if (h->p.hbs && h->hb_count >= h->p.hbs && rpass >= 1 && !errors) {
+		print_done(env, h, rpass, errors);
 		__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
 		return WL_DONE;
 	}
@@ -612,6 +668,7 @@ enum wl_status wl_step(const struct wl_env *env, unsigned int cpu)
 		__atomic_store_n(&c->maxgap, now - c->last_tick,
 				 __ATOMIC_RELAXED);
 	c->last_tick = now;
+	follow_epoch(h, c);
 	if (c->phase == 0) {
 		if (fill_some(env, h, c, cpu)) {
 			__atomic_store_n(&c->phase, 1, __ATOMIC_RELEASE);

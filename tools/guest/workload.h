@@ -27,12 +27,23 @@
  *
  * Console lines (machine-parseable, key=value):
  *   GUEST ws_gpa=0x... pages=N cpus=N seed=N ...   once at start
- *   HB n=.. iter=.. verified=.. dirtied=.. errors=.. maxgap_us=.. t_ms=..
- *        (iter: full verification passes over the whole working set)
+ *   HB n=.. iter=.. rpasses=.. verified=.. dirtied=.. errors=.. maxgap_us=..
+ *        t_ms=..   (iter: full verification passes over the whole working
+ *                  set since boot; rpasses: the same since the last resume)
  *   FILLED pages=N t_ms=..                          once every CPU filled
  *                                                   its part: dirtying starts
  *   ERR page=N gpa=0x.. kind=.. gen=.. found=..      on a mismatch
- *   DONE heartbeats=N                                after hbs= heartbeats
+ *   DONE heartbeats=N rpasses=K pages=P errors=E     after hbs= heartbeats
+ *        and at least one complete pass since the last resume (K >= 1):
+ *        every one of the P pages was checked where the VM now runs
+ *
+ * Resumes: a VMM that can (ferry-vm) gives each resume of the VM a new
+ * 32-bit token, read by the payload from port WL_PORT_RESUME and by the
+ * no-KVM threads through wl_env.resume_token. CPU 0 reads it at every
+ * heartbeat; when it changed, every CPU restarts its verification pass, so
+ * rpasses counts only passes made entirely after the resume (a pass cut by
+ * a migration does not count). Where the token never changes (QEMU, or no
+ * callback), rpasses counts since boot.
  */
 #ifndef FERRY_GUEST_WORKLOAD_H
 #define FERRY_GUEST_WORKLOAD_H
@@ -55,6 +66,7 @@
 
 #define WL_PORT_CONSOLE 0x3f8	/* COM1 data register */
 #define WL_PORT_EXIT 0xf4	/* QEMU isa-debug-exit compatible */
+#define WL_PORT_RESUME 0xff0	/* in, 32 bits: the VMM's resume token */
 
 enum wl_pattern {
 	WL_PATTERN_RANDOM = 0,
@@ -90,7 +102,9 @@ struct wl_cpu {
 	uint64_t verified;	/* pages verified */
 	uint64_t passes;	/* full verification passes over the partition */
 	uint64_t errors;	/* verification failures */
-	uint64_t pad[3];
+	uint64_t rpasses;	/* passes made entirely since resume epoch */
+	uint64_t epoch;		/* the hdr->epoch those passes belong to */
+	uint64_t pad[1];
 };
 
 struct wl_hdr {
@@ -108,7 +122,7 @@ struct wl_hdr {
 	uint32_t ready;		/* set by CPU 0 when the header is valid */
 	uint32_t done;		/* set once hbs heartbeats were printed */
 	uint32_t filled;	/* set once FILLED was printed (CPU 0) */
-	uint32_t pad2;
+	uint32_t epoch;		/* the last resume token CPU 0 read */
 	struct wl_cpu cpu[WL_MAX_CPUS];
 };
 
@@ -123,6 +137,8 @@ struct wl_stamp {
 struct wl_env {
 	uint64_t (*now)(void *arg);	/* clock, p.tsc_khz ticks per ms */
 	void (*write)(void *arg, const char *s, size_t len); /* console */
+	/* The VMM's resume token (see above); NULL: resumes are not seen. */
+	uint32_t (*resume_token)(void *arg);
 	void *arg;
 	uint8_t *mem;			/* host pointer of guest physical 0 */
 };
@@ -131,7 +147,7 @@ struct wl_env {
 enum wl_status {
 	WL_RUNNING = 0,
 	WL_FAILED,		/* a page failed verification (reported) */
-	WL_DONE,		/* p.hbs heartbeats reached */
+	WL_DONE,		/* p.hbs heartbeats and a pass since resume */
 };
 
 /* Fills @p with defaults (16 MiB, 8 MiB/s, 10% zero, 10% dup, random,
