@@ -271,11 +271,14 @@ static void probe_describe(const struct vm_accel_probe *p, char *buf,
 			 p->kvm_mips, p->host_mips);
 }
 
-int vm_accel_resolve(enum vm_accel accel, bool *nokvm)
+int vm_accel_resolve(enum vm_accel accel, bool *nokvm, char *note,
+		     size_t len, bool *warn)
 {
 	struct vm_accel_probe p;
 	char what[256];
 
+	*note = 0;
+	*warn = false;
 	if (accel == VM_ACCEL_NONE) {
 		*nokvm = true;
 		return 0;
@@ -284,15 +287,16 @@ int vm_accel_resolve(enum vm_accel accel, bool *nokvm)
 	probe_describe(&p, what, sizeof(what));
 	if (accel == VM_ACCEL_KVM) {
 		*nokvm = false;
-		if (p.verdict == VM_PROBE_KVM_EMULATED)
-			pr_warn("%s; running on it as --accel kvm asks", what);
+		*warn = p.verdict == VM_PROBE_KVM_EMULATED;
+		if (*warn)
+			snprintf(note, len, "%s; running on it as --accel kvm "
+				 "asks", what);
 		return 0;
 	}
 	*nokvm = p.verdict != VM_PROBE_KVM;
-	if (*nokvm)
-		pr_warn("%s; running the guest as native threads", what);
-	else
-		pr_info("%s; running the guest on KVM", what);
+	*warn = *nokvm;
+	snprintf(note, len, "%s; running the guest %s", what,
+		 *nokvm ? "as native threads" : "on KVM");
 	return 0;
 }
 

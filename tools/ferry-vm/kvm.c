@@ -37,8 +37,9 @@ static int kvm_open_sys(struct kvm_vm *k)
 	k->sys_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (k->sys_fd < 0) {
 		ret = -errno;
-		pr_err("/dev/kvm not available (%s); use --no-kvm to run the "
-		       "guest workload as native threads", strerror(-ret));
+		pr_err("/dev/kvm not available (%s); use --accel none (or "
+		       "auto) to run the guest workload as native threads",
+		       strerror(-ret));
 		return ret;
 	}
 	if (ioctl(k->sys_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {

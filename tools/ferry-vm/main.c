@@ -464,8 +464,9 @@ static int main_loop(struct vm *vm, int sig_fd)
 
 static int run_vm(int argc, char **argv)
 {
-	char payload_buf[PATH_MAX];
+	char payload_buf[PATH_MAX], note[320];
 	struct vm_link *link = NULL;
+	bool warn;
 	struct vm_config cfg;
 	struct vm vm;
 	int ret, sig_fd, status;
@@ -473,7 +474,7 @@ static int run_vm(int argc, char **argv)
 	status = parse_args(&cfg, argc, argv);
 	if (status >= 0)
 		return status;
-	vm_accel_resolve(cfg.accel, &cfg.nokvm);
+	vm_accel_resolve(cfg.accel, &cfg.nokvm, note, sizeof(note), &warn);
 	sig_fd = setup_signals();
 	status = VM_EXIT_ERROR;
 	if (vm_init(&vm, &cfg))
@@ -483,6 +484,11 @@ static int run_vm(int argc, char **argv)
 	ret = setup(&vm, payload_buf, sizeof(payload_buf));
 	if (ret)
 		goto stop_link;
+	/* After setup: a setup error stays the one line it is. */
+	if (warn)
+		pr_warn("%s", note);
+	else if (*note)
+		pr_info("%s", note);
 	if (link && vm_link_start(link, &vm))
 		goto stop_link;
 	if (start(&vm))

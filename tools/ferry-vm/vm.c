@@ -158,7 +158,9 @@ uint32_t vm_resume_token(struct vm *vm)
 }
 
 /* A token no earlier resume of this VM, nor (but by a 2^-32 chance) another
- * VMM, gave: the clock and the pid, never 0 (a fresh guest's epoch). Set
+ * VMM, gave: the clock and the pid, never 0 (a fresh guest's epoch) nor all
+ * ones (what an unassigned port reads, which the guest takes for "not
+ * ferry-vm"). Set
  * before the vCPUs run again, with vm->lock held. */
 static void new_resume_token(struct vm *vm)
 {
@@ -167,7 +169,7 @@ static void new_resume_token(struct vm *vm)
 
 	x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull;
 	t = (uint32_t)(x ^ (x >> 32));
-	if (!t || t == vm->resume_token)
+	if (!t || t == 0xffffffffu || t == vm->resume_token)
 		t = vm->resume_token + 1 ? vm->resume_token + 1 : 1;
 	__atomic_store_n(&vm->resume_token, t, __ATOMIC_RELEASE);
 }

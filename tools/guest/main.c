@@ -84,10 +84,70 @@ static void env_write(void *arg, const char *s, size_t len)
 		outb(WL_PORT_CONSOLE, (uint8_t)s[i]);
 }
 
-/* ferry-vm answers with a new token at each resume; QEMU with a constant. */
+static inline void outw(uint16_t port, uint16_t v)
+{
+	__asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
+}
+
+#define FW_CFG_PORT_SEL 0x510
+#define FW_CFG_PORT_DATA 0x511
+#define FW_CFG_SIGNATURE 0x0000
+#define FW_CFG_FILE_DIR 0x0019
+#define FW_CFG_RESUME_FILE "opt/ferry/resume"
+
+static uint32_t fw_cfg_be32(void)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v = v << 8 | inb(FW_CFG_PORT_DATA);
+	return v;
+}
+
+/*
+ * QEMU: the token is the fw_cfg file opt/ferry/resume, which each QEMU
+ * process is given anew on its command line (-fw_cfg name=...,string=...)
+ * and which migration does not carry. A QEMU's guest thus sees a new token
+ * once it runs in another QEMU. 0 without such a file.
+ */
+static uint32_t fw_cfg_token(void)
+{
+	static const char want[] = FW_CFG_RESUME_FILE;
+	uint32_t n, h = 2166136261u;
+
+	outw(FW_CFG_PORT_SEL, FW_CFG_SIGNATURE);
+	if (fw_cfg_be32() != 0x51454d55u)	/* "QEMU" */
+		return 0;
+	outw(FW_CFG_PORT_SEL, FW_CFG_FILE_DIR);
+	n = fw_cfg_be32();
+	for (uint32_t f = 0; f < n && f < 4096; f++) {
+		uint32_t size = fw_cfg_be32(), sel;
+		bool match = true;
+
+		sel = fw_cfg_be32() >> 16;	/* u16 select, u16 reserved */
+		for (unsigned int i = 0; i < 56; i++) {
+			char c = (char)inb(FW_CFG_PORT_DATA);
+
+			if (i < sizeof(want) && c != want[i])
+				match = false;
+		}
+		if (!match)
+			continue;
+		outw(FW_CFG_PORT_SEL, (uint16_t)sel);
+		for (uint32_t i = 0; i < size && i < 64; i++)
+			h = (h ^ inb(FW_CFG_PORT_DATA)) * 16777619u;
+		return h ? h : 1;
+	}
+	return 0;
+}
+
+/* ferry-vm answers port WL_PORT_RESUME with a new token at each resume;
+ * elsewhere the port is unassigned and reads as all ones. */
 static uint32_t env_resume_token(void *arg)
 {
-	return inl(WL_PORT_RESUME);
+	uint32_t t = inl(WL_PORT_RESUME);
+
+	return t != 0xffffffffu ? t : fw_cfg_token();
 }
 
 static const struct wl_env env = {

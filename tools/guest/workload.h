@@ -39,11 +39,15 @@
  *
  * Resumes: a VMM that can (ferry-vm) gives each resume of the VM a new
  * 32-bit token, read by the payload from port WL_PORT_RESUME and by the
- * no-KVM threads through wl_env.resume_token. CPU 0 reads it at every
+ * no-KVM threads through wl_env.resume_token. Under QEMU (the port reads
+ * as all ones) the payload takes a hash of the fw_cfg file
+ * opt/ferry/resume instead, which each QEMU is given anew on its command
+ * line (-fw_cfg name=opt/ferry/resume,string=RANDOM) and which migration
+ * does not carry: a new QEMU is a resume. CPU 0 reads it at every
  * heartbeat; when it changed, every CPU restarts its verification pass, so
  * rpasses counts only passes made entirely after the resume (a pass cut by
- * a migration does not count). Where the token never changes (QEMU, or no
- * callback), rpasses counts since boot.
+ * a migration does not count). Where the token never changes (a QEMU
+ * without that file, or no callback), rpasses counts since boot.
  */
 #ifndef FERRY_GUEST_WORKLOAD_H
 #define FERRY_GUEST_WORKLOAD_H
