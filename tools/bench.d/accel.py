@@ -17,7 +17,9 @@ def _fields(line):
 
 
 def probe(vm):
-    """{line, verdict, use, qemu, found, ferry_why, qemu_why}; raises
+    """{line, verdict, use, qemu, found, ferry_why, qemu_why}: the probe's
+    line and fields, QEMU's accelerator, what the probe found and each
+    engine's choice with it, in words; raises
     RuntimeError when the probe fails or says something unexpected."""
     try:
         r = subprocess.run([vm, "--probe-accel"], capture_output=True,
@@ -42,9 +44,8 @@ def probe(vm):
     if "forced" in f:
         found = f"FERRY_ACCEL={use} overrides the probe; {found}"
     qemu = "kvm" if use == "kvm" else "tcg"
+    how = ("the guest on KVM" if use == "kvm" else
+           "the guest as native threads over the same RAM")
     return dict(line=line, verdict=v, use=use, qemu=qemu, found=found,
-                ferry_why=(f"{found}: ferry-vm --accel {use} (" +
-                           ("the guest on KVM" if use == "kvm" else
-                            "the guest as native threads over the same "
-                            "RAM") + ")"),
-                qemu_why=f"{found}: QEMU -accel {qemu}")
+                ferry_why=f"--accel {use}, {how} ({found})",
+                qemu_why=f"-accel {qemu} ({found})")

@@ -147,9 +147,8 @@ def write_markdown(result, path, plots):
          f"Command: `{m['command']}`  ", f"Date: {m['date']}  ",
          f"Machine: {m['machine']}  ",
          f"QEMU: {m['qemu_version']}, accelerator {m['qemu_accel'].upper()}"
-         f" ({m['qemu_accel_why']})  ",
-         f"ferry-vm: --accel {m.get('ferry_vm_accel', 'none')} "
-         f"({m['ferry_vm_mode']})  ",
+         f": {m['qemu_accel_why']}  ",
+         f"ferry-vm: {m['ferry_vm_mode']}  ",
          f"Accelerator probe (one per run, both engines follow its use=): "
          f"`ferry-vm --probe-accel` said `{m.get('accel_probe', 'n/a')}`  ",
          f"Ferry postcopy: {m['ferry_postcopy']}  ",
