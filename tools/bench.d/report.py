@@ -156,6 +156,8 @@ def write_markdown(result, path, plots):
          f"Load average (1, 5, 15 min) at start {m['loadavg_start']}, at "
          f"end {m['loadavg_end']}: other work on this 2-CPU machine during "
          f"the run makes every figure noisier.  ", ""]
+    if m.get("shrunk"):
+        L += [f"**Warning: {m['shrunk']}.**", ""]
     if m.get("partial"):
         L += ["**Partial: the suite was cut short; these are the scenarios "
               "it had measured.**", ""]
