@@ -68,6 +68,7 @@ const char *vml_msg_name(uint16_t type)
 		[VML_MSG_QUIT] = "quit",
 		[VML_MSG_STATUS] = "status",
 		[VML_MSG_DIRTY_LOG] = "dirty-log",
+		[VML_MSG_COMMIT] = "commit",
 	};
 	uint16_t t = type & ~VML_MSG_REPLY;
 
@@ -590,6 +591,11 @@ int vml_client_resume(struct vml_client *c)
 int vml_client_quit(struct vml_client *c)
 {
 	return simple(c, VML_MSG_QUIT);
+}
+
+int vml_client_commit(struct vml_client *c)
+{
+	return simple(c, VML_MSG_COMMIT);
 }
 
 int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs)

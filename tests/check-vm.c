@@ -514,6 +514,72 @@ START_TEST(pause_resume)
 }
 END_TEST
 
+/* Polls STATUS on a fresh connection until the run state is @want. */
+static bool wait_state(const char *sock, uint32_t want, int ms)
+{
+	for (int t = 0; t < ms; t += 50) {
+		struct vml_client c;
+		uint32_t st = 0;
+		uint64_t hb;
+
+		if (!vml_client_open(&c, sock)) {
+			int ret = vml_client_status(&c, &st, &hb);
+
+			vml_client_close(&c);
+			if (!ret && st == want)
+				return true;
+		}
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* An agent that disappears while the VM is paused: before a COMMIT the
+ * VMM resumes the guest by itself (the migration failed before the
+ * switchover); after one it keeps the VM paused (the guest may run at the
+ * destination) until an agent resumes it. */
+START_TEST(agent_gone_commit)
+{
+	char *dir = tdir, sock[256], *err;
+	const char *argv[] = { NULL, "--no-kvm", "-s", sock, "--ws", "4M",
+			       "--heartbeat-ms", HB_MS, NULL };
+	struct vml_client c;
+	uint32_t st;
+	uint64_t hb1, hb2;
+	struct vmp p;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, 1, 20000), 1);
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_commit(&c), -EBUSY);	/* running */
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	vml_client_close(&c);			/* gone, uncommitted */
+	ck_assert(wait_state(sock, VML_STATE_RUNNING, 10000));
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb1), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, hb1 + 1, 20000), hb1 + 1);
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	ck_assert_int_eq(vml_client_commit(&c), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb1), 0);
+	vml_client_close(&c);			/* gone, committed */
+	usleep(500 * 1000);
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb2), 0);
+	ck_assert_uint_eq(st, VML_STATE_PAUSED);
+	ck_assert_uint_eq(hb1, hb2);
+	ck_assert_int_eq(vml_client_resume(&c), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, hb1 + 1, 20000), hb1 + 1);
+	ck_assert_int_eq(vml_client_quit(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 10000), 0);
+	err = vmt_slurp(p.err);
+	ck_assert_ptr_nonnull(strstr(err, "the guest runs here again"));
+	ck_assert_ptr_nonnull(strstr(err, "the VM stays paused here"));
+	free(err);
+}
+END_TEST
+
 static bool wait_socket(const char *path, int ms)
 {
 	struct stat st;
@@ -792,6 +858,7 @@ static Suite *vm_suite(void)
 		{ "boot_nokvm_anon", boot_nokvm_anon, 60, false },
 		{ "boot_nokvm_hugetlb_2m", boot_nokvm_hugetlb_2m, 60, true },
 		{ "pause_resume", pause_resume, 60, false },
+		{ "agent_gone_commit", agent_gone_commit, 60, false },
 		{ "save_restore_shmem", save_restore_shmem, 90, false },
 		{ "save_restore_anon_uffd", save_restore_anon_uffd, 90, false },
 		{ "save_restore_in_process", save_restore_in_process, 90, false },
