@@ -62,6 +62,8 @@ struct sender {
 	pthread_t thread;
 	bool started;
 	uint64_t gen;		/* round generation the table belongs to */
+	uint64_t seen;		/* s->gen when started: only later rounds
+				 * are for this thread */
 	struct dup_slot *table;
 	uint64_t mask, used;
 	struct counts c;	/* this round */
@@ -432,7 +434,7 @@ static void *sender_main(void *arg)
 {
 	struct sender *w = arg;
 	struct mig_src *s = w->src;
-	uint64_t seen = 0;
+	uint64_t seen = w->seen;
 
 	for (;;) {
 		uint32_t round, flags;
@@ -571,6 +573,10 @@ static int start_senders(struct mig_src *s)
 		struct sender *w = &s->senders[i];
 
 		w->src = s;
+		/* Senders restarted after a recovery must not take the last
+		 * round for a new one: it was run, and its done++ would end
+		 * the next round early (found by TSan). */
+		w->seen = s->gen;
 		w->st = tp_session_bulk(s->sess, i);
 		w->table = calloc(cap, sizeof(*w->table));
 		w->mask = cap - 1;
