@@ -34,7 +34,7 @@ done
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert dest_killed
-	source_killed no_converge layout_mismatch usage"
+	source_killed no_converge layout_mismatch usage soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
 
 # The accelerator, decided once by ferry-vm's own probe (which honours
@@ -570,11 +570,92 @@ case_usage() {
 
 # ---- the driver: one subshell per case, one TAP line each ----
 
+# A soak: one dirtying guest migrated A -> B -> A ... FERRY_SOAK_HOPS
+# (100) times, cycling through precopy, postcopy, hybrid and auto, each
+# hop into a fresh incoming ferry-vm. After every hop the guest must show,
+# at its new home, a heartbeat with a whole verification pass since its
+# resume and no error, before it moves on. Both agents of every hop run
+# under /usr/bin/time: their peak RSS must not grow from the first ten
+# hops to the last ten; their open fds, sampled mid-hop, are reported.
+soak_rpass() { # soak_rpass LOG: a heartbeat with rpasses >= 1 in LOG
+	grep '^HB ' "$1" 2>/dev/null | grep -qv ' rpasses=0 '
+}
+soak_sample() { # soak_sample PID FILE: the fd count of PID, appended
+	local n
+	n=$(ls "/proc/$1/fd" 2>/dev/null | wc -l)
+	[ "$n" -gt 0 ] && echo "$n" >>"$2"
+}
+# soak_growth FILE FIRST LAST: the mean of the last LAST values of FILE
+# over the mean of its first FIRST, in percent
+soak_growth() {
+	awk -v f="$2" -v l="$3" '{ v[NR] = $1 }
+		END { for (i = 1; i <= f; i++) a += v[i]
+		      for (i = NR - l + 1; i <= NR; i++) b += v[i]
+		      printf "%d", (b / l) * 100 / (a / f) }' "$1"
+}
+case_soak() {
+	local hops=${FERRY_SOAK_HOPS:-100} modes=(precopy postcopy hybrid auto)
+	local i cur next mode grow
+	command -v /usr/bin/time >/dev/null ||
+		{ skip "no /usr/bin/time to sample the agents"; return; }
+	start_vm vm0 --ws 4M --rate 16 --heartbeat-ms 100 || return
+	wait_filled vm0 || return
+	for ((i = 0; i < hops; i++)); do
+		cur=vm$i next=vm$((i + 1)) mode=${modes[i % 4]}
+		start_vm "$next" --ws 4M --rate 16 --heartbeat-ms 100 \
+			--incoming || return
+		/usr/bin/time -f '%M' -o "$CT/dest.rss.$i" "$DST" \
+			--vm "$CT/$next.sock" --listen 127.0.0.1:0 $STLS \
+			--accept-timeout 30 >"$CT/fdest$i.log" 2>&1 &
+		track dest $!
+		wait_until 10 "ferry-dest to listen (hop $i)" dest \
+			has_line "fdest$i" 'listening on port [0-9]' || return
+		PORT=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' \
+			"$CT/fdest$i.log" | head -n 1)
+		/usr/bin/time -f '%M' -o "$CT/src.rss.$i" "$SRC" \
+			--vm "$CT/$cur.sock" -q --dest "127.0.0.1:$PORT" $CTLS \
+			--mode "$mode" >"$CT/fsrc$i.log" 2>&1 &
+		track fsrc $!
+		# Both agents mid-migration (the session is up): their fds.
+		# A hop that ends first is simply not sampled.
+		for _ in $(seq 100); do
+			has_line "fdest$i" 'TLSv1.3' || { sleep 0.02; continue; }
+			soak_sample "$(pgrep -P "${PID_OF[fsrc]}" | head -n 1)" "$CT/src.fds"
+			soak_sample "$(pgrep -P "${PID_OF[dest]}" | head -n 1)" "$CT/dest.fds"
+			break
+		done
+		wait_exit fsrc 60 "ferry-source (hop $i, $mode)" || return
+		[ $rc -eq 0 ] || { fail "hop $i ($mode): ferry-source exit $rc: $(cat "$CT/fsrc$i.log")"; return; }
+		wait_exit dest 30 "ferry-dest (hop $i)" || return
+		[ $rc -eq 0 ] || { fail "hop $i ($mode): ferry-dest exit $rc: $(tail -n 1 "$CT/fdest$i.log")"; return; }
+		wait_exit "$cur" 10 "the released VM of hop $i" || return
+		[ $rc -eq 0 ] || { fail "hop $i: the released VM exited $rc"; return; }
+		wait_until 30 "a whole pass since resume after hop $i" "$next" \
+			soak_rpass "$CT/$next.log" || return
+		if has_line "$next" '^ERR' ||
+			grep -q '^HB .* errors=[1-9]' "$CT/$next.log"; then
+			fail "hop $i ($mode): the guest found a bad page: $(grep -m 1 '^ERR\|errors=[1-9]' "$CT/$next.log")"
+			return
+		fi
+		cat "$CT/src.rss.$i" >>"$CT/src.rss" && cat "$CT/dest.rss.$i" >>"$CT/dest.rss"
+		rm -f "$CT/$cur.log" "$CT/fdest$i.log" "$CT/fsrc$i.log"
+	done
+	# fds depend on the phase a hop was sampled in: reported, not judged.
+	for f in src.rss dest.rss; do
+		[ "$(wc -l <"$CT/$f" 2>/dev/null || echo 0)" -ge 20 ] || continue
+		grow=$(soak_growth "$CT/$f" 10 10)
+		[ "$grow" -le 120 ] ||
+			{ fail "$f grew to $grow % of its first ten hops"; return; }
+	done
+	pass "soak: $hops hops A->B->A (precopy, postcopy, hybrid, auto), verified after each; agents' peak RSS $(sort -n "$CT/src.rss" | tail -n 1) / $(sort -n "$CT/dest.rss" | tail -n 1) KiB, last ten hops at $(soak_growth "$CT/src.rss" 10 10) / $(soak_growth "$CT/dest.rss" 10 10) % of the first ten; at most $(sort -n "$CT/src.fds" 2>/dev/null | tail -n 1) / $(sort -n "$CT/dest.fds" 2>/dev/null | tail -n 1) fds"
+}
+
 # case_bound CASE: seconds after which a whole case is stopped (every wait
 # in it is bounded already; this bounds their sum)
 case_bound() {
 	case "$1" in
 	auto_2g) echo 420 ;;
+	soak) echo $((60 + 10 * ${FERRY_SOAK_HOPS:-100})) ;;
 	*) echo 240 ;;
 	esac
 }
