@@ -5,6 +5,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +265,59 @@ START_TEST(hist_percentiles)
 }
 END_TEST
 
+static int read_adj(void)
+{
+	FILE *f = fopen("/proc/self/oom_score_adj", "re");
+	int v = 12345;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%d", &v), 1);
+	fclose(f);
+	return v;
+}
+
+/* CAP_SYS_RESOURCE (bit 24) in the effective set, from /proc. */
+static bool have_sys_resource(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	unsigned long long cap = 0;
+	char line[256];
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &cap) == 1)
+			break;
+	fclose(f);
+	return cap & (1ull << 24);
+}
+
+/* With CAP_SYS_RESOURCE: exempt, then the old value back. Without it
+ * (unprivileged, or a sandbox that drops it, like the development VM),
+ * lowering is refused, the guard stays inactive and the value untouched. */
+START_TEST(oom_protect_restore)
+{
+	struct ut_oom_guard g = { 0 };
+	int before = read_adj(), ret;
+
+	ret = ut_oom_protect(&g, "testing");
+	if (!have_sys_resource()) {
+		ck_assert(ret == -EACCES || ret == -EPERM);
+		ck_assert(!g.active);
+		ck_assert_int_eq(read_adj(), before);
+		return;
+	}
+	ck_assert_int_eq(ret, 0);
+	ck_assert(g.active);
+	ck_assert_int_eq(read_adj(), UT_OOM_ADJ_MIN);
+	ck_assert_int_eq(ut_oom_protect(&g, "testing"), 0); /* no-op */
+	ut_oom_restore(&g);
+	ck_assert(!g.active);
+	ck_assert_int_eq(read_adj(), before);
+	ut_oom_restore(&g);			/* inactive: nothing */
+	ck_assert_int_eq(read_adj(), before);
+}
+END_TEST
+
 START_TEST(hist_huge_sample)
 {
 	struct ut_hist h;
@@ -295,6 +349,7 @@ static Suite *util_suite(void)
 		{ "hist_buckets", hist_buckets },
 		{ "hist_percentiles", hist_percentiles },
 		{ "hist_huge_sample", hist_huge_sample },
+		{ "oom_protect_restore", oom_protect_restore },
 	};
 
 	for (unsigned int i = 0; i < UT_ARRAY_SIZE(cases); i++) {

@@ -5,7 +5,8 @@ util_libutil_a_SOURCES = \
 	util/log.c \
 	util/bitmap.c \
 	util/clock.c \
-	util/hist.c
+	util/hist.c \
+	util/oom.c
 
 check_PROGRAMS += tests/check-util
 TESTS += tests/check-util

@@ -127,4 +127,21 @@ double ut_hist_mean_us(const struct ut_hist *h);
 /* Lower bound, in microseconds, of bucket @i (0 for bucket 0). */
 uint64_t ut_hist_bucket_lo_us(unsigned int i);
 
+/* ---- OOM protection (oom.c) -------------------------------------------
+ * For the window in which an agent is the only way a running guest gets
+ * its memory (postcopy): oom_score_adj -1000, the old value restored
+ * after. Caller's storage, zero-initialised; main thread. */
+#define UT_OOM_ADJ_MIN (-1000)
+struct ut_oom_guard {
+	int saved;	/* oom_score_adj before protect */
+	bool active;	/* protect succeeded, restore pending */
+};
+/* Exempts the process (a no-op when already active); @why completes the
+ * log lines ("serving postcopy faults"). 0, or -errno (the
+ * agent goes on unprotected, e.g. without CAP_SYS_RESOURCE; said at info
+ * level). */
+int ut_oom_protect(struct ut_oom_guard *g, const char *why);
+/* Restores the saved value; accepts an inactive guard. */
+void ut_oom_restore(struct ut_oom_guard *g);
+
 #endif /* FERRY_UTIL_H */
