@@ -45,7 +45,7 @@ static const char *kpath(char *buf, const char *name)
 
 /* Credentials named after the files in certdir; cert NULL: none. */
 struct creds {
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], crl[PATH_MAX];
 };
 
 static struct tp_config mtls_cfg(struct creds *c, const char *ca,
@@ -148,35 +148,88 @@ struct hs_case {
 	int cli_ret, srv_ret;
 	const char *cli_msg, *srv_msg; /* substrings of the reasons */
 	const char *srv_peer_name; /* server's pinned name for the client */
+	const char *srv_crl, *cli_crl; /* CRL files (certdir names) */
 };
 
 static const struct hs_case hs_cases[] = {
 	{ "ok", "ca", "server", "ca", "client", NULL, "127.0.0.1", 0, 0,
-	  NULL, NULL, NULL },
+	  NULL, NULL, NULL, NULL, NULL },
 	{ "ok-ipv6", "ca", "server", "ca", "client", NULL, "::1", 0, 0,
-	  NULL, NULL, NULL },
+	  NULL, NULL, NULL, NULL, NULL },
 	{ "ok-pinned-dns", "ca", "server", "ca", "client", "localhost",
-	  "127.0.0.1", 0, 0, NULL, NULL, NULL },
+	  "127.0.0.1", 0, 0, NULL, NULL, NULL, NULL, NULL },
 	{ "wrong-ca", "ca", "server", "rogue-ca", "client", NULL, "127.0.0.1",
-	  -EACCES, -EACCES, "wrong CA", "unknown ca", NULL },
+	  -EACCES, -EACCES, "wrong CA", "unknown ca", NULL, NULL, NULL },
 	{ "unknown-client-cert", "ca", "server", "ca", "rogue", NULL,
-	  "127.0.0.1", -EACCES, -EACCES, "unknown ca", "wrong CA", NULL },
+	  "127.0.0.1", -EACCES, -EACCES, "unknown ca", "wrong CA", NULL, NULL, NULL },
 	{ "expired-server", "ca", "expired", "ca", "client", NULL, "127.0.0.1",
 	  -EACCES, -EACCES, "certificate has expired", "certificate expired",
-	  NULL },
+	  NULL, NULL, NULL },
 	{ "expired-client", "ca", "server", "ca", "expired", NULL,
 	  "127.0.0.1", -EACCES, -EACCES, "certificate expired",
-	  "certificate has expired", NULL },
+	  "certificate has expired", NULL, NULL, NULL },
 	{ "wrong-peer-name", "ca", "server", "ca", "client", "other.example",
-	  "127.0.0.1", -EACCES, -EACCES, "wrong peer name", "alert", NULL },
+	  "127.0.0.1", -EACCES, -EACCES, "wrong peer name: certificate does not name the expected "
+	  "peer 'other.example'",
+	  "refused our certificate (not yet valid, or not the name it expects)",
+	  NULL, NULL, NULL },
 	{ "no-client-cert", "ca", "server", "ca", NULL, NULL, "127.0.0.1",
 	  -EACCES, -EACCES, "certificate required",
-	  "did not return a certificate", NULL },
+	  "did not return a certificate", NULL, NULL, NULL },
 	{ "server-pins-client-ok", "ca", "server", "ca", "client", NULL,
-	  "127.0.0.1", 0, 0, NULL, NULL, "localhost" },
+	  "127.0.0.1", 0, 0, NULL, NULL, "localhost", NULL, NULL },
 	{ "server-pins-wrong-client", "ca", "server", "ca", "client", NULL,
-	  "127.0.0.1", -EACCES, -EACCES, "alert", "wrong peer name",
-	  "migration-peer.example" },
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate (not yet valid, or not the name it expects)",
+	  "wrong peer name: certificate does not name the expected "
+	  "peer 'migration-peer.example'",
+	  "migration-peer.example", NULL, NULL },
+	/* Security at the edges: validity, purpose, revocation. */
+	{ "not-yet-valid-server", "ca", "not-yet", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "peer certificate rejected: certificate is not yet valid",
+	  "refused our certificate (not yet valid", NULL, NULL, NULL },
+	{ "not-yet-valid-client", "ca", "server", "ca", "not-yet", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate (not yet valid",
+	  "peer certificate rejected: certificate is not yet valid", NULL, NULL, NULL },
+	{ "client-cert-as-server", "ca", "client-only", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "unsuitable certificate purpose (its key usage or extended "
+	  "key usage does not allow TLS server authentication",
+	  "refused our certificate for its key usage or extended key usage",
+	  NULL, NULL, NULL },
+	{ "server-cert-as-client", "ca", "server", "ca", "server-only", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate for its key usage or extended key usage",
+	  "unsuitable certificate purpose (its key usage or extended "
+	  "key usage does not allow TLS client authentication",
+	  NULL, NULL, NULL },
+	{ "wrong-key-usage-server", "ca", "bad-ku", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES, "unsuitable certificate purpose",
+	  "refused our certificate for its key usage", NULL, NULL, NULL },
+	{ "wrong-key-usage-client", "ca", "server", "ca", "bad-ku", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate for its key usage",
+	  "unsuitable certificate purpose", NULL, NULL, NULL },
+	{ "crl-ok", "ca", "server", "ca", "client", NULL, "127.0.0.1", 0, 0,
+	  NULL, NULL, NULL, "crl", "crl" },
+	{ "revoked-client", "ca", "server", "ca", "revoked", NULL, "127.0.0.1",
+	  -EACCES, -EACCES, "refused our certificate as revoked",
+	  "peer certificate rejected: certificate revoked (listed in the CRL)",
+	  NULL, "crl", NULL },
+	{ "revoked-server", "ca", "revoked", "ca", "client", NULL, "127.0.0.1",
+	  -EACCES, -EACCES,
+	  "peer certificate rejected: certificate revoked (listed in the CRL)",
+	  "refused our certificate as revoked", NULL, NULL, "crl" },
+	{ "crl-of-another-ca", "ca", "server", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES, "or it has no CRL of our CA",
+	  "unable to get certificate CRL (the CRL file has no CRL of "
+	  "the peer's CA)",
+	  NULL, "rogue-crl", NULL },
+	{ "crl-stale", "ca", "server", "ca", "client", NULL, "127.0.0.1",
+	  -EACCES, -EACCES, "or its CRL of our CA is stale",
+	  "CRL has expired (the CRL file is stale", NULL, "stale-crl", NULL },
 };
 
 static void check_reason(int ret, int want, const char *msg,
@@ -221,6 +274,10 @@ START_TEST(handshake_matrix)
 	}
 	ccfg.peer_name = c->peer_name;
 	scfg.peer_name = c->srv_peer_name;
+	if (c->srv_crl)
+		scfg.crl_file = cpath(sc.crl, c->srv_crl);
+	if (c->cli_crl)
+		ccfg.crl_file = cpath(cc.crl, c->cli_crl);
 	ccfg.nbulk = 2;
 	server_start(&sv, &scfg, c->host);
 	ret = tp_session_connect(&ccfg, c->host, sv.port, &cs, &err);
@@ -1157,16 +1214,39 @@ static Suite *transport_suite(void)
 	return s;
 }
 
+/* crl: the CA revokes "revoked"; rogue-crl: the rogue CA's, empty;
+ * stale-crl: the CA's, past its nextUpdate. */
+static int make_crls(struct tp_err *err)
+{
+	char c[PATH_MAX], k[PATH_MAX], r[PATH_MAX], o[PATH_MAX];
+	const char *revoked[] = { cpath(r, "revoked") };
+
+	cpath(c, "ca");
+	kpath(k, "ca");
+	if (tp_cert_make_crl(c, k, revoked, 1, cpath(o, "crl"), 30, err) ||
+	    tp_cert_make_crl(c, k, revoked, 1, cpath(o, "stale-crl"), -1, err))
+		return -1;
+	cpath(c, "rogue-ca");
+	kpath(k, "rogue-ca");
+	return tp_cert_make_crl(c, k, NULL, 0, cpath(o, "rogue-crl"), 30, err);
+}
+
 static int make_certs(void)
 {
 	static const struct {
 		const char *name, *ca;
-		int days;
+		int days, not_before_days;
+		const char *ku, *eku;
 	} hosts[] = {
-		{ "server", "ca", 365 },
-		{ "client", "ca", 365 },
-		{ "expired", "ca", -1 },
-		{ "rogue", "rogue-ca", 365 },
+		{ "server", "ca", 365, 0, NULL, NULL },
+		{ "client", "ca", 365, 0, NULL, NULL },
+		{ "expired", "ca", -1, 0, NULL, NULL },
+		{ "rogue", "rogue-ca", 365, 0, NULL, NULL },
+		{ "not-yet", "ca", 365, 1, NULL, NULL },
+		{ "client-only", "ca", 365, 0, NULL, "clientAuth" },
+		{ "server-only", "ca", 365, 0, NULL, "serverAuth" },
+		{ "bad-ku", "ca", 365, 0, "critical,nonRepudiation", "" },
+		{ "revoked", "ca", 365, 0, NULL, NULL },
 	};
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
 	struct tp_cert_opts o = { .cn = "test CA", .days = 30 };
@@ -1181,6 +1261,9 @@ static int make_certs(void)
 	for (size_t i = 0; i < UT_ARRAY_SIZE(hosts); i++) {
 		o = (struct tp_cert_opts){
 			.cn = hosts[i].name, .days = hosts[i].days,
+			.not_before_days = hosts[i].not_before_days,
+			.key_usage = hosts[i].ku,
+			.ext_key_usage = hosts[i].eku,
 			.san = "DNS:localhost,IP:127.0.0.1,IP:::1" };
 		if (tp_cert_make_host(cpath(cc, hosts[i].ca),
 				      kpath(ck, hosts[i].ca),
@@ -1188,6 +1271,8 @@ static int make_certs(void)
 				      kpath(k, hosts[i].name), &o, &err))
 			goto fail;
 	}
+	if (make_crls(&err) < 0)
+		goto fail;
 	return 0;
 fail:
 	fprintf(stderr, "certificates: %s\n", err.msg);
@@ -1196,8 +1281,11 @@ fail:
 
 static void remove_certs(void)
 {
-	static const char *const names[] = { "ca", "rogue-ca", "server",
-					      "client", "expired", "rogue" };
+	static const char *const names[] = {
+		"ca", "rogue-ca", "server", "client", "expired", "rogue",
+		"not-yet", "client-only", "server-only", "bad-ku", "revoked",
+		"crl", "rogue-crl", "stale-crl",
+	};
 	char p[PATH_MAX];
 
 	for (size_t i = 0; i < UT_ARRAY_SIZE(names); i++) {

@@ -112,6 +112,7 @@ struct tp_stream {
 	bool got_bytes;		/* any byte ever received */
 	uint8_t first_byte;	/* first byte received (TLS sniffing) */
 	int io_err;		/* -errno of the raw layer for the BIO */
+	char psk_bad_identity[64]; /* server: a PSK identity we do not know */
 	bool in_msg;		/* a message header was read */
 	uint64_t rx_left;	/* payload bytes of it still unread */
 	uint64_t key_update_bytes; /* threshold */

@@ -64,7 +64,7 @@ static int stream_err(struct tp_err *err, struct tp_stream *st, int ret)
 static void copy_cfg(struct tp_config *dst, const struct tp_config *src)
 {
 	*dst = *src;
-	dst->ca_file = dst->cert_file = dst->key_file = NULL;
+	dst->ca_file = dst->cert_file = dst->key_file = dst->crl_file = NULL;
 	dst->peer_name = dst->psk_identity = NULL;
 	dst->psk = NULL;
 }
