@@ -22,6 +22,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <unistd.h>
+#include <openssl/err.h>
 #include <xxhash.h>
 
 #define LOG_PREFIX "check-transport"
@@ -329,6 +330,7 @@ START_TEST(psk_ok)
 }
 END_TEST
 
+/* _i: 0 another key, 1 another identity. */
 START_TEST(psk_mismatch)
 {
 	struct tp_config scfg = mode_cfg(NULL, TP_SEC_PSK, true);
@@ -336,11 +338,21 @@ START_TEST(psk_mismatch)
 	struct tp_session *cs = NULL;
 	struct tp_err err = { "" };
 	struct server sv;
+	int ret;
 
-	ccfg.psk = psk_b;
-	ck_assert_int_lt(pair_result(&scfg, &ccfg, &err, &sv, &cs), 0);
-	ck_assert_int_lt(sv.ret, 0);
-	ck_assert(err.msg[0] && sv.err.msg[0]);
+	if (_i)
+		ccfg.psk_identity = "mallory";
+	else
+		ccfg.psk = psk_b;
+	ret = pair_result(&scfg, &ccfg, &err, &sv, &cs);
+	check_reason(sv.ret, -EACCES, sv.err.msg,
+		     _i ? "unknown pre-shared key identity 'mallory' (we expect 'ferry')" :
+			  "the peer's pre-shared key is not ours",
+		     "server");
+	check_reason(ret, -EACCES, err.msg,
+		     _i ? "the peer refused our pre-shared key or its identity 'mallory'" :
+			  "the peer refused our pre-shared key or its identity 'ferry'",
+		     "client");
 	ck_assert_ptr_null(cs);
 	server_fini(&sv);
 }
@@ -417,6 +429,115 @@ static void garbage(uint8_t *p, size_t n, uint8_t rec_type)
 	p[3] = (n - 5) >> 8;
 	p[4] = (n - 5) & 0xff;
 }
+
+/* ---- a TLS 1.2 peer is refused ---- */
+
+struct raw_tls {
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd;
+	int ok;			/* SSL_connect / SSL_accept result */
+	char reason[256];
+};
+
+static void raw_tls_init(struct raw_tls *r, bool server, struct creds *c)
+{
+	memset(r, 0, sizeof(*r));
+	r->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	ck_assert_ptr_nonnull(r->ctx);
+	ck_assert(SSL_CTX_set_max_proto_version(r->ctx, TLS1_2_VERSION));
+	if (server) {
+		ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(r->ctx,
+				 cpath(c->cert, "server")), 1);
+		ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(r->ctx,
+				 kpath(c->key, "server"), SSL_FILETYPE_PEM), 1);
+	}
+	r->ssl = SSL_new(r->ctx);
+	ck_assert_ptr_nonnull(r->ssl);
+}
+
+static void raw_tls_run(struct raw_tls *r, bool server)
+{
+	unsigned long e;
+
+	SSL_set_fd(r->ssl, r->fd);
+	r->ok = server ? SSL_accept(r->ssl) : SSL_connect(r->ssl);
+	e = ERR_peek_last_error();
+	snprintf(r->reason, sizeof(r->reason), "%s",
+		 e ? ERR_reason_error_string(e) : "");
+	ERR_clear_error();
+}
+
+static void raw_tls_fini(struct raw_tls *r)
+{
+	SSL_free(r->ssl);
+	SSL_CTX_free(r->ctx);
+	if (r->fd >= 0)
+		close(r->fd);
+}
+
+static void *raw_server_fn(void *arg)
+{
+	struct raw_tls *r = arg;
+	int lfd = r->fd;
+
+	r->fd = accept(lfd, NULL, NULL);
+	close(lfd);
+	if (r->fd >= 0)
+		raw_tls_run(r, true);
+	return NULL;
+}
+
+/* A raw OpenSSL peer capped at TLS 1.2. _i: 0 it is the client (our
+ * listener refuses it), 1 it is the server (our client refuses it). */
+START_TEST(tls12_peer_refused)
+{
+	struct creds c;
+	struct tp_config cfg = mtls_cfg(&c, "ca", _i ? "client" : "server");
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	struct tp_session *cs = NULL;
+	struct tp_err err = { "" };
+	struct raw_tls r;
+	struct server sv;
+	pthread_t th;
+	char port[16];
+	int ret;
+
+	raw_tls_init(&r, _i, &c);
+	if (!_i) {
+		server_start(&sv, &cfg, "127.0.0.1");
+		r.fd = raw_connect(sv.port);
+		raw_tls_run(&r, false);
+		ret = server_wait(&sv);
+		snprintf(err.msg, sizeof(err.msg), "%s", sv.err.msg);
+	} else {
+		r.fd = socket(AF_INET, SOCK_STREAM, 0);
+		ck_assert_int_eq(bind(r.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		ck_assert_int_eq(listen(r.fd, 1), 0);
+		getsockname(r.fd, (struct sockaddr *)&a, &al);
+		snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+		ck_assert_int_eq(pthread_create(&th, NULL, raw_server_fn, &r), 0);
+		ret = tp_session_connect(&cfg, "127.0.0.1", port, &cs, &err);
+		pthread_join(th, NULL);
+	}
+	fprintf(stderr, "ferry %s: %s | TLS 1.2 peer: %s\n",
+		_i ? "client" : "server", err.msg, r.reason);
+	check_reason(ret, -EPROTO, err.msg,
+		     _i ? "the peer refused our TLS version: Ferry speaks TLS 1.3 only" :
+			  "the peer offers only TLS versions below 1.3, which Ferry refuses",
+		     _i ? "client" : "server");
+	ck_assert_int_ne(r.ok, 1);
+	ck_assert_msg(strstr(r.reason, "protocol version") ||
+		      strstr(r.reason, "unsupported protocol"),
+		      "TLS 1.2 peer: '%s'", r.reason);
+	ck_assert_ptr_null(cs);
+	raw_tls_fini(&r);
+	if (!_i)
+		server_fini(&sv);
+}
+END_TEST
 
 START_TEST(garbage_handshake_gets_alert)
 {
@@ -1174,7 +1295,8 @@ static Suite *transport_suite(void)
 		{ "handshake_matrix", handshake_matrix,
 		  UT_ARRAY_SIZE(hs_cases), 60 },
 		{ "psk_ok", psk_ok, 0, 30 },
-		{ "psk_mismatch", psk_mismatch, 0, 30 },
+		{ "psk_mismatch", psk_mismatch, 2, 30 },
+		{ "tls12_peer_refused", tls12_peer_refused, 2, 30 },
 		{ "insecure_ok", insecure_ok, 0, 30 },
 		{ "plaintext_peer_on_tls_port", plaintext_peer_on_tls_port, 0,
 		  30 },

@@ -591,7 +591,8 @@ static int verify_error(struct tp_stream *st, long v, const char *what)
 				verify_hint(st, v));
 }
 
-/* An alert the peer sent about us, in words; NULL for other reasons. */
+/* A refusal (mostly an alert the peer sent about us) in words; NULL for
+ * other reasons. */
 static const char *alert_meaning(int r)
 {
 	switch (r) {
@@ -610,7 +611,9 @@ static const char *alert_meaning(int r)
 	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
 		return "the peer requires a certificate and we sent none";
 	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
-		return "the peer refused our TLS version";
+		return "the peer refused our TLS version: Ferry speaks TLS 1.3 only";
+	case SSL_R_BINDER_DOES_NOT_VERIFY:
+		return "the peer's pre-shared key is not ours";
 	case SSL_R_UNSUPPORTED_PROTOCOL:
 		return "the peer offers only TLS versions below 1.3, which Ferry refuses";
 	default:
@@ -662,9 +665,16 @@ static int ssl_error(struct tp_stream *st, int e, const char *what)
 					"%s failed: unknown pre-shared key identity '%s' (we expect '%s')",
 					what, st->psk_bad_identity,
 					st->tls->psk_identity);
+	reason = ec ? ERR_reason_error_string(ec) : NULL;
+	if (hs && st->tls->sec == TP_SEC_PSK && !st->tls->server &&
+	    (r == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE ||
+	     r == SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER ||
+	     r == SSL_R_TLSV1_ALERT_DECRYPT_ERROR))
+		return tp_stream_seterr(st, -EACCES,
+					"%s failed: the peer refused our pre-shared key or its identity '%s' (%s)",
+					what, st->tls->psk_identity, reason);
 	if (hs && st->tls->sec == TP_SEC_PSK)
 		hint = " (pre-shared key or identity mismatch?)";
-	reason = ec ? ERR_reason_error_string(ec) : NULL;
 	/* Not only during the handshake: a TLS 1.3 client has finished its
 	 * part when the server checks the client's certificate, so that
 	 * alert arrives on the client's first read. */
