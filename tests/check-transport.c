@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <xxhash.h>
 
 #define LOG_PREFIX "check-transport"
@@ -917,6 +918,102 @@ START_TEST(stranger_during_join)
 }
 END_TEST
 
+/* ---- joins bound to the control connection ---- */
+
+/* One stream of a hand-made client: TCP, TLS with valid credentials. */
+static struct tp_stream *hand_stream(struct tp_tls *t,
+				     const struct tp_config *cfg,
+				     const char *port, enum tp_stream_kind k)
+{
+	struct tp_stream *st;
+
+	ck_assert_int_eq(tp_stream_create(raw_connect(port), k, 0, cfg, &st), 0);
+	ck_assert_msg(tp_tls_handshake(st, t, "127.0.0.1") == 0, "%s", st->err);
+	return st;
+}
+
+static int hand_join(struct tp_stream *st, const uint8_t *token,
+		     uint32_t kind, const uint8_t *proof)
+{
+	uint8_t join[JOIN_LEN];
+	struct tp_msg m;
+	int ret;
+
+	memcpy(join, token, TP_TOKEN_LEN);
+	tp_put_le32(join + TP_TOKEN_LEN, kind);
+	tp_put_le32(join + TP_TOKEN_LEN + 4, 0);
+	memcpy(join + TP_TOKEN_LEN + 8, proof, TP_PROOF_LEN);
+	ck_assert_int_eq(tp_send_internal(st, TP_TYPE_JOIN, join, JOIN_LEN), 0);
+	ret = tp_recv(st, &m, NULL, 0);
+	return ret == 0 && m.type == TP_TYPE_JOINED ? 0 : ret < 0 ? ret : -EPROTO;
+}
+
+/* A client by hand that learnt the session token (as a peer on the wire
+ * of an insecure session, or a leak, would) joins its bulk stream rightly,
+ * then tries the urgent stream on a fresh TLS connection with valid
+ * certificates: _i 0 replays the bulk stream's proof, 1 forges a proof
+ * from a guessed key, 2 guesses the token. Refused every time: the server
+ * gives up the session naming the refusal. */
+START_TEST(join_replay_refused)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
+	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
+	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN], key[TP_PROOF_LEN];
+	uint8_t proof[TP_PROOF_LEN], token[TP_TOKEN_LEN];
+	struct tp_stream *ctl, *bulk, *urg;
+	struct tp_err err;
+	struct tp_tls *t;
+	struct server sv;
+	struct tp_msg m;
+	int ret;
+
+	scfg.accept_timeout_ms = 2000;
+	server_start(&sv, &scfg, "127.0.0.1");
+	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
+	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
+	tp_put_le32(hello, TP_PROTO_VERSION);
+	tp_put_le32(hello + 4, 1);
+	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
+					  HELLO_LEN), 0);
+	ck_assert_int_eq(tp_recv(ctl, &m, welcome, sizeof(welcome)), 0);
+	ck_assert_uint_eq(m.type, TP_TYPE_WELCOME);
+	memcpy(token, welcome + 8, TP_TOKEN_LEN);
+	ck_assert_int_eq(tp_join_key(ctl->ssl, token, key), 0);
+
+	bulk = hand_stream(t, &ccfg, sv.port, TP_STREAM_BULK);
+	ck_assert_int_eq(tp_join_proof(key, bulk->ssl, TP_STREAM_BULK, 0,
+				       proof), 0);
+	ck_assert_int_eq(hand_join(bulk, token, TP_STREAM_BULK, proof), 0);
+
+	urg = hand_stream(t, &ccfg, sv.port, TP_STREAM_URGENT);
+	if (_i == 0) {
+		ck_assert_int_eq(tp_join_proof(key, bulk->ssl, TP_STREAM_URGENT,
+					       0, proof), 0);
+	} else {
+		RAND_bytes(key, sizeof(key));
+		ck_assert_int_eq(tp_join_proof(key, urg->ssl, TP_STREAM_URGENT,
+					       0, proof), 0);
+	}
+	if (_i == 2)
+		RAND_bytes(token, sizeof(token));
+	ret = hand_join(urg, token, TP_STREAM_URGENT, proof);
+	fprintf(stderr, "join %d: %d %s | server: %s\n", _i, ret, urg->err,
+		server_wait(&sv) ? sv.err.msg : "accepted");
+	ck_assert_int_lt(ret, 0); /* closed without JOINED */
+	check_reason(sv.ret, -ETIMEDOUT, sv.err.msg,
+		     _i == 2 ? "refused a connection: a foreign session token" :
+			       "refused a connection: a join proof not bound to this session's control connection (replayed or forged)",
+		     "server");
+	ck_assert_ptr_null(sv.s);
+	tp_stream_destroy(urg, false);
+	tp_stream_destroy(bulk, false);
+	tp_stream_destroy(ctl, false);
+	tp_tls_put(t);
+	server_fini(&sv);
+}
+END_TEST
+
 /* ---- 1 GiB over four bulk streams ---- */
 
 #define GIB_STREAMS 4
@@ -1318,6 +1415,7 @@ static Suite *transport_suite(void)
 		{ "session_wait_urgent_first", session_wait_urgent_first, 0,
 		  30 },
 		{ "stranger_during_join", stranger_during_join, 2, 30 },
+		{ "join_replay_refused", join_replay_refused, 3, 30 },
 		{ "stalled_receiver_send_timeout",
 		  stalled_receiver_send_timeout, 2, 30 },
 	};

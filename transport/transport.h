@@ -4,9 +4,10 @@
  * and one urgent stream between two agents, each its own TCP connection and
  * its own TLS 1.3 session (mutual certificate authentication by default,
  * TLS-PSK as an option, plain TCP only when asked for by name), joined by a
- * random token agreed on the control stream. All socket I/O goes through an
- * io_uring owned by each stream; OpenSSL works on a custom BIO whose bytes
- * that ring sends and receives.
+ * random token agreed on the control stream and a proof bound, through the
+ * TLS exporter, to the control connection and to the joining one. All
+ * socket I/O goes through an io_uring owned by each stream; OpenSSL works
+ * on a custom BIO whose bytes that ring sends and receives.
  *
  * On a stream travel messages: a 32-bit type (below TP_TYPE_RESERVED) and a
  * payload of any length given as an iovec, so a sender can pass a header
@@ -124,7 +125,7 @@ void tp_listener_destroy(struct tp_listener *l);
 
 /* Waits for one client session: its control stream, then all its bulk
  * streams and its urgent stream (connections that do not present the
- * session token are closed and ignored). Either every stream is up and
+ * session token with a valid join proof are closed and ignored). Either every stream is up and
  * authenticated, or nothing is returned. Returns 0 and *@out (the caller
  * owns it), or -errno with @err filled: -EACCES authentication failed,
  * -EPROTO not a Ferry peer or TLS failure, -ETIMEDOUT, -ECONNRESET.
