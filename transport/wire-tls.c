@@ -680,6 +680,8 @@ static int ssl_error(struct tp_stream *st, int e, const char *what)
 	 * alert arrives on the client's first read. */
 	if (ERR_GET_LIB(ec) == ERR_LIB_SSL)
 		meaning = alert_meaning(r);
+	if (meaning && !hs && st->stats.rx_bytes == 0)
+		what = "TLS handshake (the peer's check of our certificate)";
 	if (meaning)
 		return tp_stream_seterr(st, auth_reason(r) ? -EACCES : -EPROTO,
 					"%s failed: %s (%s)", what, meaning,
