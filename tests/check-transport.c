@@ -1022,6 +1022,35 @@ START_TEST(join_replay_refused)
 }
 END_TEST
 
+/* A peer of protocol 1 (joins with the token alone) is told the version
+ * it speaks and the one we need. */
+START_TEST(old_protocol_refused)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
+	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
+	uint8_t hello[HELLO_LEN];
+	struct tp_stream *ctl;
+	struct tp_err err;
+	struct tp_tls *t;
+	struct server sv;
+
+	server_start(&sv, &scfg, "127.0.0.1");
+	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
+	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
+	tp_put_le32(hello, 1);
+	tp_put_le32(hello + 4, 1);
+	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
+					  HELLO_LEN), 0);
+	check_reason(server_wait(&sv), -EPROTO, sv.err.msg,
+		     "peer speaks version 1 with 1 bulk streams; we need version 2",
+		     "server");
+	tp_stream_destroy(ctl, false);
+	tp_tls_put(t);
+	server_fini(&sv);
+}
+END_TEST
+
 /* ---- 1 GiB over four bulk streams ---- */
 
 #define GIB_STREAMS 4
@@ -1424,6 +1453,7 @@ static Suite *transport_suite(void)
 		  30 },
 		{ "stranger_during_join", stranger_during_join, 2, 30 },
 		{ "join_replay_refused", join_replay_refused, 3, 30 },
+		{ "old_protocol_refused", old_protocol_refused, 0, 30 },
 		{ "stalled_receiver_send_timeout",
 		  stalled_receiver_send_timeout, 2, 30 },
 	};
