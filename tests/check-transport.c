@@ -22,6 +22,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
 #include <xxhash.h>
 
 #define LOG_PREFIX "check-transport"
@@ -45,7 +47,7 @@ static const char *kpath(char *buf, const char *name)
 
 /* Credentials named after the files in certdir; cert NULL: none. */
 struct creds {
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], crl[PATH_MAX];
 };
 
 static struct tp_config mtls_cfg(struct creds *c, const char *ca,
@@ -148,35 +150,96 @@ struct hs_case {
 	int cli_ret, srv_ret;
 	const char *cli_msg, *srv_msg; /* substrings of the reasons */
 	const char *srv_peer_name; /* server's pinned name for the client */
+	const char *srv_crl, *cli_crl; /* CRL files (certdir names) */
 };
 
 static const struct hs_case hs_cases[] = {
 	{ "ok", "ca", "server", "ca", "client", NULL, "127.0.0.1", 0, 0,
-	  NULL, NULL, NULL },
+	  NULL, NULL, NULL, NULL, NULL },
 	{ "ok-ipv6", "ca", "server", "ca", "client", NULL, "::1", 0, 0,
-	  NULL, NULL, NULL },
+	  NULL, NULL, NULL, NULL, NULL },
 	{ "ok-pinned-dns", "ca", "server", "ca", "client", "localhost",
-	  "127.0.0.1", 0, 0, NULL, NULL, NULL },
+	  "127.0.0.1", 0, 0, NULL, NULL, NULL, NULL, NULL },
 	{ "wrong-ca", "ca", "server", "rogue-ca", "client", NULL, "127.0.0.1",
-	  -EACCES, -EACCES, "wrong CA", "unknown ca", NULL },
+	  -EACCES, -EACCES, "wrong CA", "unknown ca", NULL, NULL, NULL },
 	{ "unknown-client-cert", "ca", "server", "ca", "rogue", NULL,
-	  "127.0.0.1", -EACCES, -EACCES, "unknown ca", "wrong CA", NULL },
+	  "127.0.0.1", -EACCES, -EACCES, "unknown ca", "wrong CA", NULL, NULL, NULL },
 	{ "expired-server", "ca", "expired", "ca", "client", NULL, "127.0.0.1",
 	  -EACCES, -EACCES, "certificate has expired", "certificate expired",
-	  NULL },
+	  NULL, NULL, NULL },
 	{ "expired-client", "ca", "server", "ca", "expired", NULL,
 	  "127.0.0.1", -EACCES, -EACCES, "certificate expired",
-	  "certificate has expired", NULL },
+	  "certificate has expired", NULL, NULL, NULL },
 	{ "wrong-peer-name", "ca", "server", "ca", "client", "other.example",
-	  "127.0.0.1", -EACCES, -EACCES, "wrong peer name", "alert", NULL },
+	  "127.0.0.1", -EACCES, -EACCES, "wrong peer name: certificate does not name the expected "
+	  "peer 'other.example'",
+	  "refused our certificate (not yet valid, or not the name it expects)",
+	  NULL, NULL, NULL },
 	{ "no-client-cert", "ca", "server", "ca", NULL, NULL, "127.0.0.1",
 	  -EACCES, -EACCES, "certificate required",
-	  "did not return a certificate", NULL },
+	  "did not return a certificate", NULL, NULL, NULL },
+	{ "ok-pinned-ip", "ca", "server", "ca", "client", "127.0.0.1",
+	  "127.0.0.1", 0, 0, NULL, NULL, NULL, NULL, NULL },
+	{ "wrong-pinned-ip", "ca", "server", "ca", "client", "10.9.8.7",
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "wrong peer name: certificate does not name the expected peer "
+	  "'10.9.8.7'",
+	  "refused our certificate (not yet valid, or not the name it expects)",
+	  NULL, NULL, NULL },
 	{ "server-pins-client-ok", "ca", "server", "ca", "client", NULL,
-	  "127.0.0.1", 0, 0, NULL, NULL, "localhost" },
+	  "127.0.0.1", 0, 0, NULL, NULL, "localhost", NULL, NULL },
 	{ "server-pins-wrong-client", "ca", "server", "ca", "client", NULL,
-	  "127.0.0.1", -EACCES, -EACCES, "alert", "wrong peer name",
-	  "migration-peer.example" },
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate (not yet valid, or not the name it expects)",
+	  "wrong peer name: certificate does not name the expected "
+	  "peer 'migration-peer.example'",
+	  "migration-peer.example", NULL, NULL },
+	/* Security at the edges: validity, purpose, revocation. */
+	{ "not-yet-valid-server", "ca", "not-yet", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "peer certificate rejected: certificate is not yet valid",
+	  "refused our certificate (not yet valid", NULL, NULL, NULL },
+	{ "not-yet-valid-client", "ca", "server", "ca", "not-yet", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate (not yet valid",
+	  "peer certificate rejected: certificate is not yet valid", NULL, NULL, NULL },
+	{ "client-cert-as-server", "ca", "client-only", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "unsuitable certificate purpose (its key usage or extended "
+	  "key usage does not allow TLS server authentication",
+	  "refused our certificate for its key usage or extended key usage",
+	  NULL, NULL, NULL },
+	{ "server-cert-as-client", "ca", "server", "ca", "server-only", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate for its key usage or extended key usage",
+	  "unsuitable certificate purpose (its key usage or extended "
+	  "key usage does not allow TLS client authentication",
+	  NULL, NULL, NULL },
+	{ "wrong-key-usage-server", "ca", "bad-ku", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES, "unsuitable certificate purpose",
+	  "refused our certificate for its key usage", NULL, NULL, NULL },
+	{ "wrong-key-usage-client", "ca", "server", "ca", "bad-ku", NULL,
+	  "127.0.0.1", -EACCES, -EACCES,
+	  "refused our certificate for its key usage",
+	  "unsuitable certificate purpose", NULL, NULL, NULL },
+	{ "crl-ok", "ca", "server", "ca", "client", NULL, "127.0.0.1", 0, 0,
+	  NULL, NULL, NULL, "crl", "crl" },
+	{ "revoked-client", "ca", "server", "ca", "revoked", NULL, "127.0.0.1",
+	  -EACCES, -EACCES, "refused our certificate as revoked",
+	  "peer certificate rejected: certificate revoked (listed in the CRL)",
+	  NULL, "crl", NULL },
+	{ "revoked-server", "ca", "revoked", "ca", "client", NULL, "127.0.0.1",
+	  -EACCES, -EACCES,
+	  "peer certificate rejected: certificate revoked (listed in the CRL)",
+	  "refused our certificate as revoked", NULL, NULL, "crl" },
+	{ "crl-of-another-ca", "ca", "server", "ca", "client", NULL,
+	  "127.0.0.1", -EACCES, -EACCES, "or it has no CRL of our CA",
+	  "unable to get certificate CRL (the CRL file has no CRL of "
+	  "the peer's CA)",
+	  NULL, "rogue-crl", NULL },
+	{ "crl-stale", "ca", "server", "ca", "client", NULL, "127.0.0.1",
+	  -EACCES, -EACCES, "or its CRL of our CA is stale",
+	  "CRL has expired (the CRL file is stale", NULL, "stale-crl", NULL },
 };
 
 static void check_reason(int ret, int want, const char *msg,
@@ -221,6 +284,10 @@ START_TEST(handshake_matrix)
 	}
 	ccfg.peer_name = c->peer_name;
 	scfg.peer_name = c->srv_peer_name;
+	if (c->srv_crl)
+		scfg.crl_file = cpath(sc.crl, c->srv_crl);
+	if (c->cli_crl)
+		ccfg.crl_file = cpath(cc.crl, c->cli_crl);
 	ccfg.nbulk = 2;
 	server_start(&sv, &scfg, c->host);
 	ret = tp_session_connect(&ccfg, c->host, sv.port, &cs, &err);
@@ -272,6 +339,7 @@ START_TEST(psk_ok)
 }
 END_TEST
 
+/* _i: 0 another key, 1 another identity. */
 START_TEST(psk_mismatch)
 {
 	struct tp_config scfg = mode_cfg(NULL, TP_SEC_PSK, true);
@@ -279,11 +347,21 @@ START_TEST(psk_mismatch)
 	struct tp_session *cs = NULL;
 	struct tp_err err = { "" };
 	struct server sv;
+	int ret;
 
-	ccfg.psk = psk_b;
-	ck_assert_int_lt(pair_result(&scfg, &ccfg, &err, &sv, &cs), 0);
-	ck_assert_int_lt(sv.ret, 0);
-	ck_assert(err.msg[0] && sv.err.msg[0]);
+	if (_i)
+		ccfg.psk_identity = "mallory";
+	else
+		ccfg.psk = psk_b;
+	ret = pair_result(&scfg, &ccfg, &err, &sv, &cs);
+	check_reason(sv.ret, -EACCES, sv.err.msg,
+		     _i ? "unknown pre-shared key identity 'mallory' (we expect 'ferry')" :
+			  "the peer's pre-shared key is not ours",
+		     "server");
+	check_reason(ret, -EACCES, err.msg,
+		     _i ? "the peer refused our pre-shared key or its identity 'mallory'" :
+			  "the peer refused our pre-shared key or its identity 'ferry'",
+		     "client");
 	ck_assert_ptr_null(cs);
 	server_fini(&sv);
 }
@@ -360,6 +438,115 @@ static void garbage(uint8_t *p, size_t n, uint8_t rec_type)
 	p[3] = (n - 5) >> 8;
 	p[4] = (n - 5) & 0xff;
 }
+
+/* ---- a TLS 1.2 peer is refused ---- */
+
+struct raw_tls {
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd;
+	int ok;			/* SSL_connect / SSL_accept result */
+	char reason[256];
+};
+
+static void raw_tls_init(struct raw_tls *r, bool server, struct creds *c)
+{
+	memset(r, 0, sizeof(*r));
+	r->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	ck_assert_ptr_nonnull(r->ctx);
+	ck_assert(SSL_CTX_set_max_proto_version(r->ctx, TLS1_2_VERSION));
+	if (server) {
+		ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(r->ctx,
+				 cpath(c->cert, "server")), 1);
+		ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(r->ctx,
+				 kpath(c->key, "server"), SSL_FILETYPE_PEM), 1);
+	}
+	r->ssl = SSL_new(r->ctx);
+	ck_assert_ptr_nonnull(r->ssl);
+}
+
+static void raw_tls_run(struct raw_tls *r, bool server)
+{
+	unsigned long e;
+
+	SSL_set_fd(r->ssl, r->fd);
+	r->ok = server ? SSL_accept(r->ssl) : SSL_connect(r->ssl);
+	e = ERR_peek_last_error();
+	snprintf(r->reason, sizeof(r->reason), "%s",
+		 e ? ERR_reason_error_string(e) : "");
+	ERR_clear_error();
+}
+
+static void raw_tls_fini(struct raw_tls *r)
+{
+	SSL_free(r->ssl);
+	SSL_CTX_free(r->ctx);
+	if (r->fd >= 0)
+		close(r->fd);
+}
+
+static void *raw_server_fn(void *arg)
+{
+	struct raw_tls *r = arg;
+	int lfd = r->fd;
+
+	r->fd = accept(lfd, NULL, NULL);
+	close(lfd);
+	if (r->fd >= 0)
+		raw_tls_run(r, true);
+	return NULL;
+}
+
+/* A raw OpenSSL peer capped at TLS 1.2. _i: 0 it is the client (our
+ * listener refuses it), 1 it is the server (our client refuses it). */
+START_TEST(tls12_peer_refused)
+{
+	struct creds c;
+	struct tp_config cfg = mtls_cfg(&c, "ca", _i ? "client" : "server");
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	struct tp_session *cs = NULL;
+	struct tp_err err = { "" };
+	struct raw_tls r;
+	struct server sv;
+	pthread_t th;
+	char port[16];
+	int ret;
+
+	raw_tls_init(&r, _i, &c);
+	if (!_i) {
+		server_start(&sv, &cfg, "127.0.0.1");
+		r.fd = raw_connect(sv.port);
+		raw_tls_run(&r, false);
+		ret = server_wait(&sv);
+		snprintf(err.msg, sizeof(err.msg), "%s", sv.err.msg);
+	} else {
+		r.fd = socket(AF_INET, SOCK_STREAM, 0);
+		ck_assert_int_eq(bind(r.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		ck_assert_int_eq(listen(r.fd, 1), 0);
+		getsockname(r.fd, (struct sockaddr *)&a, &al);
+		snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+		ck_assert_int_eq(pthread_create(&th, NULL, raw_server_fn, &r), 0);
+		ret = tp_session_connect(&cfg, "127.0.0.1", port, &cs, &err);
+		pthread_join(th, NULL);
+	}
+	fprintf(stderr, "ferry %s: %s | TLS 1.2 peer: %s\n",
+		_i ? "client" : "server", err.msg, r.reason);
+	check_reason(ret, -EPROTO, err.msg,
+		     _i ? "the peer refused our TLS version: Ferry speaks TLS 1.3 only" :
+			  "the peer offers only TLS versions below 1.3, which Ferry refuses",
+		     _i ? "client" : "server");
+	ck_assert_int_ne(r.ok, 1);
+	ck_assert_msg(strstr(r.reason, "protocol version") ||
+		      strstr(r.reason, "unsupported protocol"),
+		      "TLS 1.2 peer: '%s'", r.reason);
+	ck_assert_ptr_null(cs);
+	raw_tls_fini(&r);
+	if (!_i)
+		server_fini(&sv);
+}
+END_TEST
 
 START_TEST(garbage_handshake_gets_alert)
 {
@@ -735,6 +922,131 @@ START_TEST(stranger_during_join)
 	exchange(tp_session_urgent(c.s), tp_session_urgent(sv.s), 8, 5);
 	close(fd);
 	tp_session_destroy(c.s);
+	server_fini(&sv);
+}
+END_TEST
+
+/* ---- joins bound to the control connection ---- */
+
+/* One stream of a hand-made client: TCP, TLS with valid credentials. */
+static struct tp_stream *hand_stream(struct tp_tls *t,
+				     const struct tp_config *cfg,
+				     const char *port, enum tp_stream_kind k)
+{
+	struct tp_stream *st;
+
+	ck_assert_int_eq(tp_stream_create(raw_connect(port), k, 0, cfg, &st), 0);
+	ck_assert_msg(tp_tls_handshake(st, t, "127.0.0.1") == 0, "%s", st->err);
+	return st;
+}
+
+static int hand_join(struct tp_stream *st, const uint8_t *token,
+		     uint32_t kind, const uint8_t *proof)
+{
+	uint8_t join[JOIN_LEN];
+	struct tp_msg m;
+	int ret;
+
+	memcpy(join, token, TP_TOKEN_LEN);
+	tp_put_le32(join + TP_TOKEN_LEN, kind);
+	tp_put_le32(join + TP_TOKEN_LEN + 4, 0);
+	memcpy(join + TP_TOKEN_LEN + 8, proof, TP_PROOF_LEN);
+	ck_assert_int_eq(tp_send_internal(st, TP_TYPE_JOIN, join, JOIN_LEN), 0);
+	ret = tp_recv(st, &m, NULL, 0);
+	return ret == 0 && m.type == TP_TYPE_JOINED ? 0 : ret < 0 ? ret : -EPROTO;
+}
+
+/* A client by hand that learnt the session token (as a peer on the wire
+ * of an insecure session, or a leak, would) joins its bulk stream rightly,
+ * then tries the urgent stream on a fresh TLS connection with valid
+ * certificates: _i 0 replays the bulk stream's proof, 1 forges a proof
+ * from a guessed key, 2 guesses the token. Refused every time: the server
+ * gives up the session naming the refusal. */
+START_TEST(join_replay_refused)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
+	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
+	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN], key[TP_PROOF_LEN];
+	uint8_t proof[TP_PROOF_LEN], token[TP_TOKEN_LEN];
+	struct tp_stream *ctl, *bulk, *urg;
+	struct tp_err err;
+	struct tp_tls *t;
+	struct server sv;
+	struct tp_msg m;
+	int ret;
+
+	scfg.accept_timeout_ms = 2000;
+	server_start(&sv, &scfg, "127.0.0.1");
+	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
+	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
+	tp_put_le32(hello, TP_PROTO_VERSION);
+	tp_put_le32(hello + 4, 1);
+	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
+					  HELLO_LEN), 0);
+	ck_assert_int_eq(tp_recv(ctl, &m, welcome, sizeof(welcome)), 0);
+	ck_assert_uint_eq(m.type, TP_TYPE_WELCOME);
+	memcpy(token, welcome + 8, TP_TOKEN_LEN);
+	ck_assert_int_eq(tp_join_key(ctl->ssl, token, key), 0);
+
+	bulk = hand_stream(t, &ccfg, sv.port, TP_STREAM_BULK);
+	ck_assert_int_eq(tp_join_proof(key, bulk->ssl, TP_STREAM_BULK, 0,
+				       proof), 0);
+	ck_assert_int_eq(hand_join(bulk, token, TP_STREAM_BULK, proof), 0);
+
+	urg = hand_stream(t, &ccfg, sv.port, TP_STREAM_URGENT);
+	if (_i == 0) {
+		ck_assert_int_eq(tp_join_proof(key, bulk->ssl, TP_STREAM_URGENT,
+					       0, proof), 0);
+	} else {
+		RAND_bytes(key, sizeof(key));
+		ck_assert_int_eq(tp_join_proof(key, urg->ssl, TP_STREAM_URGENT,
+					       0, proof), 0);
+	}
+	if (_i == 2)
+		RAND_bytes(token, sizeof(token));
+	ret = hand_join(urg, token, TP_STREAM_URGENT, proof);
+	fprintf(stderr, "join %d: %d %s | server: %s\n", _i, ret, urg->err,
+		server_wait(&sv) ? sv.err.msg : "accepted");
+	ck_assert_int_lt(ret, 0); /* closed without JOINED */
+	check_reason(sv.ret, -ETIMEDOUT, sv.err.msg,
+		     _i == 2 ? "refused a connection: a foreign session token" :
+			       "refused a connection: a join proof not bound to this session's control connection (replayed or forged)",
+		     "server");
+	ck_assert_ptr_null(sv.s);
+	tp_stream_destroy(urg, false);
+	tp_stream_destroy(bulk, false);
+	tp_stream_destroy(ctl, false);
+	tp_tls_put(t);
+	server_fini(&sv);
+}
+END_TEST
+
+/* A peer of protocol 1 (joins with the token alone) is told the version
+ * it speaks and the one we need. */
+START_TEST(old_protocol_refused)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
+	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
+	uint8_t hello[HELLO_LEN];
+	struct tp_stream *ctl;
+	struct tp_err err;
+	struct tp_tls *t;
+	struct server sv;
+
+	server_start(&sv, &scfg, "127.0.0.1");
+	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
+	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
+	tp_put_le32(hello, 1);
+	tp_put_le32(hello + 4, 1);
+	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
+					  HELLO_LEN), 0);
+	check_reason(server_wait(&sv), -EPROTO, sv.err.msg,
+		     "peer speaks version 1 with 1 bulk streams; we need version 2",
+		     "server");
+	tp_stream_destroy(ctl, false);
+	tp_tls_put(t);
 	server_fini(&sv);
 }
 END_TEST
@@ -1117,7 +1429,8 @@ static Suite *transport_suite(void)
 		{ "handshake_matrix", handshake_matrix,
 		  UT_ARRAY_SIZE(hs_cases), 60 },
 		{ "psk_ok", psk_ok, 0, 30 },
-		{ "psk_mismatch", psk_mismatch, 0, 30 },
+		{ "psk_mismatch", psk_mismatch, 2, 30 },
+		{ "tls12_peer_refused", tls12_peer_refused, 2, 30 },
 		{ "insecure_ok", insecure_ok, 0, 30 },
 		{ "plaintext_peer_on_tls_port", plaintext_peer_on_tls_port, 0,
 		  30 },
@@ -1139,6 +1452,8 @@ static Suite *transport_suite(void)
 		{ "session_wait_urgent_first", session_wait_urgent_first, 0,
 		  30 },
 		{ "stranger_during_join", stranger_during_join, 2, 30 },
+		{ "join_replay_refused", join_replay_refused, 3, 30 },
+		{ "old_protocol_refused", old_protocol_refused, 0, 30 },
 		{ "stalled_receiver_send_timeout",
 		  stalled_receiver_send_timeout, 2, 30 },
 	};
@@ -1157,16 +1472,39 @@ static Suite *transport_suite(void)
 	return s;
 }
 
+/* crl: the CA revokes "revoked"; rogue-crl: the rogue CA's, empty;
+ * stale-crl: the CA's, past its nextUpdate. */
+static int make_crls(struct tp_err *err)
+{
+	char c[PATH_MAX], k[PATH_MAX], r[PATH_MAX], o[PATH_MAX];
+	const char *revoked[] = { cpath(r, "revoked") };
+
+	cpath(c, "ca");
+	kpath(k, "ca");
+	if (tp_cert_make_crl(c, k, revoked, 1, cpath(o, "crl"), 30, err) ||
+	    tp_cert_make_crl(c, k, revoked, 1, cpath(o, "stale-crl"), -1, err))
+		return -1;
+	cpath(c, "rogue-ca");
+	kpath(k, "rogue-ca");
+	return tp_cert_make_crl(c, k, NULL, 0, cpath(o, "rogue-crl"), 30, err);
+}
+
 static int make_certs(void)
 {
 	static const struct {
 		const char *name, *ca;
-		int days;
+		int days, not_before_days;
+		const char *ku, *eku;
 	} hosts[] = {
-		{ "server", "ca", 365 },
-		{ "client", "ca", 365 },
-		{ "expired", "ca", -1 },
-		{ "rogue", "rogue-ca", 365 },
+		{ "server", "ca", 365, 0, NULL, NULL },
+		{ "client", "ca", 365, 0, NULL, NULL },
+		{ "expired", "ca", -1, 0, NULL, NULL },
+		{ "rogue", "rogue-ca", 365, 0, NULL, NULL },
+		{ "not-yet", "ca", 365, 1, NULL, NULL },
+		{ "client-only", "ca", 365, 0, NULL, "clientAuth" },
+		{ "server-only", "ca", 365, 0, NULL, "serverAuth" },
+		{ "bad-ku", "ca", 365, 0, "critical,nonRepudiation", "" },
+		{ "revoked", "ca", 365, 0, NULL, NULL },
 	};
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
 	struct tp_cert_opts o = { .cn = "test CA", .days = 30 };
@@ -1181,6 +1519,9 @@ static int make_certs(void)
 	for (size_t i = 0; i < UT_ARRAY_SIZE(hosts); i++) {
 		o = (struct tp_cert_opts){
 			.cn = hosts[i].name, .days = hosts[i].days,
+			.not_before_days = hosts[i].not_before_days,
+			.key_usage = hosts[i].ku,
+			.ext_key_usage = hosts[i].eku,
 			.san = "DNS:localhost,IP:127.0.0.1,IP:::1" };
 		if (tp_cert_make_host(cpath(cc, hosts[i].ca),
 				      kpath(ck, hosts[i].ca),
@@ -1188,6 +1529,8 @@ static int make_certs(void)
 				      kpath(k, hosts[i].name), &o, &err))
 			goto fail;
 	}
+	if (make_crls(&err) < 0)
+		goto fail;
 	return 0;
 fail:
 	fprintf(stderr, "certificates: %s\n", err.msg);
@@ -1196,8 +1539,11 @@ fail:
 
 static void remove_certs(void)
 {
-	static const char *const names[] = { "ca", "rogue-ca", "server",
-					      "client", "expired", "rogue" };
+	static const char *const names[] = {
+		"ca", "rogue-ca", "server", "client", "expired", "rogue",
+		"not-yet", "client-only", "server-only", "bad-ku", "revoked",
+		"crl", "rogue-crl", "stale-crl",
+	};
 	char p[PATH_MAX];
 
 	for (size_t i = 0; i < UT_ARRAY_SIZE(names); i++) {

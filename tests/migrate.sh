@@ -33,7 +33,7 @@ done
 
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb hybrid auto auto_2g postcopy_recover
-	postcopy_manual_recover postcopy_dest_killed bad_cert dest_killed
+	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
 
@@ -464,6 +464,31 @@ case_bad_cert() {
 	fi
 }
 
+# 2b. A revoked client certificate (ferry-dest --crl): refused at the
+#     handshake with one line on each side, the source VM keeps running.
+case_revoked() {
+	"$B/tools/ferry-cert" crl "$CT" "$T/pki/client.pem" --ca "$T/pki/ca" ||
+		{ fail "ferry-cert crl failed"; return; }
+	start_vm src --ws 16M --rate 8 || return
+	start_vm dst --ws 16M --rate 8 --incoming || return
+	wait_filled src || return
+	start_dest --crl "$CT/crl.pem" || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
+	local src_rc=$rc
+	wait_exit dest 30 "ferry-dest to give up" || return
+	if [ $src_rc -eq 0 ] || [ $rc -eq 0 ]; then
+		fail "a revoked certificate was accepted: rc $src_rc / $rc"
+	elif [ "$(wc -l <"$CT/fsrc.log")" -ne 1 ] ||
+		! grep -q 'refused our certificate as revoked' "$CT/fsrc.log"; then
+		fail "ferry-source: expected one line naming the revocation, got: $(cat "$CT/fsrc.log")"
+	elif ! grep -q 'certificate revoked' "$CT/fdest.log"; then
+		fail "ferry-dest does not name the revocation: $(cat "$CT/fdest.log")"
+	else
+		still_running src &&
+			pass "revoked certificate, source guest runs on: $(cat "$CT/fsrc.log")"
+	fi
+}
+
 # 3. The destination dies mid-migration: the source VM keeps running.
 case_dest_killed() {
 	start_vm src --ws 64M --rate 8 || return
@@ -563,6 +588,13 @@ case_usage() {
 	rc=$?
 	if [ $rc -eq 0 ] || [ "$(echo "$out" | wc -l)" -ne 1 ]; then
 		fail "ferry-dest with a missing CA: rc $rc: $out"
+		return
+	fi
+	out=$(timeout -s KILL 10 "$DST" --vm x --listen 1 $STLS \
+		--crl /nonexistent 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ] || [ "$(echo "$out" | wc -l)" -ne 1 ]; then
+		fail "ferry-dest with a missing CRL: rc $rc: $out"
 		return
 	fi
 	pass "usage errors: one line, non-zero"

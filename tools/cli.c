@@ -76,6 +76,9 @@ int cli_option(struct cli *c, int opt, const char *arg)
 	case CLI_OPT_KEY:
 		c->tp.key_file = arg;
 		return 1;
+	case CLI_OPT_CRL:
+		c->tp.crl_file = arg;
+		return 1;
 	case CLI_OPT_PEER:
 		c->tp.peer_name = arg;
 		return 1;
@@ -163,6 +166,11 @@ int cli_check(struct cli *c)
 	    (!c->tp.ca_file || !c->tp.cert_file || !c->tp.key_file)) {
 		fprintf(stderr, "%s: mutual TLS needs --ca, --cert and --key "
 				"(or --psk-file, or --insecure)\n", c->prog);
+		return -1;
+	}
+	if (c->tp.crl_file && c->tp.security != TP_SEC_MTLS) {
+		fprintf(stderr, "%s: --crl needs mutual TLS (--ca, --cert, "
+				"--key)\n", c->prog);
 		return -1;
 	}
 	if (c->tp.security == TP_SEC_INSECURE)

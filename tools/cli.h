@@ -23,6 +23,7 @@ enum {
 	CLI_OPT_TIMEOUT,
 	CLI_OPT_JSON,
 	CLI_OPT_MEM,
+	CLI_OPT_CRL,
 	CLI_OPT_END,
 };
 
@@ -30,6 +31,7 @@ enum {
 	{ "ca", required_argument, NULL, CLI_OPT_CA }, \
 	{ "cert", required_argument, NULL, CLI_OPT_CERT }, \
 	{ "key", required_argument, NULL, CLI_OPT_KEY }, \
+	{ "crl", required_argument, NULL, CLI_OPT_CRL }, \
 	{ "peer-name", required_argument, NULL, CLI_OPT_PEER }, \
 	{ "psk-file", required_argument, NULL, CLI_OPT_PSK }, \
 	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }, \
@@ -46,6 +48,8 @@ enum {
 "      --ca FILE            CA certificate the peer must chain to\n" \
 "      --cert FILE          this host's certificate\n" \
 "      --key FILE           its private key\n" \
+"      --crl FILE           refuse peer certificates this CRL (PEM) revokes;\n" \
+"                           it must hold a current CRL of the peer's CA\n" \
 "      --peer-name NAME     expected name in the peer's certificate\n" \
 "      --psk-file FILE      TLS 1.3 with a pre-shared key instead (hex,\n" \
 "                           32 to 128 digits)\n" \

@@ -7,6 +7,9 @@
  *        --san LIST     subjectAltName (default DNS:localhost,IP:127.0.0.1,IP:::1)
  *        --days N       validity (default 365); --expired: expired yesterday
  *        --ca PREFIX    sign with PREFIX.pem / PREFIX-key.pem (default DIR/ca)
+ *   ferry-cert crl DIR [CERT...] [options] DIR/crl.pem revoking each CERT
+ *        --days N       until the next update (default 30)
+ *        --ca PREFIX    as above
  *   ferry-cert demo DIR                    ca, server, client, plus an
  *                                          expired host and a rogue CA's host
  */
@@ -28,6 +31,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: ferry-cert ca DIR [CN]\n"
 		"       ferry-cert host DIR NAME [--san LIST] [--days N] [--expired] [--ca PREFIX]\n"
+		"       ferry-cert crl DIR [CERT...] [--days N] [--ca PREFIX]\n"
 		"       ferry-cert demo DIR\n");
 	return 2;
 }
@@ -87,6 +91,39 @@ static int cmd_host(int argc, char **argv)
 	return make_host(dir, name, ca, san, days) < 0 ? 1 : 0;
 }
 
+static int cmd_crl(int argc, char **argv)
+{
+	char ca[PATH_MAX - 16], cc[PATH_MAX], ck[PATH_MAX], out[PATH_MAX];
+	const char **revoked = calloc(argc, sizeof(*revoked));
+	struct tp_err err;
+	int days = 30, ret = 2;
+	size_t n = 0;
+
+	if (!revoked)
+		return 1;
+	snprintf(ca, sizeof(ca), "%s/ca", argv[0]);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--days") && i + 1 < argc)
+			days = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--ca") && i + 1 < argc)
+			snprintf(ca, sizeof(ca), "%s", argv[++i]);
+		else if (argv[i][0] == '-')
+			goto free_revoked;
+		else
+			revoked[n++] = argv[i];
+	}
+	snprintf(cc, sizeof(cc), "%s.pem", ca);
+	snprintf(ck, sizeof(ck), "%s-key.pem", ca);
+	snprintf(out, sizeof(out), "%s/crl.pem", argv[0]);
+	ret = tp_cert_make_crl(cc, ck, revoked, n, out, days, &err) < 0;
+	if (ret)
+		fprintf(stderr, "ferry-cert: %s\n", err.msg);
+
+free_revoked:
+	free(revoked);
+	return ret == 2 ? usage() : ret;
+}
+
 static int cmd_demo(const char *dir)
 {
 	char ca[PATH_MAX], rogue[PATH_MAX];
@@ -118,6 +155,8 @@ int main(int argc, char **argv)
 		return make_ca(argv[2], "ca", argc > 3 ? argv[3] : "Ferry CA") < 0;
 	if (!strcmp(argv[1], "host") && argc >= 4)
 		return cmd_host(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "crl"))
+		return cmd_crl(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "demo"))
 		return cmd_demo(argv[2]);
 	return usage();

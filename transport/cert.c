@@ -69,6 +69,15 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -EINVAL;
 }
 
+/* @value NULL: @dflt; "": no such extension. */
+static int opt_ext(X509 *x, X509 *issuer, int nid, const char *value,
+		   const char *dflt)
+{
+	if (!value)
+		value = dflt;
+	return value[0] ? add_ext(x, issuer, nid, value) : 0;
+}
+
 /* Fills the fields every certificate has. */
 static int cert_base(X509 *x, EVP_PKEY *key, const struct tp_cert_opts *o)
 {
@@ -89,6 +98,10 @@ static int cert_base(X509 *x, EVP_PKEY *key, const struct tp_cert_opts *o)
 		/* Valid for one hour, ending -days days ago. */
 		X509_gmtime_adj(X509_getm_notBefore(x), days * day - 3600);
 		X509_gmtime_adj(X509_getm_notAfter(x), days * day);
+	} else if (o->not_before_days > 0) {
+		X509_gmtime_adj(X509_getm_notBefore(x), o->not_before_days * day);
+		X509_gmtime_adj(X509_getm_notAfter(x),
+				(o->not_before_days + days) * day);
 	} else {
 		X509_gmtime_adj(X509_getm_notBefore(x), -3600);
 		X509_gmtime_adj(X509_getm_notAfter(x), days * day);
@@ -169,8 +182,10 @@ int tp_cert_make_host(const char *ca_cert, const char *ca_key,
 	if (!key || !x || cert_base(x, key, o) < 0 ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(ca)) ||
 	    add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-	    add_ext(x, ca, NID_key_usage, "critical,digitalSignature") < 0 ||
-	    add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth") < 0 ||
+	    opt_ext(x, ca, NID_key_usage, o->key_usage,
+		    "critical,digitalSignature") < 0 ||
+	    opt_ext(x, ca, NID_ext_key_usage, o->ext_key_usage,
+		    "serverAuth,clientAuth") < 0 ||
 	    add_ext(x, ca, NID_authority_key_identifier, "keyid:always") < 0 ||
 	    (o->san && add_ext(x, ca, NID_subject_alt_name, o->san) < 0) ||
 	    !X509_sign(x, cakey, EVP_sha256())) {
@@ -187,6 +202,88 @@ free_all:
 	X509_free(x);
 	X509_free(ca);
 	EVP_PKEY_free(key);
+	EVP_PKEY_free(cakey);
+	ERR_clear_error();
+	return ret;
+}
+
+static int read_cert(const char *path, X509 **x, struct tp_err *err)
+{
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return tp_err_set(err, -errno, "cannot open %s: %s", path,
+				  strerror(errno));
+	*x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	return *x ? 0 : tp_err_set(err, -EINVAL, "cannot parse %s", path);
+}
+
+static int revoke_cert(X509_CRL *crl, const char *path, struct tp_err *err)
+{
+	X509_REVOKED *r = X509_REVOKED_new();
+	ASN1_TIME *now = ASN1_TIME_new();
+	X509 *x = NULL;
+	int ret;
+
+	ret = read_cert(path, &x, err);
+	if (ret == 0 && (!r || !now || !X509_gmtime_adj(now, 0) ||
+			 !X509_REVOKED_set_serialNumber(r,
+					X509_get_serialNumber(x)) ||
+			 !X509_REVOKED_set_revocationDate(r, now)))
+		ret = tp_err_set(err, -ENOMEM, "cannot revoke %s", path);
+	if (ret == 0 && X509_CRL_add0_revoked(crl, r))
+		r = NULL;
+	else if (ret == 0)
+		ret = tp_err_set(err, -ENOMEM, "cannot revoke %s", path);
+	X509_REVOKED_free(r);
+	ASN1_TIME_free(now);
+	X509_free(x);
+	return ret;
+}
+
+static int write_crl(const char *path, X509_CRL *crl, struct tp_err *err)
+{
+	FILE *f = fopen(path, "w");
+	int ok;
+
+	if (!f)
+		return tp_err_set(err, -errno, "cannot create %s: %s", path,
+				  strerror(errno));
+	ok = PEM_write_X509_CRL(f, crl);
+	ok = (fclose(f) == 0) && ok;
+	return ok ? 0 : tp_err_set(err, -EIO, "cannot write %s", path);
+}
+
+int tp_cert_make_crl(const char *ca_cert, const char *ca_key,
+		     const char *const *revoked, size_t n, const char *crl_path,
+		     int days, struct tp_err *err)
+{
+	X509_CRL *crl = X509_CRL_new();
+	ASN1_TIME *t = ASN1_TIME_new();
+	EVP_PKEY *cakey = NULL;
+	X509 *ca = NULL;
+	int ret;
+
+	ret = load_ca(ca_cert, ca_key, &ca, &cakey, err);
+	if (ret == 0 && (!crl || !t || !X509_CRL_set_version(crl, 1) ||
+			 !X509_CRL_set_issuer_name(crl,
+					X509_get_subject_name(ca)) ||
+			 !X509_gmtime_adj(t, -3600) ||
+			 !X509_CRL_set1_lastUpdate(crl, t) ||
+			 !X509_gmtime_adj(t, (long)(days ? days : 30) * 86400) ||
+			 !X509_CRL_set1_nextUpdate(crl, t)))
+		ret = tp_err_set(err, -ENOMEM, "cannot build the CRL");
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		ret = revoke_cert(crl, revoked[i], err);
+	if (ret == 0 && (!X509_CRL_sort(crl) ||
+			 !X509_CRL_sign(crl, cakey, EVP_sha256())))
+		ret = tp_err_set(err, -EINVAL, "cannot sign the CRL");
+	if (ret == 0)
+		ret = write_crl(crl_path, crl, err);
+	ASN1_TIME_free(t);
+	X509_CRL_free(crl);
+	X509_free(ca);
 	EVP_PKEY_free(cakey);
 	ERR_clear_error();
 	return ret;

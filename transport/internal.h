@@ -22,13 +22,36 @@
 #define TP_TYPE_WELCOME (TP_TYPE_RESERVED + 2)
 #define TP_TYPE_JOIN (TP_TYPE_RESERVED + 3)
 #define TP_TYPE_JOINED (TP_TYPE_RESERVED + 4)
-#define TP_PROTO_VERSION 1
+/* 2: JOIN carries a proof bound to the control connection's TLS session. */
+#define TP_PROTO_VERSION 2
 #define TP_TOKEN_LEN 16
+#define TP_PROOF_LEN 32
 /* Payloads: HELLO le32 version, le32 nbulk; WELCOME the same and the
- * token; JOIN the token, le32 kind, le32 index; JOINED empty. */
+ * token; JOIN the token, le32 kind, le32 index, the proof; JOINED empty. */
 #define HELLO_LEN 8
 #define WELCOME_LEN (8 + TP_TOKEN_LEN)
-#define JOIN_LEN (TP_TOKEN_LEN + 8)
+#define JOIN_LEN (TP_TOKEN_LEN + 8 + TP_PROOF_LEN)
+
+/*
+ * Join proofs. The token names the session; the proof shows that the
+ * joining connection was opened by the peer of the control connection:
+ *   key   = TLS exporter of the control connection ("EXPORTER-ferry-join
+ *           key", context: the token), 32 bytes, known to its two ends only
+ *   proof = HMAC-SHA256(key, exporter of the joining connection
+ *           ("EXPORTER-ferry-join stream", no context) | le32 kind |
+ *           le32 index)
+ * so a token or a proof seen (or guessed) is useless on any other TLS
+ * connection. Plain TCP has nothing to bind to: its proof is zeros and
+ * unchecked (no authentication there anyway).
+ */
+/* Fills @key from the control connection @ctl (NULL: plain TCP, zeros).
+ * Returns 0 or -EPROTO. */
+int tp_join_key(SSL *ctl, const uint8_t token[TP_TOKEN_LEN],
+		uint8_t key[TP_PROOF_LEN]);
+/* Fills @proof for joining connection @ssl (NULL: plain TCP, zeros).
+ * Returns 0 or -EPROTO. */
+int tp_join_proof(const uint8_t key[TP_PROOF_LEN], SSL *ssl, uint32_t kind,
+		  uint32_t idx, uint8_t proof[TP_PROOF_LEN]);
 
 void tp_frame_encode(uint8_t out[TP_FRAME_LEN], uint32_t type, uint64_t len);
 /* Returns 0, or -EPROTO if @in is not a frame header. */
@@ -112,6 +135,7 @@ struct tp_stream {
 	bool got_bytes;		/* any byte ever received */
 	uint8_t first_byte;	/* first byte received (TLS sniffing) */
 	int io_err;		/* -errno of the raw layer for the BIO */
+	char psk_bad_identity[64]; /* server: a PSK identity we do not know */
 	bool in_msg;		/* a message header was read */
 	uint64_t rx_left;	/* payload bytes of it still unread */
 	uint64_t key_update_bytes; /* threshold */

@@ -6,8 +6,10 @@
  * Setup on the control stream: the client sends HELLO (version, nbulk),
  * the server answers WELCOME (version, nbulk, a random 16-byte token).
  * The client then opens every other stream and sends JOIN (token, kind,
- * index) on it; the server answers JOINED. Connections with another token
- * are dropped. Either side returns a session only once every stream is up.
+ * index, proof) on it; the server answers JOINED. Connections with another
+ * token, or whose proof does not bind them to the control connection's
+ * TLS session (internal.h), are dropped. Either side returns a session
+ * only once every stream is up.
  */
 #include "config.h"
 
@@ -15,6 +17,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -44,6 +47,7 @@ struct tp_session {
 	struct tp_stream *bulk[TP_MAX_BULK];
 	unsigned int nbulk;
 	uint8_t token[TP_TOKEN_LEN];
+	uint8_t join_key[TP_PROOF_LEN]; /* from the control connection */
 	unsigned int next_bulk;	/* round-robin start of tp_session_wait() */
 	char ktls[64];
 	char desc[384];
@@ -64,7 +68,7 @@ static int stream_err(struct tp_err *err, struct tp_stream *st, int ret)
 static void copy_cfg(struct tp_config *dst, const struct tp_config *src)
 {
 	*dst = *src;
-	dst->ca_file = dst->cert_file = dst->key_file = NULL;
+	dst->ca_file = dst->cert_file = dst->key_file = dst->crl_file = NULL;
 	dst->peer_name = dst->psk_identity = NULL;
 	dst->psk = NULL;
 }
@@ -173,6 +177,46 @@ void tp_listener_destroy(struct tp_listener *l)
 }
 
 /* ---- setup messages ---- */
+
+#define JOIN_KEY_LABEL "EXPORTER-ferry-join key"
+#define JOIN_STREAM_LABEL "EXPORTER-ferry-join stream"
+
+int tp_join_key(SSL *ctl, const uint8_t token[TP_TOKEN_LEN],
+		uint8_t key[TP_PROOF_LEN])
+{
+	memset(key, 0, TP_PROOF_LEN);
+	if (!ctl)
+		return 0;
+	return SSL_export_keying_material(ctl, key, TP_PROOF_LEN,
+					  JOIN_KEY_LABEL,
+					  sizeof(JOIN_KEY_LABEL) - 1, token,
+					  TP_TOKEN_LEN, 1) == 1 ? 0 : -EPROTO;
+}
+
+int tp_join_proof(const uint8_t key[TP_PROOF_LEN], SSL *ssl, uint32_t kind,
+		  uint32_t idx, uint8_t proof[TP_PROOF_LEN])
+{
+	uint8_t msg[TP_PROOF_LEN + 8];
+	unsigned int len = 0;
+	int ret = 0;
+
+	memset(proof, 0, TP_PROOF_LEN);
+	if (!ssl)
+		return 0;
+	if (SSL_export_keying_material(ssl, msg, TP_PROOF_LEN,
+				       JOIN_STREAM_LABEL,
+				       sizeof(JOIN_STREAM_LABEL) - 1, NULL, 0,
+				       0) != 1)
+		ret = -EPROTO;
+	tp_put_le32(msg + TP_PROOF_LEN, kind);
+	tp_put_le32(msg + TP_PROOF_LEN + 4, idx);
+	if (ret == 0 && (!HMAC(EVP_sha256(), key, TP_PROOF_LEN, msg,
+			       sizeof(msg), proof, &len) ||
+			 len != TP_PROOF_LEN))
+		ret = -EPROTO;
+	OPENSSL_cleanse(msg, sizeof(msg));
+	return ret;
+}
 
 static int expect_msg(struct tp_stream *st, uint32_t type, void *buf,
 		      size_t len)
@@ -287,17 +331,21 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
 	tp_put_le32(welcome, TP_PROTO_VERSION);
 	tp_put_le32(welcome + 4, s->nbulk);
 	memcpy(welcome + 8, s->token, TP_TOKEN_LEN);
+	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
+		return tp_err_set(err, -EPROTO,
+				  "control stream: TLS exporter failed");
 	ret = tp_send_internal(s->ctl, TP_TYPE_WELCOME, welcome,
 			       sizeof(welcome));
 	return ret < 0 ? stream_err(err, s->ctl, ret) : 0;
 }
 
 /* Reads a JOIN. Returns 1 with the stream's kind and index, 0 for a
- * stranger (not a JOIN, or another token; reason in @why). */
+ * stranger (not a JOIN, another token, a proof for another connection;
+ * reason in @why). */
 static int read_join(struct tp_session *s, struct tp_stream *st,
 		     uint32_t *kind, uint32_t *idx, struct tp_err *why)
 {
-	uint8_t join[JOIN_LEN];
+	uint8_t join[JOIN_LEN], proof[TP_PROOF_LEN];
 	int ret;
 
 	ret = expect_msg(st, TP_TYPE_JOIN, join, sizeof(join));
@@ -311,6 +359,16 @@ static int read_join(struct tp_session *s, struct tp_stream *st,
 	}
 	*kind = tp_get_le32(join + TP_TOKEN_LEN);
 	*idx = tp_get_le32(join + TP_TOKEN_LEN + 4);
+	if (tp_join_proof(s->join_key, st->ssl, *kind, *idx, proof) < 0) {
+		tp_err_set(why, -EPROTO, "TLS exporter failed");
+		return 0;
+	}
+	if (st->ssl && CRYPTO_memcmp(join + TP_TOKEN_LEN + 8, proof,
+				     TP_PROOF_LEN) != 0) {
+		tp_err_set(why, -EACCES,
+			   "a join proof not bound to this session's control connection (replayed or forged)");
+		return 0;
+	}
 	return 1;
 }
 
@@ -485,6 +543,9 @@ static int client_hello(struct tp_session *s, struct tp_err *err)
 				  "control stream: server refused version %u with %u bulk streams",
 				  TP_PROTO_VERSION, s->nbulk);
 	memcpy(s->token, welcome + 8, TP_TOKEN_LEN);
+	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
+		return tp_err_set(err, -EPROTO,
+				  "control stream: TLS exporter failed");
 	return 0;
 }
 
@@ -502,6 +563,10 @@ static int client_join(struct tp_session *s, const struct tp_config *cfg,
 	memcpy(join, s->token, TP_TOKEN_LEN);
 	tp_put_le32(join + TP_TOKEN_LEN, kind);
 	tp_put_le32(join + TP_TOKEN_LEN + 4, idx);
+	if (tp_join_proof(s->join_key, (*out)->ssl, kind, idx,
+			  join + TP_TOKEN_LEN + 8) < 0)
+		return tp_err_set(err, -EPROTO, "%s stream: TLS exporter failed",
+				  kind_name(kind));
 	ret = tp_send_internal(*out, TP_TYPE_JOIN, join, sizeof(join));
 	if (ret == 0)
 		ret = expect_msg(*out, TP_TYPE_JOINED, NULL, 0);
@@ -583,6 +648,7 @@ void tp_session_destroy(struct tp_session *s)
 		tp_stream_destroy(s->bulk[i], true);
 	tp_stream_destroy(s->ctl, true);
 	tp_tls_put(s->tls);
+	OPENSSL_cleanse(s->join_key, sizeof(s->join_key));
 	free(s);
 }
 

@@ -4,9 +4,10 @@
  * and one urgent stream between two agents, each its own TCP connection and
  * its own TLS 1.3 session (mutual certificate authentication by default,
  * TLS-PSK as an option, plain TCP only when asked for by name), joined by a
- * random token agreed on the control stream. All socket I/O goes through an
- * io_uring owned by each stream; OpenSSL works on a custom BIO whose bytes
- * that ring sends and receives.
+ * random token agreed on the control stream and a proof bound, through the
+ * TLS exporter, to the control connection and to the joining one. All
+ * socket I/O goes through an io_uring owned by each stream; OpenSSL works
+ * on a custom BIO whose bytes that ring sends and receives.
  *
  * On a stream travel messages: a 32-bit type (below TP_TYPE_RESERVED) and a
  * payload of any length given as an iovec, so a sender can pass a header
@@ -52,10 +53,17 @@ struct tp_config {
 	enum tp_security security;
 	/* TP_SEC_MTLS: PEM files. The peer's chain must lead to ca_file. A
 	 * client may leave cert_file and key_file both NULL to present no
-	 * certificate; servers always require one. */
+	 * certificate; servers always require one. A peer certificate must be
+	 * within its validity and, when it has an extendedKeyUsage, allow
+	 * serverAuth for a server and clientAuth for a client. */
 	const char *ca_file;
 	const char *cert_file;
 	const char *key_file;
+	/* TP_SEC_MTLS, optional: PEM file of the CA's certificate revocation
+	 * lists. When given, every peer certificate must be covered by a
+	 * valid CRL of its issuer and not be listed in it (OpenSSL's
+	 * X509_V_FLAG_CRL_CHECK: the leaf certificate). */
+	const char *crl_file;
 	/* Expected peer name (DNS name or IP literal, matched against the
 	 * peer certificate's SAN). Client default: the host it connects to.
 	 * Server default: any name signed by the CA. */
@@ -117,7 +125,7 @@ void tp_listener_destroy(struct tp_listener *l);
 
 /* Waits for one client session: its control stream, then all its bulk
  * streams and its urgent stream (connections that do not present the
- * session token are closed and ignored). Either every stream is up and
+ * session token with a valid join proof are closed and ignored). Either every stream is up and
  * authenticated, or nothing is returned. Returns 0 and *@out (the caller
  * owns it), or -errno with @err filled: -EACCES authentication failed,
  * -EPROTO not a Ferry peer or TLS failure, -ETIMEDOUT, -ECONNRESET.
@@ -230,6 +238,15 @@ struct tp_cert_opts {
 	const char *cn;		/* subject common name */
 	const char *san;	/* "DNS:localhost,IP:127.0.0.1" or NULL */
 	int days;		/* validity; < 0: already expired that long */
+	/* > 0: the validity starts this many days from now (a certificate
+	 * not yet valid), and lasts @days from then. Host certificates only. */
+	int not_before_days;
+	/* Host certificates: the keyUsage and extendedKeyUsage values in
+	 * OpenSSL's config syntax. NULL: "critical,digitalSignature" and
+	 * "serverAuth,clientAuth"; "" leaves the extension out. Tests use
+	 * them to make certificates for the wrong purpose. */
+	const char *key_usage;
+	const char *ext_key_usage;
 };
 
 /* Writes a new self-signed CA (EC P-256) to @cert_path and its key
@@ -241,5 +258,12 @@ int tp_cert_make_ca(const char *cert_path, const char *key_path,
 int tp_cert_make_host(const char *ca_cert, const char *ca_key,
 		      const char *cert_path, const char *key_path,
 		      const struct tp_cert_opts *o, struct tp_err *err);
+/* Writes a CRL (PEM) to @crl_path, signed by the CA at @ca_cert / @ca_key,
+ * valid from an hour ago for @days days, revoking the certificates in the
+ * PEM files @revoked[0..@n) (by serial; @n may be 0 for an empty CRL).
+ * Same returns. */
+int tp_cert_make_crl(const char *ca_cert, const char *ca_key,
+		     const char *const *revoked, size_t n, const char *crl_path,
+		     int days, struct tp_err *err);
 
 #endif /* FERRY_TRANSPORT_H */

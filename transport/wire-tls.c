@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,7 +149,17 @@ static unsigned int psk_server_cb(SSL *ssl, const char *identity,
 				  unsigned char *psk, unsigned int max_psk)
 {
 	struct tp_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct tp_stream *st = SSL_get_app_data(ssl);
 
+	if (identity && strcmp(identity, t->psk_identity) != 0 && st) {
+		/* Kept for the error: OpenSSL only says the handshake found
+		 * no way to authenticate. Printable characters only. */
+		snprintf(st->psk_bad_identity, sizeof(st->psk_bad_identity),
+			 "%s", identity);
+		for (char *p = st->psk_bad_identity; *p; p++)
+			if (*p < 0x20 || *p > 0x7e)
+				*p = '?';
+	}
 	if (!identity || strcmp(identity, t->psk_identity) != 0 ||
 	    t->psk_len > max_psk)
 		return 0;
@@ -164,9 +175,45 @@ static const char *ssl_reason(void)
 	return r ? r : "unknown OpenSSL error";
 }
 
+/* Adds every CRL of @path to the context's store and turns the check on:
+ * from then on a peer certificate without a CRL of its issuer fails too
+ * ("unable to get certificate CRL"), so a stale file is not silently
+ * ignored. */
+static int load_crl(struct tp_tls *t, const char *path, struct tp_err *err)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(t->ctx);
+	X509_CRL *crl;
+	int n = 0, ret = 0;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f)
+		return tp_err_set(err, -ENOENT, "cannot load CRL file %s: %s",
+				  path, strerror(errno));
+	while (ret == 0 && (crl = PEM_read_X509_CRL(f, NULL, NULL, NULL))) {
+		if (X509_STORE_add_crl(store, crl) != 1)
+			ret = tp_err_set(err, -EINVAL,
+					 "cannot load CRL file %s: %s", path,
+					 ssl_reason());
+		X509_CRL_free(crl);
+		n++;
+	}
+	fclose(f);
+	if (ret == 0 && n == 0)
+		ret = tp_err_set(err, -EINVAL,
+				 "cannot load CRL file %s: no PEM CRL in it",
+				 path);
+	if (ret == 0)
+		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	ERR_clear_error();
+	return ret;
+}
+
 static int load_mtls(struct tp_tls *t, const struct tp_config *cfg,
 		     struct tp_err *err)
 {
+	int ret;
+
 	bool no_cert = !t->server && !cfg->cert_file && !cfg->key_file;
 
 	/* A client may go without a certificate (the server will refuse it
@@ -177,9 +224,22 @@ static int load_mtls(struct tp_tls *t, const struct tp_config *cfg,
 	if (SSL_CTX_load_verify_locations(t->ctx, cfg->ca_file, NULL) != 1)
 		return tp_err_set(err, -ENOENT, "cannot load CA file %s: %s",
 				  cfg->ca_file, ssl_reason());
+	if (cfg->crl_file) {
+		ret = load_crl(t, cfg->crl_file, err);
+		if (ret < 0)
+			return ret;
+	}
 	SSL_CTX_set_verify(t->ctx,
 			   SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
 			   NULL);
+	/* OpenSSL picks these by role already; said here so the check does
+	 * not hinge on a default: a server's certificate must allow
+	 * serverAuth, a client's clientAuth (when it has an EKU at all), with
+	 * a key usage that fits. */
+	if (SSL_CTX_set_purpose(t->ctx, t->server ? X509_PURPOSE_SSL_CLIENT :
+						    X509_PURPOSE_SSL_SERVER) != 1)
+		return tp_err_set(err, -EINVAL, "cannot set the certificate purpose: %s",
+				  ssl_reason());
 	if (no_cert) {
 		pr_debug("client without a certificate");
 		return 0;
@@ -207,6 +267,10 @@ static int load_psk(struct tp_tls *t, const struct tp_config *cfg,
 		    struct tp_err *err)
 {
 	const char *id = cfg->psk_identity ? cfg->psk_identity : "ferry";
+
+	if (cfg->crl_file)
+		return tp_err_set(err, -EINVAL,
+				  "a CRL needs mutual TLS, not a pre-shared key");
 
 	if (!cfg->psk || cfg->psk_len < 16 || cfg->psk_len > sizeof(t->psk))
 		return tp_err_set(err, -EINVAL,
@@ -466,6 +530,7 @@ int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 		return tp_stream_seterr(st, -ENOMEM, "SSL_new failed");
 	}
 	st->tls = tp_tls_get(t);
+	SSL_set_app_data(st->ssl, st);
 	BIO_set_data(bio, st);
 	BIO_set_init(bio, 1);
 	SSL_set_bio(st->ssl, bio, bio);
@@ -484,10 +549,35 @@ int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 	return 0;
 }
 
+/* What went wrong with a certificate we checked, in words. */
+static const char *verify_hint(struct tp_stream *st, long v)
+{
+	switch (v) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		return " (unknown certificate or wrong CA)";
+	case X509_V_ERR_INVALID_PURPOSE:
+		return st->tls->server ?
+		       " (its key usage or extended key usage does not allow TLS client authentication: not a client certificate)" :
+		       " (its key usage or extended key usage does not allow TLS server authentication: not a server certificate)";
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return " (its validity starts in the future: check both clocks)";
+	case X509_V_ERR_CERT_REVOKED:
+		return " (listed in the CRL)";
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+		return " (the CRL file has no CRL of the peer's CA)";
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		return " (the CRL file is stale: fetch a new one)";
+	default:
+		return "";
+	}
+}
+
 static int verify_error(struct tp_stream *st, long v, const char *what)
 {
 	const char *name = st->tls->peer_name;
-	const char *hint = "";
 
 	if (v == X509_V_ERR_HOSTNAME_MISMATCH ||
 	    v == X509_V_ERR_IP_ADDRESS_MISMATCH)
@@ -495,14 +585,40 @@ static int verify_error(struct tp_stream *st, long v, const char *what)
 					"%s failed: wrong peer name: certificate does not name the expected peer%s%s%s",
 					what, name[0] ? " '" : "", name,
 					name[0] ? "'" : "");
-	if (v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-	    v == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
-	    v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
-	    v == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE)
-		hint = " (unknown certificate or wrong CA)";
 	return tp_stream_seterr(st, -EACCES,
 				"%s failed: peer certificate rejected: %s%s",
-				what, X509_verify_cert_error_string(v), hint);
+				what, X509_verify_cert_error_string(v),
+				verify_hint(st, v));
+}
+
+/* A refusal (mostly an alert the peer sent about us) in words; NULL for
+ * other reasons. */
+static const char *alert_meaning(int r)
+{
+	switch (r) {
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+		return "the peer refused our certificate as expired (or its CRL of our CA is stale)";
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+		return "the peer refused our certificate as revoked";
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+		return "the peer refused our certificate for its key usage or extended key usage (a client certificate on a server or the reverse?)";
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+		return "the peer refused our certificate (not yet valid, or not the name it expects)";
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+		return "the peer refused our certificate: signed by a CA it does not trust, or it has no CRL of our CA";
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+		return "the peer refused our certificate";
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+		return "the peer requires a certificate and we sent none";
+	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+		return "the peer refused our TLS version: Ferry speaks TLS 1.3 only";
+	case SSL_R_BINDER_DOES_NOT_VERIFY:
+		return "the peer's pre-shared key is not ours";
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+		return "the peer offers only TLS versions below 1.3, which Ferry refuses";
+	default:
+		return NULL;
+	}
 }
 
 static bool auth_reason(int r)
@@ -512,6 +628,8 @@ static bool auth_reason(int r)
 	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
 	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
 	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
 	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
 	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
 	case SSL_R_CERTIFICATE_VERIFY_FAILED:
@@ -528,7 +646,7 @@ static int ssl_error(struct tp_stream *st, int e, const char *what)
 	unsigned long ec = ERR_peek_last_error();
 	int r = ERR_GET_REASON(ec);
 	bool hs = !st->hs_done;
-	const char *hint = "";
+	const char *hint = "", *reason, *meaning = NULL;
 
 	if (hs && st->got_bytes && st->first_byte != 0x16 &&
 	    st->first_byte != 0x15)
@@ -542,12 +660,35 @@ static int ssl_error(struct tp_stream *st, int e, const char *what)
 					"%s failed: peer closed the connection %s",
 					what, hs ? "during the handshake" :
 						   "without TLS close_notify");
+	if (hs && st->psk_bad_identity[0])
+		return tp_stream_seterr(st, -EACCES,
+					"%s failed: unknown pre-shared key identity '%s' (we expect '%s')",
+					what, st->psk_bad_identity,
+					st->tls->psk_identity);
+	reason = ec ? ERR_reason_error_string(ec) : NULL;
+	if (hs && st->tls->sec == TP_SEC_PSK && !st->tls->server &&
+	    (r == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE ||
+	     r == SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER ||
+	     r == SSL_R_TLSV1_ALERT_DECRYPT_ERROR))
+		return tp_stream_seterr(st, -EACCES,
+					"%s failed: the peer refused our pre-shared key or its identity '%s' (%s)",
+					what, st->tls->psk_identity, reason);
 	if (hs && st->tls->sec == TP_SEC_PSK)
-		hint = " (pre-shared key mismatch?)";
+		hint = " (pre-shared key or identity mismatch?)";
+	/* Not only during the handshake: a TLS 1.3 client has finished its
+	 * part when the server checks the client's certificate, so that
+	 * alert arrives on the client's first read. */
+	if (ERR_GET_LIB(ec) == ERR_LIB_SSL)
+		meaning = alert_meaning(r);
+	if (meaning && !hs && st->stats.rx_bytes == 0)
+		what = "TLS handshake (the peer's check of our certificate)";
+	if (meaning)
+		return tp_stream_seterr(st, auth_reason(r) ? -EACCES : -EPROTO,
+					"%s failed: %s (%s)", what, meaning,
+					reason ? reason : "TLS error");
 	return tp_stream_seterr(st, auth_reason(r) ? -EACCES : -EPROTO,
 				"%s failed: %s%s", what,
-				ec ? ERR_reason_error_string(ec) : "TLS error",
-				hint);
+				reason ? reason : "TLS error", hint);
 }
 
 int tp_tls_error(struct tp_stream *st, int sslret, const char *what)
