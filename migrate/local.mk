@@ -9,6 +9,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/policy.c \
 	migrate/faults.c \
 	migrate/cond.c \
+	migrate/cancel.c \
 	migrate/source.c \
 	migrate/dest.c \
 	migrate/stats.c

@@ -56,6 +56,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct cli c = { .prog = "ferry-dest", .usage = usage };
+	struct cli_signals sig;
 	struct mig_dest_params p = { 0 };
 	const char *listen = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
@@ -99,8 +100,17 @@ int main(int argc, char **argv)
 	if (cli_check(&c))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	ret = cli_signals_start(&sig, c.prog, "the switchover is committed, "
+				"the guest runs here (the migration goes on)");
+	if (ret) {
+		fprintf(stderr, "ferry-dest: cannot handle signals: %s\n",
+			strerror(-ret));
+		cli_signals_stop(&sig);
+		return 1;
+	}
 	ret = tp_listener_create(&c.tp, host[0] ? host : NULL, port, &l, &terr);
 	if (ret) {
+		cli_signals_stop(&sig);
 		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
 		return 1;
 	}
@@ -110,6 +120,7 @@ int main(int argc, char **argv)
 	ret = tp_session_accept(l, &sess, &terr);
 	if (ret) {
 		tp_listener_destroy(l);
+		cli_signals_stop(&sig);
 		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
 		return 1;
 	}
@@ -119,8 +130,11 @@ int main(int argc, char **argv)
 	p.mem_access = c.mem;
 	p.reconnect = reaccept;
 	p.reconnect_arg = l;
+	p.cancel = &sig.cancel;
+	cli_signals_arm(&sig);
 	ret = mig_dest_run(&p, &st, err);
 	tp_session_destroy(sess);
 	tp_listener_destroy(l);
+	cli_signals_stop(&sig);
 	return cli_finish(&c, &st, ret, err, "dest");
 }

@@ -87,6 +87,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct cli c = { .prog = "ferry-source", .usage = usage };
+	struct cli_signals sig;
 	struct mig_source_params p = { 0 };
 	const char *dest = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
@@ -176,9 +177,19 @@ int main(int argc, char **argv)
 	if (cli_check(&c))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	ret = cli_signals_start(&sig, c.prog, "the switchover is committed, "
+				"the guest runs at the destination (the "
+				"migration goes on)");
+	if (ret) {
+		fprintf(stderr, "ferry-source: cannot handle signals: %s\n",
+			strerror(-ret));
+		cli_signals_stop(&sig);
+		return 1;
+	}
 	tty = !c.quiet && isatty(STDERR_FILENO);
 	ret = tp_session_connect(&c.tp, host, port, &sess, &terr);
 	if (ret) {
+		cli_signals_stop(&sig);
 		fprintf(stderr, "ferry-source: %s\n", terr.msg);
 		return 1;
 	}
@@ -191,9 +202,12 @@ int main(int argc, char **argv)
 	p.reconnect_arg = &pe;
 	p.progress = cli_progress;
 	p.progress_arg = &tty;
+	p.cancel = &sig.cancel;
+	cli_signals_arm(&sig);
 	ret = mig_source_run(&p, &st, err);
 	if (tty)
 		fprintf(stderr, "\n");
 	tp_session_destroy(sess);
+	cli_signals_stop(&sig);
 	return cli_finish(&c, &st, ret, err, "source");
 }
