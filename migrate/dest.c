@@ -1263,6 +1263,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 				 "cancelled");
 		if (!d.cancelled && (!d.failed || ret != -ECANCELED))
 			tell_source(&d, ret < 0 ? -ret : EIO, err);
+		/* Unregister while the VMM's memory still exists. */
+		release_uffd(&d);
 		vml_client_quit(&d.vm.link);
 	} else if (ret) {
 		/* Postcopy lost its source: the guest here lacks pages it
