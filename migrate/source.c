@@ -100,10 +100,12 @@ struct mig_src {
 	struct ut_bitmap spare;	/* an empty bitmap to swap with todo */
 	bool paused;		/* we paused the VM */
 	bool committed;		/* past the commitment point: no cancel */
-	/* Cancelled before the commitment: by the operator (cancelled, with
-	 * why, "SIGINT"), or by the destination, which then never ran the
-	 * guest (dest_cancelled). Main thread. */
-	bool cancelled, dest_cancelled;
+	/* Cancelled before the commitment by the operator (with why,
+	 * "SIGINT"). dest_discarded: the destination sent an ERROR (its
+	 * cancel or failure) before RESUMED, so it never ran the guest and
+	 * has discarded its VM: ours may resume even after a postcopy
+	 * switchover. Main thread. */
+	bool cancelled, dest_discarded;
 	char why[32];
 	/* Set with error when the round must stop: the senders stop at the
 	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
@@ -714,7 +716,7 @@ static int poll_dest(struct mig_src *s)
 		} else if (m.type == MIG_MSG_ERROR &&
 			   !mig_dec_error(buf, m.len, &e)) {
 			/* Before RESUMED: the guest never ran there. */
-			s->dest_cancelled = !s->resumed_seen;
+			s->dest_discarded = !s->resumed_seen;
 			ret = e.code == ECANCELED ? -ECANCELED : -e.code;
 			if (e.code == ECANCELED)
 				mig_fail(s->err, ret, "the destination %s "
@@ -724,8 +726,11 @@ static int poll_dest(struct mig_src *s)
 				mig_fail(s->err, ret, "the destination failed: "
 					 "%s", e.msg);
 		} else if (m.type == MIG_MSG_RESUMED && s->committed) {
+			/* What follows (COMPLETE) is push()'s to read. */
 			ret = mig_dec_resumed(buf, m.len, &s->resumed);
 			s->resumed_seen = !ret;
+			pthread_mutex_unlock(&s->lock);
+			break;
 		} else if (m.type != MIG_MSG_KEEPALIVE) {
 			ret = mig_fail(s->err, -EPROTO, "the destination sent "
 				       "control message 0x%x mid-round",
@@ -742,7 +747,7 @@ static void watch_round(struct mig_src *s)
 {
 	int ret = 0;
 
-	if (s->cancelled || s->dest_cancelled) {
+	if (s->cancelled || s->dest_discarded) {
 		abort_round(s, -ECANCELED);
 		return;
 	}
@@ -840,7 +845,7 @@ static int send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
  * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
 static int commit_switchover(struct mig_src *s, char *err)
 {
-	int ret = s->dest_cancelled ? -ECANCELED : poll_dest(s);
+	int ret = s->dest_discarded ? -ECANCELED : poll_dest(s);
 
 	if (ret)
 		return ret;
@@ -1320,7 +1325,7 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	s->postcopy = true;
 	for (;;) {
 		ret = push(s, round + 1, prev, err);
-		if (!ret || s->dest_cancelled || (ret = recover(s, err)))
+		if (!ret || s->dest_discarded || (ret = recover(s, err)))
 			break;
 	}
 	if (ret)
@@ -1558,9 +1563,9 @@ done:
 	if (!ret)
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
 out:
-	if (ret == -ECANCELED && (s.cancelled || s.dest_cancelled))
+	if (ret == -ECANCELED && (s.cancelled || s.dest_discarded))
 		snprintf(st->outcome, sizeof(st->outcome), "cancelled");
-	if (ret && s.state_sent && !s.dest_cancelled) {
+	if (ret && s.state_sent && !s.dest_discarded) {
 		/* The destination may be running the guest: resuming here
 		 * would fork it. Keep it paused, with all its memory. */
 		snprintf(st->outcome, sizeof(st->outcome), "interrupted");
@@ -1582,7 +1587,7 @@ out:
 		tell_dest(&s, ECANCELED, msg);
 		linger(&s);
 	} else if (ret && ret != -ETIMEDOUT && s.senders && !s.state_sent &&
-		   !s.dest_cancelled) {
+		   !s.dest_discarded) {
 		tell_dest(&s, -ret, err[0] ? err : "source failed");
 	}
 	stop_senders(&s);
