@@ -30,7 +30,9 @@ static const char usage[] =
 "  -h, --help               this text\n"
 "  -V, --version\n"
 "\n" CLI_SECURITY_HELP
-"\nExit status: 0 the VM runs here, 1 failed, 2 usage.\n";
+"\nSIGINT or SIGTERM before the state has arrived cancel the migration (the\n"
+"source VM runs on there); after it they are refused.\n"
+"\nExit status: 0 the VM runs here, 1 failed or cancelled, 2 usage.\n";
 
 enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END };
 

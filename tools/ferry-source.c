@@ -47,6 +47,8 @@ static const char usage[] =
 "  -h, --help               this text\n"
 "  -V, --version\n"
 "\n" CLI_SECURITY_HELP
+"\nSIGINT or SIGTERM before the switchover is committed cancel the migration\n"
+"(the VM runs here); after it they are refused and the migration goes on.\n"
 "\nExit status: 0 migrated, 1 failed or cancelled (the VM runs here), 2 usage.\n";
 
 enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
