@@ -119,13 +119,16 @@ start_source() {
 	PIDS+=($!)
 }
 
-# one_line LOG PATTERN: the agent's own lines (not the engine's
-# "source: " / "dest: " logs) hold PATTERN exactly once, as the last one
+# one_line LOG PATTERN: the agent said PATTERN once, as its last line,
+# and nothing else but its start-up lines (listening, the session) and,
+# from ferry-source -v, the engine's info lines
 one_line() {
-	local log=$T/$1 n last
-	n=$(grep -c -- "$2" "$log")
+	local log=$T/$1 n last extra
+	n=$(grep -Fc -- "$2" "$log")
 	last=$(grep -E '^ferry-(source|dest): ' "$log" | tail -n 1)
-	[ "$n" -eq 1 ] && echo "$last" | grep -q -- "$2" ||
+	extra=$(grep -Fv -- "$2" "$log" |
+		grep -Ev 'listening on port|TLSv1\.3|^(source|transport): ')
+	[ "$n" -eq 1 ] && echo "$last" | grep -Fq -- "$2" && [ -z "$extra" ] ||
 		fail "$1: expected one line matching '$2' last, got: $(tr '\n' '|' <"$log")"
 }
 
@@ -252,11 +255,17 @@ for c in $CASES; do
 	T=$ROOT/$c
 	WHY=
 	mkdir -p "$T"
+	if ! declare -F "case_$c" >/dev/null; then
+		echo "not ok $n - $c: no such case"
+		failed=$((failed + 1))
+		continue
+	fi
 	if "case_$c" && [ -z "$WHY" ]; then
 		echo "ok $n - $c"
 	else
 		echo "not ok $n - $c: ${WHY:-setup failed}"
 		for f in "$T"/*.log; do
+			[ -e "$f" ] || continue
 			echo "# --- $(basename "$f")"
 			tail -n 4 "$f" | sed 's/^/#   /'
 		done
