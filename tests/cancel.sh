@@ -19,7 +19,7 @@ VM=$B/tools/ferry-vm/ferry-vm
 SRC=$B/tools/ferry-source
 DST=$B/tools/ferry-dest
 CASES=${FERRY_CASES:-src_sigint_round0 src_sigterm_later src_sigint_paused \
-	dest_sigint_round0 postcopy_refused}
+	dest_sigint_round0 dest_sigint_paused postcopy_refused}
 set -- $CASES
 echo "1..$#"
 for f in "$VM" "$SRC" "$DST" "$B/tools/ferry-cert"; do
@@ -213,7 +213,21 @@ case_dest_sigint_round0() {
 	cancelled_ok dest SIGINT
 }
 
-# 5. After a postcopy switchover a signal to either agent (twice to the
+# 5. SIGINT to ferry-dest while the source VM is paused for the final
+#    round: the source resumes it.
+case_dest_sigint_paused() {
+	start_vm src --ws 32M --rate 64 || return 1
+	start_vm dst --ws 32M --rate 64 --incoming || return 1
+	wait_hb src 2 || return 1
+	start_dest || return 1
+	start_source --mode precopy --downtime 600000 --bandwidth 8
+	wait_for 60 "the final round to start" in_log fsrc.log \
+		'(final): the VM is paused' || return 1
+	kill -INT "$dest_pid"
+	cancelled_ok dest SIGINT
+}
+
+# 6. After a postcopy switchover a signal to either agent (twice to the
 #    source) is refused; the migration completes, the guest verified.
 #    The guest outlives the push (64 MiB at 8 MiB/s), so that it verifies
 #    a whole memory it received.
