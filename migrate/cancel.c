@@ -34,7 +34,8 @@ void mig_cancel_fini(struct mig_cancel *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
-int mig_cancel_request(struct mig_cancel *c, const char *reason)
+int mig_cancel_request(struct mig_cancel *c, const char *reason,
+		       const char **refused)
 {
 	uint64_t one = 1;
 	int ret = 0;
@@ -42,14 +43,18 @@ int mig_cancel_request(struct mig_cancel *c, const char *reason)
 	pthread_mutex_lock(&c->lock);
 	if (c->committed) {
 		ret = -EBUSY;
+		if (refused)
+			*refused = c->committed_to;
 	} else if (c->requested) {
 		ret = -EALREADY;
 	} else {
 		c->requested = true;
 		snprintf(c->reason, sizeof(c->reason), "%s",
 			 reason ? reason : "requested");
+		/* The flag is what counts; the fd only wakes a waiter, and
+		 * a fresh eventfd's counter cannot overflow. */
 		if (write(c->fd, &one, sizeof(one)) != sizeof(one))
-			ret = 0; /* the flag is what counts; the fd only wakes */
+			ret = 0;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return ret;
@@ -69,17 +74,19 @@ bool mig_cancel_requested(struct mig_cancel *c, char *reason, size_t len)
 	return req;
 }
 
-int mig_cancel_commit(struct mig_cancel *c)
+int mig_cancel_commit(struct mig_cancel *c, const char *what)
 {
 	int ret = 0;
 
 	if (!c)
 		return 0;
 	pthread_mutex_lock(&c->lock);
-	if (c->requested)
+	if (c->requested) {
 		ret = -ECANCELED;
-	else
+	} else {
 		c->committed = true;
+		c->committed_to = what;
+	}
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }

@@ -884,9 +884,11 @@ static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
 }
 
 /* The state is here: from now on the guest runs here, no cancel. */
-static int commit_state(struct mig_dst *d, char *err)
+static int commit_state(struct mig_dst *d, bool postcopy, char *err)
 {
-	if (!mig_cancel_commit(d->p->cancel))
+	if (!mig_cancel_commit(d->p->cancel, postcopy ?
+			       "the guest runs here (postcopy in progress)" :
+			       "the guest resumes here (precopy)"))
 		return 0;
 	mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why));
 	d->cancelled = true;
@@ -926,7 +928,7 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 		if (ret)
 			return mig_fail(err, ret, "the source went away before "
 					"switchover: %s", tp_stream_strerror(ctl));
-		if (m.type == MIG_MSG_STATE && (ret = commit_state(d, err)))
+		if (m.type == MIG_MSG_STATE && (ret = commit_state(d, *postcopy, err)))
 			return ret;
 		if (m.type == MIG_MSG_STATE)
 			break;

@@ -73,8 +73,9 @@ int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
  * cancel was requested. @c may be NULL. Any thread. */
 bool mig_cancel_requested(struct mig_cancel *c, char *reason, size_t len);
 /* The engine's commitment point: -ECANCELED when a cancel came first,
- * else 0 and every later request is refused. @c may be NULL. */
-int mig_cancel_commit(struct mig_cancel *c);
+ * else 0 and every later request is refused with @what (a static
+ * string: where the guest runs now). @c may be NULL. */
+int mig_cancel_commit(struct mig_cancel *c, const char *what);
 
 /* ---- postcopy fault statistics (faults.c) ----
  *

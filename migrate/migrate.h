@@ -113,6 +113,7 @@ struct mig_cancel {
 	pthread_mutex_t lock;
 	bool requested;		/* under lock */
 	bool committed;		/* under lock: the engine passed the point */
+	const char *committed_to; /* under lock: what (a static string) */
 	char reason[32];	/* under lock: "SIGINT", ... */
 	int fd;			/* eventfd, readable once requested */
 };
@@ -124,8 +125,11 @@ void mig_cancel_fini(struct mig_cancel *c);
 /* Any thread, any number of times. Returns 0 when the engine will stop
  * (@reason, copied, names what asked: "SIGINT"), -EALREADY when it was
  * asked already, -EBUSY when the switchover is committed: nothing
- * changes, the migration goes on. */
-int mig_cancel_request(struct mig_cancel *c, const char *reason);
+ * changes, the migration goes on, and *@refused (unless @refused is NULL)
+ * says why in a static string ("the guest runs at the destination
+ * (postcopy in progress)"). */
+int mig_cancel_request(struct mig_cancel *c, const char *reason,
+		       const char **refused);
 
 /* Makes a new session to the same peer after a postcopy connection was
  * lost (the source connects, the destination accepts). Returns 0 and

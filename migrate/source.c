@@ -849,7 +849,11 @@ static int commit_switchover(struct mig_src *s, char *err)
 
 	if (ret)
 		return ret;
-	if (mig_cancel_commit(s->p->cancel)) {
+	if (mig_cancel_commit(s->p->cancel, strcmp(s->st->mode, "postcopy") ?
+			      "the guest's state has left, it resumes at the "
+			      "destination (precopy)" :
+			      "the guest runs at the destination (postcopy in "
+			      "progress)")) {
 		mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why));
 		return cancelled(s, err);
 	}
@@ -1355,7 +1359,8 @@ static int resume_postcopy(struct mig_src *s, char *err)
 				"paused: there is no interrupted postcopy to "
 				"recover", s->p->vm_socket);
 	/* The switchover was committed by the agent before us. */
-	mig_cancel_commit(s->p->cancel);
+	mig_cancel_commit(s->p->cancel, "the guest runs at the destination "
+			  "(postcopy in progress)");
 	s->paused = s->state_sent = s->postcopy = s->committed = true;
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
 	ret = recover_handshake(s, err);

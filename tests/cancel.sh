@@ -242,13 +242,16 @@ case_postcopy_refused() {
 		return 1
 	kill -INT "$spid"
 	wait_for 10 "ferry-source to refuse SIGINT" in_log fsrc.log \
-		'not cancelling (SIGINT)' || return 1
+		'ferry-source: not cancelling (SIGINT): the switchover is committed, the guest runs at the destination (postcopy in progress); the migration goes on' ||
+		return 1
 	kill -TERM "$spid"
 	wait_for 10 "ferry-source to refuse SIGTERM" in_log fsrc.log \
-		'not cancelling (SIGTERM)' || return 1
+		'ferry-source: not cancelling (SIGTERM): the switchover is committed, the guest runs at the destination (postcopy in progress); the migration goes on' ||
+		return 1
 	kill -INT "$dest_pid"
 	wait_for 10 "ferry-dest to refuse SIGINT" in_log fdest.log \
-		'not cancelling (SIGINT)' || return 1
+		'ferry-dest: not cancelling (SIGINT): the switchover is committed, the guest runs here (postcopy in progress); the migration goes on' ||
+		return 1
 	wait_exit 120 "$spid" ferry-source src_rc || return 1
 	wait_exit 30 "$dest_pid" ferry-dest dest_rc || return 1
 	wait_exit 120 "$dst_pid" "the destination ferry-vm" vm_rc || return 1

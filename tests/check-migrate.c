@@ -612,17 +612,17 @@ START_TEST(cancel_before_commit)
 	ck_assert_int_eq(mig_cancel_init(&c), 0);
 	ck_assert(!mig_cancel_requested(&c, why, sizeof(why)));
 	ck_assert(!fd_readable(c.fd));
-	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT"), 0);
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT", NULL), 0);
 	ck_assert(fd_readable(c.fd));
 	ck_assert(mig_cancel_requested(&c, why, sizeof(why)));
 	ck_assert_str_eq(why, "SIGINT");
 	/* A second request changes nothing, the first reason stays. */
-	ck_assert_int_eq(mig_cancel_request(&c, "SIGTERM"), -EALREADY);
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGTERM", NULL), -EALREADY);
 	ck_assert(mig_cancel_requested(&c, why, sizeof(why)));
 	ck_assert_str_eq(why, "SIGINT");
 	/* The engine may not commit any more. */
-	ck_assert_int_eq(mig_cancel_commit(&c), -ECANCELED);
-	ck_assert_int_eq(mig_cancel_commit(&c), -ECANCELED);
+	ck_assert_int_eq(mig_cancel_commit(&c, "here"), -ECANCELED);
+	ck_assert_int_eq(mig_cancel_commit(&c, "here"), -ECANCELED);
 	mig_cancel_fini(&c);
 }
 END_TEST
@@ -630,11 +630,13 @@ END_TEST
 START_TEST(cancel_after_commit_refused)
 {
 	struct mig_cancel c;
+	const char *why = NULL;
 
 	ck_assert_int_eq(mig_cancel_init(&c), 0);
-	ck_assert_int_eq(mig_cancel_commit(&c), 0);
-	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT"), -EBUSY);
-	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT"), -EBUSY);
+	ck_assert_int_eq(mig_cancel_commit(&c, "the guest runs there"), 0);
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT", &why), -EBUSY);
+	ck_assert_str_eq(why, "the guest runs there");
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT", NULL), -EBUSY);
 	ck_assert(!mig_cancel_requested(&c, NULL, 0));
 	ck_assert(!fd_readable(c.fd));
 	mig_cancel_fini(&c);
@@ -647,7 +649,7 @@ START_TEST(cancel_null_and_fini_twice)
 
 	/* An engine without a cancel never sees one and always commits. */
 	ck_assert(!mig_cancel_requested(NULL, NULL, 0));
-	ck_assert_int_eq(mig_cancel_commit(NULL), 0);
+	ck_assert_int_eq(mig_cancel_commit(NULL, "here"), 0);
 	mig_cancel_fini(NULL);
 	ck_assert_int_eq(mig_cancel_init(&c), 0);
 	mig_cancel_fini(&c);
@@ -664,7 +666,7 @@ static void *request_now(void *arg)
 {
 	struct cancel_race *r = arg;
 
-	r->req = mig_cancel_request(&r->c, "SIGTERM");
+	r->req = mig_cancel_request(&r->c, "SIGTERM", NULL);
 	return NULL;
 }
 
@@ -678,7 +680,7 @@ START_TEST(cancel_race_with_commit)
 
 		ck_assert_int_eq(mig_cancel_init(&r.c), 0);
 		ck_assert_int_eq(pthread_create(&th, NULL, request_now, &r), 0);
-		com = mig_cancel_commit(&r.c);
+		com = mig_cancel_commit(&r.c, "here");
 		pthread_join(th, NULL);
 		if (com == 0)
 			ck_assert_int_eq(r.req, -EBUSY);

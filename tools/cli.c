@@ -255,6 +255,7 @@ void cli_progress(const struct mig_progress *p, void *arg)
 static void on_signal(struct cli_signals *s, int signo)
 {
 	const char *name = signo == SIGINT ? "SIGINT" : "SIGTERM";
+	const char *why = NULL;
 	sigset_t one;
 	int ret;
 
@@ -267,10 +268,11 @@ static void on_signal(struct cli_signals *s, int signo)
 		raise(signo);
 		return;
 	}
-	ret = mig_cancel_request(&s->cancel, name);
+	ret = mig_cancel_request(&s->cancel, name, &why);
 	if (ret == -EBUSY)
-		fprintf(stderr, "%s: not cancelling (%s): %s\n", s->prog, name,
-			s->refused);
+		fprintf(stderr, "%s: not cancelling (%s): the switchover is "
+			"committed, %s; the migration goes on\n", s->prog,
+			name, why ? why : "the guest may run at the other end");
 }
 
 static void *signals_main(void *arg)
@@ -292,14 +294,12 @@ static void *signals_main(void *arg)
 	return NULL;
 }
 
-int cli_signals_start(struct cli_signals *s, const char *prog,
-		      const char *refused)
+int cli_signals_start(struct cli_signals *s, const char *prog)
 {
 	sigset_t set;
 	int ret;
 
 	s->prog = prog;
-	s->refused = refused;
 	s->started = false;
 	s->sig_fd = s->stop_fd = -1;
 	atomic_store(&s->armed, false);

@@ -79,7 +79,6 @@ struct cli {
  */
 struct cli_signals {
 	const char *prog;	/* for messages */
-	const char *refused;	/* why a refused cancel is refused */
 	struct mig_cancel cancel; /* what the engine watches */
 	_Atomic bool armed;	/* the engine runs: signals cancel */
 	pthread_t thread;
@@ -90,8 +89,7 @@ struct cli_signals {
 /* Blocks SIGINT and SIGTERM in the calling thread, which must be the
  * only one (threads made later inherit the mask), and starts the signal
  * thread. Returns 0 or -errno; cli_signals_stop() undoes a half start. */
-int cli_signals_start(struct cli_signals *s, const char *prog,
-		      const char *refused);
+int cli_signals_start(struct cli_signals *s, const char *prog);
 /* From here on a signal is a cancel request (main thread). */
 static inline void cli_signals_arm(struct cli_signals *s)
 {

@@ -102,8 +102,7 @@ int main(int argc, char **argv)
 	if (cli_check(&c))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
-	ret = cli_signals_start(&sig, c.prog, "the switchover is committed, "
-				"the guest runs here (the migration goes on)");
+	ret = cli_signals_start(&sig, c.prog);
 	if (ret) {
 		fprintf(stderr, "ferry-dest: cannot handle signals: %s\n",
 			strerror(-ret));

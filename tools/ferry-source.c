@@ -179,9 +179,7 @@ int main(int argc, char **argv)
 	if (cli_check(&c))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
-	ret = cli_signals_start(&sig, c.prog, "the switchover is committed, "
-				"the guest runs at the destination (the "
-				"migration goes on)");
+	ret = cli_signals_start(&sig, c.prog);
 	if (ret) {
 		fprintf(stderr, "ferry-source: cannot handle signals: %s\n",
 			strerror(-ret));
