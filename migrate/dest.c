@@ -64,6 +64,10 @@ struct mig_dst {
 	unsigned int finished;		/* receivers past the final round */
 	bool failed;
 	char *err;
+	/* Cancelled before the state arrived: by the operator here
+	 * (cancelled, why: "SIGINT"), or by the source (peer_cancelled). */
+	bool cancelled, peer_cancelled;
+	char why[32];
 	/* Postcopy. */
 	struct gm_uffd uffd;		/* the incoming VMM's, MISSING mode */
 	bool can_postcopy;		/* uffd registered on all of its RAM */
@@ -859,6 +863,52 @@ static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
 	return m->len ? tp_recv_payload(ctl, &iov, 1) : 0;
 }
 
+/* Waits until the control stream has something to read, or the operator
+ * cancels (-ECANCELED). Waits at most a silence the source's keepalives
+ * never leave; tp_recv_hdr() then applies the stream's own timeout. */
+static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
+{
+	struct pollfd pfd[2] = { { tp_stream_fd(ctl), POLLIN, 0 },
+				 { d->p->cancel ? d->p->cancel->fd : -1,
+				   POLLIN, 0 } };
+
+	if (!d->p->cancel || tp_stream_pending(ctl))
+		return 0;
+	while (poll(pfd, 2, 10000) < 0 && errno == EINTR)
+		;
+	if (!mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why)))
+		return 0;
+	d->cancelled = true;
+	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+			"switchover: the incoming VM was discarded", d->why);
+}
+
+/* The state is here: from now on the guest runs here, no cancel. */
+static int commit_state(struct mig_dst *d, bool postcopy, char *err)
+{
+	if (!mig_cancel_commit(d->p->cancel, postcopy ?
+			       "the guest runs here (postcopy in progress)" :
+			       "the guest resumes here (precopy)"))
+		return 0;
+	mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why));
+	d->cancelled = true;
+	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+			"switchover: the incoming VM was discarded", d->why);
+}
+
+/* After telling the source we cancelled: wait (bounded) for its answer
+ * or its close, skipping whatever it sent meanwhile, so that the
+ * receivers' streams closing cannot overtake the reason. */
+static void linger(struct tp_stream *ctl)
+{
+	struct tp_msg m;
+
+	tp_stream_set_timeout(ctl, 3000);
+	while (!tp_recv_hdr(ctl, &m) && m.type != MIG_MSG_ERROR &&
+	       !tp_recv_skip(ctl, m.len))
+		;
+}
+
 /* Serves the control stream until the state blob (*@blob, malloc'ed)
  * arrives; *@postcopy tells whether the source switched to postcopy. */
 static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
@@ -871,10 +921,15 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 	int ret;
 
 	for (;;) {
+		ret = wait_ctl(d, ctl, err);
+		if (ret)
+			return ret;
 		ret = tp_recv_hdr(ctl, &m);
 		if (ret)
 			return mig_fail(err, ret, "the source went away before "
 					"switchover: %s", tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_STATE && (ret = commit_state(d, *postcopy, err)))
+			return ret;
 		if (m.type == MIG_MSG_STATE)
 			break;
 		if (m.type == MIG_MSG_KEEPALIVE && !m.len)
@@ -884,6 +939,13 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 			return mig_fail(err, ret, "control message 0x%x: %s",
 					m.type, tp_stream_strerror(ctl));
 		if (m.type == MIG_MSG_ERROR) {
+			d->peer_cancelled = !mig_dec_error(buf, m.len, &e) &&
+					    e.code == ECANCELED;
+			if (d->peer_cancelled)
+				return mig_fail(err, -ECANCELED, "the source %s "
+						"before the switchover: the "
+						"incoming VM was discarded",
+						e.msg);
 			if (!mig_dec_error(buf, m.len, &e))
 				return mig_fail(err, -e.code, "the source gave "
 						"up: %s", e.msg);
@@ -1153,6 +1215,14 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		mig_fail(err, ret, "cannot start the receiver threads");
 	if (!ret)
 		ret = recv_state(&d, ctl, &blob, &len, &postcopy, err);
+	if (ret && d.cancelled) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "was cancelled by the operator "
+			 "(%s)", d.why);
+		tell_source(&d, ECANCELED, msg);
+		linger(ctl);
+	}
 	if (ret) {
 		stop_receivers(&d);
 	} else if (!postcopy) {
@@ -1190,8 +1260,13 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
 	} else if (!resumed && d.vm.link.sock >= 0) {
 		/* Nothing ran here: discard the incoming VM. */
-		if (!d.failed || ret != -ECANCELED)
+		if (d.cancelled || d.peer_cancelled)
+			snprintf(st->outcome, sizeof(st->outcome),
+				 "cancelled");
+		if (!d.cancelled && (!d.failed || ret != -ECANCELED))
 			tell_source(&d, ret < 0 ? -ret : EIO, err);
+		/* Unregister while the VMM's memory still exists. */
+		release_uffd(&d);
 		vml_client_quit(&d.vm.link);
 	} else if (ret) {
 		/* Postcopy lost its source: the guest here lacks pages it

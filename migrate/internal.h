@@ -67,6 +67,16 @@ int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 		 size_t len);
 
+/* ---- cancellation (cancel.c) ---- */
+
+/* True (and the reason into @reason, @len bytes, unless NULL) once a
+ * cancel was requested. @c may be NULL. Any thread. */
+bool mig_cancel_requested(struct mig_cancel *c, char *reason, size_t len);
+/* The engine's commitment point: -ECANCELED when a cancel came first,
+ * else 0 and every later request is refused with @what (a static
+ * string: where the guest runs now). @c may be NULL. */
+int mig_cancel_commit(struct mig_cancel *c, const char *what);
+
 /* ---- postcopy fault statistics (faults.c) ----
  *
  * The destination's pages asked of the source and not placed yet, since

@@ -9,6 +9,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/policy.c \
 	migrate/faults.c \
 	migrate/cond.c \
+	migrate/cancel.c \
 	migrate/source.c \
 	migrate/dest.c \
 	migrate/stats.c
@@ -46,3 +47,8 @@ endif
 # Live migration end to end: real VMs, the agents, TLS on loopback.
 TESTS += tests/migrate.sh
 EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py
+
+# Cancelling a migration with SIGINT/SIGTERM, before and after the
+# switchover is committed.
+TESTS += tests/cancel.sh
+EXTRA_DIST += tests/cancel.sh

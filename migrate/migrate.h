@@ -14,6 +14,7 @@
 #ifndef FERRY_MIGRATE_H
 #define FERRY_MIGRATE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +100,37 @@ struct mig_progress {
 };
 typedef void (*mig_progress_fn)(const struct mig_progress *p, void *arg);
 
+/*
+ * Cancelling a running migration from another thread (a signal thread, a
+ * control socket). The caller owns the struct: init before the engine
+ * runs, fini after it returned. A request before the switchover is
+ * committed makes the engine stop, leave the guest where it ran before
+ * (the source VM resumed, the incoming one discarded), tell the peer why
+ * and return -ECANCELED; once the switchover is committed (the state has
+ * left the source; the guest runs at the destination) it is refused.
+ */
+struct mig_cancel {
+	pthread_mutex_t lock;
+	bool requested;		/* under lock */
+	bool committed;		/* under lock: the engine passed the point */
+	const char *committed_to; /* under lock: what (a static string) */
+	char reason[32];	/* under lock: "SIGINT", ... */
+	int fd;			/* eventfd, readable once requested */
+};
+
+/* Returns 0 or -errno (no eventfd). */
+int mig_cancel_init(struct mig_cancel *c);
+/* Accepts NULL and a struct whose init failed. */
+void mig_cancel_fini(struct mig_cancel *c);
+/* Any thread, any number of times. Returns 0 when the engine will stop
+ * (@reason, copied, names what asked: "SIGINT"), -EALREADY when it was
+ * asked already, -EBUSY when the switchover is committed: nothing
+ * changes, the migration goes on, and *@refused (unless @refused is NULL)
+ * says why in a static string ("the guest runs at the destination
+ * (postcopy in progress)"). */
+int mig_cancel_request(struct mig_cancel *c, const char *reason,
+		       const char **refused);
+
 /* Makes a new session to the same peer after a postcopy connection was
  * lost (the source connects, the destination accepts). Returns 0 and
  * *@out, which the engine then owns, or -errno with @err filled. */
@@ -124,6 +156,7 @@ struct mig_source_params {
 	/* Finish an interrupted postcopy: the VM is paused here with all of
 	 * its memory and the destination waits for a reconnect. */
 	bool recover;
+	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
 };
 
 /* Migrates the VM; fills @st (also on failure, as far as it got). */
@@ -137,6 +170,7 @@ struct mig_dest_params {
 	/* Postcopy recovery: wait for the source to come back (accept). */
 	mig_reconnect_fn reconnect;
 	void *reconnect_arg;
+	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
 };
 
 /* Receives the VM into the incoming VMM and resumes it there. On failure

@@ -101,6 +101,19 @@ struct mig_src {
 	struct ut_bitmap sent;	/* pages the destination holds (or held) */
 	struct ut_bitmap spare;	/* an empty bitmap to swap with todo */
 	bool paused;		/* we paused the VM */
+	bool committed;		/* past the commitment point: no cancel */
+	/* Cancelled before the commitment by the operator (with why,
+	 * "SIGINT"). dest_discarded: the destination sent an ERROR (its
+	 * cancel or failure) before RESUMED, so it never ran the guest and
+	 * has discarded its VM: ours may resume even after a postcopy
+	 * switchover. Main thread. */
+	bool cancelled, dest_discarded;
+	char why[32];
+	/* Set with error when the round must stop: the senders stop at the
+	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
+	_Atomic bool abort;
+	uint64_t abort_ns;
+	bool bulk_cut;
 	bool state_sent;	/* postcopy: the destination may run the guest */
 	bool can_postcopy;	/* the destination accepted postcopy */
 	/* Pushing after the switchover: the guest runs at the destination
@@ -179,6 +192,8 @@ static int flush_batch(struct sender *w)
 
 	if (!w->nbatch)
 		return 0;
+	if (atomic_load(&s->abort))
+		return -ECANCELED;
 	n = mig_enc_pages_hdr(w->hdr, sizeof(w->hdr), w->batch_region,
 			      w->nbatch, w->batch_idx);
 	if (n < 0)
@@ -245,6 +260,8 @@ static int send_zero_and_dups(struct sender *w, const struct chunk *c,
 	ssize_t n;
 	int ret;
 
+	if (atomic_load(&w->src->abort))
+		return -ECANCELED;
 	if (any_zero) {
 		struct mig_zero z = { c->region, c->start, c->n, w->zbits };
 
@@ -651,6 +668,107 @@ static void keepalive(struct mig_src *s)
 	mig_send_msg(tp_session_control(s->sess), MIG_MSG_KEEPALIVE, NULL, 0);
 }
 
+/* How long senders get to stop at a message boundary once a round is
+ * aborted, before their streams are cut under them. */
+#define ABORT_GRACE_NS (2 * 1000000000ULL)
+
+/* Stops the round: the senders stop at their next message, or, if one is
+ * stuck on a peer that does not read, their streams are cut after a
+ * grace period. The control stream stays up to tell the destination why. */
+static void abort_round(struct mig_src *s, int code)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->error)
+		s->error = code;
+	pthread_mutex_unlock(&s->lock);
+	if (!atomic_exchange(&s->abort, true))
+		s->abort_ns = ut_now_ns();
+	if (!s->bulk_cut && ut_now_ns() - s->abort_ns > ABORT_GRACE_NS) {
+		for (unsigned int i = 0; i < tp_session_nbulk(s->sess); i++)
+			shutdown(tp_stream_fd(tp_session_bulk(s->sess, i)),
+				 SHUT_RDWR);
+		s->bulk_cut = true;
+	}
+}
+
+/* Under s->lock: the operator's reason, once, as the engine's reason. */
+static int cancelled(struct mig_src *s, char *err)
+{
+	s->cancelled = true;
+	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+			"switchover: the VM runs here", s->why);
+}
+
+/* Reads what the destination sent on the control stream while the main
+ * thread was busy elsewhere: RESUMED (postcopy), KEEPALIVE, or ERROR,
+ * which stops the migration. Returns 0 or -errno, with @err filled under
+ * s->lock (senders write it too). */
+static int poll_dest(struct mig_src *s)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN, 0 };
+	uint8_t buf[512];
+	struct mig_error e;
+	struct tp_msg m;
+	int ret = 0;
+
+	while (!ret && (tp_stream_pending(ctl) ||
+			(poll(&pfd, 1, 0) == 1 && pfd.revents))) {
+		ret = tp_recv(ctl, &m, buf, sizeof(buf));
+		pthread_mutex_lock(&s->lock);
+		if (ret) {
+			mig_fail(s->err, ret, "the destination went away: %s",
+				 tp_stream_strerror(ctl));
+		} else if (m.type == MIG_MSG_ERROR &&
+			   !mig_dec_error(buf, m.len, &e)) {
+			/* Before RESUMED: the guest never ran there. */
+			s->dest_discarded = !s->resumed_seen;
+			ret = e.code == ECANCELED ? -ECANCELED : -e.code;
+			if (e.code == ECANCELED)
+				mig_fail(s->err, ret, "the destination %s "
+					 "before the switchover: the VM runs "
+					 "here", e.msg);
+			else
+				mig_fail(s->err, ret, "the destination failed: "
+					 "%s", e.msg);
+		} else if (m.type == MIG_MSG_RESUMED && s->committed) {
+			/* What follows (COMPLETE) is push()'s to read. */
+			ret = mig_dec_resumed(buf, m.len, &s->resumed);
+			s->resumed_seen = !ret;
+			pthread_mutex_unlock(&s->lock);
+			break;
+		} else if (m.type != MIG_MSG_KEEPALIVE) {
+			ret = mig_fail(s->err, -EPROTO, "the destination sent "
+				       "control message 0x%x mid-round",
+				       m.type);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return ret;
+}
+
+/* Between the waits of a round: a cancel before the commitment, or a
+ * word from the destination, stops it. */
+static void watch_round(struct mig_src *s)
+{
+	int ret = 0;
+
+	if (s->cancelled || s->dest_discarded) {
+		abort_round(s, -ECANCELED);
+		return;
+	}
+	if (!s->committed &&
+	    mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why))) {
+		pthread_mutex_lock(&s->lock);
+		ret = cancelled(s, s->err);
+		pthread_mutex_unlock(&s->lock);
+	} else if (!s->resumed_seen) {
+		ret = poll_dest(s);
+	}
+	if (ret)
+		abort_round(s, ret);
+}
+
 /* Sends the pages in s->todo as round @round; fills @rs. */
 static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		     struct mig_round_stats *rs, const struct mig_round_stats *prev)
@@ -672,6 +790,7 @@ static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		report(s, round, s->vm.total_pages, prev,
 		       flags & MIG_ROUND_FINAL);
 		keepalive(s);
+		watch_round(s);
 		pthread_mutex_lock(&s->lock);
 	}
 	ret = s->error;
@@ -732,7 +851,20 @@ static int send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
  * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
 static int commit_switchover(struct mig_src *s, char *err)
 {
-	int ret = vml_client_commit(&s->vm.link);
+	int ret = s->dest_discarded ? -ECANCELED : poll_dest(s);
+
+	if (ret)
+		return ret;
+	if (mig_cancel_commit(s->p->cancel, strcmp(s->st->mode, "postcopy") ?
+			      "the guest's state has left, it resumes at the "
+			      "destination (precopy)" :
+			      "the guest runs at the destination (postcopy in "
+			      "progress)")) {
+		mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why));
+		return cancelled(s, err);
+	}
+	s->committed = true;
+	ret = vml_client_commit(&s->vm.link);
 
 	if (ret == -EOPNOTSUPP) {
 		pr_info("the VMM does not take COMMIT: it will not resume the "
@@ -806,6 +938,8 @@ static int switchover(struct mig_src *s, uint32_t round,
 	ret = pause_vm(s, &t_pause, &rt_pause, err);
 	if (ret)
 		return ret;
+	pr_info("round %u (final): the VM is paused, %llu pages to send",
+		round, (unsigned long long)ut_bitmap_count(&s->todo));
 	ret = run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
 		return mig_fail(err, ret, "final round failed");
@@ -1201,7 +1335,7 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	s->postcopy = true;
 	for (;;) {
 		ret = push(s, round + 1, prev, err);
-		if (!ret || (ret = recover(s, err)))
+		if (!ret || s->dest_discarded || (ret = recover(s, err)))
 			break;
 	}
 	if (ret)
@@ -1230,7 +1364,10 @@ static int resume_postcopy(struct mig_src *s, char *err)
 		return mig_fail(err, ret ? ret : -EINVAL, "the VM at %s is not "
 				"paused: there is no interrupted postcopy to "
 				"recover", s->p->vm_socket);
-	s->paused = s->state_sent = s->postcopy = true;
+	/* The switchover was committed by the agent before us. */
+	mig_cancel_commit(s->p->cancel, "the guest runs at the destination "
+			  "(postcopy in progress)");
+	s->paused = s->state_sent = s->postcopy = s->committed = true;
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
 	ret = recover_handshake(s, err);
 	if (!ret && (ret = start_senders(s)))
@@ -1294,8 +1431,21 @@ static int cancel(struct mig_src *s, uint32_t rounds,
 		 (ut_now_ns() - s->start_ns) / 1e9, v->predicted_downtime_ms,
 		 (unsigned long long)pol->downtime_limit_ms,
 		 v->dirty_rate_mibs);
-	tell_dest(s, ECANCELED, err);
+	tell_dest(s, ETIMEDOUT, err);
 	return -ETIMEDOUT;
+}
+
+/* After telling the destination we cancelled: wait (bounded) until it
+ * has read it and discarded its VM, so that closing the bulk streams
+ * cannot overtake the reason. Its answer is an ERROR or a close. */
+static void linger(struct mig_src *s)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct tp_msg m;
+
+	tp_stream_set_timeout(ctl, 3000);
+	while (!tp_recv(ctl, &m, NULL, 0) && m.type == MIG_MSG_KEEPALIVE)
+		;
 }
 
 /* Precopy rounds until the policy says how they end (policy.c). */
@@ -1312,10 +1462,14 @@ static int migrate(struct mig_src *s, char *err)
 	mig_policy_init(&pol, s->p, s->can_postcopy);
 	snprintf(s->st->mode, sizeof(s->st->mode), "precopy");
 	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
+	if (mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why)))
+		return cancelled(s, err);
 	if (mig_policy_begin(&pol).decision == MIG_DECIDE_POSTCOPY)
 		return postcopy(s, 0, &rs, err);
 	ut_bitmap_set_range(&s->todo, 0, s->vm.total_pages);
 	for (round = 0;; round++) {
+		pr_info("round %u: %llu pages to send", round,
+			(unsigned long long)ut_bitmap_count(&s->todo));
 		ret = run_round(s, round, 0, &rs, &rs);
 		if (ret)
 			return mig_fail(err, ret, "round %u failed", round);
@@ -1420,7 +1574,9 @@ done:
 	if (!ret)
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
 out:
-	if (ret && s.state_sent) {
+	if (ret == -ECANCELED && (s.cancelled || s.dest_discarded))
+		snprintf(st->outcome, sizeof(st->outcome), "cancelled");
+	if (ret && s.state_sent && !s.dest_discarded) {
 		/* The destination may be running the guest: resuming here
 		 * would fork it. Keep it paused, with all its memory. */
 		snprintf(st->outcome, sizeof(st->outcome), "interrupted");
@@ -1434,8 +1590,17 @@ out:
 			pr_err("resuming the source VM failed: %s",
 			       strerror(-r2));
 	}
-	if (ret && ret != -ETIMEDOUT && s.senders && !s.state_sent)
+	if (s.cancelled && s.senders) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "was cancelled by the operator "
+			 "(%s)", s.why);
+		tell_dest(&s, ECANCELED, msg);
+		linger(&s);
+	} else if (ret && ret != -ETIMEDOUT && s.senders && !s.state_sent &&
+		   !s.dest_discarded) {
 		tell_dest(&s, -ret, err[0] ? err : "source failed");
+	}
 	stop_senders(&s);
 	if (s.senders == NULL && s.vm.nr)
 		final_stats(&s, cpu0);

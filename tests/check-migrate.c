@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -594,6 +595,102 @@ START_TEST(cond_wait_woken)
 }
 END_TEST
 
+/* ---- cancellation: a request against the commitment point ---- */
+
+static bool fd_readable(int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
+START_TEST(cancel_before_commit)
+{
+	struct mig_cancel c;
+	char why[32] = "";
+
+	ck_assert_int_eq(mig_cancel_init(&c), 0);
+	ck_assert(!mig_cancel_requested(&c, why, sizeof(why)));
+	ck_assert(!fd_readable(c.fd));
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT", NULL), 0);
+	ck_assert(fd_readable(c.fd));
+	ck_assert(mig_cancel_requested(&c, why, sizeof(why)));
+	ck_assert_str_eq(why, "SIGINT");
+	/* A second request changes nothing, the first reason stays. */
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGTERM", NULL), -EALREADY);
+	ck_assert(mig_cancel_requested(&c, why, sizeof(why)));
+	ck_assert_str_eq(why, "SIGINT");
+	/* The engine may not commit any more. */
+	ck_assert_int_eq(mig_cancel_commit(&c, "here"), -ECANCELED);
+	ck_assert_int_eq(mig_cancel_commit(&c, "here"), -ECANCELED);
+	mig_cancel_fini(&c);
+}
+END_TEST
+
+START_TEST(cancel_after_commit_refused)
+{
+	struct mig_cancel c;
+	const char *why = NULL;
+
+	ck_assert_int_eq(mig_cancel_init(&c), 0);
+	ck_assert_int_eq(mig_cancel_commit(&c, "the guest runs there"), 0);
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT", &why), -EBUSY);
+	ck_assert_str_eq(why, "the guest runs there");
+	ck_assert_int_eq(mig_cancel_request(&c, "SIGINT", NULL), -EBUSY);
+	ck_assert(!mig_cancel_requested(&c, NULL, 0));
+	ck_assert(!fd_readable(c.fd));
+	mig_cancel_fini(&c);
+}
+END_TEST
+
+START_TEST(cancel_null_and_fini_twice)
+{
+	struct mig_cancel c;
+
+	/* An engine without a cancel never sees one and always commits. */
+	ck_assert(!mig_cancel_requested(NULL, NULL, 0));
+	ck_assert_int_eq(mig_cancel_commit(NULL, "here"), 0);
+	mig_cancel_fini(NULL);
+	ck_assert_int_eq(mig_cancel_init(&c), 0);
+	mig_cancel_fini(&c);
+	mig_cancel_fini(&c);
+}
+END_TEST
+
+struct cancel_race {
+	struct mig_cancel c;
+	int req;		/* what the request got */
+};
+
+static void *request_now(void *arg)
+{
+	struct cancel_race *r = arg;
+
+	r->req = mig_cancel_request(&r->c, "SIGTERM", NULL);
+	return NULL;
+}
+
+/* Request and commitment from two threads: exactly one of them wins. */
+START_TEST(cancel_race_with_commit)
+{
+	for (int i = 0; i < 200; i++) {
+		struct cancel_race r;
+		pthread_t th;
+		int com;
+
+		ck_assert_int_eq(mig_cancel_init(&r.c), 0);
+		ck_assert_int_eq(pthread_create(&th, NULL, request_now, &r), 0);
+		com = mig_cancel_commit(&r.c, "here");
+		pthread_join(th, NULL);
+		if (com == 0)
+			ck_assert_int_eq(r.req, -EBUSY);
+		else
+			ck_assert(com == -ECANCELED && r.req == 0);
+		mig_cancel_fini(&r.c);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
@@ -617,6 +714,12 @@ int main(void)
 		{ "cond_wait_times_out_monotonic",
 		  cond_wait_times_out_monotonic, 0, 0 },
 		{ "cond_wait_woken", cond_wait_woken, 0, 0 },
+		{ "cancel_before_commit", cancel_before_commit, 0, 0 },
+		{ "cancel_after_commit_refused", cancel_after_commit_refused,
+		  0, 0 },
+		{ "cancel_null_and_fini_twice", cancel_null_and_fini_twice,
+		  0, 0 },
+		{ "cancel_race_with_commit", cancel_race_with_commit, 0, 0 },
 	};
 
 	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));

@@ -3,10 +3,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 
 #include "tools/cli.h"
 
@@ -252,4 +256,96 @@ void cli_progress(const struct mig_progress *p, void *arg)
 		p->dirty_rate_mibs, p->throughput_mibs,
 		p->predicted_downtime_ms);
 	fflush(stderr);
+}
+
+/* ---- signals ---- */
+
+static void on_signal(struct cli_signals *s, int signo)
+{
+	const char *name = signo == SIGINT ? "SIGINT" : "SIGTERM";
+	const char *why = NULL;
+	sigset_t one;
+	int ret;
+
+	if (!atomic_load(&s->armed)) {
+		/* Nothing started: die of the signal, as without us. */
+		signal(signo, SIG_DFL);
+		sigemptyset(&one);
+		sigaddset(&one, signo);
+		pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+		raise(signo);
+		return;
+	}
+	ret = mig_cancel_request(&s->cancel, name, &why);
+	if (ret == -EBUSY)
+		fprintf(stderr, "%s: not cancelling (%s): the switchover is "
+			"committed, %s; the migration goes on\n", s->prog,
+			name, why ? why : "the guest may run at the other end");
+}
+
+static void *signals_main(void *arg)
+{
+	struct cli_signals *s = arg;
+	struct pollfd pfd[2] = { { s->sig_fd, POLLIN, 0 },
+				 { s->stop_fd, POLLIN, 0 } };
+	struct signalfd_siginfo si;
+
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		if ((pfd[0].revents & POLLIN) &&
+		    read(s->sig_fd, &si, sizeof(si)) == sizeof(si))
+			on_signal(s, si.ssi_signo);
+	}
+	return NULL;
+}
+
+int cli_signals_start(struct cli_signals *s, const char *prog)
+{
+	sigset_t set;
+	int ret;
+
+	s->prog = prog;
+	s->started = false;
+	s->sig_fd = s->stop_fd = -1;
+	atomic_store(&s->armed, false);
+	ret = mig_cancel_init(&s->cancel);
+	if (ret)
+		return ret;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	ret = -pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (ret)
+		return ret;
+	s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (s->sig_fd < 0)
+		return -errno;
+	s->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (s->stop_fd < 0)
+		return -errno;
+	ret = -pthread_create(&s->thread, NULL, signals_main, s);
+	s->started = !ret;
+	return ret;
+}
+
+void cli_signals_stop(struct cli_signals *s)
+{
+	uint64_t one = 1;
+
+	if (s->started) {
+		if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
+			fprintf(stderr, "%s: stopping the signal thread "
+				"failed\n", s->prog);
+		pthread_join(s->thread, NULL);
+		s->started = false;
+	}
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	if (s->sig_fd >= 0)
+		close(s->sig_fd);
+	s->stop_fd = s->sig_fd = -1;
+	mig_cancel_fini(&s->cancel);
 }

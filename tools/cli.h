@@ -5,6 +5,8 @@
 #define FERRY_TOOLS_CLI_H
 
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "migrate/migrate.h"
@@ -70,6 +72,35 @@ struct cli {
 	enum mig_mem_access mem;
 	bool insecure_named;
 };
+
+/*
+ * SIGINT and SIGTERM: blocked in every thread and taken by one signal
+ * thread (a signalfd, and an eventfd to stop it). Before the engine runs
+ * (connecting, waiting for a source) nothing is touched yet, and a signal
+ * ends the program as it would without this. While it runs, a signal is
+ * a cancel request: the engine stops and says so, or, once the switchover
+ * is committed, the request is refused with one line saying why.
+ */
+struct cli_signals {
+	const char *prog;	/* for messages */
+	struct mig_cancel cancel; /* what the engine watches */
+	_Atomic bool armed;	/* the engine runs: signals cancel */
+	pthread_t thread;
+	bool started;
+	int sig_fd, stop_fd;	/* -1 when closed */
+};
+
+/* Blocks SIGINT and SIGTERM in the calling thread, which must be the
+ * only one (threads made later inherit the mask), and starts the signal
+ * thread. Returns 0 or -errno; cli_signals_stop() undoes a half start. */
+int cli_signals_start(struct cli_signals *s, const char *prog);
+/* From here on a signal is a cancel request (main thread). */
+static inline void cli_signals_arm(struct cli_signals *s)
+{
+	atomic_store(&s->armed, true);
+}
+/* Stops and joins the signal thread; signals stay blocked. */
+void cli_signals_stop(struct cli_signals *s);
 
 /* What cli_option() says of an option. */
 enum { CLI_NOT_MINE = 0, CLI_DONE = 1, CLI_BAD = -1, CLI_EXIT_OK = 2 };

@@ -30,7 +30,9 @@ static const char usage[] =
 "  -h, --help               this text\n"
 "  -V, --version\n"
 "\n" CLI_SECURITY_HELP
-"\nExit status: 0 the VM runs here, 1 failed, 2 usage.\n";
+"\nSIGINT or SIGTERM before the state has arrived cancel the migration (the\n"
+"source VM runs on there); after it they are refused.\n"
+"\nExit status: 0 the VM runs here, 1 failed or cancelled, 2 usage.\n";
 
 enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END };
 
@@ -56,6 +58,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct cli c = { .prog = "ferry-dest", .usage = usage };
+	struct cli_signals sig;
 	struct mig_dest_params p = { 0 };
 	const char *listen = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
@@ -99,8 +102,16 @@ int main(int argc, char **argv)
 	if (cli_check(&c))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	ret = cli_signals_start(&sig, c.prog);
+	if (ret) {
+		fprintf(stderr, "ferry-dest: cannot handle signals: %s\n",
+			strerror(-ret));
+		cli_signals_stop(&sig);
+		return 1;
+	}
 	ret = tp_listener_create(&c.tp, host[0] ? host : NULL, port, &l, &terr);
 	if (ret) {
+		cli_signals_stop(&sig);
 		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
 		return 1;
 	}
@@ -110,6 +121,7 @@ int main(int argc, char **argv)
 	ret = tp_session_accept(l, &sess, &terr);
 	if (ret) {
 		tp_listener_destroy(l);
+		cli_signals_stop(&sig);
 		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
 		return 1;
 	}
@@ -119,8 +131,11 @@ int main(int argc, char **argv)
 	p.mem_access = c.mem;
 	p.reconnect = reaccept;
 	p.reconnect_arg = l;
+	p.cancel = &sig.cancel;
+	cli_signals_arm(&sig);
 	ret = mig_dest_run(&p, &st, err);
 	tp_session_destroy(sess);
 	tp_listener_destroy(l);
+	cli_signals_stop(&sig);
 	return cli_finish(&c, &st, ret, err, "dest");
 }

@@ -47,6 +47,8 @@ static const char usage[] =
 "  -h, --help               this text\n"
 "  -V, --version\n"
 "\n" CLI_SECURITY_HELP
+"\nSIGINT or SIGTERM before the switchover is committed cancel the migration\n"
+"(the VM runs here); after it they are refused and the migration goes on.\n"
 "\nExit status: 0 migrated, 1 failed or cancelled (the VM runs here), 2 usage.\n";
 
 enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
@@ -87,6 +89,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct cli c = { .prog = "ferry-source", .usage = usage };
+	struct cli_signals sig;
 	struct mig_source_params p = { 0 };
 	const char *dest = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
@@ -176,9 +179,17 @@ int main(int argc, char **argv)
 	if (cli_check(&c))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	ret = cli_signals_start(&sig, c.prog);
+	if (ret) {
+		fprintf(stderr, "ferry-source: cannot handle signals: %s\n",
+			strerror(-ret));
+		cli_signals_stop(&sig);
+		return 1;
+	}
 	tty = !c.quiet && isatty(STDERR_FILENO);
 	ret = tp_session_connect(&c.tp, host, port, &sess, &terr);
 	if (ret) {
+		cli_signals_stop(&sig);
 		fprintf(stderr, "ferry-source: %s\n", terr.msg);
 		return 1;
 	}
@@ -191,9 +202,12 @@ int main(int argc, char **argv)
 	p.reconnect_arg = &pe;
 	p.progress = cli_progress;
 	p.progress_arg = &tty;
+	p.cancel = &sig.cancel;
+	cli_signals_arm(&sig);
 	ret = mig_source_run(&p, &st, err);
 	if (tty)
 		fprintf(stderr, "\n");
 	tp_session_destroy(sess);
+	cli_signals_stop(&sig);
 	return cli_finish(&c, &st, ret, err, "source");
 }
