@@ -48,6 +48,7 @@ struct receiver {
 
 struct mig_dst {
 	const struct mig_dest_params *p;
+	struct ut_oom_guard oom;	/* postcopy: the guest depends on us */
 	struct tp_session *sess;	/* current session */
 	bool own_sess;			/* from a reconnect: ours to free */
 	bool pushing;			/* receivers start in atomic mode */
@@ -1236,6 +1237,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		d.discards_done = true;
 		pthread_cond_broadcast(&d.cond);
 		pthread_mutex_unlock(&d.lock);
+		/* From the resume until COMPLETE only this agent brings the
+		 * guest its missing pages: killing it would kill the guest. */
+		ut_oom_protect(&d.oom, "the guest here depends on it "
+			       "(postcopy)");
 		if ((ret = start_faulter(&d)))
 			mig_fail(err, ret, "cannot start the fault thread");
 	}
@@ -1282,6 +1287,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	}
 	stop_faulter(&d);
 	release_uffd(&d);
+	ut_oom_restore(&d.oom);
 	join_receivers(&d);
 	st->guest_bytes = d.vm.ram_bytes;
 	st->nbulk = d.nbulk;

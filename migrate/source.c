@@ -80,6 +80,7 @@ struct sender {
 };
 
 struct mig_src {
+	struct ut_oom_guard oom;	/* postcopy: the only copy of pages */
 	const struct mig_source_params *p;
 	struct tp_session *sess;	/* current session */
 	bool own_sess;			/* made by a reconnect: ours to free */
@@ -1329,6 +1330,9 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	if (ret)
 		return ret;
 	s->state_sent = true; /* from here on the guest may run there */
+	/* Until COMPLETE, pages the running guest lacks exist only here. */
+	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
+		       "still needs (postcopy)");
 	ret = send_state(s, ctl, err);
 	if (ret)
 		return ret;
@@ -1368,6 +1372,8 @@ static int resume_postcopy(struct mig_src *s, char *err)
 	mig_cancel_commit(s->p->cancel, "the guest runs at the destination "
 			  "(postcopy in progress)");
 	s->paused = s->state_sent = s->postcopy = s->committed = true;
+	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
+		       "still needs (postcopy recovery)");
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
 	ret = recover_handshake(s, err);
 	if (!ret && (ret = start_senders(s)))
@@ -1602,6 +1608,7 @@ out:
 		tell_dest(&s, -ret, err[0] ? err : "source failed");
 	}
 	stop_senders(&s);
+	ut_oom_restore(&s.oom);
 	if (s.senders == NULL && s.vm.nr)
 		final_stats(&s, cpu0);
 	gm_dirty_destroy(s.dirty);
