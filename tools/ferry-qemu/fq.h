@@ -84,8 +84,8 @@ void fq_ram_fini(struct fq_ram *ram);
 
 /* ---- the device-state stream (state.c) ---- */
 
-/* Sets x-ignore-shared (both sides, before any stream). */
-int fq_state_prepare(struct fq_qmp *q);
+/* Sets x-ignore-shared on or off (on: both sides, before a stream). */
+int fq_state_prepare(struct fq_qmp *q, bool on);
 /* (paused) QEMU's migration stream over fd: into a malloc'ed *@blob. */
 int fq_state_save(struct fq_qmp *q, void **blob, size_t *len);
 /* (incoming) Feeds @blob to migrate-incoming over fd: and waits until

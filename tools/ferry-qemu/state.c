@@ -26,15 +26,29 @@
 #define STATE_MAX (64u << 20)	/* VML_MAX_PAYLOAD */
 #define MIGRATE_WAIT_MS 60000
 
-int fq_state_prepare(struct fq_qmp *q)
+int fq_state_prepare(struct fq_qmp *q, bool on)
 {
-	int ret = fq_qmp_cmd(q, "{\"execute\":\"migrate-set-capabilities\","
-			     "\"arguments\":{\"capabilities\":[{\"capability\":"
-			     "\"x-ignore-shared\",\"state\":true}]}}", -1, NULL);
+	char js[256];
+	int ret;
 
+	snprintf(js, sizeof(js), "{\"execute\":\"migrate-set-capabilities\","
+		 "\"arguments\":{\"capabilities\":[{\"capability\":"
+		 "\"x-ignore-shared\",\"state\":%s}]}}", on ? "true" : "false");
+	ret = fq_qmp_cmd(q, js, -1, NULL);
 	if (ret)
-		pr_err("cannot set x-ignore-shared: %s", q->err);
+		pr_err("cannot set x-ignore-shared %s: %s", on ? "on" : "off",
+		       q->err);
 	return ret;
+}
+
+/*
+ * The capability is left off between streams: a later migration of this
+ * QEMU by QEMU itself (the user's own, or libvirt's) must carry the RAM.
+ */
+static void restore_capability(struct fq_qmp *q)
+{
+	if (q->fd >= 0)
+		fq_state_prepare(q, false);
 }
 
 /* Hands @fd to QEMU under FDNAME (closing a stale one of that name). */
@@ -147,7 +161,7 @@ int fq_state_save(struct fq_qmp *q, void **blob, size_t *len)
 	*len = 0;
 	if (pipe2(p, O_CLOEXEC))
 		return -errno;
-	ret = fq_state_prepare(q);
+	ret = fq_state_prepare(q, true);
 	if (!ret)
 		ret = give_fd(q, p[1]);
 	close(p[1]);
@@ -160,6 +174,7 @@ int fq_state_save(struct fq_qmp *q, void **blob, size_t *len)
 	close(p[0]);
 	if (!ret)
 		ret = wait_migration(q, "state save");
+	restore_capability(q);
 	if (ret) {
 		free(*blob);
 		*blob = NULL;
@@ -192,7 +207,7 @@ int fq_state_load(struct fq_qmp *q, const void *blob, size_t len)
 
 	if (pipe2(p, O_CLOEXEC))
 		return -errno;
-	ret = fq_state_prepare(q);
+	ret = fq_state_prepare(q, true);
 	if (!ret)
 		ret = give_fd(q, p[0]);
 	close(p[0]);
@@ -202,6 +217,7 @@ int fq_state_load(struct fq_qmp *q, const void *blob, size_t len)
 		pr_err("migrate-incoming: %s", q->err);
 	if (ret) {
 		close(p[1]);
+		restore_capability(q);
 		return ret == -EREMOTEIO ? -EBUSY : ret;
 	}
 	/* A QEMU that refuses the stream closes the pipe early (EPIPE):
@@ -209,6 +225,8 @@ int fq_state_load(struct fq_qmp *q, const void *blob, size_t len)
 	wret = write_all(p[1], blob, len);
 	close(p[1]);
 	ret = wait_migration(q, "state load");
+	if (!ret)	/* a failed load ends QEMU: nothing to restore */
+		restore_capability(q);
 	if (!ret && wret)
 		ret = wret;
 	return ret ? -EINVAL : 0;
