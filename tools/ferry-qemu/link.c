@@ -197,6 +197,7 @@ static int do_quit(struct fq_daemon *d, uint16_t type)
 {
 	int ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"quit\"}", -1, NULL);
 
+	d->qmp.timeout_ms = 10;	/* each drain: RUNSTATE_WAIT_MS in all */
 	for (unsigned int i = 0; !ret && i < RUNSTATE_WAIT_MS / 10; i++) {
 		ret = fq_qmp_drain(&d->qmp);
 		if (ret == -ETIMEDOUT)
