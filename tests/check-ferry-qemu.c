@@ -102,12 +102,46 @@ START_TEST(cmdline_per_side)
 }
 END_TEST
 
+START_TEST(cmdline_numa_nodes)
+{
+	struct fq_cmdline c = { .dir = "/d", .mem = "64M", .accel = "tcg",
+				.preload = "/p.so", .nodes = 2 };
+	char **a, **e;
+	int objs = 0;
+
+	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), 0);
+	for (char **p = a; *p; p++) {
+		if (!strcmp(*p, "-object")) {
+			ck_assert_str_eq(p[1], objs ?
+				"memory-backend-memfd,id=ram1,size=32M,share=on" :
+				"memory-backend-memfd,id=ram0,size=32M,share=on");
+			objs++;
+		}
+	}
+	ck_assert_int_eq(objs, 2);
+	ck_assert_str_eq(after(a, "-numa"), "node,memdev=ram0");
+	ck_assert_str_eq(after(a, "-machine"), "pc");
+	ck_assert_str_eq(after(a, "-m"), "64M");
+	fq_cmdline_free(a);
+	fq_cmdline_free(e);
+	c.mem = "3M";	/* not whole 2 MiB per node */
+	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), -EINVAL);
+	c.mem = "1G";
+	c.nodes = 9;
+	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), -EINVAL);
+	c.nodes = 1;
+	c.mem = "64X";
+	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
 		{ "json_values", json_values, 0, 10 },
 		{ "json_escapes_and_bounds", json_escapes_and_bounds, 0, 10 },
 		{ "cmdline_per_side", cmdline_per_side, 0, 10 },
+		{ "cmdline_numa_nodes", cmdline_numa_nodes, 0, 10 },
 	};
 
 	return ft_run(ft_suite("ferry-qemu", cases, UT_ARRAY_SIZE(cases)));

@@ -106,9 +106,12 @@ int fq_link_serve(const struct fq_link_params *p);
 
 /* ---- command lines (cmdline.c) ---- */
 
+#define FQ_MAX_NODES 8u	/* NUMA nodes, each on its own backend */
+
 struct fq_cmdline {
 	const char *dir;	/* the VM's directory: sockets live there */
-	const char *mem;	/* guest RAM size, QEMU syntax ("64M") */
+	const char *mem;	/* guest RAM size, K/M/G suffix ("64M") */
+	unsigned int nodes;	/* NUMA nodes (0 or 1: none), RAM split evenly */
 	const char *accel;	/* "tcg" or "kvm" */
 	const char *preload;	/* path of libferry-preload.so */
 	bool incoming;		/* destination: -incoming defer -S */
@@ -117,7 +120,8 @@ struct fq_cmdline {
 };
 
 /* The QEMU argv (NULL-terminated, malloc'ed strings, caller frees with
- * fq_cmdline_free) and environment additions for @c. */
+ * fq_cmdline_free) and environment additions for @c. -EINVAL for a size
+ * that does not split into @c->nodes whole 2 MiB parts. */
 int fq_cmdline_build(const struct fq_cmdline *c, char ***argv, char ***env);
 void fq_cmdline_free(char **v);
 

@@ -36,6 +36,7 @@ static const char usage[] =
 	"cmdline: prints that QEMU's command line, shell-quoted (--exec: runs\n"
 	"it in place of ferry-qemu):\n"
 	"  -m, --memory SIZE   guest RAM, QEMU syntax (default 64M)\n"
+	"      --nodes N       N NUMA nodes (1 to 8), each on its own memfd\n"
 	"      --accel A       tcg (default) or kvm (only where KVM is native:\n"
 	"                      ferry-vm --probe-accel says use=kvm)\n"
 	"  -i, --incoming      the destination: -incoming defer -S\n"
@@ -44,7 +45,10 @@ static const char usage[] =
 	"\n"
 	"  -v, --verbose, -q, --quiet, -h, --help, -V, --version\n";
 
-enum { OPT_QMP = 256, OPT_UFFD, OPT_DIR, OPT_ACCEL, OPT_PRELOAD, OPT_EXEC };
+enum {
+	OPT_QMP = 256, OPT_UFFD, OPT_DIR, OPT_ACCEL, OPT_PRELOAD, OPT_EXEC,
+	OPT_NODES,
+};
 
 static const struct option long_opts[] = {
 	{ "dir", required_argument, NULL, OPT_DIR },
@@ -56,6 +60,7 @@ static const struct option long_opts[] = {
 	{ "incoming", no_argument, NULL, 'i' },
 	{ "preload", required_argument, NULL, OPT_PRELOAD },
 	{ "exec", no_argument, NULL, OPT_EXEC },
+	{ "nodes", required_argument, NULL, OPT_NODES },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -102,6 +107,12 @@ static int run_cmdline(struct args *a)
 
 	a->cl.dir = a->dir;
 	ret = fq_cmdline_build(&a->cl, &argv, &env);
+	if (ret == -EINVAL) {
+		fprintf(stderr, "ferry-qemu: -m %s does not split into %u NUMA "
+			"node(s) of whole 2 MiB (--nodes is 1 to %u)\n",
+			a->cl.mem, a->cl.nodes ? a->cl.nodes : 1, FQ_MAX_NODES);
+		return 2;
+	}
 	if (ret) {
 		fprintf(stderr, "ferry-qemu: %s\n", strerror(-ret));
 		return 1;
@@ -178,6 +189,7 @@ int main(int argc, char **argv)
 		case 'i': a.cl.incoming = true; break;
 		case OPT_PRELOAD: a.cl.preload = optarg; break;
 		case OPT_EXEC: a.exec = true; break;
+		case OPT_NODES: a.cl.nodes = (unsigned int)atoi(optarg); break;
 		case 'v': ut_log_set_level(ut_log_get_level() + 1); break;
 		case 'q': ut_log_set_level(UT_LOG_ERR); break;
 		case 'h': fputs(usage, stdout); return 0;

@@ -310,6 +310,11 @@ static int add_region(struct fq_ram *ram, pid_t pid, const struct block *b,
 		       "supported", b->name);
 		ret = -EOPNOTSUPP;
 	}
+	if (!ret)
+		pr_info("region %u: \"%s\" gpa 0x%" PRIx64 ", %" PRIu64
+			" MiB at 0x%" PRIx64 " in QEMU, its fd %d", ram->nr - 1,
+			b->name, r->gpa, r->size >> 20, r->host_addr,
+			best->fdnum);
 	return ret;
 }
 
