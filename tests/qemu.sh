@@ -204,14 +204,16 @@ case_not_shared() {
 	stop_all
 }
 
-# migrate NAME "SOURCE ARGS": a dirtying guest moves from src to dst and
-# is verified there; the source QEMU quits once the destination runs.
+# migrate NAME "SOURCE ARGS" ["CMDLINE ARGS" [REGIONS]]: a dirtying guest
+# moves from src to dst (QEMUs from `ferry-qemu cmdline CMDLINE ARGS`, with
+# REGIONS RAM regions on the link, 1 by default) and is verified there;
+# the source QEMU quits once the destination runs.
 migrate() {
-	local name=$1 srcargs=$2 rc
+	local name=$1 srcargs=$2 qemuargs=${3:-} regions=${4:-1} rc
 	case_start
-	start_qemu src "ws=$WS rate=8 hb_ms=250 hbs=48" ||
+	start_qemu src "ws=$WS rate=8 hb_ms=250 hbs=48" $qemuargs ||
 		{ fail "$name" "no link for the source QEMU"; return; }
-	start_qemu dst "ws=$WS" --incoming ||
+	start_qemu dst "ws=$WS" --incoming $qemuargs ||
 		{ fail "$name" "no link for the incoming QEMU"; return; }
 	wait_for 30 has_hbs src 2
 	start_dest
@@ -224,6 +226,8 @@ migrate() {
 		fail "$name" "ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
 	elif ! verified dst; then
 		fail "$name" "destination guest: $why"
+	elif ! grep -q "($regions RAM region" "$T/src/fq.log"; then
+		fail "$name" "the link did not show $regions RAM region(s)"
 	elif ! wait_for 20 eval '! alive $src_qemu'; then
 		fail "$name" "the source QEMU did not quit"
 	else
@@ -235,6 +239,10 @@ migrate() {
 case_precopy() { migrate precopy "--mode precopy"; }
 case_postcopy() { migrate postcopy "--mode postcopy"; }
 case_hybrid() { migrate hybrid "--mode hybrid"; }
+# Two NUMA nodes, each on its own memfd: two regions on the link.
+case_numa() {
+	migrate "postcopy, 2 NUMA nodes" "--mode postcopy" "--nodes 2" 2
+}
 
 # 5. The destination dies before the switchover: the source QEMU runs on.
 case_dest_killed() {
@@ -274,7 +282,7 @@ case_dest_killed() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid dest_killed}
+CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid numa dest_killed}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"
