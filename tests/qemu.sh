@@ -282,7 +282,37 @@ case_dest_killed() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid numa dest_killed}
+# 8. A destination QEMU of another shape (32 MiB against 64): refused
+#    before anything moves, with one line, and the source runs on.
+case_mismatch() {
+	local rc before
+	case_start
+	start_qemu src "ws=$WS rate=8 hb_ms=250" ||
+		{ fail mismatch "no link for the source QEMU"; return; }
+	MEM=32M start_qemu dst "ws=$WS" --incoming ||
+		{ fail mismatch "no link for the incoming QEMU"; return; }
+	wait_for 30 has_hbs src 2
+	start_dest
+	timeout 60 "$SRC" --vm "$T/src/vm.sock" --dest "127.0.0.1:$PORT" \
+		$CTLS -q >"$T/fsrc.log" 2>&1
+	rc=$?
+	before=$(hbs src)
+	if [ $rc -eq 0 ]; then
+		fail mismatch "ferry-source migrated into a smaller VM"
+	elif [ "$(wc -l <"$T/fsrc.log")" -ne 1 ] ||
+		! grep -q 'layout' "$T/fsrc.log"; then
+		fail mismatch "not one line on the layout: $(cat "$T/fsrc.log")"
+	elif grep -q 'link: pause' "$T/src/fq.log"; then
+		fail mismatch "the source VM was paused"
+	elif ! wait_for 30 has_hbs src $((before + 2)) || ! alive "$src_qemu"; then
+		fail mismatch "the source guest did not keep running"
+	else
+		ok "layout mismatch refused: $(cat "$T/fsrc.log")"
+	fi
+	stop_all
+}
+
+CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid numa dest_killed mismatch}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"
