@@ -124,6 +124,14 @@ START_TEST(cmdline_numa_nodes)
 	ck_assert_str_eq(after(a, "-m"), "64M");
 	fq_cmdline_free(a);
 	fq_cmdline_free(e);
+	c.hugetlb = true;
+	c.nodes = 1;
+	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), 0);
+	ck_assert_str_eq(after(a, "-object"), "memory-backend-memfd,id=ram0,"
+			 "size=64M,share=on,hugetlb=on,hugetlbsize=2M");
+	fq_cmdline_free(a);
+	fq_cmdline_free(e);
+	c.nodes = 2;
 	c.mem = "3M";	/* not whole 2 MiB per node */
 	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), -EINVAL);
 	c.mem = "1G";

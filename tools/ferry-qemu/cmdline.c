@@ -75,7 +75,8 @@ static int add_ram(const struct fq_cmdline *c, char **v, int *n)
 	for (unsigned int i = 0; !ret && i < nodes; i++) {
 		ret = add(v, n, "-object") ?:
 		      add(v, n, "memory-backend-memfd,id=ram%u,size=%lluM,"
-			  "share=on", i, (unsigned long long)(each >> 20));
+			  "share=on%s", i, (unsigned long long)(each >> 20),
+			  c->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "");
 		if (!ret && nodes > 1)
 			ret = add(v, n, "-numa") ?:
 			      add(v, n, "node,memdev=ram%u", i);

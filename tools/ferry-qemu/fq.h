@@ -76,7 +76,7 @@ struct fq_ram {
  * (from /proc/PID/maps and QEMU's fd table, matched by inode), its guest
  * physical address (from `info mtree -f`). A backend that is not shared
  * (share=on) fails with -EINVAL and one line naming the option to use;
- * hugetlb backings and files outside tmpfs with -EOPNOTSUPP (not yet).
+ * 1 GiB pages and files outside tmpfs/hugetlbfs with -EOPNOTSUPP.
  * On success the caller owns @ram and releases it with fq_ram_fini().
  */
 int fq_ram_init(struct fq_ram *ram, struct fq_qmp *q);
@@ -112,6 +112,7 @@ struct fq_cmdline {
 	const char *dir;	/* the VM's directory: sockets live there */
 	const char *mem;	/* guest RAM size, K/M/G suffix ("64M") */
 	unsigned int nodes;	/* NUMA nodes (0 or 1: none), RAM split evenly */
+	bool hugetlb;		/* 2 MiB hugetlb memfds instead of 4 KiB shmem */
 	const char *accel;	/* "tcg" or "kvm" */
 	const char *preload;	/* path of libferry-preload.so */
 	bool incoming;		/* destination: -incoming defer -S */

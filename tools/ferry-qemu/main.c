@@ -37,6 +37,7 @@ static const char usage[] =
 	"it in place of ferry-qemu):\n"
 	"  -m, --memory SIZE   guest RAM, QEMU syntax (default 64M)\n"
 	"      --nodes N       N NUMA nodes (1 to 8), each on its own memfd\n"
+	"      --hugetlb       2 MiB huge pages (hugetlb=on,hugetlbsize=2M)\n"
 	"      --accel A       tcg (default) or kvm (only where KVM is native:\n"
 	"                      ferry-vm --probe-accel says use=kvm)\n"
 	"  -i, --incoming      the destination: -incoming defer -S\n"
@@ -47,7 +48,7 @@ static const char usage[] =
 
 enum {
 	OPT_QMP = 256, OPT_UFFD, OPT_DIR, OPT_ACCEL, OPT_PRELOAD, OPT_EXEC,
-	OPT_NODES,
+	OPT_NODES, OPT_HUGETLB,
 };
 
 static const struct option long_opts[] = {
@@ -61,6 +62,7 @@ static const struct option long_opts[] = {
 	{ "preload", required_argument, NULL, OPT_PRELOAD },
 	{ "exec", no_argument, NULL, OPT_EXEC },
 	{ "nodes", required_argument, NULL, OPT_NODES },
+	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -190,6 +192,7 @@ int main(int argc, char **argv)
 		case OPT_PRELOAD: a.cl.preload = optarg; break;
 		case OPT_EXEC: a.exec = true; break;
 		case OPT_NODES: a.cl.nodes = (unsigned int)atoi(optarg); break;
+		case OPT_HUGETLB: a.cl.hugetlb = true; break;
 		case 'v': ut_log_set_level(ut_log_get_level() + 1); break;
 		case 'q': ut_log_set_level(UT_LOG_ERR); break;
 		case 'h': fputs(usage, stdout); return 0;

@@ -222,26 +222,34 @@ static int grab_fd(pid_t pid, int fdnum)
 	return fd < 0 ? -errno : fd;
 }
 
-/* Only shmem (memfd, tmpfs files) in this slice of issue 11. */
-static int check_fs(int fd, const struct block *b)
+/*
+ * What the agents can map and register: shmem (memfd, tmpfs files) with
+ * 4 KiB pages, hugetlb (memfd hugetlb=on, hugetlbfs files) with 2 MiB
+ * pages. 1 GiB pages are not done yet (issue 11).
+ */
+static int backing_of(int fd, const struct block *b, uint32_t *backing)
 {
 	struct statfs sf;
 
 	if (fstatfs(fd, &sf))
 		return -errno;
-	if ((uint64_t)sf.f_type == HUGETLBFS_MAGIC_ || b->page_size != 4096) {
-		pr_err("RAM backend \"%s\" is on hugetlb pages: not supported "
-		       "by ferry-qemu yet (issue 11); use "
-		       "memory-backend-memfd,share=on without hugetlb",
-		       b->name);
+	if ((uint64_t)sf.f_type == HUGETLBFS_MAGIC_ && b->page_size == 2u << 20) {
+		*backing = GM_BACKING_HUGETLB_2M;
+		return 0;
+	}
+	if ((uint64_t)sf.f_type == HUGETLBFS_MAGIC_) {
+		pr_err("RAM backend \"%s\" is on %" PRIu64 " KiB huge pages: "
+		       "not supported by ferry-qemu yet (issue 11); use "
+		       "hugetlbsize=2M", b->name, b->page_size >> 10);
 		return -EOPNOTSUPP;
 	}
-	if (sf.f_type != TMPFS_MAGIC_) {
-		pr_err("RAM backend \"%s\" is a file outside tmpfs: "
-		       "not supported; use memory-backend-memfd,share=on",
-		       b->name);
+	if (sf.f_type != TMPFS_MAGIC_ || b->page_size != 4096) {
+		pr_err("RAM backend \"%s\" is a file outside tmpfs and "
+		       "hugetlbfs: not supported; use "
+		       "memory-backend-memfd,share=on", b->name);
 		return -EOPNOTSUPP;
 	}
+	*backing = GM_BACKING_SHMEM;
 	return 0;
 }
 
@@ -304,7 +312,7 @@ static int add_region(struct fq_ram *ram, pid_t pid, const struct block *b,
 		.fd = fd };
 	snprintf(ram->name[ram->nr], sizeof(ram->name[0]), "%.63s", b->name);
 	ram->nr++;
-	ret = check_fs(fd, b);
+	ret = backing_of(fd, b, &r->backing);
 	if (!ret && find_gpa(mtree, b->name, &r->gpa)) {
 		pr_err("RAM backend \"%s\" is not mapped into the guest: not "
 		       "supported", b->name);
@@ -312,9 +320,9 @@ static int add_region(struct fq_ram *ram, pid_t pid, const struct block *b,
 	}
 	if (!ret)
 		pr_info("region %u: \"%s\" gpa 0x%" PRIx64 ", %" PRIu64
-			" MiB at 0x%" PRIx64 " in QEMU, its fd %d", ram->nr - 1,
-			b->name, r->gpa, r->size >> 20, r->host_addr,
-			best->fdnum);
+			" MiB of %s at 0x%" PRIx64 " in QEMU, its fd %d",
+			ram->nr - 1, b->name, r->gpa, r->size >> 20,
+			gm_backing_name(r->backing), r->host_addr, best->fdnum);
 	return ret;
 }
 
