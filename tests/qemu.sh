@@ -239,6 +239,7 @@ migrate() {
 case_precopy() { migrate precopy "--mode precopy"; }
 case_postcopy() { migrate postcopy "--mode postcopy"; }
 case_hybrid() { migrate hybrid "--mode hybrid"; }
+case_auto() { migrate auto "--mode auto"; }
 # Two NUMA nodes, each on its own memfd: two regions on the link.
 case_numa() {
 	migrate "postcopy, 2 NUMA nodes" "--mode postcopy" "--nodes 2" 2
@@ -333,7 +334,7 @@ case_mismatch() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid numa hugetlb dest_killed mismatch}
+CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid auto numa hugetlb dest_killed mismatch}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"
