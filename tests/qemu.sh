@@ -79,15 +79,16 @@ json() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$T/$1" | head -n 1; }
 has_done() { grep -q '^DONE' "$T/$1/console.log" 2>/dev/null; }
 field() { sed -n "s/.*[ ]$2=\([0-9]*\).*/\1/p" <<<"$1"; }
 
-# start_qemu NAME GUEST-ARGS [--incoming]: QEMU and its ferry-qemu daemon
-# in $T/NAME (link at $T/NAME/vm.sock); sets NAME_qemu and NAME_fq
+# start_qemu NAME GUEST-ARGS [CMDLINE OPTIONS]: QEMU (with $QEMU_EXTRA
+# among its arguments) and its ferry-qemu daemon in $T/NAME (link at
+# $T/NAME/vm.sock); sets NAME_qemu and NAME_fq
 start_qemu() {
 	local name=$1 args=$2 d=$T/$1
 	shift 2
 	rm -rf "$d"
 	mkdir -p "$d"
 	"$FQ" cmdline --exec --dir "$d" -m $MEM --accel $ACCEL \
-		--preload "$PRELOAD" "$@" -- -nodefaults -display none \
+		--preload "$PRELOAD" "$@" -- ${QEMU_EXTRA:-} -nodefaults -display none \
 		-no-reboot -kernel "$GUEST" -append "$args" \
 		-serial "file:$d/console.log" \
 		-device isa-debug-exit,iobase=0xf4,iosize=4 \
@@ -240,6 +241,12 @@ case_precopy() { migrate precopy "--mode precopy"; }
 case_postcopy() { migrate postcopy "--mode postcopy"; }
 case_hybrid() { migrate hybrid "--mode hybrid"; }
 case_auto() { migrate auto "--mode auto"; }
+# QEMU under the seccomp filter libvirt gives it: no spawning (hence fd:,
+# not exec:), and the preload's uffds still come after the filter is on.
+case_sandbox() {
+	QEMU_EXTRA="-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny" \
+		migrate "postcopy, QEMU in its seccomp sandbox" "--mode postcopy"
+}
 # Two NUMA nodes, each on its own memfd: two regions on the link.
 case_numa() {
 	migrate "postcopy, 2 NUMA nodes" "--mode postcopy" "--nodes 2" 2
@@ -334,7 +341,7 @@ case_mismatch() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid auto numa hugetlb dest_killed mismatch}
+CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid auto sandbox numa hugetlb dest_killed mismatch}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"
