@@ -290,6 +290,47 @@ case_dest_killed() {
 	stop_all
 }
 
+# The source agent dies mid-postcopy: the source QEMU stays paused with
+# all the memory, its daemon serves a new agent, and ferry-source --recover
+# finishes the migration; the guest is verified at the destination.
+case_recover() {
+	local rc
+	case_start
+	start_qemu src "ws=$WS rate=8 hb_ms=250 hbs=48" ||
+		{ fail recover "no link for the source QEMU"; return; }
+	start_qemu dst "ws=$WS" --incoming ||
+		{ fail recover "no link for the incoming QEMU"; return; }
+	wait_for 30 has_hbs src 2
+	start_dest
+	# 16 MiB of data at 4 MiB/s: postcopy lasts about 4 s.
+	"$SRC" --vm "$T/src/vm.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
+		--mode postcopy --bandwidth 4 --timeout 2000 >"$T/fsrc.log" 2>&1 &
+	local spid=$!
+	PIDS+=($spid)
+	if ! wait_for 30 has_hbs dst 1; then
+		fail recover "no switchover: $(cat "$T/fsrc.log")"
+		stop_all
+		return
+	fi
+	kill -9 "$spid"
+	wait "$spid" 2>/dev/null
+	timeout 120 "$SRC" --vm "$T/src/vm.sock" --dest "127.0.0.1:$PORT" \
+		$CTLS -q --recover --json "$T/src.json" >"$T/fsrc.log" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		fail recover "ferry-source --recover exit $rc: $(cat "$T/fsrc.log")"
+	elif ! wait "$dest_pid"; then
+		fail recover "ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
+	elif ! verified dst; then
+		fail recover "destination guest: $why"
+	elif ! wait_for 20 eval '! alive $src_qemu'; then
+		fail recover "the source QEMU did not quit"
+	else
+		ok "postcopy, source agent killed, ferry-source --recover: guest verified ($(done_line dst))"
+	fi
+	stop_all
+}
+
 # Guest RAM on 2 MiB hugetlb memfds (32 MiB guests): needs 32 free huge
 # pages, reserved here if the pool lacks them and given back after, under
 # the lock the other hugetlb tests take (the pool is system-wide).
@@ -341,7 +382,7 @@ case_mismatch() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid auto sandbox numa hugetlb dest_killed mismatch}
+CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid auto sandbox numa hugetlb recover dest_killed mismatch}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"
