@@ -74,6 +74,10 @@ __attribute__((target("avx512f"))) bool gm_is_zero_avx512(const void *p,
 
 typedef bool (*is_zero_fn)(const void *, size_t);
 
+/* An ifunc resolver runs during relocation, before a sanitizer's runtime
+ * is up: it must not be instrumented (UBSan's check of the cpu-model load
+ * crashed every sanitized program at start). */
+__attribute__((no_sanitize("address", "undefined", "thread")))
 static is_zero_fn resolve_is_zero(void)
 {
 	__builtin_cpu_init();

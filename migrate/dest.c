@@ -70,12 +70,7 @@ struct mig_dst {
 	unsigned int switched;		/* receivers at the POSTCOPY marker */
 	bool discards_done;		/* under lock: receivers may go on */
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
-	struct ut_bitmap requested;	/* asked of the source, not placed */
-	uint64_t *req_ns;		/* when each requested page was asked */
-	_Atomic uint64_t outstanding;	/* requested pages not placed yet */
-	uint64_t *lat_ns;		/* fault service times, one per page */
-	_Atomic uint64_t nlat;
-	struct ut_hist hist;
+	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
 	struct faulter {
 		pthread_t thread;
@@ -98,23 +93,25 @@ static uint64_t vmm_addr(const struct mig_dst *d, uint32_t r, uint64_t idx)
 	       idx * d->vm.layout.r[r].page_size;
 }
 
+/* finish_postcopy() waits, under lock, for the last request to be
+ * placed: a request just taken off may have been it. */
+static void wake_if_idle(struct mig_dst *d)
+{
+	if (mig_faults_outstanding(&d->faults))
+		return;
+	pthread_mutex_lock(&d->lock);
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
 /* Bookkeeping once page @g holds its data: a fault waiting on it is
  * served, and its service time counted. */
 static void placed(struct mig_dst *d, uint64_t g)
 {
 	ut_bitmap_set(&d->received, g);
 	ut_bitmap_clear(&d->zero, g);
-	if (ut_bitmap_test_and_clear(&d->requested, g)) {
-		uint64_t lat = ut_now_ns() - d->req_ns[g];
-
-		ut_hist_record(&d->hist, lat);
-		d->lat_ns[atomic_fetch_add(&d->nlat, 1)] = lat;
-		if (atomic_fetch_sub(&d->outstanding, 1) == 1) {
-			pthread_mutex_lock(&d->lock);
-			pthread_cond_broadcast(&d->cond);
-			pthread_mutex_unlock(&d->lock);
-		}
-	}
+	if (mig_faults_served(&d->faults, g, ut_now_ns()))
+		wake_if_idle(d);
 }
 
 /* Places one page atomically; another placement winning is fine. */
@@ -475,14 +472,12 @@ static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
 		place_zero(d, r, idx);
 		return 0;
 	}
-	if (ut_bitmap_test_and_set(&d->requested, g))
+	if (!mig_faults_request(&d->faults, g, ut_now_ns()))
 		return 0; /* asked already; its placement wakes everyone */
-	d->req_ns[g] = ut_now_ns();
-	atomic_fetch_add(&d->outstanding, 1);
 	/* A receiver may have placed it just now, before seeing our bit. */
 	if (ut_bitmap_test(&d->received, g) &&
-	    ut_bitmap_test_and_clear(&d->requested, g)) {
-		atomic_fetch_sub(&d->outstanding, 1);
+	    mig_faults_withdraw(&d->faults, g)) {
+		wake_if_idle(d);
 		gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
 			     d->vm.layout.r[r].page_size);
 		return 0;
@@ -572,17 +567,18 @@ static int resend_requests(struct mig_dst *d, struct tp_stream *urg)
 	uint32_t nq = 0;
 	int ret = 0;
 
-	for (uint64_t g = ut_bitmap_find_next(&d->requested, 0);
+	for (uint64_t g = ut_bitmap_find_next(&d->faults.requested, 0);
 	     g < d->vm.total_pages && !ret;
-	     g = ut_bitmap_find_next(&d->requested, g + 1)) {
+	     g = ut_bitmap_find_next(&d->faults.requested, g + 1)) {
 		uint32_t r = 0;
 		ssize_t n;
 
 		while (r + 1 < d->vm.nr && g >= d->vm.first[r + 1])
 			r++;
 		q[nq++] = (struct mig_req){ r, g - d->vm.first[r] };
-		if (nq < MIG_MAX_REQS && ut_bitmap_find_next(&d->requested,
-				g + 1) < d->vm.total_pages)
+		if (nq < MIG_MAX_REQS &&
+		    ut_bitmap_find_next(&d->faults.requested, g + 1) <
+		    d->vm.total_pages)
 			continue;
 		n = mig_enc_req(buf, sizeof(buf), q, nq);
 		ret = n < 0 ? n : mig_send_msg(urg, MIG_MSG_PAGE_REQ, buf, n);
@@ -953,13 +949,6 @@ static int resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Wakes every receiver out of its stream and joins it. */
 static int stop_receivers(struct mig_dst *d)
 {
@@ -1072,7 +1061,7 @@ static int dest_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 	if (!ret) {
 		st->recoveries++;
 		pr_warn("postcopy recovered: %llu pages outstanding",
-			(unsigned long long)atomic_load(&d->outstanding));
+			(unsigned long long)mig_faults_outstanding(&d->faults));
 	}
 	return ret;
 }
@@ -1085,14 +1074,13 @@ static int finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 	struct mig_complete c = { 0 };
 	struct tp_stream *ctl;
 	uint8_t buf[1024];
-	uint64_t n;
 	ssize_t len;
 	int ret;
 
 	for (;;) {
 		ret = join_receivers(d);
 		pthread_mutex_lock(&d->lock);
-		while (!ret && atomic_load(&d->outstanding) && !d->failed)
+		while (!ret && mig_faults_outstanding(&d->faults) && !d->failed)
 			pthread_cond_wait(&d->cond, &d->lock);
 		if (!ret && d->failed)
 			ret = -ECONNRESET;
@@ -1107,19 +1095,10 @@ static int finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 	ctl = tp_session_control(d->sess);
 	stop_faulter(d);
 	release_uffd(d);
-	n = atomic_load(&d->nlat);
-	qsort(d->lat_ns, n, sizeof(*d->lat_ns), cmp_u64);
-	c.faults = n;
-	for (uint64_t i = 0; i < n; i++)
-		c.blocked_ns += d->lat_ns[i];
-	if (n) {
-		c.p50_ns = d->lat_ns[n / 2];
-		c.p99_ns = d->lat_ns[n * 99 / 100];
-		c.max_ns = d->lat_ns[n - 1];
-	}
+	mig_faults_summary(&d->faults, &c);
 	for (unsigned int i = 0; i < MIG_HIST_BUCKETS; i++)
-		c.hist[i] = st->fault_hist[i] = atomic_load(&d->hist.bucket[i]);
-	st->faults = n;
+		st->fault_hist[i] = c.hist[i];
+	st->faults = c.faults;
 	st->fault_p50_us = c.p50_ns / 1e3;
 	st->fault_p99_us = c.p99_ns / 1e3;
 	st->fault_max_us = c.max_ns / 1e3;
@@ -1135,13 +1114,9 @@ static int alloc_tracking(struct mig_dst *d)
 {
 	uint64_t n = d->vm.total_pages;
 
-	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n) ||
-	    ut_bitmap_init(&d->requested, n))
+	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n))
 		return -ENOMEM;
-	d->req_ns = calloc(n, sizeof(*d->req_ns));
-	d->lat_ns = calloc(n, sizeof(*d->lat_ns));
-	ut_hist_init(&d->hist);
-	return d->req_ns && d->lat_ns ? 0 : -ENOMEM;
+	return mig_faults_init(&d->faults, n);
 }
 
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
@@ -1239,12 +1214,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (!resumed)
 		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
 	free(blob);
-	free(d.req_ns);
-	free(d.lat_ns);
 	free(d.zero_page);
 	ut_bitmap_fini(&d.received);
 	ut_bitmap_fini(&d.zero);
-	ut_bitmap_fini(&d.requested);
+	mig_faults_fini(&d.faults);
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)
 		tp_session_destroy(d.sess);

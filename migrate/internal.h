@@ -3,6 +3,7 @@
 #ifndef FERRY_MIGRATE_INTERNAL_H
 #define FERRY_MIGRATE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 
 #include "guestmem/guestmem.h"
@@ -46,6 +47,13 @@ int mig_fail(char *err, int ret, const char *fmt, ...)
 /* CLOCK_REALTIME in ns: comparable between the two hosts' agents. */
 uint64_t mig_realtime_ns(void);
 
+/* Initialises @c to time its waits on CLOCK_MONOTONIC (cond.c). Returns
+ * 0 or -errno; pthread_cond_destroy() undoes it. */
+int mig_cond_init(pthread_cond_t *c);
+/* Waits on @c, made by mig_cond_init(), for at most @ms with @m held.
+ * Returns 0 when woken (or spuriously), -ETIMEDOUT after @ms. */
+int mig_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, unsigned int ms);
+
 /* Breaks every stream of @sess so that a thread blocked on one returns. */
 void mig_session_cut(struct tp_session *sess);
 
@@ -58,5 +66,122 @@ int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 /* Sends an encoded control message; returns 0 or -errno. */
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 		 size_t len);
+
+/* ---- postcopy fault statistics (faults.c) ----
+ *
+ * The destination's pages asked of the source and not placed yet, since
+ * when, and how long each took to arrive. One thread asks (the fault
+ * thread); any thread may place. The asker publishes the timestamp and
+ * the count before the page's bit, so whoever clears the bit sees both.
+ */
+struct mig_faults {
+	struct ut_bitmap requested;	/* asked of the source, not placed */
+	_Atomic uint64_t *req_ns;	/* ut_now_ns() when each was asked;
+					 * 0: never */
+	_Atomic uint64_t outstanding;	/* bits set in requested */
+	uint64_t *lat_ns;		/* service times, ns, as served */
+	uint64_t cap;			/* entries of lat_ns */
+	_Atomic uint64_t nlat;		/* served (may pass cap) */
+	struct ut_hist hist;		/* every service time */
+};
+
+/* Allocates for @npages pages. Returns 0 or -ENOMEM; fini frees. */
+int mig_faults_init(struct mig_faults *f, uint64_t npages);
+/* Accepts a zeroed or half-initialised @f. */
+void mig_faults_fini(struct mig_faults *f);
+/* The asking thread only: page @g is asked for at @now_ns. Returns false
+ * when it is asked for already. */
+bool mig_faults_request(struct mig_faults *f, uint64_t g, uint64_t now_ns);
+/* Any thread: page @g is in place at @now_ns. Returns true when it was
+ * asked for; its service time is counted unless it has no timestamp. */
+bool mig_faults_served(struct mig_faults *f, uint64_t g, uint64_t now_ns);
+/* The asking thread: takes back a request of @g that a placement beat.
+ * Returns true when it was still outstanding; no time is counted. */
+bool mig_faults_withdraw(struct mig_faults *f, uint64_t g);
+static inline uint64_t mig_faults_outstanding(struct mig_faults *f)
+{
+	return atomic_load(&f->outstanding);
+}
+/* Once nothing is placed any more: the count, p50/p99/max, the sum and
+ * the histogram into @c. Sorts the samples. */
+void mig_faults_summary(struct mig_faults *f, struct mig_complete *c);
+
+/* ---- the convergence policy (policy.c) ----
+ *
+ * When precopy stops, as a pure function of the round statistics: no
+ * clock, no I/O, no hidden state. The source engine asks it once before
+ * round 0 and once after every round, and does what it says.
+ */
+
+/* What the source does next. */
+enum mig_decision {
+	MIG_DECIDE_ROUND,	/* send another precopy round */
+	MIG_DECIDE_SWITCHOVER,	/* pause, send the rest and the state */
+	MIG_DECIDE_POSTCOPY,	/* pause, send the state; pages follow */
+	MIG_DECIDE_CANCEL,	/* did not converge: the VM stays here */
+};
+
+/* Why it decided so. */
+enum mig_reason {
+	MIG_WHY_CONVERGING,	/* ROUND: neither fits nor out of time */
+	MIG_WHY_MODE,		/* postcopy at once, hybrid after round 0 */
+	MIG_WHY_FITS,		/* predicted downtime <= the limit */
+	MIG_WHY_STALLED,	/* auto: no 10% better prediction for
+				 * MIG_POLICY_STALL_ROUNDS rounds */
+	MIG_WHY_MAX_ROUNDS,	/* the round just sent was the last allowed */
+	MIG_WHY_DEADLINE,	/* elapsed >= the deadline */
+};
+
+/* auto: rounds in a row without a prediction 10% better than the best
+ * before it gives up on precopy converging and switches to postcopy. */
+#define MIG_POLICY_STALL_ROUNDS 3
+
+/* The limits, fixed for one migration (defaults applied). */
+struct mig_policy {
+	enum mig_mode mode;
+	bool can_postcopy;		/* the destination accepted postcopy */
+	uint64_t downtime_limit_ms;	/* switch over at or below this */
+	uint32_t max_rounds;		/* precopy rounds, round 0 included */
+	uint64_t deadline_ns;		/* since the migration started */
+};
+
+/* Carried from one round to the next; zero before round 0. */
+struct mig_policy_state {
+	uint32_t rounds;	/* rounds so far that did not fit */
+	double best_ms;		/* lowest predicted downtime (rounds > 0) */
+	uint32_t stalled;	/* rounds in a row without a 10% better one */
+};
+
+/* What one precopy round measured. */
+struct mig_round_input {
+	uint32_t round;		/* the round just sent, from 0 */
+	double dirty_bytes;	/* dirtied during it: the next round's size */
+	double bandwidth_mibs;	/* wire bytes / duration */
+	double duration_s;	/* of the round */
+	uint64_t elapsed_ns;	/* migration start to the round's end */
+};
+
+struct mig_verdict {
+	enum mig_decision decision;
+	enum mig_reason reason;
+	double predicted_downtime_ms;	/* sending dirty_bytes at bandwidth;
+					 * 1e9 when nothing was measured */
+	double dirty_rate_mibs;		/* dirty_bytes / duration */
+};
+
+/* Fills @pol from the caller's parameters, with the defaults for zeros
+ * (300 ms, 30 rounds, 120 s). @can_postcopy: what the destination said. */
+void mig_policy_init(struct mig_policy *pol,
+		     const struct mig_source_params *p, bool can_postcopy);
+/* Before round 0: POSTCOPY in postcopy mode, else ROUND. */
+struct mig_verdict mig_policy_begin(const struct mig_policy *pol);
+/* After round @in->round: the decision, and @ps updated for the next
+ * call. Any thread; touches only its arguments. */
+struct mig_verdict mig_policy_next(const struct mig_policy *pol,
+				   struct mig_policy_state *ps,
+				   const struct mig_round_input *in);
+/* Names for logs and tests: "round", "switchover", ... / "fits", ... */
+const char *mig_decision_name(enum mig_decision d);
+const char *mig_reason_name(enum mig_reason r);
 
 #endif /* FERRY_MIGRATE_INTERNAL_H */

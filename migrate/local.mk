@@ -6,6 +6,9 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/migrate.h \
 	migrate/internal.h \
 	migrate/vm.c \
+	migrate/policy.c \
+	migrate/faults.c \
+	migrate/cond.c \
 	migrate/source.c \
 	migrate/dest.c \
 	migrate/stats.c
@@ -18,17 +21,26 @@ tests_check_wire_SOURCES = tests/check-wire.c tests/testutil.h
 tests_check_wire_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_wire_LDADD = migrate/libmigrate.a util/libutil.a $(CHECK_LIBS)
 
+# The engines' parts that need no VM: the convergence policy, the fault
+# statistics.
+check_PROGRAMS += tests/check-migrate
+TESTS += tests/check-migrate
+tests_check_migrate_SOURCES = tests/check-migrate.c tests/testutil.h
+tests_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_migrate_LDADD = migrate/libmigrate.a util/libutil.a \
+	$(CHECK_LIBS) -lm
+
 # Seeds for the wire fuzzer, written by the encoders themselves.
 noinst_PROGRAMS += tests/fuzz-wire-seeds
 tests_fuzz_wire_seeds_SOURCES = tests/fuzz-wire.c
-tests_fuzz_wire_seeds_LDADD = migrate/libmigrate.a util/libutil.a
+tests_fuzz_wire_seeds_LDADD = migrate/libmigrate.a migrate/libvmlink.a util/libutil.a
 
 if ENABLE_FUZZ
 noinst_PROGRAMS += tests/fuzz-wire
 tests_fuzz_wire_SOURCES = tests/fuzz-wire.c
 tests_fuzz_wire_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
 tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
-tests_fuzz_wire_LDADD = migrate/libmigrate.a util/libutil.a
+tests_fuzz_wire_LDADD = migrate/libmigrate.a migrate/libvmlink.a util/libutil.a
 endif
 
 # Live migration end to end: real VMs, the agents, TLS on loopback.

@@ -62,6 +62,8 @@ struct sender {
 	pthread_t thread;
 	bool started;
 	uint64_t gen;		/* round generation the table belongs to */
+	uint64_t seen;		/* s->gen when started: only later rounds
+				 * are for this thread */
 	struct dup_slot *table;
 	uint64_t mask, used;
 	struct counts c;	/* this round */
@@ -432,7 +434,7 @@ static void *sender_main(void *arg)
 {
 	struct sender *w = arg;
 	struct mig_src *s = w->src;
-	uint64_t seen = 0;
+	uint64_t seen = w->seen;
 
 	for (;;) {
 		uint32_t round, flags;
@@ -571,6 +573,10 @@ static int start_senders(struct mig_src *s)
 		struct sender *w = &s->senders[i];
 
 		w->src = s;
+		/* Senders restarted after a recovery must not take the last
+		 * round for a new one: it was run, and its done++ would end
+		 * the next round early (found by TSan). */
+		w->seen = s->gen;
 		w->st = tp_session_bulk(s->sess, i);
 		w->table = calloc(cap, sizeof(*w->table));
 		w->mask = cap - 1;
@@ -661,15 +667,7 @@ static int run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	s->gen++;
 	pthread_cond_broadcast(&s->cond);
 	while (s->done < s->nbulk) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		mig_cond_wait_ms(&s->cond, &s->lock, 250);
 		pthread_mutex_unlock(&s->lock);
 		report(s, round, s->vm.total_pages, prev,
 		       flags & MIG_ROUND_FINAL);
@@ -726,6 +724,23 @@ static int send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
 		return mig_fail(err, ret, "sending the VM state: %s",
 				tp_stream_strerror(ctl));
 	return 0;
+}
+
+/* Tells the VMM the switchover is committed, before the state leaves: an
+ * agent that dies after this must not have the VMM resume a guest that
+ * may run at the destination; one that dies before it has it resumed.
+ * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
+static int commit_switchover(struct mig_src *s, char *err)
+{
+	int ret = vml_client_commit(&s->vm.link);
+
+	if (ret == -EOPNOTSUPP) {
+		pr_info("the VMM does not take COMMIT: it will not resume the "
+			"VM by itself if this agent dies");
+		return 0;
+	}
+	return ret ? mig_fail(err, ret, "the VM refused to commit the "
+			      "switchover: %s", strerror(-ret)) : 0;
 }
 
 /* Waits for the destination's word that the guest runs there. */
@@ -794,7 +809,9 @@ static int switchover(struct mig_src *s, uint32_t round,
 	ret = run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
 		return mig_fail(err, ret, "final round failed");
-	ret = send_state(s, ctl, err);
+	ret = commit_switchover(s, err);
+	if (!ret)
+		ret = send_state(s, ctl, err);
 	if (!ret)
 		ret = wait_resumed(ctl, &r, err);
 	if (ret)
@@ -1174,6 +1191,9 @@ static int postcopy(struct mig_src *s, uint32_t round,
 	pr_info("postcopy: %llu pages discarded, %llu to push",
 		(unsigned long long)ndiscard,
 		(unsigned long long)ut_bitmap_count(&s->todo));
+	ret = commit_switchover(s, err);
+	if (ret)
+		return ret;
 	s->state_sent = true; /* from here on the guest may run there */
 	ret = send_state(s, ctl, err);
 	if (ret)
@@ -1239,55 +1259,60 @@ static void tell_dest(struct mig_src *s, int code, const char *msg)
 			     buf, n);
 }
 
-/* Fills the per-round figures that need the next harvest. Returns the
- * predicted downtime in ms for sending @dirty pages. */
-static double after_round(struct mig_src *s, struct mig_round_stats *rs,
-			  uint64_t dirty)
+/* Asks the policy about round @rs->round, which left @dirty pages dirty,
+ * and completes the round's figures with its prediction. */
+static struct mig_verdict decide(struct mig_src *s,
+				 const struct mig_policy *pol,
+				 struct mig_policy_state *ps,
+				 struct mig_round_stats *rs, uint64_t dirty)
 {
 	double avg_page = (double)s->vm.ram_bytes / s->vm.total_pages;
-	double bytes = dirty * avg_page, bw = rs->bandwidth_mibs * UT_MiB;
+	struct mig_round_input in = {
+		.round = rs->round,
+		.dirty_bytes = dirty * avg_page,
+		.bandwidth_mibs = rs->bandwidth_mibs,
+		.duration_s = rs->duration_s,
+		.elapsed_ns = ut_now_ns() - s->start_ns,
+	};
+	struct mig_verdict v = mig_policy_next(pol, ps, &in);
 
-	rs->dirty_rate_mibs = bytes / UT_MiB /
-			      (rs->duration_s > 1e-6 ? rs->duration_s : 1e-6);
-	rs->predicted_downtime_ms = bw > 0 ? bytes / bw * 1000 : 1e9;
+	rs->dirty_rate_mibs = v.dirty_rate_mibs;
+	rs->predicted_downtime_ms = v.predicted_downtime_ms;
 	if (s->st->nrounds)
 		s->st->rounds[s->st->nrounds - 1] = *rs;
-	return rs->predicted_downtime_ms;
+	return v;
 }
 
-/* auto: rounds in a row without a better predicted downtime before it
- * gives up on precopy converging and switches to postcopy. */
-#define STALL_ROUNDS 3
-
-static int cancel(struct mig_src *s, uint32_t rounds, double predicted,
-		  uint64_t limit, const struct mig_round_stats *rs, char *err)
+static int cancel(struct mig_src *s, uint32_t rounds,
+		  const struct mig_policy *pol, const struct mig_verdict *v,
+		  char *err)
 {
 	snprintf(s->st->outcome, sizeof(s->st->outcome), "cancelled");
 	mig_fail(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
 		 "(%.1f s): predicted downtime %.0f ms > limit %llu ms at "
 		 "%.0f MiB/s dirty; the VM keeps running here", rounds,
-		 (ut_now_ns() - s->start_ns) / 1e9, predicted,
-		 (unsigned long long)limit, rs->dirty_rate_mibs);
+		 (ut_now_ns() - s->start_ns) / 1e9, v->predicted_downtime_ms,
+		 (unsigned long long)pol->downtime_limit_ms,
+		 v->dirty_rate_mibs);
 	tell_dest(s, ECANCELED, err);
 	return -ETIMEDOUT;
 }
 
+/* Precopy rounds until the policy says how they end (policy.c). */
 static int migrate(struct mig_src *s, char *err)
 {
-	const struct mig_source_params *p = s->p;
-	uint64_t limit = p->downtime_limit_ms ? p->downtime_limit_ms : 300;
-	uint32_t max_rounds = p->max_rounds ? p->max_rounds : 30;
-	uint64_t deadline = (p->deadline_s ? p->deadline_s : 120) * 1000000000ULL;
 	struct mig_round_stats rs = { 0 };
-	double predicted = 0, best = 1e300;
-	uint32_t round, stalled = 0;
-	bool late;
+	struct mig_policy_state ps = { 0 };
+	struct mig_policy pol;
+	struct mig_verdict v;
+	uint32_t round;
 	ssize_t n;
 	int ret;
 
+	mig_policy_init(&pol, s->p, s->can_postcopy);
 	snprintf(s->st->mode, sizeof(s->st->mode), "precopy");
 	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
-	if (p->mode == MIG_MODE_POSTCOPY)
+	if (mig_policy_begin(&pol).decision == MIG_DECIDE_POSTCOPY)
 		return postcopy(s, 0, &rs, err);
 	ut_bitmap_set_range(&s->todo, 0, s->vm.total_pages);
 	for (round = 0;; round++) {
@@ -1298,26 +1323,23 @@ static int migrate(struct mig_src *s, char *err)
 		n = gm_dirty_harvest(s->dirty, &s->todo);
 		if (n < 0)
 			return mig_fail(err, n, "reading dirty pages failed");
-		predicted = after_round(s, &rs, n);
+		v = decide(s, &pol, &ps, &rs, n);
 		report(s, round, s->vm.total_pages, &rs, false);
-		if (p->mode == MIG_MODE_HYBRID)
-			return postcopy(s, round + 1, &rs, err);
-		if (predicted <= limit)
+		switch (v.decision) {
+		case MIG_DECIDE_ROUND:
+			break;
+		case MIG_DECIDE_SWITCHOVER:
 			return switchover(s, round + 1, &rs, err);
-		stalled = predicted < best * 0.9 ? 0 : stalled + 1;
-		if (predicted < best)
-			best = predicted;
-		late = round + 1 >= max_rounds ||
-		       ut_now_ns() - s->start_ns >= deadline;
-		if (p->mode == MIG_MODE_AUTO && s->can_postcopy &&
-		    (late || stalled >= STALL_ROUNDS)) {
-			pr_info("round %u: predicted downtime %.0f ms has not "
-				"fallen for %u rounds: switching to postcopy",
-				round, predicted, stalled);
+		case MIG_DECIDE_POSTCOPY:
+			if (v.reason != MIG_WHY_MODE)
+				pr_info("round %u: predicted downtime %.0f ms "
+					"has not fallen for %u rounds: "
+					"switching to postcopy", round,
+					v.predicted_downtime_ms, ps.stalled);
 			return postcopy(s, round + 1, &rs, err);
+		case MIG_DECIDE_CANCEL:
+			return cancel(s, round + 1, &pol, &v, err);
 		}
-		if (late)
-			return cancel(s, round + 1, predicted, limit, &rs, err);
 	}
 }
 
@@ -1350,9 +1372,13 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
 	s.start_ns = ut_now_ns();
 	pthread_mutex_init(&s.lock, NULL);
-	pthread_cond_init(&s.cond, NULL);
 	s.sess = p->session;
 	s.nbulk = tp_session_nbulk(p->session);
+	ret = mig_cond_init(&s.cond);
+	if (ret) {
+		mig_fail(err, ret, "cannot make a condition variable");
+		goto out_lock;
+	}
 	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
 	if (ret)
 		goto out;
@@ -1424,6 +1450,7 @@ out:
 	if (s.own_sess)
 		tp_session_destroy(s.sess);
 	pthread_cond_destroy(&s.cond);
+out_lock:
 	pthread_mutex_destroy(&s.lock);
 	return ret;
 }

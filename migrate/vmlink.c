@@ -68,6 +68,7 @@ const char *vml_msg_name(uint16_t type)
 		[VML_MSG_QUIT] = "quit",
 		[VML_MSG_STATUS] = "status",
 		[VML_MSG_DIRTY_LOG] = "dirty-log",
+		[VML_MSG_COMMIT] = "commit",
 	};
 	uint16_t t = type & ~VML_MSG_REPLY;
 
@@ -159,7 +160,8 @@ static int region_decode(struct vml_region *r, const uint8_t *p, int *fds,
 	r->fd_offset = get_u64(p + 24);
 	r->page_size = get_u64(p + 32);
 	r->backing = get_u32(p + 40);
-	if (!r->size || !r->page_size || (r->page_size & (r->page_size - 1)) ||
+	if ((r->page_size != 4096 && r->page_size != 2u << 20 &&
+	     r->page_size != 1u << 30) || !r->size ||
 	    r->size % r->page_size || r->gpa % r->page_size ||
 	    r->gpa + r->size < r->gpa || r->host_addr + r->size < r->host_addr)
 		return -EINVAL;
@@ -176,6 +178,21 @@ static void hello_release(struct vml_hello *h)
 			close(h->regions[i].fd);
 		h->regions[i].fd = -1;
 	}
+}
+
+/* Two regions that share a guest physical page would be two copies of
+ * one page: a VMM that says so is broken. */
+static int regions_disjoint(const struct vml_hello *h)
+{
+	for (uint32_t i = 0; i < h->nr_regions; i++)
+		for (uint32_t j = i + 1; j < h->nr_regions; j++) {
+			const struct vml_region *a = &h->regions[i];
+			const struct vml_region *b = &h->regions[j];
+
+			if (a->gpa < b->gpa + b->size && b->gpa < a->gpa + a->size)
+				return -EINVAL;
+		}
+	return 0;
 }
 
 int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
@@ -202,6 +219,8 @@ int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 		ret = region_decode(&h->regions[i],
 				    buf + VML_HELLO_FIXED + i * VML_REGION_SIZE,
 				    fds, nfds);
+	if (!ret)
+		ret = regions_disjoint(h);
 	if (ret)
 		hello_release(h);
 	return ret;
@@ -590,6 +609,11 @@ int vml_client_resume(struct vml_client *c)
 int vml_client_quit(struct vml_client *c)
 {
 	return simple(c, VML_MSG_QUIT);
+}
+
+int vml_client_commit(struct vml_client *c)
+{
+	return simple(c, VML_MSG_COMMIT);
 }
 
 int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs)

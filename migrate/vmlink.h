@@ -37,6 +37,13 @@
  *                  region's bitmap, one bit per 4 KiB page written by a
  *                  vCPU since START or the previous FETCH (u64 LE words).
  *                  The VMM's own writes are not in it.
+ *      COMMIT      (paused) the switchover is committed: the agent is about
+ *                  to hand the guest's state to the destination, which
+ *                  may run it from then on. Until a COMMIT, a VMM whose
+ *                  agent disconnects while the VM is paused resumes the
+ *                  guest by itself (the migration failed before the
+ *                  switchover); after one, it keeps the VM paused (the
+ *                  running copy may be elsewhere). RESUME clears it.
  *    A request the VMM cannot serve is answered with a negative status
  *    (-EBUSY: wrong state, -EOPNOTSUPP: unknown type, -EINVAL: bad blob).
  *
@@ -70,6 +77,7 @@ enum vml_msg_type {
 	VML_MSG_QUIT = 6,
 	VML_MSG_STATUS = 7,
 	VML_MSG_DIRTY_LOG = 8,
+	VML_MSG_COMMIT = 9,
 	VML_MSG_REPLY = 0x8000,	/* OR-ed into a request's type */
 };
 
@@ -148,7 +156,8 @@ ssize_t vml_hello_encode(const struct vml_hello *h, uint8_t *buf, size_t cap,
  * Decodes a HELLO payload of @len bytes received with @nfds fds (@fds).
  * Fills @h with fds taken from @fds: the taken slots become -1, so that
  * the caller's cleanup closes only the rest. Checks every length, index
- * and range; returns 0, -EPROTO or -EINVAL.
+ * and range (page sizes 4 KiB, 2 MiB or 1 GiB, aligned, no overflow, no
+ * two regions sharing a guest address); returns 0, -EPROTO or -EINVAL.
  */
 int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 		     int *fds, unsigned int nfds);
@@ -205,6 +214,8 @@ int vml_client_take_uffd(struct vml_client *c);
 int vml_client_pause(struct vml_client *c);
 int vml_client_resume(struct vml_client *c);
 int vml_client_quit(struct vml_client *c);
+/* COMMIT (see above); -EOPNOTSUPP from a VMM that predates it. */
+int vml_client_commit(struct vml_client *c);
 /* Reads the run state (enum vml_run_state) and heartbeats seen. */
 int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs);
 /*

@@ -184,8 +184,9 @@ static void *handler_main(void *arg)
 static void handler_start(struct handler *h, struct gm_uffd *u,
 			  enum resolve how, uint64_t base, size_t psz)
 {
+	/* h->shadow, set by the caller, must be there before the thread. */
 	*h = (struct handler){ .uffd = u, .how = how, .base = base,
-			       .page_size = psz };
+			       .page_size = psz, .shadow = h->shadow };
 	h->buf = aligned_alloc(4096, psz);
 	ck_assert_ptr_nonnull(h->buf);
 	h->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -366,7 +367,7 @@ START_TEST(missing_copy)
 	enum gm_backing b = backings[_i];
 	struct gm_region r;
 	struct gm_uffd u;
-	struct handler h;
+	struct handler h = { 0 };
 	size_t psz = gm_backing_page_size(b);
 	uint64_t ioctls;
 
@@ -414,7 +415,7 @@ START_TEST(missing_concurrent_same_page)
 	enum gm_backing b = backings[_i];
 	struct gm_region r;
 	struct gm_uffd u;
-	struct handler h;
+	struct handler h = { 0 };
 	size_t psz = gm_backing_page_size(b);
 	struct reader rd[4];
 	pthread_t t[4];
@@ -453,7 +454,7 @@ START_TEST(missing_zeropage)
 	enum gm_backing b = backings[_i];
 	struct gm_region r;
 	struct gm_uffd u;
-	struct handler h;
+	struct handler h = { 0 };
 	size_t psz = gm_backing_page_size(b);
 
 	ck_assert_int_eq(gm_region_init(&r, b, region_size(b), NULL), 0);
@@ -479,7 +480,7 @@ START_TEST(minor_continue)
 	enum gm_backing b = backings[_i];
 	struct gm_region r, agent;
 	struct gm_uffd u;
-	struct handler h;
+	struct handler h = { 0 };
 	size_t psz = gm_backing_page_size(b);
 
 	if (b == GM_BACKING_ANON)
@@ -492,8 +493,8 @@ START_TEST(minor_continue)
 					  GM_UFFD_MINOR, NULL), 0);
 	/* MINOR faults need the page in the page cache: populate it. */
 	memset(agent.host, 0, agent.size);
-	handler_start(&h, &u, RESOLVE_CONTINUE, (uintptr_t)r.host, psz);
 	h.shadow = agent.host;
+	handler_start(&h, &u, RESOLVE_CONTINUE, (uintptr_t)r.host, psz);
 	for (uint64_t i = 0; i < REGION_PAGES; i++)
 		ck_assert(page_ok((uint8_t *)r.host + i * psz, psz, i));
 	handler_stop(&h);
@@ -511,7 +512,7 @@ START_TEST(wp_sync_writeprotect)
 	enum gm_backing b = backings[_i];
 	struct gm_region r;
 	struct gm_uffd u;
-	struct handler h;
+	struct handler h = { 0 };
 	size_t psz = gm_backing_page_size(b);
 
 	ck_assert_int_eq(gm_region_init(&r, b, region_size(b), NULL), 0);
@@ -775,7 +776,7 @@ START_TEST(cross_process_missing_copy)
 	size_t psz = gm_backing_page_size(b);
 	struct vmm v;
 	struct gm_uffd u;
-	struct handler h;
+	struct handler h = { 0 };
 
 	vmm_start(&v, b, false);
 	ck_assert_int_eq(gm_uffd_init(&u, v.uffd_fd,

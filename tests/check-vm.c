@@ -164,6 +164,51 @@ START_TEST(vmlink_hello_roundtrip)
 }
 END_TEST
 
+/* What a broken or hostile VMM might say: regions that share guest
+ * addresses, a page size that is none, sizes that wrap. All refused, and
+ * every fd it passed is closed, none handed on. */
+START_TEST(vmlink_hello_hostile)
+{
+	uint8_t buf[VML_HELLO_FIXED + VML_MAX_REGIONS * VML_REGION_SIZE];
+	struct {
+		const char *what;
+		struct vml_region r1;
+	} bad[] = {
+		{ "overlap", { .gpa = 1 << 19, .size = 1 << 20,
+			       .page_size = 4096, .fd = -1 } },
+		{ "same start", { .gpa = 0, .size = 4096, .page_size = 4096,
+				  .fd = -1 } },
+		{ "page size 8K", { .gpa = 1 << 30, .size = 1 << 20,
+				    .page_size = 8192, .fd = -1 } },
+		{ "page size 0", { .gpa = 1 << 30, .size = 1 << 20,
+				   .fd = -1 } },
+		{ "gpa wraps", { .gpa = UINT64_MAX - 4095, .size = 8192,
+				 .page_size = 4096, .fd = -1 } },
+		{ "unaligned gpa", { .gpa = (1 << 30) + 2048, .size = 4096,
+				     .page_size = 4096, .fd = -1 } },
+	};
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(bad); i++) {
+		int fds[VML_MAX_FDS], mine[VML_MAX_FDS];
+		struct vml_hello h, d;
+		unsigned int nfds;
+		ssize_t n;
+
+		sample_hello(&h, 100, 101);
+		h.regions[1] = bad[i].r1;
+		n = vml_hello_encode(&h, buf, sizeof(buf), fds, &nfds);
+		ck_assert_int_gt(n, 0);
+		mine[0] = dup(0);
+		mine[1] = dup(0);
+		ck_assert_msg(vml_hello_decode(&d, buf, n, mine, 2) == -EINVAL,
+			      "%s accepted", bad[i].what);
+		/* The taken fds were closed by the decoder. */
+		ck_assert_int_eq(d.uffd, -1);
+		ck_assert_int_eq(d.regions[0].fd, -1);
+	}
+}
+END_TEST
+
 START_TEST(vmlink_fds_over_socket)
 {
 	struct vml_hello h, d;
@@ -514,6 +559,72 @@ START_TEST(pause_resume)
 }
 END_TEST
 
+/* Polls STATUS on a fresh connection until the run state is @want. */
+static bool wait_state(const char *sock, uint32_t want, int ms)
+{
+	for (int t = 0; t < ms; t += 50) {
+		struct vml_client c;
+		uint32_t st = 0;
+		uint64_t hb;
+
+		if (!vml_client_open(&c, sock)) {
+			int ret = vml_client_status(&c, &st, &hb);
+
+			vml_client_close(&c);
+			if (!ret && st == want)
+				return true;
+		}
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* An agent that disappears while the VM is paused: before a COMMIT the
+ * VMM resumes the guest by itself (the migration failed before the
+ * switchover); after one it keeps the VM paused (the guest may run at the
+ * destination) until an agent resumes it. */
+START_TEST(agent_gone_commit)
+{
+	char *dir = tdir, sock[256], *err;
+	const char *argv[] = { NULL, "--no-kvm", "-s", sock, "--ws", "4M",
+			       "--heartbeat-ms", HB_MS, NULL };
+	struct vml_client c;
+	uint32_t st;
+	uint64_t hb1, hb2;
+	struct vmp p;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, 1, 20000), 1);
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_commit(&c), -EBUSY);	/* running */
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	vml_client_close(&c);			/* gone, uncommitted */
+	ck_assert(wait_state(sock, VML_STATE_RUNNING, 10000));
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb1), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, hb1 + 1, 20000), hb1 + 1);
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	ck_assert_int_eq(vml_client_commit(&c), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb1), 0);
+	vml_client_close(&c);			/* gone, committed */
+	usleep(500 * 1000);
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert_int_eq(vml_client_status(&c, &st, &hb2), 0);
+	ck_assert_uint_eq(st, VML_STATE_PAUSED);
+	ck_assert_uint_eq(hb1, hb2);
+	ck_assert_int_eq(vml_client_resume(&c), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, hb1 + 1, 20000), hb1 + 1);
+	ck_assert_int_eq(vml_client_quit(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 10000), 0);
+	err = vmt_slurp(p.err);
+	ck_assert_ptr_nonnull(strstr(err, "the guest runs here again"));
+	ck_assert_ptr_nonnull(strstr(err, "the VM stays paused here"));
+	free(err);
+}
+END_TEST
+
 static bool wait_socket(const char *path, int ms)
 {
 	struct stat st;
@@ -780,6 +891,7 @@ static Suite *vm_suite(void)
 	} cases[] = {
 		{ "vmlink_hdr_roundtrip", vmlink_hdr_roundtrip, 10, false },
 		{ "vmlink_hello_roundtrip", vmlink_hello_roundtrip, 10, false },
+		{ "vmlink_hello_hostile", vmlink_hello_hostile, 10, false },
 		{ "vmlink_fds_over_socket", vmlink_fds_over_socket, 10, false },
 		{ "vmlink_decode_fuzz", vmlink_decode_fuzz, 30, false },
 		{ "vmlink_listen_in_use", vmlink_listen_in_use, 10, false },
@@ -792,6 +904,7 @@ static Suite *vm_suite(void)
 		{ "boot_nokvm_anon", boot_nokvm_anon, 60, false },
 		{ "boot_nokvm_hugetlb_2m", boot_nokvm_hugetlb_2m, 60, true },
 		{ "pause_resume", pause_resume, 60, false },
+		{ "agent_gone_commit", agent_gone_commit, 60, false },
 		{ "save_restore_shmem", save_restore_shmem, 90, false },
 		{ "save_restore_anon_uffd", save_restore_anon_uffd, 90, false },
 		{ "save_restore_in_process", save_restore_in_process, 90, false },

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * libFuzzer harness for the wire decoders (configure --enable-fuzz with
- * CC=clang). The first input byte picks the decoder, the rest is the
- * message body. The layout the decoders check against is fixed: two
+ * libFuzzer harness for the wire decoders and the VM link's (configure
+ * --enable-fuzz with CC=clang). The first input byte picks the decoder,
+ * the rest is the message body. The layout the decoders check against is fixed: two
  * regions, 4K and 2M pages, as a destination would have after HELLO.
  *
  * Built without libFuzzer (the normal build), the same file is
@@ -15,11 +15,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "migrate/vmlink.h"
 #include "migrate/wire.h"
 #include "util/util.h"
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
-       D_ERROR, D_REQ, D_COUNT };
+       D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -38,6 +42,47 @@ static void drop(enum ut_log_level l, const char *m, void *a)
 {
 }
 
+/*
+ * A VM link HELLO as the agent receives it: the payload with up to
+ * VML_MAX_FDS real fds (the first payload byte says how many). Accepted
+ * regions must be sane; every fd must end up either in @h or closed.
+ */
+static void fuzz_vml_hello(const uint8_t *data, size_t size)
+{
+	static int devnull = -1;
+	int fds[VML_MAX_FDS];
+	unsigned int nfds;
+	struct vml_hello h;
+
+	if (size < 1)
+		return;
+	if (devnull < 0)
+		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	nfds = data[0] % (VML_MAX_FDS + 1);
+	for (unsigned int i = 0; i < nfds; i++)
+		fds[i] = dup(devnull);
+	if (!vml_hello_decode(&h, data + 1, size - 1, fds, nfds)) {
+		for (uint32_t i = 0; i < h.nr_regions; i++) {
+			const struct vml_region *r = &h.regions[i];
+
+			if (!r->size || r->size % r->page_size ||
+			    r->gpa + r->size < r->gpa)
+				__builtin_trap();
+			for (uint32_t j = 0; j < i; j++)
+				if (r->gpa < h.regions[j].gpa + h.regions[j].size &&
+				    h.regions[j].gpa < r->gpa + r->size)
+					__builtin_trap();
+			if (r->fd >= 0)
+				close(r->fd);
+		}
+		if (h.uffd >= 0)
+			close(h.uffd);
+	}
+	for (unsigned int i = 0; i < nfds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -53,6 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct mig_resumed rs;
 		struct mig_error e;
 		struct mig_pages_hdr p;
+		struct mig_complete c;
+		struct vml_hdr vh;
 	} u;
 	uint32_t count;
 
@@ -103,6 +150,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    req[0].idx >= mig_region_pages(&layout, req[0].region))
 			__builtin_trap();
 		break;
+	case D_COMPLETE:
+		mig_dec_complete(data + 1, size - 1, &u.c);
+		break;
+	case D_VML_HDR:
+		if (!vml_hdr_decode(&u.vh, data + 1, size - 1) &&
+		    u.vh.len > VML_MAX_PAYLOAD)
+			__builtin_trap();
+		break;
+	case D_VML_HELLO:
+		fuzz_vml_hello(data + 1, size - 1);
+		break;
 	}
 	return 0;
 }
@@ -123,6 +181,24 @@ static int write_seed(const char *dir, int kind, const uint8_t *b, ssize_t n)
 		return 1;
 	}
 	return fclose(f) != 0;
+}
+
+/* A HELLO of two regions, one with an fd: the byte before it says 2 fds. */
+static ssize_t vml_seed_hello(uint8_t *buf, size_t cap, uint8_t *nfds_byte)
+{
+	struct vml_hello h = { .version = VML_VERSION, .pid = 7, .nr_vcpus = 1,
+			       .nr_regions = 2, .uffd = 3 };
+	int fds[VML_MAX_FDS];
+	unsigned int nfds;
+	ssize_t n;
+
+	h.regions[0] = (struct vml_region){ .gpa = 0, .size = 64 << 20,
+		.host_addr = 0x7f0000000000, .page_size = 4096, .fd = 4 };
+	h.regions[1] = (struct vml_region){ .gpa = 1ull << 32, .size = 8 << 20,
+		.host_addr = 0x7f1000000000, .page_size = 2 << 20, .fd = -1 };
+	n = vml_hello_encode(&h, buf, cap, fds, &nfds);
+	*nfds_byte = (uint8_t)nfds;
+	return n < 0 ? n : n + 1;
 }
 
 int main(int argc, char **argv)
@@ -155,6 +231,13 @@ int main(int argc, char **argv)
 			  mig_enc_error(b, 4096, EIO, "dest disk failed"));
 	err |= write_seed(argv[1], D_REQ, b, mig_enc_req(b, 4096,
 			  &(struct mig_req){ 0, 77 }, 1));
+	err |= write_seed(argv[1], D_COMPLETE, b, mig_enc_complete(b, 4096,
+			  &(struct mig_complete){ 10, 5, 9, 11, 50, { 1, 2 } }));
+	vml_hdr_encode(b, &(struct vml_hdr){ VML_MSG_HELLO, 0,
+					     VML_HELLO_FIXED, 0 });
+	err |= write_seed(argv[1], D_VML_HDR, b, VML_HDR_SIZE);
+	err |= write_seed(argv[1], D_VML_HELLO, b, vml_seed_hello(b + 1,
+			  sizeof(b) - 1, b));
 	return err ? 1 : 0;
 }
 #endif

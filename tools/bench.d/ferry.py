@@ -8,7 +8,7 @@ import re
 import subprocess
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, guest_failed
+    dirty_rate_mibs, has_line, await_verified
 
 
 def is_vcpu(comm):
@@ -54,7 +54,7 @@ def run(ctx, sc, variant, rundir):
     b = ctx.build
     vm = f"{b}/tools/ferry-vm/ferry-vm"
     w = guest_words(sc)
-    gargs = ["--no-kvm", "-m", sc["mem"], "-b", sc["backing"],
+    gargs = ["--accel", ctx.ferry_accel, "-m", sc["mem"], "-b", sc["backing"],
              "--ws", w["ws"], "--rate", str(w["rate"]),
              "--zero", str(w["zero"]), "--dup", str(w["dup"]),
              "--pattern", w["pattern"], "--heartbeat-ms", str(w["hb_ms"])]
@@ -63,9 +63,7 @@ def run(ctx, sc, variant, rundir):
         src = Child("src-vm", [vm, "-s", f"{rundir}/src.sock"] + gargs,
                     f"{rundir}/src-vm.log")
         kids.append(src)
-        if not wait_for(lambda: any(kv.get("verified", 0) > 0 or
-                                    kv.get("iter", 0) >= 1
-                                    for _, kv in src.heartbeats())
+        if not wait_for(lambda: has_line(src, "FILLED")
                         or src.poll() is not None, ctx.fill_timeout):
             raise RuntimeError("source guest did not finish filling")
         if src.poll() is not None:
@@ -115,12 +113,10 @@ def run(ctx, sc, variant, rundir):
         if st != 0:
             raise RuntimeError(f"ferry-source exit {st}: "
                                f"{fs.text().strip()[-300:]}")
-        # The guest must run on at the destination, every page verified.
-        nd = wait_for(lambda: len(dst.heartbeats()) >= 4
-                      or guest_failed(dst) or dst.poll() is not None, 60)
-        bad = guest_failed(dst)
-        if not bad and (not nd or len(dst.heartbeats()) < 4):
-            raise RuntimeError("guest did not run at the destination")
+        # The guest must run on at the destination and say that it has
+        # checked every page there: rpasses counts complete passes since
+        # it resumed.
+        rpasses, bad = await_verified(dst, lambda hbs: 1, ctx.verify_timeout)
         with open(f"{rundir}/source.json") as f:
             sj = json.load(f)
         dj = {}
@@ -152,7 +148,8 @@ def run(ctx, sc, variant, rundir):
             "dirty_rate_mibs": rate,
             "wall_s": t1 - t0,
             "verified": not bad and not errors,
-            "verify_error": bad,
+            "verify_error": bad or (f"errors={errors}" if errors else None),
+            "dest_rpasses": rpasses,
         }
     finally:
         for k in reversed(kids):

@@ -239,6 +239,46 @@ def dirty_rate_mibs(hbs):
     return (d_b - d_a) * 4096 / 1048576 / ((t_b - t_a) / 1000.0)
 
 
+def has_line(child, prefix):
+    """The first line of CHILD's output that starts with PREFIX, or None."""
+    for _, line in child.snapshot():
+        if line.startswith(prefix):
+            return line
+    return None
+
+
+def await_verified(child, need, timeout, min_hbs=4):
+    """Waits, at most TIMEOUT s, until the guest of CHILD (at the
+    destination) has printed MIN_HBS heartbeats and one whose rpasses (its
+    complete verification passes over the whole working set) is at least
+    need(hbs), hbs being its heartbeats so far; or found a bad page; or
+    exited. Returns (rpasses, error): error is None only when the guest
+    itself showed the passes asked for, else it says what the guest
+    printed. Raises RuntimeError when the guest printed no heartbeat."""
+    def settled():
+        hbs = child.heartbeats()
+        if guest_failed(child) or child.poll() is not None:
+            return True
+        return (len(hbs) >= min_hbs and
+                hbs[-1][1].get("rpasses", -1) >= need(hbs))
+    wait_for(settled, timeout)
+    bad = guest_failed(child)
+    hbs = child.heartbeats()
+    if bad:
+        return None, bad
+    if not hbs:
+        raise RuntimeError("guest did not run at the destination "
+                           f"(no heartbeat in {timeout} s)")
+    last = hbs[-1][1]
+    if "rpasses" not in last:
+        return None, "its heartbeats carry no rpasses= count"
+    r, n = last["rpasses"], need(hbs)
+    if r < n:
+        return r, (f"rpasses={r} after {len(hbs)} heartbeats, {n} needed "
+                   f"(waited {timeout} s)")
+    return r, None
+
+
 def guest_failed(child):
     """The guest's first ERR line when it found a bad page, else None."""
     for _, line in child.snapshot():

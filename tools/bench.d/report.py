@@ -73,8 +73,8 @@ def rows(result):
                        not r.get("verified", True))
             if nbad:
                 note = (note + " " if note else "") + \
-                    f"guest found bad pages after {nbad}/{len(v['runs'])}" \
-                    " run(s)"
+                    f"guest did not verify at the destination after " \
+                    f"{nbad}/{len(v['runs'])} run(s)"
             if v["summary"]["migrated"] < v["summary"]["runs"]:
                 note = (note + " " if note else "") + \
                     f"{v['summary']['runs'] - v['summary']['migrated']} " \
@@ -147,13 +147,17 @@ def write_markdown(result, path, plots):
          f"Command: `{m['command']}`  ", f"Date: {m['date']}  ",
          f"Machine: {m['machine']}  ",
          f"QEMU: {m['qemu_version']}, accelerator {m['qemu_accel'].upper()}"
-         f" ({m['qemu_accel_why']})  ",
+         f": {m['qemu_accel_why']}  ",
          f"ferry-vm: {m['ferry_vm_mode']}  ",
+         f"Accelerator probe (one per run, both engines follow its use=): "
+         f"`ferry-vm --probe-accel` said `{m.get('accel_probe', 'n/a')}`  ",
          f"Ferry postcopy: {m['ferry_postcopy']}  ",
          f"Repeats: {m['repeats']} (median, min-max in parentheses)  ",
          f"Load average (1, 5, 15 min) at start {m['loadavg_start']}, at "
          f"end {m['loadavg_end']}: other work on this 2-CPU machine during "
          f"the run makes every figure noisier.  ", ""]
+    if m.get("shrunk"):
+        L += [f"**Warning: {m['shrunk']}.**", ""]
     if m.get("partial"):
         L += ["**Partial: the suite was cut short; these are the scenarios "
               "it had measured.**", ""]
@@ -213,6 +217,7 @@ def plots(result, outdir):
     """PNG figures with gnuplot; returns the paths written."""
     written = []
     accel = result["meta"]["qemu_accel"].upper()
+    vm_accel = result["meta"].get("ferry_vm_accel", "none")
     for key, title, unit in (("total_s", "Total migration time", "s"),
                              ("bytes", "Bytes on the wire", "MiB"),
                              ("downtime_ms", "Downtime (as each engine reports it)",
@@ -226,7 +231,7 @@ def plots(result, outdir):
         gp = f"""
 set terminal pngcairo size 1100,520 font ',10'
 set output '{png}'
-set title '{title}: Ferry (ferry-vm no-kvm) vs QEMU ({accel}), median, bars min-max'
+set title '{title}: Ferry (ferry-vm --accel {vm_accel}) vs QEMU ({accel}), median, bars min-max'
 set ylabel '{unit}'
 set style data histograms
 set style histogram errorbars gap 2 lw 1

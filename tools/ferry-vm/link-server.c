@@ -110,6 +110,9 @@ static int serve(struct vm_link *l, const struct vml_msg *m)
 	case VML_MSG_LOAD_STATE:
 		st = vm_load_state(l->vm, m->payload, m->hdr.len);
 		break;
+	case VML_MSG_COMMIT:
+		st = vm_commit(l->vm);
+		break;
 	case VML_MSG_STATUS:
 		return do_status(l, type);
 	case VML_MSG_DIRTY_LOG:
@@ -132,6 +135,14 @@ static void drop_conn(struct vm_link *l)
 	l->conn_fd = -1;
 }
 
+/* The agent hung up or broke the protocol: what it leaves is decided by
+ * whether it committed the switchover (vm_agent_gone()). */
+static void agent_gone(struct vm_link *l)
+{
+	drop_conn(l);
+	vm_agent_gone(l->vm);
+}
+
 static bool conn_closed(int fd)
 {
 	char c;
@@ -147,7 +158,7 @@ static void accept_conn(struct vm_link *l)
 	if (fd < 0)
 		return;
 	if (l->conn_fd >= 0 && conn_closed(l->conn_fd))
-		drop_conn(l);	/* the previous agent left; its close raced */
+		agent_gone(l);	/* the previous agent left; its close raced */
 	if (l->conn_fd >= 0) {
 		pr_warn("link: an agent is already connected; refusing another");
 		close(fd);
@@ -192,7 +203,7 @@ static void *link_thread(void *arg)
 		/* The agent's messages (or its hangup) before a new agent. */
 		if (l->conn_fd >= 0 && (p[2].revents & (POLLIN | POLLHUP))) {
 			if (vml_recv(l->conn_fd, &m) || serve(l, &m))
-				drop_conn(l);
+				agent_gone(l);
 			vml_msg_fini(&m);
 		}
 		if (p[1].revents & POLLIN)

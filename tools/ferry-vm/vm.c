@@ -118,6 +118,43 @@ void vm_guest_exited(struct vm *vm, int code)
 	wake_main(vm);
 }
 
+int vm_commit(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VML_STATE_PAUSED)
+		vm->committed = true;
+	else
+		ret = -EBUSY;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+void vm_agent_gone(struct vm *vm)
+{
+	bool paused, committed, quit;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->state == VML_STATE_PAUSED;
+	committed = vm->committed;
+	quit = vm->quit;
+	pthread_mutex_unlock(&vm->lock);
+	if (!paused || quit)
+		return;
+	if (committed) {
+		pr_warn("the agent left after committing the switchover: the "
+			"VM stays paused here (its running copy may be at the "
+			"destination; ferry-source --recover can finish it)");
+		return;
+	}
+	if (vm_resume(vm))
+		pr_err("the agent left with the VM paused; resuming it failed");
+	else
+		pr_warn("the agent left with the VM paused before the "
+			"switchover was committed: the guest runs here again");
+}
+
 void vm_request_quit(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -200,6 +237,7 @@ int vm_resume(struct vm *vm)
 		if (!ret) {
 			vm->state = VML_STATE_RUNNING;
 			vm->run_since_ns = ut_now_ns();
+			vm->committed = false;
 		}
 		break;
 	case VML_STATE_RUNNING:

@@ -111,6 +111,7 @@ struct vm {
 	bool loaded;			/* incoming: state was loaded */
 	int exit_code;			/* -1 until the guest stops */
 	bool quit;			/* quit requested */
+	bool committed;			/* the agent's COMMIT, until a resume */
 	uint64_t run_since_ns;		/* ut_now_ns() of the last start/resume */
 	uint32_t resume_token;		/* new at each start/resume; the guest
 					 * reads it (vm_resume_token()) */
@@ -139,6 +140,11 @@ int vm_load_state(struct vm *vm, const void *blob, size_t len);
  * dirty log (no-KVM), else as vm_backend_ops.dirty_log. */
 int vm_dirty_log(struct vm *vm, uint32_t region, uint32_t op, uint64_t **bm,
 		 size_t *words);
+/* The link's COMMIT: paused, the switchover is committed. 0 or -EBUSY. */
+int vm_commit(struct vm *vm);
+/* The agent disconnected: resumes a paused VM whose switchover was not
+ * committed (and says so), keeps a committed one paused (and says so). */
+void vm_agent_gone(struct vm *vm);
 /* Asks main() to exit with status 0 (the link's QUIT). */
 void vm_request_quit(struct vm *vm);
 /* The guest stopped with @code (VM_EXIT_*); first caller wins. Any thread. */

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The convergence policy: after each precopy round, another round, a
+ * switchover (stop and copy), postcopy, or a cancel. A pure function of
+ * what the rounds measured, so that tests/check-migrate can walk it
+ * through a table of rounds without a VM.
+ */
+#include "config.h"
+
+#include "migrate/internal.h"
+
+void mig_policy_init(struct mig_policy *pol,
+		     const struct mig_source_params *p, bool can_postcopy)
+{
+	*pol = (struct mig_policy){
+		.mode = p->mode,
+		.can_postcopy = can_postcopy,
+		.downtime_limit_ms = p->downtime_limit_ms ?
+				     p->downtime_limit_ms : 300,
+		.max_rounds = p->max_rounds ? p->max_rounds : 30,
+		.deadline_ns = (p->deadline_s ? p->deadline_s : 120) *
+			       1000000000ULL,
+	};
+}
+
+static struct mig_verdict verdict(enum mig_decision d, enum mig_reason r)
+{
+	return (struct mig_verdict){ .decision = d, .reason = r };
+}
+
+struct mig_verdict mig_policy_begin(const struct mig_policy *pol)
+{
+	if (pol->mode == MIG_MODE_POSTCOPY)
+		return verdict(MIG_DECIDE_POSTCOPY, MIG_WHY_MODE);
+	return verdict(MIG_DECIDE_ROUND, MIG_WHY_CONVERGING);
+}
+
+/* Sending the dirty bytes at the round's bandwidth. A round that
+ * measured no bandwidth predicts 1e9 ms: never fits, never "better". */
+static void predict(const struct mig_round_input *in, struct mig_verdict *v)
+{
+	double bw = in->bandwidth_mibs * UT_MiB;
+
+	v->dirty_rate_mibs = in->dirty_bytes / UT_MiB /
+			     (in->duration_s > 1e-6 ? in->duration_s : 1e-6);
+	v->predicted_downtime_ms = bw > 0 ? in->dirty_bytes / bw * 1000 : 1e9;
+}
+
+/* Why precopy is out of time after this round, or MIG_WHY_CONVERGING. */
+static enum mig_reason out_of_time(const struct mig_policy *pol,
+				   const struct mig_round_input *in)
+{
+	if (in->round + 1 >= pol->max_rounds)
+		return MIG_WHY_MAX_ROUNDS;
+	if (in->elapsed_ns >= pol->deadline_ns)
+		return MIG_WHY_DEADLINE;
+	return MIG_WHY_CONVERGING;
+}
+
+struct mig_verdict mig_policy_next(const struct mig_policy *pol,
+				   struct mig_policy_state *ps,
+				   const struct mig_round_input *in)
+{
+	struct mig_verdict v = verdict(MIG_DECIDE_ROUND, MIG_WHY_CONVERGING);
+	double predicted;
+	enum mig_reason late;
+
+	predict(in, &v);
+	predicted = v.predicted_downtime_ms;
+	if (pol->mode == MIG_MODE_HYBRID) {
+		v.decision = MIG_DECIDE_POSTCOPY;
+		v.reason = MIG_WHY_MODE;
+		return v;
+	}
+	if (predicted <= pol->downtime_limit_ms) {
+		v.decision = MIG_DECIDE_SWITCHOVER;
+		v.reason = MIG_WHY_FITS;
+		return v;
+	}
+	ps->stalled = !ps->rounds || predicted < ps->best_ms * 0.9 ?
+		      0 : ps->stalled + 1;
+	if (!ps->rounds || predicted < ps->best_ms)
+		ps->best_ms = predicted;
+	ps->rounds++;
+	late = out_of_time(pol, in);
+	if (pol->mode == MIG_MODE_AUTO && pol->can_postcopy &&
+	    (late != MIG_WHY_CONVERGING ||
+	     ps->stalled >= MIG_POLICY_STALL_ROUNDS)) {
+		v.decision = MIG_DECIDE_POSTCOPY;
+		v.reason = ps->stalled >= MIG_POLICY_STALL_ROUNDS ?
+			   MIG_WHY_STALLED : late;
+	} else if (late != MIG_WHY_CONVERGING) {
+		v.decision = MIG_DECIDE_CANCEL;
+		v.reason = late;
+	}
+	return v;
+}
+
+const char *mig_decision_name(enum mig_decision d)
+{
+	static const char *const names[] = {
+		[MIG_DECIDE_ROUND] = "round",
+		[MIG_DECIDE_SWITCHOVER] = "switchover",
+		[MIG_DECIDE_POSTCOPY] = "postcopy",
+		[MIG_DECIDE_CANCEL] = "cancel",
+	};
+
+	return (unsigned int)d < UT_ARRAY_SIZE(names) ? names[d] : "?";
+}
+
+const char *mig_reason_name(enum mig_reason r)
+{
+	static const char *const names[] = {
+		[MIG_WHY_CONVERGING] = "converging",
+		[MIG_WHY_MODE] = "mode",
+		[MIG_WHY_FITS] = "fits",
+		[MIG_WHY_STALLED] = "stalled",
+		[MIG_WHY_MAX_ROUNDS] = "max rounds",
+		[MIG_WHY_DEADLINE] = "deadline",
+	};
+
+	return (unsigned int)r < UT_ARRAY_SIZE(names) ? names[r] : "?";
+}

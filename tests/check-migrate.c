@@ -1,0 +1,623 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The migration engines' parts that run without a VM. The convergence
+ * policy walks a table of migrations, each a named row: the limits, the
+ * rounds as measured (dirty MiB, bandwidth, duration, elapsed time), and
+ * the decision expected after each round. The fault statistics are
+ * driven by hand and by two threads racing the way the destination's
+ * fault thread and receivers do.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOG_PREFIX "check-migrate"
+#include "migrate/internal.h"
+#include "tests/testutil.h"
+#include "util/util.h"
+
+/* ---- the convergence policy ---- */
+
+/* One round as measured: MiB dirtied, MiB/s sent, seconds it took, and
+ * seconds since the migration started when it ended. */
+struct rin {
+	double dirty_mib, bw_mibs, dur_s, at_s;
+};
+
+#define R(dirty, bw, at) \
+	{ .dirty_mib = dirty, .bw_mibs = bw, .dur_s = 1.0, .at_s = at }
+#define ROW(name_, mode_, pc_, limit_, max_, dl_, want_, why_) \
+	.name = name_, .mode = mode_, .can_postcopy = pc_, .limit_ms = limit_, \
+	.max_rounds = max_, .deadline_s = dl_, .want = want_, .why = why_
+#define MAX_LISTED 8
+
+struct policy_row {
+	const char *name;
+	enum mig_mode mode;
+	bool can_postcopy;
+	uint64_t limit_ms;	/* 0: the default */
+	uint32_t max_rounds;	/* 0: the default */
+	uint32_t deadline_s;	/* 0: the default */
+	/* One letter per round: Round, Switchover, Postcopy, Cancel. Every
+	 * letter but the last is R. Empty: only mig_policy_begin() runs. */
+	const char *want;
+	enum mig_reason why;	/* of the last decision */
+	/* The rounds; when want is longer, the last one listed repeats,
+	 * one duration later each time. */
+	struct rin r[MAX_LISTED];
+	bool check;		/* the last round's prediction is: */
+	double pred_ms, rate_mibs;
+};
+
+static const struct policy_row rows[] = {
+	/* precopy */
+	{ ROW("precopy_fits_after_round0",
+	      MIG_MODE_PRECOPY, true, 0, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(10, 1000, 1) },
+	  .check = true, .pred_ms = 10, .rate_mibs = 10 },
+	{ ROW("precopy_converges_in_three_rounds",
+	      MIG_MODE_PRECOPY, true, 0, 0, 0, "RRS", MIG_WHY_FITS),
+	  .r = { R(1000, 1000, 1), R(500, 1000, 2), R(200, 1000, 3) } },
+	{ ROW("precopy_limit_exactly_met",
+	      MIG_MODE_PRECOPY, false, 250, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(256, 1024, 1) },
+	  .check = true, .pred_ms = 250, .rate_mibs = 256 },
+	{ ROW("precopy_limit_just_missed",
+	      MIG_MODE_PRECOPY, false, 250, 2, 0, "RC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(257, 1024, 1) } },
+	{ ROW("precopy_cancel_at_max_rounds",
+	      MIG_MODE_PRECOPY, false, 300, 3, 0, "RRC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) },
+	  .check = true, .pred_ms = 10000, .rate_mibs = 1000 },
+	{ ROW("precopy_max_rounds_one",
+	      MIG_MODE_PRECOPY, false, 300, 1, 0, "C", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("precopy_cancel_at_deadline",
+	      MIG_MODE_PRECOPY, false, 300, 0, 10, "RRC", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 4), R(1000, 100, 9.999), R(1000, 100, 10) } },
+	{ ROW("precopy_never_switches_to_postcopy",
+	      MIG_MODE_PRECOPY, true, 300, 0, 0, "RRRRRRRR", MIG_WHY_CONVERGING),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("precopy_stall_still_converges",
+	      MIG_MODE_PRECOPY, true, 300, 0, 0, "RRRRRS", MIG_WHY_FITS),
+	  .r = { R(1000, 100, 1), R(1000, 100, 2), R(1000, 100, 3),
+		 R(1000, 100, 4), R(1000, 100, 5), R(10, 100, 6) } },
+	/* measurements at their edges */
+	{ ROW("zero_dirty_fits",
+	      MIG_MODE_PRECOPY, false, 300, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(0, 1000, 1) },
+	  .check = true, .pred_ms = 0, .rate_mibs = 0 },
+	{ ROW("zero_bandwidth_never_fits",
+	      MIG_MODE_PRECOPY, false, 300, 0, 0, "RS", MIG_WHY_FITS),
+	  .r = { R(100, 0, 1), R(10, 1000, 2) } },
+	{ ROW("zero_bandwidth_zero_dirty_predicts_1e9",
+	      MIG_MODE_PRECOPY, false, 300, 2, 0, "RC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(0, 0, 1) },
+	  .check = true, .pred_ms = 1e9, .rate_mibs = 0 },
+	{ ROW("zero_duration_rate_floor",
+	      MIG_MODE_PRECOPY, false, 300, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { { .dirty_mib = 1, .bw_mibs = 1000 } },
+	  .check = true, .pred_ms = 1, .rate_mibs = 1e6 },
+	{ ROW("defaults_limit_300ms",
+	      MIG_MODE_PRECOPY, false, 0, 0, 0, "RS", MIG_WHY_FITS),
+	  .r = { R(301, 1000, 1), R(300, 1000, 2) } },
+	{ ROW("defaults_max_rounds_30",
+	      MIG_MODE_PRECOPY, false, 0, 0, 0,
+	      "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("defaults_deadline_120s",
+	      MIG_MODE_PRECOPY, false, 0, 0, 0, "RRC", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 60), R(1000, 100, 119.9), R(1000, 100, 120) } },
+	/* auto */
+	{ ROW("auto_fits_stays_precopy",
+	      MIG_MODE_AUTO, true, 0, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(10, 1000, 1) } },
+	{ ROW("auto_converging_keeps_rounds",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRRS", MIG_WHY_FITS),
+	  .r = { R(8000, 100, 1), R(4000, 100, 2), R(2000, 100, 3),
+		 R(1000, 100, 4), R(20, 100, 5) } },
+	{ ROW("auto_stalls_to_postcopy",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_less_than_10pct_is_a_stall",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(1000, 100, 1), R(950, 100, 2), R(900, 100, 3),
+		 R(860, 100, 4) } },
+	{ ROW("auto_10pct_better_resets_stall",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRRRR", MIG_WHY_CONVERGING),
+	  .r = { R(1000, 100, 1), R(1000, 100, 2), R(1000, 100, 3),
+		 R(800, 100, 4), R(800, 100, 5), R(800, 100, 6) } },
+	{ ROW("auto_max_rounds_to_postcopy",
+	      MIG_MODE_AUTO, true, 300, 2, 0, "RP", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1), R(500, 100, 2) } },
+	{ ROW("auto_deadline_to_postcopy",
+	      MIG_MODE_AUTO, true, 300, 0, 5, "RP", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 2), R(500, 100, 5) } },
+	{ ROW("auto_stalled_and_late_says_stalled",
+	      MIG_MODE_AUTO, true, 300, 4, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_without_postcopy_cancels",
+	      MIG_MODE_AUTO, false, 300, 5, 0, "RRRRC", MIG_WHY_MAX_ROUNDS),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_without_postcopy_deadline",
+	      MIG_MODE_AUTO, false, 300, 0, 3, "RRC", MIG_WHY_DEADLINE),
+	  .r = { R(1000, 100, 1) } },
+	{ ROW("auto_zero_bandwidth_stalls",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(10, 0, 1) },
+	  .check = true, .pred_ms = 1e9, .rate_mibs = 10 },
+	/* hybrid and postcopy */
+	{ ROW("hybrid_postcopy_after_round0",
+	      MIG_MODE_HYBRID, true, 300, 0, 0, "P", MIG_WHY_MODE),
+	  .r = { R(1000, 100, 1) },
+	  .check = true, .pred_ms = 10000, .rate_mibs = 1000 },
+	{ ROW("hybrid_postcopy_even_when_it_fits",
+	      MIG_MODE_HYBRID, true, 300, 0, 0, "P", MIG_WHY_MODE),
+	  .r = { R(1, 1000, 1) } },
+	{ ROW("hybrid_postcopy_past_the_deadline",
+	      MIG_MODE_HYBRID, true, 300, 1, 1, "P", MIG_WHY_MODE),
+	  .r = { R(1000, 100, 500) } },
+	{ ROW("postcopy_at_once",
+	      MIG_MODE_POSTCOPY, true, 0, 0, 0, "", MIG_WHY_MODE),
+	  .r = { { .dirty_mib = 0 } } },
+};
+
+static enum mig_decision letter(char c)
+{
+	switch (c) {
+	case 'S':
+		return MIG_DECIDE_SWITCHOVER;
+	case 'P':
+		return MIG_DECIDE_POSTCOPY;
+	case 'C':
+		return MIG_DECIDE_CANCEL;
+	default:
+		return MIG_DECIDE_ROUND;
+	}
+}
+
+/* Round @i of row @t: a listed one, or the last listed repeated. */
+static struct mig_round_input round_of(const struct policy_row *t, size_t i)
+{
+	size_t listed = 0, k;
+	struct rin r;
+
+	while (listed < MAX_LISTED &&
+	       (listed == 0 || t->r[listed].bw_mibs || t->r[listed].dirty_mib ||
+		t->r[listed].dur_s || t->r[listed].at_s))
+		listed++;
+	k = i < listed ? i : listed - 1;
+	r = t->r[k];
+	if (i > k)
+		r.at_s += (i - k) * r.dur_s;
+	return (struct mig_round_input){
+		.round = i,
+		.dirty_bytes = r.dirty_mib * UT_MiB,
+		.bandwidth_mibs = r.bw_mibs,
+		.duration_s = r.dur_s,
+		.elapsed_ns = (uint64_t)llround(r.at_s * 1e9),
+	};
+}
+
+static void policy_init_row(const struct policy_row *t, struct mig_policy *pol)
+{
+	struct mig_source_params p = {
+		.mode = t->mode,
+		.downtime_limit_ms = t->limit_ms,
+		.max_rounds = t->max_rounds,
+		.deadline_s = t->deadline_s,
+	};
+
+	mig_policy_init(pol, &p, t->can_postcopy);
+}
+
+START_TEST(policy_table)
+{
+	const struct policy_row *t = &rows[_i];
+	struct mig_policy_state ps = { 0 };
+	size_t n = strlen(t->want);
+	struct mig_policy pol;
+	struct mig_verdict v;
+
+	policy_init_row(t, &pol);
+	v = mig_policy_begin(&pol);
+	if (n == 0) {
+		ck_assert_msg(v.decision == MIG_DECIDE_POSTCOPY &&
+			      v.reason == t->why, "%s: begin said %s (%s)",
+			      t->name, mig_decision_name(v.decision),
+			      mig_reason_name(v.reason));
+		return;
+	}
+	ck_assert_msg(v.decision == MIG_DECIDE_ROUND,
+		      "%s: begin said %s", t->name,
+		      mig_decision_name(v.decision));
+	for (size_t i = 0; i < n; i++) {
+		struct mig_round_input in = round_of(t, i);
+
+		v = mig_policy_next(&pol, &ps, &in);
+		ck_assert_msg(v.decision == letter(t->want[i]),
+			      "%s: round %zu: %s (%s), expected %c", t->name,
+			      i, mig_decision_name(v.decision),
+			      mig_reason_name(v.reason), t->want[i]);
+	}
+	ck_assert_msg(v.reason == t->why, "%s: the last decision's reason is "
+		      "%s, expected %s", t->name, mig_reason_name(v.reason),
+		      mig_reason_name(t->why));
+	if (t->check) {
+		ck_assert_msg(fabs(v.predicted_downtime_ms - t->pred_ms) <=
+			      1e-9 * (t->pred_ms + 1), "%s: predicted %g ms, "
+			      "expected %g", t->name, v.predicted_downtime_ms,
+			      t->pred_ms);
+		ck_assert_msg(fabs(v.dirty_rate_mibs - t->rate_mibs) <=
+			      1e-9 * (t->rate_mibs + 1), "%s: dirty rate %g "
+			      "MiB/s, expected %g", t->name, v.dirty_rate_mibs,
+			      t->rate_mibs);
+	}
+}
+END_TEST
+
+/* The names are what the table says: every row's name is unique. */
+START_TEST(policy_rows_are_named_once)
+{
+	for (size_t i = 0; i < UT_ARRAY_SIZE(rows); i++) {
+		ck_assert_ptr_nonnull(rows[i].name);
+		for (size_t j = 0; j < i; j++)
+			ck_assert_str_ne(rows[i].name, rows[j].name);
+	}
+	ck_assert_uint_ge(UT_ARRAY_SIZE(rows), 15);
+}
+END_TEST
+
+/* The defaults: 300 ms, 30 rounds, 120 s; the caller's values win. */
+START_TEST(policy_defaults)
+{
+	struct mig_source_params p = { .mode = MIG_MODE_HYBRID };
+	struct mig_policy pol;
+
+	mig_policy_init(&pol, &p, true);
+	ck_assert_int_eq(pol.mode, MIG_MODE_HYBRID);
+	ck_assert(pol.can_postcopy);
+	ck_assert_uint_eq(pol.downtime_limit_ms, 300);
+	ck_assert_uint_eq(pol.max_rounds, 30);
+	ck_assert_uint_eq(pol.deadline_ns, 120 * 1000000000ULL);
+	p = (struct mig_source_params){ .downtime_limit_ms = 7,
+					.max_rounds = 2, .deadline_s = 9 };
+	mig_policy_init(&pol, &p, false);
+	ck_assert_int_eq(pol.mode, MIG_MODE_AUTO);
+	ck_assert(!pol.can_postcopy);
+	ck_assert_uint_eq(pol.downtime_limit_ms, 7);
+	ck_assert_uint_eq(pol.max_rounds, 2);
+	ck_assert_uint_eq(pol.deadline_ns, 9 * 1000000000ULL);
+}
+END_TEST
+
+/* Pure: the same inputs and state give the same verdict and state, and
+ * a switchover or hybrid decision leaves the state alone. */
+START_TEST(policy_is_pure)
+{
+	struct mig_source_params p = { .mode = MIG_MODE_AUTO };
+	struct mig_round_input in = { .round = 3, .dirty_bytes = 1e9,
+				      .bandwidth_mibs = 100, .duration_s = 1,
+				      .elapsed_ns = 4000000000ULL };
+	struct mig_policy_state a = { .rounds = 3, .best_ms = 9000,
+				      .stalled = 2 }, b = a;
+	struct mig_verdict va, vb;
+	struct mig_policy pol;
+
+	mig_policy_init(&pol, &p, true);
+	va = mig_policy_next(&pol, &a, &in);
+	vb = mig_policy_next(&pol, &b, &in);
+	ck_assert(memcmp(&va, &vb, sizeof(va)) == 0);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+	ck_assert_int_eq(va.decision, MIG_DECIDE_POSTCOPY);
+	ck_assert_int_eq(va.reason, MIG_WHY_STALLED);
+	ck_assert_uint_eq(a.stalled, 3);
+	in.dirty_bytes = 1024;
+	b = a;
+	va = mig_policy_next(&pol, &a, &in);
+	ck_assert_int_eq(va.decision, MIG_DECIDE_SWITCHOVER);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+}
+END_TEST
+
+START_TEST(policy_names)
+{
+	ck_assert_str_eq(mig_decision_name(MIG_DECIDE_ROUND), "round");
+	ck_assert_str_eq(mig_decision_name(MIG_DECIDE_CANCEL), "cancel");
+	ck_assert_str_eq(mig_decision_name((enum mig_decision)99), "?");
+	ck_assert_str_eq(mig_reason_name(MIG_WHY_DEADLINE), "deadline");
+	ck_assert_str_eq(mig_reason_name(MIG_WHY_STALLED), "stalled");
+	ck_assert_str_eq(mig_reason_name((enum mig_reason)-1), "?");
+}
+END_TEST
+
+/* ---- postcopy fault statistics ---- */
+
+START_TEST(faults_request_then_served)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 64), 0);
+	ck_assert(!mig_faults_served(&f, 3, 500)); /* never asked */
+	ck_assert(mig_faults_request(&f, 3, 1000));
+	ck_assert(!mig_faults_request(&f, 3, 2000)); /* asked already */
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 1);
+	ck_assert(mig_faults_served(&f, 3, 5000));
+	ck_assert(!mig_faults_served(&f, 3, 6000)); /* once */
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 0);
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 1);
+	ck_assert_uint_eq(c.max_ns, 4000); /* from the first request */
+	ck_assert_uint_eq(c.blocked_ns, 4000);
+	ck_assert_uint_eq(c.hist[3], 1); /* 4 us: [4, 8) */
+	mig_faults_fini(&f);
+	mig_faults_fini(&f); /* twice is fine */
+}
+END_TEST
+
+/* A placement that beat the request: taken back, no time counted. */
+START_TEST(faults_withdraw)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 8), 0);
+	ck_assert(!mig_faults_withdraw(&f, 5));
+	ck_assert(mig_faults_request(&f, 5, 1000));
+	ck_assert(mig_faults_withdraw(&f, 5));
+	ck_assert(!mig_faults_withdraw(&f, 5));
+	ck_assert(!mig_faults_served(&f, 5, 2000));
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 0);
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 0);
+	ck_assert_uint_eq(c.max_ns, 0);
+	mig_faults_fini(&f);
+}
+END_TEST
+
+/* A bit without a timestamp (what the old ordering let a receiver see)
+ * is served but not counted: one "now - 0" sample would be the max. */
+START_TEST(faults_zero_timestamp_ignored)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 8), 0);
+	ut_bitmap_set(&f.requested, 2);
+	atomic_fetch_add(&f.outstanding, 1);
+	ck_assert(mig_faults_served(&f, 2, 123456789));
+	ck_assert_uint_eq(mig_faults_outstanding(&f), 0);
+	/* ... and so is one from the future. */
+	ck_assert(mig_faults_request(&f, 4, 5000));
+	ck_assert(mig_faults_served(&f, 4, 4000));
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 0);
+	ck_assert_uint_eq(c.max_ns, 0);
+	ck_assert_uint_eq(atomic_load(&f.hist.count), 0);
+	mig_faults_fini(&f);
+}
+END_TEST
+
+START_TEST(faults_summary_percentiles)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 200), 0);
+	/* Served out of order: 100 us down to 1 us. */
+	for (uint64_t g = 0; g < 100; g++) {
+		ck_assert(mig_faults_request(&f, g, 1000000));
+		ck_assert(mig_faults_served(&f, g,
+					    1000000 + (100 - g) * 1000));
+	}
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 100);
+	ck_assert_uint_eq(c.p50_ns, 51000);
+	ck_assert_uint_eq(c.p99_ns, 100000);
+	ck_assert_uint_eq(c.max_ns, 100000);
+	ck_assert_uint_eq(c.blocked_ns, 5050 * 1000);
+	/* A page asked for again after it was dropped counts again. */
+	ck_assert(mig_faults_request(&f, 7, 2000000));
+	ck_assert(mig_faults_served(&f, 7, 2000500));
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 101);
+	ck_assert_uint_eq(c.hist[0], 1); /* 0.5 us */
+	mig_faults_fini(&f);
+}
+END_TEST
+
+/* More samples than pages (a page asked for, served, dropped, asked for
+ * again, ...) keeps to the array: the histogram has them all. */
+START_TEST(faults_more_samples_than_pages)
+{
+	struct mig_faults f = { 0 };
+	struct mig_complete c;
+
+	ck_assert_int_eq(mig_faults_init(&f, 4), 0);
+	for (int i = 0; i < 50; i++) {
+		ck_assert(mig_faults_request(&f, i % 4, 1000));
+		ck_assert(mig_faults_served(&f, i % 4, 3000));
+	}
+	mig_faults_summary(&f, &c);
+	ck_assert_uint_eq(c.faults, 4);
+	ck_assert_uint_eq(atomic_load(&f.hist.count), 50);
+	ck_assert_uint_eq(c.hist[2], 50);
+	mig_faults_fini(&f);
+}
+END_TEST
+
+/*
+ * The race itself: a fault thread asks for pages while a receiver places
+ * each one just as it is being asked for, the way dest.c's on_fault() and
+ * placed() meet. No sample may exceed the run's length (a "now - 0"
+ * sample is the host's uptime), the count may never wrap, and everything
+ * asked for ends served or withdrawn.
+ */
+#define RACE_PAGES 100000
+
+struct race {
+	struct mig_faults f;
+	struct ut_bitmap received;
+	_Atomic uint64_t next;		/* the page being asked for */
+	_Atomic bool wrapped;
+};
+
+static void *race_placer(void *arg)
+{
+	struct race *r = arg;
+
+	for (uint64_t g = 0; g < RACE_PAGES; g++) {
+		while (atomic_load(&r->next) < g)
+			;
+		ut_bitmap_set(&r->received, g);
+		mig_faults_served(&r->f, g, ut_now_ns());
+		if (mig_faults_outstanding(&r->f) > RACE_PAGES)
+			atomic_store(&r->wrapped, true);
+	}
+	return NULL;
+}
+
+START_TEST(faults_race_request_and_place)
+{
+	struct race *r = calloc(1, sizeof(*r));
+	uint64_t t0, span;
+	struct mig_complete c;
+	pthread_t th;
+
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(mig_faults_init(&r->f, RACE_PAGES), 0);
+	ck_assert_int_eq(ut_bitmap_init(&r->received, RACE_PAGES), 0);
+	t0 = ut_now_ns();
+	ck_assert_int_eq(pthread_create(&th, NULL, race_placer, r), 0);
+	for (uint64_t g = 0; g < RACE_PAGES; g++) {
+		atomic_store(&r->next, g);
+		if (ut_bitmap_test(&r->received, g))
+			continue;
+		if (!mig_faults_request(&r->f, g, ut_now_ns()))
+			continue;
+		if (mig_faults_outstanding(&r->f) > RACE_PAGES)
+			atomic_store(&r->wrapped, true);
+		if (ut_bitmap_test(&r->received, g))
+			mig_faults_withdraw(&r->f, g);
+	}
+	atomic_store(&r->next, RACE_PAGES);
+	pthread_join(th, NULL);
+	span = ut_now_ns() - t0;
+	mig_faults_summary(&r->f, &c);
+	ck_assert_msg(c.max_ns <= span, "a service time of %llu ns in a run "
+		      "of %llu ns", (unsigned long long)c.max_ns,
+		      (unsigned long long)span);
+	ck_assert(!atomic_load(&r->wrapped));
+	ck_assert_uint_eq(mig_faults_outstanding(&r->f), 0);
+	ck_assert_uint_eq(ut_bitmap_find_next(&r->f.requested, 0),
+			  RACE_PAGES);
+	ut_bitmap_fini(&r->received);
+	mig_faults_fini(&r->f);
+	free(r);
+}
+END_TEST
+
+/* ---- monotonic condition variables ---- */
+
+/* A timed wait that nobody signals lasts its time on the monotonic clock
+ * (the wall clock cannot be stepped here to show the difference). */
+START_TEST(cond_wait_times_out_monotonic)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t c;
+	uint64_t t0, dt;
+	int ret;
+
+	ck_assert_int_eq(mig_cond_init(&c), 0);
+	pthread_mutex_lock(&m);
+	t0 = ut_now_ns();
+	do
+		ret = mig_cond_wait_ms(&c, &m, 60);
+	while (ret == 0 && ut_now_ns() - t0 < 60000000);
+	dt = ut_now_ns() - t0;
+	pthread_mutex_unlock(&m);
+	ck_assert_int_eq(ret, -ETIMEDOUT);
+	ck_assert_uint_ge(dt, 60000000);
+	ck_assert_uint_lt(dt, 10000000000ULL);
+	/* Past a second: the seconds carry. */
+	pthread_mutex_lock(&m);
+	t0 = ut_now_ns();
+	ret = mig_cond_wait_ms(&c, &m, 1001);
+	dt = ut_now_ns() - t0;
+	pthread_mutex_unlock(&m);
+	ck_assert_int_eq(ret, -ETIMEDOUT);
+	ck_assert_uint_ge(dt, 1001000000);
+	pthread_cond_destroy(&c);
+}
+END_TEST
+
+struct waker {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool flag;
+};
+
+static void *wake_soon(void *arg)
+{
+	struct waker *w = arg;
+
+	usleep(20000);
+	pthread_mutex_lock(&w->m);
+	w->flag = true;
+	pthread_cond_broadcast(&w->c);
+	pthread_mutex_unlock(&w->m);
+	return NULL;
+}
+
+START_TEST(cond_wait_woken)
+{
+	struct waker w = { .m = PTHREAD_MUTEX_INITIALIZER };
+	pthread_t th;
+	int ret = 0;
+
+	ck_assert_int_eq(mig_cond_init(&w.c), 0);
+	pthread_mutex_lock(&w.m);
+	ck_assert_int_eq(pthread_create(&th, NULL, wake_soon, &w), 0);
+	while (!w.flag && ret == 0)
+		ret = mig_cond_wait_ms(&w.c, &w.m, 20000);
+	pthread_mutex_unlock(&w.m);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(ret, 0);
+	ck_assert(w.flag);
+	pthread_cond_destroy(&w.c);
+}
+END_TEST
+
+int main(void)
+{
+	const struct ft_case cases[] = {
+		{ "policy_table", policy_table, UT_ARRAY_SIZE(rows), 0 },
+		{ "policy_rows_are_named_once", policy_rows_are_named_once,
+		  0, 0 },
+		{ "policy_defaults", policy_defaults, 0, 0 },
+		{ "policy_is_pure", policy_is_pure, 0, 0 },
+		{ "policy_names", policy_names, 0, 0 },
+		{ "faults_request_then_served", faults_request_then_served,
+		  0, 0 },
+		{ "faults_withdraw", faults_withdraw, 0, 0 },
+		{ "faults_zero_timestamp_ignored",
+		  faults_zero_timestamp_ignored, 0, 0 },
+		{ "faults_summary_percentiles", faults_summary_percentiles,
+		  0, 0 },
+		{ "faults_more_samples_than_pages",
+		  faults_more_samples_than_pages, 0, 0 },
+		{ "faults_race_request_and_place",
+		  faults_race_request_and_place, 20, 0 },
+		{ "cond_wait_times_out_monotonic",
+		  cond_wait_times_out_monotonic, 0, 0 },
+		{ "cond_wait_woken", cond_wait_woken, 0, 0 },
+	};
+
+	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));
+}
