@@ -10,7 +10,10 @@
 # resumes; its DONE line says every page was checked since then.
 #
 # Every wait is bounded; every process started here is ended by its PID.
-# Exits 77 (skip) where qemu-system-x86_64 is missing, 1 if a case failed.
+# Speaks TAP, like tests/migrate.sh: the plan, then "ok N - ..." or
+# "not ok N - why" per case ("# SKIP why" where it cannot run), and exit
+# 0; "1..0 # SKIP" where qemu-system-x86_64 is missing; "Bail out!" and 99
+# when the build is incomplete.
 set -u
 B=${FERRY_BUILD:-$(pwd)}
 FQ=$B/tools/ferry-qemu/ferry-qemu
@@ -24,7 +27,7 @@ for f in "$FQ" "$PRELOAD" "$GUEST" "$SRC" "$DST" "$VM" "$B/tools/ferry-cert"; do
 done
 if ! command -v qemu-system-x86_64 >/dev/null; then
 	echo "1..0 # SKIP qemu-system-x86_64 not installed"
-	exit 77
+	exit 0
 fi
 ACCEL=tcg
 "$VM" --probe-accel 2>/dev/null | grep -q 'use=kvm' && ACCEL=kvm
@@ -44,7 +47,7 @@ CTLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client-key.pem"
 MEM=64M
 WS=16M
 WS_PAGES=4096	# 16 MiB of 4 KiB pages: what DONE must have checked
-N=0 FAILED=0 T0=0
+N=0 T0=0
 case_start() { T0=$(date +%s%N); }
 took() { # seconds since case_start, one decimal
 	local ms=$((($(date +%s%N) - T0) / 1000000))
@@ -53,7 +56,6 @@ took() { # seconds since case_start, one decimal
 ok() { N=$((N + 1)); echo "ok $N - $1 ($(took) s)"; }
 fail() {
 	N=$((N + 1))
-	FAILED=$((FAILED + 1))
 	echo "not ok $N - $1: $2"
 	for f in "$T"/*/*.log "$T"/*.log; do
 		[ -s "$f" ] && { echo "# --- $f"; tail -n 4 "$f" | sed 's/^/# /'; }
@@ -387,6 +389,11 @@ set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"
 for c in $CASES; do
-	"case_$c"
+	if declare -F "case_$c" >/dev/null; then
+		"case_$c"
+	else
+		N=$((N + 1))
+		echo "not ok $N - $c: no such case"
+	fi
 done
-[ $FAILED -eq 0 ]
+exit 0

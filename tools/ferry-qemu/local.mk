@@ -36,6 +36,7 @@ tools_ferry_qemu_libferry_preload_so_LDFLAGS = -shared -fPIC -pthread \
 dist_man1_MANS += docs/ferry-qemu.1
 EXTRA_DIST += docs/qemu.md
 
-# Migrating ferry-guest in QEMU with the agents (TAP; exit 77 without QEMU).
+# Migrating ferry-guest in QEMU with the agents (TAP, through the .sh
+# driver of tests/local.mk).
 TESTS += tests/qemu.sh
 EXTRA_DIST += tests/qemu.sh
