@@ -34,9 +34,10 @@ struct fq_qmp {
 	int timeout_ms;		/* bound on every wait for a reply */
 };
 
-/* Connects to QEMU's QMP socket at @path and leaves capability
- * negotiation. The caller owns @q and closes it with fq_qmp_close(). */
-int fq_qmp_open(struct fq_qmp *q, const char *path);
+/* Connects to QEMU's QMP socket at @path (waiting up to @wait_ms for it
+ * to appear and accept) and leaves capability negotiation. The caller
+ * owns @q and closes it with fq_qmp_close(). */
+int fq_qmp_open(struct fq_qmp *q, const char *path, int wait_ms);
 /* Accepts a @q whose open failed. */
 void fq_qmp_close(struct fq_qmp *q);
 /*

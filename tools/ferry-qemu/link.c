@@ -309,18 +309,15 @@ static int probe_vm(struct fq_daemon *d)
 }
 
 /*
- * Attaches to QEMU (waiting a bounded time for its monitor to appear, so
- * that the daemon can be started right after QEMU), finds its RAM and
+ * Attaches to QEMU (waiting a bounded time for its monitor to accept, so
+ * that the daemon can be started along with QEMU), finds its RAM and
  * checks its preload. Fails before anything is paused.
  */
 static int attach(struct fq_daemon *d)
 {
 	int ret, uffd;
 
-	for (unsigned int ms = 0; access(d->p->qmp_path, F_OK) &&
-	     ms < ATTACH_WAIT_MS; ms += 50)
-		msleep(50);
-	ret = fq_qmp_open(&d->qmp, d->p->qmp_path);
+	ret = fq_qmp_open(&d->qmp, d->p->qmp_path, ATTACH_WAIT_MS);
 	if (ret)
 		return ret;
 	ret = probe_vm(d);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOG_PREFIX "ferry-qemu"
@@ -159,7 +160,23 @@ int fq_qmp_cmd(struct fq_qmp *q, const char *json, int fd, char **reply)
 	return ret;
 }
 
-int fq_qmp_open(struct fq_qmp *q, const char *path)
+/*
+ * QEMU binds its monitor socket before it listens on it, and the daemon
+ * may start with QEMU: a missing socket or a refused connection is tried
+ * again until @wait_ms have passed.
+ */
+static int connect_wait(int fd, const struct sockaddr_un *a, int wait_ms)
+{
+	for (int ms = 0;; ms += 20) {
+		if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0)
+			return 0;
+		if ((errno != ENOENT && errno != ECONNREFUSED) || ms >= wait_ms)
+			return -errno;
+		nanosleep(&(struct timespec){ 0, 20000000 }, NULL);
+	}
+}
+
+int fq_qmp_open(struct fq_qmp *q, const char *path, int wait_ms)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	struct ucred cr;
@@ -175,8 +192,8 @@ int fq_qmp_open(struct fq_qmp *q, const char *path)
 	q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (q->fd < 0)
 		return -errno;
-	if (connect(q->fd, (struct sockaddr *)&a, sizeof(a))) {
-		ret = -errno;
+	ret = connect_wait(q->fd, &a, wait_ms);
+	if (ret) {
 		pr_err("cannot reach QEMU's monitor at %s: %s (is QEMU running "
 		       "with -qmp unix:%s,server=on,wait=off?)", path,
 		       strerror(-ret), path);
