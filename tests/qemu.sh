@@ -112,7 +112,10 @@ stop_all() {
 
 start_dest() { # extra args; sets PORT once ferry-dest listens
 	# Not under timeout(1): the case kills this very PID. Its waits are
-	# bounded by --accept-timeout and --timeout.
+	# bounded by --accept-timeout and --timeout. The last case's log goes
+	# first: the shell truncates it only once the child runs, and its old
+	# port must not be read meanwhile.
+	rm -f "$T/fdest.log" "$T/dest.json"
 	"$DST" --vm "$T/dst/vm.sock" --listen 127.0.0.1:0 $STLS \
 		--accept-timeout 60 --timeout 10000 --json "$T/dest.json" "$@" \
 		>"$T/fdest.log" 2>&1 &
