@@ -1,0 +1,42 @@
+# ferry-qemu: the VM link for a stock QEMU (a daemon per VM) and the
+# preload library QEMU runs with; its man page, design note and test.
+
+noinst_LIBRARIES += tools/ferry-qemu/libfq.a
+tools_ferry_qemu_libfq_a_SOURCES = \
+	tools/ferry-qemu/fq.h \
+	tools/ferry-qemu/qmp.c \
+	tools/ferry-qemu/ram.c \
+	tools/ferry-qemu/state.c \
+	tools/ferry-qemu/link.c \
+	tools/ferry-qemu/cmdline.c
+FQ_LIBS = tools/ferry-qemu/libfq.a $(VMLINK_LIBS) $(GUESTMEM_LIBS)
+
+bin_PROGRAMS += tools/ferry-qemu/ferry-qemu
+tools_ferry_qemu_ferry_qemu_SOURCES = tools/ferry-qemu/main.c
+tools_ferry_qemu_ferry_qemu_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DFERRY_PRELOAD_DEFAULT=\"$(preloaddir)/libferry-preload.so\"
+tools_ferry_qemu_ferry_qemu_LDADD = $(FQ_LIBS)
+
+check_PROGRAMS += tests/check-ferry-qemu
+TESTS += tests/check-ferry-qemu
+tests_check_ferry_qemu_SOURCES = tests/check-ferry-qemu.c tests/testutil.h
+tests_check_ferry_qemu_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_ferry_qemu_LDADD = $(FQ_LIBS) $(CHECK_LIBS)
+
+# A shared object loaded into QEMU: self-contained (no libferry, no
+# sanitizer flags), built as a "program" so that no libtool is needed.
+preloaddir = $(pkglibdir)
+preload_PROGRAMS = tools/ferry-qemu/libferry-preload.so
+tools_ferry_qemu_libferry_preload_so_SOURCES = tools/ferry-qemu/preload.c
+tools_ferry_qemu_libferry_preload_so_CFLAGS = -std=gnu11 -O2 -fPIC \
+	-pthread $(WARN_CFLAGS)
+tools_ferry_qemu_libferry_preload_so_LDFLAGS = -shared -fPIC -pthread \
+	-Wl,-z,defs
+
+dist_man1_MANS += docs/ferry-qemu.1
+EXTRA_DIST += docs/qemu.md
+
+# Migrating ferry-guest in QEMU with the agents (TAP, through the .sh
+# driver of tests/local.mk).
+TESTS += tests/qemu.sh
+EXTRA_DIST += tests/qemu.sh
