@@ -387,7 +387,43 @@ case_mismatch() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid auto sandbox numa hugetlb recover dest_killed mismatch}
+# The commitment point (docs/vmlink.md): an agent that pauses QEMU and
+# leaves without a COMMIT gets it resumed by ferry-qemu; one that
+# committed leaves it paused until an agent resumes it.
+CLIENT=$(cd "$(dirname "$0")" && pwd)/vmlink-client.py
+link_state() { python3 "$CLIENT" "$T/src/vm.sock" status 2>/dev/null | awk '{ print $3 }'; }
+is_state() { [ "$(link_state)" = "$1" ]; }
+case_agent_gone() {
+	local before out
+	case_start
+	start_qemu src "ws=$WS rate=8 hb_ms=250" ||
+		{ fail agent_gone "no link for the QEMU"; return; }
+	wait_for 30 has_hbs src 2
+	out=$(timeout 30 python3 "$CLIENT" "$T/src/vm.sock" pause 2>&1)
+	before=$(hbs src)
+	if [ "$out" != "pause 0" ]; then
+		fail agent_gone "pause: $out"
+	elif ! wait_for 20 is_state running ||
+		! wait_for 30 has_hbs src $((before + 2)); then
+		fail agent_gone "QEMU was not resumed after an uncommitted agent left"
+	elif ! grep -q 'the guest runs here again' "$T/src/fq.log"; then
+		fail agent_gone "no line on the resume: $(tail -n 2 "$T/src/fq.log")"
+	elif out=$(timeout 30 python3 "$CLIENT" "$T/src/vm.sock" pause commit 2>&1) &&
+		[ "$out" != "$(printf 'pause 0\ncommit 0')" ]; then
+		fail agent_gone "pause, commit: $out"
+	elif ! wait_for 10 grep -q 'QEMU stays paused here' "$T/src/fq.log" ||
+		! is_state paused; then
+		fail agent_gone "a committed QEMU did not stay paused ($(link_state))"
+	elif ! timeout 30 python3 "$CLIENT" "$T/src/vm.sock" resume >/dev/null ||
+		! wait_for 20 is_state running; then
+		fail agent_gone "a new agent could not resume the committed QEMU"
+	else
+		ok "agent gone: uncommitted, QEMU resumed; committed, it stayed paused"
+	fi
+	stop_all
+}
+
+CASES=${FERRY_CASES:-snapshot not_shared precopy postcopy hybrid auto sandbox numa hugetlb recover dest_killed mismatch agent_gone}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"

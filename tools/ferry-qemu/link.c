@@ -34,6 +34,8 @@ struct fq_daemon {
 	bool kvm;		/* QEMU runs its vCPUs on KVM */
 	uint32_t nr_vcpus;
 	bool done;		/* QUIT served or QEMU gone */
+	bool agent_paused;	/* the agent's PAUSE stopped QEMU */
+	bool committed;		/* the agent's COMMIT, until a RESUME */
 };
 
 static void msleep(unsigned int ms)
@@ -138,7 +140,9 @@ static int do_pause(struct fq_daemon *d)
 		pr_err("stop: %s", d->qmp.err);
 		return ret;
 	}
-	return wait_running(d, false);
+	ret = wait_running(d, false);
+	d->agent_paused = !ret;
+	return ret;
 }
 
 static int do_resume(struct fq_daemon *d)
@@ -149,7 +153,51 @@ static int do_resume(struct fq_daemon *d)
 		pr_err("cont: %s", d->qmp.err);
 		return ret == -EREMOTEIO ? -EBUSY : ret;
 	}
-	return wait_running(d, true);
+	ret = wait_running(d, true);
+	if (!ret)
+		d->agent_paused = d->committed = false;
+	return ret;
+}
+
+/* COMMIT (docs/vmlink.md): from now on the destination may run the guest. */
+static int do_commit(struct fq_daemon *d)
+{
+	uint32_t st;
+	int ret = state_now(d, &st);
+
+	if (!ret && st != VML_STATE_PAUSED)
+		ret = -EBUSY;
+	if (!ret)
+		d->committed = true;
+	return ret;
+}
+
+/*
+ * The agent hung up or broke the protocol. If its PAUSE stopped QEMU and
+ * it never committed the switchover, the guest is only here: cont. A
+ * committed VM stays paused (its running copy may be at the destination),
+ * and so does one the user had paused before.
+ */
+static void agent_gone(struct fq_daemon *d)
+{
+	uint32_t st;
+
+	close(d->conn_fd);
+	d->conn_fd = -1;
+	if (d->done || !d->agent_paused || state_now(d, &st) ||
+	    st != VML_STATE_PAUSED)
+		return;
+	if (d->committed) {
+		pr_warn("the agent left after committing the switchover: QEMU "
+			"stays paused here (its running copy may be at the "
+			"destination; ferry-source --recover can finish it)");
+		return;
+	}
+	if (do_resume(d))
+		pr_err("the agent left with QEMU paused; cont failed");
+	else
+		pr_warn("the agent left with QEMU paused before the switchover "
+			"was committed: the guest runs here again");
 }
 
 static int do_save(struct fq_daemon *d, uint16_t type)
@@ -233,6 +281,9 @@ static int serve(struct fq_daemon *d, const struct vml_msg *m)
 		return do_status(d, type);
 	case VML_MSG_QUIT:
 		return do_quit(d, type);
+	case VML_MSG_COMMIT:
+		st = do_commit(d);
+		break;
 	case VML_MSG_DIRTY_LOG:	/* KVM's log is QEMU's: use uffd-wp */
 	default:
 		st = -EOPNOTSUPP;
@@ -356,10 +407,8 @@ static int serve_loop(struct fq_daemon *d)
 			break;
 		}
 		if (d->conn_fd >= 0 && (p[2].revents & (POLLIN | POLLHUP))) {
-			if (vml_recv(d->conn_fd, &m) || serve(d, &m)) {
-				close(d->conn_fd);
-				d->conn_fd = -1;
-			}
+			if (vml_recv(d->conn_fd, &m) || serve(d, &m))
+				agent_gone(d);
 			vml_msg_fini(&m);
 		}
 		if (p[1].revents & POLLIN)

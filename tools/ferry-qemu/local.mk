@@ -39,4 +39,4 @@ EXTRA_DIST += docs/qemu.md
 # Migrating ferry-guest in QEMU with the agents (TAP, through the .sh
 # driver of tests/local.mk).
 TESTS += tests/qemu.sh
-EXTRA_DIST += tests/qemu.sh
+EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py
