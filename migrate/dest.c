@@ -146,7 +146,7 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 
 	pthread_mutex_lock(&d->lock);
 	if (!d->failed) {
-		char what[160];
+		char what[256];
 
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->err, ret, "%s", what);
@@ -211,7 +211,8 @@ static int rx_pages_atomic(struct receiver *r, const struct mig_pages_hdr *h)
 	int ret;
 
 	if (iov.iov_len > STAGE_BYTES)
-		return -EPROTO;
+		return mig_wire_reject("pages: a postcopy batch over %u bytes",
+				       STAGE_BYTES);
 	ret = tp_recv_payload(r->st, &iov, 1);
 	for (uint32_t i = 0; !ret && i < h->count; i++)
 		ret = place(r->d, h->region, r->idx[i],
@@ -227,7 +228,7 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	int ret;
 
 	if (m->len < MIG_PAGES_FIXED)
-		return -EPROTO;
+		return mig_wire_reject("pages: shorter than its header");
 	ret = tp_recv_payload(r->st, &iov, 1);
 	if (ret)
 		return ret;
@@ -269,7 +270,9 @@ static int rx_small(struct receiver *r, const struct tp_msg *m)
 	struct iovec iov = { r->buf, m->len };
 
 	if (m->len > sizeof(r->buf))
-		return -EPROTO;
+		return mig_wire_reject("message 0x%x: %llu bytes, longer than "
+				       "any valid one", m->type,
+				       (unsigned long long)m->len);
 	return m->len ? tp_recv_payload(r->st, &iov, 1) : 0;
 }
 
@@ -400,8 +403,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 			rx_fail(r, -e.code, "the source gave up: %s", e.msg);
 		return -ECANCELED;
 	default:
-		pr_err("unexpected message 0x%x on a bulk stream", m->type);
-		return -EPROTO;
+		return mig_wire_reject("unexpected message 0x%x on a bulk "
+				       "stream", m->type);
 	}
 }
 
@@ -421,7 +424,9 @@ static void *receiver_main(void *arg)
 			break;
 	}
 	if (ret == -EPROTO)
-		rx_fail(r, ret, "%s", "the source sent a malformed message");
+		rx_fail(r, ret, "the source sent a malformed message: %s",
+			mig_wire_reason()[0] ? mig_wire_reason() :
+					       tp_stream_strerror(r->st));
 	else if (ret != -ECANCELED)
 		rx_fail(r, ret, "receiving guest pages: %s",
 			tp_stream_strerror(r->st)[0] ? tp_stream_strerror(r->st)
@@ -742,8 +747,12 @@ static int welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 	if (ret)
 		return mig_fail(err, ret, "waiting for the source's HELLO: %s",
 				tp_stream_strerror(ctl));
-	if (m.type != MIG_MSG_HELLO || mig_dec_hello(buf, m.len, &h))
-		return mig_fail(err, -EPROTO, "the source sent no valid HELLO");
+	if (m.type != MIG_MSG_HELLO)
+		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+				"(message 0x%x)", m.type);
+	if (mig_dec_hello(buf, m.len, &h))
+		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+				"(%s)", mig_wire_reason());
 	if (h.ver_min > MIG_WIRE_VERSION || h.ver_max < MIG_WIRE_VERSION) {
 		mig_fail(err, -EPROTONOSUPPORT, "the source speaks protocol "
 			 "versions %u-%u, this destination %u", h.ver_min,

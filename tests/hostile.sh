@@ -39,35 +39,35 @@ PAGES=4096 # ferry-vm -m 16M: one region of 4096 4 KiB pages
 # migration must succeed) [ @@ a known defect: reported as TODO]
 CASES_TABLE='
 valid|OK
-no_hello|no valid HELLO
-hello_truncated|no valid HELLO.*truncated @@ the last line says only "no valid HELLO", not why
-hello_bad_magic|no valid HELLO.*bad magic @@ the last line says only "no valid HELLO", not why
-hello_regions_over|no valid HELLO.*region count out of range @@ the last line says only "no valid HELLO", not why
-hello_total_mismatch|no valid HELLO.*page total does not match @@ the last line says only "no valid HELLO", not why
+no_hello|no valid HELLO \(message 0x4d30\)
+hello_truncated|no valid HELLO.*truncated
+hello_bad_magic|no valid HELLO.*bad magic
+hello_regions_over|no valid HELLO.*region count out of range
+hello_total_mismatch|no valid HELLO.*page total does not match
 hello_layout_mismatch|RAM layout .* does not match the incoming
 hello_nbulk_mismatch|bulk stream @@ reported as a RAM layout mismatch between equal layouts
 hello_second|unexpected control message 0x4d01
-pages_truncated|pages: message length does not match the count @@ the last line says only "the source sent a malformed message"
-pages_short_header|pages: .*truncated @@ the last line says only "the source sent a malformed message"
-pages_count_zero|pages: page count out of range @@ the last line says only "the source sent a malformed message"
-pages_count_over|pages: page count out of range @@ the last line says only "the source sent a malformed message"
-pages_count_max|pages: page index outside the region @@ the last line says only "the source sent a malformed message"
-pages_index_out|pages: page index outside the region @@ the last line says only "the source sent a malformed message"
-pages_index_huge|pages: page index outside the region @@ the last line says only "the source sent a malformed message"
-pages_region_out|pages: no such region @@ the last line says only "the source sent a malformed message"
-zero_truncated|zero: message truncated @@ the last line says only "the source sent a malformed message"
-zero_range_out|zero: bitmap outside the region @@ the last line says only "the source sent a malformed message"
-zero_wrap|zero: bitmap outside the region @@ the last line says only "the source sent a malformed message"
-zero_oversized|zero: .*too long @@ the last line says only "the source sent a malformed message"
-dup_truncated|dup: message length does not match the count @@ the last line says only "the source sent a malformed message"
-dup_count_over|dup: reference count out of range @@ the last line says only "the source sent a malformed message"
-dup_count_max|dup: page index outside the region @@ the last line says only "the source sent a malformed message"
-dup_index_out|dup: page index outside the region @@ the last line says only "the source sent a malformed message"
+pages_truncated|malformed message: pages: message length does not match the count
+pages_short_header|malformed message: pages: shorter than its header
+pages_count_zero|malformed message: pages: page count out of range
+pages_count_over|malformed message: pages: page count out of range
+pages_count_max|malformed message: pages: page index outside the region
+pages_index_out|malformed message: pages: page index outside the region
+pages_index_huge|malformed message: pages: page index outside the region
+pages_region_out|malformed message: pages: no such region
+zero_truncated|malformed message: zero: message truncated
+zero_range_out|malformed message: zero: bitmap outside the region
+zero_wrap|malformed message: zero: bitmap outside the region
+zero_oversized|malformed message: message 0x4d11: 1048576 bytes, longer than any valid one
+dup_truncated|malformed message: dup: message length does not match the count
+dup_count_over|malformed message: message 0x4d12: 24608 bytes, longer than any valid one
+dup_count_max|malformed message: dup: page index outside the region
+dup_index_out|malformed message: dup: page index outside the region
 dup_never_sent|dup: .*never sent @@ a DUP of a page never sent is accepted
-round_truncated|round: message truncated @@ the last line says only "the source sent a malformed message"
-round_bad_flags|round: unknown flags @@ the last line says only "the source sent a malformed message"
-req_on_bulk|unexpected message 0x4d40 on a bulk stream @@ the last line says only "the source sent a malformed message"
-unknown_type|unexpected message 0x1234 on a bulk stream @@ the last line says only "the source sent a malformed message"
+round_truncated|malformed message: round: message truncated
+round_bad_flags|malformed message: round: unknown flags
+req_on_bulk|malformed message: unexpected message 0x4d40 on a bulk stream
+unknown_type|malformed message: unexpected message 0x1234 on a bulk stream
 state_empty|a VM state of 0 bytes
 state_over_max|a VM state of 67108865 bytes
 state_before_round|never sent @@ precopy with no page is not refused by ferry-dest itself
