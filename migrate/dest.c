@@ -324,6 +324,16 @@ static int rx_dup(struct receiver *r, const struct tp_msg *m)
 		const struct mig_dup *e = &r->dups[i];
 		uint32_t psz = d->vm.layout.r[e->region].page_size;
 
+		/* The decoder checked the pages exist; only we know what
+		 * arrived. A copy of a page never sent would read zero here
+		 * and, in postcopy, populate it before its data comes. */
+		if (!ut_bitmap_test(&d->received,
+				    d->vm.first[e->src_region] + e->src_page))
+			return mig_wire_reject("dup: page %llu of region %u "
+					       "refers to page %llu, never sent",
+					       (unsigned long long)e->page,
+					       e->region,
+					       (unsigned long long)e->src_page);
 		if (r->atomic || (d->vm.copy && psz <= STAGE_BYTES)) {
 			/* The original arrived earlier on this stream. */
 			if (d->vm.copy)
