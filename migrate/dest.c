@@ -1129,6 +1129,26 @@ static int finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 }
 
 
+/* Precopy resumes only a whole guest: every page arrived or was said to
+ * be zero. A source whose final round ends short would otherwise run the
+ * guest on pages that read as zero. */
+static int check_complete(struct mig_dst *d, char *err)
+{
+	uint64_t n = 0, first = 0;
+
+	for (uint64_t g = ut_bitmap_find_next_zero(&d->received, 0);
+	     g < d->vm.total_pages;
+	     g = ut_bitmap_find_next_zero(&d->received, g + 1))
+		if (!ut_bitmap_test(&d->zero, g) && !n++)
+			first = g;
+	if (n)
+		return mig_fail(err, -EPROTO, "the source ended precopy with "
+				"%llu pages never sent (page %llu the first)",
+				(unsigned long long)n,
+				(unsigned long long)first);
+	return 0;
+}
+
 static int alloc_tracking(struct mig_dst *d)
 {
 	uint64_t n = d->vm.total_pages;
@@ -1178,6 +1198,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		rret = join_receivers(&d);
 		if (rret)
 			ret = mig_fail(err, rret, "receiving guest pages failed");
+		else
+			ret = check_complete(&d, err);
 		/* Every page is here: nothing may block the VM on a fault. */
 		release_uffd(&d);
 	} else {

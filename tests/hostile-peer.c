@@ -448,14 +448,6 @@ static int s_done_in_precopy(struct peer *p)
 	return handshake(p) ?: send_buf(p->ctl, MIG_MSG_DONE, NULL, 0);
 }
 
-/* Pages on the bulk stream after its final round. */
-static int s_pages_after_final(struct peer *p)
-{
-	return handshake(p) ?: send_round(p, 0, MIG_ROUND_FINAL) ?:
-	       pages_with_last(p, 0, 1, 0) ?:
-	       send_buf(p->ctl, MIG_MSG_STATE, "state", 5);
-}
-
 static int s_keepalive_body(struct peer *p)
 {
 	return handshake(p) ?: send_buf(p->ctl, MIG_MSG_KEEPALIVE, "x", 1);
@@ -636,6 +628,24 @@ static int s_valid(struct peer *p)
 	if (!ret && m.type != MIG_MSG_RESUMED)
 		ret = -EPROTO;
 	return ret ?: send_buf(p->ctl, MIG_MSG_DONE, NULL, 0);
+}
+
+/* A correct precopy, then junk pages on the bulk stream after its final
+ * round, after RESUMED and after DONE: none may land in the guest. */
+static int s_pages_after_final(struct peer *p)
+{
+	struct tp_msg m;
+	int ret = load_snapshot(p) ?: handshake(p) ?: send_ram(p, UINT64_MAX) ?:
+		  pages_with_last(p, 0, 4, 3) ?:
+		  send_buf(p->ctl, MIG_MSG_STATE, p->state, p->state_len);
+
+	if (!ret)
+		ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
+	if (!ret && m.type != MIG_MSG_RESUMED)
+		ret = -EPROTO;
+	return ret ?: pages_with_last(p, 0, 4, 3) ?:
+	       send_buf(p->ctl, MIG_MSG_DONE, NULL, 0) ?:
+	       pages_with_last(p, 0, 4, 3);
 }
 
 /* The real state and a final round, but no page at all: resuming would
