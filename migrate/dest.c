@@ -770,7 +770,13 @@ static int welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		tell_source(d, EPROTONOSUPPORT, err);
 		return -EPROTONOSUPPORT;
 	}
-	if (!same_layout(&h.layout, &d->vm.layout) || h.nbulk != d->nbulk) {
+	if (h.nbulk != d->nbulk) {
+		mig_fail(err, -EPROTO, "the source's HELLO announces %u bulk "
+			 "streams, its session has %u", h.nbulk, d->nbulk);
+		tell_source(d, EPROTO, err);
+		return -EPROTO;
+	}
+	if (!same_layout(&h.layout, &d->vm.layout)) {
 		mig_fail(err, -EINVAL, "the source VM's RAM layout (%u regions, "
 			 "%llu pages) does not match the incoming VM's (%u "
 			 "regions, %llu pages)", h.layout.nr,
@@ -906,7 +912,9 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 			if (!mig_dec_error(buf, m.len, &e))
 				return mig_fail(err, -e.code, "the source gave "
 						"up: %s", e.msg);
-			return mig_fail(err, -EPROTO, "the source gave up");
+			return mig_fail(err, -EPROTO, "the source gave up with "
+					"a malformed ERROR (%s)",
+					mig_wire_reason());
 		} else if (m.type == MIG_MSG_POSTCOPY) {
 			*postcopy = true;
 			ret = enter_postcopy(d, err);

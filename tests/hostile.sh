@@ -45,7 +45,7 @@ hello_bad_magic|no valid HELLO.*bad magic
 hello_regions_over|no valid HELLO.*region count out of range
 hello_total_mismatch|no valid HELLO.*page total does not match
 hello_layout_mismatch|RAM layout .* does not match the incoming
-hello_nbulk_mismatch|bulk stream @@ reported as a RAM layout mismatch between equal layouts
+hello_nbulk_mismatch|HELLO announces 2 bulk streams, its session has 1
 hello_second|unexpected control message 0x4d01
 pages_truncated|malformed message: pages: message length does not match the count
 pages_short_header|malformed message: pages: shorter than its header
@@ -76,7 +76,7 @@ discard_in_precopy|unexpected control message 0x4d13
 done_in_precopy|unexpected control message 0x4d32
 pages_after_final|OK
 keepalive_body|unexpected control message 0x4d37
-error_malformed|the source gave up
+error_malformed|the source gave up with a malformed ERROR \(error: 
 flood|went away before switchover: .*(closed|reset)
 stall_bulk|receiving guest pages: .*(timed out|timeout)
 stall_control|(timed out|timeout)
