@@ -8,7 +8,8 @@
 # case passes when
 #   - ferry-dest exits 1 (not 0, not a signal) within its I/O timeout plus
 #     a margin, its last line naming the violation (the regex of the
-#     table),
+#     table) and no other line but the log line of the module that found
+#     it,
 #   - the incoming VM exits when ferry-dest discards it, its guest never
 #     having printed a heartbeat (it was never resumed).
 # The scenarios that need a real guest's state and RAM take them from a
@@ -147,6 +148,20 @@ vm_up() {
 		return 0
 	test -S "$CT/dst.sock"
 }
+# extra_lines LAST: ferry-dest's lines besides its setup lines, LAST, and
+# the log line of the module that found the violation (its text is in
+# LAST); there must be none
+extra_lines() {
+	local l
+	grep -v -e 'listening on port' -e '^ferry-dest: TLSv1' "$CT/fdest.log" |
+		sed '$d' | while read -r l; do
+			case "$1" in
+			*"${l#*: }"*) ;;
+			*) echo "$l" ;;
+			esac
+		done
+}
+
 hbs() { [ "$(grep -c '^HB ' "$CT/vm.log")" -ge "$1" ]; }
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$1/status" 2>/dev/null; }
 
@@ -168,7 +183,7 @@ listening() { grep -q 'listening on port [0-9]' "$CT/fdest.log" 2>/dev/null; }
 
 # one_case SCENARIO REGEX: the case body; sets REASON on failure
 one_case() {
-	local sc=$1 want=$2 vm dest peer port last
+	local sc=$1 want=$2 vm dest peer port last extra
 	"$VM" --accel none -s "$CT/dst.sock" --ws 4M -m 16M --incoming \
 		>"$CT/vm.log" 2>&1 &
 	vm=$!
@@ -205,6 +220,8 @@ one_case() {
 	[ $rc -eq 1 ] || { fail "ferry-dest exit $rc (want 1): $last"; return; }
 	echo "$last" | grep -Eq -- "$want" ||
 		{ fail "ferry-dest's last line does not match /$want/: $last"; return; }
+	extra=$(extra_lines "$last")
+	[ -z "$extra" ] || { fail "ferry-dest said more than one line: $extra"; return; }
 	wait_pid $vm 10 "the discarded incoming VM to exit" || return
 	if grep -q '^HB ' "$CT/vm.log"; then
 		fail "the incoming guest ran: $(grep -m 1 '^HB ' "$CT/vm.log")"
