@@ -743,13 +743,14 @@ static const struct scenario {
  * ERROR it sent, if any. */
 static void drain(struct peer *p)
 {
-	struct pollfd pfd = { tp_stream_fd(p->ctl), POLLIN, 0 };
+	struct pollfd pfd = { -1, POLLIN, 0 };
 	struct mig_error e;
 	struct tp_msg m;
 	int ret;
 
 	if (p->hung_up)
 		return;
+	pfd.fd = tp_stream_fd(p->ctl);
 	for (;;) {
 		if (p->welcomed && !tp_stream_pending(p->ctl) &&
 		    poll(&pfd, 1, 500) == 0) {
@@ -841,11 +842,18 @@ int main(int argc, char **argv)
 	p.bulk = tp_session_bulk(p.sess, 0);
 	ret = sc->run(&p);
 	printf("sent: %s%s\n", sc->name, ret ? " (cut short)" : "");
-	if (ret == -EINVAL)
+	if (ret == -EINVAL) {
+		tp_session_destroy(p.sess);
+		free(p.state);
+		free(p.buf);
 		return 1; /* the scenario could not be built */
+	}
 	fflush(stdout);
 	drain(&p);
 	tp_session_destroy(p.sess);
+	if (p.ram)
+		munmap((void *)p.ram, p.pages * PSZ);
+	free(p.state);
 	free(p.buf);
 	return 0;
 }

@@ -22,8 +22,11 @@
 # Run from the build directory (make check sets FERRY_BUILD). Speaks TAP,
 # one line per case with its duration as a diagnostic.
 # FERRY_CASES="pages_index_out flood" runs only those; FERRY_KEEP=1 keeps
-# the logs; FERRY_HOSTILE_BUILD=DIR takes the binaries from DIR (for
-# example ./build-asan) instead.
+# the logs; FERRY_HOSTILE_BUILD=DIR takes the binaries from DIR instead,
+# for example under the sanitizers (a report must not look like exit 1):
+#   ASAN_OPTIONS=exitcode=86:detect_leaks=1 \
+#   UBSAN_OPTIONS=halt_on_error=1:exitcode=87 \
+#   FERRY_HOSTILE_BUILD=$PWD/build-asan build/../tests/hostile.sh
 set -u
 B=${FERRY_HOSTILE_BUILD:-${FERRY_BUILD:-$(pwd)}}
 VM=$B/tools/ferry-vm/ferry-vm
