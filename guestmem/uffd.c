@@ -208,10 +208,17 @@ int gm_uffd_unregister(struct gm_uffd *u, uint64_t addr, uint64_t len)
 		return ret;
 	if (ioctl(u->fd, UFFDIO_UNREGISTER, &range)) {
 		ret = -errno;
-		/* ENOMEM/EINVAL here usually mean the VMM is gone already. */
-		pr_err("UFFDIO_UNREGISTER 0x%llx+0x%llx: %s",
-		       (unsigned long long)addr, (unsigned long long)len,
-		       strerror(-ret));
+		/* ENOMEM: the owner's mm is gone (the VMM exited), and its
+		 * registrations with it; not worth a line after the error
+		 * that made it exit. EINVAL usually means the same. */
+		if (ret == -ENOMEM)
+			pr_debug(
+			   "UFFDIO_UNREGISTER 0x%llx+0x%llx: the owner exited",
+			   (unsigned long long)addr, (unsigned long long)len);
+		else
+			pr_err("UFFDIO_UNREGISTER 0x%llx+0x%llx: %s",
+			       (unsigned long long)addr,
+			       (unsigned long long)len, strerror(-ret));
 	}
 	return ret;
 }

@@ -151,7 +151,7 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 
 	pthread_mutex_lock(&d->lock);
 	if (!d->failed) {
-		char what[160];
+		char what[256];
 
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->err, ret, "%s", what);
@@ -216,7 +216,8 @@ static int rx_pages_atomic(struct receiver *r, const struct mig_pages_hdr *h)
 	int ret;
 
 	if (iov.iov_len > STAGE_BYTES)
-		return -EPROTO;
+		return mig_wire_reject("pages: a postcopy batch over %u bytes",
+				       STAGE_BYTES);
 	ret = tp_recv_payload(r->st, &iov, 1);
 	for (uint32_t i = 0; !ret && i < h->count; i++)
 		ret = place(r->d, h->region, r->idx[i],
@@ -232,7 +233,7 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	int ret;
 
 	if (m->len < MIG_PAGES_FIXED)
-		return -EPROTO;
+		return mig_wire_reject("pages: shorter than its header");
 	ret = tp_recv_payload(r->st, &iov, 1);
 	if (ret)
 		return ret;
@@ -274,7 +275,9 @@ static int rx_small(struct receiver *r, const struct tp_msg *m)
 	struct iovec iov = { r->buf, m->len };
 
 	if (m->len > sizeof(r->buf))
-		return -EPROTO;
+		return mig_wire_reject("message 0x%x: %llu bytes, longer than "
+				       "any valid one", m->type,
+				       (unsigned long long)m->len);
 	return m->len ? tp_recv_payload(r->st, &iov, 1) : 0;
 }
 
@@ -326,6 +329,16 @@ static int rx_dup(struct receiver *r, const struct tp_msg *m)
 		const struct mig_dup *e = &r->dups[i];
 		uint32_t psz = d->vm.layout.r[e->region].page_size;
 
+		/* The decoder checked the pages exist; only we know what
+		 * arrived. A copy of a page never sent would read zero here
+		 * and, in postcopy, populate it before its data comes. */
+		if (!ut_bitmap_test(&d->received,
+				    d->vm.first[e->src_region] + e->src_page))
+			return mig_wire_reject("dup: page %llu of region %u "
+					       "refers to page %llu, never sent",
+					       (unsigned long long)e->page,
+					       e->region,
+					       (unsigned long long)e->src_page);
 		if (r->atomic || (d->vm.copy && psz <= STAGE_BYTES)) {
 			/* The original arrived earlier on this stream. */
 			if (d->vm.copy)
@@ -405,8 +418,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 			rx_fail(r, -e.code, "the source gave up: %s", e.msg);
 		return -ECANCELED;
 	default:
-		pr_err("unexpected message 0x%x on a bulk stream", m->type);
-		return -EPROTO;
+		return mig_wire_reject("unexpected message 0x%x on a bulk "
+				       "stream", m->type);
 	}
 }
 
@@ -426,7 +439,9 @@ static void *receiver_main(void *arg)
 			break;
 	}
 	if (ret == -EPROTO)
-		rx_fail(r, ret, "%s", "the source sent a malformed message");
+		rx_fail(r, ret, "the source sent a malformed message: %s",
+			mig_wire_reason()[0] ? mig_wire_reason() :
+					       tp_stream_strerror(r->st));
 	else if (ret != -ECANCELED)
 		rx_fail(r, ret, "receiving guest pages: %s",
 			tp_stream_strerror(r->st)[0] ? tp_stream_strerror(r->st)
@@ -747,8 +762,12 @@ static int welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 	if (ret)
 		return mig_fail(err, ret, "waiting for the source's HELLO: %s",
 				tp_stream_strerror(ctl));
-	if (m.type != MIG_MSG_HELLO || mig_dec_hello(buf, m.len, &h))
-		return mig_fail(err, -EPROTO, "the source sent no valid HELLO");
+	if (m.type != MIG_MSG_HELLO)
+		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+				"(message 0x%x)", m.type);
+	if (mig_dec_hello(buf, m.len, &h))
+		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+				"(%s)", mig_wire_reason());
 	if (h.ver_min > MIG_WIRE_VERSION || h.ver_max < MIG_WIRE_VERSION) {
 		mig_fail(err, -EPROTONOSUPPORT, "the source speaks protocol "
 			 "versions %u-%u, this destination %u", h.ver_min,
@@ -756,7 +775,13 @@ static int welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		tell_source(d, EPROTONOSUPPORT, err);
 		return -EPROTONOSUPPORT;
 	}
-	if (!same_layout(&h.layout, &d->vm.layout) || h.nbulk != d->nbulk) {
+	if (h.nbulk != d->nbulk) {
+		mig_fail(err, -EPROTO, "the source's HELLO announces %u bulk "
+			 "streams, its session has %u", h.nbulk, d->nbulk);
+		tell_source(d, EPROTO, err);
+		return -EPROTO;
+	}
+	if (!same_layout(&h.layout, &d->vm.layout)) {
 		mig_fail(err, -EINVAL, "the source VM's RAM layout (%u regions, "
 			 "%llu pages) does not match the incoming VM's (%u "
 			 "regions, %llu pages)", h.layout.nr,
@@ -950,7 +975,9 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 			if (!mig_dec_error(buf, m.len, &e))
 				return mig_fail(err, -e.code, "the source gave "
 						"up: %s", e.msg);
-			return mig_fail(err, -EPROTO, "the source gave up");
+			return mig_fail(err, -EPROTO, "the source gave up with "
+					"a malformed ERROR (%s)",
+					mig_wire_reason());
 		} else if (m.type == MIG_MSG_POSTCOPY) {
 			*postcopy = true;
 			ret = enter_postcopy(d, err);
@@ -1173,6 +1200,26 @@ static int finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 }
 
 
+/* Precopy resumes only a whole guest: every page arrived or was said to
+ * be zero. A source whose final round ends short would otherwise run the
+ * guest on pages that read as zero. */
+static int check_complete(struct mig_dst *d, char *err)
+{
+	uint64_t n = 0, first = 0;
+
+	for (uint64_t g = ut_bitmap_find_next_zero(&d->received, 0);
+	     g < d->vm.total_pages;
+	     g = ut_bitmap_find_next_zero(&d->received, g + 1))
+		if (!ut_bitmap_test(&d->zero, g) && !n++)
+			first = g;
+	if (n)
+		return mig_fail(err, -EPROTO, "the source ended precopy with "
+				"%llu pages never sent (page %llu the first)",
+				(unsigned long long)n,
+				(unsigned long long)first);
+	return 0;
+}
+
 static int alloc_tracking(struct mig_dst *d)
 {
 	uint64_t n = d->vm.total_pages;
@@ -1230,6 +1277,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		rret = join_receivers(&d);
 		if (rret)
 			ret = mig_fail(err, rret, "receiving guest pages failed");
+		else
+			ret = check_complete(&d, err);
 		/* Every page is here: nothing may block the VM on a fault. */
 		release_uffd(&d);
 	} else {

@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #define LOG_PREFIX "wire"
@@ -57,24 +59,42 @@ static ssize_t enc_done(const struct cur *c)
 	return c->short_ ? -ENOSPC : (ssize_t)c->off;
 }
 
+/* The calling thread's last refusal, for mig_wire_reason(): thread-local
+ * so that each receiver thread of an engine reports its own, and so that
+ * every decoder keeps its signature. */
+static _Thread_local char reason[128];
+
+int mig_wire_reject(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	pr_err("%s", reason);
+	return -EPROTO;
+}
+
+const char *mig_wire_reason(void)
+{
+	return reason;
+}
+
 /* A decoder's last word: the body was neither short nor too long. */
 static int dec_done(const struct cur *c, const char *what)
 {
-	if (c->short_) {
-		pr_err("%s: message truncated at %zu bytes", what, c->len);
-		return -EPROTO;
-	}
-	if (c->off != c->len) {
-		pr_err("%s: %zu trailing bytes", what, c->len - c->off);
-		return -EPROTO;
-	}
+	if (c->short_)
+		return mig_wire_reject("%s: message truncated at %zu bytes",
+				       what, c->len);
+	if (c->off != c->len)
+		return mig_wire_reject("%s: %zu trailing bytes", what,
+				       c->len - c->off);
 	return 0;
 }
 
 static int bad(const char *what, const char *why)
 {
-	pr_err("%s: %s", what, why);
-	return -EPROTO;
+	return mig_wire_reject("%s: %s", what, why);
 }
 
 /* ---- HELLO / WELCOME ---- */

@@ -201,6 +201,14 @@ int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);
 int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e);
 int mig_dec_complete(const uint8_t *buf, size_t len, struct mig_complete *c);
 
+/* The reason the calling thread's last decoder call (or mig_wire_reject())
+ * refused a message, one line such as "pages: page index outside the
+ * region"; "" if it never did. Valid until that thread's next refusal. */
+const char *mig_wire_reason(void);
+/* For the checks only an engine can make (they need its state): logs the
+ * formatted reason, records it for mig_wire_reason(), returns -EPROTO. */
+int mig_wire_reject(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Bytes a zero bitmap of @npages bits takes on the wire. */
 static inline uint64_t mig_zero_bytes(uint64_t npages)
 {
