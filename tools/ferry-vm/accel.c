@@ -219,7 +219,7 @@ restore:
 	return ret;
 }
 
-int vm_accel_probe(struct vm_accel_probe *out)
+void vm_accel_probe(struct vm_accel_probe *out)
 {
 	struct kvm_probe p = { .sys_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
 	int ret;
@@ -231,12 +231,11 @@ int vm_accel_probe(struct vm_accel_probe *out)
 				sizeof(out->reason));
 	probe_close(&p);
 	if (ret)
-		return 0;
+		return;
 	out->host_mips = host_mips();
 	out->ratio = out->kvm_mips / out->host_mips;
 	out->verdict = out->ratio >= ACCEL_MIN_RATIO ? VM_PROBE_KVM :
 						       VM_PROBE_KVM_EMULATED;
-	return 0;
 }
 
 const char *vm_probe_name(enum vm_probe_verdict v)
@@ -271,8 +270,8 @@ static void probe_describe(const struct vm_accel_probe *p, char *buf,
 			 p->kvm_mips, p->host_mips);
 }
 
-int vm_accel_resolve(enum vm_accel accel, bool *nokvm, char *note,
-		     size_t len, bool *warn)
+void vm_accel_resolve(enum vm_accel accel, bool *nokvm, char *note,
+		       size_t len, bool *warn)
 {
 	struct vm_accel_probe p;
 	char what[256];
@@ -281,7 +280,7 @@ int vm_accel_resolve(enum vm_accel accel, bool *nokvm, char *note,
 	*warn = false;
 	if (accel == VM_ACCEL_NONE) {
 		*nokvm = true;
-		return 0;
+		return;
 	}
 	vm_accel_probe(&p);
 	probe_describe(&p, what, sizeof(what));
@@ -291,13 +290,12 @@ int vm_accel_resolve(enum vm_accel accel, bool *nokvm, char *note,
 		if (*warn)
 			snprintf(note, len, "%s; running on it as --accel kvm "
 				 "asks", what);
-		return 0;
+		return;
 	}
 	*nokvm = p.verdict != VM_PROBE_KVM;
 	*warn = *nokvm;
 	snprintf(note, len, "%s; running the guest %s", what,
 		 *nokvm ? "as native threads" : "on KVM");
-	return 0;
 }
 
 int vm_cmd_probe_accel(enum vm_accel forced, bool is_forced)

@@ -207,7 +207,7 @@ static void new_resume_token(struct vm *vm)
 	x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull;
 	t = (uint32_t)(x ^ (x >> 32));
 	if (!t || t == 0xffffffffu || t == vm->resume_token)
-		t = vm->resume_token + 1 ? vm->resume_token + 1 : 1;
+		t = vm->resume_token == 1 ? 2 : 1;	/* valid, and new */
 	__atomic_store_n(&vm->resume_token, t, __ATOMIC_RELEASE);
 }
 

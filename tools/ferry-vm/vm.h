@@ -186,18 +186,18 @@ struct vm_accel_probe {
 };
 
 /* Runs the calibration (well under a second: a real-mode loop on KVM for
- * at most 200 ms, the same loop natively for 20 ms). Always 0: a KVM that
- * cannot run it is the verdict NONE, with the reason. Main thread only
- * (it borrows SIGUSR1 for the duration). */
-int vm_accel_probe(struct vm_accel_probe *p);
+ * at most 200 ms, the same loop natively for 20 ms). A KVM that cannot
+ * run it is the verdict NONE, with the reason. Main thread only (it
+ * borrows SIGUSR1 for the duration). */
+void vm_accel_probe(struct vm_accel_probe *p);
 const char *vm_probe_name(enum vm_probe_verdict v);
 /* "auto", "kvm" or "none"; 0 or -EINVAL. */
 int vm_accel_parse(const char *s, enum vm_accel *out);
 /* Decides *@nokvm for @accel (probing unless NONE); @note gets one line
  * on what it found ("" for none asked), *@warn whether that departs from a
- * native KVM (the caller prints it once the VM is set up). 0. */
-int vm_accel_resolve(enum vm_accel accel, bool *nokvm, char *note,
-		     size_t len, bool *warn);
+ * native KVM (the caller prints it once the VM is set up). */
+void vm_accel_resolve(enum vm_accel accel, bool *nokvm, char *note,
+		      size_t len, bool *warn);
 /* `ferry-vm --probe-accel`: prints "VERDICT use=kvm|none [kvm_mips=..
  * host_mips=.. ratio=..] [forced=FERRY_ACCEL] [reason=\"..\"]"; @forced
  * (when @is_forced, from FERRY_ACCEL) overrides use=. An exit status. */
