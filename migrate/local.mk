@@ -7,6 +7,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/internal.h \
 	migrate/vm.c \
 	migrate/policy.c \
+	migrate/placement.c \
 	migrate/faults.c \
 	migrate/cond.c \
 	migrate/cancel.c \
@@ -23,12 +24,12 @@ tests_check_wire_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_wire_LDADD = migrate/libmigrate.a util/libutil.a $(CHECK_LIBS)
 
 # The engines' parts that need no VM: the convergence policy, the fault
-# statistics.
+# statistics, the placement plan.
 check_PROGRAMS += tests/check-migrate
 TESTS += tests/check-migrate
 tests_check_migrate_SOURCES = tests/check-migrate.c tests/testutil.h
 tests_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_migrate_LDADD = migrate/libmigrate.a util/libutil.a \
+tests_check_migrate_LDADD = $(MIGRATE_LIBS) \
 	$(CHECK_LIBS) -lm
 
 # Seeds for the wire fuzzer, written by the encoders themselves.

@@ -19,7 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guestmem/guestmem.h"
 #include "migrate/vmlink.h"
+#include "migrate/wire.h"
 #include "transport/transport.h"
 #include "util/util.h"
 
@@ -177,6 +179,103 @@ struct mig_dest_params {
  * before resume the incoming VMM is told to quit. */
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN]);
+
+/* ---- placement at the destination (placement.c) ---- */
+
+/* What --placement asks for. */
+enum mig_place_kind {
+	MIG_PLACE_NONE = 0,	/* the kernel's default: first touch */
+	MIG_PLACE_LOCAL,	/* the nodes of the incoming VMM's CPUs */
+	MIG_PLACE_BIND,		/* @nodes, filled in ascending order */
+	MIG_PLACE_INTERLEAVE,	/* @nodes, chunk by chunk in turn */
+	MIG_PLACE_TIERED,	/* hottest chunks on the top tier, rest below */
+	MIG_PLACE_CELLS,	/* RAM region (guest cell) i on cell_node[i] */
+};
+
+struct mig_place_policy {
+	enum mig_place_kind kind;
+	uint64_t nodes;		/* BIND, INTERLEAVE: mask of node ids */
+	uint32_t fast_share;	/* TIERED: percent of guest RAM on the top
+				 * tier; 0: as much as its free memory holds */
+	uint32_t ncells;	/* CELLS */
+	uint8_t cell_node[MIG_MAX_REGIONS];
+};
+
+/* Parses "local", "bind:NODES", "interleave:NODES", "tiered", "cells:N,N"
+ * (NODES as "0-1,3"). Returns 0, or -EINVAL with @err saying why. */
+int mig_place_parse(const char *s, struct mig_place_policy *p,
+		    char err[MIG_ERR_LEN]);
+/* The canonical text of @p ("bind:1", "tiered fast-share 10%"). */
+void mig_place_format(const struct mig_place_policy *p, char *buf,
+		      size_t len);
+
+/* Placement works on chunks: 2 MiB, or the page size when larger, the
+ * last chunk of a region possibly shorter. */
+#define MIG_CHUNK (2u << 20)
+
+struct mig_plan_region {
+	uint64_t chunk;		/* bytes per chunk */
+	uint32_t nchunks;
+	uint8_t *node;		/* node id of each chunk (owned) */
+};
+
+struct mig_plan {
+	struct mig_place_policy pol;
+	uint32_t nr;			/* regions */
+	struct mig_plan_region r[MIG_MAX_REGIONS];
+	uint64_t planned[GM_MAX_NODES];	/* bytes by node id */
+	char note[160];			/* a remark for the user, or "" */
+};
+
+/* What a plan is made from. */
+struct mig_plan_input {
+	const struct gm_topo *topo;	/* the destination host */
+	const struct mig_layout *layout; /* the guest's RAM regions */
+	uint64_t local_nodes;	/* nodes of the incoming VMM's CPUs */
+	uint64_t reserve;	/* bytes of 4 KiB memory left free per node */
+	/* TIERED: per region, a heat per chunk (more is hotter), or NULL
+	 * (no hotness known: the first chunks count as the hottest). */
+	const uint32_t *const *heat;
+};
+
+/*
+ * Computes where each chunk of guest RAM goes under @pol: a pure
+ * function of its inputs. Refuses (-ENOSPC, @err one line naming the
+ * policy, the page size, the need and what the nodes have) a plan whose
+ * pages do not fit the named nodes' free memory or huge page pools, and
+ * (-EINVAL) one naming a node the host lacks. On success the caller owns
+ * @pl (mig_plan_fini). Any thread.
+ */
+int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
+		  const struct mig_place_policy *pol, char err[MIG_ERR_LEN]);
+/* Accepts a zeroed or failed plan. */
+void mig_plan_fini(struct mig_plan *pl);
+/* The node of the byte at offset @off of region @r under @pl. */
+static inline unsigned int mig_plan_node(const struct mig_plan *pl,
+					 uint32_t r, uint64_t off)
+{
+	return pl->r[r].node[off / pl->r[r].chunk];
+}
+
+/* The outcome after completion: what landed where. */
+struct mig_place_report {
+	uint64_t placed[GM_MAX_NODES];	/* bytes in memory, by node id */
+	uint64_t pages_present;		/* pages in memory */
+	uint64_t pages_as_planned;	/* of those, on their planned node */
+	uint64_t pages_absent;		/* holes: zero pages never allocated */
+};
+
+/*
+ * Applies @pl to guest RAM as this agent maps it (@map[i] for region i):
+ * one mbind per run of chunks bound to the same node, before any page is
+ * written, so that pages land there when first allocated. Returns 0 or
+ * -errno with @err filled.
+ */
+int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
+		   char err[MIG_ERR_LEN]);
+/* Asks where the pages of every region are and compares with @pl. */
+int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
+		   struct mig_place_report *rep, char err[MIG_ERR_LEN]);
 
 /* Writes @st as one JSON object. Returns 0 or -errno. */
 int mig_stats_write_json(const struct mig_stats *st, const char *role,
