@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "guestmem/guestmem.h"
+
 #define MIG_WIRE_MAGIC 0x31595246u /* "FRY1" as bytes on the wire */
 #define MIG_WIRE_VERSION 1
 #define MIG_MAX_REGIONS 64
@@ -32,6 +34,8 @@
 enum mig_msg_type {
 	MIG_MSG_HELLO = 0x4d01,	/* control, source -> destination */
 	MIG_MSG_WELCOME,	/* control, destination -> source */
+	MIG_MSG_TOPOLOGY,	/* control, destination -> source, after
+				 * WELCOME with MIG_FEAT_PLACEMENT */
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
@@ -57,6 +61,10 @@ enum mig_msg_type {
 #define MIG_FEAT_RECOVER	(1ULL << 3)
 #define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF | \
 				 MIG_FEAT_POSTCOPY)
+/* The destination sends its host picture and placement plan (TOPOLOGY)
+ * right after WELCOME. Offered and accepted on top of V1, so that a peer
+ * that does not know it never sees the message. */
+#define MIG_FEAT_PLACEMENT	(1ULL << 4)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -149,6 +157,27 @@ struct mig_error {
 	char msg[MIG_MAX_ERRMSG + 1]; /* printable, NUL-terminated */
 };
 
+/*
+ * TOPOLOGY: the destination's host picture and the plan it made, for the
+ * source to report. Versioned on its own (MIG_TOPO_VERSION, the first
+ * field), so that the picture can grow without a new protocol version:
+ * [version u16][nodes u16][hpsizes u16][0 u16], hpsizes x [size u64],
+ * [ksm_run i32][ksm_merge_across_nodes i32][numa_balancing i32][0 u32]
+ * [ksm_pages_sharing u64], the strings thp_enabled, thp_defrag,
+ * thp_shmem, policy, note ([len u8][printable bytes]), then per node
+ * [id u32][tier u32][ncpus u32][0 u32][mem_total u64][mem_free u64]
+ * hpsizes x [hp_total u64] hpsizes x [hp_free u64] [planned u64]
+ * nodes x [distance u8], the string cpulist.
+ */
+#define MIG_TOPO_VERSION 1
+#define MIG_TOPO_MAX 32768	/* bytes of a TOPOLOGY body, at most */
+struct mig_topology {
+	struct gm_topo host;
+	char policy[64];		/* the plan's policy; "none" */
+	char note[160];			/* the plan's remark, or "" */
+	uint64_t planned[GM_MAX_NODES];	/* bytes, by node id */
+};
+
 /* Pages in region @i of @l. */
 static inline uint64_t mig_region_pages(const struct mig_layout *l,
 					uint32_t i)
@@ -172,6 +201,8 @@ ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r);
 ssize_t mig_enc_error(uint8_t *buf, size_t cap, int code, const char *msg);
 ssize_t mig_enc_complete(uint8_t *buf, size_t cap,
 			 const struct mig_complete *c);
+ssize_t mig_enc_topology(uint8_t *buf, size_t cap,
+			 const struct mig_topology *t);
 
 /* ---- decoders: 0, or -EPROTO with a log line naming the defect ---- */
 int mig_dec_hello(const uint8_t *buf, size_t len, struct mig_hello *h);
@@ -200,6 +231,10 @@ int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
 int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);
 int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e);
 int mig_dec_complete(const uint8_t *buf, size_t len, struct mig_complete *c);
+/* Node ids ascending and below GM_MAX_NODES, free within total, huge
+ * page sizes ascending powers of two, a distance per node, strings
+ * printable and within their fields. */
+int mig_dec_topology(const uint8_t *buf, size_t len, struct mig_topology *t);
 
 /* The reason the calling thread's last decoder call (or mig_wire_reject())
  * refused a message, one line such as "pages: page index outside the

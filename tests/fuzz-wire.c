@@ -2,7 +2,7 @@
 /*
  * libFuzzer harness for the wire decoders and the VM link's (configure
  * --enable-fuzz with CC=clang). The first input byte picks the decoder,
- * the rest is the message body. The layout the decoders check against is fixed: two
+ * the rest is the message body (a TOPOLOGY seed fits in 4096 bytes). The layout the decoders check against is fixed: two
  * regions, 4K and 2M pages, as a destination would have after HELLO.
  *
  * Built without libFuzzer (the normal build), the same file is
@@ -23,7 +23,8 @@
 #include "util/util.h"
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
-       D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_COUNT };
+       D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_TOPOLOGY,
+       D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -81,6 +82,23 @@ static void fuzz_vml_hello(const uint8_t *data, size_t size)
 	for (unsigned int i = 0; i < nfds; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+}
+
+/* An accepted host picture is one the source can print and index. */
+static void fuzz_topology(const uint8_t *data, size_t size)
+{
+	static struct mig_topology t;
+
+	if (mig_dec_topology(data, size, &t))
+		return;
+	if (!t.host.nr_nodes || t.host.nr_nodes > GM_MAX_NODES ||
+	    t.host.nr_hpsizes > GM_MAX_HPSIZES ||
+	    strnlen(t.policy, sizeof(t.policy)) == sizeof(t.policy))
+		__builtin_trap();
+	for (uint32_t i = 0; i < t.host.nr_nodes; i++)
+		if (t.host.node[i].id >= GM_MAX_NODES ||
+		    t.host.node[i].mem_free > t.host.node[i].mem_total)
+			__builtin_trap();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -161,6 +179,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case D_VML_HELLO:
 		fuzz_vml_hello(data + 1, size - 1);
 		break;
+	case D_TOPOLOGY:
+		fuzz_topology(data + 1, size - 1);
+		break;
 	}
 	return 0;
 }
@@ -201,6 +222,22 @@ static ssize_t vml_seed_hello(uint8_t *buf, size_t cap, uint8_t *nfds_byte)
 	return n < 0 ? n : n + 1;
 }
 
+/* The nested host's picture: two nodes, a 2M pool on the second. */
+static ssize_t topology_seed(uint8_t *buf, size_t cap)
+{
+	static struct mig_topology t = { .policy = "tiered", .host = {
+		.nr_nodes = 2, .nr_hpsizes = 1, .hpsize = { 2 << 20 },
+		.thp_enabled = "madvise", .ksm_run = 0, .numa_balancing = 2,
+		.node = { { .id = 0, .tier = 4, .ncpus = 2, .cpulist = "0-1",
+			    .mem_total = 1 << 30, .mem_free = 1 << 29,
+			    .distance = { 10, 20 } },
+			  { .id = 1, .tier = 54, .mem_total = 1 << 29,
+			    .mem_free = 1 << 28, .hp_total = { 8 },
+			    .hp_free = { 8 }, .distance = { 20, 10 } } } } };
+
+	return mig_enc_topology(buf, cap, &t);
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t b[4096], bits[2] = { 0x0f, 0x3 };
@@ -238,6 +275,7 @@ int main(int argc, char **argv)
 	err |= write_seed(argv[1], D_VML_HDR, b, VML_HDR_SIZE);
 	err |= write_seed(argv[1], D_VML_HELLO, b, vml_seed_hello(b + 1,
 			  sizeof(b) - 1, b));
+	err |= write_seed(argv[1], D_TOPOLOGY, b, topology_seed(b, sizeof(b)));
 	return err ? 1 : 0;
 }
 #endif
