@@ -68,6 +68,20 @@ struct mig_stats {
 	uint64_t fault_hist[UT_HIST_BUCKETS]; /* log2 us, like QEMU's */
 	uint32_t nrounds;
 	struct mig_round_stats rounds[MIG_MAX_ROUNDS];
+	/* Placement: the destination's plan (both sides report it) and, at
+	 * the destination after completion, where the pages are. */
+	struct mig_place_stats {
+		char policy[64];	/* "" when no plan was made */
+		char note[160];		/* the plan's remark, or "" */
+		uint32_t nr_nodes;	/* the destination's */
+		uint32_t node_id[GM_MAX_NODES];
+		uint64_t planned[GM_MAX_NODES];	/* bytes, by node id */
+		bool checked;		/* the figures below are measured */
+		uint64_t placed[GM_MAX_NODES];	/* bytes in memory, by id */
+		uint64_t pages_present;	/* pages in memory */
+		uint64_t pages_as_planned; /* of those, on the planned node */
+		uint64_t pages_absent;	/* never allocated (zero pages) */
+	} place;
 };
 
 /*
@@ -133,53 +147,6 @@ void mig_cancel_fini(struct mig_cancel *c);
 int mig_cancel_request(struct mig_cancel *c, const char *reason,
 		       const char **refused);
 
-/* Makes a new session to the same peer after a postcopy connection was
- * lost (the source connects, the destination accepts). Returns 0 and
- * *@out, which the engine then owns, or -errno with @err filled. */
-typedef int (*mig_reconnect_fn)(void *arg, struct tp_session **out,
-				char err[MIG_ERR_LEN]);
-
-struct mig_source_params {
-	const char *vm_socket;	/* the VMM's VM link */
-	struct tp_session *session; /* connected; the engine does not own it */
-	uint64_t downtime_limit_ms;	/* default 300 */
-	uint64_t bandwidth_limit;	/* bytes/s, 0: none */
-	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
-	uint32_t max_rounds;	/* 0: 30 */
-	enum mig_mem_access mem_access;
-	enum mig_mode mode;
-	mig_progress_fn progress;
-	void *progress_arg;
-	/* Postcopy recovery: reconnect with backoff for up to
-	 * recover_timeout_s (0: 60) when the connection is lost. */
-	mig_reconnect_fn reconnect;
-	void *reconnect_arg;
-	uint32_t recover_timeout_s;
-	/* Finish an interrupted postcopy: the VM is paused here with all of
-	 * its memory and the destination waits for a reconnect. */
-	bool recover;
-	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
-};
-
-/* Migrates the VM; fills @st (also on failure, as far as it got). */
-int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
-		   char err[MIG_ERR_LEN]);
-
-struct mig_dest_params {
-	const char *vm_socket;	/* the incoming VMM's VM link */
-	struct tp_session *session; /* accepted; not owned */
-	enum mig_mem_access mem_access;
-	/* Postcopy recovery: wait for the source to come back (accept). */
-	mig_reconnect_fn reconnect;
-	void *reconnect_arg;
-	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
-};
-
-/* Receives the VM into the incoming VMM and resumes it there. On failure
- * before resume the incoming VMM is told to quit. */
-int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
-		 char err[MIG_ERR_LEN]);
-
 /* ---- placement at the destination (placement.c) ---- */
 
 /* What --placement asks for. */
@@ -209,9 +176,8 @@ int mig_place_parse(const char *s, struct mig_place_policy *p,
 void mig_place_format(const struct mig_place_policy *p, char *buf,
 		      size_t len);
 
-/* Placement works on chunks: 2 MiB, or the page size when larger, the
- * last chunk of a region possibly shorter. */
-#define MIG_CHUNK (2u << 20)
+/* Placement works on chunks (MIG_CHUNK, wire.h): 2 MiB, or the page
+ * size when larger, the last chunk of a region possibly shorter. */
 
 struct mig_plan_region {
 	uint64_t chunk;		/* bytes per chunk */
@@ -235,7 +201,7 @@ struct mig_plan_input {
 	uint64_t reserve;	/* bytes of 4 KiB memory left free per node */
 	/* TIERED: per region, a heat per chunk (more is hotter), or NULL
 	 * (no hotness known: the first chunks count as the hottest). */
-	const uint32_t *const *heat;
+	const uint8_t *const *heat;
 };
 
 /*
@@ -276,6 +242,54 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 /* Asks where the pages of every region are and compares with @pl. */
 int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
 		   struct mig_place_report *rep, char err[MIG_ERR_LEN]);
+
+/* Makes a new session to the same peer after a postcopy connection was
+ * lost (the source connects, the destination accepts). Returns 0 and
+ * *@out, which the engine then owns, or -errno with @err filled. */
+typedef int (*mig_reconnect_fn)(void *arg, struct tp_session **out,
+				char err[MIG_ERR_LEN]);
+
+struct mig_source_params {
+	const char *vm_socket;	/* the VMM's VM link */
+	struct tp_session *session; /* connected; the engine does not own it */
+	uint64_t downtime_limit_ms;	/* default 300 */
+	uint64_t bandwidth_limit;	/* bytes/s, 0: none */
+	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
+	uint32_t max_rounds;	/* 0: 30 */
+	enum mig_mem_access mem_access;
+	enum mig_mode mode;
+	mig_progress_fn progress;
+	void *progress_arg;
+	/* Postcopy recovery: reconnect with backoff for up to
+	 * recover_timeout_s (0: 60) when the connection is lost. */
+	mig_reconnect_fn reconnect;
+	void *reconnect_arg;
+	uint32_t recover_timeout_s;
+	/* Finish an interrupted postcopy: the VM is paused here with all of
+	 * its memory and the destination waits for a reconnect. */
+	bool recover;
+	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
+};
+
+/* Migrates the VM; fills @st (also on failure, as far as it got). */
+int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
+		   char err[MIG_ERR_LEN]);
+
+struct mig_dest_params {
+	const char *vm_socket;	/* the incoming VMM's VM link */
+	struct tp_session *session; /* accepted; not owned */
+	enum mig_mem_access mem_access;
+	/* Postcopy recovery: wait for the source to come back (accept). */
+	mig_reconnect_fn reconnect;
+	void *reconnect_arg;
+	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
+	struct mig_place_policy placement; /* MIG_PLACE_NONE: the kernel's */
+};
+
+/* Receives the VM into the incoming VMM and resumes it there. On failure
+ * before resume the incoming VMM is told to quit. */
+int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
+		 char err[MIG_ERR_LEN]);
 
 /* Writes @st as one JSON object. Returns 0 or -errno. */
 int mig_stats_write_json(const struct mig_stats *st, const char *role,

@@ -437,11 +437,8 @@ static int alloc_regions(struct mig_plan *pl, const struct mig_layout *l,
 {
 	pl->nr = l->nr;
 	for (uint32_t r = 0; r < l->nr; r++) {
-		uint64_t ch = l->r[r].page_size > MIG_CHUNK ?
-			      l->r[r].page_size : MIG_CHUNK;
-
-		pl->r[r].chunk = ch;
-		pl->r[r].nchunks = (l->r[r].size + ch - 1) / ch;
+		pl->r[r].chunk = mig_chunk_bytes(l, r);
+		pl->r[r].nchunks = mig_chunks(l, r);
 		pl->r[r].node = calloc(pl->r[r].nchunks, 1);
 		if (!pl->r[r].node)
 			return mig_fail(err, -ENOMEM, "placement: out of memory");

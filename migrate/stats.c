@@ -9,6 +9,49 @@
 #define LOG_PREFIX "migrate"
 #include "migrate/internal.h"
 
+/* A string that came from the peer: printable, but maybe with quotes. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static void write_placement(FILE *f, const struct mig_place_stats *p)
+{
+	if (!p->policy[0])
+		return;
+	fprintf(f, "  \"placement\": {\"policy\": ");
+	json_str(f, p->policy);
+	fprintf(f, ", \"note\": ");
+	json_str(f, p->note);
+	fprintf(f, ", \"checked\": %s", p->checked ? "true" : "false");
+	if (p->checked)
+		fprintf(f, ", \"pages_present\": %llu, \"pages_as_planned\": "
+			   "%llu, \"pages_absent\": %llu, \"as_planned\": %.6f",
+			(unsigned long long)p->pages_present,
+			(unsigned long long)p->pages_as_planned,
+			(unsigned long long)p->pages_absent,
+			p->pages_present ? (double)p->pages_as_planned /
+					   p->pages_present : 0.0);
+	fprintf(f, ",\n    \"nodes\": [");
+	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++) {
+		uint32_t n = p->node_id[i] % GM_MAX_NODES;
+
+		fprintf(f, "%s{\"node\": %u, \"planned_bytes\": %llu", i ? ", " : "",
+			n, (unsigned long long)p->planned[n]);
+		if (p->checked)
+			fprintf(f, ", \"placed_bytes\": %llu",
+				(unsigned long long)p->placed[n]);
+		fprintf(f, "}");
+	}
+	fprintf(f, "]},\n");
+}
+
 int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			 const char *path)
 {
@@ -53,6 +96,7 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 		fprintf(f, "%s%llu", i ? ", " : "",
 			(unsigned long long)st->fault_hist[i]);
 	fprintf(f, "]},\n");
+	write_placement(f, &st->place);
 	fprintf(f, "  \"rounds\": [");
 	for (uint32_t i = 0; i < st->nrounds; i++) {
 		const struct mig_round_stats *r = &st->rounds[i];

@@ -744,3 +744,60 @@ int mig_dec_topology(const uint8_t *buf, size_t len, struct mig_topology *t)
 		ret = get_node(&c, t, i);
 	return ret ? ret : dec_done(&c, "topology");
 }
+
+/* ---- HEAT ---- */
+
+ssize_t mig_enc_heat(uint8_t *buf, size_t cap, const struct mig_heat *h)
+{
+	struct cur c = { .w = buf, .len = cap };
+
+	if (!buf || !h || !h->nr || h->nr > MIG_MAX_REGIONS || h->samples > 255)
+		return -EINVAL;
+	put32(&c, h->nr);
+	put32(&c, h->samples);
+	for (uint32_t i = 0; i < h->nr; i++)
+		put32(&c, h->nchunks[i]);
+	for (uint32_t i = 0; i < h->nr; i++) {
+		if (c.short_ || h->nchunks[i] > c.len - c.off)
+			return -ENOSPC;
+		memcpy(buf + c.off, h->heat[i], h->nchunks[i]);
+		c.off += h->nchunks[i];
+	}
+	return enc_done(&c);
+}
+
+int mig_dec_heat(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		 struct mig_heat *h)
+{
+	struct cur c = { .r = buf, .len = len };
+
+	if (!buf || !l || !h)
+		return -EINVAL;
+	memset(h, 0, sizeof(*h));
+	h->nr = get32(&c);
+	h->samples = get32(&c);
+	if (c.short_)
+		return dec_done(&c, "heat");
+	if (h->nr != l->nr)
+		return bad("heat", "region count differs from the layout");
+	if (h->samples > 255)
+		return bad("heat", "more than 255 samples");
+	for (uint32_t i = 0; i < h->nr; i++) {
+		h->nchunks[i] = get32(&c);
+		if (!c.short_ && h->nchunks[i] != mig_chunks(l, i))
+			return bad("heat", "chunk count differs from the region");
+	}
+	for (uint32_t i = 0; i < h->nr && !c.short_; i++) {
+		if (h->nchunks[i] > c.len - c.off) {
+			c.short_ = true;
+			break;
+		}
+		h->heat[i] = buf + c.off;
+		for (uint32_t k = 0; k < h->nchunks[i]; k++)
+			if (h->heat[i][k] > h->samples)
+				return bad("heat", "a chunk hotter than the "
+					   "samples taken");
+		c.off += h->nchunks[i];
+	}
+	return dec_done(&c, "heat");
+}

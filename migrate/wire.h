@@ -36,6 +36,8 @@ enum mig_msg_type {
 	MIG_MSG_WELCOME,	/* control, destination -> source */
 	MIG_MSG_TOPOLOGY,	/* control, destination -> source, after
 				 * WELCOME with MIG_FEAT_PLACEMENT */
+	MIG_MSG_HEAT,		/* control, source -> destination, after
+				 * TOPOLOGY, before any page */
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
@@ -178,11 +180,40 @@ struct mig_topology {
 	uint64_t planned[GM_MAX_NODES];	/* bytes, by node id */
 };
 
+/*
+ * HEAT: how often each chunk of guest RAM was written while the source
+ * sampled its dirty log before round 0:
+ * [nr u32][samples u32], nr x [nchunks u32], then each region's heats,
+ * one u8 per chunk: in how many of @samples harvests the chunk had a
+ * written page (so at most samples, and samples at most 255). nr is the
+ * layout's region count and nchunks each region's mig_chunks().
+ */
+#define MIG_CHUNK (2u << 20)	/* 2 MiB, or the page size when larger */
+#define MIG_HEAT_FIXED 8
+struct mig_heat {
+	uint32_t nr;
+	uint32_t samples;		/* 0: the source could not sample */
+	uint32_t nchunks[MIG_MAX_REGIONS];
+	const uint8_t *heat[MIG_MAX_REGIONS]; /* decoded: into the buffer */
+};
+
 /* Pages in region @i of @l. */
 static inline uint64_t mig_region_pages(const struct mig_layout *l,
 					uint32_t i)
 {
 	return l->r[i].size / l->r[i].page_size;
+}
+
+/* Bytes of a placement chunk of region @i, and their number. */
+static inline uint64_t mig_chunk_bytes(const struct mig_layout *l, uint32_t i)
+{
+	return l->r[i].page_size > MIG_CHUNK ? l->r[i].page_size : MIG_CHUNK;
+}
+static inline uint32_t mig_chunks(const struct mig_layout *l, uint32_t i)
+{
+	uint64_t c = mig_chunk_bytes(l, i);
+
+	return (uint32_t)((l->r[i].size + c - 1) / c);
 }
 
 /* ---- encoders: return the bytes written to @buf, or -ENOSPC / -EINVAL */
@@ -203,6 +234,7 @@ ssize_t mig_enc_complete(uint8_t *buf, size_t cap,
 			 const struct mig_complete *c);
 ssize_t mig_enc_topology(uint8_t *buf, size_t cap,
 			 const struct mig_topology *t);
+ssize_t mig_enc_heat(uint8_t *buf, size_t cap, const struct mig_heat *h);
 
 /* ---- decoders: 0, or -EPROTO with a log line naming the defect ---- */
 int mig_dec_hello(const uint8_t *buf, size_t len, struct mig_hello *h);
@@ -235,6 +267,9 @@ int mig_dec_complete(const uint8_t *buf, size_t len, struct mig_complete *c);
  * page sizes ascending powers of two, a distance per node, strings
  * printable and within their fields. */
 int mig_dec_topology(const uint8_t *buf, size_t len, struct mig_topology *t);
+/* One heat per chunk of every region of @l, none above samples. */
+int mig_dec_heat(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		 struct mig_heat *h);
 
 /* The reason the calling thread's last decoder call (or mig_wire_reject())
  * refused a message, one line such as "pages: page index outside the

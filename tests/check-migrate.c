@@ -780,8 +780,8 @@ START_TEST(placement_table)
 	struct mig_plan pl;
 	struct gm_topo t;
 	char err[MIG_ERR_LEN] = "";
-	uint32_t heat0[2048] = { 0 };
-	const uint32_t *heat[2] = { heat0, NULL };
+	uint8_t heat0[2048] = { 0 };
+	const uint8_t *heat[2] = { heat0, NULL };
 	struct mig_plan_input in = { .topo = &t, .layout = &l,
 		.local_nodes = 1, .reserve = 64 * MiB, .heat = heat };
 	int ret;

@@ -467,6 +467,45 @@ START_TEST(topology_version)
 }
 END_TEST
 
+START_TEST(heat_map)
+{
+	struct mig_hello h = hello();
+	uint8_t hot0[32] = { 0 }, hot1[4] = { 3, 0, 1, 3 }, buf[256];
+	struct mig_heat m = { .nr = 2, .samples = 3, .nchunks = { 32, 4 },
+			      .heat = { hot0, hot1 } }, out;
+	ssize_t n;
+
+	/* 64 MiB of 4K pages: 32 chunks; 8 MiB of 2M pages: 4. */
+	ck_assert_uint_eq(mig_chunks(&h.layout, 0), 32);
+	ck_assert_uint_eq(mig_chunks(&h.layout, 1), 4);
+	hot0[5] = 2;
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(n, MIG_HEAT_FIXED + 8 + 36);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), 0);
+	ck_assert_uint_eq(out.samples, 3);
+	ck_assert_uint_eq(out.heat[0][5], 2);
+	ck_assert_uint_eq(out.heat[1][3], 3);
+	silence();
+	for (ssize_t k = 0; k < n; k++)
+		ck_assert_int_eq(mig_dec_heat(buf, k, &h.layout, &out), -EPROTO);
+	ck_assert_int_eq(mig_dec_heat(buf, n + 1, &h.layout, &out), -EPROTO);
+	hot1[0] = 4; /* hotter than 3 samples */
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), -EPROTO);
+	hot1[0] = 0;
+	m.nchunks[1] = 3;
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), -EPROTO);
+	ck_assert(strstr(mig_wire_reason(), "chunk count"));
+	m.nr = 1;
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), -EPROTO);
+	quiet();
+	m.samples = 256;
+	ck_assert_int_eq(mig_enc_heat(buf, sizeof(buf), &m), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
@@ -484,6 +523,7 @@ int main(void)
 		{ "topology_roundtrip_and_checks",
 		  topology_roundtrip_and_checks, 0, 0 },
 		{ "topology_version", topology_version, 0, 0 },
+		{ "heat_map", heat_map, 0, 0 },
 	};
 
 	return ft_run(ft_suite("wire", cases, UT_ARRAY_SIZE(cases)));

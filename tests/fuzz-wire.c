@@ -24,7 +24,7 @@
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
        D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_TOPOLOGY,
-       D_COUNT };
+       D_HEAT, D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -118,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct mig_pages_hdr p;
 		struct mig_complete c;
 		struct vml_hdr vh;
+		struct mig_heat ht;
 	} u;
 	uint32_t count;
 
@@ -182,6 +183,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case D_TOPOLOGY:
 		fuzz_topology(data + 1, size - 1);
 		break;
+	case D_HEAT:
+		if (!mig_dec_heat(data + 1, size - 1, &layout, &u.ht))
+			for (uint32_t i = 0; i < layout.nr; i++)
+				if (u.ht.nchunks[i] != mig_chunks(&layout, i) ||
+				    (u.ht.nchunks[i] &&
+				     u.ht.heat[i][u.ht.nchunks[i] - 1] >
+				     u.ht.samples))
+					__builtin_trap();
+		break;
 	}
 	return 0;
 }
@@ -238,6 +248,16 @@ static ssize_t topology_seed(uint8_t *buf, size_t cap)
 	return mig_enc_topology(buf, cap, &t);
 }
 
+/* The fixed layout's 32 + 4 chunks, a few of them hot. */
+static ssize_t heat_seed(uint8_t *buf, size_t cap)
+{
+	static uint8_t h0[32] = { 4, 4, 0, 1 }, h1[4] = { 0, 0, 2, 4 };
+	struct mig_heat h = { .nr = 2, .samples = 4, .nchunks = { 32, 4 },
+			      .heat = { h0, h1 } };
+
+	return mig_enc_heat(buf, cap, &h);
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t b[4096], bits[2] = { 0x0f, 0x3 };
@@ -276,6 +296,7 @@ int main(int argc, char **argv)
 	err |= write_seed(argv[1], D_VML_HELLO, b, vml_seed_hello(b + 1,
 			  sizeof(b) - 1, b));
 	err |= write_seed(argv[1], D_TOPOLOGY, b, topology_seed(b, sizeof(b)));
+	err |= write_seed(argv[1], D_HEAT, b, heat_seed(b, sizeof(b)));
 	return err ? 1 : 0;
 }
 #endif
