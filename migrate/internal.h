@@ -194,4 +194,48 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 const char *mig_decision_name(enum mig_decision d);
 const char *mig_reason_name(enum mig_reason r);
 
+/* ---- placement in the engines (placement.c) ----
+ *
+ * The destination, in its main thread: plan before WELCOME (a plan that
+ * cannot fit is the refusal), send the host picture and the plan in
+ * TOPOLOGY, take the source's HEAT (tiered: plan again with it), bind
+ * the agent's mapping of guest RAM before any receiver writes a page,
+ * and after completion check where the pages are. The source samples its
+ * dirty log before round 0 when the destination's policy is tiered.
+ */
+struct mig_place {
+	struct mig_place_policy pol;
+	struct gm_topo topo;		/* the destination host */
+	struct mig_plan plan;		/* valid when planned */
+	uint64_t local;			/* nodes of the VMM's CPUs */
+	uint64_t reserve;		/* bytes kept free per node */
+	bool planned;
+};
+
+/* Reads the host, makes the plan from @vm's layout (without hotness) and
+ * fills @t for TOPOLOGY and @st. MIG_PLACE_NONE plans nothing but still
+ * describes the host. -ENOSPC/-EINVAL with @err: the plan is refused. */
+int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
+		    const struct mig_vm *vm, struct mig_topology *t,
+		    struct mig_place_stats *st, char *err);
+/* HEAT arrived: a tiered plan is made again with it. Then binds every
+ * region of @vm as the plan says. Before any page is written. */
+int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
+		    struct mig_vm *vm, struct mig_place_stats *st, char *err);
+/* After completion: where the pages are, into @st. */
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm,
+		    struct mig_place_stats *st, char *err);
+void mig_place_fini(struct mig_place *pc);
+/* The source's copy of the destination's plan, for its statistics. */
+void mig_place_stats_from(struct mig_place_stats *st,
+			  const struct mig_topology *t);
+
+/* Source: heat per chunk of every region of @vm from @samples harvests of
+ * @d, @interval_ms apart, into @heat[r] (mig_chunks() bytes each, the
+ * caller's). The harvested pages are all sent in round 0 anyway. Returns
+ * 0 or -errno. */
+int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
+		    unsigned int samples, unsigned int interval_ms,
+		    uint8_t **heat);
+
 #endif /* FERRY_MIGRATE_INTERNAL_H */

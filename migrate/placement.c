@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG_PREFIX "placement"
 #include "migrate/internal.h"
@@ -563,5 +564,179 @@ int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
 		}
 	}
 	free(node);
+	return ret;
+}
+
+/* ---- in the engines ---- */
+
+/* What a 4 KiB plan leaves free on each node: the kernel, the agents
+ * and the VMM need some too. */
+#define PLACE_RESERVE (64ULL << 20)
+
+static void stats_from_plan(struct mig_place_stats *st,
+			    const struct mig_place *pc)
+{
+	memset(st, 0, sizeof(*st));
+	mig_place_format(&pc->pol, st->policy, sizeof(st->policy));
+	snprintf(st->note, sizeof(st->note), "%s", pc->plan.note);
+	st->nr_nodes = pc->topo.nr_nodes;
+	for (uint32_t i = 0; i < pc->topo.nr_nodes; i++) {
+		uint32_t id = pc->topo.node[i].id;
+
+		st->node_id[i] = id;
+		st->planned[id] = pc->plan.planned[id];
+	}
+}
+
+static int make(struct mig_place *pc, const struct mig_vm *vm,
+		const struct mig_heat *h, char *err)
+{
+	const uint8_t *heat[MIG_MAX_REGIONS] = { NULL };
+	struct mig_plan_input in = { .topo = &pc->topo, .layout = &vm->layout,
+		.local_nodes = pc->local, .reserve = pc->reserve,
+		.heat = h && h->samples ? heat : NULL };
+
+	int ret;
+
+	for (uint32_t r = 0; h && r < h->nr; r++)
+		heat[r] = h->heat[r];
+	mig_plan_fini(&pc->plan);
+	pc->planned = false;
+	ret = mig_plan_make(&pc->plan, &in, &pc->pol, err);
+	pc->planned = !ret;
+	return ret;
+}
+
+int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
+		    const struct mig_vm *vm, struct mig_topology *t,
+		    struct mig_place_stats *st, char *err)
+{
+	int ret;
+
+	memset(pc, 0, sizeof(*pc));
+	pc->pol = *pol;
+	pc->reserve = PLACE_RESERVE;
+	memset(t, 0, sizeof(*t));
+	ret = gm_topo_read(&pc->topo, NULL);
+	if (ret)
+		return pol->kind == MIG_PLACE_NONE ? ret :
+		       mig_fail(err, ret, "placement: cannot read this host's "
+				"NUMA picture: %s", strerror(-ret));
+	if (gm_topo_local_nodes(&pc->topo, vm->link.hello.pid, &pc->local))
+		pc->local = 0;
+	t->host = pc->topo;
+	mig_place_format(pol, t->policy, sizeof(t->policy));
+	if (pol->kind == MIG_PLACE_NONE)
+		return 0;
+	ret = make(pc, vm, NULL, err);
+	if (ret)
+		return ret;
+	memcpy(t->planned, pc->plan.planned, sizeof(t->planned));
+	snprintf(t->note, sizeof(t->note), "%s", pc->plan.note);
+	stats_from_plan(st, pc);
+	return 0;
+}
+
+int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
+		    struct mig_vm *vm, struct mig_place_stats *st, char *err)
+{
+	int ret;
+
+	if (!pc->planned)
+		return 0;
+	if (pc->pol.kind == MIG_PLACE_TIERED && h && h->samples) {
+		ret = make(pc, vm, h, err);
+		if (ret)
+			return ret;
+		stats_from_plan(st, pc);
+	}
+	return mig_plan_apply(&pc->plan, vm->map, err);
+}
+
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm,
+		    struct mig_place_stats *st, char *err)
+{
+	struct mig_place_report rep;
+	int ret;
+
+	if (!pc->planned)
+		return 0;
+	ret = mig_plan_check(&pc->plan, vm->map, &rep, err);
+	if (ret)
+		return ret;
+	memcpy(st->placed, rep.placed, sizeof(st->placed));
+	st->pages_present = rep.pages_present;
+	st->pages_as_planned = rep.pages_as_planned;
+	st->pages_absent = rep.pages_absent;
+	st->checked = true;
+	return 0;
+}
+
+void mig_place_fini(struct mig_place *pc)
+{
+	if (!pc)
+		return;
+	mig_plan_fini(&pc->plan);
+	pc->planned = false;
+}
+
+void mig_place_stats_from(struct mig_place_stats *st,
+			  const struct mig_topology *t)
+{
+	memset(st, 0, sizeof(*st));
+	if (!strcmp(t->policy, "none"))
+		return;
+	snprintf(st->policy, sizeof(st->policy), "%s", t->policy);
+	snprintf(st->note, sizeof(st->note), "%s", t->note);
+	st->nr_nodes = t->host.nr_nodes;
+	for (uint32_t i = 0; i < t->host.nr_nodes; i++) {
+		uint32_t id = t->host.node[i].id;
+
+		st->node_id[i] = id;
+		st->planned[id] = t->planned[id];
+	}
+}
+
+int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
+		    unsigned int samples, unsigned int interval_ms,
+		    uint8_t **heat)
+{
+	struct ut_bitmap bm;
+	int ret;
+
+	ret = ut_bitmap_init(&bm, gm_dirty_pages(d));
+	if (ret)
+		return ret;
+	for (uint32_t r = 0; r < vm->nr; r++)
+		memset(heat[r], 0, mig_chunks(&vm->layout, r));
+	for (unsigned int s = 0; s < samples; s++) {
+		struct timespec ts = { interval_ms / 1000,
+				       (interval_ms % 1000) * 1000000L };
+		ssize_t n;
+
+		nanosleep(&ts, NULL);
+		n = gm_dirty_harvest(d, &bm);
+		if (n < 0) {
+			ret = (int)n;
+			break;
+		}
+		for (uint32_t r = 0; r < vm->nr; r++) {
+			uint64_t per = mig_chunk_bytes(&vm->layout, r) /
+				       vm->layout.r[r].page_size;
+			uint64_t end = vm->first[r] + mig_region_pages(&vm->layout, r);
+			uint64_t last = UINT64_MAX;
+
+			for (uint64_t g = ut_bitmap_find_next(&bm, vm->first[r]);
+			     g < end; g = ut_bitmap_find_next(&bm, g + 1)) {
+				uint64_t c = (g - vm->first[r]) / per;
+
+				if (c != last && heat[r][c] < 255)
+					heat[r][c]++;
+				last = c;
+			}
+		}
+		ut_bitmap_clear_all(&bm);
+	}
+	ut_bitmap_fini(&bm);
 	return ret;
 }
