@@ -81,6 +81,10 @@ struct mig_stats {
 		uint64_t pages_present;	/* pages in memory */
 		uint64_t pages_as_planned; /* of those, on the planned node */
 		uint64_t pages_absent;	/* never allocated (zero pages) */
+		/* tiered: what the source's HEAT said and where it went */
+		uint32_t heat_samples;	/* 0: no hotness known */
+		uint64_t hot_chunks;	/* chunks written while sampled */
+		uint64_t hot_on_top;	/* of those, planned on the top tier */
 	} place;
 };
 

@@ -645,10 +645,21 @@ int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 	if (!pc->planned)
 		return 0;
 	if (pc->pol.kind == MIG_PLACE_TIERED && h && h->samples) {
+		uint64_t top = top_tier(&pc->topo);
+
 		ret = make(pc, vm, h, err);
 		if (ret)
 			return ret;
 		stats_from_plan(st, pc);
+		st->heat_samples = h->samples;
+		for (uint32_t r = 0; r < h->nr; r++)
+			for (uint32_t c = 0; c < h->nchunks[r]; c++) {
+				if (!h->heat[r][c])
+					continue;
+				st->hot_chunks++;
+				st->hot_on_top +=
+					top >> pc->plan.r[r].node[c] & 1;
+			}
 	}
 	return mig_plan_apply(&pc->plan, vm->map, err);
 }

@@ -38,6 +38,11 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 			(unsigned long long)p->pages_absent,
 			p->pages_present ? (double)p->pages_as_planned /
 					   p->pages_present : 0.0);
+	if (p->heat_samples)
+		fprintf(f, ", \"heat_samples\": %u, \"hot_chunks\": %llu, "
+			   "\"hot_chunks_on_top_tier\": %llu", p->heat_samples,
+			(unsigned long long)p->hot_chunks,
+			(unsigned long long)p->hot_on_top);
 	fprintf(f, ",\n    \"nodes\": [");
 	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++) {
 		uint32_t n = p->node_id[i] % GM_MAX_NODES;

@@ -17,6 +17,12 @@
 # tap-driver.sh. FERRY_CASES="precopy bad_cert" runs only those cases;
 # FERRY_KEEP=1 keeps the logs.
 #
+# The nested_* cases run ferry-dest inside the nested NUMA host
+# (tools/nested/host: a 6.12 kernel under QEMU TCG with a CPU-less second
+# node), booted once by nested_boot and shared by the cases after it;
+# the migration stream crosses from this host. They skip, with the
+# reason, when the kernel cannot be fetched.
+#
 # Each case runs in its own subshell, in its own directory $T/<case>/
 # (logs, sockets, statistics), and every wait in it is bounded: a case
 # that hangs or fails ends every process it started and cannot make the
@@ -34,7 +40,9 @@ done
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
-	source_killed no_converge layout_mismatch usage soak"
+	source_killed no_converge layout_mismatch usage placement_local
+	placement_bind0 placement_refused nested_boot nested_local nested_bind1
+	nested_interleave nested_tiered nested_refused soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
 
 # The accelerator, decided once by ferry-vm's own probe (which honours
@@ -260,7 +268,7 @@ migrate() {
 	start_vm dst --ws "$ws" $vmargs --incoming || return
 	wait_filled src || return
 	wait_hb src 2 || return
-	start_dest || return
+	start_dest ${DARGS:-} || return
 	run_src "$secs" --dest "127.0.0.1:$PORT" $CTLS $srcargs \
 		--json "$CT/src.json" || return
 	[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
@@ -682,11 +690,226 @@ case_soak() {
 	pass "soak: $hops hops A->B->A (precopy, postcopy, hybrid, auto), verified after each; agents' peak RSS $(sort -n "$CT/src.rss" | tail -n 1) / $(sort -n "$CT/dest.rss" | tail -n 1) KiB, last ten hops at $(soak_growth "$CT/src.rss" 10 10) / $(soak_growth "$CT/dest.rss" 10 10) % of the first ten; at most $(sort -n "$CT/src.fds" 2>/dev/null | tail -n 1) / $(sort -n "$CT/dest.fds" 2>/dev/null | tail -n 1) fds"
 }
 
+# ---- placement ----
+
+# placement FILE: the placement block of a statistics file as words:
+# policy= checked= present= absent= as_planned= (a fraction), planned<N>=
+# and placed<N>= (MiB by node), samples= hot= hot_top= (tiered)
+placement() {
+	python3 - "$1" <<'PY'
+import json, sys
+try:
+    p = json.load(open(sys.argv[1]))["placement"]
+except (OSError, ValueError, KeyError) as e:
+    print("error=%s" % type(e).__name__)
+    sys.exit(0)
+w = ["policy=%s" % p["policy"].replace(" ", "_"),
+     "checked=%s" % str(p["checked"]).lower()]
+if p["checked"]:
+    w += ["present=%d" % p["pages_present"], "absent=%d" % p["pages_absent"],
+          "as_planned=%.6f" % p["as_planned"]]
+for n in p["nodes"]:
+    w.append("planned%d=%.1f" % (n["node"], n["planned_bytes"] / 2**20))
+    if "placed_bytes" in n:
+        w.append("placed%d=%.1f" % (n["node"], n["placed_bytes"] / 2**20))
+if "heat_samples" in p:
+    w += ["samples=%d" % p["heat_samples"], "hot=%d" % p["hot_chunks"],
+          "hot_top=%d" % p["hot_chunks_on_top_tier"]]
+print(" ".join(w))
+PY
+}
+
+# placed_as_planned WORDS: at least 99.9% of the pages in memory are on
+# their planned node, and some are; sets PLACED to a summary
+placed_as_planned() {
+	local w=$1 f
+	f=$(field as_planned "$w")
+	[ "$(field checked "$w")" = true ] ||
+		{ fail "the placement was not checked: $w"; return; }
+	[ "$(field present "$w")" -gt 0 ] 2>/dev/null ||
+		{ fail "no page in memory to check: $w"; return; }
+	awk -v f="$f" 'BEGIN { exit !(f >= 0.999) }' ||
+		{ fail "only $f of the pages as planned: $w"; return; }
+	PLACED=$(echo "$w" | tr ' ' '\n' | grep -E '^(planned|placed)[0-9]' |
+		tr '\n' ' ')
+	PLACED="MiB ${PLACED% }, $(field present "$w") pages in memory, as_planned=$f"
+}
+
+# On this one-node host: local and bind:0 put everything on node 0, the
+# destination checks it after completion, and the source reports the plan
+# it was sent.
+placement_case() {
+	local w ws
+	DARGS="--placement $1"
+	migrate 32M "--rate 8" "" || return
+	w=$(placement "$CT/dest.json")
+	[ "$(field policy "$w")" = "$1" ] ||
+		{ fail "the destination's statistics say: $w"; return; }
+	placed_as_planned "$w" || return
+	[ "$(field placed0 "$w")" != 0.0 ] ||
+		{ fail "nothing placed on node 0: $w"; return; }
+	ws=$(placement "$CT/src.json")
+	[ "$(field planned0 "$ws")" = "$(field planned0 "$w")" ] ||
+		{ fail "the source was told '$ws', the destination planned '$w'"; return; }
+	pass "placement $1: $PLACED; guest $VERIFIED"
+}
+case_placement_local() { placement_case local; }
+case_placement_bind0() { placement_case bind:0; }
+
+# A plan naming a node this host lacks is refused in one line before a
+# page is sent; the source says so and its VM runs on.
+case_placement_refused() {
+	start_vm src --ws 16M --rate 8 || return
+	start_vm dst --ws 16M --incoming || return
+	wait_filled src || return
+	start_dest --placement bind:1 || return
+	run_src 60 --dest "127.0.0.1:$PORT" $CTLS || return
+	[ $rc -eq 1 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
+	grep -q 'this host has no node 1' "$CT/fsrc.log" ||
+		{ fail "the source's line: $(tail -n 1 "$CT/fsrc.log")"; return; }
+	wait_exit dest 10 "ferry-dest to give up" || return
+	[ $rc -eq 1 ] || { fail "ferry-dest exit $rc"; return; }
+	still_running src || return
+	pass "placement bind:1 on a one-node host refused before any page: $(tail -n 1 "$CT/fsrc.log" | cut -c1-100); the source VM runs on"
+}
+
+# ---- the nested NUMA host ----
+
+NESTED=$(cd "$(dirname "$0")/.." && pwd)/tools/nested/host
+ND=$T/nested # its read-write share, shared by the nested_* cases
+# nested CMD...: a command inside, its output on stdout, bounded
+nested() { "$NESTED" run "$ND" -t 60 "$@"; }
+
+case_nested_boot() {
+	local out
+	mkdir -p "$ND"
+	cp -r "$T/pki" "$ND/pki"
+	out=$("$NESTED" start "$ND" 2>&1)
+	rc=$?
+	cp "$ND/console.log" "$CT/console.log" 2>/dev/null
+	if [ $rc -eq 77 ]; then
+		echo "$out" >"$ND/skip"
+		skip "$out"
+		return
+	fi
+	[ $rc -eq 0 ] || { echo "$out" >"$ND/skip"; fail "$out"; return; }
+	[ "$(field nodes "$out")" = 2 ] || { fail "inside: $out"; return; }
+	nested 'grep -H . /sys/devices/virtual/memory_tiering/*/nodelist' \
+		>"$CT/tiers.log" 2>&1
+	pass "nested NUMA host up: $out; tiers $(sed 's|.*/memory_tier||' "$CT/tiers.log" | tr '\n' ' ')"
+}
+
+# nested_ready: the nested host runs (else this case skips, saying why)
+nested_ready() {
+	if [ -e "$ND/skip" ]; then
+		skip "no nested host: $(cat "$ND/skip")"
+		return 1
+	fi
+	[ -e "$ND/qemu.pid" ] || { skip "no nested host (nested_boot did not run)"; return 1; }
+}
+
+# nested_job NAME CMD: CMD inside in the background, named after this case
+nested_job() { "$NESTED" spawn "$ND" "${CT##*/}-$1" "$2"; }
+# nested_done NAME SECONDS: until that job ended; its output in NAME.log
+nested_done() {
+	local j=$ND/jobs/${CT##*/}-$1
+	wait_until "$2" "$1 inside to end" - test -e "$j.rc" || return
+	cp "$j.out" "$CT/$1.log"
+	rc=$(cat "$j.rc")
+}
+
+# nested_start POLICY "VM ARGS" [DEST ARGS]: the incoming VM and
+# ferry-dest under POLICY inside, listening on the forwarded port
+nested_start() {
+	local c=${CT##*/}
+	nested_job ndst "echo \$\$ >/tmp/$c.pid; exec $VM --accel none -s /tmp/$c.sock $2 --incoming"
+	nested_job fdest "while ! test -S /tmp/$c.sock; do sleep 0.1; done; exec $DST --vm /tmp/$c.sock --listen 0.0.0.0:7000 --ca $ND/pki/ca.pem --cert $ND/pki/server.pem --key $ND/pki/server-key.pem --accept-timeout 120 --json $ND/$c-dest.json --placement $1 ${3:-}"
+	wait_until 60 "ferry-dest to listen inside" - \
+		grep -q 'listening on port' "$ND/jobs/$c-fdest.out"
+}
+
+# nested_migrate POLICY "VM ARGS" [DEST ARGS]: a guest on this host
+# migrated into the nested host under POLICY; the guest runs on there
+# (two heartbeats, no error). Sets W to the destination's placement.
+nested_migrate() {
+	local c=${CT##*/} i
+	start_vm src $2 --heartbeats 600 || return
+	nested_start "$1" "$2" "${3:-}" || return
+	wait_filled src || return
+	run_src 180 --dest "127.0.0.1:$(cat "$ND/port")" $CTLS \
+		--json "$CT/src.json" || return
+	[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
+	nested_done fdest 30 || return
+	[ "$rc" = 0 ] || { fail "ferry-dest inside exit $rc: $(tail -n 1 "$CT/fdest.log")"; return; }
+	for ((i = 0; i < 300; i++)); do
+		cp "$ND/jobs/$c-ndst.out" "$CT/ndst.log"
+		[ "$(heartbeats ndst)" -ge 2 ] && break
+		sleep 0.2
+	done
+	nested "kill \$(cat /tmp/$c.pid)" >/dev/null 2>&1
+	[ "$(heartbeats ndst)" -ge 2 ] || { fail "the guest did not run on inside"; return; }
+	if has_line ndst '^ERR' || grep -q '^HB .* errors=[1-9]' "$CT/ndst.log"; then
+		fail "the guest inside found a bad page: $(grep -m 1 -e '^ERR' -e 'errors=[1-9]' "$CT/ndst.log")"
+		return
+	fi
+	W=$(placement "$ND/$c-dest.json")
+	placed_as_planned "$W"
+}
+
+case_nested_local() {
+	nested_ready || return
+	nested_migrate local "--ws 32M --rate 8" || return
+	[ "$(field placed1 "$W")" = 0.0 ] || { fail "local put pages on node 1: $W"; return; }
+	pass "nested local: $PLACED"
+}
+case_nested_bind1() {
+	nested_ready || return
+	nested_migrate bind:1 "--ws 32M --rate 8" || return
+	[ "$(field placed0 "$W")" = 0.0 ] || { fail "bind:1 put pages on node 0: $W"; return; }
+	pass "nested bind:1 (the CPU-less node): $PLACED"
+}
+case_nested_interleave() {
+	nested_ready || return
+	nested_migrate interleave:0-1 "--ws 32M --rate 8" || return
+	pass "nested interleave:0-1: $PLACED"
+}
+# A guest writing only the first 10% of its memory: the source's samples
+# find those chunks, and the plan puts every one of them on node 0 (the
+# top tier), what is beyond the 20% share on node 1.
+case_nested_tiered() {
+	local hot top
+	nested_ready || return
+	nested_migrate tiered "--ws 32M --rate 8 -a hot=10" "--fast-share 20" || return
+	hot=$(field hot "$W") top=$(field hot_top "$W")
+	[ -n "$hot" ] && [ "$hot" -gt 0 ] || { fail "no hot chunk found: $W"; return; }
+	[ "$top" = "$hot" ] || { fail "$top of $hot hot chunks on the top tier: $W"; return; }
+	[ "$(field planned1 "$W")" != 0.0 ] || { fail "nothing planned below: $W"; return; }
+	pass "nested tiered, fast share 20%, 10% hot set: $top of $hot hot chunks on node 0 ($(field samples "$W") samples); $PLACED"
+}
+# 1 GiB of guest RAM bound to node 1 (768 MiB): refused before any page,
+# one line on both sides; the source VM runs on.
+case_nested_refused() {
+	nested_ready || return
+	start_vm src -m 1G --ws 16M --rate 8 || return
+	nested_start bind:1 "-m 1G --ws 16M" || return
+	wait_filled src || return
+	run_src 60 --dest "127.0.0.1:$(cat "$ND/port")" $CTLS || return
+	[ $rc -eq 1 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
+	grep -q 'cannot fit' "$CT/fsrc.log" ||
+		{ fail "the source's line: $(tail -n 1 "$CT/fsrc.log")"; return; }
+	nested_done fdest 30 || return
+	nested "kill \$(cat /tmp/${CT##*/}.pid) 2>/dev/null" >/dev/null 2>&1
+	[ "$rc" = 1 ] || { fail "ferry-dest inside exit $rc"; return; }
+	still_running src || return
+	pass "nested bind:1 of 1 GiB refused: $(tail -n 1 "$CT/fdest.log" | cut -c1-150); the source VM runs on"
+}
+
 # case_bound CASE: seconds after which a whole case is stopped (every wait
 # in it is bounded already; this bounds their sum)
 case_bound() {
 	case "$1" in
 	auto_2g) echo 420 ;;
+	nested_boot) echo 120 ;;
 	soak) echo $((60 + 10 * ${FERRY_SOAK_HOPS:-100})) ;;
 	*) echo 240 ;;
 	esac
@@ -763,6 +986,7 @@ cleanup() {
 		kill -TERM "$RUNNING" 2>/dev/null
 		wait "$RUNNING" 2>/dev/null
 	fi
+	[ -e "$ND/qemu.pid" ] && "$NESTED" stop "$ND"
 	[ -n "${FERRY_KEEP:-}" ] && echo "# kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT

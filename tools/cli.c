@@ -237,6 +237,11 @@ static void print_placement(const struct mig_place_stats *p)
 		       (unsigned long long)p->pages_absent);
 	}
 	printf("\n");
+	if (p->heat_samples)
+		printf("  placement: %llu of %llu chunks written in %u samples "
+		       "planned on the top tier\n",
+		       (unsigned long long)p->hot_on_top,
+		       (unsigned long long)p->hot_chunks, p->heat_samples);
 	if (p->note[0])
 		printf("  placement: %s\n", p->note);
 }
