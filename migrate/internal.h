@@ -210,25 +210,38 @@ struct mig_place {
 	uint64_t local;			/* nodes of the VMM's CPUs */
 	uint64_t reserve;		/* bytes kept free per node */
 	bool planned;
+	struct mig_place_stats st;	/* for the statistics */
 };
 
 /* Reads the host, makes the plan from @vm's layout (without hotness) and
- * fills @t for TOPOLOGY and @st. MIG_PLACE_NONE plans nothing but still
- * describes the host. -ENOSPC/-EINVAL with @err: the plan is refused. */
+ * fills @t for TOPOLOGY and pc->st. MIG_PLACE_NONE plans nothing but
+ * still describes the host. -ENOSPC/-EINVAL with @err: the plan is
+ * refused; another -errno: the host could not be read. */
 int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
-		    const struct mig_vm *vm, struct mig_topology *t,
-		    struct mig_place_stats *st, char *err);
-/* HEAT arrived: a tiered plan is made again with it. Then binds every
- * region of @vm as the plan says. Before any page is written. */
+		    const struct mig_vm *vm, struct mig_topology *t, char *err);
+/* HEAT arrived (@h; NULL from a source without it): a tiered plan is
+ * made again with it. Then binds every region of @vm as the plan says.
+ * Before any page is written. */
 int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
-		    struct mig_vm *vm, struct mig_place_stats *st, char *err);
-/* After completion: where the pages are, into @st. */
-int mig_place_check(struct mig_place *pc, struct mig_vm *vm,
-		    struct mig_place_stats *st, char *err);
+		    struct mig_vm *vm, char *err);
+/* After completion: where the pages are, into pc->st. */
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm, char *err);
 void mig_place_fini(struct mig_place *pc);
 /* The source's copy of the destination's plan, for its statistics. */
 void mig_place_stats_from(struct mig_place_stats *st,
 			  const struct mig_topology *t);
+
+/* Destination, after WELCOME: TOPOLOGY (@t, from mig_place_begin) and
+ * the source's HEAT when @negotiated (MIG_FEAT_PLACEMENT), then
+ * mig_place_apply(). Returns 0 or -errno with @err. */
+int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
+			    bool negotiated, const struct mig_topology *t,
+			    struct mig_vm *vm, char *err);
+/* Source, after WELCOME with MIG_FEAT_PLACEMENT: takes TOPOLOGY into
+ * @st->place, samples @d when the policy is tiered, sends HEAT. */
+int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
+			    struct gm_dirty *d, struct mig_stats *st,
+			    char *err);
 
 /* Source: heat per chunk of every region of @vm from @samples harvests of
  * @d, @interval_ms apart, into @heat[r] (mig_chunks() bytes each, the

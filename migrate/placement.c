@@ -608,8 +608,7 @@ static int make(struct mig_place *pc, const struct mig_vm *vm,
 }
 
 int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
-		    const struct mig_vm *vm, struct mig_topology *t,
-		    struct mig_place_stats *st, char *err)
+		    const struct mig_vm *vm, struct mig_topology *t, char *err)
 {
 	int ret;
 
@@ -618,9 +617,12 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 	pc->reserve = PLACE_RESERVE;
 	memset(t, 0, sizeof(*t));
 	ret = gm_topo_read(&pc->topo, NULL);
+	if (ret && pol->kind == MIG_PLACE_NONE) {
+		memset(&pc->topo, 0, sizeof(pc->topo)); /* described as none */
+		ret = 0;
+	}
 	if (ret)
-		return pol->kind == MIG_PLACE_NONE ? ret :
-		       mig_fail(err, ret, "placement: cannot read this host's "
+		return mig_fail(err, ret, "placement: cannot read this host's "
 				"NUMA picture: %s", strerror(-ret));
 	if (gm_topo_local_nodes(&pc->topo, vm->link.hello.pid, &pc->local))
 		pc->local = 0;
@@ -633,13 +635,14 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 		return ret;
 	memcpy(t->planned, pc->plan.planned, sizeof(t->planned));
 	snprintf(t->note, sizeof(t->note), "%s", pc->plan.note);
-	stats_from_plan(st, pc);
+	stats_from_plan(&pc->st, pc);
 	return 0;
 }
 
 int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
-		    struct mig_vm *vm, struct mig_place_stats *st, char *err)
+		    struct mig_vm *vm, char *err)
 {
+	struct mig_place_stats *st = &pc->st;
 	int ret;
 
 	if (!pc->planned)
@@ -664,9 +667,9 @@ int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 	return mig_plan_apply(&pc->plan, vm->map, err);
 }
 
-int mig_place_check(struct mig_place *pc, struct mig_vm *vm,
-		    struct mig_place_stats *st, char *err)
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm, char *err)
 {
+	struct mig_place_stats *st = &pc->st;
 	struct mig_place_report rep;
 	int ret;
 
@@ -749,5 +752,118 @@ int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
 		ut_bitmap_clear_all(&bm);
 	}
 	ut_bitmap_fini(&bm);
+	return ret;
+}
+
+/* ---- the handshake's placement part ---- */
+
+/* The source's dirty-log samples before round 0 (tiered only): long
+ * enough to see a working set's writes, short beside a migration. */
+#define HEAT_SAMPLES 5
+#define HEAT_INTERVAL_MS 200
+
+static size_t heat_cap(const struct mig_layout *l)
+{
+	size_t n = MIG_HEAT_FIXED + 4 * l->nr;
+
+	for (uint32_t r = 0; r < l->nr; r++)
+		n += mig_chunks(l, r);
+	return n;
+}
+
+int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
+			    bool negotiated, const struct mig_topology *t,
+			    struct mig_vm *vm, char *err)
+{
+	size_t cap = heat_cap(&vm->layout);
+	uint8_t *buf = malloc(cap > MIG_TOPO_MAX ? cap : MIG_TOPO_MAX);
+	struct mig_heat h;
+	struct tp_msg m;
+	ssize_t n;
+	int ret = 0;
+
+	if (!buf)
+		return mig_fail(err, -ENOMEM, "out of memory");
+	if (negotiated) {
+		n = mig_enc_topology(buf, MIG_TOPO_MAX, t);
+		ret = n < 0 ? mig_fail(err, (int)n, "encoding TOPOLOGY failed") :
+			      mig_send_msg(ctl, MIG_MSG_TOPOLOGY, buf, n);
+		if (ret && !err[0])
+			mig_fail(err, ret, "sending TOPOLOGY: %s",
+				 tp_stream_strerror(ctl));
+	}
+	if (negotiated && !ret)
+		ret = mig_recv_expect(ctl, MIG_MSG_HEAT, buf, cap, &m,
+				      "waiting for the source's HEAT", err);
+	if (negotiated && !ret && mig_dec_heat(buf, m.len, &vm->layout, &h))
+		ret = mig_fail(err, -EPROTO, "the source sent a malformed "
+			       "HEAT (%s)", mig_wire_reason());
+	if (!ret)
+		ret = mig_place_apply(pc, negotiated ? &h : NULL, vm, err);
+	free(buf);
+	return ret;
+}
+
+static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
+		     struct gm_dirty *d, bool sample, char *err)
+{
+	struct mig_heat h = { .nr = vm->nr, .samples = sample ? HEAT_SAMPLES : 0 };
+	size_t cap = heat_cap(&vm->layout), off = 0;
+	uint8_t *heat = calloc(1, cap), *bufs[MIG_MAX_REGIONS], *buf;
+	ssize_t n;
+	int ret = 0;
+
+	if (!heat)
+		return mig_fail(err, -ENOMEM, "out of memory");
+	for (uint32_t r = 0; r < vm->nr; r++) {
+		h.nchunks[r] = mig_chunks(&vm->layout, r);
+		bufs[r] = heat + off;
+		h.heat[r] = bufs[r];
+		off += h.nchunks[r];
+	}
+	buf = heat + off;
+	if (sample)
+		ret = mig_heat_sample(d, vm, HEAT_SAMPLES, HEAT_INTERVAL_MS, bufs);
+	if (ret) {
+		free(heat);
+		return mig_fail(err, ret, "sampling the VM's writes: %s",
+				strerror(-ret));
+	}
+	n = mig_enc_heat(buf, cap - off, &h);
+	ret = n < 0 ? mig_fail(err, (int)n, "encoding HEAT failed") :
+		      mig_send_msg(ctl, MIG_MSG_HEAT, buf, n);
+	if (ret && !err[0])
+		mig_fail(err, ret, "sending HEAT: %s", tp_stream_strerror(ctl));
+	free(heat);
+	return ret;
+}
+
+int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
+			    struct gm_dirty *d, struct mig_stats *st,
+			    char *err)
+{
+	uint8_t *buf = malloc(MIG_TOPO_MAX);
+	struct mig_topology *t = malloc(sizeof(*t));
+	struct tp_msg m;
+	int ret;
+
+	if (!buf || !t) {
+		ret = mig_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	ret = mig_recv_expect(ctl, MIG_MSG_TOPOLOGY, buf, MIG_TOPO_MAX, &m,
+			      "waiting for the destination's TOPOLOGY", err);
+	if (!ret && mig_dec_topology(buf, m.len, t))
+		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+			       "TOPOLOGY (%s)", mig_wire_reason());
+	if (ret)
+		goto out;
+	mig_place_stats_from(&st->place, t);
+	pr_info("the destination has %u NUMA nodes; its placement: %s",
+		t->host.nr_nodes, t->policy);
+	ret = send_heat(ctl, vm, d, !strncmp(t->policy, "tiered", 6), err);
+out:
+	free(buf);
+	free(t);
 	return ret;
 }

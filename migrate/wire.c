@@ -634,7 +634,7 @@ ssize_t mig_enc_topology(uint8_t *buf, size_t cap,
 	struct cur c = { .w = buf, .len = cap };
 	const struct gm_topo *h = t ? &t->host : NULL;
 
-	if (!buf || !t || !h->nr_nodes || h->nr_nodes > GM_MAX_NODES ||
+	if (!buf || !t || h->nr_nodes > GM_MAX_NODES ||
 	    h->nr_hpsizes > GM_MAX_HPSIZES)
 		return -EINVAL;
 	put16(&c, MIG_TOPO_VERSION);
@@ -729,8 +729,7 @@ int mig_dec_topology(const uint8_t *buf, size_t len, struct mig_topology *t)
 		return bad("topology", "reserved field set");
 	if (c.short_)
 		return dec_done(&c, "topology");
-	if (!h->nr_nodes || h->nr_nodes > GM_MAX_NODES ||
-	    h->nr_hpsizes > GM_MAX_HPSIZES)
+	if (h->nr_nodes > GM_MAX_NODES || h->nr_hpsizes > GM_MAX_HPSIZES)
 		return bad("topology", "node or page size count out of range");
 	for (uint32_t k = 0; k < h->nr_hpsizes; k++) {
 		h->hpsize[k] = get64(&c);

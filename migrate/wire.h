@@ -169,7 +169,8 @@ struct mig_error {
  * thp_shmem, policy, note ([len u8][printable bytes]), then per node
  * [id u32][tier u32][ncpus u32][0 u32][mem_total u64][mem_free u64]
  * hpsizes x [hp_total u64] hpsizes x [hp_free u64] [planned u64]
- * nodes x [distance u8], the string cpulist.
+ * nodes x [distance u8], the string cpulist. No node at all: the
+ * destination could not read its NUMA picture (a kernel without NUMA).
  */
 #define MIG_TOPO_VERSION 1
 #define MIG_TOPO_MAX 32768	/* bytes of a TOPOLOGY body, at most */

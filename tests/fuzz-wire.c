@@ -91,7 +91,7 @@ static void fuzz_topology(const uint8_t *data, size_t size)
 
 	if (mig_dec_topology(data, size, &t))
 		return;
-	if (!t.host.nr_nodes || t.host.nr_nodes > GM_MAX_NODES ||
+	if (t.host.nr_nodes > GM_MAX_NODES ||
 	    t.host.nr_hpsizes > GM_MAX_HPSIZES ||
 	    strnlen(t.policy, sizeof(t.policy)) == sizeof(t.policy))
 		__builtin_trap();
