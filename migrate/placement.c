@@ -809,7 +809,8 @@ static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
 {
 	struct mig_heat h = { .nr = vm->nr, .samples = sample ? HEAT_SAMPLES : 0 };
 	size_t cap = heat_cap(&vm->layout), off = 0;
-	uint8_t *heat = calloc(1, cap), *bufs[MIG_MAX_REGIONS], *buf;
+	/* the heats, then the message that carries them */
+	uint8_t *heat = calloc(2, cap), *bufs[MIG_MAX_REGIONS], *buf;
 	ssize_t n;
 	int ret = 0;
 
@@ -829,7 +830,7 @@ static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
 		return mig_fail(err, ret, "sampling the VM's writes: %s",
 				strerror(-ret));
 	}
-	n = mig_enc_heat(buf, cap - off, &h);
+	n = mig_enc_heat(buf, 2 * cap - off, &h);
 	ret = n < 0 ? mig_fail(err, (int)n, "encoding HEAT failed") :
 		      mig_send_msg(ctl, MIG_MSG_HEAT, buf, n);
 	if (ret && !err[0])

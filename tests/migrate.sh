@@ -825,8 +825,8 @@ nested_done() {
 # ferry-dest under POLICY inside, listening on the forwarded port
 nested_start() {
 	local c=${CT##*/}
-	nested_job ndst "echo \$\$ >/tmp/$c.pid; exec $VM --accel none -s /tmp/$c.sock $2 --incoming"
-	nested_job fdest "while ! test -S /tmp/$c.sock; do sleep 0.1; done; exec $DST --vm /tmp/$c.sock --listen 0.0.0.0:7000 $NTLS --accept-timeout 120 --json $ND/$c-dest.json --placement $1 ${3:-}"
+	nested_job ndst "echo \$\$ >/run/$c.pid; exec $VM --accel none -s /run/$c.sock $2 --incoming"
+	nested_job fdest "while ! test -S /run/$c.sock; do sleep 0.1; done; exec $DST --vm /run/$c.sock --listen 0.0.0.0:7000 $NTLS --accept-timeout 120 --json $ND/$c-dest.json --placement $1 ${3:-}"
 	wait_until 60 "ferry-dest to listen inside" - \
 		grep -q 'listening on port' "$ND/jobs/$c-fdest.out"
 }
@@ -849,7 +849,7 @@ nested_migrate() {
 		[ "$(heartbeats ndst)" -ge 2 ] && break
 		sleep 0.2
 	done
-	nested "kill \$(cat /tmp/$c.pid)" >/dev/null 2>&1
+	nested "kill \$(cat /run/$c.pid)" >/dev/null 2>&1
 	[ "$(heartbeats ndst)" -ge 2 ] || { fail "the guest did not run on inside"; return; }
 	if has_line ndst '^ERR' || grep -q '^HB .* errors=[1-9]' "$CT/ndst.log"; then
 		fail "the guest inside found a bad page: $(grep -m 1 -e '^ERR' -e 'errors=[1-9]' "$CT/ndst.log")"
@@ -901,7 +901,7 @@ case_nested_refused() {
 	grep -q 'cannot fit' "$CT/fsrc.log" ||
 		{ fail "the source's line: $(tail -n 1 "$CT/fsrc.log")"; return; }
 	nested_done fdest 30 || return
-	nested "kill \$(cat /tmp/${CT##*/}.pid) 2>/dev/null" >/dev/null 2>&1
+	nested "kill \$(cat /run/${CT##*/}.pid) 2>/dev/null" >/dev/null 2>&1
 	[ "$rc" = 1 ] || { fail "ferry-dest inside exit $rc"; return; }
 	still_running src || return
 	pass "nested bind:1 of 1 GiB refused: $(tail -n 1 "$CT/fdest.log" | cut -c1-150); the source VM runs on"
