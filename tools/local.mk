@@ -16,3 +16,8 @@ dist_man1_MANS += tools/ferry-source.1 tools/ferry-dest.1
 # The benchmark suite against QEMU (a script, run from the source tree).
 EXTRA_DIST += tools/bench tools/bench.d/procs.py tools/bench.d/ferry.py \
 	tools/bench.d/qemu.py tools/bench.d/report.py
+
+# The nested NUMA host (a 6.12 kernel under QEMU TCG with a CPU-less
+# node), booted by tests/migrate.sh's nested_* cases.
+EXTRA_DIST += tools/nested/fetch tools/nested/host tools/nested/init \
+	tools/nested/runner
