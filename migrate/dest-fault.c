@@ -185,7 +185,7 @@ static void *fault_main(void *arg)
 	struct tp_stream *urg = tp_session_urgent(d->sess);
 	struct pollfd pfd[3] = { { d->uffd.fd, POLLIN, 0 },
 				 { tp_stream_fd(urg), POLLIN, 0 },
-				 { d->ft.stop_fd, POLLIN, 0 } };
+				 { d->ft.wk.stop_fd, POLLIN, 0 } };
 	int ret = d->ft.resend ? resend_requests(d, urg) : 0;
 
 	while (!ret) {
@@ -217,31 +217,15 @@ static void *fault_main(void *arg)
 
 int dst_faulter_start(struct mig_dst *d)
 {
-	d->ft.stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (d->ft.stop_fd < 0)
-		return -errno;
 	d->ft.buf = aligned_alloc(4096, STAGE_BYTES);
 	if (!d->ft.buf)
 		return -ENOMEM;
-	if (pthread_create(&d->ft.thread, NULL, fault_main, d))
-		return -EAGAIN;
-	d->ft.started = true;
-	return 0;
+	return mig_worker_start(&d->ft.wk, fault_main, d);
 }
 
 void dst_faulter_stop(struct mig_dst *d)
 {
-	uint64_t one = 1;
-
-	if (d->ft.started) {
-		if (write(d->ft.stop_fd, &one, sizeof(one)) != sizeof(one))
-			pr_warn("stopping the fault thread failed");
-		pthread_join(d->ft.thread, NULL);
-		d->ft.started = false;
-	}
-	if (d->ft.stop_fd >= 0)
-		close(d->ft.stop_fd);
-	d->ft.stop_fd = -1;
+	mig_worker_stop(&d->ft.wk);
 	free(d->ft.buf);
 	d->ft.buf = NULL;
 }

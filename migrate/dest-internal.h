@@ -19,8 +19,7 @@ struct mig_dst;
 struct receiver {
 	struct mig_dst *d;
 	struct tp_stream *st;
-	pthread_t thread;
-	bool started;
+	struct mig_worker wk;
 	int ret;
 	uint64_t idx[MIG_MAX_BATCH];
 	struct iovec iov[MIG_MAX_BATCH];
@@ -62,9 +61,7 @@ struct mig_dst {
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
 	struct faulter {
-		pthread_t thread;
-		bool started;
-		int stop_fd;
+		struct mig_worker wk;
 		uint8_t *buf;		/* urgent pages land here first */
 		bool resend;		/* ask again for outstanding pages */
 	} ft;

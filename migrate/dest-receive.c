@@ -85,8 +85,7 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		mig_fail(d->err, ret, "%s", what);
 		d->failed = true;
 		/* Wake the control thread out of its read. */
-		shutdown(tp_stream_fd(tp_session_control(d->sess)),
-			 SHUT_RDWR);
+		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
 	}
 	r->ret = ret;
 	pthread_cond_broadcast(&d->cond);
@@ -384,7 +383,11 @@ int dst_receivers_start(struct mig_dst *d)
 	d->rx = calloc(d->nbulk, sizeof(*d->rx));
 	if (!d->rx)
 		return -ENOMEM;
+	for (unsigned int i = 0; i < d->nbulk; i++)
+		mig_worker_init(&d->rx[i].wk);
 	for (unsigned int i = 0; i < d->nbulk; i++) {
+		int ret;
+
 		d->rx[i].d = d;
 		d->rx[i].st = tp_session_bulk(d->sess, i);
 		d->rx[i].atomic = d->pushing;
@@ -394,10 +397,9 @@ int dst_receivers_start(struct mig_dst *d)
 				return -ENOMEM;
 			memset(d->rx[i].stage, 0, STAGE_BYTES);
 		}
-		if (pthread_create(&d->rx[i].thread, NULL, receiver_main,
-				   &d->rx[i]))
-			return -EAGAIN;
-		d->rx[i].started = true;
+		ret = mig_worker_start(&d->rx[i].wk, receiver_main, &d->rx[i]);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -410,8 +412,7 @@ int dst_receivers_join(struct mig_dst *d)
 	if (!d->rx)
 		return 0;
 	for (unsigned int i = 0; i < d->nbulk; i++) {
-		if (d->rx[i].started)
-			pthread_join(d->rx[i].thread, NULL);
+		mig_worker_join(&d->rx[i].wk);
 		if (d->rx[i].ret && !ret)
 			ret = d->rx[i].ret;
 		free(d->rx[i].stage);
@@ -424,11 +425,15 @@ int dst_receivers_join(struct mig_dst *d)
 /* Wakes every receiver out of its stream and joins it. */
 int dst_receivers_stop(struct mig_dst *d)
 {
+	/* A receiver sleeps at a barrier (woken by failed and the
+	 * broadcast) or in a read of its stream (woken by the shutdown). */
 	pthread_mutex_lock(&d->lock);
 	d->failed = true;
+	for (unsigned int i = 0; i < d->nbulk && d->rx; i++)
+		mig_worker_kick(&d->rx[i].wk);
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
-	for (unsigned int i = 0; i < d->nbulk && d->rx; i++)
-		shutdown(tp_stream_fd(d->rx[i].st), SHUT_RDWR);
+	if (d->rx)
+		tp_session_shutdown(d->sess, TP_SHUT_BULK);
 	return dst_receivers_join(d);
 }

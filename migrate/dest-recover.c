@@ -91,7 +91,7 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 		return -ECONNRESET;
 	pr_err("postcopy: lost the source (%s); faulting vCPUs wait for it "
 	       "to reconnect", err);
-	mig_session_cut(d->sess);
+	tp_session_shutdown(d->sess, TP_SHUT_ALL);
 	dst_faulter_stop(d);
 	dst_receivers_stop(d);
 	pthread_mutex_lock(&d->lock);

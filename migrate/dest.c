@@ -57,7 +57,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN])
 {
 	struct mig_dst d = { .p = p, .err = err, .uffd = { .fd = -1 },
-			     .ft = { .stop_fd = -1 }, .sess = p->session };
+			     .ft = { .wk = { .stop_fd = -1 } },
+			     .sess = p->session };
 	struct tp_stream *ctl = tp_session_control(p->session);
 	uint64_t t0 = ut_now_ns(), t_resume = 0;
 	double cpu0 = ut_cpu_seconds();
@@ -70,8 +71,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	err[0] = 0;
 	memset(st, 0, sizeof(*st));
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
+	ret = mig_cond_init(&d.cond);
+	if (ret)
+		return mig_fail(err, ret, "cannot make a condition variable");
 	pthread_mutex_init(&d.lock, NULL);
-	pthread_cond_init(&d.cond, NULL);
 	d.nbulk = tp_session_nbulk(p->session);
 	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))

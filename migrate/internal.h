@@ -54,8 +54,36 @@ int mig_cond_init(pthread_cond_t *c);
  * Returns 0 when woken (or spuriously), -ETIMEDOUT after @ms. */
 int mig_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, unsigned int ms);
 
-/* Breaks every stream of @sess so that a thread blocked on one returns. */
-void mig_session_cut(struct tp_session *sess);
+/* ---- threads (worker.c) ----
+ *
+ * Every engine thread is one of these, owned by the struct of its kind
+ * (a sender, the urgent thread, a receiver, the fault thread). Its owner
+ * starts it, asks it to stop (kick: the eventfd becomes readable and
+ * mig_worker_stopping() true), wakes it if it sleeps elsewhere (a
+ * condition variable: broadcast after the kick, under its mutex; a
+ * stream: tp_session_shutdown()), and joins it.
+ */
+struct mig_worker {
+	pthread_t thread;
+	bool started;
+	int stop_fd;		/* eventfd, readable once kicked; -1 */
+	_Atomic bool stopping;	/* kicked */
+};
+
+/* Before anything else: not started, no fd. */
+void mig_worker_init(struct mig_worker *w);
+/* Runs @fn(@arg) on a new thread. Returns 0, -EBUSY when started
+ * already, or -errno (pthread_create's own, eventfd's). */
+int mig_worker_start(struct mig_worker *w, void *(*fn)(void *), void *arg);
+/* The thread itself: true once its owner kicked it. */
+bool mig_worker_stopping(const struct mig_worker *w);
+/* The owner: asks the thread to stop; once is enough, more are no-ops. */
+void mig_worker_kick(struct mig_worker *w);
+/* The owner: waits for the thread and closes the eventfd; accepts a
+ * worker never started. mig_worker_start() may be called again after. */
+void mig_worker_join(struct mig_worker *w);
+/* Kick and join. */
+void mig_worker_stop(struct mig_worker *w);
 
 /* Receives one control message into @buf: 0 when it is of @type, the
  * peer's reason when it is an ERROR, -EPROTO otherwise; @what names the

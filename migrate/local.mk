@@ -9,6 +9,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/policy.c \
 	migrate/faults.c \
 	migrate/cond.c \
+	migrate/worker.c \
 	migrate/cancel.c \
 	migrate/source-internal.h \
 	migrate/source.c \

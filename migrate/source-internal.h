@@ -39,8 +39,7 @@ struct mig_src;
 struct sender {
 	struct mig_src *src;
 	struct tp_stream *st;
-	pthread_t thread;
-	bool started;
+	struct mig_worker wk;
 	uint64_t gen;		/* round generation the table belongs to */
 	uint64_t seen;		/* s->gen when started: only later rounds
 				 * are for this thread */
@@ -107,9 +106,7 @@ struct mig_src {
 	_Atomic uint32_t window;
 	_Atomic uint64_t faults_since;	/* faults since a sender looked */
 	struct urgent {
-		pthread_t thread;
-		bool started;
-		int stop_fd;
+		struct mig_worker wk;
 		uint64_t requests, served;	/* pages asked for, sent */
 		uint64_t bytes_data;		/* their payload bytes */
 		uint8_t *buf;			/* COPY mode: one page */
@@ -121,7 +118,6 @@ struct mig_src {
 	uint64_t gen;		/* bumped to start a round */
 	uint32_t round, round_flags;
 	unsigned int done;	/* senders finished with the round */
-	bool stop;
 	int error;		/* first sender error */
 	char *err;		/* the caller's reason buffer, under lock */
 	_Atomic uint64_t cursor;	/* next chunk */

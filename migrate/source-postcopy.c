@@ -91,7 +91,7 @@ static void *urgent_main(void *arg)
 	struct mig_src *s = arg;
 	struct tp_stream *st = tp_session_urgent(s->sess);
 	struct pollfd pfd[2] = { { tp_stream_fd(st), POLLIN, 0 },
-				 { s->urg.stop_fd, POLLIN, 0 } };
+				 { s->urg.wk.stop_fd, POLLIN, 0 } };
 	int ret = 0;
 
 	while (!ret) {
@@ -118,34 +118,18 @@ int src_urgent_start(struct mig_src *s)
 	for (unsigned int i = 0; i < s->vm.nr; i++)
 		if (s->vm.layout.r[i].page_size > maxpsz)
 			maxpsz = s->vm.layout.r[i].page_size;
-	s->urg.stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (s->urg.stop_fd < 0)
-		return -errno;
 	if (s->vm.copy && !(s->urg.buf = aligned_alloc(4096, maxpsz)))
 		return -ENOMEM;
 	atomic_store(&s->window, WINDOW_MIN);
-	if (pthread_create(&s->urg.thread, NULL, urgent_main, s))
-		return -EAGAIN;
-	s->urg.started = true;
-	return 0;
+	return mig_worker_start(&s->urg.wk, urgent_main, s);
 }
 
 void src_urgent_stop(struct mig_src *s)
 {
-	uint64_t one = 1;
-
-	if (s->urg.started) {
-		if (write(s->urg.stop_fd, &one, sizeof(one)) != sizeof(one))
-			pr_warn("stopping the urgent thread failed");
-		pthread_join(s->urg.thread, NULL);
-		s->urg.started = false;
-	}
+	mig_worker_stop(&s->urg.wk);
 	s->st->pages_requested += s->urg.served;
 	s->st->bytes_data += s->urg.bytes_data;
 	s->urg.served = s->urg.bytes_data = 0;
-	if (s->urg.stop_fd > 0)
-		close(s->urg.stop_fd);
-	s->urg.stop_fd = -1;
 	free(s->urg.buf);
 	s->urg.buf = NULL;
 }

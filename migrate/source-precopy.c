@@ -74,9 +74,7 @@ static void abort_round(struct mig_src *s, int code)
 	if (!atomic_exchange(&s->abort, true))
 		s->abort_ns = ut_now_ns();
 	if (!s->bulk_cut && ut_now_ns() - s->abort_ns > ABORT_GRACE_NS) {
-		for (unsigned int i = 0; i < tp_session_nbulk(s->sess); i++)
-			shutdown(tp_stream_fd(tp_session_bulk(s->sess, i)),
-				 SHUT_RDWR);
+		tp_session_shutdown(s->sess, TP_SHUT_BULK);
 		s->bulk_cut = true;
 	}
 }

@@ -97,12 +97,11 @@ int src_recover(struct mig_src *s, char *err)
 		return -ECONNRESET;
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
 	       "reconnecting for up to %u s", err, secs);
-	mig_session_cut(s->sess);
+	tp_session_shutdown(s->sess, TP_SHUT_ALL);
 	src_urgent_stop(s);
 	src_senders_stop(s);
 	pthread_mutex_lock(&s->lock);
 	s->error = 0;
-	s->stop = false;
 	pthread_mutex_unlock(&s->lock);
 	do {
 		err[0] = 0;

@@ -329,9 +329,9 @@ static void *sender_main(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&s->lock);
-		while (!s->stop && s->gen == seen)
+		while (!mig_worker_stopping(&w->wk) && s->gen == seen)
 			pthread_cond_wait(&s->cond, &s->lock);
-		if (s->stop) {
+		if (mig_worker_stopping(&w->wk)) {
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}
@@ -380,8 +380,11 @@ int src_senders_start(struct mig_src *s)
 	s->senders = calloc(s->nbulk, sizeof(*s->senders));
 	if (!s->senders)
 		return -ENOMEM;
+	for (unsigned int i = 0; i < s->nbulk; i++)
+		mig_worker_init(&s->senders[i].wk);
 	for (unsigned int i = 0; i < s->nbulk; i++) {
 		struct sender *w = &s->senders[i];
+		int ret;
 
 		w->src = s;
 		/* Senders restarted after a recovery must not take the last
@@ -400,9 +403,9 @@ int src_senders_start(struct mig_src *s)
 			/* Touch it once here, not on the first round. */
 			memset(w->stage, 0, STAGE_BYTES);
 		}
-		if (pthread_create(&w->thread, NULL, sender_main, w))
-			return -EAGAIN;
-		w->started = true;
+		ret = mig_worker_start(&w->wk, sender_main, w);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -411,13 +414,15 @@ void src_senders_stop(struct mig_src *s)
 {
 	if (!s->senders)
 		return;
+	/* Kicked under the lock, so that no sender checks between its
+	 * test and its wait and sleeps through the broadcast. */
 	pthread_mutex_lock(&s->lock);
-	s->stop = true;
+	for (unsigned int i = 0; i < s->nbulk; i++)
+		mig_worker_kick(&s->senders[i].wk);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned int i = 0; i < s->nbulk; i++) {
-		if (s->senders[i].started)
-			pthread_join(s->senders[i].thread, NULL);
+		mig_worker_join(&s->senders[i].wk);
 		free(s->senders[i].table);
 		free(s->senders[i].stage);
 	}

@@ -140,7 +140,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		   char err[MIG_ERR_LEN])
 {
 	struct mig_src s = { .p = p, .st = st, .err = err,
-			     .uffd = { .fd = -1 }, .urg = { .stop_fd = -1 } };
+			     .uffd = { .fd = -1 }, .urg = { .wk = { .stop_fd = -1 } } };
 	double cpu0 = ut_cpu_seconds();
 	int ret;
 

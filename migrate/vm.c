@@ -38,14 +38,6 @@ uint64_t mig_realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-void mig_session_cut(struct tp_session *sess)
-{
-	shutdown(tp_stream_fd(tp_session_control(sess)), SHUT_RDWR);
-	shutdown(tp_stream_fd(tp_session_urgent(sess)), SHUT_RDWR);
-	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++)
-		shutdown(tp_stream_fd(tp_session_bulk(sess, i)), SHUT_RDWR);
-}
-
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 		    size_t cap, struct tp_msg *m, const char *what, char *err)
 {
