@@ -31,6 +31,7 @@ struct receiver {
 
 struct mig_dst {
 	const struct mig_dest_params *p;
+	enum mig_phase phase;		/* main thread; see phase.c */
 	struct ut_oom_guard oom;	/* postcopy: the guest depends on us */
 	struct tp_session *sess;	/* current session */
 	bool own_sess;			/* from a reconnect: ours to free */

@@ -89,6 +89,7 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 
 	if (!d->p->reconnect)
 		return -ECONNRESET;
+	mig_phase_enter(&d->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy: lost the source (%s); faulting vCPUs wait for it "
 	       "to reconnect", err);
 	tp_session_shutdown(d->sess, TP_SHUT_ALL);
@@ -118,6 +119,7 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 	if (!ret && (ret = dst_faulter_start(d)))
 		mig_fail(err, ret, "cannot restart the fault thread");
 	if (!ret) {
+		mig_phase_enter(&d->phase, MIG_PHASE_POSTCOPY);
 		st->recoveries++;
 		pr_warn("postcopy recovered: %llu pages outstanding",
 			(unsigned long long)mig_faults_outstanding(&d->faults));

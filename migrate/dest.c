@@ -53,20 +53,128 @@ static int alloc_tracking(struct mig_dst *d)
 	return mig_faults_init(&d->faults, n);
 }
 
+/* Precopy's end: the receivers done with the final round and every page
+ * here; postcopy's: the receivers let past the discards, the fault
+ * thread started before the guest runs. */
+static int before_resume(struct mig_dst *d, bool postcopy, char *err)
+{
+	int ret;
+
+	if (!postcopy) {
+		ret = dst_receivers_join(d);
+		if (ret)
+			ret = mig_fail(err, ret, "receiving guest pages failed");
+		else
+			ret = check_complete(d, err);
+		/* Every page is here: nothing may block the VM on a fault. */
+		dst_uffd_release(d);
+		return ret;
+	}
+	pthread_mutex_lock(&d->lock);
+	d->discards_done = true;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	/* From the resume until COMPLETE only this agent brings the guest
+	 * its missing pages: killing it would kill the guest. */
+	ut_oom_protect(&d->oom, "the guest here depends on it (postcopy)");
+	ret = dst_faulter_start(d);
+	return ret ? mig_fail(err, ret, "cannot start the fault thread") : 0;
+}
+
+/* SETUP to the resume: WELCOME, the rounds, the state, the guest loaded
+ * and running. Leaves d->phase at COMPLETE (precopy) or POSTCOPY, or
+ * where it failed. */
+static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
+		     bool *postcopy, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(d->sess);
+	void *blob = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = dst_welcome(d, ctl, err);
+	if (!ret)
+		mig_phase_enter(&d->phase, MIG_PHASE_PRECOPY);
+	if (!ret && (ret = dst_receivers_start(d)))
+		mig_fail(err, ret, "cannot start the receiver threads");
+	if (!ret)
+		ret = dst_recv_state(d, ctl, &blob, &len, postcopy, err);
+	if (!ret)
+		mig_phase_enter(&d->phase, MIG_PHASE_SWITCHOVER);
+	if (ret && d->cancelled) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "was cancelled by the operator "
+			 "(%s)", d->why);
+		dst_tell_source(d, ECANCELED, msg);
+		dst_linger(ctl);
+	}
+	if (ret)
+		dst_receivers_stop(d);
+	else
+		ret = before_resume(d, *postcopy, err);
+	if (!ret)
+		ret = dst_resume_guest(d, ctl, blob, len, cpu0, st, err);
+	if (!ret)
+		mig_phase_enter(&d->phase, *postcopy ? MIG_PHASE_POSTCOPY :
+						       MIG_PHASE_COMPLETE);
+	free(blob);
+	return ret;
+}
+
+/* The last hand-off from d->phase, and what it leaves behind. */
+static void conclude(struct mig_dst *d, int ret, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(d->sess);
+	struct tp_msg m = { 0 };
+
+	switch (d->phase) {
+	case MIG_PHASE_COMPLETE:
+		/* The source releases its VM now; DONE or a close ends it. */
+		while (tp_recv(ctl, &m, NULL, 0) == 0 &&
+		       m.type == MIG_MSG_KEEPALIVE)
+			;
+		if (m.type != MIG_MSG_DONE)
+			pr_warn("no DONE from the source after resume");
+		break;
+	case MIG_PHASE_POSTCOPY:
+	case MIG_PHASE_RECOVERING:
+		/* Postcopy lost its source: the guest here lacks pages it
+		 * may touch at any time. Stop it rather than let a page read
+		 * as zero; the source VM holds all memory, paused. */
+		mig_phase_enter(&d->phase, MIG_PHASE_INTERRUPTED);
+		dst_receivers_stop(d);
+		vml_client_pause(&d->vm.link);
+		vml_client_quit(&d->vm.link);
+		mig_fail(err, ret, "postcopy interrupted");
+		pr_err("postcopy interrupted: the guest here was stopped; the "
+		       "source VM is paused with all of its memory");
+		break;
+	default:
+		/* Nothing ran here: discard the incoming VM. */
+		mig_phase_enter(&d->phase, d->cancelled || d->peer_cancelled ?
+				MIG_PHASE_CANCELLED : MIG_PHASE_FAILED);
+		if (d->vm.link.sock < 0)
+			break;
+		if (!d->cancelled && (!d->failed || ret != -ECANCELED))
+			dst_tell_source(d, ret < 0 ? -ret : EIO, err);
+		/* Unregister while the VMM's memory still exists. */
+		dst_uffd_release(d);
+		vml_client_quit(&d->vm.link);
+		break;
+	}
+}
+
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN])
 {
 	struct mig_dst d = { .p = p, .err = err, .uffd = { .fd = -1 },
 			     .ft = { .wk = { .stop_fd = -1 } },
-			     .sess = p->session };
-	struct tp_stream *ctl = tp_session_control(p->session);
-	uint64_t t0 = ut_now_ns(), t_resume = 0;
+			     .sess = p->session, .phase = MIG_PHASE_SETUP };
+	uint64_t t0 = ut_now_ns(), t_resume;
 	double cpu0 = ut_cpu_seconds();
-	bool resumed = false, postcopy = false;
-	void *blob = NULL;
-	struct tp_msg m;
-	size_t len = 0;
-	int ret, rret;
+	bool postcopy = false;
+	int ret;
 
 	err[0] = 0;
 	memset(st, 0, sizeof(*st));
@@ -85,82 +193,21 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (!ret)
 		dst_uffd_setup(&d);
 	if (!ret)
-		ret = dst_welcome(&d, ctl, err);
-	if (!ret && (ret = dst_receivers_start(&d)))
-		mig_fail(err, ret, "cannot start the receiver threads");
-	if (!ret)
-		ret = dst_recv_state(&d, ctl, &blob, &len, &postcopy, err);
-	if (ret && d.cancelled) {
-		char msg[64];
-
-		snprintf(msg, sizeof(msg), "was cancelled by the operator "
-			 "(%s)", d.why);
-		dst_tell_source(&d, ECANCELED, msg);
-		dst_linger(ctl);
-	}
-	if (ret) {
-		dst_receivers_stop(&d);
-	} else if (!postcopy) {
-		rret = dst_receivers_join(&d);
-		if (rret)
-			ret = mig_fail(err, rret, "receiving guest pages failed");
-		else
-			ret = check_complete(&d, err);
-		/* Every page is here: nothing may block the VM on a fault. */
-		dst_uffd_release(&d);
-	} else {
-		pthread_mutex_lock(&d.lock);
-		d.discards_done = true;
-		pthread_cond_broadcast(&d.cond);
-		pthread_mutex_unlock(&d.lock);
-		/* From the resume until COMPLETE only this agent brings the
-		 * guest its missing pages: killing it would kill the guest. */
-		ut_oom_protect(&d.oom, "the guest here depends on it "
-			       "(postcopy)");
-		if ((ret = dst_faulter_start(&d)))
-			mig_fail(err, ret, "cannot start the fault thread");
-	}
-	if (!ret)
-		ret = dst_resume_guest(&d, ctl, blob, len, cpu0, st, err);
-	resumed = !ret;
+		ret = to_resume(&d, st, cpu0, &postcopy, err);
 	t_resume = ut_now_ns();
 	snprintf(st->mode, sizeof(st->mode), postcopy ? "postcopy" : "precopy");
-	if (resumed && postcopy) {
+	if (d.phase == MIG_PHASE_POSTCOPY) {
 		ret = dst_finish_postcopy(&d, st, err);
-		ctl = tp_session_control(d.sess);
+		if (!ret)
+			mig_phase_enter(&d.phase, MIG_PHASE_COMPLETE);
 		st->postcopy_s = (ut_now_ns() - t_resume) / 1e9;
 	}
-	if (resumed && !ret) {
-		/* The source releases its VM now; DONE or a close ends it. */
-		m.type = 0;
-		while (tp_recv(ctl, &m, NULL, 0) == 0 &&
-		       m.type == MIG_MSG_KEEPALIVE)
-			;
-		if (m.type != MIG_MSG_DONE)
-			pr_warn("no DONE from the source after resume");
-		snprintf(st->outcome, sizeof(st->outcome), "completed");
-	} else if (!resumed && d.vm.link.sock >= 0) {
-		/* Nothing ran here: discard the incoming VM. */
-		if (d.cancelled || d.peer_cancelled)
-			snprintf(st->outcome, sizeof(st->outcome),
-				 "cancelled");
-		if (!d.cancelled && (!d.failed || ret != -ECANCELED))
-			dst_tell_source(&d, ret < 0 ? -ret : EIO, err);
-		/* Unregister while the VMM's memory still exists. */
-		dst_uffd_release(&d);
-		vml_client_quit(&d.vm.link);
-	} else if (ret) {
-		/* Postcopy lost its source: the guest here lacks pages it
-		 * may touch at any time. Stop it rather than let a page read
-		 * as zero; the source VM holds all memory, paused. */
-		snprintf(st->outcome, sizeof(st->outcome), "interrupted");
-		dst_receivers_stop(&d);
-		vml_client_pause(&d.vm.link);
-		vml_client_quit(&d.vm.link);
-		mig_fail(err, ret, "postcopy interrupted");
-		pr_err("postcopy interrupted: the guest here was stopped; the "
-		       "source VM is paused with all of its memory");
-	}
+	if (d.phase == MIG_PHASE_SETUP || d.phase == MIG_PHASE_PRECOPY ||
+	    d.phase == MIG_PHASE_SWITCHOVER)
+		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
+	conclude(&d, ret, err);
+	snprintf(st->outcome, sizeof(st->outcome), "%s",
+		 mig_phase_name(d.phase));
 	dst_faulter_stop(&d);
 	dst_uffd_release(&d);
 	ut_oom_restore(&d.oom);
@@ -168,9 +215,6 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	st->guest_bytes = d.vm.ram_bytes;
 	st->nbulk = d.nbulk;
 	st->total_s = (ut_now_ns() - t0) / 1e9;
-	if (!resumed)
-		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
-	free(blob);
 	free(d.zero_page);
 	ut_bitmap_fini(&d.received);
 	ut_bitmap_fini(&d.zero);

@@ -54,6 +54,42 @@ int mig_cond_init(pthread_cond_t *c);
  * Returns 0 when woken (or spuriously), -ETIMEDOUT after @ms. */
 int mig_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, unsigned int ms);
 
+/* ---- the phases (phase.c) ----
+ *
+ * Both engines walk the same phases; every hand-off is one call of
+ * mig_phase_enter(), allowed only along the table in phase.c. The last
+ * four are the outcomes, named as the statistics print them.
+ */
+enum mig_phase {
+	MIG_PHASE_SETUP,	/* attach, track, negotiate */
+	MIG_PHASE_PRECOPY,	/* rounds while the guest runs at the source */
+	MIG_PHASE_SWITCHOVER,	/* the source VM paused: last pages, state,
+				 * the commitment; the guest has not run at
+				 * the destination yet */
+	MIG_PHASE_POSTCOPY,	/* the guest may run at the destination while
+				 * pages follow */
+	MIG_PHASE_RECOVERING,	/* postcopy, its connection lost */
+	MIG_PHASE_COMPLETE,	/* the guest runs at the destination with all
+				 * of its memory */
+	MIG_PHASE_FAILED,	/* the guest runs on at the source */
+	MIG_PHASE_CANCELLED,	/* by an operator, a peer or the policy: the
+				 * guest runs on at the source */
+	MIG_PHASE_INTERRUPTED,	/* postcopy lost for good: the source VM
+				 * paused with all memory, the destination's
+				 * guest stopped */
+	MIG_PHASE_COUNT
+};
+
+/* "setup", ..., "completed", "failed", "cancelled", "interrupted". */
+const char *mig_phase_name(enum mig_phase p);
+/* Whether @from may hand off to @to. */
+bool mig_phase_can(enum mig_phase from, enum mig_phase to);
+/* COMPLETE, FAILED, CANCELLED, INTERRUPTED. */
+bool mig_phase_terminal(enum mig_phase p);
+/* Moves *@cur to @to: 0, or -EINVAL (logged, *@cur unchanged) when the
+ * table has no such hand-off. The engine's main thread. */
+int mig_phase_enter(enum mig_phase *cur, enum mig_phase to);
+
 /* ---- threads (worker.c) ----
  *
  * Every engine thread is one of these, owned by the struct of its kind

@@ -10,6 +10,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/faults.c \
 	migrate/cond.c \
 	migrate/worker.c \
+	migrate/phase.c \
 	migrate/cancel.c \
 	migrate/source-internal.h \
 	migrate/source.c \

@@ -80,7 +80,7 @@ struct mig_src {
 				 * and the senders never send one twice */
 	struct ut_bitmap sent;	/* pages the destination holds (or held) */
 	struct ut_bitmap spare;	/* an empty bitmap to swap with todo */
-	bool paused;		/* we paused the VM */
+	enum mig_phase phase;	/* main thread; see phase.c */
 	bool committed;		/* past the commitment point: no cancel */
 	/* Cancelled before the commitment by the operator (with why,
 	 * "SIGINT"). dest_discarded: the destination sent an ERROR (its
@@ -94,7 +94,6 @@ struct mig_src {
 	_Atomic bool abort;
 	uint64_t abort_ns;
 	bool bulk_cut;
-	bool state_sent;	/* postcopy: the destination may run the guest */
 	bool can_postcopy;	/* the destination accepted postcopy */
 	/* Pushing after the switchover: the guest runs at the destination
 	 * and may rewrite a page before a reference to it is applied, so

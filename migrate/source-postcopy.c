@@ -255,7 +255,8 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	ret = src_commit(s, err);
 	if (ret)
 		return ret;
-	s->state_sent = true; /* from here on the guest may run there */
+	/* From here on the guest may run there. */
+	mig_phase_enter(&s->phase, MIG_PHASE_POSTCOPY);
 	/* Until COMPLETE, pages the running guest lacks exist only here. */
 	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
 		       "still needs (postcopy)");
@@ -297,7 +298,8 @@ int src_resume_postcopy(struct mig_src *s, char *err)
 	/* The switchover was committed by the agent before us. */
 	mig_cancel_commit(s->p->cancel, "the guest runs at the destination "
 			  "(postcopy in progress)");
-	s->paused = s->state_sent = s->postcopy = s->committed = true;
+	mig_phase_enter(&s->phase, MIG_PHASE_POSTCOPY);
+	s->postcopy = s->committed = true;
 	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
 		       "still needs (postcopy recovery)");
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");

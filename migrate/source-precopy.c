@@ -235,7 +235,7 @@ static int cancel(struct mig_src *s, uint32_t rounds,
 		  const struct mig_policy *pol, const struct mig_verdict *v,
 		  char *err)
 {
-	snprintf(s->st->outcome, sizeof(s->st->outcome), "cancelled");
+	mig_phase_enter(&s->phase, MIG_PHASE_CANCELLED);
 	mig_fail(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
 		 "(%.1f s): predicted downtime %.0f ms > limit %llu ms at "
 		 "%.0f MiB/s dirty; the VM keeps running here", rounds,
@@ -258,6 +258,7 @@ int src_precopy(struct mig_src *s, char *err)
 	int ret;
 
 	mig_policy_init(&pol, s->p, s->can_postcopy);
+	mig_phase_enter(&s->phase, MIG_PHASE_PRECOPY);
 	snprintf(s->st->mode, sizeof(s->st->mode), "precopy");
 	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
 	if (mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why)))

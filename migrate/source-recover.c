@@ -95,6 +95,7 @@ int src_recover(struct mig_src *s, char *err)
 
 	if (!s->p->reconnect)
 		return -ECONNRESET;
+	mig_phase_enter(&s->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
 	       "reconnecting for up to %u s", err, secs);
 	tp_session_shutdown(s->sess, TP_SHUT_ALL);
@@ -124,6 +125,7 @@ int src_recover(struct mig_src *s, char *err)
 	if (!ret && (ret = src_senders_start(s)))
 		mig_fail(err, ret, "cannot restart the senders");
 	if (!ret) {
+		mig_phase_enter(&s->phase, MIG_PHASE_POSTCOPY);
 		s->st->recoveries++;
 		pr_warn("postcopy recovered: %llu pages still to send",
 			(unsigned long long)ut_bitmap_count(&s->todo));

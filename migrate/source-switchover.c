@@ -98,7 +98,7 @@ int src_release(struct mig_src *s, struct tp_stream *ctl)
 	if (ret)
 		pr_warn("telling the destination we are done: %s",
 			tp_stream_strerror(ctl));
-	s->paused = false;
+	mig_phase_enter(&s->phase, MIG_PHASE_COMPLETE);
 	gm_dirty_destroy(s->dirty);
 	s->dirty = NULL;
 	ret = vml_client_quit(&s->vm.link);
@@ -117,7 +117,7 @@ int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
 	if (ret)
 		return mig_fail(err, ret, "the VM did not pause: %s",
 				strerror(-ret));
-	s->paused = true;
+	mig_phase_enter(&s->phase, MIG_PHASE_SWITCHOVER);
 	*t = ut_now_ns();
 	*rt = mig_realtime_ns();
 	n = gm_dirty_harvest(s->dirty, &s->todo);

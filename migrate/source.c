@@ -136,11 +136,70 @@ static void final_stats(struct mig_src *s, double cpu0)
 	st->nbulk = s->nbulk;
 }
 
+/* The outcome of a run that ended with @ret in phase s->phase. */
+static enum mig_phase outcome(const struct mig_src *s, int ret)
+{
+	bool there = s->phase == MIG_PHASE_POSTCOPY ||
+		     s->phase == MIG_PHASE_RECOVERING;
+
+	if (mig_phase_terminal(s->phase))
+		return s->phase;
+	if (!ret)
+		return MIG_PHASE_COMPLETE;
+	/* The destination may be running the guest, unless it said it
+	 * discarded its VM before RESUMED. */
+	if (there && !s->dest_discarded)
+		return MIG_PHASE_INTERRUPTED;
+	if (ret == -ECANCELED && (s->cancelled || s->dest_discarded))
+		return MIG_PHASE_CANCELLED;
+	return MIG_PHASE_FAILED;
+}
+
+/* The last hand-off, and what it leaves: the source VM resumed when it
+ * is still the only running copy, the destination told why. */
+static void conclude(struct mig_src *s, int ret, char *err)
+{
+	enum mig_phase last = s->phase, end = outcome(s, ret);
+	bool paused = last == MIG_PHASE_SWITCHOVER ||
+		      last == MIG_PHASE_POSTCOPY ||
+		      last == MIG_PHASE_RECOVERING;
+
+	if (end != last)
+		mig_phase_enter(&s->phase, end);
+	if (end == MIG_PHASE_INTERRUPTED) {
+		/* Resuming here would fork the guest. Keep it paused, with
+		 * all its memory. */
+		pr_err("postcopy interrupted: the VM stays paused here with all "
+		       "of its memory; the destination holds the running copy");
+	} else if (ret && paused) {
+		/* Before the destination runs the guest, it is still ours. */
+		int r2 = vml_client_resume(&s->vm.link);
+
+		if (r2)
+			pr_err("resuming the source VM failed: %s",
+			       strerror(-r2));
+	}
+	if (s->cancelled && s->senders) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "was cancelled by the operator "
+			 "(%s)", s->why);
+		src_tell_dest(s, ECANCELED, msg);
+		linger(s);
+	} else if (ret && ret != -ETIMEDOUT && s->senders &&
+		   last != MIG_PHASE_POSTCOPY && last != MIG_PHASE_RECOVERING &&
+		   !s->dest_discarded) {
+		src_tell_dest(s, -ret, err[0] ? err : "source failed");
+	}
+}
+
 int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		   char err[MIG_ERR_LEN])
 {
 	struct mig_src s = { .p = p, .st = st, .err = err,
-			     .uffd = { .fd = -1 }, .urg = { .wk = { .stop_fd = -1 } } };
+			     .uffd = { .fd = -1 },
+			     .urg = { .wk = { .stop_fd = -1 } },
+			     .phase = MIG_PHASE_SETUP };
 	double cpu0 = ut_cpu_seconds();
 	int ret;
 
@@ -182,7 +241,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	}
 	if (p->recover) {
 		ret = src_resume_postcopy(&s, err);
-		goto done;
+		goto out;
 	}
 	pr_info("attached in %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
 	ret = start_tracking(&s, err);
@@ -193,37 +252,10 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		mig_fail(err, ret, "cannot start the sender threads");
 	if (!ret)
 		ret = src_precopy(&s, err);
-done:
-	if (!ret)
-		snprintf(st->outcome, sizeof(st->outcome), "completed");
 out:
-	if (ret == -ECANCELED && (s.cancelled || s.dest_discarded))
-		snprintf(st->outcome, sizeof(st->outcome), "cancelled");
-	if (ret && s.state_sent && !s.dest_discarded) {
-		/* The destination may be running the guest: resuming here
-		 * would fork it. Keep it paused, with all its memory. */
-		snprintf(st->outcome, sizeof(st->outcome), "interrupted");
-		pr_err("postcopy interrupted: the VM stays paused here with all "
-		       "of its memory; the destination holds the running copy");
-	} else if (ret && s.paused) {
-		/* Before the destination runs the guest, it is still ours. */
-		int r2 = vml_client_resume(&s.vm.link);
-
-		if (r2)
-			pr_err("resuming the source VM failed: %s",
-			       strerror(-r2));
-	}
-	if (s.cancelled && s.senders) {
-		char msg[64];
-
-		snprintf(msg, sizeof(msg), "was cancelled by the operator "
-			 "(%s)", s.why);
-		src_tell_dest(&s, ECANCELED, msg);
-		linger(&s);
-	} else if (ret && ret != -ETIMEDOUT && s.senders && !s.state_sent &&
-		   !s.dest_discarded) {
-		src_tell_dest(&s, -ret, err[0] ? err : "source failed");
-	}
+	conclude(&s, ret, err);
+	snprintf(st->outcome, sizeof(st->outcome), "%s",
+		 mig_phase_name(s.phase));
 	src_senders_stop(&s);
 	ut_oom_restore(&s.oom);
 	if (s.senders == NULL && s.vm.nr)
