@@ -100,11 +100,11 @@ static int enter_postcopy(struct mig_dst *d, char *err)
 	if (!d->can_postcopy)
 		return mig_fail(err, -EPROTO, "the source switched to postcopy "
 				"that was not agreed");
-	pthread_mutex_lock(&d->lock);
-	while (d->switched < d->nbulk && !d->failed)
-		pthread_cond_wait(&d->cond, &d->lock);
-	pthread_mutex_unlock(&d->lock);
-	return d->failed ? -ECANCELED : 0;
+	pthread_mutex_lock(&d->meet.lock);
+	while (d->meet.switched < d->nbulk && !d->meet.failed)
+		pthread_cond_wait(&d->meet.cond, &d->meet.lock);
+	pthread_mutex_unlock(&d->meet.lock);
+	return d->meet.failed ? -ECANCELED : 0;
 }
 
 /* DISCARD: pages the source resends; drop ours so that a touch faults. */

@@ -201,16 +201,16 @@ static void *fault_main(void *arg)
 			ret = handle_urgent(d, urg);
 	}
 	if (ret) {
-		pthread_mutex_lock(&d->lock);
-		if (!d->failed) {
-			mig_fail(d->err, ret, "postcopy page requests: %s",
+		pthread_mutex_lock(&d->meet.lock);
+		if (!d->meet.failed) {
+			mig_fail(d->meet.err, ret, "postcopy page requests: %s",
 				 tp_stream_strerror(urg)[0] ?
 					 tp_stream_strerror(urg) :
 					 strerror(-ret));
-			d->failed = true;
+			d->meet.failed = true;
 		}
-		pthread_cond_broadcast(&d->cond);
-		pthread_mutex_unlock(&d->lock);
+		pthread_cond_broadcast(&d->meet.cond);
+		pthread_mutex_unlock(&d->meet.lock);
 	}
 	return NULL;
 }

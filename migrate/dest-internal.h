@@ -29,6 +29,24 @@ struct receiver {
 	bool atomic;		/* past the POSTCOPY marker: UFFDIO_COPY only */
 };
 
+/* Where the destination's threads meet, under lock: the receivers at
+ * each round's barrier and at the POSTCOPY marker, the main thread
+ * waiting for them or for the last requested page, and the first
+ * failure of any of them. */
+struct dst_meet {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int arrived;		/* receivers at the current barrier */
+	uint64_t barrier_gen;		/* bumped as each barrier opens */
+	unsigned int finished;		/* receivers past the final round */
+	unsigned int switched;		/* receivers at the POSTCOPY marker */
+	bool discards_done;		/* receivers may go on past it */
+	bool failed;			/* stop: the first failure is in err */
+	char *err;			/* the caller's, MIG_ERR_LEN */
+};
+
+/* The engine: the main thread's own state, the pages every thread
+ * shares (received, zero, faults), and where the threads meet. */
 struct mig_dst {
 	const struct mig_dest_params *p;
 	enum mig_phase phase;		/* main thread; see phase.c */
@@ -41,14 +59,7 @@ struct mig_dst {
 	unsigned int nbulk;
 	struct receiver *rx;
 	struct ut_bitmap received;	/* pages that hold data from the wire */
-	/* The round barrier, under lock. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned int arrived;		/* receivers at the current barrier */
-	uint64_t barrier_gen;
-	unsigned int finished;		/* receivers past the final round */
-	bool failed;
-	char *err;
+	struct dst_meet meet;		/* main, receivers, fault thread */
 	/* Cancelled before the state arrived: by the operator here
 	 * (cancelled, why: "SIGINT"), or by the source (peer_cancelled). */
 	bool cancelled, peer_cancelled;
@@ -56,8 +67,6 @@ struct mig_dst {
 	/* Postcopy. */
 	struct gm_uffd uffd;		/* the incoming VMM's, MISSING mode */
 	bool can_postcopy;		/* uffd registered on all of its RAM */
-	unsigned int switched;		/* receivers at the POSTCOPY marker */
-	bool discards_done;		/* under lock: receivers may go on */
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */

@@ -32,9 +32,9 @@ void dst_wake_if_idle(struct mig_dst *d)
 {
 	if (mig_faults_outstanding(&d->faults))
 		return;
-	pthread_mutex_lock(&d->lock);
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&d->meet.lock);
+	pthread_cond_broadcast(&d->meet.cond);
+	pthread_mutex_unlock(&d->meet.lock);
 }
 
 /* Bookkeeping once page @g holds its data: a fault waiting on it is
@@ -77,19 +77,19 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 {
 	struct mig_dst *d = r->d;
 
-	pthread_mutex_lock(&d->lock);
-	if (!d->failed) {
+	pthread_mutex_lock(&d->meet.lock);
+	if (!d->meet.failed) {
 		char what[256];
 
 		snprintf(what, sizeof(what), fmt, a);
-		mig_fail(d->err, ret, "%s", what);
-		d->failed = true;
+		mig_fail(d->meet.err, ret, "%s", what);
+		d->meet.failed = true;
 		/* Wake the control thread out of its read. */
 		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
 	}
 	r->ret = ret;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
+	pthread_cond_broadcast(&d->meet.cond);
+	pthread_mutex_unlock(&d->meet.lock);
 }
 
 /* All receivers meet here at the end of each round. False if aborted. */
@@ -97,21 +97,21 @@ static bool round_barrier(struct mig_dst *d, bool final)
 {
 	bool ok;
 
-	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&d->meet.lock);
 	if (final)
-		d->finished++;
-	if (++d->arrived == d->nbulk) {
-		d->arrived = 0;
-		d->barrier_gen++;
-		pthread_cond_broadcast(&d->cond);
+		d->meet.finished++;
+	if (++d->meet.arrived == d->nbulk) {
+		d->meet.arrived = 0;
+		d->meet.barrier_gen++;
+		pthread_cond_broadcast(&d->meet.cond);
 	} else {
-		uint64_t gen = d->barrier_gen;
+		uint64_t gen = d->meet.barrier_gen;
 
-		while (!d->failed && gen == d->barrier_gen)
-			pthread_cond_wait(&d->cond, &d->lock);
+		while (!d->meet.failed && gen == d->meet.barrier_gen)
+			pthread_cond_wait(&d->meet.cond, &d->meet.lock);
 	}
-	ok = !d->failed;
-	pthread_mutex_unlock(&d->lock);
+	ok = !d->meet.failed;
+	pthread_mutex_unlock(&d->meet.lock);
 	return ok;
 }
 
@@ -303,13 +303,13 @@ static bool postcopy_barrier(struct receiver *r)
 
 	if (!d->can_postcopy)
 		return false;
-	pthread_mutex_lock(&d->lock);
-	d->switched++;
-	pthread_cond_broadcast(&d->cond);
-	while (!d->discards_done && !d->failed)
-		pthread_cond_wait(&d->cond, &d->lock);
-	ok = !d->failed;
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&d->meet.lock);
+	d->meet.switched++;
+	pthread_cond_broadcast(&d->meet.cond);
+	while (!d->meet.discards_done && !d->meet.failed)
+		pthread_cond_wait(&d->meet.cond, &d->meet.lock);
+	ok = !d->meet.failed;
+	pthread_mutex_unlock(&d->meet.lock);
 	r->atomic = true;
 	return ok;
 }
@@ -427,12 +427,12 @@ int dst_receivers_stop(struct mig_dst *d)
 {
 	/* A receiver sleeps at a barrier (woken by failed and the
 	 * broadcast) or in a read of its stream (woken by the shutdown). */
-	pthread_mutex_lock(&d->lock);
-	d->failed = true;
+	pthread_mutex_lock(&d->meet.lock);
+	d->meet.failed = true;
 	for (unsigned int i = 0; i < d->nbulk && d->rx; i++)
 		mig_worker_kick(&d->rx[i].wk);
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
+	pthread_cond_broadcast(&d->meet.cond);
+	pthread_mutex_unlock(&d->meet.lock);
 	if (d->rx)
 		tp_session_shutdown(d->sess, TP_SHUT_BULK);
 	return dst_receivers_join(d);

@@ -95,10 +95,10 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 	tp_session_shutdown(d->sess, TP_SHUT_ALL);
 	dst_faulter_stop(d);
 	dst_receivers_stop(d);
-	pthread_mutex_lock(&d->lock);
-	d->failed = false;
-	d->arrived = d->finished = 0;
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&d->meet.lock);
+	d->meet.failed = false;
+	d->meet.arrived = d->meet.finished = 0;
+	pthread_mutex_unlock(&d->meet.lock);
 	err[0] = 0;
 	ret = d->p->reconnect(d->p->reconnect_arg, &ns, err);
 	if (ret)
@@ -140,12 +140,12 @@ int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 
 	for (;;) {
 		ret = dst_receivers_join(d);
-		pthread_mutex_lock(&d->lock);
-		while (!ret && mig_faults_outstanding(&d->faults) && !d->failed)
-			pthread_cond_wait(&d->cond, &d->lock);
-		if (!ret && d->failed)
+		pthread_mutex_lock(&d->meet.lock);
+		while (!ret && mig_faults_outstanding(&d->faults) && !d->meet.failed)
+			pthread_cond_wait(&d->meet.cond, &d->meet.lock);
+		if (!ret && d->meet.failed)
 			ret = -ECONNRESET;
-		pthread_mutex_unlock(&d->lock);
+		pthread_mutex_unlock(&d->meet.lock);
 		if (!ret)
 			break;
 		mig_fail(err, ret, "receiving pushed pages failed");

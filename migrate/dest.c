@@ -70,10 +70,10 @@ static int before_resume(struct mig_dst *d, bool postcopy, char *err)
 		dst_uffd_release(d);
 		return ret;
 	}
-	pthread_mutex_lock(&d->lock);
-	d->discards_done = true;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&d->meet.lock);
+	d->meet.discards_done = true;
+	pthread_cond_broadcast(&d->meet.cond);
+	pthread_mutex_unlock(&d->meet.lock);
 	/* From the resume until COMPLETE only this agent brings the guest
 	 * its missing pages: killing it would kill the guest. */
 	ut_oom_protect(&d->oom, "the guest here depends on it (postcopy)");
@@ -156,7 +156,7 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 				MIG_PHASE_CANCELLED : MIG_PHASE_FAILED);
 		if (d->vm.link.sock < 0)
 			break;
-		if (!d->cancelled && (!d->failed || ret != -ECANCELED))
+		if (!d->cancelled && (!d->meet.failed || ret != -ECANCELED))
 			dst_tell_source(d, ret < 0 ? -ret : EIO, err);
 		/* Unregister while the VMM's memory still exists. */
 		dst_uffd_release(d);
@@ -168,7 +168,8 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN])
 {
-	struct mig_dst d = { .p = p, .err = err, .uffd = { .fd = -1 },
+	struct mig_dst d = { .p = p, .meet = { .err = err },
+			     .uffd = { .fd = -1 },
 			     .ft = { .wk = { .stop_fd = -1 } },
 			     .sess = p->session, .phase = MIG_PHASE_SETUP };
 	uint64_t t0 = ut_now_ns(), t_resume;
@@ -179,10 +180,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	err[0] = 0;
 	memset(st, 0, sizeof(*st));
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
-	ret = mig_cond_init(&d.cond);
+	ret = mig_cond_init(&d.meet.cond);
 	if (ret)
 		return mig_fail(err, ret, "cannot make a condition variable");
-	pthread_mutex_init(&d.lock, NULL);
+	pthread_mutex_init(&d.meet.lock, NULL);
 	d.nbulk = tp_session_nbulk(p->session);
 	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
@@ -222,7 +223,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)
 		tp_session_destroy(d.sess);
-	pthread_cond_destroy(&d.cond);
-	pthread_mutex_destroy(&d.lock);
+	pthread_cond_destroy(&d.meet.cond);
+	pthread_mutex_destroy(&d.meet.lock);
 	return ret;
 }

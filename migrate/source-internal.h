@@ -58,6 +58,34 @@ struct sender {
 	uint8_t msg[MIG_DUP_FIXED + MIG_DUP_ENTRY * CHUNK];
 };
 
+/* The hand-off of a round from the main thread to the senders, and
+ * their way back (done, the first error). Under lock unless atomic. */
+struct src_rounds {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t gen;		/* bumped to start a round */
+	uint32_t round, flags;	/* the round published, its MIG_ROUND_* */
+	unsigned int done;	/* senders finished with the round */
+	int error;		/* first error of the round */
+	char *err;		/* the caller's reason buffer, MIG_ERR_LEN */
+	/* Set with error when the round must stop: the senders stop at the
+	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
+	_Atomic bool abort;
+	_Atomic uint64_t cursor;	/* next chunk */
+	_Atomic uint64_t pages_done;	/* progress within the round */
+};
+
+/* Postcopy pre-paging, from the urgent thread to the senders: the page
+ * after the last fault, + 1 (0: none), and how many pages to push from
+ * there. */
+struct src_prepage {
+	_Atomic uint64_t pivot;
+	_Atomic uint32_t window;
+	_Atomic uint64_t faults_since;	/* faults since a sender looked */
+};
+
+/* The engine: the main thread's own state, the pages every thread
+ * shares (todo, sent), and the structs each hand-off goes through. */
 struct mig_src {
 	struct ut_oom_guard oom;	/* postcopy: the only copy of pages */
 	const struct mig_source_params *p;
@@ -89,21 +117,13 @@ struct mig_src {
 	 * switchover. Main thread. */
 	bool cancelled, dest_discarded;
 	char why[32];
-	/* Set with error when the round must stop: the senders stop at the
-	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
-	_Atomic bool abort;
-	uint64_t abort_ns;
+	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
 	/* Pushing after the switchover: the guest runs at the destination
 	 * and may rewrite a page before a reference to it is applied, so
 	 * duplicates go as data. */
 	bool postcopy;
-	/* Postcopy pre-paging: the page after the last fault, + 1 (0: none),
-	 * and how many pages to push from there. */
-	_Atomic uint64_t pivot;
-	_Atomic uint32_t window;
-	_Atomic uint64_t faults_since;	/* faults since a sender looked */
 	struct urgent {
 		struct mig_worker wk;
 		uint64_t requests, served;	/* pages asked for, sent */
@@ -111,16 +131,8 @@ struct mig_src {
 		uint8_t *buf;			/* COPY mode: one page */
 	} urg;
 	uint64_t start_ns;
-	/* Round hand-off, under lock. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint64_t gen;		/* bumped to start a round */
-	uint32_t round, round_flags;
-	unsigned int done;	/* senders finished with the round */
-	int error;		/* first sender error */
-	char *err;		/* the caller's reason buffer, under lock */
-	_Atomic uint64_t cursor;	/* next chunk */
-	_Atomic uint64_t pages_done;	/* progress within the round */
+	struct src_rounds rd;		/* main thread <-> senders */
+	struct src_prepage pp;		/* urgent thread -> senders */
 	_Atomic uint64_t wire_bytes;	/* all bulk bytes, for the cap */
 };
 

@@ -28,7 +28,7 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 {
 	uint64_t g = s->vm.first[q->region] + q->idx;
 	uint32_t psz = s->vm.layout.r[q->region].page_size;
-	uint32_t w = atomic_load(&s->window);
+	uint32_t w = atomic_load(&s->pp.window);
 	uint8_t hdr[MIG_PAGES_FIXED + 8];
 	struct iovec iov[2];
 	const uint8_t *page;
@@ -36,9 +36,9 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	int ret;
 
 	/* Pre-page after the fault, with a smaller window while faulting. */
-	atomic_store(&s->window, w / 2 > WINDOW_MIN ? w / 2 : WINDOW_MIN);
-	atomic_fetch_add(&s->faults_since, 1);
-	atomic_store(&s->pivot, g + 2);
+	atomic_store(&s->pp.window, w / 2 > WINDOW_MIN ? w / 2 : WINDOW_MIN);
+	atomic_fetch_add(&s->pp.faults_since, 1);
+	atomic_store(&s->pp.pivot, g + 2);
 	s->urg.requests++;
 	/* Send it even when a sender claimed it: that copy may sit behind
 	 * megabytes of bulk data, and the guest is waiting. The source VM
@@ -120,7 +120,7 @@ int src_urgent_start(struct mig_src *s)
 			maxpsz = s->vm.layout.r[i].page_size;
 	if (s->vm.copy && !(s->urg.buf = aligned_alloc(4096, maxpsz)))
 		return -ENOMEM;
-	atomic_store(&s->window, WINDOW_MIN);
+	atomic_store(&s->pp.window, WINDOW_MIN);
 	return mig_worker_start(&s->urg.wk, urgent_main, s);
 }
 

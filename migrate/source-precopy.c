@@ -32,7 +32,7 @@ static void report(struct mig_src *s, uint32_t round, uint64_t total_pages,
 	if (!s->p->progress)
 		return;
 	pr.round_bytes_total = total_pages * avg_page;
-	pr.round_bytes_done = atomic_load(&s->pages_done) * avg_page;
+	pr.round_bytes_done = atomic_load(&s->rd.pages_done) * avg_page;
 	if (pr.round_bytes_done > pr.round_bytes_total)
 		pr.round_bytes_done = pr.round_bytes_total;
 	pr.bytes_sent = atomic_load(&s->wire_bytes);
@@ -67,11 +67,11 @@ static void keepalive(struct mig_src *s)
  * grace period. The control stream stays up to tell the destination why. */
 static void abort_round(struct mig_src *s, int code)
 {
-	pthread_mutex_lock(&s->lock);
-	if (!s->error)
-		s->error = code;
-	pthread_mutex_unlock(&s->lock);
-	if (!atomic_exchange(&s->abort, true))
+	pthread_mutex_lock(&s->rd.lock);
+	if (!s->rd.error)
+		s->rd.error = code;
+	pthread_mutex_unlock(&s->rd.lock);
+	if (!atomic_exchange(&s->rd.abort, true))
 		s->abort_ns = ut_now_ns();
 	if (!s->bulk_cut && ut_now_ns() - s->abort_ns > ABORT_GRACE_NS) {
 		tp_session_shutdown(s->sess, TP_SHUT_BULK);
@@ -79,7 +79,7 @@ static void abort_round(struct mig_src *s, int code)
 	}
 }
 
-/* Under s->lock: the operator's reason, once, as the engine's reason. */
+/* Under s->rd.lock: the operator's reason, once, as the engine's reason. */
 int src_cancelled(struct mig_src *s, char *err)
 {
 	s->cancelled = true;
@@ -90,7 +90,7 @@ int src_cancelled(struct mig_src *s, char *err)
 /* Reads what the destination sent on the control stream while the main
  * thread was busy elsewhere: RESUMED (postcopy), KEEPALIVE, or ERROR,
  * which stops the migration. Returns 0 or -errno, with @err filled under
- * s->lock (senders write it too). */
+ * s->rd.lock (senders write it too). */
 int src_poll_dest(struct mig_src *s)
 {
 	struct tp_stream *ctl = tp_session_control(s->sess);
@@ -103,9 +103,9 @@ int src_poll_dest(struct mig_src *s)
 	while (!ret && (tp_stream_pending(ctl) ||
 			(poll(&pfd, 1, 0) == 1 && pfd.revents))) {
 		ret = tp_recv(ctl, &m, buf, sizeof(buf));
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->rd.lock);
 		if (ret) {
-			mig_fail(s->err, ret, "the destination went away: %s",
+			mig_fail(s->rd.err, ret, "the destination went away: %s",
 				 tp_stream_strerror(ctl));
 		} else if (m.type == MIG_MSG_ERROR &&
 			   !mig_dec_error(buf, m.len, &e)) {
@@ -113,24 +113,24 @@ int src_poll_dest(struct mig_src *s)
 			s->dest_discarded = !s->resumed_seen;
 			ret = e.code == ECANCELED ? -ECANCELED : -e.code;
 			if (e.code == ECANCELED)
-				mig_fail(s->err, ret, "the destination %s "
+				mig_fail(s->rd.err, ret, "the destination %s "
 					 "before the switchover: the VM runs "
 					 "here", e.msg);
 			else
-				mig_fail(s->err, ret, "the destination failed: "
+				mig_fail(s->rd.err, ret, "the destination failed: "
 					 "%s", e.msg);
 		} else if (m.type == MIG_MSG_RESUMED && s->committed) {
 			/* What follows (COMPLETE) is src_push()'s to read. */
 			ret = mig_dec_resumed(buf, m.len, &s->resumed);
 			s->resumed_seen = !ret;
-			pthread_mutex_unlock(&s->lock);
+			pthread_mutex_unlock(&s->rd.lock);
 			break;
 		} else if (m.type != MIG_MSG_KEEPALIVE) {
-			ret = mig_fail(s->err, -EPROTO, "the destination sent "
+			ret = mig_fail(s->rd.err, -EPROTO, "the destination sent "
 				       "control message 0x%x mid-round",
 				       m.type);
 		}
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->rd.lock);
 	}
 	return ret;
 }
@@ -147,9 +147,9 @@ static void watch_round(struct mig_src *s)
 	}
 	if (!s->committed &&
 	    mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why))) {
-		pthread_mutex_lock(&s->lock);
-		ret = src_cancelled(s, s->err);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&s->rd.lock);
+		ret = src_cancelled(s, s->rd.err);
+		pthread_mutex_unlock(&s->rd.lock);
 	} else if (!s->resumed_seen) {
 		ret = src_poll_dest(s);
 	}
@@ -164,25 +164,25 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	uint64_t t0 = ut_now_ns(), total = ut_bitmap_count(&s->todo);
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	atomic_store(&s->cursor, 0);
-	atomic_store(&s->pages_done, 0);
-	s->round = round;
-	s->round_flags = flags;
-	s->done = 0;
-	s->gen++;
-	pthread_cond_broadcast(&s->cond);
-	while (s->done < s->nbulk) {
-		mig_cond_wait_ms(&s->cond, &s->lock, 250);
-		pthread_mutex_unlock(&s->lock);
+	pthread_mutex_lock(&s->rd.lock);
+	atomic_store(&s->rd.cursor, 0);
+	atomic_store(&s->rd.pages_done, 0);
+	s->rd.round = round;
+	s->rd.flags = flags;
+	s->rd.done = 0;
+	s->rd.gen++;
+	pthread_cond_broadcast(&s->rd.cond);
+	while (s->rd.done < s->nbulk) {
+		mig_cond_wait_ms(&s->rd.cond, &s->rd.lock, 250);
+		pthread_mutex_unlock(&s->rd.lock);
 		report(s, round, s->vm.total_pages, prev,
 		       flags & MIG_ROUND_FINAL);
 		keepalive(s);
 		watch_round(s);
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->rd.lock);
 	}
-	ret = s->error;
-	pthread_mutex_unlock(&s->lock);
+	ret = s->rd.error;
+	pthread_mutex_unlock(&s->rd.lock);
 
 	*rs = (struct mig_round_stats){ .round = round };
 	for (unsigned int i = 0; i < s->nbulk; i++) {

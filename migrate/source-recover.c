@@ -101,9 +101,9 @@ int src_recover(struct mig_src *s, char *err)
 	tp_session_shutdown(s->sess, TP_SHUT_ALL);
 	src_urgent_stop(s);
 	src_senders_stop(s);
-	pthread_mutex_lock(&s->lock);
-	s->error = 0;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_lock(&s->rd.lock);
+	s->rd.error = 0;
+	pthread_mutex_unlock(&s->rd.lock);
 	do {
 		err[0] = 0;
 		ret = s->p->reconnect(s->p->reconnect_arg, &ns, err);

@@ -48,14 +48,14 @@ static void sender_fail(struct sender *w, int ret, const char *what)
 {
 	struct mig_src *s = w->src;
 
-	pthread_mutex_lock(&s->lock);
-	if (!s->error) {
-		s->error = ret;
-		mig_fail(s->err, ret, "sending %s: %s", what,
+	pthread_mutex_lock(&s->rd.lock);
+	if (!s->rd.error) {
+		s->rd.error = ret;
+		mig_fail(s->rd.err, ret, "sending %s: %s", what,
 			 tp_stream_strerror(w->st)[0] ?
 				 tp_stream_strerror(w->st) : strerror(-ret));
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->rd.lock);
 }
 
 static int flush_batch(struct sender *w)
@@ -67,7 +67,7 @@ static int flush_batch(struct sender *w)
 
 	if (!w->nbatch)
 		return 0;
-	if (atomic_load(&s->abort))
+	if (atomic_load(&s->rd.abort))
 		return -ECANCELED;
 	n = mig_enc_pages_hdr(w->hdr, sizeof(w->hdr), w->batch_region,
 			      w->nbatch, w->batch_idx);
@@ -135,7 +135,7 @@ static int send_zero_and_dups(struct sender *w, const struct chunk *c,
 	ssize_t n;
 	int ret;
 
-	if (atomic_load(&w->src->abort))
+	if (atomic_load(&w->src->rd.abort))
 		return -ECANCELED;
 	if (any_zero) {
 		struct mig_zero z = { c->region, c->start, c->n, w->zbits };
@@ -248,15 +248,15 @@ static int send_chunk(struct sender *w, const struct chunk *c)
 				  &any_zero);
 	if (!ret)
 		ret = send_zero_and_dups(w, c, any_zero);
-	atomic_fetch_add(&s->pages_done, c->n);
+	atomic_fetch_add(&s->rd.pages_done, c->n);
 	return ret;
 }
 
 /* The range after the last fault, if one is pending. */
 static bool take_pivot(struct mig_src *s, struct chunk *c)
 {
-	uint64_t p = atomic_exchange(&s->pivot, 0), g, pages;
-	uint32_t win = atomic_load(&s->window);
+	uint64_t p = atomic_exchange(&s->pp.pivot, 0), g, pages;
+	uint32_t win = atomic_load(&s->pp.window);
 	unsigned int r;
 
 	if (!p--)
@@ -274,10 +274,10 @@ static bool take_pivot(struct mig_src *s, struct chunk *c)
 /* A chunk went by without a fault: look further ahead next time. */
 static void grow_window(struct mig_src *s)
 {
-	uint32_t w = atomic_load(&s->window);
+	uint32_t w = atomic_load(&s->pp.window);
 
-	if (atomic_exchange(&s->faults_since, 0) == 0 && w < CHUNK)
-		atomic_store(&s->window, w * 2);
+	if (atomic_exchange(&s->pp.faults_since, 0) == 0 && w < CHUNK)
+		atomic_store(&s->pp.window, w * 2);
 }
 
 static int send_round(struct sender *w, uint32_t round, uint32_t flags)
@@ -297,7 +297,7 @@ static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 		if (take_pivot(s, &pc)) {
 			ret = send_chunk(w, &pc);
 		} else {
-			k = atomic_fetch_add(&s->cursor, 1);
+			k = atomic_fetch_add(&s->rd.cursor, 1);
 			if (k >= s->nchunks)
 				break;
 			ret = send_chunk(w, &s->chunks[k]);
@@ -305,9 +305,9 @@ static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 		}
 		if (ret)
 			return ret;
-		pthread_mutex_lock(&s->lock);
-		ret = s->error;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&s->rd.lock);
+		ret = s->rd.error;
+		pthread_mutex_unlock(&s->rd.lock);
 		if (ret)
 			return 0; /* another sender failed: stop early */
 	}
@@ -328,25 +328,25 @@ static void *sender_main(void *arg)
 		uint32_t round, flags;
 		int ret;
 
-		pthread_mutex_lock(&s->lock);
-		while (!mig_worker_stopping(&w->wk) && s->gen == seen)
-			pthread_cond_wait(&s->cond, &s->lock);
+		pthread_mutex_lock(&s->rd.lock);
+		while (!mig_worker_stopping(&w->wk) && s->rd.gen == seen)
+			pthread_cond_wait(&s->rd.cond, &s->rd.lock);
 		if (mig_worker_stopping(&w->wk)) {
-			pthread_mutex_unlock(&s->lock);
+			pthread_mutex_unlock(&s->rd.lock);
 			break;
 		}
-		seen = s->gen;
-		round = s->round;
-		flags = s->round_flags;
-		pthread_mutex_unlock(&s->lock);
+		seen = s->rd.gen;
+		round = s->rd.round;
+		flags = s->rd.flags;
+		pthread_mutex_unlock(&s->rd.lock);
 
 		ret = send_round(w, round, flags);
 		if (ret)
 			sender_fail(w, ret, "guest pages");
-		pthread_mutex_lock(&s->lock);
-		s->done++;
-		pthread_cond_broadcast(&s->cond);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&s->rd.lock);
+		s->rd.done++;
+		pthread_cond_broadcast(&s->rd.cond);
+		pthread_mutex_unlock(&s->rd.lock);
 	}
 	return NULL;
 }
@@ -390,7 +390,7 @@ int src_senders_start(struct mig_src *s)
 		/* Senders restarted after a recovery must not take the last
 		 * round for a new one: it was run, and its done++ would end
 		 * the next round early (found by TSan). */
-		w->seen = s->gen;
+		w->seen = s->rd.gen;
 		w->st = tp_session_bulk(s->sess, i);
 		w->table = calloc(cap, sizeof(*w->table));
 		w->mask = cap - 1;
@@ -416,11 +416,11 @@ void src_senders_stop(struct mig_src *s)
 		return;
 	/* Kicked under the lock, so that no sender checks between its
 	 * test and its wait and sleeps through the broadcast. */
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->rd.lock);
 	for (unsigned int i = 0; i < s->nbulk; i++)
 		mig_worker_kick(&s->senders[i].wk);
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_broadcast(&s->rd.cond);
+	pthread_mutex_unlock(&s->rd.lock);
 	for (unsigned int i = 0; i < s->nbulk; i++) {
 		mig_worker_join(&s->senders[i].wk);
 		free(s->senders[i].table);

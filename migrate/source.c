@@ -196,7 +196,7 @@ static void conclude(struct mig_src *s, int ret, char *err)
 int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		   char err[MIG_ERR_LEN])
 {
-	struct mig_src s = { .p = p, .st = st, .err = err,
+	struct mig_src s = { .p = p, .st = st, .rd = { .err = err },
 			     .uffd = { .fd = -1 },
 			     .urg = { .wk = { .stop_fd = -1 } },
 			     .phase = MIG_PHASE_SETUP };
@@ -207,10 +207,10 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	memset(st, 0, sizeof(*st));
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
 	s.start_ns = ut_now_ns();
-	pthread_mutex_init(&s.lock, NULL);
+	pthread_mutex_init(&s.rd.lock, NULL);
 	s.sess = p->session;
 	s.nbulk = tp_session_nbulk(p->session);
-	ret = mig_cond_init(&s.cond);
+	ret = mig_cond_init(&s.rd.cond);
 	if (ret) {
 		mig_fail(err, ret, "cannot make a condition variable");
 		goto out_lock;
@@ -270,8 +270,8 @@ out:
 	mig_vm_detach(&s.vm);
 	if (s.own_sess)
 		tp_session_destroy(s.sess);
-	pthread_cond_destroy(&s.cond);
+	pthread_cond_destroy(&s.rd.cond);
 out_lock:
-	pthread_mutex_destroy(&s.lock);
+	pthread_mutex_destroy(&s.rd.lock);
 	return ret;
 }
