@@ -11,17 +11,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <unistd.h>
-#include <linux/userfaultfd.h>
-#include <sys/socket.h>
-#include <time.h>
 
 #define LOG_PREFIX "dest"
 #include "migrate/dest-internal.h"

@@ -6,16 +6,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <sys/socket.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
-#include <linux/userfaultfd.h>
 
 #define LOG_PREFIX "source"
 #include "migrate/source-internal.h"

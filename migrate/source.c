@@ -8,14 +8,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <sys/socket.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
