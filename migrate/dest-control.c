@@ -14,16 +14,6 @@
 #define LOG_PREFIX "dest"
 #include "migrate/dest-internal.h"
 
-void dst_tell_source(struct mig_dst *d, int code, const char *msg)
-{
-	uint8_t buf[512];
-	ssize_t n = mig_enc_error(buf, sizeof(buf), code, msg);
-
-	if (n > 0)
-		mig_send_msg(tp_session_control(d->sess), MIG_MSG_ERROR,
-			     buf, n);
-}
-
 bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b)
 {
 	if (a->nr != b->nr)
@@ -57,13 +47,13 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		mig_fail(err, -EPROTONOSUPPORT, "the source speaks protocol "
 			 "versions %u-%u, this destination %u", h.ver_min,
 			 h.ver_max, MIG_WIRE_VERSION);
-		dst_tell_source(d, EPROTONOSUPPORT, err);
+		mig_tell_peer(d->sess, EPROTONOSUPPORT, err);
 		return -EPROTONOSUPPORT;
 	}
 	if (h.nbulk != d->nbulk) {
 		mig_fail(err, -EPROTO, "the source's HELLO announces %u bulk "
 			 "streams, its session has %u", h.nbulk, d->nbulk);
-		dst_tell_source(d, EPROTO, err);
+		mig_tell_peer(d->sess, EPROTO, err);
 		return -EPROTO;
 	}
 	if (!dst_same_layout(&h.layout, &d->vm.layout)) {
@@ -72,7 +62,7 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 			 "regions, %llu pages)", h.layout.nr,
 			 (unsigned long long)h.total_pages, d->vm.layout.nr,
 			 (unsigned long long)d->vm.total_pages);
-		dst_tell_source(d, EINVAL, err);
+		mig_tell_peer(d->sess, EINVAL, err);
 		return -EINVAL;
 	}
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){

@@ -118,8 +118,6 @@ void dst_uffd_release(struct mig_dst *d);
 
 /* ---- the control stream (dest-control.c) ---- */
 
-/* An ERROR with @code and @msg to the source, best effort. */
-void dst_tell_source(struct mig_dst *d, int code, const char *msg);
 bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b);
 /* HELLO checked, WELCOME sent. */
 int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err);

@@ -62,7 +62,7 @@ static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, char *err)
 	    !(h.features & MIG_FEAT_RECOVER) ||
 	    !dst_same_layout(&h.layout, &d->vm.layout) ||
 	    h.nbulk != tp_session_nbulk(d->sess)) {
-		dst_tell_source(d, EINVAL, "not a recovery of this migration");
+		mig_tell_peer(d->sess, EINVAL, "not a recovery of this migration");
 		return mig_fail(err, -EPROTO, "a peer connected that does not "
 				"recover this migration");
 	}

@@ -98,7 +98,7 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 
 		snprintf(msg, sizeof(msg), "was cancelled by the operator "
 			 "(%s)", d->why);
-		dst_tell_source(d, ECANCELED, msg);
+		mig_tell_peer(d->sess, ECANCELED, msg);
 		dst_linger(ctl);
 	}
 	if (ret)
@@ -149,7 +149,7 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 		if (d->vm.link.sock < 0)
 			break;
 		if (!d->cancelled && (!d->meet.failed || ret != -ECANCELED))
-			dst_tell_source(d, ret < 0 ? -ret : EIO, err);
+			mig_tell_peer(d->sess, ret < 0 ? -ret : EIO, err);
 		/* Unregister while the VMM's memory still exists. */
 		dst_uffd_release(d);
 		vml_client_quit(&d->vm.link);

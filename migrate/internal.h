@@ -127,6 +127,10 @@ void mig_worker_stop(struct mig_worker *w);
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 		    size_t cap, struct tp_msg *m, const char *what, char *err);
 
+/* An ERROR with @code (positive errno) and @msg to the peer on the
+ * control stream of @sess, best effort. */
+void mig_tell_peer(struct tp_session *sess, int code, const char *msg);
+
 /* Sends an encoded control message; returns 0 or -errno. */
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 		 size_t len);

@@ -203,9 +203,4 @@ int src_recover_handshake(struct mig_src *s, char *err);
 /* A new session, the handshake, the senders restarted. */
 int src_recover(struct mig_src *s, char *err);
 
-/* ---- the entry point (source.c) ---- */
-
-/* An ERROR with @code and @msg to the destination, best effort. */
-void src_tell_dest(struct mig_src *s, int code, const char *msg);
-
 #endif /* FERRY_MIGRATE_SOURCE_INTERNAL_H */

@@ -234,7 +234,7 @@ static int cancel(struct mig_src *s, uint32_t rounds,
 		 (ut_now_ns() - s->start_ns) / 1e9, v->predicted_downtime_ms,
 		 (unsigned long long)pol->downtime_limit_ms,
 		 v->dirty_rate_mibs);
-	src_tell_dest(s, ETIMEDOUT, err);
+	mig_tell_peer(s->sess, ETIMEDOUT, err);
 	return -ETIMEDOUT;
 }
 

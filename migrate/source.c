@@ -92,16 +92,6 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 	return 0;
 }
 
-void src_tell_dest(struct mig_src *s, int code, const char *msg)
-{
-	uint8_t buf[512];
-	ssize_t n = mig_enc_error(buf, sizeof(buf), code, msg);
-
-	if (n > 0)
-		mig_send_msg(tp_session_control(s->sess), MIG_MSG_ERROR,
-			     buf, n);
-}
-
 /* After telling the destination we cancelled: wait (bounded) until it
  * has read it and discarded its VM, so that closing the bulk streams
  * cannot overtake the reason. Its answer is an ERROR or a close. */
@@ -179,12 +169,12 @@ static void conclude(struct mig_src *s, int ret, char *err)
 
 		snprintf(msg, sizeof(msg), "was cancelled by the operator "
 			 "(%s)", s->why);
-		src_tell_dest(s, ECANCELED, msg);
+		mig_tell_peer(s->sess, ECANCELED, msg);
 		linger(s);
 	} else if (ret && ret != -ETIMEDOUT && s->senders &&
 		   last != MIG_PHASE_POSTCOPY && last != MIG_PHASE_RECOVERING &&
 		   !s->dest_discarded) {
-		src_tell_dest(s, -ret, err[0] ? err : "source failed");
+		mig_tell_peer(s->sess, -ret, err[0] ? err : "source failed");
 	}
 }
 

@@ -63,6 +63,15 @@ int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 	return tp_send(st, type, &iov, len ? 1 : 0, 0);
 }
 
+void mig_tell_peer(struct tp_session *sess, int code, const char *msg)
+{
+	uint8_t buf[512];
+	ssize_t n = mig_enc_error(buf, sizeof(buf), code, msg);
+
+	if (n > 0)
+		mig_send_msg(tp_session_control(sess), MIG_MSG_ERROR, buf, n);
+}
+
 int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len)
 {
