@@ -25,12 +25,46 @@ bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b)
 	return true;
 }
 
+/* The plan is made before WELCOME, so that one that cannot fit is the
+ * answer to HELLO; the pages are bound before any receiver runs. */
+static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
+			  const struct mig_hello *h, char *err)
+{
+	struct mig_topology *t = malloc(sizeof(*t));
+	uint8_t buf[64];
+	ssize_t n;
+	int ret;
+
+	if (!t)
+		return mig_fail(err, -ENOMEM, "out of memory");
+	ret = mig_place_begin(&d->place, &d->p->placement, &d->vm, t, err);
+	if (ret) {
+		mig_tell_peer(d->sess, -ret, err);
+		goto out;
+	}
+	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
+		MIG_WIRE_VERSION,
+		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT) &
+		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) });
+	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
+	if (ret) {
+		mig_fail(err, ret, "answering HELLO: %s",
+			 tp_stream_strerror(ctl));
+		goto out;
+	}
+	ret = mig_place_dst_handshake(&d->place, ctl,
+				      h->features & MIG_FEAT_PLACEMENT, t,
+				      &d->vm, err);
+out:
+	free(t);
+	return ret;
+}
+
 int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 {
 	uint8_t buf[4096];
 	struct mig_hello h;
 	struct tp_msg m;
-	ssize_t n;
 	int ret;
 
 	ret = tp_recv(ctl, &m, buf, sizeof(buf));
@@ -65,14 +99,7 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		mig_tell_peer(d->sess, EINVAL, err);
 		return -EINVAL;
 	}
-	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
-		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 &
-		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) });
-	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
-	if (ret)
-		return mig_fail(err, ret, "answering HELLO: %s",
-				tp_stream_strerror(ctl));
-	return 0;
+	return welcome_placed(d, ctl, &h, err);
 }
 
 /* POSTCOPY: every receiver must stop at its marker before the discards

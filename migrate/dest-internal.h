@@ -56,6 +56,7 @@ struct mig_dst {
 	bool pushing;			/* receivers start in atomic mode */
 	struct mig_resumed resumed;	/* as sent, for a reconnecting source */
 	struct mig_vm vm;
+	struct mig_place place;		/* the plan, from WELCOME on */
 	unsigned int nbulk;
 	struct receiver *rx;
 	struct ut_bitmap received;	/* pages that hold data from the wire */

@@ -114,6 +114,24 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 	return ret;
 }
 
+/* Every page is here: where did they land? A check that cannot run is
+ * said, not a failure of the migration, which has succeeded. */
+static void check_placement(struct mig_dst *d)
+{
+	char perr[MIG_ERR_LEN] = "";
+	const struct mig_place_stats *p = &d->place.st;
+
+	if (!d->place.planned)
+		return;
+	if (mig_place_check(&d->place, &d->vm, perr)) {
+		pr_warn("%s", perr);
+		return;
+	}
+	pr_info("placement %s: %llu of %llu pages in memory on their planned "
+		"node", p->policy, (unsigned long long)p->pages_as_planned,
+		(unsigned long long)p->pages_present);
+}
+
 /* The last hand-off from d->phase, and what it leaves behind. */
 static void conclude(struct mig_dst *d, int ret, char *err)
 {
@@ -198,6 +216,9 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (d.phase == MIG_PHASE_SETUP || d.phase == MIG_PHASE_PRECOPY ||
 	    d.phase == MIG_PHASE_SWITCHOVER)
 		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
+	if (d.phase == MIG_PHASE_COMPLETE)
+		check_placement(&d);
+	st->place = d.place.st;
 	conclude(&d, ret, err);
 	snprintf(st->outcome, sizeof(st->outcome), "%s",
 		 mig_phase_name(d.phase));
@@ -212,6 +233,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.received);
 	ut_bitmap_fini(&d.zero);
 	mig_faults_fini(&d.faults);
+	mig_place_fini(&d.place);
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)
 		tp_session_destroy(d.sess);

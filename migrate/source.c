@@ -58,7 +58,8 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 {
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
-		.features = MIG_FEATURES_V1, .nbulk = s->nbulk,
+		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT,
+		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
 	};
 	uint8_t buf[4096];
@@ -89,6 +90,9 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 				 s->p->mode == MIG_MODE_HYBRID))
 		return mig_fail(err, -EOPNOTSUPP, "the destination cannot do "
 				"postcopy (its VM handed over no userfaultfd)");
+	if (w.features & MIG_FEAT_PLACEMENT)
+		return mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,
+					       err);
 	return 0;
 }
 
