@@ -521,8 +521,10 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 	return 0;
 }
 
-/* Pages asked about at once: bounds the node array. */
-#define CHECK_SLICE 65536
+/* Guest RAM asked about at once: bounds the node array and mincore's
+ * vector (one byte per 4 KiB) whatever the page size. */
+#define CHECK_BYTES (256ULL << 20)
+#define CHECK_SLICE (CHECK_BYTES / 4096)
 
 int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
 		   struct mig_place_report *rep, char err[MIG_ERR_LEN])
@@ -535,10 +537,11 @@ int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
 		return mig_fail(err, -ENOMEM, "placement: out of memory");
 	for (uint32_t r = 0; r < pl->nr && !ret; r++) {
 		uint64_t pages = map[r].size / map[r].page_size;
+		uint64_t slice = CHECK_BYTES / map[r].page_size ?
+				 CHECK_BYTES / map[r].page_size : 1;
 
-		for (uint64_t p = 0; p < pages && !ret; p += CHECK_SLICE) {
-			uint64_t n = pages - p < CHECK_SLICE ? pages - p :
-							       CHECK_SLICE;
+		for (uint64_t p = 0; p < pages && !ret; p += slice) {
+			uint64_t n = pages - p < slice ? pages - p : slice;
 			ssize_t got = gm_numa_where(&map[r], p, n, node);
 
 			if (got < 0) {
