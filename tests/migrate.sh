@@ -42,7 +42,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_sequential
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused nested_boot nested_local nested_bind1
-	nested_interleave nested_tiered nested_refused soak"
+	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
 
 # The accelerator, decided once by ferry-vm's own probe (which honours
@@ -889,6 +889,27 @@ case_nested_tiered() {
 	[ "$(field planned1 "$W")" != 0.0 ] || { fail "nothing planned below: $W"; return; }
 	pass "nested tiered, fast share 25%, 10% hot set: $top of $hot hot chunks on node 0 ($(field samples "$W") samples); $PLACED"
 }
+# 2 MiB huge pages come from the chosen node's pool: node 1's holds 16
+# inside, and this host's pool grows by 16 for the source VM while the
+# tests' hugetlb lock is held (both given back whatever happens).
+case_nested_hugetlb() {
+	local pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages old
+	local npool=/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages
+	nested_ready || return
+	[ -w "$pool" ] || { skip "cannot change $pool"; return; }
+	exec 9>/tmp/ferry-tests-hugetlb.lock
+	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return; }
+	old=$(cat "$pool")
+	trap 'case_end; echo "$old" >"$pool"; nested "echo 0 >$npool" >/dev/null 2>&1' EXIT
+	echo $((old + 16)) >"$pool"
+	[ "$(cat "$pool")" -ge $((old + 16)) ] || { skip "cannot reserve 16 huge pages here"; return; }
+	[ "$(nested "echo 16 >$npool; cat $npool")" = 16 ] ||
+		{ skip "cannot reserve 16 huge pages on node 1 inside"; return; }
+	nested_migrate bind:1 "--ws 8M --rate 2 -b hugetlb-2M" || return
+	[ "$(field placed0 "$W")" = 0.0 ] || { fail "huge pages on node 0: $W"; return; }
+	pass "nested bind:1, hugetlb-2M: $PLACED"
+}
+
 # 1 GiB of guest RAM bound to node 1 (768 MiB): refused before any page,
 # one line on both sides; the source VM runs on.
 case_nested_refused() {
