@@ -1002,8 +1002,8 @@ static int hand_join(struct tp_stream *st, const uint8_t *token,
 	int ret;
 
 	memcpy(join, token, TP_TOKEN_LEN);
-	tp_put_le32(join + TP_TOKEN_LEN, kind);
-	tp_put_le32(join + TP_TOKEN_LEN + 4, 0);
+	ut_put_le32(join + TP_TOKEN_LEN, kind);
+	ut_put_le32(join + TP_TOKEN_LEN + 4, 0);
 	memcpy(join + TP_TOKEN_LEN + 8, proof, TP_PROOF_LEN);
 	ck_assert_int_eq(tp_send_internal(st, TP_TYPE_JOIN, join, JOIN_LEN), 0);
 	ret = tp_recv(st, &m, NULL, 0);
@@ -1034,8 +1034,8 @@ START_TEST(join_replay_refused)
 	server_start(&sv, &scfg, "127.0.0.1");
 	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
 	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
-	tp_put_le32(hello, TP_PROTO_VERSION);
-	tp_put_le32(hello + 4, 1);
+	ut_put_le32(hello, TP_PROTO_VERSION);
+	ut_put_le32(hello + 4, 1);
 	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
 					  HELLO_LEN), 0);
 	ck_assert_int_eq(tp_recv(ctl, &m, welcome, sizeof(welcome)), 0);
@@ -1092,8 +1092,8 @@ START_TEST(old_protocol_refused)
 	server_start(&sv, &scfg, "127.0.0.1");
 	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
 	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
-	tp_put_le32(hello, 1);
-	tp_put_le32(hello + 4, 1);
+	ut_put_le32(hello, 1);
+	ut_put_le32(hello + 4, 1);
 	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
 					  HELLO_LEN), 0);
 	check_reason(server_wait(&sv), -EPROTO, sv.err.msg,

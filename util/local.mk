@@ -1,6 +1,7 @@
 # util: logging, bitmaps, clock, histogram (the leaf every module links).
 noinst_LIBRARIES += util/libutil.a
 util_libutil_a_SOURCES = \
+	util/le.h \
 	util/util.h \
 	util/log.c \
 	util/bitmap.c \
