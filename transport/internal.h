@@ -78,8 +78,6 @@ int tp_tls_create(const struct tp_config *cfg, bool server,
 struct tp_tls *tp_tls_get(struct tp_tls *t);
 /* Drops a reference; frees at zero; accepts NULL. */
 void tp_tls_put(struct tp_tls *t);
-int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 struct tp_stream;
 

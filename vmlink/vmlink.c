@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "vmlink"
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 #include "util/le.h"
 #include "util/util.h"
 
