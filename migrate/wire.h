@@ -22,8 +22,9 @@
 #include <sys/types.h>
 
 #include "guestmem/guestmem.h"
+#include "util/le.h"
 
-#define MIG_WIRE_MAGIC 0x31595246u /* "FRY1" as bytes on the wire */
+#define MIG_WIRE_MAGIC UT_FERRY_MAGIC /* "FRY1" as bytes on the wire */
 #define MIG_WIRE_VERSION 1
 #define MIG_MAX_REGIONS 64
 #define MIG_MAX_BATCH 1024	/* pages in one PAGES message */

@@ -37,6 +37,10 @@ static const char usage[] =
 "      --fast-share PCT     tiered: at most PCT%% of guest RAM on the top\n"
 "                           tier (default: as much as its free memory)\n"
 "      --show-topology      print this host's NUMA picture and exit\n"
+"      --uffd-mode MODE     how postcopy places pages: auto (MINOR mode\n"
+"                           where the kernel has it for the backing: the\n"
+"                           page written into the page cache, then mapped)\n"
+"                           or missing (UFFDIO_COPY only)\n"
 "  -q, --quiet              no summary\n"
 "  -v, --verbose            log what happens\n"
 "  -h, --help               this text\n"
@@ -48,6 +52,7 @@ static const char usage[] =
 
 enum {
 	OPT_ACCEPT_TIMEOUT = CLI_OPT_END,
+	OPT_UFFD_MODE,
 	OPT_PLACEMENT,
 	OPT_FAST_SHARE,
 	OPT_SHOW_TOPOLOGY,
@@ -90,6 +95,7 @@ int main(int argc, char **argv)
 		{ "vm", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
+		{ "uffd-mode", required_argument, NULL, OPT_UFFD_MODE },
 		{ "placement", required_argument, NULL, OPT_PLACEMENT },
 		{ "fast-share", required_argument, NULL, OPT_FAST_SHARE },
 		{ "show-topology", no_argument, NULL, OPT_SHOW_TOPOLOGY },
@@ -127,6 +133,14 @@ int main(int argc, char **argv)
 					    86400)) < 0)
 				return 2;
 			c.tp.accept_timeout_ms = v * 1000;
+			break;
+		case OPT_UFFD_MODE:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "missing")) {
+				fprintf(stderr, "ferry-dest: --uffd-mode takes "
+					"auto or missing, not '%s'\n", optarg);
+				return 2;
+			}
+			p.no_minor = !strcmp(optarg, "missing");
 			break;
 		case OPT_PLACEMENT:
 			if (mig_place_parse(optarg, &p.placement, err)) {
