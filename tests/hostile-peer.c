@@ -157,6 +157,46 @@ static int send_dups(struct peer *p, const struct mig_dup *d, uint32_t count)
 
 /* ---- the scenarios ---- */
 
+/* A HELLO that asks for placement, WELCOME and the destination's
+ * TOPOLOGY; then @heat_chunks chunks of HEAT (the right count is
+ * mig_chunks() of the region). */
+static int placement_heat(struct peer *p, uint32_t heat_chunks)
+{
+	static uint8_t heat[4096];
+	struct mig_welcome w;
+	struct tp_msg m;
+	ssize_t n;
+	int ret;
+
+	default_hello(p, &p->hello);
+	p->hello.features |= MIG_FEAT_PLACEMENT;
+	ret = send_hello(p, &p->hello);
+	if (!ret)
+		ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
+	if (!ret && (m.type != MIG_MSG_WELCOME ||
+		     mig_dec_welcome(p->buf, m.len, &p->hello, &w) ||
+		     !(w.features & MIG_FEAT_PLACEMENT)))
+		ret = -EPROTO;
+	if (!ret)
+		ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
+	if (ret || m.type != MIG_MSG_TOPOLOGY) {
+		fprintf(stderr, "hostile-peer: no WELCOME with TOPOLOGY\n");
+		return ret ? ret : -EPROTO;
+	}
+	p->welcomed = true;
+	n = mig_enc_heat(p->buf, BUF_CAP, &(struct mig_heat){ .nr = 1,
+		.samples = 1, .nchunks = { heat_chunks }, .heat = { heat } });
+	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_HEAT, p->buf, n);
+}
+
+/* One chunk fewer than the region has (one more would not fit the
+ * destination's buffer, refused as such). */
+static int s_heat_chunks(struct peer *p)
+{
+	return placement_heat(p, (p->pages * PSZ + MIG_CHUNK - 1) / MIG_CHUNK - 1);
+}
+
+
 static int s_hello_truncated(struct peer *p)
 {
 	ssize_t n;
@@ -698,6 +738,7 @@ static const struct scenario {
 	{ "hello_layout_mismatch", s_hello_layout_mismatch },
 	{ "hello_nbulk_mismatch", s_hello_nbulk_mismatch },
 	{ "hello_second", s_hello_second },
+	{ "heat_chunks", s_heat_chunks },
 	{ "pages_truncated", s_pages_truncated },
 	{ "pages_short_header", s_pages_short_header },
 	{ "pages_count_zero", s_pages_count_zero },
