@@ -25,7 +25,7 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 {
 	if (!p->policy[0])
 		return;
-	fprintf(f, "  \"placement\": {\"policy\": ");
+	fprintf(f, "  \"numa\": {\"policy\": ");
 	json_str(f, p->policy);
 	fprintf(f, ", \"note\": ");
 	json_str(f, p->note);

@@ -368,22 +368,25 @@ case_auto_2g() {
 	pass "auto, 2 GiB guest dirtying 256 MiB/s: $MODE, $VERIFIED"
 }
 
-# 2M hugetlb: whole huge pages are placed atomically. The pool is
-# system-wide: the tests' lock is held while it is changed.
-case_postcopy_hugetlb() {
+# hugetlb_reserve N [CMD]: N more 2M huge pages in this host's pool for
+# this case, with the tests' hugetlb lock held (the pool is system-wide);
+# whichever way the case ends, its VMs give their huge pages back before
+# the pool shrinks, then CMD runs. Skips (returns 1) if it cannot grow.
+hugetlb_reserve() {
 	local pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages old
-	[ -w "$pool" ] || { skip "cannot change $pool"; return; }
+	[ -w "$pool" ] || { skip "cannot change $pool"; return 1; }
 	exec 9>/tmp/ferry-tests-hugetlb.lock
-	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return; }
+	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return 1; }
 	old=$(cat "$pool")
-	# Whichever way the case ends, its VMs give their huge pages back
-	# before the pool shrinks.
-	trap 'case_end; echo "$old" >"$pool"' EXIT
-	echo $((old + 48)) >"$pool"
-	if [ "$(cat "$pool")" -lt $((old + 48)) ]; then
-		skip "cannot reserve 48 huge pages"
-		return
-	fi
+	trap "case_end; echo $old >$pool; ${2:-}" EXIT
+	echo $((old + $1)) >"$pool"
+	[ "$(cat "$pool")" -ge $((old + $1)) ] ||
+		{ skip "cannot reserve $1 huge pages"; return 1; }
+}
+
+# 2M hugetlb: whole huge pages are placed atomically.
+case_postcopy_hugetlb() {
+	hugetlb_reserve 48 || return
 	migrate 32M "--rate 32 -b hugetlb-2M" "--mode postcopy" || return
 	placed_by minor || return
 	pass "postcopy, hugetlb-2M: $VERIFIED, $FAULTS faults, placed by $PLACEMENT"
@@ -715,14 +718,14 @@ case_soak() {
 
 # ---- placement ----
 
-# placement FILE: the placement block of a statistics file as words:
+# placement FILE: the numa block of a statistics file as words:
 # policy= checked= present= absent= as_planned= (a fraction), planned<N>=
 # and placed<N>= (MiB by node), samples= hot= hot_top= (tiered)
 placement() {
 	python3 - "$1" <<'PY'
 import json, sys
 try:
-    p = json.load(open(sys.argv[1]))["placement"]
+    p = json.load(open(sys.argv[1]))["numa"]
 except (OSError, ValueError, KeyError) as e:
     print("error=%s" % type(e).__name__)
     sys.exit(0)
@@ -916,16 +919,9 @@ case_nested_tiered() {
 # inside, and this host's pool grows by 16 for the source VM while the
 # tests' hugetlb lock is held (both given back whatever happens).
 case_nested_hugetlb() {
-	local pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages old
 	local npool=/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages
 	nested_ready || return
-	[ -w "$pool" ] || { skip "cannot change $pool"; return; }
-	exec 9>/tmp/ferry-tests-hugetlb.lock
-	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return; }
-	old=$(cat "$pool")
-	trap 'case_end; echo "$old" >"$pool"; nested "echo 0 >$npool" >/dev/null 2>&1' EXIT
-	echo $((old + 16)) >"$pool"
-	[ "$(cat "$pool")" -ge $((old + 16)) ] || { skip "cannot reserve 16 huge pages here"; return; }
+	hugetlb_reserve 16 "nested 'echo 0 >$npool' >/dev/null 2>&1" || return
 	[ "$(nested "echo 16 >$npool; cat $npool")" = 16 ] ||
 		{ skip "cannot reserve 16 huge pages on node 1 inside"; return; }
 	nested_migrate bind:1 "--ws 8M --rate 2 -b hugetlb-2M" || return
