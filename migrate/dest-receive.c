@@ -226,6 +226,51 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	return 0;
 }
 
+/* SUBPAGES (precopy): the changed 4 KiB of a huge page we hold, written
+ * into it in place (or through the stage and the backing file). */
+static int rx_subpages(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_subpages s;
+	struct iovec iov = { r->buf, MIG_SUBPAGES_FIXED };
+	uint32_t n = 0;
+	uint8_t *page;
+	int ret;
+
+	if (m->len < MIG_SUBPAGES_FIXED)
+		return mig_wire_reject("subpages: shorter than its header");
+	ret = tp_recv_payload(r->st, &iov, 1);
+	if (!ret)
+		ret = mig_dec_subpages_hdr(r->buf, MIG_SUBPAGES_FIXED, m->len,
+					   &d->vm.layout, &s);
+	if (ret)
+		return ret;
+	if (r->atomic)
+		return mig_wire_reject("subpages: in postcopy, where pages are "
+				       "placed whole");
+	if (!ut_bitmap_test(&d->received, d->vm.first[s.region] + s.page))
+		return mig_wire_reject("subpages: page %llu of region %u was "
+				       "never sent whole",
+				       (unsigned long long)s.page, s.region);
+	page = d->vm.copy ? r->stage : mig_vm_page(&d->vm, s.region, s.page);
+	if (d->vm.copy && (ret = mig_vm_read(&d->vm, s.region, s.page, page,
+					    MIG_SUB_SIZE * MIG_SUB_PER_PAGE)))
+		return ret;
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (s.data[i / 8] & (1u << (i % 8)))
+			r->iov[n++] = (struct iovec){ sub, MIG_SUB_SIZE };
+		else if (s.zero[i / 8] & (1u << (i % 8)))
+			memset(sub, 0, MIG_SUB_SIZE);
+	}
+	ret = n ? tp_recv_payload(r->st, r->iov, n) : 0;
+	if (!ret && d->vm.copy)
+		ret = mig_vm_write(&d->vm, s.region, s.page, page,
+				   MIG_SUB_SIZE * MIG_SUB_PER_PAGE);
+	return ret;
+}
+
 static int rx_small(struct receiver *r, const struct tp_msg *m)
 {
 	struct iovec iov = { r->buf, m->len };
@@ -357,6 +402,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		return rx_zero(r, m);
 	case MIG_MSG_DUP:
 		return rx_dup(r, m);
+	case MIG_MSG_SUBPAGES:
+		return rx_subpages(r, m);
 	case MIG_MSG_ROUND:
 		ret = rx_small(r, m);
 		if (!ret)

@@ -184,6 +184,9 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		rs->data_pages += c->data;
 		rs->zero_pages += c->zero;
 		rs->dup_pages += c->dup;
+		rs->delta_pages += c->delta;
+		rs->subpages += c->subpages;
+		rs->same_pages += c->same;
 		rs->bytes += c->bytes_data + c->bytes_zero + c->bytes_dup +
 			     c->bytes_proto;
 		s->st->bytes_data += c->bytes_data;

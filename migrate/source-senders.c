@@ -98,6 +98,86 @@ static int add_page(struct sender *w, uint32_t region, uint64_t idx,
 	return ret;
 }
 
+/* One page now, from @buf, in a PAGES message of its own. */
+static int send_one(struct sender *w, uint32_t region, uint64_t idx,
+		    const uint8_t *buf)
+{
+	uint32_t psz = w->src->vm.layout.r[region].page_size;
+	ssize_t n = mig_enc_pages_hdr(w->subhdr, sizeof(w->subhdr), region, 1,
+				      &idx);
+	int ret;
+
+	if (n < 0)
+		return n;
+	w->subiov[0] = (struct iovec){ w->subhdr, n };
+	w->subiov[1] = (struct iovec){ (void *)buf, psz };
+	throttle(w->src, n + psz);
+	ret = tp_send(w->st, MIG_MSG_PAGES, w->subiov, 2, 0);
+	if (ret)
+		return ret;
+	w->c.data++;
+	w->c.bytes_data += psz;
+	w->c.bytes_proto += n;
+	return 0;
+}
+
+/* A 2 MiB page with sub-page deltas on: copied, hashed per 4 KiB against
+ * what the destination holds, and sent as SUBPAGES when at most half of
+ * it changed, else whole. A page the destination holds no hashes of yet
+ * goes whole. */
+static int send_huge(struct sender *w, uint32_t region, uint64_t idx,
+		     const uint8_t *page)
+{
+	struct mig_src *s = w->src;
+	const size_t psz = (size_t)MIG_SUB_SIZE * MIG_SUB_PER_PAGE;
+	uint64_t g = s->vm.first[region] + idx;
+	struct gm_hash *hs = s->sub.hash[region] + idx * MIG_SUB_PER_PAGE;
+	bool have = ut_bitmap_test(&s->sub.valid, g);
+	struct mig_subpages sp = { .region = region, .page = idx };
+	bool changed = false;
+	ssize_t n;
+	int ret;
+
+	memcpy(w->hstage, page, psz);
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		const uint8_t *sub = w->hstage + (size_t)i * MIG_SUB_SIZE;
+		struct gm_hash h;
+
+		gm_hash(sub, MIG_SUB_SIZE, &h);
+		if (have && gm_hash_eq(&h, &hs[i]))
+			continue;
+		hs[i] = h;
+		changed = true;
+		if (gm_is_zero(sub, MIG_SUB_SIZE)) {
+			sp.zero[i / 8] |= 1u << (i % 8);
+		} else {
+			sp.data[i / 8] |= 1u << (i % 8);
+			w->subiov[1 + sp.count++] =
+				(struct iovec){ (void *)sub, MIG_SUB_SIZE };
+		}
+	}
+	ut_bitmap_set(&s->sub.valid, g);
+	if (!have || (size_t)sp.count * MIG_SUB_SIZE * 2 > psz)
+		return send_one(w, region, idx, w->hstage);
+	if (!changed) {
+		w->c.same++;
+		return 0;
+	}
+	n = mig_enc_subpages_hdr(w->subhdr, sizeof(w->subhdr), &sp);
+	if (n < 0)
+		return n;
+	w->subiov[0] = (struct iovec){ w->subhdr, n };
+	throttle(s, n + (size_t)sp.count * MIG_SUB_SIZE);
+	ret = tp_send(w->st, MIG_MSG_SUBPAGES, w->subiov, 1 + sp.count, 0);
+	if (ret)
+		return ret;
+	w->c.delta++;
+	w->c.subpages += sp.count;
+	w->c.bytes_data += (uint64_t)sp.count * MIG_SUB_SIZE;
+	w->c.bytes_proto += n;
+	return 0;
+}
+
 /* Finds @h among the pages this sender sent this round, or records it. */
 static bool seen_before(struct sender *w, const struct gm_hash *h,
 			uint32_t region, uint64_t idx, struct dup_slot **out)
@@ -209,6 +289,12 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			w->zbits[k / 8] |= 1u << (k % 8);
 			*any_zero = true;
 			w->c.zero++;
+			if (s->sub.on)
+				ut_bitmap_clear(&s->sub.valid, base + k);
+			continue;
+		}
+		if (s->sub.on && !s->postcopy && s->sub.hash[c->region]) {
+			ret = send_huge(w, c->region, c->start + k, page);
 			continue;
 		}
 		if (!s->postcopy) {
@@ -389,6 +475,14 @@ int src_senders_start(struct mig_src *s)
 		w->mask = cap - 1;
 		if (!w->table)
 			return -ENOMEM;
+		if (s->sub.on) {
+			w->hstage = aligned_alloc(4096, (size_t)MIG_SUB_SIZE *
+							      MIG_SUB_PER_PAGE);
+			if (!w->hstage)
+				return -ENOMEM;
+			memset(w->hstage, 0, (size_t)MIG_SUB_SIZE *
+						     MIG_SUB_PER_PAGE);
+		}
 		if (s->vm.copy) {
 			w->stage = aligned_alloc(4096, STAGE_BYTES);
 			if (!w->stage)
@@ -418,6 +512,7 @@ void src_senders_stop(struct mig_src *s)
 		mig_worker_join(&s->senders[i].wk);
 		free(s->senders[i].table);
 		free(s->senders[i].stage);
+		free(s->senders[i].hstage);
 	}
 	free(s->senders);
 	s->senders = NULL;
