@@ -226,15 +226,17 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	return 0;
 }
 
-/* SUBPAGES (precopy): the changed 4 KiB of a huge page we hold, written
- * into it in place (or through the stage and the backing file). */
+/* SUBPAGES (precopy): the changed 4 KiB of a 2 MiB window of a huge page
+ * we hold (or every 4 KiB of it), written into it in place. */
 static int rx_subpages(struct receiver *r, const struct tp_msg *m)
 {
 	struct mig_dst *d = r->d;
 	struct mig_subpages s;
 	struct iovec iov = { r->buf, MIG_SUBPAGES_FIXED };
 	uint32_t n = 0;
+	bool whole = true;
 	uint8_t *page;
+	uint64_t g;
 	int ret;
 
 	if (m->len < MIG_SUBPAGES_FIXED)
@@ -248,14 +250,17 @@ static int rx_subpages(struct receiver *r, const struct tp_msg *m)
 	if (r->atomic)
 		return mig_wire_reject("subpages: in postcopy, where pages are "
 				       "placed whole");
-	if (!ut_bitmap_test(&d->received, d->vm.first[s.region] + s.page))
+	g = d->vm.first[s.region] + s.page;
+	for (uint32_t i = 0; i < MIG_SUB_BITMAP; i++)
+		whole &= (s.data[i] | s.zero[i]) == 0xff;
+	if (!whole && !ut_bitmap_test(&d->received, g))
 		return mig_wire_reject("subpages: page %llu of region %u was "
-				       "never sent whole",
+				       "never sent",
 				       (unsigned long long)s.page, s.region);
-	page = d->vm.copy ? r->stage : mig_vm_page(&d->vm, s.region, s.page);
-	if (d->vm.copy && (ret = mig_vm_read(&d->vm, s.region, s.page, page,
-					    MIG_SUB_SIZE * MIG_SUB_PER_PAGE)))
-		return ret;
+	/* Only offered without COPY access (dst_welcome): hugetlbfs has no
+	 * write(2). */
+	page = mig_vm_page(&d->vm, s.region, s.page) +
+	       (size_t)s.first * MIG_SUB_SIZE;
 	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
 		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
 
@@ -265,9 +270,10 @@ static int rx_subpages(struct receiver *r, const struct tp_msg *m)
 			memset(sub, 0, MIG_SUB_SIZE);
 	}
 	ret = n ? tp_recv_payload(r->st, r->iov, n) : 0;
-	if (!ret && d->vm.copy)
-		ret = mig_vm_write(&d->vm, s.region, s.page, page,
-				   MIG_SUB_SIZE * MIG_SUB_PER_PAGE);
+	if (!ret) {
+		ut_bitmap_set(&d->received, g);
+		ut_bitmap_clear(&d->zero, g);
+	}
 	return ret;
 }
 

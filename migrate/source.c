@@ -53,7 +53,7 @@ static int start_tracking(struct mig_src *s, char *err)
 	return 0;
 }
 
-/* Sub-page hashes for the 2 MiB regions: 16 bytes per 4 KiB. */
+/* Sub-page hashes for the huge-page regions: 16 bytes per 4 KiB. */
 static int sub_init(struct mig_src *s, char *err)
 {
 	uint64_t bytes = 0;
@@ -61,8 +61,9 @@ static int sub_init(struct mig_src *s, char *err)
 	for (uint32_t r = 0; r < s->vm.nr; r++) {
 		uint64_t n = s->vm.layout.r[r].size / MIG_SUB_SIZE;
 
-		if (s->vm.layout.r[r].page_size !=
-		    MIG_SUB_SIZE * MIG_SUB_PER_PAGE)
+		uint32_t psz = s->vm.layout.r[r].page_size;
+
+		if (psz < MIG_SUB_WINDOW || psz % MIG_SUB_WINDOW)
 			continue;
 		s->sub.hash[r] = calloc(n, sizeof(struct gm_hash));
 		if (!s->sub.hash[r])

@@ -312,6 +312,8 @@ ssize_t mig_enc_subpages_hdr(uint8_t *buf, size_t cap,
 	put32(&c, s->region);
 	put32(&c, s->count);
 	put64(&c, s->page);
+	put32(&c, s->first);
+	put32(&c, 0);
 	put_bytes(&c, s->data, MIG_SUB_BITMAP);
 	put_bytes(&c, s->zero, MIG_SUB_BITMAP);
 	return enc_done(&c);
@@ -321,7 +323,7 @@ int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 			 const struct mig_layout *l, struct mig_subpages *s)
 {
 	struct cur c = { .r = buf, .len = len };
-	uint32_t bits = 0;
+	uint32_t bits = 0, psz;
 	int ret;
 
 	if (!buf || !l || !s)
@@ -329,6 +331,9 @@ int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 	s->region = get32(&c);
 	s->count = get32(&c);
 	s->page = get64(&c);
+	s->first = get32(&c);
+	if (get32(&c) != 0)
+		return bad("subpages", "reserved field not zero");
 	get_bytes(&c, s->data, MIG_SUB_BITMAP);
 	get_bytes(&c, s->zero, MIG_SUB_BITMAP);
 	ret = dec_done(&c, "subpages");
@@ -336,10 +341,13 @@ int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 		return ret;
 	if (s->region >= l->nr)
 		return bad("subpages", "no such region");
-	if (l->r[s->region].page_size != MIG_SUB_SIZE * MIG_SUB_PER_PAGE)
-		return bad("subpages", "the region's pages are not 2 MiB");
+	psz = l->r[s->region].page_size;
+	if (psz < MIG_SUB_WINDOW || psz % MIG_SUB_WINDOW)
+		return bad("subpages", "the region's pages are not huge pages");
 	if (s->page >= mig_region_pages(l, s->region))
 		return bad("subpages", "page index outside the region");
+	if (s->first % MIG_SUB_PER_PAGE || s->first >= psz / MIG_SUB_SIZE)
+		return bad("subpages", "window outside the page");
 	for (unsigned int i = 0; i < MIG_SUB_BITMAP; i++) {
 		if (s->data[i] & s->zero[i])
 			return bad("subpages", "a sub-page both data and zero");

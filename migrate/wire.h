@@ -99,21 +99,24 @@ struct mig_pages_hdr {
 };
 #define MIG_PAGES_FIXED 8
 
-/* SUBPAGES (2 MiB pages only): [region u32][count u32][page u64]
+/* SUBPAGES (huge pages of 2 MiB or a multiple, e.g. 1 GiB): one 2 MiB
+ * window of a page, [region u32][count u32][page u64][first u32][0 u32]
  * [data bitmap, 64 bytes][zero bitmap, 64 bytes], then count x 4 KiB:
- * the sub-pages whose data bit is set, in order. A zero bit: that 4 KiB
- * is zero now; neither bit: unchanged. The page must be one the
+ * the sub-pages first + i whose data bit i is set, in order. A zero bit:
+ * that 4 KiB is zero now; neither bit: unchanged, which needs a page the
  * destination already holds. */
 #define MIG_SUB_SIZE 4096u
-#define MIG_SUB_PER_PAGE 512u	/* sub-pages of a 2 MiB page */
+#define MIG_SUB_PER_PAGE 512u	/* sub-pages of a 2 MiB window */
 #define MIG_SUB_BITMAP (MIG_SUB_PER_PAGE / 8)
+#define MIG_SUB_WINDOW (MIG_SUB_SIZE * MIG_SUB_PER_PAGE)
 struct mig_subpages {
 	uint32_t region;
 	uint32_t count;		/* data sub-pages that follow */
 	uint64_t page;
+	uint32_t first;		/* sub-page of bit 0: a multiple of 512 */
 	uint8_t data[MIG_SUB_BITMAP], zero[MIG_SUB_BITMAP];
 };
-#define MIG_SUBPAGES_FIXED (16 + 2 * MIG_SUB_BITMAP)
+#define MIG_SUBPAGES_FIXED (24 + 2 * MIG_SUB_BITMAP)
 
 /* ZERO: [region u32][0 u32][first u64][npages u64][bitmap, LSB first]. */
 struct mig_zero {
@@ -211,9 +214,10 @@ int mig_dec_pages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 int mig_dec_pages_idx(const uint8_t *buf, size_t len,
 		      const struct mig_layout *l,
 		      const struct mig_pages_hdr *h, uint64_t *idx);
-/* The fixed part of a SUBPAGES message of @msg_len bytes: a 2 MiB page
- * inside its region, count equal to the data bits, no bit both data and
- * zero, @msg_len exactly header + count sub-pages. */
+/* The fixed part of a SUBPAGES message of @msg_len bytes: a page of 2 MiB
+ * or a multiple inside its region, a window inside the page, count equal
+ * to the data bits, no bit both data and zero, @msg_len exactly header +
+ * count sub-pages. */
 int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 			 const struct mig_layout *l, struct mig_subpages *s);
 int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,

@@ -255,6 +255,8 @@ START_TEST(subpages)
 				  .data = { 0x07 }, .zero = { 0x10 } }, out;
 	uint8_t buf[MIG_SUBPAGES_FIXED];
 	uint64_t len = MIG_SUBPAGES_FIXED + 3 * 4096;
+	struct mig_layout gig = { .nr = 1, .r = {
+		{ .gpa = 0, .size = 2ULL << 30, .page_size = 1U << 30 } } };
 	ssize_t n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
 
 	ck_assert_int_eq(n, MIG_SUBPAGES_FIXED);
@@ -284,6 +286,26 @@ START_TEST(subpages)
 	s.zero[0] = 0x01; /* sub-page 0 both data and zero */
 	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
 	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &h.layout, &out),
+			 -EPROTO);
+	s.zero[0] = 0x10;
+	s.first = 512; /* a 2 MiB page has one window */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &h.layout, &out),
+			 -EPROTO);
+	/* 1 GiB pages: 512 windows of 512 sub-pages each. */
+	s.region = 0;
+	s.page = 1;
+	s.first = 511 * 512;
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &gig, &out), 0);
+	ck_assert_uint_eq(out.first, 511 * 512);
+	s.first = 100; /* not at a window */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &gig, &out),
+			 -EPROTO);
+	s.first = 512 * 512; /* past the page */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &gig, &out),
 			 -EPROTO);
 	quiet();
 }

@@ -32,7 +32,8 @@ for f in "$VM" "$SRC" "$DST" "$B/tools/ferry-cert"; do
 done
 
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
-	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages hybrid auto auto_2g postcopy_recover
+	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
+	precopy_hugetlb_1g hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
@@ -360,11 +361,12 @@ case_auto_2g() {
 	pass "auto, 2 GiB guest dirtying 256 MiB/s: $MODE, $VERIFIED"
 }
 
-# hugetlb_pool N: N more 2 MiB huge pages for this case, given back (and
-# the pool restored) when it ends; 1 with a skip when they cannot be had.
-# The pool is system-wide: the tests' lock is held while it is changed.
+# hugetlb_pool N [KB]: N more huge pages of KB KiB (2048) for this case,
+# given back (and the pool restored) when it ends; 1 with a skip when
+# they cannot be had. The pool is system-wide: the tests' lock is held
+# while it is changed.
 hugetlb_pool() {
-	local pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages old
+	local pool=/sys/kernel/mm/hugepages/hugepages-${2:-2048}kB/nr_hugepages old
 	[ -w "$pool" ] || { skip "cannot change $pool"; return 1; }
 	exec 9>/tmp/ferry-tests-hugetlb.lock
 	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return 1; }
@@ -402,6 +404,14 @@ case_precopy_hugetlb_subpages() {
 	PY
 		{ fail "$(tail -n 1 "$CT/subpages.txt")"; return; }
 	pass "precopy, hugetlb-2M, scattered writer: $VERIFIED; $(cat "$CT/subpages.txt")"
+}
+
+# 1 GiB pages, where the kernel finds two contiguous GiB at run time: an
+# idle guest (every round would resend whole GiB pages) in precopy.
+case_precopy_hugetlb_1g() {
+	hugetlb_pool 2 1048576 || return
+	migrate 512M "--rate 0 -b hugetlb-1G" "--mode precopy -D 3000" 30 || return
+	pass "precopy, hugetlb-1G: $VERIFIED"
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
