@@ -45,7 +45,9 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
 		MIG_WIRE_VERSION,
 		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT) &
-		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) });
+		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
+		/* Sub-pages are written in place: not through write(2). */
+		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) });
 	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret) {
 		mig_fail(err, ret, "answering HELLO: %s",
