@@ -874,6 +874,10 @@ nested_ready() {
 		return 1
 	fi
 	[ -e "$ND/qemu.pid" ] || { skip "no nested host (nested_boot did not run)"; return 1; }
+	alive "$(cat "$ND/qemu.pid")" || {
+		fail "the nested host is gone: $(tail -n 3 "$ND/console.log" | tr -d '\r' | tr '\n' ' ')"
+		return 1
+	}
 }
 
 # nested_job NAME CMD: CMD inside in the background, named after this case
