@@ -114,6 +114,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
+	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
 	/* Each part of the handshake in turn; sub-pages no longer skip
 	 * the postcopy check or the placement exchange after them. */
 	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages &&
