@@ -863,7 +863,7 @@ int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 	if (ret)
 		goto out;
 	mig_place_stats_from(&st->place, t);
-	pr_info("the destination has %u NUMA nodes; its placement: %s",
+	pr_debug("the destination has %u NUMA nodes; its placement: %s",
 		t->host.nr_nodes, t->policy);
 	ret = send_heat(ctl, vm, d, !strncmp(t->policy, "tiered", 6), err);
 out:
