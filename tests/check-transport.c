@@ -865,6 +865,147 @@ START_TEST(key_update)
 }
 END_TEST
 
+/* ---- our record layer against OpenSSL's ---- */
+
+/* A plain OpenSSL client (block padding on, asking for KeyUpdates) talks
+ * to one of our TLS streams, which echoes every message back and updates
+ * its own keys every 64 KiB: both record layers must read each other,
+ * for each cipher suite (_i). */
+static const char *const interop_suites[] = {
+	"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+	"TLS_CHACHA20_POLY1305_SHA256",
+};
+
+struct echo_end {
+	struct tp_config cfg;
+	int fd;
+	struct tp_stream_stats stats;
+	char err[TP_ERR_LEN];
+	int ret;
+	pthread_t th;
+};
+
+static void *echo_fn(void *arg)
+{
+	struct echo_end *e = arg;
+	static uint8_t buf[300 * 1024];
+	struct tp_stream *st = NULL;
+	struct tp_tls *t = NULL;
+	struct tp_err err = { "" };
+	struct tp_msg m;
+	struct iovec v[3];
+	int ret;
+
+	ret = tp_tls_create(&e->cfg, true, &t, &err);
+	if (ret == 0)
+		ret = tp_stream_create(e->fd, TP_STREAM_CONTROL, 0, &e->cfg, &st);
+	if (ret == 0)
+		ret = tp_tls_handshake(st, t, NULL);
+	while (ret == 0 && (ret = tp_recv(st, &m, buf, sizeof(buf))) == 0 &&
+	       m.type != 9) {
+		/* Echoed in three pieces, the first small: the header's
+		 * record, then records that gather across pieces. */
+		size_t a = m.len < 100 ? m.len : 100, b = (m.len - a) / 2;
+
+		v[0] = (struct iovec){ buf, a };
+		v[1] = (struct iovec){ buf + a, b };
+		v[2] = (struct iovec){ buf + a + b, m.len - a - b };
+		ret = tp_send(st, m.type, v, 3, 0);
+	}
+	snprintf(e->err, sizeof(e->err), "%s", st ? tp_stream_strerror(st) :
+						    err.msg);
+	if (st)
+		tp_stream_get_stats(st, &e->stats);
+	tp_stream_destroy(st, true);
+	tp_tls_put(t);
+	e->ret = ret;
+	return NULL;
+}
+
+static void ssl_write_all(SSL *ssl, const void *p, size_t len)
+{
+	size_t w;
+
+	ck_assert_msg(SSL_write_ex(ssl, p, len, &w) == 1 && w == len,
+		      "SSL_write: %s", ERR_reason_error_string(ERR_get_error()));
+}
+
+static void ssl_read_all(SSL *ssl, void *p, size_t len)
+{
+	size_t got;
+
+	for (uint8_t *q = p; len > 0; q += got, len -= got)
+		ck_assert_msg(SSL_read_ex(ssl, q, len, &got) == 1,
+			      "SSL_read: %s",
+			      ERR_reason_error_string(ERR_get_error()));
+}
+
+START_TEST(interop_openssl_records)
+{
+	static uint8_t out[256 * 1024], in[256 * 1024];
+	struct creds sc;
+	struct echo_end e = { .cfg = mtls_cfg(&sc, "ca", "server") };
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	uint8_t hdr[TP_FRAME_LEN];
+	uint32_t type;
+	uint64_t len;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int sv[2];
+
+	e.cfg.key_update_bytes = 64 * 1024;
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	e.fd = sv[0];
+	ck_assert_int_eq(pthread_create(&e.th, NULL, echo_fn, &e), 0);
+	ctx = SSL_CTX_new(TLS_client_method());
+	ck_assert(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION));
+	ck_assert(SSL_CTX_set_ciphersuites(ctx, interop_suites[_i]));
+	ck_assert(SSL_CTX_set_block_padding(ctx, 256));
+	ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, cpath(ca, "ca"),
+						       NULL), 1);
+	ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(ctx,
+			 cpath(cert, "client")), 1);
+	ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(ctx, kpath(key, "client"),
+						     SSL_FILETYPE_PEM), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, sv[1]);
+	ck_assert_int_eq(SSL_connect(ssl), 1);
+	srand(40 + _i);
+	for (int i = 0; i < 40; i++) {
+		size_t n = i % 8 == 0 ? 0 : (size_t)rand() % sizeof(out);
+
+		for (size_t k = 0; k < n; k++)
+			out[k] = rand();
+		tp_frame_encode(hdr, 100 + i, n);
+		ssl_write_all(ssl, hdr, sizeof(hdr));
+		if (n)
+			ssl_write_all(ssl, out, n);
+		if (i % 5 == 4)
+			ck_assert(SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED));
+		ssl_read_all(ssl, hdr, sizeof(hdr));
+		ck_assert_int_eq(tp_frame_decode(hdr, &type, &len), 0);
+		ck_assert_uint_eq(type, 100 + i);
+		ck_assert_uint_eq(len, n);
+		ssl_read_all(ssl, in, n);
+		ck_assert_msg(!memcmp(in, out, n), "message %d differs", i);
+	}
+	tp_frame_encode(hdr, 9, 0);
+	ssl_write_all(ssl, hdr, sizeof(hdr));
+	/* Our side's close_notify ends the stream for OpenSSL cleanly. */
+	ck_assert_int_eq(SSL_read_ex(ssl, in, 1, &len), 0);
+	ck_assert_int_eq(SSL_get_error(ssl, 0), SSL_ERROR_ZERO_RETURN);
+	pthread_join(e.th, NULL);
+	ck_assert_msg(e.ret == 0, "our end: %s", e.err);
+	fprintf(stderr, "%s: %llu key updates sent\n", interop_suites[_i],
+		(unsigned long long)e.stats.key_updates);
+	ck_assert_uint_ge(e.stats.key_updates, 10);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(sv[1]);
+}
+END_TEST
+
 /* ---- strangers ---- */
 
 struct connector {
@@ -1446,6 +1587,8 @@ static Suite *transport_suite(void)
 		{ "messages_random", messages_random, 3, 60 },
 		{ "api_misuse", api_misuse, 0, 30 },
 		{ "key_update", key_update, 0, 60 },
+		{ "interop_openssl_records", interop_openssl_records,
+		  UT_ARRAY_SIZE(interop_suites), 60 },
 		{ "gib_over_bulk_streams", gib_over_bulk_streams, 2, 120 },
 		{ "urgent_overtakes_bulk", urgent_overtakes_bulk, 3, 60 },
 		{ "peer_cut", peer_cut, 2 * 3 * CUT_NR, 60 },
