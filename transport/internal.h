@@ -97,8 +97,9 @@ int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
 #define TP_REC_TAG 16		/* AEAD tag of every TLS 1.3 suite */
 #define TP_REC_IV_LEN 12
 #define TP_REC_MAX_PLAIN 16384	/* content bytes per record (2^14) */
-/* A record's body on the wire: content, inner type, padding, tag. */
-#define TP_REC_MAX_BODY (TP_REC_MAX_PLAIN + 256)
+/* A record's body on the wire: content, inner type, padding, tag; the
+ * inner plaintext (all but the tag) is at most 2^14 + 1 bytes. */
+#define TP_REC_MAX_BODY (TP_REC_MAX_PLAIN + 1 + TP_REC_TAG)
 /* The largest record this side seals, header included. */
 #define TP_REC_MAX_SEALED (TP_REC_HDR + TP_REC_MAX_PLAIN + 1 + TP_REC_TAG)
 /* Record (outer) and inner content types. */
@@ -240,6 +241,9 @@ int tp_ring_setup(struct tp_stream *st);
 int tp_raw_tx_kick(struct tp_stream *st);
 /* Waits for the send tp_raw_tx_kick() started, if any. Same returns. */
 int tp_raw_tx_wait(struct tp_stream *st);
+/* Cancels that send, if any, and returns once the kernel is done with its
+ * buffer (stream teardown). */
+void tp_raw_tx_cancel(struct tp_stream *st);
 /* Sends all @len bytes of @buf. Returns 0 or -errno with st->err set. */
 int tp_raw_send(struct tp_stream *st, const void *buf, size_t len);
 /* Sends all bytes of @iov (modified). Same returns. */

@@ -277,6 +277,13 @@ int tp_raw_tx_wait(struct tp_stream *st)
 	return (size_t)ret < len ? send_all(st, buf + ret, len - ret) : 0;
 }
 
+void tp_raw_tx_cancel(struct tp_stream *st)
+{
+	if (st->tx_busy)
+		cancel_one(&st->ring);
+	st->tx_busy = false;
+}
+
 int tp_raw_tx_kick(struct tp_stream *st)
 {
 	struct io_uring_sqe *sqe;

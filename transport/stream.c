@@ -4,12 +4,11 @@
  *
  * Wire format of one message (the only one of this module):
  *   le32 magic "FRY1" | le32 type | le64 payload length | payload
- * TLS takes the payload straight from the caller's iovec (no gather copy;
- * OpenSSL seals records into its own buffer, which the BIO appends to the
- * staging buffer) and SSL_read decrypts into OpenSSL's read buffer, which
- * the socket filled directly, then copies to the caller's destination.
- * Plain TCP hands the iovec to sendmsg and reads large payloads straight
- * into the destination: no user-space copy at all.
+ * TLS seals the payload straight from the caller's iovec into the send
+ * buffer and opens it from the receive buffer into the caller's pieces
+ * (record.c, wire-tls.c); plain TCP hands the iovec to sendmsg and reads
+ * large payloads straight into the destination. transport.h counts the
+ * copies of each path.
  */
 #include "config.h"
 
@@ -110,11 +109,14 @@ void tp_stream_destroy(struct tp_stream *st, bool graceful)
 			st->timeout_ms = 500;
 		st->ops->close(st);
 	}
-	/* A send still in flight reads txb: the ring must be gone first. */
 	SSL_free(st->ssl);
 	tp_tls_put(st->tls);
-	if (st->ring_ok)
+	/* A send still in flight (a broken stream's) reads txb: done with it
+	 * before the buffers go. */
+	if (st->ring_ok) {
+		tp_raw_tx_cancel(st);
 		io_uring_queue_exit(&st->ring);
+	}
 	if (st->fd >= 0)
 		close(st->fd);
 	tp_rec_key_fini(&st->rec_tx);

@@ -1,11 +1,27 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * TLS 1.3 through OpenSSL 3 on a custom BIO. The BIO never returns "retry":
- * a write that fills the staging buffer sends it through the stream's
- * io_uring and waits (bounded by the stream timeout); a read on an empty
- * buffer receives through the ring. OpenSSL therefore sees a blocking
- * transport and the stream code stays a straight line, while no socket is
- * ever read or written outside io_uring.
+ * TLS 1.3: the handshake through OpenSSL 3 on a custom BIO, the records
+ * after it through our own record layer (record.c).
+ *
+ * The BIO never returns "retry": a write that fills the staging buffer
+ * sends it through the stream's io_uring and waits (bounded by the stream
+ * timeout); a read on an empty buffer receives through the ring. OpenSSL
+ * therefore sees a blocking transport and the handshake stays a straight
+ * line, while no socket is ever read or written outside io_uring.
+ *
+ * The hand-over: the key log callback gives us both application traffic
+ * secrets during the handshake; when SSL_connect / SSL_accept returns,
+ * neither side has sent a record under them (no session tickets, no early
+ * data) and OpenSSL holds no received byte beyond the handshake (no
+ * read-ahead; what the BIO received past it waits in rxbuf), so both of
+ * our directions start at sequence number 0, where OpenSSL's would.
+ * Sending: records are sealed from the caller's pages straight into
+ * txbuf, and a full txbuf is sent while the other one fills. Receiving:
+ * whole records are gathered in rxbuf and opened straight into the
+ * caller's pieces when the request covers them (the call returns only
+ * after their tags are checked), through st->pt otherwise. Alerts,
+ * KeyUpdate (both ways, answered when requested) and close_notify are
+ * ours too; OpenSSL's reasons and alert texts are reused for errors.
  */
 #include "config.h"
 
