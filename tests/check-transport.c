@@ -574,6 +574,14 @@ START_TEST(garbage_handshake_gets_alert)
 }
 END_TEST
 
+/* A bad record mid-session: the receiver fails with the reason and tells
+ * the sender with an alert. _i: 0 forged body (bad MAC), 1 too long,
+ * 2 too short, 3 not an application-data record. */
+static const char *const bad_record_reasons[] = {
+	"bad record mac", "encrypted length too long", "bad length",
+	"unexpected record",
+};
+
 START_TEST(garbage_mid_session)
 {
 	struct creds sc, cc;
@@ -587,13 +595,18 @@ START_TEST(garbage_mid_session)
 
 	pair(&scfg, &ccfg, &sv, &cs);
 	srand(12);
-	garbage(buf, sizeof(buf), 0x17);
+	garbage(buf, sizeof(buf), _i == 3 ? 0x16 : 0x17);
+	if (_i == 1)
+		buf[3] = 0x41; /* 16640 + body bytes: beyond 2^14 + 1 + tag */
+	if (_i == 2)
+		buf[3] = 0, buf[4] = 16;
 	ck_assert_int_eq(write(tp_stream_fd(tp_session_control(cs)), buf,
 			       sizeof(buf)), sizeof(buf));
 	ret = tp_recv_hdr(tp_session_control(sv.s), &m);
 	fprintf(stderr, "server: %s\n",
 		tp_stream_strerror(tp_session_control(sv.s)));
-	ck_assert_int_eq(ret, -EPROTO);
+	check_reason(ret, -EPROTO, tp_stream_strerror(tp_session_control(sv.s)),
+		     bad_record_reasons[_i], "server");
 	ret = tp_recv_hdr(tp_session_control(cs), &m);
 	fprintf(stderr, "client: %s\n",
 		tp_stream_strerror(tp_session_control(cs)));
@@ -1578,7 +1591,8 @@ static Suite *transport_suite(void)
 		{ "tls_client_on_plain_port", tls_client_on_plain_port, 0, 30 },
 		{ "garbage_handshake_gets_alert", garbage_handshake_gets_alert,
 		  0, 30 },
-		{ "garbage_mid_session", garbage_mid_session, 0, 30 },
+		{ "garbage_mid_session", garbage_mid_session,
+		  UT_ARRAY_SIZE(bad_record_reasons), 30 },
 		{ "garbage_mid_session_plain", garbage_mid_session_plain, 0, 30 },
 		{ "bad_credentials", bad_credentials, 0, 30 },
 		{ "accept_timeout", accept_timeout, 0, 30 },

@@ -557,6 +557,8 @@ static int rec_fetch(struct tp_stream *st, size_t *body)
 	size_t avail, need = TP_REC_HDR + TP_REC_MAX_BODY;
 	ssize_t ret;
 
+	/* The legacy version is not checked (RFC 8446 5.1: ignored); the
+	 * header is the AEAD's additional data, so it is authentic anyway. */
 	for (;;) {
 		avail = st->rx_len - st->rx_off;
 		h = st->rxbuf + st->rx_off;
@@ -564,10 +566,6 @@ static int rec_fetch(struct tp_stream *st, size_t *body)
 			if (h[0] != TP_REC_APPDATA)
 				return rec_fail(st, SSL_R_UNEXPECTED_RECORD,
 						SSL3_AD_UNEXPECTED_MESSAGE,
-						"TLS read");
-			if (h[1] != 3 || h[2] != 3)
-				return rec_fail(st, SSL_R_WRONG_VERSION_NUMBER,
-						TLS1_AD_PROTOCOL_VERSION,
 						"TLS read");
 			*body = (size_t)h[3] << 8 | h[4];
 			if (*body > TP_REC_MAX_BODY)
