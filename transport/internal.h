@@ -261,6 +261,13 @@ ssize_t tp_raw_append(struct tp_stream *st, size_t room);
 /* Reads exactly all bytes of @iov (modified) straight from the socket.
  * Returns 0, -ECONNRESET at EOF, or -errno, with st->err set. */
 int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt);
+/* Consumes @n bytes from the front of an iovec array (entries emptied
+ * are skipped). */
+void tp_iov_advance(struct iovec **iov, int *cnt, size_t n);
+/* Copies up to @n bytes of @src into the front of the iovec array and
+ * consumes them; returns the count (less when the array ends). */
+size_t tp_iov_copy_in(struct iovec **iov, int *cnt, const uint8_t *src,
+		      size_t n);
 /* Waits for one operation with the stream's timeout; see ring.c. */
 int tp_ring_wait_one(struct io_uring *ring, int timeout_ms);
 

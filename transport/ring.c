@@ -187,8 +187,7 @@ static int recv_error(struct tp_stream *st, int ret)
 	return tp_stream_seterr(st, ret, "receive failed: %s", strerror(-ret));
 }
 
-/* Consumes @n bytes from the front of an iovec array. */
-static void iov_advance(struct iovec **iov, int *cnt, size_t n)
+void tp_iov_advance(struct iovec **iov, int *cnt, size_t n)
 {
 	while (*cnt > 0 && n >= (*iov)->iov_len) {
 		n -= (*iov)->iov_len;
@@ -199,6 +198,20 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t n)
 		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
 		(*iov)->iov_len -= n;
 	}
+}
+
+size_t tp_iov_copy_in(struct iovec **iov, int *cnt, const uint8_t *src,
+		      size_t n)
+{
+	size_t done = 0, k;
+
+	while (*cnt > 0 && done < n) {
+		k = (*iov)->iov_len < n - done ? (*iov)->iov_len : n - done;
+		memcpy((*iov)->iov_base, src + done, k);
+		done += k;
+		tp_iov_advance(iov, cnt, k);
+	}
+	return done;
 }
 
 int tp_raw_sendv(struct tp_stream *st, struct iovec *iov, int iovcnt)
@@ -224,7 +237,7 @@ int tp_raw_sendv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 		ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
 		if (ret <= 0)
 			return send_error(st, ret ? ret : -EPIPE);
-		iov_advance(&iov, &iovcnt, ret);
+		tp_iov_advance(&iov, &iovcnt, ret);
 		while (iovcnt > 0 && iov->iov_len == 0)
 			iov++, iovcnt--;
 	}
@@ -392,7 +405,7 @@ int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 			return tp_stream_seterr(st, -ECONNRESET,
 						"peer closed the connection mid-message");
 		}
-		iov_advance(&iov, &iovcnt, ret);
+		tp_iov_advance(&iov, &iovcnt, ret);
 		while (iovcnt > 0 && iov->iov_len == 0)
 			iov++, iovcnt--;
 	}

@@ -46,20 +46,6 @@ static int plain_send_frame(struct tp_stream *st, const uint8_t *hdr,
 	return ret;
 }
 
-/* Consumes @n bytes from the front of an iovec array. */
-static void iov_skip(struct iovec **iov, int *cnt, size_t n)
-{
-	while (*cnt > 0 && n >= (*iov)->iov_len) {
-		n -= (*iov)->iov_len;
-		(*iov)++;
-		(*cnt)--;
-	}
-	if (*cnt > 0) {
-		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
-		(*iov)->iov_len -= n;
-	}
-}
-
 /* Buffered bytes first; a large rest goes straight from the socket into
  * the pieces (READV), a small one through the staging buffer. */
 static int plain_readv(struct tp_stream *st, struct iovec *iov, int iovcnt)
@@ -70,14 +56,10 @@ static int plain_readv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 	for (int i = 0; i < iovcnt; i++)
 		left += iov[i].iov_len;
 	while (left > 0) {
-		while (iovcnt > 0 && iov->iov_len == 0)
-			iov++, iovcnt--;
 		if (st->rx_off < st->rx_len) {
-			n = st->rx_len - st->rx_off;
-			n = n < iov->iov_len ? n : iov->iov_len;
-			memcpy(iov->iov_base, st->rxbuf + st->rx_off, n);
+			n = tp_iov_copy_in(&iov, &iovcnt, st->rxbuf + st->rx_off,
+					   st->rx_len - st->rx_off);
 			st->rx_off += n;
-			iov_skip(&iov, &iovcnt, n);
 			left -= n;
 			continue;
 		}

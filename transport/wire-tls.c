@@ -720,19 +720,6 @@ static int rec_slow(struct tp_stream *st, size_t body)
 	return ret;
 }
 
-static void iov_consume(struct iovec **iov, int *cnt, size_t n)
-{
-	while (*cnt > 0 && n >= (*iov)->iov_len) {
-		n -= (*iov)->iov_len;
-		(*iov)++;
-		(*cnt)--;
-	}
-	if (*cnt > 0) {
-		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
-		(*iov)->iov_len -= n;
-	}
-}
-
 /* Fills @iov from opened records: a record whose content the request
  * covers is opened straight into the request (no copy; the call returns
  * only after its tag is checked), the others through st->pt. */
@@ -744,14 +731,10 @@ static int tls_readv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 	for (int i = 0; i < iovcnt; i++)
 		left += iov[i].iov_len;
 	while (left > 0) {
-		while (iovcnt > 0 && iov->iov_len == 0)
-			iov++, iovcnt--;
 		if (st->pt_off < st->pt_len) {
-			n = st->pt_len - st->pt_off;
-			n = n < iov->iov_len ? n : iov->iov_len;
-			memcpy(iov->iov_base, st->pt + st->pt_off, n);
+			n = tp_iov_copy_in(&iov, &iovcnt, st->pt + st->pt_off,
+					   st->pt_len - st->pt_off);
 			st->pt_off += n;
-			iov_consume(&iov, &iovcnt, n);
 			left -= n;
 			continue;
 		}
@@ -770,7 +753,7 @@ static int tls_readv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 		}
 		st->rx_off += TP_REC_HDR + body;
 		st->rec_rx.seq++;
-		iov_consume(&iov, &iovcnt, n);
+		tp_iov_advance(&iov, &iovcnt, n);
 		left -= n;
 	}
 	return 0;
