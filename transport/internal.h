@@ -255,8 +255,9 @@ int tp_raw_flush(struct tp_stream *st);
  * count, 0 at EOF, or -errno with st->err set. */
 ssize_t tp_raw_fill(struct tp_stream *st);
 /* Reads at least one byte, appended to st->rxbuf after rx_len (moving the
- * unconsumed bytes to its start first when fewer than @room bytes are
- * free behind them). Returns the count, 0 at EOF, -errno with st->err. */
+ * unconsumed bytes to its start first when fewer than @room bytes, or
+ * than half the buffer, are free behind them). Returns the count, 0 at
+ * EOF, -errno with st->err. */
 ssize_t tp_raw_append(struct tp_stream *st, size_t room);
 /* Reads exactly all bytes of @iov (modified) straight from the socket.
  * Returns 0, -ECONNRESET at EOF, or -errno, with st->err set. */

@@ -371,7 +371,11 @@ ssize_t tp_raw_append(struct tp_stream *st, size_t room)
 	size_t left = st->rx_len - st->rx_off;
 	ssize_t ret;
 
-	if (st->rx_cap - st->rx_len < room) {
+	/* Moving less than a record is cheaper than receiving in small
+	 * pieces: keep at least half the buffer free for the receive. */
+	if (room < st->rx_cap / 2)
+		room = st->rx_cap / 2;
+	if (st->rx_cap - st->rx_len < room && st->rx_off > 0) {
 		memmove(st->rxbuf, st->rxbuf + st->rx_off, left);
 		st->rx_off = 0;
 		st->rx_len = left;
