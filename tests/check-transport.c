@@ -617,6 +617,102 @@ START_TEST(garbage_mid_session)
 }
 END_TEST
 
+/* Authentic records with hostile insides: an authenticated peer seals
+ * them with its real key (tp_rec_seal) and sends them raw, after one good
+ * message. Either the receiver then reads the message "hi" of type 2 that
+ * follows (reason NULL), or it fails with the reason given. */
+struct inner_rec {
+	uint8_t type;		/* inner content type (0: padding follows) */
+	uint8_t data[24];	/* content, zero-filled */
+	size_t len;
+};
+
+/* A frame of type 2 with payload "hi". */
+#define HI_FRAME 'F', 'R', 'Y', '1', 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, \
+		 'h', 'i'
+
+static const struct {
+	const char *name;
+	struct inner_rec rec[2];
+	int nrec, want;
+	const char *reason;
+} inner_cases[] = {
+	{ "empty application data", { { 23, { 0 }, 0 }, { 23, { 0 }, 0 } },
+	  2, 0, NULL },
+	/* The frame, its type 23, then zeros: a padded record. */
+	{ "padded application data", { { 0, { HI_FRAME, 23 }, 24 } }, 1, 0,
+	  NULL },
+	{ "user_canceled warning", { { 21, { 1, 90 }, 2 } }, 1, 0, NULL },
+	{ "peer's fatal alert", { { 21, { 2, 40 }, 2 } }, 1, -EPROTO,
+	  "alert handshake failure" },
+	{ "alert of three bytes", { { 21, { 2, 40, 0 }, 3 } }, 1, -EPROTO,
+	  "unexpected message" },
+	{ "KeyUpdate asking for 2", { { 22, { 24, 0, 0, 1, 2 }, 5 } }, 1,
+	  -EPROTO, "bad key update" },
+	{ "KeyUpdate not ending its record",
+	  { { 22, { 24, 0, 0, 1, 0, 24, 0, 0, 1, 0 }, 10 } }, 1, -EPROTO,
+	  "bad key update" },
+	{ "session ticket sent to a server",
+	  { { 22, { 4, 0, 0, 4, 0, 0, 0, 0 }, 8 } }, 1, -EPROTO,
+	  "unexpected message" },
+	{ "fragment of a handshake message",
+	  { { 22, { 24, 0, 0, 9, 0 }, 5 } }, 1, -EPROTO, "unexpected message" },
+	{ "heartbeat", { { 24, { 1, 0, 0 }, 3 } }, 1, -EPROTO,
+	  "unexpected message" },
+	{ "only padding", { { 0, { 0 }, 20 } }, 1, -EPROTO,
+	  "unexpected record" },
+	{ "close_notify", { { 21, { 1, 0 }, 2 } }, 1, -ESHUTDOWN,
+	  "closed the stream" },
+};
+
+START_TEST(hostile_inner_records)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
+	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
+	static uint8_t rec[TP_REC_MAX_SEALED];
+	struct tp_stream *tx, *rx;
+	struct tp_session *cs;
+	struct server sv;
+	struct iovec v = { "hi", 2 };
+	uint8_t buf[16];
+	struct tp_msg m;
+	ssize_t n;
+	int ret;
+
+	pair(&scfg, &ccfg, &sv, &cs);
+	tx = tp_session_control(cs);
+	rx = tp_session_control(sv.s);
+	ck_assert_int_eq(tp_send(tx, 1, NULL, 0, 0), 0);
+	for (int k = 0; k < inner_cases[_i].nrec; k++) {
+		const struct inner_rec *r = &inner_cases[_i].rec[k];
+		struct iovec c = { (void *)r->data, r->len };
+
+		n = tp_rec_seal(&tx->rec_tx, r->type, &c, 1, rec);
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_eq(tp_raw_send(tx, rec, n), 0);
+	}
+	if (!inner_cases[_i].reason)
+		ck_assert_int_eq(tp_send(tx, 2, &v, 1, 0), 0);
+	ck_assert_int_eq(tp_recv(rx, &m, buf, sizeof(buf)), 0);
+	ck_assert_uint_eq(m.type, 1);
+	ret = tp_recv(rx, &m, buf, sizeof(buf));
+	fprintf(stderr, "%s: %s\n", inner_cases[_i].name,
+		tp_stream_strerror(rx));
+	if (inner_cases[_i].reason) {
+		check_reason(ret, inner_cases[_i].want, tp_stream_strerror(rx),
+			     inner_cases[_i].reason, "receiver");
+	} else {
+		ck_assert_msg(ret == 0, "%s", tp_stream_strerror(rx));
+		ck_assert_uint_eq(m.type, 2);
+		ck_assert_uint_eq(m.len, 2);
+		ck_assert(!memcmp(buf, "hi", 2));
+	}
+	tp_session_destroy(cs);
+	server_fini(&sv);
+}
+END_TEST
+
 START_TEST(bad_credentials)
 {
 	struct creds c;
@@ -1594,6 +1690,8 @@ static Suite *transport_suite(void)
 		{ "garbage_mid_session", garbage_mid_session,
 		  UT_ARRAY_SIZE(bad_record_reasons), 30 },
 		{ "garbage_mid_session_plain", garbage_mid_session_plain, 0, 30 },
+		{ "hostile_inner_records", hostile_inner_records,
+		  UT_ARRAY_SIZE(inner_cases), 30 },
 		{ "bad_credentials", bad_credentials, 0, 30 },
 		{ "accept_timeout", accept_timeout, 0, 30 },
 		{ "silent_client_handshake_timeout",
