@@ -662,8 +662,8 @@ static int rec_handshake(struct tp_stream *st, size_t clen, bool *rekey)
 	size_t len;
 
 	while (clen > 0) {
-		if (clen < 4 || (len = (size_t)m[1] << 16 | m[2] << 8 | m[3],
-				 clen - 4 < len))
+		len = clen < 4 ? SIZE_MAX : (size_t)m[1] << 16 | m[2] << 8 | m[3];
+		if (clen < 4 || clen - 4 < len)
 			return rec_fail(st, SSL_R_UNEXPECTED_MESSAGE,
 					SSL3_AD_UNEXPECTED_MESSAGE, "TLS read");
 		if (m[0] == SSL3_MT_KEY_UPDATE) {
