@@ -202,14 +202,19 @@ struct tp_msg {
  * pieces of up to 2 KiB into one record and the rest into records of
  * 16 KiB that gather the pieces they cover, straight into the send buffer
  * (no record spans two messages); plain TCP gives the iovec to sendmsg.
- * Returns once the bytes are handed to the kernel (with TP_MORE: sealed or
- * staged; a full send buffer is then being sent while the call returns):
- * the caller may then reuse its buffers. Returns 0 or -errno
+ * Returns once the bytes are handed to the kernel (plain TCP), or sealed
+ * and their send submitted to io_uring (TLS: the call does not wait for
+ * it, the stream's next operation does, so the caller seals its next
+ * message while this one is sent), or with TP_MORE sealed or staged: the
+ * caller may then reuse its buffers. A TLS send that fails in the kernel
+ * is reported by the stream's next call; tp_stream_flush() waits for it.
+ * Returns 0 or -errno
  * (-ETIMEDOUT peer not reading, -EPIPE / -ECONNRESET peer gone, -EINVAL bad
  * type), with the reason in tp_stream_strerror(). */
 int tp_send(struct tp_stream *st, uint32_t type, const struct iovec *iov,
 	    int iovcnt, unsigned int flags);
-/* Sends what TP_MORE left staged. Returns 0 or -errno as tp_send(). */
+/* Sends what TP_MORE left staged and waits until every byte of the stream
+ * is with the kernel. Returns 0 or -errno as tp_send(). */
 int tp_stream_flush(struct tp_stream *st);
 
 /* Waits for the next message and fills @msg. The previous message's payload

@@ -532,8 +532,11 @@ static int tls_send_frame(struct tp_stream *st, const uint8_t *hdr,
 		ret = seal_one(st, TP_REC_APPDATA, v, n);
 	if (ret == 0)
 		ret = seal_all(st, TP_REC_APPDATA, iov + i, iovcnt - i);
+	/* Without TP_MORE the records go to io_uring now, and the call
+	 * returns without waiting: the next one seals meanwhile, and any
+	 * operation of the stream waits for this send first. */
 	if (ret == 0 && !(flags & TP_MORE)) {
-		ret = tp_raw_flush(st);
+		ret = tp_raw_tx_kick(st);
 		if (ret < 0)
 			ret = rec_io_fail(st, ret, "TLS write");
 	}
