@@ -277,6 +277,12 @@ int tp_ring_wait_one(struct io_uring *ring, int timeout_ms);
  * switches to the TLS wire. Returns 0 or -errno with st->err set. */
 int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 		     const char *connect_host);
+/* The fuzzer: keys @st's record layer directly, as the end of a
+ * handshake on @t with cipher suite @suite and these traffic secrets of
+ * @len bytes would (no OpenSSL object). Returns 0 or -errno. */
+int tp_tls_attach_keys(struct tp_stream *st, struct tp_tls *t,
+		       uint16_t suite, const uint8_t *secret_tx,
+		       const uint8_t *secret_rx, size_t len);
 /* Turns a failed SSL call into -errno and a reason in st->err. */
 int tp_tls_error(struct tp_stream *st, int sslret, const char *what);
 /* Probes kernel TLS (on a throwaway socket), logs the result (debug level

@@ -30,3 +30,18 @@ TESTS += tests/check-transport
 tests_check_transport_SOURCES = tests/check-transport.c
 tests_check_transport_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SSL_CFLAGS) $(URING_CFLAGS) $(XXHASH_CFLAGS)
 tests_check_transport_LDADD = $(TRANSPORT_LIBS) $(CHECK_LIBS) $(XXHASH_LIBS)
+
+# Seeds for the record-layer fuzzer, and the harness (tests/fuzz-records.c).
+noinst_PROGRAMS += tests/fuzz-records-seeds
+tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_seeds_LDADD = $(TRANSPORT_LIBS)
+
+if ENABLE_FUZZ
+noinst_PROGRAMS += tests/fuzz-records
+tests_fuzz_records_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
+tests_fuzz_records_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_records_LDADD = $(TRANSPORT_LIBS)
+endif

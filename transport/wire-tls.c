@@ -809,23 +809,11 @@ static void keylog_cb(const SSL *ssl, const char *line)
 	st->secret_len = n;
 }
 
-/* From the end of the handshake our record layer carries the stream. */
-static int rec_takeover(struct tp_stream *st)
+/* Keys both directions from st->secret_* and switches to our wire. */
+static int rec_start_layer(struct tp_stream *st)
 {
-	const SSL_CIPHER *c = SSL_get_current_cipher(st->ssl);
 	int ret;
 
-	st->suite = c ? SSL_CIPHER_get_protocol_id(c) : 0;
-	/* Read-ahead is off: nothing past the handshake sits in OpenSSL;
-	 * what the BIO received beyond it is in rxbuf, where we go on. */
-	if (!st->secret_len || SSL_has_pending(st->ssl))
-		return tp_stream_seterr(st, -EPROTO,
-					"TLS hand-over failed: %s",
-					st->secret_len ? "bytes left in OpenSSL" :
-							 "no traffic secrets");
-	ret = tp_raw_flush(st);
-	if (ret < 0)
-		return ret;
 	st->pt = malloc(TP_REC_MAX_BODY);
 	if (!st->pt)
 		return tp_stream_seterr(st, -ENOMEM, "out of memory");
@@ -843,6 +831,39 @@ static int rec_takeover(struct tp_stream *st)
 	st->rec_on = true;
 	st->ops = &tls_ops;
 	return 0;
+}
+
+/* From the end of the handshake our record layer carries the stream. */
+static int rec_takeover(struct tp_stream *st)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(st->ssl);
+	int ret;
+
+	st->suite = c ? SSL_CIPHER_get_protocol_id(c) : 0;
+	/* Read-ahead is off: nothing past the handshake sits in OpenSSL;
+	 * what the BIO received beyond it is in rxbuf, where we go on. */
+	if (!st->secret_len || SSL_has_pending(st->ssl))
+		return tp_stream_seterr(st, -EPROTO,
+					"TLS hand-over failed: %s",
+					st->secret_len ? "bytes left in OpenSSL" :
+							 "no traffic secrets");
+	ret = tp_raw_flush(st);
+	return ret < 0 ? ret : rec_start_layer(st);
+}
+
+int tp_tls_attach_keys(struct tp_stream *st, struct tp_tls *t,
+		       uint16_t suite, const uint8_t *secret_tx,
+		       const uint8_t *secret_rx, size_t len)
+{
+	if (len > sizeof(st->secret_tx) || st->tls)
+		return -EINVAL;
+	st->tls = tp_tls_get(t);
+	st->hs_done = true;
+	st->suite = suite;
+	memcpy(st->secret_tx, secret_tx, len);
+	memcpy(st->secret_rx, secret_rx, len);
+	st->secret_len = len;
+	return rec_start_layer(st);
 }
 
 /* ---- handshake and errors ---- */
