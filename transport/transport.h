@@ -28,8 +28,13 @@
  *                first (at most 16 KiB per buffer fill).
  *   plain send   0: sendmsg of [header, iovec]; with TP_MORE a frame that
  *                fits the staging buffer is copied there (1).
- *   plain recv   0 for a payload read of at least half the staging buffer
- *                (READV into the pieces); 1 below that (through it).
+ *   plain recv   1 for bytes the staging buffer holds already (received
+ *                with an earlier header); of the rest, 0 when a payload
+ *                read needs at least half the staging buffer (READV into
+ *                the pieces), 1 below that (through the buffer).
+ * (Before the own record layer, TLS cost 2 more copies sending: OpenSSL's
+ * plaintext copy into its record buffer and ours of the sealed record into
+ * the send buffer; and 1 more receiving: out of OpenSSL's read buffer.)
  *
  * On a stream travel messages: a 32-bit type (below TP_TYPE_RESERVED) and a
  * payload of any length given as an iovec, so a sender can pass a header
