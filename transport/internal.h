@@ -202,6 +202,7 @@ struct tp_stream {
 	bool ku_due;		/* peer asked for a KeyUpdate of our keys */
 	uint8_t *pt;		/* a record's plaintext opened here (small reads) */
 	size_t pt_off, pt_len;
+	atomic_bool shut;	/* tp_session_shutdown() named it */
 	bool eof;		/* TCP FIN seen */
 	bool broken;		/* an I/O or TLS error: no graceful close */
 	bool got_bytes;		/* any byte ever received */

@@ -130,6 +130,15 @@ void tp_stream_destroy(struct tp_stream *st, bool graceful)
 	free(st);
 }
 
+/* A stream its owner shut down fails every call from then on. */
+static int check_shut(struct tp_stream *st)
+{
+	if (!atomic_load(&st->shut))
+		return 0;
+	st->broken = true;
+	return tp_stream_seterr(st, -EPIPE, "stream shut down by its owner");
+}
+
 /* ---- sending ---- */
 
 static int send_frame(struct tp_stream *st, uint32_t type,
@@ -141,6 +150,9 @@ static int send_frame(struct tp_stream *st, uint32_t type,
 
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return tp_stream_seterr(st, -EINVAL, "bad iovec");
+	ret = check_shut(st);
+	if (ret < 0)
+		return ret;
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
 	tp_frame_encode(hdr, type, len);
@@ -172,7 +184,9 @@ int tp_send_internal(struct tp_stream *st, uint32_t type, const void *buf,
 
 int tp_stream_flush(struct tp_stream *st)
 {
-	return tp_raw_flush(st);
+	int ret = check_shut(st);
+
+	return ret < 0 ? ret : tp_raw_flush(st);
 }
 
 int tp_stream_write_raw(struct tp_stream *st, const void *buf, size_t len,
@@ -194,7 +208,9 @@ static int read_exactv(struct tp_stream *st, struct iovec *iov, int iovcnt,
 {
 	int ret;
 
-	ret = st->ops->readv(st, iov, iovcnt);
+	ret = check_shut(st);
+	if (ret == 0)
+		ret = st->ops->readv(st, iov, iovcnt);
 	if (ret == -ESHUTDOWN && mid)
 		ret = tp_stream_seterr(st, -ECONNRESET,
 				       "peer closed the stream mid-message");
