@@ -172,34 +172,6 @@ static int resend_requests(struct mig_dst *d, struct tp_stream *urg)
 	return ret;
 }
 
-/* While a request is out its answer is one round trip away, tens of
- * microseconds: the thread polls for it this long before it sleeps. Being
- * woken from a sleep costs more than the round trip itself on a busy or
- * nested host (61 us per fault blocked in read() on the other CPU against
- * 17 us polling, measured earlier on this kind of machine); the price is
- * at most this much CPU per wait, and only with requests outstanding. */
-#define FAULT_SPIN_US 100
-
-/* Waits for the uffd, the urgent stream or the stop fd: polls first while
- * requests are outstanding, at once when bytes wait in the stream. */
-static int wait_ready(struct mig_dst *d, struct pollfd *pfd, bool pending)
-{
-	uint64_t t0;
-	int n;
-
-	if (pending)
-		return poll(pfd, 3, 0);
-	if (mig_faults_outstanding(&d->faults)) {
-		t0 = ut_now_ns();
-		do {
-			n = poll(pfd, 3, 0);
-			if (n != 0)
-				return n;
-		} while (ut_now_ns() - t0 < FAULT_SPIN_US * 1000ull);
-	}
-	return poll(pfd, 3, -1);
-}
-
 /* One thread owns the uffd and the urgent stream (both directions). */
 static void *fault_main(void *arg)
 {
@@ -210,12 +182,10 @@ static void *fault_main(void *arg)
 				 { d->ft.wk.stop_fd, POLLIN, 0 } };
 	int ret = d->ft.resend ? resend_requests(d, urg) : 0;
 
-	/* The rest of an answer whose first bytes arrived: poll for it too. */
-	tp_stream_set_busy_poll(urg, FAULT_SPIN_US);
 	while (!ret) {
 		bool pending = tp_stream_pending(urg);
 
-		if (wait_ready(d, pfd, pending) < 0 && errno != EINTR)
+		if (poll(pfd, 3, pending ? 0 : -1) < 0 && errno != EINTR)
 			break;
 		if (pfd[2].revents)
 			break;
