@@ -45,12 +45,48 @@ static void placed(struct mig_dst *d, uint64_t g)
 		dst_wake_if_idle(d);
 }
 
+/* Minor mode: the page into the page cache through our own mapping (or
+ * the backing file), then mapped into the VMM. Only the thread that
+ * claims the page writes it: a second writer could overwrite what the
+ * guest wrote after the first one's CONTINUE. */
+static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
+		       const void *buf)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	uint64_t g = d->vm.first[r] + idx;
+	int ret = 0, tries = 0;
+
+	if (ut_bitmap_test_and_set(&d->claimed, g))
+		return 0; /* being placed; its CONTINUE wakes the fault */
+	if (!buf)
+		buf = d->zero_page;
+	if (d->vm.copy)
+		ret = mig_vm_write(&d->vm, r, idx, buf, psz);
+	else
+		memcpy(mig_vm_page(&d->vm, r, idx), buf, psz);
+	while (!ret) {
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, r, idx), psz, 0);
+		if (ret != -EAGAIN || ++tries >= 100)
+			break;
+	}
+	if (ret == -EEXIST)
+		ret = 0;
+	if (ret) {
+		ut_bitmap_clear(&d->claimed, g);
+		return ret;
+	}
+	placed(d, g);
+	return 0;
+}
+
 /* Places one page atomically; another placement winning is fine. */
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
 {
 	uint32_t psz = d->vm.layout.r[r].page_size;
 	int ret, tries = 0;
 
+	if (d->minor)
+		return place_minor(d, r, idx, buf);
 	do {
 		ret = buf ? gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf,
 					 psz, 0) :
@@ -68,7 +104,8 @@ int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
 int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx)
 {
 	return dst_place(d, r, idx,
-		     d->vm.layout.r[r].page_size > 4096 ? d->zero_page : NULL);
+		     d->vm.layout.r[r].page_size > 4096 || d->minor ?
+			     d->zero_page : NULL);
 }
 
 static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
@@ -193,6 +230,57 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 		ut_bitmap_clear(&d->zero, d->vm.first[h.region] + r->idx[i]);
 	}
 	return 0;
+}
+
+/* SUBPAGES (precopy): the changed 4 KiB of a 2 MiB window of a huge page
+ * we hold (or every 4 KiB of it), written into it in place. */
+static int rx_subpages(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_subpages s;
+	struct iovec iov = { r->buf, MIG_SUBPAGES_FIXED };
+	uint32_t n = 0;
+	bool whole = true;
+	uint8_t *page;
+	uint64_t g;
+	int ret;
+
+	if (m->len < MIG_SUBPAGES_FIXED)
+		return mig_wire_reject("subpages: shorter than its header");
+	ret = tp_recv_payload(r->st, &iov, 1);
+	if (!ret)
+		ret = mig_dec_subpages_hdr(r->buf, MIG_SUBPAGES_FIXED, m->len,
+					   &d->vm.layout, &s);
+	if (ret)
+		return ret;
+	if (r->atomic)
+		return mig_wire_reject("subpages: in postcopy, where pages are "
+				       "placed whole");
+	g = d->vm.first[s.region] + s.page;
+	for (uint32_t i = 0; i < MIG_SUB_BITMAP; i++)
+		whole &= (s.data[i] | s.zero[i]) == 0xff;
+	if (!whole && !ut_bitmap_test(&d->received, g))
+		return mig_wire_reject("subpages: page %llu of region %u was "
+				       "never sent",
+				       (unsigned long long)s.page, s.region);
+	/* Only offered without COPY access (dst_welcome): hugetlbfs has no
+	 * write(2). */
+	page = mig_vm_page(&d->vm, s.region, s.page) +
+	       (size_t)s.first * MIG_SUB_SIZE;
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (s.data[i / 8] & (1u << (i % 8)))
+			r->iov[n++] = (struct iovec){ sub, MIG_SUB_SIZE };
+		else if (s.zero[i / 8] & (1u << (i % 8)))
+			memset(sub, 0, MIG_SUB_SIZE);
+	}
+	ret = n ? tp_recv_payload(r->st, r->iov, n) : 0;
+	if (!ret) {
+		ut_bitmap_set(&d->received, g);
+		ut_bitmap_clear(&d->zero, g);
+	}
+	return ret;
 }
 
 static int rx_small(struct receiver *r, const struct tp_msg *m)
@@ -326,6 +414,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		return rx_zero(r, m);
 	case MIG_MSG_DUP:
 		return rx_dup(r, m);
+	case MIG_MSG_SUBPAGES:
+		return rx_subpages(r, m);
 	case MIG_MSG_ROUND:
 		ret = rx_small(r, m);
 		if (!ret)

@@ -32,6 +32,9 @@ struct mig_round_stats {
 	uint64_t data_pages;	/* sent as data */
 	uint64_t zero_pages;	/* sent as zero bits */
 	uint64_t dup_pages;	/* sent as references */
+	/* 2 MiB pages sent as their changed 4 KiB sub-pages (subpages of
+	 * them as data), and dirty ones found unchanged (nothing sent). */
+	uint64_t delta_pages, subpages, same_pages;
 	uint64_t bytes;		/* on the wire, all kinds */
 	double duration_s;
 	double dirty_rate_mibs;	/* guest writes during the round */
@@ -55,6 +58,10 @@ struct mig_stats {
 	double cpu_s_source, cpu_s_dest;
 	uint32_t nbulk;
 	char mode[16];		/* "precopy" or "postcopy": how it ended */
+	/* Destination: how its userfaultfd places pages, "minor" (written
+	 * into the page cache, then UFFDIO_CONTINUE), "copy" (UFFDIO_COPY)
+	 * or "none" (no userfaultfd: no postcopy). */
+	char placement[8];
 	/* Postcopy (zero when the migration ended in precopy). */
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */
@@ -142,6 +149,9 @@ struct mig_source_params {
 	struct tp_session *session; /* connected; the engine does not own it */
 	uint64_t downtime_limit_ms;	/* default 300 */
 	uint64_t bandwidth_limit;	/* bytes/s, 0: none */
+	/* Resend a dirty 2 MiB page whole even when the destination could
+	 * take only its changed 4 KiB sub-pages (MIG_FEAT_SUBPAGES). */
+	bool no_subpages;
 	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
 	uint32_t max_rounds;	/* 0: 30 */
 	enum mig_mem_access mem_access;
@@ -167,6 +177,9 @@ struct mig_dest_params {
 	const char *vm_socket;	/* the incoming VMM's VM link */
 	struct tp_session *session; /* accepted; not owned */
 	enum mig_mem_access mem_access;
+	/* Postcopy placement by UFFDIO_COPY (MISSING mode only) even where
+	 * the kernel offers MINOR mode for every backing. */
+	bool no_minor;
 	/* Postcopy recovery: wait for the source to come back (accept). */
 	mig_reconnect_fn reconnect;
 	void *reconnect_arg;

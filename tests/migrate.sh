@@ -31,8 +31,9 @@ for f in "$VM" "$SRC" "$DST" "$B/tools/ferry-cert"; do
 	[ -x "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
 done
 
-ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_sequential
-	postcopy_vcpus postcopy_hugetlb hybrid auto auto_2g postcopy_recover
+ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
+	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
+	precopy_hugetlb_1g hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
@@ -166,7 +167,7 @@ start_vm() {
 # from this case's own ferry-dest output once it listens
 start_dest() {
 	"$DST" --vm "$CT/dst.sock" --listen 127.0.0.1:0 $STLS \
-		--accept-timeout 30 --json "$CT/dest.json" "$@" \
+		--accept-timeout 30 --json "$CT/dest.json" ${DEST_ARGS:-} "$@" \
 		>"$CT/fdest.log" 2>&1 &
 	track dest $!
 	wait_until 10 "ferry-dest to listen" dest \
@@ -275,6 +276,19 @@ migrate() {
 		grep -q '"downtime_ms"' "$CT/src.json" ||
 		{ fail "no completed statistics in src.json"; return; }
 	MODE=$(json mode "$CT/src.json") FAULTS=$(json faults "$CT/src.json")
+	PLACEMENT=$(json placement "$CT/dest.json")
+}
+
+# placed_by WANT: ferry-dest placed postcopy pages the way WANT says;
+# "minor" stands for "copy" on kernels before 5.14, which have no MINOR
+# mode on shmem (docs/architecture.md, the path of a page).
+placed_by() {
+	local want=$1 k
+	k=$(uname -r | sed 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/')
+	set -- $k
+	[ "$want" = minor ] && [ $(($1 * 100 + $2)) -lt 514 ] && want=copy
+	[ "$PLACEMENT" = "$want" ] ||
+		{ fail "ferry-dest placed pages by '$PLACEMENT', not '$want'"; return 1; }
 }
 
 # 1. A guest dirtying memory moves; it finishes its heartbeats at the
@@ -307,7 +321,16 @@ case_postcopy() {
 	# A random-write dirtier at 256 MiB/s.
 	migrate 64M "--rate 256" "--mode postcopy -n 2" || return
 	[ "$MODE" = postcopy ] || { fail "the migration ended in $MODE"; return; }
-	pass "postcopy, 256 MiB/s random writer: $VERIFIED, $FAULTS faults"
+	placed_by minor || return
+	pass "postcopy, 256 MiB/s random writer: $VERIFIED, $FAULTS faults, placed by $PLACEMENT"
+}
+# The same with MINOR mode refused: MISSING and UFFDIO_COPY only.
+case_postcopy_copy() {
+	DEST_ARGS="--uffd-mode missing" migrate 64M "--rate 256" \
+		"--mode postcopy -n 2" || return
+	[ "$MODE" = postcopy ] || { fail "the migration ended in $MODE"; return; }
+	placed_by copy || return
+	pass "postcopy by UFFDIO_COPY (--uffd-mode missing): $VERIFIED, $FAULTS faults"
 }
 case_postcopy_sequential() {
 	migrate 64M "--rate 8 --pattern sequential" "--mode postcopy" || return
@@ -338,6 +361,59 @@ case_auto_2g() {
 	pass "auto, 2 GiB guest dirtying 256 MiB/s: $MODE, $VERIFIED"
 }
 
+# hugetlb_pool N [KB]: N more huge pages of KB KiB (2048) for this case,
+# given back (and the pool restored) when it ends; 1 with a skip when
+# they cannot be had. The pool is system-wide: the tests' lock is held
+# while it is changed.
+hugetlb_pool() {
+	local pool=/sys/kernel/mm/hugepages/hugepages-${2:-2048}kB/nr_hugepages old
+	[ -w "$pool" ] || { skip "cannot change $pool"; return 1; }
+	exec 9>/tmp/ferry-tests-hugetlb.lock
+	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return 1; }
+	old=$(cat "$pool")
+	# Whichever way the case ends, its VMs give their huge pages back
+	# before the pool shrinks.
+	trap 'case_end; echo "'"$old"'" >'"$pool" EXIT
+	echo $((old + $1)) >"$pool"
+	[ "$(cat "$pool")" -ge $((old + $1)) ] ||
+		{ skip "cannot reserve $1 huge pages"; return 1; }
+}
+
+# 2M hugetlb precopy with a scattered 4 KiB writer: after round 0 a dirty
+# huge page costs its changed 4 KiB sub-pages, not 2 MiB.
+case_precopy_hugetlb_subpages() {
+	hugetlb_pool 72 || return
+	migrate 64M "--rate 16 -b hugetlb-2M" "--mode precopy -D 50" || return
+	python3 - "$CT/src.json" >"$CT/subpages.txt" <<-'PY' ||
+	import json, sys
+	st = json.load(open(sys.argv[1]))
+	later = [r for r in st["rounds"] if r["round"] > 0]
+	delta = sum(r["delta_pages"] for r in later)
+	whole = sum(r["data_pages"] for r in later)
+	subs = sum(r["subpages"] for r in later)
+	if not later or delta == 0:
+	    sys.exit("no later round sent sub-page deltas: %s" % later)
+	# Page data of the later rounds against the same dirty pages sent whole.
+	sent = subs * 4096 + whole * (2 << 20)
+	full = (delta + whole) * (2 << 20)
+	if sent * 2 > full:
+	    sys.exit("later rounds sent %d bytes of page data for %d dirty huge "
+	             "pages (%d bytes whole)" % (sent, delta + whole, full))
+	print("%d huge pages as %d sub-pages (%.1f MiB instead of %.1f MiB)" %
+	      (delta, subs, sent / 2**20, full / 2**20))
+	PY
+		{ fail "$(tail -n 1 "$CT/subpages.txt")"; return; }
+	pass "precopy, hugetlb-2M, scattered writer: $VERIFIED; $(cat "$CT/subpages.txt")"
+}
+
+# 1 GiB pages, where the kernel finds two contiguous GiB at run time: an
+# idle guest (every round would resend whole GiB pages) in precopy.
+case_precopy_hugetlb_1g() {
+	hugetlb_pool 2 1048576 || return
+	migrate 512M "--rate 0 -b hugetlb-1G" "--mode precopy -D 3000" 30 || return
+	pass "precopy, hugetlb-1G: $VERIFIED"
+}
+
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
 # system-wide: the tests' lock is held while it is changed.
 case_postcopy_hugetlb() {
@@ -355,7 +431,8 @@ case_postcopy_hugetlb() {
 		return
 	fi
 	migrate 32M "--rate 32 -b hugetlb-2M" "--mode postcopy" || return
-	pass "postcopy, hugetlb-2M: $VERIFIED, $FAULTS faults"
+	placed_by minor || return
+	pass "postcopy, hugetlb-2M: $VERIFIED, $FAULTS faults, placed by $PLACEMENT"
 }
 
 # The destination agent dies after the postcopy switchover: the source
