@@ -11,8 +11,9 @@
  * mode (precopy) the transport opens its records straight into guest RAM
  * (the cipher's pass: 1); in copy mode (what auto picks for 4 KiB pages)
  * into the receiver's stage, then pwrite into the backing (2); in
- * postcopy into the stage, then UFFDIO_COPY (2). transport/transport.h
- * counts the transport's part.
+ * postcopy into the stage, then UFFDIO_COPY, or on a shared backing
+ * (minor mode) pwrite or memcpy into the page cache and UFFDIO_CONTINUE
+ * (2). transport/transport.h counts the transport's part.
  */
 #include "config.h"
 
