@@ -113,6 +113,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
+	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
 	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages)
 		return sub_init(s, err);
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
