@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The destination's receiver threads, one per bulk stream: each writes
- * pages straight into the incoming VM's RAM (decrypted into guest memory
- * where it can be, no staging copy), applies zero bitmaps and duplicate
- * references in stream order, and meets the other receivers at each
- * ROUND marker so that round r + 1 of one stream can never land before
- * round r of another. Past the POSTCOPY marker every page is placed
- * atomically through the userfaultfd (dst_place).
+ * The destination's receiver threads, one per bulk stream: each puts the
+ * pages of a PAGES batch into the incoming VM's RAM, applies zero bitmaps
+ * and duplicate references in stream order, and meets the other receivers
+ * at each ROUND marker so that round r + 1 of one stream can never land
+ * before round r of another. Past the POSTCOPY marker every page is
+ * placed atomically through the userfaultfd (dst_place).
+ *
+ * The copies of a data page after the kernel's out of the socket: in map
+ * mode (precopy) the transport opens its records straight into guest RAM
+ * (the cipher's pass: 1); in copy mode (what auto picks for 4 KiB pages)
+ * into the receiver's stage, then pwrite into the backing (2); in
+ * postcopy into the stage, then UFFDIO_COPY, or on a shared backing
+ * (minor mode) pwrite or memcpy into the page cache and UFFDIO_CONTINUE
+ * (2). transport/transport.h counts the transport's part.
  */
 #include "config.h"
 

@@ -5,10 +5,14 @@
  * pages (never crossing a region) from a shared cursor, classifies each
  * page: zero pages become bits of a ZERO message, pages whose XXH3-128
  * matches a page this sender already sent in this round become DUP
- * references, the rest go out as PAGES, encrypted straight from the
- * guest's memory. A chunk's PAGES are sent before its DUPs on the same
- * stream, so a reference always arrives after the page it names. In
- * postcopy a sender first pushes the window after the last fault.
+ * references, the rest go out as PAGES. The copies of a data page: with
+ * --mem-access map the transport seals it straight from the guest's
+ * memory (the cipher's pass, into the send buffer: 1); with copy (what
+ * auto picks for 4 KiB pages) pread puts it in the sender's stage first
+ * (2); then the kernel's copy into the socket (transport/transport.h
+ * counts the transport's). A chunk's PAGES are sent before its DUPs on
+ * the same stream, so a reference always arrives after the page it names.
+ * In postcopy a sender first pushes the window after the last fault.
  */
 #include "config.h"
 

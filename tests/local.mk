@@ -65,6 +65,21 @@ tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_wire_LDADD = migrate/libmigrate.a vmlink/libvmlink.a util/libutil.a
 endif
 
+# The record-layer fuzzer (tests/fuzz-records.c) and its seeds.
+noinst_PROGRAMS += tests/fuzz-records-seeds
+tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_seeds_LDADD = $(TRANSPORT_LIBS)
+
+if ENABLE_FUZZ
+noinst_PROGRAMS += tests/fuzz-records
+tests_fuzz_records_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
+tests_fuzz_records_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_records_LDADD = $(TRANSPORT_LIBS)
+endif
+
 # Live migration end to end: real VMs, the agents, TLS on loopback.
 TESTS += tests/migrate.sh
 EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py
