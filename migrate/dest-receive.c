@@ -342,6 +342,21 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 	}
 }
 
+/* Test-only (struct mig_inject): fails this receiver at the K-th bulk
+ * message of the destination. */
+static bool injected(struct receiver *r)
+{
+	struct mig_inject *in = r->d->p->inject;
+	char k[16];
+
+	if (!mig_inject_hit(in, in ? &in->rx_msgs : NULL,
+			    in ? in->dest_fail_rx : 0))
+		return false;
+	snprintf(k, sizeof(k), "%u", in->dest_fail_rx);
+	rx_fail(r, -EIO, "injected failure at bulk message %s", k);
+	return true;
+}
+
 static void *receiver_main(void *arg)
 {
 	struct receiver *r = arg;
@@ -350,6 +365,8 @@ static void *receiver_main(void *arg)
 
 	for (;;) {
 		ret = tp_recv_hdr(r->st, &m);
+		if (!ret && r->d->p->inject && injected(r))
+			return NULL;
 		if (!ret)
 			ret = rx_one(r, &m);
 		if (ret == 1)

@@ -66,6 +66,10 @@ static int flush_batch(struct sender *w)
 			      w->nbatch, w->batch_idx);
 	if (n < 0)
 		return n;
+	if (s->p->inject && mig_inject_hit(s->p->inject,
+					   &s->p->inject->pages_msgs,
+					   s->p->inject->src_bad_pages))
+		memset(w->hdr + n - 8, 0xff, 8);	/* the last index */
 	w->iov[0] = (struct iovec){ w->hdr, n };
 	for (uint32_t i = 0; i < w->nbatch; i++)
 		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
