@@ -43,6 +43,9 @@ struct dst_meet {
 	bool discards_done;		/* receivers may go on past it */
 	bool failed;			/* stop: the first failure is in err */
 	char *err;			/* the caller's, MIG_ERR_LEN */
+	/* eventfd, readable once failed: wakes the main thread's wait for
+	 * the control stream, which stays up to tell the source why. */
+	int wake_fd;
 };
 
 /* The engine: the main thread's own state, the pages every thread

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,8 +77,10 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->meet.err, ret, "%s", what);
 		d->meet.failed = true;
-		/* Wake the control thread out of its read. */
-		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
+		/* Wake the control thread out of its wait; the control
+		 * stream stays up to tell the source why. */
+		if (eventfd_write(d->meet.wake_fd, 1))
+			tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
 	}
 	r->ret = ret;
 	pthread_cond_broadcast(&d->meet.cond);

@@ -152,7 +152,10 @@ struct mig_inject {
 	/* Source: its senders send the K-th PAGES message with a page index
 	 * past the end of its region (a bad frame). */
 	uint32_t src_bad_pages;
-	_Atomic uint32_t rx_msgs, pages_msgs;	/* counted so far */
+	/* Source: its session is cut (every stream, both ways, as a
+	 * network failure would) as its K-th round starts (round K-1). */
+	uint32_t src_cut_round;
+	_Atomic uint32_t rx_msgs, pages_msgs, rounds;	/* counted so far */
 };
 
 struct mig_source_params {

@@ -104,6 +104,9 @@ int src_poll_dest(struct mig_src *s)
 			/* Before RESUMED: the guest never ran there. */
 			s->dest_discarded = !s->resumed_seen;
 			ret = e.code == ECANCELED ? -ECANCELED : -e.code;
+			/* Its reason, not the broken stream it left us. */
+			if (s->rd.error == -EPIPE || s->rd.error == -ECONNRESET)
+				s->rd.err[0] = 0;
 			if (e.code == ECANCELED)
 				mig_fail(s->rd.err, ret, "the destination %s "
 					 "before the switchover: the VM runs "
@@ -125,6 +128,34 @@ int src_poll_dest(struct mig_src *s)
 		pthread_mutex_unlock(&s->rd.lock);
 	}
 	return ret;
+}
+
+/* A sender whose stream broke usually lost it because the destination
+ * failed and closed it: the reason it sent on the control stream, if one
+ * comes within a second, is the one worth giving. */
+static void prefer_peer_reason(struct mig_src *s, int ret)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN, 0 };
+	uint8_t buf[512];
+	struct mig_error e;
+	struct tp_msg m;
+
+	if (ret != -EPIPE && ret != -ECONNRESET && ret != -ESHUTDOWN)
+		return;
+	if (s->dest_discarded || s->cancelled || s->committed)
+		return;
+	while ((tp_stream_pending(ctl) || poll(&pfd, 1, 1000) == 1) &&
+	       !tp_recv(ctl, &m, buf, sizeof(buf))) {
+		if (m.type == MIG_MSG_KEEPALIVE)
+			continue;
+		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e)) {
+			s->dest_discarded = !s->resumed_seen;
+			snprintf(s->rd.err, MIG_ERR_LEN, "the destination "
+				 "failed: %.200s", e.msg);
+		}
+		break;
+	}
 }
 
 /* Between the waits of a round: a cancel before the commitment, or a
@@ -154,7 +185,11 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		     struct mig_round_stats *rs, const struct mig_round_stats *prev)
 {
 	uint64_t t0 = ut_now_ns(), total = ut_bitmap_count(&s->todo);
+	struct mig_inject *in = s->p->inject;
 	int ret;
+
+	if (in && mig_inject_hit(in, &in->rounds, in->src_cut_round))
+		tp_session_shutdown(s->sess, TP_SHUT_ALL);
 
 	pthread_mutex_lock(&s->rd.lock);
 	atomic_store(&s->rd.cursor, 0);
@@ -175,6 +210,8 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	}
 	ret = s->rd.error;
 	pthread_mutex_unlock(&s->rd.lock);
+	if (ret)
+		prefer_peer_reason(s, ret);
 
 	*rs = (struct mig_round_stats){ .round = round };
 	for (unsigned int i = 0; i < s->nbulk; i++) {

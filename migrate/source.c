@@ -86,9 +86,13 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 				"WELCOME (message type 0x%x)", m.type);
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
-				 s->p->mode == MIG_MODE_HYBRID))
-		return mig_fail(err, -EOPNOTSUPP, "the destination cannot do "
-				"postcopy (its VM handed over no userfaultfd)");
+				 s->p->mode == MIG_MODE_HYBRID)) {
+		mig_fail(err, -EOPNOTSUPP, "the destination cannot do postcopy "
+			 "(its VM handed over no userfaultfd)");
+		/* It waits for pages: tell it why none come. */
+		mig_tell_peer(s->sess, EOPNOTSUPP, err);
+		return -EOPNOTSUPP;
+	}
 	return 0;
 }
 
