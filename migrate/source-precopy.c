@@ -103,6 +103,7 @@ int src_poll_dest(struct mig_src *s)
 			   !mig_dec_error(buf, m.len, &e)) {
 			/* Before RESUMED: the guest never ran there. */
 			s->dest_discarded = !s->resumed_seen;
+			s->dest_cancelled = e.code == ECANCELED;
 			ret = e.code == ECANCELED ? -ECANCELED : -e.code;
 			/* Its reason, not the broken stream it left us. */
 			if (s->rd.error == -EPIPE || s->rd.error == -ECONNRESET)

@@ -139,7 +139,9 @@ static enum mig_phase outcome(const struct mig_src *s, int ret)
 	 * discarded its VM before RESUMED. */
 	if (there && !s->dest_discarded)
 		return MIG_PHASE_INTERRUPTED;
-	if (ret == -ECANCELED && (s->cancelled || s->dest_discarded))
+	/* Our senders stop with -ECANCELED after any peer ERROR: only a
+	 * cancel, here or there, is one. */
+	if (ret == -ECANCELED && (s->cancelled || s->dest_cancelled))
 		return MIG_PHASE_CANCELLED;
 	return MIG_PHASE_FAILED;
 }
