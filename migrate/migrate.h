@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 #include "transport/transport.h"
 #include "util/util.h"
 

@@ -10,7 +10,7 @@
  *
  * No seam in the engines is needed for the VM: each stand-in listens on a
  * VM-link socket in a temporary directory and serves the real protocol
- * (migrate/vmlink.h) from its own thread, so mig_vm_attach() and every
+ * (vmlink/vmlink.h) from its own thread, so mig_vm_attach() and every
  * vml_client_*() call run exactly as against ferry-vm. (A socketpair
  * would have needed an attach-by-fd entry point; a struct of VM ops would
  * have left the VM-link client out of the test.) Failures at exact
@@ -38,6 +38,7 @@
 #define LOG_PREFIX "check-engine"
 #include "migrate/internal.h"
 #include "tests/testutil.h"
+#include "tools/cert.h"
 #include "transport/transport.h"
 #include "util/util.h"
 
@@ -879,8 +880,6 @@ START_TEST(peer_error_at_message)
 	mig_go(&m);
 	snprintf(why, sizeof(why), "injected failure at bulk message %u",
 		 at[_i]);
-	/* The source's reason: the destination's, or (a known gap, see
-	 * docs) the bulk stream it closed, whichever the source saw first. */
 	assert_stayed(&m, "failed", "", "failed", why);
 	ck_assert_msg(strstr(m.serr, why) || strstr(m.serr, "peer closed"),
 		      "%s", m.serr);
@@ -1147,20 +1146,20 @@ END_TEST
 static int make_certs(void)
 {
 	char c[PATH_MAX], k[PATH_MAX], hc[PATH_MAX], hk[PATH_MAX];
-	struct tp_cert_opts o = { .cn = "engine test CA", .days = 2 };
+	struct cert_opts o = { .cn = "engine test CA", .days = 2 };
 	static const char *const hosts[] = { "server", "client" };
 	struct tp_err err;
 
 	snprintf(c, PATH_MAX, "%s/ca.pem", tmpdir);
 	snprintf(k, PATH_MAX, "%s/ca-key.pem", tmpdir);
-	if (tp_cert_make_ca(c, k, &o, &err))
+	if (cert_make_ca(c, k, &o, &err))
 		goto fail;
 	for (size_t i = 0; i < UT_ARRAY_SIZE(hosts); i++) {
-		o = (struct tp_cert_opts){ .cn = hosts[i], .days = 2,
+		o = (struct cert_opts){ .cn = hosts[i], .days = 2,
 			.san = "DNS:localhost,IP:127.0.0.1" };
 		snprintf(hc, PATH_MAX, "%s/%s.pem", tmpdir, hosts[i]);
 		snprintf(hk, PATH_MAX, "%s/%s-key.pem", tmpdir, hosts[i]);
-		if (tp_cert_make_host(c, k, hc, hk, &o, &err))
+		if (cert_make_host(c, k, hc, hk, &o, &err))
 			goto fail;
 	}
 	return 0;
