@@ -123,8 +123,8 @@ static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
 }
 
 /* Waits until the control stream has something to read, the operator
- * cancels (-ECANCELED), or a receiver failed (-ECANCELED, its reason in
- * @err). Waits at most a silence the source's keepalives never leave;
+ * cancels (-ECANCELED), or a receiver failed (its -errno, its reason
+ * in @err). Waits at most a silence the source's keepalives never leave;
  * tp_recv_hdr() then applies the stream's own timeout. */
 static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
 {
@@ -132,16 +132,17 @@ static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
 				 { d->meet.wake_fd, POLLIN, 0 },
 				 { d->p->cancel ? d->p->cancel->fd : -1,
 				   POLLIN, 0 } };
-	bool failed;
+	int failed = 0;
 
 	if (!tp_stream_pending(ctl))
 		while (poll(pfd, 3, 10000) < 0 && errno == EINTR)
 			;
 	pthread_mutex_lock(&d->meet.lock);
-	failed = d->meet.failed;
+	if (d->meet.failed)
+		failed = d->meet.error ? d->meet.error : -ECANCELED;
 	pthread_mutex_unlock(&d->meet.lock);
-	if (failed)
-		return -ECANCELED;
+	if (failed)	/* the receiver's code: the source is told it */
+		return failed;
 	if (!mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why)))
 		return 0;
 	d->cancelled = true;

@@ -77,6 +77,7 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->meet.err, ret, "%s", what);
 		d->meet.failed = true;
+		d->meet.error = ret;
 		/* Wake the control thread out of its wait; the control
 		 * stream stays up to tell the source why. */
 		if (eventfd_write(d->meet.wake_fd, 1))

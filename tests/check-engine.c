@@ -880,9 +880,9 @@ START_TEST(peer_error_at_message)
 	mig_go(&m);
 	snprintf(why, sizeof(why), "injected failure at bulk message %u",
 		 at[_i]);
-	assert_stayed(&m, "failed", "", "failed", why);
-	ck_assert_msg(strstr(m.serr, why) || strstr(m.serr, "peer closed"),
-		      "%s", m.serr);
+	/* The source gives the destination's reason, not the bulk stream
+	 * the destination closed after failing. */
+	assert_stayed(&m, "failed", why, "failed", why);
 	mig_fini(&m);
 }
 END_TEST
