@@ -890,18 +890,17 @@ static const struct fail_row fails[] = {
 	  .dphase = "failed", .dwhy = "peer closed the connection",
 	  .rounds = 3, .pauses = 0, .commits = 0 },
 	/* The source gives the destination's reason, not the bulk stream
-	 * the destination closed after failing. */
+	 * the destination closed after failing. Its ERROR may reach the
+	 * source after later rounds, the pause, even the commitment (it
+	 * still precedes RESUMED): how far the source got is not fixed. */
 	{ "peer_error_at_message_1", .fail_rx = 1,
 	  .sphase = "failed", .swhy = "injected failure at bulk message 1",
 	  .dphase = "failed", .dwhy = "injected failure at bulk message 1",
-	  .rounds = 1, .pauses = 0, .commits = 0 },
+	  .rounds = ANY, .pauses = ANY, .commits = ANY },
 	{ "peer_error_at_message_7", .fail_rx = 7,
 	  .sphase = "failed", .swhy = "injected failure at bulk message 7",
 	  .dphase = "failed", .dwhy = "injected failure at bulk message 7",
-	  .rounds = 1, .pauses = 0, .commits = 0 },
-	/* Late in round 0 or in the final round: the source may have sent
-	 * everything and committed; the destination's ERROR still comes
-	 * before RESUMED, so the source VM runs on. */
+	  .rounds = ANY, .pauses = ANY, .commits = ANY },
 	{ "peer_error_at_message_20", .fail_rx = 20,
 	  .sphase = "failed", .swhy = "injected failure at bulk message 20",
 	  .dphase = "failed", .dwhy = "injected failure at bulk message 20",
@@ -910,7 +909,7 @@ static const struct fail_row fails[] = {
 	  .sphase = "failed", .swhy = "the destination failed: the source "
 	  "sent a malformed message: pages: page index outside the region",
 	  .dphase = "failed", .dwhy = "the source sent a malformed message",
-	  .sret = -EPROTO, .rounds = 1, .pauses = 0, .commits = 0 },
+	  .sret = -EPROTO, .rounds = ANY, .pauses = ANY, .commits = ANY },
 	{ "vmlink_closes_at_pause", .close_at = VML_MSG_PAUSE,
 	  .sphase = "failed", .swhy = "the VM did not pause",
 	  .dphase = "failed", .dwhy = "the source gave up: the VM did not "
