@@ -906,8 +906,8 @@ static const struct fail_row fails[] = {
 	  .dphase = "failed", .dwhy = "injected failure at bulk message 20",
 	  .rounds = ANY, .pauses = ANY, .commits = ANY },
 	{ "bad_frame", .bad_pages = 3,
-	  .sphase = "failed", .swhy = "the destination failed: the source "
-	  "sent a malformed message: pages: page index outside the region",
+	  .sphase = "failed", .swhy = "the source sent a malformed message: "
+	  "pages: page index outside the region",
 	  .dphase = "failed", .dwhy = "the source sent a malformed message",
 	  .sret = -EPROTO, .rounds = ANY, .pauses = ANY, .commits = ANY },
 	{ "vmlink_closes_at_pause", .close_at = VML_MSG_PAUSE,
