@@ -709,15 +709,20 @@ static void busy_writer(struct mig *m)
 	m->sp.bandwidth_limit = 32u << 20;
 }
 
+/* Postcopy at once with a slow push: the guest there reads the last
+ * pages first and faults on them. */
+static void slow_postcopy(struct mig *m)
+{
+	m->sp.mode = MIG_MODE_POSTCOPY;
+	m->sp.bandwidth_limit = 16u << 20;
+}
+
 START_TEST(postcopy_faults_served)
 {
 	struct mig m;
 
 	mig_setup(&m, NPAGES, 5000);
-	m.sp.mode = MIG_MODE_POSTCOPY;
-	/* A slow push: the guest here reads the last pages first and
-	 * faults on them. */
-	m.sp.bandwidth_limit = 16u << 20;
+	slow_postcopy(&m);
 	mig_go(&m);
 	assert_moved(&m, "postcopy");
 	ck_assert_uint_ge(m.ds.faults, 1);
@@ -780,21 +785,27 @@ static void cut_source(void *arg)
 	tp_session_shutdown(m->net.src, TP_SHUT_ALL);
 }
 
+/* Once the guest there has read @n pages (some by faults), the
+ * session is cut under both engines. */
+static void cut_after_reads(struct mig *m, uint64_t n)
+{
+	m->dvm.read_at = n;
+	m->dvm.on_read = cut_source;
+	m->dvm.read_arg = m;
+}
+
 START_TEST(postcopy_recovers_after_cut)
 {
 	struct mig m;
 
 	mig_setup(&m, NPAGES, 5000);
-	m.sp.mode = MIG_MODE_POSTCOPY;
-	m.sp.bandwidth_limit = 16u << 20;
+	slow_postcopy(&m);
 	m.sp.reconnect = reconnect_src;
 	m.sp.reconnect_arg = &m.net;
 	m.sp.recover_timeout_s = 10;
 	m.dp.reconnect = reconnect_dst;
 	m.dp.reconnect_arg = &m.net;
-	m.dvm.read_at = 8;	/* 8 pages read, some by faults: cut */
-	m.dvm.on_read = cut_source;
-	m.dvm.read_arg = &m;
+	cut_after_reads(&m, 8);
 	mig_go(&m);
 	assert_moved(&m, "postcopy");
 	ck_assert_uint_ge(m.ss.recoveries, 1);
@@ -808,11 +819,8 @@ START_TEST(postcopy_cut_for_good_interrupts)
 	struct mig m;
 
 	mig_setup(&m, NPAGES, 5000);
-	m.sp.mode = MIG_MODE_POSTCOPY;
-	m.sp.bandwidth_limit = 16u << 20;
-	m.dvm.read_at = 8;
-	m.dvm.on_read = cut_source;
-	m.dvm.read_arg = &m;
+	slow_postcopy(&m);
+	cut_after_reads(&m, 8);
 	mig_go(&m);
 	ck_assert_int_ne(m.sret, 0);
 	ck_assert_int_ne(m.dret, 0);
