@@ -53,6 +53,19 @@ static int start_tracking(struct mig_src *s, char *err)
 	return 0;
 }
 
+/* After telling the destination why we stop: wait (bounded) until it
+ * has read it and discarded its VM, so that closing the bulk streams
+ * cannot overtake the reason. Its answer is an ERROR or a close. */
+static void linger(struct mig_src *s)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct tp_msg m;
+
+	tp_stream_set_timeout(ctl, 3000);
+	while (!tp_recv(ctl, &m, NULL, 0) && m.type == MIG_MSG_KEEPALIVE)
+		;
+}
+
 /* HELLO with the region table; the destination answers WELCOME or ERROR. */
 static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 {
@@ -91,22 +104,10 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 			 "(its VM handed over no userfaultfd)");
 		/* It waits for pages: tell it why none come. */
 		mig_tell_peer(s->sess, EOPNOTSUPP, err);
+		linger(s);
 		return -EOPNOTSUPP;
 	}
 	return 0;
-}
-
-/* After telling the destination we cancelled: wait (bounded) until it
- * has read it and discarded its VM, so that closing the bulk streams
- * cannot overtake the reason. Its answer is an ERROR or a close. */
-static void linger(struct mig_src *s)
-{
-	struct tp_stream *ctl = tp_session_control(s->sess);
-	struct tp_msg m;
-
-	tp_stream_set_timeout(ctl, 3000);
-	while (!tp_recv(ctl, &m, NULL, 0) && m.type == MIG_MSG_KEEPALIVE)
-		;
 }
 
 static void final_stats(struct mig_src *s, double cpu0)
@@ -181,6 +182,7 @@ static void conclude(struct mig_src *s, int ret, char *err)
 		   last != MIG_PHASE_POSTCOPY && last != MIG_PHASE_RECOVERING &&
 		   !s->dest_discarded) {
 		mig_tell_peer(s->sess, -ret, err[0] ? err : "source failed");
+		linger(s);
 	}
 }
 
