@@ -552,6 +552,9 @@ static void *dest_main(void *arg)
 	struct mig *m = arg;
 
 	m->dret = mig_dest_run(&m->dp, &m->ds, m->derr);
+	/* What ferry-dest's exit does: its connection closes (a lingering
+	 * source stops waiting), the session freed later by mig_fini(). */
+	tp_session_shutdown(m->net.dst, TP_SHUT_ALL);
 	/* A source held in its VM link may go on now. */
 	tvm_release(&m->svm);
 	return NULL;
@@ -585,6 +588,7 @@ static void mig_go(struct mig *m)
 	tvm_start(&m->dvm);
 	ck_assert_int_eq(pthread_create(&m->dth, NULL, dest_main, m), 0);
 	m->sret = mig_source_run(&m->sp, &m->ss, m->serr);
+	tp_session_shutdown(m->net.src, TP_SHUT_ALL);	/* as above */
 	pthread_join(m->dth, NULL);
 	fprintf(stderr, "  source: %s (%d) \"%s\"; dest: %s (%d) \"%s\"\n",
 		m->ss.outcome, m->sret, m->serr, m->ds.outcome, m->dret,
