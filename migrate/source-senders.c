@@ -196,6 +196,18 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 	uint64_t base = s->vm.first[c->region] + c->start;
 	struct dup_slot *e;
 	int ret = 0;
+	/*
+	 * A duplicate is sent as a reference to a page this sender sent,
+	 * which the destination copies from what it received. The hash must
+	 * be of those bytes: true of a staged copy (COPY mode) and of a
+	 * paused guest (the final round), not of pages read in place while
+	 * the guest runs, which can change between the hash and the send
+	 * (the reference would then copy the new bytes into a page that was
+	 * never written, and nothing would resend it). After the switchover
+	 * the guest runs there: duplicates go as data.
+	 */
+	bool dedup = !s->postcopy &&
+		     (s->vm.copy || (s->rd.flags & MIG_ROUND_FINAL));
 
 	if (s->vm.copy && (ret = stage_window(w, c, i, n)))
 		return ret;
@@ -215,7 +227,7 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			w->c.zero++;
 			continue;
 		}
-		if (!s->postcopy) {
+		if (dedup) {
 			gm_hash(page, psz, &h);
 			if (seen_before(w, &h, c->region, c->start + k, &e)) {
 				w->dups[w->ndup++] = (struct mig_dup){
