@@ -70,6 +70,7 @@ struct tvm {
 	bool stop;		/* the guest thread ends */
 	bool self_resumed;	/* the agent left it paused, uncommitted */
 	bool left_paused;	/* the agent left it paused, committed */
+	unsigned int gone;	/* agents that hung up */
 	unsigned int nreq[16];	/* requests served, by type */
 	/* Behaviour, set before the run. */
 	uint16_t close_on;	/* close the link at this request, unanswered */
@@ -272,6 +273,8 @@ static void agent_gone(struct tvm *vm)
 {
 	close(vm->conn_fd);
 	vm->conn_fd = -1;
+	vm->gone++;
+	pthread_cond_broadcast(&vm->cond);
 	if (vm->state != VML_STATE_PAUSED || vm->incoming)
 		return;
 	if (vm->committed) {
@@ -433,6 +436,20 @@ static void tvm_fini(struct tvm *vm)
 	gm_region_fini(&vm->ram);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
+}
+
+/* Waits (at most 2 s) until the link thread has seen an agent hang up:
+ * what the VMM does then is recorded by the time this returns. */
+static void tvm_wait_gone(struct tvm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (int i = 0; !vm->gone && i < 200; i++) {
+		pthread_mutex_unlock(&vm->lock);
+		usleep(10000);
+		pthread_mutex_lock(&vm->lock);
+	}
+	ck_assert_msg(vm->gone, "the agent never left the VM link");
+	pthread_mutex_unlock(&vm->lock);
 }
 
 static unsigned int tvm_nreq(struct tvm *vm, uint16_t type)
@@ -698,6 +715,7 @@ static void assert_stayed(struct mig *m, const char *sphase, const char *swhy,
 		ck_assert_msg(!strchr(m->derr, '\n'), "a reason of one line");
 		ck_assert_uint_eq(tvm_nreq(&m->dvm, VML_MSG_RESUME), 0);
 	}
+	tvm_wait_gone(&m->svm);
 	pthread_mutex_lock(&m->svm.lock);
 	ck_assert_uint_eq(m->svm.state, VML_STATE_RUNNING);
 	ck_assert_msg(!m->svm.self_resumed, "the agent left the VM paused "
@@ -906,6 +924,7 @@ START_TEST(postcopy_cut_for_good_interrupts)
 	ck_assert_msg(strstr(m.serr, "peer closed"), "source: %s", m.serr);
 	/* The running copy was there: the source VM stays paused, with all
 	 * of its memory, and the guest there was stopped. */
+	tvm_wait_gone(&m.svm);
 	ck_assert_uint_eq(m.svm.state, VML_STATE_PAUSED);
 	ck_assert_uint_eq(tvm_nreq(&m.svm, VML_MSG_RESUME), 0);
 	ck_assert(m.svm.left_paused);
