@@ -968,6 +968,7 @@ struct fail_row {
 	uint16_t hold_at;		/* the source VM holds this reply */
 	int timeout_ms;			/* 0: 5000 */
 	bool big_dest, postcopy, no_dest_uffd;
+	bool map;			/* MIG_MEM_MAP both sides (sub-pages) */
 	/* What must come of it. */
 	const char *sphase, *swhy, *dphase, *dwhy;
 	int sret;			/* 0: any failure */
@@ -1066,6 +1067,14 @@ static const struct fail_row fails[] = {
 	  .dphase = "failed", .dwhy = "the source gave up: the destination "
 	  "cannot do postcopy", .sret = -EOPNOTSUPP, .rounds = 0,
 	  .pauses = 0, .commits = 0 },
+	/* Mapped access agrees sub-pages, whose set-up once skipped the
+	 * postcopy check. */
+	{ "postcopy_without_dest_uffd_map", .postcopy = true,
+	  .no_dest_uffd = true, .map = true,
+	  .sphase = "failed", .swhy = "the destination cannot do postcopy",
+	  .dphase = "failed", .dwhy = "the source gave up: the destination "
+	  "cannot do postcopy", .sret = -EOPNOTSUPP, .rounds = 0,
+	  .pauses = 0, .commits = 0 },
 };
 
 static void arrange(struct mig *m, const struct fail_row *t)
@@ -1087,6 +1096,8 @@ static void arrange(struct mig *m, const struct fail_row *t)
 	if (t->postcopy)
 		m->sp.mode = MIG_MODE_POSTCOPY;
 	m->dvm.no_uffd = t->no_dest_uffd;
+	if (t->map)
+		m->sp.mem_access = m->dp.mem_access = MIG_MEM_MAP;
 }
 
 static void assert_count(const char *what, int want, unsigned int got)
