@@ -214,6 +214,9 @@ static void conclude(struct mig_src *s, int ret, char *err)
 		   !s->dest_discarded) {
 		mig_tell_peer(s->sess, -ret, err[0] ? err : "source failed");
 		linger(s);
+	} else if (ret == -ETIMEDOUT && last == MIG_PHASE_CANCELLED &&
+		   s->senders) {
+		linger(s);	/* the policy's cancel told it why already */
 	}
 }
 
