@@ -87,11 +87,8 @@ struct tvm {
 	bool toggle_dups;	/* instead: pages 5 and 13 (see writer_main) */
 	_Atomic uint64_t writes;
 	/* The destination's guest: once resumed, reads every page from the
-	 * last down; @on_read(@read_arg) runs after the @read_at-th read. */
+	 * last down. */
 	_Atomic uint64_t reads;
-	uint64_t read_at;
-	void (*on_read)(void *arg);
-	void *read_arg;
 };
 
 static void tvm_set_state(struct tvm *vm, uint32_t st)
@@ -153,9 +150,7 @@ static void *reader_main(void *arg)
 		if (stop)
 			break;
 		sum += ram[i * PAGE + 100];
-		if (atomic_fetch_add(&vm->reads, 1) + 1 == vm->read_at &&
-		    vm->on_read)
-			vm->on_read(vm->read_arg);
+		atomic_fetch_add(&vm->reads, 1);
 	}
 	(void)sum;
 	return NULL;
@@ -563,18 +558,18 @@ struct mig {
 	bool cancel_dst;
 	uint16_t cancel_at;	/* the source's cancel at this VM request */
 	int refused;		/* mig_cancel_request() of a late cancel */
-	bool busy;		/* dirty_now() at every report */
+	uint32_t touch;		/* pages dirty_now() writes at each report */
 };
 
-/* busy: the guest writes 512 pages during every precopy round, from the
- * source's own reports, so that no round can fit 1 ms whatever the
- * scheduler does with the writer thread. */
-static void dirty_now(struct tvm *vm)
+/* The guest writes @n pages at each of the source's reports while it
+ * runs: during every precopy round and between rounds, for certain,
+ * whatever the scheduler does with the writer thread. */
+static void dirty_now(struct tvm *vm, uint32_t n)
 {
 	uint8_t *ram = vm->ram.host;
 
 	pthread_mutex_lock(&vm->lock);
-	for (uint64_t i = 0; vm->state == VML_STATE_RUNNING && i < 512; i++)
+	for (uint64_t i = 0; vm->state == VML_STATE_RUNNING && i < n; i++)
 		ram[(vm->hot_first + i) * PAGE + 8] ^= 1;
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -583,8 +578,8 @@ static void progress(const struct mig_progress *p, void *arg)
 {
 	struct mig *m = arg;
 
-	if (m->busy)
-		dirty_now(&m->svm);
+	if (m->touch)
+		dirty_now(&m->svm, m->touch);
 
 	if (m->at_round < 0 || p->round != (uint32_t)m->at_round || p->final)
 		return;
@@ -735,11 +730,13 @@ START_TEST(precopy_converges)
 
 	mig_setup(&m, NPAGES, 5000);
 	m.sp.mem_access = m.dp.mem_access = acc[_i];
+	m.touch = 16;
 	mig_go(&m);
 	assert_moved(&m, "precopy");
 	ck_assert_uint_ge(m.ss.nrounds, 2);	/* round 0 and the final */
 	ck_assert_uint_eq(m.ss.rounds[0].pages, NPAGES);
-	ck_assert_uint_ge(atomic_load(&m.svm.writes), 1);
+	/* What the guest wrote after round 0 went in the final round. */
+	ck_assert_uint_ge(m.ss.rounds[m.ss.nrounds - 1].pages, 16);
 	ck_assert_uint_eq(tvm_nreq(&m.svm, VML_MSG_PAUSE), 1);
 	ck_assert_uint_eq(tvm_nreq(&m.dvm, VML_MSG_LOAD_STATE), 1);
 	mig_fini(&m);
@@ -777,7 +774,7 @@ static void busy_writer(struct mig *m)
 	 * 32 MiB/s. */
 	m->svm.hot = 1024;
 	m->svm.write_us = 0;
-	m->busy = true;
+	m->touch = 512;
 	m->sp.downtime_limit_ms = 1;
 	m->sp.bandwidth_limit = 32u << 20;
 }
@@ -872,22 +869,6 @@ END_TEST
 
 /* ---- postcopy's connection lost ---- */
 
-static void cut_source(void *arg)
-{
-	struct mig *m = arg;
-
-	tp_session_shutdown(m->net.src, TP_SHUT_ALL);
-}
-
-/* Once the guest there has read @n pages (some by faults), the
- * session is cut under both engines. */
-static void cut_after_reads(struct mig *m, uint64_t n)
-{
-	m->dvm.read_at = n;
-	m->dvm.on_read = cut_source;
-	m->dvm.read_arg = m;
-}
-
 START_TEST(postcopy_recovers_after_cut)
 {
 	struct mig m;
@@ -899,7 +880,9 @@ START_TEST(postcopy_recovers_after_cut)
 	m.sp.recover_timeout_s = 10;
 	m.dp.reconnect = reconnect_dst;
 	m.dp.reconnect_arg = &m.net;
-	cut_after_reads(&m, 8);
+	/* The session cut as the push starts (the 2nd round: the first
+	 * is the empty switch), the guest running there. */
+	m.inj.src_cut_round = 2;
 	mig_go(&m);
 	assert_moved(&m, "postcopy");
 	ck_assert_uint_ge(m.ss.recoveries, 1);
@@ -914,7 +897,9 @@ START_TEST(postcopy_cut_for_good_interrupts)
 
 	mig_setup(&m, NPAGES, 5000);
 	slow_postcopy(&m);
-	cut_after_reads(&m, 8);
+	/* The session cut as the push starts (the 2nd round: the first
+	 * is the empty switch), the guest running there. */
+	m.inj.src_cut_round = 2;
 	mig_go(&m);
 	ck_assert_int_ne(m.sret, 0);
 	ck_assert_int_ne(m.dret, 0);
@@ -1051,11 +1036,12 @@ static const struct fail_row fails[] = {
 	  .sret = -ECANCELED, .rounds = ANY, .pauses = 0, .commits = 0 },
 	/* The source falls silent in its VM link (PAUSE held until the
 	 * destination gave up); the destination hears nothing for longer
-	 * than its I/O timeout. */
+	 * than its I/O timeout (on a loaded machine a quiet bulk stream
+	 * may time out first, before the PAUSE). */
 	{ "io_timeout", .hold_at = VML_MSG_PAUSE, .timeout_ms = 300,
 	  .sphase = "failed", .swhy = "peer silent for 300 ms (timeout)",
 	  .dphase = "failed", .dwhy = "peer silent for 300 ms (timeout)",
-	  .rounds = ANY, .pauses = 1, .commits = 0 },
+	  .rounds = ANY, .pauses = ANY, .commits = 0 },
 	{ "layout_mismatch", .big_dest = true,
 	  .sphase = "failed", .swhy = "the destination refused: the source "
 	  "VM's RAM layout (1 regions, 2048 pages) does not match the "
