@@ -131,6 +131,7 @@ struct mig_src {
 	 * for other page sizes), valid the pages whose hashes are known. */
 	struct src_sub {
 		bool on;
+		bool keep;	/* MIG_FEAT_SUBPAGES_KEEP: postcopy too */
 		struct gm_hash *hash[MIG_MAX_REGIONS];
 		struct ut_bitmap valid;
 	} sub;
@@ -143,6 +144,8 @@ struct mig_src {
 		uint64_t requests, served;	/* pages asked for, sent */
 		uint64_t bytes_data;		/* their payload bytes */
 		uint8_t *buf;			/* COPY mode: one page */
+		struct iovec subiov[1 + MIG_SUB_PER_PAGE];
+		uint8_t subhdr[MIG_SUBPAGES_FIXED];
 	} urg;
 	uint64_t start_ns;
 	struct src_rounds rd;		/* main thread <-> senders */
@@ -160,6 +163,15 @@ int src_chunks_build(struct mig_src *s);
 /* Starts one sender per bulk stream of s->sess. Returns 0 or -errno;
  * src_senders_stop() undoes a partial start. */
 int src_senders_start(struct mig_src *s);
+/* Postcopy, any thread: sends 2 MiB page @idx of region @r (at @page) on
+ * @st as SUBPAGES against the copy the destination keeps (the source VM
+ * is paused and the hashes frozen: no round follows), built in @iov
+ * (1 + MIG_SUB_PER_PAGE) and @hdr (MIG_SUBPAGES_FIXED). Returns the
+ * payload bytes sent, 0 when the page must go whole instead (not kept,
+ * or more than half of it changed), or -errno. */
+ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
+		      uint64_t idx, const uint8_t *page, struct iovec *iov,
+		      uint8_t *hdr);
 /* Stops and joins the senders, frees them; accepts none started. */
 void src_senders_stop(struct mig_src *s);
 

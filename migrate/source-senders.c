@@ -209,6 +209,49 @@ static int send_huge(struct sender *w, uint32_t region, uint64_t idx,
 	return ret;
 }
 
+ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
+		      uint64_t idx, const uint8_t *page, struct iovec *iov,
+		      uint8_t *hdr)
+{
+	uint64_t g = s->vm.first[r] + idx;
+	const struct gm_hash *hs;
+	struct mig_subpages sp = { .region = r, .page = idx };
+	ssize_t n;
+	int ret;
+
+	if (!s->sub.on || !s->sub.keep || !s->sub.hash[r] ||
+	    s->vm.layout.r[r].page_size != MIG_SUB_WINDOW ||
+	    !ut_bitmap_test(&s->sub.valid, g))
+		return 0;
+	hs = s->sub.hash[r] + idx * MIG_SUB_PER_PAGE;
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		const uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+		struct gm_hash h;
+
+		gm_hash(sub, MIG_SUB_SIZE, &h);
+		if (gm_hash_eq(&h, &hs[i]))
+			continue;
+		if (gm_is_zero(sub, MIG_SUB_SIZE)) {
+			sp.zero[i / 8] |= 1u << (i % 8);
+			continue;
+		}
+		if (++sp.count * 2 > MIG_SUB_PER_PAGE)
+			return 0;
+		sp.data[i / 8] |= 1u << (i % 8);
+		iov[sp.count] = (struct iovec){ (void *)sub, MIG_SUB_SIZE };
+	}
+	n = mig_enc_subpages_hdr(hdr, MIG_SUBPAGES_FIXED, &sp);
+	if (n < 0)
+		return n;
+	iov[0] = (struct iovec){ hdr, n };
+	ret = tp_send(st, MIG_MSG_SUBPAGES, iov, 1 + sp.count, 0);
+	if (ret)
+		return ret;
+	n += (ssize_t)sp.count * MIG_SUB_SIZE;
+	atomic_fetch_add(&s->wire_bytes, n);
+	return n;
+}
+
 /* Finds @h among the pages this sender sent this round, or records it. */
 static bool seen_before(struct sender *w, const struct gm_hash *h,
 			uint32_t region, uint64_t idx, struct dup_slot **out)
@@ -339,6 +382,19 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 		if (s->sub.on && !s->postcopy && s->sub.hash[c->region]) {
 			ret = send_huge(w, c->region, c->start + k, page);
 			continue;
+		}
+		if (s->postcopy && s->sub.keep) {
+			ssize_t sent = src_send_kept(s, w->st, c->region,
+						     c->start + k, page,
+						     w->subiov, w->subhdr);
+
+			if (sent > 0) {
+				w->c.delta++;
+				w->c.bytes_data += sent;
+			}
+			ret = sent < 0 ? (int)sent : 0;
+			if (sent)
+				continue;
 		}
 		if (dedup) {
 			gm_hash(page, psz, &h);

@@ -126,6 +126,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
+	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
 		mig_fail(err, -EOPNOTSUPP, "the destination cannot do postcopy "
