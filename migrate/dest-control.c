@@ -162,19 +162,27 @@ static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
 	return m->len ? tp_recv_payload(ctl, &iov, 1) : 0;
 }
 
-/* Waits until the control stream has something to read, or the operator
- * cancels (-ECANCELED). Waits at most a silence the source's keepalives
- * never leave; tp_recv_hdr() then applies the stream's own timeout. */
+/* Waits until the control stream has something to read, the operator
+ * cancels (-ECANCELED), or a receiver failed (its -errno, its reason
+ * in @err). Waits at most a silence the source's keepalives never leave;
+ * tp_recv_hdr() then applies the stream's own timeout. */
 static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
 {
-	struct pollfd pfd[2] = { { tp_stream_fd(ctl), POLLIN, 0 },
+	struct pollfd pfd[3] = { { tp_stream_fd(ctl), POLLIN, 0 },
+				 { d->meet.wake_fd, POLLIN, 0 },
 				 { d->p->cancel ? d->p->cancel->fd : -1,
 				   POLLIN, 0 } };
+	int failed = 0;
 
-	if (!d->p->cancel || tp_stream_pending(ctl))
-		return 0;
-	while (poll(pfd, 2, 10000) < 0 && errno == EINTR)
-		;
+	if (!tp_stream_pending(ctl))
+		while (poll(pfd, 3, 10000) < 0 && errno == EINTR)
+			;
+	pthread_mutex_lock(&d->meet.lock);
+	if (d->meet.failed)
+		failed = d->meet.error ? d->meet.error : -ECANCELED;
+	pthread_mutex_unlock(&d->meet.lock);
+	if (failed)	/* the receiver's code: the source is told it */
+		return failed;
 	if (!mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why)))
 		return 0;
 	d->cancelled = true;

@@ -42,7 +42,11 @@ struct dst_meet {
 	unsigned int switched;		/* receivers at the POSTCOPY marker */
 	bool discards_done;		/* receivers may go on past it */
 	bool failed;			/* stop: the first failure is in err */
+	int error;			/* ... and its -errno */
 	char *err;			/* the caller's, MIG_ERR_LEN */
+	/* eventfd, readable once failed: wakes the main thread's wait for
+	 * the control stream, which stays up to tell the source why. */
+	int wake_fd;
 };
 
 /* The engine: the main thread's own state, the pages every thread

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,8 +157,11 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->meet.err, ret, "%s", what);
 		d->meet.failed = true;
-		/* Wake the control thread out of its read. */
-		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
+		d->meet.error = ret;
+		/* Wake the control thread out of its wait; the control
+		 * stream stays up to tell the source why. */
+		if (eventfd_write(d->meet.wake_fd, 1))
+			tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
 	}
 	r->ret = ret;
 	pthread_cond_broadcast(&d->meet.cond);
@@ -494,6 +498,21 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 	}
 }
 
+/* Test-only (struct mig_inject): fails this receiver at the K-th bulk
+ * message of the destination. */
+static bool injected(struct receiver *r)
+{
+	struct mig_inject *in = r->d->p->inject;
+	char k[16];
+
+	if (!mig_inject_hit(in, in ? &in->rx_msgs : NULL,
+			    in ? in->dest_fail_rx : 0))
+		return false;
+	snprintf(k, sizeof(k), "%u", in->dest_fail_rx);
+	rx_fail(r, -EIO, "injected failure at bulk message %s", k);
+	return true;
+}
+
 static void *receiver_main(void *arg)
 {
 	struct receiver *r = arg;
@@ -502,6 +521,8 @@ static void *receiver_main(void *arg)
 
 	for (;;) {
 		ret = tp_recv_hdr(r->st, &m);
+		if (!ret && r->d->p->inject && injected(r))
+			return NULL;
 		if (!ret)
 			ret = rx_one(r, &m);
 		if (ret == 1)

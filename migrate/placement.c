@@ -774,11 +774,33 @@ static size_t heat_cap(const struct mig_layout *l)
 	return n;
 }
 
+/* HEAT, or the source's reason for sending none. */
+static int recv_heat(struct tp_stream *ctl, uint8_t *buf, size_t cap,
+		     struct tp_msg *m, char *err)
+{
+	struct mig_error e;
+	int ret = tp_recv(ctl, m, buf, cap);
+
+	if (ret)
+		return mig_fail(err, ret, "waiting for the source's HEAT: %s",
+				tp_stream_strerror(ctl));
+	if (m->type == MIG_MSG_ERROR)
+		return mig_dec_error(buf, m->len, &e) ?
+		       mig_fail(err, -EPROTO, "the source gave up with a "
+				"malformed ERROR (%s)", mig_wire_reason()) :
+		       mig_fail(err, -e.code, "the source gave up: %s", e.msg);
+	if (m->type != MIG_MSG_HEAT)
+		return mig_fail(err, -EPROTO, "waiting for the source's HEAT: "
+				"message 0x%x", m->type);
+	return 0;
+}
+
 int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 			    bool negotiated, const struct mig_topology *t,
 			    struct mig_vm *vm, char *err)
 {
-	size_t cap = heat_cap(&vm->layout);
+	/* room for HEAT, TOPOLOGY, or an ERROR instead of HEAT */
+	size_t cap = heat_cap(&vm->layout) + MIG_MAX_ERRMSG + 16;
 	uint8_t *buf = malloc(cap > MIG_TOPO_MAX ? cap : MIG_TOPO_MAX);
 	struct mig_heat h;
 	struct tp_msg m;
@@ -796,8 +818,7 @@ int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 				 tp_stream_strerror(ctl));
 	}
 	if (negotiated && !ret)
-		ret = mig_recv_expect(ctl, MIG_MSG_HEAT, buf, cap, &m,
-				      "waiting for the source's HEAT", err);
+		ret = recv_heat(ctl, buf, cap, &m, err);
 	if (negotiated && !ret && mig_dec_heat(buf, m.len, &vm->layout, &h))
 		ret = mig_fail(err, -EPROTO, "the source sent a malformed "
 			       "HEAT (%s)", mig_wire_reason());

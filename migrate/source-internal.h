@@ -121,6 +121,7 @@ struct mig_src {
 	 * has discarded its VM: ours may resume even after a postcopy
 	 * switchover. Main thread. */
 	bool cancelled, dest_discarded;
+	bool dest_cancelled;	/* that ERROR was the destination's cancel */
 	char why[32];
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;

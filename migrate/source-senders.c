@@ -70,6 +70,10 @@ static int flush_batch(struct sender *w)
 			      w->nbatch, w->batch_idx);
 	if (n < 0)
 		return n;
+	if (s->p->inject && mig_inject_hit(s->p->inject,
+					   &s->p->inject->pages_msgs,
+					   s->p->inject->src_bad_pages))
+		memset(w->hdr + n - 8, 0xff, 8);	/* the last index */
 	w->iov[0] = (struct iovec){ w->hdr, n };
 	for (uint32_t i = 0; i < w->nbatch; i++)
 		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
@@ -346,6 +350,18 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 	uint64_t base = s->vm.first[c->region] + c->start;
 	struct dup_slot *e;
 	int ret = 0;
+	/*
+	 * A duplicate is sent as a reference to a page this sender sent,
+	 * which the destination copies from what it received. The hash must
+	 * be of those bytes: true of a staged copy (COPY mode) and of a
+	 * paused guest (the final round), not of pages read in place while
+	 * the guest runs, which can change between the hash and the send
+	 * (the reference would then copy the new bytes into a page that was
+	 * never written, and nothing would resend it). After the switchover
+	 * the guest runs there: duplicates go as data.
+	 */
+	bool dedup = !s->postcopy &&
+		     (s->vm.copy || (s->rd.flags & MIG_ROUND_FINAL));
 
 	if (s->vm.copy && (ret = stage_window(w, c, i, n)))
 		return ret;
@@ -384,7 +400,7 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			if (sent)
 				continue;
 		}
-		if (!s->postcopy) {
+		if (dedup) {
 			gm_hash(page, psz, &h);
 			if (seen_before(w, &h, c->region, c->start + k, &e)) {
 				w->dups[w->ndup++] = (struct mig_dup){

@@ -52,6 +52,16 @@ tests_check_migrate_SOURCES = tests/check-migrate.c tests/testutil.h
 tests_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_migrate_LDADD = $(MIGRATE_LIBS) $(CHECK_LIBS) -lm
 
+# Both engines in one process over TLS on loopback, against VM
+# stand-ins that are real memory and userfaultfds: every phase and the
+# failure branches at exact points. Its own program, so that
+# check-migrate's pure cases never skip where userfaultfd is missing.
+check_PROGRAMS += tests/check-engine
+TESTS += tests/check-engine
+tests_check_engine_SOURCES = tests/check-engine.c tests/testutil.h
+tests_check_engine_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_engine_LDADD = $(CERT_LIBS) $(MIGRATE_LIBS) $(CHECK_LIBS)
+
 # Seeds for the wire fuzzer, written by the encoders themselves.
 noinst_PROGRAMS += tests/fuzz-wire-seeds
 tests_fuzz_wire_seeds_SOURCES = tests/fuzz-wire.c
