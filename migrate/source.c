@@ -116,6 +116,10 @@ struct mig_src {
 	uint64_t abort_ns;
 	bool bulk_cut;
 	bool state_sent;	/* postcopy: the destination may run the guest */
+	/* The destination broke the protocol (a malformed or out-of-phase
+	 * message): a broken peer, not a lost connection, so no reconnecting
+	 * to it. Set by the urgent thread too. */
+	_Atomic bool peer_broken;
 	bool can_postcopy;	/* the destination accepted postcopy */
 	/* Pushing after the switchover: the guest runs at the destination
 	 * and may rewrite a page before a reference to it is applied, so
@@ -565,10 +569,16 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
 		return mig_fail(err, -e.code, "the destination refused: %s",
 				e.msg);
-	if (m.type != MIG_MSG_WELCOME ||
-	    mig_dec_welcome(buf, m.len, &h, &w))
+	if (m.type == MIG_MSG_ERROR)
+		return mig_fail(err, -EPROTO, "the destination sent no valid "
+				"WELCOME: a malformed ERROR (%s)",
+				mig_wire_reason());
+	if (m.type != MIG_MSG_WELCOME)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
+	if (mig_dec_welcome(buf, m.len, &h, &w))
+		return mig_fail(err, -EPROTO, "the destination sent no valid "
+				"WELCOME (%s)", mig_wire_reason());
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID))
@@ -711,9 +721,12 @@ static int poll_dest(struct mig_src *s)
 	uint8_t buf[512];
 	struct mig_error e;
 	struct tp_msg m;
+	unsigned int nmsg = 0;
 	int ret = 0;
 
-	while (!ret && (tp_stream_pending(ctl) ||
+	/* Bounded, so that a destination flooding the control stream with
+	 * KEEPALIVEs cannot hold the rounds (and their deadline) still. */
+	while (!ret && nmsg++ < 64 && (tp_stream_pending(ctl) ||
 			(poll(&pfd, 1, 0) == 1 && pfd.revents))) {
 		ret = tp_recv(ctl, &m, buf, sizeof(buf));
 		pthread_mutex_lock(&s->lock);
@@ -886,7 +899,8 @@ static int wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
 				  "waiting for the guest to resume there", err);
 
 	if (!ret && mig_dec_resumed(buf, m.len, r))
-		ret = mig_fail(err, -EPROTO, "a malformed RESUMED");
+		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+			       "RESUMED (%s)", mig_wire_reason());
 	return ret;
 }
 
@@ -1009,6 +1023,28 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	return ret;
 }
 
+/* The destination broke the protocol on the urgent stream: the reason
+ * is the migration's, and the control stream is cut so that the main
+ * thread, waiting there for COMPLETE, stops at once. */
+static int __attribute__((format(printf, 3, 4)))
+urgent_broken(struct mig_src *s, int ret, const char *fmt, ...)
+{
+	char what[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&s->lock);
+	if (!s->error)
+		s->error = ret;
+	mig_fail(s->err, ret, "the destination sent %s", what);
+	pthread_mutex_unlock(&s->lock);
+	atomic_store(&s->peer_broken, true);
+	shutdown(tp_stream_fd(tp_session_control(s->sess)), SHUT_RDWR);
+	return ret;
+}
+
 static int urgent_one(struct mig_src *s, struct tp_stream *st)
 {
 	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
@@ -1018,11 +1054,18 @@ static int urgent_one(struct mig_src *s, struct tp_stream *st)
 	int ret;
 
 	ret = tp_recv(st, &m, buf, sizeof(buf));
+	if (ret == -EMSGSIZE)
+		return urgent_broken(s, ret, "a page request of %llu bytes, "
+				     "longer than any valid one",
+				     (unsigned long long)m.len);
 	if (ret)
 		return ret;
-	if (m.type != MIG_MSG_PAGE_REQ ||
-	    mig_dec_req(buf, m.len, &s->vm.layout, req, MIG_MAX_REQS, &n))
-		return -EPROTO;
+	if (m.type != MIG_MSG_PAGE_REQ)
+		return urgent_broken(s, -EPROTO, "message 0x%x on the urgent "
+				     "stream", m.type);
+	if (mig_dec_req(buf, m.len, &s->vm.layout, req, MIG_MAX_REQS, &n))
+		return urgent_broken(s, -EPROTO, "a malformed page request "
+				     "(%s)", mig_wire_reason());
 	for (uint32_t i = 0; i < n && !ret; i++)
 		ret = serve_request(s, st, &req[i]);
 	return ret;
@@ -1048,7 +1091,7 @@ static void *urgent_main(void *arg)
 		}
 		ret = urgent_one(s, st);
 	}
-	if (ret && ret != -ESHUTDOWN)
+	if (ret && ret != -ESHUTDOWN && !atomic_load(&s->peer_broken))
 		pr_warn("urgent stream: %s", tp_stream_strerror(st)[0] ?
 			tp_stream_strerror(st) : strerror(-ret));
 	return NULL;
@@ -1146,7 +1189,8 @@ static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
 				  err);
 
 	if (!ret && mig_dec_complete(buf, m.len, &c))
-		ret = mig_fail(err, -EPROTO, "a malformed COMPLETE");
+		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+			       "COMPLETE (%s)", mig_wire_reason());
 	if (ret)
 		return ret;
 	s->st->faults = c.faults;
@@ -1179,6 +1223,8 @@ static int push(struct mig_src *s, uint32_t round,
 	}
 	if (!ret)
 		ret = wait_complete(s, ctl, err);
+	if (ret == -EPROTO || ret == -EMSGSIZE)
+		atomic_store(&s->peer_broken, true);
 	stop_urgent(s);
 	return ret;
 }
@@ -1259,6 +1305,8 @@ static int recover(struct mig_src *s, char *err)
 
 	if (!s->p->reconnect)
 		return -ECONNRESET;
+	if (atomic_load(&s->peer_broken))
+		return -EPROTO;
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
 	       "reconnecting for up to %u s", err, secs);
 	mig_session_cut(s->sess);
@@ -1276,9 +1324,14 @@ static int recover(struct mig_src *s, char *err)
 		usleep(wait * 1000);
 		wait = wait < 2000 ? wait * 2 : 2000;
 	} while (ut_now_ns() < deadline);
-	if (ret)
+	if (ret) {
+		char last[MIG_ERR_LEN];
+
+		snprintf(last, sizeof(last), "%s", err);
+		err[0] = 0;
 		return mig_fail(err, -ETIMEDOUT, "could not reconnect within "
-				"%u s", secs);
+				"%u s (%s)", secs, last);
+	}
 	s->old_tx += session_tx(s->sess);
 	if (s->own_sess)
 		tp_session_destroy(s->sess);
@@ -1391,6 +1444,21 @@ static int resume_postcopy(struct mig_src *s, char *err)
 }
 
 /* ---- the engine ---- */
+
+/* A postcopy that cannot go on: the reason, and what it leaves, in the
+ * one line. */
+static void interrupted(char *err)
+{
+	static const char tail[] = ": the VM stays paused here with all of "
+		"its memory (the destination holds the running copy)";
+	size_t n = strlen(err);
+
+	if (!n)
+		return;
+	if (n + sizeof(tail) > MIG_ERR_LEN)
+		n = MIG_ERR_LEN - sizeof(tail);
+	memcpy(err + n, tail, sizeof(tail));
+}
 
 static void tell_dest(struct mig_src *s, int code, const char *msg)
 {
@@ -1586,8 +1654,7 @@ out:
 		/* The destination may be running the guest: resuming here
 		 * would fork it. Keep it paused, with all its memory. */
 		snprintf(st->outcome, sizeof(st->outcome), "interrupted");
-		pr_err("postcopy interrupted: the VM stays paused here with all "
-		       "of its memory; the destination holds the running copy");
+		interrupted(err);
 	} else if (ret && s.paused) {
 		/* Before the destination runs the guest, it is still ours. */
 		int r2 = vml_client_resume(&s.vm.link);
