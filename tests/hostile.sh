@@ -19,6 +19,19 @@
 # ferry-dest's RSS stays bounded while valid-looking rounds pour in.
 # A third column marks a known defect: the case is reported "# TODO".
 #
+# The d_* cases turn it around: hostile-peer --listen is a hostile
+# destination and a live ferry-source migrates a running ferry-vm to it
+# (precopy, or postcopy for the pc_* ones). Each passes when
+#   - ferry-source exits 1 within its I/O timeout plus a margin, its last
+#     line naming the violation and no other line but the log line of
+#     the module that found it (and, where the peer falls silent after a
+#     postcopy switchover, the line saying it tries to reconnect),
+#   - the source VM, asked over its VM link (tests/vmlink-client.py),
+#     is still running and goes on printing heartbeats (precopy), or is
+#     paused with all of its memory (postcopy: the running copy may be
+#     at the destination).
+# OK cases must end in exit 0 and a released source VM.
+#
 # Run from the build directory (make check sets FERRY_BUILD). Speaks TAP,
 # one line per case with its duration as a diagnostic.
 # FERRY_CASES="pages_index_out flood" runs only those; FERRY_KEEP=1 keeps
@@ -31,8 +44,10 @@ set -u
 B=${FERRY_HOSTILE_BUILD:-${FERRY_BUILD:-$(pwd)}}
 VM=$B/tools/ferry-vm/ferry-vm
 DST=$B/tools/ferry-dest
+SRC=$B/tools/ferry-source
 PEER=$B/tests/hostile-peer
-for f in "$VM" "$DST" "$PEER" "$B/tools/ferry-cert"; do
+VMLINK=$(cd "$(dirname "$0")" && pwd)/vmlink-client.py
+for f in "$VM" "$DST" "$SRC" "$PEER" "$B/tools/ferry-cert"; do
 	[ -x "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
 done
 
@@ -90,7 +105,36 @@ state_no_pages|ended precopy with 4096 pages never sent \(page 0 the first\)
 state_page_missing|ended precopy with 1 pages never sent \(page 2048 the first\)
 dup_never_sent_state|malformed message: dup: .* never sent
 '
-ALL_CASES=$(echo "$CASES_TABLE" | sed -n 's/^\([a-z_]*\)|.*/\1/p')
+# d_SCENARIO|what ferry-source's last line must match (OK: success). The
+# pc_ ones run in postcopy mode.
+DEST_TABLE='
+d_welcome_junk|the destination sent no valid WELCOME \(message type 0x1234\)
+d_welcome_truncated|no valid WELCOME \(welcome: message truncated
+d_welcome_features|no valid WELCOME \(welcome: features that were not offered\)
+d_welcome_oversized|handshake with the destination: message of 1048576 bytes exceeds
+d_welcome_cut|handshake with the destination: peer closed the stream mid-message
+d_error_malformed|no valid WELCOME: a malformed ERROR
+d_stall_hello|handshake with the destination: .*(timed out|timeout)
+d_stall_welcome_frame|handshake with the destination: .*(timed out|timeout)
+d_stall_bulk|sending .*(timed out|timeout)
+d_resumed_in_precopy|the destination sent control message 0x4d31 mid-round
+d_complete_in_precopy|the destination sent control message 0x4d33 mid-round
+d_welcome_second|the destination sent control message 0x4d02 mid-round
+d_req_on_control|the destination sent control message 0x4d40 mid-round
+d_flood|waiting for the guest to resume there: message 0x4d37 instead of 0x4d31
+d_stall_switchover|waiting for the guest to resume there: .*(timed out|timeout)
+d_resumed_malformed|the destination sent a malformed RESUMED \(resumed: message truncated
+d_pc_req_index_out|malformed page request \(page request: no such page\): the VM stays paused here
+d_pc_req_index_huge|malformed page request \(page request: no such page\): the VM stays paused here
+d_pc_req_region_out|malformed page request \(page request: no such page\): the VM stays paused here
+d_pc_req_truncated|malformed page request \(page request: length does not match the count\): the VM stays paused here
+d_pc_req_count_over|a page request of 1048 bytes, longer than any valid one: the VM stays paused here
+d_pc_junk_urgent|the destination sent message 0x1234 on the urgent stream: the VM stays paused here
+d_pc_complete_malformed|malformed COMPLETE \(complete: message truncated at 1 bytes\): the VM stays paused here
+d_pc_stall|could not reconnect within 2 s .*: the VM stays paused here
+d_pc_req_after_complete|OK
+'
+ALL_CASES=$(echo "$CASES_TABLE$DEST_TABLE" | sed -n 's/^\([a-z_]*\)|.*/\1/p')
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
 
 T=$(mktemp -d /tmp/ferry-hostile.XXXXXX)
@@ -151,12 +195,14 @@ vm_up() {
 		return 0
 	test -S "$CT/dst.sock"
 }
-# extra_lines LAST: ferry-dest's lines besides its setup lines, LAST, and
-# the log line of the module that found the violation (its text is in
+# extra_lines LAST [LOG]: the agent's lines besides its setup lines, LAST,
+# and the log line of the module that found the violation (its text is in
 # LAST); there must be none
 extra_lines() {
 	local l
-	grep -v -e 'listening on port' -e '^ferry-dest: TLSv1' "$CT/fdest.log" |
+	grep -v -e 'listening on port' -e '^ferry-dest: TLSv1' \
+		-e '^source: postcopy connection lost .* reconnecting for' \
+		"$CT/${2:-fdest.log}" |
 		sed '$d' | while read -r l; do
 			case "$1" in
 			*"${l#*: }"*) ;;
@@ -235,12 +281,78 @@ one_case() {
 	LAST=$last
 }
 
+# vm_status: the source VM's run state, asked over its VM link
+vm_status() {
+	timeout 10 python3 "$VMLINK" "$CT/src.sock" status 2>&1 |
+		sed -n 's/^status 0 //p'
+}
+
+# one_dest_case SCENARIO REGEX: hostile-peer --listen SCENARIO against a
+# live ferry-source; sets REASON on failure
+one_dest_case() {
+	local sc=${1#d_} want=$2 vm peer src port last extra mode=precopy n st
+	case "$sc" in pc_*) mode=postcopy ;; esac
+	"$VM" --accel none -s "$CT/src.sock" --ws 24M -m 32M --rate 8 \
+		--heartbeat-ms 200 >"$CT/vm.log" 2>&1 &
+	vm=$!
+	PIDS="$PIDS $vm"
+	wait_for 30 "the source guest to fill its memory" \
+		grep -qs '^FILLED' "$CT/vm.log" || return
+	"$PEER" --listen 127.0.0.1:0 $STLS --timeout 30000 --flood-s 4 "$sc" \
+		>"$CT/peer.log" 2>&1 &
+	peer=$!
+	PIDS="$PIDS $peer"
+	wait_for 10 "hostile-peer to listen" \
+		grep -qs 'listening on port [0-9]' "$CT/peer.log" || return
+	port=$(sed -n 's/^listening on port \([0-9]*\).*/\1/p' "$CT/peer.log")
+	"$SRC" --vm "$CT/src.sock" --dest "127.0.0.1:$port" $CTLS -q -n 2 \
+		--mode $mode --timeout $IO_MS --recover-timeout 2 \
+		>"$CT/fsrc.log" 2>&1 &
+	src=$!
+	PIDS="$PIDS $src"
+	# Every wait on this peer ends within the I/O timeout (twice, in a
+	# postcopy that tries to reconnect); the flood ends after 4 s.
+	wait_pid $src $((2 * IO_MS / 1000 + 12)) "ferry-source to exit" || return
+	last=$(tail -n 1 "$CT/fsrc.log")
+	if [ $rc -ge 128 ]; then
+		fail "ferry-source died of signal $((rc - 128)): $last"
+		return
+	fi
+	if [ "$want" = OK ]; then
+		[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $last"; return; }
+		wait_pid $vm 10 "the released source VM to exit" || return
+		[ $rc -eq 0 ] || { fail "the released source VM exited $rc"; return; }
+		LAST="migrated, the source VM released"
+		return
+	fi
+	[ $rc -eq 1 ] || { fail "ferry-source exit $rc (want 1): $last"; return; }
+	echo "$last" | grep -Eq -- "$want" ||
+		{ fail "ferry-source's last line does not match /$want/: $last"; return; }
+	extra=$(extra_lines "$last" fsrc.log)
+	[ -z "$extra" ] || { fail "ferry-source said more than one line: $extra"; return; }
+	st=$(vm_status)
+	if [ $mode = postcopy ]; then
+		[ "$st" = paused ] ||
+			{ fail "the source VM is '$st', not paused with its memory"; return; }
+	else
+		[ "$st" = running ] || { fail "the source VM is '$st', not running"; return; }
+		n=$(grep -c '^HB ' "$CT/vm.log")
+		wait_for 10 "two more heartbeats of the source guest" hbs $((n + 2)) ||
+			return
+		! grep -q '^ERR' "$CT/vm.log" ||
+			{ fail "the source guest found a bad page: $(grep -m 1 '^ERR' "$CT/vm.log")"; return; }
+	fi
+	wait_pid $peer 10 "hostile-peer to exit" || return
+	[ $rc -eq 0 ] || { fail "hostile-peer exit $rc: $(tail -n 1 "$CT/peer.log")"; return; }
+	LAST="$last (source VM $st)"
+}
+
 echo "1..$(echo $CASES | wc -w)"
 n=0
 failed=0
 for c in $CASES; do
 	n=$((n + 1))
-	row=$(echo "$CASES_TABLE" | sed -n "s/^$c|//p")
+	row=$(echo "$CASES_TABLE$DEST_TABLE" | sed -n "s/^$c|//p")
 	want=${row%% @@ *} todo=
 	[ "$row" = "$want" ] || todo=${row#* @@ }
 	[ -n "$want" ] || { echo "not ok $n - $c: no such scenario"; failed=1; continue; }
@@ -248,7 +360,10 @@ for c in $CASES; do
 	mkdir -p "$CT"
 	PIDS= REASON= LAST=
 	t0=$(date +%s.%N)
-	one_case "$c" "$want"
+	case "$c" in
+	d_*) one_dest_case "$c" "$want" ;;
+	*) one_case "$c" "$want" ;;
+	esac
 	for p in $PIDS; do
 		alive "$p" && kill -9 "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
@@ -256,6 +371,7 @@ for c in $CASES; do
 	dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	if [ -z "$REASON" ]; then
 		LAST=${LAST#ferry-dest: }
+		LAST=${LAST#ferry-source: }
 		[ ! -e "$CT/rss" ] || LAST="$LAST (RSS $(sed 's/ / -> /' "$CT/rss") KiB)"
 		echo "ok $n - $c: ${LAST//#/}${todo:+ # TODO $todo}"
 	else
