@@ -845,7 +845,7 @@ static int send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
 	ret = vml_client_save_state(&s->vm.link, &blob, &len);
 	if (ret)
 		return mig_fail(err, ret, "the VM could not save its state: %s",
-				strerror(-ret));
+				vml_strerror(ret));
 	if (len > MIG_MAX_STATE) {
 		free(blob);
 		return mig_fail(err, -EMSGSIZE, "the VM's state blob is %zu "
@@ -886,7 +886,7 @@ static int commit_switchover(struct mig_src *s, char *err)
 		return 0;
 	}
 	return ret ? mig_fail(err, ret, "the VM refused to commit the "
-			      "switchover: %s", strerror(-ret)) : 0;
+			      "switchover: %s", vml_strerror(ret)) : 0;
 }
 
 /* Waits for the destination's word that the guest runs there. */
@@ -919,7 +919,7 @@ static int release(struct mig_src *s, struct tp_stream *ctl)
 	s->dirty = NULL;
 	ret = vml_client_quit(&s->vm.link);
 	if (ret)
-		pr_warn("the source VM did not quit: %s", strerror(-ret));
+		pr_warn("the source VM did not quit: %s", vml_strerror(ret));
 	return 0;
 }
 
@@ -932,7 +932,7 @@ static int pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
 
 	if (ret)
 		return mig_fail(err, ret, "the VM did not pause: %s",
-				strerror(-ret));
+				vml_strerror(ret));
 	s->paused = true;
 	*t = ut_now_ns();
 	*rt = mig_realtime_ns();

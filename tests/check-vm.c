@@ -125,7 +125,7 @@ static void sample_hello(struct vml_hello *h, int uffd, int memfd)
 		.backing = GM_BACKING_SHMEM, .fd = memfd };
 	h->regions[1] = (struct vml_region){ .gpa = 1 << 30, .size = 2 << 20,
 		.host_addr = 0x7f0000200000, .page_size = 2 << 20,
-		.backing = GM_BACKING_ANON, .fd = -1 };
+		.backing = GM_BACKING_HUGETLB_2M, .fd = -1 };
 }
 
 START_TEST(vmlink_hello_roundtrip)
@@ -186,6 +186,14 @@ START_TEST(vmlink_hello_hostile)
 				 .page_size = 4096, .fd = -1 } },
 		{ "unaligned gpa", { .gpa = (1 << 30) + 2048, .size = 4096,
 				     .page_size = 4096, .fd = -1 } },
+		{ "2M pages on shmem", { .gpa = 1 << 30, .size = 2 << 20,
+					 .page_size = 2 << 20, .fd = -1 } },
+		{ "unknown backing", { .gpa = 1 << 30, .size = 4096,
+				       .page_size = 4096, .backing = 77,
+				       .fd = -1 } },
+		{ "unaligned host address", { .gpa = 1 << 30, .size = 4096,
+					      .host_addr = 0x7f0000000800,
+					      .page_size = 4096, .fd = -1 } },
 	};
 
 	for (unsigned int i = 0; i < UT_ARRAY_SIZE(bad); i++) {
@@ -205,6 +213,24 @@ START_TEST(vmlink_hello_hostile)
 		/* The taken fds were closed by the decoder. */
 		ck_assert_int_eq(d.uffd, -1);
 		ck_assert_int_eq(d.regions[0].fd, -1);
+		ck_assert_ptr_nonnull(strstr(vml_strerror(-EINVAL), "region"));
+	}
+	/* An fd more than the table refers to. */
+	{
+		int fds[VML_MAX_FDS], mine[VML_MAX_FDS];
+		struct vml_hello h, d;
+		unsigned int nfds;
+		ssize_t n;
+
+		sample_hello(&h, 100, 101);
+		n = vml_hello_encode(&h, buf, sizeof(buf), fds, &nfds);
+		for (int i = 0; i < 3; i++)
+			mine[i] = dup(0);
+		ck_assert_int_eq(vml_hello_decode(&d, buf, n, mine, 3), -EPROTO);
+		ck_assert_str_eq(vml_strerror(-EPROTO),
+				 "3 fds passed, the table refers to 2");
+		ck_assert_int_eq(d.uffd, -1);
+		close(mine[2]);
 	}
 }
 END_TEST
