@@ -1312,8 +1312,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		if (m.type != MIG_MSG_DONE)
 			pr_warn("no DONE from the source after resume");
 		snprintf(st->outcome, sizeof(st->outcome), "completed");
-	} else if (!resumed && d.vm.link.sock >= 0) {
-		/* Nothing ran here: discard the incoming VM. */
+	} else if (!resumed) {
+		/* Nothing ran here: discard the incoming VM, if we got as
+		 * far as attaching to it (a VMM whose HELLO was refused has
+		 * no link left). */
 		if (d.cancelled || d.peer_cancelled)
 			snprintf(st->outcome, sizeof(st->outcome),
 				 "cancelled");
@@ -1321,7 +1323,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 			tell_source(&d, ret < 0 ? -ret : EIO, err);
 		/* Unregister while the VMM's memory still exists. */
 		release_uffd(&d);
-		vml_client_quit(&d.vm.link);
+		if (d.vm.link.sock >= 0)
+			vml_client_quit(&d.vm.link);
 	} else if (ret) {
 		/* Postcopy lost its source: the guest here lacks pages it
 		 * may touch at any time. Stop it rather than let a page read
