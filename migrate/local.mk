@@ -53,12 +53,13 @@ EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py
 TESTS += tests/cancel.sh
 EXTRA_DIST += tests/cancel.sh
 
-# A hostile authenticated source against a live ferry-dest: each scenario
-# of tests/hostile-peer.c must end in one line naming the violation, no
-# crash, no hang, no resumed guest.
+# Hostile peers: an authenticated source against a live ferry-dest, a
+# destination against a live ferry-source (tests/hostile-peer.c), and a
+# VMM breaking the VM link (tests/hostile-vmm.py): each scenario must end
+# in one line naming the violation, no crash, no hang, no resumed guest.
 check_PROGRAMS += tests/hostile-peer
 tests_hostile_peer_SOURCES = tests/hostile-peer.c
 tests_hostile_peer_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS) $(URING_CFLAGS)
 tests_hostile_peer_LDADD = migrate/libmigrate.a $(TRANSPORT_LIBS)
 TESTS += tests/hostile.sh
-EXTRA_DIST += tests/hostile.sh
+EXTRA_DIST += tests/hostile.sh tests/hostile-vmm.py

@@ -1106,7 +1106,16 @@ static int ds_pc_req_after_complete(struct peer *p)
 	       d_send_req(p, 0, 2) ?: d_send_req(p, 0, p->pages);
 }
 
+/* A destination that plays along: it takes the pages, says RESUMED when
+ * the state arrives and waits for DONE (a precopy that ends well): the
+ * peer of tests that break something else, such as the source's VMM. */
+static int ds_accept(struct peer *p)
+{
+	return d_resumed(p) ?: d_wait(p, MIG_MSG_DONE);
+}
+
 static const struct scenario dest_scenarios[] = {
+	{ "accept", ds_accept },
 	{ "welcome_junk", ds_welcome_junk },
 	{ "welcome_truncated", ds_welcome_truncated },
 	{ "welcome_features", ds_welcome_features },

@@ -32,6 +32,17 @@
 #     at the destination).
 # OK cases must end in exit 0 and a released source VM.
 #
+# The vmm_* cases break the VM link instead: tests/hostile-vmm.py is a VMM
+# serving real RAM (a memfd) and a real userfaultfd that sends a malformed
+# HELLO (overlapping, unaligned or overflowing regions, a page size that
+# is none, fds more than the table, fds of the wrong kind, a "uffd" that
+# is a pipe) or answers one request wrongly (out of order, a bad status,
+# oversized, cut off mid-reply); the agent (ferry-source towards
+# hostile-peer --listen accept, or ferry-dest from hostile-peer --connect)
+# must exit with one line naming it, and leave nothing registered on the
+# VMM's RAM (the VMM keeps a copy of its userfaultfd and reads its own
+# smaps when the agent is gone) and the VMM in the state of the table.
+#
 # Run from the build directory (make check sets FERRY_BUILD). Speaks TAP,
 # one line per case with its duration as a diagnostic.
 # FERRY_CASES="pages_index_out flood" runs only those; FERRY_KEEP=1 keeps
@@ -47,6 +58,7 @@ DST=$B/tools/ferry-dest
 SRC=$B/tools/ferry-source
 PEER=$B/tests/hostile-peer
 VMLINK=$(cd "$(dirname "$0")" && pwd)/vmlink-client.py
+HVMM=$(cd "$(dirname "$0")" && pwd)/hostile-vmm.py
 for f in "$VM" "$DST" "$SRC" "$PEER" "$B/tools/ferry-cert"; do
 	[ -x "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
 done
@@ -134,7 +146,49 @@ d_pc_complete_malformed|malformed COMPLETE \(complete: message truncated at 1 by
 d_pc_stall|could not reconnect within 2 s .*: the VM stays paused here
 d_pc_req_after_complete|OK
 '
-ALL_CASES=$(echo "$CASES_TABLE$DEST_TABLE" | sed -n 's/^\([a-z_]*\)|.*/\1/p')
+# vmm_SCENARIO|agent (src, dst)|what its last line must match (OK:
+# success)|the VMM's state after (running, paused, stopped)
+VMM_TABLE='
+vmm_valid|src|OK|stopped
+vmm_hello_overlap|src|no valid HELLO: regions 0 and 1 overlap|running
+vmm_hello_unaligned_gpa|src|no valid HELLO: region 0: address, size or offset not a non-zero multiple of its page size|running
+vmm_hello_unaligned_size|src|no valid HELLO: region 0: address, size or offset not a non-zero multiple|running
+vmm_hello_size_overflow|src|no valid HELLO: region 0: 9223372036854775808 bytes from 0x8000000000000000 overflow|running
+vmm_hello_host_overflow|src|no valid HELLO: region 0: 16777216 bytes from 0xfffffffffffff000 overflow|running
+vmm_hello_zero_size|src|no valid HELLO: region 0: address, size or offset not a non-zero multiple|running
+vmm_hello_bad_page_size|src|no valid HELLO: region 0: page size 8192 is not 4 KiB, 2 MiB or 1 GiB|running
+vmm_hello_psz_backing|src|no valid HELLO: region 0: page size 2097152 does not match its backing \(4096\)|running
+vmm_hello_bad_backing|src|no valid HELLO: region 0: unknown backing 77|running
+vmm_hello_no_regions|src|the VM reports 0 RAM regions|running
+vmm_hello_too_many_regions|src|no valid HELLO: 9 regions, more than 8|running
+vmm_hello_count_mismatch|src|no valid HELLO: a HELLO of 72 bytes for 2 regions|running
+vmm_hello_truncated|src|no valid HELLO: a HELLO of 67 bytes for 1 regions|running
+vmm_hello_bad_version|src|no valid HELLO: VM link version 7, not 1|running
+vmm_hello_not_first|src|no valid HELLO: message type 0x8007 instead of HELLO|running
+vmm_hello_more_fds|src|no valid HELLO: 5 fds passed, the table refers to 2|running
+vmm_hello_fd_index_out|src|no valid HELLO: region 0: fd index 5, but 2 fds came with it|running
+vmm_hello_fd_missing|src|no valid HELLO: region 0: fd index 1, but 1 fds came with it|running
+vmm_hello_fd_pipe|src|RAM region 0: its fd is a pipe, not a memory file|running
+vmm_hello_fd_short|src|RAM region 0: its file holds 4194304 bytes, the region needs 16777216 from offset 0|running
+vmm_hello_fd_offset_past|src|RAM region 0: its file holds 16777216 bytes, the region needs 16777216 from offset 16777216|running
+vmm_hello_uffd_pipe|src|the VM.s userfaultfd is not one: it is a pipe|running
+vmm_hello_uffd_memfd|src|the VM.s userfaultfd is not one: it is /memfd:|running
+vmm_out_of_order_pause|src|the VM did not pause: the VMM answered pause with message type 0x8007|paused
+vmm_bad_status_pause|src|the VM did not pause: the VMM answered pause with status 5|running
+vmm_pause_oversized|src|the VM did not pause: a pause message of 67108865 bytes, over the 67108864-byte limit|running
+vmm_close_mid_save|src|the VM could not save its state: a save-state message cut short|paused
+vmm_save_empty|src|the VM could not save its state: an empty state blob|running
+vmm_commit_junk|src|the VM refused to commit the switchover: a message header with a bad magic|running
+vmm_quit_mid_reply|src|OK|paused
+vmm_dest_hello_valid|dst|OK|running
+vmm_dest_hello_overlap|dst|no valid HELLO: regions 0 and 1 overlap|running
+vmm_dest_hello_fd_pipe|dst|RAM region 0: its fd is a pipe, not a memory file|stopped
+vmm_dest_hello_uffd_pipe|dst|the VM.s userfaultfd is not one: it is a pipe|stopped
+vmm_dest_hello_uffd_memfd|dst|the VM.s userfaultfd is not one: it is /memfd:|stopped
+vmm_dest_load_refused|dst|the incoming VM refused the state: Invalid argument|stopped
+vmm_dest_resume_out_of_order|dst|the incoming VM did not resume: the VMM answered resume with message type 0x8005|stopped
+'
+ALL_CASES=$(echo "$CASES_TABLE$DEST_TABLE$VMM_TABLE" | sed -n 's/^\([a-z_]*\)|.*/\1/p')
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
 
 T=$(mktemp -d /tmp/ferry-hostile.XXXXXX)
@@ -202,6 +256,7 @@ extra_lines() {
 	local l
 	grep -v -e 'listening on port' -e '^ferry-dest: TLSv1' \
 		-e '^source: postcopy connection lost .* reconnecting for' \
+		-e '^source: resuming the source VM failed: ' \
 		"$CT/${2:-fdest.log}" |
 		sed '$d' | while read -r l; do
 			case "$1" in
@@ -347,12 +402,72 @@ one_dest_case() {
 	LAST="$last (source VM $st)"
 }
 
+# one_vmm_case SCENARIO AGENT REGEX STATE: tests/hostile-vmm.py SCENARIO
+# serving AGENT; sets REASON on failure
+one_vmm_case() {
+	local sc=${1#vmm_} agent=$2 want=$3 state=$4 vmm peer a port last log
+	local extra gone
+	python3 "$HVMM" "$CT/vm.sock" "$sc" >"$CT/vmm.log" 2>&1 &
+	vmm=$!
+	PIDS="$PIDS $vmm"
+	wait_for 10 "hostile-vmm to listen" grep -qs '^vmm: listening' "$CT/vmm.log" ||
+		return
+	if [ $agent = src ]; then
+		"$PEER" --listen 127.0.0.1:0 $STLS --timeout 30000 accept \
+			>"$CT/peer.log" 2>&1 &
+		peer=$!
+		PIDS="$PIDS $peer"
+		wait_for 10 "hostile-peer to listen" \
+			grep -qs 'listening on port [0-9]' "$CT/peer.log" || return
+		port=$(sed -n 's/^listening on port \([0-9]*\).*/\1/p' "$CT/peer.log")
+		"$SRC" --vm "$CT/vm.sock" --dest "127.0.0.1:$port" $CTLS -q \
+			--mode precopy --timeout $IO_MS >"$CT/agent.log" 2>&1 &
+		a=$!
+	else
+		"$DST" --vm "$CT/vm.sock" --listen 127.0.0.1:0 $STLS \
+			--timeout $IO_MS --accept-timeout 20 >"$CT/agent.log" 2>&1 &
+		a=$!
+		PIDS="$PIDS $a"
+		wait_for 10 "ferry-dest to listen" \
+			grep -qs 'listening on port [0-9]' "$CT/agent.log" || return
+		port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$CT/agent.log")
+		"$PEER" --connect "127.0.0.1:$port" $CTLS --pages $PAGES \
+			--timeout 30000 --snapshot "$T/donor/snap" valid \
+			>"$CT/peer.log" 2>&1 &
+		peer=$!
+		PIDS="$PIDS $peer"
+	fi
+	PIDS="$PIDS $a"
+	wait_pid $a $((IO_MS / 1000 + 12)) "the agent to exit" || return
+	last=$(tail -n 1 "$CT/agent.log")
+	[ $rc -lt 128 ] || { fail "the agent died of signal $((rc - 128)): $last"; return; }
+	if [ "$want" = OK ]; then
+		[ $rc -eq 0 ] || { fail "the agent exit $rc: $last"; return; }
+		LAST="the agent migrated the VM"
+	else
+		[ $rc -eq 1 ] || { fail "the agent exit $rc (want 1): $last"; return; }
+		echo "$last" | grep -Eq -- "$want" ||
+			{ fail "the agent's last line does not match /$want/: $last"; return; }
+		extra=$(extra_lines "$last" agent.log)
+		[ -z "$extra" ] || { fail "the agent said more than one line: $extra"; return; }
+		LAST=$last
+	fi
+	wait_pid $vmm 40 "hostile-vmm to see the agent gone" || return
+	[ $rc -eq 0 ] || { fail "hostile-vmm exit $rc: $(tail -n 1 "$CT/vmm.log")"; return; }
+	gone=$(grep '^vmm: agent gone' "$CT/vmm.log")
+	case "$gone" in
+	*"registered: none; state: $state") ;;
+	*) fail "the agent left: ${gone#vmm: } (want nothing registered, state $state)"; return ;;
+	esac
+	LAST="$LAST (VMM: ${gone#vmm: agent gone after })"
+}
+
 echo "1..$(echo $CASES | wc -w)"
 n=0
 failed=0
 for c in $CASES; do
 	n=$((n + 1))
-	row=$(echo "$CASES_TABLE$DEST_TABLE" | sed -n "s/^$c|//p")
+	row=$(echo "$CASES_TABLE$DEST_TABLE$VMM_TABLE" | sed -n "s/^$c|//p")
 	want=${row%% @@ *} todo=
 	[ "$row" = "$want" ] || todo=${row#* @@ }
 	[ -n "$want" ] || { echo "not ok $n - $c: no such scenario"; failed=1; continue; }
@@ -362,6 +477,10 @@ for c in $CASES; do
 	t0=$(date +%s.%N)
 	case "$c" in
 	d_*) one_dest_case "$c" "$want" ;;
+	vmm_*)
+		IFS='|' read -r agent want vstate <<<"$row"
+		one_vmm_case "$c" "$agent" "$want" "$vstate"
+		;;
 	*) one_case "$c" "$want" ;;
 	esac
 	for p in $PIDS; do
@@ -372,6 +491,7 @@ for c in $CASES; do
 	if [ -z "$REASON" ]; then
 		LAST=${LAST#ferry-dest: }
 		LAST=${LAST#ferry-source: }
+		LAST=${LAST#ferry-dest: }
 		[ ! -e "$CT/rss" ] || LAST="$LAST (RSS $(sed 's/ / -> /' "$CT/rss") KiB)"
 		echo "ok $n - $c: ${LAST//#/}${todo:+ # TODO $todo}"
 	else
