@@ -46,7 +46,7 @@ endif
 
 # Live migration end to end: real VMs, the agents, TLS on loopback.
 TESTS += tests/migrate.sh
-EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py
+EXTRA_DIST += tests/migrate.sh tests/harness.sh tests/tcp-proxy.py
 
 # Cancelling a migration with SIGINT/SIGTERM, before and after the
 # switchover is committed.
