@@ -1005,6 +1005,38 @@ static int recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 	return 0;
 }
 
+/* Precopy: a source that gives up waiting for RESUMED resumes its own VM.
+ * If it has gone by the time the state is here (it closed the control
+ * stream or sent an ERROR while this agent was held up: frozen, starved
+ * of CPU), the guest must not start here as well. What it sent after
+ * the state is read now: only a KEEPALIVE may be there. (A source giving
+ * up from now on, before RESUMED reaches it, is the narrow window of
+ * docs/recovery.md.) */
+static int source_there(struct tp_stream *ctl, char *err)
+{
+	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN | POLLRDHUP, 0 };
+	struct mig_error e;
+	uint8_t buf[512];
+	struct tp_msg m;
+	int ret;
+
+	while (tp_stream_pending(ctl) ||
+	       (poll(&pfd, 1, 0) == 1 && pfd.revents)) {
+		ret = tp_recv(ctl, &m, buf, sizeof(buf));
+		if (ret)
+			return mig_fail(err, -ECONNRESET, "the source went away "
+					"before the resume (%s): the guest runs "
+					"there", ret == -ESHUTDOWN ? "it closed "
+					"the connection" : tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+			return mig_fail(err, -e.code, "the source gave up "
+					"before the resume: %s", e.msg);
+		if (m.type != MIG_MSG_KEEPALIVE)
+			return mig_fail(err, -EPROTO, "unexpected control "
+					"message 0x%x after the state", m.type);
+	}
+	return 0;
+}
 
 /* Load the state, run the guest, say so. */
 static int resume_guest(struct mig_dst *d, struct tp_stream *ctl,
@@ -1294,7 +1326,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 			mig_fail(err, ret, "cannot start the fault thread");
 	}
 	if (!ret)
-		ret = resume_guest(&d, ctl, blob, len, cpu0, st, err);
+		ret = (postcopy ? 0 : source_there(ctl, err)) ?:
+		      resume_guest(&d, ctl, blob, len, cpu0, st, err);
 	resumed = !ret;
 	t_resume = ut_now_ns();
 	snprintf(st->mode, sizeof(st->mode), postcopy ? "postcopy" : "precopy");
