@@ -53,6 +53,11 @@ EXTRA_DIST += tests/migrate.sh tests/harness.sh tests/tcp-proxy.py
 TESTS += tests/cancel.sh
 EXTRA_DIST += tests/cancel.sh
 
+# Faults at every phase: frozen agents, a slow lossy link, a full
+# filesystem, memory cgroups (docs/recovery.md's fault matrix).
+TESTS += tests/faults.sh
+EXTRA_DIST += tests/faults.sh
+
 # Hostile peers: an authenticated source against a live ferry-dest, a
 # destination against a live ferry-source (tests/hostile-peer.c), and a
 # VMM breaking the VM link (tests/hostile-vmm.py): each scenario must end
