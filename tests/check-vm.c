@@ -155,6 +155,14 @@ START_TEST(vmlink_hello_roundtrip)
 	ck_assert_uint_eq(d.regions[1].page_size, 2 << 20);
 	close(d.uffd);
 	close(d.regions[0].fd);
+	/* An fd more than the table refers to. */
+	for (int i = 0; i < 3; i++)
+		mine[i] = dup(0);
+	ck_assert_int_eq(vml_hello_decode(&d, buf, n, mine, 3), -EPROTO);
+	ck_assert_str_eq(vml_strerror(-EPROTO),
+			 "3 fds passed, the table refers to 2");
+	ck_assert_int_eq(d.uffd, -1);
+	close(mine[2]);
 	/* Every truncation and a bad fd index are rejected. */
 	for (ssize_t len = 0; len < n; len++)
 		ck_assert_int_ne(vml_hello_decode(&d, buf, len, mine, 0), 0);
@@ -214,23 +222,6 @@ START_TEST(vmlink_hello_hostile)
 		ck_assert_int_eq(d.uffd, -1);
 		ck_assert_int_eq(d.regions[0].fd, -1);
 		ck_assert_ptr_nonnull(strstr(vml_strerror(-EINVAL), "region"));
-	}
-	/* An fd more than the table refers to. */
-	{
-		int fds[VML_MAX_FDS], mine[VML_MAX_FDS];
-		struct vml_hello h, d;
-		unsigned int nfds;
-		ssize_t n;
-
-		sample_hello(&h, 100, 101);
-		n = vml_hello_encode(&h, buf, sizeof(buf), fds, &nfds);
-		for (int i = 0; i < 3; i++)
-			mine[i] = dup(0);
-		ck_assert_int_eq(vml_hello_decode(&d, buf, n, mine, 3), -EPROTO);
-		ck_assert_str_eq(vml_strerror(-EPROTO),
-				 "3 fds passed, the table refers to 2");
-		ck_assert_int_eq(d.uffd, -1);
-		close(mine[2]);
 	}
 }
 END_TEST

@@ -336,6 +336,24 @@ one_case() {
 	LAST=$last
 }
 
+# verdict WHO LOG WANT: after wait_pid, the agent WHO (its output in LOG)
+# ended as WANT says: OK, exit 0; else exit 1, its last line matching the
+# regex WANT and no other line but those extra_lines allows; sets last
+verdict() {
+	local who=$1 log=$2 want=$3 extra
+	last=$(tail -n 1 "$CT/$log")
+	[ $rc -lt 128 ] || { fail "$who died of signal $((rc - 128)): $last"; return; }
+	if [ "$want" = OK ]; then
+		[ $rc -eq 0 ] || fail "$who exit $rc: $last"
+		return
+	fi
+	[ $rc -eq 1 ] || { fail "$who exit $rc (want 1): $last"; return; }
+	echo "$last" | grep -Eq -- "$want" ||
+		{ fail "$who's last line does not match /$want/: $last"; return; }
+	extra=$(extra_lines "$last" "$log")
+	[ -z "$extra" ] || fail "$who said more than one line: $extra"
+}
+
 # vm_status: the source VM's run state, asked over its VM link
 vm_status() {
 	timeout 10 python3 "$VMLINK" "$CT/src.sock" status 2>&1 |
@@ -345,7 +363,7 @@ vm_status() {
 # one_dest_case SCENARIO REGEX: hostile-peer --listen SCENARIO against a
 # live ferry-source; sets REASON on failure
 one_dest_case() {
-	local sc=${1#d_} want=$2 vm peer src port last extra mode=precopy n st
+	local sc=${1#d_} want=$2 vm peer src port last mode=precopy n st
 	case "$sc" in pc_*) mode=postcopy ;; esac
 	"$VM" --accel none -s "$CT/src.sock" --ws 24M -m 32M --rate 8 \
 		--heartbeat-ms 200 >"$CT/vm.log" 2>&1 &
@@ -368,23 +386,13 @@ one_dest_case() {
 	# Every wait on this peer ends within the I/O timeout (twice, in a
 	# postcopy that tries to reconnect); the flood ends after 4 s.
 	wait_pid $src $((2 * IO_MS / 1000 + 12)) "ferry-source to exit" || return
-	last=$(tail -n 1 "$CT/fsrc.log")
-	if [ $rc -ge 128 ]; then
-		fail "ferry-source died of signal $((rc - 128)): $last"
-		return
-	fi
+	verdict ferry-source fsrc.log "$want" || return
 	if [ "$want" = OK ]; then
-		[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $last"; return; }
 		wait_pid $vm 10 "the released source VM to exit" || return
 		[ $rc -eq 0 ] || { fail "the released source VM exited $rc"; return; }
 		LAST="migrated, the source VM released"
 		return
 	fi
-	[ $rc -eq 1 ] || { fail "ferry-source exit $rc (want 1): $last"; return; }
-	echo "$last" | grep -Eq -- "$want" ||
-		{ fail "ferry-source's last line does not match /$want/: $last"; return; }
-	extra=$(extra_lines "$last" fsrc.log)
-	[ -z "$extra" ] || { fail "ferry-source said more than one line: $extra"; return; }
 	st=$(vm_status)
 	if [ $mode = postcopy ]; then
 		[ "$st" = paused ] ||
@@ -405,8 +413,7 @@ one_dest_case() {
 # one_vmm_case SCENARIO AGENT REGEX STATE: tests/hostile-vmm.py SCENARIO
 # serving AGENT; sets REASON on failure
 one_vmm_case() {
-	local sc=${1#vmm_} agent=$2 want=$3 state=$4 vmm peer a port last log
-	local extra gone
+	local sc=${1#vmm_} agent=$2 want=$3 state=$4 vmm peer a port last gone
 	python3 "$HVMM" "$CT/vm.sock" "$sc" >"$CT/vmm.log" 2>&1 &
 	vmm=$!
 	PIDS="$PIDS $vmm"
@@ -439,19 +446,9 @@ one_vmm_case() {
 	fi
 	PIDS="$PIDS $a"
 	wait_pid $a $((IO_MS / 1000 + 12)) "the agent to exit" || return
-	last=$(tail -n 1 "$CT/agent.log")
-	[ $rc -lt 128 ] || { fail "the agent died of signal $((rc - 128)): $last"; return; }
-	if [ "$want" = OK ]; then
-		[ $rc -eq 0 ] || { fail "the agent exit $rc: $last"; return; }
-		LAST="the agent migrated the VM"
-	else
-		[ $rc -eq 1 ] || { fail "the agent exit $rc (want 1): $last"; return; }
-		echo "$last" | grep -Eq -- "$want" ||
-			{ fail "the agent's last line does not match /$want/: $last"; return; }
-		extra=$(extra_lines "$last" agent.log)
-		[ -z "$extra" ] || { fail "the agent said more than one line: $extra"; return; }
-		LAST=$last
-	fi
+	verdict "the agent" agent.log "$want" || return
+	LAST=$last
+	[ "$want" != OK ] || LAST="the agent migrated the VM"
 	wait_pid $vmm 40 "hostile-vmm to see the agent gone" || return
 	[ $rc -eq 0 ] || { fail "hostile-vmm exit $rc: $(tail -n 1 "$CT/vmm.log")"; return; }
 	gone=$(grep '^vmm: agent gone' "$CT/vmm.log")
