@@ -354,6 +354,18 @@ verdict() {
 	[ -z "$extra" ] || fail "$who said more than one line: $extra"
 }
 
+# peer_listen SCENARIO: hostile-peer --listen SCENARIO, a destination;
+# sets peer and port once it listens
+peer_listen() {
+	"$PEER" --listen 127.0.0.1:0 $STLS --timeout 30000 --flood-s 4 "$1" \
+		>"$CT/peer.log" 2>&1 &
+	peer=$!
+	PIDS="$PIDS $peer"
+	wait_for 10 "hostile-peer to listen" \
+		grep -qs 'listening on port [0-9]' "$CT/peer.log" || return
+	port=$(sed -n 's/^listening on port \([0-9]*\).*/\1/p' "$CT/peer.log")
+}
+
 # vm_status: the source VM's run state, asked over its VM link
 vm_status() {
 	timeout 10 python3 "$VMLINK" "$CT/src.sock" status 2>&1 |
@@ -371,13 +383,7 @@ one_dest_case() {
 	PIDS="$PIDS $vm"
 	wait_for 30 "the source guest to fill its memory" \
 		grep -qs '^FILLED' "$CT/vm.log" || return
-	"$PEER" --listen 127.0.0.1:0 $STLS --timeout 30000 --flood-s 4 "$sc" \
-		>"$CT/peer.log" 2>&1 &
-	peer=$!
-	PIDS="$PIDS $peer"
-	wait_for 10 "hostile-peer to listen" \
-		grep -qs 'listening on port [0-9]' "$CT/peer.log" || return
-	port=$(sed -n 's/^listening on port \([0-9]*\).*/\1/p' "$CT/peer.log")
+	peer_listen "$sc" || return
 	"$SRC" --vm "$CT/src.sock" --dest "127.0.0.1:$port" $CTLS -q -n 2 \
 		--mode $mode --timeout $IO_MS --recover-timeout 2 \
 		>"$CT/fsrc.log" 2>&1 &
@@ -420,13 +426,7 @@ one_vmm_case() {
 	wait_for 10 "hostile-vmm to listen" grep -qs '^vmm: listening' "$CT/vmm.log" ||
 		return
 	if [ $agent = src ]; then
-		"$PEER" --listen 127.0.0.1:0 $STLS --timeout 30000 accept \
-			>"$CT/peer.log" 2>&1 &
-		peer=$!
-		PIDS="$PIDS $peer"
-		wait_for 10 "hostile-peer to listen" \
-			grep -qs 'listening on port [0-9]' "$CT/peer.log" || return
-		port=$(sed -n 's/^listening on port \([0-9]*\).*/\1/p' "$CT/peer.log")
+		peer_listen accept || return
 		"$SRC" --vm "$CT/vm.sock" --dest "127.0.0.1:$port" $CTLS -q \
 			--mode precopy --timeout $IO_MS >"$CT/agent.log" 2>&1 &
 		a=$!
