@@ -137,6 +137,11 @@ struct mig_src {
 		uint64_t requests, served;	/* pages asked for, sent */
 		uint64_t bytes_data;		/* their payload bytes */
 		uint8_t *buf;			/* COPY mode: one page */
+		/* What the destination broke on the urgent stream ("" if
+		 * nothing) and the error; written by the urgent thread, read
+		 * after it was joined. */
+		char why[160];
+		int error;
 	} urg;
 	uint64_t start_ns;
 	/* Round hand-off, under lock. */
@@ -1023,24 +1028,26 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	return ret;
 }
 
-/* The destination broke the protocol on the urgent stream: the reason
- * is the migration's, and the control stream is cut so that the main
- * thread, waiting there for COMPLETE, stops at once. */
+/* The destination broke the protocol on the urgent stream. The reason
+ * (s->urg.why, read by the main thread once it joined this one) becomes
+ * the migration's; the push stops at the senders' next message and the
+ * control stream is cut, so that the main thread, wherever it waits,
+ * stops at once. */
 static int __attribute__((format(printf, 3, 4)))
 urgent_broken(struct mig_src *s, int ret, const char *fmt, ...)
 {
-	char what[160];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
+	vsnprintf(s->urg.why, sizeof(s->urg.why), fmt, ap);
 	va_end(ap);
+	s->urg.error = ret;
 	pthread_mutex_lock(&s->lock);
 	if (!s->error)
 		s->error = ret;
-	mig_fail(s->err, ret, "the destination sent %s", what);
 	pthread_mutex_unlock(&s->lock);
 	atomic_store(&s->peer_broken, true);
+	atomic_store(&s->abort, true);
 	shutdown(tp_stream_fd(tp_session_control(s->sess)), SHUT_RDWR);
 	return ret;
 }
@@ -1226,6 +1233,13 @@ static int push(struct mig_src *s, uint32_t round,
 	if (ret == -EPROTO || ret == -EMSGSIZE)
 		atomic_store(&s->peer_broken, true);
 	stop_urgent(s);
+	if (s->urg.why[0]) {
+		/* The cause; what the main thread saw is its consequence. */
+		err[0] = 0;
+		ret = mig_fail(err, s->urg.error, "the destination sent %s",
+			       s->urg.why);
+		s->urg.why[0] = 0;
+	}
 	return ret;
 }
 
