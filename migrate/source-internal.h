@@ -176,7 +176,12 @@ int src_precopy(struct mig_src *s, char *err);
 
 /* ---- switchover (source-switchover.c) ---- */
 
-int src_send_state(struct mig_src *s, struct tp_stream *ctl, char *err);
+/* The paused VM's state blob (*@blob, malloc'ed, *@len bytes), saved
+ * before the commitment point: a VMM that cannot give it leaves the
+ * guest here. */
+int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err);
+/* Sends @blob (freed here) as STATE. */
+int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err);
 /* The commitment point: tells the VMM, refuses any later cancel. */
 int src_commit(struct mig_src *s, char *err);
 int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,

@@ -264,6 +264,8 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	struct mig_round_stats rs;
 	struct ut_bitmap swap;
 	uint64_t t_pause, rt_pause, ndiscard = 0;
+	void *blob = NULL;
+	size_t len = 0;
 	int ret;
 
 	ret = src_pause_vm(s, &t_pause, &rt_pause, err);
@@ -287,7 +289,11 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	pr_info("postcopy: %llu pages discarded, %llu to push",
 		(unsigned long long)ndiscard,
 		(unsigned long long)ut_bitmap_count(&s->todo));
-	ret = src_commit(s, err);
+	/* The state before the commit: a VMM that cannot give it leaves
+	 * the guest here, where it is resumed. */
+	ret = src_save_state(s, &blob, &len, err);
+	if (!ret && (ret = src_commit(s, err)))
+		free(blob);
 	if (ret)
 		return ret;
 	/* From here on the guest may run there. */
@@ -295,7 +301,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	/* Until COMPLETE, pages the running guest lacks exist only here. */
 	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
 		       "still needs (postcopy)");
-	ret = src_send_state(s, ctl, err);
+	ret = src_send_state(ctl, blob, len, err);
 	if (ret)
 		return ret;
 	s->postcopy = true;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The source's switchover: pause the VM, send the last dirty pages,
- * commit (the point after which no cancel is taken), send the state,
- * wait for RESUMED, release the source VM.
+ * save the state, commit (the point after which no cancel is taken),
+ * send the state, wait for RESUMED, release the source VM.
  */
 #include "config.h"
 
@@ -13,22 +13,26 @@
 #define LOG_PREFIX "source"
 #include "migrate/source-internal.h"
 
-int src_send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
+int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err)
 {
-	void *blob = NULL;
-	size_t len = 0;
-	int ret;
+	int ret = vml_client_save_state(&s->vm.link, blob, len);
 
-	ret = vml_client_save_state(&s->vm.link, &blob, &len);
 	if (ret)
 		return mig_fail(err, ret, "the VM could not save its state: %s",
 				vml_strerror(ret));
-	if (len > MIG_MAX_STATE) {
-		free(blob);
+	if (*len > MIG_MAX_STATE) {
+		free(*blob);
+		*blob = NULL;
 		return mig_fail(err, -EMSGSIZE, "the VM's state blob is %zu "
-				"bytes, more than the protocol carries", len);
+				"bytes, more than the protocol carries", *len);
 	}
-	ret = mig_send_msg(ctl, MIG_MSG_STATE, blob, len);
+	return 0;
+}
+
+int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err)
+{
+	int ret = mig_send_msg(ctl, MIG_MSG_STATE, blob, len);
+
 	free(blob);
 	if (ret)
 		return mig_fail(err, ret, "sending the VM state: %s",
@@ -125,6 +129,8 @@ int src_switchover(struct mig_src *s, uint32_t round,
 	struct mig_round_stats rs;
 	struct mig_resumed r;
 	uint64_t t_pause, rt_pause, t_back;
+	void *blob = NULL;
+	size_t len = 0;
 	int ret;
 
 	ret = src_pause_vm(s, &t_pause, &rt_pause, err);
@@ -135,9 +141,11 @@ int src_switchover(struct mig_src *s, uint32_t round,
 	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
 		return mig_fail(err, ret, "final round failed");
-	ret = src_commit(s, err);
+	ret = src_save_state(s, &blob, &len, err);
+	if (!ret && (ret = src_commit(s, err)))
+		free(blob);
 	if (!ret)
-		ret = src_send_state(s, ctl, err);
+		ret = src_send_state(ctl, blob, len, err);
 	if (!ret)
 		ret = src_wait_resumed(ctl, &r, err);
 	if (ret)
