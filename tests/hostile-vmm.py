@@ -257,7 +257,8 @@ def main():
                  "dest_hello_uffd_memfd", "out_of_order_pause",
                  "bad_status_pause", "pause_oversized", "close_mid_save",
                  "save_empty", "commit_junk", "quit_mid_reply",
-                 "dest_load_refused", "dest_resume_out_of_order"]
+                 "dest_load_refused", "dest_resume_out_of_order",
+                 "pc_save_empty", "pc_close_mid_save"]
     if sys.argv[1:] == ["--list"]:
         print("\n".join(scenarios))
         return 0
@@ -267,7 +268,8 @@ def main():
         return 2
     path, sc = sys.argv[1:]
     try:
-        vmm = Vmm(sc)
+        # pc_*: the same VMM, for an agent in postcopy mode.
+        vmm = Vmm(sc[3:] if sc.startswith("pc_") else sc)
     except OSError as e:
         print("hostile-vmm: %s" % e, file=sys.stderr)
         return 1

@@ -146,8 +146,9 @@ d_pc_complete_malformed|malformed COMPLETE \(complete: message truncated at 1 by
 d_pc_stall|could not reconnect within 2 s .*: the VM stays paused here
 d_pc_req_after_complete|OK
 '
-# vmm_SCENARIO|agent (src, dst)|what its last line must match (OK:
-# success)|the VMM's state after (running, paused, stopped)
+# vmm_SCENARIO|agent (src, srcpc: in postcopy mode, dst)|what its last
+# line must match (OK: success)|the VMM's state after (running, paused,
+# stopped)
 VMM_TABLE='
 vmm_valid|src|OK|stopped
 vmm_hello_overlap|src|no valid HELLO: regions 0 and 1 overlap|running
@@ -180,6 +181,8 @@ vmm_close_mid_save|src|the VM could not save its state: a save-state message cut
 vmm_save_empty|src|the VM could not save its state: an empty state blob|running
 vmm_commit_junk|src|the VM refused to commit the switchover: a message header with a bad magic|running
 vmm_quit_mid_reply|src|OK|paused
+vmm_pc_save_empty|srcpc|the VM could not save its state: an empty state blob$|running
+vmm_pc_close_mid_save|srcpc|the VM could not save its state: a save-state message cut short \(Connection reset by peer\)$|paused
 vmm_dest_hello_valid|dst|OK|running
 vmm_dest_hello_overlap|dst|no valid HELLO: regions 0 and 1 overlap|running
 vmm_dest_hello_fd_pipe|dst|RAM region 0: its fd is a pipe, not a memory file|stopped
@@ -425,10 +428,11 @@ one_vmm_case() {
 	PIDS="$PIDS $vmm"
 	wait_for 10 "hostile-vmm to listen" grep -qs '^vmm: listening' "$CT/vmm.log" ||
 		return
-	if [ $agent = src ]; then
+	if [ $agent != dst ]; then
 		peer_listen accept || return
 		"$SRC" --vm "$CT/vm.sock" --dest "127.0.0.1:$port" $CTLS -q \
-			--mode precopy --timeout $IO_MS >"$CT/agent.log" 2>&1 &
+			--mode $([ $agent = src ] && echo precopy || echo postcopy) \
+			--timeout $IO_MS >"$CT/agent.log" 2>&1 &
 		a=$!
 	else
 		"$DST" --vm "$CT/vm.sock" --listen 127.0.0.1:0 $STLS \
