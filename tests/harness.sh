@@ -150,7 +150,7 @@ start_vm() {
 # from this case's own ferry-dest output once it listens
 start_dest() {
 	"$DST" --vm "$CT/dst.sock" --listen 127.0.0.1:0 $STLS \
-		--accept-timeout 30 --json "$CT/dest.json" "$@" \
+		--accept-timeout 30 --json "$CT/dest.json" ${DEST_ARGS:-} "$@" \
 		>"$CT/fdest.log" 2>&1 &
 	track dest $!
 	wait_until 10 "ferry-dest to listen" dest \

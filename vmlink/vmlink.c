@@ -13,51 +13,9 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "vmlink"
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
+#include "util/le.h"
 #include "util/util.h"
-
-/* ---- little-endian helpers ---- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = v >> (8 * i);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-	return p[0] | (uint16_t)p[1] << 8;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 /* The calling thread's last refusal of something the peer sent, for
  * vml_strerror(): thread-local, as each end serves its link from one
@@ -106,27 +64,27 @@ const char *vml_msg_name(uint16_t type)
 
 void vml_hdr_encode(uint8_t *out, const struct vml_hdr *h)
 {
-	put_u32(out, VML_MAGIC);
-	put_u16(out + 4, h->type);
-	put_u16(out + 6, h->flags);
-	put_u32(out + 8, h->len);
-	put_u32(out + 12, (uint32_t)h->status);
+	ut_put_le32(out, VML_MAGIC);
+	ut_put_le16(out + 4, h->type);
+	ut_put_le16(out + 6, h->flags);
+	ut_put_le32(out + 8, h->len);
+	ut_put_le32(out + 12, (uint32_t)h->status);
 }
 
 int vml_hdr_decode(struct vml_hdr *h, const uint8_t *buf, size_t len)
 {
 	if (len < VML_HDR_SIZE)
 		return refuse(-EINVAL, "a message header of %zu bytes", len);
-	if (get_u32(buf) != VML_MAGIC)
+	if (ut_get_le32(buf) != VML_MAGIC)
 		return refuse(-EPROTO, "a message header with a bad magic "
-			      "(%#x)", get_u32(buf));
-	if (get_u16(buf + 6) != 0)
+			      "(%#x)", ut_get_le32(buf));
+	if (ut_get_le16(buf + 6) != 0)
 		return refuse(-EPROTO, "a message header with flags %#x",
-			      get_u16(buf + 6));
-	h->type = get_u16(buf + 4);
+			      ut_get_le16(buf + 6));
+	h->type = ut_get_le16(buf + 4);
 	h->flags = 0;
-	h->len = get_u32(buf + 8);
-	h->status = (int32_t)get_u32(buf + 12);
+	h->len = ut_get_le32(buf + 8);
+	h->status = (int32_t)ut_get_le32(buf + 12);
 	if (h->len > VML_MAX_PAYLOAD)
 		return refuse(-EMSGSIZE, "a %s message of %u bytes, over the "
 			      "%u-byte limit", vml_msg_name(h->type), h->len,
@@ -145,23 +103,23 @@ ssize_t vml_hello_encode(const struct vml_hello *h, uint8_t *buf, size_t cap,
 		return -EINVAL;
 	if (h->uffd >= 0)
 		fds[n++] = h->uffd;
-	put_u32(buf, h->version);
-	put_u32(buf + 4, h->pid);
-	put_u32(buf + 8, h->flags);
-	put_u32(buf + 12, h->nr_vcpus);
-	put_u32(buf + 16, h->nr_regions);
-	put_u32(buf + 20, h->uffd >= 0 ? 0 : (uint32_t)-1);
+	ut_put_le32(buf, h->version);
+	ut_put_le32(buf + 4, h->pid);
+	ut_put_le32(buf + 8, h->flags);
+	ut_put_le32(buf + 12, h->nr_vcpus);
+	ut_put_le32(buf + 16, h->nr_regions);
+	ut_put_le32(buf + 20, h->uffd >= 0 ? 0 : (uint32_t)-1);
 	for (uint32_t i = 0; i < h->nr_regions; i++) {
 		const struct vml_region *r = &h->regions[i];
 
 		p = buf + VML_HELLO_FIXED + i * VML_REGION_SIZE;
-		put_u64(p, r->gpa);
-		put_u64(p + 8, r->size);
-		put_u64(p + 16, r->host_addr);
-		put_u64(p + 24, r->fd_offset);
-		put_u64(p + 32, r->page_size);
-		put_u32(p + 40, r->backing);
-		put_u32(p + 44, r->fd >= 0 ? n : (uint32_t)-1);
+		ut_put_le64(p, r->gpa);
+		ut_put_le64(p + 8, r->size);
+		ut_put_le64(p + 16, r->host_addr);
+		ut_put_le64(p + 24, r->fd_offset);
+		ut_put_le64(p + 32, r->page_size);
+		ut_put_le32(p + 40, r->backing);
+		ut_put_le32(p + 44, r->fd >= 0 ? n : (uint32_t)-1);
 		if (r->fd >= 0)
 			fds[n++] = r->fd;
 	}
@@ -193,12 +151,12 @@ static int region_decode(struct vml_region *r, unsigned int i,
 {
 	int ret;
 
-	r->gpa = get_u64(p);
-	r->size = get_u64(p + 8);
-	r->host_addr = get_u64(p + 16);
-	r->fd_offset = get_u64(p + 24);
-	r->page_size = get_u64(p + 32);
-	r->backing = get_u32(p + 40);
+	r->gpa = ut_get_le64(p);
+	r->size = ut_get_le64(p + 8);
+	r->host_addr = ut_get_le64(p + 16);
+	r->fd_offset = ut_get_le64(p + 24);
+	r->page_size = ut_get_le64(p + 32);
+	r->backing = ut_get_le32(p + 40);
 	if (r->page_size != 4096 && r->page_size != 2u << 20 &&
 	    r->page_size != 1u << 30)
 		return refuse(-EINVAL, "region %u: page size %llu is not "
@@ -222,7 +180,7 @@ static int region_decode(struct vml_region *r, unsigned int i,
 			      "overflow", i, (unsigned long long)r->size,
 			      (unsigned long long)(r->gpa + r->size < r->gpa ?
 						   r->gpa : r->host_addr));
-	ret = take_fd((int32_t)get_u32(p + 44), fds, nfds, &r->fd);
+	ret = take_fd((int32_t)ut_get_le32(p + 44), fds, nfds, &r->fd);
 	if (ret)
 		refuse(ret, "region %u: %s", i, vml_strerror(ret));
 	return ret;
@@ -269,11 +227,11 @@ int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 		h->regions[i].fd = -1;
 	if (len < VML_HELLO_FIXED)
 		return refuse(-EPROTO, "a HELLO of %zu bytes", len);
-	h->version = get_u32(buf);
-	h->pid = get_u32(buf + 4);
-	h->flags = get_u32(buf + 8);
-	h->nr_vcpus = get_u32(buf + 12);
-	h->nr_regions = get_u32(buf + 16);
+	h->version = ut_get_le32(buf);
+	h->pid = ut_get_le32(buf + 4);
+	h->flags = ut_get_le32(buf + 8);
+	h->nr_vcpus = ut_get_le32(buf + 12);
+	h->nr_regions = ut_get_le32(buf + 16);
 	if (h->version != VML_VERSION)
 		return refuse(-EPROTO, "VM link version %u, not %u",
 			      h->version, VML_VERSION);
@@ -283,7 +241,7 @@ int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 	if (len != VML_HELLO_FIXED + (size_t)h->nr_regions * VML_REGION_SIZE)
 		return refuse(-EPROTO, "a HELLO of %zu bytes for %u regions",
 			      len, h->nr_regions);
-	ret = take_fd((int32_t)get_u32(buf + 20), fds, nfds, &h->uffd);
+	ret = take_fd((int32_t)ut_get_le32(buf + 20), fds, nfds, &h->uffd);
 	if (ret)
 		refuse(ret, "the userfaultfd: %s", vml_strerror(ret));
 	for (uint32_t i = 0; !ret && i < h->nr_regions; i++)
@@ -555,9 +513,9 @@ int vml_server_hello(int sock, const struct vml_hello *h)
 
 void vml_status_encode(uint8_t *out, uint32_t state, uint64_t hbs)
 {
-	put_u32(out, state);
-	put_u32(out + 4, 0);
-	put_u64(out + 8, hbs);
+	ut_put_le32(out, state);
+	ut_put_le32(out + 4, 0);
+	ut_put_le64(out + 8, hbs);
 }
 
 int vml_server_reply(int sock, uint16_t req_type, int32_t status,
@@ -708,8 +666,8 @@ int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs)
 	if (!ret && m.hdr.len < 16)
 		ret = refuse(-EPROTO, "a status reply of %u bytes", m.hdr.len);
 	if (!ret) {
-		*state = get_u32(m.payload);
-		*hbs = get_u64(m.payload + 8);
+		*state = ut_get_le32(m.payload);
+		*hbs = ut_get_le64(m.payload + 8);
 	}
 	vml_msg_fini(&m);
 	return ret;
@@ -753,8 +711,8 @@ int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
 		*bitmap = NULL;
 	if (words)
 		*words = 0;
-	put_u32(req, region);
-	put_u32(req + 4, op);
+	ut_put_le32(req, region);
+	ut_put_le32(req + 4, op);
 	ret = request(c, VML_MSG_DIRTY_LOG, req, sizeof(req), &m);
 	if (!ret && op == VML_DIRTY_FETCH) {
 		if (!bitmap || !words || m.hdr.len % 8) {
@@ -765,7 +723,7 @@ int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
 			if (!*bitmap)
 				ret = -ENOMEM;
 			for (size_t i = 0; !ret && i < *words; i++)
-				(*bitmap)[i] = get_u64(m.payload + 8 * i);
+				(*bitmap)[i] = ut_get_le64(m.payload + 8 * i);
 		}
 	}
 	vml_msg_fini(&m);
