@@ -54,6 +54,23 @@ static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
 		return 0; /* being placed; its CONTINUE wakes the fault */
 	if (!buf)
 		buf = d->zero_page;
+	/* A page never placed is not in the page cache: UFFDIO_COPY puts it
+	 * there and maps it at once, allocated in the VMM's address space
+	 * and memory cgroup (a write from here would charge this agent's
+	 * cgroup with the guest's memory). -EEXIST: it is there after all,
+	 * written and mapped below. */
+	if (d->vm.copy && !ut_bitmap_test(&d->received, g)) {
+		ret = gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf, psz, 0);
+		if (!ret) {
+			placed(d, g);
+			return 0;
+		}
+		if (ret != -EEXIST && ret != -EAGAIN) {
+			ut_bitmap_clear(&d->claimed, g);
+			return ret;
+		}
+		ret = 0;
+	}
 	if (d->vm.copy)
 		ret = mig_vm_write(&d->vm, r, idx, buf, psz);
 	else
