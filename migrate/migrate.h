@@ -32,6 +32,9 @@ struct mig_round_stats {
 	uint64_t data_pages;	/* sent as data */
 	uint64_t zero_pages;	/* sent as zero bits */
 	uint64_t dup_pages;	/* sent as references */
+	/* 2 MiB pages sent as their changed 4 KiB sub-pages (subpages of
+	 * them as data), and dirty ones found unchanged (nothing sent). */
+	uint64_t delta_pages, subpages, same_pages;
 	uint64_t bytes;		/* on the wire, all kinds */
 	double duration_s;
 	double dirty_rate_mibs;	/* guest writes during the round */
@@ -141,11 +144,35 @@ int mig_cancel_request(struct mig_cancel *c, const char *reason,
 typedef int (*mig_reconnect_fn)(void *arg, struct tp_session **out,
 				char err[MIG_ERR_LEN]);
 
+/*
+ * Test-only fault injection: a failure at an exact message of a running
+ * engine, for tests/check-engine.c. Production code leaves the params'
+ * pointer NULL, and each point then costs one pointer test. Counts number
+ * messages from 1 across all threads of the engine; 0 leaves a point off;
+ * each point fires once. The caller owns the struct for the run.
+ */
+struct mig_inject {
+	/* Destination: its receivers fail on the K-th message they read
+	 * from the bulk streams, with the reason "injected failure at bulk
+	 * message K", as if it could not be placed. */
+	uint32_t dest_fail_rx;
+	/* Source: its senders send the K-th PAGES message with a page index
+	 * past the end of its region (a bad frame). */
+	uint32_t src_bad_pages;
+	/* Source: its session is cut (every stream, both ways, as a
+	 * network failure would) as its K-th round starts (round K-1). */
+	uint32_t src_cut_round;
+	_Atomic uint32_t rx_msgs, pages_msgs, rounds;	/* counted so far */
+};
+
 struct mig_source_params {
 	const char *vm_socket;	/* the VMM's VM link */
 	struct tp_session *session; /* connected; the engine does not own it */
 	uint64_t downtime_limit_ms;	/* default 300 */
 	uint64_t bandwidth_limit;	/* bytes/s, 0: none */
+	/* Resend a dirty 2 MiB page whole even when the destination could
+	 * take only its changed 4 KiB sub-pages (MIG_FEAT_SUBPAGES). */
+	bool no_subpages;
 	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
 	uint32_t max_rounds;	/* 0: 30 */
 	enum mig_mem_access mem_access;
@@ -161,6 +188,7 @@ struct mig_source_params {
 	 * its memory and the destination waits for a reconnect. */
 	bool recover;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
+	struct mig_inject *inject;	/* tests only; NULL */
 };
 
 /* Migrates the VM; fills @st (also on failure, as far as it got). */
@@ -178,6 +206,7 @@ struct mig_dest_params {
 	mig_reconnect_fn reconnect;
 	void *reconnect_arg;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
+	struct mig_inject *inject;	/* tests only; NULL */
 };
 
 /* Receives the VM into the incoming VMM and resumes it there. On failure
