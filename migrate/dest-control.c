@@ -300,11 +300,11 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	ret = vml_client_load_state(&d->vm.link, blob, len);
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM refused the state: "
-				"%s", strerror(-ret));
+				"%s", vml_strerror(ret));
 	ret = vml_client_resume(&d->vm.link);
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM did not resume: %s",
-				strerror(-ret));
+				vml_strerror(ret));
 	r.realtime_ns = mig_realtime_ns();
 	r.load_ns = ut_now_ns() - t0;
 	r.cpu_ns = (ut_cpu_seconds() - cpu0) * 1e9;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -76,6 +77,39 @@ static int before_resume(struct mig_dst *d, bool postcopy, char *err)
 	return ret ? mig_fail(err, ret, "cannot start the fault thread") : 0;
 }
 
+/* Precopy: a source that gives up waiting for RESUMED resumes its own VM.
+ * If it has gone by the time the state is here (it closed the control
+ * stream or sent an ERROR while this agent was held up: frozen, starved
+ * of CPU), the guest must not start here as well. What it sent after
+ * the state is read now: only a KEEPALIVE may be there. (A source giving
+ * up from now on, before RESUMED reaches it, is the narrow window of
+ * docs/recovery.md.) */
+static int source_there(struct tp_stream *ctl, char *err)
+{
+	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN | POLLRDHUP, 0 };
+	struct mig_error e;
+	uint8_t buf[512];
+	struct tp_msg m;
+	int ret;
+
+	while (tp_stream_pending(ctl) ||
+	       (poll(&pfd, 1, 0) == 1 && pfd.revents)) {
+		ret = tp_recv(ctl, &m, buf, sizeof(buf));
+		if (ret)
+			return mig_fail(err, -ECONNRESET, "the source went away "
+					"before the resume (%s): the guest runs "
+					"there", ret == -ESHUTDOWN ? "it closed "
+					"the connection" : tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+			return mig_fail(err, -e.code, "the source gave up "
+					"before the resume: %s", e.msg);
+		if (m.type != MIG_MSG_KEEPALIVE)
+			return mig_fail(err, -EPROTO, "unexpected control "
+					"message 0x%x after the state", m.type);
+	}
+	return 0;
+}
+
 /* SETUP to the resume: WELCOME, the rounds, the state, the guest loaded
  * and running. Leaves d->phase at COMPLETE (precopy) or POSTCOPY, or
  * where it failed. */
@@ -108,6 +142,8 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 		dst_receivers_stop(d);
 	else
 		ret = before_resume(d, *postcopy, err);
+	if (!ret && !*postcopy)
+		ret = source_there(ctl, err);
 	if (!ret)
 		ret = dst_resume_guest(d, ctl, blob, len, cpu0, st, err);
 	if (!ret)
@@ -167,15 +203,15 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 		/* Nothing ran here: discard the incoming VM. */
 		mig_phase_enter(&d->phase, d->cancelled || d->peer_cancelled ?
 				MIG_PHASE_CANCELLED : MIG_PHASE_FAILED);
-		if (d->vm.link.sock < 0)
-			break;
 		/* A receiver's failure too: the control stream is still up
 		 * (dst_meet.wake_fd) to tell the source why. */
 		if (!d->cancelled && !d->peer_cancelled)
 			mig_tell_peer(d->sess, ret < 0 ? -ret : EIO, err);
-		/* A VM that is not incoming is a guest running here: it
-		 * was never ours to discard. */
-		if (!(d->vm.link.hello.flags & VML_F_INCOMING))
+		/* A VMM whose HELLO was refused left no link; a VM that is
+		 * not incoming is a guest running here: it was never ours to
+		 * discard. */
+		if (d->vm.link.sock < 0 ||
+		    !(d->vm.link.hello.flags & VML_F_INCOMING))
 			break;
 		/* Unregister while the VMM's memory still exists. */
 		dst_uffd_release(d);

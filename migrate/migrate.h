@@ -331,7 +331,9 @@ struct mig_dest_params {
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN]);
 
-/* Writes @st as one JSON object. Returns 0 or -errno. */
+/* Writes @st as one JSON object to @path ("-": stdout), whole or not at
+ * all: on a full or failing filesystem no file (and no partial one) is
+ * left, and one line says why. Returns 0 or -errno. */
 int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			 const char *path);
 

@@ -112,9 +112,12 @@ int src_poll_dest(struct mig_src *s)
 	uint8_t buf[512];
 	struct mig_error e;
 	struct tp_msg m;
+	unsigned int nmsg = 0;
 	int ret = 0;
 
-	while (!ret && (tp_stream_pending(ctl) ||
+	/* Bounded, so that a destination flooding the control stream with
+	 * KEEPALIVEs cannot hold the rounds (and their deadline) still. */
+	while (!ret && nmsg++ < 64 && (tp_stream_pending(ctl) ||
 			(poll(&pfd, 1, 0) == 1 && pfd.revents))) {
 		ret = tp_recv(ctl, &m, buf, sizeof(buf));
 		pthread_mutex_lock(&s->rd.lock);

@@ -552,12 +552,20 @@ int src_chunks_build(struct mig_src *s)
 	return 0;
 }
 
+/* The most slots of a sender's duplicate table (a power of two). */
+#define DUP_TABLE_MAX (1u << 18)
+
 int src_senders_start(struct mig_src *s)
 {
 	uint64_t cap = 1;
 
-	/* A table for twice the pages one sender would see of the guest. */
-	while (cap < 2 * s->vm.total_pages / s->nbulk + 2 * CHUNK)
+	/* A table for twice the pages one sender would see of the guest, up
+	 * to DUP_TABLE_MAX slots: it records pages only until half full, so
+	 * a bigger guest just finds fewer duplicates per round, and the
+	 * agent's memory stays bounded whatever the guest's size (at 40
+	 * bytes a slot, 10 MiB a sender; 512 MiB of guest fill it). */
+	while (cap < 2 * s->vm.total_pages / s->nbulk + 2 * CHUNK &&
+	       cap < DUP_TABLE_MAX)
 		cap <<= 1;
 	s->senders = calloc(s->nbulk, sizeof(*s->senders));
 	if (!s->senders)

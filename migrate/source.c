@@ -122,10 +122,16 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
 		return mig_fail(err, -e.code, "the destination refused: %s",
 				e.msg);
-	if (m.type != MIG_MSG_WELCOME ||
-	    mig_dec_welcome(buf, m.len, &h, &w))
+	if (m.type == MIG_MSG_ERROR)
+		return mig_fail(err, -EPROTO, "the destination sent no valid "
+				"WELCOME: a malformed ERROR (%s)",
+				mig_wire_reason());
+	if (m.type != MIG_MSG_WELCOME)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
+	if (mig_dec_welcome(buf, m.len, &h, &w))
+		return mig_fail(err, -EPROTO, "the destination sent no valid "
+				"WELCOME (%s)", mig_wire_reason());
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
@@ -185,6 +191,21 @@ static enum mig_phase outcome(const struct mig_src *s, int ret)
 	return MIG_PHASE_FAILED;
 }
 
+/* A postcopy that cannot go on: the reason, and what it leaves, in the
+ * one line. */
+static void interrupted(char *err)
+{
+	static const char tail[] = ": the VM stays paused here with all of "
+		"its memory (the destination holds the running copy)";
+	size_t n = strlen(err);
+
+	if (!n)
+		return;
+	if (n + sizeof(tail) > MIG_ERR_LEN)
+		n = MIG_ERR_LEN - sizeof(tail);
+	memcpy(err + n, tail, sizeof(tail));
+}
+
 /* The last hand-off, and what it leaves: the source VM resumed when it
  * is still the only running copy, the destination told why. */
 static void conclude(struct mig_src *s, int ret, char *err)
@@ -198,9 +219,8 @@ static void conclude(struct mig_src *s, int ret, char *err)
 		mig_phase_enter(&s->phase, end);
 	if (end == MIG_PHASE_INTERRUPTED) {
 		/* Resuming here would fork the guest. Keep it paused, with
-		 * all its memory. */
-		pr_err("postcopy interrupted: the VM stays paused here with all "
-		       "of its memory; the destination holds the running copy");
+		 * all its memory, and say so in the one line. */
+		interrupted(err);
 	} else if (ret && paused) {
 		/* Before the destination runs the guest, it is still ours. */
 		int r2 = vml_client_resume(&s->vm.link);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LOG_PREFIX "migrate"
 #include "migrate/internal.h"
@@ -57,15 +58,26 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 	fprintf(f, "]},\n");
 }
 
+/* Written to PATH.tmp and renamed over PATH once complete, so that a full
+ * or failing filesystem leaves no truncated file that looks like one. */
 int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			 const char *path)
 {
-	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+	bool out = !strcmp(path, "-");
+	char tmp[4096];
+	FILE *f;
 	int ret = 0;
 
+	if (!out && snprintf(tmp, sizeof(tmp), "%s.tmp", path) >=
+		    (int)sizeof(tmp)) {
+		pr_err("the statistics were not written: path too long");
+		return -ENAMETOOLONG;
+	}
+	f = out ? stdout : fopen(tmp, "w");
 	if (!f) {
 		ret = -errno;
-		pr_err("cannot write %s: %s", path, strerror(-ret));
+		pr_err("the statistics were not written to %s: %s", path,
+		       strerror(-ret));
 		return ret;
 	}
 	fprintf(f, "{\n  \"role\": \"%s\",\n  \"outcome\": \"%s\",\n"
@@ -128,9 +140,20 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			r->predicted_downtime_ms);
 	}
 	fprintf(f, "%s]\n}\n", st->nrounds ? "\n  " : "");
-	if (f != stdout && fclose(f)) {
+	if (out)
+		return fflush(f) ? -errno : 0;
+	if (fflush(f))
 		ret = -errno;
-		pr_err("writing %s: %s", path, strerror(-ret));
+	else if (ferror(f))
+		ret = -EIO;
+	if (fclose(f) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret) {
+		unlink(tmp);
+		pr_err("the statistics were not written to %s: %s", path,
+		       strerror(-ret));
 	}
 	return ret;
 }

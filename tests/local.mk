@@ -92,22 +92,28 @@ endif
 
 # Live migration end to end: real VMs, the agents, TLS on loopback.
 TESTS += tests/migrate.sh
-EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py
+EXTRA_DIST += tests/migrate.sh tests/harness.sh tests/tcp-proxy.py
 
 # Cancelling a migration with SIGINT/SIGTERM, before and after the
 # switchover is committed.
 TESTS += tests/cancel.sh
 EXTRA_DIST += tests/cancel.sh
 
-# A hostile authenticated source against a live ferry-dest: each scenario
-# of tests/hostile-peer.c must end in one line naming the violation, no
-# crash, no hang, no resumed guest.
+# Faults at every phase: frozen agents, a slow lossy link, a full
+# filesystem, memory cgroups (docs/recovery.md's fault matrix).
+TESTS += tests/faults.sh
+EXTRA_DIST += tests/faults.sh
+
+# Hostile peers: an authenticated source against a live ferry-dest, a
+# destination against a live ferry-source (tests/hostile-peer.c), and a
+# VMM breaking the VM link (tests/hostile-vmm.py): each scenario must end
+# in one line naming the violation, no crash, no hang, no resumed guest.
 check_PROGRAMS += tests/hostile-peer
 tests_hostile_peer_SOURCES = tests/hostile-peer.c
 tests_hostile_peer_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS) $(URING_CFLAGS)
 tests_hostile_peer_LDADD = migrate/libmigrate.a $(TRANSPORT_LIBS)
 TESTS += tests/hostile.sh
-EXTRA_DIST += tests/hostile.sh
+EXTRA_DIST += tests/hostile.sh tests/hostile-vmm.py
 
 # The VM link, the guest workload and ferry-vm (KVM cases skip where
 # /dev/kvm is not KVM).

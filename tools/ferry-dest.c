@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,12 +78,27 @@ static int show_topology(void)
 	return 0;
 }
 
-/* Postcopy recovery: the next session from the returning source. */
+struct listen {
+	struct tp_listener *l;
+	int timeout_ms;		/* --accept-timeout */
+};
+
+/* Postcopy recovery: the next session from the returning source, for up
+ * to --accept-timeout. A connection that fails its handshake (a source
+ * that gave up on it while this agent was held up, a peer with the wrong
+ * credentials) is not the end of the wait: the next one may be the
+ * source (tests/faults.sh stop_dest_postcopy). */
 static int reaccept(void *arg, struct tp_session **out, char *err)
 {
+	const struct listen *ls = arg;
+	uint64_t end = ut_now_ns() + (uint64_t)ls->timeout_ms * 1000000ULL;
 	struct tp_err terr;
-	int ret = tp_session_accept(arg, out, &terr);
+	int ret;
 
+	do {
+		ret = tp_session_accept(ls->l, out, &terr);
+	} while ((ret == -EPROTO || ret == -ECONNRESET || ret == -EACCES) &&
+		 ut_now_ns() < end);
 	if (ret)
 		snprintf(err, MIG_ERR_LEN, "no source came back: %.200s",
 			 terr.msg);
@@ -108,6 +124,7 @@ int main(int argc, char **argv)
 	const char *listen = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN] = "";
 	struct tp_listener *l = NULL;
+	struct listen ls;
 	struct tp_session *sess = NULL;
 	struct mig_stats st;
 	struct tp_err terr;
@@ -201,8 +218,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-dest: %s\n", tp_session_describe(sess));
 	p.session = sess;
 	p.mem_access = c.mem;
+	ls = (struct listen){ l, c.tp.accept_timeout_ms };
 	p.reconnect = reaccept;
-	p.reconnect_arg = l;
+	p.reconnect_arg = &ls;
 	p.cancel = &sig.cancel;
 	cli_signals_arm(&sig);
 	ret = mig_dest_run(&p, &st, err);
