@@ -6,7 +6,9 @@ util_libutil_a_SOURCES = \
 	util/bitmap.c \
 	util/clock.c \
 	util/hist.c \
-	util/oom.c
+	util/oom.c \
+	util/units.c \
+	util/json.c
 
 check_PROGRAMS += tests/check-util
 TESTS += tests/check-util
