@@ -194,4 +194,11 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 const char *mig_decision_name(enum mig_decision d);
 const char *mig_reason_name(enum mig_reason r);
 
+/* ---- runtime limits (tune.c) ---- */
+
+/* The engine says whether a postcopy request can be taken now (and why
+ * not: a static string), and, once, that the switchover has begun. */
+void mig_tune_engine(struct mig_tune *t, bool postcopy_ok, const char *why,
+		     bool settled);
+
 #endif /* FERRY_MIGRATE_INTERNAL_H */

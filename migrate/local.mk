@@ -10,6 +10,8 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/faults.c \
 	migrate/cond.c \
 	migrate/cancel.c \
+	migrate/tune.c \
+	migrate/events.c \
 	migrate/source.c \
 	migrate/dest.c \
 	migrate/stats.c

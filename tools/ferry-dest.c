@@ -1,72 +1,124 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * ferry-dest: receives one live migration from a ferry-source into an
- * incoming VM (ferry-vm --incoming) and resumes it there.
+ * ferry dest: receives one live migration from a ferry source into an
+ * incoming VM (ferry vm --incoming) and resumes it there.
  */
 #include "config.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/ferry.h"
 
 static const char usage[] =
-"Usage: ferry-dest [OPTIONS] --vm SOCKET --listen [HOST:]PORT\n"
-"Waits for one ferry-source on PORT, receives the VM into the incoming VM\n"
-"whose VM link listens on SOCKET (ferry-vm --incoming --socket SOCKET),\n"
+"Usage: ferry dest [OPTIONS] --vm SOCKET --listen [HOST:]PORT\n"
+"Waits for one ferry source on PORT, receives the VM into the incoming VM\n"
+"whose VM link listens on SOCKET (ferry vm --incoming --socket SOCKET),\n"
 "and resumes it there. If the source fails or gives up before the\n"
-"switchover, the incoming VM is discarded and ferry-dest exits non-zero.\n"
+"switchover, the incoming VM is discarded and ferry dest exits non-zero.\n"
 "\n"
+"Migration:\n"
 "  -s, --vm SOCKET          the incoming VM's link socket\n"
-"  -l, --listen [HOST:]PORT address to listen on (default: all)\n"
-"      --accept-timeout S   give up if no source connects in S s (600);\n"
-"                           also how long a postcopy interrupted by a lost\n"
-"                           connection waits for the source to return\n"
-"  -q, --quiet              no summary\n"
-"  -v, --verbose            log what happens\n"
-"  -h, --help               this text\n"
-"  -V, --version\n"
-"\n" CLI_SECURITY_HELP
-"\nSIGINT or SIGTERM before the state has arrived cancel the migration (the\n"
-"source VM runs on there); after it they are refused.\n"
+"  -l, --listen [HOST:]PORT address to listen on (default: all; port 0\n"
+"                           picks a free one, printed on stderr)\n"
+"      --accept-timeout TIME  give up if no source connects within TIME\n"
+"                           (default 10m; bare number: s)\n"
+"      --recover-timeout TIME  after a postcopy connection loss, wait this\n"
+"                           long for the source to return (default: the\n"
+"                           --accept-timeout; bare number: s)\n"
+"\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
+"\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the state has arrived\n"
+"cancel the migration (the source VM runs on there); after it they are\n"
+"refused.\n"
 "\nExit status: 0 the VM runs here, 1 failed or cancelled, 2 usage.\n";
 
-enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END };
+enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END, OPT_RECOVER_TIMEOUT };
+
+struct back {
+	struct tp_listener *l;
+	int64_t timeout_ms;	/* for a returning source */
+};
 
 /* Postcopy recovery: the next session from the returning source. */
 static int reaccept(void *arg, struct tp_session **out, char *err)
 {
+	struct back *b = arg;
 	struct tp_err terr;
-	int ret = tp_session_accept(arg, out, &terr);
+	int ret;
 
+	tp_listener_set_accept_timeout(b->l, b->timeout_ms);
+	ret = tp_session_accept(b->l, out, &terr);
 	if (ret)
 		snprintf(err, MIG_ERR_LEN, "no source came back: %.200s",
 			 terr.msg);
 	return ret;
 }
 
-int main(int argc, char **argv)
+/* Listens, waits for the source and runs the engine. */
+static int receive(struct cli *c, struct mig_dest_params *p,
+		   const char *host, const char *port, int64_t recover_ms,
+		   struct cli_signals *sig, struct mig_stats *st, char *err)
+{
+	struct tp_listener *l = NULL;
+	struct tp_session *sess = NULL;
+	struct tp_err terr;
+	struct back b;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->outcome, sizeof(st->outcome), "failed");
+	ret = tp_listener_create(&c->tp, host[0] ? host : NULL, port, &l, &terr);
+	if (!ret) {
+		if (!c->quiet)
+			fprintf(stderr, "%s: listening on port %d\n", c->prog,
+				tp_listener_port(l));
+		ret = tp_session_accept(l, &sess, &terr);
+	}
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "%s", terr.msg);
+		tp_listener_destroy(l);
+		return ret;
+	}
+	if (!c->quiet)
+		fprintf(stderr, "%s: %s\n", c->prog, tp_session_describe(sess));
+	b = (struct back){ l, recover_ms >= 0 ? recover_ms :
+			   c->tp.accept_timeout_ms };
+	p->session = sess;
+	p->mem_access = c->mem;
+	p->reconnect = reaccept;
+	p->reconnect_arg = &b;
+	p->cancel = &sig->cancel;
+	p->progress = cli_progress;
+	p->progress_arg = c;
+	p->events = c->events;
+	cli_arm(c, sig);
+	ret = mig_dest_run(p, st, err);
+	tp_session_destroy(sess);
+	tp_listener_destroy(l);
+	return ret;
+}
+
+int ferry_dest_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
-		CLI_SECURITY_OPTIONS,
+		{ "recover-timeout", required_argument, NULL,
+		  OPT_RECOVER_TIMEOUT },
+		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
-	struct cli c = { .prog = "ferry-dest", .usage = usage };
+	struct cli c = { .prog = argv[0], .usage = usage };
 	struct cli_signals sig;
 	struct mig_dest_params p = { 0 };
 	const char *listen = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
-	struct tp_listener *l = NULL;
-	struct tp_session *sess = NULL;
 	struct mig_stats st;
-	struct tp_err terr;
-	long v;
+	int64_t v, recover_ms = -1;
 	int o, ret;
 
 	c.tp.accept_timeout_ms = 600000;
@@ -84,58 +136,33 @@ int main(int argc, char **argv)
 			listen = optarg;
 			break;
 		case OPT_ACCEPT_TIMEOUT:
-			if ((v = cli_number(&c, "--accept-timeout", optarg, 1,
-					    86400)) < 0)
+		case OPT_RECOVER_TIMEOUT:
+			v = cli_duration(&c, o == OPT_ACCEPT_TIMEOUT ?
+					 "--accept-timeout" : "--recover-timeout",
+					 optarg, 1000, 1000, 86400000);
+			if (v < 0)
 				return 2;
-			c.tp.accept_timeout_ms = v * 1000;
+			if (o == OPT_ACCEPT_TIMEOUT)
+				c.tp.accept_timeout_ms = v;
+			else
+				recover_ms = v;
 			break;
+		default:
+			return 2;
 		}
 	}
 	if (cli_check_args(&c, optind, argc, p.vm_socket && listen,
 			   "--vm and --listen are required"))
 		return 2;
 	if (cli_split_addr(listen, host, sizeof(host), port, sizeof(port))) {
-		fprintf(stderr, "ferry-dest: --listen wants [HOST:]PORT, not '%s'\n",
-			listen);
+		fprintf(stderr, "%s: --listen wants [HOST:]PORT, not '%s'\n",
+			c.prog, listen);
 		return 2;
 	}
 	if (cli_check(&c))
 		return 2;
-	signal(SIGPIPE, SIG_IGN);
-	ret = cli_signals_start(&sig, c.prog);
-	if (ret) {
-		fprintf(stderr, "ferry-dest: cannot handle signals: %s\n",
-			strerror(-ret));
-		cli_signals_stop(&sig);
+	if (cli_start(&c, &sig, NULL, "dest"))
 		return 1;
-	}
-	ret = tp_listener_create(&c.tp, host[0] ? host : NULL, port, &l, &terr);
-	if (ret) {
-		cli_signals_stop(&sig);
-		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
-		return 1;
-	}
-	if (!c.quiet)
-		fprintf(stderr, "ferry-dest: listening on port %d\n",
-			tp_listener_port(l));
-	ret = tp_session_accept(l, &sess, &terr);
-	if (ret) {
-		tp_listener_destroy(l);
-		cli_signals_stop(&sig);
-		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
-		return 1;
-	}
-	if (!c.quiet)
-		fprintf(stderr, "ferry-dest: %s\n", tp_session_describe(sess));
-	p.session = sess;
-	p.mem_access = c.mem;
-	p.reconnect = reaccept;
-	p.reconnect_arg = l;
-	p.cancel = &sig.cancel;
-	cli_signals_arm(&sig);
-	ret = mig_dest_run(&p, &st, err);
-	tp_session_destroy(sess);
-	tp_listener_destroy(l);
-	cli_signals_stop(&sig);
-	return cli_finish(&c, &st, ret, err, "dest");
+	ret = receive(&c, &p, host, port, recover_ms, &sig, &st, err);
+	return cli_finish(&c, &sig, &st, ret, err, "dest");
 }

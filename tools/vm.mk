@@ -41,9 +41,8 @@ noinst_LIBRARIES += migrate/libvmlink.a
 migrate_libvmlink_a_SOURCES = migrate/vmlink.h migrate/vmlink.c
 VMLINK_LIBS = migrate/libvmlink.a util/libutil.a
 
-# ---- ferry-vm ----
-bin_PROGRAMS += tools/ferry-vm/ferry-vm
-tools_ferry_vm_ferry_vm_SOURCES = \
+# ---- ferry vm (a subcommand of tools/ferry, tools/local.mk) ----
+tools_ferry_SOURCES += \
 	tools/ferry-vm/vm.h \
 	tools/ferry-vm/kvm-internal.h \
 	tools/ferry-vm/main.c \
@@ -57,10 +56,7 @@ tools_ferry_vm_ferry_vm_SOURCES = \
 	tools/ferry-vm/snapshot.c \
 	tools/guest/workload.h \
 	tools/guest/workload.c
-tools_ferry_vm_ferry_vm_CPPFLAGS = $(AM_CPPFLAGS) \
-	-DFERRY_GUEST_DEFAULT=\"$(pkgdatadir)/ferry-guest\"
-tools_ferry_vm_ferry_vm_LDADD = migrate/libvmlink.a $(GUESTMEM_LIBS) \
-	$(PTHREAD_LIBS)
+FERRY_CPPFLAGS = -DFERRY_GUEST_DEFAULT=\"$(pkgdatadir)/ferry-guest\"
 
 # ---- tests ----
 VM_TEST_CPPFLAGS = $(AM_CPPFLAGS) -DVM_BUILDDIR=\"$(abs_top_builddir)\"

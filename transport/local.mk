@@ -12,11 +12,6 @@ transport_libtransport_a_SOURCES = \
 transport_libtransport_a_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
 TRANSPORT_LIBS = transport/libtransport.a util/libutil.a $(URING_LIBS) $(SSL_LIBS)
 
-# The cert helper: a CA and host certificates for the demo and the tests.
-bin_PROGRAMS += tools/ferry-cert
-tools_ferry_cert_SOURCES = tools/ferry-cert.c
-tools_ferry_cert_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
-tools_ferry_cert_LDADD = $(TRANSPORT_LIBS)
 
 # The benchmark: figures, not a test.
 noinst_PROGRAMS += tools/bench-transport

@@ -11,11 +11,10 @@ tools_ferry_qemu_libfq_a_SOURCES = \
 	tools/ferry-qemu/cmdline.c
 FQ_LIBS = tools/ferry-qemu/libfq.a $(VMLINK_LIBS) $(GUESTMEM_LIBS)
 
-bin_PROGRAMS += tools/ferry-qemu/ferry-qemu
-tools_ferry_qemu_ferry_qemu_SOURCES = tools/ferry-qemu/main.c
-tools_ferry_qemu_ferry_qemu_CPPFLAGS = $(AM_CPPFLAGS) \
-	-DFERRY_PRELOAD_DEFAULT=\"$(preloaddir)/libferry-preload.so\"
-tools_ferry_qemu_ferry_qemu_LDADD = $(FQ_LIBS)
+# `ferry qemu`, a subcommand of tools/ferry (tools/local.mk).
+tools_ferry_SOURCES += tools/ferry-qemu/main.c
+FERRY_CPPFLAGS += -DFERRY_PRELOAD_DEFAULT=\"$(preloaddir)/libferry-preload.so\"
+tools_ferry_LDADD += $(FQ_LIBS)
 
 check_PROGRAMS += tests/check-ferry-qemu
 TESTS += tests/check-ferry-qemu

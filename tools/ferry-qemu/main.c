@@ -17,6 +17,7 @@
 
 #define LOG_PREFIX "ferry-qemu"
 #include "tools/ferry-qemu/fq.h"
+#include "tools/ferry.h"
 #include "util/util.h"
 
 #ifndef FERRY_PRELOAD_DEFAULT
@@ -24,8 +25,8 @@
 #endif
 
 static const char usage[] =
-	"Usage: ferry-qemu serve --dir DIR [-s SOCKET] [--qmp PATH] [--uffd PATH]\n"
-	"       ferry-qemu cmdline --dir DIR [--incoming] [-m SIZE] [--accel A]\n"
+	"Usage: ferry qemu serve --dir DIR [-s SOCKET] [--qmp PATH] [--uffd PATH]\n"
+	"       ferry qemu cmdline --dir DIR [--incoming] [-m SIZE] [--accel A]\n"
 	"                  [--preload PATH] [--exec] [-- QEMU ARGS...]\n"
 	"\n"
 	"serve: the VM link for the QEMU started with `ferry-qemu cmdline --dir\n"
@@ -158,7 +159,7 @@ static int run_serve(struct args *a)
 	return ret ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+int ferry_qemu_main(int argc, char **argv)
 {
 	struct args a = { .cl = { .mem = "64M", .accel = "tcg" } };
 	const char *cmd = argc > 1 ? argv[1] : "";
