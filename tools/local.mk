@@ -37,7 +37,12 @@ install-exec-hook:
 uninstall-hook:
 	for l in $(FERRY_LINKS); do rm -f $(DESTDIR)$(bindir)/$$l; done
 CLEANFILES += $(FERRY_BUILD_LINKS)
-dist_man1_MANS += tools/ferry-source.1 tools/ferry-dest.1
+# The manual pages, one per subcommand, in docs/man/; the test checks each
+# against its subcommand's --help (options and exit statuses).
+dist_man1_MANS += docs/man/ferry.1 docs/man/ferry-source.1 \
+	docs/man/ferry-dest.1 docs/man/ferry-ctl.1 docs/man/ferry-cert.1
+TESTS += tests/manpages.sh
+EXTRA_DIST += tests/manpages.sh
 
 # The benchmark suite against QEMU (a script, run from the source tree).
 EXTRA_DIST += tools/bench tools/bench.d/procs.py tools/bench.d/ferry.py \

@@ -74,7 +74,7 @@ tests_check_vm_kvm_CPPFLAGS = $(VM_TEST_CPPFLAGS)
 tests_check_vm_kvm_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_vm_kvm_LDADD = migrate/libvmlink.a util/libutil.a $(CHECK_LIBS)
 
-dist_man1_MANS += docs/ferry-vm.1
+dist_man1_MANS += docs/man/ferry-vm.1
 EXTRA_DIST += docs/vmlink.md
 EXTRA_DIST += tools/ferry-vm/kvm-in-tcg
 

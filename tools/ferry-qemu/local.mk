@@ -32,7 +32,7 @@ tools_ferry_qemu_libferry_preload_so_CFLAGS = -std=gnu11 -O2 -fPIC \
 tools_ferry_qemu_libferry_preload_so_LDFLAGS = -shared -fPIC -pthread \
 	-Wl,-z,defs
 
-dist_man1_MANS += docs/ferry-qemu.1
+dist_man1_MANS += docs/man/ferry-qemu.1
 EXTRA_DIST += docs/qemu.md
 
 # Migrating ferry-guest in QEMU with the agents (TAP, through the .sh

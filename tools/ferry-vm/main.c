@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * ferry-vm: the reference micro-VMM. Options and setup here; see vm.h for
- * the map of the other files and the man page (docs/ferry-vm.1) for use.
+ * the map of the other files and the man page (docs/man/ferry-vm.1) for use.
  */
 #include "config.h"
 
