@@ -72,17 +72,6 @@ int mig_events_close(struct mig_events *ev, uint64_t *written)
 	return ret;
 }
 
-const char *mig_phase_name(enum mig_phase ph)
-{
-	static const char *const names[] = {
-		[MIG_PHASE_SETUP] = "setup", [MIG_PHASE_PRECOPY] = "precopy",
-		[MIG_PHASE_PAUSED] = "paused", [MIG_PHASE_POSTCOPY] = "postcopy",
-		[MIG_PHASE_RECOVERING] = "recovering", [MIG_PHASE_DONE] = "done",
-	};
-
-	return (unsigned int)ph < UT_ARRAY_SIZE(names) ? names[ph] : "?";
-}
-
 /* The lock is held from begin to end: seq is taken and the line written
  * in one critical section, so that seq order is file order. Between the
  * two the caller only formats. */

@@ -90,23 +90,12 @@ enum mig_mode {
 	MIG_MODE_HYBRID,	/* one full precopy round, then postcopy */
 };
 
-/* Where a migration is, for progress, status and events. */
-enum mig_phase {
-	MIG_PHASE_SETUP = 0,	/* attaching, handshake */
-	MIG_PHASE_PRECOPY,	/* rounds while the guest runs */
-	MIG_PHASE_PAUSED,	/* the VM paused: last pages, state */
-	MIG_PHASE_POSTCOPY,	/* the guest runs at the destination */
-	MIG_PHASE_RECOVERING,	/* postcopy, waiting for a new connection */
-	MIG_PHASE_DONE,		/* the engine returned */
-};
-/* "setup", "precopy", "paused", "postcopy", "recovering", "done". */
-const char *mig_phase_name(enum mig_phase ph);
-
 /* Progress, called by the engine's main thread while it works (at least
  * every 250 ms in a round) and at each change of phase. The destination
  * fills what it knows (phase, bytes received as bytes_sent, faults). */
 struct mig_progress {
-	enum mig_phase phase;
+	const char *phase;	/* static: "setup", "precopy", "switchover",
+				 * "postcopy", "recovering", or how it ended */
 	uint32_t round;
 	uint64_t round_bytes_done, round_bytes_total; /* guest bytes */
 	uint64_t bytes_sent;	/* wire, whole migration (dest: received) */

@@ -282,8 +282,7 @@ void cli_progress(const struct mig_progress *p, void *arg)
 	struct cli *c = arg;
 
 	cli_control_update(c->control, p);
-	if (!c->tty || p->phase == MIG_PHASE_SETUP ||
-	    p->phase == MIG_PHASE_DONE)
+	if (!c->tty || !p->phase || !strcmp(p->phase, "setup"))
 		return;
 	fprintf(stderr, "\r\033[Kround %u%s | %.0f/%.0f MiB | dirty %.1f MiB/s "
 		"| %.0f MiB/s | predicted downtime %.1f ms",

@@ -131,7 +131,7 @@ static void do_status(struct cli_control *ctl, struct reply *r)
 	reply_begin(r, "status", true);
 	ut_json_str(&r->j, "role", ctl->role);
 	ut_json_i64(&r->j, "pid", getpid());
-	ut_json_str(&r->j, "phase", have ? mig_phase_name(p.phase) :
+	ut_json_str(&r->j, "phase", have && p.phase ? p.phase :
 			   atomic_load(&ctl->armed) ? "setup" : "waiting");
 	ut_json_u64(&r->j, "round", p.round);
 	ut_json_bool(&r->j, "final", p.final);
@@ -163,11 +163,13 @@ static void do_status(struct cli_control *ctl, struct reply *r)
 	/* This round's rest at this round's rate, plus the pause the
 	 * prediction expects: an estimate, null before a rate is known. */
 	rate = p.round_rate_mibs > 0 ? p.round_rate_mibs : p.throughput_mibs;
-	if (have && rate > 0 && p.round_bytes_total >= p.round_bytes_done &&
-	    p.phase != MIG_PHASE_DONE && p.phase != MIG_PHASE_SETUP)
+	if (have && p.phase && rate > 0 &&
+	    p.round_bytes_total >= p.round_bytes_done &&
+	    (!strcmp(p.phase, "precopy") || !strcmp(p.phase, "switchover") ||
+	     !strcmp(p.phase, "postcopy")))
 		left = (p.round_bytes_total - p.round_bytes_done) /
 			       (rate * UT_MiB) +
-		       (p.phase == MIG_PHASE_PRECOPY ?
+		       (!strcmp(p.phase, "precopy") ?
 				p.predicted_downtime_ms / 1000 : 0);
 	if (left >= 0 && left < 1e7)
 		ut_json_dbl(&r->j, "time_left_s", left, 1);
