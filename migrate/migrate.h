@@ -110,6 +110,7 @@ struct mig_progress {
 	uint64_t faults;	/* postcopy faults served (dest) */
 	uint64_t pages_requested; /* pages asked for by the destination */
 	uint32_t recoveries;	/* postcopy reconnections */
+	uint32_t streams;	/* bulk streams of the session */
 	bool final;
 };
 typedef void (*mig_progress_fn)(const struct mig_progress *p, void *arg);

@@ -20,7 +20,6 @@
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +45,9 @@ struct cli_control {
 	struct mig_tune *tune;		/* NULL: the destination */
 	struct mig_events *events;
 	uint32_t nbulk;
-	_Atomic bool armed;		/* the engine runs */
+	bool armed;			/* under lock: the engine runs */
+	bool exit_now;			/* the control thread's: a cancel came
+					 * before it ran, the lock is held */
 	uint64_t start_ns;
 	pthread_mutex_t lock;
 	struct mig_progress last;	/* under lock */
@@ -65,8 +66,12 @@ void cli_control_update(struct cli_control *ctl, const struct mig_progress *p)
 
 void cli_control_arm(struct cli_control *ctl)
 {
-	if (ctl)
-		atomic_store(&ctl->armed, true);
+	if (!ctl)
+		return;
+	/* Blocks while an early cancel ends the agent (end_unarmed). */
+	pthread_mutex_lock(&ctl->lock);
+	ctl->armed = true;
+	pthread_mutex_unlock(&ctl->lock);
 }
 
 /* ---- requests ---- */
@@ -120,11 +125,12 @@ static void do_status(struct cli_control *ctl, struct reply *r)
 	struct mig_progress p = { 0 };
 	struct mig_tune_now now = { 0 };
 	double left = -1, rate;
-	bool have;
+	bool have, armed;
 
 	pthread_mutex_lock(&ctl->lock);
 	p = ctl->last;
 	have = ctl->have_last;
+	armed = ctl->armed;
 	pthread_mutex_unlock(&ctl->lock);
 	if (ctl->tune)
 		mig_tune_read(ctl->tune, &now);
@@ -132,11 +138,11 @@ static void do_status(struct cli_control *ctl, struct reply *r)
 	ut_json_str(&r->j, "role", ctl->role);
 	ut_json_i64(&r->j, "pid", getpid());
 	ut_json_str(&r->j, "phase", have && p.phase ? p.phase :
-			   atomic_load(&ctl->armed) ? "setup" : "waiting");
+			   armed ? "setup" : "waiting");
 	ut_json_u64(&r->j, "round", p.round);
 	ut_json_bool(&r->j, "final", p.final);
 	ut_json_dbl(&r->j, "elapsed_s", (ut_now_ns() - ctl->start_ns) / 1e9, 3);
-	ut_json_u64(&r->j, "streams", ctl->nbulk);
+	ut_json_u64(&r->j, "streams", p.streams ? p.streams : ctl->nbulk);
 	ut_json_u64(&r->j, "round_bytes_done", p.round_bytes_done);
 	ut_json_u64(&r->j, "round_bytes_total", p.round_bytes_total);
 	ut_json_u64(&r->j, "pages_left", p.pages_left);
@@ -185,15 +191,16 @@ static void do_cancel(struct cli_control *ctl, struct reply *r)
 	const char *why = NULL;
 	int ret;
 
-	if (!atomic_load(&ctl->armed)) {
-		/* Nothing started: as SIGTERM would, the agent just ends. */
+	pthread_mutex_lock(&ctl->lock);
+	if (!ctl->armed) {
+		/* The lock stays held: the engine cannot start now. */
+		ctl->exit_now = true;
 		reply_begin(r, "cancel", true);
 		ut_json_str(&r->j, "result", "no migration had started: the "
 			    "agent exits");
-		control_event(ctl, "cancel", NULL, 0, true, NULL);
-		kill(getpid(), SIGTERM);
 		return;
 	}
+	pthread_mutex_unlock(&ctl->lock);
 	ret = mig_cancel_request(ctl->cancel, "ferry ctl cancel", &why);
 	if (ret == -EBUSY)
 		reply_error(r, "cancel", "the switchover is committed, %s; the "
@@ -309,6 +316,28 @@ static void handle(struct cli_control *ctl, const char *line, size_t len,
 			    "cancel, postcopy, set)", req->str);
 }
 
+static bool send_reply(int fd, struct reply *r);
+
+/* A cancel before the engine runs (connecting, waiting for a source):
+ * nothing is touched yet, so the agent ends here, as a signal would end
+ * it, but saying so, in its events, and with its socket removed. */
+static void end_unarmed(struct cli_control *ctl, int fd, struct reply *r)
+{
+	struct mig_event e;
+
+	send_reply(fd, r);
+	control_event(ctl, "cancel", NULL, 0, true, NULL);
+	mig_event_begin(&e, ctl->events, "failed");
+	ut_json_str(&e.j, "outcome", "cancelled");
+	ut_json_str(&e.j, "reason", "cancelled (ferry ctl cancel) before "
+		    "the migration started");
+	mig_event_end(&e);
+	unlink(ctl->addr.sun_path);
+	fprintf(stderr, "%s: cancelled (ferry ctl cancel) before the migration "
+		"started\n", ctl->prog);
+	_exit(1);
+}
+
 /* ---- the connection ---- */
 
 static bool send_reply(int fd, struct reply *r)
@@ -358,6 +387,8 @@ static void serve(struct cli_control *ctl, int fd)
 
 		if (nl) {
 			handle(ctl, buf, nl - buf, &r);
+			if (ctl->exit_now)
+				end_unarmed(ctl, fd, &r);
 			if (!send_reply(fd, &r))
 				return;
 			have -= nl + 1 - buf;

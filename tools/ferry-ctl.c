@@ -163,6 +163,13 @@ static void print_status(const struct ut_json_member *m, int n)
 	double total = num(m, n, "round_bytes_total") / UT_MiB;
 	double mib = UT_MiB;
 
+	if (!strcmp(str(m, n, "phase"), "waiting")) {
+		printf("%s (pid %.0f): waiting for %s, %.1f s in\n",
+		       str(m, n, "role"), num(m, n, "pid"),
+		       source ? "the destination" : "a source",
+		       num(m, n, "elapsed_s"));
+		return;
+	}
 	printf("%s (pid %.0f): %s, round %.0f%s, %.0f of %.0f MiB of it "
 	       "(%.0f%%), %.1f s in\n", str(m, n, "role"), num(m, n, "pid"),
 	       str(m, n, "phase"), num(m, n, "round"),
