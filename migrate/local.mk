@@ -53,7 +53,12 @@ EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py
 # Cancelling a migration with SIGINT/SIGTERM, before and after the
 # switchover is committed.
 TESTS += tests/cancel.sh
-EXTRA_DIST += tests/cancel.sh
+EXTRA_DIST += tests/cancel.sh tests/agents.sh
+
+# The operator's controls (ferry ctl, --control, --events) against running
+# migrations, each effect read back from the events stream.
+TESTS += tests/ctl.sh
+EXTRA_DIST += tests/ctl.sh tests/events.py
 
 # A hostile authenticated source against a live ferry-dest: each scenario
 # of tests/hostile-peer.c must end in one line naming the violation, no

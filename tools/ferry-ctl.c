@@ -101,7 +101,7 @@ static int exchange(const struct ctl_args *a, const char *req, char *buf,
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	uint64_t deadline = ut_now_ns() + a->wait_ms * 1000000;
 	size_t have = 0, n = strlen(req);
-	int fd, ret = 0;
+	int fd, ret = 0, sent_err = 0;
 
 	if (strlen(a->path) >= sizeof(addr.sun_path))
 		return -ENAMETOOLONG;
@@ -109,9 +109,12 @@ static int exchange(const struct ctl_args *a, const char *req, char *buf,
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) ||
-	    send(fd, req, n, MSG_NOSIGNAL) != (ssize_t)n)
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
 		ret = -errno;
+	/* An agent that refuses us replies and closes at once: a failed
+	 * send still leaves its reply to read. */
+	else if (send(fd, req, n, MSG_NOSIGNAL) != (ssize_t)n)
+		sent_err = -errno;
 	while (!ret && !memchr(buf, '\n', have)) {
 		struct pollfd p = { fd, POLLIN, 0 };
 		uint64_t now = ut_now_ns();
@@ -125,7 +128,7 @@ static int exchange(const struct ctl_args *a, const char *req, char *buf,
 		else if ((r = recv(fd, buf + have, cap - 1 - have, 0)) < 0)
 			ret = -errno;
 		else if (r == 0)
-			ret = -ECONNRESET;
+			ret = sent_err ? sent_err : -ECONNRESET;
 		else
 			have += r;
 	}
