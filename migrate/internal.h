@@ -140,13 +140,15 @@ enum mig_reason {
 				 * MIG_POLICY_STALL_ROUNDS rounds */
 	MIG_WHY_MAX_ROUNDS,	/* the round just sent was the last allowed */
 	MIG_WHY_DEADLINE,	/* elapsed >= the deadline */
+	MIG_WHY_REQUESTED,	/* POSTCOPY: the operator asked for it */
 };
 
 /* auto: rounds in a row without a prediction 10% better than the best
  * before it gives up on precopy converging and switches to postcopy. */
 #define MIG_POLICY_STALL_ROUNDS 3
 
-/* The limits, fixed for one migration (defaults applied). */
+/* The limits (defaults applied). The engine may change
+ * downtime_limit_ms between rounds (an operator's request). */
 struct mig_policy {
 	enum mig_mode mode;
 	bool can_postcopy;		/* the destination accepted postcopy */
@@ -169,6 +171,7 @@ struct mig_round_input {
 	double bandwidth_mibs;	/* wire bytes / duration */
 	double duration_s;	/* of the round */
 	uint64_t elapsed_ns;	/* migration start to the round's end */
+	bool postcopy_requested; /* the operator asked for postcopy now */
 };
 
 struct mig_verdict {
