@@ -173,33 +173,39 @@ static void print_status(const struct ut_json_member *m, int n)
 		       num(m, n, "elapsed_s"));
 		return;
 	}
-	printf("%s (pid %.0f): %s, round %.0f%s, %.0f of %.0f MiB of it "
-	       "(%.0f%%), %.1f s in\n", str(m, n, "role"), num(m, n, "pid"),
+	if (!source) {
+		printf("dest (pid %.0f): %s, %.1f of %.1f MiB of guest RAM here, "
+		       "%.1f s in, %.0f streams\n", num(m, n, "pid"),
+		       str(m, n, "phase"), done, total, num(m, n, "elapsed_s"),
+		       num(m, n, "streams"));
+		printf("  faults    %.0f served, %.0f pages requested, %.0f "
+		       "recoveries\n", num(m, n, "faults"),
+		       num(m, n, "pages_requested"), num(m, n, "recoveries"));
+		return;
+	}
+	printf("source (pid %.0f): %s, round %.0f%s, %.1f of %.1f MiB of it "
+	       "(%.0f%%), %.1f s in\n", num(m, n, "pid"),
 	       str(m, n, "phase"), num(m, n, "round"),
 	       ut_json_get(m, n, "final") && ut_json_get(m, n, "final")->b ?
 		       " (final)" : "",
 	       done, total, total > 0 ? 100 * done / total : 0,
 	       num(m, n, "elapsed_s"));
-	printf("  bytes     %s %.1f MiB on the wire; page data %.1f, zero "
+	printf("  bytes     sent %.1f MiB on the wire; page data %.1f, zero "
 	       "bitmaps %.3f, duplicate refs %.3f MiB (as of the last round)\n",
-	       source ? "sent" : "received",
-	       num(m, n, source ? "bytes_sent" : "bytes_received") / mib,
-	       num(m, n, "bytes_data") / mib, num(m, n, "bytes_zero") / mib,
-	       num(m, n, "bytes_dup") / mib);
+	       num(m, n, "bytes_sent") / mib, num(m, n, "bytes_data") / mib,
+	       num(m, n, "bytes_zero") / mib, num(m, n, "bytes_dup") / mib);
 	printf("  rates     %.1f MiB/s overall, %.1f MiB/s this round, guest "
 	       "dirtying %.1f MiB/s, %.0f streams\n",
 	       num(m, n, "throughput_mibs"), num(m, n, "round_rate_mibs"),
 	       num(m, n, "dirty_rate_mibs"), num(m, n, "streams"));
-	if (source) {
-		printf("  downtime  predicted %.1f ms, limit %.0f ms\n",
-		       num(m, n, "predicted_downtime_ms"),
-		       num(m, n, "downtime_limit_ms"));
-		if (is_null(m, n, "bandwidth_limit_mibs"))
-			printf("  bandwidth no cap\n");
-		else
-			printf("  bandwidth cap %.2f MiB/s\n",
-			       num(m, n, "bandwidth_limit_mibs"));
-	}
+	printf("  downtime  predicted %.1f ms, limit %.0f ms\n",
+	       num(m, n, "predicted_downtime_ms"),
+	       num(m, n, "downtime_limit_ms"));
+	if (is_null(m, n, "bandwidth_limit_mibs"))
+		printf("  bandwidth no cap\n");
+	else
+		printf("  bandwidth cap %.2f MiB/s\n",
+		       num(m, n, "bandwidth_limit_mibs"));
 	if (is_null(m, n, "time_left_s"))
 		printf("  time left unknown yet\n");
 	else
