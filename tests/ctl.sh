@@ -29,14 +29,7 @@ CASES=${FERRY_CASES:-cancel_waiting cancel_round0 cancel_later \
 	cancel_paused downtime bandwidth postcopy events_full stranger}
 AGENTS_NAME=ctl
 . "$(dirname "$0")/agents.sh"
-command -v python3 >/dev/null || {
-	n=0
-	for c in $CASES; do
-		n=$((n + 1))
-		echo "ok $n - $c # SKIP no python3 to read the events"
-	done
-	exit 0
-}
+command -v python3 >/dev/null || skip_all "no python3 to read the events"
 EV=$(cd "$(dirname "$0")" && pwd)/events.py
 
 # ctl AGENT [--json] REQUEST...: ferry ctl against AGENT's socket (src
