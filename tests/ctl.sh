@@ -106,13 +106,27 @@ case_cancel_waiting() {
 	[ -z "$WHY" ]
 }
 
-# 2. cancel to ferry-source in round 0, after a status that says so.
-case_cancel_round0() {
-	start_vm src --ws 64M --rate 8 || return 1
-	start_vm dst --ws 64M --rate 8 --incoming || return 1
+# start_pair WS RATE SOURCE-ARGS...: two guests of WS at RATE MiB/s, the
+# destination with its controls, then the source with them and the args
+start_pair() {
+	local ws=$1 rate=$2
+	shift 2
+	start_vm src --ws "$ws" --rate "$rate" || return 1
+	start_vm dst --ws "$ws" --rate "$rate" --incoming || return 1
 	wait_hb src 2 || return 1
 	start_dest_ctl || return 1
-	start_source_ctl --bandwidth 8
+	start_source_ctl "$@"
+}
+
+# cancel_by WHO: `ferry ctl cancel` to WHO (src or dest), then the checks
+cancel_by() {
+	ctl "$1" cancel >"$T/ctl.out" 2>&1 || fail "cancel: $(cat "$T/ctl.out")"
+	ctl_cancelled "$([ "$1" = src ] && echo source || echo dest)"
+}
+
+# 2. cancel to ferry-source in round 0, after a status that says so.
+case_cancel_round0() {
+	start_pair 64M 8 --bandwidth 8 || return 1
 	wait_event 30 src "round 0 to begin" \
 		'e["event"] == "round_begin" and e["round"] == 0' || return 1
 	ctl src --json status >"$T/status.json" ||
@@ -122,36 +136,27 @@ case_cancel_round0() {
 		fail "status in round 0: $(cat "$T/status.json")"
 	ctl src status | grep -q 'precopy, round 0' ||
 		fail "readable status: $(ctl src status 2>&1)"
-	ctl src cancel >"$T/ctl.out" 2>&1 || fail "cancel: $(cat "$T/ctl.out")"
-	ctl_cancelled source
+	cancel_by src
 }
 
 # 3. cancel to ferry-dest in a later round of a migration that does not
 #    converge on a 1 ms limit.
 case_cancel_later() {
-	start_vm src --ws 32M --rate 64 || return 1
-	start_vm dst --ws 32M --rate 64 --incoming || return 1
-	wait_hb src 2 || return 1
-	start_dest_ctl || return 1
-	start_source_ctl --mode precopy --downtime 1ms --bandwidth 32
+	start_pair 32M 64 --mode precopy --downtime 1ms --bandwidth 32 ||
+		return 1
 	wait_event 60 src "round 2 to begin" \
 		'e["event"] == "round_begin" and e["round"] == 2' || return 1
-	ctl dest cancel >"$T/ctl.out" 2>&1 || fail "cancel: $(cat "$T/ctl.out")"
-	ctl_cancelled dest
+	cancel_by dest
 }
 
 # 4. cancel to ferry-source while the VM is paused for the final round.
 case_cancel_paused() {
-	start_vm src --ws 32M --rate 64 || return 1
-	start_vm dst --ws 32M --rate 64 --incoming || return 1
-	wait_hb src 2 || return 1
-	start_dest_ctl || return 1
-	start_source_ctl --mode precopy --downtime 10m --bandwidth 8
+	start_pair 32M 64 --mode precopy --downtime 10m --bandwidth 8 ||
+		return 1
 	wait_event 60 src "the VM to pause" 'e["event"] == "paused"' || return 1
 	ctl src status | grep -q 'switchover' ||
 		fail "status while paused: $(ctl src status 2>&1)"
-	ctl src cancel >"$T/ctl.out" 2>&1 || fail "cancel: $(cat "$T/ctl.out")"
-	ctl_cancelled source
+	cancel_by src
 }
 
 # 5. The downtime limit: lowered during round 0 of a migration that would
