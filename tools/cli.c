@@ -90,10 +90,10 @@ int64_t cli_size(const struct cli *c, const char *opt, const char *arg,
 	uint64_t v;
 
 	if (ut_parse_size(arg, bare, &v) || v < min || v > max) {
-		fprintf(stderr, "%s: %s takes a size from %llu to %llu MiB "
+		fprintf(stderr, "%s: %s takes a size from %lluK to %lluM "
 				"(64M, 1G, 512K; a bare number is MiB), not "
 				"'%s'\n", c->prog, opt,
-			(unsigned long long)(min >> 20),
+			(unsigned long long)(min >> 10),
 			(unsigned long long)(max >> 20), arg);
 		return -1;
 	}
