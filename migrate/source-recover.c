@@ -90,6 +90,7 @@ int src_recover(struct mig_src *s, char *err)
 	mig_phase_enter(&s->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
 	       "reconnecting for up to %u s", err, secs);
+	src_event_recovery(s, "lost", err);
 	tp_session_shutdown(s->sess, TP_SHUT_ALL);
 	src_urgent_stop(s);
 	src_senders_stop(s);
@@ -104,9 +105,12 @@ int src_recover(struct mig_src *s, char *err)
 		usleep(wait * 1000);
 		wait = wait < 2000 ? wait * 2 : 2000;
 	} while (ut_now_ns() < deadline);
-	if (ret)
-		return mig_fail(err, -ETIMEDOUT, "could not reconnect within "
-				"%u s", secs);
+	if (ret) {
+		mig_fail(err, -ETIMEDOUT, "could not reconnect within %u s",
+			 secs);
+		src_event_recovery(s, "gave_up", err);
+		return -ETIMEDOUT;
+	}
 	s->old_tx += src_session_tx(s->sess);
 	if (s->own_sess)
 		tp_session_destroy(s->sess);
@@ -121,6 +125,7 @@ int src_recover(struct mig_src *s, char *err)
 		s->st->recoveries++;
 		pr_warn("postcopy recovered: %llu pages still to send",
 			(unsigned long long)ut_bitmap_count(&s->todo));
+		src_event_recovery(s, "reconnected", NULL);
 	}
 	return ret;
 }
