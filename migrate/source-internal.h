@@ -172,6 +172,9 @@ void src_steer_fini(struct mig_src *s);
  * token bucket of a quarter second's worth; returns early once the
  * round is aborted). Any sender thread. */
 void src_throttle(struct mig_src *s, size_t bytes);
+/* The urgent thread, after sending @bytes: they count against the cap
+ * (the senders wait for them) but never wait themselves. */
+void src_charge(struct mig_src *s, size_t bytes);
 /* Between the waits of a round: takes the operator's changes (the
  * limits, a postcopy request, which cuts a precopy round short), and
  * in postcopy writes the switchover and progress events. */

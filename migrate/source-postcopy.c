@@ -55,7 +55,7 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 		ut_bitmap_set(&s->sent, g);
 		s->urg.served++;
 		s->urg.bytes_data += psz;
-		atomic_fetch_add(&s->wire_bytes, n + psz);
+		src_charge(s, n + psz);
 	}
 	return ret;
 }

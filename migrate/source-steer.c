@@ -18,7 +18,9 @@
 
 /* The bucket holds a quarter of a second's worth: the cap holds over
  * any quarter second, and a sender never sleeps on a burst it could not
- * have avoided. */
+ * have avoided. The urgent thread's pages count against it (the senders
+ * make up for them) but never wait: a faulting vCPU is never held back
+ * by the cap. */
 #define BUCKET_S 0.25
 /* Sleeps in slices this long, so that an aborted round stops soon. */
 #define SLICE_NS (100 * 1000000ULL)
@@ -46,15 +48,16 @@ void src_steer_fini(struct mig_src *s)
 	pthread_mutex_destroy(&s->steer.lock);
 }
 
-void src_throttle(struct mig_src *s, size_t bytes)
+/* Takes @bytes from the bucket; returns how long the taker owes, ns. */
+static uint64_t take(struct mig_src *s, size_t bytes)
 {
 	struct src_steer *st = &s->steer;
-	uint64_t rate, now, wait_ns;
+	uint64_t rate, now, owed;
 
 	atomic_fetch_add(&s->wire_bytes, bytes);
 	rate = atomic_load(&st->bandwidth);
 	if (!rate)
-		return;
+		return 0;
 	pthread_mutex_lock(&st->lock);
 	now = ut_now_ns();
 	st->tokens += (now - st->refill_ns) / 1e9 * rate;
@@ -62,10 +65,25 @@ void src_throttle(struct mig_src *s, size_t bytes)
 		st->tokens = rate * BUCKET_S;
 	st->refill_ns = now;
 	st->tokens -= bytes;
-	/* What this sender owes: until then the bytes are not its to send. */
-	wait_ns = st->tokens < 0 ? -st->tokens / rate * 1e9 : 0;
+	owed = st->tokens < 0 ? -st->tokens / rate * 1e9 : 0;
 	pthread_mutex_unlock(&st->lock);
-	while (wait_ns && !atomic_load(&s->rd.abort)) {
+	return owed;
+}
+
+void src_charge(struct mig_src *s, size_t bytes)
+{
+	take(s, bytes);
+}
+
+void src_throttle(struct mig_src *s, size_t bytes)
+{
+	uint64_t rate = atomic_load(&s->steer.bandwidth);
+	/* What this sender owes: until then the bytes are not its to send. */
+	uint64_t wait_ns = take(s, bytes);
+
+	/* A changed cap ends the wait: the next batch owes at the new rate. */
+	while (wait_ns && !atomic_load(&s->rd.abort) &&
+	       atomic_load(&s->steer.bandwidth) == rate) {
 		uint64_t n = wait_ns < SLICE_NS ? wait_ns : SLICE_NS;
 		struct timespec ts = { n / 1000000000ULL, n % 1000000000ULL };
 
