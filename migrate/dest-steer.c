@@ -77,14 +77,6 @@ void dst_event_progress(struct mig_dst *d)
 void dst_event_recovery(struct mig_dst *d, const char *state,
 			const char *error)
 {
-	struct mig_event e;
-
-	mig_event_begin(&e, d->p->events, "recovery");
-	ut_json_str(&e.j, "state", state);
-	if (error)
-		ut_json_str(&e.j, "error", error);
-	else
-		ut_json_u64(&e.j, "pages_left",
-			    mig_faults_outstanding(&d->faults));
-	mig_event_end(&e);
+	mig_event_recovery(d->p->events, state, error,
+			   mig_faults_outstanding(&d->faults));
 }

@@ -135,3 +135,17 @@ void mig_event_end(struct mig_event *e)
 	}
 	pthread_mutex_unlock(&ev->lock);
 }
+
+void mig_event_recovery(struct mig_events *ev, const char *state,
+			const char *error, uint64_t pages_left)
+{
+	struct mig_event e;
+
+	mig_event_begin(&e, ev, "recovery");
+	ut_json_str(&e.j, "state", state);
+	if (error)
+		ut_json_str(&e.j, "error", error);
+	else
+		ut_json_u64(&e.j, "pages_left", pages_left);
+	mig_event_end(&e);
+}

@@ -265,6 +265,13 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 const char *mig_decision_name(enum mig_decision d);
 const char *mig_reason_name(enum mig_reason r);
 
+/* ---- events (events.c) ---- */
+
+/* A recovery event of either engine: @state "lost", "reconnected" or
+ * "gave_up", with @error (NULL when reconnected) or @pages_left. */
+void mig_event_recovery(struct mig_events *ev, const char *state,
+			const char *error, uint64_t pages_left);
+
 /* ---- runtime limits (tune.c) ---- */
 
 /* The engine says whether a postcopy request can be taken now (and why

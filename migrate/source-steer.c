@@ -273,13 +273,6 @@ void src_event_switchover(struct mig_src *s, const char *mode, double total,
 void src_event_recovery(struct mig_src *s, const char *state,
 			const char *error)
 {
-	struct mig_event e;
-
-	mig_event_begin(&e, s->p->events, "recovery");
-	ut_json_str(&e.j, "state", state);
-	if (error)
-		ut_json_str(&e.j, "error", error);
-	else
-		ut_json_u64(&e.j, "pages_left", ut_bitmap_count(&s->todo));
-	mig_event_end(&e);
+	mig_event_recovery(s->p->events, state, error,
+			   ut_bitmap_count(&s->todo));
 }
