@@ -397,7 +397,7 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
 	start_proxy $lport || return
 	start_src fsrc --dest "127.0.0.1:$lport" $CTLS --mode postcopy \
 		--bandwidth 12 --io-timeout 2s --json "$CT/src.json" \
-		--recover-timeout 30
+		--recover-timeout 30 --events "$CT/src.events"
 	wait_hb dst 1 || return # the postcopy switchover happened
 	sleep 0.3
 	kill -9 "${PID_OF[proxy]}"
@@ -417,6 +417,13 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
 	verified dst "$(pages 64M)" || return
 	grep -q '"recoveries": [1-9]' "$CT/src.json" ||
 		{ fail "the connection was never cut"; return; }
+	# The events say so, in order: lost, then reconnected.
+	python3 "$(dirname "$PROXY")/events.py" has "$CT/src.events" \
+		'e["event"] == "recovery" and e["state"] == "lost"' &&
+		python3 "$(dirname "$PROXY")/events.py" eval "$CT/src.events" \
+			'[e["state"] for e in ev if e["event"] == "recovery"][-1]' |
+		grep -qx reconnected ||
+		{ fail "the events do not say lost, then reconnected: $(grep recovery "$CT/src.events")"; return; }
 	pass "postcopy, connection cut and recovered: $VERIFIED"
 }
 
