@@ -29,13 +29,17 @@ static const char usage[] =
 "      --recover-timeout TIME  after a postcopy connection loss, wait this\n"
 "                           long for the source to return (default: the\n"
 "                           --accept-timeout; bare number: s)\n"
+"      --uffd-mode MODE     how postcopy places pages: auto (MINOR mode\n"
+"                           where the kernel has it for the backing: the\n"
+"                           page written into the page cache, then mapped)\n"
+"                           or missing (UFFDIO_COPY only)\n"
 "\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
 "\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the state has arrived\n"
 "cancel the migration (the source VM runs on there); after it they are\n"
 "refused.\n"
 "\nExit status: 0 the VM runs here, 1 failed or cancelled, 2 usage.\n";
 
-enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END, OPT_RECOVER_TIMEOUT };
+enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END, OPT_RECOVER_TIMEOUT, OPT_UFFD_MODE };
 
 struct back {
 	struct tp_listener *l;
@@ -109,6 +113,7 @@ int ferry_dest_main(int argc, char **argv)
 		{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
 		{ "recover-timeout", required_argument, NULL,
 		  OPT_RECOVER_TIMEOUT },
+		{ "uffd-mode", required_argument, NULL, OPT_UFFD_MODE },
 		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
@@ -146,6 +151,14 @@ int ferry_dest_main(int argc, char **argv)
 				c.tp.accept_timeout_ms = v;
 			else
 				recover_ms = v;
+			break;
+		case OPT_UFFD_MODE:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "missing")) {
+				fprintf(stderr, "%s: --uffd-mode takes auto or "
+					"missing, not '%s'\n", c.prog, optarg);
+				return 2;
+			}
+			p.no_minor = !strcmp(optarg, "missing");
 			break;
 		default:
 			return 2;

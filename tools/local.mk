@@ -5,18 +5,27 @@ noinst_PROGRAMS += tools/bench-guestmem
 tools_bench_guestmem_SOURCES = tools/bench-guestmem.c
 tools_bench_guestmem_LDADD = $(GUESTMEM_LIBS)
 
+# Making certificates (tools/cert.h): ferry cert, the benchmark and the
+# tests link it; the transport itself only checks certificates.
+noinst_LIBRARIES += tools/libcert.a
+tools_libcert_a_SOURCES = tools/cert.h tools/cert.c
+tools_libcert_a_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
+CERT_LIBS = tools/libcert.a
+
 # ferry: one binary, its subcommands dispatched from the table in
-# tools/ferry.c. The agents' subcommands and `cert` (the certificates of
-# the demo and the tests) are here; tools/vm.mk and
-# tools/ferry-qemu/local.mk add `vm` and `qemu`.
+# tools/ferry.c. The agents' subcommands, `ctl` and `cert` (the
+# certificates of the demo and the tests) are here; tools/ferry-vm/local.mk
+# and tools/ferry-qemu/local.mk add `vm` and `qemu` from their folders.
 bin_PROGRAMS += tools/ferry
 tools_ferry_SOURCES = tools/ferry.c tools/ferry.h \
 	tools/ferry-source.c tools/ferry-dest.c tools/ferry-ctl.c \
 	tools/ferry-cert.c \
 	tools/cli.c tools/cli.h tools/control.c
+FERRY_CPPFLAGS =
 tools_ferry_CPPFLAGS = $(AM_CPPFLAGS) $(FERRY_CPPFLAGS)
 tools_ferry_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
-tools_ferry_LDADD = $(MIGRATE_LIBS) $(PTHREAD_LIBS)
+tools_ferry_LDADD = $(MIGRATE_LIBS) $(CERT_LIBS) $(TRANSPORT_LIBS) \
+	$(PTHREAD_LIBS)
 
 # The old program names are links to it (in the build tree too, where
 # the tests and tools/demo run them).
@@ -37,13 +46,19 @@ install-exec-hook:
 uninstall-hook:
 	for l in $(FERRY_LINKS); do rm -f $(DESTDIR)$(bindir)/$$l; done
 CLEANFILES += $(FERRY_BUILD_LINKS)
-# The manual pages, one per subcommand, in docs/man/; the test checks each
-# against its subcommand's --help (options and exit statuses).
+
+# The manual pages, one per subcommand, in docs/man/ (tests/manpages.sh
+# checks each against its subcommand's --help).
 dist_man1_MANS += docs/man/ferry.1 docs/man/ferry-source.1 \
 	docs/man/ferry-dest.1 docs/man/ferry-ctl.1 docs/man/ferry-cert.1
-TESTS += tests/manpages.sh
-EXTRA_DIST += tests/manpages.sh
 
 # The benchmark suite against QEMU (a script, run from the source tree).
 EXTRA_DIST += tools/bench tools/bench.d/procs.py tools/bench.d/ferry.py \
 	tools/bench.d/qemu.py tools/bench.d/report.py
+
+# The benchmark: figures, not a test.
+noinst_PROGRAMS += tools/bench-transport
+tools_bench_transport_SOURCES = tools/bench-transport.c
+tools_bench_transport_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
+tools_bench_transport_LDADD = $(CERT_LIBS) $(TRANSPORT_LIBS)
+
