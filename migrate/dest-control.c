@@ -67,7 +67,9 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 	}
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
 		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 &
-		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) });
+		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
+		/* Sub-pages are written in place: not through write(2). */
+		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) });
 	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret)
 		return mig_fail(err, ret, "answering HELLO: %s",

@@ -50,6 +50,18 @@ static void map_final(struct mig_dst *d, uint32_t r, uint64_t idx)
 	gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx), psz); /* it faults again */
 }
 
+/* A fault on a page that holds its data. Minor mode: final in the page
+ * cache, map it (a no-op when a placement did just now). Copy mode:
+ * placed between the fault and our read, wake it. */
+static void release_placed(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	if (d->minor)
+		map_final(d, r, idx);
+	else
+		gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
+			     d->vm.layout.r[r].page_size);
+}
+
 void dst_map_received(struct mig_dst *d)
 {
 	uint64_t t0 = ut_now_ns(), n = 0;
@@ -83,14 +95,7 @@ static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
 	}
 	g = d->vm.first[r] + idx;
 	if (ut_bitmap_test(&d->received, g)) {
-		/* Minor mode: final in the page cache, map it (a no-op when
-		 * a placement did just now). Else placed between the fault
-		 * and our read: wake it. */
-		if (d->minor)
-			map_final(d, r, idx);
-		else
-			gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
-				     d->vm.layout.r[r].page_size);
+		release_placed(d, r, idx);
 		return 0;
 	}
 	if (ut_bitmap_test(&d->zero, g)) {
@@ -103,11 +108,7 @@ static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
 	if (ut_bitmap_test(&d->received, g) &&
 	    mig_faults_withdraw(&d->faults, g)) {
 		dst_wake_if_idle(d);
-		if (d->minor)
-			map_final(d, r, idx);
-		else
-			gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
-				     d->vm.layout.r[r].page_size);
+		release_placed(d, r, idx);
 		return 0;
 	}
 	*q = (struct mig_req){ r, idx };

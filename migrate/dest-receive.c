@@ -226,6 +226,57 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	return 0;
 }
 
+/* SUBPAGES (precopy): the changed 4 KiB of a 2 MiB window of a huge page
+ * we hold (or every 4 KiB of it), written into it in place. */
+static int rx_subpages(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_subpages s;
+	struct iovec iov = { r->buf, MIG_SUBPAGES_FIXED };
+	uint32_t n = 0;
+	bool whole = true;
+	uint8_t *page;
+	uint64_t g;
+	int ret;
+
+	if (m->len < MIG_SUBPAGES_FIXED)
+		return mig_wire_reject("subpages: shorter than its header");
+	ret = tp_recv_payload(r->st, &iov, 1);
+	if (!ret)
+		ret = mig_dec_subpages_hdr(r->buf, MIG_SUBPAGES_FIXED, m->len,
+					   &d->vm.layout, &s);
+	if (ret)
+		return ret;
+	if (r->atomic)
+		return mig_wire_reject("subpages: in postcopy, where pages are "
+				       "placed whole");
+	g = d->vm.first[s.region] + s.page;
+	for (uint32_t i = 0; i < MIG_SUB_BITMAP; i++)
+		whole &= (s.data[i] | s.zero[i]) == 0xff;
+	if (!whole && !ut_bitmap_test(&d->received, g))
+		return mig_wire_reject("subpages: page %llu of region %u was "
+				       "never sent",
+				       (unsigned long long)s.page, s.region);
+	/* Only offered without COPY access (dst_welcome): hugetlbfs has no
+	 * write(2). */
+	page = mig_vm_page(&d->vm, s.region, s.page) +
+	       (size_t)s.first * MIG_SUB_SIZE;
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (s.data[i / 8] & (1u << (i % 8)))
+			r->iov[n++] = (struct iovec){ sub, MIG_SUB_SIZE };
+		else if (s.zero[i / 8] & (1u << (i % 8)))
+			memset(sub, 0, MIG_SUB_SIZE);
+	}
+	ret = n ? tp_recv_payload(r->st, r->iov, n) : 0;
+	if (!ret) {
+		ut_bitmap_set(&d->received, g);
+		ut_bitmap_clear(&d->zero, g);
+	}
+	return ret;
+}
+
 static int rx_small(struct receiver *r, const struct tp_msg *m)
 {
 	struct iovec iov = { r->buf, m->len };
@@ -357,6 +408,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		return rx_zero(r, m);
 	case MIG_MSG_DUP:
 		return rx_dup(r, m);
+	case MIG_MSG_SUBPAGES:
+		return rx_subpages(r, m);
 	case MIG_MSG_ROUND:
 		ret = rx_small(r, m);
 		if (!ret)

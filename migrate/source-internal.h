@@ -30,7 +30,7 @@ struct dup_slot {
 };
 
 struct counts {
-	uint64_t pages, data, zero, dup;
+	uint64_t pages, data, zero, dup, delta, subpages, same;
 	uint64_t bytes_data, bytes_zero, bytes_dup, bytes_proto;
 };
 
@@ -50,6 +50,11 @@ struct sender {
 	uint64_t batch_idx[BATCH];
 	const uint8_t *batch_ptr[BATCH];
 	uint8_t *stage;		/* COPY mode: STAGE_BYTES, reused */
+	/* Sub-page deltas: a 2 MiB page copied before it is hashed, so that
+	 * what is hashed is what is sent; its header and iovecs. */
+	uint8_t *hstage;
+	struct iovec subiov[1 + MIG_SUB_PER_PAGE];
+	uint8_t subhdr[MIG_SUBPAGES_FIXED + 8];
 	struct iovec iov[1 + BATCH];
 	uint8_t hdr[MIG_PAGES_FIXED + 8 * BATCH];
 	uint8_t zbits[CHUNK / 8];
@@ -124,6 +129,14 @@ struct mig_src {
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
+	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
+	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL
+	 * for other page sizes), valid the pages whose hashes are known. */
+	struct src_sub {
+		bool on;
+		struct gm_hash *hash[MIG_MAX_REGIONS];
+		struct ut_bitmap valid;
+	} sub;
 	/* Pushing after the switchover: the guest runs at the destination
 	 * and may rewrite a page before a reference to it is applied, so
 	 * duplicates go as data. */

@@ -45,6 +45,8 @@ static const char usage[] =
 "      --deadline TIME      give up converging after TIME (default 2m; bare\n"
 "                           number: s)\n"
 "      --max-rounds N       give up after N precopy rounds (30)\n"
+"      --no-subpages        resend a dirty 2 MiB page whole, not only its\n"
+"                           changed 4 KiB sub-pages\n"
 "      --recover-timeout TIME  after a postcopy connection loss, reconnect\n"
 "                           for up to TIME (default 60s; bare number: s)\n"
 "\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
@@ -55,7 +57,7 @@ static const char usage[] =
 "after a postcopy switchover, stays paused here), 2 usage.\n";
 
 enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
-       OPT_RECOVER_TIMEOUT };
+       OPT_RECOVER_TIMEOUT, OPT_NO_SUBPAGES };
 
 struct peer {
 	const struct tp_config *cfg;
@@ -130,6 +132,9 @@ static int source_option(struct cli *c, struct mig_source_params *p,
 	case OPT_RECOVER:
 		p->recover = true;
 		break;
+	case OPT_NO_SUBPAGES:
+		p->no_subpages = true;
+		break;
 	case OPT_RECOVER_TIMEOUT:
 		v = cli_duration(c, "--recover-timeout", arg, 1000, 1000,
 				 86400000);
@@ -153,6 +158,7 @@ int ferry_source_main(int argc, char **argv)
 		{ "deadline", required_argument, NULL, OPT_DEADLINE },
 		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
 		{ "recover", no_argument, NULL, OPT_RECOVER },
+		{ "no-subpages", no_argument, NULL, OPT_NO_SUBPAGES },
 		{ "recover-timeout", required_argument, NULL,
 		  OPT_RECOVER_TIMEOUT },
 		CLI_AGENT_OPTIONS,
