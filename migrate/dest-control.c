@@ -65,11 +65,15 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		mig_tell_peer(d->sess, EINVAL, err);
 		return -EINVAL;
 	}
+	/* Sub-pages are written in place, not through write(2); kept
+	 * huge pages need a page cache the guest cannot see (MINOR). */
+	d->keep = d->minor && !d->vm.copy &&
+		  (h.features & MIG_FEAT_SUBPAGES_KEEP);
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
 		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 &
 		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
-		/* Sub-pages are written in place: not through write(2). */
-		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) });
+		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) &
+		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
 	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret)
 		return mig_fail(err, ret, "answering HELLO: %s",
@@ -106,9 +110,15 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 
 		if (!(z.bits[i / 8] & (1u << (i % 8))))
 			continue;
-		ut_bitmap_clear(&d->received, g);
 		ut_bitmap_clear(&d->zero, g);
 		ut_bitmap_clear(&d->claimed, g);
+		/* Kept: its SUBPAGES update it before it is mapped. */
+		if (d->keep && psz >= MIG_SUB_WINDOW &&
+		    ut_bitmap_test_and_clear(&d->received, g)) {
+			ut_bitmap_set(&d->held, g);
+			continue;
+		}
+		ut_bitmap_clear(&d->received, g);
 		ret = gm_region_discard(&d->vm.map[z.region],
 					(z.first + i) * psz, psz);
 	}
@@ -125,19 +135,27 @@ static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
 	return m->len ? tp_recv_payload(ctl, &iov, 1) : 0;
 }
 
-/* Waits until the control stream has something to read, or the operator
- * cancels (-ECANCELED). Waits at most a silence the source's keepalives
- * never leave; tp_recv_hdr() then applies the stream's own timeout. */
+/* Waits until the control stream has something to read, the operator
+ * cancels (-ECANCELED), or a receiver failed (its -errno, its reason
+ * in @err). Waits at most a silence the source's keepalives never leave;
+ * tp_recv_hdr() then applies the stream's own timeout. */
 static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
 {
-	struct pollfd pfd[2] = { { tp_stream_fd(ctl), POLLIN, 0 },
+	struct pollfd pfd[3] = { { tp_stream_fd(ctl), POLLIN, 0 },
+				 { d->meet.wake_fd, POLLIN, 0 },
 				 { d->p->cancel ? d->p->cancel->fd : -1,
 				   POLLIN, 0 } };
+	int failed = 0;
 
-	if (!d->p->cancel || tp_stream_pending(ctl))
-		return 0;
-	while (poll(pfd, 2, 10000) < 0 && errno == EINTR)
-		;
+	if (!tp_stream_pending(ctl))
+		while (poll(pfd, 3, 10000) < 0 && errno == EINTR)
+			;
+	pthread_mutex_lock(&d->meet.lock);
+	if (d->meet.failed)
+		failed = d->meet.error ? d->meet.error : -ECANCELED;
+	pthread_mutex_unlock(&d->meet.lock);
+	if (failed)	/* the receiver's code: the source is told it */
+		return failed;
 	if (!mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why)))
 		return 0;
 	d->cancelled = true;

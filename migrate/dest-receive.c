@@ -1,17 +1,25 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The destination's receiver threads, one per bulk stream: each writes
- * pages straight into the incoming VM's RAM (decrypted into guest memory
- * where it can be, no staging copy), applies zero bitmaps and duplicate
- * references in stream order, and meets the other receivers at each
- * ROUND marker so that round r + 1 of one stream can never land before
- * round r of another. Past the POSTCOPY marker every page is placed
- * atomically through the userfaultfd (dst_place).
+ * The destination's receiver threads, one per bulk stream: each puts the
+ * pages of a PAGES batch into the incoming VM's RAM, applies zero bitmaps
+ * and duplicate references in stream order, and meets the other receivers
+ * at each ROUND marker so that round r + 1 of one stream can never land
+ * before round r of another. Past the POSTCOPY marker every page is
+ * placed atomically through the userfaultfd (dst_place).
+ *
+ * The copies of a data page after the kernel's out of the socket: in map
+ * mode (precopy) the transport opens its records straight into guest RAM
+ * (the cipher's pass: 1); in copy mode (what auto picks for 4 KiB pages)
+ * into the receiver's stage, then pwrite into the backing (2); in
+ * postcopy into the stage, then UFFDIO_COPY, or on a shared backing
+ * (minor mode) pwrite or memcpy into the page cache and UFFDIO_CONTINUE
+ * (2). transport/transport.h counts the transport's part.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +81,42 @@ static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
 	return 0;
 }
 
+int dst_place_sub(struct mig_dst *d, const struct mig_subpages *sp,
+		  const uint8_t *data)
+{
+	uint32_t psz = d->vm.layout.r[sp->region].page_size;
+	uint64_t g = d->vm.first[sp->region] + sp->page;
+	uint8_t *page = mig_vm_page(&d->vm, sp->region, sp->page) +
+			(size_t)sp->first * MIG_SUB_SIZE;
+	int ret, tries = 0;
+
+	if (ut_bitmap_test_and_set(&d->claimed, g))
+		return 0; /* being placed; its CONTINUE wakes the fault */
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (sp->data[i / 8] & (1u << (i % 8))) {
+			memcpy(sub, data, MIG_SUB_SIZE);
+			data += MIG_SUB_SIZE;
+		} else if (sp->zero[i / 8] & (1u << (i % 8))) {
+			memset(sub, 0, MIG_SUB_SIZE);
+		}
+	}
+	do
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, sp->region,
+							  sp->page), psz, 0);
+	while (ret == -EAGAIN && ++tries < 100);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (ret) {
+		ut_bitmap_clear(&d->claimed, g);
+		return ret;
+	}
+	ut_bitmap_clear(&d->held, g);
+	placed(d, g);
+	return 0;
+}
+
 /* Places one page atomically; another placement winning is fine. */
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
 {
@@ -113,8 +157,11 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->meet.err, ret, "%s", what);
 		d->meet.failed = true;
-		/* Wake the control thread out of its read. */
-		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
+		d->meet.error = ret;
+		/* Wake the control thread out of its wait; the control
+		 * stream stays up to tell the source why. */
+		if (eventfd_write(d->meet.wake_fd, 1))
+			tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
 	}
 	r->ret = ret;
 	pthread_cond_broadcast(&d->meet.cond);
@@ -226,6 +273,26 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	return 0;
 }
 
+/* SUBPAGES in postcopy: only for a page we keep (MINOR mode), of one
+ * window; the data into the stage, then applied and mapped at once. */
+static int rx_subpages_atomic(struct receiver *r, const struct mig_subpages *s,
+			      uint64_t g)
+{
+	struct mig_dst *d = r->d;
+	struct iovec iov = { r->stage, (size_t)s->count * MIG_SUB_SIZE };
+	int ret;
+
+	if (!d->keep || d->vm.layout.r[s->region].page_size != MIG_SUB_WINDOW)
+		return mig_wire_reject("subpages: in postcopy, where this "
+				       "destination places pages whole");
+	if (!ut_bitmap_test(&d->held, g) && !ut_bitmap_test(&d->claimed, g))
+		return mig_wire_reject("subpages: page %llu of region %u is "
+				       "not one this destination keeps",
+				       (unsigned long long)s->page, s->region);
+	ret = s->count ? tp_recv_payload(r->st, &iov, 1) : 0;
+	return ret ? ret : dst_place_sub(d, s, r->stage);
+}
+
 /* SUBPAGES (precopy): the changed 4 KiB of a 2 MiB window of a huge page
  * we hold (or every 4 KiB of it), written into it in place. */
 static int rx_subpages(struct receiver *r, const struct tp_msg *m)
@@ -247,10 +314,9 @@ static int rx_subpages(struct receiver *r, const struct tp_msg *m)
 					   &d->vm.layout, &s);
 	if (ret)
 		return ret;
-	if (r->atomic)
-		return mig_wire_reject("subpages: in postcopy, where pages are "
-				       "placed whole");
 	g = d->vm.first[s.region] + s.page;
+	if (r->atomic)
+		return rx_subpages_atomic(r, &s, g);
 	for (uint32_t i = 0; i < MIG_SUB_BITMAP; i++)
 		whole &= (s.data[i] | s.zero[i]) == 0xff;
 	if (!whole && !ut_bitmap_test(&d->received, g))
@@ -432,6 +498,21 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 	}
 }
 
+/* Test-only (struct mig_inject): fails this receiver at the K-th bulk
+ * message of the destination. */
+static bool injected(struct receiver *r)
+{
+	struct mig_inject *in = r->d->p->inject;
+	char k[16];
+
+	if (!mig_inject_hit(in, in ? &in->rx_msgs : NULL,
+			    in ? in->dest_fail_rx : 0))
+		return false;
+	snprintf(k, sizeof(k), "%u", in->dest_fail_rx);
+	rx_fail(r, -EIO, "injected failure at bulk message %s", k);
+	return true;
+}
+
 static void *receiver_main(void *arg)
 {
 	struct receiver *r = arg;
@@ -440,6 +521,8 @@ static void *receiver_main(void *arg)
 
 	for (;;) {
 		ret = tp_recv_hdr(r->st, &m);
+		if (!ret && r->d->p->inject && injected(r))
+			return NULL;
 		if (!ret)
 			ret = rx_one(r, &m);
 		if (ret == 1)

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define LOG_PREFIX "dest"
 #include "migrate/dest-internal.h"
@@ -41,7 +43,7 @@ static int alloc_tracking(struct mig_dst *d)
 	uint64_t n = d->vm.total_pages;
 
 	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n) ||
-	    ut_bitmap_init(&d->claimed, n))
+	    ut_bitmap_init(&d->claimed, n) || ut_bitmap_init(&d->held, n))
 		return -ENOMEM;
 	return mig_faults_init(&d->faults, n);
 }
@@ -154,8 +156,14 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 				MIG_PHASE_CANCELLED : MIG_PHASE_FAILED);
 		if (d->vm.link.sock < 0)
 			break;
-		if (!d->cancelled && (!d->meet.failed || ret != -ECANCELED))
+		/* A receiver's failure too: the control stream is still up
+		 * (dst_meet.wake_fd) to tell the source why. */
+		if (!d->cancelled && !d->peer_cancelled)
 			mig_tell_peer(d->sess, ret < 0 ? -ret : EIO, err);
+		/* A VM that is not incoming is a guest running here: it
+		 * was never ours to discard. */
+		if (!(d->vm.link.hello.flags & VML_F_INCOMING))
+			break;
 		/* Unregister while the VMM's memory still exists. */
 		dst_uffd_release(d);
 		vml_client_quit(&d->vm.link);
@@ -166,7 +174,7 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN])
 {
-	struct mig_dst d = { .p = p, .meet = { .err = err },
+	struct mig_dst d = { .p = p, .meet = { .err = err, .wake_fd = -1 },
 			     .uffd = { .fd = -1 },
 			     .ft = { .wk = { .stop_fd = -1 } },
 			     .sess = p->session, .phase = MIG_PHASE_SETUP };
@@ -182,6 +190,13 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (ret)
 		return mig_fail(err, ret, "cannot make a condition variable");
 	pthread_mutex_init(&d.meet.lock, NULL);
+	d.meet.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d.meet.wake_fd < 0) {
+		ret = mig_fail(err, -errno, "cannot make an eventfd");
+		pthread_cond_destroy(&d.meet.cond);
+		pthread_mutex_destroy(&d.meet.lock);
+		return ret;
+	}
 	d.nbulk = tp_session_nbulk(p->session);
 	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
@@ -222,10 +237,13 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.received);
 	ut_bitmap_fini(&d.zero);
 	ut_bitmap_fini(&d.claimed);
+	ut_bitmap_fini(&d.held);
 	mig_faults_fini(&d.faults);
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)
 		tp_session_destroy(d.sess);
+	if (d.meet.wake_fd >= 0)
+		close(d.meet.wake_fd);
 	pthread_cond_destroy(&d.meet.cond);
 	pthread_mutex_destroy(&d.meet.lock);
 	return ret;

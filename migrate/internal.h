@@ -135,6 +135,14 @@ void mig_tell_peer(struct tp_session *sess, int code, const char *msg);
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 		 size_t len);
 
+/* Fault injection (struct mig_inject): counts one more message at a
+ * point; true exactly when it is the @at-th. @count belongs to @in. */
+static inline bool mig_inject_hit(struct mig_inject *in,
+				  _Atomic uint32_t *count, uint32_t at)
+{
+	return in && at && atomic_fetch_add(count, 1) + 1 == at;
+}
+
 /* ---- cancellation (cancel.c) ---- */
 
 /* True (and the reason into @reason, @len bytes, unless NULL) once a

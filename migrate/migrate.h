@@ -228,6 +228,27 @@ void mig_event_end(struct mig_event *e);
 typedef int (*mig_reconnect_fn)(void *arg, struct tp_session **out,
 				char err[MIG_ERR_LEN]);
 
+/*
+ * Test-only fault injection: a failure at an exact message of a running
+ * engine, for tests/check-engine.c. Production code leaves the params'
+ * pointer NULL, and each point then costs one pointer test. Counts number
+ * messages from 1 across all threads of the engine; 0 leaves a point off;
+ * each point fires once. The caller owns the struct for the run.
+ */
+struct mig_inject {
+	/* Destination: its receivers fail on the K-th message they read
+	 * from the bulk streams, with the reason "injected failure at bulk
+	 * message K", as if it could not be placed. */
+	uint32_t dest_fail_rx;
+	/* Source: its senders send the K-th PAGES message with a page index
+	 * past the end of its region (a bad frame). */
+	uint32_t src_bad_pages;
+	/* Source: its session is cut (every stream, both ways, as a
+	 * network failure would) as its K-th round starts (round K-1). */
+	uint32_t src_cut_round;
+	_Atomic uint32_t rx_msgs, pages_msgs, rounds;	/* counted so far */
+};
+
 struct mig_source_params {
 	const char *vm_socket;	/* the VMM's VM link */
 	struct tp_session *session; /* connected; the engine does not own it */
@@ -255,6 +276,7 @@ struct mig_source_params {
 	 * bandwidth_limit hold. When set, its values replace those two. */
 	struct mig_tune *tune;
 	struct mig_events *events;	/* NULL: none */
+	struct mig_inject *inject;	/* tests only; NULL */
 };
 
 /* Migrates the VM; fills @st (also on failure, as far as it got). */
@@ -275,6 +297,7 @@ struct mig_dest_params {
 	mig_progress_fn progress;	/* NULL: none */
 	void *progress_arg;
 	struct mig_events *events;	/* NULL: none */
+	struct mig_inject *inject;	/* tests only; NULL */
 };
 
 /* Receives the VM into the incoming VMM and resumes it there. On failure

@@ -125,6 +125,7 @@ struct mig_src {
 	 * has discarded its VM: ours may resume even after a postcopy
 	 * switchover. Main thread. */
 	bool cancelled, dest_discarded;
+	bool dest_cancelled;	/* that ERROR was the destination's cancel */
 	char why[32];
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
@@ -134,6 +135,7 @@ struct mig_src {
 	 * for other page sizes), valid the pages whose hashes are known. */
 	struct src_sub {
 		bool on;
+		bool keep;	/* MIG_FEAT_SUBPAGES_KEEP: postcopy too */
 		struct gm_hash *hash[MIG_MAX_REGIONS];
 		struct ut_bitmap valid;
 	} sub;
@@ -147,6 +149,8 @@ struct mig_src {
 		_Atomic uint64_t requests, served;
 		uint64_t bytes_data;		/* their payload bytes */
 		uint8_t *buf;			/* COPY mode: one page */
+		struct iovec subiov[1 + MIG_SUB_PER_PAGE];
+		uint8_t subhdr[MIG_SUBPAGES_FIXED];
 	} urg;
 	uint64_t start_ns;
 	struct src_rounds rd;		/* main thread <-> senders */
@@ -215,6 +219,15 @@ int src_chunks_build(struct mig_src *s);
 /* Starts one sender per bulk stream of s->sess. Returns 0 or -errno;
  * src_senders_stop() undoes a partial start. */
 int src_senders_start(struct mig_src *s);
+/* Postcopy, any thread: sends 2 MiB page @idx of region @r (at @page) on
+ * @st as SUBPAGES against the copy the destination keeps (the source VM
+ * is paused and the hashes frozen: no round follows), built in @iov
+ * (1 + MIG_SUB_PER_PAGE) and @hdr (MIG_SUBPAGES_FIXED). Returns the
+ * payload bytes sent, 0 when the page must go whole instead (not kept,
+ * or more than half of it changed), or -errno. */
+ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
+		      uint64_t idx, const uint8_t *page, struct iovec *iov,
+		      uint8_t *hdr);
 /* Stops and joins the senders, frees them; accepts none started. */
 void src_senders_stop(struct mig_src *s);
 

@@ -97,6 +97,11 @@ int src_recover(struct mig_src *s, char *err)
 	pthread_mutex_lock(&s->rd.lock);
 	s->rd.error = 0;
 	pthread_mutex_unlock(&s->rd.lock);
+	/* The lost session's abort is over: left set, every sender on the
+	 * new one stops at its first message (-ECANCELED), and recovery
+	 * repeats for ever, a page or two at a time. */
+	atomic_store(&s->rd.abort, false);
+	s->bulk_cut = false;
 	do {
 		err[0] = 0;
 		ret = s->p->reconnect(s->p->reconnect_arg, &ns, err);

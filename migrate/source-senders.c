@@ -5,11 +5,15 @@
  * pages (never crossing a region) from a shared cursor, classifies each
  * page: zero pages become bits of a ZERO message, pages whose XXH3-128
  * matches a page this sender already sent in this round become DUP
- * references, the rest go out as PAGES, encrypted straight from the
- * guest's memory. A chunk's PAGES are sent before its DUPs on the same
- * stream, so a reference always arrives after the page it names. In
- * postcopy a sender first pushes the window after the last fault. The
- * bandwidth cap is source-steer.c's.
+ * references, the rest go out as PAGES. The copies of a data page: with
+ * --mem-access map the transport seals it straight from the guest's
+ * memory (the cipher's pass, into the send buffer: 1); with copy (what
+ * auto picks for 4 KiB pages) pread puts it in the sender's stage first
+ * (2); then the kernel's copy into the socket (transport/transport.h
+ * counts the transport's). A chunk's PAGES are sent before its DUPs on
+ * the same stream, so a reference always arrives after the page it names.
+ * In postcopy a sender first pushes the window after the last fault.
+ * The bandwidth cap is source-steer.c's.
  */
 #include "config.h"
 
@@ -50,6 +54,10 @@ static int flush_batch(struct sender *w)
 			      w->nbatch, w->batch_idx);
 	if (n < 0)
 		return n;
+	if (s->p->inject && mig_inject_hit(s->p->inject,
+					   &s->p->inject->pages_msgs,
+					   s->p->inject->src_bad_pages))
+		memset(w->hdr + n - 8, 0xff, 8);	/* the last index */
 	w->iov[0] = (struct iovec){ w->hdr, n };
 	for (uint32_t i = 0; i < w->nbatch; i++)
 		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
@@ -189,6 +197,49 @@ static int send_huge(struct sender *w, uint32_t region, uint64_t idx,
 	return ret;
 }
 
+ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
+		      uint64_t idx, const uint8_t *page, struct iovec *iov,
+		      uint8_t *hdr)
+{
+	uint64_t g = s->vm.first[r] + idx;
+	const struct gm_hash *hs;
+	struct mig_subpages sp = { .region = r, .page = idx };
+	ssize_t n;
+	int ret;
+
+	if (!s->sub.on || !s->sub.keep || !s->sub.hash[r] ||
+	    s->vm.layout.r[r].page_size != MIG_SUB_WINDOW ||
+	    !ut_bitmap_test(&s->sub.valid, g))
+		return 0;
+	hs = s->sub.hash[r] + idx * MIG_SUB_PER_PAGE;
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		const uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+		struct gm_hash h;
+
+		gm_hash(sub, MIG_SUB_SIZE, &h);
+		if (gm_hash_eq(&h, &hs[i]))
+			continue;
+		if (gm_is_zero(sub, MIG_SUB_SIZE)) {
+			sp.zero[i / 8] |= 1u << (i % 8);
+			continue;
+		}
+		if (++sp.count * 2 > MIG_SUB_PER_PAGE)
+			return 0;
+		sp.data[i / 8] |= 1u << (i % 8);
+		iov[sp.count] = (struct iovec){ (void *)sub, MIG_SUB_SIZE };
+	}
+	n = mig_enc_subpages_hdr(hdr, MIG_SUBPAGES_FIXED, &sp);
+	if (n < 0)
+		return n;
+	iov[0] = (struct iovec){ hdr, n };
+	ret = tp_send(st, MIG_MSG_SUBPAGES, iov, 1 + sp.count, 0);
+	if (ret)
+		return ret;
+	n += (ssize_t)sp.count * MIG_SUB_SIZE;
+	atomic_fetch_add(&s->wire_bytes, n);
+	return n;
+}
+
 /* Finds @h among the pages this sender sent this round, or records it. */
 static bool seen_before(struct sender *w, const struct gm_hash *h,
 			uint32_t region, uint64_t idx, struct dup_slot **out)
@@ -283,6 +334,18 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 	uint64_t base = s->vm.first[c->region] + c->start;
 	struct dup_slot *e;
 	int ret = 0;
+	/*
+	 * A duplicate is sent as a reference to a page this sender sent,
+	 * which the destination copies from what it received. The hash must
+	 * be of those bytes: true of a staged copy (COPY mode) and of a
+	 * paused guest (the final round), not of pages read in place while
+	 * the guest runs, which can change between the hash and the send
+	 * (the reference would then copy the new bytes into a page that was
+	 * never written, and nothing would resend it). After the switchover
+	 * the guest runs there: duplicates go as data.
+	 */
+	bool dedup = !s->postcopy &&
+		     (s->vm.copy || (s->rd.flags & MIG_ROUND_FINAL));
 
 	if (s->vm.copy && (ret = stage_window(w, c, i, n)))
 		return ret;
@@ -308,7 +371,20 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			ret = send_huge(w, c->region, c->start + k, page);
 			continue;
 		}
-		if (!s->postcopy) {
+		if (s->postcopy && s->sub.keep) {
+			ssize_t sent = src_send_kept(s, w->st, c->region,
+						     c->start + k, page,
+						     w->subiov, w->subhdr);
+
+			if (sent > 0) {
+				w->c.delta++;
+				w->c.bytes_data += sent;
+			}
+			ret = sent < 0 ? (int)sent : 0;
+			if (sent)
+				continue;
+		}
+		if (dedup) {
 			gm_hash(page, psz, &h);
 			if (seen_before(w, &h, c->region, c->start + k, &e)) {
 				w->dups[w->ndup++] = (struct mig_dup){

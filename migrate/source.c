@@ -53,6 +53,19 @@ static int start_tracking(struct mig_src *s, char *err)
 	return 0;
 }
 
+/* After telling the destination why we stop: wait (bounded) until it
+ * has read it and discarded its VM, so that closing the bulk streams
+ * cannot overtake the reason. Its answer is an ERROR or a close. */
+static void linger(struct mig_src *s)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct tp_msg m;
+
+	tp_stream_set_timeout(ctl, 3000);
+	while (!tp_recv(ctl, &m, NULL, 0) && m.type == MIG_MSG_KEEPALIVE)
+		;
+}
+
 /* Sub-page hashes for the huge-page regions: 16 bytes per 4 KiB. */
 static int sub_init(struct mig_src *s, char *err)
 {
@@ -113,26 +126,20 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
+	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
+	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
+				 s->p->mode == MIG_MODE_HYBRID)) {
+		mig_fail(err, -EOPNOTSUPP, "the destination cannot do postcopy "
+			 "(its VM handed over no userfaultfd)");
+		/* It waits for pages: tell it why none come. */
+		mig_tell_peer(s->sess, EOPNOTSUPP, err);
+		linger(s);
+		return -EOPNOTSUPP;
+	}
+	/* After the postcopy check, which sub-pages must not skip. */
 	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages)
 		return sub_init(s, err);
-	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
-				 s->p->mode == MIG_MODE_HYBRID))
-		return mig_fail(err, -EOPNOTSUPP, "the destination cannot do "
-				"postcopy (its VM handed over no userfaultfd)");
 	return 0;
-}
-
-/* After telling the destination we cancelled: wait (bounded) until it
- * has read it and discarded its VM, so that closing the bulk streams
- * cannot overtake the reason. Its answer is an ERROR or a close. */
-static void linger(struct mig_src *s)
-{
-	struct tp_stream *ctl = tp_session_control(s->sess);
-	struct tp_msg m;
-
-	tp_stream_set_timeout(ctl, 3000);
-	while (!tp_recv(ctl, &m, NULL, 0) && m.type == MIG_MSG_KEEPALIVE)
-		;
 }
 
 static void final_stats(struct mig_src *s, double cpu0)
@@ -165,7 +172,9 @@ static enum mig_phase outcome(const struct mig_src *s, int ret)
 	 * discarded its VM before RESUMED. */
 	if (there && !s->dest_discarded)
 		return MIG_PHASE_INTERRUPTED;
-	if (ret == -ECANCELED && (s->cancelled || s->dest_discarded))
+	/* Our senders stop with -ECANCELED after any peer ERROR: only a
+	 * cancel, here or there, is one. */
+	if (ret == -ECANCELED && (s->cancelled || s->dest_cancelled))
 		return MIG_PHASE_CANCELLED;
 	return MIG_PHASE_FAILED;
 }
@@ -205,6 +214,10 @@ static void conclude(struct mig_src *s, int ret, char *err)
 		   last != MIG_PHASE_POSTCOPY && last != MIG_PHASE_RECOVERING &&
 		   !s->dest_discarded) {
 		mig_tell_peer(s->sess, -ret, err[0] ? err : "source failed");
+		linger(s);
+	} else if (ret == -ETIMEDOUT && last == MIG_PHASE_CANCELLED &&
+		   s->senders) {
+		linger(s);	/* the policy's cancel told it why already */
 	}
 }
 

@@ -60,8 +60,12 @@ enum mig_msg_type {
 #define MIG_FEAT_RECOVER	(1ULL << 3)
 /* SUBPAGES: a huge page the destination holds, updated in 4 KiB units. */
 #define MIG_FEAT_SUBPAGES	(1ULL << 4)
+/* The destination keeps a huge page the source discards (MINOR mode) and
+ * takes SUBPAGES for it in postcopy too. */
+#define MIG_FEAT_SUBPAGES_KEEP	(1ULL << 5)
 #define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF | \
-				 MIG_FEAT_POSTCOPY | MIG_FEAT_SUBPAGES)
+				 MIG_FEAT_POSTCOPY | MIG_FEAT_SUBPAGES | \
+				 MIG_FEAT_SUBPAGES_KEEP)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {

@@ -53,6 +53,16 @@ tests_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_migrate_LDADD = migrate/libmigrate.a util/libutil.a \
 	$(CHECK_LIBS) -lm
 
+# Both engines in one process over TLS on loopback, against VM
+# stand-ins that are real memory and userfaultfds: every phase and the
+# failure branches at exact points. Its own program, so that
+# check-migrate's pure cases never skip where userfaultfd is missing.
+check_PROGRAMS += tests/check-engine
+TESTS += tests/check-engine
+tests_check_engine_SOURCES = tests/check-engine.c tests/testutil.h
+tests_check_engine_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_engine_LDADD = $(CERT_LIBS) $(MIGRATE_LIBS) $(CHECK_LIBS)
+
 # Seeds for the wire fuzzer, written by the encoders themselves.
 noinst_PROGRAMS += tests/fuzz-wire-seeds
 tests_fuzz_wire_seeds_SOURCES = tests/fuzz-wire.c
@@ -64,6 +74,21 @@ tests_fuzz_wire_SOURCES = tests/fuzz-wire.c
 tests_fuzz_wire_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
 tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_wire_LDADD = migrate/libmigrate.a vmlink/libvmlink.a util/libutil.a
+endif
+
+# The record-layer fuzzer (tests/fuzz-records.c) and its seeds.
+noinst_PROGRAMS += tests/fuzz-records-seeds
+tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_seeds_LDADD = $(TRANSPORT_LIBS)
+
+if ENABLE_FUZZ
+noinst_PROGRAMS += tests/fuzz-records
+tests_fuzz_records_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
+tests_fuzz_records_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_records_LDADD = $(TRANSPORT_LIBS)
 endif
 
 # Live migration end to end: real VMs, the agents, TLS on loopback.

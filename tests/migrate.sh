@@ -33,7 +33,7 @@ done
 
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
-	precopy_hugetlb_1g hybrid auto auto_2g postcopy_recover
+	precopy_hugetlb_1g hybrid_hugetlb_subpages hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
@@ -404,6 +404,26 @@ case_precopy_hugetlb_subpages() {
 	PY
 		{ fail "$(tail -n 1 "$CT/subpages.txt")"; return; }
 	pass "precopy, hugetlb-2M, scattered writer: $VERIFIED; $(cat "$CT/subpages.txt")"
+}
+
+# Hybrid on 2M hugetlb with a scattered writer: the destination keeps the
+# huge pages the source discards at the switch (MINOR mode), and the push
+# sends a re-dirtied one as its changed 4 KiB.
+case_hybrid_hugetlb_subpages() {
+	hugetlb_pool 72 || return
+	migrate 64M "--rate 16 -b hugetlb-2M" "--mode hybrid" || return
+	[ "$MODE" = postcopy ] || { fail "hybrid ended in $MODE"; return; }
+	placed_by minor || return
+	python3 - "$CT/src.json" >"$CT/subpages.txt" <<-'PY' ||
+	import json, sys
+	st = json.load(open(sys.argv[1]))
+	push = st["rounds"][-1]
+	if push["round"] == 0 or push["delta_pages"] == 0:
+	    sys.exit("the postcopy push sent no sub-page deltas: %s" % push)
+	print("the push sent %d kept huge pages as deltas" % push["delta_pages"])
+	PY
+		{ fail "$(tail -n 1 "$CT/subpages.txt")"; return; }
+	pass "hybrid, hugetlb-2M, scattered writer: $VERIFIED, $FAULTS faults; $(cat "$CT/subpages.txt")"
 }
 
 # 1 GiB pages, where the kernel finds two contiguous GiB at run time: an
