@@ -228,6 +228,7 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 	int ret;
 
 	for (;;) {
+		dst_report(d);
 		ret = wait_ctl(d, ctl, err);
 		if (ret)
 			return ret;

@@ -105,6 +105,18 @@ static inline uint64_t vmm_addr(const struct mig_dst *d, uint32_t r,
 	       idx * d->vm.layout.r[r].page_size;
 }
 
+/* ---- the operator's view (dest-steer.c) ---- */
+
+/* The progress callback, if any, with where the engine is. */
+void dst_report(struct mig_dst *d);
+/* Events (nothing without p->events). */
+void dst_event_started(struct mig_dst *d);
+void dst_event_switchover(struct mig_dst *d, bool postcopy, double load_ms);
+/* A postcopy_progress event, and a report. */
+void dst_event_progress(struct mig_dst *d);
+void dst_event_recovery(struct mig_dst *d, const char *state,
+			const char *error);
+
 /* ---- receivers (dest-receive.c) ---- */
 
 /* Any thread: wakes dst_finish_postcopy() once nothing is outstanding. */

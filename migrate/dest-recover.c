@@ -82,6 +82,8 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 	mig_phase_enter(&d->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy: lost the source (%s); faulting vCPUs wait for it "
 	       "to reconnect", err);
+	dst_event_recovery(d, "lost", err);
+	dst_report(d);
 	tp_session_shutdown(d->sess, TP_SHUT_ALL);
 	dst_faulter_stop(d);
 	dst_receivers_stop(d);
@@ -91,8 +93,10 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 	pthread_mutex_unlock(&d->meet.lock);
 	err[0] = 0;
 	ret = d->p->reconnect(d->p->reconnect_arg, &ns, err);
-	if (ret)
+	if (ret) {
+		dst_event_recovery(d, "gave_up", err);
 		return ret;
+	}
 	if (d->own_sess)
 		tp_session_destroy(d->sess);
 	d->sess = ns;
@@ -113,6 +117,7 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 		st->recoveries++;
 		pr_warn("postcopy recovered: %llu pages outstanding",
 			(unsigned long long)mig_faults_outstanding(&d->faults));
+		dst_event_recovery(d, "reconnected", NULL);
 	}
 	return ret;
 }
@@ -132,8 +137,11 @@ int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 	for (;;) {
 		ret = dst_receivers_join(d);
 		pthread_mutex_lock(&d->meet.lock);
-		while (!ret && mig_faults_outstanding(&d->faults) && !d->meet.failed)
-			pthread_cond_wait(&d->meet.cond, &d->meet.lock);
+		while (!ret && mig_faults_outstanding(&d->faults) &&
+		       !d->meet.failed)
+			if (mig_cond_wait_ms(&d->meet.cond, &d->meet.lock,
+					     1000) == -ETIMEDOUT)
+				dst_event_progress(d);
 		if (!ret && d->meet.failed)
 			ret = -ECONNRESET;
 		pthread_mutex_unlock(&d->meet.lock);

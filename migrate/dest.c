@@ -122,8 +122,10 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 	int ret;
 
 	ret = dst_welcome(d, ctl, err);
-	if (!ret)
+	if (!ret) {
 		mig_phase_enter(&d->phase, MIG_PHASE_PRECOPY);
+		dst_event_started(d);
+	}
 	if (!ret && (ret = dst_receivers_start(d)))
 		mig_fail(err, ret, "cannot start the receiver threads");
 	if (!ret)
@@ -146,9 +148,12 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 		ret = source_there(ctl, err);
 	if (!ret)
 		ret = dst_resume_guest(d, ctl, blob, len, cpu0, st, err);
-	if (!ret)
+	if (!ret) {
 		mig_phase_enter(&d->phase, *postcopy ? MIG_PHASE_POSTCOPY :
 						       MIG_PHASE_COMPLETE);
+		dst_event_switchover(d, *postcopy, st->state_load_ms);
+		dst_report(d);
+	}
 	free(blob);
 	return ret;
 }

@@ -216,13 +216,15 @@ enum mig_reason {
 				 * MIG_POLICY_STALL_ROUNDS rounds */
 	MIG_WHY_MAX_ROUNDS,	/* the round just sent was the last allowed */
 	MIG_WHY_DEADLINE,	/* elapsed >= the deadline */
+	MIG_WHY_REQUESTED,	/* POSTCOPY: the operator asked for it */
 };
 
 /* auto: rounds in a row without a prediction 10% better than the best
  * before it gives up on precopy converging and switches to postcopy. */
 #define MIG_POLICY_STALL_ROUNDS 3
 
-/* The limits, fixed for one migration (defaults applied). */
+/* The limits (defaults applied). The engine may change
+ * downtime_limit_ms between rounds (an operator's request). */
 struct mig_policy {
 	enum mig_mode mode;
 	bool can_postcopy;		/* the destination accepted postcopy */
@@ -245,6 +247,7 @@ struct mig_round_input {
 	double bandwidth_mibs;	/* wire bytes / duration */
 	double duration_s;	/* of the round */
 	uint64_t elapsed_ns;	/* migration start to the round's end */
+	bool postcopy_requested; /* the operator asked for postcopy now */
 };
 
 struct mig_verdict {
@@ -326,5 +329,18 @@ int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
 		    unsigned int samples, unsigned int interval_ms,
 		    uint8_t **heat);
+/* ---- events (events.c) ---- */
+
+/* A recovery event of either engine: @state "lost", "reconnected" or
+ * "gave_up", with @error (NULL when reconnected) or @pages_left. */
+void mig_event_recovery(struct mig_events *ev, const char *state,
+			const char *error, uint64_t pages_left);
+
+/* ---- runtime limits (tune.c) ---- */
+
+/* The engine says whether a postcopy request can be taken now (and why
+ * not: a static string), and, once, that the switchover has begun. */
+void mig_tune_engine(struct mig_tune *t, bool postcopy_ok, const char *why,
+		     bool settled);
 
 #endif /* FERRY_MIGRATE_INTERNAL_H */

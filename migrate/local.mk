@@ -13,6 +13,8 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/worker.c \
 	migrate/phase.c \
 	migrate/cancel.c \
+	migrate/tune.c \
+	migrate/events.c \
 	migrate/source-internal.h \
 	migrate/source.c \
 	migrate/source-senders.c \
@@ -20,13 +22,14 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/source-switchover.c \
 	migrate/source-postcopy.c \
 	migrate/source-recover.c \
+	migrate/source-steer.c \
 	migrate/dest-internal.h \
 	migrate/dest.c \
 	migrate/dest-receive.c \
 	migrate/dest-fault.c \
 	migrate/dest-control.c \
 	migrate/dest-recover.c \
+	migrate/dest-steer.c \
 	migrate/stats.c
 MIGRATE_LIBS = migrate/libmigrate.a vmlink/libvmlink.a $(TRANSPORT_LIBS) \
 	$(GUESTMEM_LIBS)
-

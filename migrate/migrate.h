@@ -117,12 +117,27 @@ enum mig_mode {
 	MIG_MODE_HYBRID,	/* one full precopy round, then postcopy */
 };
 
-/* Progress, called by the source after each round and while it sends. */
+/* Progress, called by the engine's main thread while it works (at least
+ * every 250 ms in a round) and at each change of phase. The destination
+ * fills what it knows (phase, bytes received as bytes_sent, faults). */
 struct mig_progress {
+	const char *phase;	/* static: "setup", "precopy", "switchover",
+				 * "postcopy", "recovering", or how it ended */
 	uint32_t round;
 	uint64_t round_bytes_done, round_bytes_total; /* guest bytes */
-	uint64_t bytes_sent;	/* wire, whole migration */
+	uint64_t bytes_sent;	/* wire, whole migration (dest: received) */
+	/* Page payload, zero bitmaps, duplicate references: as of the last
+	 * round that ended. */
+	uint64_t bytes_data, bytes_zero, bytes_dup;
+	uint64_t pages_left;	/* to send in this round (postcopy: push) */
 	double dirty_rate_mibs, throughput_mibs, predicted_downtime_ms;
+	double round_rate_mibs;	/* this round's wire bytes / its time */
+	uint64_t downtime_limit_ms; /* in force now */
+	uint64_t bandwidth_limit; /* bytes/s in force now; 0: none */
+	uint64_t faults;	/* postcopy faults served (dest) */
+	uint64_t pages_requested; /* pages asked for by the destination */
+	uint32_t recoveries;	/* postcopy reconnections */
+	uint32_t streams;	/* bulk streams of the session */
 	bool final;
 };
 typedef void (*mig_progress_fn)(const struct mig_progress *p, void *arg);
@@ -253,6 +268,74 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 /* Asks where the pages of every region are and compares with @pl. */
 int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
 		   struct mig_place_report *rep, char err[MIG_ERR_LEN]);
+/*
+ * Limits an operator changes while the source runs (the control socket).
+ * The caller owns it: init before mig_source_run(), fini after; any
+ * thread may call the setters, the engine reads at least every 250 ms.
+ */
+struct mig_tune {
+	pthread_mutex_t lock;
+	uint64_t downtime_limit_ms;	/* under lock; 0: the default */
+	uint64_t bandwidth_limit;	/* under lock; bytes/s, 0: none */
+	bool postcopy_requested;	/* under lock */
+	/* under lock, the engine's: whether postcopy can start now, and
+	 * why not (a static string) when it cannot */
+	bool postcopy_ok;
+	const char *postcopy_why;
+	bool settled;		/* under lock: past the switchover: limits
+				 * no longer matter */
+};
+
+/* @downtime_ms, @bandwidth: the starting values (0: default, none). */
+int mig_tune_init(struct mig_tune *t, uint64_t downtime_ms,
+		  uint64_t bandwidth);
+void mig_tune_fini(struct mig_tune *t);
+/* Any thread. 0, -EINVAL (out of range: 1 ms to 10 min, 0 or at least
+ * 64 KiB/s), or -EBUSY past the switchover (*@why says so). */
+int mig_tune_set_downtime(struct mig_tune *t, uint64_t ms, const char **why);
+int mig_tune_set_bandwidth(struct mig_tune *t, uint64_t bytes_per_s,
+			   const char **why);
+/* Asks for the switch to postcopy now (at the next chunk boundary).
+ * 0, -EALREADY, or -EBUSY / -ENOTSUP with *@why saying why not (past
+ * the switchover; the destination did not offer postcopy). */
+int mig_tune_postcopy(struct mig_tune *t, const char **why);
+/* What is in force now. */
+struct mig_tune_now {
+	uint64_t downtime_limit_ms;	/* 0: the default */
+	uint64_t bandwidth_limit;	/* bytes/s; 0: none */
+	bool postcopy;			/* the operator asked for it */
+};
+/* Any thread. */
+void mig_tune_read(struct mig_tune *t, struct mig_tune_now *now);
+
+/*
+ * Machine-readable progress: one JSON object per line (NDJSON) per
+ * event, each with "event", "seq" (from 0, no gaps), "time" (Unix
+ * seconds) and "role". Any thread may emit; a line is written with one
+ * write() under a lock, so lines never interleave. When a write fails (a
+ * full file system) the sink says so once with pr_err, writes nothing
+ * more, and the migration goes on; mig_events_close() returns the error.
+ */
+struct mig_events;
+
+/* Opens @path for writing (truncated; "-": stdout). Returns 0 or -errno
+ * (with @err filled, MIG_ERR_LEN). */
+int mig_events_open(struct mig_events **out, const char *path,
+		    const char *role, char *err);
+/* Closes; returns 0, or the first write error (-errno) and *@written
+ * (unless NULL) the events written before it. Accepts NULL. */
+int mig_events_close(struct mig_events *ev, uint64_t *written);
+
+/* One event being built: begin, members with ut_json_*(&e.j, ...), end.
+ * With a NULL sink every call does nothing. */
+struct mig_event {
+	struct mig_events *ev;
+	struct ut_json j;
+	char buf[1536];
+};
+void mig_event_begin(struct mig_event *e, struct mig_events *ev,
+		     const char *type);
+void mig_event_end(struct mig_event *e);
 
 /* Makes a new session to the same peer after a postcopy connection was
  * lost (the source connects, the destination accepts). Returns 0 and
@@ -304,6 +387,10 @@ struct mig_source_params {
 	 * its memory and the destination waits for a reconnect. */
 	bool recover;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
+	/* Limits changed while it runs; NULL: downtime_limit_ms and
+	 * bandwidth_limit hold. When set, its values replace those two. */
+	struct mig_tune *tune;
+	struct mig_events *events;	/* NULL: none */
 	struct mig_inject *inject;	/* tests only; NULL */
 };
 
@@ -323,6 +410,9 @@ struct mig_dest_params {
 	void *reconnect_arg;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
 	struct mig_place_policy placement; /* MIG_PLACE_NONE: the kernel's */
+	mig_progress_fn progress;	/* NULL: none */
+	void *progress_arg;
+	struct mig_events *events;	/* NULL: none */
 	struct mig_inject *inject;	/* tests only; NULL */
 };
 

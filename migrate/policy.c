@@ -67,6 +67,12 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 
 	predict(in, &v);
 	predicted = v.predicted_downtime_ms;
+	if (in->postcopy_requested && pol->can_postcopy) {
+		/* What the operator asked for, even where precopy fits. */
+		v.decision = MIG_DECIDE_POSTCOPY;
+		v.reason = MIG_WHY_REQUESTED;
+		return v;
+	}
 	if (pol->mode == MIG_MODE_HYBRID) {
 		v.decision = MIG_DECIDE_POSTCOPY;
 		v.reason = MIG_WHY_MODE;
@@ -117,6 +123,7 @@ const char *mig_reason_name(enum mig_reason r)
 		[MIG_WHY_STALLED] = "stalled",
 		[MIG_WHY_MAX_ROUNDS] = "max rounds",
 		[MIG_WHY_DEADLINE] = "deadline",
+		[MIG_WHY_REQUESTED] = "requested",
 	};
 
 	return (unsigned int)r < UT_ARRAY_SIZE(names) ? names[r] : "?";

@@ -76,6 +76,10 @@ struct src_rounds {
 	/* Set with error when the round must stop: the senders stop at the
 	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
 	_Atomic bool abort;
+	/* Set when the round must end early but well: the senders take no
+	 * further chunk, end the round, and the pages left stay in todo
+	 * (the operator asked for postcopy now). */
+	_Atomic bool cut;
 	_Atomic uint64_t cursor;	/* next chunk */
 	_Atomic uint64_t pages_done;	/* progress within the round */
 };
@@ -141,7 +145,8 @@ struct mig_src {
 	bool postcopy;
 	struct urgent {
 		struct mig_worker wk;
-		uint64_t requests, served;	/* pages asked for, sent */
+		/* pages asked for, sent; read by the main thread's reports */
+		_Atomic uint64_t requests, served;
 		uint64_t bytes_data;		/* their payload bytes */
 		uint8_t *buf;			/* COPY mode: one page */
 		struct iovec subiov[1 + MIG_SUB_PER_PAGE];
@@ -160,10 +165,61 @@ struct mig_src {
 	struct src_rounds rd;		/* main thread <-> senders */
 	struct src_prepage pp;		/* urgent thread -> senders */
 	_Atomic uint64_t wire_bytes;	/* all bulk bytes, for the cap */
+	struct src_steer {
+		/* In force: from p, then from p->tune (main thread writes,
+		 * senders read bandwidth). */
+		_Atomic uint64_t bandwidth;	/* bytes/s, 0: none */
+		uint64_t downtime_ms;
+		bool postcopy_asked;	/* the operator asked, the round cut */
+		bool settled;		/* told the tune: past the switchover */
+		bool resumed_told;	/* the switchover event is out */
+		uint64_t last_progress_ns;	/* postcopy progress events */
+		uint64_t round_t0, round_wire0;	/* this round's start */
+		const char *why;	/* why the VM pauses (policy reason) */
+		/* The switchover's clock: the pause (monotonic, realtime),
+		 * the state's sending (monotonic). */
+		uint64_t pause_t, pause_rt, state_t0, state_t1;
+		/* The token bucket of the cap, shared by the senders. */
+		pthread_mutex_t lock;
+		double tokens;		/* bytes; negative: owed */
+		uint64_t refill_ns;	/* when tokens were last added */
+	} steer;
 };
 
 /* Postcopy pre-paging: the smallest window pushed after a fault. */
 #define WINDOW_MIN 16
+
+/* ---- the operator's controls and the events (source-steer.c) ---- */
+
+/* The limits of p (and p->tune) in force, the bucket ready. */
+void src_steer_init(struct mig_src *s);
+void src_steer_fini(struct mig_src *s);
+/* A sender, before sending @bytes: waits until the cap allows them (a
+ * token bucket of a quarter second's worth; returns early once the
+ * round is aborted). Any sender thread. */
+void src_throttle(struct mig_src *s, size_t bytes);
+/* The urgent thread, after sending @bytes: they count against the cap
+ * (the senders wait for them) but never wait themselves. */
+void src_charge(struct mig_src *s, size_t bytes);
+/* Between the waits of a round: takes the operator's changes (the
+ * limits, a postcopy request, which cuts a precopy round short), and
+ * in postcopy writes the switchover and progress events. */
+void src_steer(struct mig_src *s);
+/* The engine moved past the switchover: the limits stop mattering. */
+void src_steer_settle(struct mig_src *s);
+/* Events (nothing without p->events). */
+void src_event_started(struct mig_src *s);
+void src_event_round_begin(struct mig_src *s, uint32_t round, uint64_t pages);
+void src_event_round_end(struct mig_src *s, const struct mig_round_stats *rs,
+			 const struct mig_verdict *v, bool cut);
+void src_event_paused(struct mig_src *s, const char *mode, uint32_t round,
+		      const char *why);
+/* The guest resumed at the destination: the downtime and its parts, ms
+ * (negative: unknown). */
+void src_event_switchover(struct mig_src *s, const char *mode, double total,
+			  double final_round, double state, double load);
+void src_event_recovery(struct mig_src *s, const char *state,
+			const char *error);
 
 /* ---- senders (source-senders.c) ---- */
 

@@ -66,7 +66,7 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 		ut_bitmap_set(&s->sent, g);
 		s->urg.served++;
 		s->urg.bytes_data += psz;
-		atomic_fetch_add(&s->wire_bytes, n + psz);
+		src_charge(s, n + psz);
 	}
 	return ret;
 }
@@ -283,6 +283,8 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	if (ret)
 		return ret;
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
+	src_event_paused(s, "postcopy", round, s->steer.why ? s->steer.why :
+			 "mode");
 	/* An empty round whose markers switch the receivers to atomic
 	 * placement, then the pages they hold that changed since. */
 	swap = s->todo;
@@ -312,7 +314,9 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	/* Until COMPLETE, pages the running guest lacks exist only here. */
 	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
 		       "still needs (postcopy)");
+	s->steer.state_t0 = ut_now_ns();
 	ret = src_send_state(ctl, blob, len, err);
+	s->steer.state_t1 = ut_now_ns();
 	if (ret)
 		return ret;
 	s->postcopy = true;
@@ -323,6 +327,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	}
 	if (ret)
 		return ret;
+	src_steer(s);	/* the switchover event, if the push beat it */
 	(void)t_pause;
 	s->st->downtime_ms = s->resumed.realtime_ns > rt_pause ?
 		(s->resumed.realtime_ns - rt_pause) / 1e6 :
@@ -351,6 +356,10 @@ int src_resume_postcopy(struct mig_src *s, char *err)
 	mig_cancel_commit(s->p->cancel, "the guest runs at the destination "
 			  "(postcopy in progress)");
 	mig_phase_enter(&s->phase, MIG_PHASE_POSTCOPY);
+	src_steer_settle(s);
+	/* The switchover was an earlier agent's: no event for it here. */
+	s->steer.resumed_told = true;
+	src_event_started(s);
 	s->postcopy = s->committed = true;
 	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
 		       "still needs (postcopy recovery)");

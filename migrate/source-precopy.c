@@ -20,20 +20,38 @@ static void report(struct mig_src *s, uint32_t round, uint64_t total_pages,
 {
 	struct mig_progress pr = { .round = round, .final = final };
 	uint64_t avg_page = s->vm.ram_bytes / s->vm.total_pages;
+	uint64_t now = ut_now_ns(), left;
 
 	if (!s->p->progress)
 		return;
+	/* Senders clear a page's bit as they take it: what is set is what
+	 * this round has still to send. */
+	left = ut_bitmap_count(&s->todo);
+	pr.phase = mig_phase_name(s->phase);
 	pr.round_bytes_total = total_pages * avg_page;
-	pr.round_bytes_done = atomic_load(&s->rd.pages_done) * avg_page;
-	if (pr.round_bytes_done > pr.round_bytes_total)
-		pr.round_bytes_done = pr.round_bytes_total;
+	pr.round_bytes_done = (total_pages > left ? total_pages - left : 0) *
+			      avg_page;
+	pr.pages_left = left;
 	pr.bytes_sent = atomic_load(&s->wire_bytes);
+	pr.bytes_data = s->st->bytes_data;
+	pr.bytes_zero = s->st->bytes_zero;
+	pr.bytes_dup = s->st->bytes_dup;
 	pr.throughput_mibs = pr.bytes_sent / (double)UT_MiB /
-			     ((ut_now_ns() - s->start_ns) / 1e9);
+			     ((now - s->start_ns) / 1e9);
+	if (now > s->steer.round_t0 + 1000000 && s->steer.round_t0)
+		pr.round_rate_mibs = (pr.bytes_sent - s->steer.round_wire0) /
+				     (double)UT_MiB /
+				     ((now - s->steer.round_t0) / 1e9);
 	if (last) {
 		pr.dirty_rate_mibs = last->dirty_rate_mibs;
 		pr.predicted_downtime_ms = last->predicted_downtime_ms;
 	}
+	pr.downtime_limit_ms = s->steer.downtime_ms;
+	pr.bandwidth_limit = atomic_load(&s->steer.bandwidth);
+	pr.pages_requested = atomic_load(&s->urg.requests) +
+			     s->st->pages_requested;
+	pr.recoveries = s->st->recoveries;
+	pr.streams = s->nbulk;
 	s->p->progress(&pr, s->p->progress_arg);
 }
 
@@ -179,6 +197,7 @@ static void watch_round(struct mig_src *s)
 		abort_round(s, -ECANCELED);
 		return;
 	}
+	src_steer(s);
 	if (!s->committed &&
 	    mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why))) {
 		pthread_mutex_lock(&s->rd.lock);
@@ -202,6 +221,13 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	if (in && mig_inject_hit(in, &in->rounds, in->src_cut_round))
 		tp_session_shutdown(s->sess, TP_SHUT_ALL);
 
+	/* A plain precopy round after postcopy was asked for sends
+	 * nothing: the switch follows. */
+	atomic_store(&s->rd.cut, !flags && s->steer.postcopy_asked);
+	if (!flags)
+		src_event_round_begin(s, round, total);
+	else
+		s->steer.round_t0 = 0;
 	pthread_mutex_lock(&s->rd.lock);
 	atomic_store(&s->rd.cursor, 0);
 	atomic_store(&s->rd.pages_done, 0);
@@ -213,8 +239,7 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	while (s->rd.done < s->nbulk) {
 		mig_cond_wait_ms(&s->rd.cond, &s->rd.lock, 250);
 		pthread_mutex_unlock(&s->rd.lock);
-		report(s, round, s->vm.total_pages, prev,
-		       flags & MIG_ROUND_FINAL);
+		report(s, round, total, prev, flags & MIG_ROUND_FINAL);
 		keepalive(s);
 		watch_round(s);
 		pthread_mutex_lock(&s->rd.lock);
@@ -241,7 +266,6 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		s->st->bytes_zero += c->bytes_zero;
 		s->st->bytes_dup += c->bytes_dup;
 	}
-	(void)total;
 	rs->duration_s = (ut_now_ns() - t0) / 1e9;
 	rs->bandwidth_mibs = rs->bytes / (double)UT_MiB /
 			     (rs->duration_s > 1e-6 ? rs->duration_s : 1e-6);
@@ -253,7 +277,7 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 /* Asks the policy about round @rs->round, which left @dirty pages dirty,
  * and completes the round's figures with its prediction. */
 static struct mig_verdict decide(struct mig_src *s,
-				 const struct mig_policy *pol,
+				 struct mig_policy *pol,
 				 struct mig_policy_state *ps,
 				 struct mig_round_stats *rs, uint64_t dirty)
 {
@@ -274,8 +298,12 @@ static struct mig_verdict decide(struct mig_src *s,
 		.bandwidth_mibs = bw,
 		.duration_s = rs->duration_s,
 		.elapsed_ns = ut_now_ns() - s->start_ns,
+		.postcopy_requested = s->steer.postcopy_asked,
 	};
-	struct mig_verdict v = mig_policy_next(pol, ps, &in);
+	struct mig_verdict v;
+
+	pol->downtime_limit_ms = s->steer.downtime_ms;	/* as in force now */
+	v = mig_policy_next(pol, ps, &in);
 
 	rs->dirty_rate_mibs = v.dirty_rate_mibs;
 	rs->predicted_downtime_ms = v.predicted_downtime_ms;
@@ -308,16 +336,20 @@ int src_precopy(struct mig_src *s, char *err)
 	struct mig_verdict v;
 	uint32_t round;
 	ssize_t n;
+	bool cut;
 	int ret;
 
 	mig_policy_init(&pol, s->p, s->can_postcopy);
 	mig_phase_enter(&s->phase, MIG_PHASE_PRECOPY);
 	snprintf(s->st->mode, sizeof(s->st->mode), "precopy");
 	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
+	src_event_started(s);
 	if (mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why)))
 		return src_cancelled(s, err);
-	if (mig_policy_begin(&pol).decision == MIG_DECIDE_POSTCOPY)
+	if (mig_policy_begin(&pol).decision == MIG_DECIDE_POSTCOPY) {
+		s->steer.why = mig_reason_name(MIG_WHY_MODE);
 		return src_postcopy(s, 0, &rs, err);
+	}
 	ut_bitmap_set_range(&s->todo, 0, s->vm.total_pages);
 	for (round = 0;; round++) {
 		pr_info("round %u: %llu pages to send", round,
@@ -325,19 +357,31 @@ int src_precopy(struct mig_src *s, char *err)
 		ret = src_run_round(s, round, 0, &rs, &rs);
 		if (ret)
 			return mig_fail(err, ret, "round %u failed", round);
-		ut_bitmap_clear_all(&s->todo);
+		/* A round cut short leaves its unsent pages in todo: the
+		 * dirty ones join them. */
+		cut = atomic_load(&s->rd.cut);
+		if (!cut)
+			ut_bitmap_clear_all(&s->todo);
 		n = gm_dirty_harvest(s->dirty, &s->todo);
 		if (n < 0)
 			return mig_fail(err, n, "reading dirty pages failed");
-		v = decide(s, &pol, &ps, &rs, n);
-		report(s, round, s->vm.total_pages, &rs, false);
+		src_steer(s);	/* a change that came at the round's end */
+		v = decide(s, &pol, &ps, &rs, cut ? ut_bitmap_count(&s->todo)
+						  : (uint64_t)n);
+		src_event_round_end(s, &rs, &v, cut);
+		/* The figures of this round, the size of the next. */
+		report(s, round + 1, ut_bitmap_count(&s->todo), &rs, false);
+		s->steer.why = mig_reason_name(v.reason);
 		switch (v.decision) {
 		case MIG_DECIDE_ROUND:
 			break;
 		case MIG_DECIDE_SWITCHOVER:
 			return src_switchover(s, round + 1, &rs, err);
 		case MIG_DECIDE_POSTCOPY:
-			if (v.reason != MIG_WHY_MODE)
+			if (v.reason == MIG_WHY_REQUESTED)
+				pr_info("round %u: switching to postcopy, as "
+					"asked", round);
+			else if (v.reason != MIG_WHY_MODE)
 				pr_info("round %u: predicted downtime %.0f ms "
 					"has not fallen for %u rounds: "
 					"switching to postcopy", round,

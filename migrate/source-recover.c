@@ -93,6 +93,7 @@ int src_recover(struct mig_src *s, char *err)
 	mig_phase_enter(&s->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
 	       "reconnecting for up to %u s", err, secs);
+	src_event_recovery(s, "lost", err);
 	tp_session_shutdown(s->sess, TP_SHUT_ALL);
 	src_urgent_stop(s);
 	src_senders_stop(s);
@@ -117,8 +118,10 @@ int src_recover(struct mig_src *s, char *err)
 
 		snprintf(last, sizeof(last), "%s", err);
 		err[0] = 0;
-		return mig_fail(err, -ETIMEDOUT, "could not reconnect within "
-				"%u s (%s)", secs, last);
+		mig_fail(err, -ETIMEDOUT, "could not reconnect within %u s "
+			 "(%s)", secs, last);
+		src_event_recovery(s, "gave_up", err);
+		return -ETIMEDOUT;
 	}
 	s->old_tx += src_session_tx(s->sess);
 	if (s->own_sess)
@@ -134,6 +137,7 @@ int src_recover(struct mig_src *s, char *err)
 		s->st->recoveries++;
 		pr_warn("postcopy recovered: %llu pages still to send",
 			(unsigned long long)ut_bitmap_count(&s->todo));
+		src_event_recovery(s, "reconnected", NULL);
 	}
 	return ret;
 }

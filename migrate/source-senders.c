@@ -13,6 +13,7 @@
  * counts the transport's). A chunk's PAGES are sent before its DUPs on
  * the same stream, so a reference always arrives after the page it names.
  * In postcopy a sender first pushes the window after the last fault.
+ * The bandwidth cap is source-steer.c's.
  */
 #include "config.h"
 
@@ -23,23 +24,6 @@
 
 #define LOG_PREFIX "source"
 #include "migrate/source-internal.h"
-
-static void throttle(struct mig_src *s, size_t bytes)
-{
-	uint64_t sent = atomic_fetch_add(&s->wire_bytes, bytes) + bytes;
-	uint64_t due, now;
-
-	if (!s->p->bandwidth_limit)
-		return;
-	due = s->start_ns + sent * 1000000000.0 / s->p->bandwidth_limit;
-	now = ut_now_ns();
-	if (due > now) {
-		struct timespec ts = { (due - now) / 1000000000ULL,
-				       (due - now) % 1000000000ULL };
-
-		nanosleep(&ts, NULL);
-	}
-}
 
 static void sender_fail(struct sender *w, int ret, const char *what)
 {
@@ -77,7 +61,7 @@ static int flush_batch(struct sender *w)
 	w->iov[0] = (struct iovec){ w->hdr, n };
 	for (uint32_t i = 0; i < w->nbatch; i++)
 		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
-	throttle(s, n + (size_t)w->nbatch * psz);
+	src_throttle(s, n + (size_t)w->nbatch * psz);
 	ret = tp_send(w->st, MIG_MSG_PAGES, w->iov, 1 + w->nbatch, 0);
 	if (ret)
 		return ret;
@@ -119,7 +103,7 @@ static int send_one(struct sender *w, uint32_t region, uint64_t idx,
 		return n;
 	w->subiov[0] = (struct iovec){ w->subhdr, n };
 	w->subiov[1] = (struct iovec){ (void *)buf, psz };
-	throttle(w->src, n + psz);
+	src_throttle(w->src, n + psz);
 	ret = tp_send(w->st, MIG_MSG_PAGES, w->subiov, 2, 0);
 	if (ret)
 		return ret;
@@ -165,7 +149,7 @@ static int send_subpages(struct sender *w, const struct mig_subpages *sp)
 	if (n < 0)
 		return n;
 	w->subiov[0] = (struct iovec){ w->subhdr, n };
-	throttle(w->src, n + (size_t)sp->count * MIG_SUB_SIZE);
+	src_throttle(w->src, n + (size_t)sp->count * MIG_SUB_SIZE);
 	ret = tp_send(w->st, MIG_MSG_SUBPAGES, w->subiov, 1 + sp->count, 0);
 	if (ret)
 		return ret;
@@ -294,7 +278,7 @@ static int send_zero_and_dups(struct sender *w, const struct chunk *c,
 		n = mig_enc_zero(w->msg, sizeof(w->msg), &z);
 		if (n < 0)
 			return n;
-		throttle(w->src, n);
+		src_throttle(w->src, n);
 		ret = mig_send_msg(w->st, MIG_MSG_ZERO, w->msg, n);
 		if (ret)
 			return ret;
@@ -304,7 +288,7 @@ static int send_zero_and_dups(struct sender *w, const struct chunk *c,
 		n = mig_enc_dup(w->msg, sizeof(w->msg), w->dups, w->ndup);
 		if (n < 0)
 			return n;
-		throttle(w->src, n);
+		src_throttle(w->src, n);
 		ret = mig_send_msg(w->st, MIG_MSG_DUP, w->msg, n);
 		if (ret)
 			return ret;
@@ -476,6 +460,9 @@ static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 	for (;;) {
 		struct chunk pc;
 
+		/* Cut short: what is left stays in todo for what follows. */
+		if (atomic_load(&s->rd.cut))
+			break;
 		if (take_pivot(s, &pc)) {
 			ret = send_chunk(w, &pc);
 		} else {

@@ -115,8 +115,9 @@ int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
 		return mig_fail(err, ret, "the VM did not pause: %s",
 				vml_strerror(ret));
 	mig_phase_enter(&s->phase, MIG_PHASE_SWITCHOVER);
-	*t = ut_now_ns();
-	*rt = mig_realtime_ns();
+	src_steer_settle(s);
+	*t = s->steer.pause_t = ut_now_ns();
+	*rt = s->steer.pause_rt = mig_realtime_ns();
 	n = gm_dirty_harvest(s->dirty, &s->todo);
 	return n < 0 ? mig_fail(err, n, "reading the last dirty pages failed")
 		     : 0;
@@ -128,7 +129,7 @@ int src_switchover(struct mig_src *s, uint32_t round,
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
 	struct mig_resumed r;
-	uint64_t t_pause, rt_pause, t_back;
+	uint64_t t_pause, rt_pause, t_final, t_back;
 	void *blob = NULL;
 	size_t len = 0;
 	int ret;
@@ -138,14 +139,19 @@ int src_switchover(struct mig_src *s, uint32_t round,
 		return ret;
 	pr_info("round %u (final): the VM is paused, %llu pages to send",
 		round, (unsigned long long)ut_bitmap_count(&s->todo));
+	src_event_paused(s, "precopy", round, s->steer.why ? s->steer.why :
+			 "fits");
 	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
 		return mig_fail(err, ret, "final round failed");
+	t_final = ut_now_ns();
 	ret = src_save_state(s, &blob, &len, err);
 	if (!ret && (ret = src_commit(s, err)))
 		free(blob);
+	s->steer.state_t0 = ut_now_ns();
 	if (!ret)
 		ret = src_send_state(ctl, blob, len, err);
+	s->steer.state_t1 = ut_now_ns();
 	if (!ret)
 		ret = src_wait_resumed(ctl, &r, err);
 	if (ret)
@@ -159,5 +165,9 @@ int src_switchover(struct mig_src *s, uint32_t round,
 		s->st->downtime_ms = (t_back - t_pause) / 1e6;
 	s->st->state_load_ms = r.load_ns / 1e6;
 	s->st->cpu_s_dest = r.cpu_ns / 1e9;
+	src_event_switchover(s, "precopy", s->st->downtime_ms,
+			     (t_final - t_pause) / 1e6,
+			     (s->steer.state_t1 - s->steer.state_t0) / 1e6,
+			     r.load_ns / 1e6);
 	return src_release(s, ctl);
 }

@@ -262,6 +262,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
 	s.start_ns = ut_now_ns();
 	pthread_mutex_init(&s.rd.lock, NULL);
+	src_steer_init(&s);
 	s.sess = p->session;
 	s.nbulk = tp_session_nbulk(p->session);
 	ret = mig_cond_init(&s.rd.cond);
@@ -329,6 +330,7 @@ out:
 		tp_session_destroy(s.sess);
 	pthread_cond_destroy(&s.rd.cond);
 out_lock:
+	src_steer_fini(&s);
 	pthread_mutex_destroy(&s.rd.lock);
 	return ret;
 }

@@ -884,6 +884,155 @@ START_TEST(placement_policy_text)
 }
 END_TEST
 
+/* An operator's postcopy request wins over every other outcome, in any
+ * mode, but only where the destination offered postcopy. */
+START_TEST(policy_postcopy_requested)
+{
+	static const enum mig_mode modes[] = { MIG_MODE_AUTO, MIG_MODE_PRECOPY,
+					       MIG_MODE_HYBRID };
+	struct mig_round_input in = { .round = 1, .dirty_bytes = 1,
+				      .bandwidth_mibs = 1000, .duration_s = 1,
+				      .postcopy_requested = true };
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(modes); i++) {
+		struct mig_source_params p = { .mode = modes[i] };
+		struct mig_policy_state ps = { 0 };
+		struct mig_policy pol;
+		struct mig_verdict v;
+
+		mig_policy_init(&pol, &p, true);
+		v = mig_policy_next(&pol, &ps, &in);
+		ck_assert_int_eq(v.decision, MIG_DECIDE_POSTCOPY);
+		ck_assert_int_eq(v.reason, MIG_WHY_REQUESTED);
+		ck_assert_str_eq(mig_reason_name(v.reason), "requested");
+		mig_policy_init(&pol, &p, false);
+		v = mig_policy_next(&pol, &ps, &in);
+		ck_assert_int_ne(v.reason, MIG_WHY_REQUESTED);
+	}
+}
+END_TEST
+
+START_TEST(tune_limits_and_refusals)
+{
+	struct mig_tune t;
+	struct mig_tune_now now;
+	const char *why = NULL;
+
+	ck_assert_int_eq(mig_tune_init(&t, 300, 0), 0);
+	mig_tune_read(&t, &now);
+	ck_assert_uint_eq(now.downtime_limit_ms, 300);
+	ck_assert_uint_eq(now.bandwidth_limit, 0);
+	ck_assert(!now.postcopy);
+	ck_assert_int_eq(mig_tune_set_downtime(&t, 0, &why), -EINVAL);
+	ck_assert_int_eq(mig_tune_set_downtime(&t, 600001, &why), -EINVAL);
+	ck_assert_int_eq(mig_tune_set_downtime(&t, 5000, &why), 0);
+	ck_assert_int_eq(mig_tune_set_bandwidth(&t, 1000, &why), -EINVAL);
+	ck_assert_int_eq(mig_tune_set_bandwidth(&t, 64 << 20, &why), 0);
+	mig_tune_read(&t, &now);
+	ck_assert_uint_eq(now.downtime_limit_ms, 5000);
+	ck_assert_uint_eq(now.bandwidth_limit, 64 << 20);
+	/* Before the engine says postcopy can start: refused, saying why. */
+	ck_assert_int_eq(mig_tune_postcopy(&t, &why), -ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(why, "not negotiated"));
+	mig_tune_engine(&t, true, NULL, false);
+	ck_assert_int_eq(mig_tune_postcopy(&t, &why), 0);
+	ck_assert_int_eq(mig_tune_postcopy(&t, &why), -EALREADY);
+	mig_tune_read(&t, &now);
+	ck_assert(now.postcopy);
+	/* Past the switchover the downtime limit no longer applies. */
+	mig_tune_engine(&t, false, "the destination runs the guest", true);
+	ck_assert_int_eq(mig_tune_set_downtime(&t, 100, &why), -EBUSY);
+	ck_assert_ptr_nonnull(strstr(why, "switchover"));
+	mig_tune_fini(&t);
+}
+END_TEST
+
+/* Events from several threads: every line one object, seq in file
+ * order, none lost; a full device is an error, said and kept. */
+struct ev_writer {
+	struct mig_events *ev;
+	int id;
+};
+
+static void *write_events(void *arg)
+{
+	struct ev_writer *w = arg;
+
+	for (int i = 0; i < 200; i++) {
+		struct mig_event e;
+
+		mig_event_begin(&e, w->ev, "round_end");
+		ut_json_u64(&e.j, "writer", w->id);
+		ut_json_str(&e.j, "text", "a \"quoted\" line\n");
+		mig_event_end(&e);
+	}
+	return NULL;
+}
+
+START_TEST(events_lines_in_order)
+{
+	char path[] = "/tmp/check-migrate-events.XXXXXX";
+	char err[MIG_ERR_LEN], line[2048];
+	struct ev_writer w[3];
+	pthread_t th[3];
+	struct mig_events *ev;
+	uint64_t written = 0, n = 0;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(mig_events_open(&ev, path, "source", err), 0);
+	for (int i = 0; i < 3; i++) {
+		w[i] = (struct ev_writer){ ev, i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, write_events,
+						&w[i]), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(mig_events_close(ev, &written), 0);
+	ck_assert_uint_eq(written, 600);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		struct ut_json_member m[8];
+		int k = ut_json_parse(line, strlen(line), m, 8);
+
+		ck_assert_int_eq(k, 6);
+		ck_assert_str_eq(ut_json_get(m, k, "event")->str, "round_end");
+		ck_assert_str_eq(ut_json_get(m, k, "role")->str, "source");
+		ck_assert_double_eq(ut_json_get(m, k, "seq")->num, n);
+		ck_assert_str_eq(ut_json_get(m, k, "text")->str,
+				 "a \"quoted\" line\n");
+		n++;
+	}
+	fclose(f);
+	unlink(path);
+	ck_assert_uint_eq(n, 600);
+	/* A sink of NULL takes events and writes nothing. */
+	write_events(&(struct ev_writer){ NULL, 9 });
+	ck_assert_int_eq(mig_events_close(NULL, NULL), 0);
+}
+END_TEST
+
+START_TEST(events_full_device)
+{
+	struct mig_events *ev;
+	char err[MIG_ERR_LEN];
+	uint64_t written = 1;
+
+	if (access("/dev/full", W_OK))
+		return; /* nothing to fill here */
+	ck_assert_int_eq(mig_events_open(&ev, "/dev/full", "dest", err), 0);
+	write_events(&(struct ev_writer){ ev, 0 });
+	ck_assert_int_eq(mig_events_close(ev, &written), -ENOSPC);
+	ck_assert_uint_eq(written, 0);
+	ck_assert_int_eq(mig_events_open(&ev, "/nonexistent/dir/ev", "dest",
+					 err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/dir/ev"));
+}
+END_TEST
+
 /* ---- the phases ---- */
 
 /* Every path an engine walks, start to outcome (SETUP first). */
@@ -1057,6 +1206,11 @@ int main(void)
 		{ "cancel_null_and_fini_twice", cancel_null_and_fini_twice,
 		  0, 0 },
 		{ "cancel_race_with_commit", cancel_race_with_commit, 0, 0 },
+		{ "policy_postcopy_requested", policy_postcopy_requested,
+		  0, 0 },
+		{ "tune_limits_and_refusals", tune_limits_and_refusals, 0, 0 },
+		{ "events_lines_in_order", events_lines_in_order, 0, 0 },
+		{ "events_full_device", events_full_device, 0, 0 },
 		{ "phase_walks", phase_walks, UT_ARRAY_SIZE(walks), 0 },
 		{ "phase_refused", phase_refused, 0, 0 },
 		{ "worker_stop_by_eventfd", worker_stop_by_eventfd, 0, 0 },

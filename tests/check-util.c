@@ -329,6 +329,115 @@ START_TEST(hist_huge_sample)
 }
 END_TEST
 
+START_TEST(units_duration)
+{
+	static const struct { const char *s; uint64_t bare, ms; int ret; } t[] = {
+		{ "500ms", 1, 500, 0 }, { "10s", 1, 10000, 0 },
+		{ "2m", 1, 120000, 0 }, { "1h", 1, 3600000, 0 },
+		{ "1.5s", 1, 1500, 0 }, { "300", 1, 300, 0 },
+		{ "60", 1000, 60000, 0 }, { "0", 1, 0, 0 },
+		{ "", 1, 0, -EINVAL }, { "s", 1, 0, -EINVAL },
+		{ "10x", 1, 0, -EINVAL }, { "-1s", 1, 0, -EINVAL },
+		{ "1e3", 1, 0, -EINVAL }, { "inf", 1, 0, -EINVAL },
+		{ "10 s", 1, 0, -EINVAL }, { "1.2.3s", 1, 0, -EINVAL },
+		{ "99999999999999h", 1, 0, -ERANGE },
+	};
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(t); i++) {
+		uint64_t v = 12345;
+		int ret = ut_parse_duration_ms(t[i].s, t[i].bare, &v);
+
+		ck_assert_msg(ret == t[i].ret, "'%s': %d", t[i].s, ret);
+		if (!ret)
+			ck_assert_msg(v == t[i].ms, "'%s': %llu", t[i].s,
+				      (unsigned long long)v);
+	}
+}
+END_TEST
+
+START_TEST(units_size)
+{
+	static const struct { const char *s; uint64_t bare, v; int ret; } t[] = {
+		{ "64M", 1, 64 << 20, 0 }, { "1G", 1, 1ULL << 30, 0 },
+		{ "4k", 1, 4096, 0 }, { "2MiB", 1, 2 << 20, 0 },
+		{ "1T", 1, 1ULL << 40, 0 }, { "10", 1 << 20, 10 << 20, 0 },
+		{ "0.5G", 1, 512 << 20, 0 }, { "3MB", 1, 3 << 20, 0 },
+		{ "12", 1, 12, 0 }, { "1X", 1, 0, -EINVAL },
+		{ "M", 1, 0, -EINVAL }, { "1Mx", 1, 0, -EINVAL },
+		{ "-4K", 1, 0, -EINVAL }, { "99999999T", 1, 0, -ERANGE },
+	};
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(t); i++) {
+		uint64_t v = 1;
+		int ret = ut_parse_size(t[i].s, t[i].bare, &v);
+
+		ck_assert_msg(ret == t[i].ret, "'%s': %d", t[i].s, ret);
+		if (!ret)
+			ck_assert_msg(v == t[i].v, "'%s': %llu", t[i].s,
+				      (unsigned long long)v);
+	}
+}
+END_TEST
+
+START_TEST(json_build_and_parse)
+{
+	struct ut_json_member m[8];
+	const struct ut_json_member *x;
+	struct ut_json j;
+	char buf[256];
+	ssize_t n;
+	int k;
+
+	ut_json_begin(&j, buf, sizeof(buf));
+	ut_json_str(&j, "event", "round \"end\"\n\x01");
+	ut_json_u64(&j, "round", 3);
+	ut_json_dbl(&j, "ms", 12.25, 2);
+	ut_json_dbl(&j, "nan", 0.0 / 0.0, 1);
+	ut_json_bool(&j, "ok", true);
+	ut_json_i64(&j, "neg", -5);
+	n = ut_json_end(&j);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(buf[n - 1], '\n');
+	k = ut_json_parse(buf, n, m, 8);
+	ck_assert_int_eq(k, 6);
+	x = ut_json_get(m, k, "event");
+	ck_assert_ptr_nonnull(x);
+	ck_assert_int_eq(x->type, UT_JSON_STRING);
+	ck_assert_str_eq(x->str, "round \"end\"\n\x01");
+	ck_assert_double_eq(ut_json_get(m, k, "round")->num, 3);
+	ck_assert_double_eq(ut_json_get(m, k, "ms")->num, 12.25);
+	ck_assert_int_eq(ut_json_get(m, k, "nan")->type, UT_JSON_NULL);
+	ck_assert(ut_json_get(m, k, "ok")->b);
+	ck_assert_double_eq(ut_json_get(m, k, "neg")->num, -5);
+	ck_assert_ptr_null(ut_json_get(m, k, "missing"));
+	/* Too small a buffer: refused, never overrun. */
+	ut_json_begin(&j, buf, 16);
+	ut_json_str(&j, "key", "a value longer than the buffer");
+	ck_assert_int_eq(ut_json_end(&j), -ENOSPC);
+	ck_assert_int_lt(strlen(buf), 16);
+}
+END_TEST
+
+START_TEST(json_parse_refuses)
+{
+	static const char *const bad[] = {
+		"", "{", "}", "[1]", "{\"a\": {\"b\": 1}}", "{\"a\": [1]}",
+		"{\"a\" 1}", "{\"a\": 1,}", "{a: 1}", "{\"a\": 1} x",
+		"{\"a\": \"\\u0000\"}", "{\"a\": \"\\q\"}", "{\"a\": nul}",
+		"{\"a\": 1e999}", "{\"a\": \"unterminated}",
+	};
+	struct ut_json_member m[2];
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(bad); i++)
+		ck_assert_msg(ut_json_parse(bad[i], strlen(bad[i]), m, 2) < 0,
+			      "accepted '%s'", bad[i]);
+	ck_assert_int_eq(ut_json_parse("{}", 2, m, 2), 0);
+	ck_assert_int_eq(ut_json_parse("{\"a\":1,\"b\":2,\"c\":3}", 19, m, 2),
+			 -E2BIG);
+	ck_assert_int_eq(ut_json_parse(" {\"a\" : true } \n", 16, m, 2), 1);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -350,6 +459,10 @@ static Suite *util_suite(void)
 		{ "hist_percentiles", hist_percentiles },
 		{ "hist_huge_sample", hist_huge_sample },
 		{ "oom_protect_restore", oom_protect_restore },
+		{ "units_duration", units_duration },
+		{ "units_size", units_size },
+		{ "json_build_and_parse", json_build_and_parse },
+		{ "json_parse_refuses", json_parse_refuses },
 	};
 
 	for (unsigned int i = 0; i < UT_ARRAY_SIZE(cases); i++) {

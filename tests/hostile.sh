@@ -63,7 +63,7 @@ for f in "$VM" "$DST" "$SRC" "$PEER" "$B/tools/ferry-cert"; do
 	[ -x "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
 done
 
-IO_MS=2000 # ferry-dest --timeout
+IO_MS=2000 # ferry-dest --io-timeout, in ms
 PAGES=4096 # ferry-vm -m 16M: one region of 4096 4 KiB pages
 
 # scenario|what ferry-dest's last line must match (grep -E; OK: the
@@ -298,7 +298,7 @@ one_case() {
 	PIDS="$PIDS $vm"
 	wait_for 10 "the incoming VM's socket" vm_up $vm || return
 	"$DST" --vm "$CT/dst.sock" --listen 127.0.0.1:0 $STLS \
-		--timeout $IO_MS --accept-timeout 20 >"$CT/fdest.log" 2>&1 &
+		--io-timeout ${IO_MS}ms --accept-timeout 20 >"$CT/fdest.log" 2>&1 &
 	dest=$!
 	PIDS="$PIDS $dest"
 	wait_for 10 "ferry-dest to listen" listening || return

@@ -97,7 +97,16 @@ EXTRA_DIST += tests/migrate.sh tests/harness.sh tests/tcp-proxy.py
 # Cancelling a migration with SIGINT/SIGTERM, before and after the
 # switchover is committed.
 TESTS += tests/cancel.sh
-EXTRA_DIST += tests/cancel.sh
+EXTRA_DIST += tests/cancel.sh tests/agents.sh
+
+# The operator's controls (ferry ctl, --control, --events) against running
+# migrations, each effect read back from the events stream.
+TESTS += tests/ctl.sh
+EXTRA_DIST += tests/ctl.sh tests/events.py
+
+# The manual pages against each subcommand's --help.
+TESTS += tests/manpages.sh
+EXTRA_DIST += tests/manpages.sh
 
 # Faults at every phase: frozen agents, a slow lossy link, a full
 # filesystem, memory cgroups (docs/recovery.md's fault matrix).

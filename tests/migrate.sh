@@ -241,7 +241,7 @@ case_postcopy_dest_killed() {
 	wait_filled src || return
 	start_dest || return
 	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode postcopy \
-		--bandwidth 8 --timeout 3000 --recover-timeout 2
+		--bandwidth 8 --io-timeout 3s --recover-timeout 2
 	wait_hb dst 1 || return # the guest runs at the destination
 	kill -9 "${PID_OF[dest]}"
 	wait_exit fsrc 30 "ferry-source to give up" || return
@@ -271,8 +271,8 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
 	start_dest || return
 	start_proxy $lport || return
 	start_src fsrc --dest "127.0.0.1:$lport" $CTLS --mode postcopy \
-		--bandwidth 12 --timeout 2000 --json "$CT/src.json" \
-		--recover-timeout 30
+		--bandwidth 12 --io-timeout 2s --json "$CT/src.json" \
+		--recover-timeout 30 --events "$CT/src.events"
 	wait_hb dst 1 || return # the postcopy switchover happened
 	sleep 0.3
 	kill -9 "${PID_OF[proxy]}"
@@ -292,6 +292,13 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
 	verified dst "$(pages 64M)" || return
 	grep -q '"recoveries": [1-9]' "$CT/src.json" ||
 		{ fail "the connection was never cut"; return; }
+	# The events say so, in order: lost, then reconnected.
+	python3 "$(dirname "$PROXY")/events.py" has "$CT/src.events" \
+		'e["event"] == "recovery" and e["state"] == "lost"' &&
+		python3 "$(dirname "$PROXY")/events.py" eval "$CT/src.events" \
+			'[e["state"] for e in ev if e["event"] == "recovery"][-1]' |
+		grep -qx reconnected ||
+		{ fail "the events do not say lost, then reconnected: $(grep recovery "$CT/src.events")"; return; }
 	pass "postcopy, connection cut and recovered: $VERIFIED"
 }
 
@@ -304,7 +311,7 @@ case_postcopy_manual_recover() {
 	wait_hb src 2 || return
 	start_dest || return
 	start_src fsrc1 --dest "127.0.0.1:$PORT" $CTLS --mode postcopy \
-		--bandwidth 8 --timeout 2000
+		--bandwidth 8 --io-timeout 2s
 	wait_hb dst 1 || return # the postcopy switchover happened
 	kill -9 "${PID_OF[fsrc1]}"
 	wait "${PID_OF[fsrc1]}" 2>/dev/null
@@ -371,7 +378,7 @@ case_dest_killed() {
 	wait_filled src || return
 	start_dest || return
 	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --bandwidth 16 \
-		--timeout 3000
+		--io-timeout 3s
 	sleep 1
 	kill -9 "${PID_OF[dest]}"
 	wait_exit fsrc 30 "ferry-source to give up" || return
@@ -388,7 +395,7 @@ case_source_killed() {
 	start_vm src --ws 64M --rate 8 || return
 	start_vm dst --ws 64M --rate 8 --incoming || return
 	wait_filled src || return
-	start_dest --timeout 3000 || return
+	start_dest --io-timeout 3s || return
 	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --bandwidth 16
 	sleep 1
 	kill -9 "${PID_OF[fsrc]}"

@@ -112,12 +112,12 @@ stop_all() {
 
 start_dest() { # extra args; sets PORT once ferry-dest listens
 	# Not under timeout(1): the case kills this very PID. Its waits are
-	# bounded by --accept-timeout and --timeout. The last case's log goes
+	# bounded by --accept-timeout and --io-timeout. The last case's log goes
 	# first: the shell truncates it only once the child runs, and its old
 	# port must not be read meanwhile.
 	rm -f "$T/fdest.log" "$T/dest.json"
 	"$DST" --vm "$T/dst/vm.sock" --listen 127.0.0.1:0 $STLS \
-		--accept-timeout 60 --timeout 10000 --json "$T/dest.json" "$@" \
+		--accept-timeout 60 --io-timeout 10s --json "$T/dest.json" "$@" \
 		>"$T/fdest.log" 2>&1 &
 	dest_pid=$!
 	PIDS+=($!)
@@ -271,7 +271,7 @@ case_dest_killed() {
 	# guest dirtying 8 MiB/s never converges; the kill comes in round 0
 	# (checked below: no state was saved).
 	timeout 120 "$SRC" --vm "$T/src/vm.sock" --dest "127.0.0.1:$PORT" \
-		$CTLS -q --mode precopy --bandwidth 4 --timeout 3000 \
+		$CTLS -q --mode precopy --bandwidth 4 --io-timeout 3s \
 		--deadline 100 >"$T/fsrc.log" 2>&1 &
 	local spid=$!
 	PIDS+=($spid)
@@ -309,7 +309,7 @@ case_recover() {
 	start_dest
 	# 16 MiB of data at 4 MiB/s: postcopy lasts about 4 s.
 	"$SRC" --vm "$T/src/vm.sock" --dest "127.0.0.1:$PORT" $CTLS -q \
-		--mode postcopy --bandwidth 4 --timeout 2000 >"$T/fsrc.log" 2>&1 &
+		--mode postcopy --bandwidth 4 --io-timeout 2s >"$T/fsrc.log" 2>&1 &
 	local spid=$!
 	PIDS+=($spid)
 	if ! wait_for 30 has_hbs dst 1; then

@@ -66,9 +66,43 @@ long cli_number(const struct cli *c, const char *opt, const char *arg,
 	return v;
 }
 
+int64_t cli_duration(const struct cli *c, const char *opt, const char *arg,
+		     uint64_t bare_ms, uint64_t min_ms, uint64_t max_ms)
+{
+	uint64_t v;
+
+	if (ut_parse_duration_ms(arg, bare_ms, &v) || v < min_ms ||
+	    v > max_ms) {
+		fprintf(stderr, "%s: %s takes a time from %llums to %llus "
+				"(500ms, 10s, 2m; a bare number is %s), not "
+				"'%s'\n", c->prog, opt,
+			(unsigned long long)min_ms,
+			(unsigned long long)max_ms / 1000,
+			bare_ms == 1 ? "ms" : "s", arg);
+		return -1;
+	}
+	return (int64_t)v;
+}
+
+int64_t cli_size(const struct cli *c, const char *opt, const char *arg,
+		 uint64_t bare, uint64_t min, uint64_t max)
+{
+	uint64_t v;
+
+	if (ut_parse_size(arg, bare, &v) || v < min || v > max) {
+		fprintf(stderr, "%s: %s takes a size from %lluK to %lluM "
+				"(64M, 1G, 512K; a bare number is MiB), not "
+				"'%s'\n", c->prog, opt,
+			(unsigned long long)(min >> 10),
+			(unsigned long long)(max >> 20), arg);
+		return -1;
+	}
+	return (int64_t)v;
+}
+
 int cli_option(struct cli *c, int opt, const char *arg)
 {
-	long v;
+	int64_t v;
 
 	switch (opt) {
 	case CLI_OPT_CA:
@@ -92,14 +126,22 @@ int cli_option(struct cli *c, int opt, const char *arg)
 		c->tp.security = TP_SEC_INSECURE;
 		c->insecure_named = true;
 		return 1;
+	case CLI_OPT_IO_TIMEOUT:
 	case CLI_OPT_TIMEOUT:
-		v = cli_number(c, "--timeout", arg, 1, 3600000);
+		v = cli_duration(c, opt == CLI_OPT_TIMEOUT ? "--timeout" :
+				 "--io-timeout", arg, 1, 1, 3600000);
 		if (v < 0)
 			return -1;
 		c->tp.timeout_ms = v;
 		return 1;
 	case CLI_OPT_JSON:
 		c->json = arg;
+		return 1;
+	case CLI_OPT_EVENTS:
+		c->events_path = arg;
+		return 1;
+	case CLI_OPT_CONTROL:
+		c->control_path = arg;
 		return 1;
 	case 'q':
 		c->quiet = true;
@@ -145,20 +187,6 @@ int cli_check_args(const struct cli *c, int optind, int argc, bool ok,
 	return 0;
 }
 
-int cli_finish(const struct cli *c, const struct mig_stats *st, int ret,
-	       const char *err, const char *role)
-{
-	if (c->json)
-		mig_stats_write_json(st, role, c->json);
-	if (ret) {
-		fprintf(stderr, "%s: %s\n", c->prog, err);
-		return 1;
-	}
-	if (!c->quiet)
-		cli_print_summary(st, c->prog);
-	return 0;
-}
-
 int cli_check(struct cli *c)
 {
 	if (c->insecure_named && c->tp.psk) {
@@ -175,6 +203,12 @@ int cli_check(struct cli *c)
 	if (c->tp.crl_file && c->tp.security != TP_SEC_MTLS) {
 		fprintf(stderr, "%s: --crl needs mutual TLS (--ca, --cert, "
 				"--key)\n", c->prog);
+		return -1;
+	}
+	if (c->json && c->events_path && !strcmp(c->json, "-") &&
+	    !strcmp(c->events_path, "-")) {
+		fprintf(stderr, "%s: --json - and --events - both want stdout: "
+				"send one of them to a file\n", c->prog);
 		return -1;
 	}
 	if (c->tp.security == TP_SEC_INSECURE)
@@ -216,57 +250,57 @@ static double mib(uint64_t b)
 }
 
 /* "placement bind:1: planned node 1 256 MiB; placed node 1 250 MiB, ..." */
-static void print_placement(const struct mig_place_stats *p)
+static void print_placement(FILE *f, const struct mig_place_stats *p)
 {
 	if (!p->policy[0])
 		return;
-	printf("  placement %s: planned", p->policy);
+	fprintf(f, "  placement %s: planned", p->policy);
 	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++)
-		printf("%s node %u %.0f MiB", i ? "," : "", p->node_id[i],
+		fprintf(f, "%s node %u %.0f MiB", i ? "," : "", p->node_id[i],
 		       mib(p->planned[p->node_id[i] % GM_MAX_NODES]));
 	if (p->checked) {
-		printf("; placed");
+		fprintf(f, "; placed");
 		for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++)
-			printf("%s node %u %.1f MiB", i ? "," : "",
+			fprintf(f, "%s node %u %.1f MiB", i ? "," : "",
 			       p->node_id[i],
 			       mib(p->placed[p->node_id[i] % GM_MAX_NODES]));
-		printf(" (%.2f%% of %llu pages as planned, %llu never "
+		fprintf(f, " (%.2f%% of %llu pages as planned, %llu never "
 		       "allocated)", p->pages_present ?
 		       100.0 * p->pages_as_planned / p->pages_present : 0.0,
 		       (unsigned long long)p->pages_present,
 		       (unsigned long long)p->pages_absent);
 	}
-	printf("\n");
+	fprintf(f, "\n");
 	if (p->heat_samples)
-		printf("  placement: %llu of %llu chunks written in %u samples "
+		fprintf(f, "  placement: %llu of %llu chunks written in %u samples "
 		       "planned on the top tier\n",
 		       (unsigned long long)p->hot_on_top,
 		       (unsigned long long)p->hot_chunks, p->heat_samples);
 	if (p->note[0])
-		printf("  placement: %s\n", p->note);
+		fprintf(f, "  placement: %s\n", p->note);
 }
 
-void cli_print_summary(const struct mig_stats *st, const char *role)
+void cli_print_summary(FILE *f, const struct mig_stats *st, const char *role)
 {
-	printf("%s: %s migration %s in %.2f s", role, st->mode, st->outcome,
-	       st->total_s);
+	fprintf(f, "%s: %s migration %s in %.2f s", role, st->mode, st->outcome,
+		st->total_s);
 	if (st->downtime_ms > 0)
-		printf(", downtime %.1f ms", st->downtime_ms);
-	printf("\n");
-	print_placement(&st->place);
+		fprintf(f, ", downtime %.1f ms", st->downtime_ms);
+	fprintf(f, "\n");
+	print_placement(f, &st->place);
 	if (!st->bytes_total)
 		return;
-	printf("  guest RAM %.0f MiB over %u bulk streams, %u rounds\n",
+	fprintf(f, "  guest RAM %.0f MiB over %u bulk streams, %u rounds\n",
 	       mib(st->guest_bytes), st->nbulk, st->nrounds);
-	printf("  sent %.1f MiB: page data %.1f, zero bitmaps %.3f, duplicate "
+	fprintf(f, "  sent %.1f MiB: page data %.1f, zero bitmaps %.3f, duplicate "
 	       "refs %.3f, protocol %.3f\n", mib(st->bytes_total),
 	       mib(st->bytes_data), mib(st->bytes_zero), mib(st->bytes_dup),
 	       mib(st->bytes_proto));
-	printf("  throughput %.0f MiB/s, setup %.3f s, CPU %.2f s source / "
+	fprintf(f, "  throughput %.0f MiB/s, setup %.3f s, CPU %.2f s source / "
 	       "%.2f s destination\n", st->throughput_mibs, st->setup_s,
 	       st->cpu_s_source, st->cpu_s_dest);
 	if (!strcmp(st->mode, "postcopy"))
-		printf("  postcopy %.2f s: %llu pages pushed, %llu requested; "
+		fprintf(f, "  postcopy %.2f s: %llu pages pushed, %llu requested; "
 		       "%llu faults, p50 %.0f us, p99 %.0f us, max %.0f us, "
 		       "vCPU blocked %.1f ms\n", st->postcopy_s,
 		       (unsigned long long)st->pages_pushed,
@@ -277,9 +311,10 @@ void cli_print_summary(const struct mig_stats *st, const char *role)
 
 void cli_progress(const struct mig_progress *p, void *arg)
 {
-	const bool *tty = arg;
+	struct cli *c = arg;
 
-	if (!*tty)
+	cli_control_update(c->control, p);
+	if (!c->tty || !p->phase || !strcmp(p->phase, "setup"))
 		return;
 	fprintf(stderr, "\r\033[Kround %u%s | %.0f/%.0f MiB | dirty %.1f MiB/s "
 		"| %.0f MiB/s | predicted downtime %.1f ms",
@@ -380,4 +415,102 @@ void cli_signals_stop(struct cli_signals *s)
 		close(s->sig_fd);
 	s->stop_fd = s->sig_fd = -1;
 	mig_cancel_fini(&s->cancel);
+}
+
+/* ---- an agent's run ---- */
+
+int cli_start(struct cli *c, struct cli_signals *sig, struct mig_tune *tune,
+	      const char *role)
+{
+	char err[MIG_ERR_LEN];
+	int ret;
+
+	signal(SIGPIPE, SIG_IGN);
+	ret = cli_signals_start(sig, c->prog);
+	if (ret) {
+		fprintf(stderr, "%s: cannot handle signals: %s\n", c->prog,
+			strerror(-ret));
+		goto stop_signals;
+	}
+	if (c->events_path &&
+	    mig_events_open(&c->events, c->events_path, role, err)) {
+		fprintf(stderr, "%s: %s\n", c->prog, err);
+		goto stop_signals;
+	}
+	if (c->control_path &&
+	    cli_control_start(&c->control, c->prog, c->control_path, role,
+			      &sig->cancel, tune, c->events, c->tp.nbulk))
+		goto close_events;
+	c->tty = !c->quiet && isatty(STDERR_FILENO);
+	return 0;
+
+close_events:
+	mig_events_close(c->events, NULL);
+	c->events = NULL;
+stop_signals:
+	cli_signals_stop(sig);
+	return 1;
+}
+
+void cli_arm(struct cli *c, struct cli_signals *sig)
+{
+	cli_signals_arm(sig);
+	cli_control_arm(c->control);
+}
+
+/* The last event: completed, or failed with the outcome and the reason. */
+static void finish_event(struct mig_events *ev, const struct mig_stats *st,
+			 int ret, const char *err)
+{
+	struct mig_event e;
+
+	mig_event_begin(&e, ev, ret ? "failed" : "completed");
+	ut_json_str(&e.j, "outcome", st->outcome);
+	if (ret)
+		ut_json_str(&e.j, "reason", err);
+	ut_json_str(&e.j, "mode", st->mode);
+	ut_json_dbl(&e.j, "total_s", st->total_s, 3);
+	ut_json_dbl(&e.j, "downtime_ms", st->downtime_ms, 2);
+	ut_json_u64(&e.j, "rounds", st->nrounds);
+	ut_json_u64(&e.j, "bytes_total", st->bytes_total);
+	ut_json_u64(&e.j, "bytes_data", st->bytes_data);
+	ut_json_u64(&e.j, "bytes_zero", st->bytes_zero);
+	ut_json_u64(&e.j, "bytes_dup", st->bytes_dup);
+	ut_json_u64(&e.j, "bytes_proto", st->bytes_proto);
+	ut_json_u64(&e.j, "faults", st->faults);
+	ut_json_u64(&e.j, "recoveries", st->recoveries);
+	mig_event_end(&e);
+}
+
+int cli_finish(struct cli *c, struct cli_signals *sig,
+	       const struct mig_stats *st, int ret, const char *err,
+	       const char *role)
+{
+	/* The summary must not land in an events stream on stdout. */
+	FILE *out = c->events_path && !strcmp(c->events_path, "-") ? stderr :
+								      stdout;
+	uint64_t written = 0;
+	int ev;
+
+	if (c->tty)
+		fprintf(stderr, "\n");
+	cli_control_stop(c->control);
+	c->control = NULL;
+	cli_signals_stop(sig);
+	finish_event(c->events, st, ret, err);
+	ev = mig_events_close(c->events, &written);
+	c->events = NULL;
+	if (c->json)
+		mig_stats_write_json(st, role, c->json);
+	if (ev)
+		fprintf(stderr, "%s: --events %s: %s: the stream stops after "
+				"%llu events\n", c->prog, c->events_path,
+			strerror(-ev), (unsigned long long)written);
+	if (ret) {
+		fprintf(stderr, "%s: %s\n", c->prog, err);
+		return 1;
+	}
+	if (!c->quiet)
+		cli_print_summary(out, st, c->prog);
+	return 0;
 }

@@ -1,17 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * ferry-cert: certificates for the demo and the tests.
- *
- *   ferry-cert ca DIR [CN]                 DIR/ca.pem, DIR/ca-key.pem
- *   ferry-cert host DIR NAME [options]     DIR/NAME.pem, DIR/NAME-key.pem
- *        --san LIST     subjectAltName (default DNS:localhost,IP:127.0.0.1,IP:::1)
- *        --days N       validity (default 365); --expired: expired yesterday
- *        --ca PREFIX    sign with PREFIX.pem / PREFIX-key.pem (default DIR/ca)
- *   ferry-cert crl DIR [CERT...] [options] DIR/crl.pem revoking each CERT
- *        --days N       until the next update (default 30)
- *        --ca PREFIX    as above
- *   ferry-cert demo DIR                    ca, server, client, plus an
- *                                          expired host and a rogue CA's host
+ * ferry cert: certificates for the demo and the tests (see the usage
+ * text below and docs/man/ferry-cert.1).
  */
 #include "config.h"
 
@@ -23,18 +13,58 @@
 #include <sys/stat.h>
 
 #include "tools/cert.h"
+#include "tools/ferry.h"
 #include "transport/transport.h"
 
 #define DEFAULT_SAN "DNS:localhost,IP:127.0.0.1,IP:::1"
 
+static const char usage_text[] =
+"Usage: ferry cert ca DIR [CN]\n"
+"       ferry cert host DIR NAME [--san LIST] [--days N] [--expired]\n"
+"                                [--ca PREFIX]\n"
+"       ferry cert crl DIR [CERT...] [--days N] [--ca PREFIX]\n"
+"       ferry cert demo DIR\n"
+"Makes the certificates the agents' mutual TLS needs, for tests and demos\n"
+"(a real deployment uses its own CA). DIR is created (0700) if missing.\n"
+"\n"
+"  ca DIR [CN]          a CA: DIR/ca.pem and DIR/ca-key.pem (10 years)\n"
+"  host DIR NAME        a host certificate signed by the CA: DIR/NAME.pem,\n"
+"                       DIR/NAME-key.pem\n"
+"  crl DIR [CERT...]    DIR/crl.pem revoking each CERT (PEM files)\n"
+"  demo DIR             ca, server, client, an expired host and a host of\n"
+"                       another CA (rogue-ca, rogue), for the tests\n"
+"\n"
+"      --san LIST       host: subjectAltName (default\n"
+"                       DNS:localhost,IP:127.0.0.1,IP:::1)\n"
+"      --days N         host: validity in days (default 365); crl: days to\n"
+"                       the next update (default 30)\n"
+"      --expired        host: a certificate that expired yesterday\n"
+"      --ca PREFIX      sign with PREFIX.pem and PREFIX-key.pem (default\n"
+"                       DIR/ca)\n"
+"  -h, --help           this text\n"
+"\n"
+"Exit status: 0 written, 1 failed, 2 usage.\n";
+
+static const char *prog = "ferry cert";
+
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: ferry-cert ca DIR [CN]\n"
-		"       ferry-cert host DIR NAME [--san LIST] [--days N] [--expired] [--ca PREFIX]\n"
-		"       ferry-cert crl DIR [CERT...] [--days N] [--ca PREFIX]\n"
-		"       ferry-cert demo DIR\n");
+	fprintf(stderr, "%s: bad arguments (see %s --help)\n", prog, prog);
 	return 2;
+}
+
+/* --days N: 1 to 36500; -1 (after a message) otherwise. */
+static int days_arg(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (*end || end == s || v < 1 || v > 36500) {
+		fprintf(stderr, "%s: --days takes 1 to 36500, not '%s'\n", prog,
+			s);
+		return -1;
+	}
+	return (int)v;
 }
 
 static int make_ca(const char *dir, const char *base, const char *cn)
@@ -48,7 +78,7 @@ static int make_ca(const char *dir, const char *base, const char *cn)
 	snprintf(k, sizeof(k), "%s/%s-key.pem", dir, base);
 	ret = cert_make_ca(c, k, &o, &err);
 	if (ret < 0)
-		fprintf(stderr, "ferry-cert: %s\n", err.msg);
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
 	return ret;
 }
 
@@ -66,7 +96,7 @@ static int make_host(const char *dir, const char *name, const char *ca,
 	snprintf(ck, sizeof(ck), "%s-key.pem", ca);
 	ret = cert_make_host(cc, ck, c, k, &o, &err);
 	if (ret < 0)
-		fprintf(stderr, "ferry-cert: %s\n", err.msg);
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
 	return ret;
 }
 
@@ -82,9 +112,10 @@ static int cmd_host(int argc, char **argv)
 			days = -1;
 		else if (!strcmp(argv[i], "--san") && i + 1 < argc)
 			san = argv[++i];
-		else if (!strcmp(argv[i], "--days") && i + 1 < argc)
-			days = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--ca") && i + 1 < argc)
+		else if (!strcmp(argv[i], "--days") && i + 1 < argc) {
+			if ((days = days_arg(argv[++i])) < 0)
+				return 2;
+		} else if (!strcmp(argv[i], "--ca") && i + 1 < argc)
 			snprintf(ca, sizeof(ca), "%s", argv[++i]);
 		else
 			return usage();
@@ -104,9 +135,10 @@ static int cmd_crl(int argc, char **argv)
 		return 1;
 	snprintf(ca, sizeof(ca), "%s/ca", argv[0]);
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--days") && i + 1 < argc)
-			days = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--ca") && i + 1 < argc)
+		if (!strcmp(argv[i], "--days") && i + 1 < argc) {
+			if ((days = days_arg(argv[++i])) < 0)
+				goto free_revoked;
+		} else if (!strcmp(argv[i], "--ca") && i + 1 < argc)
 			snprintf(ca, sizeof(ca), "%s", argv[++i]);
 		else if (argv[i][0] == '-')
 			goto free_revoked;
@@ -118,7 +150,7 @@ static int cmd_crl(int argc, char **argv)
 	snprintf(out, sizeof(out), "%s/crl.pem", argv[0]);
 	ret = cert_make_crl(cc, ck, revoked, n, out, days, &err) < 0;
 	if (ret)
-		fprintf(stderr, "ferry-cert: %s\n", err.msg);
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
 
 free_revoked:
 	free(revoked);
@@ -138,17 +170,23 @@ static int cmd_demo(const char *dir)
 	    make_host(dir, "expired", ca, DEFAULT_SAN, -1) < 0 ||
 	    make_host(dir, "rogue", rogue, DEFAULT_SAN, 365) < 0)
 		return 1;
-	printf("ferry-cert: wrote ca, server, client, expired, rogue-ca, rogue in %s\n",
-	       dir);
+	printf("%s: wrote ca, server, client, expired, rogue-ca, rogue in %s\n",
+	       prog, dir);
 	return 0;
 }
 
-int main(int argc, char **argv)
+int ferry_cert_main(int argc, char **argv)
 {
+	prog = argv[0];
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage_text, stdout);
+			return 0;
+		}
 	if (argc < 3)
 		return usage();
 	if (mkdir(argv[2], 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "ferry-cert: cannot create %s: %s\n", argv[2],
+		fprintf(stderr, "%s: cannot create %s: %s\n", prog, argv[2],
 			strerror(errno));
 		return 1;
 	}

@@ -1,32 +1,41 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * ferry-dest: receives one live migration from a ferry-source into an
- * incoming VM (ferry-vm --incoming) and resumes it there.
+ * ferry dest: receives one live migration from a ferry source into an
+ * incoming VM (ferry vm --incoming) and resumes it there.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/ferry.h"
 
 static const char usage[] =
-"Usage: ferry-dest [OPTIONS] --vm SOCKET --listen [HOST:]PORT\n"
-"       ferry-dest --show-topology\n"
-"Waits for one ferry-source on PORT, receives the VM into the incoming VM\n"
-"whose VM link listens on SOCKET (ferry-vm --incoming --socket SOCKET),\n"
+"Usage: ferry dest [OPTIONS] --vm SOCKET --listen [HOST:]PORT\n"
+"       ferry dest --show-topology\n"
+"Waits for one ferry source on PORT, receives the VM into the incoming VM\n"
+"whose VM link listens on SOCKET (ferry vm --incoming --socket SOCKET),\n"
 "and resumes it there. If the source fails or gives up before the\n"
-"switchover, the incoming VM is discarded and ferry-dest exits non-zero.\n"
+"switchover, the incoming VM is discarded and ferry dest exits non-zero.\n"
 "\n"
+"Migration:\n"
 "  -s, --vm SOCKET          the incoming VM's link socket\n"
-"  -l, --listen [HOST:]PORT address to listen on (default: all)\n"
-"      --accept-timeout S   give up if no source connects in S s (600);\n"
-"                           also how long a postcopy interrupted by a lost\n"
-"                           connection waits for the source to return\n"
+"  -l, --listen [HOST:]PORT address to listen on (default: all; port 0\n"
+"                           picks a free one, printed on stderr)\n"
+"      --accept-timeout TIME  give up if no source connects within TIME\n"
+"                           (default 10m; bare number: s)\n"
+"      --recover-timeout TIME  after a postcopy connection loss, wait this\n"
+"                           long for the source to return (default: the\n"
+"                           --accept-timeout; bare number: s)\n"
+"      --uffd-mode MODE     how postcopy places pages: auto (MINOR mode\n"
+"                           where the kernel has it for the backing: the\n"
+"                           page written into the page cache, then mapped)\n"
+"                           or missing (UFFDIO_COPY only)\n"
+"\nPlacement:\n"
 "      --placement POLICY   where the guest's pages land (none: the\n"
 "                           kernel's first touch, the default):\n"
 "                           local (the nodes of the incoming VMM's CPUs),\n"
@@ -38,21 +47,15 @@ static const char usage[] =
 "      --fast-share PCT     tiered: at most PCT%% of guest RAM on the top\n"
 "                           tier (default: as much as its free memory)\n"
 "      --show-topology      print this host's NUMA picture and exit\n"
-"      --uffd-mode MODE     how postcopy places pages: auto (MINOR mode\n"
-"                           where the kernel has it for the backing: the\n"
-"                           page written into the page cache, then mapped)\n"
-"                           or missing (UFFDIO_COPY only)\n"
-"  -q, --quiet              no summary\n"
-"  -v, --verbose            log what happens\n"
-"  -h, --help               this text\n"
-"  -V, --version\n"
-"\n" CLI_SECURITY_HELP
-"\nSIGINT or SIGTERM before the state has arrived cancel the migration (the\n"
-"source VM runs on there); after it they are refused.\n"
+"\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
+"\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the state has arrived\n"
+"cancel the migration (the source VM runs on there); after it they are\n"
+"refused.\n"
 "\nExit status: 0 the VM runs here, 1 failed or cancelled, 2 usage.\n";
 
 enum {
 	OPT_ACCEPT_TIMEOUT = CLI_OPT_END,
+	OPT_RECOVER_TIMEOUT,
 	OPT_UFFD_MODE,
 	OPT_PLACEMENT,
 	OPT_FAST_SHARE,
@@ -60,15 +63,15 @@ enum {
 };
 
 /* --show-topology: the host picture, as the plan will see it. */
-static int show_topology(void)
+static int show_topology(const char *prog)
 {
 	static struct gm_topo t;
 	char host[256] = "";
 	int ret = gm_topo_read(&t, NULL);
 
 	if (ret) {
-		fprintf(stderr, "ferry-dest: cannot read this host's NUMA "
-			"picture: %s\n", strerror(-ret));
+		fprintf(stderr, "%s: cannot read this host's NUMA picture: %s\n",
+			prog, strerror(-ret));
 		return 1;
 	}
 	gethostname(host, sizeof(host) - 1);
@@ -78,25 +81,30 @@ static int show_topology(void)
 	return 0;
 }
 
-struct listen {
+struct back {
 	struct tp_listener *l;
-	int timeout_ms;		/* --accept-timeout */
+	int64_t timeout_ms;	/* for a returning source */
 };
 
 /* Postcopy recovery: the next session from the returning source, for up
- * to --accept-timeout. A connection that fails its handshake (a source
- * that gave up on it while this agent was held up, a peer with the wrong
- * credentials) is not the end of the wait: the next one may be the
+ * to the recovery timeout. A connection that fails its handshake (a
+ * source that gave up on it while this agent was held up, a peer with the
+ * wrong credentials) is not the end of the wait: the next one may be the
  * source (tests/faults.sh stop_dest_postcopy). */
 static int reaccept(void *arg, struct tp_session **out, char *err)
 {
-	const struct listen *ls = arg;
-	uint64_t end = ut_now_ns() + (uint64_t)ls->timeout_ms * 1000000ULL;
+	struct back *b = arg;
+	uint64_t end = ut_now_ns() + (uint64_t)b->timeout_ms * 1000000ULL;
 	struct tp_err terr;
 	int ret;
 
 	do {
-		ret = tp_session_accept(ls->l, out, &terr);
+		uint64_t now = ut_now_ns();
+
+		tp_listener_set_accept_timeout(b->l, now < end ?
+					       (int64_t)((end - now) / 1000000) :
+					       1);
+		ret = tp_session_accept(b->l, out, &terr);
 	} while ((ret == -EPROTO || ret == -ECONNRESET || ret == -EACCES) &&
 		 ut_now_ns() < end);
 	if (ret)
@@ -105,30 +113,72 @@ static int reaccept(void *arg, struct tp_session **out, char *err)
 	return ret;
 }
 
-int main(int argc, char **argv)
+/* Listens, waits for the source and runs the engine. */
+static int receive(struct cli *c, struct mig_dest_params *p,
+		   const char *host, const char *port, int64_t recover_ms,
+		   struct cli_signals *sig, struct mig_stats *st, char *err)
+{
+	struct tp_listener *l = NULL;
+	struct tp_session *sess = NULL;
+	struct tp_err terr;
+	struct back b;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->outcome, sizeof(st->outcome), "failed");
+	ret = tp_listener_create(&c->tp, host[0] ? host : NULL, port, &l, &terr);
+	if (!ret) {
+		if (!c->quiet)
+			fprintf(stderr, "%s: listening on port %d\n", c->prog,
+				tp_listener_port(l));
+		ret = tp_session_accept(l, &sess, &terr);
+	}
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "%s", terr.msg);
+		tp_listener_destroy(l);
+		return ret;
+	}
+	if (!c->quiet)
+		fprintf(stderr, "%s: %s\n", c->prog, tp_session_describe(sess));
+	b = (struct back){ l, recover_ms >= 0 ? recover_ms :
+			   c->tp.accept_timeout_ms };
+	p->session = sess;
+	p->mem_access = c->mem;
+	p->reconnect = reaccept;
+	p->reconnect_arg = &b;
+	p->cancel = &sig->cancel;
+	p->progress = cli_progress;
+	p->progress_arg = c;
+	p->events = c->events;
+	cli_arm(c, sig);
+	ret = mig_dest_run(p, st, err);
+	tp_session_destroy(sess);
+	tp_listener_destroy(l);
+	return ret;
+}
+
+int ferry_dest_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
+		{ "recover-timeout", required_argument, NULL,
+		  OPT_RECOVER_TIMEOUT },
 		{ "uffd-mode", required_argument, NULL, OPT_UFFD_MODE },
 		{ "placement", required_argument, NULL, OPT_PLACEMENT },
 		{ "fast-share", required_argument, NULL, OPT_FAST_SHARE },
 		{ "show-topology", no_argument, NULL, OPT_SHOW_TOPOLOGY },
-		CLI_SECURITY_OPTIONS,
+		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
-	struct cli c = { .prog = "ferry-dest", .usage = usage };
+	struct cli c = { .prog = argv[0], .usage = usage };
 	struct cli_signals sig;
 	struct mig_dest_params p = { 0 };
 	const char *listen = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN] = "";
-	struct tp_listener *l = NULL;
-	struct listen ls;
-	struct tp_session *sess = NULL;
 	struct mig_stats st;
-	struct tp_err terr;
-	long v, fast_share = 0;
+	int64_t v, recover_ms = -1, fast_share = 0;
 	int o, ret;
 
 	c.tp.accept_timeout_ms = 600000;
@@ -146,22 +196,28 @@ int main(int argc, char **argv)
 			listen = optarg;
 			break;
 		case OPT_ACCEPT_TIMEOUT:
-			if ((v = cli_number(&c, "--accept-timeout", optarg, 1,
-					    86400)) < 0)
+		case OPT_RECOVER_TIMEOUT:
+			v = cli_duration(&c, o == OPT_ACCEPT_TIMEOUT ?
+					 "--accept-timeout" : "--recover-timeout",
+					 optarg, 1000, 1000, 86400000);
+			if (v < 0)
 				return 2;
-			c.tp.accept_timeout_ms = v * 1000;
+			if (o == OPT_ACCEPT_TIMEOUT)
+				c.tp.accept_timeout_ms = v;
+			else
+				recover_ms = v;
 			break;
 		case OPT_UFFD_MODE:
 			if (strcmp(optarg, "auto") && strcmp(optarg, "missing")) {
-				fprintf(stderr, "ferry-dest: --uffd-mode takes "
-					"auto or missing, not '%s'\n", optarg);
+				fprintf(stderr, "%s: --uffd-mode takes auto or "
+					"missing, not '%s'\n", c.prog, optarg);
 				return 2;
 			}
 			p.no_minor = !strcmp(optarg, "missing");
 			break;
 		case OPT_PLACEMENT:
 			if (mig_place_parse(optarg, &p.placement, err)) {
-				fprintf(stderr, "ferry-dest: %s\n", err);
+				fprintf(stderr, "%s: %s\n", c.prog, err);
 				return 2;
 			}
 			break;
@@ -171,61 +227,29 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case OPT_SHOW_TOPOLOGY:
-			return show_topology();
+			return show_topology(c.prog);
+		default:
+			return 2;
 		}
 	}
 	if (fast_share && p.placement.kind != MIG_PLACE_TIERED) {
-		fprintf(stderr, "ferry-dest: --fast-share goes with "
-			"--placement tiered\n");
+		fprintf(stderr, "%s: --fast-share goes with --placement "
+			"tiered\n", c.prog);
 		return 2;
 	}
-	p.placement.fast_share = fast_share;
+	p.placement.fast_share = (uint32_t)fast_share;
 	if (cli_check_args(&c, optind, argc, p.vm_socket && listen,
 			   "--vm and --listen are required"))
 		return 2;
 	if (cli_split_addr(listen, host, sizeof(host), port, sizeof(port))) {
-		fprintf(stderr, "ferry-dest: --listen wants [HOST:]PORT, not '%s'\n",
-			listen);
+		fprintf(stderr, "%s: --listen wants [HOST:]PORT, not '%s'\n",
+			c.prog, listen);
 		return 2;
 	}
 	if (cli_check(&c))
 		return 2;
-	signal(SIGPIPE, SIG_IGN);
-	ret = cli_signals_start(&sig, c.prog);
-	if (ret) {
-		fprintf(stderr, "ferry-dest: cannot handle signals: %s\n",
-			strerror(-ret));
-		cli_signals_stop(&sig);
+	if (cli_start(&c, &sig, NULL, "dest"))
 		return 1;
-	}
-	ret = tp_listener_create(&c.tp, host[0] ? host : NULL, port, &l, &terr);
-	if (ret) {
-		cli_signals_stop(&sig);
-		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
-		return 1;
-	}
-	if (!c.quiet)
-		fprintf(stderr, "ferry-dest: listening on port %d\n",
-			tp_listener_port(l));
-	ret = tp_session_accept(l, &sess, &terr);
-	if (ret) {
-		tp_listener_destroy(l);
-		cli_signals_stop(&sig);
-		fprintf(stderr, "ferry-dest: %s\n", terr.msg);
-		return 1;
-	}
-	if (!c.quiet)
-		fprintf(stderr, "ferry-dest: %s\n", tp_session_describe(sess));
-	p.session = sess;
-	p.mem_access = c.mem;
-	ls = (struct listen){ l, c.tp.accept_timeout_ms };
-	p.reconnect = reaccept;
-	p.reconnect_arg = &ls;
-	p.cancel = &sig.cancel;
-	cli_signals_arm(&sig);
-	ret = mig_dest_run(&p, &st, err);
-	tp_session_destroy(sess);
-	tp_listener_destroy(l);
-	cli_signals_stop(&sig);
-	return cli_finish(&c, &st, ret, err, "dest");
+	ret = receive(&c, &p, host, port, recover_ms, &sig, &st, err);
+	return cli_finish(&c, &sig, &st, ret, err, "dest");
 }

@@ -1,57 +1,60 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * ferry-source: migrates a running VM (reached over its VM link socket) to
- * a ferry-dest, live, over TLS 1.3.
+ * ferry source: migrates a running VM (reached over its VM link socket)
+ * to a ferry dest, live, over TLS 1.3.
  */
 #include "config.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/ferry.h"
 
 static const char usage[] =
-"Usage: ferry-source [OPTIONS] --vm SOCKET --dest HOST:PORT\n"
-"Migrates the running VM whose VM link listens on SOCKET to the ferry-dest\n"
+"Usage: ferry source [OPTIONS] --vm SOCKET --dest HOST:PORT\n"
+"Migrates the running VM whose VM link listens on SOCKET to the ferry dest\n"
 "at HOST:PORT (an IPv6 address in brackets: [::1]:7000). Guest memory is\n"
 "copied while the guest runs (precopy); when the remaining dirty memory\n"
 "fits the downtime limit the VM pauses, its last pages and its state move,\n"
 "and it resumes at the destination. If anything fails before then, or the\n"
 "guest dirties memory faster than it can be sent (in precopy mode), the\n"
-"VM keeps running here and ferry-source exits non-zero. After a postcopy\n"
+"VM keeps running here and ferry source exits non-zero. After a postcopy\n"
 "switchover the guest runs at the destination and fetches the pages it\n"
 "has not received on demand; if the connection is lost then, the VM stays\n"
-"paused here with all of its memory.\n"
+"paused here with all of its memory while ferry source reconnects.\n"
 "\n"
-"  -s, --vm SOCKET          the VM's link socket (ferry-vm --socket)\n"
-"  -d, --dest HOST:PORT     where ferry-dest listens\n"
+"Migration:\n"
+"  -s, --vm SOCKET          the VM's link socket (ferry vm --socket)\n"
+"  -d, --dest HOST:PORT     where ferry dest listens\n"
 "  -m, --mode MODE          precopy: rounds until the downtime fits, else\n"
 "                           cancel; postcopy: switch over at once and fetch\n"
 "                           pages on demand; hybrid: one precopy round, then\n"
 "                           postcopy; auto (default): precopy, and postcopy\n"
 "                           when the rounds stop converging\n"
 "  -n, --streams N          bulk streams, 1 to 16 (default 2)\n"
-"  -D, --downtime MS        downtime limit in ms (default 300)\n"
-"  -b, --bandwidth MIBS     cap on the bandwidth, MiB/s (default none)\n"
+"      --recover            finish a postcopy that a previous ferry source\n"
+"                           left interrupted (the VM is paused here)\n"
+"\n"
+"Limits (downtime and bandwidth change while it runs: ferry ctl):\n"
+"  -D, --downtime TIME      downtime limit (default 300ms; bare number: ms)\n"
+"  -b, --bandwidth SIZE     cap on the bulk streams, per second (default\n"
+"                           none; bare number: MiB/s)\n"
+"      --deadline TIME      give up converging after TIME (default 2m; bare\n"
+"                           number: s)\n"
+"      --max-rounds N       give up after N precopy rounds (30)\n"
 "      --no-subpages        resend a dirty 2 MiB page whole, not only its\n"
 "                           changed 4 KiB sub-pages\n"
-"      --deadline S         give up converging after S seconds (120)\n"
-"      --max-rounds N       give up after N rounds (30)\n"
-"      --recover-timeout S  after a postcopy connection loss, reconnect for\n"
-"                           up to S seconds (60) while the VM waits here\n"
-"      --recover            finish a postcopy that a previous ferry-source\n"
-"                           left interrupted (the VM is paused here)\n"
-"  -q, --quiet              no progress, no summary\n"
-"  -v, --verbose            log what happens\n"
-"  -h, --help               this text\n"
-"  -V, --version\n"
-"\n" CLI_SECURITY_HELP
-"\nSIGINT or SIGTERM before the switchover is committed cancel the migration\n"
-"(the VM runs here); after it they are refused and the migration goes on.\n"
-"\nExit status: 0 migrated, 1 failed or cancelled (the VM runs here), 2 usage.\n";
+"      --recover-timeout TIME  after a postcopy connection loss, reconnect\n"
+"                           for up to TIME (default 60s; bare number: s)\n"
+"\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
+"\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the switchover is\n"
+"committed cancel the migration (the VM runs here); after it they are\n"
+"refused and the migration goes on.\n"
+"\nExit status: 0 migrated, 1 failed or cancelled (the VM runs here, or,\n"
+"after a postcopy switchover, stays paused here), 2 usage.\n";
 
 enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
        OPT_RECOVER_TIMEOUT, OPT_NO_SUBPAGES };
@@ -73,7 +76,77 @@ static int reconnect(void *arg, struct tp_session **out, char *err)
 	return ret;
 }
 
-int main(int argc, char **argv)
+static int parse_mode(const struct cli *c, const char *arg, enum mig_mode *m)
+{
+	static const struct { const char *name; enum mig_mode mode; } modes[] = {
+		{ "auto", MIG_MODE_AUTO }, { "precopy", MIG_MODE_PRECOPY },
+		{ "postcopy", MIG_MODE_POSTCOPY }, { "hybrid", MIG_MODE_HYBRID },
+	};
+
+	for (unsigned int i = 0; i < UT_ARRAY_SIZE(modes); i++)
+		if (!strcmp(arg, modes[i].name)) {
+			*m = modes[i].mode;
+			return 0;
+		}
+	fprintf(stderr, "%s: --mode takes auto, precopy, postcopy or hybrid, "
+		"not '%s'\n", c->prog, arg);
+	return -1;
+}
+
+/* One of ferry source's own options; 0 or -1 (after a message). */
+static int source_option(struct cli *c, struct mig_source_params *p,
+			 const char **dest, int o, const char *arg)
+{
+	int64_t v = 0;
+
+	switch (o) {
+	case 's':
+		p->vm_socket = arg;
+		break;
+	case 'd':
+		*dest = arg;
+		break;
+	case 'm':
+		return parse_mode(c, arg, &p->mode);
+	case 'n':
+		v = cli_number(c, "--streams", arg, 1, TP_MAX_BULK);
+		c->tp.nbulk = v;
+		break;
+	case 'D':
+		v = cli_duration(c, "--downtime", arg, 1, 1, 600000);
+		p->downtime_limit_ms = v;
+		break;
+	case 'b':
+		v = cli_size(c, "--bandwidth", arg, UT_MiB, 64 * UT_KiB,
+			     1ULL << 40);
+		p->bandwidth_limit = v;
+		break;
+	case OPT_DEADLINE:
+		v = cli_duration(c, "--deadline", arg, 1000, 1000, 86400000);
+		p->deadline_s = (v + 999) / 1000;
+		break;
+	case OPT_MAX_ROUNDS:
+		v = cli_number(c, "--max-rounds", arg, 1, MIG_MAX_ROUNDS);
+		p->max_rounds = v;
+		break;
+	case OPT_RECOVER:
+		p->recover = true;
+		break;
+	case OPT_NO_SUBPAGES:
+		p->no_subpages = true;
+		break;
+	case OPT_RECOVER_TIMEOUT:
+		v = cli_duration(c, "--recover-timeout", arg, 1000, 1000,
+				 86400000);
+		p->recover_timeout_s = (v + 999) / 1000;
+		break;
+	default:
+		return -1;
+	}
+	return v < 0 ? -1 : 0;
+}
+
+int ferry_source_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 's' },
@@ -88,20 +161,19 @@ int main(int argc, char **argv)
 		{ "no-subpages", no_argument, NULL, OPT_NO_SUBPAGES },
 		{ "recover-timeout", required_argument, NULL,
 		  OPT_RECOVER_TIMEOUT },
-		CLI_SECURITY_OPTIONS,
+		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
-	struct cli c = { .prog = "ferry-source", .usage = usage };
+	struct cli c = { .prog = argv[0], .usage = usage };
 	struct cli_signals sig;
 	struct mig_source_params p = { 0 };
+	struct mig_tune tune;
 	const char *dest = NULL;
 	char host[256], port[32], err[MIG_ERR_LEN];
 	struct tp_session *sess = NULL;
 	struct mig_stats st;
 	struct tp_err terr;
 	struct peer pe;
-	bool tty;
-	long v;
 	int o, ret;
 
 	c.tp.nbulk = 2;
@@ -109,111 +181,53 @@ int main(int argc, char **argv)
 		ret = cli_option(&c, o, optarg);
 		if (ret == CLI_BAD || ret == CLI_EXIT_OK)
 			return ret == CLI_BAD ? 2 : 0;
-		if (ret == CLI_DONE)
-			continue;
-		switch (o) {
-		case 's':
-			p.vm_socket = optarg;
-			break;
-		case 'd':
-			dest = optarg;
-			break;
-		case 'm':
-			if (!strcmp(optarg, "auto")) {
-				p.mode = MIG_MODE_AUTO;
-			} else if (!strcmp(optarg, "precopy")) {
-				p.mode = MIG_MODE_PRECOPY;
-			} else if (!strcmp(optarg, "postcopy")) {
-				p.mode = MIG_MODE_POSTCOPY;
-			} else if (!strcmp(optarg, "hybrid")) {
-				p.mode = MIG_MODE_HYBRID;
-			} else {
-				fprintf(stderr, "ferry-source: --mode takes auto, "
-					"precopy, postcopy or hybrid, not '%s'\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case 'n':
-			if ((v = cli_number(&c, "--streams", optarg, 1, TP_MAX_BULK)) < 0)
-				return 2;
-			c.tp.nbulk = v;
-			break;
-		case 'D':
-			if ((v = cli_number(&c, "--downtime", optarg, 1, 600000)) < 0)
-				return 2;
-			p.downtime_limit_ms = v;
-			break;
-		case 'b':
-			if ((v = cli_number(&c, "--bandwidth", optarg, 1, 1 << 20)) < 0)
-				return 2;
-			p.bandwidth_limit = (uint64_t)v << 20;
-			break;
-		case OPT_DEADLINE:
-			if ((v = cli_number(&c, "--deadline", optarg, 1, 86400)) < 0)
-				return 2;
-			p.deadline_s = v;
-			break;
-		case OPT_MAX_ROUNDS:
-			if ((v = cli_number(&c, "--max-rounds", optarg, 1, MIG_MAX_ROUNDS)) < 0)
-				return 2;
-			p.max_rounds = v;
-			break;
-		case OPT_NO_SUBPAGES:
-			p.no_subpages = true;
-			break;
-		case OPT_RECOVER:
-			p.recover = true;
-			break;
-		case OPT_RECOVER_TIMEOUT:
-			if ((v = cli_number(&c, "--recover-timeout", optarg, 1,
-					    86400)) < 0)
-				return 2;
-			p.recover_timeout_s = v;
-			break;
-		}
+		if (ret == CLI_NOT_MINE &&
+		    source_option(&c, &p, &dest, o, optarg))
+			return 2;
 	}
 	if (cli_check_args(&c, optind, argc, p.vm_socket && dest,
 			   "--vm and --dest are required"))
 		return 2;
 	if (cli_split_addr(dest, host, sizeof(host), port, sizeof(port)) ||
 	    !host[0]) {
-		fprintf(stderr, "ferry-source: --dest wants HOST:PORT, not '%s'\n",
-			dest);
+		fprintf(stderr, "%s: --dest wants HOST:PORT, not '%s'\n",
+			c.prog, dest);
 		return 2;
 	}
 	if (cli_check(&c))
 		return 2;
-	signal(SIGPIPE, SIG_IGN);
-	ret = cli_signals_start(&sig, c.prog);
-	if (ret) {
-		fprintf(stderr, "ferry-source: cannot handle signals: %s\n",
-			strerror(-ret));
-		cli_signals_stop(&sig);
+	if (mig_tune_init(&tune, p.downtime_limit_ms, p.bandwidth_limit)) {
+		fprintf(stderr, "%s: out of resources\n", c.prog);
 		return 1;
 	}
-	tty = !c.quiet && isatty(STDERR_FILENO);
+	if (cli_start(&c, &sig, &tune, "source")) {
+		mig_tune_fini(&tune);
+		return 1;
+	}
 	ret = tp_session_connect(&c.tp, host, port, &sess, &terr);
 	if (ret) {
-		cli_signals_stop(&sig);
-		fprintf(stderr, "ferry-source: %s\n", terr.msg);
-		return 1;
+		snprintf(err, sizeof(err), "%s", terr.msg);
+		memset(&st, 0, sizeof(st));
+		snprintf(st.outcome, sizeof(st.outcome), "failed");
+		goto finish;
 	}
 	if (!c.quiet)
-		fprintf(stderr, "ferry-source: %s\n", tp_session_describe(sess));
+		fprintf(stderr, "%s: %s\n", c.prog, tp_session_describe(sess));
 	p.session = sess;
 	p.mem_access = c.mem;
 	pe = (struct peer){ &c.tp, host, port };
 	p.reconnect = reconnect;
 	p.reconnect_arg = &pe;
 	p.progress = cli_progress;
-	p.progress_arg = &tty;
+	p.progress_arg = &c;
 	p.cancel = &sig.cancel;
-	cli_signals_arm(&sig);
+	p.tune = &tune;
+	p.events = c.events;
+	cli_arm(&c, &sig);
 	ret = mig_source_run(&p, &st, err);
-	if (tty)
-		fprintf(stderr, "\n");
 	tp_session_destroy(sess);
-	cli_signals_stop(&sig);
-	return cli_finish(&c, &st, ret, err, "source");
+finish:
+	ret = cli_finish(&c, &sig, &st, ret, err, "source");
+	mig_tune_fini(&tune);
+	return ret;
 }

@@ -11,4 +11,3 @@ transport_libtransport_a_SOURCES = \
 	transport/session.c
 transport_libtransport_a_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
 TRANSPORT_LIBS = transport/libtransport.a util/libutil.a $(URING_LIBS) $(SSL_LIBS)
-

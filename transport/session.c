@@ -437,6 +437,11 @@ static int join_all(struct tp_listener *l, struct tp_session *s,
 	return ret < 0 ? ret : 0;
 }
 
+void tp_listener_set_accept_timeout(struct tp_listener *l, int timeout_ms)
+{
+	l->cfg.accept_timeout_ms = timeout_ms;
+}
+
 int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 		      struct tp_err *err)
 {

@@ -153,6 +153,10 @@ int tp_listener_create(const struct tp_config *cfg, const char *host,
 		       struct tp_err *err);
 /* The bound TCP port. Any thread. */
 int tp_listener_port(const struct tp_listener *l);
+/* Changes how long the next tp_session_accept() waits (ms, 0: forever):
+ * a postcopy recovery waits for a returning peer longer or shorter than
+ * for the first one. The thread that accepts. */
+void tp_listener_set_accept_timeout(struct tp_listener *l, int timeout_ms);
 /* Closes the socket and frees @l; accepts NULL. Sessions already accepted
  * stay valid. */
 void tp_listener_destroy(struct tp_listener *l);

@@ -7,5 +7,7 @@ util_libutil_a_SOURCES = \
 	util/bitmap.c \
 	util/clock.c \
 	util/hist.c \
-	util/oom.c
+	util/oom.c \
+	util/units.c \
+	util/json.c
 

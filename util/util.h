@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define UT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define UT_DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
@@ -143,5 +144,63 @@ struct ut_oom_guard {
 int ut_oom_protect(struct ut_oom_guard *g, const char *why);
 /* Restores the saved value; accepts an inactive guard. */
 void ut_oom_restore(struct ut_oom_guard *g);
+
+/* ---- units (units.c) ---------------------------------------------------
+ * What a person types for a duration or a size. A duration is a decimal
+ * number with a unit: ms, s, m (minutes) or h ("500ms", "10s", "1.5m");
+ * a bare number is in @bare_ms milliseconds per unit (1 or 1000: the unit
+ * an option always had). A size is a decimal number with an optional K,
+ * M, G or T (powers of 1024; "KiB", "k" and "K" alike); a bare number is
+ * @bare_unit bytes each. Both return 0 and the value, or -EINVAL (not a
+ * number, an unknown unit) or -ERANGE (does not fit). */
+int ut_parse_duration_ms(const char *s, uint64_t bare_ms, uint64_t *out);
+int ut_parse_size(const char *s, uint64_t bare_unit, uint64_t *out);
+
+/* ---- flat JSON (json.c) ------------------------------------------------
+ * One JSON object on one line, no nesting: what the control socket and
+ * the events stream speak. A builder writes into the caller's buffer and
+ * escapes every string; a parser reads an object of string, number,
+ * true/false/null members into a table. Neither allocates.
+ */
+struct ut_json {
+	char *buf;	/* the caller's */
+	size_t cap, len;
+	bool first;	/* no member written yet */
+	bool overflow;	/* something did not fit: the object is cut */
+};
+/* Starts "{" in @buf of @cap bytes. */
+void ut_json_begin(struct ut_json *j, char *buf, size_t cap);
+void ut_json_str(struct ut_json *j, const char *key, const char *v);
+void ut_json_u64(struct ut_json *j, const char *key, uint64_t v);
+void ut_json_i64(struct ut_json *j, const char *key, int64_t v);
+/* Non-finite values are written as null. @prec digits after the point. */
+void ut_json_dbl(struct ut_json *j, const char *key, double v, int prec);
+void ut_json_bool(struct ut_json *j, const char *key, bool v);
+void ut_json_null(struct ut_json *j, const char *key);
+/* Closes the object with "}\n". Returns its length, or -ENOSPC when it
+ * did not fit in the buffer (nothing usable then). */
+ssize_t ut_json_end(struct ut_json *j);
+
+#define UT_JSON_KEY 48		/* longest key, NUL included */
+#define UT_JSON_STR 256		/* longest string value, NUL included */
+enum ut_json_type { UT_JSON_STRING, UT_JSON_NUMBER, UT_JSON_BOOL,
+		    UT_JSON_NULL };
+struct ut_json_member {
+	char key[UT_JSON_KEY];
+	enum ut_json_type type;
+	char str[UT_JSON_STR];	/* STRING, unescaped; NUMBER as written */
+	double num;		/* NUMBER */
+	bool b;			/* BOOL */
+};
+/* Parses one flat object from @s (@len bytes; a trailing newline and
+ * blanks are fine) into at most @max members. Returns how many, or
+ * -EINVAL (not such an object: nesting, bad syntax, a key or string too
+ * long, \u escapes beyond Latin-1 and NUL are refused) or -E2BIG (more
+ * than @max members). */
+int ut_json_parse(const char *s, size_t len, struct ut_json_member *m,
+		  int max);
+/* The member named @key, or NULL. */
+const struct ut_json_member *ut_json_get(const struct ut_json_member *m,
+					 int n, const char *key);
 
 #endif /* FERRY_UTIL_H */

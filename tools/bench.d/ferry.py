@@ -76,11 +76,11 @@ def run(ctx, sc, variant, rundir):
         if not wait_for(lambda: os.path.exists(f"{rundir}/dst.sock"), 60):
             raise RuntimeError("incoming ferry-vm has no socket")
         sec_s, sec_c = ctx.ferry_security(sc["tls"])
-        # Ferry's default --timeout (10 s of silence on a stream) fires on
+        # Ferry's default --io-timeout (10 s of silence on a stream) fires on
         # the control stream when round 0 of a large guest takes longer
         # than that (first touch of memory is slow on this machine); a
         # bug of its own, reported by the suite, not a figure to measure.
-        tmo = ["--timeout", "120000"]
+        tmo = ["--io-timeout", "120s"]
         sec_s, sec_c = sec_s + tmo, sec_c + tmo
         fd = Child("ferry-dest", [f"{b}/tools/ferry-dest", "--vm",
                                   f"{rundir}/dst.sock", "--listen",

@@ -11,11 +11,10 @@ tools_ferry_qemu_libfq_a_SOURCES = \
 	tools/ferry-qemu/cmdline.c
 FQ_LIBS = tools/ferry-qemu/libfq.a $(VMLINK_LIBS) $(GUESTMEM_LIBS)
 
-bin_PROGRAMS += tools/ferry-qemu/ferry-qemu
-tools_ferry_qemu_ferry_qemu_SOURCES = tools/ferry-qemu/main.c
-tools_ferry_qemu_ferry_qemu_CPPFLAGS = $(AM_CPPFLAGS) \
-	-DFERRY_PRELOAD_DEFAULT=\"$(preloaddir)/libferry-preload.so\"
-tools_ferry_qemu_ferry_qemu_LDADD = $(FQ_LIBS)
+# `ferry qemu`, a subcommand of tools/ferry (tools/local.mk).
+tools_ferry_SOURCES += tools/ferry-qemu/main.c
+FERRY_CPPFLAGS += -DFERRY_PRELOAD_DEFAULT=\"$(preloaddir)/libferry-preload.so\"
+tools_ferry_LDADD += $(FQ_LIBS)
 
 # A shared object loaded into QEMU: self-contained (no libferry, no
 # sanitizer flags), built as a "program" so that no libtool is needed.
@@ -27,6 +26,6 @@ tools_ferry_qemu_libferry_preload_so_CFLAGS = -std=gnu11 -O2 -fPIC \
 tools_ferry_qemu_libferry_preload_so_LDFLAGS = -shared -fPIC -pthread \
 	-Wl,-z,defs
 
-dist_man1_MANS += docs/ferry-qemu.1
+dist_man1_MANS += docs/man/ferry-qemu.1
 EXTRA_DIST += docs/qemu.md
 

@@ -3,7 +3,7 @@
  * ferry-qemu: makes a stock QEMU a VM that ferry-source and ferry-dest
  * migrate. `serve` is the per-VM VM link daemon (link.c); `cmdline` prints
  * or execs the QEMU command line it needs (cmdline.c). The man page is
- * docs/ferry-qemu.1; the design argument docs/qemu.md.
+ * docs/man/ferry-qemu.1; the design argument docs/qemu.md.
  */
 #include "config.h"
 
@@ -17,6 +17,7 @@
 
 #define LOG_PREFIX "ferry-qemu"
 #include "tools/ferry-qemu/fq.h"
+#include "tools/ferry.h"
 #include "util/util.h"
 
 #ifndef FERRY_PRELOAD_DEFAULT
@@ -24,27 +25,36 @@
 #endif
 
 static const char usage[] =
-	"Usage: ferry-qemu serve --dir DIR [-s SOCKET] [--qmp PATH] [--uffd PATH]\n"
-	"       ferry-qemu cmdline --dir DIR [--incoming] [-m SIZE] [--accel A]\n"
+	"Usage: ferry qemu serve --dir DIR [-s SOCKET] [--qmp PATH] [--uffd PATH]\n"
+	"       ferry qemu cmdline --dir DIR [--incoming] [-m SIZE] [--accel A]\n"
 	"                  [--preload PATH] [--exec] [-- QEMU ARGS...]\n"
 	"\n"
-	"serve: the VM link for the QEMU started with `ferry-qemu cmdline --dir\n"
-	"DIR`: QMP at DIR/qmp.sock, the preload's uffd socket at DIR/uffd.sock,\n"
-	"the link at DIR/vm.sock (-s to change), for ferry-source, ferry-dest\n"
-	"and ferry-vm snapshot|restore. Exits when QEMU exits or quits.\n"
+	"serve: the VM link for the QEMU started with `ferry qemu cmdline --dir\n"
+	"DIR`, for ferry source, ferry dest and ferry vm snapshot|load. Exits\n"
+	"when QEMU exits or quits.\n"
+	"      --dir DIR       the VM's directory (both subcommands)\n"
+	"  -s, --socket PATH   the VM link (default DIR/vm.sock)\n"
+	"      --qmp PATH      QEMU's QMP socket (default DIR/qmp.sock)\n"
+	"      --uffd PATH     the preload's uffd socket (default DIR/uffd.sock)\n"
 	"\n"
-	"cmdline: prints that QEMU's command line, shell-quoted (--exec: runs\n"
-	"it in place of ferry-qemu):\n"
+	"cmdline: prints that QEMU's command line, shell-quoted:\n"
 	"  -m, --memory SIZE   guest RAM, QEMU syntax (default 64M)\n"
 	"      --nodes N       N NUMA nodes (1 to 8), each on its own memfd\n"
 	"      --hugetlb       2 MiB huge pages (hugetlb=on,hugetlbsize=2M)\n"
 	"      --accel A       tcg (default) or kvm (only where KVM is native:\n"
-	"                      ferry-vm --probe-accel says use=kvm)\n"
+	"                      ferry vm --probe-accel says use=kvm)\n"
 	"  -i, --incoming      the destination: -incoming defer -S\n"
 	"      --preload PATH  libferry-preload.so (default $FERRY_PRELOAD, then\n"
 	"                      " FERRY_PRELOAD_DEFAULT ")\n"
+	"      --exec          run it in place of ferry qemu instead\n"
 	"\n"
-	"  -v, --verbose, -q, --quiet, -h, --help, -V, --version\n";
+	"  -v, --verbose       log more (twice: debug)\n"
+	"  -q, --quiet         errors only\n"
+	"  -h, --help          this text\n"
+	"  -V, --version       the version\n"
+	"\n"
+	"Exit status: 0 QEMU exited or quit (cmdline: printed), 1 error,\n"
+	"2 usage.\n";
 
 enum {
 	OPT_QMP = 256, OPT_UFFD, OPT_DIR, OPT_ACCEL, OPT_PRELOAD, OPT_EXEC,
@@ -158,7 +168,7 @@ static int run_serve(struct args *a)
 	return ret ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+int ferry_qemu_main(int argc, char **argv)
 {
 	struct args a = { .cl = { .mem = "64M", .accel = "tcg" } };
 	const char *cmd = argc > 1 ? argv[1] : "";

@@ -1,7 +1,7 @@
 # ferry-vm: the reference micro-VMM (KVM and no-KVM backends, its VM-link
 # server, snapshots), running the guest payload of tools/guest.
-bin_PROGRAMS += tools/ferry-vm/ferry-vm
-tools_ferry_vm_ferry_vm_SOURCES = \
+# `ferry vm`, a subcommand of tools/ferry (tools/local.mk).
+tools_ferry_SOURCES += \
 	tools/ferry-vm/vm.h \
 	tools/ferry-vm/kvm-internal.h \
 	tools/ferry-vm/main.c \
@@ -13,12 +13,10 @@ tools_ferry_vm_ferry_vm_SOURCES = \
 	tools/ferry-vm/nokvm.c \
 	tools/ferry-vm/link-server.c \
 	tools/ferry-vm/snapshot.c
-tools_ferry_vm_ferry_vm_CPPFLAGS = $(AM_CPPFLAGS) \
-	-DFERRY_GUEST_DEFAULT=\"$(pkgdatadir)/ferry-guest\"
-tools_ferry_vm_ferry_vm_LDADD = $(WORKLOAD_LIBS) $(VMLINK_LIBS) \
-	$(GUESTMEM_LIBS) $(PTHREAD_LIBS)
+FERRY_CPPFLAGS += -DFERRY_GUEST_DEFAULT=\"$(pkgdatadir)/ferry-guest\"
+tools_ferry_LDADD += $(WORKLOAD_LIBS) $(VMLINK_LIBS) $(GUESTMEM_LIBS)
 
-dist_man1_MANS += docs/ferry-vm.1
+dist_man1_MANS += docs/man/ferry-vm.1
 EXTRA_DIST += tools/ferry-vm/kvm-in-tcg
 
 # The KVM cases on nested KVM under QEMU TCG, for hosts without /dev/kvm

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * ferry-vm: the reference micro-VMM. Options and setup here; see vm.h for
- * the map of the other files and the man page (docs/ferry-vm.1) for use.
+ * the map of the other files and the man page (docs/man/ferry-vm.1) for use.
  */
 #include "config.h"
 
@@ -19,15 +19,17 @@
 
 #define LOG_PREFIX "ferry-vm"
 #include "tools/ferry-vm/vm.h"
+#include "tools/ferry.h"
 
 #ifndef FERRY_GUEST_DEFAULT
 #define FERRY_GUEST_DEFAULT "/usr/local/share/ferry/ferry-guest"
 #endif
 
 static const char usage[] =
-	"Usage: ferry-vm [OPTIONS]            run a VM with the self-verifying guest\n"
-	"       ferry-vm snapshot -s SOCKET FILE [--keep-running]\n"
-	"       ferry-vm restore -s SOCKET FILE   (into a ferry-vm --incoming)\n"
+	"Usage: ferry vm [OPTIONS]            run a VM with the self-verifying guest\n"
+	"       ferry vm snapshot -s SOCKET FILE [--keep-running]\n"
+	"       ferry vm load -s SOCKET FILE      (into a ferry vm --incoming;\n"
+	"                                         `restore` is its old name)\n"
 	"\n"
 	"VM:\n"
 	"  -k, --kernel PATH       guest payload (default: next to ferry-vm, then\n"
@@ -39,7 +41,8 @@ static const char usage[] =
 	"  -s, --socket PATH       serve the VM link on this Unix socket\n"
 	"  -i, --incoming          create RAM, hand over the uffd, wait for\n"
 	"                          load-state and resume on the VM link\n"
-	"  -r, --restore FILE      start from a snapshot file\n"
+	"  -r, --restore FILE      start from a snapshot file (in this process;\n"
+	"                          `ferry vm load` fills another VM instead)\n"
 	"      --console FILE      guest console to FILE (default stdout)\n"
 	"      --accel WHAT        auto (default, or $FERRY_ACCEL): KVM where it\n"
 	"                          runs guest code at native speed (measured),\n"
@@ -49,7 +52,8 @@ static const char usage[] =
 	"      --probe-accel       measure KVM, print what auto would use, exit\n"
 	"      --watchdog MS       exit 5 if no heartbeat for MS ms while running\n"
 	"  -v, --verbose           log link requests and setup\n"
-	"  -h, --help, -V, --version\n"
+	"  -h, --help              this text\n"
+	"  -V, --version           the version\n"
 	"\n"
 	"Guest workload (or pass key=value words with -a/--append):\n"
 	"      --ws SIZE           working-set size (default 16M)\n"
@@ -231,7 +235,7 @@ static int parse_args(struct vm_config *cfg, int argc, char **argv)
 			return VM_EXIT_OK;
 		}
 		if (c == 'V') {
-			printf("ferry-vm %s\n", PACKAGE_VERSION);
+			printf("ferry vm %s\n", PACKAGE_VERSION);
 			return VM_EXIT_OK;
 		}
 		if (c == '?' || parse_opt(cfg, c, optarg)) {
@@ -267,7 +271,10 @@ static int parse_args(struct vm_config *cfg, int argc, char **argv)
 static const char *find_payload(const struct vm_config *cfg, char *buf,
 				size_t len)
 {
-	static const char *const rel[] = { "/../guest/ferry-guest",
+	/* Beside the binary (installed), or in the build tree: ferry is
+	 * tools/ferry, the payload tools/guest/ferry-guest. */
+	static const char *const rel[] = { "/guest/ferry-guest",
+					   "/../guest/ferry-guest",
 					   "/ferry-guest" };
 	char exe[PATH_MAX];
 	ssize_t n;
@@ -507,11 +514,12 @@ fini_vm:
 	return status;
 }
 
-int main(int argc, char **argv)
+int ferry_vm_main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "snapshot"))
 		return vm_cmd_snapshot(argc - 1, argv + 1);
-	if (argc > 1 && !strcmp(argv[1], "restore"))
+	if (argc > 1 && (!strcmp(argv[1], "load") ||
+			 !strcmp(argv[1], "restore")))
 		return vm_cmd_restore(argc - 1, argv + 1);
 	return run_vm(argc, argv);
 }
