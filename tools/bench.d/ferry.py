@@ -8,7 +8,7 @@ import re
 import subprocess
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, has_line, await_verified
+    dirty_rate_mibs, await_verified, await_filled
 
 
 def is_vcpu(comm):
@@ -174,13 +174,7 @@ def run(ctx, sc, variant, rundir):
         src = Child("src-vm", [vm, "-s", f"{rundir}/src.sock"] + gargs,
                     f"{rundir}/src-vm.log")
         kids.append(src)
-        if not wait_for(lambda: has_line(src, "FILLED")
-                        or src.poll() is not None, ctx.fill_timeout):
-            raise RuntimeError("source guest did not finish filling")
-        if src.poll() is not None:
-            raise RuntimeError(f"source ferry-vm exited: {src.text()[-300:]}")
-        n0 = len(src.heartbeats())
-        wait_for(lambda: len(src.heartbeats()) >= n0 + 3, 30)
+        await_filled(src, "ferry-vm", ctx.fill_timeout, 30)
         dst = Child("dst-vm", [vm, "-s", f"{rundir}/dst.sock", "--incoming"]
                     + gargs, f"{rundir}/dst-vm.log")
         kids.append(dst)

@@ -9,7 +9,7 @@ import os
 
 import ferry
 import qemu
-from procs import Child, CpuSampler, wait_for, has_line, dirty_rate_mibs
+from procs import Child, CpuSampler, wait_for, dirty_rate_mibs, await_filled
 
 
 def start(ctx, sc, rundir, name, incoming, kids):
@@ -39,13 +39,7 @@ def run(ctx, sc, variant, rundir):
     kids = []
     try:
         src, sfq = start(ctx, sc, rundir, "src", False, kids)
-        if not wait_for(lambda: has_line(src, "FILLED")
-                        or src.poll() is not None, ctx.fill_timeout):
-            raise RuntimeError("source guest did not finish filling")
-        if src.poll() is not None:
-            raise RuntimeError(f"source QEMU exited: {src.text()[-300:]}")
-        n0 = len(src.heartbeats())
-        wait_for(lambda: len(src.heartbeats()) >= n0 + 3, 60)
+        await_filled(src, "QEMU", ctx.fill_timeout)
         dst, dfq = start(ctx, sc, rundir, "dst", True, kids)
         rate = dirty_rate_mibs(src.heartbeats())
         # Both QEMUs (vCPU threads excluded, as for the QEMU engine) and

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, has_line, await_verified
+    dirty_rate_mibs, await_verified, await_filled
 
 QEMU = "qemu-system-x86_64"
 
@@ -170,13 +170,7 @@ def run(ctx, sc, variant, rundir):
         a, env = cmdline(ctx, sc, f"{rundir}/src", False)
         src = Child("src-qemu", a, f"{rundir}/src-qemu.log", env=env)
         kids.append(src)
-        if not wait_for(lambda: has_line(src, "FILLED")
-                        or src.poll() is not None, ctx.fill_timeout):
-            raise RuntimeError("source guest did not finish filling")
-        if src.poll() is not None:
-            raise RuntimeError(f"source QEMU exited: {src.text()[-300:]}")
-        n0 = len(src.heartbeats())
-        wait_for(lambda: len(src.heartbeats()) >= n0 + 3, 60)
+        await_filled(src, "QEMU", ctx.fill_timeout)
         a, env = cmdline(ctx, sc, f"{rundir}/dst", True)
         # The one difference from Ferry's destination: no -S, since
         # QEMU's own migration starts the guest there by itself.
