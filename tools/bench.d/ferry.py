@@ -103,11 +103,15 @@ def agents(ctx, sc, variant, rundir, src_sock, dst_sock, kids, sampler):
 def split_figures(sj, dj):
     """The downtime piece by piece (ms) and the state's size (bytes), from
     the agents' JSON "switchover" objects; None for a piece the JSON lacks.
-    final_round_ms: the last round (the pages left once paused, or in
-    postcopy the marker round), which runs between harvest and state."""
+    final_round_ms: the round the VM is paused for, between harvest and
+    state: in precopy the last (the pages left), in postcopy the marker
+    round before the push rounds (one, and one more per recovery)."""
     s, d = sj.get("switchover") or {}, dj.get("switchover") or {}
     rounds = sj.get("rounds") or []
-    last = rounds[-1].get("duration_s") if rounds else None
+    back = 1
+    if sj.get("mode") == "postcopy":
+        back += 1 + (sj.get("postcopy") or {}).get("recoveries", 0)
+    last = rounds[-back].get("duration_s") if len(rounds) >= back else None
     return {
         "pause_ms": s.get("pause_ms"),
         "harvest_ms": s.get("harvest_ms"),
