@@ -1240,7 +1240,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	struct mig_dst d = { .p = p, .err = err, .uffd = { .fd = -1 },
 			     .ft = { .stop_fd = -1 }, .sess = p->session };
 	struct tp_stream *ctl = tp_session_control(p->session);
-	uint64_t t0 = ut_now_ns(), t_resume = 0;
+	uint64_t t0 = ut_now_ns(), t_resume = 0, t_state;
 	double cpu0 = ut_cpu_seconds();
 	bool resumed = false, postcopy = false;
 	void *blob = NULL;
@@ -1268,6 +1268,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		mig_fail(err, ret, "cannot start the receiver threads");
 	if (!ret)
 		ret = recv_state(&d, ctl, &blob, &len, &postcopy, err);
+	t_state = ut_now_ns();
 	if (ret && d.cancelled) {
 		char msg[64];
 
@@ -1298,6 +1299,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		if ((ret = start_faulter(&d)))
 			mig_fail(err, ret, "cannot start the fault thread");
 	}
+	st->drain_ms = (ut_now_ns() - t_state) / 1e6;
 	if (!ret)
 		ret = resume_guest(&d, ctl, blob, len, cpu0, st, err);
 	resumed = !ret;

@@ -50,6 +50,8 @@ struct mig_stats {
 	double harvest_ms;	/* source: the last dirty-log read, paused */
 	double state_save_ms;	/* source: SAVE_STATE sent to the blob in hand */
 	uint64_t state_bytes;	/* the VM's state blob (both sides) */
+	double drain_ms;	/* destination: state in to LOAD_STATE (precopy:
+				 * the last pages placed, the uffd released) */
 	double load_ms;		/* destination: LOAD_STATE alone */
 	double resume_ms;	/* destination: RESUME alone */
 	uint64_t guest_bytes;	/* guest RAM */

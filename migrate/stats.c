@@ -33,9 +33,10 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			(unsigned long long)st->state_bytes);
 	else
 		fprintf(f, "  \"switchover\": {\"state_bytes\": %llu, "
-			   "\"load_ms\": %.2f, \"resume_ms\": %.2f},\n",
-			(unsigned long long)st->state_bytes, st->load_ms,
-			st->resume_ms);
+			   "\"drain_ms\": %.2f, \"load_ms\": %.2f, "
+			   "\"resume_ms\": %.2f},\n",
+			(unsigned long long)st->state_bytes, st->drain_ms,
+			st->load_ms, st->resume_ms);
 	fprintf(f, "  \"guest_bytes\": %llu,\n  \"bulk_streams\": %u,\n",
 		(unsigned long long)st->guest_bytes, st->nbulk);
 	fprintf(f, "  \"bytes\": {\"page_data\": %llu, \"zero_bitmap\": %llu, "
