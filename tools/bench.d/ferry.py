@@ -117,6 +117,7 @@ def split_figures(sj, dj):
         "harvest_ms": s.get("harvest_ms"),
         "final_round_ms": None if last is None else last * 1000.0,
         "state_save_ms": s.get("state_save_ms"),
+        "drain_ms": d.get("drain_ms"),
         "state_load_ms": d.get("load_ms"),
         "resume_ms": d.get("resume_ms"),
         "state_bytes": s.get("state_bytes", d.get("state_bytes")),

@@ -34,6 +34,7 @@ def version():
 class Qmp:
     def __init__(self, path, timeout=30):
         self.sock = None
+        self.path = path
         end = now() + timeout
         while True:
             try:
@@ -64,8 +65,11 @@ class Qmp:
         req = {"execute": name}
         if args:
             req["arguments"] = args
-        self.f.write((json.dumps(req) + "\n").encode())
-        r = self._read()
+        try:
+            self.f.write((json.dumps(req) + "\n").encode())
+            r = self._read()
+        except OSError as e:
+            raise RuntimeError(f"QMP {name} on {self.path}: {e}") from e
         if "error" in r:
             raise RuntimeError(f"QMP {name}: {r['error'].get('desc')}")
         return r.get("return")

@@ -27,6 +27,7 @@ SPLIT = [
     ("harvest_ms", "harvest", "ms", "{:.1f}", True),
     ("final_round_ms", "final round", "ms", "{:.1f}", True),
     ("state_save_ms", "state save", "ms", "{:.1f}", True),
+    ("drain_ms", "dest drain", "ms", "{:.1f}", True),
     ("state_load_ms", "state load", "ms", "{:.1f}", True),
     ("resume_ms", "resume", "ms", "{:.1f}", True),
     ("state_bytes", "state", "KiB", "{:.0f}", True),
@@ -245,10 +246,13 @@ def write_markdown(result, path, plots):
                   "RAM; final round: the pages left (postcopy: the marker "
                   "round); state save: QEMU's device-state stream "
                   "(`migrate fd:` under x-ignore-shared) read to its end; "
-                  "state load: `migrate-incoming fd:` at the destination "
-                  "until completed; resume: `cont`; rest: the downtime "
-                  "minus those (the state on the wire, COMMIT, the "
-                  "messages in between); state: the blob's size.", ""]
+                  "dest drain: from the state's arrival at ferry-dest to "
+                  "its load (precopy: the last pages placed, the uffd "
+                  "released); state load: `migrate-incoming fd:` at the "
+                  "destination until completed; resume: `cont`; rest: the "
+                  "median downtime minus the medians of those (COMMIT, the "
+                  "state on the wire, the messages in between); state: "
+                  "the blob's size.", ""]
             md(["scenario", "engine"] + split_headings(),
                [[s, e] + c for s, e, c, _ in split_rows(result, ours)])
     L += ["## Ferry against the machine's limits", ""]
