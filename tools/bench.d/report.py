@@ -328,7 +328,7 @@ set style fill solid 0.8 border -1
 set boxwidth 0.9
 set xtics rotate by -25 noenhanced
 set grid ytics
-set key top left
+set key top right
 set yrange [0:*]
 plot '{dat}' using 2:3:4:xtic(1) title 'Ferry on QEMU' lc rgb '#1f77b4', \\
      '' using 5:6:7 title 'QEMU' lc rgb '#d62728', \\
