@@ -9,9 +9,22 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/policy.c \
 	migrate/faults.c \
 	migrate/cond.c \
+	migrate/worker.c \
+	migrate/phase.c \
 	migrate/cancel.c \
+	migrate/source-internal.h \
 	migrate/source.c \
+	migrate/source-senders.c \
+	migrate/source-precopy.c \
+	migrate/source-switchover.c \
+	migrate/source-postcopy.c \
+	migrate/source-recover.c \
+	migrate/dest-internal.h \
 	migrate/dest.c \
+	migrate/dest-receive.c \
+	migrate/dest-fault.c \
+	migrate/dest-control.c \
+	migrate/dest-recover.c \
 	migrate/stats.c
 MIGRATE_LIBS = migrate/libmigrate.a migrate/libvmlink.a $(TRANSPORT_LIBS) \
 	$(GUESTMEM_LIBS)

@@ -811,6 +811,60 @@ START_TEST(messages_random)
 }
 END_TEST
 
+/* tp_session_shutdown(): a thread blocked reading a named stream
+ * returns with an error, later calls on those streams fail, and the
+ * streams it did not name carry on. */
+struct blocked_reader {
+	struct tp_stream *st;
+	int ret;
+};
+
+static void *blocked_read_fn(void *arg)
+{
+	struct blocked_reader *r = arg;
+	struct tp_msg m;
+	uint8_t buf[16];
+
+	r->ret = tp_recv(r->st, &m, buf, sizeof(buf));
+	return NULL;
+}
+
+START_TEST(session_shutdown_wakes_reader)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mode_cfg(&sc, _i, true);
+	struct tp_config ccfg = mode_cfg(&cc, _i, false);
+	struct blocked_reader r = { .ret = 1 };
+	char buf[8] = "abcdefg";
+	struct iovec v = { buf, 8 };
+	struct tp_session *cs;
+	struct server sv;
+	struct tp_msg m;
+	pthread_t th;
+
+	ccfg.nbulk = 2;
+	pair(&scfg, &ccfg, &sv, &cs);
+	r.st = tp_session_bulk(cs, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, blocked_read_fn, &r), 0);
+	usleep(100 * 1000); /* most likely in its read by now; either way */
+	tp_session_shutdown(cs, TP_SHUT_BULK);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_lt(r.ret, 0);
+	ck_assert_int_lt(tp_send(tp_session_bulk(cs, 1), 7, &v, 1, 0), 0);
+	/* The control and urgent streams were not named. */
+	ck_assert_int_eq(tp_send(tp_session_control(cs), 7, &v, 1, 0), 0);
+	ck_assert_int_eq(tp_recv(tp_session_control(sv.s), &m, buf, 8), 0);
+	ck_assert_uint_eq(m.type, 7);
+	ck_assert_int_eq(tp_send(tp_session_urgent(sv.s), 9, &v, 1, 0), 0);
+	ck_assert_int_eq(tp_recv(tp_session_urgent(cs), &m, buf, 8), 0);
+	ck_assert_uint_eq(m.type, 9);
+	tp_session_shutdown(cs, TP_SHUT_ALL);
+	ck_assert_int_lt(tp_send(tp_session_control(cs), 7, &v, 1, 0), 0);
+	tp_session_destroy(cs);
+	server_fini(&sv);
+}
+END_TEST
+
 START_TEST(api_misuse)
 {
 	struct tp_config cfg = mode_cfg(NULL, TP_SEC_INSECURE, true);
@@ -1445,6 +1499,8 @@ static Suite *transport_suite(void)
 		  silent_client_handshake_timeout, 0, 30 },
 		{ "messages_random", messages_random, 3, 60 },
 		{ "api_misuse", api_misuse, 0, 30 },
+		{ "session_shutdown_wakes_reader",
+		  session_shutdown_wakes_reader, 3, 30 },
 		{ "key_update", key_update, 0, 60 },
 		{ "gib_over_bulk_streams", gib_over_bulk_streams, 2, 120 },
 		{ "urgent_overtakes_bulk", urgent_overtakes_bulk, 3, 60 },

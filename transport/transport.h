@@ -159,6 +159,17 @@ struct tp_stream *tp_session_urgent(struct tp_session *s);
  * One thread at a time, and no stream of @s in use by another thread. */
 int tp_session_wait(struct tp_session *s, int timeout_ms,
 		    struct tp_stream **ready);
+/* Which streams tp_session_shutdown() breaks. */
+#define TP_SHUT_CONTROL	(1u << 0)
+#define TP_SHUT_BULK	(1u << 1)
+#define TP_SHUT_URGENT	(1u << 2)
+#define TP_SHUT_ALL	(TP_SHUT_CONTROL | TP_SHUT_BULK | TP_SHUT_URGENT)
+/* Breaks the streams of @s that @which names (TP_SHUT_*), both
+ * directions: a thread blocked reading or writing one returns an error,
+ * and every later call on it fails. The streams stay valid until
+ * tp_session_destroy(). Any thread, while other threads use the streams:
+ * this is how an owner stops threads blocked in them. */
+void tp_session_shutdown(struct tp_session *s, unsigned int which);
 /* One line describing the session: protocol, cipher, authentication, peer,
  * kernel TLS use. Valid until tp_session_destroy(). */
 const char *tp_session_describe(const struct tp_session *s);
