@@ -119,13 +119,15 @@ def split_rows(result, ours="fqemu"):
                 continue
             s = v["summary"]
             cells = [cell("downtime_ms", s["downtime_ms"], "{:.1f}")]
-            cells += [cell(k, s[k], fmt) for k, _, _, fmt, _ in SPLIT[:-1]]
-            parts = [s[k]["median"] for k, *_ in SPLIT[:-1] if s[k]]
+            # .get: results.json of older runs lack the newer pieces
+            cells += [cell(k, s.get(k), fmt)
+                      for k, _, _, fmt, _ in SPLIT[:-1]]
+            parts = [s[k]["median"] for k, *_ in SPLIT[:-1] if s.get(k)]
             rest = (s["downtime_ms"]["median"] - sum(parts)
-                    if s["downtime_ms"] and len(parts) == len(SPLIT) - 1
-                    else None)
+                    if s["downtime_ms"] and parts else None)
             cells.append("n/a" if rest is None else f"{rest:.1f}")
-            cells.append(cell("state_bytes", s["state_bytes"], "{:.0f}"))
+            cells.append(cell("state_bytes", s.get("state_bytes"),
+                              "{:.0f}"))
             out.append((sc["name"], v["label"], cells, ""))
     return out
 
@@ -250,7 +252,7 @@ def write_markdown(result, path, plots):
                   "its load (precopy: the last pages placed, the uffd "
                   "released); state load: `migrate-incoming fd:` at the "
                   "destination until completed; resume: `cont`; rest: the "
-                  "median downtime minus the medians of those (COMMIT, the "
+                  "median downtime minus the medians of those shown (COMMIT, the "
                   "state on the wire, the messages in between); state: "
                   "the blob's size.", ""]
             md(["scenario", "engine"] + split_headings(),
