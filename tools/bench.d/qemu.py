@@ -259,6 +259,13 @@ def run(ctx, sc, variant, rundir):
     except (OSError, RuntimeError) as e:
         states = ", ".join(f"{k.name} {'running' if k.poll() is None else 'exit ' + str(k.status)}"
                            for k in kids)
+        # Give the destination a moment to finish exiting: a QMP socket
+        # that broke is often that QEMU on its way out.
+        dst = next((k for k in kids if k.name == "dst-qemu"), None)
+        if dst is not None and dst.wait(2) == 0:
+            states += ("; the destination QEMU exited 0: under "
+                       "-no-reboot, its guest reset or powered off after "
+                       "the migration")
         raise RuntimeError(f"{e} ({states})") from e
     finally:
         for q in qmps:
