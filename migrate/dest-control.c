@@ -106,6 +106,7 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 			continue;
 		ut_bitmap_clear(&d->received, g);
 		ut_bitmap_clear(&d->zero, g);
+		ut_bitmap_clear(&d->claimed, g);
 		ret = gm_region_discard(&d->vm.map[z.region],
 					(z.first + i) * psz, psz);
 	}

@@ -33,6 +33,54 @@ static bool fault_page(const struct mig_dst *d, uint64_t addr, uint32_t *r,
 	return false;
 }
 
+/* Minor mode: maps a page whose final content is in the page cache. */
+static void map_final(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	int ret, tries = 0;
+
+	do
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, r, idx), psz, 0);
+	while (ret == -EAGAIN && ++tries < 100);
+	if (!ret || ret == -EEXIST)
+		return;
+	if (!gm_uffd_race(ret))
+		pr_warn("mapping page %llu of region %u: %s",
+			(unsigned long long)idx, r, strerror(-ret));
+	gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx), psz); /* it faults again */
+}
+
+/* A fault on a page that holds its data. Minor mode: final in the page
+ * cache, map it (a no-op when a placement did just now). Copy mode:
+ * placed between the fault and our read, wake it. */
+static void release_placed(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	if (d->minor)
+		map_final(d, r, idx);
+	else
+		gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
+			     d->vm.layout.r[r].page_size);
+}
+
+void dst_map_received(struct mig_dst *d)
+{
+	uint64_t t0 = ut_now_ns(), n = 0;
+
+	if (!d->minor)
+		return;
+	for (uint32_t r = 0; r < d->vm.nr; r++) {
+		uint64_t first = d->vm.first[r], end = first + region_pages(d, r);
+
+		for (uint64_t g = ut_bitmap_find_next(&d->received, first);
+		     g < end; g = ut_bitmap_find_next(&d->received, g + 1)) {
+			map_final(d, r, g - first);
+			n++;
+		}
+	}
+	pr_info("mapped %llu pages received before the switchover in %.1f ms",
+		(unsigned long long)n, (ut_now_ns() - t0) / 1e6);
+}
+
 /* One fault: served here if the page is known, else asked for. Returns 1
  * when a request was added to @q. */
 static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
@@ -47,9 +95,7 @@ static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
 	}
 	g = d->vm.first[r] + idx;
 	if (ut_bitmap_test(&d->received, g)) {
-		/* Placed between the fault and our read: wake it. */
-		gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
-			     d->vm.layout.r[r].page_size);
+		release_placed(d, r, idx);
 		return 0;
 	}
 	if (ut_bitmap_test(&d->zero, g)) {
@@ -62,8 +108,7 @@ static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
 	if (ut_bitmap_test(&d->received, g) &&
 	    mig_faults_withdraw(&d->faults, g)) {
 		dst_wake_if_idle(d);
-		gm_uffd_wake(&d->uffd, vmm_addr(d, r, idx),
-			     d->vm.layout.r[r].page_size);
+		release_placed(d, r, idx);
 		return 0;
 	}
 	*q = (struct mig_req){ r, idx };
@@ -224,14 +269,41 @@ void dst_faulter_stop(struct mig_dst *d)
 	d->ft.buf = NULL;
 }
 
-/* Registers MISSING mode on all of the incoming VM's RAM, before anything
- * can touch it. Without a uffd, or where that fails, no postcopy. */
+/* Minor mode needs MINOR for every backing (all of them are shared: an
+ * anonymous region is refused at attach) and, without our own mapping of
+ * a hugetlb backing (no write(2) there), nothing. The kernel's features
+ * come from a uffd of our own: UFFDIO_API can be tried once per fd. */
+static bool want_minor(const struct mig_dst *d, uint64_t *want)
+{
+	const struct vml_hello *h = &d->vm.link.hello;
+	uint64_t have = 0, need = 0;
+
+	if (d->p->no_minor || gm_uffd_probe(&have))
+		return false;
+	for (uint32_t i = 0; i < d->vm.nr; i++) {
+		if (h->regions[i].page_size == 4096)
+			need |= UFFD_FEATURE_MINOR_SHMEM;
+		else if (d->vm.copy)
+			return false;
+		else
+			need |= UFFD_FEATURE_MINOR_HUGETLBFS;
+	}
+	if ((have & need) != need)
+		return false;
+	*want |= need;
+	return true;
+}
+
+/* Registers MISSING mode (and MINOR, see dest-internal.h) on all of the
+ * incoming VM's RAM, before anything can touch it. Without a uffd, or
+ * where that fails, no postcopy. */
 void dst_uffd_setup(struct mig_dst *d)
 {
 	const struct vml_hello *h = &d->vm.link.hello;
 	uint64_t want = 0;
 	int fd = vml_client_take_uffd(&d->vm.link);
 	uint32_t maxpsz = 0;
+	bool minor;
 
 	if (fd < 0)
 		return;
@@ -243,6 +315,7 @@ void dst_uffd_setup(struct mig_dst *d)
 		if (h->regions[i].page_size > maxpsz)
 			maxpsz = h->regions[i].page_size;
 	}
+	minor = want_minor(d, &want);
 	if (maxpsz > STAGE_BYTES ||
 	    gm_uffd_init(&d->uffd, fd, want | UFFD_FEATURE_EVENT_REMOVE, true)) {
 		close(fd);
@@ -250,14 +323,18 @@ void dst_uffd_setup(struct mig_dst *d)
 	}
 	for (uint32_t i = 0; i < d->vm.nr; i++)
 		if (gm_uffd_register(&d->uffd, h->regions[i].host_addr,
-				     h->regions[i].size, GM_UFFD_MISSING, NULL))
+				     h->regions[i].size,
+				     GM_UFFD_MISSING |
+					     (minor ? GM_UFFD_MINOR : 0),
+				     NULL))
 			return;
-	if (maxpsz > 4096) {
+	if (maxpsz > 4096 || minor) {
 		d->zero_page = aligned_alloc(4096, maxpsz);
 		if (!d->zero_page)
 			return;
 		memset(d->zero_page, 0, maxpsz);
 	}
+	d->minor = minor;
 	d->can_postcopy = true;
 }
 
@@ -273,4 +350,5 @@ void dst_uffd_release(struct mig_dst *d)
 					   h->regions[i].size);
 	gm_uffd_close(&d->uffd);
 	d->can_postcopy = false;
+	d->minor = false;
 }

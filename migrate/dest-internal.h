@@ -65,8 +65,14 @@ struct mig_dst {
 	bool cancelled, peer_cancelled;
 	char why[32];
 	/* Postcopy. */
-	struct gm_uffd uffd;		/* the incoming VMM's, MISSING mode */
+	struct gm_uffd uffd;		/* the incoming VMM's */
 	bool can_postcopy;		/* uffd registered on all of its RAM */
+	/* MISSING and MINOR on a shared backing: a page is written into
+	 * the page cache through our own mapping and mapped into the VMM
+	 * with UFFDIO_CONTINUE once final; the VMM cannot see it before.
+	 * False: MISSING only, pages placed by UFFDIO_COPY. */
+	bool minor;
+	struct ut_bitmap claimed;	/* minor: a thread is placing it */
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
@@ -94,8 +100,10 @@ static inline uint64_t vmm_addr(const struct mig_dst *d, uint32_t r,
 
 /* Any thread: wakes dst_finish_postcopy() once nothing is outstanding. */
 void dst_wake_if_idle(struct mig_dst *d);
-/* Any thread: places page @idx of region @r atomically (UFFDIO_COPY of
- * @buf, or UFFDIO_ZEROPAGE when NULL); another placement winning is 0. */
+/* Any thread: places page @idx of region @r atomically (@buf, or zeros
+ * when NULL): written through our mapping then UFFDIO_CONTINUE in minor
+ * mode, else UFFDIO_COPY or UFFDIO_ZEROPAGE; another placement winning
+ * is 0. */
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf);
 /* Any thread: a zero page, the way the backing's page size allows. */
 int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
@@ -110,9 +118,14 @@ int dst_receivers_stop(struct mig_dst *d);
 /* ---- the fault thread (dest-fault.c) ---- */
 
 int dst_faulter_start(struct mig_dst *d);
+/* Minor mode, after the resume: maps every page received before the
+ * switchover, so that the guest's first touch of it is no fault. Runs
+ * beside the fault thread (a page it maps first is EEXIST here). */
+void dst_map_received(struct mig_dst *d);
 /* Accepts none started. */
 void dst_faulter_stop(struct mig_dst *d);
-/* MISSING mode on all of the incoming RAM; d->can_postcopy says if. */
+/* MISSING (and MINOR where the kernel has it for every backing) on all
+ * of the incoming RAM; d->can_postcopy and d->minor say what. */
 void dst_uffd_setup(struct mig_dst *d);
 void dst_uffd_release(struct mig_dst *d);
 

@@ -39,12 +39,48 @@ static void placed(struct mig_dst *d, uint64_t g)
 		dst_wake_if_idle(d);
 }
 
+/* Minor mode: the page into the page cache through our own mapping (or
+ * the backing file), then mapped into the VMM. Only the thread that
+ * claims the page writes it: a second writer could overwrite what the
+ * guest wrote after the first one's CONTINUE. */
+static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
+		       const void *buf)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	uint64_t g = d->vm.first[r] + idx;
+	int ret = 0, tries = 0;
+
+	if (ut_bitmap_test_and_set(&d->claimed, g))
+		return 0; /* being placed; its CONTINUE wakes the fault */
+	if (!buf)
+		buf = d->zero_page;
+	if (d->vm.copy)
+		ret = mig_vm_write(&d->vm, r, idx, buf, psz);
+	else
+		memcpy(mig_vm_page(&d->vm, r, idx), buf, psz);
+	while (!ret) {
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, r, idx), psz, 0);
+		if (ret != -EAGAIN || ++tries >= 100)
+			break;
+	}
+	if (ret == -EEXIST)
+		ret = 0;
+	if (ret) {
+		ut_bitmap_clear(&d->claimed, g);
+		return ret;
+	}
+	placed(d, g);
+	return 0;
+}
+
 /* Places one page atomically; another placement winning is fine. */
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
 {
 	uint32_t psz = d->vm.layout.r[r].page_size;
 	int ret, tries = 0;
 
+	if (d->minor)
+		return place_minor(d, r, idx, buf);
 	do {
 		ret = buf ? gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf,
 					 psz, 0) :
@@ -62,7 +98,8 @@ int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
 int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx)
 {
 	return dst_place(d, r, idx,
-		     d->vm.layout.r[r].page_size > 4096 ? d->zero_page : NULL);
+		     d->vm.layout.r[r].page_size > 4096 || d->minor ?
+			     d->zero_page : NULL);
 }
 
 static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)

@@ -128,6 +128,7 @@ int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 	ssize_t len;
 	int ret;
 
+	dst_map_received(d);
 	for (;;) {
 		ret = dst_receivers_join(d);
 		pthread_mutex_lock(&d->meet.lock);

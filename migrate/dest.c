@@ -40,7 +40,8 @@ static int alloc_tracking(struct mig_dst *d)
 {
 	uint64_t n = d->vm.total_pages;
 
-	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n))
+	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n) ||
+	    ut_bitmap_init(&d->claimed, n))
 		return -ENOMEM;
 	return mig_faults_init(&d->faults, n);
 }
@@ -186,8 +187,12 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 			       "start it with --incoming", p->vm_socket);
 	if (!ret && (ret = alloc_tracking(&d)))
 		mig_fail(err, ret, "out of memory");
-	if (!ret)
+	if (!ret) {
 		dst_uffd_setup(&d);
+		snprintf(st->placement, sizeof(st->placement), "%s",
+			 d.minor ? "minor" : d.can_postcopy ? "copy" : "none");
+		pr_info("postcopy placement: %s", st->placement);
+	}
 	if (!ret)
 		ret = to_resume(&d, st, cpu0, &postcopy, err);
 	t_resume = ut_now_ns();
@@ -214,6 +219,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	free(d.zero_page);
 	ut_bitmap_fini(&d.received);
 	ut_bitmap_fini(&d.zero);
+	ut_bitmap_fini(&d.claimed);
 	mig_faults_fini(&d.faults);
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)

@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #define LOG_PREFIX "check-transport"
+#include "tools/cert.h"
 #include "transport/internal.h"
 #include "transport/transport.h"
 #include "util/util.h"
@@ -1002,8 +1003,8 @@ static int hand_join(struct tp_stream *st, const uint8_t *token,
 	int ret;
 
 	memcpy(join, token, TP_TOKEN_LEN);
-	tp_put_le32(join + TP_TOKEN_LEN, kind);
-	tp_put_le32(join + TP_TOKEN_LEN + 4, 0);
+	ut_put_le32(join + TP_TOKEN_LEN, kind);
+	ut_put_le32(join + TP_TOKEN_LEN + 4, 0);
 	memcpy(join + TP_TOKEN_LEN + 8, proof, TP_PROOF_LEN);
 	ck_assert_int_eq(tp_send_internal(st, TP_TYPE_JOIN, join, JOIN_LEN), 0);
 	ret = tp_recv(st, &m, NULL, 0);
@@ -1034,8 +1035,8 @@ START_TEST(join_replay_refused)
 	server_start(&sv, &scfg, "127.0.0.1");
 	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
 	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
-	tp_put_le32(hello, TP_PROTO_VERSION);
-	tp_put_le32(hello + 4, 1);
+	ut_put_le32(hello, TP_PROTO_VERSION);
+	ut_put_le32(hello + 4, 1);
 	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
 					  HELLO_LEN), 0);
 	ck_assert_int_eq(tp_recv(ctl, &m, welcome, sizeof(welcome)), 0);
@@ -1092,8 +1093,8 @@ START_TEST(old_protocol_refused)
 	server_start(&sv, &scfg, "127.0.0.1");
 	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
 	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
-	tp_put_le32(hello, 1);
-	tp_put_le32(hello + 4, 1);
+	ut_put_le32(hello, 1);
+	ut_put_le32(hello + 4, 1);
 	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
 					  HELLO_LEN), 0);
 	check_reason(server_wait(&sv), -EPROTO, sv.err.msg,
@@ -1537,12 +1538,12 @@ static int make_crls(struct tp_err *err)
 
 	cpath(c, "ca");
 	kpath(k, "ca");
-	if (tp_cert_make_crl(c, k, revoked, 1, cpath(o, "crl"), 30, err) ||
-	    tp_cert_make_crl(c, k, revoked, 1, cpath(o, "stale-crl"), -1, err))
+	if (cert_make_crl(c, k, revoked, 1, cpath(o, "crl"), 30, err) ||
+	    cert_make_crl(c, k, revoked, 1, cpath(o, "stale-crl"), -1, err))
 		return -1;
 	cpath(c, "rogue-ca");
 	kpath(k, "rogue-ca");
-	return tp_cert_make_crl(c, k, NULL, 0, cpath(o, "rogue-crl"), 30, err);
+	return cert_make_crl(c, k, NULL, 0, cpath(o, "rogue-crl"), 30, err);
 }
 
 static int make_certs(void)
@@ -1563,23 +1564,23 @@ static int make_certs(void)
 		{ "revoked", "ca", 365, 0, NULL, NULL },
 	};
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
-	struct tp_cert_opts o = { .cn = "test CA", .days = 30 };
+	struct cert_opts o = { .cn = "test CA", .days = 30 };
 	struct tp_err err;
 
-	struct tp_cert_opts rogue = { .cn = "rogue CA", .days = 30 };
+	struct cert_opts rogue = { .cn = "rogue CA", .days = 30 };
 
-	if (tp_cert_make_ca(cpath(c, "ca"), kpath(k, "ca"), &o, &err) ||
-	    tp_cert_make_ca(cpath(c, "rogue-ca"), kpath(k, "rogue-ca"),
+	if (cert_make_ca(cpath(c, "ca"), kpath(k, "ca"), &o, &err) ||
+	    cert_make_ca(cpath(c, "rogue-ca"), kpath(k, "rogue-ca"),
 			    &rogue, &err))
 		goto fail;
 	for (size_t i = 0; i < UT_ARRAY_SIZE(hosts); i++) {
-		o = (struct tp_cert_opts){
+		o = (struct cert_opts){
 			.cn = hosts[i].name, .days = hosts[i].days,
 			.not_before_days = hosts[i].not_before_days,
 			.key_usage = hosts[i].ku,
 			.ext_key_usage = hosts[i].eku,
 			.san = "DNS:localhost,IP:127.0.0.1,IP:::1" };
-		if (tp_cert_make_host(cpath(cc, hosts[i].ca),
+		if (cert_make_host(cpath(cc, hosts[i].ca),
 				      kpath(ck, hosts[i].ca),
 				      cpath(c, hosts[i].name),
 				      kpath(k, hosts[i].name), &o, &err))
