@@ -294,7 +294,7 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 {
 	struct mig_resumed r;
 	uint8_t buf[64];
-	uint64_t t0 = ut_now_ns();
+	uint64_t t0 = ut_now_ns(), t1, t2;
 	ssize_t n;
 	int ret;
 
@@ -302,12 +302,17 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM refused the state: "
 				"%s", vml_strerror(ret));
+	t1 = ut_now_ns();
 	ret = vml_client_resume(&d->vm.link);
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM did not resume: %s",
 				vml_strerror(ret));
 	r.realtime_ns = mig_realtime_ns();
-	r.load_ns = ut_now_ns() - t0;
+	t2 = ut_now_ns();
+	r.load_ns = t2 - t0;
+	st->state_bytes = len;
+	st->load_ms = (t1 - t0) / 1e6;
+	st->resume_ms = (t2 - t1) / 1e6;
 	r.cpu_ns = (ut_cpu_seconds() - cpu0) * 1e9;
 	st->state_load_ms = r.load_ns / 1e6;
 	st->cpu_s_dest = r.cpu_ns / 1e9;

@@ -118,6 +118,7 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 {
 	struct tp_stream *ctl = tp_session_control(d->sess);
 	void *blob = NULL;
+	uint64_t t_state;
 	size_t len = 0;
 	int ret;
 
@@ -130,6 +131,7 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 		mig_fail(err, ret, "cannot start the receiver threads");
 	if (!ret)
 		ret = dst_recv_state(d, ctl, &blob, &len, postcopy, err);
+	t_state = ut_now_ns();
 	if (!ret)
 		mig_phase_enter(&d->phase, MIG_PHASE_SWITCHOVER);
 	if (ret && d->cancelled) {
@@ -144,6 +146,7 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 		dst_receivers_stop(d);
 	else
 		ret = before_resume(d, *postcopy, err);
+	st->drain_ms = (ut_now_ns() - t_state) / 1e6;
 	if (!ret && !*postcopy)
 		ret = source_there(ctl, err);
 	if (!ret)

@@ -50,6 +50,15 @@ struct mig_stats {
 	double setup_s;		/* start to the first page sent */
 	double downtime_ms;	/* vCPU pause (source) to resume (dest) */
 	double state_load_ms;	/* destination load-state + resume */
+	/* The switchover piece by piece, each side its own (ms): */
+	double pause_ms;	/* source: PAUSE sent to the VMM's reply */
+	double harvest_ms;	/* source: the last dirty-log read, paused */
+	double state_save_ms;	/* source: SAVE_STATE sent to the blob in hand */
+	uint64_t state_bytes;	/* the VM's state blob (both sides) */
+	double drain_ms;	/* destination: state in to LOAD_STATE (precopy:
+				 * the last pages placed, the uffd released) */
+	double load_ms;		/* destination: LOAD_STATE alone */
+	double resume_ms;	/* destination: RESUME alone */
 	uint64_t guest_bytes;	/* guest RAM */
 	uint64_t bytes_data;	/* page payload */
 	uint64_t bytes_zero;	/* zero bitmaps */

@@ -15,11 +15,14 @@
 
 int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err)
 {
+	uint64_t t0 = ut_now_ns();
 	int ret = vml_client_save_state(&s->vm.link, blob, len);
 
 	if (ret)
 		return mig_fail(err, ret, "the VM could not save its state: %s",
 				vml_strerror(ret));
+	s->st->state_save_ms = (ut_now_ns() - t0) / 1e6;
+	s->st->state_bytes = *len;
 	if (*len > MIG_MAX_STATE) {
 		free(*blob);
 		*blob = NULL;
@@ -104,21 +107,29 @@ int src_release(struct mig_src *s, struct tp_stream *ctl)
 	return 0;
 }
 
-/* Stops the vCPUs (the downtime starts: @t monotonic, @rt realtime) and
- * adds what they wrote since the last harvest to todo. */
+/* Stops the vCPUs (the downtime starts as PAUSE is sent, since the VMM
+ * may stop them any time before it replies: @t monotonic, @rt realtime)
+ * and adds what they wrote since the last harvest to todo. */
 int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
 {
+	uint64_t t1;
 	ssize_t n;
-	int ret = vml_client_pause(&s->vm.link);
+	int ret;
 
+	*t = ut_now_ns();
+	*rt = mig_realtime_ns();
+	ret = vml_client_pause(&s->vm.link);
 	if (ret)
 		return mig_fail(err, ret, "the VM did not pause: %s",
 				vml_strerror(ret));
 	mig_phase_enter(&s->phase, MIG_PHASE_SWITCHOVER);
 	src_steer_settle(s);
-	*t = s->steer.pause_t = ut_now_ns();
-	*rt = s->steer.pause_rt = mig_realtime_ns();
+	t1 = ut_now_ns();
+	s->st->pause_ms = (t1 - *t) / 1e6;
+	s->steer.pause_t = *t;
+	s->steer.pause_rt = *rt;
 	n = gm_dirty_harvest(s->dirty, &s->todo);
+	s->st->harvest_ms = (ut_now_ns() - t1) / 1e6;
 	return n < 0 ? mig_fail(err, n, "reading the last dirty pages failed")
 		     : 0;
 }

@@ -87,6 +87,18 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	fprintf(f, "  \"total_s\": %.3f,\n  \"setup_s\": %.3f,\n"
 		   "  \"downtime_ms\": %.2f,\n  \"state_load_ms\": %.2f,\n",
 		st->total_s, st->setup_s, st->downtime_ms, st->state_load_ms);
+	if (!strcmp(role, "source"))
+		fprintf(f, "  \"switchover\": {\"pause_ms\": %.2f, "
+			   "\"harvest_ms\": %.2f, \"state_save_ms\": %.2f, "
+			   "\"state_bytes\": %llu},\n", st->pause_ms,
+			st->harvest_ms, st->state_save_ms,
+			(unsigned long long)st->state_bytes);
+	else
+		fprintf(f, "  \"switchover\": {\"state_bytes\": %llu, "
+			   "\"drain_ms\": %.2f, \"load_ms\": %.2f, "
+			   "\"resume_ms\": %.2f},\n",
+			(unsigned long long)st->state_bytes, st->drain_ms,
+			st->load_ms, st->resume_ms);
 	fprintf(f, "  \"guest_bytes\": %llu,\n  \"bulk_streams\": %u,\n",
 		(unsigned long long)st->guest_bytes, st->nbulk);
 	fprintf(f, "  \"bytes\": {\"page_data\": %llu, \"zero_bitmap\": %llu, "

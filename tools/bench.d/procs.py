@@ -247,6 +247,19 @@ def has_line(child, prefix):
     return None
 
 
+def await_filled(child, what, timeout, hb_timeout=60):
+    """Waits, at most TIMEOUT s, until the source guest of CHILD (WHAT:
+    "ferry-vm", "QEMU") has written every page once (its FILLED line), then
+    for 3 more heartbeats; raises RuntimeError when it does not or exits."""
+    if not wait_for(lambda: has_line(child, "FILLED")
+                    or child.poll() is not None, timeout):
+        raise RuntimeError("source guest did not finish filling")
+    if child.poll() is not None:
+        raise RuntimeError(f"source {what} exited: {child.text()[-300:]}")
+    n0 = len(child.heartbeats())
+    wait_for(lambda: len(child.heartbeats()) >= n0 + 3, hb_timeout)
+
+
 def await_verified(child, need, timeout, min_hbs=4):
     """Waits, at most TIMEOUT s, until the guest of CHILD (at the
     destination) has printed MIN_HBS heartbeats and one whose rpasses (its

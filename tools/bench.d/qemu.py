@@ -5,13 +5,14 @@ migrate, query-migrate, migrate-start-postcopy)."""
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
 import time
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, has_line, await_verified
+    dirty_rate_mibs, await_verified, await_filled
 
 QEMU = "qemu-system-x86_64"
 
@@ -33,6 +34,7 @@ def version():
 class Qmp:
     def __init__(self, path, timeout=30):
         self.sock = None
+        self.path = path
         end = now() + timeout
         while True:
             try:
@@ -63,8 +65,11 @@ class Qmp:
         req = {"execute": name}
         if args:
             req["arguments"] = args
-        self.f.write((json.dumps(req) + "\n").encode())
-        r = self._read()
+        try:
+            self.f.write((json.dumps(req) + "\n").encode())
+            r = self._read()
+        except OSError as e:
+            raise RuntimeError(f"QMP {name} on {self.path}: {e}") from e
         if "error" in r:
             raise RuntimeError(f"QMP {name}: {r['error'].get('desc')}")
         return r.get("return")
@@ -99,31 +104,40 @@ def guest_append(sc):
             f"dup={sc['dup']} pattern=random hb_ms={sc['hb_ms']}")
 
 
-def argv(ctx, sc, qmp, incoming):
-    mem = sc["mem"]
-    if sc["backing"].startswith("hugetlb"):
-        backend = (f"memory-backend-memfd,id=ram0,size={mem},hugetlb=on,"
-                   f"hugetlbsize=2M,share=on")
-    else:
-        backend = os.environ.get("BENCH_QEMU_BACKEND",
-                                 "memory-backend-memfd,share=on")
-        backend = f"{backend},id=ram0,size={mem}"
-    a = [QEMU, "-accel", ctx.qemu_accel, "-name", "bench,debug-threads=on",
-         "-machine", "pc,memory-backend=ram0", "-object", backend,
-         "-m", mem, "-nodefaults", "-display", "none",
-         "-kernel", ctx.payload, "-append", guest_append(sc),
-         # No isa-debug-exit: a guest that finds a bad page stops
-         # working but its QEMU stays, so that a postcopy can finish and
-         # the run still yields figures (flagged as not verified).
-         "-serial", "stdio", "-no-reboot",
-         "-qmp", f"unix:{qmp},server=on,wait=off",
-         # A token of this QEMU process, which migration does not carry:
-         # the guest sees a new one at the destination, a resume, so its
-         # rpasses count passes made there only.
-         "-fw_cfg", f"name=opt/ferry/resume,string={os.urandom(8).hex()}"]
+def cmdline(ctx, sc, d, incoming):
+    """(argv, env) of one QEMU of this scenario, as `ferry-qemu cmdline
+    --dir D` prints it, so that QEMU's own migration and Ferry's migrate
+    the very same QEMU: guest RAM on a shared memfd (2M hugetlb for the
+    hugetlb scenario), the preload in LD_PRELOAD (idle while no agent
+    asks it for a uffd), the private QMP socket D/qmp.sock, a fw_cfg
+    resume token of this process (migration does not carry it: the guest
+    sees the resume and counts its rpasses from there), on the
+    destination -incoming defer -S; then the same guest payload, words
+    and console for both engines."""
+    os.makedirs(d, exist_ok=True)
+    fq = [f"{ctx.build}/tools/ferry-qemu/ferry-qemu", "cmdline", "--dir", d,
+          "-m", sc["mem"], "--accel", ctx.qemu_accel, "--preload",
+          f"{ctx.build}/tools/ferry-qemu/libferry-preload.so"]
     if incoming:
-        a += ["-incoming", "defer"]
-    return a
+        fq.append("--incoming")
+    if sc["backing"].startswith("hugetlb"):
+        fq.append("--hugetlb")
+    fq += ["--", "-name", "bench,debug-threads=on", "-nodefaults",
+           "-display", "none", "-kernel", ctx.payload,
+           "-append", guest_append(sc),
+           # No isa-debug-exit: a guest that finds a bad page stops
+           # working but its QEMU stays, so that a postcopy can finish
+           # and the run still yields figures (flagged as not verified).
+           "-serial", "stdio", "-no-reboot"]
+    r = subprocess.run(fq, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"ferry-qemu cmdline: {r.stderr.strip()}")
+    words = shlex.split(r.stdout)
+    env = dict(os.environ)
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        k, v = words.pop(0).split("=", 1)
+        env[k] = v
+    return words, env
 
 
 def setup(q, ctx, sc, variant, endpoint):
@@ -156,19 +170,16 @@ def setup(q, ctx, sc, variant, endpoint):
 def run(ctx, sc, variant, rundir):
     kids, qmps = [], []
     try:
-        sq, dq = f"{rundir}/src.qmp", f"{rundir}/dst.qmp"
-        src = Child("src-qemu", argv(ctx, sc, sq, False),
-                    f"{rundir}/src-qemu.log")
+        sq, dq = f"{rundir}/src/qmp.sock", f"{rundir}/dst/qmp.sock"
+        a, env = cmdline(ctx, sc, f"{rundir}/src", False)
+        src = Child("src-qemu", a, f"{rundir}/src-qemu.log", env=env)
         kids.append(src)
-        if not wait_for(lambda: has_line(src, "FILLED")
-                        or src.poll() is not None, ctx.fill_timeout):
-            raise RuntimeError("source guest did not finish filling")
-        if src.poll() is not None:
-            raise RuntimeError(f"source QEMU exited: {src.text()[-300:]}")
-        n0 = len(src.heartbeats())
-        wait_for(lambda: len(src.heartbeats()) >= n0 + 3, 60)
-        dst = Child("dst-qemu", argv(ctx, sc, dq, True),
-                    f"{rundir}/dst-qemu.log")
+        await_filled(src, "QEMU", ctx.fill_timeout)
+        a, env = cmdline(ctx, sc, f"{rundir}/dst", True)
+        # The one difference from Ferry's destination: no -S, since
+        # QEMU's own migration starts the guest there by itself.
+        a = [w for w in a if w != "-S"]
+        dst = Child("dst-qemu", a, f"{rundir}/dst-qemu.log", env=env)
         kids.append(dst)
         s, d = Qmp(sq), Qmp(dq)
         qmps += [s, d]
@@ -248,6 +259,13 @@ def run(ctx, sc, variant, rundir):
     except (OSError, RuntimeError) as e:
         states = ", ".join(f"{k.name} {'running' if k.poll() is None else 'exit ' + str(k.status)}"
                            for k in kids)
+        # Give the destination a moment to finish exiting: a QMP socket
+        # that broke is often that QEMU on its way out.
+        dst = next((k for k in kids if k.name == "dst-qemu"), None)
+        if dst is not None and dst.wait(2) == 0:
+            states += ("; the destination QEMU exited 0: under "
+                       "-no-reboot, its guest reset or powered off after "
+                       "the migration")
         raise RuntimeError(f"{e} ({states})") from e
     finally:
         for q in qmps:

@@ -20,17 +20,34 @@ FIGURES = [
     ("vcpu_blocked_ms", "vCPU blocked", "ms", "{:.0f}", True),
 ]
 POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms"}
+# Ferry's downtime piece by piece (from the agents' JSON "switchover"
+# objects and the last round), and the size of the VM's state blob.
+SPLIT = [
+    ("pause_ms", "pause", "ms", "{:.1f}", True),
+    ("harvest_ms", "harvest", "ms", "{:.1f}", True),
+    ("final_round_ms", "final round", "ms", "{:.1f}", True),
+    ("state_save_ms", "state save", "ms", "{:.1f}", True),
+    ("drain_ms", "dest drain", "ms", "{:.1f}", True),
+    ("state_load_ms", "state load", "ms", "{:.1f}", True),
+    ("resume_ms", "resume", "ms", "{:.1f}", True),
+    ("state_bytes", "state", "KiB", "{:.0f}", True),
+]
+# The two tables: Ferry on the very QEMU VM against QEMU (the headline),
+# then ferry-vm against the same QEMU runs.
+TABLES = [("fqemu", "Ferry on QEMU against QEMU, the same QEMU VM"),
+          ("ferry", "Ferry on ferry-vm (no-KVM, native threads) against "
+                    "QEMU (TCG): not like for like")]
 
 
 def scale(key, v):
-    return v / 1048576 if key == "bytes" else v
+    return {"bytes": v / 1048576, "state_bytes": v / 1024}.get(key, v)
 
 
 def summarize(runs):
     """{key: {median, min, max, n}} over the runs that migrated."""
     ok = [r for r in runs if r.get("migrated")]
     out = {"runs": len(runs), "migrated": len(ok)}
-    for key, *_ in FIGURES + [("dirty_rate_mibs",), ("rounds",)]:
+    for key, *_ in FIGURES + SPLIT + [("dirty_rate_mibs",), ("rounds",)]:
         vals = [r[key] for r in ok if r.get(key) is not None]
         if vals:
             out[key] = {"median": statistics.median(vals), "min": min(vals),
@@ -55,13 +72,15 @@ def ratio(f, q, key):
     return f"{f['median'] / q['median']:.2f}"
 
 
-def rows(result):
-    """Table rows: one per (scenario, engine variant), then one ratio row
-    per QEMU variant."""
+def rows(result, ours="ferry"):
+    """Table rows: one per (scenario, variant) of engine OURS and of QEMU,
+    then one ratio row per pair; scenarios without OURS are left out."""
     out = []
     for sc in result["scenarios"]:
-        fer = [v for v in sc["variants"] if v["engine"] == "ferry"]
+        fer = [v for v in sc["variants"] if v["engine"] == ours]
         qem = [v for v in sc["variants"] if v["engine"] == "qemu"]
+        if not fer:
+            continue
         for v in fer + qem:
             cells = []
             for key, _, _, fmt, _ in FIGURES:
@@ -89,14 +108,42 @@ def rows(result):
     return out
 
 
+def split_rows(result, ours="fqemu"):
+    """Ferry's downtime split, one row per variant of engine OURS: the
+    downtime, then its pieces, what is left (the wire, COMMIT, messages)
+    and the state blob's size."""
+    out = []
+    for sc in result["scenarios"]:
+        for v in sc["variants"]:
+            if v["engine"] != ours:
+                continue
+            s = v["summary"]
+            cells = [cell("downtime_ms", s["downtime_ms"], "{:.1f}")]
+            # .get: results.json of older runs lack the newer pieces
+            cells += [cell(k, s.get(k), fmt)
+                      for k, _, _, fmt, _ in SPLIT[:-1]]
+            parts = [s[k]["median"] for k, *_ in SPLIT[:-1] if s.get(k)]
+            rest = (s["downtime_ms"]["median"] - sum(parts)
+                    if s["downtime_ms"] and parts else None)
+            cells.append("n/a" if rest is None else f"{rest:.1f}")
+            cells.append(cell("state_bytes", s.get("state_bytes"),
+                              "{:.0f}"))
+            out.append((sc["name"], v["label"], cells, ""))
+    return out
+
+
+def split_headings():
+    return (["downtime (ms)"] +
+            [f"{h} ({u})" for _, h, u, _, _ in SPLIT[:-1]] +
+            ["rest (ms)", "state (KiB)"])
+
+
 def headings():
     return [f"{h} ({u})" for _, h, u, _, _ in FIGURES] + \
         ["guest dirty (MiB/s)"]
 
 
-def table_text(result):
-    hs = ["scenario", "engine"] + headings() + ["note"]
-    body = [[s, e] + c + [n] for s, e, c, n in rows(result)]
+def _text(hs, body):
     widths = [max(len(str(r[i])) for r in [hs] + body)
               for i in range(len(hs))]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(hs, widths))]
@@ -108,6 +155,24 @@ def table_text(result):
         prev = r[0]
         lines.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
     return "\n".join(lines)
+
+
+def table_text(result):
+    out = []
+    for ours, title in TABLES:
+        body = [[s, e] + c + [n] for s, e, c, n in rows(result, ours)]
+        if not body:
+            continue
+        out += [f"-- {title}",
+                _text(["scenario", "engine"] + headings() + ["note"], body),
+                ""]
+        if ours == "fqemu":
+            sb = [[s, e] + c for s, e, c, _ in split_rows(result, ours)]
+            out += ["-- Ferry on QEMU: the downtime piece by piece "
+                    "(medians)",
+                    _text(["scenario", "engine"] + split_headings(), sb),
+                    ""]
+    return "\n".join(out).rstrip()
 
 
 def limits_text(result):
@@ -122,7 +187,7 @@ def limits_text(result):
     body = []
     for sc in result["scenarios"]:
         for v in sc["variants"]:
-            if v["engine"] != "ferry":
+            if v["engine"] not in ("ferry", "fqemu"):
                 continue
             s = v["summary"]
             wire = lim.get("aes128gcm_gbps" if sc["tls"] else
@@ -137,7 +202,7 @@ def limits_text(result):
                 r2 = f"{s['total_s']['median'] / ideal:.1f}"
             if s["fault_p50_us"] and lim.get("uffd_rtt_us"):
                 r3 = f"{s['fault_p50_us']['median'] / lim['uffd_rtt_us']:.1f}"
-            body.append([sc["name"], r1, r2, r3])
+            body.append([f"{sc['name']} ({v['label']})", r1, r2, r3])
     return out[0], hs, body
 
 
@@ -162,13 +227,37 @@ def write_markdown(result, path, plots):
         L += ["**Partial: the suite was cut short; these are the scenarios "
               "it had measured.**", ""]
     L += ["## Machine limits (same run)", "", limits_text(result)[0], ""]
-    L += ["## Results", ""]
-    hs = ["scenario", "engine"] + headings() + ["note"]
-    L.append("| " + " | ".join(hs) + " |")
-    L.append("|" + "---|" * len(hs))
-    for s, e, c, n in rows(result):
-        L.append("| " + " | ".join([s, e] + c + [n]) + " |")
-    L += ["", "## Ferry against the machine's limits", ""]
+    def md(hs, body):
+        L.append("| " + " | ".join(hs) + " |")
+        L.append("|" + "---|" * len(hs))
+        for r in body:
+            L.append("| " + " | ".join(r) + " |")
+        L.append("")
+
+    for ours, title in TABLES:
+        body = [[s, e] + c + [n] for s, e, c, n in rows(result, ours)]
+        if not body:
+            continue
+        L += [f"## {title}", ""]
+        md(["scenario", "engine"] + headings() + ["note"], body)
+        if ours == "fqemu":
+            L += ["### Ferry on QEMU: the downtime piece by piece", "",
+                  "Medians (min-max). pause: PAUSE sent until QEMU's "
+                  "vCPUs are stopped (`stop`, then `query-status`); "
+                  "harvest: the last PAGEMAP_SCAN of the write-protected "
+                  "RAM; final round: the pages left (postcopy: the marker "
+                  "round); state save: QEMU's device-state stream "
+                  "(`migrate fd:` under x-ignore-shared) read to its end; "
+                  "dest drain: from the state's arrival at ferry-dest to "
+                  "its load (precopy: the last pages placed, the uffd "
+                  "released); state load: `migrate-incoming fd:` at the "
+                  "destination until completed; resume: `cont`; rest: the "
+                  "median downtime minus the medians of those shown (COMMIT, the "
+                  "state on the wire, the messages in between); state: "
+                  "the blob's size.", ""]
+            md(["scenario", "engine"] + split_headings(),
+               [[s, e] + c for s, e, c, _ in split_rows(result, ours)])
+    L += ["## Ferry against the machine's limits", ""]
     _, lh, lb = limits_text(result)
     L.append("| " + " | ".join(lh) + " |")
     L.append("|" + "---|" * len(lh))
@@ -188,17 +277,19 @@ def write_markdown(result, path, plots):
 
 
 def _plot_data(result, key, path):
-    """Rows: label ferry_med ferry_min ferry_max qemu_med qemu_min
-    qemu_max, one per (scenario, QEMU variant) with the scenario's first
-    Ferry variant."""
+    """Rows: label, then median min max of Ferry on QEMU, of QEMU and of
+    Ferry on ferry-vm (0 where absent): one row per (scenario, QEMU
+    variant), with the scenario's first variant of each Ferry engine."""
     n = 0
     with open(path, "w") as f:
         for sc in result["scenarios"]:
-            fer = [v for v in sc["variants"] if v["engine"] == "ferry"]
+            def first(engine):
+                return next((v for v in sc["variants"]
+                             if v["engine"] == engine), None)
             qem = [v for v in sc["variants"] if v["engine"] == "qemu"]
             for q in qem:
                 vals = []
-                for v in (fer[0] if fer else None, q):
+                for v in (first("fqemu"), q, first("ferry")):
                     s = v["summary"][key] if v else None
                     if s:
                         vals += [scale(key, s[x]) for x in
@@ -231,7 +322,7 @@ def plots(result, outdir):
         gp = f"""
 set terminal pngcairo size 1100,520 font ',10'
 set output '{png}'
-set title '{title}: Ferry (ferry-vm --accel {vm_accel}) vs QEMU ({accel}), median, bars min-max'
+set title '{title}: Ferry and QEMU migrating the same QEMU VM ({accel}); Ferry on ferry-vm --accel {vm_accel}; median, bars min-max'
 set ylabel '{unit}'
 set style data histograms
 set style histogram errorbars gap 2 lw 1
@@ -239,10 +330,11 @@ set style fill solid 0.8 border -1
 set boxwidth 0.9
 set xtics rotate by -25 noenhanced
 set grid ytics
-set key top left
+set key top right
 set yrange [0:*]
-plot '{dat}' using 2:3:4:xtic(1) title 'Ferry' lc rgb '#1f77b4', \\
-     '' using 5:6:7 title 'QEMU' lc rgb '#d62728'
+plot '{dat}' using 2:3:4:xtic(1) title 'Ferry on QEMU' lc rgb '#1f77b4', \\
+     '' using 5:6:7 title 'QEMU' lc rgb '#d62728', \\
+     '' using 8:9:10 title 'Ferry on ferry-vm' lc rgb '#9ecae1'
 """
         if _gnuplot(gp):
             written.append(png)
@@ -255,12 +347,15 @@ plot '{dat}' using 2:3:4:xtic(1) title 'Ferry' lc rgb '#1f77b4', \\
 def _fault_plot(result, outdir, png):
     """Ferry's fault-latency distribution where its JSON has one; QEMU
     reports no per-fault latency, only the vCPU blocked time."""
-    hist = None
-    for sc in result["scenarios"]:
-        for v in sc["variants"]:
-            for r in v.get("runs", []):
-                if r.get("fault_hist"):
-                    hist = r["fault_hist"]
+    hist, who = None, "Ferry"
+    # The last run that has one; Ferry on QEMU's before ferry-vm's.
+    for engine in ("ferry", "fqemu"):
+        for sc in result["scenarios"]:
+            for v in sc["variants"]:
+                for r in v.get("runs", []) if v["engine"] == engine else []:
+                    if r.get("fault_hist"):
+                        hist = r["fault_hist"]
+                        who = f"{v['label']}, {sc['name']}"
     dat = f"{outdir}/fault_latency.dat"
     pts = []
     if isinstance(hist, dict):
@@ -289,7 +384,7 @@ def _fault_plot(result, outdir, png):
                 + (f"set arrow from {lim},graph 0 to {lim},graph 1 nohead "
                    f"dt 2\nset label 'uffd round trip' at {lim},graph 0.95\n"
                    if lim else "")
-                + f"plot '{dat}' using 1:2 with boxes title 'Ferry' "
+                + f"plot '{dat}' using 1:2 with boxes title '{who}' "
                   "lc rgb '#1f77b4'\n")
     else:
         body = ("unset border\nunset xtics\nunset ytics\nset xrange [0:1]\n"
