@@ -1021,6 +1021,9 @@ static int resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM refused the state: "
 				"%s", strerror(-ret));
+	/* Nothing but the VMM touched guest RAM yet: QEMU's load reads it
+	 * (post-load hooks), and in postcopy those faults are served. */
+	st->faults_before_resume = atomic_load(&d->faults.nlat);
 	ret = vml_client_resume(&d->vm.link);
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM did not resume: %s",
