@@ -38,5 +38,8 @@ EXTRA_DIST += docs/qemu.md
 
 # Migrating ferry-guest in QEMU with the agents (TAP, through the .sh
 # driver of tests/local.mk).
+# Its Linux guest: Debian's kernel and a busybox initramfs, made on demand
+# into ~/.cache/ferry by tools/linux-guest.
 TESTS += tests/qemu.sh
-EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py
+EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py tests/vmlink-hold.py \
+	tools/linux-guest tools/guest/linux-init
