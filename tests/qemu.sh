@@ -559,6 +559,25 @@ continued() {
 linux_booted() { # NAME: READY and 4 heartbeats, bounded
 	wait_for 120 has_hbs "$1" 4 && grep -aq '^READY' "$T/$1/console.log"
 }
+# linux_pair CASE: starts the case, the Linux guest running in src and an
+# incoming QEMU in dst; otherwise says why (a skip without the guest) and
+# returns 1
+linux_pair() {
+	case_start
+	linux_guest || { skip "$1" "$why"; return 1; }
+	if ! start_linux src; then
+		why="no link for the source QEMU"
+	elif ! start_linux dst --incoming; then
+		why="no link for the incoming QEMU"
+	elif ! linux_booted src; then
+		why="the Linux guest did not boot in 120 s"
+	else
+		return 0
+	fi
+	fail "$1" "$why"
+	stop_all
+	return 1
+}
 
 # The Linux guest in precopy, with the destination held at the switchover
 # (tests/vmlink-hold.py holds ferry-dest's RESUME): both QEMUs paused, the
@@ -569,16 +588,7 @@ linux_booted() { # NAME: READY and 4 heartbeats, bounded
 case_linux_precopy() {
 	local name="Linux guest, precopy, RAM compared at the switchover"
 	local H=$T/hold sfd dfd fresh ssum dsum nz before rc cmpout
-	case_start
-	linux_guest || { skip "$name" "$why"; return; }
-	start_linux src || { fail "$name" "no link for the source QEMU"; stop_all; return; }
-	start_linux dst --incoming ||
-		{ fail "$name" "no link for the incoming QEMU"; stop_all; return; }
-	if ! linux_booted src; then
-		fail "$name" "the Linux guest did not boot in 120 s"
-		stop_all
-		return
-	fi
+	linux_pair "$name" || return
 	sfd=$(ram_fd src) dfd=$(ram_fd dst)
 	fresh=$(sha256sum <"/proc/$dst_qemu/fd/$dfd" | cut -c1-16)
 	rm -rf "$H"
@@ -633,16 +643,7 @@ case_linux_precopy() {
 # speed the push may have brought those pages first; case_load_faults).
 case_linux_postcopy() {
 	local name="Linux guest, postcopy" rc lf
-	case_start
-	linux_guest || { skip "$name" "$why"; return; }
-	start_linux src || { fail "$name" "no link for the source QEMU"; stop_all; return; }
-	start_linux dst --incoming ||
-		{ fail "$name" "no link for the incoming QEMU"; stop_all; return; }
-	if ! linux_booted src; then
-		fail "$name" "the Linux guest did not boot in 120 s"
-		stop_all
-		return
-	fi
+	linux_pair "$name" || return
 	start_dest
 	timeout 150 "$SRC" --vm "$T/src/vm.sock" --dest "127.0.0.1:$PORT" $CTLS \
 		-q --mode postcopy --json "$T/src.json" >"$T/fsrc.log" 2>&1
