@@ -556,6 +556,20 @@ continued() {
 		return 1
 	fi
 }
+# went_on: once ferry-source is done, ferry-dest succeeded, the Linux
+# guest goes on at the destination and the source QEMU quit; else why
+went_on() {
+	if ! wait "$dest_pid"; then
+		why="ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
+	elif ! continued; then
+		return 1
+	elif ! wait_for 20 eval '! alive $src_qemu'; then
+		why="the source QEMU did not quit"
+	else
+		return 0
+	fi
+	return 1
+}
 linux_booted() { # NAME: READY and 4 heartbeats, bounded
 	wait_for 120 has_hbs "$1" 4 && grep -aq '^READY' "$T/$1/console.log"
 }
@@ -626,12 +640,8 @@ case_linux_precopy() {
 		fail "$name" "only $nz non-zero pages in the source's RAM"
 	elif ! wait "$spid"; then
 		fail "$name" "ferry-source failed: $(cat "$T/fsrc.log")"
-	elif ! wait "$dest_pid"; then
-		fail "$name" "ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
-	elif ! continued; then
+	elif ! went_on; then
 		fail "$name" "$why"
-	elif ! wait_for 20 eval '! alive $src_qemu'; then
-		fail "$name" "the source QEMU did not quit"
 	else
 		ok "$name: 128 MiB equal (sha256 $ssum, $nz non-zero pages; before the migration $fresh); heartbeats go on at n=$(hb_n dst first); stream $(sed -n 's/.*device state: \([0-9]*\) bytes.*/\1/p' "$T/src/fq.log") bytes, downtime $(json src.json downtime_ms) ms (the hold in it), state load $(json src.json state_load_ms) ms"
 	fi
@@ -651,12 +661,8 @@ case_linux_postcopy() {
 	lf=$(json dest.json faults_before_resume)
 	if [ $rc -ne 0 ]; then
 		fail "$name" "ferry-source exit $rc: $(cat "$T/fsrc.log")"
-	elif ! wait "$dest_pid"; then
-		fail "$name" "ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
-	elif ! continued; then
+	elif ! went_on; then
 		fail "$name" "$why"
-	elif ! wait_for 20 eval '! alive $src_qemu'; then
-		fail "$name" "the source QEMU did not quit"
 	else
 		ok "$name: heartbeats go on at n=$(hb_n dst first); faults $(json dest.json faults), $lf during QEMU's state load; downtime $(json src.json downtime_ms) ms, state load $(json src.json state_load_ms) ms, postcopy $(sed -n 's/.*"duration_s": \([0-9.]*\), "pages_pushed.*/\1/p' "$T/dest.json") s"
 	fi
