@@ -1,17 +1,25 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The destination's receiver threads, one per bulk stream: each writes
- * pages straight into the incoming VM's RAM (decrypted into guest memory
- * where it can be, no staging copy), applies zero bitmaps and duplicate
- * references in stream order, and meets the other receivers at each
- * ROUND marker so that round r + 1 of one stream can never land before
- * round r of another. Past the POSTCOPY marker every page is placed
- * atomically through the userfaultfd (dst_place).
+ * The destination's receiver threads, one per bulk stream: each puts the
+ * pages of a PAGES batch into the incoming VM's RAM, applies zero bitmaps
+ * and duplicate references in stream order, and meets the other receivers
+ * at each ROUND marker so that round r + 1 of one stream can never land
+ * before round r of another. Past the POSTCOPY marker every page is
+ * placed atomically through the userfaultfd (dst_place).
+ *
+ * The copies of a data page after the kernel's out of the socket: in map
+ * mode (precopy) the transport opens its records straight into guest RAM
+ * (the cipher's pass: 1); in copy mode (what auto picks for 4 KiB pages)
+ * into the receiver's stage, then pwrite into the backing (2); in
+ * postcopy into the stage, then UFFDIO_COPY, or on a shared backing
+ * (minor mode) pwrite or memcpy into the page cache and UFFDIO_CONTINUE
+ * (2). transport/transport.h counts the transport's part.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +62,23 @@ static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
 		return 0; /* being placed; its CONTINUE wakes the fault */
 	if (!buf)
 		buf = d->zero_page;
+	/* A page never placed is not in the page cache: UFFDIO_COPY puts it
+	 * there and maps it at once, allocated in the VMM's address space
+	 * and memory cgroup (a write from here would charge this agent's
+	 * cgroup with the guest's memory). -EEXIST: it is there after all,
+	 * written and mapped below. */
+	if (d->vm.copy && !ut_bitmap_test(&d->received, g)) {
+		ret = gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf, psz, 0);
+		if (!ret) {
+			placed(d, g);
+			return 0;
+		}
+		if (ret != -EEXIST && ret != -EAGAIN) {
+			ut_bitmap_clear(&d->claimed, g);
+			return ret;
+		}
+		ret = 0;
+	}
 	if (d->vm.copy)
 		ret = mig_vm_write(&d->vm, r, idx, buf, psz);
 	else
@@ -69,6 +94,42 @@ static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
 		ut_bitmap_clear(&d->claimed, g);
 		return ret;
 	}
+	placed(d, g);
+	return 0;
+}
+
+int dst_place_sub(struct mig_dst *d, const struct mig_subpages *sp,
+		  const uint8_t *data)
+{
+	uint32_t psz = d->vm.layout.r[sp->region].page_size;
+	uint64_t g = d->vm.first[sp->region] + sp->page;
+	uint8_t *page = mig_vm_page(&d->vm, sp->region, sp->page) +
+			(size_t)sp->first * MIG_SUB_SIZE;
+	int ret, tries = 0;
+
+	if (ut_bitmap_test_and_set(&d->claimed, g))
+		return 0; /* being placed; its CONTINUE wakes the fault */
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (sp->data[i / 8] & (1u << (i % 8))) {
+			memcpy(sub, data, MIG_SUB_SIZE);
+			data += MIG_SUB_SIZE;
+		} else if (sp->zero[i / 8] & (1u << (i % 8))) {
+			memset(sub, 0, MIG_SUB_SIZE);
+		}
+	}
+	do
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, sp->region,
+							  sp->page), psz, 0);
+	while (ret == -EAGAIN && ++tries < 100);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (ret) {
+		ut_bitmap_clear(&d->claimed, g);
+		return ret;
+	}
+	ut_bitmap_clear(&d->held, g);
 	placed(d, g);
 	return 0;
 }
@@ -113,8 +174,11 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->meet.err, ret, "%s", what);
 		d->meet.failed = true;
-		/* Wake the control thread out of its read. */
-		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
+		d->meet.error = ret;
+		/* Wake the control thread out of its wait; the control
+		 * stream stays up to tell the source why. */
+		if (eventfd_write(d->meet.wake_fd, 1))
+			tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
 	}
 	r->ret = ret;
 	pthread_cond_broadcast(&d->meet.cond);
@@ -144,8 +208,43 @@ static bool round_barrier(struct mig_dst *d, bool final)
 	return ok;
 }
 
+/* Precopy, COPY mode: @n consecutive pages from @idx of region @r into
+ * the VMM's RAM. A page placed for the first time goes in with
+ * UFFDIO_COPY where the RAM is registered: the kernel allocates it in the
+ * VMM's address space, charged to the VMM's memory cgroup as if the VMM
+ * had written it, where a pwrite would charge this agent's cgroup with
+ * the guest's memory (tests/faults.sh memcg_charge). A page already there
+ * (sent again in a later round) is rewritten in place, which allocates
+ * nothing. */
+static int write_pages(struct mig_dst *d, uint32_t r, uint64_t idx,
+		       const uint8_t *buf, uint32_t n)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	uint64_t g = d->vm.first[r] + idx;
+	int ret = 0;
+
+	for (uint32_t i = 0, k; !ret && i < n; i += k) {
+		bool fresh = d->can_postcopy &&
+			     !ut_bitmap_test(&d->received, g + i);
+
+		for (k = 1; i + k < n && fresh == (d->can_postcopy &&
+			    !ut_bitmap_test(&d->received, g + i + k)); k++)
+			;
+		ret = fresh ? gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx + i),
+					   buf + (size_t)i * psz,
+					   (uint64_t)k * psz, GM_UFFD_DONTWAKE) :
+			      -EEXIST;
+		/* Some of them are there after all: rewrite the run. */
+		if (ret == -EEXIST || ret == -EAGAIN)
+			ret = mig_vm_write(&d->vm, r, idx + i,
+					   buf + (size_t)i * psz,
+					   (size_t)k * psz);
+	}
+	return ret;
+}
+
 /* COPY mode: the pages into the warm stage, then runs of consecutive
- * pages into the backing file with one pwrite each. */
+ * pages into the guest's RAM (write_pages). */
 static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
 {
 	struct mig_dst *d = r->d;
@@ -157,9 +256,8 @@ static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
 
 		while (i + run < h->count && r->idx[i + run] == r->idx[i] + run)
 			run++;
-		ret = mig_vm_write(&d->vm, h->region, r->idx[i],
-				   r->stage + (size_t)i * h->page_size,
-				   (size_t)run * h->page_size);
+		ret = write_pages(d, h->region, r->idx[i],
+				  r->stage + (size_t)i * h->page_size, run);
 		i += run;
 	}
 	return ret;
@@ -224,6 +322,76 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 		ut_bitmap_clear(&d->zero, d->vm.first[h.region] + r->idx[i]);
 	}
 	return 0;
+}
+
+/* SUBPAGES in postcopy: only for a page we keep (MINOR mode), of one
+ * window; the data into the stage, then applied and mapped at once. */
+static int rx_subpages_atomic(struct receiver *r, const struct mig_subpages *s,
+			      uint64_t g)
+{
+	struct mig_dst *d = r->d;
+	struct iovec iov = { r->stage, (size_t)s->count * MIG_SUB_SIZE };
+	int ret;
+
+	if (!d->keep || d->vm.layout.r[s->region].page_size != MIG_SUB_WINDOW)
+		return mig_wire_reject("subpages: in postcopy, where this "
+				       "destination places pages whole");
+	if (!ut_bitmap_test(&d->held, g) && !ut_bitmap_test(&d->claimed, g))
+		return mig_wire_reject("subpages: page %llu of region %u is "
+				       "not one this destination keeps",
+				       (unsigned long long)s->page, s->region);
+	ret = s->count ? tp_recv_payload(r->st, &iov, 1) : 0;
+	return ret ? ret : dst_place_sub(d, s, r->stage);
+}
+
+/* SUBPAGES (precopy): the changed 4 KiB of a 2 MiB window of a huge page
+ * we hold (or every 4 KiB of it), written into it in place. */
+static int rx_subpages(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_subpages s;
+	struct iovec iov = { r->buf, MIG_SUBPAGES_FIXED };
+	uint32_t n = 0;
+	bool whole = true;
+	uint8_t *page;
+	uint64_t g;
+	int ret;
+
+	if (m->len < MIG_SUBPAGES_FIXED)
+		return mig_wire_reject("subpages: shorter than its header");
+	ret = tp_recv_payload(r->st, &iov, 1);
+	if (!ret)
+		ret = mig_dec_subpages_hdr(r->buf, MIG_SUBPAGES_FIXED, m->len,
+					   &d->vm.layout, &s);
+	if (ret)
+		return ret;
+	g = d->vm.first[s.region] + s.page;
+	if (r->atomic)
+		return rx_subpages_atomic(r, &s, g);
+	for (uint32_t i = 0; i < MIG_SUB_BITMAP; i++)
+		whole &= (s.data[i] | s.zero[i]) == 0xff;
+	if (!whole && !ut_bitmap_test(&d->received, g))
+		return mig_wire_reject("subpages: page %llu of region %u was "
+				       "never sent",
+				       (unsigned long long)s.page, s.region);
+	/* Only offered without COPY access (dst_welcome): hugetlbfs has no
+	 * write(2). */
+	page = mig_vm_page(&d->vm, s.region, s.page) +
+	       (size_t)s.first * MIG_SUB_SIZE;
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (s.data[i / 8] & (1u << (i % 8)))
+			r->iov[n++] = (struct iovec){ sub, MIG_SUB_SIZE };
+		else if (s.zero[i / 8] & (1u << (i % 8)))
+			memset(sub, 0, MIG_SUB_SIZE);
+	}
+	ret = n ? tp_recv_payload(r->st, r->iov, n) : 0;
+	if (!ret) {
+		ut_bitmap_set(&d->received, g);
+		ut_bitmap_clear(&d->zero, g);
+	}
+	return ret;
 }
 
 static int rx_small(struct receiver *r, const struct tp_msg *m)
@@ -306,8 +474,8 @@ static int rx_dup(struct receiver *r, const struct tp_msg *m)
 			if (!ret && r->atomic)
 				ret = dst_place(d, e->region, e->page, r->stage);
 			else if (!ret)
-				ret = mig_vm_write(&d->vm, e->region, e->page,
-						   r->stage, psz);
+				ret = write_pages(d, e->region, e->page,
+						  r->stage, 1);
 		} else {
 			memcpy(mig_vm_page(&d->vm, e->region, e->page),
 			       mig_vm_page(&d->vm, e->src_region, e->src_page),
@@ -357,6 +525,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		return rx_zero(r, m);
 	case MIG_MSG_DUP:
 		return rx_dup(r, m);
+	case MIG_MSG_SUBPAGES:
+		return rx_subpages(r, m);
 	case MIG_MSG_ROUND:
 		ret = rx_small(r, m);
 		if (!ret)
@@ -379,6 +549,21 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 	}
 }
 
+/* Test-only (struct mig_inject): fails this receiver at the K-th bulk
+ * message of the destination. */
+static bool injected(struct receiver *r)
+{
+	struct mig_inject *in = r->d->p->inject;
+	char k[16];
+
+	if (!mig_inject_hit(in, in ? &in->rx_msgs : NULL,
+			    in ? in->dest_fail_rx : 0))
+		return false;
+	snprintf(k, sizeof(k), "%u", in->dest_fail_rx);
+	rx_fail(r, -EIO, "injected failure at bulk message %s", k);
+	return true;
+}
+
 static void *receiver_main(void *arg)
 {
 	struct receiver *r = arg;
@@ -387,6 +572,8 @@ static void *receiver_main(void *arg)
 
 	for (;;) {
 		ret = tp_recv_hdr(r->st, &m);
+		if (!ret && r->d->p->inject && injected(r))
+			return NULL;
 		if (!ret)
 			ret = rx_one(r, &m);
 		if (ret == 1)

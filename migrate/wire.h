@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "guestmem/guestmem.h"
 #include "util/le.h"
 
 #define MIG_WIRE_MAGIC UT_FERRY_MAGIC /* "FRY1" as bytes on the wire */
@@ -34,10 +35,15 @@
 enum mig_msg_type {
 	MIG_MSG_HELLO = 0x4d01,	/* control, source -> destination */
 	MIG_MSG_WELCOME,	/* control, destination -> source */
+	MIG_MSG_TOPOLOGY,	/* control, destination -> source, after
+				 * WELCOME with MIG_FEAT_PLACEMENT */
+	MIG_MSG_HEAT,		/* control, source -> destination, after
+				 * TOPOLOGY, before any page */
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
 	MIG_MSG_DISCARD,	/* postcopy: drop these pages (a ZERO body) */
+	MIG_MSG_SUBPAGES,	/* precopy: the changed 4 KiB of a huge page */
 	MIG_MSG_ROUND = 0x4d20,	/* end of a round's data on a stream */
 	MIG_MSG_STATE = 0x4d30,	/* vCPU/device state blob, control */
 	MIG_MSG_RESUMED,	/* destination: the guest runs */
@@ -57,8 +63,19 @@ enum mig_msg_type {
 #define MIG_FEAT_POSTCOPY	(1ULL << 2)
 /* In HELLO only: a source reconnecting to an interrupted postcopy. */
 #define MIG_FEAT_RECOVER	(1ULL << 3)
+/* SUBPAGES: a huge page the destination holds, updated in 4 KiB units. */
+#define MIG_FEAT_SUBPAGES	(1ULL << 4)
+/* The destination keeps a huge page the source discards (MINOR mode) and
+ * takes SUBPAGES for it in postcopy too. */
+#define MIG_FEAT_SUBPAGES_KEEP	(1ULL << 5)
 #define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF | \
-				 MIG_FEAT_POSTCOPY)
+				 MIG_FEAT_POSTCOPY | MIG_FEAT_SUBPAGES | \
+				 MIG_FEAT_SUBPAGES_KEEP)
+/* The destination sends its host picture and placement plan (TOPOLOGY)
+ * right after WELCOME. Offered and accepted on top of V1, so that a peer
+ * that does not know it never sees the message; a bit apart from the
+ * ones V1 grows by. */
+#define MIG_FEAT_PLACEMENT	(1ULL << 16)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -95,6 +112,25 @@ struct mig_pages_hdr {
 	uint32_t page_size;	/* of the region, filled by the decoder */
 };
 #define MIG_PAGES_FIXED 8
+
+/* SUBPAGES (huge pages of 2 MiB or a multiple, e.g. 1 GiB): one 2 MiB
+ * window of a page, [region u32][count u32][page u64][first u32][0 u32]
+ * [data bitmap, 64 bytes][zero bitmap, 64 bytes], then count x 4 KiB:
+ * the sub-pages first + i whose data bit i is set, in order. A zero bit:
+ * that 4 KiB is zero now; neither bit: unchanged, which needs a page the
+ * destination already holds. */
+#define MIG_SUB_SIZE 4096u
+#define MIG_SUB_PER_PAGE 512u	/* sub-pages of a 2 MiB window */
+#define MIG_SUB_BITMAP (MIG_SUB_PER_PAGE / 8)
+#define MIG_SUB_WINDOW (MIG_SUB_SIZE * MIG_SUB_PER_PAGE)
+struct mig_subpages {
+	uint32_t region;
+	uint32_t count;		/* data sub-pages that follow */
+	uint64_t page;
+	uint32_t first;		/* sub-page of bit 0: a multiple of 512 */
+	uint8_t data[MIG_SUB_BITMAP], zero[MIG_SUB_BITMAP];
+};
+#define MIG_SUBPAGES_FIXED (24 + 2 * MIG_SUB_BITMAP)
 
 /* ZERO: [region u32][0 u32][first u64][npages u64][bitmap, LSB first]. */
 struct mig_zero {
@@ -151,11 +187,62 @@ struct mig_error {
 	char msg[MIG_MAX_ERRMSG + 1]; /* printable, NUL-terminated */
 };
 
+/*
+ * TOPOLOGY: the destination's host picture and the plan it made, for the
+ * source to report. Versioned on its own (MIG_TOPO_VERSION, the first
+ * field), so that the picture can grow without a new protocol version:
+ * [version u16][nodes u16][hpsizes u16][0 u16], hpsizes x [size u64],
+ * [ksm_run i32][ksm_merge_across_nodes i32][numa_balancing i32][0 u32]
+ * [ksm_pages_sharing u64], the strings thp_enabled, thp_defrag,
+ * thp_shmem, policy, note ([len u8][printable bytes]), then per node
+ * [id u32][tier u32][ncpus u32][0 u32][mem_total u64][mem_free u64]
+ * hpsizes x [hp_total u64] hpsizes x [hp_free u64] [planned u64]
+ * nodes x [distance u8], the string cpulist. No node at all: the
+ * destination could not read its NUMA picture (a kernel without NUMA).
+ */
+#define MIG_TOPO_VERSION 1
+#define MIG_TOPO_MAX 32768	/* bytes of a TOPOLOGY body, at most */
+struct mig_topology {
+	struct gm_topo host;
+	char policy[64];		/* the plan's policy; "none" */
+	char note[160];			/* the plan's remark, or "" */
+	uint64_t planned[GM_MAX_NODES];	/* bytes, by node id */
+};
+
+/*
+ * HEAT: how often each chunk of guest RAM was written while the source
+ * sampled its dirty log before round 0:
+ * [nr u32][samples u32], nr x [nchunks u32], then each region's heats,
+ * one u8 per chunk: in how many of @samples harvests the chunk had a
+ * written page (so at most samples, and samples at most 255). nr is the
+ * layout's region count and nchunks each region's mig_chunks().
+ */
+#define MIG_CHUNK (2u << 20)	/* 2 MiB, or the page size when larger */
+#define MIG_HEAT_FIXED 8
+struct mig_heat {
+	uint32_t nr;
+	uint32_t samples;		/* 0: the source could not sample */
+	uint32_t nchunks[MIG_MAX_REGIONS];
+	const uint8_t *heat[MIG_MAX_REGIONS]; /* decoded: into the buffer */
+};
+
 /* Pages in region @i of @l. */
 static inline uint64_t mig_region_pages(const struct mig_layout *l,
 					uint32_t i)
 {
 	return l->r[i].size / l->r[i].page_size;
+}
+
+/* Bytes of a placement chunk of region @i, and their number. */
+static inline uint64_t mig_chunk_bytes(const struct mig_layout *l, uint32_t i)
+{
+	return l->r[i].page_size > MIG_CHUNK ? l->r[i].page_size : MIG_CHUNK;
+}
+static inline uint32_t mig_chunks(const struct mig_layout *l, uint32_t i)
+{
+	uint64_t c = mig_chunk_bytes(l, i);
+
+	return (uint32_t)((l->r[i].size + c - 1) / c);
 }
 
 /* ---- encoders: return the bytes written to @buf, or -ENOSPC / -EINVAL */
@@ -164,6 +251,9 @@ ssize_t mig_enc_welcome(uint8_t *buf, size_t cap, const struct mig_welcome *w);
 /* The PAGES header; the @count pages follow it in the same message. */
 ssize_t mig_enc_pages_hdr(uint8_t *buf, size_t cap, uint32_t region,
 			  uint32_t count, const uint64_t *idx);
+/* The SUBPAGES header; the @s->count sub-pages follow it. */
+ssize_t mig_enc_subpages_hdr(uint8_t *buf, size_t cap,
+			     const struct mig_subpages *s);
 ssize_t mig_enc_zero(uint8_t *buf, size_t cap, const struct mig_zero *z);
 ssize_t mig_enc_dup(uint8_t *buf, size_t cap, const struct mig_dup *d,
 		    uint32_t count);
@@ -174,6 +264,9 @@ ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r);
 ssize_t mig_enc_error(uint8_t *buf, size_t cap, int code, const char *msg);
 ssize_t mig_enc_complete(uint8_t *buf, size_t cap,
 			 const struct mig_complete *c);
+ssize_t mig_enc_topology(uint8_t *buf, size_t cap,
+			 const struct mig_topology *t);
+ssize_t mig_enc_heat(uint8_t *buf, size_t cap, const struct mig_heat *h);
 
 /* ---- decoders: 0, or -EPROTO with a log line naming the defect ---- */
 int mig_dec_hello(const uint8_t *buf, size_t len, struct mig_hello *h);
@@ -189,6 +282,12 @@ int mig_dec_pages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 int mig_dec_pages_idx(const uint8_t *buf, size_t len,
 		      const struct mig_layout *l,
 		      const struct mig_pages_hdr *h, uint64_t *idx);
+/* The fixed part of a SUBPAGES message of @msg_len bytes: a page of 2 MiB
+ * or a multiple inside its region, a window inside the page, count equal
+ * to the data bits, no bit both data and zero, @msg_len exactly header +
+ * count sub-pages. */
+int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
+			 const struct mig_layout *l, struct mig_subpages *s);
 int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		 struct mig_zero *z);
 /* Decodes up to @cap entries into @d; *@count receives how many. Both
@@ -202,6 +301,13 @@ int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
 int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);
 int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e);
 int mig_dec_complete(const uint8_t *buf, size_t len, struct mig_complete *c);
+/* Node ids ascending and below GM_MAX_NODES, free within total, huge
+ * page sizes ascending powers of two, a distance per node, strings
+ * printable and within their fields. */
+int mig_dec_topology(const uint8_t *buf, size_t len, struct mig_topology *t);
+/* One heat per chunk of every region of @l, none above samples. */
+int mig_dec_heat(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		 struct mig_heat *h);
 
 /* The reason the calling thread's last decoder call (or mig_wire_reject())
  * refused a message, one line such as "pages: page index outside the
