@@ -303,6 +303,9 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 		return mig_fail(err, ret, "the incoming VM refused the state: "
 				"%s", vml_strerror(ret));
 	t1 = ut_now_ns();
+	/* Nothing but the VMM touched guest RAM yet: QEMU's load reads it
+	 * (post-load hooks), and in postcopy those faults are served. */
+	st->faults_before_resume = atomic_load(&d->faults.nlat);
 	ret = vml_client_resume(&d->vm.link);
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM did not resume: %s",

@@ -78,6 +78,9 @@ struct mig_stats {
 	uint64_t pages_pushed;	/* sent in the background after switchover */
 	uint64_t pages_requested; /* sent because the destination faulted */
 	uint64_t faults;	/* guest faults the destination served */
+	uint64_t faults_before_resume; /* destination only: of those, served
+					* before the resume, i.e. the VMM's
+					* own while it loaded its state */
 	double fault_p50_us, fault_p99_us, fault_max_us;
 	double vcpu_blocked_ms;	/* sum of fault service times */
 	uint32_t recoveries;	/* connections re-established in postcopy */

@@ -114,13 +114,15 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 		st->cpu_s_source, st->cpu_s_dest);
 	fprintf(f, "  \"postcopy\": {\"duration_s\": %.3f, \"pages_pushed\": %llu, "
 		   "\"pages_requested\": %llu, \"faults\": %llu, "
+		   "\"faults_before_resume\": %llu, "
 		   "\"fault_p50_us\": %.1f, \"fault_p99_us\": %.1f, "
 		   "\"fault_max_us\": %.1f, \"vcpu_blocked_ms\": %.2f, "
 		   "\"recoveries\": %u,\n"
 		   "    \"fault_latency_log2_us\": [",
 		st->postcopy_s, (unsigned long long)st->pages_pushed,
 		(unsigned long long)st->pages_requested,
-		(unsigned long long)st->faults, st->fault_p50_us,
+		(unsigned long long)st->faults,
+		(unsigned long long)st->faults_before_resume, st->fault_p50_us,
 		st->fault_p99_us, st->fault_max_us, st->vcpu_blocked_ms,
 		st->recoveries);
 	for (unsigned int i = 0; i < UT_HIST_BUCKETS; i++)

@@ -143,6 +143,25 @@ START_TEST(cmdline_numa_nodes)
 }
 END_TEST
 
+START_TEST(cmdline_file_backend)
+{
+	struct fq_cmdline c = { .dir = "/d", .mem = "32M",
+				.accel = "tcg,thread=single",
+				.preload = "/p.so", .mem_path = "/mnt/huge" };
+	char **a, **e;
+
+	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), 0);
+	ck_assert_str_eq(after(a, "-object"), "memory-backend-file,id=ram0,"
+			 "size=32M,share=on,mem-path=/mnt/huge");
+	ck_assert_str_eq(after(a, "-machine"), "pc,memory-backend=ram0");
+	ck_assert_str_eq(after(a, "-accel"), "tcg,thread=single");
+	fq_cmdline_free(a);
+	fq_cmdline_free(e);
+	c.hugetlb = true;	/* a hugetlbfs mount says the page size */
+	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
@@ -150,6 +169,7 @@ int main(void)
 		{ "json_escapes_and_bounds", json_escapes_and_bounds, 0, 10 },
 		{ "cmdline_per_side", cmdline_per_side, 0, 10 },
 		{ "cmdline_numa_nodes", cmdline_numa_nodes, 0, 10 },
+		{ "cmdline_file_backend", cmdline_file_backend, 0, 10 },
 	};
 
 	return ft_run(ft_suite("ferry-qemu", cases, UT_ARRAY_SIZE(cases)));

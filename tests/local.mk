@@ -148,7 +148,7 @@ tests_check_ferry_qemu_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_ferry_qemu_LDADD = $(FQ_LIBS) $(CHECK_LIBS)
 
 
-# Migrating ferry-guest in QEMU with the agents (TAP, through the .sh
-# driver of tests/local.mk).
+# Migrating ferry-guest and a Linux guest (tools/linux-guest) in QEMU
+# with the agents (TAP, through the .sh driver of tests/local.mk).
 TESTS += tests/qemu.sh
-EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py
+EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py tests/vmlink-hold.py

@@ -68,15 +68,22 @@ static int add_ram(const struct fq_cmdline *c, char **v, int *n)
 	int ret = parse_size(c->mem, &size);
 
 	if (ret || nodes > FQ_MAX_NODES || size % nodes ||
-	    (each = size / nodes) % (2u << 20))
+	    (each = size / nodes) % (2u << 20) || (c->hugetlb && c->mem_path))
 		return -EINVAL;	/* nodes of whole 2 MiB, as QEMU wants */
 	ret = add(v, n, "-m") ?: add(v, n, "%lluM",
 				      (unsigned long long)(size >> 20));
 	for (unsigned int i = 0; !ret && i < nodes; i++) {
-		ret = add(v, n, "-object") ?:
-		      add(v, n, "memory-backend-memfd,id=ram%u,size=%lluM,"
-			  "share=on%s", i, (unsigned long long)(each >> 20),
-			  c->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "");
+		ret = add(v, n, "-object");
+		/* A directory as mem-path: QEMU creates an unlinked file in
+		 * it per backend, which it keeps open (ram.c finds it). */
+		if (!ret && c->mem_path)
+			ret = add(v, n, "memory-backend-file,id=ram%u,size=%lluM,"
+				  "share=on,mem-path=%s", i,
+				  (unsigned long long)(each >> 20), c->mem_path);
+		else if (!ret)
+			ret = add(v, n, "memory-backend-memfd,id=ram%u,size=%lluM,"
+				  "share=on%s", i, (unsigned long long)(each >> 20),
+				  c->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "");
 		if (!ret && nodes > 1)
 			ret = add(v, n, "-numa") ?:
 			      add(v, n, "node,memdev=ram%u", i);

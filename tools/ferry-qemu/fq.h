@@ -114,7 +114,11 @@ struct fq_cmdline {
 	const char *mem;	/* guest RAM size, K/M/G suffix ("64M") */
 	unsigned int nodes;	/* NUMA nodes (0 or 1: none), RAM split evenly */
 	bool hugetlb;		/* 2 MiB hugetlb memfds instead of 4 KiB shmem */
-	const char *accel;	/* "tcg" or "kvm" */
+	const char *mem_path;	/* memory-backend-file in this directory (a
+				 * tmpfs or hugetlbfs) instead of memfds;
+				 * NULL: memfds */
+	const char *accel;	/* "tcg" or "kvm", with QEMU's -accel
+				 * options after a comma ("tcg,thread=single") */
 	const char *preload;	/* path of libferry-preload.so */
 	bool incoming;		/* destination: -incoming defer -S */
 	int nextra;		/* extra QEMU arguments */
@@ -123,7 +127,8 @@ struct fq_cmdline {
 
 /* The QEMU argv (NULL-terminated, malloc'ed strings, caller frees with
  * fq_cmdline_free) and environment additions for @c. -EINVAL for a size
- * that does not split into @c->nodes whole 2 MiB parts. */
+ * that does not split into @c->nodes whole 2 MiB parts, or for
+ * @c->hugetlb with @c->mem_path (a hugetlbfs mount is the file's way). */
 int fq_cmdline_build(const struct fq_cmdline *c, char ***argv, char ***env);
 void fq_cmdline_free(char **v);
 

@@ -27,6 +27,7 @@
 static const char usage[] =
 	"Usage: ferry qemu serve --dir DIR [-s SOCKET] [--qmp PATH] [--uffd PATH]\n"
 	"       ferry qemu cmdline --dir DIR [--incoming] [-m SIZE] [--accel A]\n"
+	"                  [--nodes N] [--hugetlb | --mem-path DIR]\n"
 	"                  [--preload PATH] [--exec] [-- QEMU ARGS...]\n"
 	"\n"
 	"serve: the VM link for the QEMU started with `ferry qemu cmdline --dir\n"
@@ -41,8 +42,11 @@ static const char usage[] =
 	"  -m, --memory SIZE   guest RAM, QEMU syntax (default 64M)\n"
 	"      --nodes N       N NUMA nodes (1 to 8), each on its own memfd\n"
 	"      --hugetlb       2 MiB huge pages (hugetlb=on,hugetlbsize=2M)\n"
+	"      --mem-path DIR  RAM in files QEMU makes in DIR, a tmpfs or a\n"
+	"                      hugetlbfs of 2 MiB pages (memory-backend-file)\n"
 	"      --accel A       tcg (default) or kvm (only where KVM is native:\n"
-	"                      ferry vm --probe-accel says use=kvm)\n"
+	"                      ferry vm --probe-accel says use=kvm), QEMU's\n"
+	"                      options after a comma: tcg,thread=single\n"
 	"  -i, --incoming      the destination: -incoming defer -S\n"
 	"      --preload PATH  libferry-preload.so (default $FERRY_PRELOAD, then\n"
 	"                      " FERRY_PRELOAD_DEFAULT ")\n"
@@ -58,7 +62,7 @@ static const char usage[] =
 
 enum {
 	OPT_QMP = 256, OPT_UFFD, OPT_DIR, OPT_ACCEL, OPT_PRELOAD, OPT_EXEC,
-	OPT_NODES, OPT_HUGETLB,
+	OPT_NODES, OPT_HUGETLB, OPT_MEM_PATH,
 };
 
 static const struct option long_opts[] = {
@@ -73,6 +77,7 @@ static const struct option long_opts[] = {
 	{ "exec", no_argument, NULL, OPT_EXEC },
 	{ "nodes", required_argument, NULL, OPT_NODES },
 	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
+	{ "mem-path", required_argument, NULL, OPT_MEM_PATH },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -203,6 +208,7 @@ int ferry_qemu_main(int argc, char **argv)
 		case OPT_EXEC: a.exec = true; break;
 		case OPT_NODES: a.cl.nodes = (unsigned int)atoi(optarg); break;
 		case OPT_HUGETLB: a.cl.hugetlb = true; break;
+		case OPT_MEM_PATH: a.cl.mem_path = optarg; break;
 		case 'v': ut_log_set_level(ut_log_get_level() + 1); break;
 		case 'q': ut_log_set_level(UT_LOG_ERR); break;
 		case 'h': fputs(usage, stdout); return 0;
@@ -210,8 +216,15 @@ int ferry_qemu_main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (strcmp(a.cl.accel, "tcg") && strcmp(a.cl.accel, "kvm")) {
-		fprintf(stderr, "ferry-qemu: --accel is tcg or kvm\n");
+	if ((strncmp(a.cl.accel, "tcg", 3) && strncmp(a.cl.accel, "kvm", 3)) ||
+	    (a.cl.accel[3] && a.cl.accel[3] != ',')) {
+		fprintf(stderr, "ferry-qemu: --accel is tcg or kvm (options "
+			"after a comma)\n");
+		return 2;
+	}
+	if (a.cl.hugetlb && a.cl.mem_path) {
+		fprintf(stderr, "ferry-qemu: --hugetlb or --mem-path, not both "
+			"(a hugetlbfs mount gives files huge pages)\n");
 		return 2;
 	}
 	if (!a.dir && !(cmd[0] == 's' && a.qmp && a.uffd && a.sock)) {

@@ -78,7 +78,7 @@ static int check_shared(struct fq_qmp *q)
 			snprintf(id, sizeof(id), "?");
 		if (fq_json_bool(p, "share", &share) || !share) {
 			pr_err("QEMU's RAM backend \"%s\" is not shared: "
-			       SHARE_HINT, id);
+			       "give it share=on, or " SHARE_HINT, id);
 			ret = -EINVAL;
 			break;
 		}

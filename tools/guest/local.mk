@@ -35,6 +35,8 @@ vmguestdir = $(pkgdatadir)
 vmguest_DATA = tools/guest/ferry-guest
 CLEANFILES += $(guest_objs) tools/guest/ferry-guest.elf tools/guest/ferry-guest
 EXTRA_DIST += tools/guest/entry.S tools/guest/main.c tools/guest/guest.lds
+# /init of the Linux guest's initramfs (tools/linux-guest builds it).
+EXTRA_DIST += tools/guest/linux-init
 
 # The same workload, hosted (the project's flags), for the programs that
 # run or check it outside a guest.
