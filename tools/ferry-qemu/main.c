@@ -25,6 +25,7 @@
 
 static const char usage[] =
 	"Usage: ferry-qemu serve --dir DIR [-s SOCKET] [--qmp PATH] [--uffd PATH]\n"
+	"                  [--libvirt-incoming]\n"
 	"       ferry-qemu cmdline --dir DIR [--incoming] [-m SIZE] [--accel A]\n"
 	"                  [--preload PATH] [--exec] [-- QEMU ARGS...]\n"
 	"\n"
@@ -32,6 +33,9 @@ static const char usage[] =
 	"DIR`: QMP at DIR/qmp.sock, the preload's uffd socket at DIR/uffd.sock,\n"
 	"the link at DIR/vm.sock (-s to change), for ferry-source, ferry-dest\n"
 	"and ferry-vm snapshot|restore. Exits when QEMU exits or quits.\n"
+	"--libvirt-incoming: the destination of a libvirt migration (the\n"
+	"ferry libvirt hook runs this): the state goes to the listener libvirt\n"
+	"gave QEMU, libvirt resumes the guest; exits when the agent is done.\n"
 	"\n"
 	"cmdline: prints that QEMU's command line, shell-quoted (--exec: runs\n"
 	"it in place of ferry-qemu):\n"
@@ -48,7 +52,7 @@ static const char usage[] =
 
 enum {
 	OPT_QMP = 256, OPT_UFFD, OPT_DIR, OPT_ACCEL, OPT_PRELOAD, OPT_EXEC,
-	OPT_NODES, OPT_HUGETLB,
+	OPT_NODES, OPT_HUGETLB, OPT_LIBVIRT_IN,
 };
 
 static const struct option long_opts[] = {
@@ -63,6 +67,7 @@ static const struct option long_opts[] = {
 	{ "exec", no_argument, NULL, OPT_EXEC },
 	{ "nodes", required_argument, NULL, OPT_NODES },
 	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
+	{ "libvirt-incoming", no_argument, NULL, OPT_LIBVIRT_IN },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -74,6 +79,7 @@ struct args {
 	const char *dir, *sock, *qmp, *uffd;
 	struct fq_cmdline cl;
 	bool exec;
+	bool libvirt_incoming;
 };
 
 static char *in_dir(const char *dir, const char *name)
@@ -142,7 +148,9 @@ static int run_cmdline(struct args *a)
 
 static int run_serve(struct args *a)
 {
-	struct fq_link_params p;
+	struct fq_link_params p = { .stream_listen = -1, .notify_fd = -1,
+				    .stop_fd = -1,
+				    .libvirt_incoming = a->libvirt_incoming };
 	char *qmp = NULL, *uffd = NULL, *sock = NULL;
 	int ret;
 
@@ -193,6 +201,7 @@ int main(int argc, char **argv)
 		case OPT_EXEC: a.exec = true; break;
 		case OPT_NODES: a.cl.nodes = (unsigned int)atoi(optarg); break;
 		case OPT_HUGETLB: a.cl.hugetlb = true; break;
+		case OPT_LIBVIRT_IN: a.libvirt_incoming = true; break;
 		case 'v': ut_log_set_level(ut_log_get_level() + 1); break;
 		case 'q': ut_log_set_level(UT_LOG_ERR); break;
 		case 'h': fputs(usage, stdout); return 0;
