@@ -168,9 +168,12 @@ static int do_resume(struct fq_daemon *d)
 {
 	int ret = 0;
 
-	/* libvirt resumes the guest once its own migration has finished;
-	 * the agent learns when (its downtime ends then). */
-	if (!d->p->libvirt_incoming)
+	/* On the source, ending libvirt's stream fails its migration: QEMU
+	 * runs the guest again itself. On the destination libvirt resumes
+	 * it once its own migration has finished: the agent learns when. */
+	if (libvirt_source(d))
+		fq_stream_fini(&d->stream);
+	if (!libvirt_mode(d))
 		ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"cont\"}", -1, NULL);
 	if (ret) {
 		pr_err("cont: %s", d->qmp.err);

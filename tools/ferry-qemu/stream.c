@@ -174,14 +174,60 @@ int fq_stream_wait_stop(struct fq_stream *s, struct fq_qmp *q)
 	return 0;
 }
 
+/*
+ * Whether the stream is whole: QEMU 7.2 ends it with QEMU_VM_EOF (0),
+ * QEMU_VM_VMDESCRIPTION (6), a be32 length and that many bytes of JSON
+ * (savevm.c, qemu_savevm_state_complete_precopy_non_iterable).
+ */
+static bool stream_whole(const struct fq_stream *s)
+{
+	const uint8_t *b = s->buf;
+	size_t n = s->len;
+
+	if (n < 8 || b[n - 1] != '}')
+		return false;
+	for (size_t i = n - 1; i >= 6; i--) {
+		uint32_t l = (uint32_t)b[i - 4] << 24 | b[i - 3] << 16 |
+			     b[i - 2] << 8 | b[i - 1];
+
+		if (b[i] == '{' && b[i - 5] == 6 && !b[i - 6] && l == n - i)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * libvirt turns on QEMU's return path: the source completes only once
+ * the destination says SHUT on it. That word cannot come back through
+ * Ferry's one-way STATE, so the link says it for the destination once
+ * the stream is whole (MIG_RP_MSG_SHUT, be16 type 1, be16 length 4, be32
+ * 0: no error). The destination's real verdict reaches libvirt as its
+ * own incoming migration's outcome at Finish, which resumes the source
+ * if the load failed.
+ */
+static void say_shut(struct fq_stream *s)
+{
+	static const uint8_t shut[8] = { 0, 1, 0, 4, 0, 0, 0, 0 };
+
+	if (fq_write_all(s->fd, shut, sizeof(shut)))
+		pr_debug("QEMU took no return-path SHUT (no return path)");
+}
+
 int fq_stream_finish(struct fq_stream *s, struct fq_qmp *q, void **blob,
 		     size_t *len)
 {
+	bool shut = false;
 	int ret;
 
-	do
-		ret = pull(s, STREAM_WAIT_MS);
-	while (!ret);
+	do {
+		ret = pull(s, shut ? STREAM_WAIT_MS : 100);
+		if (ret == -ETIMEDOUT && !shut)
+			ret = 0;
+		if (!ret && !shut && stream_whole(s)) {
+			say_shut(s);
+			shut = true;
+		}
+	} while (!ret);
 	if (ret != -ECONNRESET) {
 		pr_err("reading libvirt's migration stream: %s", strerror(-ret));
 		return ret;
@@ -251,8 +297,12 @@ int fq_stream_load(struct fq_qmp *q, const void *blob, size_t len)
 	/* A QEMU that refuses the stream closes early: its reason comes
 	 * from query-migrate. */
 	wret = fq_write_all(fd, blob, len);
-	close(fd);
+	/* Half-close, and close only after the load: QEMU's return path
+	 * writes to this socket, and a close with its bytes unread would
+	 * reset the connection under data QEMU has not read yet. */
+	shutdown(fd, SHUT_WR);
 	ret = fq_state_wait(q, "state load");
+	close(fd);
 	if (!ret)
 		fq_state_prepare(q, false);
 	return ret ? -EINVAL : wret;
