@@ -102,6 +102,12 @@ start_lv() {
 		echo "$1 $2 $3" >>/var/log/libvirt/hook-order.log
 	EOF
 	chmod +x "$d/etc/hooks/qemu.d/00-order"
+	run_lv "$h"
+}
+
+# run_lv HOST: (re)starts its libvirtd, in a mount namespace of its own
+run_lv() {
+	local h=$1 d=$T/$1
 	# /run is a tmpfs of this namespace (the machine may have no
 	# /run/libvirt to mount over); the rest are bound over libvirt's own.
 	unshare -m --propagation private bash -c "
@@ -114,6 +120,18 @@ start_lv() {
 		exec libvirtd" </dev/null >"$d/libvirtd.out" 2>&1 &
 	LVPIDS+=($!)
 	eval "${h}_pid=$!"
+}
+
+# restart_lv HOST: libvirtd ends (its QEMUs run on, in its namespace) and
+# a new one reconnects to them
+restart_lv() {
+	local p
+	eval "p=\$${1}_pid"
+	kill "$p"
+	wait_for 30 eval "! kill -0 $p 2>/dev/null"
+	wait "$p" 2>/dev/null
+	run_lv "$1"
+	wait_for 30 V "$1" list >/dev/null 2>&1
 }
 
 # on HOST CMD...: runs CMD on that host (in its libvirtd's namespace)
@@ -317,6 +335,18 @@ case_ferry() {
 	else
 		echo "not ok $N - the early cont: $race"
 	fi
+	# libvirtd restarts at B: the reconnect hook runs, the domain stays
+	case_start
+	: >"$T/B/log/hook-order.log"
+	restart_lv B
+	N=$((N + 1))
+	if ! wait_for 30 grep -q "^$DOM reconnect begin" "$T/B/log/hook-order.log"; then
+		echo "not ok $N - reconnect: no reconnect hook at B after a libvirtd restart"
+	elif [ "$(state B)" != running ] || ! wait_for 30 has_hbs B "$(lines B)" 2; then
+		echo "not ok $N - reconnect: the domain at B is '$(state B)' after the restart"
+	else
+		echo "ok $N - libvirtd restarted at B: reconnect hook ran, domain running ($(took) s)"
+	fi
 	case_start
 	hop B A "ferry-migrate B->A" --mode postcopy
 	V A destroy "$DOM" >/dev/null 2>&1
@@ -357,6 +387,37 @@ case_dest_fails() {
 	V A destroy "$DOM" >/dev/null 2>&1
 }
 
+# The destination's hook refuses a Ferry migration of a definition whose
+# memfd RAM is not shared (a marked XML given to plain virsh migrate;
+# libvirt's ABI check lets the access mode change, and ferry-migrate would
+# refuse such a domain at the source already); the domain runs on at A.
+case_dest_refuses() {
+	local at
+	case_start
+	domain_xml "$T/dom.xml"
+	if ! start_guest A "$T/dom.xml"; then
+		fail dest_refuses "the domain did not start: $(cat "$T/create.log")"
+		return
+	fi
+	V A dumpxml --migratable "$DOM" | sed \
+		-e '/<access mode=.shared.\/>/d' \
+		-e "s#</domain>#<metadata><ferry:migration xmlns:ferry='https://ferry.invalid/libvirt/1' port='${FPORT[B]}'/></metadata></domain>#" \
+		>"$T/refused.xml"
+	at=$(lines A)
+	if V A migrate --live "$DOM" "$(uri B)" --xml "$T/refused.xml" \
+		--migrateuri "tcp://${ADDR[B]}:49197" --listen-address "${ADDR[B]}" \
+		>"$T/migrate.log" 2>&1; then
+		fail dest_refuses "virsh migrate succeeded"
+	elif ! grep -q 'ferry: ferry1: refused: Ferry needs guest RAM on shared memfd' "$T/migrate.log"; then
+		fail dest_refuses "not the hook's refusal: $(cat "$T/migrate.log")"
+	elif [ "$(state A)" != running ] || [ -n "$(state B)" ] ||
+		! wait_for 30 has_hbs A "$at" 2; then
+		fail dest_refuses "A '$(state A)', B '$(state B)'"
+	else
+		ok "the destination's hook refused it: $(grep -o 'ferry: ferry1: refused: .*</memoryBacking>' "$T/migrate.log" | head -n 1)"
+	fi
+}
+
 # Guest RAM not shared: ferry-migrate refuses with one line naming the
 # XML to add, before anything moves.
 case_not_shared() {
@@ -389,10 +450,10 @@ for h in A B; do
 	fi
 done
 
-CASES=${FERRY_CASES:-plain ferry dest_fails not_shared}
+CASES=${FERRY_CASES:-plain ferry dest_fails dest_refuses not_shared}
 set -- $CASES
 n=$#
-[[ " $CASES " == *" ferry "* ]] && n=$((n + 2))
+[[ " $CASES " == *" ferry "* ]] && n=$((n + 3))
 echo "1..$n"
 for c in $CASES; do
 	if declare -F "case_$c" >/dev/null; then
