@@ -63,7 +63,9 @@ done
 # Both hosts' ferry-dest show the demo server certificate (localhost).
 CTLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client-key.pem --peer-name localhost"
 
-declare -A ADDR=([A]=127.0.0.2 [B]=127.0.0.3) FPORT=([A]=48211 [B]=48212)
+# Fixed ports below the ephemeral range (32768-), so that no other test
+# running beside this one takes them.
+declare -A ADDR=([A]=127.0.0.2 [B]=127.0.0.3) FPORT=([A]=31211 [B]=31212)
 uri() { echo "qemu+unix:///system?socket=$T/$1/run/libvirt-sock"; }
 V() { local h=$1; shift; virsh -q -c "$(uri "$h")" "$@"; }
 
@@ -213,7 +215,7 @@ ferry_hop() {
 	local f=$1 t=$2
 	shift 2
 	on "$f" timeout 150 "$MIG" --ferry "${ADDR[$t]}:${FPORT[$t]}" \
-		--ferry-source "$T/bin/ferry-source" --stream-port 49199 \
+		--ferry-source "$T/bin/ferry-source" --stream-port 31199 \
 		--stream-addr "${ADDR[$f]}" --dest-stream-addr "${ADDR[$t]}" \
 		$CTLS --json "$T/hop.json" ${FERRY_MIGRATE_ARGS:-} "$@" "$DOM" "$(uri "$t")" \
 		>"$T/migrate.log" 2>&1
@@ -240,7 +242,7 @@ case_plain() {
 		return
 	fi
 	at=$(lines B)
-	if ! V A migrate --live "$DOM" "$(uri B)" --migrateuri "tcp://${ADDR[B]}:49198" \
+	if ! V A migrate --live "$DOM" "$(uri B)" --migrateuri "tcp://${ADDR[B]}:31198" \
 		--listen-address "${ADDR[B]}" >"$T/migrate.log" 2>&1; then
 		fail plain "virsh migrate: $(cat "$T/migrate.log")"
 	elif [ "$(state B)" != running ] || [ -n "$(state A)" ]; then
@@ -405,7 +407,7 @@ case_dest_refuses() {
 		>"$T/refused.xml"
 	at=$(lines A)
 	if V A migrate --live "$DOM" "$(uri B)" --xml "$T/refused.xml" \
-		--migrateuri "tcp://${ADDR[B]}:49197" --listen-address "${ADDR[B]}" \
+		--migrateuri "tcp://${ADDR[B]}:31197" --listen-address "${ADDR[B]}" \
 		>"$T/migrate.log" 2>&1; then
 		fail dest_refuses "virsh migrate succeeded"
 	elif ! grep -q 'ferry: ferry1: refused: Ferry needs guest RAM on shared memfd' "$T/migrate.log"; then
@@ -441,8 +443,8 @@ case_not_shared() {
 	V A destroy "$DOM" >/dev/null 2>&1
 }
 
-start_lv A a 49300
-start_lv B b 49400
+start_lv A a 31300
+start_lv B b 31400
 for h in A B; do
 	if ! wait_for 30 test -S "$T/$h/run/libvirt-sock" || ! V "$h" list >/dev/null 2>&1; then
 		echo "1..0 # SKIP libvirtd did not start here: $(tail -n 1 "$T/$h/libvirtd.out")"

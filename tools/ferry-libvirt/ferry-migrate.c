@@ -56,7 +56,7 @@ static const char usage[] =
 	"\n"
 	"  -c, --connect URI        the source libvirt (default: libvirt's)\n"
 	"      --ferry HOST:PORT    where ferry-dest listens at the destination\n"
-	"      --stream-port PORT   port of libvirt's stream on both hosts (49199)\n"
+	"      --stream-port PORT   port of libvirt's stream on both hosts (48199)\n"
 	"      --stream-addr ADDR   where this host's link takes it (127.0.0.1)\n"
 	"      --dest-stream-addr ADDR  where the destination QEMU listens for\n"
 	"                           it on its host (127.0.0.1)\n"
@@ -489,7 +489,7 @@ static int migrate(struct run *r)
 
 int main(int argc, char **argv)
 {
-	struct args a = { .sport = "49199", .saddr = "127.0.0.1",
+	struct args a = { .sport = "48199", .saddr = "127.0.0.1",
 			  .daddr = "127.0.0.1" };
 	struct run r = { .a = &a, .listen_fd = -1, .mig_done = -1 };
 	int rc = 1, active;
