@@ -45,7 +45,7 @@ cleanup() {
 		for p in "$T/$h"/run/qemu/*.pid; do
 			[ -e "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
 		done
-		for p in "$T/$h"/ferry/*/*.pid; do
+		for p in "$T/$h/lib/ferry-$h"/*/*.pid; do
 			[ -e "$p" ] && kill "$(cat "$p")" 2>/dev/null
 		done
 	done
