@@ -202,6 +202,33 @@ static bool xml_attr(const char *xml, const char *elem, const char *attr,
 }
 
 /*
+ * The private QMP socket: the path of a `-qmp unix:PATH,...` argument in
+ * the directory of the preload's socket @uffd (a domain may have other
+ * monitors of its own). @out gets PATH.
+ */
+static bool find_qmp(const char *xml, const char *uffd, char *out, size_t cap)
+{
+	const char *dir_end = strrchr(uffd, '/');
+	const char *q = xml;
+	char v[256];
+
+	while (dir_end && (q = strstr(q, "<qemu:arg value='-qmp'/>"))) {
+		q++;
+		if (!xml_attr(q, "<qemu:arg value='unix:", "value", v, sizeof(v)) ||
+		    !strchr(v, ','))
+			continue;
+		*strchr(v, ',') = 0;
+		if (strncmp(v + 5, uffd, dir_end + 1 - uffd) ||
+		    strchr(v + 5 + (dir_end + 1 - uffd), '/') ||
+		    strlen(v + 5) >= cap)
+			continue;
+		strcpy(out, v + 5);	/* after "unix:" */
+		return true;
+	}
+	return false;
+}
+
+/*
  * What Ferry needs of the domain, each missing part named with the XML
  * that gives it: shared memfd RAM, the preload and its socket, the
  * private QMP socket. Fills r->qmp, r->uffd, r->link.
@@ -210,7 +237,6 @@ static int check_domain(struct run *r)
 {
 	const char *mb = strstr(r->xml, "<memoryBacking>");
 	const char *mbe = mb ? strstr(mb, "</memoryBacking>") : NULL;
-	const char *q = strstr(r->xml, "<qemu:arg value='-qmp'/>");
 	char pre[256], *slash;
 	bool memfd = false, shared = false;
 
@@ -237,15 +263,12 @@ static int check_domain(struct run *r)
 			r->a->dom);
 		return -EINVAL;
 	}
-	if (!q || !xml_attr(q + 1, "<qemu:arg value='unix:", "value", r->qmp,
-			    sizeof(r->qmp)) || !strchr(r->qmp, ',')) {
-		fprintf(stderr, "ferry-migrate: %s: no private QMP socket: add "
-			"<qemu:arg value='-qmp'/><qemu:arg value='unix:DIR/"
-			"qmp.sock,server=on,wait=off'/>\n", r->a->dom);
+	if (!find_qmp(r->xml, r->uffd, r->qmp, sizeof(r->qmp))) {
+		fprintf(stderr, "ferry-migrate: %s: no private QMP socket beside "
+			"%s: add <qemu:arg value='-qmp'/><qemu:arg value='unix:"
+			"DIR/qmp.sock,server=on,wait=off'/>\n", r->a->dom, r->uffd);
 		return -EINVAL;
 	}
-	*strchr(r->qmp, ',') = 0;
-	memmove(r->qmp, r->qmp + 5, strlen(r->qmp + 5) + 1);	/* "unix:" */
 	snprintf(r->link, sizeof(r->link), "%s", r->qmp);
 	slash = strrchr(r->link, '/');
 	if (!slash || strlen(r->link) + 8 > sizeof(r->link))
