@@ -103,6 +103,7 @@ struct run {
 	int listen_fd;
 	struct fq_link_params lp;
 	size_t stream_bytes;
+	unsigned long long lv_downtime, lv_elapsed;	/* ms, libvirt's job */
 	pthread_t link_thr, mig_thr;
 	bool link_started, mig_started;
 	int link_ret;
@@ -332,6 +333,24 @@ static void *link_main(void *arg)
 	return NULL;
 }
 
+/* libvirt's own account of its job (the destination keeps it): how long
+ * QEMU had the guest stopped, of how long its migration ran. */
+static void job_stats(struct run *r, virDomainPtr dd)
+{
+	virTypedParameterPtr p = NULL;
+	int np = 0, type;
+
+	if (virDomainGetJobStats(dd, &type, &p, &np,
+				 VIR_DOMAIN_JOB_STATS_COMPLETED) < 0) {
+		virResetLastError();
+		return;
+	}
+	virTypedParamsGetULLong(p, np, VIR_DOMAIN_JOB_DOWNTIME, &r->lv_downtime);
+	virTypedParamsGetULLong(p, np, VIR_DOMAIN_JOB_TIME_ELAPSED,
+				&r->lv_elapsed);
+	virTypedParamsFree(p, np);
+}
+
 /* libvirt's migration, blocking for all of it. */
 static void *mig_main(void *arg)
 {
@@ -358,8 +377,10 @@ static void *mig_main(void *arg)
 		snprintf(r->mig_err, sizeof(r->mig_err), "%s",
 			 virGetLastErrorMessage());
 	r->mig_ret = dd ? 0 : -1;
-	if (dd)
+	if (dd) {
+		job_stats(r, dd);
 		virDomainFree(dd);
+	}
 	virTypedParamsFree(p, np);
 	if (dst)
 		virConnectClose(dst);
@@ -505,8 +526,10 @@ static int migrate(struct run *r)
 	teardown(r, migrated);
 	if (migrated && !r->a->quiet)
 		printf("ferry-migrate: %s runs at %s (%.1f s; libvirt's own "
-		       "stream %zu bytes)\n", r->a->dom, r->a->dst_uri,
-		       (ut_now_ns() - t0) / 1e9, r->stream_bytes);
+		       "stream %zu bytes; its job: guest stopped %llu ms of "
+		       "%llu ms)\n", r->a->dom, r->a->dst_uri,
+		       (ut_now_ns() - t0) / 1e9, r->stream_bytes,
+		       r->lv_downtime, r->lv_elapsed);
 	return migrated ? 0 : 1;
 }
 
