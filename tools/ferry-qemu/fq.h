@@ -32,6 +32,7 @@ struct fq_qmp {
 	size_t len, cap;	/* bytes in buf, its allocation */
 	char err[256];		/* QEMU's "desc" of the last error reply */
 	int timeout_ms;		/* bound on every wait for a reply */
+	unsigned int stops;	/* STOP events seen (the vCPUs have stopped) */
 };
 
 /* Connects to QEMU's QMP socket at @path (waiting up to @wait_ms for it

@@ -133,6 +133,8 @@ static int pull(struct fq_stream *s, int wait_ms)
 int fq_stream_wait_stop(struct fq_stream *s, struct fq_qmp *q)
 {
 	uint64_t t0 = ut_now_ns();
+	unsigned int stops;
+	bool ran = false;
 	char st[32];
 	int ret = fq_stream_accept(s, STREAM_WAIT_MS);
 
@@ -144,8 +146,12 @@ int fq_stream_wait_stop(struct fq_stream *s, struct fq_qmp *q)
 	/*
 	 * Read first, then ask: a byte read while QEMU still said "running"
 	 * was written before it stopped the vCPUs, so the order is sound
-	 * whatever the size of a read.
+	 * whatever the size of a read. The run state changes before the
+	 * vCPUs have stopped (do_vm_stop sets it, then pauses them with the
+	 * big lock dropped), so the harvest waits for the STOP event, which
+	 * comes after; a guest that was not running when we began sends none.
 	 */
+	stops = q->stops;
 	for (;;) {
 		ret = pull(s, 2);
 		if (ret == -ETIMEDOUT)
@@ -161,8 +167,9 @@ int fq_stream_wait_stop(struct fq_stream *s, struct fq_qmp *q)
 			pr_err("query-status: %s", q->err);
 			return ret;
 		}
-		if (strcmp(st, "running"))
+		if (strcmp(st, "running") && (!ran || q->stops != stops))
 			break;
+		ran = true;
 		if (ut_now_ns() - t0 > STREAM_WAIT_MS * 1000000ull) {
 			pr_err("QEMU's migration did not stop the guest in %d s",
 			       STREAM_WAIT_MS / 1000);
