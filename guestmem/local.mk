@@ -13,20 +13,3 @@ guestmem_libguestmem_a_SOURCES = \
 guestmem_libguestmem_a_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS)
 GUESTMEM_LIBS = guestmem/libguestmem.a util/libutil.a $(XXHASH_LIBS)
 
-check_PROGRAMS += tests/check-guestmem tests/check-guestmem-hugetlb
-TESTS += tests/check-guestmem tests/check-guestmem-hugetlb
-tests_check_guestmem_SOURCES = tests/check-guestmem.c tests/testutil.h
-tests_check_guestmem_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(XXHASH_CFLAGS)
-tests_check_guestmem_LDADD = $(GUESTMEM_LIBS) $(CHECK_LIBS)
-tests_check_guestmem_hugetlb_SOURCES = tests/check-guestmem.c tests/testutil.h
-tests_check_guestmem_hugetlb_CPPFLAGS = $(AM_CPPFLAGS) -DGM_TEST_HUGETLB
-# The matrix-free cases run in check-guestmem only.
-tests_check_guestmem_hugetlb_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(XXHASH_CFLAGS) \
-	-Wno-unused-variable -Wno-unused-function
-tests_check_guestmem_hugetlb_LDADD = $(GUESTMEM_LIBS) $(CHECK_LIBS)
-
-check_PROGRAMS += tests/check-guestmem-kvm
-TESTS += tests/check-guestmem-kvm
-tests_check_guestmem_kvm_SOURCES = tests/check-guestmem-kvm.c tests/testutil.h
-tests_check_guestmem_kvm_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_guestmem_kvm_LDADD = $(GUESTMEM_LIBS) $(CHECK_LIBS)

@@ -54,14 +54,82 @@ int mig_cond_init(pthread_cond_t *c);
  * Returns 0 when woken (or spuriously), -ETIMEDOUT after @ms. */
 int mig_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, unsigned int ms);
 
-/* Breaks every stream of @sess so that a thread blocked on one returns. */
-void mig_session_cut(struct tp_session *sess);
+/* ---- the phases (phase.c) ----
+ *
+ * Both engines walk the same phases; every hand-off is one call of
+ * mig_phase_enter(), allowed only along the table in phase.c. The last
+ * four are the outcomes, named as the statistics print them.
+ */
+enum mig_phase {
+	MIG_PHASE_SETUP,	/* attach, track, negotiate */
+	MIG_PHASE_PRECOPY,	/* rounds while the guest runs at the source */
+	MIG_PHASE_SWITCHOVER,	/* the source VM paused: last pages, state,
+				 * the commitment; the guest has not run at
+				 * the destination yet */
+	MIG_PHASE_POSTCOPY,	/* the guest may run at the destination while
+				 * pages follow */
+	MIG_PHASE_RECOVERING,	/* postcopy, its connection lost */
+	MIG_PHASE_COMPLETE,	/* the guest runs at the destination with all
+				 * of its memory */
+	MIG_PHASE_FAILED,	/* the guest runs on at the source */
+	MIG_PHASE_CANCELLED,	/* by an operator, a peer or the policy: the
+				 * guest runs on at the source */
+	MIG_PHASE_INTERRUPTED,	/* postcopy lost for good: the source VM
+				 * paused with all memory, the destination's
+				 * guest stopped */
+	MIG_PHASE_COUNT
+};
+
+/* "setup", ..., "completed", "failed", "cancelled", "interrupted". */
+const char *mig_phase_name(enum mig_phase p);
+/* Whether @from may hand off to @to. */
+bool mig_phase_can(enum mig_phase from, enum mig_phase to);
+/* COMPLETE, FAILED, CANCELLED, INTERRUPTED. */
+bool mig_phase_terminal(enum mig_phase p);
+/* Moves *@cur to @to: 0, or -EINVAL (logged, *@cur unchanged) when the
+ * table has no such hand-off. The engine's main thread. */
+int mig_phase_enter(enum mig_phase *cur, enum mig_phase to);
+
+/* ---- threads (worker.c) ----
+ *
+ * Every engine thread is one of these, owned by the struct of its kind
+ * (a sender, the urgent thread, a receiver, the fault thread). Its owner
+ * starts it, asks it to stop (kick: the eventfd becomes readable and
+ * mig_worker_stopping() true), wakes it if it sleeps elsewhere (a
+ * condition variable: broadcast after the kick, under its mutex; a
+ * stream: tp_session_shutdown()), and joins it.
+ */
+struct mig_worker {
+	pthread_t thread;
+	bool started;
+	int stop_fd;		/* eventfd, readable once kicked; -1 */
+	_Atomic bool stopping;	/* kicked */
+};
+
+/* Before anything else: not started, no fd. */
+void mig_worker_init(struct mig_worker *w);
+/* Runs @fn(@arg) on a new thread. Returns 0, -EBUSY when started
+ * already, or -errno (pthread_create's own, eventfd's). */
+int mig_worker_start(struct mig_worker *w, void *(*fn)(void *), void *arg);
+/* The thread itself: true once its owner kicked it. */
+bool mig_worker_stopping(const struct mig_worker *w);
+/* The owner: asks the thread to stop; once is enough, more are no-ops. */
+void mig_worker_kick(struct mig_worker *w);
+/* The owner: waits for the thread and closes the eventfd; accepts a
+ * worker never started. mig_worker_start() may be called again after. */
+void mig_worker_join(struct mig_worker *w);
+/* Kick and join. */
+void mig_worker_stop(struct mig_worker *w);
 
 /* Receives one control message into @buf: 0 when it is of @type, the
  * peer's reason when it is an ERROR, -EPROTO otherwise; @what names the
  * wait in the message. */
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 		    size_t cap, struct tp_msg *m, const char *what, char *err);
+
+/* An ERROR with @code (positive errno) and @msg to the peer on the
+ * control stream of @sess, best effort. */
+void mig_tell_peer(struct tp_session *sess, int code, const char *msg);
 
 /* Sends an encoded control message; returns 0 or -errno. */
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 #include "transport/transport.h"
 #include "util/util.h"
 
@@ -55,6 +55,10 @@ struct mig_stats {
 	double cpu_s_source, cpu_s_dest;
 	uint32_t nbulk;
 	char mode[16];		/* "precopy" or "postcopy": how it ended */
+	/* Destination: how its userfaultfd places pages, "minor" (written
+	 * into the page cache, then UFFDIO_CONTINUE), "copy" (UFFDIO_COPY)
+	 * or "none" (no userfaultfd: no postcopy). */
+	char placement[8];
 	/* Postcopy (zero when the migration ended in precopy). */
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */
@@ -167,6 +171,9 @@ struct mig_dest_params {
 	const char *vm_socket;	/* the incoming VMM's VM link */
 	struct tp_session *session; /* accepted; not owned */
 	enum mig_mem_access mem_access;
+	/* Postcopy placement by UFFDIO_COPY (MISSING mode only) even where
+	 * the kernel offers MINOR mode for every backing. */
+	bool no_minor;
 	/* Postcopy recovery: wait for the source to come back (accept). */
 	mig_reconnect_fn reconnect;
 	void *reconnect_arg;

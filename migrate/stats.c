@@ -22,6 +22,8 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	}
 	fprintf(f, "{\n  \"role\": \"%s\",\n  \"outcome\": \"%s\",\n"
 		   "  \"mode\": \"%s\",\n", role, st->outcome, st->mode);
+	if (st->placement[0])
+		fprintf(f, "  \"placement\": \"%s\",\n", st->placement);
 	fprintf(f, "  \"total_s\": %.3f,\n  \"setup_s\": %.3f,\n"
 		   "  \"downtime_ms\": %.2f,\n  \"state_load_ms\": %.2f,\n",
 		st->total_s, st->setup_s, st->downtime_ms, st->state_load_ms);

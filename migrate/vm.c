@@ -38,14 +38,6 @@ uint64_t mig_realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-void mig_session_cut(struct tp_session *sess)
-{
-	shutdown(tp_stream_fd(tp_session_control(sess)), SHUT_RDWR);
-	shutdown(tp_stream_fd(tp_session_urgent(sess)), SHUT_RDWR);
-	for (unsigned int i = 0; i < tp_session_nbulk(sess); i++)
-		shutdown(tp_stream_fd(tp_session_bulk(sess, i)), SHUT_RDWR);
-}
-
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 		    size_t cap, struct tp_msg *m, const char *what, char *err)
 {
@@ -69,6 +61,15 @@ int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 	struct iovec iov = { (void *)buf, len };
 
 	return tp_send(st, type, &iov, len ? 1 : 0, 0);
+}
+
+void mig_tell_peer(struct tp_session *sess, int code, const char *msg)
+{
+	uint8_t buf[512];
+	ssize_t n = mig_enc_error(buf, sizeof(buf), code, msg);
+
+	if (n > 0)
+		mig_send_msg(tp_session_control(sess), MIG_MSG_ERROR, buf, n);
 }
 
 int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,

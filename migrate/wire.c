@@ -13,6 +13,7 @@
 
 #define LOG_PREFIX "wire"
 #include "migrate/wire.h"
+#include "util/le.h"
 #include "util/util.h"
 
 struct cur {
@@ -28,21 +29,19 @@ static void put(struct cur *c, uint64_t v, unsigned int n)
 		c->short_ = true;
 		return;
 	}
-	for (unsigned int i = 0; i < n; i++)
-		c->w[c->off + i] = v >> (8 * i);
+	ut_put_le(c->w + c->off, v, n);
 	c->off += n;
 }
 
 static uint64_t get(struct cur *c, unsigned int n)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
 	if (c->off + n > c->len) {
 		c->short_ = true;
 		return 0;
 	}
-	for (unsigned int i = 0; i < n; i++)
-		v |= (uint64_t)c->r[c->off + i] << (8 * i);
+	v = ut_get_le(c->r + c->off, n);
 	c->off += n;
 	return v;
 }

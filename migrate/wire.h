@@ -21,7 +21,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define MIG_WIRE_MAGIC 0x31595246u /* "FRY1" as bytes on the wire */
+#include "util/le.h"
+
+#define MIG_WIRE_MAGIC UT_FERRY_MAGIC /* "FRY1" as bytes on the wire */
 #define MIG_WIRE_VERSION 1
 #define MIG_MAX_REGIONS 64
 #define MIG_MAX_BATCH 1024	/* pages in one PAGES message */

@@ -5,7 +5,9 @@
  * rounds as measured (dirty MiB, bandwidth, duration, elapsed time), and
  * the decision expected after each round. The fault statistics are
  * driven by hand and by two threads racing the way the destination's
- * fault thread and receivers do.
+ * fault thread and receivers do. The phase table is walked along every
+ * path an engine takes and against the hand-offs it must refuse; the
+ * worker shape is stopped both ways an engine thread sleeps.
  */
 #include "config.h"
 
@@ -455,8 +457,8 @@ END_TEST
 
 /*
  * The race itself: a fault thread asks for pages while a receiver places
- * each one just as it is being asked for, the way dest.c's on_fault() and
- * placed() meet. No sample may exceed the run's length (a "now - 0"
+ * each one just as it is being asked for, the way on_fault() (dest-fault.c)
+ * and placed() (dest-receive.c) meet. No sample may exceed the run's length (a "now - 0"
  * sample is the host's uptime), the count may never wrap, and everything
  * asked for ends served or withdrawn.
  */
@@ -691,6 +693,150 @@ START_TEST(cancel_race_with_commit)
 }
 END_TEST
 
+/* ---- the phases ---- */
+
+/* Every path an engine walks, start to outcome (SETUP first). */
+static const enum mig_phase walks[][8] = {
+#define W(...) { MIG_PHASE_SETUP, __VA_ARGS__, MIG_PHASE_COUNT }
+	W(MIG_PHASE_PRECOPY, MIG_PHASE_SWITCHOVER, MIG_PHASE_COMPLETE),
+	W(MIG_PHASE_PRECOPY, MIG_PHASE_SWITCHOVER, MIG_PHASE_POSTCOPY,
+	  MIG_PHASE_RECOVERING, MIG_PHASE_POSTCOPY, MIG_PHASE_COMPLETE),
+	W(MIG_PHASE_PRECOPY, MIG_PHASE_SWITCHOVER, MIG_PHASE_POSTCOPY,
+	  MIG_PHASE_RECOVERING, MIG_PHASE_INTERRUPTED),
+	W(MIG_PHASE_PRECOPY, MIG_PHASE_CANCELLED),
+	W(MIG_PHASE_PRECOPY, MIG_PHASE_SWITCHOVER, MIG_PHASE_CANCELLED),
+	W(MIG_PHASE_PRECOPY, MIG_PHASE_SWITCHOVER, MIG_PHASE_POSTCOPY,
+	  MIG_PHASE_CANCELLED),
+	W(MIG_PHASE_POSTCOPY, MIG_PHASE_COMPLETE),	/* --recover */
+	W(MIG_PHASE_FAILED),
+#undef W
+};
+
+START_TEST(phase_walks)
+{
+	const enum mig_phase *w = walks[_i];
+	enum mig_phase cur = w[0];
+
+	for (unsigned int k = 1; w[k] != MIG_PHASE_COUNT; k++) {
+		ck_assert_msg(mig_phase_enter(&cur, w[k]) == 0,
+			      "walk %d: %s -> %s refused", _i,
+			      mig_phase_name(w[k - 1]), mig_phase_name(w[k]));
+		ck_assert_int_eq(cur, w[k]);
+	}
+	ck_assert(mig_phase_terminal(cur));
+}
+END_TEST
+
+/* Hand-offs no engine may make: the phase stays where it was. */
+START_TEST(phase_refused)
+{
+	static const enum mig_phase bad[][2] = {
+		{ MIG_PHASE_SETUP, MIG_PHASE_SWITCHOVER },
+		{ MIG_PHASE_SETUP, MIG_PHASE_COMPLETE },
+		{ MIG_PHASE_PRECOPY, MIG_PHASE_POSTCOPY },
+		{ MIG_PHASE_PRECOPY, MIG_PHASE_INTERRUPTED },
+		{ MIG_PHASE_SWITCHOVER, MIG_PHASE_PRECOPY },
+		{ MIG_PHASE_SWITCHOVER, MIG_PHASE_INTERRUPTED },
+		{ MIG_PHASE_RECOVERING, MIG_PHASE_COMPLETE },
+		{ MIG_PHASE_COMPLETE, MIG_PHASE_FAILED },
+		{ MIG_PHASE_CANCELLED, MIG_PHASE_PRECOPY },
+		{ MIG_PHASE_INTERRUPTED, MIG_PHASE_POSTCOPY },
+		{ MIG_PHASE_FAILED, MIG_PHASE_COUNT },
+	};
+
+	for (size_t i = 0; i < UT_ARRAY_SIZE(bad); i++) {
+		enum mig_phase cur = bad[i][0];
+
+		ck_assert_int_eq(mig_phase_enter(&cur, bad[i][1]), -EINVAL);
+		ck_assert_int_eq(cur, bad[i][0]);
+	}
+	for (int p = MIG_PHASE_COMPLETE; p < MIG_PHASE_COUNT; p++)
+		for (int q = 0; q < MIG_PHASE_COUNT; q++)
+			ck_assert(!mig_phase_can(p, q));
+	ck_assert_str_eq(mig_phase_name(MIG_PHASE_COMPLETE), "completed");
+	ck_assert_str_eq(mig_phase_name(MIG_PHASE_INTERRUPTED), "interrupted");
+	ck_assert_str_eq(mig_phase_name(MIG_PHASE_COUNT), "?");
+}
+END_TEST
+
+/* ---- the worker shape ---- */
+
+/* Sleeps in poll on its stop eventfd, as the urgent and fault threads. */
+static void *poller(void *arg)
+{
+	struct mig_worker *w = arg;
+	struct pollfd pfd = { w->stop_fd, POLLIN, 0 };
+
+	while (poll(&pfd, 1, 10000) == 0)
+		;
+	return (void *)(uintptr_t)(pfd.revents & POLLIN);
+}
+
+struct waiter {
+	struct mig_worker wk;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool saw_stop;
+};
+
+/* Sleeps on a condition variable, as a sender between rounds. */
+static void *cond_waiter(void *arg)
+{
+	struct waiter *x = arg;
+
+	pthread_mutex_lock(&x->lock);
+	while (!mig_worker_stopping(&x->wk))
+		pthread_cond_wait(&x->cond, &x->lock);
+	x->saw_stop = true;
+	pthread_mutex_unlock(&x->lock);
+	return NULL;
+}
+
+START_TEST(worker_stop_by_eventfd)
+{
+	struct mig_worker w;
+	void *res = NULL;
+
+	mig_worker_init(&w);
+	mig_worker_join(&w);	/* never started: a no-op */
+	ck_assert_int_eq(w.stop_fd, -1);
+	ck_assert_int_eq(mig_worker_start(&w, poller, &w), 0);
+	ck_assert_int_eq(mig_worker_start(&w, poller, &w), -EBUSY);
+	ck_assert(!mig_worker_stopping(&w));
+	mig_worker_kick(&w);
+	mig_worker_kick(&w);	/* twice is once */
+	ck_assert(mig_worker_stopping(&w));
+	ck_assert_int_eq(pthread_join(w.thread, &res), 0);
+	w.started = false;	/* joined by hand to see the result */
+	ck_assert_ptr_eq(res, (void *)(uintptr_t)POLLIN);
+	mig_worker_join(&w);
+	ck_assert_int_eq(w.stop_fd, -1);
+	/* Started again after a join, stopped in one call. */
+	ck_assert_int_eq(mig_worker_start(&w, poller, &w), 0);
+	mig_worker_stop(&w);
+	ck_assert(!w.started);
+}
+END_TEST
+
+START_TEST(worker_stop_on_condvar)
+{
+	struct waiter x = { .saw_stop = false };
+
+	mig_worker_init(&x.wk);
+	pthread_mutex_init(&x.lock, NULL);
+	ck_assert_int_eq(mig_cond_init(&x.cond), 0);
+	ck_assert_int_eq(mig_worker_start(&x.wk, cond_waiter, &x), 0);
+	pthread_mutex_lock(&x.lock);
+	mig_worker_kick(&x.wk);
+	pthread_cond_broadcast(&x.cond);
+	pthread_mutex_unlock(&x.lock);
+	mig_worker_join(&x.wk);
+	ck_assert(x.saw_stop);
+	pthread_cond_destroy(&x.cond);
+	pthread_mutex_destroy(&x.lock);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
@@ -720,6 +866,10 @@ int main(void)
 		{ "cancel_null_and_fini_twice", cancel_null_and_fini_twice,
 		  0, 0 },
 		{ "cancel_race_with_commit", cancel_race_with_commit, 0, 0 },
+		{ "phase_walks", phase_walks, UT_ARRAY_SIZE(walks), 0 },
+		{ "phase_refused", phase_refused, 0, 0 },
+		{ "worker_stop_by_eventfd", worker_stop_by_eventfd, 0, 0 },
+		{ "worker_stop_on_condvar", worker_stop_on_condvar, 0, 0 },
 	};
 
 	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));

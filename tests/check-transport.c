@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #define LOG_PREFIX "check-transport"
+#include "tools/cert.h"
 #include "transport/internal.h"
 #include "transport/transport.h"
 #include "util/util.h"
@@ -811,6 +812,60 @@ START_TEST(messages_random)
 }
 END_TEST
 
+/* tp_session_shutdown(): a thread blocked reading a named stream
+ * returns with an error, later calls on those streams fail, and the
+ * streams it did not name carry on. */
+struct blocked_reader {
+	struct tp_stream *st;
+	int ret;
+};
+
+static void *blocked_read_fn(void *arg)
+{
+	struct blocked_reader *r = arg;
+	struct tp_msg m;
+	uint8_t buf[16];
+
+	r->ret = tp_recv(r->st, &m, buf, sizeof(buf));
+	return NULL;
+}
+
+START_TEST(session_shutdown_wakes_reader)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mode_cfg(&sc, _i, true);
+	struct tp_config ccfg = mode_cfg(&cc, _i, false);
+	struct blocked_reader r = { .ret = 1 };
+	char buf[8] = "abcdefg";
+	struct iovec v = { buf, 8 };
+	struct tp_session *cs;
+	struct server sv;
+	struct tp_msg m;
+	pthread_t th;
+
+	ccfg.nbulk = 2;
+	pair(&scfg, &ccfg, &sv, &cs);
+	r.st = tp_session_bulk(cs, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, blocked_read_fn, &r), 0);
+	usleep(100 * 1000); /* most likely in its read by now; either way */
+	tp_session_shutdown(cs, TP_SHUT_BULK);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_lt(r.ret, 0);
+	ck_assert_int_lt(tp_send(tp_session_bulk(cs, 1), 7, &v, 1, 0), 0);
+	/* The control and urgent streams were not named. */
+	ck_assert_int_eq(tp_send(tp_session_control(cs), 7, &v, 1, 0), 0);
+	ck_assert_int_eq(tp_recv(tp_session_control(sv.s), &m, buf, 8), 0);
+	ck_assert_uint_eq(m.type, 7);
+	ck_assert_int_eq(tp_send(tp_session_urgent(sv.s), 9, &v, 1, 0), 0);
+	ck_assert_int_eq(tp_recv(tp_session_urgent(cs), &m, buf, 8), 0);
+	ck_assert_uint_eq(m.type, 9);
+	tp_session_shutdown(cs, TP_SHUT_ALL);
+	ck_assert_int_lt(tp_send(tp_session_control(cs), 7, &v, 1, 0), 0);
+	tp_session_destroy(cs);
+	server_fini(&sv);
+}
+END_TEST
+
 START_TEST(api_misuse)
 {
 	struct tp_config cfg = mode_cfg(NULL, TP_SEC_INSECURE, true);
@@ -948,8 +1003,8 @@ static int hand_join(struct tp_stream *st, const uint8_t *token,
 	int ret;
 
 	memcpy(join, token, TP_TOKEN_LEN);
-	tp_put_le32(join + TP_TOKEN_LEN, kind);
-	tp_put_le32(join + TP_TOKEN_LEN + 4, 0);
+	ut_put_le32(join + TP_TOKEN_LEN, kind);
+	ut_put_le32(join + TP_TOKEN_LEN + 4, 0);
 	memcpy(join + TP_TOKEN_LEN + 8, proof, TP_PROOF_LEN);
 	ck_assert_int_eq(tp_send_internal(st, TP_TYPE_JOIN, join, JOIN_LEN), 0);
 	ret = tp_recv(st, &m, NULL, 0);
@@ -980,8 +1035,8 @@ START_TEST(join_replay_refused)
 	server_start(&sv, &scfg, "127.0.0.1");
 	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
 	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
-	tp_put_le32(hello, TP_PROTO_VERSION);
-	tp_put_le32(hello + 4, 1);
+	ut_put_le32(hello, TP_PROTO_VERSION);
+	ut_put_le32(hello + 4, 1);
 	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
 					  HELLO_LEN), 0);
 	ck_assert_int_eq(tp_recv(ctl, &m, welcome, sizeof(welcome)), 0);
@@ -1038,8 +1093,8 @@ START_TEST(old_protocol_refused)
 	server_start(&sv, &scfg, "127.0.0.1");
 	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
 	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
-	tp_put_le32(hello, 1);
-	tp_put_le32(hello + 4, 1);
+	ut_put_le32(hello, 1);
+	ut_put_le32(hello + 4, 1);
 	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
 					  HELLO_LEN), 0);
 	check_reason(server_wait(&sv), -EPROTO, sv.err.msg,
@@ -1445,6 +1500,8 @@ static Suite *transport_suite(void)
 		  silent_client_handshake_timeout, 0, 30 },
 		{ "messages_random", messages_random, 3, 60 },
 		{ "api_misuse", api_misuse, 0, 30 },
+		{ "session_shutdown_wakes_reader",
+		  session_shutdown_wakes_reader, 3, 30 },
 		{ "key_update", key_update, 0, 60 },
 		{ "gib_over_bulk_streams", gib_over_bulk_streams, 2, 120 },
 		{ "urgent_overtakes_bulk", urgent_overtakes_bulk, 3, 60 },
@@ -1481,12 +1538,12 @@ static int make_crls(struct tp_err *err)
 
 	cpath(c, "ca");
 	kpath(k, "ca");
-	if (tp_cert_make_crl(c, k, revoked, 1, cpath(o, "crl"), 30, err) ||
-	    tp_cert_make_crl(c, k, revoked, 1, cpath(o, "stale-crl"), -1, err))
+	if (cert_make_crl(c, k, revoked, 1, cpath(o, "crl"), 30, err) ||
+	    cert_make_crl(c, k, revoked, 1, cpath(o, "stale-crl"), -1, err))
 		return -1;
 	cpath(c, "rogue-ca");
 	kpath(k, "rogue-ca");
-	return tp_cert_make_crl(c, k, NULL, 0, cpath(o, "rogue-crl"), 30, err);
+	return cert_make_crl(c, k, NULL, 0, cpath(o, "rogue-crl"), 30, err);
 }
 
 static int make_certs(void)
@@ -1507,23 +1564,23 @@ static int make_certs(void)
 		{ "revoked", "ca", 365, 0, NULL, NULL },
 	};
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
-	struct tp_cert_opts o = { .cn = "test CA", .days = 30 };
+	struct cert_opts o = { .cn = "test CA", .days = 30 };
 	struct tp_err err;
 
-	struct tp_cert_opts rogue = { .cn = "rogue CA", .days = 30 };
+	struct cert_opts rogue = { .cn = "rogue CA", .days = 30 };
 
-	if (tp_cert_make_ca(cpath(c, "ca"), kpath(k, "ca"), &o, &err) ||
-	    tp_cert_make_ca(cpath(c, "rogue-ca"), kpath(k, "rogue-ca"),
+	if (cert_make_ca(cpath(c, "ca"), kpath(k, "ca"), &o, &err) ||
+	    cert_make_ca(cpath(c, "rogue-ca"), kpath(k, "rogue-ca"),
 			    &rogue, &err))
 		goto fail;
 	for (size_t i = 0; i < UT_ARRAY_SIZE(hosts); i++) {
-		o = (struct tp_cert_opts){
+		o = (struct cert_opts){
 			.cn = hosts[i].name, .days = hosts[i].days,
 			.not_before_days = hosts[i].not_before_days,
 			.key_usage = hosts[i].ku,
 			.ext_key_usage = hosts[i].eku,
 			.san = "DNS:localhost,IP:127.0.0.1,IP:::1" };
-		if (tp_cert_make_host(cpath(cc, hosts[i].ca),
+		if (cert_make_host(cpath(cc, hosts[i].ca),
 				      kpath(ck, hosts[i].ca),
 				      cpath(c, hosts[i].name),
 				      kpath(k, hosts[i].name), &o, &err))

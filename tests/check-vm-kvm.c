@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 #include "tests/check-vm-helpers.h"
 #include "util/util.h"
 

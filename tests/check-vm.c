@@ -20,7 +20,7 @@
 
 #define LOG_PREFIX "check-vm"
 #include "guestmem/guestmem.h"
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 #include "tests/check-vm-helpers.h"
 #include "tests/testutil.h"
 #include "tools/guest/workload.h"

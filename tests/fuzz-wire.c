@@ -18,7 +18,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 #include "migrate/wire.h"
 #include "util/util.h"
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "bench-transport"
+#include "tools/cert.h"
 #include "transport/transport.h"
 #include "util/util.h"
 
@@ -472,7 +473,7 @@ static int urgent_rtt(struct bench *b, unsigned int nbulk,
 static int make_certs(struct bench *b)
 {
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
-	struct tp_cert_opts o = { .cn = "bench CA", .days = 1 };
+	struct cert_opts o = { .cn = "bench CA", .days = 1 };
 	const char *hosts[] = { "server", "client" };
 	struct tp_err err;
 
@@ -481,14 +482,14 @@ static int make_certs(struct bench *b)
 		return -errno;
 	snprintf(cc, sizeof(cc), "%s/ca.pem", b->dir);
 	snprintf(ck, sizeof(ck), "%s/ca-key.pem", b->dir);
-	if (tp_cert_make_ca(cc, ck, &o, &err) < 0)
+	if (cert_make_ca(cc, ck, &o, &err) < 0)
 		goto fail;
 	for (int i = 0; i < 2; i++) {
-		o = (struct tp_cert_opts){ .cn = hosts[i], .days = 1,
+		o = (struct cert_opts){ .cn = hosts[i], .days = 1,
 					   .san = "IP:127.0.0.1" };
 		snprintf(c, sizeof(c), "%s/%s.pem", b->dir, hosts[i]);
 		snprintf(k, sizeof(k), "%s/%s-key.pem", b->dir, hosts[i]);
-		if (tp_cert_make_host(cc, ck, c, k, &o, &err) < 0)
+		if (cert_make_host(cc, ck, c, k, &o, &err) < 0)
 			goto fail;
 	}
 	return 0;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tools/cert.h"
 #include "transport/transport.h"
 
 #define DEFAULT_SAN "DNS:localhost,IP:127.0.0.1,IP:::1"
@@ -39,13 +40,13 @@ static int usage(void)
 static int make_ca(const char *dir, const char *base, const char *cn)
 {
 	char c[PATH_MAX], k[PATH_MAX];
-	struct tp_cert_opts o = { .cn = cn, .days = 3650 };
+	struct cert_opts o = { .cn = cn, .days = 3650 };
 	struct tp_err err;
 	int ret;
 
 	snprintf(c, sizeof(c), "%s/%s.pem", dir, base);
 	snprintf(k, sizeof(k), "%s/%s-key.pem", dir, base);
-	ret = tp_cert_make_ca(c, k, &o, &err);
+	ret = cert_make_ca(c, k, &o, &err);
 	if (ret < 0)
 		fprintf(stderr, "ferry-cert: %s\n", err.msg);
 	return ret;
@@ -55,7 +56,7 @@ static int make_host(const char *dir, const char *name, const char *ca,
 		     const char *san, int days)
 {
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
-	struct tp_cert_opts o = { .cn = name, .san = san, .days = days };
+	struct cert_opts o = { .cn = name, .san = san, .days = days };
 	struct tp_err err;
 	int ret;
 
@@ -63,7 +64,7 @@ static int make_host(const char *dir, const char *name, const char *ca,
 	snprintf(k, sizeof(k), "%s/%s-key.pem", dir, name);
 	snprintf(cc, sizeof(cc), "%s.pem", ca);
 	snprintf(ck, sizeof(ck), "%s-key.pem", ca);
-	ret = tp_cert_make_host(cc, ck, c, k, &o, &err);
+	ret = cert_make_host(cc, ck, c, k, &o, &err);
 	if (ret < 0)
 		fprintf(stderr, "ferry-cert: %s\n", err.msg);
 	return ret;
@@ -115,7 +116,7 @@ static int cmd_crl(int argc, char **argv)
 	snprintf(cc, sizeof(cc), "%s.pem", ca);
 	snprintf(ck, sizeof(ck), "%s-key.pem", ca);
 	snprintf(out, sizeof(out), "%s/crl.pem", argv[0]);
-	ret = tp_cert_make_crl(cc, ck, revoked, n, out, days, &err) < 0;
+	ret = cert_make_crl(cc, ck, revoked, n, out, days, &err) < 0;
 	if (ret)
 		fprintf(stderr, "ferry-cert: %s\n", err.msg);
 

@@ -25,6 +25,10 @@ static const char usage[] =
 "      --accept-timeout S   give up if no source connects in S s (600);\n"
 "                           also how long a postcopy interrupted by a lost\n"
 "                           connection waits for the source to return\n"
+"      --uffd-mode MODE     how postcopy places pages: auto (MINOR mode\n"
+"                           where the kernel has it for the backing: the\n"
+"                           page written into the page cache, then mapped)\n"
+"                           or missing (UFFDIO_COPY only)\n"
 "  -q, --quiet              no summary\n"
 "  -v, --verbose            log what happens\n"
 "  -h, --help               this text\n"
@@ -34,7 +38,7 @@ static const char usage[] =
 "source VM runs on there); after it they are refused.\n"
 "\nExit status: 0 the VM runs here, 1 failed or cancelled, 2 usage.\n";
 
-enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END };
+enum { OPT_ACCEPT_TIMEOUT = CLI_OPT_END, OPT_UFFD_MODE };
 
 /* Postcopy recovery: the next session from the returning source. */
 static int reaccept(void *arg, struct tp_session **out, char *err)
@@ -54,6 +58,7 @@ int main(int argc, char **argv)
 		{ "vm", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
+		{ "uffd-mode", required_argument, NULL, OPT_UFFD_MODE },
 		CLI_SECURITY_OPTIONS,
 		{ 0 },
 	};
@@ -88,6 +93,14 @@ int main(int argc, char **argv)
 					    86400)) < 0)
 				return 2;
 			c.tp.accept_timeout_ms = v * 1000;
+			break;
+		case OPT_UFFD_MODE:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "missing")) {
+				fprintf(stderr, "ferry-dest: --uffd-mode takes "
+					"auto or missing, not '%s'\n", optarg);
+				return 2;
+			}
+			p.no_minor = !strcmp(optarg, "missing");
 			break;
 		}
 	}

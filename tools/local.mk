@@ -16,3 +16,23 @@ dist_man1_MANS += tools/ferry-source.1 tools/ferry-dest.1
 # The benchmark suite against QEMU (a script, run from the source tree).
 EXTRA_DIST += tools/bench tools/bench.d/procs.py tools/bench.d/ferry.py \
 	tools/bench.d/qemu.py tools/bench.d/report.py
+
+# Making certificates (tools/cert.h): ferry-cert, the benchmark and the
+# tests link it; the transport itself only checks certificates.
+noinst_LIBRARIES += tools/libcert.a
+tools_libcert_a_SOURCES = tools/cert.h tools/cert.c
+tools_libcert_a_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
+CERT_LIBS = tools/libcert.a
+
+# The cert helper: a CA and host certificates for the demo and the tests.
+bin_PROGRAMS += tools/ferry-cert
+tools_ferry_cert_SOURCES = tools/ferry-cert.c
+tools_ferry_cert_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
+tools_ferry_cert_LDADD = $(CERT_LIBS) $(TRANSPORT_LIBS)
+
+# The benchmark: figures, not a test.
+noinst_PROGRAMS += tools/bench-transport
+tools_bench_transport_SOURCES = tools/bench-transport.c
+tools_bench_transport_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
+tools_bench_transport_LDADD = $(CERT_LIBS) $(TRANSPORT_LIBS)
+

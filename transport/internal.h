@@ -9,13 +9,14 @@
 #include <stdatomic.h>
 
 #include "transport/transport.h"
+#include "util/le.h"
 
 #define TP_DEFAULT_TIMEOUT_MS 10000
 #define TP_DEFAULT_BUF (256 * 1024)
 #define TP_DEFAULT_KEY_UPDATE (16ULL << 30)
 
 /* Wire: every message starts with this frame header, little-endian. */
-#define TP_FRAME_MAGIC 0x31595246u /* "FRY1" */
+#define TP_FRAME_MAGIC UT_FERRY_MAGIC
 #define TP_FRAME_LEN 16
 /* Transport-internal message types (session setup). */
 #define TP_TYPE_HELLO (TP_TYPE_RESERVED + 1)
@@ -58,17 +59,6 @@ void tp_frame_encode(uint8_t out[TP_FRAME_LEN], uint32_t type, uint64_t len);
 int tp_frame_decode(const uint8_t in[TP_FRAME_LEN], uint32_t *type,
 		    uint64_t *len);
 
-static inline void tp_put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-static inline uint32_t tp_get_le32(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* Shared TLS state of a listener or of a connecting session, refcounted:
  * the SSL objects of every stream point into it (BIO method, PSK). */
 struct tp_tls {
@@ -88,8 +78,6 @@ int tp_tls_create(const struct tp_config *cfg, bool server,
 struct tp_tls *tp_tls_get(struct tp_tls *t);
 /* Drops a reference; frees at zero; accepts NULL. */
 void tp_tls_put(struct tp_tls *t);
-int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 struct tp_stream;
 

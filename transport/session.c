@@ -208,8 +208,8 @@ int tp_join_proof(const uint8_t key[TP_PROOF_LEN], SSL *ssl, uint32_t kind,
 				       sizeof(JOIN_STREAM_LABEL) - 1, NULL, 0,
 				       0) != 1)
 		ret = -EPROTO;
-	tp_put_le32(msg + TP_PROOF_LEN, kind);
-	tp_put_le32(msg + TP_PROOF_LEN + 4, idx);
+	ut_put_le32(msg + TP_PROOF_LEN, kind);
+	ut_put_le32(msg + TP_PROOF_LEN + 4, idx);
 	if (ret == 0 && (!HMAC(EVP_sha256(), key, TP_PROOF_LEN, msg,
 			       sizeof(msg), proof, &len) ||
 			 len != TP_PROOF_LEN))
@@ -319,17 +319,17 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
 	ret = expect_msg(s->ctl, TP_TYPE_HELLO, hello, sizeof(hello));
 	if (ret < 0)
 		return stream_err(err, s->ctl, ret);
-	s->nbulk = tp_get_le32(hello + 4);
-	if (tp_get_le32(hello) != TP_PROTO_VERSION || s->nbulk < 1 ||
+	s->nbulk = ut_get_le32(hello + 4);
+	if (ut_get_le32(hello) != TP_PROTO_VERSION || s->nbulk < 1 ||
 	    s->nbulk > TP_MAX_BULK)
 		return tp_err_set(err, -EPROTO,
 				  "control stream: peer speaks version %u with %u bulk streams; we need version %u, 1..%u",
-				  tp_get_le32(hello), s->nbulk,
+				  ut_get_le32(hello), s->nbulk,
 				  TP_PROTO_VERSION, TP_MAX_BULK);
 	if (RAND_bytes(s->token, sizeof(s->token)) != 1)
 		return tp_err_set(err, -EIO, "no randomness for the token");
-	tp_put_le32(welcome, TP_PROTO_VERSION);
-	tp_put_le32(welcome + 4, s->nbulk);
+	ut_put_le32(welcome, TP_PROTO_VERSION);
+	ut_put_le32(welcome + 4, s->nbulk);
 	memcpy(welcome + 8, s->token, TP_TOKEN_LEN);
 	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
 		return tp_err_set(err, -EPROTO,
@@ -357,8 +357,8 @@ static int read_join(struct tp_session *s, struct tp_stream *st,
 		tp_err_set(why, -EACCES, "a foreign session token");
 		return 0;
 	}
-	*kind = tp_get_le32(join + TP_TOKEN_LEN);
-	*idx = tp_get_le32(join + TP_TOKEN_LEN + 4);
+	*kind = ut_get_le32(join + TP_TOKEN_LEN);
+	*idx = ut_get_le32(join + TP_TOKEN_LEN + 4);
 	if (tp_join_proof(s->join_key, st->ssl, *kind, *idx, proof) < 0) {
 		tp_err_set(why, -EPROTO, "TLS exporter failed");
 		return 0;
@@ -526,8 +526,8 @@ static int client_hello(struct tp_session *s, struct tp_err *err)
 	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
 	int ret;
 
-	tp_put_le32(hello, TP_PROTO_VERSION);
-	tp_put_le32(hello + 4, s->nbulk);
+	ut_put_le32(hello, TP_PROTO_VERSION);
+	ut_put_le32(hello + 4, s->nbulk);
 	ret = tp_send_internal(s->ctl, TP_TYPE_HELLO, hello, sizeof(hello));
 	if (ret == 0)
 		ret = expect_msg(s->ctl, TP_TYPE_WELCOME, welcome,
@@ -537,8 +537,8 @@ static int client_hello(struct tp_session *s, struct tp_err *err)
 				  "control stream: peer closed the connection during session setup (does it require TLS?)");
 	if (ret < 0)
 		return stream_err(err, s->ctl, ret);
-	if (tp_get_le32(welcome) != TP_PROTO_VERSION ||
-	    tp_get_le32(welcome + 4) != s->nbulk)
+	if (ut_get_le32(welcome) != TP_PROTO_VERSION ||
+	    ut_get_le32(welcome + 4) != s->nbulk)
 		return tp_err_set(err, -EPROTO,
 				  "control stream: server refused version %u with %u bulk streams",
 				  TP_PROTO_VERSION, s->nbulk);
@@ -561,8 +561,8 @@ static int client_join(struct tp_session *s, const struct tp_config *cfg,
 	if (ret < 0)
 		return ret;
 	memcpy(join, s->token, TP_TOKEN_LEN);
-	tp_put_le32(join + TP_TOKEN_LEN, kind);
-	tp_put_le32(join + TP_TOKEN_LEN + 4, idx);
+	ut_put_le32(join + TP_TOKEN_LEN, kind);
+	ut_put_le32(join + TP_TOKEN_LEN + 4, idx);
 	if (tp_join_proof(s->join_key, (*out)->ssl, kind, idx,
 			  join + TP_TOKEN_LEN + 8) < 0)
 		return tp_err_set(err, -EPROTO, "%s stream: TLS exporter failed",
@@ -670,6 +670,18 @@ struct tp_stream *tp_session_bulk(struct tp_session *s, unsigned int i)
 struct tp_stream *tp_session_urgent(struct tp_session *s)
 {
 	return s->urg;
+}
+
+void tp_session_shutdown(struct tp_session *s, unsigned int which)
+{
+	/* shutdown(2), not close: the fd stays the stream's, and a read
+	 * or write blocked on it (poll or io_uring) completes at once. */
+	if ((which & TP_SHUT_CONTROL) && s->ctl)
+		shutdown(tp_stream_fd(s->ctl), SHUT_RDWR);
+	if ((which & TP_SHUT_URGENT) && s->urg)
+		shutdown(tp_stream_fd(s->urg), SHUT_RDWR);
+	for (unsigned int i = 0; (which & TP_SHUT_BULK) && i < s->nbulk; i++)
+		shutdown(tp_stream_fd(s->bulk[i]), SHUT_RDWR);
 }
 
 const char *tp_session_describe(const struct tp_session *s)

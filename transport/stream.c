@@ -28,19 +28,19 @@
 
 void tp_frame_encode(uint8_t out[TP_FRAME_LEN], uint32_t type, uint64_t len)
 {
-	tp_put_le32(out, TP_FRAME_MAGIC);
-	tp_put_le32(out + 4, type);
-	tp_put_le32(out + 8, (uint32_t)len);
-	tp_put_le32(out + 12, (uint32_t)(len >> 32));
+	ut_put_le32(out, TP_FRAME_MAGIC);
+	ut_put_le32(out + 4, type);
+	ut_put_le32(out + 8, (uint32_t)len);
+	ut_put_le32(out + 12, (uint32_t)(len >> 32));
 }
 
 int tp_frame_decode(const uint8_t in[TP_FRAME_LEN], uint32_t *type,
 		    uint64_t *len)
 {
-	if (tp_get_le32(in) != TP_FRAME_MAGIC)
+	if (ut_get_le32(in) != TP_FRAME_MAGIC)
 		return -EPROTO;
-	*type = tp_get_le32(in + 4);
-	*len = tp_get_le32(in + 8) | (uint64_t)tp_get_le32(in + 12) << 32;
+	*type = ut_get_le32(in + 4);
+	*len = ut_get_le32(in + 8) | (uint64_t)ut_get_le32(in + 12) << 32;
 	return 0;
 }
 
@@ -211,7 +211,7 @@ int tp_recv_hdr(struct tp_stream *st, struct tp_msg *msg)
 	if (tp_frame_decode(hdr, &msg->type, &msg->len) < 0)
 		return tp_stream_seterr(st, -EPROTO,
 					"garbage on the stream: bad frame magic 0x%08x (not a Ferry peer?)",
-					tp_get_le32(hdr));
+					ut_get_le32(hdr));
 	st->in_msg = true;
 	st->rx_left = msg->len;
 	st->stats.rx_msgs++;

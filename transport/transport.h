@@ -43,6 +43,12 @@ struct tp_err {
 	char msg[TP_ERR_LEN];
 };
 
+/* Formats the reason into @err (NULL: dropped) and returns @ret, so that a
+ * failing path reads "return tp_err_set(err, -EINVAL, ...)". Any module
+ * that reports through a struct tp_err may use it. */
+int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 enum tp_security {
 	TP_SEC_MTLS = 0, /* TLS 1.3, both sides present certificates (default) */
 	TP_SEC_PSK,	 /* TLS 1.3 with a pre-shared key, no certificates */
@@ -159,6 +165,17 @@ struct tp_stream *tp_session_urgent(struct tp_session *s);
  * One thread at a time, and no stream of @s in use by another thread. */
 int tp_session_wait(struct tp_session *s, int timeout_ms,
 		    struct tp_stream **ready);
+/* Which streams tp_session_shutdown() breaks. */
+#define TP_SHUT_CONTROL	(1u << 0)
+#define TP_SHUT_BULK	(1u << 1)
+#define TP_SHUT_URGENT	(1u << 2)
+#define TP_SHUT_ALL	(TP_SHUT_CONTROL | TP_SHUT_BULK | TP_SHUT_URGENT)
+/* Breaks the streams of @s that @which names (TP_SHUT_*), both
+ * directions: a thread blocked reading or writing one returns an error,
+ * and every later call on it fails. The streams stay valid until
+ * tp_session_destroy(). Any thread, while other threads use the streams:
+ * this is how an owner stops threads blocked in them. */
+void tp_session_shutdown(struct tp_session *s, unsigned int which);
 /* One line describing the session: protocol, cipher, authentication, peer,
  * kernel TLS use. Valid until tp_session_destroy(). */
 const char *tp_session_describe(const struct tp_session *s);
@@ -231,39 +248,5 @@ void tp_stream_set_timeout(struct tp_stream *st, int timeout_ms);
  * page request on the urgent stream: it trades CPU for wake-up latency.
  * Call from the thread that uses the stream. */
 void tp_stream_set_busy_poll(struct tp_stream *st, unsigned int usec);
-
-/* ---- certificates (tests, demo, ferry-cert) ----------------------------- */
-
-struct tp_cert_opts {
-	const char *cn;		/* subject common name */
-	const char *san;	/* "DNS:localhost,IP:127.0.0.1" or NULL */
-	int days;		/* validity; < 0: already expired that long */
-	/* > 0: the validity starts this many days from now (a certificate
-	 * not yet valid), and lasts @days from then. Host certificates only. */
-	int not_before_days;
-	/* Host certificates: the keyUsage and extendedKeyUsage values in
-	 * OpenSSL's config syntax. NULL: "critical,digitalSignature" and
-	 * "serverAuth,clientAuth"; "" leaves the extension out. Tests use
-	 * them to make certificates for the wrong purpose. */
-	const char *key_usage;
-	const char *ext_key_usage;
-};
-
-/* Writes a new self-signed CA (EC P-256) to @cert_path and its key
- * (mode 0600) to @key_path. Returns 0 or -errno with @err filled. */
-int tp_cert_make_ca(const char *cert_path, const char *key_path,
-		    const struct tp_cert_opts *o, struct tp_err *err);
-/* Writes a host certificate (usable as TLS server and client) signed by
- * the CA at @ca_cert / @ca_key, and its key. Same returns. */
-int tp_cert_make_host(const char *ca_cert, const char *ca_key,
-		      const char *cert_path, const char *key_path,
-		      const struct tp_cert_opts *o, struct tp_err *err);
-/* Writes a CRL (PEM) to @crl_path, signed by the CA at @ca_cert / @ca_key,
- * valid from an hour ago for @days days, revoking the certificates in the
- * PEM files @revoked[0..@n) (by serial; @n may be 0 for an empty CRL).
- * Same returns. */
-int tp_cert_make_crl(const char *ca_cert, const char *ca_key,
-		     const char *const *revoked, size_t n, const char *crl_path,
-		     int days, struct tp_err *err);
 
 #endif /* FERRY_TRANSPORT_H */

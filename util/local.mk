@@ -1,6 +1,7 @@
 # util: logging, bitmaps, clock, histogram (the leaf every module links).
 noinst_LIBRARIES += util/libutil.a
 util_libutil_a_SOURCES = \
+	util/le.h \
 	util/util.h \
 	util/log.c \
 	util/bitmap.c \
@@ -8,8 +9,3 @@ util_libutil_a_SOURCES = \
 	util/hist.c \
 	util/oom.c
 
-check_PROGRAMS += tests/check-util
-TESTS += tests/check-util
-tests_check_util_SOURCES = tests/check-util.c
-tests_check_util_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_util_LDADD = util/libutil.a $(CHECK_LIBS)

@@ -1,6 +1,6 @@
 # ferry-libvirt: migrating libvirt domains with Ferry (docs/libvirt.md):
 # ferry-migrate, the operator's command on the source host, and the qemu
-# hook that serves the destination.
+# hook that serves the destination; its test is in tests/local.mk.
 
 bin_PROGRAMS += tools/ferry-libvirt/ferry-migrate
 tools_ferry_libvirt_ferry_migrate_SOURCES = tools/ferry-libvirt/ferry-migrate.c
@@ -20,8 +20,3 @@ tools/ferry-libvirt/ferry: $(srcdir)/tools/ferry-libvirt/ferry-hook.in Makefile
 CLEANFILES += tools/ferry-libvirt/ferry
 EXTRA_DIST += tools/ferry-libvirt/ferry-hook.in docs/libvirt.md \
 	docs/libvirt-domain.xml
-
-# Two libvirt instances on this machine, a domain migrated between them
-# (TAP, through the .sh driver of tests/local.mk).
-TESTS += tests/libvirt.sh
-EXTRA_DIST += tests/libvirt.sh

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ferry-qemu: a VM link server (migrate/vmlink.h) for an unmodified QEMU.
+ * ferry-qemu: a VM link server (vmlink/vmlink.h) for an unmodified QEMU.
  *
  * One daemon per QEMU. It drives QEMU over a private QMP socket given on
  * QEMU's command line, takes a fresh userfaultfd per agent from
@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 
 /* ---- QMP (qmp.c) ---- */
 

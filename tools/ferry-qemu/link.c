@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The VM link served for a QEMU (protocol: migrate/vmlink.h). One thread
+ * The VM link served for a QEMU (protocol: vmlink/vmlink.h). One thread
  * polls QEMU's monitor (its hangup ends us), the listening socket and at
  * most one agent. Each request is carried out with QMP before the next is
  * read; the agent serves the uffd on threads of its own, so QEMU touching

@@ -18,12 +18,6 @@ tools_ferry_qemu_ferry_qemu_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DFERRY_PRELOAD_DEFAULT=\"$(preloaddir)/libferry-preload.so\"
 tools_ferry_qemu_ferry_qemu_LDADD = $(FQ_LIBS)
 
-check_PROGRAMS += tests/check-ferry-qemu
-TESTS += tests/check-ferry-qemu
-tests_check_ferry_qemu_SOURCES = tests/check-ferry-qemu.c tests/testutil.h
-tests_check_ferry_qemu_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_ferry_qemu_LDADD = $(FQ_LIBS) $(CHECK_LIBS)
-
 # A shared object loaded into QEMU: self-contained (no libferry, no
 # sanitizer flags), built as a "program" so that no libtool is needed.
 preloaddir = $(pkglibdir)
@@ -37,7 +31,3 @@ tools_ferry_qemu_libferry_preload_so_LDFLAGS = -shared -fPIC -pthread \
 dist_man1_MANS += docs/ferry-qemu.1
 EXTRA_DIST += docs/qemu.md
 
-# Migrating ferry-guest in QEMU with the agents (TAP, through the .sh
-# driver of tests/local.mk).
-TESTS += tests/qemu.sh
-EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py

@@ -22,10 +22,10 @@
 
 #define LOG_PREFIX "ferry-vm"
 #include "tools/ferry-vm/kvm-internal.h"
+#include "util/le.h"
 
 #define MB_HDR_MAGIC 0x1BADB002u
 #define MB_AOUT_KLUDGE (1u << 16)
-#define FERRY_HDR_MAGIC 0x31595246u
 #define PAYLOAD_BASE 0x100000ull
 
 enum { SEC_KVM_CLOCK = 0x200, SEC_KVM_IRQCHIP = 0x201, SEC_KVM_TSC_KHZ = 0x202 };
@@ -110,25 +110,17 @@ static int kvm_create_vm(struct kvm_vm *k)
 
 /* ---- payload and boot structures ---- */
 
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
 /* Finds the Multiboot a.out-kludge header in the first 8 KiB of @img. */
 static int parse_payload(const uint8_t *img, size_t len, size_t *hdr_off)
 {
 	for (size_t o = 0; o + 48 <= len && o < 8192; o += 4) {
 		const uint8_t *h = img + o;
 
-		if (rd32(h) != MB_HDR_MAGIC ||
-		    rd32(h) + rd32(h + 4) + rd32(h + 8) != 0)
+		if (ut_get_le32(h) != MB_HDR_MAGIC ||
+		    ut_get_le32(h) + ut_get_le32(h + 4) + ut_get_le32(h + 8) != 0)
 			continue;
-		if (!(rd32(h + 4) & MB_AOUT_KLUDGE) ||
-		    rd32(h + 32) != FERRY_HDR_MAGIC)
+		if (!(ut_get_le32(h + 4) & MB_AOUT_KLUDGE) ||
+		    ut_get_le32(h + 32) != UT_FERRY_MAGIC)
 			return -ENOEXEC;
 		*hdr_off = o;
 		return 0;
@@ -182,11 +174,11 @@ static int load_payload(struct kvm_vm *k, const char *path)
 		       "header with a Ferry 64-bit entry)", path);
 		goto free_img;
 	}
-	hdr_addr = rd32(img + off + 12);
-	load = rd32(img + off + 16);
-	load_end = rd32(img + off + 20);
-	bss_end = rd32(img + off + 24);
-	k->entry64 = rd32(img + off + 36);
+	hdr_addr = ut_get_le32(img + off + 12);
+	load = ut_get_le32(img + off + 16);
+	load_end = ut_get_le32(img + off + 20);
+	bss_end = ut_get_le32(img + off + 24);
+	k->entry64 = ut_get_le32(img + off + 36);
 	ret = -ENOEXEC;
 	if (load < PAYLOAD_BASE || load_end < load || bss_end < load_end ||
 	    hdr_addr - load != off || load_end - load > len ||

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The VM link server (protocol: migrate/vmlink.h). One thread owns the
+ * The VM link server (protocol: vmlink/vmlink.h). One thread owns the
  * listening socket and at most one agent connection at a time (a second
  * agent is turned away); it is stopped through an eventfd.
  */

@@ -9,7 +9,7 @@
  *   cpu.c          vCPUs: long-mode setup and the run loop
  *   state.c        the state blob (framing; KVM and no-KVM sections)
  *   nokvm.c        the workload as native threads over guest RAM
- *   link-server.c  the VM link server thread (migrate/vmlink.h)
+ *   link-server.c  the VM link server thread (vmlink/vmlink.h)
  *   snapshot.c     snapshot / restore to a file through the VM link
  *
  * Locking: vm->lock guards run state; backends are called with it held
@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "guestmem/guestmem.h"
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
 #include "tools/guest/workload.h"
 
 /* Exit statuses of ferry-vm (also in the man page). */

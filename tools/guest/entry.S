@@ -20,7 +20,7 @@
  */
 #define MB_MAGIC	0x1BADB002
 #define MB_FLAGS	((1 << 1) | (1 << 16))
-#define FERRY_MAGIC	0x31595246	/* "FRY1" */
+#define FERRY_MAGIC	0x31595246	/* "FRY1": UT_FERRY_MAGIC of util/le.h */
 #define STACK_SIZE	16384
 #define MAX_CPUS	4
 

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Certificates for the demo and the tests: a CA and host certificates with
- * subjectAltName, EC P-256, made with OpenSSL's C API so that tests need no
- * external tool. An expired certificate is one whose validity window lies
- * entirely in the past.
+ * Certificates for ferry-cert, the demo and the tests (see tools/cert.h).
+ * An expired certificate is one whose validity window lies entirely in the
+ * past.
  */
 #include "config.h"
 
@@ -18,8 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LOG_PREFIX "transport"
-#include "transport/internal.h"
+#define LOG_PREFIX "cert"
+#include "tools/cert.h"
 #include "util/util.h"
 
 static int write_key(const char *path, EVP_PKEY *key, struct tp_err *err)
@@ -79,7 +78,7 @@ static int opt_ext(X509 *x, X509 *issuer, int nid, const char *value,
 }
 
 /* Fills the fields every certificate has. */
-static int cert_base(X509 *x, EVP_PKEY *key, const struct tp_cert_opts *o)
+static int cert_base(X509 *x, EVP_PKEY *key, const struct cert_opts *o)
 {
 	long day = 24L * 3600, days = o->days ? o->days : 365;
 	unsigned char serial[16];
@@ -113,8 +112,8 @@ static int cert_base(X509 *x, EVP_PKEY *key, const struct tp_cert_opts *o)
 	return 0;
 }
 
-int tp_cert_make_ca(const char *cert_path, const char *key_path,
-		    const struct tp_cert_opts *o, struct tp_err *err)
+int cert_make_ca(const char *cert_path, const char *key_path,
+		    const struct cert_opts *o, struct tp_err *err)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *x = X509_new();
@@ -166,9 +165,9 @@ static int load_ca(const char *ca_cert, const char *ca_key, X509 **x,
 	return 0;
 }
 
-int tp_cert_make_host(const char *ca_cert, const char *ca_key,
+int cert_make_host(const char *ca_cert, const char *ca_key,
 		      const char *cert_path, const char *key_path,
-		      const struct tp_cert_opts *o, struct tp_err *err)
+		      const struct cert_opts *o, struct tp_err *err)
 {
 	EVP_PKEY *key = NULL, *cakey = NULL;
 	X509 *x = NULL, *ca = NULL;
@@ -255,7 +254,7 @@ static int write_crl(const char *path, X509_CRL *crl, struct tp_err *err)
 	return ok ? 0 : tp_err_set(err, -EIO, "cannot write %s", path);
 }
 
-int tp_cert_make_crl(const char *ca_cert, const char *ca_key,
+int cert_make_crl(const char *ca_cert, const char *ca_key,
 		     const char *const *revoked, size_t n, const char *crl_path,
 		     int days, struct tp_err *err)
 {

@@ -11,51 +11,9 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "vmlink"
-#include "migrate/vmlink.h"
+#include "vmlink/vmlink.h"
+#include "util/le.h"
 #include "util/util.h"
-
-/* ---- little-endian helpers ---- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = v >> (8 * i);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-	return p[0] | (uint16_t)p[1] << 8;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 const char *vml_msg_name(uint16_t type)
 {
@@ -81,23 +39,23 @@ const char *vml_msg_name(uint16_t type)
 
 void vml_hdr_encode(uint8_t *out, const struct vml_hdr *h)
 {
-	put_u32(out, VML_MAGIC);
-	put_u16(out + 4, h->type);
-	put_u16(out + 6, h->flags);
-	put_u32(out + 8, h->len);
-	put_u32(out + 12, (uint32_t)h->status);
+	ut_put_le32(out, VML_MAGIC);
+	ut_put_le16(out + 4, h->type);
+	ut_put_le16(out + 6, h->flags);
+	ut_put_le32(out + 8, h->len);
+	ut_put_le32(out + 12, (uint32_t)h->status);
 }
 
 int vml_hdr_decode(struct vml_hdr *h, const uint8_t *buf, size_t len)
 {
 	if (len < VML_HDR_SIZE)
 		return -EINVAL;
-	if (get_u32(buf) != VML_MAGIC || get_u16(buf + 6) != 0)
+	if (ut_get_le32(buf) != VML_MAGIC || ut_get_le16(buf + 6) != 0)
 		return -EPROTO;
-	h->type = get_u16(buf + 4);
+	h->type = ut_get_le16(buf + 4);
 	h->flags = 0;
-	h->len = get_u32(buf + 8);
-	h->status = (int32_t)get_u32(buf + 12);
+	h->len = ut_get_le32(buf + 8);
+	h->status = (int32_t)ut_get_le32(buf + 12);
 	if (h->len > VML_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	return 0;
@@ -114,23 +72,23 @@ ssize_t vml_hello_encode(const struct vml_hello *h, uint8_t *buf, size_t cap,
 		return -EINVAL;
 	if (h->uffd >= 0)
 		fds[n++] = h->uffd;
-	put_u32(buf, h->version);
-	put_u32(buf + 4, h->pid);
-	put_u32(buf + 8, h->flags);
-	put_u32(buf + 12, h->nr_vcpus);
-	put_u32(buf + 16, h->nr_regions);
-	put_u32(buf + 20, h->uffd >= 0 ? 0 : (uint32_t)-1);
+	ut_put_le32(buf, h->version);
+	ut_put_le32(buf + 4, h->pid);
+	ut_put_le32(buf + 8, h->flags);
+	ut_put_le32(buf + 12, h->nr_vcpus);
+	ut_put_le32(buf + 16, h->nr_regions);
+	ut_put_le32(buf + 20, h->uffd >= 0 ? 0 : (uint32_t)-1);
 	for (uint32_t i = 0; i < h->nr_regions; i++) {
 		const struct vml_region *r = &h->regions[i];
 
 		p = buf + VML_HELLO_FIXED + i * VML_REGION_SIZE;
-		put_u64(p, r->gpa);
-		put_u64(p + 8, r->size);
-		put_u64(p + 16, r->host_addr);
-		put_u64(p + 24, r->fd_offset);
-		put_u64(p + 32, r->page_size);
-		put_u32(p + 40, r->backing);
-		put_u32(p + 44, r->fd >= 0 ? n : (uint32_t)-1);
+		ut_put_le64(p, r->gpa);
+		ut_put_le64(p + 8, r->size);
+		ut_put_le64(p + 16, r->host_addr);
+		ut_put_le64(p + 24, r->fd_offset);
+		ut_put_le64(p + 32, r->page_size);
+		ut_put_le32(p + 40, r->backing);
+		ut_put_le32(p + 44, r->fd >= 0 ? n : (uint32_t)-1);
 		if (r->fd >= 0)
 			fds[n++] = r->fd;
 	}
@@ -154,18 +112,18 @@ static int take_fd(int32_t idx, int *fds, unsigned int nfds, int *out)
 static int region_decode(struct vml_region *r, const uint8_t *p, int *fds,
 			 unsigned int nfds)
 {
-	r->gpa = get_u64(p);
-	r->size = get_u64(p + 8);
-	r->host_addr = get_u64(p + 16);
-	r->fd_offset = get_u64(p + 24);
-	r->page_size = get_u64(p + 32);
-	r->backing = get_u32(p + 40);
+	r->gpa = ut_get_le64(p);
+	r->size = ut_get_le64(p + 8);
+	r->host_addr = ut_get_le64(p + 16);
+	r->fd_offset = ut_get_le64(p + 24);
+	r->page_size = ut_get_le64(p + 32);
+	r->backing = ut_get_le32(p + 40);
 	if ((r->page_size != 4096 && r->page_size != 2u << 20 &&
 	     r->page_size != 1u << 30) || !r->size ||
 	    r->size % r->page_size || r->gpa % r->page_size ||
 	    r->gpa + r->size < r->gpa || r->host_addr + r->size < r->host_addr)
 		return -EINVAL;
-	return take_fd((int32_t)get_u32(p + 44), fds, nfds, &r->fd);
+	return take_fd((int32_t)ut_get_le32(p + 44), fds, nfds, &r->fd);
 }
 
 static void hello_release(struct vml_hello *h)
@@ -206,15 +164,15 @@ int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 		h->regions[i].fd = -1;
 	if (len < VML_HELLO_FIXED)
 		return -EPROTO;
-	h->version = get_u32(buf);
-	h->pid = get_u32(buf + 4);
-	h->flags = get_u32(buf + 8);
-	h->nr_vcpus = get_u32(buf + 12);
-	h->nr_regions = get_u32(buf + 16);
+	h->version = ut_get_le32(buf);
+	h->pid = ut_get_le32(buf + 4);
+	h->flags = ut_get_le32(buf + 8);
+	h->nr_vcpus = ut_get_le32(buf + 12);
+	h->nr_regions = ut_get_le32(buf + 16);
 	if (h->version != VML_VERSION || h->nr_regions > VML_MAX_REGIONS ||
 	    len != VML_HELLO_FIXED + (size_t)h->nr_regions * VML_REGION_SIZE)
 		return -EPROTO;
-	ret = take_fd((int32_t)get_u32(buf + 20), fds, nfds, &h->uffd);
+	ret = take_fd((int32_t)ut_get_le32(buf + 20), fds, nfds, &h->uffd);
 	for (uint32_t i = 0; !ret && i < h->nr_regions; i++)
 		ret = region_decode(&h->regions[i],
 				    buf + VML_HELLO_FIXED + i * VML_REGION_SIZE,
@@ -472,9 +430,9 @@ int vml_server_hello(int sock, const struct vml_hello *h)
 
 void vml_status_encode(uint8_t *out, uint32_t state, uint64_t hbs)
 {
-	put_u32(out, state);
-	put_u32(out + 4, 0);
-	put_u64(out + 8, hbs);
+	ut_put_le32(out, state);
+	ut_put_le32(out + 4, 0);
+	ut_put_le64(out + 8, hbs);
 }
 
 int vml_server_reply(int sock, uint16_t req_type, int32_t status,
@@ -624,8 +582,8 @@ int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs)
 	if (!ret && m.hdr.len < 16)
 		ret = -EPROTO;
 	if (!ret) {
-		*state = get_u32(m.payload);
-		*hbs = get_u64(m.payload + 8);
+		*state = ut_get_le32(m.payload);
+		*hbs = ut_get_le64(m.payload + 8);
 	}
 	vml_msg_fini(&m);
 	return ret;
@@ -669,8 +627,8 @@ int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
 		*bitmap = NULL;
 	if (words)
 		*words = 0;
-	put_u32(req, region);
-	put_u32(req + 4, op);
+	ut_put_le32(req, region);
+	ut_put_le32(req + 4, op);
 	ret = request(c, VML_MSG_DIRTY_LOG, req, sizeof(req), &m);
 	if (!ret && op == VML_DIRTY_FETCH) {
 		if (!bitmap || !words || m.hdr.len % 8) {
@@ -681,7 +639,7 @@ int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
 			if (!*bitmap)
 				ret = -ENOMEM;
 			for (size_t i = 0; !ret && i < *words; i++)
-				(*bitmap)[i] = get_u64(m.payload + 8 * i);
+				(*bitmap)[i] = ut_get_le64(m.payload + 8 * i);
 		}
 	}
 	vml_msg_fini(&m);

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The destination's control stream, on the main thread: HELLO/WELCOME,
+ * the rounds' control messages (POSTCOPY, DISCARD, ERROR, KEEPALIVE) up
+ * to the state blob, the commitment point, and the resume.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+
+#define LOG_PREFIX "dest"
+#include "migrate/dest-internal.h"
+
+bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b)
+{
+	if (a->nr != b->nr)
+		return false;
+	for (uint32_t i = 0; i < a->nr; i++)
+		if (a->r[i].gpa != b->r[i].gpa || a->r[i].size != b->r[i].size ||
+		    a->r[i].page_size != b->r[i].page_size)
+			return false;
+	return true;
+}
+
+int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
+{
+	uint8_t buf[4096];
+	struct mig_hello h;
+	struct tp_msg m;
+	ssize_t n;
+	int ret;
+
+	ret = tp_recv(ctl, &m, buf, sizeof(buf));
+	if (ret)
+		return mig_fail(err, ret, "waiting for the source's HELLO: %s",
+				tp_stream_strerror(ctl));
+	if (m.type != MIG_MSG_HELLO)
+		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+				"(message 0x%x)", m.type);
+	if (mig_dec_hello(buf, m.len, &h))
+		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+				"(%s)", mig_wire_reason());
+	if (h.ver_min > MIG_WIRE_VERSION || h.ver_max < MIG_WIRE_VERSION) {
+		mig_fail(err, -EPROTONOSUPPORT, "the source speaks protocol "
+			 "versions %u-%u, this destination %u", h.ver_min,
+			 h.ver_max, MIG_WIRE_VERSION);
+		mig_tell_peer(d->sess, EPROTONOSUPPORT, err);
+		return -EPROTONOSUPPORT;
+	}
+	if (h.nbulk != d->nbulk) {
+		mig_fail(err, -EPROTO, "the source's HELLO announces %u bulk "
+			 "streams, its session has %u", h.nbulk, d->nbulk);
+		mig_tell_peer(d->sess, EPROTO, err);
+		return -EPROTO;
+	}
+	if (!dst_same_layout(&h.layout, &d->vm.layout)) {
+		mig_fail(err, -EINVAL, "the source VM's RAM layout (%u regions, "
+			 "%llu pages) does not match the incoming VM's (%u "
+			 "regions, %llu pages)", h.layout.nr,
+			 (unsigned long long)h.total_pages, d->vm.layout.nr,
+			 (unsigned long long)d->vm.total_pages);
+		mig_tell_peer(d->sess, EINVAL, err);
+		return -EINVAL;
+	}
+	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
+		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 &
+		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) });
+	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
+	if (ret)
+		return mig_fail(err, ret, "answering HELLO: %s",
+				tp_stream_strerror(ctl));
+	return 0;
+}
+
+/* POSTCOPY: every receiver must stop at its marker before the discards
+ * are applied, or a pushed page could be dropped after it landed. */
+static int enter_postcopy(struct mig_dst *d, char *err)
+{
+	if (!d->can_postcopy)
+		return mig_fail(err, -EPROTO, "the source switched to postcopy "
+				"that was not agreed");
+	pthread_mutex_lock(&d->meet.lock);
+	while (d->meet.switched < d->nbulk && !d->meet.failed)
+		pthread_cond_wait(&d->meet.cond, &d->meet.lock);
+	pthread_mutex_unlock(&d->meet.lock);
+	return d->meet.failed ? -ECANCELED : 0;
+}
+
+/* DISCARD: pages the source resends; drop ours so that a touch faults. */
+static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
+			 char *err)
+{
+	struct mig_zero z;
+	int ret = mig_dec_zero(buf, len, &d->vm.layout, &z);
+
+	if (ret)
+		return mig_fail(err, ret, "the source sent a malformed DISCARD");
+	for (uint64_t i = 0; i < z.npages && !ret; i++) {
+		uint32_t psz = d->vm.layout.r[z.region].page_size;
+		uint64_t g = d->vm.first[z.region] + z.first + i;
+
+		if (!(z.bits[i / 8] & (1u << (i % 8))))
+			continue;
+		ut_bitmap_clear(&d->received, g);
+		ut_bitmap_clear(&d->zero, g);
+		ut_bitmap_clear(&d->claimed, g);
+		ret = gm_region_discard(&d->vm.map[z.region],
+					(z.first + i) * psz, psz);
+	}
+	return ret ? mig_fail(err, ret, "dropping a page failed") : 0;
+}
+
+static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
+		      uint8_t *buf, size_t cap)
+{
+	struct iovec iov = { buf, m->len };
+
+	if (m->len > cap)
+		return -EPROTO;
+	return m->len ? tp_recv_payload(ctl, &iov, 1) : 0;
+}
+
+/* Waits until the control stream has something to read, or the operator
+ * cancels (-ECANCELED). Waits at most a silence the source's keepalives
+ * never leave; tp_recv_hdr() then applies the stream's own timeout. */
+static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
+{
+	struct pollfd pfd[2] = { { tp_stream_fd(ctl), POLLIN, 0 },
+				 { d->p->cancel ? d->p->cancel->fd : -1,
+				   POLLIN, 0 } };
+
+	if (!d->p->cancel || tp_stream_pending(ctl))
+		return 0;
+	while (poll(pfd, 2, 10000) < 0 && errno == EINTR)
+		;
+	if (!mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why)))
+		return 0;
+	d->cancelled = true;
+	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+			"switchover: the incoming VM was discarded", d->why);
+}
+
+/* The state is here: from now on the guest runs here, no cancel. */
+static int commit_state(struct mig_dst *d, bool postcopy, char *err)
+{
+	if (!mig_cancel_commit(d->p->cancel, postcopy ?
+			       "the guest runs here (postcopy in progress)" :
+			       "the guest resumes here (precopy)"))
+		return 0;
+	mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why));
+	d->cancelled = true;
+	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+			"switchover: the incoming VM was discarded", d->why);
+}
+
+/* After telling the source we cancelled: wait (bounded) for its answer
+ * or its close, skipping whatever it sent meanwhile, so that the
+ * receivers' streams closing cannot overtake the reason. */
+void dst_linger(struct tp_stream *ctl)
+{
+	struct tp_msg m;
+
+	tp_stream_set_timeout(ctl, 3000);
+	while (!tp_recv_hdr(ctl, &m) && m.type != MIG_MSG_ERROR &&
+	       !tp_recv_skip(ctl, m.len))
+		;
+}
+
+/* Serves the control stream until the state blob (*@blob, malloc'ed)
+ * arrives; *@postcopy tells whether the source switched to postcopy. */
+int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
+		      size_t *len, bool *postcopy, char *err)
+{
+	uint8_t buf[MIG_ZERO_FIXED + 4096];
+	struct mig_error e;
+	struct tp_msg m;
+	struct iovec iov;
+	int ret;
+
+	for (;;) {
+		ret = wait_ctl(d, ctl, err);
+		if (ret)
+			return ret;
+		ret = tp_recv_hdr(ctl, &m);
+		if (ret)
+			return mig_fail(err, ret, "the source went away before "
+					"switchover: %s", tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_STATE && (ret = commit_state(d, *postcopy, err)))
+			return ret;
+		if (m.type == MIG_MSG_STATE)
+			break;
+		if (m.type == MIG_MSG_KEEPALIVE && !m.len)
+			continue;
+		ret = recv_small(ctl, &m, buf, sizeof(buf));
+		if (ret)
+			return mig_fail(err, ret, "control message 0x%x: %s",
+					m.type, tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_ERROR) {
+			d->peer_cancelled = !mig_dec_error(buf, m.len, &e) &&
+					    e.code == ECANCELED;
+			if (d->peer_cancelled)
+				return mig_fail(err, -ECANCELED, "the source %s "
+						"before the switchover: the "
+						"incoming VM was discarded",
+						e.msg);
+			if (!mig_dec_error(buf, m.len, &e))
+				return mig_fail(err, -e.code, "the source gave "
+						"up: %s", e.msg);
+			return mig_fail(err, -EPROTO, "the source gave up with "
+					"a malformed ERROR (%s)",
+					mig_wire_reason());
+		} else if (m.type == MIG_MSG_POSTCOPY) {
+			*postcopy = true;
+			ret = enter_postcopy(d, err);
+		} else if (m.type == MIG_MSG_DISCARD && *postcopy) {
+			ret = apply_discard(d, buf, m.len, err);
+		} else {
+			ret = mig_fail(err, -EPROTO, "unexpected control message "
+				       "0x%x before the state", m.type);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!m.len || m.len > MIG_MAX_STATE)
+		return mig_fail(err, -EPROTO, "a VM state of %llu bytes",
+				(unsigned long long)m.len);
+	*blob = malloc(m.len);
+	if (!*blob)
+		return mig_fail(err, -ENOMEM, "out of memory for the state");
+	*len = m.len;
+	iov = (struct iovec){ *blob, m.len };
+	ret = tp_recv_payload(ctl, &iov, 1);
+	if (ret)
+		return mig_fail(err, ret, "receiving the VM state: %s",
+				tp_stream_strerror(ctl));
+	return 0;
+}
+
+/* Load the state, run the guest, say so. */
+int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
+			const void *blob, size_t len, double cpu0,
+			struct mig_stats *st, char *err)
+{
+	struct mig_resumed r;
+	uint8_t buf[64];
+	uint64_t t0 = ut_now_ns();
+	ssize_t n;
+	int ret;
+
+	ret = vml_client_load_state(&d->vm.link, blob, len);
+	if (ret)
+		return mig_fail(err, ret, "the incoming VM refused the state: "
+				"%s", strerror(-ret));
+	ret = vml_client_resume(&d->vm.link);
+	if (ret)
+		return mig_fail(err, ret, "the incoming VM did not resume: %s",
+				strerror(-ret));
+	r.realtime_ns = mig_realtime_ns();
+	r.load_ns = ut_now_ns() - t0;
+	r.cpu_ns = (ut_cpu_seconds() - cpu0) * 1e9;
+	st->state_load_ms = r.load_ns / 1e6;
+	st->cpu_s_dest = r.cpu_ns / 1e9;
+	d->resumed = r;
+	n = mig_enc_resumed(buf, sizeof(buf), &r);
+	ret = mig_send_msg(ctl, MIG_MSG_RESUMED, buf, n);
+	if (ret)
+		pr_warn("could not tell the source the guest runs: %s",
+			tp_stream_strerror(ctl));
+	return 0;
+}

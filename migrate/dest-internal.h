@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The destination engine's private declarations, shared by its files:
+ * dest.c (entry point), dest-receive.c (receiver threads), dest-fault.c
+ * (the fault thread), dest-control.c (the control stream),
+ * dest-recover.c (the end of postcopy, recovery). Functions run on the
+ * main thread unless they say otherwise.
+ */
+#ifndef FERRY_MIGRATE_DEST_INTERNAL_H
+#define FERRY_MIGRATE_DEST_INTERNAL_H
+
+#include "migrate/internal.h"
+
+#define RX_BUF (MIG_DUP_FIXED + MIG_DUP_ENTRY * MIG_MAX_DUPS)
+#define STAGE_BYTES (4u << 20)	/* COPY mode: pages received at a time */
+
+struct mig_dst;
+
+struct receiver {
+	struct mig_dst *d;
+	struct tp_stream *st;
+	struct mig_worker wk;
+	int ret;
+	uint64_t idx[MIG_MAX_BATCH];
+	struct iovec iov[MIG_MAX_BATCH];
+	struct mig_dup dups[MIG_MAX_DUPS];
+	uint8_t buf[RX_BUF];
+	uint8_t *stage;		/* STAGE_BYTES, reused (COPY mode, postcopy) */
+	bool atomic;		/* past the POSTCOPY marker: UFFDIO_COPY only */
+};
+
+/* Where the destination's threads meet, under lock: the receivers at
+ * each round's barrier and at the POSTCOPY marker, the main thread
+ * waiting for them or for the last requested page, and the first
+ * failure of any of them. */
+struct dst_meet {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int arrived;		/* receivers at the current barrier */
+	uint64_t barrier_gen;		/* bumped as each barrier opens */
+	unsigned int finished;		/* receivers past the final round */
+	unsigned int switched;		/* receivers at the POSTCOPY marker */
+	bool discards_done;		/* receivers may go on past it */
+	bool failed;			/* stop: the first failure is in err */
+	char *err;			/* the caller's, MIG_ERR_LEN */
+};
+
+/* The engine: the main thread's own state, the pages every thread
+ * shares (received, zero, faults), and where the threads meet. */
+struct mig_dst {
+	const struct mig_dest_params *p;
+	enum mig_phase phase;		/* main thread; see phase.c */
+	struct ut_oom_guard oom;	/* postcopy: the guest depends on us */
+	struct tp_session *sess;	/* current session */
+	bool own_sess;			/* from a reconnect: ours to free */
+	bool pushing;			/* receivers start in atomic mode */
+	struct mig_resumed resumed;	/* as sent, for a reconnecting source */
+	struct mig_vm vm;
+	unsigned int nbulk;
+	struct receiver *rx;
+	struct ut_bitmap received;	/* pages that hold data from the wire */
+	struct dst_meet meet;		/* main, receivers, fault thread */
+	/* Cancelled before the state arrived: by the operator here
+	 * (cancelled, why: "SIGINT"), or by the source (peer_cancelled). */
+	bool cancelled, peer_cancelled;
+	char why[32];
+	/* Postcopy. */
+	struct gm_uffd uffd;		/* the incoming VMM's */
+	bool can_postcopy;		/* uffd registered on all of its RAM */
+	/* MISSING and MINOR on a shared backing: a page is written into
+	 * the page cache through our own mapping and mapped into the VMM
+	 * with UFFDIO_CONTINUE once final; the VMM cannot see it before.
+	 * False: MISSING only, pages placed by UFFDIO_COPY. */
+	bool minor;
+	struct ut_bitmap claimed;	/* minor: a thread is placing it */
+	struct ut_bitmap zero;		/* known zero: placed locally on fault */
+	struct mig_faults faults;	/* asked of the source, not placed */
+	uint8_t *zero_page;		/* a zero huge page for hugetlb */
+	struct faulter {
+		struct mig_worker wk;
+		uint8_t *buf;		/* urgent pages land here first */
+		bool resend;		/* ask again for outstanding pages */
+	} ft;
+};
+
+static inline uint64_t region_pages(const struct mig_dst *d, uint32_t r)
+{
+	return mig_region_pages(&d->vm.layout, r);
+}
+
+/* The VMM's address of page @idx of region @r (what the uffd acts on). */
+static inline uint64_t vmm_addr(const struct mig_dst *d, uint32_t r,
+				uint64_t idx)
+{
+	return d->vm.link.hello.regions[r].host_addr +
+	       idx * d->vm.layout.r[r].page_size;
+}
+
+/* ---- receivers (dest-receive.c) ---- */
+
+/* Any thread: wakes dst_finish_postcopy() once nothing is outstanding. */
+void dst_wake_if_idle(struct mig_dst *d);
+/* Any thread: places page @idx of region @r atomically (@buf, or zeros
+ * when NULL): written through our mapping then UFFDIO_CONTINUE in minor
+ * mode, else UFFDIO_COPY or UFFDIO_ZEROPAGE; another placement winning
+ * is 0. */
+int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf);
+/* Any thread: a zero page, the way the backing's page size allows. */
+int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
+/* Starts one receiver per bulk stream (atomic from the start when
+ * d->pushing). Returns 0 or -errno; dst_receivers_join() undoes it. */
+int dst_receivers_start(struct mig_dst *d);
+/* Joins every receiver; 0 when all finished the final round. */
+int dst_receivers_join(struct mig_dst *d);
+/* Wakes every receiver out of its stream and joins it. */
+int dst_receivers_stop(struct mig_dst *d);
+
+/* ---- the fault thread (dest-fault.c) ---- */
+
+int dst_faulter_start(struct mig_dst *d);
+/* Minor mode, after the resume: maps every page received before the
+ * switchover, so that the guest's first touch of it is no fault. Runs
+ * beside the fault thread (a page it maps first is EEXIST here). */
+void dst_map_received(struct mig_dst *d);
+/* Accepts none started. */
+void dst_faulter_stop(struct mig_dst *d);
+/* MISSING (and MINOR where the kernel has it for every backing) on all
+ * of the incoming RAM; d->can_postcopy and d->minor say what. */
+void dst_uffd_setup(struct mig_dst *d);
+void dst_uffd_release(struct mig_dst *d);
+
+/* ---- the control stream (dest-control.c) ---- */
+
+bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b);
+/* HELLO checked, WELCOME sent. */
+int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err);
+/* After our cancel: waits (bounded) for the source's answer or close. */
+void dst_linger(struct tp_stream *ctl);
+/* Serves the control stream until the state (*@blob, malloc'ed) is
+ * here; *@postcopy: the source switched to postcopy. */
+int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
+		   size_t *len, bool *postcopy, char *err);
+/* Loads the state, resumes the guest, sends RESUMED. */
+int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
+		     const void *blob, size_t len, double cpu0,
+		     struct mig_stats *st, char *err);
+
+/* ---- the end of postcopy (dest-recover.c) ---- */
+
+/* A new session from d->p->reconnect, threads restarted on it. */
+int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err);
+/* Waits until every page is here (recovering meanwhile), sends
+ * COMPLETE with the fault figures. */
+int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st, char *err);
+
+#endif /* FERRY_MIGRATE_DEST_INTERNAL_H */

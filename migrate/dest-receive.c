@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The destination's receiver threads, one per bulk stream: each writes
+ * pages straight into the incoming VM's RAM (decrypted into guest memory
+ * where it can be, no staging copy), applies zero bitmaps and duplicate
+ * references in stream order, and meets the other receivers at each
+ * ROUND marker so that round r + 1 of one stream can never land before
+ * round r of another. Past the POSTCOPY marker every page is placed
+ * atomically through the userfaultfd (dst_place).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_PREFIX "dest"
+#include "migrate/dest-internal.h"
+
+/* dst_finish_postcopy() waits, under lock, for the last request to be
+ * placed: a request just taken off may have been it. */
+void dst_wake_if_idle(struct mig_dst *d)
+{
+	if (mig_faults_outstanding(&d->faults))
+		return;
+	pthread_mutex_lock(&d->meet.lock);
+	pthread_cond_broadcast(&d->meet.cond);
+	pthread_mutex_unlock(&d->meet.lock);
+}
+
+/* Bookkeeping once page @g holds its data: a fault waiting on it is
+ * served, and its service time counted. */
+static void placed(struct mig_dst *d, uint64_t g)
+{
+	ut_bitmap_set(&d->received, g);
+	ut_bitmap_clear(&d->zero, g);
+	if (mig_faults_served(&d->faults, g, ut_now_ns()))
+		dst_wake_if_idle(d);
+}
+
+/* Minor mode: the page into the page cache through our own mapping (or
+ * the backing file), then mapped into the VMM. Only the thread that
+ * claims the page writes it: a second writer could overwrite what the
+ * guest wrote after the first one's CONTINUE. */
+static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
+		       const void *buf)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	uint64_t g = d->vm.first[r] + idx;
+	int ret = 0, tries = 0;
+
+	if (ut_bitmap_test_and_set(&d->claimed, g))
+		return 0; /* being placed; its CONTINUE wakes the fault */
+	if (!buf)
+		buf = d->zero_page;
+	if (d->vm.copy)
+		ret = mig_vm_write(&d->vm, r, idx, buf, psz);
+	else
+		memcpy(mig_vm_page(&d->vm, r, idx), buf, psz);
+	while (!ret) {
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, r, idx), psz, 0);
+		if (ret != -EAGAIN || ++tries >= 100)
+			break;
+	}
+	if (ret == -EEXIST)
+		ret = 0;
+	if (ret) {
+		ut_bitmap_clear(&d->claimed, g);
+		return ret;
+	}
+	placed(d, g);
+	return 0;
+}
+
+/* Places one page atomically; another placement winning is fine. */
+int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	int ret, tries = 0;
+
+	if (d->minor)
+		return place_minor(d, r, idx, buf);
+	do {
+		ret = buf ? gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf,
+					 psz, 0) :
+			    gm_uffd_zeropage(&d->uffd, vmm_addr(d, r, idx), psz,
+					     0);
+	} while (ret == -EAGAIN && ++tries < 100);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (!ret)
+		placed(d, d->vm.first[r] + idx);
+	return ret;
+}
+
+/* A zero page: the zero page where the backing has one, else a copy. */
+int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	return dst_place(d, r, idx,
+		     d->vm.layout.r[r].page_size > 4096 || d->minor ?
+			     d->zero_page : NULL);
+}
+
+static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
+{
+	struct mig_dst *d = r->d;
+
+	pthread_mutex_lock(&d->meet.lock);
+	if (!d->meet.failed) {
+		char what[256];
+
+		snprintf(what, sizeof(what), fmt, a);
+		mig_fail(d->meet.err, ret, "%s", what);
+		d->meet.failed = true;
+		/* Wake the control thread out of its read. */
+		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
+	}
+	r->ret = ret;
+	pthread_cond_broadcast(&d->meet.cond);
+	pthread_mutex_unlock(&d->meet.lock);
+}
+
+/* All receivers meet here at the end of each round. False if aborted. */
+static bool round_barrier(struct mig_dst *d, bool final)
+{
+	bool ok;
+
+	pthread_mutex_lock(&d->meet.lock);
+	if (final)
+		d->meet.finished++;
+	if (++d->meet.arrived == d->nbulk) {
+		d->meet.arrived = 0;
+		d->meet.barrier_gen++;
+		pthread_cond_broadcast(&d->meet.cond);
+	} else {
+		uint64_t gen = d->meet.barrier_gen;
+
+		while (!d->meet.failed && gen == d->meet.barrier_gen)
+			pthread_cond_wait(&d->meet.cond, &d->meet.lock);
+	}
+	ok = !d->meet.failed;
+	pthread_mutex_unlock(&d->meet.lock);
+	return ok;
+}
+
+/* COPY mode: the pages into the warm stage, then runs of consecutive
+ * pages into the backing file with one pwrite each. */
+static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
+{
+	struct mig_dst *d = r->d;
+	struct iovec iov = { r->stage, (size_t)h->count * h->page_size };
+	int ret = tp_recv_payload(r->st, &iov, 1);
+
+	for (uint32_t i = 0; !ret && i < h->count;) {
+		uint32_t run = 1;
+
+		while (i + run < h->count && r->idx[i + run] == r->idx[i] + run)
+			run++;
+		ret = mig_vm_write(&d->vm, h->region, r->idx[i],
+				   r->stage + (size_t)i * h->page_size,
+				   (size_t)run * h->page_size);
+		i += run;
+	}
+	return ret;
+}
+
+/* Postcopy: the pages into the stage, then each placed atomically. */
+static int rx_pages_atomic(struct receiver *r, const struct mig_pages_hdr *h)
+{
+	struct iovec iov = { r->stage, (size_t)h->count * h->page_size };
+	int ret;
+
+	if (iov.iov_len > STAGE_BYTES)
+		return mig_wire_reject("pages: a postcopy batch over %u bytes",
+				       STAGE_BYTES);
+	ret = tp_recv_payload(r->st, &iov, 1);
+	for (uint32_t i = 0; !ret && i < h->count; i++)
+		ret = dst_place(r->d, h->region, r->idx[i],
+			    r->stage + (size_t)i * h->page_size);
+	return ret;
+}
+
+static int rx_pages(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_pages_hdr h;
+	struct iovec iov = { r->buf, MIG_PAGES_FIXED };
+	int ret;
+
+	if (m->len < MIG_PAGES_FIXED)
+		return mig_wire_reject("pages: shorter than its header");
+	ret = tp_recv_payload(r->st, &iov, 1);
+	if (ret)
+		return ret;
+	ret = mig_dec_pages_hdr(r->buf, MIG_PAGES_FIXED, m->len,
+				&d->vm.layout, &h);
+	if (ret)
+		return ret;
+	iov = (struct iovec){ r->buf, 8 * h.count };
+	ret = tp_recv_payload(r->st, &iov, 1);
+	if (!ret)
+		ret = mig_dec_pages_idx(r->buf, 8 * h.count, &d->vm.layout, &h,
+					r->idx);
+	if (ret)
+		return ret;
+	if (r->atomic) {
+		ret = rx_pages_atomic(r, &h);
+	} else if (d->vm.copy &&
+		   (uint64_t)h.count * h.page_size <= STAGE_BYTES) {
+		ret = rx_pages_copy(r, &h);
+	} else {
+		/* Decrypt straight into guest RAM. */
+		for (uint32_t i = 0; i < h.count; i++)
+			r->iov[i] = (struct iovec){
+				mig_vm_page(&d->vm, h.region, r->idx[i]),
+				h.page_size };
+		ret = tp_recv_payload(r->st, r->iov, h.count);
+	}
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < h.count && !r->atomic; i++) {
+		ut_bitmap_set(&d->received, d->vm.first[h.region] + r->idx[i]);
+		ut_bitmap_clear(&d->zero, d->vm.first[h.region] + r->idx[i]);
+	}
+	return 0;
+}
+
+static int rx_small(struct receiver *r, const struct tp_msg *m)
+{
+	struct iovec iov = { r->buf, m->len };
+
+	if (m->len > sizeof(r->buf))
+		return mig_wire_reject("message 0x%x: %llu bytes, longer than "
+				       "any valid one", m->type,
+				       (unsigned long long)m->len);
+	return m->len ? tp_recv_payload(r->st, &iov, 1) : 0;
+}
+
+/* Precopy: page @g is zero now. Fresh incoming RAM reads as zero; only a
+ * page that got data in an earlier round needs clearing. */
+static int zero_precopy(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	uint64_t g = d->vm.first[r] + idx;
+
+	ut_bitmap_set(&d->zero, g);
+	if (!ut_bitmap_test_and_clear(&d->received, g))
+		return 0;
+	if (d->vm.copy)
+		return gm_region_discard(&d->vm.map[r], idx * psz, psz);
+	memset(mig_vm_page(&d->vm, r, idx), 0, psz);
+	return 0;
+}
+
+static int rx_zero(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_zero z;
+	int ret = rx_small(r, m);
+
+	if (!ret)
+		ret = mig_dec_zero(r->buf, m->len, &d->vm.layout, &z);
+	for (uint64_t i = 0; !ret && i < z.npages; i++) {
+		if (!(z.bits[i / 8] & (1u << (i % 8))))
+			continue;
+		ret = r->atomic ? dst_place_zero(d, z.region, z.first + i) :
+				  zero_precopy(d, z.region, z.first + i);
+	}
+	return ret;
+}
+
+static int rx_dup(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	uint32_t n;
+	int ret = rx_small(r, m);
+
+	if (!ret)
+		ret = mig_dec_dup(r->buf, m->len, &d->vm.layout, r->dups,
+				  MIG_MAX_DUPS, &n);
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < n && !ret; i++) {
+		const struct mig_dup *e = &r->dups[i];
+		uint32_t psz = d->vm.layout.r[e->region].page_size;
+
+		/* The decoder checked the pages exist; only we know what
+		 * arrived. A copy of a page never sent would read zero here
+		 * and, in postcopy, populate it before its data comes. */
+		if (!ut_bitmap_test(&d->received,
+				    d->vm.first[e->src_region] + e->src_page))
+			return mig_wire_reject("dup: page %llu of region %u "
+					       "refers to page %llu, never sent",
+					       (unsigned long long)e->page,
+					       e->region,
+					       (unsigned long long)e->src_page);
+		if (r->atomic || (d->vm.copy && psz <= STAGE_BYTES)) {
+			/* The original arrived earlier on this stream. */
+			if (d->vm.copy)
+				ret = mig_vm_read(&d->vm, e->src_region,
+						  e->src_page, r->stage, psz);
+			else
+				memcpy(r->stage, mig_vm_page(&d->vm, e->src_region,
+							     e->src_page), psz);
+			if (!ret && r->atomic)
+				ret = dst_place(d, e->region, e->page, r->stage);
+			else if (!ret)
+				ret = mig_vm_write(&d->vm, e->region, e->page,
+						   r->stage, psz);
+		} else {
+			memcpy(mig_vm_page(&d->vm, e->region, e->page),
+			       mig_vm_page(&d->vm, e->src_region, e->src_page),
+			       psz);
+		}
+		if (!ret && !r->atomic) {
+			ut_bitmap_set(&d->received,
+				      d->vm.first[e->region] + e->page);
+			ut_bitmap_clear(&d->zero,
+					d->vm.first[e->region] + e->page);
+		}
+	}
+	return ret;
+}
+
+/* At the POSTCOPY marker: wait until the control thread has dropped the
+ * pages the source discards, then place atomically from here on. */
+static bool postcopy_barrier(struct receiver *r)
+{
+	struct mig_dst *d = r->d;
+	bool ok;
+
+	if (!d->can_postcopy)
+		return false;
+	pthread_mutex_lock(&d->meet.lock);
+	d->meet.switched++;
+	pthread_cond_broadcast(&d->meet.cond);
+	while (!d->meet.discards_done && !d->meet.failed)
+		pthread_cond_wait(&d->meet.cond, &d->meet.lock);
+	ok = !d->meet.failed;
+	pthread_mutex_unlock(&d->meet.lock);
+	r->atomic = true;
+	return ok;
+}
+
+/* Handles one message; 1 when the final round is over, 0, or -errno. */
+static int rx_one(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_round rd;
+	struct mig_error e;
+	int ret;
+
+	switch (m->type) {
+	case MIG_MSG_PAGES:
+		return rx_pages(r, m);
+	case MIG_MSG_ZERO:
+		return rx_zero(r, m);
+	case MIG_MSG_DUP:
+		return rx_dup(r, m);
+	case MIG_MSG_ROUND:
+		ret = rx_small(r, m);
+		if (!ret)
+			ret = mig_dec_round(r->buf, m->len, &rd);
+		if (ret)
+			return ret;
+		if (!round_barrier(r->d, rd.flags & MIG_ROUND_FINAL))
+			return -ECANCELED;
+		if ((rd.flags & MIG_ROUND_POSTCOPY) && !postcopy_barrier(r))
+			return -ECANCELED;
+		return (rd.flags & MIG_ROUND_FINAL) ? 1 : 0;
+	case MIG_MSG_ERROR:
+		ret = rx_small(r, m);
+		if (!ret && !mig_dec_error(r->buf, m->len, &e))
+			rx_fail(r, -e.code, "the source gave up: %s", e.msg);
+		return -ECANCELED;
+	default:
+		return mig_wire_reject("unexpected message 0x%x on a bulk "
+				       "stream", m->type);
+	}
+}
+
+static void *receiver_main(void *arg)
+{
+	struct receiver *r = arg;
+	struct tp_msg m;
+	int ret;
+
+	for (;;) {
+		ret = tp_recv_hdr(r->st, &m);
+		if (!ret)
+			ret = rx_one(r, &m);
+		if (ret == 1)
+			return NULL;
+		if (ret < 0)
+			break;
+	}
+	if (ret == -EPROTO)
+		rx_fail(r, ret, "the source sent a malformed message: %s",
+			mig_wire_reason()[0] ? mig_wire_reason() :
+					       tp_stream_strerror(r->st));
+	else if (ret != -ECANCELED)
+		rx_fail(r, ret, "receiving guest pages: %s",
+			tp_stream_strerror(r->st)[0] ? tp_stream_strerror(r->st)
+						      : strerror(-ret));
+	else
+		rx_fail(r, ret, "%s", "cancelled");
+	return NULL;
+}
+
+int dst_receivers_start(struct mig_dst *d)
+{
+	d->rx = calloc(d->nbulk, sizeof(*d->rx));
+	if (!d->rx)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < d->nbulk; i++)
+		mig_worker_init(&d->rx[i].wk);
+	for (unsigned int i = 0; i < d->nbulk; i++) {
+		int ret;
+
+		d->rx[i].d = d;
+		d->rx[i].st = tp_session_bulk(d->sess, i);
+		d->rx[i].atomic = d->pushing;
+		if (d->vm.copy || d->can_postcopy) {
+			d->rx[i].stage = aligned_alloc(4096, STAGE_BYTES);
+			if (!d->rx[i].stage)
+				return -ENOMEM;
+			memset(d->rx[i].stage, 0, STAGE_BYTES);
+		}
+		ret = mig_worker_start(&d->rx[i].wk, receiver_main, &d->rx[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Joins every receiver; 0 when all finished the final round. */
+int dst_receivers_join(struct mig_dst *d)
+{
+	int ret = 0;
+
+	if (!d->rx)
+		return 0;
+	for (unsigned int i = 0; i < d->nbulk; i++) {
+		mig_worker_join(&d->rx[i].wk);
+		if (d->rx[i].ret && !ret)
+			ret = d->rx[i].ret;
+		free(d->rx[i].stage);
+	}
+	free(d->rx);
+	d->rx = NULL;
+	return ret;
+}
+
+/* Wakes every receiver out of its stream and joins it. */
+int dst_receivers_stop(struct mig_dst *d)
+{
+	/* A receiver sleeps at a barrier (woken by failed and the
+	 * broadcast) or in a read of its stream (woken by the shutdown). */
+	pthread_mutex_lock(&d->meet.lock);
+	d->meet.failed = true;
+	for (unsigned int i = 0; i < d->nbulk && d->rx; i++)
+		mig_worker_kick(&d->rx[i].wk);
+	pthread_cond_broadcast(&d->meet.cond);
+	pthread_mutex_unlock(&d->meet.lock);
+	if (d->rx)
+		tp_session_shutdown(d->sess, TP_SHUT_BULK);
+	return dst_receivers_join(d);
+}

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The source engine's private declarations, shared by its files:
+ * source.c (entry point), source-senders.c (sender threads),
+ * source-precopy.c (rounds, the policy), source-switchover.c,
+ * source-postcopy.c (push, urgent thread), source-recover.c.
+ * All functions below run on the main thread unless they say otherwise.
+ */
+#ifndef FERRY_MIGRATE_SOURCE_INTERNAL_H
+#define FERRY_MIGRATE_SOURCE_INTERNAL_H
+
+#include "migrate/internal.h"
+
+#define CHUNK 1024		/* pages a sender takes at a time */
+#define BATCH 64		/* pages per PAGES message, at most */
+#define BATCH_BYTES (1u << 20)	/* ... and at most this many bytes */
+#define STAGE_BYTES (4u << 20)	/* COPY mode: pages read at a time */
+
+struct chunk {
+	uint32_t region;
+	uint64_t start;		/* first page index in the region */
+	uint32_t n;		/* pages */
+};
+
+struct dup_slot {
+	struct gm_hash h;
+	uint64_t gen;		/* valid when equal to the sender's gen */
+	uint32_t region;
+	uint64_t idx;
+};
+
+struct counts {
+	uint64_t pages, data, zero, dup;
+	uint64_t bytes_data, bytes_zero, bytes_dup, bytes_proto;
+};
+
+struct mig_src;
+
+struct sender {
+	struct mig_src *src;
+	struct tp_stream *st;
+	struct mig_worker wk;
+	uint64_t gen;		/* round generation the table belongs to */
+	uint64_t seen;		/* s->gen when started: only later rounds
+				 * are for this thread */
+	struct dup_slot *table;
+	uint64_t mask, used;
+	struct counts c;	/* this round */
+	uint32_t nbatch, batch_region;
+	uint64_t batch_idx[BATCH];
+	const uint8_t *batch_ptr[BATCH];
+	uint8_t *stage;		/* COPY mode: STAGE_BYTES, reused */
+	struct iovec iov[1 + BATCH];
+	uint8_t hdr[MIG_PAGES_FIXED + 8 * BATCH];
+	uint8_t zbits[CHUNK / 8];
+	struct mig_dup dups[CHUNK];
+	uint32_t ndup;
+	uint8_t msg[MIG_DUP_FIXED + MIG_DUP_ENTRY * CHUNK];
+};
+
+/* The hand-off of a round from the main thread to the senders, and
+ * their way back (done, the first error). Under lock unless atomic. */
+struct src_rounds {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t gen;		/* bumped to start a round */
+	uint32_t round, flags;	/* the round published, its MIG_ROUND_* */
+	unsigned int done;	/* senders finished with the round */
+	int error;		/* first error of the round */
+	char *err;		/* the caller's reason buffer, MIG_ERR_LEN */
+	/* Set with error when the round must stop: the senders stop at the
+	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
+	_Atomic bool abort;
+	_Atomic uint64_t cursor;	/* next chunk */
+	_Atomic uint64_t pages_done;	/* progress within the round */
+};
+
+/* Postcopy pre-paging, from the urgent thread to the senders: the page
+ * after the last fault, + 1 (0: none), and how many pages to push from
+ * there. */
+struct src_prepage {
+	_Atomic uint64_t pivot;
+	_Atomic uint32_t window;
+	_Atomic uint64_t faults_since;	/* faults since a sender looked */
+};
+
+/* The engine: the main thread's own state, the pages every thread
+ * shares (todo, sent), and the structs each hand-off goes through. */
+struct mig_src {
+	struct ut_oom_guard oom;	/* postcopy: the only copy of pages */
+	const struct mig_source_params *p;
+	struct tp_session *sess;	/* current session */
+	bool own_sess;			/* made by a reconnect: ours to free */
+	uint64_t old_tx;		/* bytes sent on earlier sessions */
+	struct mig_resumed resumed;	/* the destination's RESUMED */
+	bool resumed_seen;
+	uint64_t last_keepalive;	/* ns, last KEEPALIVE sent */
+	struct mig_stats *st;
+	struct mig_vm vm;
+	struct gm_uffd uffd;
+	struct gm_dirty *dirty;
+	unsigned int nbulk;
+	struct sender *senders;
+	struct chunk *chunks;
+	uint64_t nchunks;
+	struct ut_bitmap todo;	/* pages to send; a sender claims a page by
+				 * clearing its bit, so that the urgent thread
+				 * and the senders never send one twice */
+	struct ut_bitmap sent;	/* pages the destination holds (or held) */
+	struct ut_bitmap spare;	/* an empty bitmap to swap with todo */
+	enum mig_phase phase;	/* main thread; see phase.c */
+	bool committed;		/* past the commitment point: no cancel */
+	/* Cancelled before the commitment by the operator (with why,
+	 * "SIGINT"). dest_discarded: the destination sent an ERROR (its
+	 * cancel or failure) before RESUMED, so it never ran the guest and
+	 * has discarded its VM: ours may resume even after a postcopy
+	 * switchover. Main thread. */
+	bool cancelled, dest_discarded;
+	char why[32];
+	uint64_t abort_ns;	/* when rd.abort was set */
+	bool bulk_cut;
+	bool can_postcopy;	/* the destination accepted postcopy */
+	/* Pushing after the switchover: the guest runs at the destination
+	 * and may rewrite a page before a reference to it is applied, so
+	 * duplicates go as data. */
+	bool postcopy;
+	struct urgent {
+		struct mig_worker wk;
+		uint64_t requests, served;	/* pages asked for, sent */
+		uint64_t bytes_data;		/* their payload bytes */
+		uint8_t *buf;			/* COPY mode: one page */
+	} urg;
+	uint64_t start_ns;
+	struct src_rounds rd;		/* main thread <-> senders */
+	struct src_prepage pp;		/* urgent thread -> senders */
+	_Atomic uint64_t wire_bytes;	/* all bulk bytes, for the cap */
+};
+
+/* Postcopy pre-paging: the smallest window pushed after a fault. */
+#define WINDOW_MIN 16
+
+/* ---- senders (source-senders.c) ---- */
+
+/* Cuts the guest's pages into chunks. Returns 0 or -ENOMEM. */
+int src_chunks_build(struct mig_src *s);
+/* Starts one sender per bulk stream of s->sess. Returns 0 or -errno;
+ * src_senders_stop() undoes a partial start. */
+int src_senders_start(struct mig_src *s);
+/* Stops and joins the senders, frees them; accepts none started. */
+void src_senders_stop(struct mig_src *s);
+
+/* ---- precopy (source-precopy.c) ---- */
+
+/* Sends the pages in s->todo as round @round with @flags; fills @rs.
+ * @prev: the last round's figures, for progress reports. */
+int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
+		  struct mig_round_stats *rs,
+		  const struct mig_round_stats *prev);
+/* Reads what the destination sent on the control stream meanwhile:
+ * RESUMED, KEEPALIVE, or an ERROR that stops the migration. Returns 0
+ * or -errno with s->err filled under s->lock. */
+int src_poll_dest(struct mig_src *s);
+/* The operator's cancel as the engine's reason into @err: -ECANCELED. */
+int src_cancelled(struct mig_src *s, char *err);
+/* Precopy rounds until the policy ends them, then the phase it picks. */
+int src_precopy(struct mig_src *s, char *err);
+
+/* ---- switchover (source-switchover.c) ---- */
+
+int src_send_state(struct mig_src *s, struct tp_stream *ctl, char *err);
+/* The commitment point: tells the VMM, refuses any later cancel. */
+int src_commit(struct mig_src *s, char *err);
+int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
+		     char *err);
+/* DONE to the destination, tracking stopped, the source VM quits. */
+int src_release(struct mig_src *s, struct tp_stream *ctl);
+/* Pauses the vCPUs (@t monotonic, @rt realtime) and harvests. */
+int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err);
+/* Pause, final round @round, commit, state, RESUMED, release. */
+int src_switchover(struct mig_src *s, uint32_t round,
+		   const struct mig_round_stats *prev, char *err);
+
+/* ---- postcopy (source-postcopy.c) ---- */
+
+int src_urgent_start(struct mig_src *s);
+/* Stops the urgent thread and adds its counts; accepts none started. */
+void src_urgent_stop(struct mig_src *s);
+/* Push after the switchover on the current session, until COMPLETE. */
+int src_push(struct mig_src *s, uint32_t round,
+	     const struct mig_round_stats *prev, char *err);
+/* Pause, switch the destination to postcopy, commit, state, push. */
+int src_postcopy(struct mig_src *s, uint32_t round,
+		 const struct mig_round_stats *prev, char *err);
+/* ferry-source --recover: finishes an interrupted postcopy. */
+int src_resume_postcopy(struct mig_src *s, char *err);
+
+/* ---- recovery (source-recover.c) ---- */
+
+/* Bytes sent on every stream of @sess. */
+uint64_t src_session_tx(struct tp_session *sess);
+/* HELLO(RECOVER); the destination's RESUMED and NEEDs into s->todo. */
+int src_recover_handshake(struct mig_src *s, char *err);
+/* A new session, the handshake, the senders restarted. */
+int src_recover(struct mig_src *s, char *err);
+
+#endif /* FERRY_MIGRATE_SOURCE_INTERNAL_H */

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The source's postcopy: the switch (an empty round that turns the
+ * destination's receivers to atomic placement, DISCARD of the pages it
+ * holds that changed), the background push, and the urgent thread that
+ * answers the destination's page requests ahead of the push.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+
+#define LOG_PREFIX "source"
+#include "migrate/source-internal.h"
+
+/* Sends page @idx of region @r on the urgent stream. */
+static int serve_request(struct mig_src *s, struct tp_stream *st,
+			 const struct mig_req *q)
+{
+	uint64_t g = s->vm.first[q->region] + q->idx;
+	uint32_t psz = s->vm.layout.r[q->region].page_size;
+	uint32_t w = atomic_load(&s->pp.window);
+	uint8_t hdr[MIG_PAGES_FIXED + 8];
+	struct iovec iov[2];
+	const uint8_t *page;
+	ssize_t n;
+	int ret;
+
+	/* Pre-page after the fault, with a smaller window while faulting. */
+	atomic_store(&s->pp.window, w / 2 > WINDOW_MIN ? w / 2 : WINDOW_MIN);
+	atomic_fetch_add(&s->pp.faults_since, 1);
+	atomic_store(&s->pp.pivot, g + 2);
+	s->urg.requests++;
+	/* Send it even when a sender claimed it: that copy may sit behind
+	 * megabytes of bulk data, and the guest is waiting. The source VM
+	 * is paused, so both copies are the same; the second placement is
+	 * an EEXIST at the destination. */
+	ut_bitmap_test_and_clear(&s->todo, g);
+	if (s->vm.copy) {
+		ret = mig_vm_read(&s->vm, q->region, q->idx, s->urg.buf, psz);
+		if (ret)
+			return ret;
+		page = s->urg.buf;
+	} else {
+		page = mig_vm_page(&s->vm, q->region, q->idx);
+	}
+	n = mig_enc_pages_hdr(hdr, sizeof(hdr), q->region, 1, &q->idx);
+	iov[0] = (struct iovec){ hdr, n };
+	iov[1] = (struct iovec){ (void *)page, psz };
+	ret = tp_send(st, MIG_MSG_PAGES, iov, 2, 0);
+	if (!ret) {
+		ut_bitmap_set(&s->sent, g);
+		s->urg.served++;
+		s->urg.bytes_data += psz;
+		atomic_fetch_add(&s->wire_bytes, n + psz);
+	}
+	return ret;
+}
+
+static int urgent_one(struct mig_src *s, struct tp_stream *st)
+{
+	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
+	struct mig_req req[MIG_MAX_REQS];
+	struct tp_msg m;
+	uint32_t n;
+	int ret;
+
+	ret = tp_recv(st, &m, buf, sizeof(buf));
+	if (ret)
+		return ret;
+	if (m.type != MIG_MSG_PAGE_REQ ||
+	    mig_dec_req(buf, m.len, &s->vm.layout, req, MIG_MAX_REQS, &n))
+		return -EPROTO;
+	for (uint32_t i = 0; i < n && !ret; i++)
+		ret = serve_request(s, st, &req[i]);
+	return ret;
+}
+
+/* Answers page requests first, from its own thread and stream. */
+static void *urgent_main(void *arg)
+{
+	struct mig_src *s = arg;
+	struct tp_stream *st = tp_session_urgent(s->sess);
+	struct pollfd pfd[2] = { { tp_stream_fd(st), POLLIN, 0 },
+				 { s->urg.wk.stop_fd, POLLIN, 0 } };
+	int ret = 0;
+
+	while (!ret) {
+		if (!tp_stream_pending(st)) {
+			if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+				break;
+			if (pfd[1].revents)
+				break;
+			if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		ret = urgent_one(s, st);
+	}
+	if (ret && ret != -ESHUTDOWN)
+		pr_warn("urgent stream: %s", tp_stream_strerror(st)[0] ?
+			tp_stream_strerror(st) : strerror(-ret));
+	return NULL;
+}
+
+int src_urgent_start(struct mig_src *s)
+{
+	uint32_t maxpsz = 0;
+
+	for (unsigned int i = 0; i < s->vm.nr; i++)
+		if (s->vm.layout.r[i].page_size > maxpsz)
+			maxpsz = s->vm.layout.r[i].page_size;
+	if (s->vm.copy && !(s->urg.buf = aligned_alloc(4096, maxpsz)))
+		return -ENOMEM;
+	atomic_store(&s->pp.window, WINDOW_MIN);
+	return mig_worker_start(&s->urg.wk, urgent_main, s);
+}
+
+void src_urgent_stop(struct mig_src *s)
+{
+	mig_worker_stop(&s->urg.wk);
+	s->st->pages_requested += s->urg.served;
+	s->st->bytes_data += s->urg.bytes_data;
+	s->urg.served = s->urg.bytes_data = 0;
+	free(s->urg.buf);
+	s->urg.buf = NULL;
+}
+
+/* Tells the destination to drop the pages it holds that are dirty now:
+ * todo & sent, sent per chunk as DISCARD bitmaps on the control stream. */
+static int send_discards(struct mig_src *s, struct tp_stream *ctl,
+			 uint64_t *ndiscard)
+{
+	uint8_t bits[CHUNK / 8], buf[MIG_ZERO_FIXED + CHUNK / 8];
+	int ret = 0;
+
+	for (uint64_t k = 0; k < s->nchunks && !ret; k++) {
+		const struct chunk *c = &s->chunks[k];
+		uint64_t base = s->vm.first[c->region] + c->start;
+		bool any = false;
+		ssize_t n;
+
+		memset(bits, 0, sizeof(bits));
+		for (uint32_t i = 0; i < c->n; i++) {
+			if (!ut_bitmap_test(&s->todo, base + i) ||
+			    !ut_bitmap_test_and_clear(&s->sent, base + i))
+				continue;
+			bits[i / 8] |= 1u << (i % 8);
+			any = true;
+			(*ndiscard)++;
+		}
+		if (!any)
+			continue;
+		n = mig_enc_zero(buf, sizeof(buf), &(struct mig_zero){
+			c->region, c->start, c->n, bits });
+		ret = n < 0 ? n : mig_send_msg(ctl, MIG_MSG_DISCARD, buf, n);
+	}
+	return ret;
+}
+
+/* Everything the destination does not hold goes into todo. */
+static void add_unsent(struct mig_src *s)
+{
+	for (uint64_t g = ut_bitmap_find_next_zero(&s->sent, 0);
+	     g < s->vm.total_pages;
+	     g = ut_bitmap_find_next_zero(&s->sent, g + 1))
+		ut_bitmap_set(&s->todo, g);
+}
+
+static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
+{
+	uint8_t buf[1024];
+	struct mig_complete c;
+	struct tp_msg m;
+	int ret = mig_recv_expect(ctl, MIG_MSG_COMPLETE, buf, sizeof(buf), &m,
+				  "waiting for the destination to complete",
+				  err);
+
+	if (!ret && mig_dec_complete(buf, m.len, &c))
+		ret = mig_fail(err, -EPROTO, "a malformed COMPLETE");
+	if (ret)
+		return ret;
+	s->st->faults = c.faults;
+	s->st->fault_p50_us = c.p50_ns / 1e3;
+	s->st->fault_p99_us = c.p99_ns / 1e3;
+	s->st->fault_max_us = c.max_ns / 1e3;
+	s->st->vcpu_blocked_ms = c.blocked_ns / 1e6;
+	memcpy(s->st->fault_hist, c.hist, sizeof(c.hist));
+	return 0;
+}
+
+/* The background push after the switchover on the current session, with
+ * requests served first; then RESUMED (once) and COMPLETE. */
+int src_push(struct mig_src *s, uint32_t round,
+		const struct mig_round_stats *prev, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct mig_round_stats rs;
+	int ret = src_urgent_start(s);
+
+	if (ret)
+		return mig_fail(err, ret, "cannot start the urgent thread");
+	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
+	s->st->pages_pushed += rs.pages;
+	if (ret)
+		mig_fail(err, ret, "pushing the remaining pages failed");
+	if (!ret && !s->resumed_seen) {
+		ret = src_wait_resumed(ctl, &s->resumed, err);
+		s->resumed_seen = !ret;
+	}
+	if (!ret)
+		ret = wait_complete(s, ctl, err);
+	src_urgent_stop(s);
+	return ret;
+}
+
+int src_postcopy(struct mig_src *s, uint32_t round,
+		    const struct mig_round_stats *prev, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct mig_round_stats rs;
+	struct ut_bitmap swap;
+	uint64_t t_pause, rt_pause, ndiscard = 0;
+	int ret;
+
+	ret = src_pause_vm(s, &t_pause, &rt_pause, err);
+	if (ret)
+		return ret;
+	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
+	/* An empty round whose markers switch the receivers to atomic
+	 * placement, then the pages they hold that changed since. */
+	swap = s->todo;
+	s->todo = s->spare;
+	ret = src_run_round(s, round, MIG_ROUND_POSTCOPY, &rs, prev);
+	s->spare = s->todo;
+	s->todo = swap;
+	if (!ret)
+		ret = mig_send_msg(ctl, MIG_MSG_POSTCOPY, NULL, 0);
+	if (!ret)
+		ret = send_discards(s, ctl, &ndiscard);
+	if (ret)
+		return mig_fail(err, ret, "switching to postcopy failed");
+	add_unsent(s);
+	pr_info("postcopy: %llu pages discarded, %llu to push",
+		(unsigned long long)ndiscard,
+		(unsigned long long)ut_bitmap_count(&s->todo));
+	ret = src_commit(s, err);
+	if (ret)
+		return ret;
+	/* From here on the guest may run there. */
+	mig_phase_enter(&s->phase, MIG_PHASE_POSTCOPY);
+	/* Until COMPLETE, pages the running guest lacks exist only here. */
+	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
+		       "still needs (postcopy)");
+	ret = src_send_state(s, ctl, err);
+	if (ret)
+		return ret;
+	s->postcopy = true;
+	for (;;) {
+		ret = src_push(s, round + 1, prev, err);
+		if (!ret || s->dest_discarded || (ret = src_recover(s, err)))
+			break;
+	}
+	if (ret)
+		return ret;
+	(void)t_pause;
+	s->st->downtime_ms = s->resumed.realtime_ns > rt_pause ?
+		(s->resumed.realtime_ns - rt_pause) / 1e6 :
+		s->resumed.load_ns / 1e6;
+	s->st->state_load_ms = s->resumed.load_ns / 1e6;
+	s->st->cpu_s_dest = s->resumed.cpu_ns / 1e9;
+	s->st->postcopy_s = (mig_realtime_ns() - s->resumed.realtime_ns) / 1e9;
+	return src_release(s, tp_session_control(s->sess));
+}
+
+/* ferry-source --recover: a new agent finishing an interrupted postcopy.
+ * The VM is paused here with all of its memory and nothing is tracked:
+ * the destination says what it lacks, and that is pushed. */
+int src_resume_postcopy(struct mig_src *s, char *err)
+{
+	struct mig_round_stats rs = { 0 };
+	uint32_t state = 0;
+	uint64_t hbs;
+	int ret = vml_client_status(&s->vm.link, &state, &hbs);
+
+	if (ret || state != VML_STATE_PAUSED)
+		return mig_fail(err, ret ? ret : -EINVAL, "the VM at %s is not "
+				"paused: there is no interrupted postcopy to "
+				"recover", s->p->vm_socket);
+	/* The switchover was committed by the agent before us. */
+	mig_cancel_commit(s->p->cancel, "the guest runs at the destination "
+			  "(postcopy in progress)");
+	mig_phase_enter(&s->phase, MIG_PHASE_POSTCOPY);
+	s->postcopy = s->committed = true;
+	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
+		       "still needs (postcopy recovery)");
+	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
+	ret = src_recover_handshake(s, err);
+	if (!ret && (ret = src_senders_start(s)))
+		mig_fail(err, ret, "cannot start the sender threads");
+	for (uint32_t round = 0; !ret; round++) {
+		ret = src_push(s, round, &rs, err);
+		if (!ret) {
+			s->st->postcopy_s = (mig_realtime_ns() -
+					     s->resumed.realtime_ns) / 1e9;
+			return src_release(s, tp_session_control(s->sess));
+		}
+		ret = src_recover(s, err);
+	}
+	return ret;
+}

@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The source's precopy rounds: the main thread publishes each round to
+ * the senders, watches the control stream and the cancel request while
+ * they work, sums their counts, and asks the convergence policy
+ * (policy.c) after every round whether to go on, switch over, switch to
+ * postcopy or cancel.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <poll.h>
+
+#define LOG_PREFIX "source"
+#include "migrate/source-internal.h"
+
+static void report(struct mig_src *s, uint32_t round, uint64_t total_pages,
+		   const struct mig_round_stats *last, bool final)
+{
+	struct mig_progress pr = { .round = round, .final = final };
+	uint64_t avg_page = s->vm.ram_bytes / s->vm.total_pages;
+
+	if (!s->p->progress)
+		return;
+	pr.round_bytes_total = total_pages * avg_page;
+	pr.round_bytes_done = atomic_load(&s->rd.pages_done) * avg_page;
+	if (pr.round_bytes_done > pr.round_bytes_total)
+		pr.round_bytes_done = pr.round_bytes_total;
+	pr.bytes_sent = atomic_load(&s->wire_bytes);
+	pr.throughput_mibs = pr.bytes_sent / (double)UT_MiB /
+			     ((ut_now_ns() - s->start_ns) / 1e9);
+	if (last) {
+		pr.dirty_rate_mibs = last->dirty_rate_mibs;
+		pr.predicted_downtime_ms = last->predicted_downtime_ms;
+	}
+	s->p->progress(&pr, s->p->progress_arg);
+}
+
+/* The control stream is quiet while the bulk streams work; a word every
+ * second keeps the destination's control timeout from firing on a long
+ * round. Only this (the main) thread uses the control stream. */
+static void keepalive(struct mig_src *s)
+{
+	uint64_t now = ut_now_ns();
+
+	if (now - s->last_keepalive < 1000000000ULL)
+		return;
+	s->last_keepalive = now;
+	mig_send_msg(tp_session_control(s->sess), MIG_MSG_KEEPALIVE, NULL, 0);
+}
+
+/* How long senders get to stop at a message boundary once a round is
+ * aborted, before their streams are cut under them. */
+#define ABORT_GRACE_NS (2 * 1000000000ULL)
+
+/* Stops the round: the senders stop at their next message, or, if one is
+ * stuck on a peer that does not read, their streams are cut after a
+ * grace period. The control stream stays up to tell the destination why. */
+static void abort_round(struct mig_src *s, int code)
+{
+	pthread_mutex_lock(&s->rd.lock);
+	if (!s->rd.error)
+		s->rd.error = code;
+	pthread_mutex_unlock(&s->rd.lock);
+	if (!atomic_exchange(&s->rd.abort, true))
+		s->abort_ns = ut_now_ns();
+	if (!s->bulk_cut && ut_now_ns() - s->abort_ns > ABORT_GRACE_NS) {
+		tp_session_shutdown(s->sess, TP_SHUT_BULK);
+		s->bulk_cut = true;
+	}
+}
+
+/* Under s->rd.lock: the operator's reason, once, as the engine's reason. */
+int src_cancelled(struct mig_src *s, char *err)
+{
+	s->cancelled = true;
+	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+			"switchover: the VM runs here", s->why);
+}
+
+/* Reads what the destination sent on the control stream while the main
+ * thread was busy elsewhere: RESUMED (postcopy), KEEPALIVE, or ERROR,
+ * which stops the migration. Returns 0 or -errno, with @err filled under
+ * s->rd.lock (senders write it too). */
+int src_poll_dest(struct mig_src *s)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN, 0 };
+	uint8_t buf[512];
+	struct mig_error e;
+	struct tp_msg m;
+	int ret = 0;
+
+	while (!ret && (tp_stream_pending(ctl) ||
+			(poll(&pfd, 1, 0) == 1 && pfd.revents))) {
+		ret = tp_recv(ctl, &m, buf, sizeof(buf));
+		pthread_mutex_lock(&s->rd.lock);
+		if (ret) {
+			mig_fail(s->rd.err, ret, "the destination went away: %s",
+				 tp_stream_strerror(ctl));
+		} else if (m.type == MIG_MSG_ERROR &&
+			   !mig_dec_error(buf, m.len, &e)) {
+			/* Before RESUMED: the guest never ran there. */
+			s->dest_discarded = !s->resumed_seen;
+			ret = e.code == ECANCELED ? -ECANCELED : -e.code;
+			if (e.code == ECANCELED)
+				mig_fail(s->rd.err, ret, "the destination %s "
+					 "before the switchover: the VM runs "
+					 "here", e.msg);
+			else
+				mig_fail(s->rd.err, ret, "the destination failed: "
+					 "%s", e.msg);
+		} else if (m.type == MIG_MSG_RESUMED && s->committed) {
+			/* What follows (COMPLETE) is src_push()'s to read. */
+			ret = mig_dec_resumed(buf, m.len, &s->resumed);
+			s->resumed_seen = !ret;
+			pthread_mutex_unlock(&s->rd.lock);
+			break;
+		} else if (m.type != MIG_MSG_KEEPALIVE) {
+			ret = mig_fail(s->rd.err, -EPROTO, "the destination sent "
+				       "control message 0x%x mid-round",
+				       m.type);
+		}
+		pthread_mutex_unlock(&s->rd.lock);
+	}
+	return ret;
+}
+
+/* Between the waits of a round: a cancel before the commitment, or a
+ * word from the destination, stops it. */
+static void watch_round(struct mig_src *s)
+{
+	int ret = 0;
+
+	if (s->cancelled || s->dest_discarded) {
+		abort_round(s, -ECANCELED);
+		return;
+	}
+	if (!s->committed &&
+	    mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why))) {
+		pthread_mutex_lock(&s->rd.lock);
+		ret = src_cancelled(s, s->rd.err);
+		pthread_mutex_unlock(&s->rd.lock);
+	} else if (!s->resumed_seen) {
+		ret = src_poll_dest(s);
+	}
+	if (ret)
+		abort_round(s, ret);
+}
+
+/* Sends the pages in s->todo as round @round; fills @rs. */
+int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
+		     struct mig_round_stats *rs, const struct mig_round_stats *prev)
+{
+	uint64_t t0 = ut_now_ns(), total = ut_bitmap_count(&s->todo);
+	int ret;
+
+	pthread_mutex_lock(&s->rd.lock);
+	atomic_store(&s->rd.cursor, 0);
+	atomic_store(&s->rd.pages_done, 0);
+	s->rd.round = round;
+	s->rd.flags = flags;
+	s->rd.done = 0;
+	s->rd.gen++;
+	pthread_cond_broadcast(&s->rd.cond);
+	while (s->rd.done < s->nbulk) {
+		mig_cond_wait_ms(&s->rd.cond, &s->rd.lock, 250);
+		pthread_mutex_unlock(&s->rd.lock);
+		report(s, round, s->vm.total_pages, prev,
+		       flags & MIG_ROUND_FINAL);
+		keepalive(s);
+		watch_round(s);
+		pthread_mutex_lock(&s->rd.lock);
+	}
+	ret = s->rd.error;
+	pthread_mutex_unlock(&s->rd.lock);
+
+	*rs = (struct mig_round_stats){ .round = round };
+	for (unsigned int i = 0; i < s->nbulk; i++) {
+		const struct counts *c = &s->senders[i].c;
+
+		rs->pages += c->pages;
+		rs->data_pages += c->data;
+		rs->zero_pages += c->zero;
+		rs->dup_pages += c->dup;
+		rs->bytes += c->bytes_data + c->bytes_zero + c->bytes_dup +
+			     c->bytes_proto;
+		s->st->bytes_data += c->bytes_data;
+		s->st->bytes_zero += c->bytes_zero;
+		s->st->bytes_dup += c->bytes_dup;
+	}
+	(void)total;
+	rs->duration_s = (ut_now_ns() - t0) / 1e9;
+	rs->bandwidth_mibs = rs->bytes / (double)UT_MiB /
+			     (rs->duration_s > 1e-6 ? rs->duration_s : 1e-6);
+	if (s->st->nrounds < MIG_MAX_ROUNDS)
+		s->st->rounds[s->st->nrounds++] = *rs;
+	return ret;
+}
+
+/* Asks the policy about round @rs->round, which left @dirty pages dirty,
+ * and completes the round's figures with its prediction. */
+static struct mig_verdict decide(struct mig_src *s,
+				 const struct mig_policy *pol,
+				 struct mig_policy_state *ps,
+				 struct mig_round_stats *rs, uint64_t dirty)
+{
+	double avg_page = (double)s->vm.ram_bytes / s->vm.total_pages;
+	struct mig_round_input in = {
+		.round = rs->round,
+		.dirty_bytes = dirty * avg_page,
+		.bandwidth_mibs = rs->bandwidth_mibs,
+		.duration_s = rs->duration_s,
+		.elapsed_ns = ut_now_ns() - s->start_ns,
+	};
+	struct mig_verdict v = mig_policy_next(pol, ps, &in);
+
+	rs->dirty_rate_mibs = v.dirty_rate_mibs;
+	rs->predicted_downtime_ms = v.predicted_downtime_ms;
+	if (s->st->nrounds)
+		s->st->rounds[s->st->nrounds - 1] = *rs;
+	return v;
+}
+
+static int cancel(struct mig_src *s, uint32_t rounds,
+		  const struct mig_policy *pol, const struct mig_verdict *v,
+		  char *err)
+{
+	mig_phase_enter(&s->phase, MIG_PHASE_CANCELLED);
+	mig_fail(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
+		 "(%.1f s): predicted downtime %.0f ms > limit %llu ms at "
+		 "%.0f MiB/s dirty; the VM keeps running here", rounds,
+		 (ut_now_ns() - s->start_ns) / 1e9, v->predicted_downtime_ms,
+		 (unsigned long long)pol->downtime_limit_ms,
+		 v->dirty_rate_mibs);
+	mig_tell_peer(s->sess, ETIMEDOUT, err);
+	return -ETIMEDOUT;
+}
+
+/* Precopy rounds until the policy says how they end (policy.c). */
+int src_precopy(struct mig_src *s, char *err)
+{
+	struct mig_round_stats rs = { 0 };
+	struct mig_policy_state ps = { 0 };
+	struct mig_policy pol;
+	struct mig_verdict v;
+	uint32_t round;
+	ssize_t n;
+	int ret;
+
+	mig_policy_init(&pol, s->p, s->can_postcopy);
+	mig_phase_enter(&s->phase, MIG_PHASE_PRECOPY);
+	snprintf(s->st->mode, sizeof(s->st->mode), "precopy");
+	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
+	if (mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why)))
+		return src_cancelled(s, err);
+	if (mig_policy_begin(&pol).decision == MIG_DECIDE_POSTCOPY)
+		return src_postcopy(s, 0, &rs, err);
+	ut_bitmap_set_range(&s->todo, 0, s->vm.total_pages);
+	for (round = 0;; round++) {
+		pr_info("round %u: %llu pages to send", round,
+			(unsigned long long)ut_bitmap_count(&s->todo));
+		ret = src_run_round(s, round, 0, &rs, &rs);
+		if (ret)
+			return mig_fail(err, ret, "round %u failed", round);
+		ut_bitmap_clear_all(&s->todo);
+		n = gm_dirty_harvest(s->dirty, &s->todo);
+		if (n < 0)
+			return mig_fail(err, n, "reading dirty pages failed");
+		v = decide(s, &pol, &ps, &rs, n);
+		report(s, round, s->vm.total_pages, &rs, false);
+		switch (v.decision) {
+		case MIG_DECIDE_ROUND:
+			break;
+		case MIG_DECIDE_SWITCHOVER:
+			return src_switchover(s, round + 1, &rs, err);
+		case MIG_DECIDE_POSTCOPY:
+			if (v.reason != MIG_WHY_MODE)
+				pr_info("round %u: predicted downtime %.0f ms "
+					"has not fallen for %u rounds: "
+					"switching to postcopy", round,
+					v.predicted_downtime_ms, ps.stalled);
+			return src_postcopy(s, round + 1, &rs, err);
+		case MIG_DECIDE_CANCEL:
+			return cancel(s, round + 1, &pol, &v, err);
+		}
+	}
+}

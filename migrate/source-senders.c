@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The source's sender threads, one per bulk stream. The main thread
+ * publishes a round (src_run_round); each sender takes chunks of 1024
+ * pages (never crossing a region) from a shared cursor, classifies each
+ * page: zero pages become bits of a ZERO message, pages whose XXH3-128
+ * matches a page this sender already sent in this round become DUP
+ * references, the rest go out as PAGES, encrypted straight from the
+ * guest's memory. A chunk's PAGES are sent before its DUPs on the same
+ * stream, so a reference always arrives after the page it names. In
+ * postcopy a sender first pushes the window after the last fault.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LOG_PREFIX "source"
+#include "migrate/source-internal.h"
+
+static void throttle(struct mig_src *s, size_t bytes)
+{
+	uint64_t sent = atomic_fetch_add(&s->wire_bytes, bytes) + bytes;
+	uint64_t due, now;
+
+	if (!s->p->bandwidth_limit)
+		return;
+	due = s->start_ns + sent * 1000000000.0 / s->p->bandwidth_limit;
+	now = ut_now_ns();
+	if (due > now) {
+		struct timespec ts = { (due - now) / 1000000000ULL,
+				       (due - now) % 1000000000ULL };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void sender_fail(struct sender *w, int ret, const char *what)
+{
+	struct mig_src *s = w->src;
+
+	pthread_mutex_lock(&s->rd.lock);
+	if (!s->rd.error) {
+		s->rd.error = ret;
+		mig_fail(s->rd.err, ret, "sending %s: %s", what,
+			 tp_stream_strerror(w->st)[0] ?
+				 tp_stream_strerror(w->st) : strerror(-ret));
+	}
+	pthread_mutex_unlock(&s->rd.lock);
+}
+
+static int flush_batch(struct sender *w)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[w->batch_region].page_size;
+	ssize_t n;
+	int ret;
+
+	if (!w->nbatch)
+		return 0;
+	if (atomic_load(&s->rd.abort))
+		return -ECANCELED;
+	n = mig_enc_pages_hdr(w->hdr, sizeof(w->hdr), w->batch_region,
+			      w->nbatch, w->batch_idx);
+	if (n < 0)
+		return n;
+	w->iov[0] = (struct iovec){ w->hdr, n };
+	for (uint32_t i = 0; i < w->nbatch; i++)
+		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
+	throttle(s, n + (size_t)w->nbatch * psz);
+	ret = tp_send(w->st, MIG_MSG_PAGES, w->iov, 1 + w->nbatch, 0);
+	if (ret)
+		return ret;
+	w->c.data += w->nbatch;
+	w->c.bytes_data += (uint64_t)w->nbatch * psz;
+	w->c.bytes_proto += n;
+	w->nbatch = 0;
+	return 0;
+}
+
+static int add_page(struct sender *w, uint32_t region, uint64_t idx,
+		    const uint8_t *page)
+{
+	uint32_t psz = w->src->vm.layout.r[region].page_size;
+	uint32_t max = BATCH_BYTES / psz ? BATCH_BYTES / psz : 1;
+	int ret = 0;
+
+	if (w->nbatch && (w->batch_region != region || w->nbatch >= max ||
+			  w->nbatch >= BATCH))
+		ret = flush_batch(w);
+	if (ret)
+		return ret;
+	w->batch_region = region;
+	w->batch_ptr[w->nbatch] = page;
+	w->batch_idx[w->nbatch++] = idx;
+	return ret;
+}
+
+/* Finds @h among the pages this sender sent this round, or records it. */
+static bool seen_before(struct sender *w, const struct gm_hash *h,
+			uint32_t region, uint64_t idx, struct dup_slot **out)
+{
+	uint64_t i = h->lo & w->mask;
+
+	for (;; i = (i + 1) & w->mask) {
+		struct dup_slot *e = &w->table[i];
+
+		if (e->gen != w->gen) {
+			/* Past half full, stop recording: probes stay short. */
+			if (w->used * 2 < w->mask) {
+				*e = (struct dup_slot){ *h, w->gen, region, idx };
+				w->used++;
+			}
+			return false;
+		}
+		if (gm_hash_eq(&e->h, h)) {
+			*out = e;
+			return true;
+		}
+	}
+}
+
+static int send_zero_and_dups(struct sender *w, const struct chunk *c,
+			      bool any_zero)
+{
+	ssize_t n;
+	int ret;
+
+	if (atomic_load(&w->src->rd.abort))
+		return -ECANCELED;
+	if (any_zero) {
+		struct mig_zero z = { c->region, c->start, c->n, w->zbits };
+
+		n = mig_enc_zero(w->msg, sizeof(w->msg), &z);
+		if (n < 0)
+			return n;
+		throttle(w->src, n);
+		ret = mig_send_msg(w->st, MIG_MSG_ZERO, w->msg, n);
+		if (ret)
+			return ret;
+		w->c.bytes_zero += n;
+	}
+	if (w->ndup) {
+		n = mig_enc_dup(w->msg, sizeof(w->msg), w->dups, w->ndup);
+		if (n < 0)
+			return n;
+		throttle(w->src, n);
+		ret = mig_send_msg(w->st, MIG_MSG_DUP, w->msg, n);
+		if (ret)
+			return ret;
+		w->c.bytes_dup += n;
+		w->ndup = 0;
+	}
+	return 0;
+}
+
+/* COPY mode: reads the runs of pages to send in [i, i + n) of the chunk
+ * into the stage, at their offset from @i. */
+static int stage_window(struct sender *w, const struct chunk *c, uint32_t i,
+			uint32_t n)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint64_t base = s->vm.first[c->region] + c->start;
+
+	for (uint32_t k = i; k < i + n;) {
+		uint32_t run = 0;
+		int ret;
+
+		while (k + run < i + n && ut_bitmap_test(&s->todo, base + k + run))
+			run++;
+		if (run) {
+			ret = mig_vm_read(&s->vm, c->region, c->start + k,
+					  w->stage + (size_t)(k - i) * psz,
+					  (size_t)run * psz);
+			if (ret)
+				return ret;
+		}
+		k += run + 1;
+	}
+	return 0;
+}
+
+/* Classifies and sends the pages to send in [i, i + n) of the chunk. */
+static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
+		       uint32_t n, bool *any_zero)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint64_t base = s->vm.first[c->region] + c->start;
+	struct dup_slot *e;
+	int ret = 0;
+
+	if (s->vm.copy && (ret = stage_window(w, c, i, n)))
+		return ret;
+	for (uint32_t k = i; k < i + n && !ret; k++) {
+		const uint8_t *page;
+		struct gm_hash h;
+
+		if (!ut_bitmap_test_and_clear(&s->todo, base + k))
+			continue;
+		ut_bitmap_set(&s->sent, base + k);
+		w->c.pages++;
+		page = s->vm.copy ? w->stage + (size_t)(k - i) * psz :
+				    mig_vm_page(&s->vm, c->region, c->start + k);
+		if (gm_is_zero(page, psz)) {
+			w->zbits[k / 8] |= 1u << (k % 8);
+			*any_zero = true;
+			w->c.zero++;
+			continue;
+		}
+		if (!s->postcopy) {
+			gm_hash(page, psz, &h);
+			if (seen_before(w, &h, c->region, c->start + k, &e)) {
+				w->dups[w->ndup++] = (struct mig_dup){
+					c->region, e->region, c->start + k,
+					e->idx };
+				w->c.dup++;
+				continue;
+			}
+		}
+		ret = add_page(w, c->region, c->start + k, page);
+	}
+	/* The stage is reused by the next window: send what points at it. */
+	return ret ? ret : flush_batch(w);
+}
+
+static int send_chunk(struct sender *w, const struct chunk *c)
+{
+	struct mig_src *s = w->src;
+	uint32_t psz = s->vm.layout.r[c->region].page_size;
+	uint32_t win = s->vm.copy ? STAGE_BYTES / psz : c->n;
+	bool any_zero = false;
+	int ret = 0;
+
+	memset(w->zbits, 0, sizeof(w->zbits));
+	for (uint32_t i = 0; i < c->n && !ret; i += win)
+		ret = send_window(w, c, i, c->n - i < win ? c->n - i : win,
+				  &any_zero);
+	if (!ret)
+		ret = send_zero_and_dups(w, c, any_zero);
+	atomic_fetch_add(&s->rd.pages_done, c->n);
+	return ret;
+}
+
+/* The range after the last fault, if one is pending. */
+static bool take_pivot(struct mig_src *s, struct chunk *c)
+{
+	uint64_t p = atomic_exchange(&s->pp.pivot, 0), g, pages;
+	uint32_t win = atomic_load(&s->pp.window);
+	unsigned int r;
+
+	if (!p--)
+		return false;
+	for (r = 0; r + 1 < s->vm.nr && p >= s->vm.first[r + 1]; r++)
+		;
+	g = p - s->vm.first[r];
+	pages = mig_region_pages(&s->vm.layout, r);
+	if (g >= pages)
+		return false;
+	*c = (struct chunk){ r, g, pages - g < win ? pages - g : win };
+	return true;
+}
+
+/* A chunk went by without a fault: look further ahead next time. */
+static void grow_window(struct mig_src *s)
+{
+	uint32_t w = atomic_load(&s->pp.window);
+
+	if (atomic_exchange(&s->pp.faults_since, 0) == 0 && w < CHUNK)
+		atomic_store(&s->pp.window, w * 2);
+}
+
+static int send_round(struct sender *w, uint32_t round, uint32_t flags)
+{
+	struct mig_src *s = w->src;
+	uint8_t buf[32];
+	uint64_t k;
+	ssize_t n;
+	int ret;
+
+	memset(&w->c, 0, sizeof(w->c));
+	w->gen++; /* empties the duplicate table */
+	w->ndup = 0;
+	for (;;) {
+		struct chunk pc;
+
+		if (take_pivot(s, &pc)) {
+			ret = send_chunk(w, &pc);
+		} else {
+			k = atomic_fetch_add(&s->rd.cursor, 1);
+			if (k >= s->nchunks)
+				break;
+			ret = send_chunk(w, &s->chunks[k]);
+			grow_window(s);
+		}
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&s->rd.lock);
+		ret = s->rd.error;
+		pthread_mutex_unlock(&s->rd.lock);
+		if (ret)
+			return 0; /* another sender failed: stop early */
+	}
+	n = mig_enc_round(buf, sizeof(buf), &(struct mig_round){
+		round, flags, w->c.pages });
+	ret = mig_send_msg(w->st, MIG_MSG_ROUND, buf, n);
+	w->c.bytes_proto += n;
+	return ret;
+}
+
+static void *sender_main(void *arg)
+{
+	struct sender *w = arg;
+	struct mig_src *s = w->src;
+	uint64_t seen = w->seen;
+
+	for (;;) {
+		uint32_t round, flags;
+		int ret;
+
+		pthread_mutex_lock(&s->rd.lock);
+		while (!mig_worker_stopping(&w->wk) && s->rd.gen == seen)
+			pthread_cond_wait(&s->rd.cond, &s->rd.lock);
+		if (mig_worker_stopping(&w->wk)) {
+			pthread_mutex_unlock(&s->rd.lock);
+			break;
+		}
+		seen = s->rd.gen;
+		round = s->rd.round;
+		flags = s->rd.flags;
+		pthread_mutex_unlock(&s->rd.lock);
+
+		ret = send_round(w, round, flags);
+		if (ret)
+			sender_fail(w, ret, "guest pages");
+		pthread_mutex_lock(&s->rd.lock);
+		s->rd.done++;
+		pthread_cond_broadcast(&s->rd.cond);
+		pthread_mutex_unlock(&s->rd.lock);
+	}
+	return NULL;
+}
+
+int src_chunks_build(struct mig_src *s)
+{
+	uint64_t n = 0;
+
+	for (unsigned int r = 0; r < s->vm.nr; r++)
+		n += UT_DIV_ROUND_UP(mig_region_pages(&s->vm.layout, r), CHUNK);
+	s->chunks = calloc(n, sizeof(*s->chunks));
+	if (!s->chunks)
+		return -ENOMEM;
+	for (unsigned int r = 0; r < s->vm.nr; r++) {
+		uint64_t pages = mig_region_pages(&s->vm.layout, r);
+
+		for (uint64_t st = 0; st < pages; st += CHUNK)
+			s->chunks[s->nchunks++] = (struct chunk){
+				r, st, pages - st < CHUNK ? pages - st : CHUNK };
+	}
+	return 0;
+}
+
+int src_senders_start(struct mig_src *s)
+{
+	uint64_t cap = 1;
+
+	/* A table for twice the pages one sender would see of the guest. */
+	while (cap < 2 * s->vm.total_pages / s->nbulk + 2 * CHUNK)
+		cap <<= 1;
+	s->senders = calloc(s->nbulk, sizeof(*s->senders));
+	if (!s->senders)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < s->nbulk; i++)
+		mig_worker_init(&s->senders[i].wk);
+	for (unsigned int i = 0; i < s->nbulk; i++) {
+		struct sender *w = &s->senders[i];
+		int ret;
+
+		w->src = s;
+		/* Senders restarted after a recovery must not take the last
+		 * round for a new one: it was run, and its done++ would end
+		 * the next round early (found by TSan). */
+		w->seen = s->rd.gen;
+		w->st = tp_session_bulk(s->sess, i);
+		w->table = calloc(cap, sizeof(*w->table));
+		w->mask = cap - 1;
+		if (!w->table)
+			return -ENOMEM;
+		if (s->vm.copy) {
+			w->stage = aligned_alloc(4096, STAGE_BYTES);
+			if (!w->stage)
+				return -ENOMEM;
+			/* Touch it once here, not on the first round. */
+			memset(w->stage, 0, STAGE_BYTES);
+		}
+		ret = mig_worker_start(&w->wk, sender_main, w);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+void src_senders_stop(struct mig_src *s)
+{
+	if (!s->senders)
+		return;
+	/* Kicked under the lock, so that no sender checks between its
+	 * test and its wait and sleeps through the broadcast. */
+	pthread_mutex_lock(&s->rd.lock);
+	for (unsigned int i = 0; i < s->nbulk; i++)
+		mig_worker_kick(&s->senders[i].wk);
+	pthread_cond_broadcast(&s->rd.cond);
+	pthread_mutex_unlock(&s->rd.lock);
+	for (unsigned int i = 0; i < s->nbulk; i++) {
+		mig_worker_join(&s->senders[i].wk);
+		free(s->senders[i].table);
+		free(s->senders[i].stage);
+	}
+	free(s->senders);
+	s->senders = NULL;
+}

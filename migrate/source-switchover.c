@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The source's switchover: pause the VM, send the last dirty pages,
+ * commit (the point after which no cancel is taken), send the state,
+ * wait for RESUMED, release the source VM.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_PREFIX "source"
+#include "migrate/source-internal.h"
+
+int src_send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
+{
+	void *blob = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = vml_client_save_state(&s->vm.link, &blob, &len);
+	if (ret)
+		return mig_fail(err, ret, "the VM could not save its state: %s",
+				strerror(-ret));
+	if (len > MIG_MAX_STATE) {
+		free(blob);
+		return mig_fail(err, -EMSGSIZE, "the VM's state blob is %zu "
+				"bytes, more than the protocol carries", len);
+	}
+	ret = mig_send_msg(ctl, MIG_MSG_STATE, blob, len);
+	free(blob);
+	if (ret)
+		return mig_fail(err, ret, "sending the VM state: %s",
+				tp_stream_strerror(ctl));
+	return 0;
+}
+
+/* Tells the VMM the switchover is committed, before the state leaves: an
+ * agent that dies after this must not have the VMM resume a guest that
+ * may run at the destination; one that dies before it has it resumed.
+ * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
+int src_commit(struct mig_src *s, char *err)
+{
+	int ret = s->dest_discarded ? -ECANCELED : src_poll_dest(s);
+
+	if (ret)
+		return ret;
+	if (mig_cancel_commit(s->p->cancel, strcmp(s->st->mode, "postcopy") ?
+			      "the guest's state has left, it resumes at the "
+			      "destination (precopy)" :
+			      "the guest runs at the destination (postcopy in "
+			      "progress)")) {
+		mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why));
+		return src_cancelled(s, err);
+	}
+	s->committed = true;
+	ret = vml_client_commit(&s->vm.link);
+
+	if (ret == -EOPNOTSUPP) {
+		pr_info("the VMM does not take COMMIT: it will not resume the "
+			"VM by itself if this agent dies");
+		return 0;
+	}
+	return ret ? mig_fail(err, ret, "the VM refused to commit the "
+			      "switchover: %s", strerror(-ret)) : 0;
+}
+
+/* Waits for the destination's word that the guest runs there. */
+int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
+			char *err)
+{
+	uint8_t buf[512];
+	struct tp_msg m;
+	int ret = mig_recv_expect(ctl, MIG_MSG_RESUMED, buf, sizeof(buf), &m,
+				  "waiting for the guest to resume there", err);
+
+	if (!ret && mig_dec_resumed(buf, m.len, r))
+		ret = mig_fail(err, -EPROTO, "a malformed RESUMED");
+	return ret;
+}
+
+/* The guest runs at the destination with all its memory: say DONE, stop
+ * tracking (while the source VM still exists to unregister from) and
+ * let the source VM go. */
+int src_release(struct mig_src *s, struct tp_stream *ctl)
+{
+	int ret = mig_send_msg(ctl, MIG_MSG_DONE, NULL, 0);
+
+	if (ret)
+		pr_warn("telling the destination we are done: %s",
+			tp_stream_strerror(ctl));
+	mig_phase_enter(&s->phase, MIG_PHASE_COMPLETE);
+	gm_dirty_destroy(s->dirty);
+	s->dirty = NULL;
+	ret = vml_client_quit(&s->vm.link);
+	if (ret)
+		pr_warn("the source VM did not quit: %s", strerror(-ret));
+	return 0;
+}
+
+/* Stops the vCPUs (the downtime starts: @t monotonic, @rt realtime) and
+ * adds what they wrote since the last harvest to todo. */
+int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
+{
+	ssize_t n;
+	int ret = vml_client_pause(&s->vm.link);
+
+	if (ret)
+		return mig_fail(err, ret, "the VM did not pause: %s",
+				strerror(-ret));
+	mig_phase_enter(&s->phase, MIG_PHASE_SWITCHOVER);
+	*t = ut_now_ns();
+	*rt = mig_realtime_ns();
+	n = gm_dirty_harvest(s->dirty, &s->todo);
+	return n < 0 ? mig_fail(err, n, "reading the last dirty pages failed")
+		     : 0;
+}
+
+int src_switchover(struct mig_src *s, uint32_t round,
+		      const struct mig_round_stats *prev, char *err)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct mig_round_stats rs;
+	struct mig_resumed r;
+	uint64_t t_pause, rt_pause, t_back;
+	int ret;
+
+	ret = src_pause_vm(s, &t_pause, &rt_pause, err);
+	if (ret)
+		return ret;
+	pr_info("round %u (final): the VM is paused, %llu pages to send",
+		round, (unsigned long long)ut_bitmap_count(&s->todo));
+	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
+	if (ret)
+		return mig_fail(err, ret, "final round failed");
+	ret = src_commit(s, err);
+	if (!ret)
+		ret = src_send_state(s, ctl, err);
+	if (!ret)
+		ret = src_wait_resumed(ctl, &r, err);
+	if (ret)
+		return ret;
+	t_back = ut_now_ns();
+	/* Same clock on loopback; across hosts, fall back to the source's
+	 * own bound when the clocks disagree. */
+	if (r.realtime_ns > rt_pause && r.realtime_ns - rt_pause <= t_back - t_pause)
+		s->st->downtime_ms = (r.realtime_ns - rt_pause) / 1e6;
+	else
+		s->st->downtime_ms = (t_back - t_pause) / 1e6;
+	s->st->state_load_ms = r.load_ns / 1e6;
+	s->st->cpu_s_dest = r.cpu_ns / 1e9;
+	return src_release(s, ctl);
+}
