@@ -149,7 +149,7 @@ ok() { N=$((N + 1)); echo "ok $N - $1 ($(took) s)"; }
 fail() {
 	N=$((N + 1))
 	echo "not ok $N - $1: $2"
-	for f in "$T"/*.log "$T"/?/ferry/*/*.log "$T"/?/log/qemu/*.log "$T"/?/libvirtd.out; do
+	for f in "$T"/*.log "$T"/?/lib/ferry-?/*/*.log "$T"/?/log/qemu/*.log "$T"/?/libvirtd.out; do
 		[ -s "$f" ] && { echo "# --- $f"; tail -n 4 "$f" | sed 's/^/# /'; }
 	done
 }
