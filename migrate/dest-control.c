@@ -65,9 +65,15 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		mig_tell_peer(d->sess, EINVAL, err);
 		return -EINVAL;
 	}
+	/* Sub-pages are written in place, not through write(2); kept
+	 * huge pages need a page cache the guest cannot see (MINOR). */
+	d->keep = d->minor && !d->vm.copy &&
+		  (h.features & MIG_FEAT_SUBPAGES_KEEP);
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
 		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 &
-		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) });
+		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
+		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) &
+		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
 	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret)
 		return mig_fail(err, ret, "answering HELLO: %s",
@@ -104,9 +110,15 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 
 		if (!(z.bits[i / 8] & (1u << (i % 8))))
 			continue;
-		ut_bitmap_clear(&d->received, g);
 		ut_bitmap_clear(&d->zero, g);
 		ut_bitmap_clear(&d->claimed, g);
+		/* Kept: its SUBPAGES update it before it is mapped. */
+		if (d->keep && psz >= MIG_SUB_WINDOW &&
+		    ut_bitmap_test_and_clear(&d->received, g)) {
+			ut_bitmap_set(&d->held, g);
+			continue;
+		}
+		ut_bitmap_clear(&d->received, g);
 		ret = gm_region_discard(&d->vm.map[z.region],
 					(z.first + i) * psz, psz);
 	}

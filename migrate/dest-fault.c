@@ -152,6 +152,35 @@ static int handle_faults(struct mig_dst *d, struct tp_stream *urg)
 	return n < 0 ? n : mig_send_msg(urg, MIG_MSG_PAGE_REQ, buf, n);
 }
 
+/* The changed sub-pages of a kept huge page we asked for. */
+static int urgent_sub(struct mig_dst *d, struct tp_stream *urg,
+		      const struct tp_msg *m)
+{
+	uint8_t hdr[MIG_SUBPAGES_FIXED];
+	struct iovec iov = { hdr, sizeof(hdr) };
+	struct mig_subpages s;
+	uint64_t g;
+	int ret;
+
+	if (m->len < MIG_SUBPAGES_FIXED)
+		return -EPROTO;
+	ret = tp_recv_payload(urg, &iov, 1);
+	if (!ret)
+		ret = mig_dec_subpages_hdr(hdr, sizeof(hdr), m->len,
+					   &d->vm.layout, &s);
+	if (ret)
+		return ret;
+	g = d->vm.first[s.region] + s.page;
+	if (!d->keep || d->vm.layout.r[s.region].page_size != MIG_SUB_WINDOW ||
+	    (!ut_bitmap_test(&d->held, g) && !ut_bitmap_test(&d->claimed, g)))
+		return mig_wire_reject("subpages: page %llu of region %u is "
+				       "not one this destination keeps",
+				       (unsigned long long)s.page, s.region);
+	iov = (struct iovec){ d->ft.buf, (size_t)s.count * MIG_SUB_SIZE };
+	ret = s.count ? tp_recv_payload(urg, &iov, 1) : 0;
+	return ret ? ret : dst_place_sub(d, &s, d->ft.buf);
+}
+
 /* A page the source sent on the urgent stream because we asked. */
 static int handle_urgent(struct mig_dst *d, struct tp_stream *urg)
 {
@@ -165,6 +194,8 @@ static int handle_urgent(struct mig_dst *d, struct tp_stream *urg)
 	ret = tp_recv_hdr(urg, &m);
 	if (ret)
 		return ret;
+	if (m.type == MIG_MSG_SUBPAGES)
+		return urgent_sub(d, urg, &m);
 	if (m.type != MIG_MSG_PAGES || m.len < MIG_PAGES_FIXED)
 		return -EPROTO;
 	ret = tp_recv_payload(urg, &iov, 1);

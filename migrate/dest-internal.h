@@ -73,6 +73,10 @@ struct mig_dst {
 	 * False: MISSING only, pages placed by UFFDIO_COPY. */
 	bool minor;
 	struct ut_bitmap claimed;	/* minor: a thread is placing it */
+	/* MIG_FEAT_SUBPAGES_KEEP accepted: a huge page the source discards
+	 * stays in the page cache (held), unmapped, for its SUBPAGES. */
+	bool keep;
+	struct ut_bitmap held;
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
@@ -107,6 +111,11 @@ void dst_wake_if_idle(struct mig_dst *d);
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf);
 /* Any thread: a zero page, the way the backing's page size allows. */
 int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
+/* Any thread, postcopy, minor mode: applies SUBPAGES @sp (its data
+ * sub-pages at @data, in order) to the held page and maps it; another
+ * placement winning is 0. */
+int dst_place_sub(struct mig_dst *d, const struct mig_subpages *sp,
+		  const uint8_t *data);
 /* Starts one receiver per bulk stream (atomic from the start when
  * d->pushing). Returns 0 or -errno; dst_receivers_join() undoes it. */
 int dst_receivers_start(struct mig_dst *d);

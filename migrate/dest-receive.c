@@ -73,6 +73,42 @@ static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
 	return 0;
 }
 
+int dst_place_sub(struct mig_dst *d, const struct mig_subpages *sp,
+		  const uint8_t *data)
+{
+	uint32_t psz = d->vm.layout.r[sp->region].page_size;
+	uint64_t g = d->vm.first[sp->region] + sp->page;
+	uint8_t *page = mig_vm_page(&d->vm, sp->region, sp->page) +
+			(size_t)sp->first * MIG_SUB_SIZE;
+	int ret, tries = 0;
+
+	if (ut_bitmap_test_and_set(&d->claimed, g))
+		return 0; /* being placed; its CONTINUE wakes the fault */
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (sp->data[i / 8] & (1u << (i % 8))) {
+			memcpy(sub, data, MIG_SUB_SIZE);
+			data += MIG_SUB_SIZE;
+		} else if (sp->zero[i / 8] & (1u << (i % 8))) {
+			memset(sub, 0, MIG_SUB_SIZE);
+		}
+	}
+	do
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, sp->region,
+							  sp->page), psz, 0);
+	while (ret == -EAGAIN && ++tries < 100);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (ret) {
+		ut_bitmap_clear(&d->claimed, g);
+		return ret;
+	}
+	ut_bitmap_clear(&d->held, g);
+	placed(d, g);
+	return 0;
+}
+
 /* Places one page atomically; another placement winning is fine. */
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
 {
@@ -226,6 +262,76 @@ static int rx_pages(struct receiver *r, const struct tp_msg *m)
 	return 0;
 }
 
+/* SUBPAGES in postcopy: only for a page we keep (MINOR mode), of one
+ * window; the data into the stage, then applied and mapped at once. */
+static int rx_subpages_atomic(struct receiver *r, const struct mig_subpages *s,
+			      uint64_t g)
+{
+	struct mig_dst *d = r->d;
+	struct iovec iov = { r->stage, (size_t)s->count * MIG_SUB_SIZE };
+	int ret;
+
+	if (!d->keep || d->vm.layout.r[s->region].page_size != MIG_SUB_WINDOW)
+		return mig_wire_reject("subpages: in postcopy, where this "
+				       "destination places pages whole");
+	if (!ut_bitmap_test(&d->held, g) && !ut_bitmap_test(&d->claimed, g))
+		return mig_wire_reject("subpages: page %llu of region %u is "
+				       "not one this destination keeps",
+				       (unsigned long long)s->page, s->region);
+	ret = s->count ? tp_recv_payload(r->st, &iov, 1) : 0;
+	return ret ? ret : dst_place_sub(d, s, r->stage);
+}
+
+/* SUBPAGES (precopy): the changed 4 KiB of a 2 MiB window of a huge page
+ * we hold (or every 4 KiB of it), written into it in place. */
+static int rx_subpages(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_subpages s;
+	struct iovec iov = { r->buf, MIG_SUBPAGES_FIXED };
+	uint32_t n = 0;
+	bool whole = true;
+	uint8_t *page;
+	uint64_t g;
+	int ret;
+
+	if (m->len < MIG_SUBPAGES_FIXED)
+		return mig_wire_reject("subpages: shorter than its header");
+	ret = tp_recv_payload(r->st, &iov, 1);
+	if (!ret)
+		ret = mig_dec_subpages_hdr(r->buf, MIG_SUBPAGES_FIXED, m->len,
+					   &d->vm.layout, &s);
+	if (ret)
+		return ret;
+	g = d->vm.first[s.region] + s.page;
+	if (r->atomic)
+		return rx_subpages_atomic(r, &s, g);
+	for (uint32_t i = 0; i < MIG_SUB_BITMAP; i++)
+		whole &= (s.data[i] | s.zero[i]) == 0xff;
+	if (!whole && !ut_bitmap_test(&d->received, g))
+		return mig_wire_reject("subpages: page %llu of region %u was "
+				       "never sent",
+				       (unsigned long long)s.page, s.region);
+	/* Only offered without COPY access (dst_welcome): hugetlbfs has no
+	 * write(2). */
+	page = mig_vm_page(&d->vm, s.region, s.page) +
+	       (size_t)s.first * MIG_SUB_SIZE;
+	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
+		uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
+
+		if (s.data[i / 8] & (1u << (i % 8)))
+			r->iov[n++] = (struct iovec){ sub, MIG_SUB_SIZE };
+		else if (s.zero[i / 8] & (1u << (i % 8)))
+			memset(sub, 0, MIG_SUB_SIZE);
+	}
+	ret = n ? tp_recv_payload(r->st, r->iov, n) : 0;
+	if (!ret) {
+		ut_bitmap_set(&d->received, g);
+		ut_bitmap_clear(&d->zero, g);
+	}
+	return ret;
+}
+
 static int rx_small(struct receiver *r, const struct tp_msg *m)
 {
 	struct iovec iov = { r->buf, m->len };
@@ -357,6 +463,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		return rx_zero(r, m);
 	case MIG_MSG_DUP:
 		return rx_dup(r, m);
+	case MIG_MSG_SUBPAGES:
+		return rx_subpages(r, m);
 	case MIG_MSG_ROUND:
 		ret = rx_small(r, m);
 		if (!ret)

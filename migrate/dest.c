@@ -41,7 +41,7 @@ static int alloc_tracking(struct mig_dst *d)
 	uint64_t n = d->vm.total_pages;
 
 	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n) ||
-	    ut_bitmap_init(&d->claimed, n))
+	    ut_bitmap_init(&d->claimed, n) || ut_bitmap_init(&d->held, n))
 		return -ENOMEM;
 	return mig_faults_init(&d->faults, n);
 }
@@ -217,6 +217,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.received);
 	ut_bitmap_fini(&d.zero);
 	ut_bitmap_fini(&d.claimed);
+	ut_bitmap_fini(&d.held);
 	mig_faults_fini(&d.faults);
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)

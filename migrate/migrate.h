@@ -32,6 +32,9 @@ struct mig_round_stats {
 	uint64_t data_pages;	/* sent as data */
 	uint64_t zero_pages;	/* sent as zero bits */
 	uint64_t dup_pages;	/* sent as references */
+	/* 2 MiB pages sent as their changed 4 KiB sub-pages (subpages of
+	 * them as data), and dirty ones found unchanged (nothing sent). */
+	uint64_t delta_pages, subpages, same_pages;
 	uint64_t bytes;		/* on the wire, all kinds */
 	double duration_s;
 	double dirty_rate_mibs;	/* guest writes during the round */
@@ -146,6 +149,9 @@ struct mig_source_params {
 	struct tp_session *session; /* connected; the engine does not own it */
 	uint64_t downtime_limit_ms;	/* default 300 */
 	uint64_t bandwidth_limit;	/* bytes/s, 0: none */
+	/* Resend a dirty 2 MiB page whole even when the destination could
+	 * take only its changed 4 KiB sub-pages (MIG_FEAT_SUBPAGES). */
+	bool no_subpages;
 	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
 	uint32_t max_rounds;	/* 0: 30 */
 	enum mig_mem_access mem_access;

@@ -30,7 +30,7 @@ struct dup_slot {
 };
 
 struct counts {
-	uint64_t pages, data, zero, dup;
+	uint64_t pages, data, zero, dup, delta, subpages, same;
 	uint64_t bytes_data, bytes_zero, bytes_dup, bytes_proto;
 };
 
@@ -50,6 +50,11 @@ struct sender {
 	uint64_t batch_idx[BATCH];
 	const uint8_t *batch_ptr[BATCH];
 	uint8_t *stage;		/* COPY mode: STAGE_BYTES, reused */
+	/* Sub-page deltas: a 2 MiB page copied before it is hashed, so that
+	 * what is hashed is what is sent; its header and iovecs. */
+	uint8_t *hstage;
+	struct iovec subiov[1 + MIG_SUB_PER_PAGE];
+	uint8_t subhdr[MIG_SUBPAGES_FIXED + 8];
 	struct iovec iov[1 + BATCH];
 	uint8_t hdr[MIG_PAGES_FIXED + 8 * BATCH];
 	uint8_t zbits[CHUNK / 8];
@@ -120,6 +125,15 @@ struct mig_src {
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
+	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
+	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL
+	 * for other page sizes), valid the pages whose hashes are known. */
+	struct src_sub {
+		bool on;
+		bool keep;	/* MIG_FEAT_SUBPAGES_KEEP: postcopy too */
+		struct gm_hash *hash[MIG_MAX_REGIONS];
+		struct ut_bitmap valid;
+	} sub;
 	/* Pushing after the switchover: the guest runs at the destination
 	 * and may rewrite a page before a reference to it is applied, so
 	 * duplicates go as data. */
@@ -129,6 +143,8 @@ struct mig_src {
 		uint64_t requests, served;	/* pages asked for, sent */
 		uint64_t bytes_data;		/* their payload bytes */
 		uint8_t *buf;			/* COPY mode: one page */
+		struct iovec subiov[1 + MIG_SUB_PER_PAGE];
+		uint8_t subhdr[MIG_SUBPAGES_FIXED];
 	} urg;
 	uint64_t start_ns;
 	struct src_rounds rd;		/* main thread <-> senders */
@@ -146,6 +162,15 @@ int src_chunks_build(struct mig_src *s);
 /* Starts one sender per bulk stream of s->sess. Returns 0 or -errno;
  * src_senders_stop() undoes a partial start. */
 int src_senders_start(struct mig_src *s);
+/* Postcopy, any thread: sends 2 MiB page @idx of region @r (at @page) on
+ * @st as SUBPAGES against the copy the destination keeps (the source VM
+ * is paused and the hashes frozen: no round follows), built in @iov
+ * (1 + MIG_SUB_PER_PAGE) and @hdr (MIG_SUBPAGES_FIXED). Returns the
+ * payload bytes sent, 0 when the page must go whole instead (not kept,
+ * or more than half of it changed), or -errno. */
+ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
+		      uint64_t idx, const uint8_t *page, struct iovec *iov,
+		      uint8_t *hdr);
 /* Stops and joins the senders, frees them; accepts none started. */
 void src_senders_stop(struct mig_src *s);
 

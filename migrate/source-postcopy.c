@@ -47,6 +47,17 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	} else {
 		page = mig_vm_page(&s->vm, q->region, q->idx);
 	}
+	/* A kept huge page: only what changed in it. */
+	n = src_send_kept(s, st, q->region, q->idx, page, s->urg.subiov,
+			  s->urg.subhdr);
+	if (n) {
+		if (n > 0) {
+			ut_bitmap_set(&s->sent, g);
+			s->urg.served++;
+			s->urg.bytes_data += n;
+		}
+		return n < 0 ? (int)n : 0;
+	}
 	n = mig_enc_pages_hdr(hdr, sizeof(hdr), q->region, 1, &q->idx);
 	iov[0] = (struct iovec){ hdr, n };
 	iov[1] = (struct iovec){ (void *)page, psz };

@@ -184,6 +184,9 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		rs->data_pages += c->data;
 		rs->zero_pages += c->zero;
 		rs->dup_pages += c->dup;
+		rs->delta_pages += c->delta;
+		rs->subpages += c->subpages;
+		rs->same_pages += c->same;
 		rs->bytes += c->bytes_data + c->bytes_zero + c->bytes_dup +
 			     c->bytes_proto;
 		s->st->bytes_data += c->bytes_data;
@@ -207,10 +210,20 @@ static struct mig_verdict decide(struct mig_src *s,
 				 struct mig_round_stats *rs, uint64_t dirty)
 {
 	double avg_page = (double)s->vm.ram_bytes / s->vm.total_pages;
-	struct mig_round_input in = {
+	double bw = rs->bandwidth_mibs;
+	struct mig_round_input in;
+
+	/* A round of sub-page deltas: what a dirty page costs is what the
+	 * round spent on one (copying, hashing, sending what changed), not
+	 * its size at the wire's rate: the guest bytes it got through per
+	 * second stand for the bandwidth. */
+	if (rs->delta_pages + rs->same_pages && rs->pages &&
+	    rs->duration_s > 0)
+		bw = rs->pages * avg_page / rs->duration_s / UT_MiB;
+	in = (struct mig_round_input){
 		.round = rs->round,
 		.dirty_bytes = dirty * avg_page,
-		.bandwidth_mibs = rs->bandwidth_mibs,
+		.bandwidth_mibs = bw,
 		.duration_s = rs->duration_s,
 		.elapsed_ns = ut_now_ns() - s->start_ns,
 	};

@@ -53,6 +53,34 @@ static int start_tracking(struct mig_src *s, char *err)
 	return 0;
 }
 
+/* Sub-page hashes for the huge-page regions: 16 bytes per 4 KiB. */
+static int sub_init(struct mig_src *s, char *err)
+{
+	uint64_t bytes = 0;
+
+	for (uint32_t r = 0; r < s->vm.nr; r++) {
+		uint64_t n = s->vm.layout.r[r].size / MIG_SUB_SIZE;
+
+		uint32_t psz = s->vm.layout.r[r].page_size;
+
+		if (psz < MIG_SUB_WINDOW || psz % MIG_SUB_WINDOW)
+			continue;
+		s->sub.hash[r] = calloc(n, sizeof(struct gm_hash));
+		if (!s->sub.hash[r])
+			return mig_fail(err, -ENOMEM, "out of memory for the "
+					"sub-page hashes");
+		bytes += n * sizeof(struct gm_hash);
+	}
+	if (!bytes)
+		return 0;
+	if (ut_bitmap_init(&s->sub.valid, s->vm.total_pages))
+		return mig_fail(err, -ENOMEM, "out of memory");
+	s->sub.on = true;
+	pr_info("sub-page deltas for 2 MiB pages: %llu KiB of hashes",
+		(unsigned long long)(bytes >> 10));
+	return 0;
+}
+
 /* HELLO with the region table; the destination answers WELCOME or ERROR. */
 static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 {
@@ -85,6 +113,9 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
+	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
+	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages)
+		return sub_init(s, err);
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID))
 		return mig_fail(err, -EOPNOTSUPP, "the destination cannot do "
@@ -251,6 +282,9 @@ out:
 	ut_bitmap_fini(&s.todo);
 	ut_bitmap_fini(&s.sent);
 	ut_bitmap_fini(&s.spare);
+	ut_bitmap_fini(&s.sub.valid);
+	for (uint32_t r = 0; r < MIG_MAX_REGIONS; r++)
+		free(s.sub.hash[r]);
 	free(s.chunks);
 	mig_vm_detach(&s.vm);
 	if (s.own_sess)

@@ -61,7 +61,9 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 
 		fprintf(f, "%s\n    {\"round\": %u, \"pages\": %llu, "
 			   "\"data_pages\": %llu, \"zero_pages\": %llu, "
-			   "\"dup_pages\": %llu, \"bytes\": %llu, "
+			   "\"dup_pages\": %llu, \"delta_pages\": %llu, "
+			   "\"subpages\": %llu, \"same_pages\": %llu, "
+			   "\"bytes\": %llu, "
 			   "\"duration_s\": %.3f, \"dirty_rate_mibs\": %.1f, "
 			   "\"bandwidth_mibs\": %.1f, "
 			   "\"predicted_downtime_ms\": %.2f}",
@@ -69,6 +71,9 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			(unsigned long long)r->data_pages,
 			(unsigned long long)r->zero_pages,
 			(unsigned long long)r->dup_pages,
+			(unsigned long long)r->delta_pages,
+			(unsigned long long)r->subpages,
+			(unsigned long long)r->same_pages,
 			(unsigned long long)r->bytes, r->duration_s,
 			r->dirty_rate_mibs, r->bandwidth_mibs,
 			r->predicted_downtime_ms);

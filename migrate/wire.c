@@ -288,6 +288,78 @@ int mig_dec_pages_idx(const uint8_t *buf, size_t len,
 	return dec_done(&c, "pages");
 }
 
+/* ---- SUBPAGES ---- */
+
+static void put_bytes(struct cur *c, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		put(c, p[i], 1);
+}
+
+static void get_bytes(struct cur *c, uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)get(c, 1);
+}
+
+ssize_t mig_enc_subpages_hdr(uint8_t *buf, size_t cap,
+			     const struct mig_subpages *s)
+{
+	struct cur c = { .w = buf, .len = cap };
+
+	if (!buf || !s || s->count > MIG_SUB_PER_PAGE)
+		return -EINVAL;
+	put32(&c, s->region);
+	put32(&c, s->count);
+	put64(&c, s->page);
+	put32(&c, s->first);
+	put32(&c, 0);
+	put_bytes(&c, s->data, MIG_SUB_BITMAP);
+	put_bytes(&c, s->zero, MIG_SUB_BITMAP);
+	return enc_done(&c);
+}
+
+int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
+			 const struct mig_layout *l, struct mig_subpages *s)
+{
+	struct cur c = { .r = buf, .len = len };
+	uint32_t bits = 0, psz;
+	int ret;
+
+	if (!buf || !l || !s)
+		return -EINVAL;
+	s->region = get32(&c);
+	s->count = get32(&c);
+	s->page = get64(&c);
+	s->first = get32(&c);
+	if (get32(&c) != 0)
+		return bad("subpages", "reserved field not zero");
+	get_bytes(&c, s->data, MIG_SUB_BITMAP);
+	get_bytes(&c, s->zero, MIG_SUB_BITMAP);
+	ret = dec_done(&c, "subpages");
+	if (ret)
+		return ret;
+	if (s->region >= l->nr)
+		return bad("subpages", "no such region");
+	psz = l->r[s->region].page_size;
+	if (psz < MIG_SUB_WINDOW || psz % MIG_SUB_WINDOW)
+		return bad("subpages", "the region's pages are not huge pages");
+	if (s->page >= mig_region_pages(l, s->region))
+		return bad("subpages", "page index outside the region");
+	if (s->first % MIG_SUB_PER_PAGE || s->first >= psz / MIG_SUB_SIZE)
+		return bad("subpages", "window outside the page");
+	for (unsigned int i = 0; i < MIG_SUB_BITMAP; i++) {
+		if (s->data[i] & s->zero[i])
+			return bad("subpages", "a sub-page both data and zero");
+		bits += (uint32_t)__builtin_popcount(s->data[i]);
+	}
+	if (bits != s->count)
+		return bad("subpages", "count does not match the data bitmap");
+	if (msg_len != MIG_SUBPAGES_FIXED + (uint64_t)s->count * MIG_SUB_SIZE)
+		return bad("subpages", "message length does not match the count");
+	return 0;
+}
+
 /* ---- ZERO ---- */
 
 ssize_t mig_enc_zero(uint8_t *buf, size_t cap, const struct mig_zero *z)

@@ -38,6 +38,7 @@ enum mig_msg_type {
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
 	MIG_MSG_DISCARD,	/* postcopy: drop these pages (a ZERO body) */
+	MIG_MSG_SUBPAGES,	/* precopy: the changed 4 KiB of a huge page */
 	MIG_MSG_ROUND = 0x4d20,	/* end of a round's data on a stream */
 	MIG_MSG_STATE = 0x4d30,	/* vCPU/device state blob, control */
 	MIG_MSG_RESUMED,	/* destination: the guest runs */
@@ -57,8 +58,14 @@ enum mig_msg_type {
 #define MIG_FEAT_POSTCOPY	(1ULL << 2)
 /* In HELLO only: a source reconnecting to an interrupted postcopy. */
 #define MIG_FEAT_RECOVER	(1ULL << 3)
+/* SUBPAGES: a huge page the destination holds, updated in 4 KiB units. */
+#define MIG_FEAT_SUBPAGES	(1ULL << 4)
+/* The destination keeps a huge page the source discards (MINOR mode) and
+ * takes SUBPAGES for it in postcopy too. */
+#define MIG_FEAT_SUBPAGES_KEEP	(1ULL << 5)
 #define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF | \
-				 MIG_FEAT_POSTCOPY)
+				 MIG_FEAT_POSTCOPY | MIG_FEAT_SUBPAGES | \
+				 MIG_FEAT_SUBPAGES_KEEP)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -95,6 +102,25 @@ struct mig_pages_hdr {
 	uint32_t page_size;	/* of the region, filled by the decoder */
 };
 #define MIG_PAGES_FIXED 8
+
+/* SUBPAGES (huge pages of 2 MiB or a multiple, e.g. 1 GiB): one 2 MiB
+ * window of a page, [region u32][count u32][page u64][first u32][0 u32]
+ * [data bitmap, 64 bytes][zero bitmap, 64 bytes], then count x 4 KiB:
+ * the sub-pages first + i whose data bit i is set, in order. A zero bit:
+ * that 4 KiB is zero now; neither bit: unchanged, which needs a page the
+ * destination already holds. */
+#define MIG_SUB_SIZE 4096u
+#define MIG_SUB_PER_PAGE 512u	/* sub-pages of a 2 MiB window */
+#define MIG_SUB_BITMAP (MIG_SUB_PER_PAGE / 8)
+#define MIG_SUB_WINDOW (MIG_SUB_SIZE * MIG_SUB_PER_PAGE)
+struct mig_subpages {
+	uint32_t region;
+	uint32_t count;		/* data sub-pages that follow */
+	uint64_t page;
+	uint32_t first;		/* sub-page of bit 0: a multiple of 512 */
+	uint8_t data[MIG_SUB_BITMAP], zero[MIG_SUB_BITMAP];
+};
+#define MIG_SUBPAGES_FIXED (24 + 2 * MIG_SUB_BITMAP)
 
 /* ZERO: [region u32][0 u32][first u64][npages u64][bitmap, LSB first]. */
 struct mig_zero {
@@ -164,6 +190,9 @@ ssize_t mig_enc_welcome(uint8_t *buf, size_t cap, const struct mig_welcome *w);
 /* The PAGES header; the @count pages follow it in the same message. */
 ssize_t mig_enc_pages_hdr(uint8_t *buf, size_t cap, uint32_t region,
 			  uint32_t count, const uint64_t *idx);
+/* The SUBPAGES header; the @s->count sub-pages follow it. */
+ssize_t mig_enc_subpages_hdr(uint8_t *buf, size_t cap,
+			     const struct mig_subpages *s);
 ssize_t mig_enc_zero(uint8_t *buf, size_t cap, const struct mig_zero *z);
 ssize_t mig_enc_dup(uint8_t *buf, size_t cap, const struct mig_dup *d,
 		    uint32_t count);
@@ -189,6 +218,12 @@ int mig_dec_pages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 int mig_dec_pages_idx(const uint8_t *buf, size_t len,
 		      const struct mig_layout *l,
 		      const struct mig_pages_hdr *h, uint64_t *idx);
+/* The fixed part of a SUBPAGES message of @msg_len bytes: a page of 2 MiB
+ * or a multiple inside its region, a window inside the page, count equal
+ * to the data bits, no bit both data and zero, @msg_len exactly header +
+ * count sub-pages. */
+int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
+			 const struct mig_layout *l, struct mig_subpages *s);
 int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		 struct mig_zero *z);
 /* Decodes up to @cap entries into @d; *@count receives how many. Both

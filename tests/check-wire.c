@@ -246,6 +246,71 @@ START_TEST(dup_references)
 }
 END_TEST
 
+/* SUBPAGES: 2 MiB pages only, count equal to the data bits, no bit both
+ * data and zero, the length exactly header + data. */
+START_TEST(subpages)
+{
+	struct mig_hello h = hello();
+	struct mig_subpages s = { .region = 1, .count = 3, .page = 2,
+				  .data = { 0x07 }, .zero = { 0x10 } }, out;
+	uint8_t buf[MIG_SUBPAGES_FIXED];
+	uint64_t len = MIG_SUBPAGES_FIXED + 3 * 4096;
+	struct mig_layout gig = { .nr = 1, .r = {
+		{ .gpa = 0, .size = 2ULL << 30, .page_size = 1U << 30 } } };
+	ssize_t n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+
+	ck_assert_int_eq(n, MIG_SUBPAGES_FIXED);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &h.layout, &out), 0);
+	ck_assert(out.region == 1 && out.page == 2 && out.count == 3 &&
+		  out.data[0] == 0x07 && out.zero[0] == 0x10);
+	silence();
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len - 1, &h.layout,
+					      &out), -EPROTO);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n - 1, len, &h.layout,
+					      &out), -EPROTO);
+	s.region = 0; /* 4 KiB pages have no sub-pages */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &h.layout, &out),
+			 -EPROTO);
+	s.region = 1;
+	s.page = 4; /* the region has pages 0..3 */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &h.layout, &out),
+			 -EPROTO);
+	s.page = 0;
+	s.count = 2; /* three data bits */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len - 4096, &h.layout,
+					      &out), -EPROTO);
+	s.count = 3;
+	s.zero[0] = 0x01; /* sub-page 0 both data and zero */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &h.layout, &out),
+			 -EPROTO);
+	s.zero[0] = 0x10;
+	s.first = 512; /* a 2 MiB page has one window */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &h.layout, &out),
+			 -EPROTO);
+	/* 1 GiB pages: 512 windows of 512 sub-pages each. */
+	s.region = 0;
+	s.page = 1;
+	s.first = 511 * 512;
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &gig, &out), 0);
+	ck_assert_uint_eq(out.first, 511 * 512);
+	s.first = 100; /* not at a window */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &gig, &out),
+			 -EPROTO);
+	s.first = 512 * 512; /* past the page */
+	n = mig_enc_subpages_hdr(buf, sizeof(buf), &s);
+	ck_assert_int_eq(mig_dec_subpages_hdr(buf, n, len, &gig, &out),
+			 -EPROTO);
+	quiet();
+}
+END_TEST
+
 START_TEST(small_messages)
 {
 	struct mig_round r = { 3, MIG_ROUND_FINAL, 99 }, ro;
@@ -364,6 +429,7 @@ int main(void)
 		{ "pages_header_and_indexes", pages_header_and_indexes, 0, 0 },
 		{ "zero_bitmap", zero_bitmap, 0, 0 },
 		{ "dup_references", dup_references, 0, 0 },
+		{ "subpages", subpages, 0, 0 },
 		{ "small_messages", small_messages, 0, 0 },
 		{ "page_requests", page_requests, 0, 0 },
 		{ "mutations_are_caught_or_valid",

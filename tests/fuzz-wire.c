@@ -23,7 +23,7 @@
 #include "util/util.h"
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
-       D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_COUNT };
+       D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_SUBPAGES, D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -100,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct mig_pages_hdr p;
 		struct mig_complete c;
 		struct vml_hdr vh;
+		struct mig_subpages sp;
 	} u;
 	uint32_t count;
 
@@ -160,6 +161,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case D_VML_HELLO:
 		fuzz_vml_hello(data + 1, size - 1);
+		break;
+	case D_SUBPAGES:
+		/* The message length as the input's: header + data exactly. */
+		if (!mig_dec_subpages_hdr(data + 1, size - 1, size - 1,
+					  &layout, &u.sp) &&
+		    (u.sp.page >= mig_region_pages(&layout, u.sp.region) ||
+		     u.sp.count > MIG_SUB_PER_PAGE))
+			__builtin_trap();
 		break;
 	}
 	return 0;
@@ -238,6 +247,9 @@ int main(int argc, char **argv)
 	err |= write_seed(argv[1], D_VML_HDR, b, VML_HDR_SIZE);
 	err |= write_seed(argv[1], D_VML_HELLO, b, vml_seed_hello(b + 1,
 			  sizeof(b) - 1, b));
+	err |= write_seed(argv[1], D_SUBPAGES, b, mig_enc_subpages_hdr(b, 4096,
+			  &(struct mig_subpages){ .region = 1, .page = 3,
+						  .zero = { 0x0f } }));
 	return err ? 1 : 0;
 }
 #endif

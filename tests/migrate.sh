@@ -32,7 +32,8 @@ for f in "$VM" "$SRC" "$DST" "$B/tools/ferry-cert"; do
 done
 
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
-	postcopy_vcpus postcopy_hugetlb hybrid auto auto_2g postcopy_recover
+	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
+	precopy_hugetlb_1g hybrid_hugetlb_subpages hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage soak"
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
@@ -358,6 +359,79 @@ case_auto_2g() {
 	# The issue's case: auto completing a 256 MiB/s dirtier on 2 GiB.
 	migrate 2G "--rate 256" "--mode auto" 60 240 || return
 	pass "auto, 2 GiB guest dirtying 256 MiB/s: $MODE, $VERIFIED"
+}
+
+# hugetlb_pool N [KB]: N more huge pages of KB KiB (2048) for this case,
+# given back (and the pool restored) when it ends; 1 with a skip when
+# they cannot be had. The pool is system-wide: the tests' lock is held
+# while it is changed.
+hugetlb_pool() {
+	local pool=/sys/kernel/mm/hugepages/hugepages-${2:-2048}kB/nr_hugepages old
+	[ -w "$pool" ] || { skip "cannot change $pool"; return 1; }
+	exec 9>/tmp/ferry-tests-hugetlb.lock
+	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return 1; }
+	old=$(cat "$pool")
+	# Whichever way the case ends, its VMs give their huge pages back
+	# before the pool shrinks.
+	trap 'case_end; echo "'"$old"'" >'"$pool" EXIT
+	echo $((old + $1)) >"$pool"
+	[ "$(cat "$pool")" -ge $((old + $1)) ] ||
+		{ skip "cannot reserve $1 huge pages"; return 1; }
+}
+
+# 2M hugetlb precopy with a scattered 4 KiB writer: after round 0 a dirty
+# huge page costs its changed 4 KiB sub-pages, not 2 MiB.
+case_precopy_hugetlb_subpages() {
+	hugetlb_pool 72 || return
+	migrate 64M "--rate 16 -b hugetlb-2M" "--mode precopy -D 50" || return
+	python3 - "$CT/src.json" >"$CT/subpages.txt" <<-'PY' ||
+	import json, sys
+	st = json.load(open(sys.argv[1]))
+	later = [r for r in st["rounds"] if r["round"] > 0]
+	delta = sum(r["delta_pages"] for r in later)
+	whole = sum(r["data_pages"] for r in later)
+	subs = sum(r["subpages"] for r in later)
+	if not later or delta == 0:
+	    sys.exit("no later round sent sub-page deltas: %s" % later)
+	# Page data of the later rounds against the same dirty pages sent whole.
+	sent = subs * 4096 + whole * (2 << 20)
+	full = (delta + whole) * (2 << 20)
+	if sent * 2 > full:
+	    sys.exit("later rounds sent %d bytes of page data for %d dirty huge "
+	             "pages (%d bytes whole)" % (sent, delta + whole, full))
+	print("%d huge pages as %d sub-pages (%.1f MiB instead of %.1f MiB)" %
+	      (delta, subs, sent / 2**20, full / 2**20))
+	PY
+		{ fail "$(tail -n 1 "$CT/subpages.txt")"; return; }
+	pass "precopy, hugetlb-2M, scattered writer: $VERIFIED; $(cat "$CT/subpages.txt")"
+}
+
+# Hybrid on 2M hugetlb with a scattered writer: the destination keeps the
+# huge pages the source discards at the switch (MINOR mode), and the push
+# sends a re-dirtied one as its changed 4 KiB.
+case_hybrid_hugetlb_subpages() {
+	hugetlb_pool 72 || return
+	migrate 64M "--rate 16 -b hugetlb-2M" "--mode hybrid" || return
+	[ "$MODE" = postcopy ] || { fail "hybrid ended in $MODE"; return; }
+	placed_by minor || return
+	python3 - "$CT/src.json" >"$CT/subpages.txt" <<-'PY' ||
+	import json, sys
+	st = json.load(open(sys.argv[1]))
+	push = st["rounds"][-1]
+	if push["round"] == 0 or push["delta_pages"] == 0:
+	    sys.exit("the postcopy push sent no sub-page deltas: %s" % push)
+	print("the push sent %d kept huge pages as deltas" % push["delta_pages"])
+	PY
+		{ fail "$(tail -n 1 "$CT/subpages.txt")"; return; }
+	pass "hybrid, hugetlb-2M, scattered writer: $VERIFIED, $FAULTS faults; $(cat "$CT/subpages.txt")"
+}
+
+# 1 GiB pages, where the kernel finds two contiguous GiB at run time: an
+# idle guest (every round would resend whole GiB pages) in precopy.
+case_precopy_hugetlb_1g() {
+	hugetlb_pool 2 1048576 || return
+	migrate 512M "--rate 0 -b hugetlb-1G" "--mode precopy -D 3000" 30 || return
+	pass "precopy, hugetlb-1G: $VERIFIED"
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is

@@ -36,6 +36,8 @@ static const char usage[] =
 "  -n, --streams N          bulk streams, 1 to 16 (default 2)\n"
 "  -D, --downtime MS        downtime limit in ms (default 300)\n"
 "  -b, --bandwidth MIBS     cap on the bandwidth, MiB/s (default none)\n"
+"      --no-subpages        resend a dirty 2 MiB page whole, not only its\n"
+"                           changed 4 KiB sub-pages\n"
 "      --deadline S         give up converging after S seconds (120)\n"
 "      --max-rounds N       give up after N rounds (30)\n"
 "      --recover-timeout S  after a postcopy connection loss, reconnect for\n"
@@ -52,7 +54,7 @@ static const char usage[] =
 "\nExit status: 0 migrated, 1 failed or cancelled (the VM runs here), 2 usage.\n";
 
 enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
-       OPT_RECOVER_TIMEOUT };
+       OPT_RECOVER_TIMEOUT, OPT_NO_SUBPAGES };
 
 struct peer {
 	const struct tp_config *cfg;
@@ -83,6 +85,7 @@ int main(int argc, char **argv)
 		{ "deadline", required_argument, NULL, OPT_DEADLINE },
 		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
 		{ "recover", no_argument, NULL, OPT_RECOVER },
+		{ "no-subpages", no_argument, NULL, OPT_NO_SUBPAGES },
 		{ "recover-timeout", required_argument, NULL,
 		  OPT_RECOVER_TIMEOUT },
 		CLI_SECURITY_OPTIONS,
@@ -155,6 +158,9 @@ int main(int argc, char **argv)
 			if ((v = cli_number(&c, "--max-rounds", optarg, 1, MIG_MAX_ROUNDS)) < 0)
 				return 2;
 			p.max_rounds = v;
+			break;
+		case OPT_NO_SUBPAGES:
+			p.no_subpages = true;
 			break;
 		case OPT_RECOVER:
 			p.recover = true;
