@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "util/util.h"
@@ -255,5 +256,82 @@ static inline bool gm_hash_eq(const struct gm_hash *a, const struct gm_hash *b)
 {
 	return a->lo == b->lo && a->hi == b->hi;
 }
+
+/* ---- NUMA: the host's picture, placing pages, checking them ----------- */
+
+#define GM_MAX_NODES 64		/* node ids 0..63 */
+#define GM_MAX_HPSIZES 4	/* huge page sizes tracked */
+#define GM_CPULIST_LEN 64
+#define GM_TIER_NONE 0xffffffffu
+
+/* One NUMA node as /sys/devices/system/node says. */
+struct gm_numa_node {
+	uint32_t id;		/* the kernel's node id */
+	uint32_t tier;		/* memory tier id (memory_tierN: lower is
+				 * faster), GM_TIER_NONE if the kernel has no
+				 * memory tiering */
+	uint32_t ncpus;		/* 0: a memory-only (CXL-like) node */
+	char cpulist[GM_CPULIST_LEN]; /* as the kernel writes it, "" if none */
+	uint64_t mem_total, mem_free;	/* bytes */
+	uint64_t hp_total[GM_MAX_HPSIZES]; /* huge pages of gm_topo.hpsize[k] */
+	uint64_t hp_free[GM_MAX_HPSIZES];
+	uint8_t distance[GM_MAX_NODES];	/* to gm_topo.node[k] (by index) */
+};
+
+/* The host picture: nodes, huge page pools, THP, KSM, NUMA balancing. */
+struct gm_topo {
+	uint32_t nr_nodes;
+	struct gm_numa_node node[GM_MAX_NODES];	/* ascending ids */
+	uint32_t nr_hpsizes;
+	uint64_t hpsize[GM_MAX_HPSIZES];	/* bytes, ascending */
+	char thp_enabled[16];	/* the selected word: "always", "madvise", */
+	char thp_defrag[16];	/* "never", ...; "" if unknown */
+	char thp_shmem[16];	/* shmem_enabled */
+	int32_t ksm_run;	/* /sys/kernel/mm/ksm/run; -1 unknown */
+	int32_t ksm_merge_across_nodes;	/* -1 unknown */
+	uint64_t ksm_pages_sharing;
+	int32_t numa_balancing;	/* /proc/sys/kernel/numa_balancing; -1 */
+};
+
+/*
+ * Reads the host picture from sysfs and procfs under @root ("" or NULL:
+ * this host; a directory: a copy of those trees, for tests). Returns 0, or
+ * -ENOENT (no /sys/devices/system/node: a kernel without NUMA) or another
+ * -errno. Any thread; @t is the caller's.
+ */
+int gm_topo_read(struct gm_topo *t, const char *root);
+/* The index of node @id in @t, or -ENOENT. */
+int gm_topo_index(const struct gm_topo *t, uint32_t id);
+/* Index of huge page size @size in t->hpsize, or -ENOENT. */
+int gm_topo_hpindex(const struct gm_topo *t, uint64_t size);
+/* Prints @t for a person, several lines, each starting with @indent. */
+void gm_topo_print(const struct gm_topo *t, FILE *f, const char *indent);
+/* Parses a node list ("0-2,5") into *@mask. Returns the number of nodes,
+ * -EINVAL for a bad list or a node past GM_MAX_NODES - 1. */
+int gm_nodes_parse(const char *s, uint64_t *mask);
+/* Formats @mask as a node list ("0-2,5") into @buf. */
+void gm_nodes_format(uint64_t mask, char *buf, size_t len);
+/* The nodes whose CPUs process @pid may run on (its Cpus_allowed_list;
+ * 0: this process), in *@mask. Returns 0 or -errno. */
+int gm_topo_local_nodes(const struct gm_topo *t, pid_t pid, uint64_t *mask);
+
+/*
+ * Sets the memory policy of [addr, addr + len) of this process to node
+ * @node only (MPOL_BIND). On a shared mapping of a memfd or tmpfs file
+ * this is the file's shared policy: every later allocation of those pages
+ * (write(2), a fault in any process, UFFDIO_COPY) lands on @node. On a
+ * hugetlb mapping it binds this mapping's faults. Pages already there are
+ * not moved. Page-aligned @addr; returns 0 or -errno.
+ */
+int gm_numa_bind(void *addr, size_t len, uint32_t node);
+/*
+ * Where the pages of @r from page @first on are: node[i] is the node of
+ * page first + i, or -1 when it is not in memory (a hole: never written,
+ * or a zero page left unallocated). Maps the resident pages of @r into
+ * this process (no allocation) to ask move_pages(). Returns the count of
+ * pages in memory, or -errno.
+ */
+ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
+		      int32_t *node);
 
 #endif /* FERRY_GUESTMEM_H */

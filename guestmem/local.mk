@@ -1,4 +1,4 @@
-# guestmem: regions, userfaultfd, dirty tracking, page scanning.
+# guestmem: regions, userfaultfd, dirty tracking, page scanning, NUMA.
 noinst_LIBRARIES += guestmem/libguestmem.a
 guestmem_libguestmem_a_SOURCES = \
 	guestmem/guestmem.h \
@@ -9,7 +9,8 @@ guestmem_libguestmem_a_SOURCES = \
 	guestmem/uffd.c \
 	guestmem/dirty.c \
 	guestmem/dirty-uffdwp.c \
-	guestmem/scan.c
+	guestmem/scan.c \
+	guestmem/numa.c
 guestmem_libguestmem_a_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS)
-GUESTMEM_LIBS = guestmem/libguestmem.a util/libutil.a $(XXHASH_LIBS)
+GUESTMEM_LIBS = guestmem/libguestmem.a util/libutil.a $(XXHASH_LIBS) $(NUMA_LIBS)
 

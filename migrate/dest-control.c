@@ -25,12 +25,52 @@ bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b)
 	return true;
 }
 
+/* The plan is made before WELCOME, so that one that cannot fit is the
+ * answer to HELLO; the pages are bound before any receiver runs. */
+static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
+			  const struct mig_hello *h, char *err)
+{
+	struct mig_topology *t = malloc(sizeof(*t));
+	uint8_t buf[64];
+	ssize_t n;
+	int ret;
+
+	if (!t)
+		return mig_fail(err, -ENOMEM, "out of memory");
+	ret = mig_place_begin(&d->place, &d->p->placement, &d->vm, t, err);
+	if (ret) {
+		mig_tell_peer(d->sess, -ret, err);
+		goto out;
+	}
+	/* Sub-pages are written in place, not through write(2); kept
+	 * huge pages need a page cache the guest cannot see (MINOR). */
+	d->keep = d->minor && !d->vm.copy &&
+		  (h->features & MIG_FEAT_SUBPAGES_KEEP);
+	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
+		MIG_WIRE_VERSION,
+		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT) &
+		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
+		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) &
+		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
+	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
+	if (ret) {
+		mig_fail(err, ret, "answering HELLO: %s",
+			 tp_stream_strerror(ctl));
+		goto out;
+	}
+	ret = mig_place_dst_handshake(&d->place, ctl,
+				      h->features & MIG_FEAT_PLACEMENT, t,
+				      &d->vm, err);
+out:
+	free(t);
+	return ret;
+}
+
 int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 {
 	uint8_t buf[4096];
 	struct mig_hello h;
 	struct tp_msg m;
-	ssize_t n;
 	int ret;
 
 	ret = tp_recv(ctl, &m, buf, sizeof(buf));
@@ -65,20 +105,7 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 		mig_tell_peer(d->sess, EINVAL, err);
 		return -EINVAL;
 	}
-	/* Sub-pages are written in place, not through write(2); kept
-	 * huge pages need a page cache the guest cannot see (MINOR). */
-	d->keep = d->minor && !d->vm.copy &&
-		  (h.features & MIG_FEAT_SUBPAGES_KEEP);
-	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
-		MIG_WIRE_VERSION, h.features & MIG_FEATURES_V1 &
-		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
-		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) &
-		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
-	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
-	if (ret)
-		return mig_fail(err, ret, "answering HELLO: %s",
-				tp_stream_strerror(ctl));
-	return 0;
+	return welcome_placed(d, ctl, &h, err);
 }
 
 /* POSTCOPY: every receiver must stop at its marker before the discards
@@ -135,19 +162,27 @@ static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
 	return m->len ? tp_recv_payload(ctl, &iov, 1) : 0;
 }
 
-/* Waits until the control stream has something to read, or the operator
- * cancels (-ECANCELED). Waits at most a silence the source's keepalives
- * never leave; tp_recv_hdr() then applies the stream's own timeout. */
+/* Waits until the control stream has something to read, the operator
+ * cancels (-ECANCELED), or a receiver failed (its -errno, its reason
+ * in @err). Waits at most a silence the source's keepalives never leave;
+ * tp_recv_hdr() then applies the stream's own timeout. */
 static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
 {
-	struct pollfd pfd[2] = { { tp_stream_fd(ctl), POLLIN, 0 },
+	struct pollfd pfd[3] = { { tp_stream_fd(ctl), POLLIN, 0 },
+				 { d->meet.wake_fd, POLLIN, 0 },
 				 { d->p->cancel ? d->p->cancel->fd : -1,
 				   POLLIN, 0 } };
+	int failed = 0;
 
-	if (!d->p->cancel || tp_stream_pending(ctl))
-		return 0;
-	while (poll(pfd, 2, 10000) < 0 && errno == EINTR)
-		;
+	if (!tp_stream_pending(ctl))
+		while (poll(pfd, 3, 10000) < 0 && errno == EINTR)
+			;
+	pthread_mutex_lock(&d->meet.lock);
+	if (d->meet.failed)
+		failed = d->meet.error ? d->meet.error : -ECANCELED;
+	pthread_mutex_unlock(&d->meet.lock);
+	if (failed)	/* the receiver's code: the source is told it */
+		return failed;
 	if (!mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why)))
 		return 0;
 	d->cancelled = true;
@@ -265,11 +300,11 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	ret = vml_client_load_state(&d->vm.link, blob, len);
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM refused the state: "
-				"%s", strerror(-ret));
+				"%s", vml_strerror(ret));
 	ret = vml_client_resume(&d->vm.link);
 	if (ret)
 		return mig_fail(err, ret, "the incoming VM did not resume: %s",
-				strerror(-ret));
+				vml_strerror(ret));
 	r.realtime_ns = mig_realtime_ns();
 	r.load_ns = ut_now_ns() - t0;
 	r.cpu_ns = (ut_cpu_seconds() - cpu0) * 1e9;

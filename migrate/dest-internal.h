@@ -42,7 +42,11 @@ struct dst_meet {
 	unsigned int switched;		/* receivers at the POSTCOPY marker */
 	bool discards_done;		/* receivers may go on past it */
 	bool failed;			/* stop: the first failure is in err */
+	int error;			/* ... and its -errno */
 	char *err;			/* the caller's, MIG_ERR_LEN */
+	/* eventfd, readable once failed: wakes the main thread's wait for
+	 * the control stream, which stays up to tell the source why. */
+	int wake_fd;
 };
 
 /* The engine: the main thread's own state, the pages every thread
@@ -56,6 +60,7 @@ struct mig_dst {
 	bool pushing;			/* receivers start in atomic mode */
 	struct mig_resumed resumed;	/* as sent, for a reconnecting source */
 	struct mig_vm vm;
+	struct mig_place place;		/* the plan, from WELCOME on */
 	unsigned int nbulk;
 	struct receiver *rx;
 	struct ut_bitmap received;	/* pages that hold data from the wire */

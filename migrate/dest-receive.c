@@ -1,17 +1,25 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The destination's receiver threads, one per bulk stream: each writes
- * pages straight into the incoming VM's RAM (decrypted into guest memory
- * where it can be, no staging copy), applies zero bitmaps and duplicate
- * references in stream order, and meets the other receivers at each
- * ROUND marker so that round r + 1 of one stream can never land before
- * round r of another. Past the POSTCOPY marker every page is placed
- * atomically through the userfaultfd (dst_place).
+ * The destination's receiver threads, one per bulk stream: each puts the
+ * pages of a PAGES batch into the incoming VM's RAM, applies zero bitmaps
+ * and duplicate references in stream order, and meets the other receivers
+ * at each ROUND marker so that round r + 1 of one stream can never land
+ * before round r of another. Past the POSTCOPY marker every page is
+ * placed atomically through the userfaultfd (dst_place).
+ *
+ * The copies of a data page after the kernel's out of the socket: in map
+ * mode (precopy) the transport opens its records straight into guest RAM
+ * (the cipher's pass: 1); in copy mode (what auto picks for 4 KiB pages)
+ * into the receiver's stage, then pwrite into the backing (2); in
+ * postcopy into the stage, then UFFDIO_COPY, or on a shared backing
+ * (minor mode) pwrite or memcpy into the page cache and UFFDIO_CONTINUE
+ * (2). transport/transport.h counts the transport's part.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +62,23 @@ static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
 		return 0; /* being placed; its CONTINUE wakes the fault */
 	if (!buf)
 		buf = d->zero_page;
+	/* A page never placed is not in the page cache: UFFDIO_COPY puts it
+	 * there and maps it at once, allocated in the VMM's address space
+	 * and memory cgroup (a write from here would charge this agent's
+	 * cgroup with the guest's memory). -EEXIST: it is there after all,
+	 * written and mapped below. */
+	if (d->vm.copy && !ut_bitmap_test(&d->received, g)) {
+		ret = gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf, psz, 0);
+		if (!ret) {
+			placed(d, g);
+			return 0;
+		}
+		if (ret != -EEXIST && ret != -EAGAIN) {
+			ut_bitmap_clear(&d->claimed, g);
+			return ret;
+		}
+		ret = 0;
+	}
 	if (d->vm.copy)
 		ret = mig_vm_write(&d->vm, r, idx, buf, psz);
 	else
@@ -149,8 +174,11 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		snprintf(what, sizeof(what), fmt, a);
 		mig_fail(d->meet.err, ret, "%s", what);
 		d->meet.failed = true;
-		/* Wake the control thread out of its read. */
-		tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
+		d->meet.error = ret;
+		/* Wake the control thread out of its wait; the control
+		 * stream stays up to tell the source why. */
+		if (eventfd_write(d->meet.wake_fd, 1))
+			tp_session_shutdown(d->sess, TP_SHUT_CONTROL);
 	}
 	r->ret = ret;
 	pthread_cond_broadcast(&d->meet.cond);
@@ -180,8 +208,43 @@ static bool round_barrier(struct mig_dst *d, bool final)
 	return ok;
 }
 
+/* Precopy, COPY mode: @n consecutive pages from @idx of region @r into
+ * the VMM's RAM. A page placed for the first time goes in with
+ * UFFDIO_COPY where the RAM is registered: the kernel allocates it in the
+ * VMM's address space, charged to the VMM's memory cgroup as if the VMM
+ * had written it, where a pwrite would charge this agent's cgroup with
+ * the guest's memory (tests/faults.sh memcg_charge). A page already there
+ * (sent again in a later round) is rewritten in place, which allocates
+ * nothing. */
+static int write_pages(struct mig_dst *d, uint32_t r, uint64_t idx,
+		       const uint8_t *buf, uint32_t n)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size;
+	uint64_t g = d->vm.first[r] + idx;
+	int ret = 0;
+
+	for (uint32_t i = 0, k; !ret && i < n; i += k) {
+		bool fresh = d->can_postcopy &&
+			     !ut_bitmap_test(&d->received, g + i);
+
+		for (k = 1; i + k < n && fresh == (d->can_postcopy &&
+			    !ut_bitmap_test(&d->received, g + i + k)); k++)
+			;
+		ret = fresh ? gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx + i),
+					   buf + (size_t)i * psz,
+					   (uint64_t)k * psz, GM_UFFD_DONTWAKE) :
+			      -EEXIST;
+		/* Some of them are there after all: rewrite the run. */
+		if (ret == -EEXIST || ret == -EAGAIN)
+			ret = mig_vm_write(&d->vm, r, idx + i,
+					   buf + (size_t)i * psz,
+					   (size_t)k * psz);
+	}
+	return ret;
+}
+
 /* COPY mode: the pages into the warm stage, then runs of consecutive
- * pages into the backing file with one pwrite each. */
+ * pages into the guest's RAM (write_pages). */
 static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
 {
 	struct mig_dst *d = r->d;
@@ -193,9 +256,8 @@ static int rx_pages_copy(struct receiver *r, const struct mig_pages_hdr *h)
 
 		while (i + run < h->count && r->idx[i + run] == r->idx[i] + run)
 			run++;
-		ret = mig_vm_write(&d->vm, h->region, r->idx[i],
-				   r->stage + (size_t)i * h->page_size,
-				   (size_t)run * h->page_size);
+		ret = write_pages(d, h->region, r->idx[i],
+				  r->stage + (size_t)i * h->page_size, run);
 		i += run;
 	}
 	return ret;
@@ -412,8 +474,8 @@ static int rx_dup(struct receiver *r, const struct tp_msg *m)
 			if (!ret && r->atomic)
 				ret = dst_place(d, e->region, e->page, r->stage);
 			else if (!ret)
-				ret = mig_vm_write(&d->vm, e->region, e->page,
-						   r->stage, psz);
+				ret = write_pages(d, e->region, e->page,
+						  r->stage, 1);
 		} else {
 			memcpy(mig_vm_page(&d->vm, e->region, e->page),
 			       mig_vm_page(&d->vm, e->src_region, e->src_page),
@@ -487,6 +549,21 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 	}
 }
 
+/* Test-only (struct mig_inject): fails this receiver at the K-th bulk
+ * message of the destination. */
+static bool injected(struct receiver *r)
+{
+	struct mig_inject *in = r->d->p->inject;
+	char k[16];
+
+	if (!mig_inject_hit(in, in ? &in->rx_msgs : NULL,
+			    in ? in->dest_fail_rx : 0))
+		return false;
+	snprintf(k, sizeof(k), "%u", in->dest_fail_rx);
+	rx_fail(r, -EIO, "injected failure at bulk message %s", k);
+	return true;
+}
+
 static void *receiver_main(void *arg)
 {
 	struct receiver *r = arg;
@@ -495,6 +572,8 @@ static void *receiver_main(void *arg)
 
 	for (;;) {
 		ret = tp_recv_hdr(r->st, &m);
+		if (!ret && r->d->p->inject && injected(r))
+			return NULL;
 		if (!ret)
 			ret = rx_one(r, &m);
 		if (ret == 1)

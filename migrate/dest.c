@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define LOG_PREFIX "dest"
 #include "migrate/dest-internal.h"
@@ -74,6 +77,39 @@ static int before_resume(struct mig_dst *d, bool postcopy, char *err)
 	return ret ? mig_fail(err, ret, "cannot start the fault thread") : 0;
 }
 
+/* Precopy: a source that gives up waiting for RESUMED resumes its own VM.
+ * If it has gone by the time the state is here (it closed the control
+ * stream or sent an ERROR while this agent was held up: frozen, starved
+ * of CPU), the guest must not start here as well. What it sent after
+ * the state is read now: only a KEEPALIVE may be there. (A source giving
+ * up from now on, before RESUMED reaches it, is the narrow window of
+ * docs/recovery.md.) */
+static int source_there(struct tp_stream *ctl, char *err)
+{
+	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN | POLLRDHUP, 0 };
+	struct mig_error e;
+	uint8_t buf[512];
+	struct tp_msg m;
+	int ret;
+
+	while (tp_stream_pending(ctl) ||
+	       (poll(&pfd, 1, 0) == 1 && pfd.revents)) {
+		ret = tp_recv(ctl, &m, buf, sizeof(buf));
+		if (ret)
+			return mig_fail(err, -ECONNRESET, "the source went away "
+					"before the resume (%s): the guest runs "
+					"there", ret == -ESHUTDOWN ? "it closed "
+					"the connection" : tp_stream_strerror(ctl));
+		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+			return mig_fail(err, -e.code, "the source gave up "
+					"before the resume: %s", e.msg);
+		if (m.type != MIG_MSG_KEEPALIVE)
+			return mig_fail(err, -EPROTO, "unexpected control "
+					"message 0x%x after the state", m.type);
+	}
+	return 0;
+}
+
 /* SETUP to the resume: WELCOME, the rounds, the state, the guest loaded
  * and running. Leaves d->phase at COMPLETE (precopy) or POSTCOPY, or
  * where it failed. */
@@ -106,6 +142,8 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 		dst_receivers_stop(d);
 	else
 		ret = before_resume(d, *postcopy, err);
+	if (!ret && !*postcopy)
+		ret = source_there(ctl, err);
 	if (!ret)
 		ret = dst_resume_guest(d, ctl, blob, len, cpu0, st, err);
 	if (!ret)
@@ -113,6 +151,24 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 						       MIG_PHASE_COMPLETE);
 	free(blob);
 	return ret;
+}
+
+/* Every page is here: where did they land? A check that cannot run is
+ * said, not a failure of the migration, which has succeeded. */
+static void check_placement(struct mig_dst *d)
+{
+	char perr[MIG_ERR_LEN] = "";
+	const struct mig_place_stats *p = &d->place.st;
+
+	if (!d->place.planned)
+		return;
+	if (mig_place_check(&d->place, &d->vm, perr)) {
+		pr_warn("%s", perr);
+		return;
+	}
+	pr_info("placement %s: %llu of %llu pages in memory on their planned "
+		"node", p->policy, (unsigned long long)p->pages_as_planned,
+		(unsigned long long)p->pages_present);
 }
 
 /* The last hand-off from d->phase, and what it leaves behind. */
@@ -147,10 +203,16 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 		/* Nothing ran here: discard the incoming VM. */
 		mig_phase_enter(&d->phase, d->cancelled || d->peer_cancelled ?
 				MIG_PHASE_CANCELLED : MIG_PHASE_FAILED);
-		if (d->vm.link.sock < 0)
-			break;
-		if (!d->cancelled && (!d->meet.failed || ret != -ECANCELED))
+		/* A receiver's failure too: the control stream is still up
+		 * (dst_meet.wake_fd) to tell the source why. */
+		if (!d->cancelled && !d->peer_cancelled)
 			mig_tell_peer(d->sess, ret < 0 ? -ret : EIO, err);
+		/* A VMM whose HELLO was refused left no link; a VM that is
+		 * not incoming is a guest running here: it was never ours to
+		 * discard. */
+		if (d->vm.link.sock < 0 ||
+		    !(d->vm.link.hello.flags & VML_F_INCOMING))
+			break;
 		/* Unregister while the VMM's memory still exists. */
 		dst_uffd_release(d);
 		vml_client_quit(&d->vm.link);
@@ -161,7 +223,7 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN])
 {
-	struct mig_dst d = { .p = p, .meet = { .err = err },
+	struct mig_dst d = { .p = p, .meet = { .err = err, .wake_fd = -1 },
 			     .uffd = { .fd = -1 },
 			     .ft = { .wk = { .stop_fd = -1 } },
 			     .sess = p->session, .phase = MIG_PHASE_SETUP };
@@ -177,6 +239,13 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (ret)
 		return mig_fail(err, ret, "cannot make a condition variable");
 	pthread_mutex_init(&d.meet.lock, NULL);
+	d.meet.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d.meet.wake_fd < 0) {
+		ret = mig_fail(err, -errno, "cannot make an eventfd");
+		pthread_cond_destroy(&d.meet.cond);
+		pthread_mutex_destroy(&d.meet.lock);
+		return ret;
+	}
 	d.nbulk = tp_session_nbulk(p->session);
 	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
@@ -203,6 +272,9 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (d.phase == MIG_PHASE_SETUP || d.phase == MIG_PHASE_PRECOPY ||
 	    d.phase == MIG_PHASE_SWITCHOVER)
 		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
+	if (d.phase == MIG_PHASE_COMPLETE)
+		check_placement(&d);
+	st->place = d.place.st;
 	conclude(&d, ret, err);
 	snprintf(st->outcome, sizeof(st->outcome), "%s",
 		 mig_phase_name(d.phase));
@@ -219,9 +291,12 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.claimed);
 	ut_bitmap_fini(&d.held);
 	mig_faults_fini(&d.faults);
+	mig_place_fini(&d.place);
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)
 		tp_session_destroy(d.sess);
+	if (d.meet.wake_fd >= 0)
+		close(d.meet.wake_fd);
 	pthread_cond_destroy(&d.meet.cond);
 	pthread_mutex_destroy(&d.meet.lock);
 	return ret;

@@ -135,6 +135,14 @@ void mig_tell_peer(struct tp_session *sess, int code, const char *msg);
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
 		 size_t len);
 
+/* Fault injection (struct mig_inject): counts one more message at a
+ * point; true exactly when it is the @at-th. @count belongs to @in. */
+static inline bool mig_inject_hit(struct mig_inject *in,
+				  _Atomic uint32_t *count, uint32_t at)
+{
+	return in && at && atomic_fetch_add(count, 1) + 1 == at;
+}
+
 /* ---- cancellation (cancel.c) ---- */
 
 /* True (and the reason into @reason, @len bytes, unless NULL) once a
@@ -261,5 +269,62 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 /* Names for logs and tests: "round", "switchover", ... / "fits", ... */
 const char *mig_decision_name(enum mig_decision d);
 const char *mig_reason_name(enum mig_reason r);
+
+/* ---- placement in the engines (placement.c) ----
+ *
+ * The destination, in its main thread: plan before WELCOME (a plan that
+ * cannot fit is the refusal), send the host picture and the plan in
+ * TOPOLOGY, take the source's HEAT (tiered: plan again with it), bind
+ * the agent's mapping of guest RAM before any receiver writes a page,
+ * and after completion check where the pages are. The source samples its
+ * dirty log before round 0 when the destination's policy is tiered.
+ */
+struct mig_place {
+	struct mig_place_policy pol;
+	struct gm_topo topo;		/* the destination host */
+	struct mig_plan plan;		/* valid when planned */
+	uint64_t local;			/* nodes of the VMM's CPUs */
+	uint64_t reserve;		/* bytes kept free per node */
+	bool planned;
+	struct mig_place_stats st;	/* for the statistics */
+};
+
+/* Reads the host, makes the plan from @vm's layout (without hotness) and
+ * fills @t for TOPOLOGY and pc->st. MIG_PLACE_NONE plans nothing but
+ * still describes the host. -ENOSPC/-EINVAL with @err: the plan is
+ * refused; another -errno: the host could not be read. */
+int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
+		    const struct mig_vm *vm, struct mig_topology *t, char *err);
+/* HEAT arrived (@h; NULL from a source without it): a tiered plan is
+ * made again with it. Then binds every region of @vm as the plan says.
+ * Before any page is written. */
+int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
+		    struct mig_vm *vm, char *err);
+/* After completion: where the pages are, into pc->st. */
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm, char *err);
+void mig_place_fini(struct mig_place *pc);
+/* The source's copy of the destination's plan, for its statistics. */
+void mig_place_stats_from(struct mig_place_stats *st,
+			  const struct mig_topology *t);
+
+/* Destination, after WELCOME: TOPOLOGY (@t, from mig_place_begin) and
+ * the source's HEAT when @negotiated (MIG_FEAT_PLACEMENT), then
+ * mig_place_apply(). Returns 0 or -errno with @err. */
+int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
+			    bool negotiated, const struct mig_topology *t,
+			    struct mig_vm *vm, char *err);
+/* Source, after WELCOME with MIG_FEAT_PLACEMENT: takes TOPOLOGY into
+ * @st->place, samples @d when the policy is tiered, sends HEAT. */
+int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
+			    struct gm_dirty *d, struct mig_stats *st,
+			    char *err);
+
+/* Source: heat per chunk of every region of @vm from @samples harvests of
+ * @d, @interval_ms apart, into @heat[r] (mig_chunks() bytes each, the
+ * caller's). The harvested pages are all sent in round 0 anyway. Returns
+ * 0 or -errno. */
+int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
+		    unsigned int samples, unsigned int interval_ms,
+		    uint8_t **heat);
 
 #endif /* FERRY_MIGRATE_INTERNAL_H */

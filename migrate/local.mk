@@ -7,6 +7,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/internal.h \
 	migrate/vm.c \
 	migrate/policy.c \
+	migrate/placement.c \
 	migrate/faults.c \
 	migrate/cond.c \
 	migrate/worker.c \

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guestmem/guestmem.h"
+#include "migrate/wire.h"
 #include "vmlink/vmlink.h"
 #include "transport/transport.h"
 #include "util/util.h"
@@ -73,6 +75,24 @@ struct mig_stats {
 	uint64_t fault_hist[UT_HIST_BUCKETS]; /* log2 us, like QEMU's */
 	uint32_t nrounds;
 	struct mig_round_stats rounds[MIG_MAX_ROUNDS];
+	/* Placement: the destination's plan (both sides report it) and, at
+	 * the destination after completion, where the pages are. */
+	struct mig_place_stats {
+		char policy[64];	/* "" when no plan was made */
+		char note[160];		/* the plan's remark, or "" */
+		uint32_t nr_nodes;	/* the destination's */
+		uint32_t node_id[GM_MAX_NODES];
+		uint64_t planned[GM_MAX_NODES];	/* bytes, by node id */
+		bool checked;		/* the figures below are measured */
+		uint64_t placed[GM_MAX_NODES];	/* bytes in memory, by id */
+		uint64_t pages_present;	/* pages in memory */
+		uint64_t pages_as_planned; /* of those, on the planned node */
+		uint64_t pages_absent;	/* never allocated (zero pages) */
+		/* tiered: what the source's HEAT said and where it went */
+		uint32_t heat_samples;	/* 0: no hotness known */
+		uint64_t hot_chunks;	/* chunks written while sampled */
+		uint64_t hot_on_top;	/* of those, planned on the top tier */
+	} place;
 };
 
 /*
@@ -138,11 +158,128 @@ void mig_cancel_fini(struct mig_cancel *c);
 int mig_cancel_request(struct mig_cancel *c, const char *reason,
 		       const char **refused);
 
+/* ---- placement at the destination (placement.c) ---- */
+
+/* What --placement asks for. */
+enum mig_place_kind {
+	MIG_PLACE_NONE = 0,	/* the kernel's default: first touch */
+	MIG_PLACE_LOCAL,	/* the nodes of the incoming VMM's CPUs */
+	MIG_PLACE_BIND,		/* @nodes, filled in ascending order */
+	MIG_PLACE_INTERLEAVE,	/* @nodes, chunk by chunk in turn */
+	MIG_PLACE_TIERED,	/* hottest chunks on the top tier, rest below */
+	MIG_PLACE_CELLS,	/* RAM region (guest cell) i on cell_node[i] */
+};
+
+struct mig_place_policy {
+	enum mig_place_kind kind;
+	uint64_t nodes;		/* BIND, INTERLEAVE: mask of node ids */
+	uint32_t fast_share;	/* TIERED: percent of guest RAM on the top
+				 * tier; 0: as much as its free memory holds */
+	uint32_t ncells;	/* CELLS */
+	uint8_t cell_node[MIG_MAX_REGIONS];
+};
+
+/* Parses "local", "bind:NODES", "interleave:NODES", "tiered", "cells:N,N"
+ * (NODES as "0-1,3"). Returns 0, or -EINVAL with @err saying why. */
+int mig_place_parse(const char *s, struct mig_place_policy *p,
+		    char err[MIG_ERR_LEN]);
+/* The canonical text of @p ("bind:1", "tiered fast-share 10%"). */
+void mig_place_format(const struct mig_place_policy *p, char *buf,
+		      size_t len);
+
+/* Placement works on chunks (MIG_CHUNK, wire.h): 2 MiB, or the page
+ * size when larger, the last chunk of a region possibly shorter. */
+
+struct mig_plan_region {
+	uint64_t chunk;		/* bytes per chunk */
+	uint32_t nchunks;
+	uint8_t *node;		/* node id of each chunk (owned) */
+};
+
+struct mig_plan {
+	struct mig_place_policy pol;
+	uint32_t nr;			/* regions */
+	struct mig_plan_region r[MIG_MAX_REGIONS];
+	uint64_t planned[GM_MAX_NODES];	/* bytes by node id */
+	char note[160];			/* a remark for the user, or "" */
+};
+
+/* What a plan is made from. */
+struct mig_plan_input {
+	const struct gm_topo *topo;	/* the destination host */
+	const struct mig_layout *layout; /* the guest's RAM regions */
+	uint64_t local_nodes;	/* nodes of the incoming VMM's CPUs */
+	uint64_t reserve;	/* bytes of 4 KiB memory left free per node */
+	/* TIERED: per region, a heat per chunk (more is hotter), or NULL
+	 * (no hotness known: the first chunks count as the hottest). */
+	const uint8_t *const *heat;
+};
+
+/*
+ * Computes where each chunk of guest RAM goes under @pol: a pure
+ * function of its inputs. Refuses (-ENOSPC, @err one line naming the
+ * policy, the page size, the need and what the nodes have) a plan whose
+ * pages do not fit the named nodes' free memory or huge page pools, and
+ * (-EINVAL) one naming a node the host lacks. On success the caller owns
+ * @pl (mig_plan_fini). Any thread.
+ */
+int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
+		  const struct mig_place_policy *pol, char err[MIG_ERR_LEN]);
+/* Accepts a zeroed or failed plan. */
+void mig_plan_fini(struct mig_plan *pl);
+/* The node of the byte at offset @off of region @r under @pl. */
+static inline unsigned int mig_plan_node(const struct mig_plan *pl,
+					 uint32_t r, uint64_t off)
+{
+	return pl->r[r].node[off / pl->r[r].chunk];
+}
+
+/* The outcome after completion: what landed where. */
+struct mig_place_report {
+	uint64_t placed[GM_MAX_NODES];	/* bytes in memory, by node id */
+	uint64_t pages_present;		/* pages in memory */
+	uint64_t pages_as_planned;	/* of those, on their planned node */
+	uint64_t pages_absent;		/* holes: zero pages never allocated */
+};
+
+/*
+ * Applies @pl to guest RAM as this agent maps it (@map[i] for region i):
+ * one mbind per run of chunks bound to the same node, before any page is
+ * written, so that pages land there when first allocated. Returns 0 or
+ * -errno with @err filled.
+ */
+int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
+		   char err[MIG_ERR_LEN]);
+/* Asks where the pages of every region are and compares with @pl. */
+int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
+		   struct mig_place_report *rep, char err[MIG_ERR_LEN]);
+
 /* Makes a new session to the same peer after a postcopy connection was
  * lost (the source connects, the destination accepts). Returns 0 and
  * *@out, which the engine then owns, or -errno with @err filled. */
 typedef int (*mig_reconnect_fn)(void *arg, struct tp_session **out,
 				char err[MIG_ERR_LEN]);
+
+/*
+ * Test-only fault injection: a failure at an exact message of a running
+ * engine, for tests/check-engine.c. Production code leaves the params'
+ * pointer NULL, and each point then costs one pointer test. Counts number
+ * messages from 1 across all threads of the engine; 0 leaves a point off;
+ * each point fires once. The caller owns the struct for the run.
+ */
+struct mig_inject {
+	/* Destination: its receivers fail on the K-th message they read
+	 * from the bulk streams, with the reason "injected failure at bulk
+	 * message K", as if it could not be placed. */
+	uint32_t dest_fail_rx;
+	/* Source: its senders send the K-th PAGES message with a page index
+	 * past the end of its region (a bad frame). */
+	uint32_t src_bad_pages;
+	/* Source: its session is cut (every stream, both ways, as a
+	 * network failure would) as its K-th round starts (round K-1). */
+	uint32_t src_cut_round;
+	_Atomic uint32_t rx_msgs, pages_msgs, rounds;	/* counted so far */
+};
 
 struct mig_source_params {
 	const char *vm_socket;	/* the VMM's VM link */
@@ -167,6 +304,7 @@ struct mig_source_params {
 	 * its memory and the destination waits for a reconnect. */
 	bool recover;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
+	struct mig_inject *inject;	/* tests only; NULL */
 };
 
 /* Migrates the VM; fills @st (also on failure, as far as it got). */
@@ -184,6 +322,8 @@ struct mig_dest_params {
 	mig_reconnect_fn reconnect;
 	void *reconnect_arg;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
+	struct mig_place_policy placement; /* MIG_PLACE_NONE: the kernel's */
+	struct mig_inject *inject;	/* tests only; NULL */
 };
 
 /* Receives the VM into the incoming VMM and resumes it there. On failure
@@ -191,7 +331,9 @@ struct mig_dest_params {
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		 char err[MIG_ERR_LEN]);
 
-/* Writes @st as one JSON object. Returns 0 or -errno. */
+/* Writes @st as one JSON object to @path ("-": stdout), whole or not at
+ * all: on a full or failing filesystem no file (and no partial one) is
+ * left, and one line says why. Returns 0 or -errno. */
 int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			 const char *path);
 

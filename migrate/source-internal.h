@@ -121,6 +121,7 @@ struct mig_src {
 	 * has discarded its VM: ours may resume even after a postcopy
 	 * switchover. Main thread. */
 	bool cancelled, dest_discarded;
+	bool dest_cancelled;	/* that ERROR was the destination's cancel */
 	char why[32];
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
@@ -145,7 +146,16 @@ struct mig_src {
 		uint8_t *buf;			/* COPY mode: one page */
 		struct iovec subiov[1 + MIG_SUB_PER_PAGE];
 		uint8_t subhdr[MIG_SUBPAGES_FIXED];
+		/* What the destination broke on the urgent stream ("" if
+		 * nothing) and the error; written by the urgent thread, read
+		 * after it was joined. */
+		char why[160];
+		int error;
 	} urg;
+	/* The destination broke the protocol (a malformed or out-of-phase
+	 * message): a broken peer, not a lost connection, so no reconnecting
+	 * to it. Set by the urgent thread too. */
+	_Atomic bool peer_broken;
 	uint64_t start_ns;
 	struct src_rounds rd;		/* main thread <-> senders */
 	struct src_prepage pp;		/* urgent thread -> senders */
@@ -192,7 +202,12 @@ int src_precopy(struct mig_src *s, char *err);
 
 /* ---- switchover (source-switchover.c) ---- */
 
-int src_send_state(struct mig_src *s, struct tp_stream *ctl, char *err);
+/* The paused VM's state blob (*@blob, malloc'ed, *@len bytes), saved
+ * before the commitment point: a VMM that cannot give it leaves the
+ * guest here. */
+int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err);
+/* Sends @blob (freed here) as STATE. */
+int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err);
 /* The commitment point: tells the VMM, refuses any later cancel. */
 int src_commit(struct mig_src *s, char *err);
 int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,

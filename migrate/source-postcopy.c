@@ -71,6 +71,30 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	return ret;
 }
 
+/* The destination broke the protocol on the urgent stream. The reason
+ * (s->urg.why, read by the main thread once it joined this one) becomes
+ * the migration's; the push stops at the senders' next message and the
+ * control stream is cut, so that the main thread, wherever it waits,
+ * stops at once. */
+static int __attribute__((format(printf, 3, 4)))
+urgent_broken(struct mig_src *s, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->urg.why, sizeof(s->urg.why), fmt, ap);
+	va_end(ap);
+	s->urg.error = ret;
+	pthread_mutex_lock(&s->rd.lock);
+	if (!s->rd.error)
+		s->rd.error = ret;
+	pthread_mutex_unlock(&s->rd.lock);
+	atomic_store(&s->peer_broken, true);
+	atomic_store(&s->rd.abort, true);
+	tp_session_shutdown(s->sess, TP_SHUT_CONTROL);
+	return ret;
+}
+
 static int urgent_one(struct mig_src *s, struct tp_stream *st)
 {
 	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
@@ -80,11 +104,18 @@ static int urgent_one(struct mig_src *s, struct tp_stream *st)
 	int ret;
 
 	ret = tp_recv(st, &m, buf, sizeof(buf));
+	if (ret == -EMSGSIZE)
+		return urgent_broken(s, ret, "a page request of %llu bytes, "
+				     "longer than any valid one",
+				     (unsigned long long)m.len);
 	if (ret)
 		return ret;
-	if (m.type != MIG_MSG_PAGE_REQ ||
-	    mig_dec_req(buf, m.len, &s->vm.layout, req, MIG_MAX_REQS, &n))
-		return -EPROTO;
+	if (m.type != MIG_MSG_PAGE_REQ)
+		return urgent_broken(s, -EPROTO, "message 0x%x on the urgent "
+				     "stream", m.type);
+	if (mig_dec_req(buf, m.len, &s->vm.layout, req, MIG_MAX_REQS, &n))
+		return urgent_broken(s, -EPROTO, "a malformed page request "
+				     "(%s)", mig_wire_reason());
 	for (uint32_t i = 0; i < n && !ret; i++)
 		ret = serve_request(s, st, &req[i]);
 	return ret;
@@ -110,7 +141,7 @@ static void *urgent_main(void *arg)
 		}
 		ret = urgent_one(s, st);
 	}
-	if (ret && ret != -ESHUTDOWN)
+	if (ret && ret != -ESHUTDOWN && !atomic_load(&s->peer_broken))
 		pr_warn("urgent stream: %s", tp_stream_strerror(st)[0] ?
 			tp_stream_strerror(st) : strerror(-ret));
 	return NULL;
@@ -190,7 +221,8 @@ static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
 				  err);
 
 	if (!ret && mig_dec_complete(buf, m.len, &c))
-		ret = mig_fail(err, -EPROTO, "a malformed COMPLETE");
+		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+			       "COMPLETE (%s)", mig_wire_reason());
 	if (ret)
 		return ret;
 	s->st->faults = c.faults;
@@ -223,7 +255,16 @@ int src_push(struct mig_src *s, uint32_t round,
 	}
 	if (!ret)
 		ret = wait_complete(s, ctl, err);
+	if (ret == -EPROTO || ret == -EMSGSIZE)
+		atomic_store(&s->peer_broken, true);
 	src_urgent_stop(s);
+	if (s->urg.why[0]) {
+		/* The cause; what the main thread saw is its consequence. */
+		err[0] = 0;
+		ret = mig_fail(err, s->urg.error, "the destination sent %s",
+			       s->urg.why);
+		s->urg.why[0] = 0;
+	}
 	return ret;
 }
 
@@ -234,6 +275,8 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	struct mig_round_stats rs;
 	struct ut_bitmap swap;
 	uint64_t t_pause, rt_pause, ndiscard = 0;
+	void *blob = NULL;
+	size_t len = 0;
 	int ret;
 
 	ret = src_pause_vm(s, &t_pause, &rt_pause, err);
@@ -257,7 +300,11 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	pr_info("postcopy: %llu pages discarded, %llu to push",
 		(unsigned long long)ndiscard,
 		(unsigned long long)ut_bitmap_count(&s->todo));
-	ret = src_commit(s, err);
+	/* The state before the commit: a VMM that cannot give it leaves
+	 * the guest here, where it is resumed. */
+	ret = src_save_state(s, &blob, &len, err);
+	if (!ret && (ret = src_commit(s, err)))
+		free(blob);
 	if (ret)
 		return ret;
 	/* From here on the guest may run there. */
@@ -265,7 +312,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	/* Until COMPLETE, pages the running guest lacks exist only here. */
 	ut_oom_protect(&s->oom, "it holds pages the destination's guest "
 		       "still needs (postcopy)");
-	ret = src_send_state(s, ctl, err);
+	ret = src_send_state(ctl, blob, len, err);
 	if (ret)
 		return ret;
 	s->postcopy = true;

@@ -79,6 +79,28 @@ int src_cancelled(struct mig_src *s, char *err)
 			"switchover: the VM runs here", s->why);
 }
 
+/* Under s->rd.lock (or with the senders done): the destination's ERROR
+ * @e becomes the engine's reason, in place of a broken stream's, which
+ * is what its failure left us. Returns its -errno. */
+static int take_peer_error(struct mig_src *s, const struct mig_error *e)
+{
+	int ret = -e->code;
+
+	/* Before RESUMED: the guest never ran there. */
+	s->dest_discarded = !s->resumed_seen;
+	s->dest_cancelled = e->code == ECANCELED;
+	if (s->rd.error == -EPIPE || s->rd.error == -ECONNRESET ||
+	    s->rd.error == -ESHUTDOWN) {
+		s->rd.err[0] = 0;
+		s->rd.error = ret;
+	}
+	if (s->dest_cancelled)
+		return mig_fail(s->rd.err, ret, "the destination %.150s before "
+				"the switchover: the VM runs here", e->msg);
+	return mig_fail(s->rd.err, ret, "the destination failed: %.200s",
+			e->msg);
+}
+
 /* Reads what the destination sent on the control stream while the main
  * thread was busy elsewhere: RESUMED (postcopy), KEEPALIVE, or ERROR,
  * which stops the migration. Returns 0 or -errno, with @err filled under
@@ -90,9 +112,12 @@ int src_poll_dest(struct mig_src *s)
 	uint8_t buf[512];
 	struct mig_error e;
 	struct tp_msg m;
+	unsigned int nmsg = 0;
 	int ret = 0;
 
-	while (!ret && (tp_stream_pending(ctl) ||
+	/* Bounded, so that a destination flooding the control stream with
+	 * KEEPALIVEs cannot hold the rounds (and their deadline) still. */
+	while (!ret && nmsg++ < 64 && (tp_stream_pending(ctl) ||
 			(poll(&pfd, 1, 0) == 1 && pfd.revents))) {
 		ret = tp_recv(ctl, &m, buf, sizeof(buf));
 		pthread_mutex_lock(&s->rd.lock);
@@ -101,16 +126,7 @@ int src_poll_dest(struct mig_src *s)
 				 tp_stream_strerror(ctl));
 		} else if (m.type == MIG_MSG_ERROR &&
 			   !mig_dec_error(buf, m.len, &e)) {
-			/* Before RESUMED: the guest never ran there. */
-			s->dest_discarded = !s->resumed_seen;
-			ret = e.code == ECANCELED ? -ECANCELED : -e.code;
-			if (e.code == ECANCELED)
-				mig_fail(s->rd.err, ret, "the destination %s "
-					 "before the switchover: the VM runs "
-					 "here", e.msg);
-			else
-				mig_fail(s->rd.err, ret, "the destination failed: "
-					 "%s", e.msg);
+			ret = take_peer_error(s, &e);
 		} else if (m.type == MIG_MSG_RESUMED && s->committed) {
 			/* What follows (COMPLETE) is src_push()'s to read. */
 			ret = mig_dec_resumed(buf, m.len, &s->resumed);
@@ -123,6 +139,32 @@ int src_poll_dest(struct mig_src *s)
 				       m.type);
 		}
 		pthread_mutex_unlock(&s->rd.lock);
+	}
+	return ret;
+}
+
+/* A sender whose stream broke usually lost it because the destination
+ * failed and closed it: the reason it sent on the control stream, if one
+ * comes within a second, is the one worth giving, with its code. */
+static int prefer_peer_reason(struct mig_src *s, int ret)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN, 0 };
+	uint8_t buf[512];
+	struct mig_error e;
+	struct tp_msg m;
+
+	if (ret != -EPIPE && ret != -ECONNRESET && ret != -ESHUTDOWN)
+		return ret;
+	if (s->dest_discarded || s->cancelled || s->committed)
+		return ret;
+	while ((tp_stream_pending(ctl) || poll(&pfd, 1, 1000) == 1) &&
+	       !tp_recv(ctl, &m, buf, sizeof(buf))) {
+		if (m.type == MIG_MSG_KEEPALIVE)
+			continue;
+		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
+			ret = take_peer_error(s, &e);
+		break;
 	}
 	return ret;
 }
@@ -154,7 +196,11 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		     struct mig_round_stats *rs, const struct mig_round_stats *prev)
 {
 	uint64_t t0 = ut_now_ns(), total = ut_bitmap_count(&s->todo);
+	struct mig_inject *in = s->p->inject;
 	int ret;
+
+	if (in && mig_inject_hit(in, &in->rounds, in->src_cut_round))
+		tp_session_shutdown(s->sess, TP_SHUT_ALL);
 
 	pthread_mutex_lock(&s->rd.lock);
 	atomic_store(&s->rd.cursor, 0);
@@ -175,6 +221,8 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	}
 	ret = s->rd.error;
 	pthread_mutex_unlock(&s->rd.lock);
+	if (ret)
+		ret = prefer_peer_reason(s, ret);
 
 	*rs = (struct mig_round_stats){ .round = round };
 	for (unsigned int i = 0; i < s->nbulk; i++) {

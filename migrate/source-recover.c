@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -87,6 +88,8 @@ int src_recover(struct mig_src *s, char *err)
 
 	if (!s->p->reconnect)
 		return -ECONNRESET;
+	if (atomic_load(&s->peer_broken))
+		return -EPROTO;
 	mig_phase_enter(&s->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
 	       "reconnecting for up to %u s", err, secs);
@@ -96,6 +99,11 @@ int src_recover(struct mig_src *s, char *err)
 	pthread_mutex_lock(&s->rd.lock);
 	s->rd.error = 0;
 	pthread_mutex_unlock(&s->rd.lock);
+	/* The lost session's abort is over: left set, every sender on the
+	 * new one stops at its first message (-ECANCELED), and recovery
+	 * repeats for ever, a page or two at a time. */
+	atomic_store(&s->rd.abort, false);
+	s->bulk_cut = false;
 	do {
 		err[0] = 0;
 		ret = s->p->reconnect(s->p->reconnect_arg, &ns, err);
@@ -104,9 +112,14 @@ int src_recover(struct mig_src *s, char *err)
 		usleep(wait * 1000);
 		wait = wait < 2000 ? wait * 2 : 2000;
 	} while (ut_now_ns() < deadline);
-	if (ret)
+	if (ret) {
+		char last[MIG_ERR_LEN];
+
+		snprintf(last, sizeof(last), "%s", err);
+		err[0] = 0;
 		return mig_fail(err, -ETIMEDOUT, "could not reconnect within "
-				"%u s", secs);
+				"%u s (%s)", secs, last);
+	}
 	s->old_tx += src_session_tx(s->sess);
 	if (s->own_sess)
 		tp_session_destroy(s->sess);

@@ -5,10 +5,14 @@
  * pages (never crossing a region) from a shared cursor, classifies each
  * page: zero pages become bits of a ZERO message, pages whose XXH3-128
  * matches a page this sender already sent in this round become DUP
- * references, the rest go out as PAGES, encrypted straight from the
- * guest's memory. A chunk's PAGES are sent before its DUPs on the same
- * stream, so a reference always arrives after the page it names. In
- * postcopy a sender first pushes the window after the last fault.
+ * references, the rest go out as PAGES. The copies of a data page: with
+ * --mem-access map the transport seals it straight from the guest's
+ * memory (the cipher's pass, into the send buffer: 1); with copy (what
+ * auto picks for 4 KiB pages) pread puts it in the sender's stage first
+ * (2); then the kernel's copy into the socket (transport/transport.h
+ * counts the transport's). A chunk's PAGES are sent before its DUPs on
+ * the same stream, so a reference always arrives after the page it names.
+ * In postcopy a sender first pushes the window after the last fault.
  */
 #include "config.h"
 
@@ -66,6 +70,10 @@ static int flush_batch(struct sender *w)
 			      w->nbatch, w->batch_idx);
 	if (n < 0)
 		return n;
+	if (s->p->inject && mig_inject_hit(s->p->inject,
+					   &s->p->inject->pages_msgs,
+					   s->p->inject->src_bad_pages))
+		memset(w->hdr + n - 8, 0xff, 8);	/* the last index */
 	w->iov[0] = (struct iovec){ w->hdr, n };
 	for (uint32_t i = 0; i < w->nbatch; i++)
 		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
@@ -342,6 +350,18 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 	uint64_t base = s->vm.first[c->region] + c->start;
 	struct dup_slot *e;
 	int ret = 0;
+	/*
+	 * A duplicate is sent as a reference to a page this sender sent,
+	 * which the destination copies from what it received. The hash must
+	 * be of those bytes: true of a staged copy (COPY mode) and of a
+	 * paused guest (the final round), not of pages read in place while
+	 * the guest runs, which can change between the hash and the send
+	 * (the reference would then copy the new bytes into a page that was
+	 * never written, and nothing would resend it). After the switchover
+	 * the guest runs there: duplicates go as data.
+	 */
+	bool dedup = !s->postcopy &&
+		     (s->vm.copy || (s->rd.flags & MIG_ROUND_FINAL));
 
 	if (s->vm.copy && (ret = stage_window(w, c, i, n)))
 		return ret;
@@ -380,7 +400,7 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			if (sent)
 				continue;
 		}
-		if (!s->postcopy) {
+		if (dedup) {
 			gm_hash(page, psz, &h);
 			if (seen_before(w, &h, c->region, c->start + k, &e)) {
 				w->dups[w->ndup++] = (struct mig_dup){
@@ -532,12 +552,20 @@ int src_chunks_build(struct mig_src *s)
 	return 0;
 }
 
+/* The most slots of a sender's duplicate table (a power of two). */
+#define DUP_TABLE_MAX (1u << 18)
+
 int src_senders_start(struct mig_src *s)
 {
 	uint64_t cap = 1;
 
-	/* A table for twice the pages one sender would see of the guest. */
-	while (cap < 2 * s->vm.total_pages / s->nbulk + 2 * CHUNK)
+	/* A table for twice the pages one sender would see of the guest, up
+	 * to DUP_TABLE_MAX slots: it records pages only until half full, so
+	 * a bigger guest just finds fewer duplicates per round, and the
+	 * agent's memory stays bounded whatever the guest's size (at 40
+	 * bytes a slot, 10 MiB a sender; 512 MiB of guest fill it). */
+	while (cap < 2 * s->vm.total_pages / s->nbulk + 2 * CHUNK &&
+	       cap < DUP_TABLE_MAX)
 		cap <<= 1;
 	s->senders = calloc(s->nbulk, sizeof(*s->senders));
 	if (!s->senders)

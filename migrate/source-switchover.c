@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The source's switchover: pause the VM, send the last dirty pages,
- * commit (the point after which no cancel is taken), send the state,
- * wait for RESUMED, release the source VM.
+ * save the state, commit (the point after which no cancel is taken),
+ * send the state, wait for RESUMED, release the source VM.
  */
 #include "config.h"
 
@@ -13,22 +13,26 @@
 #define LOG_PREFIX "source"
 #include "migrate/source-internal.h"
 
-int src_send_state(struct mig_src *s, struct tp_stream *ctl, char *err)
+int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err)
 {
-	void *blob = NULL;
-	size_t len = 0;
-	int ret;
+	int ret = vml_client_save_state(&s->vm.link, blob, len);
 
-	ret = vml_client_save_state(&s->vm.link, &blob, &len);
 	if (ret)
 		return mig_fail(err, ret, "the VM could not save its state: %s",
-				strerror(-ret));
-	if (len > MIG_MAX_STATE) {
-		free(blob);
+				vml_strerror(ret));
+	if (*len > MIG_MAX_STATE) {
+		free(*blob);
+		*blob = NULL;
 		return mig_fail(err, -EMSGSIZE, "the VM's state blob is %zu "
-				"bytes, more than the protocol carries", len);
+				"bytes, more than the protocol carries", *len);
 	}
-	ret = mig_send_msg(ctl, MIG_MSG_STATE, blob, len);
+	return 0;
+}
+
+int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err)
+{
+	int ret = mig_send_msg(ctl, MIG_MSG_STATE, blob, len);
+
 	free(blob);
 	if (ret)
 		return mig_fail(err, ret, "sending the VM state: %s",
@@ -63,7 +67,7 @@ int src_commit(struct mig_src *s, char *err)
 		return 0;
 	}
 	return ret ? mig_fail(err, ret, "the VM refused to commit the "
-			      "switchover: %s", strerror(-ret)) : 0;
+			      "switchover: %s", vml_strerror(ret)) : 0;
 }
 
 /* Waits for the destination's word that the guest runs there. */
@@ -76,7 +80,8 @@ int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
 				  "waiting for the guest to resume there", err);
 
 	if (!ret && mig_dec_resumed(buf, m.len, r))
-		ret = mig_fail(err, -EPROTO, "a malformed RESUMED");
+		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+			       "RESUMED (%s)", mig_wire_reason());
 	return ret;
 }
 
@@ -95,7 +100,7 @@ int src_release(struct mig_src *s, struct tp_stream *ctl)
 	s->dirty = NULL;
 	ret = vml_client_quit(&s->vm.link);
 	if (ret)
-		pr_warn("the source VM did not quit: %s", strerror(-ret));
+		pr_warn("the source VM did not quit: %s", vml_strerror(ret));
 	return 0;
 }
 
@@ -108,7 +113,7 @@ int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
 
 	if (ret)
 		return mig_fail(err, ret, "the VM did not pause: %s",
-				strerror(-ret));
+				vml_strerror(ret));
 	mig_phase_enter(&s->phase, MIG_PHASE_SWITCHOVER);
 	*t = ut_now_ns();
 	*rt = mig_realtime_ns();
@@ -124,6 +129,8 @@ int src_switchover(struct mig_src *s, uint32_t round,
 	struct mig_round_stats rs;
 	struct mig_resumed r;
 	uint64_t t_pause, rt_pause, t_back;
+	void *blob = NULL;
+	size_t len = 0;
 	int ret;
 
 	ret = src_pause_vm(s, &t_pause, &rt_pause, err);
@@ -134,9 +141,11 @@ int src_switchover(struct mig_src *s, uint32_t round,
 	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
 		return mig_fail(err, ret, "final round failed");
-	ret = src_commit(s, err);
+	ret = src_save_state(s, &blob, &len, err);
+	if (!ret && (ret = src_commit(s, err)))
+		free(blob);
 	if (!ret)
-		ret = src_send_state(s, ctl, err);
+		ret = src_send_state(ctl, blob, len, err);
 	if (!ret)
 		ret = src_wait_resumed(ctl, &r, err);
 	if (ret)

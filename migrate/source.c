@@ -53,6 +53,19 @@ static int start_tracking(struct mig_src *s, char *err)
 	return 0;
 }
 
+/* After telling the destination why we stop: wait (bounded) until it
+ * has read it and discarded its VM, so that closing the bulk streams
+ * cannot overtake the reason. Its answer is an ERROR or a close. */
+static void linger(struct mig_src *s)
+{
+	struct tp_stream *ctl = tp_session_control(s->sess);
+	struct tp_msg m;
+
+	tp_stream_set_timeout(ctl, 3000);
+	while (!tp_recv(ctl, &m, NULL, 0) && m.type == MIG_MSG_KEEPALIVE)
+		;
+}
+
 /* Sub-page hashes for the huge-page regions: 16 bytes per 4 KiB. */
 static int sub_init(struct mig_src *s, char *err)
 {
@@ -86,7 +99,8 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 {
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
-		.features = MIG_FEATURES_V1, .nbulk = s->nbulk,
+		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT,
+		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
 	};
 	uint8_t buf[4096];
@@ -108,32 +122,36 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
 		return mig_fail(err, -e.code, "the destination refused: %s",
 				e.msg);
-	if (m.type != MIG_MSG_WELCOME ||
-	    mig_dec_welcome(buf, m.len, &h, &w))
+	if (m.type == MIG_MSG_ERROR)
+		return mig_fail(err, -EPROTO, "the destination sent no valid "
+				"WELCOME: a malformed ERROR (%s)",
+				mig_wire_reason());
+	if (m.type != MIG_MSG_WELCOME)
 		return mig_fail(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
+	if (mig_dec_welcome(buf, m.len, &h, &w))
+		return mig_fail(err, -EPROTO, "the destination sent no valid "
+				"WELCOME (%s)", mig_wire_reason());
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
-	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages)
-		return sub_init(s, err);
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
-				 s->p->mode == MIG_MODE_HYBRID))
-		return mig_fail(err, -EOPNOTSUPP, "the destination cannot do "
-				"postcopy (its VM handed over no userfaultfd)");
+				 s->p->mode == MIG_MODE_HYBRID)) {
+		mig_fail(err, -EOPNOTSUPP, "the destination cannot do postcopy "
+			 "(its VM handed over no userfaultfd)");
+		/* It waits for pages: tell it why none come. */
+		mig_tell_peer(s->sess, EOPNOTSUPP, err);
+		linger(s);
+		return -EOPNOTSUPP;
+	}
+	/* After the postcopy check, which sub-pages must not skip, and
+	 * before the placement exchange, which they must not skip either. */
+	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages &&
+	    (ret = sub_init(s, err)))
+		return ret;
+	if (w.features & MIG_FEAT_PLACEMENT)
+		return mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,
+					       err);
 	return 0;
-}
-
-/* After telling the destination we cancelled: wait (bounded) until it
- * has read it and discarded its VM, so that closing the bulk streams
- * cannot overtake the reason. Its answer is an ERROR or a close. */
-static void linger(struct mig_src *s)
-{
-	struct tp_stream *ctl = tp_session_control(s->sess);
-	struct tp_msg m;
-
-	tp_stream_set_timeout(ctl, 3000);
-	while (!tp_recv(ctl, &m, NULL, 0) && m.type == MIG_MSG_KEEPALIVE)
-		;
 }
 
 static void final_stats(struct mig_src *s, double cpu0)
@@ -166,9 +184,26 @@ static enum mig_phase outcome(const struct mig_src *s, int ret)
 	 * discarded its VM before RESUMED. */
 	if (there && !s->dest_discarded)
 		return MIG_PHASE_INTERRUPTED;
-	if (ret == -ECANCELED && (s->cancelled || s->dest_discarded))
+	/* Our senders stop with -ECANCELED after any peer ERROR: only a
+	 * cancel, here or there, is one. */
+	if (ret == -ECANCELED && (s->cancelled || s->dest_cancelled))
 		return MIG_PHASE_CANCELLED;
 	return MIG_PHASE_FAILED;
+}
+
+/* A postcopy that cannot go on: the reason, and what it leaves, in the
+ * one line. */
+static void interrupted(char *err)
+{
+	static const char tail[] = ": the VM stays paused here with all of "
+		"its memory (the destination holds the running copy)";
+	size_t n = strlen(err);
+
+	if (!n)
+		return;
+	if (n + sizeof(tail) > MIG_ERR_LEN)
+		n = MIG_ERR_LEN - sizeof(tail);
+	memcpy(err + n, tail, sizeof(tail));
 }
 
 /* The last hand-off, and what it leaves: the source VM resumed when it
@@ -184,9 +219,8 @@ static void conclude(struct mig_src *s, int ret, char *err)
 		mig_phase_enter(&s->phase, end);
 	if (end == MIG_PHASE_INTERRUPTED) {
 		/* Resuming here would fork the guest. Keep it paused, with
-		 * all its memory. */
-		pr_err("postcopy interrupted: the VM stays paused here with all "
-		       "of its memory; the destination holds the running copy");
+		 * all its memory, and say so in the one line. */
+		interrupted(err);
 	} else if (ret && paused) {
 		/* Before the destination runs the guest, it is still ours. */
 		int r2 = vml_client_resume(&s->vm.link);
@@ -206,6 +240,10 @@ static void conclude(struct mig_src *s, int ret, char *err)
 		   last != MIG_PHASE_POSTCOPY && last != MIG_PHASE_RECOVERING &&
 		   !s->dest_discarded) {
 		mig_tell_peer(s->sess, -ret, err[0] ? err : "source failed");
+		linger(s);
+	} else if (ret == -ETIMEDOUT && last == MIG_PHASE_CANCELLED &&
+		   s->senders) {
+		linger(s);	/* the policy's cancel told it why already */
 	}
 }
 

@@ -5,19 +5,79 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LOG_PREFIX "migrate"
 #include "migrate/internal.h"
 
+/* A string that came from the peer: printable, but maybe with quotes. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static void write_placement(FILE *f, const struct mig_place_stats *p)
+{
+	if (!p->policy[0])
+		return;
+	fprintf(f, "  \"numa\": {\"policy\": ");
+	json_str(f, p->policy);
+	fprintf(f, ", \"note\": ");
+	json_str(f, p->note);
+	fprintf(f, ", \"checked\": %s", p->checked ? "true" : "false");
+	if (p->checked)
+		fprintf(f, ", \"pages_present\": %llu, \"pages_as_planned\": "
+			   "%llu, \"pages_absent\": %llu, \"as_planned\": %.6f",
+			(unsigned long long)p->pages_present,
+			(unsigned long long)p->pages_as_planned,
+			(unsigned long long)p->pages_absent,
+			p->pages_present ? (double)p->pages_as_planned /
+					   p->pages_present : 0.0);
+	if (p->heat_samples)
+		fprintf(f, ", \"heat_samples\": %u, \"hot_chunks\": %llu, "
+			   "\"hot_chunks_on_top_tier\": %llu", p->heat_samples,
+			(unsigned long long)p->hot_chunks,
+			(unsigned long long)p->hot_on_top);
+	fprintf(f, ",\n    \"nodes\": [");
+	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++) {
+		uint32_t n = p->node_id[i] % GM_MAX_NODES;
+
+		fprintf(f, "%s{\"node\": %u, \"planned_bytes\": %llu", i ? ", " : "",
+			n, (unsigned long long)p->planned[n]);
+		if (p->checked)
+			fprintf(f, ", \"placed_bytes\": %llu",
+				(unsigned long long)p->placed[n]);
+		fprintf(f, "}");
+	}
+	fprintf(f, "]},\n");
+}
+
+/* Written to PATH.tmp and renamed over PATH once complete, so that a full
+ * or failing filesystem leaves no truncated file that looks like one. */
 int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			 const char *path)
 {
-	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+	bool out = !strcmp(path, "-");
+	char tmp[4096];
+	FILE *f;
 	int ret = 0;
 
+	if (!out && snprintf(tmp, sizeof(tmp), "%s.tmp", path) >=
+		    (int)sizeof(tmp)) {
+		pr_err("the statistics were not written: path too long");
+		return -ENAMETOOLONG;
+	}
+	f = out ? stdout : fopen(tmp, "w");
 	if (!f) {
 		ret = -errno;
-		pr_err("cannot write %s: %s", path, strerror(-ret));
+		pr_err("the statistics were not written to %s: %s", path,
+		       strerror(-ret));
 		return ret;
 	}
 	fprintf(f, "{\n  \"role\": \"%s\",\n  \"outcome\": \"%s\",\n"
@@ -55,6 +115,7 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 		fprintf(f, "%s%llu", i ? ", " : "",
 			(unsigned long long)st->fault_hist[i]);
 	fprintf(f, "]},\n");
+	write_placement(f, &st->place);
 	fprintf(f, "  \"rounds\": [");
 	for (uint32_t i = 0; i < st->nrounds; i++) {
 		const struct mig_round_stats *r = &st->rounds[i];
@@ -79,9 +140,20 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			r->predicted_downtime_ms);
 	}
 	fprintf(f, "%s]\n}\n", st->nrounds ? "\n  " : "");
-	if (f != stdout && fclose(f)) {
+	if (out)
+		return fflush(f) ? -errno : 0;
+	if (fflush(f))
 		ret = -errno;
-		pr_err("writing %s: %s", path, strerror(-ret));
+	else if (ferror(f))
+		ret = -EIO;
+	if (fclose(f) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret) {
+		unlink(tmp);
+		pr_err("the statistics were not written to %s: %s", path,
+		       strerror(-ret));
 	}
 	return ret;
 }

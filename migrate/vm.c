@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -108,6 +109,62 @@ int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 	return 0;
 }
 
+/* What @fd is, in a word, from its /proc link ("pipe", "socket",
+ * "anon_inode:[userfaultfd]", "/memfd:ram (deleted)"). */
+static const char *fd_kind(int fd, char *buf, size_t cap)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, cap - 1);
+	if (n < 0)
+		return "an fd of unknown kind";
+	buf[n] = 0;
+	if (!strncmp(buf, "pipe:", 5))
+		return "a pipe";
+	if (!strncmp(buf, "socket:", 7))
+		return "a socket";
+	return buf;
+}
+
+/* The fds a VMM passed are what its HELLO says: the userfaultfd one,
+ * each region's a memory file that holds the region. Anything else would
+ * fail later, further from its cause (an ioctl, a mapping, a SIGBUS on a
+ * page past the end of the file). */
+static int check_fds(const struct vml_hello *h, char *err)
+{
+	char what[128];
+	const char *kind;
+	struct stat st;
+
+	if (h->uffd >= 0) {
+		kind = fd_kind(h->uffd, what, sizeof(what));
+		if (strcmp(kind, "anon_inode:[userfaultfd]"))
+			return mig_fail(err, -EBADF, "the VM's userfaultfd is "
+					"not one: it is %s", kind);
+	}
+	for (unsigned int i = 0; i < h->nr_regions; i++) {
+		const struct vml_region *r = &h->regions[i];
+
+		if (r->fd < 0)
+			continue;
+		kind = fd_kind(r->fd, what, sizeof(what));
+		if (fstat(r->fd, &st) || !S_ISREG(st.st_mode) ||
+		    !strncmp(kind, "anon_inode:", 11))
+			return mig_fail(err, -EBADF, "RAM region %u: its fd is "
+					"%s, not a memory file", i, kind);
+		if ((uint64_t)st.st_size < r->fd_offset + r->size)
+			return mig_fail(err, -EINVAL, "RAM region %u: its file "
+					"holds %llu bytes, the region needs %llu "
+					"from offset %llu", i,
+					(unsigned long long)st.st_size,
+					(unsigned long long)r->size,
+					(unsigned long long)r->fd_offset);
+	}
+	return 0;
+}
+
 int mig_vm_attach(struct mig_vm *vm, const char *path,
 		  enum mig_mem_access access, char *err)
 {
@@ -121,11 +178,14 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 	ret = vml_client_open(&vm->link, path);
 	if (ret)
 		return mig_fail(err, ret, "cannot attach to the VM at %s: %s",
-				path, strerror(-ret));
+				path, vml_strerror(ret));
 	h = &vm->link.hello;
 	if (h->nr_regions == 0 || h->nr_regions > MIG_MAX_REGIONS)
 		return mig_fail(err, -EPROTO, "the VM reports %u RAM regions",
 				h->nr_regions);
+	ret = check_fds(h, err);
+	if (ret)
+		return ret;
 	vm->nr = h->nr_regions;
 	vm->layout.nr = vm->nr;
 	for (unsigned int i = 0; i < vm->nr; i++) {

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "guestmem/guestmem.h"
 #include "util/le.h"
 
 #define MIG_WIRE_MAGIC UT_FERRY_MAGIC /* "FRY1" as bytes on the wire */
@@ -34,6 +35,10 @@
 enum mig_msg_type {
 	MIG_MSG_HELLO = 0x4d01,	/* control, source -> destination */
 	MIG_MSG_WELCOME,	/* control, destination -> source */
+	MIG_MSG_TOPOLOGY,	/* control, destination -> source, after
+				 * WELCOME with MIG_FEAT_PLACEMENT */
+	MIG_MSG_HEAT,		/* control, source -> destination, after
+				 * TOPOLOGY, before any page */
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
@@ -66,6 +71,11 @@ enum mig_msg_type {
 #define MIG_FEATURES_V1		(MIG_FEAT_ZERO_BITMAP | MIG_FEAT_DUP_REF | \
 				 MIG_FEAT_POSTCOPY | MIG_FEAT_SUBPAGES | \
 				 MIG_FEAT_SUBPAGES_KEEP)
+/* The destination sends its host picture and placement plan (TOPOLOGY)
+ * right after WELCOME. Offered and accepted on top of V1, so that a peer
+ * that does not know it never sees the message; a bit apart from the
+ * ones V1 grows by. */
+#define MIG_FEAT_PLACEMENT	(1ULL << 16)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -177,11 +187,62 @@ struct mig_error {
 	char msg[MIG_MAX_ERRMSG + 1]; /* printable, NUL-terminated */
 };
 
+/*
+ * TOPOLOGY: the destination's host picture and the plan it made, for the
+ * source to report. Versioned on its own (MIG_TOPO_VERSION, the first
+ * field), so that the picture can grow without a new protocol version:
+ * [version u16][nodes u16][hpsizes u16][0 u16], hpsizes x [size u64],
+ * [ksm_run i32][ksm_merge_across_nodes i32][numa_balancing i32][0 u32]
+ * [ksm_pages_sharing u64], the strings thp_enabled, thp_defrag,
+ * thp_shmem, policy, note ([len u8][printable bytes]), then per node
+ * [id u32][tier u32][ncpus u32][0 u32][mem_total u64][mem_free u64]
+ * hpsizes x [hp_total u64] hpsizes x [hp_free u64] [planned u64]
+ * nodes x [distance u8], the string cpulist. No node at all: the
+ * destination could not read its NUMA picture (a kernel without NUMA).
+ */
+#define MIG_TOPO_VERSION 1
+#define MIG_TOPO_MAX 32768	/* bytes of a TOPOLOGY body, at most */
+struct mig_topology {
+	struct gm_topo host;
+	char policy[64];		/* the plan's policy; "none" */
+	char note[160];			/* the plan's remark, or "" */
+	uint64_t planned[GM_MAX_NODES];	/* bytes, by node id */
+};
+
+/*
+ * HEAT: how often each chunk of guest RAM was written while the source
+ * sampled its dirty log before round 0:
+ * [nr u32][samples u32], nr x [nchunks u32], then each region's heats,
+ * one u8 per chunk: in how many of @samples harvests the chunk had a
+ * written page (so at most samples, and samples at most 255). nr is the
+ * layout's region count and nchunks each region's mig_chunks().
+ */
+#define MIG_CHUNK (2u << 20)	/* 2 MiB, or the page size when larger */
+#define MIG_HEAT_FIXED 8
+struct mig_heat {
+	uint32_t nr;
+	uint32_t samples;		/* 0: the source could not sample */
+	uint32_t nchunks[MIG_MAX_REGIONS];
+	const uint8_t *heat[MIG_MAX_REGIONS]; /* decoded: into the buffer */
+};
+
 /* Pages in region @i of @l. */
 static inline uint64_t mig_region_pages(const struct mig_layout *l,
 					uint32_t i)
 {
 	return l->r[i].size / l->r[i].page_size;
+}
+
+/* Bytes of a placement chunk of region @i, and their number. */
+static inline uint64_t mig_chunk_bytes(const struct mig_layout *l, uint32_t i)
+{
+	return l->r[i].page_size > MIG_CHUNK ? l->r[i].page_size : MIG_CHUNK;
+}
+static inline uint32_t mig_chunks(const struct mig_layout *l, uint32_t i)
+{
+	uint64_t c = mig_chunk_bytes(l, i);
+
+	return (uint32_t)((l->r[i].size + c - 1) / c);
 }
 
 /* ---- encoders: return the bytes written to @buf, or -ENOSPC / -EINVAL */
@@ -203,6 +264,9 @@ ssize_t mig_enc_resumed(uint8_t *buf, size_t cap, const struct mig_resumed *r);
 ssize_t mig_enc_error(uint8_t *buf, size_t cap, int code, const char *msg);
 ssize_t mig_enc_complete(uint8_t *buf, size_t cap,
 			 const struct mig_complete *c);
+ssize_t mig_enc_topology(uint8_t *buf, size_t cap,
+			 const struct mig_topology *t);
+ssize_t mig_enc_heat(uint8_t *buf, size_t cap, const struct mig_heat *h);
 
 /* ---- decoders: 0, or -EPROTO with a log line naming the defect ---- */
 int mig_dec_hello(const uint8_t *buf, size_t len, struct mig_hello *h);
@@ -237,6 +301,13 @@ int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
 int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);
 int mig_dec_error(const uint8_t *buf, size_t len, struct mig_error *e);
 int mig_dec_complete(const uint8_t *buf, size_t len, struct mig_complete *c);
+/* Node ids ascending and below GM_MAX_NODES, free within total, huge
+ * page sizes ascending powers of two, a distance per node, strings
+ * printable and within their fields. */
+int mig_dec_topology(const uint8_t *buf, size_t len, struct mig_topology *t);
+/* One heat per chunk of every region of @l, none above samples. */
+int mig_dec_heat(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		 struct mig_heat *h);
 
 /* The reason the calling thread's last decoder call (or mig_wire_reject())
  * refused a message, one line such as "pages: page index outside the

@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1094,12 +1095,170 @@ static const char *missing_feature(void)
 	return NULL;
 }
 
+#ifndef GM_TEST_HUGETLB
+/* ---- NUMA ---- */
+
+/* Writes @text to @root/@path, making the directories on the way. */
+static void put_file(const char *root, const char *path, const char *text)
+{
+	char full[512], *s;
+	FILE *f;
+
+	snprintf(full, sizeof(full), "%s%s", root, path);
+	for (s = full + strlen(root) + 1; (s = strchr(s, '/')); s++) {
+		*s = 0;
+		mkdir(full, 0755);
+		*s = '/';
+	}
+	f = fopen(full, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* A copy of the nested host's sysfs, as its 6.12 kernel writes it. */
+START_TEST(topo_from_tree)
+{
+	char root[] = "/tmp/check-guestmem-topo.XXXXXX", cmd[64];
+	const char *n0 = "/sys/devices/system/node/node0/";
+	const char *n1 = "/sys/devices/system/node/node1/";
+	char p[256];
+	struct gm_topo t;
+	uint64_t m;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+#define PUT(dir, file, text) \
+	(snprintf(p, sizeof(p), "%s%s", dir, file), put_file(root, p, text))
+	PUT(n0, "cpulist", "0-1\n");
+	PUT(n0, "distance", "10 20\n");
+	PUT(n0, "meminfo", "Node 0 MemTotal:        1290000 kB\n"
+	    "Node 0 MemFree:         1256848 kB\nNode 0 MemUsed: 1 kB\n");
+	PUT(n0, "hugepages/hugepages-2048kB/nr_hugepages", "0\n");
+	PUT(n0, "hugepages/hugepages-2048kB/free_hugepages", "0\n");
+	PUT(n1, "cpulist", "\n");
+	PUT(n1, "distance", "20 10\n");
+	PUT(n1, "meminfo", "Node 1 MemTotal:         786432 kB\n"
+	    "Node 1 MemFree:          713372 kB\n");
+	PUT(n1, "hugepages/hugepages-2048kB/nr_hugepages", "8\n");
+	PUT(n1, "hugepages/hugepages-2048kB/free_hugepages", "6\n");
+	PUT("/sys/kernel/mm/hugepages/hugepages-2048kB/", "nr_hugepages",
+	    "8\n");
+	PUT("/sys/devices/virtual/memory_tiering/memory_tier4/", "nodelist",
+	    "0\n");
+	PUT("/sys/devices/virtual/memory_tiering/memory_tier54/", "nodelist",
+	    "1\n");
+	PUT("/sys/kernel/mm/transparent_hugepage/", "enabled",
+	    "always [madvise] never\n");
+	PUT("/sys/kernel/mm/transparent_hugepage/", "defrag",
+	    "always defer defer+madvise [madvise] never\n");
+	PUT("/sys/kernel/mm/ksm/", "run", "0\n");
+	PUT("/sys/kernel/mm/ksm/", "merge_across_nodes", "1\n");
+	PUT("/proc/sys/kernel/", "numa_balancing", "2\n");
+#undef PUT
+	ck_assert_int_eq(gm_topo_read(&t, root), 0);
+	ck_assert_uint_eq(t.nr_nodes, 2);
+	ck_assert_uint_eq(t.nr_hpsizes, 1);
+	ck_assert_uint_eq(t.hpsize[0], 2 << 20);
+	ck_assert_uint_eq(t.node[0].ncpus, 2);
+	ck_assert_str_eq(t.node[0].cpulist, "0-1");
+	ck_assert_uint_eq(t.node[1].ncpus, 0);
+	ck_assert_uint_eq(t.node[0].tier, 4);
+	ck_assert_uint_eq(t.node[1].tier, 54);
+	ck_assert_uint_eq(t.node[0].mem_free, 1256848ULL << 10);
+	ck_assert_uint_eq(t.node[1].mem_total, 786432ULL << 10);
+	ck_assert_uint_eq(t.node[1].hp_total[0], 8);
+	ck_assert_uint_eq(t.node[1].hp_free[0], 6);
+	ck_assert_uint_eq(t.node[0].distance[1], 20);
+	ck_assert_uint_eq(t.node[1].distance[1], 10);
+	ck_assert_str_eq(t.thp_enabled, "madvise");
+	ck_assert_str_eq(t.thp_defrag, "madvise");
+	ck_assert_str_eq(t.thp_shmem, "");
+	ck_assert_int_eq(t.ksm_run, 0);
+	ck_assert_int_eq(t.ksm_merge_across_nodes, 1);
+	ck_assert_int_eq(t.numa_balancing, 2);
+	ck_assert_int_eq(gm_topo_index(&t, 1), 1);
+	ck_assert_int_eq(gm_topo_index(&t, 7), -ENOENT);
+	/* A broken list is an error, not a guess. */
+	snprintf(p, sizeof(p), "%scpulist", n1);
+	put_file(root, p, "3-x\n");
+	ck_assert_int_eq(gm_topo_read(&t, root), -EINVAL);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(gm_topo_read(&t, root), -ENOENT);
+	ck_assert_int_eq(gm_nodes_parse("0-2,5", &m), 4);
+	ck_assert_uint_eq(m, 0x27);
+}
+END_TEST
+
+/* This host's own picture: whatever its shape, a node with CPUs and
+ * memory, and this process may run on one of them. */
+START_TEST(topo_this_host)
+{
+	struct gm_topo t;
+	uint64_t local = 0;
+	bool cpus = false;
+	char buf[4096];
+	FILE *f;
+
+	ck_assert_int_eq(gm_topo_read(&t, NULL), 0);
+	ck_assert_uint_ge(t.nr_nodes, 1);
+	for (uint32_t i = 0; i < t.nr_nodes; i++) {
+		cpus |= t.node[i].ncpus > 0;
+		ck_assert_uint_le(t.node[i].mem_free, t.node[i].mem_total);
+		ck_assert_uint_eq(t.node[i].distance[i], 10);
+	}
+	ck_assert(cpus);
+	ck_assert_int_eq(gm_topo_local_nodes(&t, 0, &local), 0);
+	ck_assert_uint_ne(local, 0);
+	f = fmemopen(buf, sizeof(buf), "w");
+	gm_topo_print(&t, f, "  ");
+	fclose(f);
+	ck_assert_msg(strstr(buf, "  node ") && strstr(buf, "THP: "), "%s",
+		      buf);
+}
+END_TEST
+
+/* A memfd bound to a node before its pages are written gets them there,
+ * through write(2) as the destination writes them; pages never written
+ * are holes, reported as not in memory. */
+START_TEST(numa_bind_then_write)
+{
+	struct gm_region r;
+	struct gm_topo t;
+	int32_t node[1024];
+	uint8_t page[4096];
+	uint32_t target;
+	ssize_t n;
+
+	ck_assert_int_eq(gm_topo_read(&t, NULL), 0);
+	target = t.node[t.nr_nodes - 1].id;
+	ck_assert_int_eq(gm_region_init(&r, GM_BACKING_SHMEM, 4 << 20, "numa"),
+			 0);
+	ck_assert_int_eq(gm_numa_bind(r.host, r.size, target), 0);
+	memset(page, 0x5a, sizeof(page));
+	for (int i = 0; i < 1024; i += 2)
+		ck_assert_int_eq(pwrite(r.fd, page, sizeof(page),
+					(off_t)i * 4096), 4096);
+	n = gm_numa_where(&r, 0, 1024, node);
+	ck_assert_int_eq(n, 512);
+	for (int i = 0; i < 1024; i++)
+		ck_assert_int_eq(node[i], i % 2 ? -1 : (int32_t)target);
+	ck_assert_int_eq(gm_numa_where(&r, 1000, 100, node), -EINVAL);
+	ck_assert_int_eq(gm_numa_bind(r.host, r.size, GM_MAX_NODES), -EINVAL);
+	gm_region_fini(&r);
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	/* Check's test handles are variables, so the table lives here. */
 	const struct ft_case cases[] = {
 #ifndef GM_TEST_HUGETLB
 		{ "backing_names", backing_names, 0, 0 },
+		{ "topo_from_tree", topo_from_tree, 0, 0 },
+		{ "topo_this_host", topo_this_host, 0, 0 },
+		{ "numa_bind_then_write", numa_bind_then_write, 0, 0 },
 		{ "hugetlb_shortage_message", hugetlb_shortage_message, 0, 0 },
 		{ "uffd_probe_and_api", uffd_probe_and_api, 0, 0 },
 		{ "uffd_invalid_args", uffd_invalid_args, 0, 0 },

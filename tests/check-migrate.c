@@ -7,7 +7,9 @@
  * driven by hand and by two threads racing the way the destination's
  * fault thread and receivers do. The phase table is walked along every
  * path an engine takes and against the hand-offs it must refuse; the
- * worker shape is stopped both ways an engine thread sleeps.
+ * worker shape is stopped both ways an engine thread sleeps. The
+ * placement plan walks a table of policies over a two-node host like the
+ * nested one.
  */
 #include "config.h"
 
@@ -693,6 +695,195 @@ START_TEST(cancel_race_with_commit)
 }
 END_TEST
 
+/* ---- the placement plan ---- */
+
+#define MiB (1ULL << 20)
+
+/* The nested host's shape: node 0 with the CPUs (tier 4), node 1
+ * memory-only and slower (tier 54); 2 MiB pools of 4 and 8 pages. */
+static void two_nodes(struct gm_topo *t, uint64_t free0, uint64_t free1)
+{
+	memset(t, 0, sizeof(*t));
+	t->nr_nodes = 2;
+	t->nr_hpsizes = 1;
+	t->hpsize[0] = 2 * MiB;
+	t->node[0] = (struct gm_numa_node){ .id = 0, .tier = 4, .ncpus = 2,
+		.cpulist = "0-1", .mem_total = 2048 * MiB,
+		.mem_free = free0, .hp_total = { 4 }, .hp_free = { 4 },
+		.distance = { 10, 20 } };
+	t->node[1] = (struct gm_numa_node){ .id = 1, .tier = 54, .ncpus = 0,
+		.mem_total = 1024 * MiB, .mem_free = free1,
+		.hp_total = { 8 }, .hp_free = { 8 }, .distance = { 20, 10 } };
+}
+
+#define MAX_CHECKED 4
+struct place_row {
+	const char *name;
+	const char *policy;
+	uint32_t fast_share;
+	uint64_t size[2];	/* MiB of region 0 and 1 (0: no region 1) */
+	uint32_t page_size;	/* of every region */
+	int hot_first, hot_n;	/* region 0's chunks [first, first+n) hot */
+	int want;		/* 0, -ENOSPC, -EINVAL */
+	uint64_t planned[2];	/* MiB on node 0 and 1 */
+	/* chunk -> node checks in region 0 (chunk index, node), -1 ends */
+	int chunk[MAX_CHECKED][2];
+	const char *err_has;	/* in the refusal line */
+};
+
+static const struct place_row place_rows[] = {
+	{ "local: all on the VMM's node", "local", 0, { 256, 0 }, 4096,
+	  0, 0, 0, { 256, 0 }, { { 0, 0 }, { 127, 0 }, { -1 } }, NULL },
+	{ "bind:0", "bind:0", 0, { 256, 0 }, 4096, 0, 0, 0, { 256, 0 },
+	  { { 0, 0 }, { -1 } }, NULL },
+	{ "bind:1: the memory-only node", "bind:1", 0, { 256, 0 }, 4096,
+	  0, 0, 0, { 0, 256 }, { { 0, 1 }, { 127, 1 }, { -1 } }, NULL },
+	{ "bind:1 beyond its free memory is refused", "bind:1", 0,
+	  { 1024, 0 }, 4096, 0, 0, -ENOSPC, { 0, 0 }, { { -1 } },
+	  "placement bind:1 cannot fit: the guest's 1024 MiB of 4 KiB pages "
+	  "need room on node 1, which has 448 MiB free" },
+	{ "bind:0-1 fills node 0, then node 1", "bind:0-1", 0, { 1200, 0 },
+	  4096, 0, 0, 0, { 960, 240 }, { { 0, 0 }, { 479, 0 }, { 480, 1 },
+	  { -1 } }, NULL },
+	{ "interleave:0-1 alternates chunks", "interleave:0-1", 0,
+	  { 256, 0 }, 4096, 0, 0, 0, { 128, 128 },
+	  { { 0, 0 }, { 1, 1 }, { 2, 0 }, { 127, 1 } }, NULL },
+	{ "interleave: a short last chunk", "interleave:0-1", 0, { 5, 0 },
+	  4096, 0, 0, 0, { 3, 2 }, { { 0, 0 }, { 1, 1 }, { 2, 0 }, { -1 } },
+	  NULL },
+	{ "tiered without a share: all fits on top", "tiered", 0,
+	  { 256, 0 }, 4096, 0, 0, 0, { 256, 0 }, { { 0, 0 }, { -1 } }, NULL },
+	{ "tiered 10%: the hot chunks on node 0", "tiered", 10, { 200, 0 },
+	  4096, 50, 10, 0, { 20, 180 },
+	  { { 49, 1 }, { 50, 0 }, { 59, 0 }, { 60, 1 } }, NULL },
+	{ "tiered: a full top tier spills below", "tiered", 0, { 1200, 0 },
+	  4096, 0, 0, 0, { 960, 240 }, { { 0, 0 }, { 599, 1 }, { -1 } },
+	  NULL },
+	{ "cells:1,0 maps guest cells to nodes", "cells:1,0", 0, { 128, 64 },
+	  4096, 0, 0, 0, { 64, 128 }, { { 0, 1 }, { 63, 1 }, { -1 } }, NULL },
+	{ "cells: one node per region", "cells:0", 0, { 128, 64 }, 4096,
+	  0, 0, -EINVAL, { 0, 0 }, { { -1 } }, "names 1 nodes, the guest "
+	  "has 2 RAM regions" },
+	{ "bind to a node the host lacks", "bind:3", 0, { 64, 0 }, 4096,
+	  0, 0, -EINVAL, { 0, 0 }, { { -1 } }, "this host has no node 3" },
+	{ "huge pages from the chosen node's pool", "bind:1", 0, { 16, 0 },
+	  2 << 20, 0, 0, 0, { 0, 16 }, { { 0, 1 }, { 7, 1 }, { -1 } }, NULL },
+	{ "a pool too small is refused", "bind:0", 0, { 32, 0 }, 2 << 20,
+	  0, 0, -ENOSPC, { 0, 0 }, { { -1 } }, "needs 16 2 MiB huge pages on "
+	  "node 0, whose pools have 4 free" },
+	{ "1 GiB pages with no pool", "local", 0, { 1024, 0 }, 1 << 30,
+	  0, 0, -ENOSPC, { 0, 0 }, { { -1 } }, "no pool of 1 GiB huge pages" },
+};
+
+START_TEST(placement_table)
+{
+	const struct place_row *w = &place_rows[_i];
+	struct mig_layout l = { 0 };
+	struct mig_place_policy pol;
+	struct mig_plan pl;
+	struct gm_topo t;
+	char err[MIG_ERR_LEN] = "";
+	uint8_t heat0[2048] = { 0 };
+	const uint8_t *heat[2] = { heat0, NULL };
+	struct mig_plan_input in = { .topo = &t, .layout = &l,
+		.local_nodes = 1, .reserve = 64 * MiB, .heat = heat };
+	int ret;
+
+	two_nodes(&t, 1024 * MiB, 512 * MiB);
+	for (int i = 0; i < 2 && w->size[i]; i++) {
+		l.r[i] = (struct mig_region){ .gpa = i * (4ULL << 30),
+			.size = w->size[i] * MiB, .page_size = w->page_size };
+		l.nr++;
+	}
+	for (int i = w->hot_first; i < w->hot_first + w->hot_n; i++)
+		heat0[i] = 5;
+	ck_assert_int_eq(mig_place_parse(w->policy, &pol, err), 0);
+	pol.fast_share = w->fast_share;
+	ret = mig_plan_make(&pl, &in, &pol, err);
+	ck_assert_msg(ret == w->want, "%s: got %d (%s), want %d", w->name, ret,
+		      err, w->want);
+	if (w->err_has)
+		ck_assert_msg(strstr(err, w->err_has), "%s: '%s' lacks '%s'",
+			      w->name, err, w->err_has);
+	if (ret)
+		return;
+	for (int n = 0; n < 2; n++)
+		ck_assert_msg(pl.planned[n] == w->planned[n] * MiB,
+			      "%s: node %d planned %llu MiB, want %llu",
+			      w->name, n,
+			      (unsigned long long)(pl.planned[n] / MiB),
+			      (unsigned long long)w->planned[n]);
+	for (int k = 0; k < MAX_CHECKED && w->chunk[k][0] >= 0; k++)
+		ck_assert_msg(pl.r[0].node[w->chunk[k][0]] == w->chunk[k][1],
+			      "%s: chunk %d on node %u, want %d", w->name,
+			      w->chunk[k][0], pl.r[0].node[w->chunk[k][0]],
+			      w->chunk[k][1]);
+	mig_plan_fini(&pl);
+}
+END_TEST
+
+/* The same inputs make the same plan, and the inputs are left alone. */
+START_TEST(placement_is_pure)
+{
+	struct mig_layout l = { .nr = 1, .r = { { 0, 300 * MiB, 4096, 0 } } };
+	struct mig_place_policy pol;
+	struct mig_plan a, b;
+	struct gm_topo t, t2;
+	char err[MIG_ERR_LEN] = "";
+	struct mig_plan_input in = { .topo = &t, .layout = &l,
+				     .local_nodes = 1, .reserve = 0 };
+
+	two_nodes(&t, 1024 * MiB, 512 * MiB);
+	t2 = t;
+	ck_assert_int_eq(mig_place_parse("interleave:0-1", &pol, err), 0);
+	ck_assert_int_eq(mig_plan_make(&a, &in, &pol, err), 0);
+	ck_assert_int_eq(mig_plan_make(&b, &in, &pol, err), 0);
+	ck_assert_int_eq(a.r[0].nchunks, 150);
+	ck_assert(!memcmp(a.r[0].node, b.r[0].node, a.r[0].nchunks));
+	ck_assert(!memcmp(a.planned, b.planned, sizeof(a.planned)));
+	ck_assert(!memcmp(&t, &t2, sizeof(t)));
+	mig_plan_fini(&a);
+	mig_plan_fini(&b);
+	mig_plan_fini(&b); /* twice: a no-op */
+}
+END_TEST
+
+START_TEST(placement_policy_text)
+{
+	static const struct { const char *in, *out; int ret; } texts[] = {
+		{ "local", "local", 0 },
+		{ "bind:0", "bind:0", 0 },
+		{ "bind:0,1,2", "bind:0-2", 0 },
+		{ "interleave:1,3-4", "interleave:1,3-4", 0 },
+		{ "tiered", "tiered", 0 },
+		{ "cells:1,0", "cells:1,0", 0 },
+		{ "none", "none", 0 },
+		{ "bind:", NULL, -EINVAL },
+		{ "bind:64", NULL, -EINVAL },
+		{ "bind:1-", NULL, -EINVAL },
+		{ "interleave:x", NULL, -EINVAL },
+		{ "cells:", NULL, -EINVAL },
+		{ "cells:0,,1", NULL, -EINVAL },
+		{ "nearest", NULL, -EINVAL },
+	};
+	struct mig_place_policy p;
+	char err[MIG_ERR_LEN], buf[64];
+
+	for (size_t i = 0; i < UT_ARRAY_SIZE(texts); i++) {
+		err[0] = 0;
+		ck_assert_msg(mig_place_parse(texts[i].in, &p, err) == texts[i].ret,
+			      "'%s'", texts[i].in);
+		if (texts[i].ret) {
+			ck_assert_msg(strstr(err, "--placement"), "'%s': %s",
+				      texts[i].in, err);
+			continue;
+		}
+		mig_place_format(&p, buf, sizeof(buf));
+		ck_assert_str_eq(buf, texts[i].out);
+	}
+}
+END_TEST
+
 /* ---- the phases ---- */
 
 /* Every path an engine walks, start to outcome (SETUP first). */
@@ -870,6 +1061,10 @@ int main(void)
 		{ "phase_refused", phase_refused, 0, 0 },
 		{ "worker_stop_by_eventfd", worker_stop_by_eventfd, 0, 0 },
 		{ "worker_stop_on_condvar", worker_stop_on_condvar, 0, 0 },
+		{ "placement_table", placement_table,
+		  UT_ARRAY_SIZE(place_rows), 0 },
+		{ "placement_is_pure", placement_is_pure, 0, 0 },
+		{ "placement_policy_text", placement_policy_text, 0, 0 },
 	};
 
 	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));

@@ -575,6 +575,14 @@ START_TEST(garbage_handshake_gets_alert)
 }
 END_TEST
 
+/* A bad record mid-session: the receiver fails with the reason and tells
+ * the sender with an alert. _i: 0 forged body (bad MAC), 1 too long,
+ * 2 too short, 3 not an application-data record. */
+static const char *const bad_record_reasons[] = {
+	"bad record mac", "encrypted length too long", "bad length",
+	"unexpected record",
+};
+
 START_TEST(garbage_mid_session)
 {
 	struct creds sc, cc;
@@ -588,18 +596,119 @@ START_TEST(garbage_mid_session)
 
 	pair(&scfg, &ccfg, &sv, &cs);
 	srand(12);
-	garbage(buf, sizeof(buf), 0x17);
+	garbage(buf, sizeof(buf), _i == 3 ? 0x16 : 0x17);
+	if (_i == 1)
+		buf[3] = 0x41; /* 16640 + body bytes: beyond 2^14 + 1 + tag */
+	if (_i == 2)
+		buf[3] = 0, buf[4] = 16;
 	ck_assert_int_eq(write(tp_stream_fd(tp_session_control(cs)), buf,
 			       sizeof(buf)), sizeof(buf));
 	ret = tp_recv_hdr(tp_session_control(sv.s), &m);
 	fprintf(stderr, "server: %s\n",
 		tp_stream_strerror(tp_session_control(sv.s)));
-	ck_assert_int_eq(ret, -EPROTO);
+	check_reason(ret, -EPROTO, tp_stream_strerror(tp_session_control(sv.s)),
+		     bad_record_reasons[_i], "server");
 	ret = tp_recv_hdr(tp_session_control(cs), &m);
 	fprintf(stderr, "client: %s\n",
 		tp_stream_strerror(tp_session_control(cs)));
 	ck_assert_int_lt(ret, 0);
 	ck_assert(strstr(tp_stream_strerror(tp_session_control(cs)), "alert"));
+	tp_session_destroy(cs);
+	server_fini(&sv);
+}
+END_TEST
+
+/* Authentic records with hostile insides: an authenticated peer seals
+ * them with its real key (tp_rec_seal) and sends them raw, after one good
+ * message. Either the receiver then reads the message "hi" of type 2 that
+ * follows (reason NULL), or it fails with the reason given. */
+struct inner_rec {
+	uint8_t type;		/* inner content type (0: padding follows) */
+	uint8_t data[24];	/* content, zero-filled */
+	size_t len;
+};
+
+/* A frame of type 2 with payload "hi". */
+#define HI_FRAME 'F', 'R', 'Y', '1', 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, \
+		 'h', 'i'
+
+static const struct {
+	const char *name;
+	struct inner_rec rec[2];
+	int nrec, want;
+	const char *reason;
+} inner_cases[] = {
+	{ "empty application data", { { 23, { 0 }, 0 }, { 23, { 0 }, 0 } },
+	  2, 0, NULL },
+	/* The frame, its type 23, then zeros: a padded record. */
+	{ "padded application data", { { 0, { HI_FRAME, 23 }, 24 } }, 1, 0,
+	  NULL },
+	{ "user_canceled warning", { { 21, { 1, 90 }, 2 } }, 1, 0, NULL },
+	{ "peer's fatal alert", { { 21, { 2, 40 }, 2 } }, 1, -EPROTO,
+	  "alert handshake failure" },
+	{ "alert of three bytes", { { 21, { 2, 40, 0 }, 3 } }, 1, -EPROTO,
+	  "unexpected message" },
+	{ "KeyUpdate asking for 2", { { 22, { 24, 0, 0, 1, 2 }, 5 } }, 1,
+	  -EPROTO, "bad key update" },
+	{ "KeyUpdate not ending its record",
+	  { { 22, { 24, 0, 0, 1, 0, 24, 0, 0, 1, 0 }, 10 } }, 1, -EPROTO,
+	  "bad key update" },
+	{ "session ticket sent to a server",
+	  { { 22, { 4, 0, 0, 4, 0, 0, 0, 0 }, 8 } }, 1, -EPROTO,
+	  "unexpected message" },
+	{ "fragment of a handshake message",
+	  { { 22, { 24, 0, 0, 9, 0 }, 5 } }, 1, -EPROTO, "unexpected message" },
+	{ "heartbeat", { { 24, { 1, 0, 0 }, 3 } }, 1, -EPROTO,
+	  "unexpected message" },
+	{ "only padding", { { 0, { 0 }, 20 } }, 1, -EPROTO,
+	  "unexpected record" },
+	{ "close_notify", { { 21, { 1, 0 }, 2 } }, 1, -ESHUTDOWN,
+	  "closed the stream" },
+};
+
+START_TEST(hostile_inner_records)
+{
+	struct creds sc, cc;
+	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
+	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
+	static uint8_t rec[TP_REC_MAX_SEALED];
+	struct tp_stream *tx, *rx;
+	struct tp_session *cs;
+	struct server sv;
+	struct iovec v = { "hi", 2 };
+	uint8_t buf[16];
+	struct tp_msg m;
+	ssize_t n;
+	int ret;
+
+	pair(&scfg, &ccfg, &sv, &cs);
+	tx = tp_session_control(cs);
+	rx = tp_session_control(sv.s);
+	ck_assert_int_eq(tp_send(tx, 1, NULL, 0, 0), 0);
+	for (int k = 0; k < inner_cases[_i].nrec; k++) {
+		const struct inner_rec *r = &inner_cases[_i].rec[k];
+		struct iovec c = { (void *)r->data, r->len };
+
+		n = tp_rec_seal(&tx->rec_tx, r->type, &c, 1, rec);
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_eq(tp_raw_send(tx, rec, n), 0);
+	}
+	if (!inner_cases[_i].reason)
+		ck_assert_int_eq(tp_send(tx, 2, &v, 1, 0), 0);
+	ck_assert_int_eq(tp_recv(rx, &m, buf, sizeof(buf)), 0);
+	ck_assert_uint_eq(m.type, 1);
+	ret = tp_recv(rx, &m, buf, sizeof(buf));
+	fprintf(stderr, "%s: %s\n", inner_cases[_i].name,
+		tp_stream_strerror(rx));
+	if (inner_cases[_i].reason) {
+		check_reason(ret, inner_cases[_i].want, tp_stream_strerror(rx),
+			     inner_cases[_i].reason, "receiver");
+	} else {
+		ck_assert_msg(ret == 0, "%s", tp_stream_strerror(rx));
+		ck_assert_uint_eq(m.type, 2);
+		ck_assert_uint_eq(m.len, 2);
+		ck_assert(!memcmp(buf, "hi", 2));
+	}
 	tp_session_destroy(cs);
 	server_fini(&sv);
 }
@@ -917,6 +1026,147 @@ START_TEST(key_update)
 	ck_assert_uint_ge(st.key_updates, 10);
 	tp_session_destroy(cs);
 	server_fini(&sv);
+}
+END_TEST
+
+/* ---- our record layer against OpenSSL's ---- */
+
+/* A plain OpenSSL client (block padding on, asking for KeyUpdates) talks
+ * to one of our TLS streams, which echoes every message back and updates
+ * its own keys every 64 KiB: both record layers must read each other,
+ * for each cipher suite (_i). */
+static const char *const interop_suites[] = {
+	"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+	"TLS_CHACHA20_POLY1305_SHA256",
+};
+
+struct echo_end {
+	struct tp_config cfg;
+	int fd;
+	struct tp_stream_stats stats;
+	char err[TP_ERR_LEN];
+	int ret;
+	pthread_t th;
+};
+
+static void *echo_fn(void *arg)
+{
+	struct echo_end *e = arg;
+	static uint8_t buf[300 * 1024];
+	struct tp_stream *st = NULL;
+	struct tp_tls *t = NULL;
+	struct tp_err err = { "" };
+	struct tp_msg m;
+	struct iovec v[3];
+	int ret;
+
+	ret = tp_tls_create(&e->cfg, true, &t, &err);
+	if (ret == 0)
+		ret = tp_stream_create(e->fd, TP_STREAM_CONTROL, 0, &e->cfg, &st);
+	if (ret == 0)
+		ret = tp_tls_handshake(st, t, NULL);
+	while (ret == 0 && (ret = tp_recv(st, &m, buf, sizeof(buf))) == 0 &&
+	       m.type != 9) {
+		/* Echoed in three pieces, the first small: the header's
+		 * record, then records that gather across pieces. */
+		size_t a = m.len < 100 ? m.len : 100, b = (m.len - a) / 2;
+
+		v[0] = (struct iovec){ buf, a };
+		v[1] = (struct iovec){ buf + a, b };
+		v[2] = (struct iovec){ buf + a + b, m.len - a - b };
+		ret = tp_send(st, m.type, v, 3, 0);
+	}
+	snprintf(e->err, sizeof(e->err), "%s", st ? tp_stream_strerror(st) :
+						    err.msg);
+	if (st)
+		tp_stream_get_stats(st, &e->stats);
+	tp_stream_destroy(st, true);
+	tp_tls_put(t);
+	e->ret = ret;
+	return NULL;
+}
+
+static void ssl_write_all(SSL *ssl, const void *p, size_t len)
+{
+	size_t w;
+
+	ck_assert_msg(SSL_write_ex(ssl, p, len, &w) == 1 && w == len,
+		      "SSL_write: %s", ERR_reason_error_string(ERR_get_error()));
+}
+
+static void ssl_read_all(SSL *ssl, void *p, size_t len)
+{
+	size_t got;
+
+	for (uint8_t *q = p; len > 0; q += got, len -= got)
+		ck_assert_msg(SSL_read_ex(ssl, q, len, &got) == 1,
+			      "SSL_read: %s",
+			      ERR_reason_error_string(ERR_get_error()));
+}
+
+START_TEST(interop_openssl_records)
+{
+	static uint8_t out[256 * 1024], in[256 * 1024];
+	struct creds sc;
+	struct echo_end e = { .cfg = mtls_cfg(&sc, "ca", "server") };
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	uint8_t hdr[TP_FRAME_LEN];
+	uint32_t type;
+	uint64_t len;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int sv[2];
+
+	e.cfg.key_update_bytes = 64 * 1024;
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	e.fd = sv[0];
+	ck_assert_int_eq(pthread_create(&e.th, NULL, echo_fn, &e), 0);
+	ctx = SSL_CTX_new(TLS_client_method());
+	ck_assert(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION));
+	ck_assert(SSL_CTX_set_ciphersuites(ctx, interop_suites[_i]));
+	ck_assert(SSL_CTX_set_block_padding(ctx, 256));
+	ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, cpath(ca, "ca"),
+						       NULL), 1);
+	ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(ctx,
+			 cpath(cert, "client")), 1);
+	ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(ctx, kpath(key, "client"),
+						     SSL_FILETYPE_PEM), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, sv[1]);
+	ck_assert_int_eq(SSL_connect(ssl), 1);
+	srand(40 + _i);
+	for (int i = 0; i < 40; i++) {
+		size_t n = i % 8 == 0 ? 0 : (size_t)rand() % sizeof(out);
+
+		for (size_t k = 0; k < n; k++)
+			out[k] = rand();
+		tp_frame_encode(hdr, 100 + i, n);
+		ssl_write_all(ssl, hdr, sizeof(hdr));
+		if (n)
+			ssl_write_all(ssl, out, n);
+		if (i % 5 == 4)
+			ck_assert(SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED));
+		ssl_read_all(ssl, hdr, sizeof(hdr));
+		ck_assert_int_eq(tp_frame_decode(hdr, &type, &len), 0);
+		ck_assert_uint_eq(type, 100 + i);
+		ck_assert_uint_eq(len, n);
+		ssl_read_all(ssl, in, n);
+		ck_assert_msg(!memcmp(in, out, n), "message %d differs", i);
+	}
+	tp_frame_encode(hdr, 9, 0);
+	ssl_write_all(ssl, hdr, sizeof(hdr));
+	/* Our side's close_notify ends the stream for OpenSSL cleanly. */
+	ck_assert_int_eq(SSL_read_ex(ssl, in, 1, &len), 0);
+	ck_assert_int_eq(SSL_get_error(ssl, 0), SSL_ERROR_ZERO_RETURN);
+	pthread_join(e.th, NULL);
+	ck_assert_msg(e.ret == 0, "our end: %s", e.err);
+	fprintf(stderr, "%s: %llu key updates sent\n", interop_suites[_i],
+		(unsigned long long)e.stats.key_updates);
+	ck_assert_uint_ge(e.stats.key_updates, 10);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(sv[1]);
 }
 END_TEST
 
@@ -1492,8 +1742,11 @@ static Suite *transport_suite(void)
 		{ "tls_client_on_plain_port", tls_client_on_plain_port, 0, 30 },
 		{ "garbage_handshake_gets_alert", garbage_handshake_gets_alert,
 		  0, 30 },
-		{ "garbage_mid_session", garbage_mid_session, 0, 30 },
+		{ "garbage_mid_session", garbage_mid_session,
+		  UT_ARRAY_SIZE(bad_record_reasons), 30 },
 		{ "garbage_mid_session_plain", garbage_mid_session_plain, 0, 30 },
+		{ "hostile_inner_records", hostile_inner_records,
+		  UT_ARRAY_SIZE(inner_cases), 30 },
 		{ "bad_credentials", bad_credentials, 0, 30 },
 		{ "accept_timeout", accept_timeout, 0, 30 },
 		{ "silent_client_handshake_timeout",
@@ -1503,6 +1756,8 @@ static Suite *transport_suite(void)
 		{ "session_shutdown_wakes_reader",
 		  session_shutdown_wakes_reader, 3, 30 },
 		{ "key_update", key_update, 0, 60 },
+		{ "interop_openssl_records", interop_openssl_records,
+		  UT_ARRAY_SIZE(interop_suites), 60 },
 		{ "gib_over_bulk_streams", gib_over_bulk_streams, 2, 120 },
 		{ "urgent_overtakes_bulk", urgent_overtakes_bulk, 3, 60 },
 		{ "peer_cut", peer_cut, 2 * 3 * CUT_NR, 60 },

@@ -125,7 +125,7 @@ static void sample_hello(struct vml_hello *h, int uffd, int memfd)
 		.backing = GM_BACKING_SHMEM, .fd = memfd };
 	h->regions[1] = (struct vml_region){ .gpa = 1 << 30, .size = 2 << 20,
 		.host_addr = 0x7f0000200000, .page_size = 2 << 20,
-		.backing = GM_BACKING_ANON, .fd = -1 };
+		.backing = GM_BACKING_HUGETLB_2M, .fd = -1 };
 }
 
 START_TEST(vmlink_hello_roundtrip)
@@ -155,6 +155,14 @@ START_TEST(vmlink_hello_roundtrip)
 	ck_assert_uint_eq(d.regions[1].page_size, 2 << 20);
 	close(d.uffd);
 	close(d.regions[0].fd);
+	/* An fd more than the table refers to. */
+	for (int i = 0; i < 3; i++)
+		mine[i] = dup(0);
+	ck_assert_int_eq(vml_hello_decode(&d, buf, n, mine, 3), -EPROTO);
+	ck_assert_str_eq(vml_strerror(-EPROTO),
+			 "3 fds passed, the table refers to 2");
+	ck_assert_int_eq(d.uffd, -1);
+	close(mine[2]);
 	/* Every truncation and a bad fd index are rejected. */
 	for (ssize_t len = 0; len < n; len++)
 		ck_assert_int_ne(vml_hello_decode(&d, buf, len, mine, 0), 0);
@@ -186,6 +194,14 @@ START_TEST(vmlink_hello_hostile)
 				 .page_size = 4096, .fd = -1 } },
 		{ "unaligned gpa", { .gpa = (1 << 30) + 2048, .size = 4096,
 				     .page_size = 4096, .fd = -1 } },
+		{ "2M pages on shmem", { .gpa = 1 << 30, .size = 2 << 20,
+					 .page_size = 2 << 20, .fd = -1 } },
+		{ "unknown backing", { .gpa = 1 << 30, .size = 4096,
+				       .page_size = 4096, .backing = 77,
+				       .fd = -1 } },
+		{ "unaligned host address", { .gpa = 1 << 30, .size = 4096,
+					      .host_addr = 0x7f0000000800,
+					      .page_size = 4096, .fd = -1 } },
 	};
 
 	for (unsigned int i = 0; i < UT_ARRAY_SIZE(bad); i++) {
@@ -205,6 +221,7 @@ START_TEST(vmlink_hello_hostile)
 		/* The taken fds were closed by the decoder. */
 		ck_assert_int_eq(d.uffd, -1);
 		ck_assert_int_eq(d.regions[0].fd, -1);
+		ck_assert_ptr_nonnull(strstr(vml_strerror(-EINVAL), "region"));
 	}
 }
 END_TEST

@@ -419,6 +419,158 @@ START_TEST(mutations_are_caught_or_valid)
 }
 END_TEST
 
+/* The nested host's picture with a plan, as a destination sends it. */
+static struct mig_topology topology(void)
+{
+	struct mig_topology t = { .policy = "interleave:0-1" };
+	struct gm_topo *h = &t.host;
+
+	h->nr_nodes = 2;
+	h->nr_hpsizes = 2;
+	h->hpsize[0] = 2 << 20;
+	h->hpsize[1] = 1 << 30;
+	h->node[0] = (struct gm_numa_node){ .id = 0, .tier = 4, .ncpus = 2,
+		.cpulist = "0-1", .mem_total = 1280 << 20,
+		.mem_free = 1200 << 20, .hp_total = { 4, 0 },
+		.hp_free = { 3, 0 }, .distance = { 10, 20 } };
+	h->node[1] = (struct gm_numa_node){ .id = 1, .tier = 54,
+		.mem_total = 768 << 20, .mem_free = 700 << 20,
+		.hp_total = { 8, 1 }, .hp_free = { 8, 1 },
+		.distance = { 20, 10 } };
+	strcpy(h->thp_enabled, "madvise");
+	strcpy(h->thp_defrag, "madvise");
+	strcpy(h->thp_shmem, "never");
+	h->ksm_run = 0;
+	h->ksm_merge_across_nodes = 1;
+	h->ksm_pages_sharing = 12;
+	h->numa_balancing = -1;
+	t.planned[0] = 128 << 20;
+	t.planned[1] = 128 << 20;
+	return t;
+}
+
+static void topology_rejected(const struct mig_topology *t, const char *why)
+{
+	static uint8_t buf[MIG_TOPO_MAX];
+	static struct mig_topology out;
+	ssize_t n = mig_enc_topology(buf, sizeof(buf), t);
+
+	ck_assert_int_gt(n, 0);
+	silence();
+	ck_assert_int_eq(mig_dec_topology(buf, n, &out), -EPROTO);
+	quiet();
+	ck_assert_msg(strstr(mig_wire_reason(), why), "'%s' lacks '%s'",
+		      mig_wire_reason(), why);
+}
+
+START_TEST(topology_roundtrip_and_checks)
+{
+	static uint8_t buf[MIG_TOPO_MAX];
+	static struct mig_topology t, out;
+	ssize_t n;
+
+	t = topology();
+	n = mig_enc_topology(buf, sizeof(buf), &t);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mig_dec_topology(buf, n, &out), 0);
+	ck_assert(!memcmp(&t, &out, sizeof(t)));
+	silence();
+	for (ssize_t k = 0; k < n; k++)
+		ck_assert_int_eq(mig_dec_topology(buf, k, &out), -EPROTO);
+	ck_assert_int_eq(mig_dec_topology(buf, n + 1, &out), -EPROTO);
+	quiet();
+	ck_assert_int_eq(mig_enc_topology(buf, n - 1, &t), -ENOSPC);
+	/* A full 64-node picture fits the bound. */
+	t.host.nr_nodes = GM_MAX_NODES;
+	t.host.nr_hpsizes = GM_MAX_HPSIZES;
+	for (uint32_t i = 0; i < GM_MAX_NODES; i++) {
+		t.host.node[i] = t.host.node[i % 2];
+		t.host.node[i].id = i;
+		strcpy(t.host.node[i].cpulist, "0-1023,2048-3071,4096-5119,"
+		       "6144-7167,8192-9215,10240-112");
+	}
+	for (uint32_t k = 0; k < GM_MAX_HPSIZES; k++)
+		t.host.hpsize[k] = (2ULL << 20) << (9 * k);
+	memset(t.note, 'n', sizeof(t.note) - 1);
+	ck_assert_int_gt(mig_enc_topology(buf, sizeof(buf), &t), 0);
+
+	t = topology();
+	t.host.node[1].id = 0;
+	topology_rejected(&t, "node ids out of range or order");
+	t = topology();
+	t.host.node[0].mem_free = t.host.node[0].mem_total + 1;
+	topology_rejected(&t, "more memory free");
+	t = topology();
+	t.host.node[1].hp_free[1] = 2;
+	topology_rejected(&t, "more huge pages free");
+	t = topology();
+	t.host.hpsize[1] = 3 << 20;
+	topology_rejected(&t, "bad huge page sizes");
+}
+END_TEST
+
+/* Another version of the picture is refused by name, not misread. */
+START_TEST(topology_version)
+{
+	static uint8_t buf[MIG_TOPO_MAX];
+	static struct mig_topology t, out;
+	ssize_t n;
+
+	t = topology();
+	n = mig_enc_topology(buf, sizeof(buf), &t);
+	buf[0] = MIG_TOPO_VERSION + 1;
+	silence();
+	ck_assert_int_eq(mig_dec_topology(buf, n, &out), -EPROTO);
+	quiet();
+	ck_assert(strstr(mig_wire_reason(), "unknown version"));
+	/* An unprintable policy text. */
+	buf[0] = MIG_TOPO_VERSION;
+	t.policy[0] = 0x7f;
+	n = mig_enc_topology(buf, sizeof(buf), &t);
+	ck_assert_int_eq(mig_dec_topology(buf, n, &out), 0);
+	ck_assert_int_eq(out.policy[0], '?');
+}
+END_TEST
+
+START_TEST(heat_map)
+{
+	struct mig_hello h = hello();
+	uint8_t hot0[32] = { 0 }, hot1[4] = { 3, 0, 1, 3 }, buf[256];
+	struct mig_heat m = { .nr = 2, .samples = 3, .nchunks = { 32, 4 },
+			      .heat = { hot0, hot1 } }, out;
+	ssize_t n;
+
+	/* 64 MiB of 4K pages: 32 chunks; 8 MiB of 2M pages: 4. */
+	ck_assert_uint_eq(mig_chunks(&h.layout, 0), 32);
+	ck_assert_uint_eq(mig_chunks(&h.layout, 1), 4);
+	hot0[5] = 2;
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(n, MIG_HEAT_FIXED + 8 + 36);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), 0);
+	ck_assert_uint_eq(out.samples, 3);
+	ck_assert_uint_eq(out.heat[0][5], 2);
+	ck_assert_uint_eq(out.heat[1][3], 3);
+	silence();
+	for (ssize_t k = 0; k < n; k++)
+		ck_assert_int_eq(mig_dec_heat(buf, k, &h.layout, &out), -EPROTO);
+	ck_assert_int_eq(mig_dec_heat(buf, n + 1, &h.layout, &out), -EPROTO);
+	hot1[0] = 4; /* hotter than 3 samples */
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), -EPROTO);
+	hot1[0] = 0;
+	m.nchunks[1] = 3;
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), -EPROTO);
+	ck_assert(strstr(mig_wire_reason(), "chunk count"));
+	m.nr = 1;
+	n = mig_enc_heat(buf, sizeof(buf), &m);
+	ck_assert_int_eq(mig_dec_heat(buf, n, &h.layout, &out), -EPROTO);
+	quiet();
+	m.samples = 256;
+	ck_assert_int_eq(mig_enc_heat(buf, sizeof(buf), &m), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ft_case cases[] = {
@@ -434,6 +586,10 @@ int main(void)
 		{ "page_requests", page_requests, 0, 0 },
 		{ "mutations_are_caught_or_valid",
 		  mutations_are_caught_or_valid, 0, 0 },
+		{ "topology_roundtrip_and_checks",
+		  topology_roundtrip_and_checks, 0, 0 },
+		{ "topology_version", topology_version, 0, 0 },
+		{ "heat_map", heat_map, 0, 0 },
 	};
 
 	return ft_run(ft_suite("wire", cases, UT_ARRAY_SIZE(cases)));

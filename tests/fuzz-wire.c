@@ -2,7 +2,7 @@
 /*
  * libFuzzer harness for the wire decoders and the VM link's (configure
  * --enable-fuzz with CC=clang). The first input byte picks the decoder,
- * the rest is the message body. The layout the decoders check against is fixed: two
+ * the rest is the message body (a TOPOLOGY seed fits in 4096 bytes). The layout the decoders check against is fixed: two
  * regions, 4K and 2M pages, as a destination would have after HELLO.
  *
  * Built without libFuzzer (the normal build), the same file is
@@ -23,7 +23,8 @@
 #include "util/util.h"
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
-       D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_SUBPAGES, D_COUNT };
+       D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_SUBPAGES,
+       D_TOPOLOGY, D_HEAT, D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -83,6 +84,23 @@ static void fuzz_vml_hello(const uint8_t *data, size_t size)
 			close(fds[i]);
 }
 
+/* An accepted host picture is one the source can print and index. */
+static void fuzz_topology(const uint8_t *data, size_t size)
+{
+	static struct mig_topology t;
+
+	if (mig_dec_topology(data, size, &t))
+		return;
+	if (t.host.nr_nodes > GM_MAX_NODES ||
+	    t.host.nr_hpsizes > GM_MAX_HPSIZES ||
+	    strnlen(t.policy, sizeof(t.policy)) == sizeof(t.policy))
+		__builtin_trap();
+	for (uint32_t i = 0; i < t.host.nr_nodes; i++)
+		if (t.host.node[i].id >= GM_MAX_NODES ||
+		    t.host.node[i].mem_free > t.host.node[i].mem_total)
+			__builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -101,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct mig_complete c;
 		struct vml_hdr vh;
 		struct mig_subpages sp;
+		struct mig_heat ht;
 	} u;
 	uint32_t count;
 
@@ -170,6 +189,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		     u.sp.count > MIG_SUB_PER_PAGE))
 			__builtin_trap();
 		break;
+	case D_TOPOLOGY:
+		fuzz_topology(data + 1, size - 1);
+		break;
+	case D_HEAT:
+		if (!mig_dec_heat(data + 1, size - 1, &layout, &u.ht))
+			for (uint32_t i = 0; i < layout.nr; i++)
+				if (u.ht.nchunks[i] != mig_chunks(&layout, i) ||
+				    (u.ht.nchunks[i] &&
+				     u.ht.heat[i][u.ht.nchunks[i] - 1] >
+				     u.ht.samples))
+					__builtin_trap();
+		break;
 	}
 	return 0;
 }
@@ -208,6 +239,32 @@ static ssize_t vml_seed_hello(uint8_t *buf, size_t cap, uint8_t *nfds_byte)
 	n = vml_hello_encode(&h, buf, cap, fds, &nfds);
 	*nfds_byte = (uint8_t)nfds;
 	return n < 0 ? n : n + 1;
+}
+
+/* The nested host's picture: two nodes, a 2M pool on the second. */
+static ssize_t topology_seed(uint8_t *buf, size_t cap)
+{
+	static struct mig_topology t = { .policy = "tiered", .host = {
+		.nr_nodes = 2, .nr_hpsizes = 1, .hpsize = { 2 << 20 },
+		.thp_enabled = "madvise", .ksm_run = 0, .numa_balancing = 2,
+		.node = { { .id = 0, .tier = 4, .ncpus = 2, .cpulist = "0-1",
+			    .mem_total = 1 << 30, .mem_free = 1 << 29,
+			    .distance = { 10, 20 } },
+			  { .id = 1, .tier = 54, .mem_total = 1 << 29,
+			    .mem_free = 1 << 28, .hp_total = { 8 },
+			    .hp_free = { 8 }, .distance = { 20, 10 } } } } };
+
+	return mig_enc_topology(buf, cap, &t);
+}
+
+/* The fixed layout's 32 + 4 chunks, a few of them hot. */
+static ssize_t heat_seed(uint8_t *buf, size_t cap)
+{
+	static uint8_t h0[32] = { 4, 4, 0, 1 }, h1[4] = { 0, 0, 2, 4 };
+	struct mig_heat h = { .nr = 2, .samples = 4, .nchunks = { 32, 4 },
+			      .heat = { h0, h1 } };
+
+	return mig_enc_heat(buf, cap, &h);
 }
 
 int main(int argc, char **argv)
@@ -250,6 +307,8 @@ int main(int argc, char **argv)
 	err |= write_seed(argv[1], D_SUBPAGES, b, mig_enc_subpages_hdr(b, 4096,
 			  &(struct mig_subpages){ .region = 1, .page = 3,
 						  .zero = { 0x0f } }));
+	err |= write_seed(argv[1], D_TOPOLOGY, b, topology_seed(b, sizeof(b)));
+	err |= write_seed(argv[1], D_HEAT, b, heat_seed(b, sizeof(b)));
 	return err ? 1 : 0;
 }
 #endif

@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * hostile-peer: a source that authenticates properly (mutual TLS, the
+ * hostile-peer: a peer that authenticates properly (mutual TLS, the
  * project's own transport and wire encoders) and then sends what a broken
- * or malicious source would, to a live ferry-dest. One scenario per run,
- * chosen by name; tests/hostile.sh runs them all and checks what
- * ferry-dest does about each.
+ * or malicious one would. With --connect it is a source, against a live
+ * ferry-dest; with --listen a destination, against a live ferry-source.
+ * One scenario per run, chosen by name; tests/hostile.sh runs them all and
+ * checks what the agent does about each.
  *
  *   hostile-peer --connect HOST:PORT --ca F --cert F --key F
  *                --pages N [--timeout MS] [--flood-s S]
  *                [--snapshot FILE] SCENARIO
- *   hostile-peer --list
+ *   hostile-peer --listen HOST:PORT --ca F --cert F --key F
+ *                [--timeout MS] [--flood-s S] SCENARIO
+ *   hostile-peer --list | --list-dest
  *
  * The destination VM's layout is given (--pages: one region of N 4 KiB
  * pages at GPA 0, what ferry-vm -m N*4K builds). Scenarios that need a
@@ -20,6 +23,13 @@
  * the scenario stalls can time out), and prints the reason it was given
  * ("dest-error: ...") on stdout.
  *
+ * As a destination it prints "listening on port N", accepts one source,
+ * plays the scenario (the source's layout is the one its HELLO gives;
+ * bulk streams are read and thrown away by one thread each where the
+ * scenario lets the migration go on) and then reads the control stream
+ * until ferry-source ends the session, printing its ERROR
+ * ("source-error: ...").
+ *
  * Exit status: 0 the scenario was delivered, 1 it could not be (setup
  * failed, or ferry-dest did not behave as the scenario needs), 2 usage.
  */
@@ -29,6 +39,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +63,22 @@ struct peer {
 	int flood_s;		/* the flood scenario's length */
 	bool welcomed;		/* past HELLO: KEEPALIVEs are in order */
 	bool hung_up;		/* the scenario ended the session itself */
+	bool listening;		/* --listen: we are the destination */
 	uint8_t *buf;		/* BUF_CAP bytes of scratch */
 	/* --snapshot: a real guest of the same layout. */
 	const char *snap_path;
 	void *state;		/* its state blob, state_len bytes */
 	size_t state_len;
 	const uint8_t *ram;	/* its RAM, pages * PSZ bytes, mapped */
+	/* --listen: one thread per bulk stream reading it to the end. */
+	struct sink {
+		pthread_t thread;
+		struct tp_stream *st;
+		atomic_bool started;
+		atomic_uint_fast64_t msgs; /* messages read */
+		uint8_t *buf;		/* BUF_CAP bytes */
+	} sinks[TP_MAX_BULK];
+	unsigned int nsinks;
 };
 #define BUF_CAP ((size_t)(MIG_MAX_BATCH + 2) * (PSZ + 8) + 64)
 
@@ -156,6 +178,46 @@ static int send_dups(struct peer *p, const struct mig_dup *d, uint32_t count)
 }
 
 /* ---- the scenarios ---- */
+
+/* A HELLO that asks for placement, WELCOME and the destination's
+ * TOPOLOGY; then @heat_chunks chunks of HEAT (the right count is
+ * mig_chunks() of the region). */
+static int placement_heat(struct peer *p, uint32_t heat_chunks)
+{
+	static uint8_t heat[4096];
+	struct mig_welcome w;
+	struct tp_msg m;
+	ssize_t n;
+	int ret;
+
+	default_hello(p, &p->hello);
+	p->hello.features |= MIG_FEAT_PLACEMENT;
+	ret = send_hello(p, &p->hello);
+	if (!ret)
+		ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
+	if (!ret && (m.type != MIG_MSG_WELCOME ||
+		     mig_dec_welcome(p->buf, m.len, &p->hello, &w) ||
+		     !(w.features & MIG_FEAT_PLACEMENT)))
+		ret = -EPROTO;
+	if (!ret)
+		ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
+	if (ret || m.type != MIG_MSG_TOPOLOGY) {
+		fprintf(stderr, "hostile-peer: no WELCOME with TOPOLOGY\n");
+		return ret ? ret : -EPROTO;
+	}
+	p->welcomed = true;
+	n = mig_enc_heat(p->buf, BUF_CAP, &(struct mig_heat){ .nr = 1,
+		.samples = 1, .nchunks = { heat_chunks }, .heat = { heat } });
+	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_HEAT, p->buf, n);
+}
+
+/* One chunk fewer than the region has (one more would not fit the
+ * destination's buffer, refused as such). */
+static int s_heat_chunks(struct peer *p)
+{
+	return placement_heat(p, (p->pages * PSZ + MIG_CHUNK - 1) / MIG_CHUNK - 1);
+}
+
 
 static int s_hello_truncated(struct peer *p)
 {
@@ -698,6 +760,7 @@ static const struct scenario {
 	{ "hello_layout_mismatch", s_hello_layout_mismatch },
 	{ "hello_nbulk_mismatch", s_hello_nbulk_mismatch },
 	{ "hello_second", s_hello_second },
+	{ "heat_chunks", s_heat_chunks },
 	{ "pages_truncated", s_pages_truncated },
 	{ "pages_short_header", s_pages_short_header },
 	{ "pages_count_zero", s_pages_count_zero },
@@ -739,7 +802,389 @@ static const struct scenario {
 	{ "dup_never_sent_state", s_dup_never_sent_state },
 };
 
-/* Reads the control stream until ferry-dest ends the session; prints the
+
+/* ---- a hostile destination (--listen) ---- */
+
+/* Reads every message of a bulk stream and throws it away, until the
+ * stream ends. */
+static void *sink_main(void *arg)
+{
+	struct sink *k = arg;
+	struct tp_msg m;
+
+	while (!tp_recv_hdr(k->st, &m) && !tp_recv_skip(k->st, m.len))
+		atomic_fetch_add(&k->msgs, 1);
+	return NULL;
+}
+
+static int start_sinks(struct peer *p)
+{
+	p->nsinks = tp_session_nbulk(p->sess);
+	for (unsigned int i = 0; i < p->nsinks; i++) {
+		struct sink *k = &p->sinks[i];
+
+		k->st = tp_session_bulk(p->sess, i);
+		if (pthread_create(&k->thread, NULL, sink_main, k))
+			return -EAGAIN;
+		atomic_store(&k->started, true);
+	}
+	return 0;
+}
+
+/* The source's HELLO: its layout becomes the peer's. */
+static int d_read_hello(struct peer *p)
+{
+	struct tp_msg m;
+	int ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
+
+	if (ret || m.type != MIG_MSG_HELLO ||
+	    mig_dec_hello(p->buf, m.len, &p->hello)) {
+		fprintf(stderr, "hostile-peer: no valid HELLO from the source "
+			"(%s)\n", ret ? tp_stream_strerror(p->ctl) :
+			mig_wire_reason());
+		return -EINVAL;
+	}
+	p->pages = p->hello.total_pages;
+	return 0;
+}
+
+static int d_send_welcome(struct peer *p)
+{
+	ssize_t n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
+		MIG_WIRE_VERSION, p->hello.features });
+
+	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n);
+}
+
+/* HELLO, a valid WELCOME, and the bulk streams drained from then on. */
+static int d_welcome(struct peer *p)
+{
+	return d_read_hello(p) ?: d_send_welcome(p) ?: start_sinks(p);
+}
+
+/* Reads the control stream until a message of @type (KEEPALIVE, POSTCOPY
+ * and DISCARD are what a source sends in between). */
+static int d_wait(struct peer *p, uint32_t type)
+{
+	struct tp_msg m;
+	int ret;
+
+	for (;;) {
+		ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
+		if (ret == -EMSGSIZE)
+			ret = tp_recv_skip(p->ctl, tp_recv_left(p->ctl));
+		if (ret) {
+			fprintf(stderr, "hostile-peer: waiting for 0x%x: %s\n",
+				type, tp_stream_strerror(p->ctl));
+			return -EINVAL;
+		}
+		if (m.type == type)
+			return 0;
+		if (m.type != MIG_MSG_KEEPALIVE && m.type != MIG_MSG_POSTCOPY &&
+		    m.type != MIG_MSG_DISCARD) {
+			fprintf(stderr, "hostile-peer: the source sent 0x%x "
+				"while we waited for 0x%x\n", m.type, type);
+			return -EINVAL;
+		}
+	}
+}
+
+static int d_send_resumed(struct peer *p)
+{
+	ssize_t n = mig_enc_resumed(p->buf, BUF_CAP, &(struct mig_resumed){
+		1000000, (uint64_t)time(NULL) * 1000000000ull, 1000000 });
+
+	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_RESUMED, p->buf, n);
+}
+
+static int d_send_complete(struct peer *p)
+{
+	ssize_t n = mig_enc_complete(p->buf, BUF_CAP,
+				     &(struct mig_complete){ 0 });
+
+	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_COMPLETE, p->buf, n);
+}
+
+/* Through the switchover to the guest's state, and RESUMED: from here
+ * on, in postcopy, the source serves page requests. */
+static int d_resumed(struct peer *p)
+{
+	return d_welcome(p) ?: d_wait(p, MIG_MSG_STATE) ?: d_send_resumed(p);
+}
+
+/* A PAGE_REQ body of one request, as the encoder would write it for a
+ * valid one, then @region and @idx put in raw. */
+static size_t d_req(struct peer *p, uint32_t region, uint64_t idx)
+{
+	struct mig_req q = { 0, 0 };
+	ssize_t n = mig_enc_req(p->buf, BUF_CAP, &q, 1);
+
+	for (int i = 0; i < 4; i++)
+		p->buf[MIG_REQ_FIXED + i] = region >> (8 * i);
+	for (int i = 0; i < 8; i++)
+		p->buf[MIG_REQ_FIXED + 8 + i] = idx >> (8 * i);
+	return n;
+}
+
+static int d_send_req(struct peer *p, uint32_t region, uint64_t idx)
+{
+	size_t n = d_req(p, region, idx);
+
+	return send_buf(tp_session_urgent(p->sess), MIG_MSG_PAGE_REQ, p->buf,
+			n);
+}
+
+/* The reply to a valid page request: the page on the urgent stream. */
+static int d_read_page(struct peer *p)
+{
+	struct tp_stream *urg = tp_session_urgent(p->sess);
+	struct tp_msg m;
+	int ret = tp_recv(urg, &m, p->buf, BUF_CAP);
+
+	if (ret || m.type != MIG_MSG_PAGES) {
+		fprintf(stderr, "hostile-peer: no page for our request (%s)\n",
+			ret ? tp_stream_strerror(urg) : "another message");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int ds_welcome_junk(struct peer *p)
+{
+	return d_read_hello(p) ?: send_buf(p->ctl, 0x1234, "junk", 4);
+}
+
+static int ds_welcome_truncated(struct peer *p)
+{
+	ssize_t n;
+
+	if (d_read_hello(p))
+		return -EINVAL;
+	n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
+		MIG_WIRE_VERSION, p->hello.features });
+	return send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n - 3);
+}
+
+/* A WELCOME that accepts a feature the source never offered. */
+static int ds_welcome_features(struct peer *p)
+{
+	ssize_t n;
+
+	if (d_read_hello(p))
+		return -EINVAL;
+	n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
+		MIG_WIRE_VERSION, p->hello.features | (1ull << 40) });
+	return send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n);
+}
+
+/* A WELCOME frame longer than any valid one. */
+static int ds_welcome_oversized(struct peer *p)
+{
+	memset(p->buf, 0, 1 << 20);
+	return d_read_hello(p) ?:
+	       send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, 1 << 20);
+}
+
+static int ds_error_malformed(struct peer *p)
+{
+	memset(p->buf, 'A', 600);
+	return d_read_hello(p) ?: send_buf(p->ctl, MIG_MSG_ERROR, p->buf, 600);
+}
+
+/* The HELLO read, then nothing: no WELCOME. */
+static int ds_stall_hello(struct peer *p)
+{
+	return d_read_hello(p);
+}
+
+/* Half a WELCOME frame header, then silence. */
+static int ds_stall_welcome_frame(struct peer *p)
+{
+	if (d_read_hello(p))
+		return -EINVAL;
+	tp_frame_encode(p->buf, MIG_MSG_WELCOME, 10);
+	return tp_stream_write_raw(p->ctl, p->buf, TP_FRAME_LEN / 2, true);
+}
+
+/* Half a WELCOME frame, then the connection closes. */
+static int ds_welcome_cut(struct peer *p)
+{
+	int ret;
+
+	if (d_read_hello(p))
+		return -EINVAL;
+	tp_frame_encode(p->buf, MIG_MSG_WELCOME, 10);
+	ret = tp_stream_write_raw(p->ctl, p->buf, TP_FRAME_LEN + 3, true);
+	tp_session_destroy(p->sess);
+	p->sess = NULL;
+	p->hung_up = true;
+	return ret;
+}
+
+/* A valid WELCOME, then the bulk streams are never read. */
+static int ds_stall_bulk(struct peer *p)
+{
+	return d_read_hello(p) ?: d_send_welcome(p);
+}
+
+/* Control messages the destination never sends mid-round. */
+static int ds_resumed_in_precopy(struct peer *p)
+{
+	return d_welcome(p) ?: d_send_resumed(p);
+}
+
+static int ds_complete_in_precopy(struct peer *p)
+{
+	return d_welcome(p) ?: d_send_complete(p);
+}
+
+static int ds_welcome_second(struct peer *p)
+{
+	return d_welcome(p) ?: d_send_welcome(p);
+}
+
+static int ds_req_on_control(struct peer *p)
+{
+	size_t n;
+
+	if (d_welcome(p))
+		return -EINVAL;
+	n = d_req(p, 0, 0);
+	return send_buf(p->ctl, MIG_MSG_PAGE_REQ, p->buf, n);
+}
+
+/* KEEPALIVEs on the control stream as fast as they go, for flood_s
+ * seconds, while the bulk streams are drained: the source must neither
+ * grow nor take them for an answer. */
+static int ds_flood(struct peer *p)
+{
+	time_t end = time(NULL) + p->flood_s;
+	uint64_t sent = 0;
+	int ret = d_welcome(p);
+
+	while (!ret && time(NULL) < end && ++sent)
+		ret = send_buf(p->ctl, MIG_MSG_KEEPALIVE, NULL, 0);
+	printf("flood: %llu keepalives sent\n", (unsigned long long)sent);
+	return ret;
+}
+
+/* The state arrives; no RESUMED ever follows. */
+static int ds_stall_switchover(struct peer *p)
+{
+	return d_welcome(p) ?: d_wait(p, MIG_MSG_STATE);
+}
+
+static int ds_resumed_malformed(struct peer *p)
+{
+	return d_welcome(p) ?: d_wait(p, MIG_MSG_STATE) ?:
+	       send_buf(p->ctl, MIG_MSG_RESUMED, "\1\2\3", 3);
+}
+
+/* Postcopy: requests the source must refuse, after RESUMED. */
+static int ds_pc_req_index_out(struct peer *p)
+{
+	return d_resumed(p) ?: d_send_req(p, 0, p->pages);
+}
+
+static int ds_pc_req_index_huge(struct peer *p)
+{
+	return d_resumed(p) ?: d_send_req(p, 0, UINT64_MAX);
+}
+
+static int ds_pc_req_region_out(struct peer *p)
+{
+	return d_resumed(p) ?: d_send_req(p, p->hello.layout.nr, 0);
+}
+
+static int ds_pc_req_truncated(struct peer *p)
+{
+	size_t n;
+
+	if (d_resumed(p))
+		return -EINVAL;
+	n = d_req(p, 0, 1);
+	return send_buf(tp_session_urgent(p->sess), MIG_MSG_PAGE_REQ, p->buf,
+			n - 5);
+}
+
+/* A valid request answered, then one with a count past MIG_MAX_REQS. */
+static int ds_pc_req_count_over(struct peer *p)
+{
+	size_t n = MIG_REQ_FIXED + (size_t)MIG_REQ_ENTRY * (MIG_MAX_REQS + 1);
+
+	if (d_resumed(p) || d_send_req(p, 0, 1) || d_read_page(p))
+		return -EINVAL;
+	memset(p->buf, 0, n);
+	p->buf[0] = MIG_MAX_REQS + 1;
+	return send_buf(tp_session_urgent(p->sess), MIG_MSG_PAGE_REQ, p->buf,
+			n);
+}
+
+static int ds_pc_junk_urgent(struct peer *p)
+{
+	return d_resumed(p) ?:
+	       send_buf(tp_session_urgent(p->sess), 0x1234, "junk", 4);
+}
+
+static int ds_pc_complete_malformed(struct peer *p)
+{
+	return d_resumed(p) ?: send_buf(p->ctl, MIG_MSG_COMPLETE, "\1", 1);
+}
+
+/* RESUMED, then silence on the control stream: no COMPLETE. */
+static int ds_pc_stall(struct peer *p)
+{
+	return d_resumed(p);
+}
+
+/* A correct postcopy end (COMPLETE after the source's last round), then
+ * page requests after it: the source has released its VM and must not
+ * care. */
+static int ds_pc_req_after_complete(struct peer *p)
+{
+	return d_resumed(p) ?: d_send_req(p, 0, 1) ?: d_read_page(p) ?:
+	       d_send_complete(p) ?: d_wait(p, MIG_MSG_DONE) ?:
+	       d_send_req(p, 0, 2) ?: d_send_req(p, 0, p->pages);
+}
+
+/* A destination that plays along: it takes the pages, says RESUMED when
+ * the state arrives and waits for DONE (a precopy that ends well): the
+ * peer of tests that break something else, such as the source's VMM. */
+static int ds_accept(struct peer *p)
+{
+	return d_resumed(p) ?: d_wait(p, MIG_MSG_DONE);
+}
+
+static const struct scenario dest_scenarios[] = {
+	{ "accept", ds_accept },
+	{ "welcome_junk", ds_welcome_junk },
+	{ "welcome_truncated", ds_welcome_truncated },
+	{ "welcome_features", ds_welcome_features },
+	{ "welcome_oversized", ds_welcome_oversized },
+	{ "welcome_cut", ds_welcome_cut },
+	{ "error_malformed", ds_error_malformed },
+	{ "stall_hello", ds_stall_hello },
+	{ "stall_welcome_frame", ds_stall_welcome_frame },
+	{ "stall_bulk", ds_stall_bulk },
+	{ "resumed_in_precopy", ds_resumed_in_precopy },
+	{ "complete_in_precopy", ds_complete_in_precopy },
+	{ "welcome_second", ds_welcome_second },
+	{ "req_on_control", ds_req_on_control },
+	{ "flood", ds_flood },
+	{ "stall_switchover", ds_stall_switchover },
+	{ "resumed_malformed", ds_resumed_malformed },
+	{ "pc_req_index_out", ds_pc_req_index_out },
+	{ "pc_req_index_huge", ds_pc_req_index_huge },
+	{ "pc_req_region_out", ds_pc_req_region_out },
+	{ "pc_req_truncated", ds_pc_req_truncated },
+	{ "pc_req_count_over", ds_pc_req_count_over },
+	{ "pc_junk_urgent", ds_pc_junk_urgent },
+	{ "pc_complete_malformed", ds_pc_complete_malformed },
+	{ "pc_stall", ds_pc_stall },
+	{ "pc_req_after_complete", ds_pc_req_after_complete },
+};
+
+/* Reads the control stream until the agent ends the session; prints the
  * ERROR it sent, if any. */
 static void drain(struct peer *p)
 {
@@ -761,12 +1206,16 @@ static void drain(struct peer *p)
 		if (ret == -EMSGSIZE)
 			ret = tp_recv_skip(p->ctl, tp_recv_left(p->ctl));
 		if (ret) {
-			printf("dest-closed: %s\n", ret == -ESHUTDOWN ? "cleanly" :
+			printf("%s-closed: %s\n", p->listening ? "source" :
+			       "dest", ret == -ESHUTDOWN ? "cleanly" :
 			       tp_stream_strerror(p->ctl));
 			return;
 		}
 		if (m.type == MIG_MSG_ERROR && !mig_dec_error(p->buf, m.len, &e))
-			printf("dest-error: %s\n", e.msg);
+			printf("%s-error: %s\n", p->listening ? "source" :
+			       "dest", e.msg);
+		else if (m.type == MIG_MSG_KEEPALIVE && p->listening)
+			continue;
 		else
 			printf("dest-sent: 0x%x (%llu bytes)\n", m.type,
 			       (unsigned long long)m.len);
@@ -774,12 +1223,58 @@ static void drain(struct peer *p)
 	}
 }
 
+/* Ends the sinks (their streams cut under them) and the session. */
+static void end_session(struct peer *p)
+{
+	for (unsigned int i = 0; i < p->nsinks; i++) {
+		if (!atomic_load(&p->sinks[i].started))
+			continue;
+		shutdown(tp_stream_fd(p->sinks[i].st), SHUT_RDWR);
+		pthread_join(p->sinks[i].thread, NULL);
+	}
+	p->nsinks = 0;
+	tp_session_destroy(p->sess);
+	p->sess = NULL;
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: hostile-peer --connect HOST:PORT --ca F "
-		"--cert F --key F --pages N [--timeout MS] [--flood-s S] "
-		"SCENARIO | --list\n");
+	fprintf(stderr, "usage: hostile-peer --connect|--listen HOST:PORT "
+		"--ca F --cert F --key F [--pages N] [--timeout MS] "
+		"[--flood-s S] SCENARIO | --list | --list-dest\n");
 	return 2;
+}
+
+static const struct scenario *find(const struct scenario *t, size_t n,
+				   const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(t[i].name, name))
+			return &t[i];
+	return NULL;
+}
+
+/* --listen: one source, accepted. */
+static int accept_source(struct tp_config *cfg, const char *host,
+			 const char *port, struct peer *p)
+{
+	struct tp_listener *l;
+	struct tp_err terr;
+	int ret;
+
+	cfg->accept_timeout_ms = 30000;
+	ret = tp_listener_create(cfg, host, port, &l, &terr);
+	if (ret) {
+		fprintf(stderr, "hostile-peer: listen: %s\n", terr.msg);
+		return ret;
+	}
+	printf("listening on port %d\n", tp_listener_port(l));
+	fflush(stdout);
+	ret = tp_session_accept(l, &p->sess, &terr);
+	tp_listener_destroy(l);
+	if (ret)
+		fprintf(stderr, "hostile-peer: accept: %s\n", terr.msg);
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -793,7 +1288,9 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "flood-s", required_argument, NULL, 'f' },
 		{ "snapshot", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'L' },
 		{ "list", no_argument, NULL, 'l' },
+		{ "list-dest", no_argument, NULL, 'D' },
 		{ 0 },
 	};
 	struct tp_config cfg = { .nbulk = 1, .timeout_ms = 60000 };
@@ -813,18 +1310,23 @@ int main(int argc, char **argv)
 		case 't': cfg.timeout_ms = atoi(optarg); break;
 		case 'f': p.flood_s = atoi(optarg); break;
 		case 's': p.snap_path = optarg; break;
+		case 'L': connect = optarg; p.listening = true; break;
 		case 'l':
 			for (size_t i = 0; i < UT_ARRAY_SIZE(scenarios); i++)
 				printf("%s\n", scenarios[i].name);
 			return 0;
+		case 'D':
+			for (size_t i = 0; i < UT_ARRAY_SIZE(dest_scenarios); i++)
+				printf("%s\n", dest_scenarios[i].name);
+			return 0;
 		default: return usage();
 		}
 	}
-	if (optind + 1 != argc || !connect || p.pages < 16)
+	if (optind + 1 != argc || !connect || (!p.listening && p.pages < 16))
 		return usage();
-	for (size_t i = 0; i < UT_ARRAY_SIZE(scenarios); i++)
-		if (!strcmp(scenarios[i].name, argv[optind]))
-			sc = &scenarios[i];
+	sc = p.listening ?
+		find(dest_scenarios, UT_ARRAY_SIZE(dest_scenarios), argv[optind]) :
+		find(scenarios, UT_ARRAY_SIZE(scenarios), argv[optind]);
 	colon = strrchr(connect, ':');
 	if (!sc || !colon)
 		return usage();
@@ -832,9 +1334,15 @@ int main(int argc, char **argv)
 	p.buf = malloc(BUF_CAP);
 	if (!p.buf)
 		return 1;
-	ret = tp_session_connect(&cfg, connect, colon + 1, &p.sess, &terr);
+	if (p.listening) {
+		ret = accept_source(&cfg, connect, colon + 1, &p);
+	} else {
+		ret = tp_session_connect(&cfg, connect, colon + 1, &p.sess,
+					 &terr);
+		if (ret)
+			fprintf(stderr, "hostile-peer: connect: %s\n", terr.msg);
+	}
 	if (ret) {
-		fprintf(stderr, "hostile-peer: connect: %s\n", terr.msg);
 		free(p.buf);
 		return 1;
 	}
@@ -843,14 +1351,14 @@ int main(int argc, char **argv)
 	ret = sc->run(&p);
 	printf("sent: %s%s\n", sc->name, ret ? " (cut short)" : "");
 	if (ret == -EINVAL) {
-		tp_session_destroy(p.sess);
+		end_session(&p);
 		free(p.state);
 		free(p.buf);
 		return 1; /* the scenario could not be built */
 	}
 	fflush(stdout);
 	drain(&p);
-	tp_session_destroy(p.sess);
+	end_session(&p);
 	if (p.ram)
 		munmap((void *)p.ram, p.pages * PSZ);
 	free(p.state);

@@ -19,6 +19,30 @@
 # ferry-dest's RSS stays bounded while valid-looking rounds pour in.
 # A third column marks a known defect: the case is reported "# TODO".
 #
+# The d_* cases turn it around: hostile-peer --listen is a hostile
+# destination and a live ferry-source migrates a running ferry-vm to it
+# (precopy, or postcopy for the pc_* ones). Each passes when
+#   - ferry-source exits 1 within its I/O timeout plus a margin, its last
+#     line naming the violation and no other line but the log line of
+#     the module that found it (and, where the peer falls silent after a
+#     postcopy switchover, the line saying it tries to reconnect),
+#   - the source VM, asked over its VM link (tests/vmlink-client.py),
+#     is still running and goes on printing heartbeats (precopy), or is
+#     paused with all of its memory (postcopy: the running copy may be
+#     at the destination).
+# OK cases must end in exit 0 and a released source VM.
+#
+# The vmm_* cases break the VM link instead: tests/hostile-vmm.py is a VMM
+# serving real RAM (a memfd) and a real userfaultfd that sends a malformed
+# HELLO (overlapping, unaligned or overflowing regions, a page size that
+# is none, fds more than the table, fds of the wrong kind, a "uffd" that
+# is a pipe) or answers one request wrongly (out of order, a bad status,
+# oversized, cut off mid-reply); the agent (ferry-source towards
+# hostile-peer --listen accept, or ferry-dest from hostile-peer --connect)
+# must exit with one line naming it, and leave nothing registered on the
+# VMM's RAM (the VMM keeps a copy of its userfaultfd and reads its own
+# smaps when the agent is gone) and the VMM in the state of the table.
+#
 # Run from the build directory (make check sets FERRY_BUILD). Speaks TAP,
 # one line per case with its duration as a diagnostic.
 # FERRY_CASES="pages_index_out flood" runs only those; FERRY_KEEP=1 keeps
@@ -31,8 +55,11 @@ set -u
 B=${FERRY_HOSTILE_BUILD:-${FERRY_BUILD:-$(pwd)}}
 VM=$B/tools/ferry-vm/ferry-vm
 DST=$B/tools/ferry-dest
+SRC=$B/tools/ferry-source
 PEER=$B/tests/hostile-peer
-for f in "$VM" "$DST" "$PEER" "$B/tools/ferry-cert"; do
+VMLINK=$(cd "$(dirname "$0")" && pwd)/vmlink-client.py
+HVMM=$(cd "$(dirname "$0")" && pwd)/hostile-vmm.py
+for f in "$VM" "$DST" "$SRC" "$PEER" "$B/tools/ferry-cert"; do
 	[ -x "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
 done
 
@@ -51,6 +78,7 @@ hello_total_mismatch|no valid HELLO.*page total does not match
 hello_layout_mismatch|RAM layout .* does not match the incoming
 hello_nbulk_mismatch|HELLO announces 2 bulk streams, its session has 1
 hello_second|unexpected control message 0x4d01
+heat_chunks|malformed HEAT \(heat: chunk count differs from the region\)
 pages_truncated|malformed message: pages: message length does not match the count
 pages_short_header|malformed message: pages: shorter than its header
 pages_count_zero|malformed message: pages: page count out of range
@@ -90,7 +118,81 @@ state_no_pages|ended precopy with 4096 pages never sent \(page 0 the first\)
 state_page_missing|ended precopy with 1 pages never sent \(page 2048 the first\)
 dup_never_sent_state|malformed message: dup: .* never sent
 '
-ALL_CASES=$(echo "$CASES_TABLE" | sed -n 's/^\([a-z_]*\)|.*/\1/p')
+# d_SCENARIO|what ferry-source's last line must match (OK: success). The
+# pc_ ones run in postcopy mode.
+DEST_TABLE='
+d_welcome_junk|the destination sent no valid WELCOME \(message type 0x1234\)
+d_welcome_truncated|no valid WELCOME \(welcome: message truncated
+d_welcome_features|no valid WELCOME \(welcome: features that were not offered\)
+d_welcome_oversized|handshake with the destination: message of 1048576 bytes exceeds
+d_welcome_cut|handshake with the destination: peer closed the stream mid-message
+d_error_malformed|no valid WELCOME: a malformed ERROR
+d_stall_hello|handshake with the destination: .*(timed out|timeout)
+d_stall_welcome_frame|handshake with the destination: .*(timed out|timeout)
+d_stall_bulk|sending .*(timed out|timeout)
+d_resumed_in_precopy|the destination sent control message 0x4d31 mid-round
+d_complete_in_precopy|the destination sent control message 0x4d33 mid-round
+d_welcome_second|the destination sent control message 0x4d02 mid-round
+d_req_on_control|the destination sent control message 0x4d40 mid-round
+d_flood|waiting for the guest to resume there: message 0x4d37 instead of 0x4d31
+d_stall_switchover|waiting for the guest to resume there: .*(timed out|timeout)
+d_resumed_malformed|the destination sent a malformed RESUMED \(resumed: message truncated
+d_pc_req_index_out|malformed page request \(page request: no such page\): the VM stays paused here
+d_pc_req_index_huge|malformed page request \(page request: no such page\): the VM stays paused here
+d_pc_req_region_out|malformed page request \(page request: no such page\): the VM stays paused here
+d_pc_req_truncated|malformed page request \(page request: length does not match the count\): the VM stays paused here
+d_pc_req_count_over|a page request of 1048 bytes, longer than any valid one: the VM stays paused here
+d_pc_junk_urgent|the destination sent message 0x1234 on the urgent stream: the VM stays paused here
+d_pc_complete_malformed|malformed COMPLETE \(complete: message truncated at 1 bytes\): the VM stays paused here
+d_pc_stall|could not reconnect within 2 s .*: the VM stays paused here
+d_pc_req_after_complete|OK
+'
+# vmm_SCENARIO|agent (src, srcpc: in postcopy mode, dst)|what its last
+# line must match (OK: success)|the VMM's state after (running, paused,
+# stopped)
+VMM_TABLE='
+vmm_valid|src|OK|stopped
+vmm_hello_overlap|src|no valid HELLO: regions 0 and 1 overlap|running
+vmm_hello_unaligned_gpa|src|no valid HELLO: region 0: address, size or offset not a non-zero multiple of its page size|running
+vmm_hello_unaligned_size|src|no valid HELLO: region 0: address, size or offset not a non-zero multiple|running
+vmm_hello_size_overflow|src|no valid HELLO: region 0: 9223372036854775808 bytes from 0x8000000000000000 overflow|running
+vmm_hello_host_overflow|src|no valid HELLO: region 0: 16777216 bytes from 0xfffffffffffff000 overflow|running
+vmm_hello_zero_size|src|no valid HELLO: region 0: address, size or offset not a non-zero multiple|running
+vmm_hello_bad_page_size|src|no valid HELLO: region 0: page size 8192 is not 4 KiB, 2 MiB or 1 GiB|running
+vmm_hello_psz_backing|src|no valid HELLO: region 0: page size 2097152 does not match its backing \(4096\)|running
+vmm_hello_bad_backing|src|no valid HELLO: region 0: unknown backing 77|running
+vmm_hello_no_regions|src|the VM reports 0 RAM regions|running
+vmm_hello_too_many_regions|src|no valid HELLO: 9 regions, more than 8|running
+vmm_hello_count_mismatch|src|no valid HELLO: a HELLO of 72 bytes for 2 regions|running
+vmm_hello_truncated|src|no valid HELLO: a HELLO of 67 bytes for 1 regions|running
+vmm_hello_bad_version|src|no valid HELLO: VM link version 7, not 1|running
+vmm_hello_not_first|src|no valid HELLO: message type 0x8007 instead of HELLO|running
+vmm_hello_more_fds|src|no valid HELLO: 5 fds passed, the table refers to 2|running
+vmm_hello_fd_index_out|src|no valid HELLO: region 0: fd index 5, but 2 fds came with it|running
+vmm_hello_fd_missing|src|no valid HELLO: region 0: fd index 1, but 1 fds came with it|running
+vmm_hello_fd_pipe|src|RAM region 0: its fd is a pipe, not a memory file|running
+vmm_hello_fd_short|src|RAM region 0: its file holds 4194304 bytes, the region needs 16777216 from offset 0|running
+vmm_hello_fd_offset_past|src|RAM region 0: its file holds 16777216 bytes, the region needs 16777216 from offset 16777216|running
+vmm_hello_uffd_pipe|src|the VM.s userfaultfd is not one: it is a pipe|running
+vmm_hello_uffd_memfd|src|the VM.s userfaultfd is not one: it is /memfd:|running
+vmm_out_of_order_pause|src|the VM did not pause: the VMM answered pause with message type 0x8007|paused
+vmm_bad_status_pause|src|the VM did not pause: the VMM answered pause with status 5|running
+vmm_pause_oversized|src|the VM did not pause: a pause message of 67108865 bytes, over the 67108864-byte limit|running
+vmm_close_mid_save|src|the VM could not save its state: a save-state message cut short|paused
+vmm_save_empty|src|the VM could not save its state: an empty state blob|running
+vmm_commit_junk|src|the VM refused to commit the switchover: a message header with a bad magic|running
+vmm_quit_mid_reply|src|OK|paused
+vmm_pc_save_empty|srcpc|the VM could not save its state: an empty state blob$|running
+vmm_pc_close_mid_save|srcpc|the VM could not save its state: a save-state message cut short \(Connection reset by peer\)$|paused
+vmm_dest_hello_valid|dst|OK|running
+vmm_dest_hello_overlap|dst|no valid HELLO: regions 0 and 1 overlap|running
+vmm_dest_hello_fd_pipe|dst|RAM region 0: its fd is a pipe, not a memory file|stopped
+vmm_dest_hello_uffd_pipe|dst|the VM.s userfaultfd is not one: it is a pipe|stopped
+vmm_dest_hello_uffd_memfd|dst|the VM.s userfaultfd is not one: it is /memfd:|stopped
+vmm_dest_load_refused|dst|the incoming VM refused the state: Invalid argument|stopped
+vmm_dest_resume_out_of_order|dst|the incoming VM did not resume: the VMM answered resume with message type 0x8005|stopped
+'
+ALL_CASES=$(echo "$CASES_TABLE$DEST_TABLE$VMM_TABLE" | sed -n 's/^\([a-z_]*\)|.*/\1/p')
 CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
 
 T=$(mktemp -d /tmp/ferry-hostile.XXXXXX)
@@ -151,12 +253,15 @@ vm_up() {
 		return 0
 	test -S "$CT/dst.sock"
 }
-# extra_lines LAST: ferry-dest's lines besides its setup lines, LAST, and
-# the log line of the module that found the violation (its text is in
+# extra_lines LAST [LOG]: the agent's lines besides its setup lines, LAST,
+# and the log line of the module that found the violation (its text is in
 # LAST); there must be none
 extra_lines() {
 	local l
-	grep -v -e 'listening on port' -e '^ferry-dest: TLSv1' "$CT/fdest.log" |
+	grep -v -e 'listening on port' -e '^ferry-dest: TLSv1' \
+		-e '^source: postcopy connection lost .* reconnecting for' \
+		-e '^source: resuming the source VM failed: ' \
+		"$CT/${2:-fdest.log}" |
 		sed '$d' | while read -r l; do
 			case "$1" in
 			*"${l#*: }"*) ;;
@@ -235,12 +340,136 @@ one_case() {
 	LAST=$last
 }
 
+# verdict WHO LOG WANT: after wait_pid, the agent WHO (its output in LOG)
+# ended as WANT says: OK, exit 0; else exit 1, its last line matching the
+# regex WANT and no other line but those extra_lines allows; sets last
+verdict() {
+	local who=$1 log=$2 want=$3 extra
+	last=$(tail -n 1 "$CT/$log")
+	[ $rc -lt 128 ] || { fail "$who died of signal $((rc - 128)): $last"; return; }
+	if [ "$want" = OK ]; then
+		[ $rc -eq 0 ] || fail "$who exit $rc: $last"
+		return
+	fi
+	[ $rc -eq 1 ] || { fail "$who exit $rc (want 1): $last"; return; }
+	echo "$last" | grep -Eq -- "$want" ||
+		{ fail "$who's last line does not match /$want/: $last"; return; }
+	extra=$(extra_lines "$last" "$log")
+	[ -z "$extra" ] || fail "$who said more than one line: $extra"
+}
+
+# peer_listen SCENARIO: hostile-peer --listen SCENARIO, a destination;
+# sets peer and port once it listens
+peer_listen() {
+	"$PEER" --listen 127.0.0.1:0 $STLS --timeout 30000 --flood-s 4 "$1" \
+		>"$CT/peer.log" 2>&1 &
+	peer=$!
+	PIDS="$PIDS $peer"
+	wait_for 10 "hostile-peer to listen" \
+		grep -qs 'listening on port [0-9]' "$CT/peer.log" || return
+	port=$(sed -n 's/^listening on port \([0-9]*\).*/\1/p' "$CT/peer.log")
+}
+
+# vm_status: the source VM's run state, asked over its VM link
+vm_status() {
+	timeout 10 python3 "$VMLINK" "$CT/src.sock" status 2>&1 |
+		sed -n 's/^status 0 //p'
+}
+
+# one_dest_case SCENARIO REGEX: hostile-peer --listen SCENARIO against a
+# live ferry-source; sets REASON on failure
+one_dest_case() {
+	local sc=${1#d_} want=$2 vm peer src port last mode=precopy n st
+	case "$sc" in pc_*) mode=postcopy ;; esac
+	"$VM" --accel none -s "$CT/src.sock" --ws 24M -m 32M --rate 8 \
+		--heartbeat-ms 200 >"$CT/vm.log" 2>&1 &
+	vm=$!
+	PIDS="$PIDS $vm"
+	wait_for 30 "the source guest to fill its memory" \
+		grep -qs '^FILLED' "$CT/vm.log" || return
+	peer_listen "$sc" || return
+	"$SRC" --vm "$CT/src.sock" --dest "127.0.0.1:$port" $CTLS -q -n 2 \
+		--mode $mode --timeout $IO_MS --recover-timeout 2 \
+		>"$CT/fsrc.log" 2>&1 &
+	src=$!
+	PIDS="$PIDS $src"
+	# Every wait on this peer ends within the I/O timeout (twice, in a
+	# postcopy that tries to reconnect); the flood ends after 4 s.
+	wait_pid $src $((2 * IO_MS / 1000 + 12)) "ferry-source to exit" || return
+	verdict ferry-source fsrc.log "$want" || return
+	if [ "$want" = OK ]; then
+		wait_pid $vm 10 "the released source VM to exit" || return
+		[ $rc -eq 0 ] || { fail "the released source VM exited $rc"; return; }
+		LAST="migrated, the source VM released"
+		return
+	fi
+	st=$(vm_status)
+	if [ $mode = postcopy ]; then
+		[ "$st" = paused ] ||
+			{ fail "the source VM is '$st', not paused with its memory"; return; }
+	else
+		[ "$st" = running ] || { fail "the source VM is '$st', not running"; return; }
+		n=$(grep -c '^HB ' "$CT/vm.log")
+		wait_for 10 "two more heartbeats of the source guest" hbs $((n + 2)) ||
+			return
+		! grep -q '^ERR' "$CT/vm.log" ||
+			{ fail "the source guest found a bad page: $(grep -m 1 '^ERR' "$CT/vm.log")"; return; }
+	fi
+	wait_pid $peer 10 "hostile-peer to exit" || return
+	[ $rc -eq 0 ] || { fail "hostile-peer exit $rc: $(tail -n 1 "$CT/peer.log")"; return; }
+	LAST="$last (source VM $st)"
+}
+
+# one_vmm_case SCENARIO AGENT REGEX STATE: tests/hostile-vmm.py SCENARIO
+# serving AGENT; sets REASON on failure
+one_vmm_case() {
+	local sc=${1#vmm_} agent=$2 want=$3 state=$4 vmm peer a port last gone
+	python3 "$HVMM" "$CT/vm.sock" "$sc" >"$CT/vmm.log" 2>&1 &
+	vmm=$!
+	PIDS="$PIDS $vmm"
+	wait_for 10 "hostile-vmm to listen" grep -qs '^vmm: listening' "$CT/vmm.log" ||
+		return
+	if [ $agent != dst ]; then
+		peer_listen accept || return
+		"$SRC" --vm "$CT/vm.sock" --dest "127.0.0.1:$port" $CTLS -q \
+			--mode $([ $agent = src ] && echo precopy || echo postcopy) \
+			--timeout $IO_MS >"$CT/agent.log" 2>&1 &
+		a=$!
+	else
+		"$DST" --vm "$CT/vm.sock" --listen 127.0.0.1:0 $STLS \
+			--timeout $IO_MS --accept-timeout 20 >"$CT/agent.log" 2>&1 &
+		a=$!
+		PIDS="$PIDS $a"
+		wait_for 10 "ferry-dest to listen" \
+			grep -qs 'listening on port [0-9]' "$CT/agent.log" || return
+		port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$CT/agent.log")
+		"$PEER" --connect "127.0.0.1:$port" $CTLS --pages $PAGES \
+			--timeout 30000 --snapshot "$T/donor/snap" valid \
+			>"$CT/peer.log" 2>&1 &
+		peer=$!
+		PIDS="$PIDS $peer"
+	fi
+	PIDS="$PIDS $a"
+	wait_pid $a $((IO_MS / 1000 + 12)) "the agent to exit" || return
+	verdict "the agent" agent.log "$want" || return
+	LAST=$last
+	[ "$want" != OK ] || LAST="the agent migrated the VM"
+	wait_pid $vmm 40 "hostile-vmm to see the agent gone" || return
+	[ $rc -eq 0 ] || { fail "hostile-vmm exit $rc: $(tail -n 1 "$CT/vmm.log")"; return; }
+	gone=$(grep '^vmm: agent gone' "$CT/vmm.log")
+	case "$gone" in
+	*"registered: none; state: $state") ;;
+	*) fail "the agent left: ${gone#vmm: } (want nothing registered, state $state)"; return ;;
+	esac
+	LAST="$LAST (VMM: ${gone#vmm: agent gone after })"
+}
+
 echo "1..$(echo $CASES | wc -w)"
 n=0
 failed=0
 for c in $CASES; do
 	n=$((n + 1))
-	row=$(echo "$CASES_TABLE" | sed -n "s/^$c|//p")
+	row=$(echo "$CASES_TABLE$DEST_TABLE$VMM_TABLE" | sed -n "s/^$c|//p")
 	want=${row%% @@ *} todo=
 	[ "$row" = "$want" ] || todo=${row#* @@ }
 	[ -n "$want" ] || { echo "not ok $n - $c: no such scenario"; failed=1; continue; }
@@ -248,13 +477,22 @@ for c in $CASES; do
 	mkdir -p "$CT"
 	PIDS= REASON= LAST=
 	t0=$(date +%s.%N)
-	one_case "$c" "$want"
+	case "$c" in
+	d_*) one_dest_case "$c" "$want" ;;
+	vmm_*)
+		IFS='|' read -r agent want vstate <<<"$row"
+		one_vmm_case "$c" "$agent" "$want" "$vstate"
+		;;
+	*) one_case "$c" "$want" ;;
+	esac
 	for p in $PIDS; do
 		alive "$p" && kill -9 "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
 	dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	if [ -z "$REASON" ]; then
+		LAST=${LAST#ferry-dest: }
+		LAST=${LAST#ferry-source: }
 		LAST=${LAST#ferry-dest: }
 		[ ! -e "$CT/rss" ] || LAST="$LAST (RSS $(sed 's/ / -> /' "$CT/rss") KiB)"
 		echo "ok $n - $c: ${LAST//#/}${todo:+ # TODO $todo}"

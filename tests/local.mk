@@ -45,13 +45,22 @@ tests_check_wire_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_wire_LDADD = migrate/libmigrate.a util/libutil.a $(CHECK_LIBS)
 
 # The engines' parts that need no VM: the convergence policy, the fault
-# statistics.
+# statistics, the placement plan.
 check_PROGRAMS += tests/check-migrate
 TESTS += tests/check-migrate
 tests_check_migrate_SOURCES = tests/check-migrate.c tests/testutil.h
 tests_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_migrate_LDADD = migrate/libmigrate.a util/libutil.a \
-	$(CHECK_LIBS) -lm
+tests_check_migrate_LDADD = $(MIGRATE_LIBS) $(CHECK_LIBS) -lm
+
+# Both engines in one process over TLS on loopback, against VM
+# stand-ins that are real memory and userfaultfds: every phase and the
+# failure branches at exact points. Its own program, so that
+# check-migrate's pure cases never skip where userfaultfd is missing.
+check_PROGRAMS += tests/check-engine
+TESTS += tests/check-engine
+tests_check_engine_SOURCES = tests/check-engine.c tests/testutil.h
+tests_check_engine_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_engine_LDADD = $(CERT_LIBS) $(MIGRATE_LIBS) $(CHECK_LIBS)
 
 # Seeds for the wire fuzzer, written by the encoders themselves.
 noinst_PROGRAMS += tests/fuzz-wire-seeds
@@ -66,24 +75,45 @@ tests_fuzz_wire_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_wire_LDADD = migrate/libmigrate.a vmlink/libvmlink.a util/libutil.a
 endif
 
+# The record-layer fuzzer (tests/fuzz-records.c) and its seeds.
+noinst_PROGRAMS += tests/fuzz-records-seeds
+tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_seeds_LDADD = $(TRANSPORT_LIBS)
+
+if ENABLE_FUZZ
+noinst_PROGRAMS += tests/fuzz-records
+tests_fuzz_records_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
+tests_fuzz_records_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_records_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_records_LDADD = $(TRANSPORT_LIBS)
+endif
+
 # Live migration end to end: real VMs, the agents, TLS on loopback.
 TESTS += tests/migrate.sh
-EXTRA_DIST += tests/migrate.sh tests/tcp-proxy.py
+EXTRA_DIST += tests/migrate.sh tests/harness.sh tests/tcp-proxy.py
 
 # Cancelling a migration with SIGINT/SIGTERM, before and after the
 # switchover is committed.
 TESTS += tests/cancel.sh
 EXTRA_DIST += tests/cancel.sh
 
-# A hostile authenticated source against a live ferry-dest: each scenario
-# of tests/hostile-peer.c must end in one line naming the violation, no
-# crash, no hang, no resumed guest.
+# Faults at every phase: frozen agents, a slow lossy link, a full
+# filesystem, memory cgroups (docs/recovery.md's fault matrix).
+TESTS += tests/faults.sh
+EXTRA_DIST += tests/faults.sh
+
+# Hostile peers: an authenticated source against a live ferry-dest, a
+# destination against a live ferry-source (tests/hostile-peer.c), and a
+# VMM breaking the VM link (tests/hostile-vmm.py): each scenario must end
+# in one line naming the violation, no crash, no hang, no resumed guest.
 check_PROGRAMS += tests/hostile-peer
 tests_hostile_peer_SOURCES = tests/hostile-peer.c
 tests_hostile_peer_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS) $(URING_CFLAGS)
 tests_hostile_peer_LDADD = migrate/libmigrate.a $(TRANSPORT_LIBS)
 TESTS += tests/hostile.sh
-EXTRA_DIST += tests/hostile.sh
+EXTRA_DIST += tests/hostile.sh tests/hostile-vmm.py
 
 # The VM link, the guest workload and ferry-vm (KVM cases skip where
 # /dev/kvm is not KVM).

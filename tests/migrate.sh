@@ -17,236 +17,26 @@
 # tap-driver.sh. FERRY_CASES="precopy bad_cert" runs only those cases;
 # FERRY_KEEP=1 keeps the logs.
 #
+# The nested_* cases run ferry-dest inside the nested NUMA host
+# (tools/nested/host: a 6.12 kernel under QEMU TCG with a CPU-less second
+# node), booted once by nested_boot and shared by the cases after it;
+# the migration stream crosses from this host. They skip, with the
+# reason, when the kernel cannot be fetched.
+#
 # Each case runs in its own subshell, in its own directory $T/<case>/
 # (logs, sockets, statistics), and every wait in it is bounded: a case
 # that hangs or fails ends every process it started and cannot make the
 # next one fail.
 set -u
-B=${FERRY_BUILD:-$(pwd)}
-VM=$B/tools/ferry-vm/ferry-vm
-SRC=$B/tools/ferry-source
-DST=$B/tools/ferry-dest
-PROXY=$(cd "$(dirname "$0")" && pwd)/tcp-proxy.py
-for f in "$VM" "$SRC" "$DST" "$B/tools/ferry-cert"; do
-	[ -x "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
-done
-
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
 	precopy_hugetlb_1g hybrid_hugetlb_subpages hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
-	source_killed no_converge layout_mismatch usage soak"
-CASES=$(echo ${FERRY_CASES:-$ALL_CASES})
-
-# The accelerator, decided once by ferry-vm's own probe (which honours
-# FERRY_ACCEL: then use= is what it says) and passed to every ferry-vm,
-# so that none probes again.
-PROBE=$("$VM" --probe-accel 2>&1 | head -n 1)
-VERDICT=${PROBE%% *}
-USE=$(echo "$PROBE" | sed -n 's/.* use=\([a-z]*\).*/\1/p')
-case "$USE" in
-kvm | none) ;;
-*) echo "Bail out! ferry-vm --probe-accel said: $PROBE"; exit 99 ;;
-esac
-ACCEL="--accel $USE"
-
-T=$(mktemp -d /tmp/ferry-migrate.XXXXXX)
-"$B/tools/ferry-cert" demo "$T/pki" >/dev/null ||
-	{ echo "Bail out! ferry-cert demo failed"; rm -rf "$T"; exit 99; }
-STLS="--ca $T/pki/ca.pem --cert $T/pki/server.pem --key $T/pki/server-key.pem"
-CTLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client-key.pem"
-
-# ---- the harness; everything below runs inside one case's subshell ----
-
-CT= # this case's directory
-declare -A PID_OF # process name -> PID, for the processes of this case
-rc=0 # exit status of the last process waited for
-
-# pass MSG / fail MSG / skip WHY: this case's verdict; the first one given
-# stands. fail returns 1, so that "... || fail reason; return".
-pass() { [ -e "$CT/verdict" ] || printf 'ok\n%s\n' "$*" >"$CT/verdict"; }
-skip() { [ -e "$CT/verdict" ] || printf 'skip\n%s\n' "$*" >"$CT/verdict"; }
-fail() {
-	[ -e "$CT/verdict" ] || printf 'not ok\n%s\n' "$*" >"$CT/verdict"
-	return 1
-}
-
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
-# track NAME PID: PID (just started in the background) is this case's
-# process NAME; it is ended when the case ends
-track() {
-	PID_OF[$1]=$2
-	echo "$2" >>"$CT/pids"
-}
-
-# wait_bounded PID SECONDS WHAT: waits up to SECONDS for PID, a child of
-# this shell, and sets rc to its exit status. On expiry kills it (-9) and
-# fails the case, naming WHAT it waited for.
-wait_bounded() {
-	local pid=$1 secs=$2 what=$3 end=$((SECONDS + $2))
-	while alive "$pid"; do
-		if [ $SECONDS -ge $end ]; then
-			kill -9 "$pid" 2>/dev/null
-			wait "$pid" 2>/dev/null
-			rc=137
-			fail "timed out after $secs s waiting for $what"
-			return
-		fi
-		sleep 0.1
-	done
-	wait "$pid"
-	rc=$?
-}
-
-# wait_exit NAME SECONDS [WHAT]: wait_bounded on this case's process NAME
-wait_exit() {
-	wait_bounded "${PID_OF[$1]}" "$2" "${3:-$1 to exit}"
-}
-
-# wait_until SECONDS WHAT NAME CMD...: runs CMD every 0.1 s until it
-# succeeds; fails the case when SECONDS pass first, or when this case's
-# process NAME ("-": none) exits first.
-wait_until() {
-	local secs=$1 what=$2 name=$3 end=$((SECONDS + $1))
-	shift 3
-	until "$@"; do
-		if [ "$name" != - ] && ! alive "${PID_OF[$name]}"; then
-			"$@" && return 0
-			fail "$name exited while waiting for $what"
-			return
-		fi
-		if [ $SECONDS -ge $end ]; then
-			fail "timed out after $secs s waiting for $what"
-			return
-		fi
-		sleep 0.1
-	done
-}
-
-has_line() { grep -q -- "$2" "$CT/$1.log" 2>/dev/null; }
-# heartbeats NAME: how many heartbeat lines NAME's guest has printed
-heartbeats() { grep -c '^HB ' "$CT/$1.log" 2>/dev/null || true; }
-hb_at_least() { [ "$(heartbeats "$1")" -ge "$2" ]; }
-# wait_hb NAME N [SECONDS]: until NAME's guest printed N heartbeats
-wait_hb() {
-	wait_until "${3:-30}" "heartbeat $2 from $1" "$1" hb_at_least "$1" "$2"
-}
-# wait_filled NAME [SECONDS]: until NAME's guest has written its whole
-# working set (FILLED): dirtying runs at its full rate from then on
-wait_filled() {
-	wait_until "${2:-60}" "FILLED from $1" "$1" has_line "$1" '^FILLED'
-}
-
-# field KEY LINE: the value of KEY=value in LINE
-field() { echo " $2" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
-# pages SIZE: a working set of SIZE (16M, 2G) in 4 KiB guest pages
-pages() {
-	local n=${1%[KMG]}
-	case "$1" in
-	*K) echo $((n * 1024 / 4096)) ;;
-	*M) echo $((n * 1024 * 1024 / 4096)) ;;
-	*G) echo $((n * 1024 * 1024 * 1024 / 4096)) ;;
-	*) echo $((n / 4096)) ;;
-	esac
-}
-# json KEY FILE: a number or word of a statistics file
-json() { sed -n "s/.*\"$1\": \"\{0,1\}\([a-z0-9.]*\).*/\1/p" "$2" | head -n 1; }
-
-# start_vm NAME ARGS...: a ferry-vm serving $CT/NAME.sock, console and log
-# in $CT/NAME.log; waits (10 s) for its socket
-start_vm() {
-	local name=$1
-	shift
-	"$VM" $ACCEL -s "$CT/$name.sock" "$@" >"$CT/$name.log" 2>&1 &
-	track "$name" $!
-	wait_until 10 "the VM link socket of $name" "$name" test -S "$CT/$name.sock"
-}
-
-# start_dest ARGS...: ferry-dest for $CT/dst.sock on a free port; sets PORT
-# from this case's own ferry-dest output once it listens
-start_dest() {
-	"$DST" --vm "$CT/dst.sock" --listen 127.0.0.1:0 $STLS \
-		--accept-timeout 30 --json "$CT/dest.json" ${DEST_ARGS:-} "$@" \
-		>"$CT/fdest.log" 2>&1 &
-	track dest $!
-	wait_until 10 "ferry-dest to listen" dest \
-		has_line fdest 'listening on port [0-9]' || return
-	PORT=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$CT/fdest.log" |
-		head -n 1)
-}
-
-# start_src NAME ARGS...: ferry-source for $CT/src.sock in the background,
-# output in $CT/NAME.log
-start_src() {
-	local name=$1
-	shift
-	"$SRC" --vm "$CT/src.sock" -q "$@" >"$CT/$name.log" 2>&1 &
-	track "$name" $!
-}
-# run_src SECONDS ARGS...: ferry-source to its end, for at most SECONDS;
-# rc is its exit status, its output in $CT/fsrc.log
-run_src() {
-	local secs=$1
-	shift
-	start_src fsrc "$@"
-	wait_exit fsrc "$secs" "ferry-source to finish"
-}
-
-# start_proxy LPORT: a TCP relay from LPORT to ferry-dest's port
-start_proxy() {
-	python3 "$PROXY" "$1" 127.0.0.1 "$PORT" >"$CT/proxy.log" 2>&1 &
-	track proxy $!
-	wait_until 10 "the TCP proxy to listen" proxy has_line proxy listening
-}
-
-# verified NAME PAGES: NAME's guest ended with DONE after at least one
-# complete verification pass over all PAGES pages since it last resumed,
-# no error and no ERR line; sets VERIFIED to "K passes over P pages"
-verified() {
-	local line k p e
-	line=$(grep '^DONE ' "$CT/$1.log" | tail -n 1)
-	[ -n "$line" ] || { fail "the $1 guest printed no DONE line"; return; }
-	k=$(field rpasses "$line") p=$(field pages "$line")
-	e=$(field errors "$line")
-	if has_line "$1" '^ERR'; then
-		fail "the $1 guest found a bad page: $(grep -m 1 '^ERR' "$CT/$1.log")"
-	elif ! [[ "$k" =~ ^[0-9]+$ ]] || [ "$k" -lt 1 ]; then
-		fail "the $1 guest completed no verification pass: $line"
-	elif [ "$p" != "$2" ]; then
-		fail "the $1 guest verified $p pages, its working set is $2: $line"
-	elif [ "$e" != 0 ]; then
-		fail "the $1 guest counted errors: $line"
-	else
-		VERIFIED="$k passes over $p pages"
-	fi
-}
-
-# still_running NAME: NAME's guest goes on where it is: two more
-# heartbeats, every one with errors=0, and no ERR line
-still_running() {
-	local n
-	n=$(heartbeats "$1")
-	wait_hb "$1" $((n + 2)) 10 || return
-	if has_line "$1" '^ERR'; then
-		fail "the $1 guest found a bad page: $(grep -m 1 '^ERR' "$CT/$1.log")"
-	elif grep -q '^HB .* errors=[1-9]' "$CT/$1.log"; then
-		fail "the $1 guest counted errors: $(grep '^HB ' "$CT/$1.log" | tail -n 1)"
-	fi
-}
-
-# case_end: ends every process this case started that still runs, and
-# reaps it (the EXIT trap of each case's subshell)
-case_end() {
-	local name pid
-	for name in "${!PID_OF[@]}"; do
-		pid=${PID_OF[$name]}
-		alive "$pid" && kill -9 "$pid" 2>/dev/null
-	done
-	for name in "${!PID_OF[@]}"; do
-		wait "${PID_OF[$name]}" 2>/dev/null
-	done
-}
+	source_killed no_converge layout_mismatch usage placement_local
+	placement_bind0 placement_refused nested_boot nested_local nested_bind1
+	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
+HARNESS=migrate
+. "$(cd "$(dirname "$0")" && pwd)/harness.sh"
 
 # ---- the cases ----
 
@@ -261,7 +51,7 @@ migrate() {
 	start_vm dst --ws "$ws" $vmargs --incoming || return
 	wait_filled src || return
 	wait_hb src 2 || return
-	start_dest || return
+	start_dest ${DARGS:-} || return
 	run_src "$secs" --dest "127.0.0.1:$PORT" $CTLS $srcargs \
 		--json "$CT/src.json" || return
 	[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
@@ -437,19 +227,7 @@ case_precopy_hugetlb_1g() {
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
 # system-wide: the tests' lock is held while it is changed.
 case_postcopy_hugetlb() {
-	local pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages old
-	[ -w "$pool" ] || { skip "cannot change $pool"; return; }
-	exec 9>/tmp/ferry-tests-hugetlb.lock
-	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return; }
-	old=$(cat "$pool")
-	# Whichever way the case ends, its VMs give their huge pages back
-	# before the pool shrinks.
-	trap 'case_end; echo "$old" >"$pool"' EXIT
-	echo $((old + 48)) >"$pool"
-	if [ "$(cat "$pool")" -lt $((old + 48)) ]; then
-		skip "cannot reserve 48 huge pages"
-		return
-	fi
+	hugetlb_pool 48 || return
 	migrate 32M "--rate 32 -b hugetlb-2M" "--mode postcopy" || return
 	placed_by minor || return
 	pass "postcopy, hugetlb-2M: $VERIFIED, $FAULTS faults, placed by $PLACEMENT"
@@ -697,8 +475,6 @@ case_usage() {
 	pass "usage errors: one line, non-zero"
 }
 
-# ---- the driver: one subshell per case, one TAP line each ----
-
 # A soak: one dirtying guest migrated A -> B -> A ... FERRY_SOAK_HOPS
 # (100) times, cycling through precopy, postcopy, hybrid and auto, each
 # hop into a fresh incoming ferry-vm. After every hop the guest must show,
@@ -779,107 +555,261 @@ case_soak() {
 	pass "soak: $hops hops A->B->A (precopy, postcopy, hybrid, auto), verified after each; agents' peak RSS $(sort -n "$CT/src.rss" | tail -n 1) / $(sort -n "$CT/dest.rss" | tail -n 1) KiB, last ten hops at $(soak_growth "$CT/src.rss" 10 10) / $(soak_growth "$CT/dest.rss" 10 10) % of the first ten; at most $(sort -n "$CT/src.fds" 2>/dev/null | tail -n 1) / $(sort -n "$CT/dest.fds" 2>/dev/null | tail -n 1) fds"
 }
 
+# ---- placement ----
+
+# placement FILE: the numa block of a statistics file as words:
+# policy= checked= present= absent= as_planned= (a fraction), planned<N>=
+# and placed<N>= (MiB by node), samples= hot= hot_top= (tiered)
+placement() {
+	python3 - "$1" <<'PY'
+import json, sys
+try:
+    p = json.load(open(sys.argv[1]))["numa"]
+except (OSError, ValueError, KeyError) as e:
+    print("error=%s" % type(e).__name__)
+    sys.exit(0)
+w = ["policy=%s" % p["policy"].replace(" ", "_"),
+     "checked=%s" % str(p["checked"]).lower()]
+if p["checked"]:
+    w += ["present=%d" % p["pages_present"], "absent=%d" % p["pages_absent"],
+          "as_planned=%.6f" % p["as_planned"]]
+for n in p["nodes"]:
+    w.append("planned%d=%.1f" % (n["node"], n["planned_bytes"] / 2**20))
+    if "placed_bytes" in n:
+        w.append("placed%d=%.1f" % (n["node"], n["placed_bytes"] / 2**20))
+if "heat_samples" in p:
+    w += ["samples=%d" % p["heat_samples"], "hot=%d" % p["hot_chunks"],
+          "hot_top=%d" % p["hot_chunks_on_top_tier"]]
+print(" ".join(w))
+PY
+}
+
+# placed_as_planned WORDS: at least 99.9% of the pages in memory are on
+# their planned node, and some are; sets PLACED to a summary
+placed_as_planned() {
+	local w=$1 f
+	f=$(field as_planned "$w")
+	[ "$(field checked "$w")" = true ] ||
+		{ fail "the placement was not checked: $w"; return; }
+	[ "$(field present "$w")" -gt 0 ] 2>/dev/null ||
+		{ fail "no page in memory to check: $w"; return; }
+	awk -v f="$f" 'BEGIN { exit !(f >= 0.999) }' ||
+		{ fail "only $f of the pages as planned: $w"; return; }
+	PLACED=$(echo "$w" | tr ' ' '\n' | grep -E '^(planned|placed)[0-9]' |
+		tr '\n' ' ')
+	PLACED="MiB ${PLACED% }, $(field present "$w") pages in memory, as_planned=$f"
+}
+
+# On this one-node host: local and bind:0 put everything on node 0, the
+# destination checks it after completion, and the source reports the plan
+# it was sent.
+placement_case() {
+	local w ws
+	DARGS="--placement $1"
+	migrate 32M "--rate 8" "" || return
+	w=$(placement "$CT/dest.json")
+	[ "$(field policy "$w")" = "$1" ] ||
+		{ fail "the destination's statistics say: $w"; return; }
+	placed_as_planned "$w" || return
+	[ "$(field placed0 "$w")" != 0.0 ] ||
+		{ fail "nothing placed on node 0: $w"; return; }
+	ws=$(placement "$CT/src.json")
+	[ "$(field planned0 "$ws")" = "$(field planned0 "$w")" ] ||
+		{ fail "the source was told '$ws', the destination planned '$w'"; return; }
+	pass "placement $1: $PLACED; guest $VERIFIED"
+}
+case_placement_local() { placement_case local; }
+case_placement_bind0() { placement_case bind:0; }
+
+# A plan naming a node this host lacks is refused in one line before a
+# page is sent; the source says so and its VM runs on.
+case_placement_refused() {
+	start_vm src --ws 16M --rate 8 || return
+	start_vm dst --ws 16M --incoming || return
+	wait_filled src || return
+	start_dest --placement bind:1 || return
+	run_src 60 --dest "127.0.0.1:$PORT" $CTLS || return
+	[ $rc -eq 1 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
+	grep -q 'this host has no node 1' "$CT/fsrc.log" ||
+		{ fail "the source's line: $(tail -n 1 "$CT/fsrc.log")"; return; }
+	wait_exit dest 10 "ferry-dest to give up" || return
+	[ $rc -eq 1 ] || { fail "ferry-dest exit $rc"; return; }
+	still_running src || return
+	pass "placement bind:1 on a one-node host refused before any page: $(tail -n 1 "$CT/fsrc.log" | cut -c1-100); the source VM runs on"
+}
+
+# ---- the nested NUMA host ----
+
+NESTED=$(cd "$(dirname "$0")/.." && pwd)/tools/nested/host
+ND=$T/nested # its read-write share, shared by the nested_* cases
+# The stream into the nested host is plain TCP: AES-GCM runs at 7-8 MB/s
+# under TCG there (openssl speed inside), which would make every case a
+# minute long; TLS itself is what the cases above test.
+NTLS=--insecure
+# nested CMD...: a command inside, its output on stdout, bounded
+nested() { "$NESTED" run "$ND" -t 60 "$@"; }
+
+case_nested_boot() {
+	local out
+	mkdir -p "$ND"
+	out=$("$NESTED" start "$ND" 2>&1)
+	rc=$?
+	cp "$ND/console.log" "$CT/console.log" 2>/dev/null
+	if [ $rc -eq 77 ]; then
+		echo "$out" >"$ND/skip"
+		skip "$out"
+		return
+	fi
+	[ $rc -eq 0 ] || { echo "$out" >"$ND/skip"; fail "$out"; return; }
+	[ "$(field nodes "$out")" = 2 ] || { fail "inside: $out"; return; }
+	nested 'grep -H . /sys/devices/virtual/memory_tiering/*/nodelist' \
+		>"$CT/tiers.log" 2>&1
+	pass "nested NUMA host up: $out; tiers $(sed 's|.*/memory_tier||' "$CT/tiers.log" | tr '\n' ' ')"
+}
+
+# nested_ready: the nested host runs (else this case skips, saying why)
+nested_ready() {
+	if [ -e "$ND/skip" ]; then
+		skip "no nested host: $(cat "$ND/skip")"
+		return 1
+	fi
+	[ -e "$ND/qemu.pid" ] || { skip "no nested host (nested_boot did not run)"; return 1; }
+	alive "$(cat "$ND/qemu.pid")" || {
+		fail "the nested host is gone: $(tail -n 3 "$ND/console.log" | tr -d '\r' | tr '\n' ' ')"
+		return 1
+	}
+}
+
+# nested_job NAME CMD: CMD inside in the background, named after this case
+nested_job() { "$NESTED" spawn "$ND" "${CT##*/}-$1" "$2"; }
+# nested_done NAME SECONDS: until that job ended; its output in NAME.log
+nested_done() {
+	local j=$ND/jobs/${CT##*/}-$1
+	wait_until "$2" "$1 inside to end" - test -e "$j.rc" || return
+	cp "$j.out" "$CT/$1.log"
+	rc=$(cat "$j.rc")
+}
+
+# nested_start POLICY "VM ARGS" [DEST ARGS]: the incoming VM and
+# ferry-dest under POLICY inside, listening on the forwarded port
+nested_start() {
+	local c=${CT##*/}
+	nested_job ndst "echo \$\$ >/run/$c.pid; exec $VM --accel none -s /run/$c.sock $2 --incoming"
+	nested_job fdest "while ! test -S /run/$c.sock; do sleep 0.1; done; exec $DST --vm /run/$c.sock --listen 0.0.0.0:7000 $NTLS --accept-timeout 120 --json $ND/$c-dest.json --placement $1 ${3:-}"
+	wait_until 60 "ferry-dest to listen inside" - \
+		grep -q 'listening on port' "$ND/jobs/$c-fdest.out"
+}
+
+# nested_migrate POLICY "VM ARGS" [DEST ARGS]: a guest on this host
+# migrated into the nested host under POLICY; the guest runs on there
+# (two heartbeats, no error). Sets W to the destination's placement.
+nested_migrate() {
+	local c=${CT##*/} i
+	start_vm src $2 --heartbeats 600 || return
+	nested_start "$1" "$2" "${3:-}" || return
+	wait_filled src || return
+	run_src 180 --dest "127.0.0.1:$(cat "$ND/port")" $NTLS \
+		--json "$CT/src.json" || return
+	[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
+	nested_done fdest 30 || return
+	[ "$rc" = 0 ] || { fail "ferry-dest inside exit $rc: $(tail -n 1 "$CT/fdest.log")"; return; }
+	for ((i = 0; i < 300; i++)); do
+		cp "$ND/jobs/$c-ndst.out" "$CT/ndst.log"
+		[ "$(heartbeats ndst)" -ge 2 ] && break
+		sleep 0.2
+	done
+	nested "kill \$(cat /run/$c.pid)" >/dev/null 2>&1
+	[ "$(heartbeats ndst)" -ge 2 ] || { fail "the guest did not run on inside"; return; }
+	if has_line ndst '^ERR' || grep -q '^HB .* errors=[1-9]' "$CT/ndst.log"; then
+		fail "the guest inside found a bad page: $(grep -m 1 -e '^ERR' -e 'errors=[1-9]' "$CT/ndst.log")"
+		return
+	fi
+	W=$(placement "$ND/$c-dest.json")
+	placed_as_planned "$W"
+}
+
+case_nested_local() {
+	nested_ready || return
+	nested_migrate local "--ws 32M --rate 2" || return
+	[ "$(field placed1 "$W")" = 0.0 ] || { fail "local put pages on node 1: $W"; return; }
+	pass "nested local: $PLACED"
+}
+case_nested_bind1() {
+	nested_ready || return
+	nested_migrate bind:1 "--ws 32M --rate 2" || return
+	[ "$(field placed0 "$W")" = 0.0 ] || { fail "bind:1 put pages on node 0: $W"; return; }
+	pass "nested bind:1 (the CPU-less node): $PLACED"
+}
+case_nested_interleave() {
+	nested_ready || return
+	nested_migrate interleave:0-1 "--ws 32M --rate 2" || return
+	pass "nested interleave:0-1: $PLACED"
+}
+# A guest writing only the first 10% of its memory: the source's samples
+# find those chunks, and the plan puts every one of them on node 0 (the
+# top tier), what is beyond the 25% share on node 1.
+case_nested_tiered() {
+	local hot top
+	nested_ready || return
+	nested_migrate tiered "--ws 32M --rate 2 -a hot=10" "--fast-share 25" || return
+	hot=$(field hot "$W") top=$(field hot_top "$W")
+	[ -n "$hot" ] && [ "$hot" -gt 0 ] || { fail "no hot chunk found: $W"; return; }
+	[ "$top" = "$hot" ] || { fail "$top of $hot hot chunks on the top tier: $W"; return; }
+	[ "$(field planned1 "$W")" != 0.0 ] || { fail "nothing planned below: $W"; return; }
+	pass "nested tiered, fast share 25%, 10% hot set: $top of $hot hot chunks on node 0 ($(field samples "$W") samples); $PLACED"
+}
+# 2 MiB huge pages come from the chosen node's pool: node 1's holds 16
+# inside (emptied again after the migration), and this host's pool grows
+# by 16 for the source VM (hugetlb_pool).
+case_nested_hugetlb() {
+	local npool=/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages
+	nested_ready || return
+	hugetlb_pool 16 || return
+	if [ "$(nested "echo 16 >$npool; cat $npool")" != 16 ]; then
+		nested "echo 0 >$npool" >/dev/null 2>&1
+		skip "cannot reserve 16 huge pages on node 1 inside"
+		return
+	fi
+	nested_migrate bind:1 "--ws 8M --rate 2 -b hugetlb-2M"
+	rc=$?
+	nested "echo 0 >$npool" >/dev/null 2>&1
+	[ $rc -eq 0 ] || return
+	[ "$(field placed0 "$W")" = 0.0 ] || { fail "huge pages on node 0: $W"; return; }
+	pass "nested bind:1, hugetlb-2M: $PLACED"
+}
+
+# 1 GiB of guest RAM bound to node 1 (768 MiB): refused before any page,
+# one line on both sides; the source VM runs on.
+case_nested_refused() {
+	nested_ready || return
+	start_vm src -m 1G --ws 16M --rate 2 || return
+	nested_start bind:1 "-m 1G --ws 16M" || return
+	wait_filled src || return
+	run_src 60 --dest "127.0.0.1:$(cat "$ND/port")" $NTLS || return
+	[ $rc -eq 1 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
+	grep -q 'cannot fit' "$CT/fsrc.log" ||
+		{ fail "the source's line: $(tail -n 1 "$CT/fsrc.log")"; return; }
+	nested_done fdest 30 || return
+	nested "kill \$(cat /run/${CT##*/}.pid) 2>/dev/null" >/dev/null 2>&1
+	[ "$rc" = 1 ] || { fail "ferry-dest inside exit $rc"; return; }
+	still_running src || return
+	pass "nested bind:1 of 1 GiB refused: $(tail -n 1 "$CT/fdest.log" | cut -c1-150); the source VM runs on"
+}
+
 # case_bound CASE: seconds after which a whole case is stopped (every wait
 # in it is bounded already; this bounds their sum)
 case_bound() {
 	case "$1" in
 	auto_2g) echo 420 ;;
+	nested_boot) echo 120 ;;
 	soak) echo $((60 + 10 * ${FERRY_SOAK_HOPS:-100})) ;;
 	*) echo 240 ;;
 	esac
 }
 
-# report N CASE SECONDS: the TAP line of case N, from its verdict file;
-# after a failure, the rest of the reason and the tail of each of the
-# case's logs as diagnostics
-report() {
-	local n=$1 c=$2 v msg f
-	v=$(sed -n 1p "$T/$c/verdict" 2>/dev/null)
-	msg=$(sed -n 2p "$T/$c/verdict" 2>/dev/null)
-	msg=${msg//#/}
-	case "$v" in
-	ok) echo "ok $n - $msg" ;;
-	skip) echo "ok $n - $c # SKIP $msg" ;;
-	*)
-		[ -n "$v" ] || msg="the case ended without a verdict"
-		echo "not ok $n - $c: $msg"
-		sed -n '3,$s/^/#   /p' "$T/$c/verdict" 2>/dev/null
-		for f in "$T/$c"/*.log; do
-			[ -s "$f" ] || continue
-			echo "# --- ${f#"$T"/} (last lines)"
-			tail -n 8 "$f" | sed 's/^/#   /'
-		done
-		;;
-	esac
-	echo "# $c: $3 s"
+# The nested host, if a case booted it, goes with the run.
+harness_cleanup_hook() {
+	[ -e "$ND/qemu.pid" ] && "$NESTED" stop "$ND"
+	return 0
 }
-
-# run_case CASE: case_CASE in a subshell of its own, for at most its
-# bound; on expiry the subshell is told to end its processes (TERM runs
-# its EXIT trap). If it has not within 5 s, it is killed with its own
-# children (say a stuck foreground command) and whatever it started that
-# still runs (processes whose command line names this run's directory or
-# the proxy): an orphan would hold the caller's lock file open, too.
-run_case() {
-	local bound p kids end
-	bound=$(case_bound "$1")
-	(
-		trap case_end EXIT
-		trap 'exit 143' TERM
-		"case_$1"
-	) >"$CT/harness.log" 2>&1 &
-	RUNNING=$!
-	end=$((SECONDS + bound))
-	while alive "$RUNNING" && [ $SECONDS -lt $end ]; do
-		sleep 0.2
-	done
-	if alive "$RUNNING"; then
-		fail "timed out after $bound s waiting for the whole case"
-		kill -TERM "$RUNNING" 2>/dev/null
-		end=$((SECONDS + 5))
-		while alive "$RUNNING" && [ $SECONDS -lt $end ]; do
-			sleep 0.2
-		done
-	fi
-	if alive "$RUNNING"; then
-		kids=$(ps -o pid= --ppid "$RUNNING")
-		kill -9 "$RUNNING" $kids 2>/dev/null
-		while read -r p; do
-			tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null |
-				grep -qF -e "$T" -e "$PROXY" &&
-				kill -9 "$p" 2>/dev/null
-		done <"$CT/pids"
-	fi
-	wait "$RUNNING" 2>/dev/null
-	RUNNING=
-}
-
-RUNNING= # the running case's subshell
-cleanup() {
-	if alive "$RUNNING"; then
-		kill -TERM "$RUNNING" 2>/dev/null
-		wait "$RUNNING" 2>/dev/null
-	fi
-	[ -n "${FERRY_KEEP:-}" ] && echo "# kept $T" || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT
-
-set -- $CASES
-echo "1..$#"
-echo "# accel: $PROBE"
-n=0
-for c in "$@"; do
-	n=$((n + 1))
-	CT=$T/$c
-	mkdir -p "$CT"
-	touch "$CT/pids"
-	start=$SECONDS
-	if declare -F "case_$c" >/dev/null; then
-		run_case "$c"
-	else
-		fail "no such case"
-	fi
-	report "$n" "$c" $((SECONDS - start))
-done
-exit 0
+harness_main

@@ -566,16 +566,6 @@ static double best_cpu(const struct results *r)
 	return best;
 }
 
-static double best_tls(const struct results *r)
-{
-	double best = 0;
-
-	for (int i = 0; i < 3; i++)
-		if (r->gbps[1][i] > best)
-			best = r->gbps[1][i];
-	return best;
-}
-
 static void print_bulk(const struct results *r)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -595,14 +585,25 @@ static void print_bulk(const struct results *r)
 	       ncpu / best_cpu(r));
 }
 
+/* The bulk target of issue 18: TLS over 2 bulk streams at >= 0.8 x the
+ * lower of min(one core's AES-GCM, plain TCP) and the CPU-bound limit
+ * (all CPUs at TLS's measured cost per byte). */
+static double tls_limit(const struct results *r)
+{
+	double lim = r->aes < r->tcp ? r->aes : r->tcp;
+	double cpu_lim = sysconf(_SC_NPROCESSORS_ONLN) / best_cpu(r);
+
+	return cpu_lim < lim ? cpu_lim : lim;
+}
+
 static void print_targets(const struct results *r)
 {
-	double lim = r->aes < r->tcp ? r->aes : r->tcp, best = best_tls(r);
+	double lim = tls_limit(r), two = r->gbps[1][1];
 
 	if (r->have_bulk)
-		printf("  target TLS >= 0.5 x min(AES, TCP) = %.2f GB/s: best TLS %.2f GB/s = %.2f x min -> %s\n",
-		       lim / 2, best, best / lim,
-		       best >= lim / 2 ? "met" : "MISSED");
+		printf("  target TLS over 2 streams >= 0.8 x min(AES, TCP, CPU limit) = %.2f GB/s: %.2f GB/s = %.2f x -> %s\n",
+		       0.8 * lim, two, two / lim,
+		       two >= 0.8 * lim ? "met" : "MISSED");
 	/* The default (sleeping) requester is what the target is about; the
 	 * polling rows are there for comparison. */
 	for (int i = 0; i < NRTT && r->have_rtt; i++)
@@ -639,6 +640,8 @@ static int write_json(const char *path, const struct results *r)
 		r->aes, r->tcp);
 	fprintf(f, "  \"aes128gcm_cpu_ns_per_byte\": %.3f,\n  \"tcp_loopback_cpu_ns_per_byte\": %.3f,\n",
 		r->aes_cpu, r->tcp_cpu);
+	fprintf(f, "  \"tls_limit_gbps\": %.3f,\n  \"tls_2_streams_x_limit\": %.3f,\n",
+		tls_limit(r), r->gbps[1][1] / tls_limit(r));
 	for (int tls = 1; tls >= 0; tls--)
 		for (int i = 0; i < 3; i++)
 			fprintf(f, "  \"%s_%u_streams_gbps\": %.3f,\n  \"%s_%u_streams_cpu_ns_per_byte\": %.3f,\n",

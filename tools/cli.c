@@ -215,6 +215,37 @@ static double mib(uint64_t b)
 	return b / (double)(1 << 20);
 }
 
+/* "placement bind:1: planned node 1 256 MiB; placed node 1 250 MiB, ..." */
+static void print_placement(const struct mig_place_stats *p)
+{
+	if (!p->policy[0])
+		return;
+	printf("  placement %s: planned", p->policy);
+	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++)
+		printf("%s node %u %.0f MiB", i ? "," : "", p->node_id[i],
+		       mib(p->planned[p->node_id[i] % GM_MAX_NODES]));
+	if (p->checked) {
+		printf("; placed");
+		for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++)
+			printf("%s node %u %.1f MiB", i ? "," : "",
+			       p->node_id[i],
+			       mib(p->placed[p->node_id[i] % GM_MAX_NODES]));
+		printf(" (%.2f%% of %llu pages as planned, %llu never "
+		       "allocated)", p->pages_present ?
+		       100.0 * p->pages_as_planned / p->pages_present : 0.0,
+		       (unsigned long long)p->pages_present,
+		       (unsigned long long)p->pages_absent);
+	}
+	printf("\n");
+	if (p->heat_samples)
+		printf("  placement: %llu of %llu chunks written in %u samples "
+		       "planned on the top tier\n",
+		       (unsigned long long)p->hot_on_top,
+		       (unsigned long long)p->hot_chunks, p->heat_samples);
+	if (p->note[0])
+		printf("  placement: %s\n", p->note);
+}
+
 void cli_print_summary(const struct mig_stats *st, const char *role)
 {
 	printf("%s: %s migration %s in %.2f s", role, st->mode, st->outcome,
@@ -222,6 +253,7 @@ void cli_print_summary(const struct mig_stats *st, const char *role)
 	if (st->downtime_ms > 0)
 		printf(", downtime %.1f ms", st->downtime_ms);
 	printf("\n");
+	print_placement(&st->place);
 	if (!st->bytes_total)
 		return;
 	printf("  guest RAM %.0f MiB over %u bulk streams, %u rounds\n",

@@ -36,3 +36,7 @@ tools_bench_transport_SOURCES = tools/bench-transport.c
 tools_bench_transport_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
 tools_bench_transport_LDADD = $(CERT_LIBS) $(TRANSPORT_LIBS)
 
+# The nested NUMA host (a 6.12 kernel under QEMU TCG with a CPU-less
+# node), booted by tests/migrate.sh's nested_* cases.
+EXTRA_DIST += tools/nested/fetch tools/nested/host tools/nested/init \
+	tools/nested/runner

@@ -79,6 +79,61 @@ struct tp_tls *tp_tls_get(struct tp_tls *t);
 /* Drops a reference; frees at zero; accepts NULL. */
 void tp_tls_put(struct tp_tls *t);
 
+/* ---- record.c: TLS 1.3 record protection after the handshake ---- */
+
+#define TP_REC_HDR 5		/* type, legacy version 3.3, be16 length */
+#define TP_REC_TAG 16		/* AEAD tag of every TLS 1.3 suite */
+#define TP_REC_IV_LEN 12
+#define TP_REC_MAX_PLAIN 16384	/* content bytes per record (2^14) */
+/* A record's body on the wire: content, inner type, padding, tag; the
+ * inner plaintext (all but the tag) is at most 2^14 + 1 bytes. */
+#define TP_REC_MAX_BODY (TP_REC_MAX_PLAIN + 1 + TP_REC_TAG)
+/* The largest record this side seals, header included. */
+#define TP_REC_MAX_SEALED (TP_REC_HDR + TP_REC_MAX_PLAIN + 1 + TP_REC_TAG)
+/* Record (outer) and inner content types. */
+#define TP_REC_ALERT 21
+#define TP_REC_HANDSHAKE 22
+#define TP_REC_APPDATA 23
+
+/* One direction's traffic key: the current secret, the derived IV, the
+ * keyed AEAD context and the next record's sequence number. */
+struct tp_rec_key {
+	EVP_CIPHER_CTX *ctx;
+	EVP_CIPHER *cipher;
+	const char *md;		/* HKDF hash name */
+	size_t key_len;
+	uint8_t secret[48];	/* current traffic secret */
+	size_t secret_len;
+	uint8_t iv[TP_REC_IV_LEN];
+	uint64_t seq;		/* of the next record sealed or opened */
+	bool enc;		/* sealing (true) or opening */
+};
+
+/* Keys @k from a traffic secret of cipher suite @suite (0x1301..0x1303).
+ * Returns 0, -EPROTO (unknown suite, OpenSSL failure) or -ENOMEM; call
+ * tp_rec_key_fini() either way. */
+int tp_rec_key_init(struct tp_rec_key *k, uint16_t suite,
+		    const uint8_t *secret, size_t secret_len, bool enc);
+/* Frees and wipes @k (zeroed or initialised). */
+void tp_rec_key_fini(struct tp_rec_key *k);
+/* Moves @k to the next traffic secret (KeyUpdate). 0 or -EPROTO. */
+int tp_rec_key_update(struct tp_rec_key *k);
+/* Seals one record of inner type @type whose content is the concatenation
+ * of @iov (at most TP_REC_MAX_PLAIN bytes) into @out, which has room for
+ * TP_REC_MAX_SEALED bytes: the AEAD reads @iov and writes @out, nothing
+ * else touches the bytes. Returns the record's length or -errno. */
+ssize_t tp_rec_seal(struct tp_rec_key *k, uint8_t type,
+		    const struct iovec *iov, int iovcnt, uint8_t *out);
+/* Opening one record with sequence number k->seq: start with its header,
+ * decrypt its body in parts (into any memory, @out may equal @in), end
+ * with its tag: 0, or -EBADMSG when the record is not authentic (what the
+ * parts produced must then be forgotten). The caller advances k->seq once
+ * it is done with the record; a record may be opened again meanwhile. */
+int tp_rec_open_start(struct tp_rec_key *k, const uint8_t hdr[TP_REC_HDR]);
+int tp_rec_open_part(struct tp_rec_key *k, uint8_t *out, const uint8_t *in,
+		     size_t len);
+int tp_rec_open_end(struct tp_rec_key *k, const uint8_t tag[TP_REC_TAG]);
+
 struct tp_stream;
 
 /* How a stream's bytes meet the wire: TLS in user space (wire-tls.c) or
@@ -89,8 +144,9 @@ struct tp_wire_ops {
 	int (*send_frame)(struct tp_stream *st, const uint8_t *hdr,
 			  const struct iovec *iov, int iovcnt, uint64_t len,
 			  unsigned int flags);
-	/* Reads exactly @len bytes: 0, -ESHUTDOWN on a clean end, -errno. */
-	int (*read)(struct tp_stream *st, uint8_t *p, size_t len);
+	/* Reads exactly all bytes of @iov (@iov is modified): 0, -ESHUTDOWN
+	 * on a clean end before the first byte, -errno. */
+	int (*readv)(struct tp_stream *st, struct iovec *iov, int iovcnt);
 	/* Writes bytes as they are, no frame (tests forge frames). */
 	int (*write_raw)(struct tp_stream *st, const void *p, size_t len);
 	/* True when received bytes wait in user space. */
@@ -114,10 +170,27 @@ struct tp_stream {
 	SSL *ssl;		/* NULL for plain TCP */
 	bool hs_done;		/* TLS handshake completed */
 	struct tp_tls *tls;	/* reference held while ssl lives */
-	uint8_t *txbuf;		/* staged outgoing bytes (TLS records) */
+	/* Outgoing bytes (plain: staged frames; TLS: sealed records) go to
+	 * txbuf, which is txb[tx_cur]; while io_uring sends one buffer
+	 * (tx_busy), the other fills: sealing overlaps sending. */
+	uint8_t *txbuf;
 	size_t tx_len, tx_cap;
+	uint8_t *txb[2];
+	unsigned int tx_cur;
+	bool tx_busy;		/* txb[!tx_cur] is being sent */
+	size_t tx_busy_len;	/* its length */
 	uint8_t *rxbuf;		/* received, not yet consumed bytes */
 	size_t rx_off, rx_len, rx_cap;
+	/* TLS after the handshake (record.c): our own record layer. */
+	bool rec_on;
+	struct tp_rec_key rec_tx, rec_rx;
+	uint16_t suite;		/* negotiated cipher suite */
+	uint8_t secret_tx[48], secret_rx[48]; /* from the key log, until used */
+	size_t secret_len;
+	bool ku_due;		/* peer asked for a KeyUpdate of our keys */
+	uint8_t *pt;		/* a record's plaintext opened here (small reads) */
+	size_t pt_off, pt_len;
+	atomic_bool shut;	/* tp_session_shutdown() named it */
 	bool eof;		/* TCP FIN seen */
 	bool broken;		/* an I/O or TLS error: no graceful close */
 	bool got_bytes;		/* any byte ever received */
@@ -149,23 +222,42 @@ int tp_listener_fd(const struct tp_listener *l);
 int tp_send_internal(struct tp_stream *st, uint32_t type, const void *buf,
 		     size_t len);
 
-/* ring.c: the raw byte layer, one operation in flight at a time. */
+/* ring.c: the raw byte layer, one operation in flight at a time (a send
+ * started by tp_raw_tx_kick() is waited for before any other). */
 int tp_ring_setup(struct tp_stream *st);
+/* Starts sending st->txbuf (waiting for the send in flight first) and
+ * switches st->txbuf to the other buffer, empty. Same returns. */
+int tp_raw_tx_kick(struct tp_stream *st);
+/* Waits for the send tp_raw_tx_kick() started, if any. Same returns. */
+int tp_raw_tx_wait(struct tp_stream *st);
+/* Cancels that send, if any, and returns once the kernel is done with its
+ * buffer (stream teardown). */
+void tp_raw_tx_cancel(struct tp_stream *st);
 /* Sends all @len bytes of @buf. Returns 0 or -errno with st->err set. */
 int tp_raw_send(struct tp_stream *st, const void *buf, size_t len);
 /* Sends all bytes of @iov (modified). Same returns. */
 int tp_raw_sendv(struct tp_stream *st, struct iovec *iov, int iovcnt);
-/* Flushes st->txbuf. Same returns. */
+/* Sends st->txbuf and waits until every byte is with the kernel. Same
+ * returns. */
 int tp_raw_flush(struct tp_stream *st);
 /* Reads at least one byte into st->rxbuf (which must be empty). Returns the
  * count, 0 at EOF, or -errno with st->err set. */
 ssize_t tp_raw_fill(struct tp_stream *st);
-/* Reads at least one byte, at most @len, straight into @buf. Returns the
- * count, 0 at EOF, or -errno with st->err set. */
-ssize_t tp_raw_recv(struct tp_stream *st, void *buf, size_t len);
+/* Reads at least one byte, appended to st->rxbuf after rx_len (moving the
+ * unconsumed bytes to its start first when fewer than @room bytes, or
+ * than half the buffer, are free behind them). Returns the count, 0 at
+ * EOF, -errno with st->err. */
+ssize_t tp_raw_append(struct tp_stream *st, size_t room);
 /* Reads exactly all bytes of @iov (modified) straight from the socket.
  * Returns 0, -ECONNRESET at EOF, or -errno, with st->err set. */
 int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt);
+/* Consumes @n bytes from the front of an iovec array (entries emptied
+ * are skipped). */
+void tp_iov_advance(struct iovec **iov, int *cnt, size_t n);
+/* Copies up to @n bytes of @src into the front of the iovec array and
+ * consumes them; returns the count (less when the array ends). */
+size_t tp_iov_copy_in(struct iovec **iov, int *cnt, const uint8_t *src,
+		      size_t n);
 /* Waits for one operation with the stream's timeout; see ring.c. */
 int tp_ring_wait_one(struct io_uring *ring, int timeout_ms);
 
@@ -174,6 +266,12 @@ int tp_ring_wait_one(struct io_uring *ring, int timeout_ms);
  * switches to the TLS wire. Returns 0 or -errno with st->err set. */
 int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 		     const char *connect_host);
+/* The fuzzer: keys @st's record layer directly, as the end of a
+ * handshake on @t with cipher suite @suite and these traffic secrets of
+ * @len bytes would (no OpenSSL object). Returns 0 or -errno. */
+int tp_tls_attach_keys(struct tp_stream *st, struct tp_tls *t,
+		       uint16_t suite, const uint8_t *secret_tx,
+		       const uint8_t *secret_rx, size_t len);
 /* Turns a failed SSL call into -errno and a reason in st->err. */
 int tp_tls_error(struct tp_stream *st, int sslret, const char *what);
 /* Probes kernel TLS (on a throwaway socket), logs the result (debug level

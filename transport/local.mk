@@ -4,6 +4,7 @@ transport_libtransport_a_SOURCES = \
 	transport/transport.h \
 	transport/internal.h \
 	transport/ring.c \
+	transport/record.c \
 	transport/wire-tls.c \
 	transport/wire-plain.c \
 	transport/stream.c \

@@ -1,21 +1,28 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The raw byte layer of a stream: every send and receive of the socket is
- * an io_uring operation, waited for with the stream's timeout. One
- * operation is in flight per stream at a time: a stream is driven by one
- * thread, and the copy into or out of the socket runs in that thread's
- * context anyway (inline at submit or as task work), so a deeper queue
- * would not overlap anything on a loopback path.
+ * an io_uring operation, waited for with the stream's timeout.
+ *
+ * At most one operation is in flight per stream, and at most one send:
+ * two sends in flight on one TCP socket may complete out of order (the
+ * second issued inline while the first waits for room). What overlaps is
+ * the thread's own work: tp_raw_tx_kick() submits the send of one buffer
+ * of sealed records and returns, the thread seals the next buffer while
+ * that send waits for room in the socket (or for the receiver to drain
+ * it, on loopback), and waits for it only when it needs that buffer back
+ * or before it receives. A stream is driven by one thread, and the copy
+ * into or out of the socket runs in its context anyway (inline at submit
+ * or as task work), so a deeper queue would not add more.
  *
  * Receives into the staging buffer use it as a registered buffer
- * (READ_FIXED); large receives go straight to their destination (OpenSSL's
- * read-ahead buffer, or the caller's pages on plain TCP) with RECV/READV.
- * Sends use SEND/SENDMSG with MSG_NOSIGNAL: WRITE_FIXED on a socket would
- * raise SIGPIPE on a closed peer, which a library must not do to its
- * process, and a registered buffer buys nothing for a send that copies.
- * Multishot receive with provided buffers is not used: with one reader per
- * stream that always knows where the next bytes should go, it would only
- * add a copy out of the provided buffer.
+ * (READ_FIXED); large plain-TCP receives go straight to the caller's
+ * pages with READV. Sends use SEND/SENDMSG with MSG_NOSIGNAL (and
+ * MSG_WAITALL, which io_uring retries until all is sent): WRITE_FIXED on
+ * a socket would raise SIGPIPE on a closed peer, which a library must not
+ * do to its process, and a registered buffer buys nothing for a send that
+ * copies. Multishot receive with provided buffers is not used: with one
+ * reader per stream that always knows where the next bytes should go, it
+ * would only add a copy out of the provided buffer.
  */
 #include "config.h"
 
@@ -180,8 +187,7 @@ static int recv_error(struct tp_stream *st, int ret)
 	return tp_stream_seterr(st, ret, "receive failed: %s", strerror(-ret));
 }
 
-/* Consumes @n bytes from the front of an iovec array. */
-static void iov_advance(struct iovec **iov, int *cnt, size_t n)
+void tp_iov_advance(struct iovec **iov, int *cnt, size_t n)
 {
 	while (*cnt > 0 && n >= (*iov)->iov_len) {
 		n -= (*iov)->iov_len;
@@ -194,12 +200,29 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t n)
 	}
 }
 
+size_t tp_iov_copy_in(struct iovec **iov, int *cnt, const uint8_t *src,
+		      size_t n)
+{
+	size_t done = 0, k;
+
+	while (*cnt > 0 && done < n) {
+		k = (*iov)->iov_len < n - done ? (*iov)->iov_len : n - done;
+		memcpy((*iov)->iov_base, src + done, k);
+		done += k;
+		tp_iov_advance(iov, cnt, k);
+	}
+	return done;
+}
+
 int tp_raw_sendv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 {
 	struct io_uring_sqe *sqe;
 	struct msghdr mh;
 	int ret;
 
+	ret = tp_raw_tx_wait(st);
+	if (ret < 0)
+		return ret;
 	while (iovcnt > 0 && iov->iov_len == 0)
 		iov++, iovcnt--;
 	while (iovcnt > 0) {
@@ -214,16 +237,16 @@ int tp_raw_sendv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 		ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
 		if (ret <= 0)
 			return send_error(st, ret ? ret : -EPIPE);
-		iov_advance(&iov, &iovcnt, ret);
+		tp_iov_advance(&iov, &iovcnt, ret);
 		while (iovcnt > 0 && iov->iov_len == 0)
 			iov++, iovcnt--;
 	}
 	return 0;
 }
 
-int tp_raw_send(struct tp_stream *st, const void *buf, size_t len)
+/* Sends @len bytes of @buf, the only operation in flight. */
+static int send_all(struct tp_stream *st, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = buf;
 	struct io_uring_sqe *sqe;
 	int ret;
 
@@ -242,15 +265,67 @@ int tp_raw_send(struct tp_stream *st, const void *buf, size_t len)
 	return 0;
 }
 
-int tp_raw_flush(struct tp_stream *st)
+int tp_raw_send(struct tp_stream *st, const void *buf, size_t len)
 {
+	int ret = tp_raw_tx_wait(st);
+
+	return ret < 0 ? ret : send_all(st, buf, len);
+}
+
+int tp_raw_tx_wait(struct tp_stream *st)
+{
+	uint8_t *buf = st->txb[!st->tx_cur];
+	size_t len = st->tx_busy_len;
 	int ret;
 
-	if (st->tx_len == 0)
+	if (!st->tx_busy)
 		return 0;
-	ret = tp_raw_send(st, st->txbuf, st->tx_len);
+	st->tx_busy = false;
+	ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
+	if (ret <= 0)
+		return send_error(st, ret ? ret : -EPIPE);
+	/* MSG_WAITALL leaves a short count only with an error pending;
+	 * nothing else was submitted meanwhile, so the rest still goes in
+	 * order. */
+	return (size_t)ret < len ? send_all(st, buf + ret, len - ret) : 0;
+}
+
+void tp_raw_tx_cancel(struct tp_stream *st)
+{
+	if (st->tx_busy)
+		cancel_one(&st->ring);
+	st->tx_busy = false;
+}
+
+int tp_raw_tx_kick(struct tp_stream *st)
+{
+	struct io_uring_sqe *sqe;
+	int ret;
+
+	ret = tp_raw_tx_wait(st);
+	if (ret < 0 || st->tx_len == 0)
+		return ret;
+	sqe = get_sqe(st);
+	if (!sqe)
+		return tp_stream_seterr(st, -EBUSY, "io_uring full");
+	io_uring_prep_send(sqe, st->fd, st->txbuf, st->tx_len,
+			   MSG_NOSIGNAL | MSG_WAITALL);
+	ret = io_uring_submit(&st->ring);
+	if (ret < 0)
+		return send_error(st, ret);
+	st->tx_busy = true;
+	st->tx_busy_len = st->tx_len;
+	st->tx_cur = !st->tx_cur;
+	st->txbuf = st->txb[st->tx_cur];
 	st->tx_len = 0;
-	return ret;
+	return 0;
+}
+
+int tp_raw_flush(struct tp_stream *st)
+{
+	int ret = tp_raw_tx_kick(st);
+
+	return ret < 0 ? ret : tp_raw_tx_wait(st);
 }
 
 /* One receive into @buf: registered when it is the staging buffer. */
@@ -259,10 +334,14 @@ static ssize_t recv_once(struct tp_stream *st, uint8_t *buf, size_t len)
 	struct io_uring_sqe *sqe;
 	int ret;
 
+	ret = tp_raw_tx_wait(st);
+	if (ret < 0)
+		return ret;
 	sqe = get_sqe(st);
 	if (!sqe)
 		return tp_stream_seterr(st, -EBUSY, "io_uring full");
-	if (st->buf_registered && buf == st->rxbuf)
+	if (st->buf_registered && buf >= st->rxbuf &&
+	    buf + len <= st->rxbuf + st->rx_cap)
 		io_uring_prep_read_fixed(sqe, st->fd, buf, len, 0, 0);
 	else
 		io_uring_prep_recv(sqe, st->fd, buf, len, 0);
@@ -287,9 +366,24 @@ ssize_t tp_raw_fill(struct tp_stream *st)
 	return ret;
 }
 
-ssize_t tp_raw_recv(struct tp_stream *st, void *buf, size_t len)
+ssize_t tp_raw_append(struct tp_stream *st, size_t room)
 {
-	return recv_once(st, buf, len);
+	size_t left = st->rx_len - st->rx_off;
+	ssize_t ret;
+
+	/* Moving less than a record is cheaper than receiving in small
+	 * pieces: keep at least half the buffer free for the receive. */
+	if (room < st->rx_cap / 2)
+		room = st->rx_cap / 2;
+	if (st->rx_cap - st->rx_len < room && st->rx_off > 0) {
+		memmove(st->rxbuf, st->rxbuf + st->rx_off, left);
+		st->rx_off = 0;
+		st->rx_len = left;
+	}
+	ret = recv_once(st, st->rxbuf + st->rx_len, st->rx_cap - st->rx_len);
+	if (ret > 0)
+		st->rx_len += ret;
+	return ret;
 }
 
 int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt)
@@ -297,6 +391,9 @@ int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 	struct io_uring_sqe *sqe;
 	int ret;
 
+	ret = tp_raw_tx_wait(st);
+	if (ret < 0)
+		return ret;
 	while (iovcnt > 0 && iov->iov_len == 0)
 		iov++, iovcnt--;
 	while (iovcnt > 0) {
@@ -312,7 +409,7 @@ int tp_raw_recvv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 			return tp_stream_seterr(st, -ECONNRESET,
 						"peer closed the connection mid-message");
 		}
-		iov_advance(&iov, &iovcnt, ret);
+		tp_iov_advance(&iov, &iovcnt, ret);
 		while (iovcnt > 0 && iov->iov_len == 0)
 			iov++, iovcnt--;
 	}

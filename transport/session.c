@@ -672,16 +672,24 @@ struct tp_stream *tp_session_urgent(struct tp_session *s)
 	return s->urg;
 }
 
+/* Marked first, so that a call after this one fails at once even where
+ * the kernel would not say so yet (a TLS send is only submitted). */
+static void shut_stream(struct tp_stream *st)
+{
+	atomic_store(&st->shut, true);
+	shutdown(tp_stream_fd(st), SHUT_RDWR);
+}
+
 void tp_session_shutdown(struct tp_session *s, unsigned int which)
 {
 	/* shutdown(2), not close: the fd stays the stream's, and a read
 	 * or write blocked on it (poll or io_uring) completes at once. */
 	if ((which & TP_SHUT_CONTROL) && s->ctl)
-		shutdown(tp_stream_fd(s->ctl), SHUT_RDWR);
+		shut_stream(s->ctl);
 	if ((which & TP_SHUT_URGENT) && s->urg)
-		shutdown(tp_stream_fd(s->urg), SHUT_RDWR);
+		shut_stream(s->urg);
 	for (unsigned int i = 0; (which & TP_SHUT_BULK) && i < s->nbulk; i++)
-		shutdown(tp_stream_fd(s->bulk[i]), SHUT_RDWR);
+		shut_stream(s->bulk[i]);
 }
 
 const char *tp_session_describe(const struct tp_session *s)

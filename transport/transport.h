@@ -6,8 +6,35 @@
  * TLS-PSK as an option, plain TCP only when asked for by name), joined by a
  * random token agreed on the control stream and a proof bound, through the
  * TLS exporter, to the control connection and to the joining one. All
- * socket I/O goes through an io_uring owned by each stream; OpenSSL works
- * on a custom BIO whose bytes that ring sends and receives.
+ * socket I/O goes through an io_uring owned by each stream. OpenSSL runs
+ * the handshake (on a custom BIO whose bytes that ring carries); the
+ * records after it are sealed and opened by the transport's own TLS 1.3
+ * record layer with the traffic secrets OpenSSL negotiated, as kernel TLS
+ * would do in the kernel (transport/record.c).
+ *
+ * Copies of a payload byte in user space (the kernel's one copy into or
+ * out of the socket comes on top, as for any socket):
+ *   TLS send     0: the AEAD reads the caller's iovec and writes the
+ *                ciphertext into the buffer io_uring sends (its one pass
+ *                is the encryption). Two such buffers per stream: one is
+ *                sent while the next is sealed.
+ *   TLS receive  0 for the records a tp_recv_payload() call covers whole:
+ *                opened from the buffer io_uring received into, straight
+ *                into the caller's pieces. 1 for the rest (the frame
+ *                header's record, records split across calls, payloads
+ *                smaller than a record): opened into a 16 KiB scratch
+ *                buffer and copied out. A record split across the end of
+ *                the receive buffer moves its received part to its start
+ *                first (at most 16 KiB per buffer fill).
+ *   plain send   0: sendmsg of [header, iovec]; with TP_MORE a frame that
+ *                fits the staging buffer is copied there (1).
+ *   plain recv   1 for bytes the staging buffer holds already (received
+ *                with an earlier header); of the rest, 0 when a payload
+ *                read needs at least half the staging buffer (READV into
+ *                the pieces), 1 below that (through the buffer).
+ * (Before the own record layer, TLS cost 2 more copies sending: OpenSSL's
+ * plaintext copy into its record buffer and ours of the sealed record into
+ * the send buffer; and 1 more receiving: out of OpenSSL's read buffer.)
  *
  * On a stream travel messages: a 32-bit type (below TP_TYPE_RESERVED) and a
  * payload of any length given as an iovec, so a sender can pass a header
@@ -91,7 +118,8 @@ struct tp_config {
 	/* Each side updates its sending keys (TLS KeyUpdate) after this many
 	 * payload bytes, to stay far below AES-GCM's record limit. 0: 16 GiB. */
 	uint64_t key_update_bytes;
-	/* Staging buffer per direction per stream. 0: 256 KiB. */
+	/* Staging buffer per direction per stream (sending: two of them, one
+	 * in flight while the other fills). 0: 256 KiB. */
 	size_t buf_size;
 };
 
@@ -192,16 +220,23 @@ struct tp_msg {
 #define TP_MORE 0x1u
 
 /* Sends one message whose payload is the concatenation of @iov (@iovcnt may
- * be 0). Nothing is gathered first: TLS hands each piece (neighbours that
- * touch merged) to OpenSSL, whose record layer seals 16 KiB records from
- * it (OpenSSL 3.0 copies a record's plaintext into its buffer and seals in
- * place; no further copy of ours); plain TCP gives the iovec to sendmsg. Returns once the bytes are handed to the kernel (or staged, with
- * TP_MORE): the caller may then reuse its buffers. Returns 0 or -errno
+ * be 0). Nothing is gathered first: TLS seals the header and the leading
+ * pieces of up to 2 KiB into one record and the rest into records of
+ * 16 KiB that gather the pieces they cover, straight into the send buffer
+ * (no record spans two messages); plain TCP gives the iovec to sendmsg.
+ * Returns once the bytes are handed to the kernel (plain TCP), or sealed
+ * and their send submitted to io_uring (TLS: the call does not wait for
+ * it, the stream's next operation does, so the caller seals its next
+ * message while this one is sent), or with TP_MORE sealed or staged: the
+ * caller may then reuse its buffers. A TLS send that fails in the kernel
+ * is reported by the stream's next call; tp_stream_flush() waits for it.
+ * Returns 0 or -errno
  * (-ETIMEDOUT peer not reading, -EPIPE / -ECONNRESET peer gone, -EINVAL bad
  * type), with the reason in tp_stream_strerror(). */
 int tp_send(struct tp_stream *st, uint32_t type, const struct iovec *iov,
 	    int iovcnt, unsigned int flags);
-/* Sends what TP_MORE left staged. Returns 0 or -errno as tp_send(). */
+/* Sends what TP_MORE left staged and waits until every byte of the stream
+ * is with the kernel. Returns 0 or -errno as tp_send(). */
 int tp_stream_flush(struct tp_stream *st);
 
 /* Waits for the next message and fills @msg. The previous message's payload
@@ -213,7 +248,12 @@ int tp_recv_hdr(struct tp_stream *st, struct tp_msg *msg);
 /* Reads exactly the sum of @iov bytes of the current message's payload into
  * @iov, in order; may be called several times per message. Returns 0,
  * -EMSGSIZE if more than the payload left was asked for, or -errno as for
- * tp_recv_hdr() (a peer closing mid-message is -ECONNRESET). */
+ * tp_recv_hdr() (a peer closing mid-message is -ECONNRESET). TLS opens the
+ * records it can straight into @iov and returns 0 only once every record
+ * that wrote there was authenticated: after an error the content of @iov
+ * is unspecified (it may hold plaintext of a forged record). Ask for a
+ * message's pages in one call: a record the call covers whole is not
+ * copied (see the top of this file). */
 int tp_recv_payload(struct tp_stream *st, const struct iovec *iov,
 		    int iovcnt);
 /* Discards @n bytes of the current payload. Same returns. */

@@ -46,26 +46,25 @@ static int plain_send_frame(struct tp_stream *st, const uint8_t *hdr,
 	return ret;
 }
 
-static int plain_read(struct tp_stream *st, uint8_t *p, size_t len)
+/* Buffered bytes first; a large rest goes straight from the socket into
+ * the pieces (READV), a small one through the staging buffer. */
+static int plain_readv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 {
-	struct iovec v;
+	size_t left = 0, n;
 	ssize_t ret;
-	size_t n;
 
-	while (len > 0) {
+	for (int i = 0; i < iovcnt; i++)
+		left += iov[i].iov_len;
+	while (left > 0) {
 		if (st->rx_off < st->rx_len) {
-			n = st->rx_len - st->rx_off;
-			n = n < len ? n : len;
-			memcpy(p, st->rxbuf + st->rx_off, n);
+			n = tp_iov_copy_in(&iov, &iovcnt, st->rxbuf + st->rx_off,
+					   st->rx_len - st->rx_off);
 			st->rx_off += n;
-			p += n;
-			len -= n;
+			left -= n;
 			continue;
 		}
-		if (len >= st->rx_cap / 2) {
-			v = (struct iovec){ p, len };
-			return tp_raw_recvv(st, &v, 1);
-		}
+		if (left >= st->rx_cap / 2)
+			return tp_raw_recvv(st, iov, iovcnt);
 		ret = tp_raw_fill(st);
 		if (ret < 0)
 			return ret;
@@ -93,7 +92,7 @@ static void plain_close(struct tp_stream *st)
 
 const struct tp_wire_ops tp_wire_plain = {
 	.send_frame = plain_send_frame,
-	.read = plain_read,
+	.readv = plain_readv,
 	.write_raw = plain_write_raw,
 	.pending = plain_pending,
 	.close = plain_close,

@@ -1,15 +1,32 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * TLS 1.3 through OpenSSL 3 on a custom BIO. The BIO never returns "retry":
- * a write that fills the staging buffer sends it through the stream's
- * io_uring and waits (bounded by the stream timeout); a read on an empty
- * buffer receives through the ring. OpenSSL therefore sees a blocking
- * transport and the stream code stays a straight line, while no socket is
- * ever read or written outside io_uring.
+ * TLS 1.3: the handshake through OpenSSL 3 on a custom BIO, the records
+ * after it through our own record layer (record.c).
+ *
+ * The BIO never returns "retry": a write that fills the staging buffer
+ * sends it through the stream's io_uring and waits (bounded by the stream
+ * timeout); a read on an empty buffer receives through the ring. OpenSSL
+ * therefore sees a blocking transport and the handshake stays a straight
+ * line, while no socket is ever read or written outside io_uring.
+ *
+ * The hand-over: the key log callback gives us both application traffic
+ * secrets during the handshake; when SSL_connect / SSL_accept returns,
+ * neither side has sent a record under them (no session tickets, no early
+ * data) and OpenSSL holds no received byte beyond the handshake (no
+ * read-ahead; what the BIO received past it waits in rxbuf), so both of
+ * our directions start at sequence number 0, where OpenSSL's would.
+ * Sending: records are sealed from the caller's pages straight into
+ * txbuf, and a full txbuf is sent while the other one fills. Receiving:
+ * whole records are gathered in rxbuf and opened straight into the
+ * caller's pieces when the request covers them (the call returns only
+ * after their tags are checked), through st->pt otherwise. Alerts,
+ * KeyUpdate (both ways, answered when requested) and close_notify are
+ * ours too; OpenSSL's reasons and alert texts are reused for errors.
  */
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -53,6 +70,10 @@ static int bio_write(BIO *b, const char *data, int len)
 	size_t n;
 
 	BIO_clear_retry_flags(b);
+	/* After the hand-over OpenSSL's records would reuse our nonces: none
+	 * leaves (nothing calls into OpenSSL's record layer by then). */
+	if (st->rec_on)
+		return len;
 	while (done < len) {
 		if (st->tx_len == st->tx_cap) {
 			ret = tp_raw_flush(st);
@@ -92,15 +113,10 @@ static int bio_read(BIO *b, char *out, int len)
 		return copy_out(st, out, len);
 	/* Never wait for the peer while our own bytes sit staged. */
 	ret = tp_raw_flush(st);
-	/* OpenSSL reads ahead into a buffer as large as ours: receive straight
-	 * into it rather than copy through the staging buffer. */
-	if (ret == 0 && (size_t)len >= st->rx_cap / 2) {
-		ret = tp_raw_recv(st, out, len);
-	} else if (ret == 0) {
+	if (ret == 0 && !st->rec_on)
 		ret = tp_raw_fill(st);
-		if (ret > 0)
-			ret = copy_out(st, out, len);
-	}
+	if (ret > 0)
+		ret = copy_out(st, out, len);
 	if (ret < 0) {
 		st->io_err = ret;
 		return -1;
@@ -131,6 +147,8 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 }
 
 /* ---- contexts ---- */
+
+static void keylog_cb(const SSL *ssl, const char *line);
 
 static unsigned int psk_client_cb(SSL *ssl, const char *hint, char *identity,
 				  unsigned int max_id, unsigned char *psk,
@@ -303,10 +321,10 @@ static int make_ctx(struct tp_tls *t, const struct tp_config *cfg,
 		return tp_err_set(err, -EINVAL, "TLS 1.3 setup: %s",
 				  ssl_reason());
 	SSL_CTX_set_num_tickets(t->ctx, 0);
-	SSL_CTX_set_read_ahead(t->ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(t->ctx, cfg->buf_size ?
-						    cfg->buf_size :
-						    TP_DEFAULT_BUF);
+	/* No read-ahead: at the end of the handshake OpenSSL must hold no
+	 * byte of the records our own layer opens (the BIO buffers them). */
+	SSL_CTX_set_read_ahead(t->ctx, 0);
+	SSL_CTX_set_keylog_callback(t->ctx, keylog_cb);
 	SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
 	t->bio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
 				   "ferry-io_uring");
@@ -375,50 +393,120 @@ void tp_tls_put(struct tp_tls *t)
 	free(t);
 }
 
-/* ---- the TLS wire ---- */
+/* ---- the TLS wire: our record layer (record.c) ---- */
 
-/* Leading payload pieces up to this size are gathered with the frame
- * header into one TLS record instead of a record each. */
+/* Leading payload pieces up to this size share the frame header's record;
+ * the rest of a message goes in full records that never span messages. */
 #define SMALL_PIECE 2048
-#define BOUNCE_LEN 16384
+#define SEAL_PIECES 64
 
-static int tls_write(struct tp_stream *st, const void *p, size_t len)
+static int ssl_error(struct tp_stream *st, int e, const char *what);
+
+/* Fails the stream with the OpenSSL reason @reason (its text and the
+ * alert mapping of ssl_error()), sending alert @alert first (-1: none). */
+static int rec_fail(struct tp_stream *st, int reason, int alert,
+		    const char *what);
+
+/* Fails the stream after the raw layer failed: its reason, prefixed. */
+static int rec_io_fail(struct tp_stream *st, int ret, const char *what)
 {
-	size_t w;
+	char saved[TP_ERR_LEN];
 
-	if (len == 0)
-		return 0;
-	ERR_clear_error();
-	if (SSL_write_ex(st->ssl, p, len, &w) != 1)
-		return tp_tls_error(st, 0, "TLS write");
+	st->broken = true;
+	snprintf(saved, sizeof(saved), "%s", st->err);
+	return tp_stream_seterr(st, ret, "%s: %s", what, saved);
+}
+
+/* Seals one record into the send buffer, starting the send of a full one
+ * first. */
+static int seal_one(struct tp_stream *st, uint8_t type,
+		    const struct iovec *iov, int iovcnt)
+{
+	ssize_t n;
+	int ret;
+
+	if (st->tx_cap - st->tx_len < TP_REC_MAX_SEALED) {
+		ret = tp_raw_tx_kick(st);
+		if (ret < 0)
+			return rec_io_fail(st, ret, "TLS write");
+	}
+	n = tp_rec_seal(&st->rec_tx, type, iov, iovcnt,
+			st->txbuf + st->tx_len);
+	if (n < 0)
+		return rec_fail(st, SSL_R_BAD_LENGTH, -1, "TLS write");
+	st->tx_len += n;
 	return 0;
 }
 
-/* Header plus small leading pieces in one record, then every remaining
- * piece straight from the caller's memory, merging neighbours that touch. */
-static int write_pieces(struct tp_stream *st, const uint8_t *hdr,
-			const struct iovec *iov, int iovcnt)
+/* Seals the concatenation of @iov as records of up to 16 KiB, each
+ * gathering the pieces (or parts of them) it covers. */
+static int seal_all(struct tp_stream *st, uint8_t type,
+		    const struct iovec *iov, int iovcnt)
 {
-	uint8_t bounce[BOUNCE_LEN];
-	size_t blen = TP_FRAME_LEN;
-	const uint8_t *p;
-	size_t len;
-	int i = 0, ret;
+	struct iovec v[SEAL_PIECES];
+	size_t off = 0, room, n;
+	int i = 0, k, ret = 0;
 
-	memcpy(bounce, hdr, TP_FRAME_LEN);
-	for (; i < iovcnt && iov[i].iov_len <= SMALL_PIECE &&
-	       blen + iov[i].iov_len <= BOUNCE_LEN; i++) {
-		memcpy(bounce + blen, iov[i].iov_base, iov[i].iov_len);
-		blen += iov[i].iov_len;
-	}
-	ret = tls_write(st, bounce, blen);
 	while (ret == 0 && i < iovcnt) {
-		p = iov[i].iov_base;
-		len = iov[i].iov_len;
-		for (i++; i < iovcnt && (const uint8_t *)iov[i].iov_base ==
-						p + len; i++)
-			len += iov[i].iov_len;
-		ret = tls_write(st, p, len);
+		for (k = 0, room = TP_REC_MAX_PLAIN;
+		     i < iovcnt && k < SEAL_PIECES && room > 0; k++) {
+			n = iov[i].iov_len - off;
+			n = n < room ? n : room;
+			v[k] = (struct iovec){ (uint8_t *)iov[i].iov_base + off,
+					       n };
+			room -= n;
+			off += n;
+			if (off == iov[i].iov_len)
+				i++, off = 0;
+		}
+		ret = seal_one(st, type, v, k);
+	}
+	return ret;
+}
+
+static int send_key_update(struct tp_stream *st)
+{
+	/* KeyUpdate(update_not_requested): the peer's read side follows
+	 * without answering, so a one-way bulk stream never needs a write
+	 * from its receiver. */
+	static const uint8_t ku[] = { 24, 0, 0, 1, 0 };
+	struct iovec v = { (void *)ku, sizeof(ku) };
+	int ret = seal_one(st, TP_REC_HANDSHAKE, &v, 1);
+
+	if (ret == 0 && tp_rec_key_update(&st->rec_tx) < 0)
+		ret = rec_fail(st, SSL_R_BAD_KEY_UPDATE, -1, "TLS key update");
+	if (ret == 0) {
+		st->since_update = 0;
+		st->ku_due = false;
+		st->stats.key_updates++;
+	}
+	return ret;
+}
+
+static void send_alert(struct tp_stream *st, int level, int desc)
+{
+	uint8_t a[2] = { level, desc };
+	struct iovec v = { a, sizeof(a) };
+
+	if (seal_one(st, TP_REC_ALERT, &v, 1) == 0)
+		tp_raw_flush(st);
+}
+
+static int rec_fail(struct tp_stream *st, int reason, int alert,
+		    const char *what)
+{
+	char saved[TP_ERR_LEN];
+	int ret;
+
+	st->broken = true;
+	ERR_clear_error();
+	ERR_raise(ERR_LIB_SSL, reason);
+	ret = ssl_error(st, SSL_ERROR_SSL, what);
+	ERR_clear_error();
+	if (alert >= 0 && ret != -ETIMEDOUT) {
+		snprintf(saved, sizeof(saved), "%s", st->err);
+		send_alert(st, SSL3_AL_FATAL, alert);
+		snprintf(st->err, sizeof(st->err), "%s", saved);
 	}
 	return ret;
 }
@@ -427,69 +515,356 @@ static int tls_send_frame(struct tp_stream *st, const uint8_t *hdr,
 			  const struct iovec *iov, int iovcnt, uint64_t len,
 			  unsigned int flags)
 {
-	int ret;
+	struct iovec v[SEAL_PIECES];
+	size_t plen = TP_FRAME_LEN;
+	int i = 0, n = 1, ret = 0;
 
-	if (st->since_update >= st->key_update_bytes) {
-		/* Sent ahead of the next record; the peer's read side follows
-		 * without answering (NOT_REQUESTED), so a one-way bulk
-		 * stream never needs a write from its receiver. */
-		if (SSL_key_update(st->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
-			return tp_tls_error(st, 0, "TLS key update");
-		st->since_update = 0;
-		st->stats.key_updates++;
+	if (st->since_update >= st->key_update_bytes || st->ku_due)
+		ret = send_key_update(st);
+	/* The header and small leading pieces in one record. */
+	v[0] = (struct iovec){ (void *)hdr, TP_FRAME_LEN };
+	for (; i < iovcnt && n < SEAL_PIECES && iov[i].iov_len <= SMALL_PIECE &&
+	       plen + iov[i].iov_len <= TP_REC_MAX_PLAIN; i++) {
+		v[n++] = iov[i];
+		plen += iov[i].iov_len;
 	}
-	ret = write_pieces(st, hdr, iov, iovcnt);
-	if (ret == 0 && !(flags & TP_MORE))
-		ret = tp_raw_flush(st);
+	if (ret == 0)
+		ret = seal_one(st, TP_REC_APPDATA, v, n);
+	if (ret == 0)
+		ret = seal_all(st, TP_REC_APPDATA, iov + i, iovcnt - i);
+	/* Without TP_MORE the records go to io_uring now, and the call
+	 * returns without waiting: the next one seals meanwhile, and any
+	 * operation of the stream waits for this send first. */
+	if (ret == 0 && !(flags & TP_MORE)) {
+		ret = tp_raw_tx_kick(st);
+		if (ret < 0)
+			ret = rec_io_fail(st, ret, "TLS write");
+	}
 	if (ret == 0)
 		st->since_update += len + TP_FRAME_LEN;
 	return ret;
 }
 
-static int tls_read(struct tp_stream *st, uint8_t *p, size_t len)
+static int tls_write_raw(struct tp_stream *st, const void *p, size_t len)
 {
-	size_t got;
+	struct iovec v = { (void *)p, len };
+
+	return seal_all(st, TP_REC_APPDATA, &v, 1);
+}
+
+/* Makes the next whole record available at st->rxbuf + st->rx_off;
+ * *@body: its length after the header. */
+static int rec_fetch(struct tp_stream *st, size_t *body)
+{
+	const uint8_t *h;
+	size_t avail, need = TP_REC_HDR + TP_REC_MAX_BODY;
+	ssize_t ret;
+
+	/* The legacy version is not checked (RFC 8446 5.1: ignored); the
+	 * header is the AEAD's additional data, so it is authentic anyway. */
+	for (;;) {
+		avail = st->rx_len - st->rx_off;
+		h = st->rxbuf + st->rx_off;
+		if (avail >= TP_REC_HDR) {
+			if (h[0] != TP_REC_APPDATA)
+				return rec_fail(st, SSL_R_UNEXPECTED_RECORD,
+						SSL3_AD_UNEXPECTED_MESSAGE,
+						"TLS read");
+			*body = (size_t)h[3] << 8 | h[4];
+			if (*body > TP_REC_MAX_BODY)
+				return rec_fail(st,
+						SSL_R_ENCRYPTED_LENGTH_TOO_LONG,
+						TLS1_AD_RECORD_OVERFLOW,
+						"TLS read");
+			if (*body < 1 + TP_REC_TAG)
+				return rec_fail(st, SSL_R_BAD_LENGTH,
+						TLS1_AD_DECODE_ERROR,
+						"TLS read");
+			need = TP_REC_HDR + *body;
+			if (avail >= need)
+				return 0;
+		}
+		/* Never wait for the peer while our own bytes sit staged. */
+		ret = tp_raw_flush(st);
+		if (ret == 0)
+			ret = tp_raw_append(st, need);
+		if (ret < 0)
+			return rec_io_fail(st, ret, "TLS read");
+		if (ret == 0) {
+			st->broken = true;
+			ERR_clear_error();
+			if (avail)
+				ERR_raise(ERR_LIB_SSL,
+					  SSL_R_UNEXPECTED_EOF_WHILE_READING);
+			ret = ssl_error(st, SSL_ERROR_SYSCALL, "TLS read");
+			ERR_clear_error();
+			return ret;
+		}
+	}
+}
+
+/* The fast path: a record of application data whose content @iov covers
+ * entirely is opened straight into it. Returns the inner type (anything
+ * but TP_REC_APPDATA means: open it again the slow way) or -errno. */
+static int open_into(struct tp_stream *st, size_t clen, struct iovec *iov,
+		     int iovcnt)
+{
+	const uint8_t *rec = st->rxbuf + st->rx_off, *in = rec + TP_REC_HDR;
+	size_t n;
+	uint8_t type;
 	int ret;
 
-	while (len > 0) {
-		ERR_clear_error();
-		if (SSL_read_ex(st->ssl, p, len, &got) != 1)
-			return tp_tls_error(st, 0, "TLS read");
-		p += got;
-		len -= got;
+	ret = tp_rec_open_start(&st->rec_rx, rec);
+	for (int i = 0; ret == 0 && clen > 0 && i < iovcnt; i++) {
+		n = iov[i].iov_len < clen ? iov[i].iov_len : clen;
+		ret = tp_rec_open_part(&st->rec_rx, iov[i].iov_base, in, n);
+		in += n;
+		clen -= n;
 	}
-	/* A read may have queued bytes of ours (an alert): send them. */
-	ret = tp_raw_flush(st);
+	if (ret == 0)
+		ret = tp_rec_open_part(&st->rec_rx, &type, in++, 1);
+	if (ret == 0)
+		ret = tp_rec_open_end(&st->rec_rx, in);
+	if (ret < 0)
+		return rec_fail(st, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC,
+				SSL_AD_BAD_RECORD_MAC, "TLS read");
+	return type;
+}
+
+/* The slow path: the record opened into st->pt. Returns its inner type and
+ * *@clen its content length, or -errno. */
+static int open_scratch(struct tp_stream *st, size_t body, size_t *clen)
+{
+	const uint8_t *rec = st->rxbuf + st->rx_off;
+	size_t n = body - TP_REC_TAG;
+	int ret;
+
+	ret = tp_rec_open_start(&st->rec_rx, rec);
+	if (ret == 0)
+		ret = tp_rec_open_part(&st->rec_rx, st->pt, rec + TP_REC_HDR, n);
+	if (ret == 0)
+		ret = tp_rec_open_end(&st->rec_rx, rec + TP_REC_HDR + n);
+	if (ret < 0)
+		return rec_fail(st, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC,
+				SSL_AD_BAD_RECORD_MAC, "TLS read");
+	while (n > 0 && st->pt[n - 1] == 0) /* padding */
+		n--;
+	if (n == 0)
+		return rec_fail(st, SSL_R_UNEXPECTED_RECORD,
+				SSL3_AD_UNEXPECTED_MESSAGE, "TLS read");
+	*clen = n - 1;
+	return st->pt[n - 1];
+}
+
+/* Post-handshake messages, each whole in this record: KeyUpdate (which
+ * must end it: the next record has the new key) and, for a client, session
+ * tickets, which are ignored. */
+static int rec_handshake(struct tp_stream *st, size_t clen, bool *rekey)
+{
+	const uint8_t *m = st->pt;
+	size_t len;
+
+	while (clen > 0) {
+		len = clen < 4 ? SIZE_MAX : (size_t)m[1] << 16 | m[2] << 8 | m[3];
+		if (clen < 4 || clen - 4 < len)
+			return rec_fail(st, SSL_R_UNEXPECTED_MESSAGE,
+					SSL3_AD_UNEXPECTED_MESSAGE, "TLS read");
+		if (m[0] == SSL3_MT_KEY_UPDATE) {
+			if (len != 1 || m[4] > 1 || clen != 5)
+				return rec_fail(st, SSL_R_BAD_KEY_UPDATE,
+						TLS1_AD_DECODE_ERROR, "TLS read");
+			*rekey = true;
+			st->ku_due |= m[4] == SSL_KEY_UPDATE_REQUESTED;
+		} else if (m[0] != SSL3_MT_NEWSESSION_TICKET ||
+			   st->tls->server) {
+			return rec_fail(st, SSL_R_UNEXPECTED_MESSAGE,
+					SSL3_AD_UNEXPECTED_MESSAGE, "TLS read");
+		}
+		m += 4 + len;
+		clen -= 4 + len;
+	}
+	return 0;
+}
+
+/* A record the fast path did not take: its content goes to st->pt (data),
+ * or it is acted on (alert, KeyUpdate). Consumes it. */
+static int rec_slow(struct tp_stream *st, size_t body)
+{
+	bool rekey = false;
+	size_t clen = 0;
+	int type, ret = 0;
+
+	type = open_scratch(st, body, &clen);
+	if (type < 0)
+		return type;
+	if (type == TP_REC_APPDATA) {
+		st->pt_off = 0;
+		st->pt_len = clen;
+	} else if (type == TP_REC_ALERT && clen == 2 &&
+		   st->pt[1] == SSL_AD_CLOSE_NOTIFY) {
+		st->broken = true;
+		return tp_stream_seterr(st, -ESHUTDOWN, "peer closed the stream");
+	} else if (type == TP_REC_ALERT && clen == 2 &&
+		   st->pt[1] == SSL_AD_USER_CANCELLED) {
+		/* a warning; close_notify follows */
+	} else if (type == TP_REC_ALERT && clen == 2) {
+		return rec_fail(st, SSL_AD_REASON_OFFSET + st->pt[1], -1,
+				"TLS read");
+	} else if (type == TP_REC_HANDSHAKE) {
+		ret = rec_handshake(st, clen, &rekey);
+	} else {
+		return rec_fail(st, SSL_R_UNEXPECTED_MESSAGE,
+				SSL3_AD_UNEXPECTED_MESSAGE, "TLS read");
+	}
+	st->rx_off += TP_REC_HDR + body;
+	st->rec_rx.seq++;
+	if (ret == 0 && rekey && tp_rec_key_update(&st->rec_rx) < 0)
+		ret = rec_fail(st, SSL_R_BAD_KEY_UPDATE, -1, "TLS read");
 	return ret;
 }
 
-static int tls_write_raw(struct tp_stream *st, const void *p, size_t len)
+/* Fills @iov from opened records: a record whose content the request
+ * covers is opened straight into the request (no copy; the call returns
+ * only after its tag is checked), the others through st->pt. */
+static int tls_readv(struct tp_stream *st, struct iovec *iov, int iovcnt)
 {
-	return tls_write(st, p, len);
+	size_t left = 0, body, n;
+	int type;
+
+	for (int i = 0; i < iovcnt; i++)
+		left += iov[i].iov_len;
+	while (left > 0) {
+		if (st->pt_off < st->pt_len) {
+			n = tp_iov_copy_in(&iov, &iovcnt, st->pt + st->pt_off,
+					   st->pt_len - st->pt_off);
+			st->pt_off += n;
+			left -= n;
+			continue;
+		}
+		type = rec_fetch(st, &body);
+		if (type < 0)
+			return type;
+		n = body - 1 - TP_REC_TAG;
+		type = n > 0 && n <= left ? open_into(st, n, iov, iovcnt) : 0;
+		if (type < 0)
+			return type;
+		if (type != TP_REC_APPDATA) {
+			type = rec_slow(st, body);
+			if (type < 0)
+				return type;
+			continue;
+		}
+		st->rx_off += TP_REC_HDR + body;
+		st->rec_rx.seq++;
+		tp_iov_advance(&iov, &iovcnt, n);
+		left -= n;
+	}
+	return 0;
 }
 
 static bool tls_pending(const struct tp_stream *st)
 {
-	/* SSL_has_pending, not SSL_pending: records read ahead into OpenSSL's
-	 * buffer but not yet decrypted count too. */
-	return st->rx_off < st->rx_len || SSL_has_pending(st->ssl);
+	return st->rx_off < st->rx_len || st->pt_off < st->pt_len;
 }
 
 static void tls_close(struct tp_stream *st)
 {
-	ERR_clear_error();
-	SSL_shutdown(st->ssl);
-	tp_raw_flush(st);
-	ERR_clear_error();
+	send_alert(st, SSL3_AL_WARNING, SSL_AD_CLOSE_NOTIFY);
 }
 
 static const struct tp_wire_ops tls_ops = {
 	.send_frame = tls_send_frame,
-	.read = tls_read,
+	.readv = tls_readv,
 	.write_raw = tls_write_raw,
 	.pending = tls_pending,
 	.close = tls_close,
 };
+
+/* Key log lines of the handshake carry the application traffic secrets:
+ * "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", hex. */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+	struct tp_stream *st = SSL_get_app_data(ssl);
+	const char *sp;
+	bool client;
+	uint8_t *dst;
+	size_t n = 0;
+
+	if (!st)
+		return;
+	if (!strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24))
+		client = true;
+	else if (!strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24))
+		client = false;
+	else
+		return;
+	sp = strchr(line + 24, ' ');
+	if (!sp)
+		return;
+	dst = client == st->tls->server ? st->secret_rx : st->secret_tx;
+	for (sp++; n < sizeof(st->secret_tx) && isxdigit((unsigned char)sp[0]) &&
+		   isxdigit((unsigned char)sp[1]); sp += 2)
+		dst[n++] = OPENSSL_hexchar2int(sp[0]) << 4 |
+			   OPENSSL_hexchar2int(sp[1]);
+	st->secret_len = n;
+}
+
+/* Keys both directions from st->secret_* and switches to our wire. */
+static int rec_start_layer(struct tp_stream *st)
+{
+	int ret;
+
+	st->pt = malloc(TP_REC_MAX_BODY);
+	if (!st->pt)
+		return tp_stream_seterr(st, -ENOMEM, "out of memory");
+	ret = tp_rec_key_init(&st->rec_tx, st->suite, st->secret_tx,
+			      st->secret_len, true);
+	if (ret == 0)
+		ret = tp_rec_key_init(&st->rec_rx, st->suite, st->secret_rx,
+				      st->secret_len, false);
+	OPENSSL_cleanse(st->secret_tx, sizeof(st->secret_tx));
+	OPENSSL_cleanse(st->secret_rx, sizeof(st->secret_rx));
+	if (ret < 0)
+		return tp_stream_seterr(st, ret,
+					"TLS hand-over failed: cannot key suite 0x%04x",
+					st->suite);
+	st->rec_on = true;
+	st->ops = &tls_ops;
+	return 0;
+}
+
+/* From the end of the handshake our record layer carries the stream. */
+static int rec_takeover(struct tp_stream *st)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(st->ssl);
+	int ret;
+
+	st->suite = c ? SSL_CIPHER_get_protocol_id(c) : 0;
+	/* Read-ahead is off: nothing past the handshake sits in OpenSSL;
+	 * what the BIO received beyond it is in rxbuf, where we go on. */
+	if (!st->secret_len || SSL_has_pending(st->ssl))
+		return tp_stream_seterr(st, -EPROTO,
+					"TLS hand-over failed: %s",
+					st->secret_len ? "bytes left in OpenSSL" :
+							 "no traffic secrets");
+	ret = tp_raw_flush(st);
+	return ret < 0 ? ret : rec_start_layer(st);
+}
+
+int tp_tls_attach_keys(struct tp_stream *st, struct tp_tls *t,
+		       uint16_t suite, const uint8_t *secret_tx,
+		       const uint8_t *secret_rx, size_t len)
+{
+	if (len > sizeof(st->secret_tx) || st->tls)
+		return -EINVAL;
+	st->tls = tp_tls_get(t);
+	st->hs_done = true;
+	st->suite = suite;
+	memcpy(st->secret_tx, secret_tx, len);
+	memcpy(st->secret_rx, secret_rx, len);
+	st->secret_len = len;
+	return rec_start_layer(st);
+}
 
 /* ---- handshake and errors ---- */
 
@@ -545,8 +920,7 @@ int tp_tls_handshake(struct tp_stream *st, struct tp_tls *t,
 	if (ret != 1)
 		return tp_tls_error(st, ret, "TLS handshake");
 	st->hs_done = true;
-	st->ops = &tls_ops;
-	return 0;
+	return rec_takeover(st);
 }
 
 /* What went wrong with a certificate we checked, in words. */

@@ -3,6 +3,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,6 +16,29 @@
 #include "vmlink/vmlink.h"
 #include "util/le.h"
 #include "util/util.h"
+
+/* The calling thread's last refusal of something the peer sent, for
+ * vml_strerror(): thread-local, as each end serves its link from one
+ * thread. */
+static __thread char last_why[160];
+
+static int __attribute__((format(printf, 2, 3)))
+refuse(int ret, const char *fmt, ...)
+{
+	char why[sizeof(last_why)];	/* @fmt's args may be last_why */
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	memcpy(last_why, why, sizeof(why));
+	return ret;
+}
+
+const char *vml_strerror(int ret)
+{
+	return last_why[0] ? last_why : strerror(ret < 0 ? -ret : ret);
+}
 
 const char *vml_msg_name(uint16_t type)
 {
@@ -49,15 +74,21 @@ void vml_hdr_encode(uint8_t *out, const struct vml_hdr *h)
 int vml_hdr_decode(struct vml_hdr *h, const uint8_t *buf, size_t len)
 {
 	if (len < VML_HDR_SIZE)
-		return -EINVAL;
-	if (ut_get_le32(buf) != VML_MAGIC || ut_get_le16(buf + 6) != 0)
-		return -EPROTO;
+		return refuse(-EINVAL, "a message header of %zu bytes", len);
+	if (ut_get_le32(buf) != VML_MAGIC)
+		return refuse(-EPROTO, "a message header with a bad magic "
+			      "(%#x)", ut_get_le32(buf));
+	if (ut_get_le16(buf + 6) != 0)
+		return refuse(-EPROTO, "a message header with flags %#x",
+			      ut_get_le16(buf + 6));
 	h->type = ut_get_le16(buf + 4);
 	h->flags = 0;
 	h->len = ut_get_le32(buf + 8);
 	h->status = (int32_t)ut_get_le32(buf + 12);
 	if (h->len > VML_MAX_PAYLOAD)
-		return -EMSGSIZE;
+		return refuse(-EMSGSIZE, "a %s message of %u bytes, over the "
+			      "%u-byte limit", vml_msg_name(h->type), h->len,
+			      VML_MAX_PAYLOAD);
 	return 0;
 }
 
@@ -102,28 +133,57 @@ static int take_fd(int32_t idx, int *fds, unsigned int nfds, int *out)
 	*out = -1;
 	if (idx == -1)
 		return 0;
-	if (idx < 0 || (unsigned int)idx >= nfds || fds[idx] < 0)
-		return -EPROTO;
+	if (idx < 0 || (unsigned int)idx >= nfds)
+		return refuse(-EPROTO, "fd index %d, but %u fds came with it",
+			      idx, nfds);
+	if (fds[idx] < 0)
+		return refuse(-EPROTO, "fd %d used twice", idx);
 	*out = fds[idx];
 	fds[idx] = -1;
 	return 0;
 }
 
-static int region_decode(struct vml_region *r, const uint8_t *p, int *fds,
-			 unsigned int nfds)
+/* The page size of each backing (enum gm_backing). */
+static const uint64_t backing_psz[] = { 4096, 2u << 20, 1u << 30, 4096, 4096 };
+
+static int region_decode(struct vml_region *r, unsigned int i,
+			 const uint8_t *p, int *fds, unsigned int nfds)
 {
+	int ret;
+
 	r->gpa = ut_get_le64(p);
 	r->size = ut_get_le64(p + 8);
 	r->host_addr = ut_get_le64(p + 16);
 	r->fd_offset = ut_get_le64(p + 24);
 	r->page_size = ut_get_le64(p + 32);
 	r->backing = ut_get_le32(p + 40);
-	if ((r->page_size != 4096 && r->page_size != 2u << 20 &&
-	     r->page_size != 1u << 30) || !r->size ||
-	    r->size % r->page_size || r->gpa % r->page_size ||
-	    r->gpa + r->size < r->gpa || r->host_addr + r->size < r->host_addr)
-		return -EINVAL;
-	return take_fd((int32_t)ut_get_le32(p + 44), fds, nfds, &r->fd);
+	if (r->page_size != 4096 && r->page_size != 2u << 20 &&
+	    r->page_size != 1u << 30)
+		return refuse(-EINVAL, "region %u: page size %llu is not "
+			      "4 KiB, 2 MiB or 1 GiB", i,
+			      (unsigned long long)r->page_size);
+	if (r->backing >= UT_ARRAY_SIZE(backing_psz))
+		return refuse(-EINVAL, "region %u: unknown backing %u", i,
+			      r->backing);
+	if (backing_psz[r->backing] != r->page_size)
+		return refuse(-EINVAL, "region %u: page size %llu does not "
+			      "match its backing (%llu)", i,
+			      (unsigned long long)r->page_size,
+			      (unsigned long long)backing_psz[r->backing]);
+	if (!r->size || r->size % r->page_size || r->gpa % r->page_size ||
+	    r->host_addr % r->page_size || r->fd_offset % r->page_size)
+		return refuse(-EINVAL, "region %u: address, size or offset "
+			      "not a non-zero multiple of its page size", i);
+	if (r->gpa + r->size < r->gpa || r->host_addr + r->size < r->host_addr ||
+	    r->fd_offset + r->size < r->fd_offset)
+		return refuse(-EINVAL, "region %u: %llu bytes from %#llx "
+			      "overflow", i, (unsigned long long)r->size,
+			      (unsigned long long)(r->gpa + r->size < r->gpa ?
+						   r->gpa : r->host_addr));
+	ret = take_fd((int32_t)ut_get_le32(p + 44), fds, nfds, &r->fd);
+	if (ret)
+		refuse(ret, "region %u: %s", i, vml_strerror(ret));
+	return ret;
 }
 
 static void hello_release(struct vml_hello *h)
@@ -148,7 +208,8 @@ static int regions_disjoint(const struct vml_hello *h)
 			const struct vml_region *b = &h->regions[j];
 
 			if (a->gpa < b->gpa + b->size && b->gpa < a->gpa + a->size)
-				return -EINVAL;
+				return refuse(-EINVAL, "regions %u and %u "
+					      "overlap", i, j);
 		}
 	return 0;
 }
@@ -156,29 +217,46 @@ static int regions_disjoint(const struct vml_hello *h)
 int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 		     int *fds, unsigned int nfds)
 {
+	unsigned int used = 0;
 	int ret;
 
+	last_why[0] = 0;
 	memset(h, 0, sizeof(*h));
 	h->uffd = -1;
 	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++)
 		h->regions[i].fd = -1;
 	if (len < VML_HELLO_FIXED)
-		return -EPROTO;
+		return refuse(-EPROTO, "a HELLO of %zu bytes", len);
 	h->version = ut_get_le32(buf);
 	h->pid = ut_get_le32(buf + 4);
 	h->flags = ut_get_le32(buf + 8);
 	h->nr_vcpus = ut_get_le32(buf + 12);
 	h->nr_regions = ut_get_le32(buf + 16);
-	if (h->version != VML_VERSION || h->nr_regions > VML_MAX_REGIONS ||
-	    len != VML_HELLO_FIXED + (size_t)h->nr_regions * VML_REGION_SIZE)
-		return -EPROTO;
+	if (h->version != VML_VERSION)
+		return refuse(-EPROTO, "VM link version %u, not %u",
+			      h->version, VML_VERSION);
+	if (h->nr_regions > VML_MAX_REGIONS)
+		return refuse(-EPROTO, "%u regions, more than %u",
+			      h->nr_regions, VML_MAX_REGIONS);
+	if (len != VML_HELLO_FIXED + (size_t)h->nr_regions * VML_REGION_SIZE)
+		return refuse(-EPROTO, "a HELLO of %zu bytes for %u regions",
+			      len, h->nr_regions);
 	ret = take_fd((int32_t)ut_get_le32(buf + 20), fds, nfds, &h->uffd);
+	if (ret)
+		refuse(ret, "the userfaultfd: %s", vml_strerror(ret));
 	for (uint32_t i = 0; !ret && i < h->nr_regions; i++)
-		ret = region_decode(&h->regions[i],
+		ret = region_decode(&h->regions[i], i,
 				    buf + VML_HELLO_FIXED + i * VML_REGION_SIZE,
 				    fds, nfds);
 	if (!ret)
 		ret = regions_disjoint(h);
+	/* Every fd passed is one the table refers to: an fd more is a VMM
+	 * that does not say what it is. */
+	for (unsigned int i = 0; !ret && i < nfds; i++)
+		used += fds[i] < 0;
+	if (!ret && used != nfds)
+		ret = refuse(-EPROTO, "%u fds passed, the table refers to %u",
+			     nfds, used);
 	if (ret)
 		hello_release(h);
 	return ret;
@@ -302,15 +380,18 @@ int vml_recv(int sock, struct vml_msg *m)
 	uint8_t hb[VML_HDR_SIZE];
 	int ret;
 
+	last_why[0] = 0;
 	memset(m, 0, sizeof(*m));
 	for (unsigned int i = 0; i < VML_MAX_FDS; i++)
 		m->fds[i] = -1;
 	ret = recv_all(sock, hb, sizeof(hb), m);
+	if (ret == -ECONNRESET)
+		return refuse(ret, "the peer closed the link");
 	if (ret)
 		return ret;
 	ret = vml_hdr_decode(&m->hdr, hb, sizeof(hb));
 	if (ret) {
-		pr_err("malformed message header: %s", strerror(-ret));
+		pr_err("%s", last_why);
 		return ret;
 	}
 	if (!m->hdr.len)
@@ -319,9 +400,11 @@ int vml_recv(int sock, struct vml_msg *m)
 	if (!m->payload)
 		return -ENOMEM;
 	ret = recv_all(sock, m->payload, m->hdr.len, NULL);
-	if (ret)
-		pr_err("short %s message: %s", vml_msg_name(m->hdr.type),
-		       strerror(-ret));
+	if (ret) {
+		refuse(ret, "a %s message cut short (%s)",
+		       vml_msg_name(m->hdr.type), strerror(-ret));
+		pr_err("%s", last_why);
+	}
 	return ret;
 }
 
@@ -460,12 +543,13 @@ static int client_hello(struct vml_client *c)
 
 	ret = vml_recv(c->sock, &m);
 	if (!ret && m.hdr.type != VML_MSG_HELLO)
-		ret = -EPROTO;
+		ret = refuse(-EPROTO, "message type %#x instead of HELLO",
+			     m.hdr.type);
 	if (!ret)
 		ret = vml_hello_decode(&c->hello, m.payload, m.hdr.len, m.fds,
 				       m.nfds);
 	if (ret)
-		pr_err("no valid HELLO from the VMM: %s", strerror(-ret));
+		refuse(ret, "no valid HELLO: %s", vml_strerror(ret));
 	vml_msg_fini(&m);
 	return ret;
 }
@@ -526,6 +610,7 @@ static int request(struct vml_client *c, uint16_t type, const void *payload,
 {
 	int ret;
 
+	last_why[0] = 0;
 	memset(reply, 0, sizeof(*reply));
 	if (c->sock < 0)
 		return -ENOTCONN;
@@ -535,13 +620,12 @@ static int request(struct vml_client *c, uint16_t type, const void *payload,
 	ret = vml_recv(c->sock, reply);
 	if (ret)
 		return ret;
-	if (reply->hdr.type != (type | VML_MSG_REPLY)) {
-		pr_err("expected the reply to %s, got message type %#x",
-		       vml_msg_name(type), reply->hdr.type);
-		return -EPROTO;
-	}
+	if (reply->hdr.type != (type | VML_MSG_REPLY))
+		return refuse(-EPROTO, "the VMM answered %s with message "
+			      "type %#x", vml_msg_name(type), reply->hdr.type);
 	if (reply->hdr.status > 0 || reply->hdr.status < -4095)
-		return -EPROTO;
+		return refuse(-EPROTO, "the VMM answered %s with status %d",
+			      vml_msg_name(type), reply->hdr.status);
 	return reply->hdr.status;
 }
 
@@ -580,7 +664,7 @@ int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs)
 	int ret = request(c, VML_MSG_STATUS, NULL, 0, &m);
 
 	if (!ret && m.hdr.len < 16)
-		ret = -EPROTO;
+		ret = refuse(-EPROTO, "a status reply of %u bytes", m.hdr.len);
 	if (!ret) {
 		*state = ut_get_le32(m.payload);
 		*hbs = ut_get_le64(m.payload + 8);
@@ -597,7 +681,7 @@ int vml_client_save_state(struct vml_client *c, void **blob, size_t *len)
 	*blob = NULL;
 	*len = 0;
 	if (!ret && !m.hdr.len)
-		ret = -EPROTO;
+		ret = refuse(-EPROTO, "an empty state blob");
 	if (!ret) {
 		*blob = m.payload;
 		*len = m.hdr.len;

@@ -137,6 +137,12 @@ struct vml_msg {
 	unsigned int nfds;
 };
 
+/* What the calling thread's last failed call of this module refused in
+ * what the peer sent ("regions 0 and 1 overlap", "the VMM answered pause
+ * with message type 0x8007"), else strerror(-@ret). One line, valid until
+ * the thread's next call. */
+const char *vml_strerror(int ret);
+
 /* ---- encoding (pure functions, fuzzable) ---- */
 
 /* Writes @h as VML_HDR_SIZE bytes to @out. */

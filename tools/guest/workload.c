@@ -212,6 +212,8 @@ static int parse_word(struct wl_params *p, const char *w)
 		p->hb_ms = n > 3600000 ? 0 : (uint32_t)n;
 	else if (word_is(w, "cpus", &v) && !(ret = parse_num(v, &n, false)))
 		p->cpus = n > WL_MAX_CPUS ? 0 : (uint32_t)n;
+	else if (word_is(w, "hot", &v) && !(ret = parse_num(v, &n, false)))
+		p->hot_pct = n > 100 ? 101 : (uint32_t)n;
 	else if (word_is(w, "pattern", &v)) {
 		if (v[0] == 'r')
 			p->pattern = WL_PATTERN_RANDOM;
@@ -229,7 +231,8 @@ static int params_check(const struct wl_params *p)
 	    p->ws_bytes % WL_PAGE_SIZE || p->ws_bytes > (1ull << 40))
 		return -EINVAL_;
 	if (p->zero_pct + p->dup_pct > 100 || !p->hb_ms || !p->cpus ||
-	    p->cpus > WL_MAX_CPUS || p->rate_mibs > 1000000)
+	    p->cpus > WL_MAX_CPUS || p->rate_mibs > 1000000 ||
+	    p->hot_pct > 100)
 		return -EINVAL_;
 	return 0;
 }
@@ -403,6 +406,7 @@ static void print_banner(const struct wl_env *env, const struct wl_hdr *h)
 	put_kv(&l, "rate", h->p.rate_mibs, false);
 	put_kv(&l, "zero", h->p.zero_pct, false);
 	put_kv(&l, "dup", h->p.dup_pct, false);
+	put_kv(&l, "hot", h->p.hot_pct, false);
 	put_kv(&l, "tsc_khz", h->p.tsc_khz, false);
 	put_str(&l, h->p.pattern ? " pattern=sequential" : " pattern=random");
 	emit(env, &l);
@@ -494,6 +498,11 @@ static bool dirty_some(const struct wl_env *env, struct wl_hdr *h,
 	uint64_t cap = h->p.tsc_khz * 100;	/* at most 100 ms of credit */
 	/* bytes per ms for this CPU; rate <= 1e6 MiB/s keeps this in range */
 	uint64_t bpms = (h->p.rate_mibs << 20) / 1000 / h->p.cpus;
+
+	/* A hot set: the first hot_pct% of this CPU's slots, which are the
+	 * first hot_pct% of the working set (slots interleave the CPUs). */
+	if (h->p.hot_pct && h->p.hot_pct < 100)
+		n = n * h->p.hot_pct / 100 ? n * h->p.hot_pct / 100 : 1;
 
 	if (el > cap)
 		el = cap;

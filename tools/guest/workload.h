@@ -88,7 +88,8 @@ struct wl_params {
 	uint64_t hbs;		/* stop (exit 0) after this many; 0: never */
 	uint64_t tsc_khz;	/* clock ticks per ms; 0: calibrate */
 	uint32_t cpus;		/* CPUs that run the workload */
-	uint32_t pad;
+	uint32_t hot_pct;	/* writes go to the first hot_pct% of the
+				 * working set (a known hot set); 0: all */
 };
 
 /* Per-CPU state, in guest RAM. Counters are totals since boot. */
@@ -160,7 +161,8 @@ void wl_params_default(struct wl_params *p);
 /*
  * Parses a command line of space-separated key=value words into @p (which
  * holds defaults): ws=SIZE[K|M|G] rate=MIBS zero=PCT dup=PCT
- * pattern=random|sequential seed=N hb_ms=N hbs=N tsc_khz=N cpus=N.
+ * pattern=random|sequential seed=N hb_ms=N hbs=N tsc_khz=N cpus=N
+ * hot=PCT.
  * Unknown words are ignored (so a boot loader's own words do no harm).
  * Returns 0, or -22 (-EINVAL) with @bad pointing at the offending word.
  */
