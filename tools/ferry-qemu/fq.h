@@ -32,6 +32,7 @@ struct fq_qmp {
 	size_t len, cap;	/* bytes in buf, its allocation */
 	char err[256];		/* QEMU's "desc" of the last error reply */
 	int timeout_ms;		/* bound on every wait for a reply */
+	unsigned int stops;	/* STOP events seen (the vCPUs have stopped) */
 };
 
 /* Connects to QEMU's QMP socket at @path (waiting up to @wait_ms for it
@@ -92,6 +93,40 @@ int fq_state_save(struct fq_qmp *q, void **blob, size_t *len);
 /* (incoming) Feeds @blob to migrate-incoming over fd: and waits until
  * QEMU has loaded it; QEMU stays paused (it was started with -S). */
 int fq_state_load(struct fq_qmp *q, const void *blob, size_t len);
+/* Polls query-migrate until QEMU's migration (outgoing, or incoming on a
+ * destination) has completed (0) or failed; bounded (60 s). @what names
+ * it in the one line logged on failure. */
+int fq_state_wait(struct fq_qmp *q, const char *what);
+/* Writes all of @len bytes of @b to @fd (blocking), or -errno. */
+int fq_write_all(int fd, const void *b, size_t len);
+
+/* ---- libvirt's migration stream (stream.c, docs/libvirt.md) ---- */
+
+struct fq_stream {
+	int listen_fd;		/* source: where QEMU's stream arrives, -1 */
+	int fd;			/* source: QEMU's connection, -1 before */
+	uint8_t *buf;		/* what QEMU sent so far */
+	size_t len, cap;	/* bytes in buf, its allocation */
+};
+
+/* A listener on numeric @host:@port for a source QEMU's outgoing stream,
+ * with a small window (QEMU blocks early while it is not read). */
+int fq_stream_listen(const char *host, const char *port, int *fd);
+/* @listen_fd stays the caller's. */
+void fq_stream_init(struct fq_stream *s, int listen_fd);
+void fq_stream_fini(struct fq_stream *s);
+/* Accepts QEMU's connection if not yet done, waiting up to @wait_ms. */
+int fq_stream_accept(struct fq_stream *s, int wait_ms);
+/* Source, at the agent's PAUSE: reads the stream until QEMU's own
+ * migration has stopped the vCPUs (bounded). */
+int fq_stream_wait_stop(struct fq_stream *s, struct fq_qmp *q);
+/* Source, at SAVE_STATE: reads the stream to its end and waits for QEMU
+ * to call its migration completed; *@blob (malloc'ed) is all of it. */
+int fq_stream_finish(struct fq_stream *s, struct fq_qmp *q, void **blob,
+		     size_t *len);
+/* Destination: x-ignore-shared on, then @blob into the listener the
+ * incoming QEMU was given by libvirt; waits until QEMU has loaded it. */
+int fq_stream_load(struct fq_qmp *q, const void *blob, size_t len);
 
 /* ---- the VM link server (link.c) ---- */
 
@@ -99,9 +134,17 @@ struct fq_link_params {
 	const char *qmp_path;	/* QEMU's private monitor */
 	const char *uffd_path;	/* the preload's socket */
 	const char *link_path;	/* where agents connect */
+	/* Under libvirt (docs/libvirt.md), else -1, false, -1, -1, NULL: */
+	int stream_listen;	/* source: listener for libvirt's stream */
+	bool libvirt_incoming;	/* destination: QEMU listens (libvirt) */
+	int notify_fd;		/* an eventfd written once the stream came */
+	int stop_fd;		/* readable: stop serving */
+	size_t *stream_bytes;	/* out: the stream's size once saved */
 };
 
-/* Serves the VM link until QEMU exits or an agent sends QUIT. Returns 0
+/* Serves the VM link until QEMU exits or an agent sends QUIT (under
+ * libvirt: until the agent has gone; QEMU's exit after the switchover is
+ * libvirt's doing and does not end the link). Returns 0
  * then, or -errno when QEMU cannot be served at all (one line logged). */
 int fq_link_serve(const struct fq_link_params *p);
 

@@ -36,7 +36,19 @@ struct fq_daemon {
 	bool done;		/* QUIT served or QEMU gone */
 	bool agent_paused;	/* the agent's PAUSE stopped QEMU */
 	bool committed;		/* the agent's COMMIT, until a RESUME */
+	struct fq_stream stream;	/* libvirt's (source), docs/libvirt.md */
 };
+
+/* libvirt runs this QEMU's migration: the stream is carried as the blob */
+static bool libvirt_source(const struct fq_daemon *d)
+{
+	return d->p->stream_listen >= 0;
+}
+
+static bool libvirt_mode(const struct fq_daemon *d)
+{
+	return libvirt_source(d) || d->p->libvirt_incoming;
+}
 
 static void msleep(unsigned int ms)
 {
@@ -129,7 +141,14 @@ static int wait_running(struct fq_daemon *d, bool running)
 static int do_pause(struct fq_daemon *d)
 {
 	uint32_t st;
-	int ret = state_now(d, &st);
+	int ret;
+
+	if (libvirt_source(d)) {	/* libvirt's migration stops it */
+		ret = fq_stream_wait_stop(&d->stream, &d->qmp);
+		d->agent_paused = !ret;
+		return ret;
+	}
+	ret = state_now(d, &st);
 
 	if (ret || st == VML_STATE_PAUSED)
 		return ret;
@@ -147,8 +166,15 @@ static int do_pause(struct fq_daemon *d)
 
 static int do_resume(struct fq_daemon *d)
 {
-	int ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"cont\"}", -1, NULL);
+	int ret = 0;
 
+	/* On the source, ending libvirt's stream fails its migration: QEMU
+	 * runs the guest again itself. On the destination libvirt resumes
+	 * it once its own migration has finished: the agent learns when. */
+	if (libvirt_source(d))
+		fq_stream_fini(&d->stream);
+	if (!libvirt_mode(d))
+		ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"cont\"}", -1, NULL);
 	if (ret) {
 		pr_err("cont: %s", d->qmp.err);
 		return ret == -EREMOTEIO ? -EBUSY : ret;
@@ -184,6 +210,18 @@ static void agent_gone(struct fq_daemon *d)
 
 	close(d->conn_fd);
 	d->conn_fd = -1;
+	if (libvirt_mode(d)) {
+		/* One migration per link. Before the commitment, closing the
+		 * stream fails QEMU's migration: QEMU runs the guest again,
+		 * and libvirt keeps it here. */
+		if (!d->committed && d->stream.fd >= 0)
+			pr_warn("the agent left before the switchover was "
+				"committed: libvirt's migration is failed, the "
+				"guest stays here");
+		fq_stream_fini(&d->stream);
+		d->done = true;
+		return;
+	}
 	if (d->done || !d->agent_paused || state_now(d, &st) ||
 	    st != VML_STATE_PAUSED)
 		return;
@@ -209,8 +247,12 @@ static int do_save(struct fq_daemon *d, uint16_t type)
 
 	if (!ret && st != VML_STATE_PAUSED)
 		ret = -EBUSY;
-	if (!ret)
+	if (!ret && libvirt_source(d))
+		ret = fq_stream_finish(&d->stream, &d->qmp, &blob, &len);
+	else if (!ret)
 		ret = fq_state_save(&d->qmp, &blob, &len);
+	if (!ret && d->p->stream_bytes)
+		*d->p->stream_bytes = len;
 	ret = vml_server_reply(d->conn_fd, type, ret, blob, ret ? 0 : len);
 	free(blob);
 	return ret;
@@ -225,6 +267,8 @@ static int do_load(struct fq_daemon *d, const struct vml_msg *m)
 		return -EBUSY;
 	if (!ret && !m->hdr.len)
 		return -EINVAL;
+	if (!ret && d->p->libvirt_incoming)
+		return fq_stream_load(&d->qmp, m->payload, m->hdr.len);
 	return ret ? ret : fq_state_load(&d->qmp, m->payload, m->hdr.len);
 }
 
@@ -243,7 +287,14 @@ static int do_status(struct fq_daemon *d, uint16_t type)
 /* quit, then the reply once QEMU is gone (its monitor hangs up). */
 static int do_quit(struct fq_daemon *d, uint16_t type)
 {
-	int ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"quit\"}", -1, NULL);
+	int ret;
+
+	if (libvirt_source(d)) {	/* libvirt ends this QEMU */
+		vml_server_reply(d->conn_fd, type, 0, NULL, 0);
+		d->done = true;
+		return -ESHUTDOWN;
+	}
+	ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"quit\"}", -1, NULL);
 
 	d->qmp.timeout_ms = 10;	/* each drain: RUNSTATE_WAIT_MS in all */
 	for (unsigned int i = 0; !ret && i < RUNSTATE_WAIT_MS / 10; i++) {
@@ -387,26 +438,51 @@ static int attach(struct fq_daemon *d)
 	return 0;
 }
 
+/* libvirt's source QEMU connected its stream: nothing is read until the
+ * agent's PAUSE; the caller learns that the migration has begun. */
+static void stream_came(struct fq_daemon *d)
+{
+	uint64_t one = 1;
+
+	if (fq_stream_accept(&d->stream, 0))
+		return;
+	pr_info("libvirt's migration stream connected");
+	if (d->p->notify_fd >= 0 &&
+	    write(d->p->notify_fd, &one, sizeof(one)) != sizeof(one))
+		pr_warn("cannot notify the migration's driver");
+}
+
 static int serve_loop(struct fq_daemon *d)
 {
 	while (!d->done) {
-		struct pollfd p[3] = {
+		struct pollfd p[5] = {
 			{ .fd = d->qmp.fd, .events = POLLIN },
 			{ .fd = d->listen_fd, .events = POLLIN },
+			{ .fd = d->stream.fd < 0 ? d->p->stream_listen : -1,
+			  .events = POLLIN },
+			{ .fd = d->p->stop_fd, .events = POLLIN },
 			{ .fd = d->conn_fd, .events = POLLIN },
 		};
 		struct vml_msg m;
 
-		if (poll(p, d->conn_fd >= 0 ? 3 : 2, -1) < 0) {
+		if (poll(p, 5, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (p[3].revents)
+			break;
+		if (p[2].revents)
+			stream_came(d);
 		if (p[0].revents && fq_qmp_drain(&d->qmp) == -ECONNRESET) {
 			pr_info("QEMU has exited");
-			break;
+			/* libvirt ended it after the switchover: the agent may
+			 * still push pages from its own copy of the memfd. */
+			if (!libvirt_source(d) || d->conn_fd < 0)
+				break;
+			fq_qmp_close(&d->qmp);
 		}
-		if (d->conn_fd >= 0 && (p[2].revents & (POLLIN | POLLHUP))) {
+		if (d->conn_fd >= 0 && (p[4].revents & (POLLIN | POLLHUP))) {
 			if (vml_recv(d->conn_fd, &m) || serve(d, &m))
 				agent_gone(d);
 			vml_msg_fini(&m);
@@ -421,7 +497,10 @@ int fq_link_serve(const struct fq_link_params *p)
 {
 	struct fq_daemon d = { .p = p, .listen_fd = -1, .conn_fd = -1,
 			       .qmp = { .fd = -1 } };
-	int ret = attach(&d);
+	int ret;
+
+	fq_stream_init(&d.stream, p->stream_listen);
+	ret = attach(&d);
 
 	if (!ret)
 		ret = vml_server_listen(p->link_path, &d.listen_fd);
@@ -439,6 +518,7 @@ int fq_link_serve(const struct fq_link_params *p)
 		close(d.listen_fd);
 		unlink(p->link_path);
 	}
+	fq_stream_fini(&d.stream);
 	fq_ram_fini(&d.ram);
 	fq_qmp_close(&d.qmp);
 	return ret;

@@ -7,6 +7,7 @@ tools_ferry_qemu_libfq_a_SOURCES = \
 	tools/ferry-qemu/qmp.c \
 	tools/ferry-qemu/ram.c \
 	tools/ferry-qemu/state.c \
+	tools/ferry-qemu/stream.c \
 	tools/ferry-qemu/link.c \
 	tools/ferry-qemu/cmdline.c
 FQ_LIBS = tools/ferry-qemu/libfq.a $(VMLINK_LIBS) $(GUESTMEM_LIBS)

@@ -26,6 +26,7 @@
 
 static const char usage[] =
 	"Usage: ferry qemu serve --dir DIR [-s SOCKET] [--qmp PATH] [--uffd PATH]\n"
+	"                  [--libvirt-incoming]\n"
 	"       ferry qemu cmdline --dir DIR [--incoming] [-m SIZE] [--accel A]\n"
 	"                  [--nodes N] [--hugetlb | --mem-path DIR]\n"
 	"                  [--preload PATH] [--exec] [-- QEMU ARGS...]\n"
@@ -37,6 +38,10 @@ static const char usage[] =
 	"  -s, --socket PATH   the VM link (default DIR/vm.sock)\n"
 	"      --qmp PATH      QEMU's QMP socket (default DIR/qmp.sock)\n"
 	"      --uffd PATH     the preload's uffd socket (default DIR/uffd.sock)\n"
+	"      --libvirt-incoming  the destination of a libvirt migration (the\n"
+	"                      ferry libvirt hook runs this): the state goes to\n"
+	"                      the listener libvirt gave QEMU, libvirt resumes\n"
+	"                      the guest; exits when the agent is done\n"
 	"\n"
 	"cmdline: prints that QEMU's command line, shell-quoted:\n"
 	"  -m, --memory SIZE   guest RAM, QEMU syntax (default 64M)\n"
@@ -62,7 +67,7 @@ static const char usage[] =
 
 enum {
 	OPT_QMP = 256, OPT_UFFD, OPT_DIR, OPT_ACCEL, OPT_PRELOAD, OPT_EXEC,
-	OPT_NODES, OPT_HUGETLB, OPT_MEM_PATH,
+	OPT_NODES, OPT_HUGETLB, OPT_MEM_PATH, OPT_LIBVIRT_IN,
 };
 
 static const struct option long_opts[] = {
@@ -78,6 +83,7 @@ static const struct option long_opts[] = {
 	{ "nodes", required_argument, NULL, OPT_NODES },
 	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
 	{ "mem-path", required_argument, NULL, OPT_MEM_PATH },
+	{ "libvirt-incoming", no_argument, NULL, OPT_LIBVIRT_IN },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -89,6 +95,7 @@ struct args {
 	const char *dir, *sock, *qmp, *uffd;
 	struct fq_cmdline cl;
 	bool exec;
+	bool libvirt_incoming;
 };
 
 static char *in_dir(const char *dir, const char *name)
@@ -157,7 +164,9 @@ static int run_cmdline(struct args *a)
 
 static int run_serve(struct args *a)
 {
-	struct fq_link_params p;
+	struct fq_link_params p = { .stream_listen = -1, .notify_fd = -1,
+				    .stop_fd = -1,
+				    .libvirt_incoming = a->libvirt_incoming };
 	char *qmp = NULL, *uffd = NULL, *sock = NULL;
 	int ret;
 
@@ -209,6 +218,7 @@ int ferry_qemu_main(int argc, char **argv)
 		case OPT_NODES: a.cl.nodes = (unsigned int)atoi(optarg); break;
 		case OPT_HUGETLB: a.cl.hugetlb = true; break;
 		case OPT_MEM_PATH: a.cl.mem_path = optarg; break;
+		case OPT_LIBVIRT_IN: a.libvirt_incoming = true; break;
 		case 'v': ut_log_set_level(ut_log_get_level() + 1); break;
 		case 'q': ut_log_set_level(UT_LOG_ERR); break;
 		case 'h': fputs(usage, stdout); return 0;

@@ -81,6 +81,18 @@ static bool is_reply(const char *l)
 	       !strncmp(l, "{\"QMP\"", 6);
 }
 
+/* Events are dropped; a STOP is remembered (q->stops): QEMU emits it
+ * once every vCPU has stopped, after its run state already says so. */
+static void event(struct fq_qmp *q, char *l)
+{
+	char ev[32];
+
+	pr_debug("qmp event: %s", l);
+	if (!fq_json_str(l, "event", ev, sizeof(ev)) && !strcmp(ev, "STOP"))
+		q->stops++;
+	free(l);
+}
+
 /* The next reply (not an event); error replies give -EREMOTEIO. */
 static int recv_reply(struct fq_qmp *q, char **reply)
 {
@@ -93,8 +105,7 @@ static int recv_reply(struct fq_qmp *q, char **reply)
 			return ret;
 		if (is_reply(l))
 			break;
-		pr_debug("qmp event: %s", l);
-		free(l);
+		event(q, l);
 	}
 	ret = 0;
 	if (strncmp(l, "{\"error\"", 8) == 0) {
@@ -228,10 +239,8 @@ int fq_qmp_drain(struct fq_qmp *q)
 
 	while (!ret && (nl = memchr(q->buf, '\n', q->len))) {
 		ret = next_line(q, &l);
-		if (!ret) {
-			pr_debug("qmp event: %s", l);
-			free(l);
-		}
+		if (!ret)
+			event(q, l);
 	}
 	return ret;
 }

@@ -65,11 +65,7 @@ static int give_fd(struct fq_qmp *q, int fd)
 	return ret;
 }
 
-/*
- * Polls query-migrate until the migration (outgoing, or incoming on a
- * destination) has completed or failed; bounded by MIGRATE_WAIT_MS.
- */
-static int wait_migration(struct fq_qmp *q, const char *what)
+int fq_state_wait(struct fq_qmp *q, const char *what)
 {
 	uint64_t t0 = ut_now_ns();
 	char st[32], desc[256];
@@ -173,7 +169,7 @@ int fq_state_save(struct fq_qmp *q, void **blob, size_t *len)
 		pr_err("reading QEMU's state stream: %s", strerror(-ret));
 	close(p[0]);
 	if (!ret)
-		ret = wait_migration(q, "state save");
+		ret = fq_state_wait(q, "state save");
 	restore_capability(q);
 	if (ret) {
 		free(*blob);
@@ -185,9 +181,10 @@ int fq_state_save(struct fq_qmp *q, void **blob, size_t *len)
 	return ret;
 }
 
-/* Writes all of @blob; QEMU reads it from its main loop meanwhile. */
-static int write_all(int fd, const uint8_t *b, size_t len)
+int fq_write_all(int fd, const void *buf, size_t len)
 {
+	const uint8_t *b = buf;
+
 	while (len) {
 		ssize_t n = write(fd, b, len);
 
@@ -222,9 +219,9 @@ int fq_state_load(struct fq_qmp *q, const void *blob, size_t len)
 	}
 	/* A QEMU that refuses the stream closes the pipe early (EPIPE):
 	 * its reason comes from query-migrate below. */
-	wret = write_all(p[1], blob, len);
+	wret = fq_write_all(p[1], blob, len);
 	close(p[1]);
-	ret = wait_migration(q, "state load");
+	ret = fq_state_wait(q, "state load");
 	if (!ret)	/* a failed load ends QEMU: nothing to restore */
 		restore_capability(q);
 	if (!ret && wret)

@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# A libvirt domain migrated with Ferry (TAP; docs/libvirt.md). Two libvirt
+# "hosts" on this machine: two libvirtd started here, each in its own
+# mount namespace with its own /etc/libvirt (its hooks: Ferry's and one
+# that logs each call), /run/libvirt, /var/lib/libvirt, /var/log/libvirt,
+# /var/cache/libvirt and host UUID; host A's loopback address is 127.0.0.2,
+# B's 127.0.0.3. The domain is docs/libvirt-domain.xml: ferry-guest as its
+# kernel, 64 MiB of shared memfd RAM, TCG. ferry-migrate runs on the source
+# host (nsenter into its namespace); the destination's hook starts
+# ferry-dest. The guest verifies itself (HB lines on its serial file).
+#
+# Every wait is bounded; only processes started here are ended, by PID
+# (the libvirtds, and the QEMUs they started, from their pid files).
+# "1..0 # SKIP" without libvirt or root; "Bail out!" when the build is
+# incomplete. FERRY_CASES picks cases (default: all, in order).
+set -u
+B=${FERRY_BUILD:-$(pwd)}
+S=$(cd "$(dirname "$0")/.." && pwd)
+MIG=$B/tools/ferry-libvirt/ferry-migrate
+HOOK=$B/tools/ferry-libvirt/ferry
+PRELOAD=$B/tools/ferry-qemu/libferry-preload.so
+GUEST=$B/tools/guest/ferry-guest
+for f in "$MIG" "$HOOK" "$PRELOAD" "$GUEST" "$B/tools/ferry-source" \
+	"$B/tools/ferry-dest" "$B/tools/ferry-qemu/ferry-qemu" "$B/tools/ferry-cert"; do
+	[ -e "$f" ] || { echo "Bail out! missing $f (build first)"; exit 99; }
+done
+if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null ||
+	! command -v qemu-system-x86_64 >/dev/null; then
+	echo "1..0 # SKIP libvirt not installed (apt-get install libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)"
+	exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! unshare -m true 2>/dev/null; then
+	echo "1..0 # SKIP needs root and mount namespaces for two libvirt instances"
+	exit 0
+fi
+
+T=$(mktemp -d /tmp/ferry-libvirt.XXXXXX)
+DOM=ferry1
+LVPIDS=()
+cleanup() {
+	local h p
+	for h in A B; do
+		for p in "$T/$h"/run/qemu/*.pid; do
+			[ -e "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
+		done
+		for p in "$T/$h/lib/ferry-$h"/*/*.pid; do
+			[ -e "$p" ] && kill "$(cat "$p")" 2>/dev/null
+		done
+	done
+	for p in "${LVPIDS[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	[ -n "${FERRY_KEEP:-}" ] && echo "# kept $T" || rm -rf "$T"
+}
+trap cleanup EXIT
+
+mkdir -p "$T/bin"
+for f in ferry-source ferry-dest ferry-qemu/ferry-qemu; do
+	ln -s "$B/tools/$f" "$T/bin/"
+done
+"$B/tools/ferry-cert" demo "$T/pki" >/dev/null || exit 99
+# Both hosts' ferry-dest show the demo server certificate (localhost).
+CTLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client-key.pem --peer-name localhost"
+
+# Fixed ports below the ephemeral range (32768-), so that no other test
+# running beside this one takes them.
+declare -A ADDR=([A]=127.0.0.2 [B]=127.0.0.3) FPORT=([A]=31211 [B]=31212)
+uri() { echo "qemu+unix:///system?socket=$T/$1/run/libvirt-sock"; }
+V() { local h=$1; shift; virsh -q -c "$(uri "$h")" "$@"; }
+
+# start_lv HOST UUID-DIGIT MIGRATION-PORT-BASE: a libvirtd of its own
+start_lv() {
+	local h=$1 d=$T/$1
+	mkdir -p "$d/etc" "$d/run" "$d/lib" "$d/log" "$d/cache" "$d/ferry"
+	cp -a /etc/libvirt/. "$d/etc/"
+	rm -rf "$d/etc/hooks"
+	mkdir -p "$d/etc/hooks/qemu.d" "$d/lib/qemu" "$d/log/qemu"
+	cat >>"$d/etc/qemu.conf" <<-EOF
+		user = "root"
+		group = "root"
+		namespaces = [ ]
+		stdio_handler = "file"
+		security_driver = "none"
+		cgroup_controllers = [ ]
+		migration_port_min = $3
+		migration_port_max = $(($3 + 15))
+	EOF
+	echo "host_uuid = \"6a2f6a4e-0000-4000-8000-00000000000$2\"" >>"$d/etc/libvirtd.conf"
+	cat >"$d/etc/hooks/ferry.conf" <<-EOF
+		FERRY_BINDIR=$T/bin
+		FERRY_RUN_DIR=/var/lib/libvirt/ferry-$h
+		FERRY_LISTEN=${ADDR[$h]}
+		FERRY_CA=$T/pki/ca.pem
+		FERRY_CERT=$T/pki/server.pem
+		FERRY_KEY=$T/pki/server-key.pem
+		FERRY_PRELOAD=$PRELOAD
+	EOF
+	cp "$HOOK" "$d/etc/hooks/qemu.d/ferry"
+	# Runs first (qemu.d is called in name order), logs, prints nothing.
+	cat >"$d/etc/hooks/qemu.d/00-order" <<-'EOF'
+		#!/bin/sh
+		cat >/dev/null
+		echo "$1 $2 $3" >>/var/log/libvirt/hook-order.log
+	EOF
+	chmod +x "$d/etc/hooks/qemu.d/00-order"
+	run_lv "$h"
+}
+
+# run_lv HOST: (re)starts its libvirtd, in a mount namespace of its own
+run_lv() {
+	local h=$1 d=$T/$1
+	# /run is a tmpfs of this namespace (the machine may have no
+	# /run/libvirt to mount over); the rest are bound over libvirt's own.
+	unshare -m --propagation private bash -c "
+		mount -t tmpfs -o mode=755 ferry-test-run /run &&
+		mkdir /run/libvirt && mount --bind $d/run /run/libvirt &&
+		mount --bind $d/etc /etc/libvirt &&
+		mount --bind $d/lib /var/lib/libvirt &&
+		mount --bind $d/log /var/log/libvirt &&
+		mount --bind $d/cache /var/cache/libvirt &&
+		exec libvirtd" </dev/null >"$d/libvirtd.out" 2>&1 &
+	LVPIDS+=($!)
+	eval "${h}_pid=$!"
+}
+
+# restart_lv HOST: libvirtd ends (its QEMUs run on, in its namespace) and
+# a new one reconnects to them
+restart_lv() {
+	local p
+	eval "p=\$${1}_pid"
+	kill "$p"
+	wait_for 30 eval "! kill -0 $p 2>/dev/null"
+	wait "$p" 2>/dev/null
+	run_lv "$1"
+	wait_for 30 V "$1" list >/dev/null 2>&1
+}
+
+# on HOST CMD...: runs CMD on that host (in its libvirtd's namespace)
+on() { local p; eval "p=\$${1}_pid"; shift; nsenter -t "$p" -m -- "$@"; }
+
+N=0 T0=0
+case_start() { T0=$(date +%s%N); }
+took() {
+	local ms=$((($(date +%s%N) - T0) / 1000000))
+	printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100))
+}
+ok() { N=$((N + 1)); echo "ok $N - $1 ($(took) s)"; }
+fail() {
+	N=$((N + 1))
+	echo "not ok $N - $1: $2"
+	for f in "$T"/*.log "$T"/?/lib/ferry-?/*/*.log "$T"/?/log/qemu/*.log "$T"/?/libvirtd.out; do
+		[ -s "$f" ] && { echo "# --- $f"; tail -n 4 "$f" | sed 's/^/# /'; }
+	done
+}
+wait_for() {
+	local n=$(($1 * 10))
+	shift
+	while [ $n -gt 0 ]; do
+		"$@" && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	return 1
+}
+state() { V "$1" domstate "$DOM" 2>/dev/null | head -n 1; }
+console() { echo "$T/$1/log/qemu/$DOM.console"; }
+lines() { { wc -l <"$(console "$1")"; } 2>/dev/null || echo 0; }
+hbs_since() { tail -n +"$(($2 + 1))" "$(console "$1")" 2>/dev/null | grep -c '^HB '; }
+has_hbs() { [ "$(hbs_since "$1" "$2")" -ge "$3" ]; }
+field() { sed -n "s/.*[ ]$2=\([0-9]*\).*/\1/p" <<<"$1"; }
+
+# verified HOST FROM-LINE: after line FROM of its console, the guest
+# resumed on HOST (rpasses from 0), then checked every page at least once
+# (rpasses >= 1), with no error anywhere
+passes_since() { # passes_since HOST FROM-LINE N: the last HB has rpasses >= N
+	local p
+	p=$(tail -n +"$(($2 + 1))" "$(console "$1")" 2>/dev/null | grep '^HB ' |
+		tail -n 1 | sed -n 's/.*rpasses=\([0-9]*\).*/\1/p')
+	[ -n "$p" ] && [ "$p" -ge "$3" ]
+}
+verified() {
+	local c first last
+	c=$(console "$1")
+	wait_for 60 passes_since "$1" "$2" 2
+	first=$(tail -n +"$(($2 + 1))" "$c" | grep -m1 '^HB ')
+	last=$(tail -n +"$(($2 + 1))" "$c" | grep '^HB ' | tail -n 1)
+	if grep -q 'errors=[1-9]\|^ERR\|^FAIL' "$c"; then
+		why="errors: $(grep -m1 'errors=[1-9]\|^ERR\|^FAIL' "$c")"
+	elif [ -z "$first" ]; then
+		why="no heartbeat on $1"
+	elif [ "$(field "$first" rpasses)" != 0 ]; then
+		why="the first heartbeat on $1 is not after a resume: $first"
+	elif [ "$(field "$last" rpasses)" -lt 2 ]; then
+		why="no whole verification pass on $1: $last"
+	else
+		return 0
+	fi
+	return 1
+}
+
+# define_xml FILE [sed expressions...]: docs/libvirt-domain.xml for this
+# build, on host A's paths
+domain_xml() {
+	local out=$1
+	shift
+	sed -e "s#/usr/local/lib/ferry/libferry-preload.so#$PRELOAD#" \
+		-e "s#/usr/local/share/ferry/ferry-guest#$GUEST#" \
+		-e "s#/run/ferry/#/var/lib/libvirt/ferry-A/#g" \
+		"$@" "$S/docs/libvirt-domain.xml" >"$out"
+}
+
+# ferry_hop FROM TO [ferry-migrate options]: ferry-migrate on FROM
+ferry_hop() {
+	local f=$1 t=$2
+	shift 2
+	on "$f" timeout 150 "$MIG" --ferry "${ADDR[$t]}:${FPORT[$t]}" \
+		--ferry-source "$T/bin/ferry-source" --stream-port 31199 \
+		--stream-addr "${ADDR[$f]}" --dest-stream-addr "${ADDR[$t]}" \
+		$CTLS --json "$T/hop.json" ${FERRY_MIGRATE_ARGS:-} "$@" "$DOM" "$(uri "$t")" \
+		>"$T/migrate.log" 2>&1
+	local rc=$?
+	cp "$T/migrate.log" "$T/migrate-$f$t.log"
+	return $rc
+}
+json() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p" "$T/hop.json" | head -n 1; }
+stream_bytes() { sed -n 's/.*own stream \([0-9]*\) bytes.*/\1/p' "$T/migrate.log"; }
+
+start_guest() { # start_guest HOST XML: a transient domain, heartbeating
+	V "$1" create "$2" >"$T/create.log" 2>&1 || return 1
+	wait_for 30 has_hbs "$1" 0 2
+}
+
+# Plain `virsh migrate` of a domain not marked for Ferry: the hook stays
+# out of the way (no output, nothing started) and libvirt moves it all.
+case_plain() {
+	local at
+	case_start
+	domain_xml "$T/plain.xml" -e '/<qemu:commandline>/,/<\/qemu:commandline>/d'
+	if ! start_guest A "$T/plain.xml"; then
+		fail plain "the domain did not start: $(cat "$T/create.log")"
+		return
+	fi
+	at=$(lines B)
+	if ! V A migrate --live "$DOM" "$(uri B)" --migrateuri "tcp://${ADDR[B]}:31198" \
+		--listen-address "${ADDR[B]}" >"$T/migrate.log" 2>&1; then
+		fail plain "virsh migrate: $(cat "$T/migrate.log")"
+	elif [ "$(state B)" != running ] || [ -n "$(state A)" ]; then
+		fail plain "after the migration: B '$(state B)', A '$(state A)'"
+	elif ! wait_for 30 has_hbs B "$at" 2 || grep -q 'errors=[1-9]\|^ERR' "$(console B)"; then
+		fail plain "the guest at B: $(tail -n 1 "$(console B)")"
+	elif ls "$T"/B/ferry-* >/dev/null 2>&1 || ls "$T"/B/lib/ferry-B/$DOM/*.pid >/dev/null 2>&1; then
+		fail plain "the hook started something for an unmarked domain"
+	else
+		ok "plain virsh migrate of a domain not marked for Ferry (hook transparent): $(tail -n 1 "$(console B)" | cut -d' ' -f1-7)"
+	fi
+	V B destroy "$DOM" >/dev/null 2>&1
+}
+
+# cont_at_once HOST: sends `cont` to the incoming QEMU on HOST as soon as
+# it exists, through a monitor of the test's own (libvirt takes no
+# command of a domain during its incoming migration job), and prints
+# QEMU's status before and its answer
+cont_at_once() {
+	python3 - "$T/$1/lib/race.qmp" <<-'EOF'
+		import json, os, socket, sys, time
+		t = time.time() + 60
+		while time.time() < t:
+		    try:
+		        s = socket.socket(socket.AF_UNIX)
+		        s.connect(sys.argv[1])
+		        break
+		    except OSError:
+		        time.sleep(0.01)
+		else:
+		    print("cont: the incoming QEMU never appeared"); sys.exit()
+		f = s.makefile("rw")
+		def cmd(c):
+		    f.write(json.dumps({"execute": c}) + "\n"); f.flush()
+		    while True:
+		        r = json.loads(f.readline())
+		        if "return" in r or "error" in r:
+		            return r
+		f.readline()
+		cmd("qmp_capabilities")
+		st = cmd("query-status")["return"]["status"]
+		print("cont sent with QEMU %s: %s" % (st, json.dumps(cmd("cont"))))
+	EOF
+}
+
+# A -> B (the destination resumed at once: the ordering hazard, forced)
+# and B -> A, with ferry-migrate; hooks in order, states, the guest.
+hop() { # hop FROM TO WHAT [ferry-migrate options]
+	local f=$1 t=$2 what=$3 at rc order
+	shift 3
+	hop_ok=
+	at=$(lines "$t")
+	: >"$T/$t/log/hook-order.log"
+	ferry_hop "$f" "$t" "$@"
+	rc=$?
+	order=$(grep "^$DOM " "$T/$t/log/hook-order.log" | cut -d' ' -f2-3 | tr '\n' ,)
+	if [ $rc -ne 0 ]; then
+		fail "$what" "ferry-migrate exit $rc: $(tail -n 3 "$T/migrate.log")"
+	elif [ "$(state "$t")" != running ] || [ -n "$(state "$f")" ]; then
+		fail "$what" "after the migration: $t '$(state "$t")', $f '$(state "$f")'"
+	elif [[ "$order" != "migrate begin,prepare begin,start begin,started begin,"* ]]; then
+		fail "$what" "hooks at $t ran as: $order"
+	elif ! grep -q "ferry-$t/$DOM/qmp.sock" "$T/$t/log/qemu/$DOM.log"; then
+		fail "$what" "migrate begin did not rewrite the paths for $t"
+	elif ! verified "$t" "$at"; then
+		fail "$what" "$why"
+	else
+		hop_ok=1
+		ok "$what: guest verified at $t ($(V "$t" domstate "$DOM" | head -n 1) there, gone at $f; mode $(sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p' "$T/hop.json" | head -n 1), downtime $(json downtime_ms) ms, Ferry $(json total_s) s, all $(sed -n 's/.* (\([0-9.]*\) s; libvirt.*/\1/p' "$T/migrate.log") s, libvirt's stream $(stream_bytes) bytes, $(sed -n 's/.*its job: \(.*\))$/\1/p' "$T/migrate.log"))"
+	fi
+}
+
+case_ferry() {
+	local race
+	case_start
+	# a third monitor, the test's, for the early cont
+	domain_xml "$T/dom.xml" -e "s#<qemu:commandline>#&<qemu:arg value='-qmp'/><qemu:arg value='unix:/var/lib/libvirt/race.qmp,server=on,wait=off'/>#"
+	if ! start_guest A "$T/dom.xml"; then
+		fail ferry "the domain did not start: $(cat "$T/create.log")"
+		return
+	fi
+	cont_at_once B >"$T/race.log" &
+	local cpid=$!
+	hop A B "ferry-migrate A->B, destination sent cont at once"
+	wait $cpid
+	race=$(cat "$T/race.log")
+	N=$((N + 1))
+	if [ -z "$hop_ok" ]; then
+		echo "not ok $N - the early cont ($race): the migration failed"
+	elif [[ "$race" == "cont sent with QEMU inmigrate: {\"return\": {}}" ]]; then
+		echo "ok $N - the destination QEMU took cont while still incoming, and the guest still verified ($race)"
+	else
+		echo "not ok $N - the early cont: $race"
+	fi
+	# libvirtd restarts at B: the reconnect hook runs, the domain stays
+	case_start
+	: >"$T/B/log/hook-order.log"
+	restart_lv B
+	N=$((N + 1))
+	if ! wait_for 30 grep -q "^$DOM reconnect begin" "$T/B/log/hook-order.log"; then
+		echo "not ok $N - reconnect: no reconnect hook at B after a libvirtd restart"
+	elif [ "$(state B)" != running ] || ! wait_for 30 has_hbs B "$(lines B)" 2; then
+		echo "not ok $N - reconnect: the domain at B is '$(state B)' after the restart"
+	else
+		echo "ok $N - libvirtd restarted at B: reconnect hook ran, domain running ($(took) s)"
+	fi
+	case_start
+	hop B A "ferry-migrate B->A" --mode postcopy
+	V A destroy "$DOM" >/dev/null 2>&1
+}
+
+# A failure before the switchover: ferry-dest cannot listen at B (its port
+# is taken), B's started hook fails, libvirt gives up; the domain runs on
+# at A with x-ignore-shared back off.
+case_dest_fails() {
+	local at caps
+	case_start
+	domain_xml "$T/dom.xml"
+	if ! start_guest A "$T/dom.xml"; then
+		fail dest_fails "the domain did not start: $(cat "$T/create.log")"
+		return
+	fi
+	python3 -c "import socket,time; s=socket.socket(); s.bind(('${ADDR[B]}', ${FPORT[B]})); s.listen(); time.sleep(120)" &
+	local busy=$!
+	sleep 0.3
+	ferry_hop A B
+	local rc=$?
+	kill $busy
+	wait $busy 2>/dev/null
+	at=$(lines A)
+	caps=$(V A qemu-monitor-command "$DOM" '{"execute":"query-migrate-capabilities"}' 2>&1 |
+		grep -o '{[^}]*"x-ignore-shared"[^}]*}' | grep -o 'true\|false')
+	if [ $rc -eq 0 ]; then
+		fail dest_fails "ferry-migrate succeeded"
+	elif [ "$(state A)" != running ] || [ -n "$(state B)" ]; then
+		fail dest_fails "after the failure: A '$(state A)', B '$(state B)'"
+	elif ! wait_for 30 has_hbs A "$at" 2; then
+		fail dest_fails "the guest at A stopped"
+	elif [ "$caps" != false ]; then
+		fail dest_fails "x-ignore-shared left '$caps' at A"
+	else
+		ok "destination failed before switchover: domain runs on at A; $(grep -o 'ferry: ferry1: .*' "$T/migrate.log" | head -n 1)"
+	fi
+	V A destroy "$DOM" >/dev/null 2>&1
+}
+
+# The destination's hook refuses a Ferry migration of a definition whose
+# memfd RAM is not shared (a marked XML given to plain virsh migrate;
+# libvirt's ABI check lets the access mode change, and ferry-migrate would
+# refuse such a domain at the source already); the domain runs on at A.
+case_dest_refuses() {
+	local at
+	case_start
+	domain_xml "$T/dom.xml"
+	if ! start_guest A "$T/dom.xml"; then
+		fail dest_refuses "the domain did not start: $(cat "$T/create.log")"
+		return
+	fi
+	V A dumpxml --migratable "$DOM" | sed \
+		-e '/<access mode=.shared.\/>/d' \
+		-e "s#</domain>#<metadata><ferry:migration xmlns:ferry='https://ferry.invalid/libvirt/1' port='${FPORT[B]}'/></metadata></domain>#" \
+		>"$T/refused.xml"
+	at=$(lines A)
+	if V A migrate --live "$DOM" "$(uri B)" --xml "$T/refused.xml" \
+		--migrateuri "tcp://${ADDR[B]}:31197" --listen-address "${ADDR[B]}" \
+		>"$T/migrate.log" 2>&1; then
+		fail dest_refuses "virsh migrate succeeded"
+	elif ! grep -q 'ferry: ferry1: refused: Ferry needs guest RAM on shared memfd' "$T/migrate.log"; then
+		fail dest_refuses "not the hook's refusal: $(cat "$T/migrate.log")"
+	elif [ "$(state A)" != running ] || [ -n "$(state B)" ] ||
+		! wait_for 30 has_hbs A "$at" 2; then
+		fail dest_refuses "A '$(state A)', B '$(state B)'"
+	else
+		ok "the destination's hook refused it: $(grep -o 'ferry: ferry1: refused: .*</memoryBacking>' "$T/migrate.log" | head -n 1)"
+	fi
+}
+
+# Guest RAM not shared: ferry-migrate refuses with one line naming the
+# XML to add, before anything moves.
+case_not_shared() {
+	case_start
+	domain_xml "$T/anon.xml" -e '/<source type=.memfd.\/>/d' -e '/<access mode=.shared.\/>/d'
+	if ! start_guest A "$T/anon.xml"; then
+		fail not_shared "the domain did not start: $(cat "$T/create.log")"
+		return
+	fi
+	ferry_hop A B
+	local rc=$?
+	if [ $rc -ne 1 ]; then
+		fail not_shared "ferry-migrate exit $rc"
+	elif [ "$(wc -l <"$T/migrate.log")" -ne 1 ] || ! grep -q "memoryBacking" "$T/migrate.log"; then
+		fail not_shared "not one line naming memoryBacking: $(cat "$T/migrate.log")"
+	elif [ "$(state A)" != running ] || [ -n "$(state B)" ]; then
+		fail not_shared "A '$(state A)', B '$(state B)'"
+	else
+		ok "RAM not shared refused: $(cat "$T/migrate.log")"
+	fi
+	V A destroy "$DOM" >/dev/null 2>&1
+}
+
+start_lv A a 31300
+start_lv B b 31400
+for h in A B; do
+	if ! wait_for 30 test -S "$T/$h/run/libvirt-sock" || ! V "$h" list >/dev/null 2>&1; then
+		echo "1..0 # SKIP libvirtd did not start here: $(tail -n 1 "$T/$h/libvirtd.out")"
+		exit 0
+	fi
+done
+
+CASES=${FERRY_CASES:-plain ferry dest_fails dest_refuses not_shared}
+set -- $CASES
+n=$#
+[[ " $CASES " == *" ferry "* ]] && n=$((n + 3))
+echo "1..$n"
+for c in $CASES; do
+	if declare -F "case_$c" >/dev/null; then
+		for h in A B; do V "$h" destroy "$DOM" >/dev/null 2>&1; done
+		"case_$c"
+	else
+		N=$((N + 1))
+		echo "not ok $N - $c: no such case"
+	fi
+done
+exit 0
