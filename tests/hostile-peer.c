@@ -848,10 +848,12 @@ static int d_read_hello(struct peer *p)
 	return 0;
 }
 
+/* A destination without placement: MIG_FEAT_PLACEMENT accepted would
+ * owe the source a TOPOLOGY before anything the scenarios test. */
 static int d_send_welcome(struct peer *p)
 {
 	ssize_t n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
-		MIG_WIRE_VERSION, p->hello.features });
+		MIG_WIRE_VERSION, p->hello.features & ~MIG_FEAT_PLACEMENT });
 
 	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n);
 }
