@@ -228,6 +228,9 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		src_event_round_begin(s, round, total);
 	else
 		s->steer.round_t0 = 0;
+	/* What `ferry ctl status` says agrees with the round_begin event
+	 * from here on, not only after the first 250 ms tick. */
+	report(s, round, total, prev, flags & MIG_ROUND_FINAL);
 	pthread_mutex_lock(&s->rd.lock);
 	atomic_store(&s->rd.cursor, 0);
 	atomic_store(&s->rd.pages_done, 0);
