@@ -2,7 +2,10 @@
 noinst_LIBRARIES += migrate/libmigrate.a
 migrate_libmigrate_a_SOURCES = \
 	migrate/wire.h \
+	migrate/wire-cursor.h \
 	migrate/wire.c \
+	migrate/wire-pages.c \
+	migrate/wire-placement.c \
 	migrate/migrate.h \
 	migrate/internal.h \
 	migrate/vm.c \
