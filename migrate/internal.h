@@ -273,7 +273,7 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 const char *mig_decision_name(enum mig_decision d);
 const char *mig_reason_name(enum mig_reason r);
 
-/* ---- placement in the engines (placement.c) ----
+/* ---- placement in the engines (placement-apply.c) ----
  *
  * The destination, in its main thread: plan before WELCOME (a plan that
  * cannot fit is the refusal), send the host picture and the plan in

@@ -11,6 +11,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/vm.c \
 	migrate/policy.c \
 	migrate/placement.c \
+	migrate/placement-apply.c \
 	migrate/faults.c \
 	migrate/cond.c \
 	migrate/worker.c \

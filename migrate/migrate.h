@@ -254,6 +254,9 @@ int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
 		  const struct mig_place_policy *pol, char err[MIG_ERR_LEN]);
 /* Accepts a zeroed or failed plan. */
 void mig_plan_fini(struct mig_plan *pl);
+/* The nodes of @t's top memory tier (the lowest tier id among nodes with
+ * memory); without tiers, the nodes with CPUs. A mask of node ids. */
+uint64_t mig_plan_top_tier(const struct gm_topo *t);
 /* The node of the byte at offset @off of region @r under @pl. */
 static inline unsigned int mig_plan_node(const struct mig_plan *pl,
 					 uint32_t r, uint64_t off)
