@@ -117,7 +117,7 @@ void dst_event_progress(struct mig_dst *d);
 void dst_event_recovery(struct mig_dst *d, const char *state,
 			const char *error);
 
-/* ---- receivers (dest-receive.c) ---- */
+/* ---- placement (dest-place.c) ---- */
 
 /* Any thread: wakes dst_finish_postcopy() once nothing is outstanding. */
 void dst_wake_if_idle(struct mig_dst *d);
@@ -133,6 +133,9 @@ int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
  * placement winning is 0. */
 int dst_place_sub(struct mig_dst *d, const struct mig_subpages *sp,
 		  const uint8_t *data);
+
+/* ---- receivers (dest-receive.c) ---- */
+
 /* Starts one receiver per bulk stream (atomic from the start when
  * d->pushing). Returns 0 or -errno; dst_receivers_join() undoes it. */
 int dst_receivers_start(struct mig_dst *d);

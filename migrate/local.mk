@@ -22,6 +22,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/source-internal.h \
 	migrate/source.c \
 	migrate/source-senders.c \
+	migrate/source-subpages.c \
 	migrate/source-precopy.c \
 	migrate/source-switchover.c \
 	migrate/source-postcopy.c \
@@ -30,6 +31,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/dest-internal.h \
 	migrate/dest.c \
 	migrate/dest-receive.c \
+	migrate/dest-place.c \
 	migrate/dest-fault.c \
 	migrate/dest-control.c \
 	migrate/dest-recover.c \

@@ -228,6 +228,22 @@ int src_chunks_build(struct mig_src *s);
 /* Starts one sender per bulk stream of s->sess. Returns 0 or -errno;
  * src_senders_stop() undoes a partial start. */
 int src_senders_start(struct mig_src *s);
+/* A sender: one page now, from @buf, in a PAGES message of its own. */
+int src_send_one(struct sender *w, uint32_t region, uint64_t idx,
+		 const uint8_t *buf);
+/* Stops and joins the senders, frees them; accepts none started. */
+void src_senders_stop(struct mig_src *s);
+
+/* ---- sub-page deltas (source-subpages.c) ---- */
+
+/* A sender, sub-page deltas on: huge page @idx of @region (at @page),
+ * 2 MiB window by window, each copied into the stage, hashed per 4 KiB
+ * and sent as SUBPAGES with what changed. A 2 MiB page the destination
+ * holds no hashes of, or of which more than half changed, goes whole as
+ * PAGES instead; a larger page never does (its first windows carry every
+ * sub-page). Returns 0 or -errno. */
+int src_send_huge(struct sender *w, uint32_t region, uint64_t idx,
+		  const uint8_t *page);
 /* Postcopy, any thread: sends 2 MiB page @idx of region @r (at @page) on
  * @st as SUBPAGES against the copy the destination keeps (the source VM
  * is paused and the hashes frozen: no round follows), built in @iov
@@ -237,9 +253,6 @@ int src_senders_start(struct mig_src *s);
 ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
 		      uint64_t idx, const uint8_t *page, struct iovec *iov,
 		      uint8_t *hdr);
-/* Stops and joins the senders, frees them; accepts none started. */
-void src_senders_stop(struct mig_src *s);
-
 /* ---- precopy (source-precopy.c) ---- */
 
 /* Sends the pages in s->todo as round @round with @flags; fills @rs.
