@@ -42,6 +42,10 @@ struct gm_region {
 	uint64_t fd_offset;	/* offset of host[0] in fd, bytes */
 	enum gm_backing backing;
 	bool owner;		/* true: created here (fini unmaps, closes) */
+	/* Anonymous memory of another process, not mapped here (host NULL,
+	 * fd -1): that process's pid and the region's address there. */
+	pid_t pid;
+	uint64_t remote_addr;
 };
 
 /* "shmem", "hugetlb-2M", "hugetlb-1G", "anon", "anon-thp". */
@@ -328,8 +332,9 @@ int gm_numa_bind(void *addr, size_t len, uint32_t node);
  * Where the pages of @r from page @first on are: node[i] is the node of
  * page first + i, or -1 when it is not in memory (a hole: never written,
  * or a zero page left unallocated). Maps the resident pages of @r into
- * this process (no allocation) to ask move_pages(). Returns the count of
- * pages in memory, or -errno.
+ * this process (no allocation) to ask move_pages(); a region of another
+ * process (pid set) is asked about there, by move_pages(pid). Returns the
+ * count of pages in memory, or -errno.
  */
 ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
 		      int32_t *node);

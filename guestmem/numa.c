@@ -545,6 +545,37 @@ static int where_run(struct gm_region *r, uint64_t p, uint64_t n,
 	return 0;
 }
 
+/* Pages of another process's anonymous region: move_pages(pid) says
+ * -ENOENT (or -EFAULT) for those not in memory. */
+static ssize_t where_remote(struct gm_region *r, uint64_t first, uint64_t n,
+			    int32_t *node)
+{
+	enum { BATCH = 512 };
+	void *pages[BATCH];
+	int status[BATCH];
+	ssize_t present = 0;
+
+	for (uint64_t i = 0; i < n; i += BATCH) {
+		unsigned long c = n - i < BATCH ? n - i : BATCH;
+
+		for (unsigned long k = 0; k < c; k++)
+			pages[k] = (void *)(uintptr_t)(r->remote_addr +
+				   (first + i + k) * r->page_size);
+		if (move_pages(r->pid, c, pages, NULL, status, 0)) {
+			int ret = -errno;
+
+			pr_err("move_pages (query) of pid %d: %s", (int)r->pid,
+			       strerror(-ret));
+			return ret;
+		}
+		for (unsigned long k = 0; k < c; k++) {
+			node[i + k] = status[k] >= 0 ? status[k] : -1;
+			present += status[k] >= 0;
+		}
+	}
+	return present;
+}
+
 ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
 		      int32_t *node)
 {
@@ -555,8 +586,10 @@ ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
 	uint64_t i = 0, run;
 	int ret;
 
-	if (!r->host || first > pages || n > pages - first)
+	if ((!r->host && !r->pid) || first > pages || n > pages - first)
 		return -EINVAL;
+	if (!r->host)
+		return where_remote(r, first, n, node);
 	/* mincore: page-cache residency for a shared file mapping (whether
 	 * or not this process ever touched it), this mapping's own pages
 	 * for hugetlb. Its granule is the base page. */

@@ -122,15 +122,49 @@ static int enter_postcopy(struct mig_dst *d, struct ut_err *err)
 	return d->meet.failed ? -ECANCELED : 0;
 }
 
+/* Advice @advice for the pages of @z (a ZERO-shaped bitmap) of an
+ * anonymous region: the VMM applies it to its own memory (ADVISE), in
+ * runs of consecutive pages. */
+int dst_advise_bits(struct mig_dst *d, const struct mig_zero *z,
+		    uint32_t advice, uint32_t *nr_ranges)
+{
+	struct vml_range *rg = malloc((z->npages / 2 + 1) * sizeof(*rg));
+	struct vml_advise a = { .region = z->region, .advice = advice,
+				.ranges = rg };
+	uint32_t psz = d->vm.layout.r[z->region].page_size;
+	int ret;
+
+	if (!rg)
+		return -ENOMEM;
+	for (uint64_t i = 0, j; i < z->npages; i = j) {
+		if (!(z->bits[i / 8] & (1u << (i % 8)))) {
+			j = i + 1;
+			continue;
+		}
+		for (j = i + 1; j < z->npages &&
+		     (z->bits[j / 8] & (1u << (j % 8))); j++)
+			;
+		rg[a.nr++] = (struct vml_range){ (z->first + i) * psz,
+						 (j - i) * psz };
+	}
+	ret = a.nr ? vml_client_advise(&d->vm.link, &a) : 0;
+	if (nr_ranges)
+		*nr_ranges = a.nr;
+	free(rg);
+	return ret;
+}
+
 /* DISCARD: pages the source resends; drop ours so that a touch faults. */
 static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 			 struct ut_err *err)
 {
 	struct mig_zero z;
 	int ret = mig_dec_zero(buf, len, &d->vm.layout, &z);
+	bool anon;
 
 	if (ret)
 		return ut_err_first(err, ret, "the source sent a malformed DISCARD");
+	anon = d->vm.map[z.region].fd < 0;
 	for (uint64_t i = 0; i < z.npages && !ret; i++) {
 		uint32_t psz = d->vm.layout.r[z.region].page_size;
 		uint64_t g = d->vm.first[z.region] + z.first + i;
@@ -146,10 +180,16 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 			continue;
 		}
 		ut_bitmap_clear(&d->received, g);
-		ret = gm_region_discard(&d->vm.map[z.region],
-					(z.first + i) * psz, psz);
+		if (!anon)
+			ret = gm_region_discard(&d->vm.map[z.region],
+						(z.first + i) * psz, psz);
 	}
-	return ret ? ut_err_first(err, ret, "dropping a page failed") : 0;
+	/* Private to the VMM: only it can drop them. */
+	if (!ret && anon)
+		ret = dst_advise_bits(d, &z, VML_ADVISE_DONTNEED, NULL);
+	return ret ? ut_err_first(err, ret, "dropping a page failed%s%s",
+				  anon ? ": " : "",
+				  anon ? vml_strerror(ret) : "") : 0;
 }
 
 static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,

@@ -300,8 +300,8 @@ void dst_faulter_stop(struct mig_dst *d)
 	d->ft.buf = NULL;
 }
 
-/* Minor mode needs MINOR for every backing (all of them are shared: an
- * anonymous region is refused at attach) and, without our own mapping of
+/* Minor mode needs MINOR for every backing (anonymous memory has none:
+ * its pages go in by UFFDIO_COPY) and, without our own mapping of
  * a hugetlb backing (no write(2) there), nothing. The kernel's features
  * come from a uffd of our own: UFFDIO_API can be tried once per fd. */
 static bool want_minor(const struct mig_dst *d, uint64_t *want)
@@ -309,7 +309,7 @@ static bool want_minor(const struct mig_dst *d, uint64_t *want)
 	const struct vml_hello *h = &d->vm.link.hello;
 	uint64_t have = 0, need = 0;
 
-	if (d->p->no_minor || gm_uffd_probe(&have))
+	if (d->p->no_minor || d->vm.anon || gm_uffd_probe(&have))
 		return false;
 	for (uint32_t i = 0; i < d->vm.nr; i++) {
 		if (h->regions[i].page_size == 4096)
@@ -339,7 +339,9 @@ void dst_uffd_setup(struct mig_dst *d)
 	if (fd < 0)
 		return;
 	for (uint32_t i = 0; i < d->vm.nr; i++) {
-		if (h->regions[i].page_size == 4096)
+		if (d->vm.map[i].fd < 0)
+			;	/* anonymous: MISSING is the base feature */
+		else if (h->regions[i].page_size == 4096)
 			want |= UFFD_FEATURE_MISSING_SHMEM;
 		else
 			want |= UFFD_FEATURE_MISSING_HUGETLBFS;
@@ -347,8 +349,13 @@ void dst_uffd_setup(struct mig_dst *d)
 			maxpsz = h->regions[i].page_size;
 	}
 	minor = want_minor(d, &want);
-	if (maxpsz > STAGE_BYTES ||
-	    gm_uffd_init(&d->uffd, fd, want | UFFD_FEATURE_EVENT_REMOVE, true)) {
+	/* Not on anonymous memory: the pages the source discards are
+	 * dropped by the VMM's own madvise (ADVISE), which with REMOVE
+	 * events would wait for this agent to read one while the agent
+	 * waits for the VMM's reply. */
+	if (!d->vm.anon)
+		want |= UFFD_FEATURE_EVENT_REMOVE;
+	if (maxpsz > STAGE_BYTES || gm_uffd_init(&d->uffd, fd, want, true)) {
 		close(fd);
 		return;
 	}

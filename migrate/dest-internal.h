@@ -105,6 +105,12 @@ static inline uint64_t vmm_addr(const struct mig_dst *d, uint32_t r,
 	       idx * d->vm.layout.r[r].page_size;
 }
 
+/* Asks the VMM to apply @advice (VML_ADVISE_*) to the pages set in @z
+ * of an anonymous region, in runs; *@nr_ranges (if given) receives the
+ * number of runs. Main thread (the VM link). Returns 0 or -errno. */
+int dst_advise_bits(struct mig_dst *d, const struct mig_zero *z,
+		    uint32_t advice, uint32_t *nr_ranges);
+
 /* ---- the operator's view (dest-steer.c) ---- */
 
 /* The progress callback, if any, with where the engine is. */

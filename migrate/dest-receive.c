@@ -279,7 +279,7 @@ static int zero_precopy(struct mig_dst *d, uint32_t r, uint64_t idx)
 	if (!ut_bitmap_test_and_clear(&d->received, g))
 		return 0;
 	if (d->vm.copy)
-		return gm_region_discard(&d->vm.map[r], idx * psz, psz);
+		return mig_vm_zero(&d->vm, r, idx);
 	memset(mig_vm_page(&d->vm, r, idx), 0, psz);
 	return 0;
 }

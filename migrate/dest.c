@@ -263,6 +263,11 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		ut_err_first(err, ret, "out of memory");
 	if (!ret) {
 		dst_uffd_setup(&d);
+		if (d.vm.anon && !d.can_postcopy)
+			ret = ut_err_first(err, -EOPNOTSUPP, "the incoming VM's "
+				       "RAM is anonymous memory, which only its "
+				       "userfaultfd can fill, and it handed "
+				       "over none that works");
 		snprintf(st->placement, sizeof(st->placement), "%s",
 			 d.minor ? "minor" : d.can_postcopy ? "copy" : "none");
 		pr_info("postcopy placement: %s", st->placement);

@@ -20,17 +20,28 @@ struct mig_vm {
 	uint64_t ram_bytes;
 	struct mig_layout layout;		/* as sent in HELLO */
 	bool copy;				/* MIG_MEM_COPY in effect */
+	/* A region is anonymous memory: reached in the VMM's process
+	 * (process_vm_readv / writev, UFFDIO_COPY), map[r].fd < 0 and
+	 * map[r].host NULL for it; implies copy. */
+	bool anon;
 };
 
-/* Connects to the VMM at @path and maps every region. Anonymous RAM has
- * no fd to map and is refused with a message saying so. */
+/* Connects to the VMM at @path and maps every region backed by a file.
+ * Anonymous RAM has no fd to map: it is read and written in the VMM's
+ * process (COPY access; MIG_MEM_MAP is refused with a line saying so). */
 int mig_vm_attach(struct mig_vm *vm, const char *path,
 		  enum mig_mem_access access, struct ut_err *err);
-/* COPY mode: reads / writes @len bytes at page @idx of region @r. */
+/* COPY mode: reads / writes @len bytes at page @idx of region @r (in the
+ * VMM's process for anonymous memory, whose pages must be in memory for a
+ * write). */
 int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len);
 int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 		 const void *buf, size_t len);
+/* Page @idx of region @r reads as zero from now on: a hole punched in a
+ * file backing, zeroes written into an anonymous page (which must be in
+ * memory: one that was placed). */
+int mig_vm_zero(const struct mig_vm *vm, uint32_t r, uint64_t idx);
 void mig_vm_detach(struct mig_vm *vm);
 
 /* Host address (here) of page @idx of region @r. */

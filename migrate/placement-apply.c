@@ -24,6 +24,10 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 	for (uint32_t r = 0; r < pl->nr; r++) {
 		const struct mig_plan_region *pr = &pl->r[r];
 
+		/* Anonymous memory of the VMM: no mapping here to bind (only
+		 * `local` is planned for it, see mig_place_begin). */
+		if (!map[r].host)
+			continue;
 		for (uint32_t i = 0, j; i < pr->nchunks; i = j) {
 			uint64_t off = (uint64_t)i * pr->chunk, len;
 			int ret;
@@ -159,6 +163,12 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 	mig_place_format(pol, t->policy, sizeof(t->policy));
 	if (pol->kind == MIG_PLACE_NONE)
 		return 0;
+	/* Binding private memory is its owner's business: the VMM would
+	 * have to mbind its own range (not in the VM link yet). */
+	if (vm->anon && pol->kind != MIG_PLACE_LOCAL)
+		return ut_err_first(err, -EOPNOTSUPP, "placement %s: the "
+				"incoming VM's RAM is anonymous memory, which "
+				"only `local` places so far", t->policy);
 	ret = make(pc, vm, NULL, err);
 	if (ret)
 		return ret;

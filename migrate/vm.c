@@ -61,6 +61,33 @@ void mig_tell_peer(struct tp_session *sess, int code, const char *msg)
 		mig_send_msg(tp_session_control(sess), MIG_MSG_ERROR, buf, n);
 }
 
+/* Anonymous RAM lives only in the VMM: process_vm_readv / writev at its
+ * address there. A write reaches pages already in memory only: on an
+ * absent page of a range registered MISSING it would fault into the uffd
+ * we hold and wait for ourselves (the callers write only received
+ * pages). */
+static int remote_io(const struct mig_vm *vm, uint32_t r, uint64_t idx,
+		     void *buf, size_t len, bool write)
+{
+	const struct vml_region *v = &vm->link.hello.regions[r];
+	uint64_t addr = v->host_addr + idx * v->page_size;
+	size_t done = 0;
+
+	while (done < len) {
+		struct iovec l = { (uint8_t *)buf + done, len - done };
+		struct iovec rv = { (void *)(uintptr_t)(addr + done),
+				    len - done };
+		ssize_t n = write ?
+			process_vm_writev(vm->link.hello.pid, &l, 1, &rv, 1, 0) :
+			process_vm_readv(vm->link.hello.pid, &l, 1, &rv, 1, 0);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += n;
+	}
+	return 0;
+}
+
 int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len)
 {
@@ -68,6 +95,8 @@ int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 	uint64_t off = g->fd_offset + idx * g->page_size;
 	size_t done = 0;
 
+	if (g->fd < 0)
+		return remote_io(vm, r, idx, buf, len, false);
 	while (done < len) {
 		ssize_t n = pread(g->fd, (uint8_t *)buf + done, len - done,
 				  off + done);
@@ -86,6 +115,8 @@ int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 	uint64_t off = g->fd_offset + idx * g->page_size;
 	size_t done = 0;
 
+	if (g->fd < 0)
+		return remote_io(vm, r, idx, (void *)buf, len, true);
 	while (done < len) {
 		ssize_t n = pwrite(g->fd, (const uint8_t *)buf + done,
 				   len - done, off + done);
@@ -95,6 +126,17 @@ int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 		done += n;
 	}
 	return 0;
+}
+
+int mig_vm_zero(const struct mig_vm *vm, uint32_t r, uint64_t idx)
+{
+	static const uint8_t zero[4096];
+	const struct gm_region *g = &vm->map[r];
+
+	if (g->fd >= 0)
+		return gm_region_discard((struct gm_region *)g,
+					 idx * g->page_size, g->page_size);
+	return remote_io(vm, r, idx, (void *)zero, sizeof(zero), true);
 }
 
 /* What @fd is, in a word, from its /proc link ("pipe", "socket",
@@ -153,6 +195,43 @@ static int check_fds(const struct vml_hello *h, struct ut_err *err)
 	return 0;
 }
 
+/* Region @i: a memory file mapped here, or anonymous memory, reached in
+ * the VMM's process (COPY access, no mapping here). */
+static int attach_region(struct mig_vm *vm, unsigned int i,
+			 enum mig_mem_access access, struct ut_err *err)
+{
+	const struct vml_region *r = &vm->link.hello.regions[i];
+	bool anon = r->backing == GM_BACKING_ANON ||
+		    r->backing == GM_BACKING_ANON_THP;
+	int ret;
+
+	if (anon != (r->fd < 0))
+		return ut_err_first(err, -EINVAL, "RAM region %u: a %s backing "
+				"%s an fd", i, gm_backing_name(r->backing),
+				anon ? "with" : "without");
+	if (anon && access == MIG_MEM_MAP)
+		return ut_err_first(err, -EINVAL, "RAM region %u is anonymous "
+				"memory, private to the VMM: it cannot be "
+				"mapped here (use --mem-access copy or auto)",
+				i);
+	if (anon) {
+		vm->map[i] = (struct gm_region){ .fd = -1, .size = r->size,
+			.page_size = r->page_size, .backing = r->backing,
+			.pid = (pid_t)vm->link.hello.pid,
+			.remote_addr = r->host_addr };
+		vm->copy = vm->anon = true;
+		return 0;
+	}
+	ret = gm_region_attach(&vm->map[i], r->backing, r->fd, r->fd_offset,
+			       r->size);
+	if (ret)
+		return ut_err_first(err, ret, "cannot map RAM region %u "
+				"(%llu MiB): %s", i,
+				(unsigned long long)(r->size >> 20),
+				strerror(-ret));
+	return 0;
+}
+
 int mig_vm_attach(struct mig_vm *vm, const char *path,
 		  enum mig_mem_access access, struct ut_err *err)
 {
@@ -179,18 +258,9 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 	for (unsigned int i = 0; i < vm->nr; i++) {
 		const struct vml_region *r = &h->regions[i];
 
-		if (r->fd < 0)
-			return ut_err_first(err, -EOPNOTSUPP,
-					"RAM region %u is anonymous memory, "
-					"which Ferry cannot map yet: start the "
-					"VM with shmem or hugetlb backing", i);
-		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
-				       r->fd_offset, r->size);
+		ret = attach_region(vm, i, access, err);
 		if (ret)
-			return ut_err_first(err, ret, "cannot map RAM region %u "
-					"(%llu MiB): %s", i,
-					(unsigned long long)(r->size >> 20),
-					strerror(-ret));
+			return ret;
 		vm->layout.r[i] = (struct mig_region){
 			.gpa = r->gpa, .size = r->size,
 			.page_size = (uint32_t)r->page_size,

@@ -33,7 +33,8 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	precopy_hugetlb_1g hybrid_hugetlb_subpages hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
-	placement_bind0 placement_refused nested_boot nested_local nested_bind1
+	placement_bind0 placement_refused anon_precopy anon_postcopy
+	anon_map_refused anon_ksm_hints nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
 HARNESS=migrate
 . "$(cd "$(dirname "$0")" && pwd)/harness.sh"
@@ -222,6 +223,34 @@ case_precopy_hugetlb_1g() {
 	hugetlb_pool 2 1048576 || return
 	migrate 512M "--rate 0 -b hugetlb-1G" "--mode precopy -D 3000" 30 || return
 	pass "precopy, hugetlb-1G: $VERIFIED"
+}
+
+# Anonymous guest RAM (MAP_PRIVATE): the source reads it with
+# process_vm_readv and tracks it with uffd-wp through the VMM's uffd, the
+# destination places it with UFFDIO_COPY through the incoming VMM's.
+case_anon_precopy() {
+	migrate 64M "--rate 32 -b anon" "-n 2 --mode precopy" || return
+	pass "precopy, anonymous RAM: $VERIFIED"
+}
+case_anon_postcopy() {
+	migrate 64M "--rate 64 -b anon" "--mode hybrid -n 2" || return
+	[ "$MODE" = postcopy ] || { fail "the migration ended in $MODE"; return; }
+	placed_by copy || return
+	pass "hybrid to postcopy, anonymous RAM: $VERIFIED, $FAULTS faults, placed by $PLACEMENT"
+}
+# Anonymous memory is the VMM's own: it cannot be mapped by an agent.
+case_anon_map_refused() {
+	start_vm src --ws 4M --rate 0 -b anon || return
+	start_dest || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS --mem-access map || return
+	if [ $rc -eq 0 ]; then
+		fail "ferry-source --mem-access map on anonymous RAM succeeded"
+	elif [ "$(wc -l <"$CT/fsrc.log")" -ne 1 ] ||
+		! grep -q 'anonymous.*cannot be mapped' "$CT/fsrc.log"; then
+		fail "not one line saying why: $(cat "$CT/fsrc.log")"
+	else
+		pass "--mem-access map on anonymous RAM: refused ($(cat "$CT/fsrc.log"))"
+	fi
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is

@@ -52,6 +52,7 @@ const char *vml_msg_name(uint16_t type)
 		[VML_MSG_STATUS] = "status",
 		[VML_MSG_DIRTY_LOG] = "dirty-log",
 		[VML_MSG_COMMIT] = "commit",
+		[VML_MSG_ADVISE] = "advise",
 	};
 	uint16_t t = type & ~VML_MSG_REPLY;
 
@@ -260,6 +261,63 @@ int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 	if (ret)
 		hello_release(h);
 	return ret;
+}
+
+ssize_t vml_advise_encode(const struct vml_advise *a, uint8_t *buf,
+			  size_t cap)
+{
+	size_t need = VML_ADVISE_FIXED + (size_t)a->nr * VML_ADVISE_ENTRY;
+
+	if (a->nr > VML_MAX_ADVISE || cap < need)
+		return -EINVAL;
+	ut_put_le32(buf, a->region);
+	ut_put_le32(buf + 4, a->advice);
+	for (uint32_t i = 0; i < a->nr; i++) {
+		uint8_t *p = buf + VML_ADVISE_FIXED + i * VML_ADVISE_ENTRY;
+
+		ut_put_le64(p, a->ranges[i].off);
+		ut_put_le64(p + 8, a->ranges[i].len);
+	}
+	return (ssize_t)need;
+}
+
+int vml_advise_decode(struct vml_advise *a, const uint8_t *buf, size_t len,
+		      const struct vml_hello *h)
+{
+	uint64_t size;
+
+	last_why[0] = 0;
+	if (len < VML_ADVISE_FIXED || (len - VML_ADVISE_FIXED) %
+	    VML_ADVISE_ENTRY)
+		return refuse(-EPROTO, "an ADVISE of %zu bytes", len);
+	a->region = ut_get_le32(buf);
+	a->advice = ut_get_le32(buf + 4);
+	a->nr = (uint32_t)((len - VML_ADVISE_FIXED) / VML_ADVISE_ENTRY);
+	if (a->nr > VML_MAX_ADVISE)
+		return refuse(-EPROTO, "an ADVISE of %u ranges, more than %u",
+			      a->nr, VML_MAX_ADVISE);
+	if (a->advice != VML_ADVISE_DONTNEED &&
+	    a->advice != VML_ADVISE_MERGEABLE)
+		return refuse(-EINVAL, "unknown advice %u", a->advice);
+	if (a->region >= h->nr_regions)
+		return refuse(-EINVAL, "advice for region %u of %u", a->region,
+			      h->nr_regions);
+	size = h->regions[a->region].size;
+	for (uint32_t i = 0; i < a->nr; i++) {
+		const uint8_t *p = buf + VML_ADVISE_FIXED + i * VML_ADVISE_ENTRY;
+		struct vml_range *r = &a->ranges[i];
+
+		r->off = ut_get_le64(p);
+		r->len = ut_get_le64(p + 8);
+		if (!r->len || r->off % 4096 || r->len % 4096 ||
+		    r->off > size || r->len > size - r->off)
+			return refuse(-EINVAL, "advice range %u (%llu bytes "
+				      "at %llu) is not 4 KiB pages inside "
+				      "region %u", i,
+				      (unsigned long long)r->len,
+				      (unsigned long long)r->off, a->region);
+	}
+	return 0;
 }
 
 /* ---- socket I/O ---- */
@@ -727,5 +785,34 @@ int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
 		}
 	}
 	vml_msg_fini(&m);
+	return ret;
+}
+
+int vml_client_advise(struct vml_client *c, const struct vml_advise *a)
+{
+	size_t cap = VML_ADVISE_FIXED + (size_t)VML_MAX_ADVISE *
+		     VML_ADVISE_ENTRY;
+	uint8_t *buf;
+	int ret = 0;
+
+	if (!(c->hello.flags & VML_F_ADVISE))
+		return -EOPNOTSUPP;
+	buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	for (uint32_t i = 0; !ret && i < a->nr; i += VML_MAX_ADVISE) {
+		struct vml_advise part = *a;
+		struct vml_msg m;
+		ssize_t n;
+
+		part.ranges = a->ranges + i;
+		part.nr = a->nr - i < VML_MAX_ADVISE ? a->nr - i :
+						       VML_MAX_ADVISE;
+		n = vml_advise_encode(&part, buf, cap);
+		ret = n < 0 ? (int)n : request(c, VML_MSG_ADVISE, buf, n, &m);
+		if (n >= 0)
+			vml_msg_fini(&m);
+	}
+	free(buf);
 	return ret;
 }

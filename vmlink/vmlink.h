@@ -37,6 +37,16 @@
  *                  region's bitmap, one bit per 4 KiB page written by a
  *                  vCPU since START or the previous FETCH (u64 LE words).
  *                  The VMM's own writes are not in it.
+ *      ADVISE      optional (HELLO flag VML_F_ADVISE): advice the VMM
+ *                  applies to its own guest RAM, for memory the agent
+ *                  cannot reach through an fd (anonymous regions).
+ *                  Payload u32 region, u32 advice (VML_ADVISE_*), then
+ *                  up to VML_MAX_ADVISE ranges of u64 offset, u64 length
+ *                  (bytes from the region's start, 4 KiB aligned, inside
+ *                  it). DONTNEED drops the pages (madvise MADV_DONTNEED:
+ *                  with the agent's uffd registered, the next touch
+ *                  faults to it); MERGEABLE marks them for KSM
+ *                  (MADV_MERGEABLE). Replied once applied.
  *      COMMIT      (paused) the switchover is committed: the agent is about
  *                  to hand the guest's state to the destination, which
  *                  may run it from then on. Until a COMMIT, a VMM whose
@@ -67,6 +77,9 @@
 #define VML_MAX_FDS (1u + VML_MAX_REGIONS)
 #define VML_REGION_SIZE 48u
 #define VML_HELLO_FIXED 24u
+#define VML_ADVISE_FIXED 8u
+#define VML_ADVISE_ENTRY 16u
+#define VML_MAX_ADVISE 4096u	/* ranges in one ADVISE */
 
 enum vml_msg_type {
 	VML_MSG_HELLO = 1,
@@ -78,6 +91,7 @@ enum vml_msg_type {
 	VML_MSG_STATUS = 7,
 	VML_MSG_DIRTY_LOG = 8,
 	VML_MSG_COMMIT = 9,
+	VML_MSG_ADVISE = 10,
 	VML_MSG_REPLY = 0x8000,	/* OR-ed into a request's type */
 };
 
@@ -85,6 +99,13 @@ enum vml_msg_type {
 #define VML_F_INCOMING (1u << 0) /* RAM is empty: waiting for load+resume */
 #define VML_F_NOKVM (1u << 1)	 /* vCPUs are native threads (no KVM) */
 #define VML_F_DIRTY_LOG (1u << 2) /* serves DIRTY_LOG (KVM's dirty log) */
+#define VML_F_ADVISE (1u << 3)	 /* serves ADVISE */
+
+/* ADVISE advice. */
+enum vml_advice {
+	VML_ADVISE_DONTNEED = 1,	/* drop: the next touch faults */
+	VML_ADVISE_MERGEABLE = 2,	/* a KSM candidate */
+};
 
 /* DIRTY_LOG operations. */
 enum vml_dirty_op {
@@ -128,6 +149,19 @@ struct vml_hello {
 	struct vml_region regions[VML_MAX_REGIONS];
 };
 
+/* One ADVISE request: @nr ranges of region @region, in caller storage. */
+struct vml_range {
+	uint64_t off;		/* bytes from the region's start */
+	uint64_t len;		/* bytes */
+};
+
+struct vml_advise {
+	uint32_t region;
+	uint32_t advice;	/* enum vml_advice */
+	uint32_t nr;		/* ranges, at most VML_MAX_ADVISE */
+	struct vml_range *ranges;
+};
+
 /* A received message: the payload is malloc'ed, fds are owned by it until
  * taken (set the slot to -1). */
 struct vml_msg {
@@ -167,6 +201,18 @@ ssize_t vml_hello_encode(const struct vml_hello *h, uint8_t *buf, size_t cap,
  */
 int vml_hello_decode(struct vml_hello *h, const uint8_t *buf, size_t len,
 		     int *fds, unsigned int nfds);
+
+/* Encodes ADVISE @a into @buf of @cap bytes; bytes written or -EINVAL. */
+ssize_t vml_advise_encode(const struct vml_advise *a, uint8_t *buf,
+			  size_t cap);
+/*
+ * Decodes an ADVISE payload of @len bytes into @a, whose a->ranges holds
+ * VML_MAX_ADVISE entries. Checks the advice, the region against @h (the
+ * VMM's own HELLO) and every range: 4 KiB aligned, non-empty, inside the
+ * region. Returns 0, -EPROTO or -EINVAL (vml_strerror() says why).
+ */
+int vml_advise_decode(struct vml_advise *a, const uint8_t *buf, size_t len,
+		      const struct vml_hello *h);
 
 /* ---- messages on a socket ---- */
 
@@ -232,6 +278,11 @@ int vml_client_status(struct vml_client *c, uint32_t *state, uint64_t *hbs);
  */
 int vml_client_dirty_log(struct vml_client *c, uint32_t region, uint32_t op,
 			 uint64_t **bitmap, size_t *words);
+/*
+ * ADVISE (see above) for @a's ranges, in as many requests as they need.
+ * -EOPNOTSUPP where the VMM does not serve it (no VML_F_ADVISE).
+ */
+int vml_client_advise(struct vml_client *c, const struct vml_advise *a);
 /* Fetches the state blob; on success *@blob is malloc'ed (caller frees). */
 int vml_client_save_state(struct vml_client *c, void **blob, size_t *len);
 int vml_client_load_state(struct vml_client *c, const void *blob, size_t len);

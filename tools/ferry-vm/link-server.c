@@ -36,6 +36,7 @@ static void fill_hello(struct vm *vm, struct vml_hello *h, int uffd)
 		.pid = (uint32_t)getpid(),
 		.flags = (vm->cfg.nokvm ? VML_F_NOKVM : 0) |
 			 (vm->ops->dirty_log ? VML_F_DIRTY_LOG : 0) |
+			 VML_F_ADVISE |
 			 (vm_run_state(vm) == VML_STATE_INCOMING ?
 				  VML_F_INCOMING : 0),
 		.nr_vcpus = vm->cfg.nr_cpus,
@@ -91,6 +92,26 @@ static int do_dirty_log(struct vm_link *l, const struct vml_msg *m)
 	return ret;
 }
 
+static int do_advise(struct vm_link *l, const struct vml_msg *m)
+{
+	struct vml_range *ranges = malloc(VML_MAX_ADVISE * sizeof(*ranges));
+	struct vml_advise a = { .ranges = ranges };
+	struct vml_hello h;
+	int st = -ENOMEM;
+
+	fill_hello(l->vm, &h, -1);
+	if (ranges) {
+		st = vml_advise_decode(&a, m->payload, m->hdr.len, &h);
+		if (st)
+			pr_warn("link: refused an advise: %s",
+				vml_strerror(st));
+		else
+			st = vm_advise(l->vm, &a);
+	}
+	free(ranges);
+	return vml_server_reply(l->conn_fd, m->hdr.type, st, NULL, 0);
+}
+
 /* Serves one request; returns -errno when the connection should close. */
 static int serve(struct vm_link *l, const struct vml_msg *m)
 {
@@ -117,6 +138,8 @@ static int serve(struct vm_link *l, const struct vml_msg *m)
 		return do_status(l, type);
 	case VML_MSG_DIRTY_LOG:
 		return do_dirty_log(l, m);
+	case VML_MSG_ADVISE:
+		return do_advise(l, m);
 	case VML_MSG_QUIT:
 		vml_server_reply(l->conn_fd, type, 0, NULL, 0);
 		vm_request_quit(l->vm);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define LOG_PREFIX "ferry-vm"
@@ -315,6 +316,35 @@ int vm_dirty_log(struct vm *vm, uint32_t region, uint32_t op, uint64_t **bm,
 	ret = vm->ops->dirty_log(vm, op, bm, words);
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
+}
+
+int vm_advise(struct vm *vm, const struct vml_advise *a)
+{
+	int advice = a->advice == VML_ADVISE_DONTNEED ? MADV_DONTNEED :
+		     MADV_MERGEABLE;
+	uint64_t bytes = 0;
+
+	/* Our own mappings: the agent cannot madvise this process's
+	 * private memory (process_madvise has neither advice). */
+	for (uint32_t i = 0; i < a->nr; i++) {
+		if (madvise((uint8_t *)vm->ram.host + a->ranges[i].off,
+			    a->ranges[i].len, advice)) {
+			int ret = -errno;
+
+			pr_err("link: advise %s of %llu bytes at %llu: %s",
+			       advice == MADV_DONTNEED ? "dontneed" :
+			       "mergeable",
+			       (unsigned long long)a->ranges[i].len,
+			       (unsigned long long)a->ranges[i].off,
+			       strerror(-ret));
+			return ret;
+		}
+		bytes += a->ranges[i].len;
+	}
+	pr_info("link: advised %s for %u ranges, %llu KiB",
+		advice == MADV_DONTNEED ? "dontneed" : "mergeable", a->nr,
+		(unsigned long long)(bytes >> 10));
+	return 0;
 }
 
 int vm_init(struct vm *vm, const struct vm_config *cfg)

@@ -140,6 +140,9 @@ int vm_load_state(struct vm *vm, const void *blob, size_t len);
  * dirty log (no-KVM), else as vm_backend_ops.dirty_log. */
 int vm_dirty_log(struct vm *vm, uint32_t region, uint32_t op, uint64_t **bm,
 		 size_t *words);
+/* The link's ADVISE, decoded: madvise() of the ranges of guest RAM
+ * (region 0). 0 or -errno (the first failing range's). */
+int vm_advise(struct vm *vm, const struct vml_advise *a);
 /* The link's COMMIT: paused, the switchover is committed. 0 or -EBUSY. */
 int vm_commit(struct vm *vm);
 /* The agent disconnected: resumes a paused VM whose switchover was not
