@@ -319,6 +319,22 @@ void gm_nodes_format(uint64_t mask, char *buf, size_t len);
  * 0: this process), in *@mask. Returns 0 or -errno. */
 int gm_topo_local_nodes(const struct gm_topo *t, pid_t pid, uint64_t *mask);
 
+/* KSM's state and a process's footprint, read together. */
+struct gm_ksm_footprint {
+	int32_t run;			/* /sys/kernel/mm/ksm/run, -1 unknown */
+	int32_t merge_across_nodes;	/* -1 unknown */
+	int64_t pages_shared;		/* KSM pages in use, -1 unknown */
+	int64_t pages_sharing;		/* pages mapping them (the saving) */
+	int64_t pss_kib;		/* Pss of the process, -1 unknown */
+};
+
+/* Fills @f: KSM from /sys/kernel/mm/ksm, Pss of @pid from
+ * /proc/PID/smaps_rollup. What cannot be read is -1. */
+void gm_ksm_footprint(pid_t pid, struct gm_ksm_footprint *f);
+/* Writes @run to /sys/kernel/mm/ksm/run (root only); *@old, if given,
+ * receives the value before. Returns 0 or -errno. */
+int gm_ksm_set_run(int run, int *old);
+
 /*
  * Sets the memory policy of [addr, addr + len) of this process to node
  * @node only (MPOL_BIND). On a shared mapping of a memfd or tmpfs file

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <numaif.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -621,4 +622,51 @@ ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
 out:
 	free(vec);
 	return ret ? ret : present;
+}
+
+void gm_ksm_footprint(pid_t pid, struct gm_ksm_footprint *f)
+{
+	char path[64], line[128];
+	long long kib;
+	FILE *in;
+
+	f->run = (int32_t)read_num("", "/sys/kernel/mm/ksm/run");
+	f->merge_across_nodes =
+		(int32_t)read_num("", "/sys/kernel/mm/ksm/merge_across_nodes");
+	f->pages_shared = read_num("", "/sys/kernel/mm/ksm/pages_shared");
+	f->pages_sharing = read_num("", "/sys/kernel/mm/ksm/pages_sharing");
+	f->pss_kib = -1;
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	in = fopen(path, "re");
+	if (!in)
+		return;
+	while (fgets(line, sizeof(line), in))
+		if (sscanf(line, "Pss: %lld kB", &kib) == 1) {
+			f->pss_kib = kib;
+			break;
+		}
+	fclose(in);
+}
+
+int gm_ksm_set_run(int run, int *old)
+{
+	static const char path[] = "/sys/kernel/mm/ksm/run";
+	char buf[16];
+	int fd, n, ret = 0;
+
+	if (old)
+		*old = (int)read_num("", path);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		pr_err("cannot open %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", run);
+	if (write(fd, buf, n) != n) {
+		ret = -errno;
+		pr_err("cannot set %s to %d: %s", path, run, strerror(-ret));
+	}
+	close(fd);
+	return ret;
 }

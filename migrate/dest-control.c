@@ -269,6 +269,7 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 
 	for (;;) {
 		dst_report(d);
+		dst_ksm_flush(d);
 		ret = wait_ctl(d, ctl, err);
 		if (ret)
 			return ret;

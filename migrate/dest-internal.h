@@ -85,6 +85,16 @@ struct mig_dst {
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
+	/* KSM hints (dest-ksm.c): pages marked by any thread, handed to
+	 * the VMM by the main thread. */
+	struct dst_ksm {
+		bool on;		/* anonymous RAM, hints wanted, ADVISE */
+		struct ut_bitmap marked; /* landed as DUP or zero, not yet
+					  * advised */
+		uint64_t hinted;	/* pages marked and advised */
+		uint64_t ranges;	/* ADVISE MERGEABLE ranges sent */
+		uint64_t bytes;		/* ... their bytes (gaps included) */
+	} ksm;
 	struct faulter {
 		struct mig_worker wk;
 		uint8_t *buf;		/* urgent pages land here first */
@@ -110,6 +120,21 @@ static inline uint64_t vmm_addr(const struct mig_dst *d, uint32_t r,
  * number of runs. Main thread (the VM link). Returns 0 or -errno. */
 int dst_advise_bits(struct mig_dst *d, const struct mig_zero *z,
 		    uint32_t advice, uint32_t *nr_ranges);
+
+/* ---- KSM hints (dest-ksm.c) ---- */
+
+/* Decides whether to give hints (anonymous RAM, a VMM that takes
+ * ADVISE, not p->no_ksm_hints) and says once where KSM cannot help.
+ * 0 or -ENOMEM. */
+int dst_ksm_init(struct mig_dst *d);
+void dst_ksm_fini(struct mig_dst *d);
+/* Page @idx of region @r landed as a duplicate or zero. Any thread. */
+void dst_ksm_mark(struct mig_dst *d, uint32_t r, uint64_t idx);
+/* Hands the marked pages to the VMM (ADVISE MERGEABLE). Main thread. */
+void dst_ksm_flush(struct mig_dst *d);
+/* At completion: the last hints, then KSM's state and the VMM's
+ * footprint into @st->ksm. Main thread. */
+void dst_ksm_report(struct mig_dst *d, struct mig_stats *st);
 
 /* ---- the operator's view (dest-steer.c) ---- */
 

@@ -297,6 +297,8 @@ static int rx_zero(struct receiver *r, const struct tp_msg *m)
 			continue;
 		ret = r->atomic ? dst_place_zero(d, z.region, z.first + i) :
 				  zero_precopy(d, z.region, z.first + i);
+		if (!ret)
+			dst_ksm_mark(d, z.region, z.first + i);
 	}
 	return ret;
 }
@@ -343,6 +345,10 @@ static int rx_dup(struct receiver *r, const struct tp_msg *m)
 			memcpy(mig_vm_page(&d->vm, e->region, e->page),
 			       mig_vm_page(&d->vm, e->src_region, e->src_page),
 			       psz);
+		}
+		if (!ret) {	/* the copy and its original: KSM's pair */
+			dst_ksm_mark(d, e->region, e->page);
+			dst_ksm_mark(d, e->src_region, e->src_page);
 		}
 		if (!ret && !r->atomic) {
 			ut_bitmap_set(&d->received,

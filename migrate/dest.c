@@ -259,7 +259,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
 		ret = ut_err_first(err, -EBUSY, "the VM at %s is already running; "
 			       "start it with --incoming", p->vm_socket);
-	if (!ret && (ret = alloc_tracking(&d)))
+	if (!ret && ((ret = alloc_tracking(&d)) || (ret = dst_ksm_init(&d))))
 		ut_err_first(err, ret, "out of memory");
 	if (!ret) {
 		dst_uffd_setup(&d);
@@ -285,8 +285,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (d.phase == MIG_PHASE_SETUP || d.phase == MIG_PHASE_PRECOPY ||
 	    d.phase == MIG_PHASE_SWITCHOVER)
 		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
-	if (d.phase == MIG_PHASE_COMPLETE)
+	if (d.phase == MIG_PHASE_COMPLETE) {
 		check_placement(&d);
+		dst_ksm_report(&d, st);
+	}
 	st->place = d.place.st;
 	conclude(&d, ret, err);
 	snprintf(st->outcome, sizeof(st->outcome), "%s",
@@ -304,6 +306,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.claimed);
 	ut_bitmap_fini(&d.held);
 	mig_faults_fini(&d.faults);
+	dst_ksm_fini(&d);
 	mig_place_fini(&d.place);
 	mig_vm_detach(&d.vm);
 	if (d.own_sess)

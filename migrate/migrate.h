@@ -106,6 +106,21 @@ struct mig_stats {
 		uint64_t hot_chunks;	/* chunks written while sampled */
 		uint64_t hot_on_top;	/* of those, planned on the top tier */
 	} place;
+	/* Destination at completion: KSM's state, the hints given for
+	 * anonymous RAM (MADV_MERGEABLE through the VMM) and the footprint
+	 * then (pages_sharing is the host's, Pss the VMM's). */
+	struct mig_ksm_stats {
+		bool reported;		/* filled in (a completed dest) */
+		bool anon;		/* the guest's RAM is anonymous */
+		bool hints;		/* some MERGEABLE advice was given */
+		int32_t run;		/* /sys/kernel/mm/ksm/run, -1 unknown */
+		int32_t merge_across_nodes;	/* -1 unknown */
+		uint64_t hinted_pages;	/* duplicate and zero pages advised */
+		uint64_t advised_ranges; /* ranges the VMM advised */
+		uint64_t advised_bytes;	/* their bytes */
+		int64_t pages_sharing;	/* -1 unknown */
+		int64_t vmm_pss_kib;	/* -1 unknown */
+	} ksm;
 };
 
 /*
@@ -421,6 +436,8 @@ struct mig_dest_params {
 	/* Postcopy placement by UFFDIO_COPY (MISSING mode only) even where
 	 * the kernel offers MINOR mode for every backing. */
 	bool no_minor;
+	/* No KSM hints for anonymous RAM (they are given by default). */
+	bool no_ksm_hints;
 	/* Postcopy recovery: wait for the source to come back (accept). */
 	mig_reconnect_fn reconnect;
 	void *reconnect_arg;

@@ -60,6 +60,20 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 
 /* Written to PATH.tmp and renamed over PATH once complete, so that a full
  * or failing filesystem leaves no truncated file that looks like one. */
+static void write_ksm(FILE *f, const struct mig_ksm_stats *k)
+{
+	fprintf(f, "  \"ksm\": {\"run\": %d, \"merge_across_nodes\": %d, "
+		   "\"anonymous_ram\": %s, \"hints\": %s, \"hinted_pages\": %llu, "
+		   "\"advised_ranges\": %llu, \"advised_bytes\": %llu, "
+		   "\"pages_sharing\": %lld, \"vmm_pss_kib\": %lld},\n",
+		k->run, k->merge_across_nodes, k->anon ? "true" : "false",
+		k->hints ? "true" : "false",
+		(unsigned long long)k->hinted_pages,
+		(unsigned long long)k->advised_ranges,
+		(unsigned long long)k->advised_bytes,
+		(long long)k->pages_sharing, (long long)k->vmm_pss_kib);
+}
+
 int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			 const char *path)
 {
@@ -130,6 +144,8 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			(unsigned long long)st->fault_hist[i]);
 	fprintf(f, "]},\n");
 	write_placement(f, &st->place);
+	if (st->ksm.reported)
+		write_ksm(f, &st->ksm);
 	fprintf(f, "  \"rounds\": [");
 	for (uint32_t i = 0; i < st->nrounds; i++) {
 		const struct mig_round_stats *r = &st->rounds[i];

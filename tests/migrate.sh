@@ -47,6 +47,12 @@ HARNESS=migrate
 # with every page verified since its resume, and the source VM, released,
 # exits 0. SECONDS bounds ferry-source (120). Sets VERIFIED, MODE, FAULTS.
 migrate() {
+	migrate_moved "$@" && migrate_verified "$1" "${4:-8}"
+}
+# migrate_moved WS "VM ARGS" "SOURCE ARGS" [HEARTBEATS [SECONDS]]: the
+# first half of migrate, to the destination's completion (the guest runs
+# there on); migrate_verified WS HEARTBEATS the second.
+migrate_moved() {
 	local ws=$1 vmargs=$2 srcargs=$3 hbs=${4:-8} secs=${5:-120}
 	start_vm src --ws "$ws" $vmargs --heartbeats "$hbs" || return
 	start_vm dst --ws "$ws" $vmargs --incoming || return
@@ -58,6 +64,9 @@ migrate() {
 	[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
 	wait_exit dest 30 "ferry-dest to finish" || return
 	[ $rc -eq 0 ] || { fail "ferry-dest exit $rc: $(tail -n 1 "$CT/fdest.log")"; return; }
+}
+migrate_verified() {
+	local ws=$1 hbs=$2
 	wait_exit dst $((hbs + 60)) "the destination guest's DONE" || return
 	[ $rc -eq 0 ] || { fail "destination VM exit $rc"; return; }
 	verified dst "$(pages "$ws")" || return
@@ -251,6 +260,66 @@ case_anon_map_refused() {
 	else
 		pass "--mem-access map on anonymous RAM: refused ($(cat "$CT/fsrc.log"))"
 	fi
+}
+
+# footprint WHEN: KSM's pages_sharing and the destination VMM's Pss now,
+# as "WHEN: pages_sharing N, Pss N kB".
+footprint() {
+	echo "$1: pages_sharing $(cat /sys/kernel/mm/ksm/pages_sharing)," \
+		"Pss $(sed -n 's/^Pss: *\([0-9]*\) kB/\1/p' \
+			"/proc/${PID_OF[dst]}/smaps_rollup") kB"
+}
+
+# KSM hints: a guest of which half the pages are copies of eight
+# templates moves twice, without hints and with, KSM running (set by the
+# case, restored at its end, whatever happens). The footprint at
+# completion and KSM_WAIT (8) s later is reported, not asserted (ksmd's
+# pace is the host's); asserted: hints were given with them and not
+# without, and the guest verified both times. Then ferry dest --ksm on
+# a host where KSM is off starts it and sets it back when it ends.
+case_anon_ksm_hints() {
+	local run=/sys/kernel/mm/ksm/run old hints n=${KSM_WAIT:-8} report=""
+	local vmargs="--rate 0 --dup 50 --zero 0 -b anon" ranges
+	[ -w $run ] || { skip "cannot change $run"; return; }
+	old=$(cat $run)
+	trap 'case_end; echo "'"$old"'" >'"$run" EXIT
+	echo 1 >$run
+	for hints in no yes; do
+		local dargs=--no-ksm-hints
+		[ $hints = yes ] && dargs=
+		DARGS=$dargs migrate_moved 32M "$vmargs" "--mode precopy" $((n + 12)) ||
+			return
+		python3 - "$CT/dest.json" >"$CT/ksm-$hints.txt" <<-'PY' ||
+		import json, sys
+		k = json.load(open(sys.argv[1]))["ksm"]
+		print(k["advised_ranges"], k["hinted_pages"], k["run"],
+		      k["merge_across_nodes"], k["pages_sharing"], k["vmm_pss_kib"])
+		PY
+			{ fail "no ksm section in dest.json: $(cat "$CT/ksm-$hints.txt")"; return; }
+		set -- $(cat "$CT/ksm-$hints.txt")
+		ranges=$1
+		if [ $hints = yes ] && [ "$ranges" -eq 0 ]; then
+			fail "no KSM hints given for a guest of 50% duplicates"; return
+		elif [ $hints = no ] && [ "$ranges" -ne 0 ]; then
+			fail "KSM hints given with --no-ksm-hints"; return
+		fi
+		report="$report; hints $hints: $1 ranges ($2 pages) advised, run $3, merge_across_nodes $4, at completion pages_sharing $5, Pss $6 kB"
+		sleep "$n"
+		report="$report, $(footprint "${n}s later")"
+		migrate_verified 32M $((n + 12)) || return
+		for f in src.json dest.json dst.log fdest.log; do
+			mv "$CT/$f" "$CT/$hints-$f"
+		done
+	done
+	echo "$old" >$run
+	[ "$old" = 0 ] || { pass "KSM hints given and guests verified${report} (--ksm not tried: KSM ran already)"; return; }
+	DARGS=--ksm migrate_moved 4M "--rate 0 -b anon" "--mode precopy" || return
+	grep -q 'KSM started (run 1, was 0' "$CT/fdest.log" ||
+		{ fail "ferry dest --ksm did not say it started KSM: $(cat "$CT/fdest.log")"; return; }
+	[ "$(cat $run)" = 0 ] ||
+		{ fail "ferry dest --ksm left $run at $(cat $run)"; return; }
+	migrate_verified 4M 8 || return
+	pass "KSM hints given and guests verified${report}; --ksm started KSM and set it back"
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is

@@ -47,6 +47,13 @@ static const char usage[] =
 "      --fast-share PCT     tiered: at most PCT%% of guest RAM on the top\n"
 "                           tier (default: as much as its free memory)\n"
 "      --show-topology      print this host's NUMA picture and exit\n"
+"\nKSM (anonymous guest RAM only; KSM cannot merge shared memory):\n"
+"      --no-ksm-hints       do not mark the pages the source sent as\n"
+"                           duplicates or zero MADV_MERGEABLE (the default\n"
+"                           marks them, through the incoming VMM)\n"
+"      --ksm                start KSM (/sys/kernel/mm/ksm/run 1) for the\n"
+"                           migration and restore its setting at the end;\n"
+"                           without it Ferry never changes KSM's settings\n"
 "\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
 "\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the state has arrived\n"
 "cancel the migration (the source VM runs on there); after it they are\n"
@@ -60,6 +67,8 @@ enum {
 	OPT_PLACEMENT,
 	OPT_FAST_SHARE,
 	OPT_SHOW_TOPOLOGY,
+	OPT_KSM,
+	OPT_NO_KSM_HINTS,
 };
 
 /* --show-topology: the host picture, as the plan will see it. */
@@ -79,6 +88,36 @@ static int show_topology(const char *prog)
 	       t.nr_nodes == 1 ? "" : "s");
 	gm_topo_print(&t, stdout, "  ");
 	return 0;
+}
+
+/* --ksm: KSM runs for the migration; *@old is what to restore (-1:
+ * nothing, it ran already). */
+static int start_ksm(const struct cli *c, int *old)
+{
+	struct gm_ksm_footprint f;
+
+	*old = -1;
+	gm_ksm_footprint(0, &f);
+	if (f.run == 1)
+		return 0;
+	if (f.run < 0 || gm_ksm_set_run(1, NULL)) {
+		fprintf(stderr, "%s: --ksm: cannot start KSM (%s)\n", c->prog,
+			f.run < 0 ? "this kernel has none" :
+			"/sys/kernel/mm/ksm/run is not writable here");
+		return -1;
+	}
+	*old = f.run;
+	if (!c->quiet)
+		fprintf(stderr, "%s: KSM started (run 1, was %d; restored at "
+			"the end)\n", c->prog, f.run);
+	return 0;
+}
+
+static void stop_ksm(const struct cli *c, int old)
+{
+	if (old >= 0 && gm_ksm_set_run(old, NULL))
+		fprintf(stderr, "%s: KSM's run could not be set back to %d\n",
+			c->prog, old);
 }
 
 struct back {
@@ -166,6 +205,8 @@ int ferry_dest_main(int argc, char **argv)
 		{ "placement", required_argument, NULL, OPT_PLACEMENT },
 		{ "fast-share", required_argument, NULL, OPT_FAST_SHARE },
 		{ "show-topology", no_argument, NULL, OPT_SHOW_TOPOLOGY },
+		{ "ksm", no_argument, NULL, OPT_KSM },
+		{ "no-ksm-hints", no_argument, NULL, OPT_NO_KSM_HINTS },
 		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
@@ -177,7 +218,8 @@ int ferry_dest_main(int argc, char **argv)
 	struct ut_err err = { "" };
 	struct mig_stats st;
 	int64_t v, recover_ms = -1, fast_share = 0;
-	int o, ret;
+	bool ksm = false;
+	int o, ret, ksm_old = -1;
 
 	c.tp.accept_timeout_ms = 600000;
 	while ((o = getopt_long(argc, argv, "s:l:qvhV", opts, NULL)) != -1) {
@@ -226,6 +268,12 @@ int ferry_dest_main(int argc, char **argv)
 			break;
 		case OPT_SHOW_TOPOLOGY:
 			return show_topology(c.prog);
+		case OPT_KSM:
+			ksm = true;
+			break;
+		case OPT_NO_KSM_HINTS:
+			p.no_ksm_hints = true;
+			break;
 		default:
 			return 2;
 		}
@@ -246,8 +294,13 @@ int ferry_dest_main(int argc, char **argv)
 	}
 	if (cli_check(&c))
 		return 2;
-	if (cli_start(&c, &sig, NULL, "dest"))
+	if (ksm && start_ksm(&c, &ksm_old))
 		return 1;
+	if (cli_start(&c, &sig, NULL, "dest")) {
+		stop_ksm(&c, ksm_old);
+		return 1;
+	}
 	ret = receive(&c, &p, host, port, recover_ms, &sig, &st, &err);
+	stop_ksm(&c, ksm_old);
 	return cli_finish(&c, &sig, &st, ret, err.msg, "dest");
 }
