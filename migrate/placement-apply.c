@@ -24,8 +24,8 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 	for (uint32_t r = 0; r < pl->nr; r++) {
 		const struct mig_plan_region *pr = &pl->r[r];
 
-		/* Anonymous memory of the VMM: no mapping here to bind (only
-		 * `local` is planned for it, see mig_place_begin). */
+		/* Anonymous memory of the VMM: no mapping here to bind (the
+		 * VMM binds it, advise_plan). */
 		if (!map[r].host)
 			continue;
 		for (uint32_t i = 0, j; i < pr->nchunks; i = j) {
@@ -163,12 +163,13 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 	mig_place_format(pol, t->policy, sizeof(t->policy));
 	if (pol->kind == MIG_PLACE_NONE)
 		return 0;
-	/* Binding private memory is its owner's business: the VMM would
-	 * have to mbind its own range (not in the VM link yet). */
-	if (vm->anon && pol->kind != MIG_PLACE_LOCAL)
+	/* Binding private memory is its owner's business: the VMM mbinds
+	 * its own range (ADVISE BIND). */
+	if (vm->anon && !(vm->link.hello.flags & VML_F_ADVISE))
 		return ut_err_first(err, -EOPNOTSUPP, "placement %s: the "
-				"incoming VM's RAM is anonymous memory, which "
-				"only `local` places so far", t->policy);
+				"incoming VM's RAM is anonymous memory and its "
+				"VMM takes no advice (ADVISE) to bind it",
+				t->policy);
 	ret = make(pc, vm, NULL, err);
 	if (ret)
 		return ret;
@@ -176,6 +177,56 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 	snprintf(t->note, sizeof(t->note), "%s", pc->plan.note);
 	stats_from_plan(&pc->st, pc);
 	return 0;
+}
+
+/* The plan for the anonymous regions: the VMM binds its own ranges
+ * (ADVISE BIND), one request per region and node, before any page is
+ * placed, so that UFFDIO_COPY allocates on the planned node. */
+static int advise_plan(const struct mig_plan *pl, struct mig_vm *vm,
+		       struct ut_err *err)
+{
+	int ret = 0;
+
+	for (uint32_t r = 0; !ret && r < pl->nr; r++) {
+		const struct mig_plan_region *pr = &pl->r[r];
+		struct vml_advise a = { .region = r, .advice = VML_ADVISE_BIND };
+		uint64_t done = 0;	/* nodes advised, a bit each */
+
+		if (vm->map[r].host || !pr->nchunks)
+			continue;
+		a.ranges = malloc(pr->nchunks * sizeof(*a.ranges));
+		if (!a.ranges)
+			return ut_err_first(err, -ENOMEM, "placement: out of "
+					"memory");
+		for (uint32_t c = 0; !ret && c < pr->nchunks; c++) {
+			if (done >> pr->node[c] & 1)
+				continue;
+			a.node = pr->node[c];
+			a.nr = 0;
+			for (uint32_t i = c, j; i < pr->nchunks; i = j) {
+				uint64_t off = (uint64_t)i * pr->chunk, end;
+
+				for (j = i + 1; j < pr->nchunks &&
+				     pr->node[j] == pr->node[i]; j++)
+					;
+				if (pr->node[i] != a.node)
+					continue;
+				end = (uint64_t)j * pr->chunk;
+				if (end > vm->map[r].size)
+					end = vm->map[r].size;
+				a.ranges[a.nr++] = (struct vml_range){ off,
+								       end - off };
+			}
+			done |= 1ULL << a.node;
+			ret = vml_client_advise(&vm->link, &a);
+			if (ret)
+				ut_err_first(err, ret, "placement: the VMM did "
+					 "not bind RAM region %u to node %u: "
+					 "%s", r, a.node, vml_strerror(ret));
+		}
+		free(a.ranges);
+	}
+	return ret;
 }
 
 int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
@@ -203,7 +254,8 @@ int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 					top >> pc->plan.r[r].node[c] & 1;
 			}
 	}
-	return mig_plan_apply(&pc->plan, vm->map, err);
+	ret = mig_plan_apply(&pc->plan, vm->map, err);
+	return ret || !vm->anon ? ret : advise_plan(&pc->plan, vm, err);
 }
 
 int mig_place_check(struct mig_place *pc, struct mig_vm *vm, struct ut_err *err)

@@ -34,6 +34,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused anon_precopy anon_postcopy
+	anon_placement_bind0
 	anon_map_refused anon_ksm_hints nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
 HARNESS=migrate
@@ -707,11 +708,11 @@ placed_as_planned() {
 
 # On this one-node host: local and bind:0 put everything on node 0, the
 # destination checks it after completion, and the source reports the plan
-# it was sent.
+# it was sent. placement_case POLICY [VM ARGS]
 placement_case() {
 	local w ws
 	DARGS="--placement $1"
-	migrate 32M "--rate 8" "" || return
+	migrate 32M "--rate 8 ${2:-}" "" || return
 	w=$(placement "$CT/dest.json")
 	[ "$(field policy "$w")" = "$1" ] ||
 		{ fail "the destination's statistics say: $w"; return; }
@@ -721,10 +722,13 @@ placement_case() {
 	ws=$(placement "$CT/src.json")
 	[ "$(field planned0 "$ws")" = "$(field planned0 "$w")" ] ||
 		{ fail "the source was told '$ws', the destination planned '$w'"; return; }
-	pass "placement $1: $PLACED; guest $VERIFIED"
+	pass "placement $1${2:+ ($2)}: $PLACED; guest $VERIFIED"
 }
 case_placement_local() { placement_case local; }
 case_placement_bind0() { placement_case bind:0; }
+# Anonymous RAM: the incoming VMM binds its own range (ADVISE BIND), the
+# destination asks where the pages are with move_pages on its pid.
+case_anon_placement_bind0() { placement_case bind:0 "-b anon"; }
 
 # A plan naming a node this host lacks is refused in one line before a
 # page is sent; the source says so and its VM runs on.

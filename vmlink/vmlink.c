@@ -272,6 +272,8 @@ ssize_t vml_advise_encode(const struct vml_advise *a, uint8_t *buf,
 		return -EINVAL;
 	ut_put_le32(buf, a->region);
 	ut_put_le32(buf + 4, a->advice);
+	ut_put_le32(buf + 8, a->node);
+	ut_put_le32(buf + 12, 0);
 	for (uint32_t i = 0; i < a->nr; i++) {
 		uint8_t *p = buf + VML_ADVISE_FIXED + i * VML_ADVISE_ENTRY;
 
@@ -292,13 +294,19 @@ int vml_advise_decode(struct vml_advise *a, const uint8_t *buf, size_t len,
 		return refuse(-EPROTO, "an ADVISE of %zu bytes", len);
 	a->region = ut_get_le32(buf);
 	a->advice = ut_get_le32(buf + 4);
+	a->node = ut_get_le32(buf + 8);
 	a->nr = (uint32_t)((len - VML_ADVISE_FIXED) / VML_ADVISE_ENTRY);
 	if (a->nr > VML_MAX_ADVISE)
 		return refuse(-EPROTO, "an ADVISE of %u ranges, more than %u",
 			      a->nr, VML_MAX_ADVISE);
 	if (a->advice != VML_ADVISE_DONTNEED &&
-	    a->advice != VML_ADVISE_MERGEABLE)
+	    a->advice != VML_ADVISE_MERGEABLE && a->advice != VML_ADVISE_BIND)
 		return refuse(-EINVAL, "unknown advice %u", a->advice);
+	if (ut_get_le32(buf + 12) ||
+	    (a->advice == VML_ADVISE_BIND ? a->node > VML_MAX_NODE : a->node))
+		return refuse(-EINVAL, "advice %u with node %u and reserved "
+			      "word %#x", a->advice, a->node,
+			      ut_get_le32(buf + 12));
 	if (a->region >= h->nr_regions)
 		return refuse(-EINVAL, "advice for region %u of %u", a->region,
 			      h->nr_regions);

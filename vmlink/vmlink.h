@@ -40,13 +40,17 @@
  *      ADVISE      optional (HELLO flag VML_F_ADVISE): advice the VMM
  *                  applies to its own guest RAM, for memory the agent
  *                  cannot reach through an fd (anonymous regions).
- *                  Payload u32 region, u32 advice (VML_ADVISE_*), then
- *                  up to VML_MAX_ADVISE ranges of u64 offset, u64 length
- *                  (bytes from the region's start, 4 KiB aligned, inside
- *                  it). DONTNEED drops the pages (madvise MADV_DONTNEED:
- *                  with the agent's uffd registered, the next touch
- *                  faults to it); MERGEABLE marks them for KSM
- *                  (MADV_MERGEABLE). Replied once applied.
+ *                  Payload u32 region, u32 advice (VML_ADVISE_*), u32
+ *                  node (BIND; else 0), u32 0, then up to VML_MAX_ADVISE
+ *                  ranges of u64 offset, u64 length (bytes from the
+ *                  region's start, 4 KiB aligned, inside it). DONTNEED
+ *                  drops the pages (madvise MADV_DONTNEED: with the
+ *                  agent's uffd registered, the next touch faults to
+ *                  it); MERGEABLE marks them for KSM (MADV_MERGEABLE);
+ *                  BIND sets their memory policy to node only (mbind
+ *                  MPOL_BIND), so that pages the agent places later
+ *                  with UFFDIO_COPY are allocated there. Replied once
+ *                  applied.
  *      COMMIT      (paused) the switchover is committed: the agent is about
  *                  to hand the guest's state to the destination, which
  *                  may run it from then on. Until a COMMIT, a VMM whose
@@ -77,9 +81,10 @@
 #define VML_MAX_FDS (1u + VML_MAX_REGIONS)
 #define VML_REGION_SIZE 48u
 #define VML_HELLO_FIXED 24u
-#define VML_ADVISE_FIXED 8u
+#define VML_ADVISE_FIXED 16u
 #define VML_ADVISE_ENTRY 16u
 #define VML_MAX_ADVISE 4096u	/* ranges in one ADVISE */
+#define VML_MAX_NODE 63u	/* highest node id BIND names */
 
 enum vml_msg_type {
 	VML_MSG_HELLO = 1,
@@ -105,6 +110,7 @@ enum vml_msg_type {
 enum vml_advice {
 	VML_ADVISE_DONTNEED = 1,	/* drop: the next touch faults */
 	VML_ADVISE_MERGEABLE = 2,	/* a KSM candidate */
+	VML_ADVISE_BIND = 3,		/* allocate on one node (mbind) */
 };
 
 /* DIRTY_LOG operations. */
@@ -158,6 +164,7 @@ struct vml_range {
 struct vml_advise {
 	uint32_t region;
 	uint32_t advice;	/* enum vml_advice */
+	uint32_t node;		/* BIND: the node id; else 0 */
 	uint32_t nr;		/* ranges, at most VML_MAX_ADVISE */
 	struct vml_range *ranges;
 };
@@ -207,7 +214,8 @@ ssize_t vml_advise_encode(const struct vml_advise *a, uint8_t *buf,
 			  size_t cap);
 /*
  * Decodes an ADVISE payload of @len bytes into @a, whose a->ranges holds
- * VML_MAX_ADVISE entries. Checks the advice, the region against @h (the
+ * VML_MAX_ADVISE entries. Checks the advice and its node (BIND: at most
+ * VML_MAX_NODE, else 0), the region against @h (the
  * VMM's own HELLO) and every range: 4 KiB aligned, non-empty, inside the
  * region. Returns 0, -EPROTO or -EINVAL (vml_strerror() says why).
  */

@@ -318,33 +318,40 @@ int vm_dirty_log(struct vm *vm, uint32_t region, uint32_t op, uint64_t **bm,
 	return ret;
 }
 
+static const char *advice_name(uint32_t advice)
+{
+	return advice == VML_ADVISE_DONTNEED ? "dontneed" :
+	       advice == VML_ADVISE_MERGEABLE ? "mergeable" : "bind";
+}
+
 int vm_advise(struct vm *vm, const struct vml_advise *a)
 {
-	int advice = a->advice == VML_ADVISE_DONTNEED ? MADV_DONTNEED :
-		     MADV_MERGEABLE;
 	uint64_t bytes = 0;
+	int ret = 0;
 
-	/* Our own mappings: the agent cannot madvise this process's
-	 * private memory (process_madvise has neither advice). */
-	for (uint32_t i = 0; i < a->nr; i++) {
-		if (madvise((uint8_t *)vm->ram.host + a->ranges[i].off,
-			    a->ranges[i].len, advice)) {
-			int ret = -errno;
+	/* Our own mappings: the agent cannot madvise or mbind this
+	 * process's private memory (process_madvise has neither advice). */
+	for (uint32_t i = 0; !ret && i < a->nr; i++) {
+		uint8_t *p = (uint8_t *)vm->ram.host + a->ranges[i].off;
+		size_t len = a->ranges[i].len;
 
-			pr_err("link: advise %s of %llu bytes at %llu: %s",
-			       advice == MADV_DONTNEED ? "dontneed" :
-			       "mergeable",
-			       (unsigned long long)a->ranges[i].len,
+		if (a->advice == VML_ADVISE_BIND)
+			ret = gm_numa_bind(p, len, a->node);
+		else if (madvise(p, len, a->advice == VML_ADVISE_DONTNEED ?
+				 MADV_DONTNEED : MADV_MERGEABLE))
+			ret = -errno;
+		if (ret)
+			pr_err("link: advise %s of %zu bytes at %llu: %s",
+			       advice_name(a->advice), len,
 			       (unsigned long long)a->ranges[i].off,
 			       strerror(-ret));
-			return ret;
-		}
-		bytes += a->ranges[i].len;
+		bytes += len;
 	}
-	pr_info("link: advised %s for %u ranges, %llu KiB",
-		advice == MADV_DONTNEED ? "dontneed" : "mergeable", a->nr,
-		(unsigned long long)(bytes >> 10));
-	return 0;
+	if (!ret)
+		pr_info("link: advised %s for %u ranges, %llu KiB",
+			advice_name(a->advice), a->nr,
+			(unsigned long long)(bytes >> 10));
+	return ret;
 }
 
 int vm_init(struct vm *vm, const struct vm_config *cfg)
