@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define LOG_PREFIX "check-vm"
@@ -306,6 +307,67 @@ START_TEST(vmlink_decode_fuzz)
 }
 END_TEST
 
+/* ADVISE as encoded is decoded back; every truncation, unknown advice,
+ * misplaced node, reserved word and range outside the region is refused. */
+START_TEST(vmlink_advise_roundtrip)
+{
+	static struct vml_range got[VML_MAX_ADVISE];
+	struct vml_range rg[2] = { { 0, 2 << 20 }, { 1 << 20, 4096 } };
+	struct vml_advise a = { .region = 1, .advice = VML_ADVISE_BIND,
+				.node = 3, .nr = 2, .ranges = rg };
+	struct vml_advise d = { .ranges = got };
+	uint8_t buf[VML_ADVISE_FIXED + 2 * VML_ADVISE_ENTRY];
+	struct vml_hello h;
+	ssize_t n;
+
+	sample_hello(&h, -1, -1);
+	n = vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(n, sizeof(buf));
+	ck_assert_int_eq(vml_advise_encode(&a, buf, sizeof(buf) - 1), -EINVAL);
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), 0);
+	ck_assert_uint_eq(d.region, 1);
+	ck_assert_uint_eq(d.advice, VML_ADVISE_BIND);
+	ck_assert_uint_eq(d.node, 3);
+	ck_assert_uint_eq(d.nr, 2);
+	ck_assert_uint_eq(got[1].off, 1 << 20);
+	ck_assert_uint_eq(got[1].len, 4096);
+	for (ssize_t len = 0; len < n; len++)
+		if ((len - VML_ADVISE_FIXED) % VML_ADVISE_ENTRY)
+			ck_assert_int_ne(vml_advise_decode(&d, buf, len, &h), 0);
+	/* A node for advice that takes none. */
+	a.advice = VML_ADVISE_MERGEABLE;
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+	a.node = 0;
+	a.advice = 9;
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+	ck_assert_str_eq(vml_strerror(-EINVAL), "unknown advice 9");
+	a.advice = VML_ADVISE_DONTNEED;
+	a.region = 2;		/* the VMM has two */
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+	a.region = 0;		/* 1 MiB: the first range is 2 MiB */
+	rg[1] = (struct vml_range){ 8192, 4096 };
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+	rg[0] = (struct vml_range){ 2048, 4096 };	/* unaligned */
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+	rg[0] = (struct vml_range){ 4096, 0 };		/* empty */
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+	rg[0] = (struct vml_range){ 4096, UINT64_MAX - 4095 }; /* wraps */
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+	rg[0] = (struct vml_range){ 4096, 4096 };
+	vml_advise_encode(&a, buf, sizeof(buf));
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), 0);
+	buf[12] = 1;					/* reserved */
+	ck_assert_int_eq(vml_advise_decode(&d, buf, n, &h), -EINVAL);
+}
+END_TEST
+
 START_TEST(vmlink_listen_in_use)
 {
 	char *dir = tdir, path[256];
@@ -519,6 +581,87 @@ START_TEST(boot_nokvm_hugetlb_2m)
 		      "hugetlb-2M: cannot reserve %lu huge pages (got %zd)",
 		      want, got);
 	boot_backing("hugetlb-2M");
+}
+END_TEST
+
+/* The VMM's VmFlags for the mapping holding @addr (from smaps), "" if
+ * none. */
+static void vm_flags_at(pid_t pid, uint64_t addr, char *out, size_t cap)
+{
+	char path[64], line[512];
+	bool in = false;
+	FILE *f;
+
+	out[0] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi;
+
+		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2)
+			in = addr >= lo && addr < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			snprintf(out, cap, "%s", line);
+	}
+	fclose(f);
+}
+
+/* ferry-vm on anonymous RAM: a region without an fd, and ADVISE applied
+ * to its own memory (DONTNEED drops a page, MERGEABLE marks the range,
+ * BIND to a node it has works and to one it lacks fails), refused
+ * outside its RAM. */
+START_TEST(advise_anon)
+{
+	char *dir = tdir, sock[256], flags[512];
+	const char *argv[] = { NULL, "--no-kvm", "-b", "anon", "-s", sock,
+			       "--ws", "4M", "--heartbeat-ms", HB_MS, NULL };
+	struct vml_range rg = { 1 << 20, 4096 };
+	struct vml_advise a = { .advice = VML_ADVISE_DONTNEED, .nr = 1,
+				.ranges = &rg };
+	uint8_t page[4096], zero[4096] = { 0 };
+	struct vml_client c;
+	uint64_t base;
+	struct vmp p;
+
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+	ck_assert_int_eq(vmt_spawn(&p, dir, "vm", argv), 0);
+	ck_assert_uint_ge(vmt_wait_hb(&p, 1, 20000), 1);
+	ck_assert_int_eq(vml_client_open(&c, sock), 0);
+	ck_assert(c.hello.flags & VML_F_ADVISE);
+	ck_assert_int_eq(c.hello.regions[0].fd, -1);
+	ck_assert_uint_eq(c.hello.regions[0].backing, GM_BACKING_ANON);
+	base = c.hello.regions[0].host_addr;
+	ck_assert_int_eq(vml_client_pause(&c), 0);
+	/* A page that holds data; dropped, it reads zero. */
+	rg.off = c.hello.regions[0].size;
+	do {
+		ck_assert_uint_gt(rg.off, 0);
+		rg.off -= 4096;
+		ck_assert_int_eq(process_vm_readv(p.pid, &(struct iovec){
+			page, 4096 }, 1, &(struct iovec){
+			(void *)(base + rg.off), 4096 }, 1, 0), 4096);
+	} while (!memcmp(page, zero, 4096));
+	ck_assert_int_eq(vml_client_advise(&c, &a), 0);
+	ck_assert_int_eq(process_vm_readv(p.pid, &(struct iovec){ page, 4096 },
+			 1, &(struct iovec){ (void *)(base + rg.off), 4096 }, 1,
+			 0), 4096);
+	ck_assert(!memcmp(page, zero, 4096));
+	a.advice = VML_ADVISE_MERGEABLE;
+	rg = (struct vml_range){ 1 << 20, 1 << 20 };
+	ck_assert_int_eq(vml_client_advise(&c, &a), 0);
+	vm_flags_at(p.pid, base + rg.off, flags, sizeof(flags));
+	ck_assert_msg(strstr(flags, " mg"), "not mergeable: %s", flags);
+	a.advice = VML_ADVISE_BIND;
+	ck_assert_int_eq(vml_client_advise(&c, &a), 0);
+	a.node = VML_MAX_NODE;	/* no host here has 64 nodes */
+	ck_assert_int_lt(vml_client_advise(&c, &a), 0);
+	a.node = 0;
+	rg = (struct vml_range){ c.hello.regions[0].size, 4096 };
+	ck_assert_int_eq(vml_client_advise(&c, &a), -EINVAL);
+	ck_assert_int_eq(vml_client_quit(&c), 0);
+	vml_client_close(&c);
+	ck_assert_int_eq(vmt_wait(&p, 10000), 0);
 }
 END_TEST
 
@@ -912,6 +1055,8 @@ static Suite *vm_suite(void)
 		{ "vmlink_fds_over_socket", vmlink_fds_over_socket, 10, false },
 		{ "vmlink_decode_fuzz", vmlink_decode_fuzz, 30, false },
 		{ "vmlink_listen_in_use", vmlink_listen_in_use, 10, false },
+		{ "vmlink_advise_roundtrip", vmlink_advise_roundtrip, 10, false },
+		{ "advise_anon", advise_anon, 60, false },
 		{ "workload_params", workload_params, 10, false },
 		{ "workload_detects_corruption", workload_detects_corruption,
 		  30, false },

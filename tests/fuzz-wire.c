@@ -24,7 +24,7 @@
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
        D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_SUBPAGES,
-       D_TOPOLOGY, D_HEAT, D_COUNT };
+       D_TOPOLOGY, D_HEAT, D_VML_ADVISE, D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -38,6 +38,29 @@ static const struct mig_hello offer = {
 
 #ifdef FUZZING
 static const struct mig_layout layout = LAYOUT;
+
+/* The VMM's own HELLO an ADVISE is checked against: the layout's two
+ * regions. */
+static const struct vml_hello advise_vmm = { .version = VML_VERSION,
+	.nr_regions = 2, .uffd = -1, .regions = {
+		{ .size = 64 << 20, .page_size = 4096, .fd = -1 },
+		{ .gpa = 1ULL << 32, .size = 8 << 20, .page_size = 2 << 20,
+		  .fd = -1 } } };
+
+/* An accepted ADVISE names a region of the VMM and ranges inside it. */
+static void fuzz_vml_advise(const uint8_t *data, size_t size)
+{
+	static struct vml_range ranges[VML_MAX_ADVISE];
+	struct vml_advise a = { .ranges = ranges };
+
+	if (vml_advise_decode(&a, data, size, &advise_vmm))
+		return;
+	for (uint32_t i = 0; i < a.nr; i++)
+		if (a.region >= advise_vmm.nr_regions || !ranges[i].len ||
+		    ranges[i].off + ranges[i].len >
+		    advise_vmm.regions[a.region].size)
+			__builtin_trap();
+}
 
 static void drop(enum ut_log_level l, const char *m, void *a)
 {
@@ -192,6 +215,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case D_TOPOLOGY:
 		fuzz_topology(data + 1, size - 1);
 		break;
+	case D_VML_ADVISE:
+		fuzz_vml_advise(data + 1, size - 1);
+		break;
 	case D_HEAT:
 		if (!mig_dec_heat(data + 1, size - 1, &layout, &u.ht))
 			for (uint32_t i = 0; i < layout.nr; i++)
@@ -309,6 +335,12 @@ int main(int argc, char **argv)
 						  .zero = { 0x0f } }));
 	err |= write_seed(argv[1], D_TOPOLOGY, b, topology_seed(b, sizeof(b)));
 	err |= write_seed(argv[1], D_HEAT, b, heat_seed(b, sizeof(b)));
+	err |= write_seed(argv[1], D_VML_ADVISE, b, vml_advise_encode(
+			  &(struct vml_advise){ .region = 1,
+				.advice = VML_ADVISE_BIND, .node = 1, .nr = 2,
+				.ranges = (struct vml_range[]){
+					{ 0, 2 << 20 }, { 4 << 20, 4096 } } },
+			  b, sizeof(b)));
 	return err ? 1 : 0;
 }
 #endif
