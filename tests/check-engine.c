@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -56,6 +57,7 @@ struct tvm {
 	char path[PATH_MAX];
 	bool incoming;
 	bool no_uffd;		/* hand over no userfaultfd */
+	bool anon;		/* anonymous RAM: no fd, ADVISE served */
 	struct gm_region ram;	/* the VMM's RAM, mapped here */
 	uint64_t npages;
 	int listen_fd, conn_fd, stop_fd;
@@ -72,6 +74,7 @@ struct tvm {
 	bool left_paused;	/* the agent left it paused, committed */
 	unsigned int gone;	/* agents that hung up */
 	unsigned int nreq[16];	/* requests served, by type */
+	uint64_t advised[4];	/* ADVISE ranges applied, by advice */
 	/* Behaviour, set before the run. */
 	uint16_t close_on;	/* close the link at this request, unanswered */
 	uint16_t hold_on;	/* hold this request's reply until released */
@@ -166,22 +169,29 @@ static int start_guest(struct tvm *vm, void *(*fn)(void *))
 	return 0;
 }
 
-static void send_hello(struct tvm *vm)
+static void tvm_hello(struct tvm *vm, struct vml_hello *h, int uffd)
 {
-	int uffd = vm->no_uffd ? -1 : gm_uffd_create_raw();
-	struct vml_hello h = {
+	*h = (struct vml_hello){
 		.version = VML_VERSION, .pid = (uint32_t)getpid(),
-		.flags = vm->incoming ? VML_F_INCOMING | VML_F_NOKVM
-				      : VML_F_NOKVM,
+		.flags = (vm->incoming ? VML_F_INCOMING | VML_F_NOKVM
+				       : VML_F_NOKVM) |
+			 (vm->anon ? VML_F_ADVISE : 0),
 		.nr_vcpus = 1, .nr_regions = 1, .uffd = uffd,
 	};
-
-	h.regions[0] = (struct vml_region){
+	h->regions[0] = (struct vml_region){
 		.size = vm->ram.size,
 		.host_addr = (uint64_t)(uintptr_t)vm->ram.host,
 		.fd_offset = vm->ram.fd_offset, .page_size = PAGE,
-		.backing = GM_BACKING_SHMEM, .fd = vm->ram.fd,
+		.backing = vm->ram.backing, .fd = vm->ram.fd,
 	};
+}
+
+static void send_hello(struct tvm *vm)
+{
+	int uffd = vm->no_uffd ? -1 : gm_uffd_create_raw();
+	struct vml_hello h;
+
+	tvm_hello(vm, &h, uffd);
 	if (vml_server_hello(vm->conn_fd, &h)) {
 		close(vm->conn_fd);
 		vm->conn_fd = -1;
@@ -211,6 +221,32 @@ static int32_t do_resume(struct tvm *vm)
 	if (vm->incoming)
 		return start_guest(vm, reader_main);
 	return vm->hot ? start_guest(vm, writer_main) : 0;
+}
+
+/* ADVISE, as ferry-vm applies it to its own memory; the advice counted
+ * by kind in vm->advised[]. */
+static int32_t do_advise(struct tvm *vm, const struct vml_msg *m)
+{
+	static struct vml_range rg[VML_MAX_ADVISE];
+	struct vml_advise a = { .ranges = rg };
+	struct vml_hello h;
+	int32_t status;
+
+	tvm_hello(vm, &h, -1);
+	status = vml_advise_decode(&a, m->payload, m->hdr.len, &h);
+	for (uint32_t i = 0; !status && i < a.nr; i++) {
+		uint8_t *p = (uint8_t *)vm->ram.host + rg[i].off;
+
+		if (a.advice == VML_ADVISE_BIND)
+			status = gm_numa_bind(p, rg[i].len, a.node);
+		else if (madvise(p, rg[i].len,
+				 a.advice == VML_ADVISE_DONTNEED ?
+				 MADV_DONTNEED : MADV_MERGEABLE))
+			status = -errno;
+	}
+	if (!status && a.advice < UT_ARRAY_SIZE(vm->advised))
+		vm->advised[a.advice] += a.nr;
+	return status;
 }
 
 /* Serves one request (under lock); -errno ends the connection. */
@@ -250,6 +286,9 @@ static int serve(struct tvm *vm, const struct vml_msg *m)
 		vml_status_encode(st, vm->state, 0);
 		out = st;
 		len = sizeof(st);
+		break;
+	case VML_MSG_ADVISE:
+		status = vm->anon ? do_advise(vm, m) : -EOPNOTSUPP;
 		break;
 	case VML_MSG_QUIT:
 		tvm_set_state(vm, VML_STATE_STOPPED);
@@ -361,7 +400,7 @@ static void fill_page(uint8_t *p, uint64_t i)
 }
 
 static void tvm_init(struct tvm *vm, const char *name, bool incoming,
-		     uint64_t npages)
+		     uint64_t npages, enum gm_backing backing)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->listen_fd = vm->conn_fd = vm->stop_fd = -1;
@@ -371,8 +410,9 @@ static void tvm_init(struct tvm *vm, const char *name, bool incoming,
 	snprintf(vm->path, sizeof(vm->path), "%s/%s.sock", tmpdir, name);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
-	ck_assert_int_eq(gm_region_init(&vm->ram, GM_BACKING_SHMEM,
-					npages * PAGE, name), 0);
+	vm->anon = backing == GM_BACKING_ANON;
+	ck_assert_int_eq(gm_region_init(&vm->ram, backing, npages * PAGE,
+					name), 0);
 	if (!incoming) {
 		for (uint64_t i = 0; i < npages; i++)
 			fill_page((uint8_t *)vm->ram.host + i * PAGE, i);
@@ -593,13 +633,15 @@ static void *dest_main(void *arg)
 	return NULL;
 }
 
-/* The default migration: 2 bulk streams, precopy, the slow writer. */
-static void mig_setup(struct mig *m, uint64_t dpages, int timeout_ms)
+/* The default migration: 2 bulk streams, precopy, the slow writer, both
+ * VMs' RAM on @backing. */
+static void mig_setup_as(struct mig *m, uint64_t dpages, int timeout_ms,
+			 enum gm_backing backing)
 {
 	memset(m, 0, sizeof(*m));
 	m->at_round = -1;
-	tvm_init(&m->svm, "src", false, NPAGES);
-	tvm_init(&m->dvm, "dst", true, dpages);
+	tvm_init(&m->svm, "src", false, NPAGES, backing);
+	tvm_init(&m->dvm, "dst", true, dpages, backing);
 	ck_assert_int_eq(mig_cancel_init(&m->scancel), 0);
 	ck_assert_int_eq(mig_cancel_init(&m->dcancel), 0);
 	net_open(&m->net, 2, timeout_ms);
@@ -613,6 +655,11 @@ static void mig_setup(struct mig *m, uint64_t dpages, int timeout_ms)
 		.vm_socket = m->dvm.path, .session = m->net.dst,
 		.cancel = &m->dcancel, .inject = &m->inj,
 	};
+}
+
+static void mig_setup(struct mig *m, uint64_t dpages, int timeout_ms)
+{
+	mig_setup_as(m, dpages, timeout_ms, GM_BACKING_SHMEM);
 }
 
 static void mig_go(struct mig *m)
@@ -827,6 +874,62 @@ START_TEST(hybrid_round0_then_postcopy)
 	assert_moved(&m, "postcopy");
 	ck_assert_uint_eq(m.ss.rounds[0].pages, NPAGES);
 	ck_assert_uint_eq(m.ss.rounds[0].round, 0);
+	mig_fini(&m);
+}
+END_TEST
+
+/* Anonymous RAM on both sides: read in the source VMM's process, placed
+ * through the incoming VMM's uffd; the zero and duplicate pages (and the
+ * pages the duplicates copy) advised mergeable by the incoming VMM. */
+START_TEST(anon_precopy_ksm_hints)
+{
+	struct mig m;
+
+	mig_setup_as(&m, NPAGES, 5000, GM_BACKING_ANON);
+	m.svm.hot = 0;
+	mig_go(&m);
+	assert_moved(&m, "precopy");
+	ck_assert_str_eq(m.ds.placement, "copy");
+	ck_assert(m.ds.ksm.reported && m.ds.ksm.anon && m.ds.ksm.hints);
+	/* Every 8th page zero, every 8th (from 5) a duplicate. */
+	ck_assert_uint_ge(m.ds.ksm.hinted_pages, NPAGES / 8 +
+			  m.ss.rounds[0].dup_pages);
+	ck_assert_uint_eq(m.ds.ksm.advised_ranges,
+			  m.dvm.advised[VML_ADVISE_MERGEABLE]);
+	ck_assert_uint_gt(m.ds.ksm.advised_ranges, 0);
+	mig_fini(&m);
+}
+END_TEST
+
+/* Hybrid on anonymous RAM with a busy writer: the pages the source
+ * discards at the switch are dropped by the incoming VMM (ADVISE
+ * DONTNEED) and fault in again; no hints with no_ksm_hints. */
+START_TEST(anon_hybrid_discards)
+{
+	struct mig m;
+
+	mig_setup_as(&m, NPAGES, 5000, GM_BACKING_ANON);
+	m.sp.mode = MIG_MODE_HYBRID;
+	m.dp.no_ksm_hints = true;
+	busy_writer(&m);
+	mig_go(&m);
+	assert_moved(&m, "postcopy");
+	ck_assert_uint_gt(m.dvm.advised[VML_ADVISE_DONTNEED], 0);
+	ck_assert_uint_eq(m.dvm.advised[VML_ADVISE_MERGEABLE], 0);
+	ck_assert(!m.ds.ksm.hints);
+	mig_fini(&m);
+}
+END_TEST
+
+/* An agent cannot map another process's private memory. */
+START_TEST(anon_map_refused)
+{
+	struct mig m;
+
+	mig_setup_as(&m, NPAGES, 5000, GM_BACKING_ANON);
+	m.sp.mem_access = MIG_MEM_MAP;
+	mig_go(&m);
+	assert_stayed(&m, "failed", "cannot be mapped here", NULL, NULL);
 	mig_fini(&m);
 }
 END_TEST
@@ -1257,6 +1360,9 @@ int main(void)
 		{ "precopy_map_duplicate_source_rewritten",
 		  precopy_map_duplicate_source_rewritten, 16, 0 },
 		{ "postcopy_faults_served", postcopy_faults_served, 0, 0 },
+		{ "anon_precopy_ksm_hints", anon_precopy_ksm_hints, 0, 0 },
+		{ "anon_hybrid_discards", anon_hybrid_discards, 0, 0 },
+		{ "anon_map_refused", anon_map_refused, 0, 0 },
 		{ "hybrid_round0_then_postcopy", hybrid_round0_then_postcopy,
 		  0, 0 },
 		{ "auto_fits_stays_precopy", auto_fits_stays_precopy, 0, 0 },
