@@ -205,10 +205,13 @@ static int attach_region(struct mig_vm *vm, unsigned int i,
 		    r->backing == GM_BACKING_ANON_THP;
 	int ret;
 
-	if (anon != (r->fd < 0))
-		return ut_err_first(err, -EINVAL, "RAM region %u: a %s backing "
-				"%s an fd", i, gm_backing_name(r->backing),
-				anon ? "with" : "without");
+	if (anon && r->fd >= 0)
+		return ut_err_first(err, -EINVAL, "RAM region %u is anonymous "
+				"memory (%s) but came with an fd", i,
+				gm_backing_name(r->backing));
+	if (!anon && r->fd < 0)
+		return ut_err_first(err, -EINVAL, "RAM region %u (%s) came "
+				"without its fd", i, gm_backing_name(r->backing));
 	if (anon && access == MIG_MEM_MAP)
 		return ut_err_first(err, -EINVAL, "RAM region %u is anonymous "
 				"memory, private to the VMM: it cannot be "

@@ -117,6 +117,10 @@ class Vmm:
             return HELLO, self.hello(regions=[r(psz=2 << 20)]), fds
         if sc == "hello_bad_backing":
             return HELLO, self.hello(regions=[r(backing=77)]), fds
+        if sc == "hello_shmem_no_fd":
+            return HELLO, self.hello(regions=[r(fdi=-1)]), fds[:1]
+        if sc == "hello_anon_with_fd":
+            return HELLO, self.hello(regions=[r(backing=3)]), fds
         if sc == "hello_no_regions":
             return HELLO, self.hello(regions=[]), fds[:1]
         if sc == "hello_too_many_regions":
@@ -247,7 +251,8 @@ def main():
                  "hello_unaligned_size", "hello_size_overflow",
                  "hello_host_overflow", "hello_zero_size",
                  "hello_bad_page_size", "hello_psz_backing",
-                 "hello_bad_backing", "hello_no_regions",
+                 "hello_bad_backing", "hello_shmem_no_fd",
+                 "hello_anon_with_fd", "hello_no_regions",
                  "hello_too_many_regions", "hello_count_mismatch",
                  "hello_truncated", "hello_bad_version", "hello_not_first",
                  "hello_more_fds", "hello_fd_index_out", "hello_fd_missing",

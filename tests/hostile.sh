@@ -161,6 +161,8 @@ vmm_hello_zero_size|src|no valid HELLO: region 0: address, size or offset not a 
 vmm_hello_bad_page_size|src|no valid HELLO: region 0: page size 8192 is not 4 KiB, 2 MiB or 1 GiB|running
 vmm_hello_psz_backing|src|no valid HELLO: region 0: page size 2097152 does not match its backing \(4096\)|running
 vmm_hello_bad_backing|src|no valid HELLO: region 0: unknown backing 77|running
+vmm_hello_shmem_no_fd|src|RAM region 0 \(shmem\) came without its fd|running
+vmm_hello_anon_with_fd|src|RAM region 0 is anonymous memory \(anon\) but came with an fd|running
 vmm_hello_no_regions|src|the VM reports 0 RAM regions|running
 vmm_hello_too_many_regions|src|no valid HELLO: 9 regions, more than 8|running
 vmm_hello_count_mismatch|src|no valid HELLO: a HELLO of 72 bytes for 2 regions|running
