@@ -8,7 +8,7 @@ import re
 import subprocess
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, await_verified, await_filled
+    dirty_rate_mibs, await_verified, await_filled, huge_share
 
 
 def is_vcpu(comm):
@@ -153,6 +153,8 @@ def figures(ctx, sc, sj, dj, src, dst, fs, fd, sampler, t0, t1, rate):
         "fault_p99_us": p99,
         "vcpu_blocked_ms": blocked,
         "fault_hist": hist,
+        "huge_share": (huge_share(dst.pid, sc["mem_mib"] << 20)
+                       if sc.get("thp") else None),
         "rounds": len(sj.get("rounds", [])),
         "mode_ended": sj.get("mode"),
         "dirty_rate_mibs": rate,
@@ -174,6 +176,8 @@ def run(ctx, sc, variant, rundir):
              "--ws", w["ws"], "--rate", str(w["rate"]),
              "--zero", str(w["zero"]), "--dup", str(w["dup"]),
              "--pattern", w["pattern"], "--heartbeat-ms", str(w["hb_ms"])]
+    if sc.get("thp"):
+        gargs.append("--thp")
     kids = []
     try:
         src = Child("src-vm", [vm, "-s", f"{rundir}/src.sock"] + gargs,

@@ -226,6 +226,19 @@ def hb_figures(series, t0, t1, hb_ms):
             None if gap is None else gap * 1000.0, errors)
 
 
+def huge_share(pid, mem_bytes):
+    """The share of a VM's MEM_BYTES of RAM that process PID maps with
+    huge pages (ShmemPmdMapped of /proc/PID/smaps_rollup), or None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("ShmemPmdMapped:"):
+                    return int(line.split()[1]) * 1024 / mem_bytes
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def dirty_rate_mibs(hbs):
     """The guest's achieved dirty rate (MiB/s) over its last heartbeats
     before migration, from the 'dirtied' page counter."""

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, await_verified, await_filled
+    dirty_rate_mibs, await_verified, await_filled, huge_share
 
 QEMU = "qemu-system-x86_64"
 
@@ -248,6 +248,8 @@ def run(ctx, sc, variant, rundir):
             "fault_p50_us": None,
             "fault_p99_us": None,
             "vcpu_blocked_ms": blocked,
+            "huge_share": (huge_share(dst.pid, sc["mem_mib"] << 20)
+                           if sc.get("thp") else None),
             "rounds": ram.get("dirty-sync-count"),
             "dirty_rate_mibs": rate,
             "postcopy_started": started_pc,

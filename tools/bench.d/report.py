@@ -18,8 +18,12 @@ FIGURES = [
     ("fault_p50_us", "fault p50", "us", "{:.0f}", True),
     ("fault_p99_us", "fault p99", "us", "{:.0f}", True),
     ("vcpu_blocked_ms", "vCPU blocked", "ms", "{:.0f}", True),
+    # The destination VM's RAM mapped with huge pages (smaps_rollup's
+    # ShmemPmdMapped against the RAM size), after the guest verified.
+    ("huge_share", "huge RAM", "x", "{:.2f}", False),
 ]
 POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms"}
+THP_ONLY = {"huge_share"}
 # Ferry's downtime piece by piece (from the agents' JSON "switchover"
 # objects and the last round), and the size of the VM's state blob.
 SPLIT = [
