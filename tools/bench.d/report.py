@@ -12,6 +12,10 @@ FIGURES = [
     ("downtime_ms", "downtime", "ms", "{:.0f}", True),
     ("stall_ms", "guest stall", "ms", "{:.0f}", True),
     ("hb_gap_ms", "HB gap", "ms", "{:.0f}", True),
+    # The guest's work while migrating against its own before (procs.py
+    # guest_work): 1.00 is not slowed at all.
+    ("guest_dirty_x", "guest dirty", "x", "{:.2f}", False),
+    ("guest_work_x", "guest work", "x", "{:.2f}", False),
     ("bytes", "wire", "MiB", "{:.0f}", True),
     ("cpu_s", "CPU", "s", "{:.2f}", True),
     ("throughput_mibs", "thruput", "MiB/s", "{:.0f}", False),
