@@ -140,7 +140,7 @@ enum mig_mem_access {
 
 /* When the source switches over (see ferry-source --mode). */
 enum mig_mode {
-	MIG_MODE_AUTO = 0,	/* precopy; postcopy when it stops converging */
+	MIG_MODE_AUTO = 0,	/* the switchover of least downtime (policy.c) */
 	MIG_MODE_PRECOPY,	/* precopy; cancel when it does not converge */
 	MIG_MODE_POSTCOPY,	/* switch over at once, pages follow */
 	MIG_MODE_HYBRID,	/* one full precopy round, then postcopy */

@@ -32,7 +32,8 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
 	precopy_hugetlb_1g hybrid_hugetlb_subpages thp_collapse
 	thp_collapse_postcopy hybrid auto auto_2g postcopy_recover
-	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
+	postcopy_manual_recover postcopy_dest_killed postcopy_dest_vm_killed
+	bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
@@ -309,6 +310,35 @@ case_postcopy_dest_killed() {
 		fail "no word on the paused VM: $(cat "$CT/fsrc.log")"
 	else
 		pass "postcopy, destination killed: source VM paused with its memory"
+	fi
+}
+
+# The incoming VM dies mid-postcopy: ferry-dest's userfaultfd calls fail
+# on a process that is gone. It says so and gives up (no recovery can
+# bring pages to it), and ferry-source stops too, the source VM paused
+# with its memory, instead of reconnecting for ever.
+case_postcopy_dest_vm_killed() {
+	start_vm src --ws 64M --rate 64 || return
+	start_vm dst --ws 64M --rate 64 --incoming || return
+	wait_filled src || return
+	start_dest || return
+	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode postcopy \
+		--bandwidth 8 --io-timeout 3s --recover-timeout 5
+	wait_hb dst 1 || return # the guest runs at the destination
+	kill -9 "${PID_OF[dst]}"
+	wait_exit dest 30 "ferry-dest to give up" || return
+	[ $rc -eq 1 ] || { fail "ferry-dest exit $rc: $(tail -n 3 "$CT/fdest.log")"; return; }
+	grep -q "process is gone" "$CT/fdest.log" ||
+		{ fail "ferry-dest did not say the VM is gone: $(tail -n 3 "$CT/fdest.log")"; return; }
+	wait_exit fsrc 30 "ferry-source to give up" || return
+	if [ $rc -ne 1 ]; then
+		fail "ferry-source exit $rc: $(tail -n 3 "$CT/fsrc.log")"
+	elif ! alive "${PID_OF[src]}"; then
+		fail "the source VM (holding the memory) exited"
+	elif [ "$(grep -c 'postcopy recovered' "$CT/fsrc.log")" -gt 1 ]; then
+		fail "ferry-source recovered $(grep -c 'postcopy recovered' "$CT/fsrc.log") times into a dead VM"
+	else
+		pass "postcopy, incoming VM killed: ferry-dest: $(grep -o 'the incoming VM.s process is gone' "$CT/fdest.log" | head -n 1); source VM paused with its memory"
 	fi
 }
 
