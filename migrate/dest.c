@@ -288,6 +288,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (d.phase == MIG_PHASE_COMPLETE) {
 		check_placement(&d);
 		dst_ksm_report(&d, st);
+		dst_collapse(&d, &st->thp);
 	}
 	st->place = d.place.st;
 	conclude(&d, ret, err);

@@ -54,6 +54,11 @@ static const char usage[] =
 "      --ksm                start KSM (/sys/kernel/mm/ksm/run 1) for the\n"
 "                           migration and restore its setting at the end;\n"
 "                           without it Ferry never changes KSM's settings\n"
+"\nHuge pages:\n"
+"      --thp-collapse TIME  once every page is in place, spend at most TIME\n"
+"                           collapsing the VM's 4 KiB shmem RAM into\n"
+"                           transparent huge pages where the host allows\n"
+"                           them (default 10s; bare number: s; off: never)\n"
 "\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
 "\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the state has arrived\n"
 "cancel the migration (the source VM runs on there); after it they are\n"
@@ -69,6 +74,7 @@ enum {
 	OPT_SHOW_TOPOLOGY,
 	OPT_KSM,
 	OPT_NO_KSM_HINTS,
+	OPT_THP_COLLAPSE,
 };
 
 /* --show-topology: the host picture, as the plan will see it. */
@@ -207,6 +213,7 @@ int ferry_dest_main(int argc, char **argv)
 		{ "show-topology", no_argument, NULL, OPT_SHOW_TOPOLOGY },
 		{ "ksm", no_argument, NULL, OPT_KSM },
 		{ "no-ksm-hints", no_argument, NULL, OPT_NO_KSM_HINTS },
+		{ "thp-collapse", required_argument, NULL, OPT_THP_COLLAPSE },
 		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
@@ -273,6 +280,14 @@ int ferry_dest_main(int argc, char **argv)
 			break;
 		case OPT_NO_KSM_HINTS:
 			p.no_ksm_hints = true;
+			break;
+		case OPT_THP_COLLAPSE:
+			v = strcmp(optarg, "off") ?
+				    cli_duration(&c, "--thp-collapse", optarg,
+						 1000, 0, 3600000) : 0;
+			if (v < 0)
+				return 2;
+			p.thp_collapse_ms = v ? v : -1;
 			break;
 		default:
 			return 2;

@@ -8,7 +8,8 @@ import re
 import subprocess
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, await_verified, await_filled
+    dirty_rate_mibs, await_verified, await_filled, huge_share, \
+    guest_work
 
 
 def is_vcpu(comm):
@@ -134,6 +135,7 @@ def figures(ctx, sc, sj, dj, src, dst, fs, fd, sampler, t0, t1, rate):
     rpasses, bad = await_verified(dst, lambda hbs: 1, ctx.verify_timeout)
     stall, gap, errors = hb_figures([src.heartbeats(), dst.heartbeats()],
                                     t0, t1, sc["hb_ms"])
+    dirty_x, work_x = guest_work(src.heartbeats(), dst.heartbeats(), t0, t1)
     vm_cpu, _ = sampler.cpu()
     cpu = vm_cpu + (fs.cpu_s() or 0) + (fd.cpu_s() or 0)
     total_s = sj.get("total_s")
@@ -145,6 +147,8 @@ def figures(ctx, sc, sj, dj, src, dst, fs, fd, sampler, t0, t1, rate):
         "downtime_ms": sj.get("downtime_ms"),
         "stall_ms": stall,
         "hb_gap_ms": gap,
+        "guest_dirty_x": dirty_x,
+        "guest_work_x": work_x,
         "bytes": nbytes,
         "cpu_s": cpu,
         "throughput_mibs": (nbytes / 1048576 / total_s
@@ -153,6 +157,8 @@ def figures(ctx, sc, sj, dj, src, dst, fs, fd, sampler, t0, t1, rate):
         "fault_p99_us": p99,
         "vcpu_blocked_ms": blocked,
         "fault_hist": hist,
+        "huge_share": (huge_share(dst.pid, sc["mem_mib"] << 20)
+                       if sc.get("thp") else None),
         "rounds": len(sj.get("rounds", [])),
         "mode_ended": sj.get("mode"),
         "dirty_rate_mibs": rate,
@@ -174,6 +180,8 @@ def run(ctx, sc, variant, rundir):
              "--ws", w["ws"], "--rate", str(w["rate"]),
              "--zero", str(w["zero"]), "--dup", str(w["dup"]),
              "--pattern", w["pattern"], "--heartbeat-ms", str(w["hb_ms"])]
+    if sc.get("thp"):
+        gargs.append("--thp")
     kids = []
     try:
         src = Child("src-vm", [vm, "-s", f"{rundir}/src.sock"] + gargs,
