@@ -55,6 +55,10 @@ struct mig_stats {
 	double pause_ms;	/* source: PAUSE sent to the VMM's reply */
 	double harvest_ms;	/* source: the last dirty-log read, paused */
 	double state_save_ms;	/* source: SAVE_STATE sent to the blob in hand */
+	/* source, postcopy: the rest of the stop, paused: the empty round
+	 * whose markers switch the receivers, the DISCARD messages, and the
+	 * state blob onto the control stream. */
+	double markers_ms, discard_ms, state_send_ms;
 	uint64_t state_bytes;	/* the VM's state blob (both sides) */
 	double drain_ms;	/* destination: state in to LOAD_STATE (precopy:
 				 * the last pages placed, the uffd released) */

@@ -127,7 +127,15 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	fprintf(f, "  \"total_s\": %.3f,\n  \"setup_s\": %.3f,\n"
 		   "  \"downtime_ms\": %.2f,\n  \"state_load_ms\": %.2f,\n",
 		st->total_s, st->setup_s, st->downtime_ms, st->state_load_ms);
-	if (!strcmp(role, "source"))
+	if (!strcmp(role, "source") && !strcmp(st->mode, "postcopy"))
+		fprintf(f, "  \"switchover\": {\"pause_ms\": %.2f, "
+			   "\"harvest_ms\": %.2f, \"markers_ms\": %.2f, "
+			   "\"discard_ms\": %.2f, \"state_save_ms\": %.2f, "
+			   "\"state_send_ms\": %.2f, \"state_bytes\": %llu},\n",
+			st->pause_ms, st->harvest_ms, st->markers_ms,
+			st->discard_ms, st->state_save_ms, st->state_send_ms,
+			(unsigned long long)st->state_bytes);
+	else if (!strcmp(role, "source"))
 		fprintf(f, "  \"switchover\": {\"pause_ms\": %.2f, "
 			   "\"harvest_ms\": %.2f, \"state_save_ms\": %.2f, "
 			   "\"state_bytes\": %llu},\n", st->pause_ms,

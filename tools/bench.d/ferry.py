@@ -106,18 +106,23 @@ def split_figures(sj, dj):
     the agents' JSON "switchover" objects; None for a piece the JSON lacks.
     final_round_ms: the round the VM is paused for, between harvest and
     state: in precopy the last (the pages left), in postcopy the marker
-    round before the push rounds (one, and one more per recovery)."""
+    round before the push rounds (the source's markers_ms). Postcopy's
+    stop also has the DISCARD messages and the state's send."""
     s, d = sj.get("switchover") or {}, dj.get("switchover") or {}
     rounds = sj.get("rounds") or []
     back = 1
     if sj.get("mode") == "postcopy":
         back += 1 + (sj.get("postcopy") or {}).get("recoveries", 0)
     last = rounds[-back].get("duration_s") if len(rounds) >= back else None
+    if s.get("markers_ms") is not None:
+        last = s["markers_ms"] / 1000.0
     return {
         "pause_ms": s.get("pause_ms"),
         "harvest_ms": s.get("harvest_ms"),
         "final_round_ms": None if last is None else last * 1000.0,
+        "discard_ms": s.get("discard_ms"),
         "state_save_ms": s.get("state_save_ms"),
+        "state_send_ms": s.get("state_send_ms"),
         "drain_ms": d.get("drain_ms"),
         "state_load_ms": d.get("load_ms"),
         "resume_ms": d.get("resume_ms"),

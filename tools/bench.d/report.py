@@ -26,7 +26,8 @@ FIGURES = [
     # ShmemPmdMapped against the RAM size), after the guest verified.
     ("huge_share", "huge RAM", "x", "{:.2f}", False),
 ]
-POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms"}
+POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms",
+                 "discard_ms", "state_send_ms"}
 THP_ONLY = {"huge_share"}
 # Ferry's downtime piece by piece (from the agents' JSON "switchover"
 # objects and the last round), and the size of the VM's state blob.
@@ -34,7 +35,9 @@ SPLIT = [
     ("pause_ms", "pause", "ms", "{:.1f}", True),
     ("harvest_ms", "harvest", "ms", "{:.1f}", True),
     ("final_round_ms", "final round", "ms", "{:.1f}", True),
+    ("discard_ms", "DISCARD", "ms", "{:.1f}", True),
     ("state_save_ms", "state save", "ms", "{:.1f}", True),
+    ("state_send_ms", "state send", "ms", "{:.1f}", True),
     ("drain_ms", "dest drain", "ms", "{:.1f}", True),
     ("state_load_ms", "state load", "ms", "{:.1f}", True),
     ("resume_ms", "resume", "ms", "{:.1f}", True),
