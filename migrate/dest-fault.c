@@ -278,6 +278,7 @@ static void *fault_main(void *arg)
 					 tp_stream_strerror(urg) :
 					 strerror(-ret));
 			d->meet.failed = true;
+			d->meet.error = ret;
 		}
 		pthread_cond_broadcast(&d->meet.cond);
 		pthread_mutex_unlock(&d->meet.lock);

@@ -143,10 +143,16 @@ int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 					     1000) == -ETIMEDOUT)
 				dst_event_progress(d);
 		if (!ret && d->meet.failed)
-			ret = -ECONNRESET;
+			ret = d->meet.error == -ESRCH ? -ESRCH : -ECONNRESET;
 		pthread_mutex_unlock(&d->meet.lock);
 		if (!ret)
 			break;
+		/* A placement found the VM's process gone (it exited or was
+		 * killed): no source can help it, and there is nothing to
+		 * wait for. */
+		if (ret == -ESRCH)
+			return mig_fail(err, ret, "the VM here is gone (its "
+					"process exited) during postcopy");
 		mig_fail(err, ret, "receiving pushed pages failed");
 		ret = dst_recover(d, st, err);
 		if (ret)
