@@ -118,33 +118,40 @@ static const struct policy_row rows[] = {
 	{ ROW("defaults_deadline_120s",
 	      MIG_MODE_PRECOPY, false, 0, 0, 0, "RRC", MIG_WHY_DEADLINE),
 	  .r = { R(1000, 100, 60), R(1000, 100, 119.9), R(1000, 100, 120) } },
-	/* auto */
+	/* auto, with postcopy at hand: the switchover of least downtime
+	 * (postcopy's about MIG_POLICY_POSTCOPY_MS) */
 	{ ROW("auto_fits_stays_precopy",
 	      MIG_MODE_AUTO, true, 0, 0, 0, "S", MIG_WHY_FITS),
 	  .r = { R(10, 1000, 1) } },
-	{ ROW("auto_converging_keeps_rounds",
-	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRRS", MIG_WHY_FITS),
-	  .r = { R(8000, 100, 1), R(4000, 100, 2), R(2000, 100, 3),
-		 R(1000, 100, 4), R(20, 100, 5) } },
-	{ ROW("auto_stalls_to_postcopy",
-	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	{ ROW("auto_one_more_round_reaches_postcopy_cost",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RS", MIG_WHY_FITS),
+	  /* 100 ms now; dirtying 100 MiB/s at 1000 MiB/s, 10 ms next */
+	  .r = { R(100, 1000, 1), R(5, 1000, 2) } },
+	{ ROW("auto_rounds_while_each_promises_it",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RRS", MIG_WHY_FITS),
+	  .r = { R(50, 1000, 1), R(30, 1000, 2), R(8, 1000, 3) } },
+	{ ROW("auto_fits_the_limit_but_postcopy_is_cheaper",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "P", MIG_WHY_CHEAPER),
+	  /* 200 ms fits 300, and the next round would still cost 40 ms */
+	  .r = { R(200, 1000, 1) },
+	  .check = true, .pred_ms = 200, .rate_mibs = 200 },
+	{ ROW("auto_dirtying_faster_than_sent_goes_postcopy",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "P", MIG_WHY_CHEAPER),
 	  .r = { R(1000, 100, 1) } },
-	{ ROW("auto_less_than_10pct_is_a_stall",
-	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
-	  .r = { R(1000, 100, 1), R(950, 100, 2), R(900, 100, 3),
-		 R(860, 100, 4) } },
-	{ ROW("auto_10pct_better_resets_stall",
-	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRRRR", MIG_WHY_CONVERGING),
-	  .r = { R(1000, 100, 1), R(1000, 100, 2), R(1000, 100, 3),
-		 R(800, 100, 4), R(800, 100, 5), R(800, 100, 6) } },
+	{ ROW("auto_promising_round_that_disappoints",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RP", MIG_WHY_CHEAPER),
+	  .r = { R(50, 1000, 1), R(500, 1000, 2) } },
+	{ ROW("auto_limit_below_postcopy_cost",
+	      MIG_MODE_AUTO, true, 5, 0, 0, "RS", MIG_WHY_FITS),
+	  .r = { R(8, 1000, 1), R(4, 1000, 2) } },
 	{ ROW("auto_max_rounds_to_postcopy",
 	      MIG_MODE_AUTO, true, 300, 2, 0, "RP", MIG_WHY_MAX_ROUNDS),
-	  .r = { R(1000, 100, 1), R(500, 100, 2) } },
+	  .r = { R(50, 1000, 1), R(50, 1000, 2) } },
 	{ ROW("auto_deadline_to_postcopy",
 	      MIG_MODE_AUTO, true, 300, 0, 5, "RP", MIG_WHY_DEADLINE),
-	  .r = { R(1000, 100, 2), R(500, 100, 5) } },
-	{ ROW("auto_stalled_and_late_says_stalled",
-	      MIG_MODE_AUTO, true, 300, 4, 0, "RRRP", MIG_WHY_STALLED),
+	  .r = { R(50, 1000, 2), R(50, 1000, 5) } },
+	{ ROW("auto_late_says_late",
+	      MIG_MODE_AUTO, true, 300, 1, 0, "P", MIG_WHY_MAX_ROUNDS),
 	  .r = { R(1000, 100, 1) } },
 	{ ROW("auto_without_postcopy_cancels",
 	      MIG_MODE_AUTO, false, 300, 5, 0, "RRRRC", MIG_WHY_MAX_ROUNDS),
@@ -152,8 +159,8 @@ static const struct policy_row rows[] = {
 	{ ROW("auto_without_postcopy_deadline",
 	      MIG_MODE_AUTO, false, 300, 0, 3, "RRC", MIG_WHY_DEADLINE),
 	  .r = { R(1000, 100, 1) } },
-	{ ROW("auto_zero_bandwidth_stalls",
-	      MIG_MODE_AUTO, true, 300, 0, 0, "RRRP", MIG_WHY_STALLED),
+	{ ROW("auto_zero_bandwidth_goes_postcopy",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "P", MIG_WHY_CHEAPER),
 	  .r = { R(10, 0, 1) },
 	  .check = true, .pred_ms = 1e9, .rate_mibs = 10 },
 	/* hybrid and postcopy */
@@ -309,8 +316,7 @@ START_TEST(policy_is_pure)
 	struct mig_round_input in = { .round = 3, .dirty_bytes = 1e9,
 				      .bandwidth_mibs = 100, .duration_s = 1,
 				      .elapsed_ns = 4000000000ULL };
-	struct mig_policy_state a = { .rounds = 3, .best_ms = 9000,
-				      .stalled = 2 }, b = a;
+	struct mig_policy_state a = { .rounds = 3, .best_ms = 9000 }, b = a;
 	struct mig_verdict va, vb;
 	struct mig_policy pol;
 
@@ -320,8 +326,7 @@ START_TEST(policy_is_pure)
 	ck_assert(memcmp(&va, &vb, sizeof(va)) == 0);
 	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
 	ck_assert_int_eq(va.decision, MIG_DECIDE_POSTCOPY);
-	ck_assert_int_eq(va.reason, MIG_WHY_STALLED);
-	ck_assert_uint_eq(a.stalled, 3);
+	ck_assert_int_eq(va.reason, MIG_WHY_CHEAPER);
 	in.dirty_bytes = 1024;
 	b = a;
 	va = mig_policy_next(&pol, &a, &in);
@@ -336,7 +341,7 @@ START_TEST(policy_names)
 	ck_assert_str_eq(mig_decision_name(MIG_DECIDE_CANCEL), "cancel");
 	ck_assert_str_eq(mig_decision_name((enum mig_decision)99), "?");
 	ck_assert_str_eq(mig_reason_name(MIG_WHY_DEADLINE), "deadline");
-	ck_assert_str_eq(mig_reason_name(MIG_WHY_STALLED), "stalled");
+	ck_assert_str_eq(mig_reason_name(MIG_WHY_CHEAPER), "postcopy cheaper");
 	ck_assert_str_eq(mig_reason_name((enum mig_reason)-1), "?");
 }
 END_TEST
@@ -782,7 +787,7 @@ START_TEST(placement_table)
 	struct mig_place_policy pol;
 	struct mig_plan pl;
 	struct gm_topo t;
-	char err[MIG_ERR_LEN] = "";
+	struct ut_err err = { "" };
 	uint8_t heat0[2048] = { 0 };
 	const uint8_t *heat[2] = { heat0, NULL };
 	struct mig_plan_input in = { .topo = &t, .layout = &l,
@@ -797,14 +802,14 @@ START_TEST(placement_table)
 	}
 	for (int i = w->hot_first; i < w->hot_first + w->hot_n; i++)
 		heat0[i] = 5;
-	ck_assert_int_eq(mig_place_parse(w->policy, &pol, err), 0);
+	ck_assert_int_eq(mig_place_parse(w->policy, &pol, &err), 0);
 	pol.fast_share = w->fast_share;
-	ret = mig_plan_make(&pl, &in, &pol, err);
+	ret = mig_plan_make(&pl, &in, &pol, &err);
 	ck_assert_msg(ret == w->want, "%s: got %d (%s), want %d", w->name, ret,
-		      err, w->want);
+		      err.msg, w->want);
 	if (w->err_has)
-		ck_assert_msg(strstr(err, w->err_has), "%s: '%s' lacks '%s'",
-			      w->name, err, w->err_has);
+		ck_assert_msg(strstr(err.msg, w->err_has), "%s: '%s' lacks '%s'",
+			      w->name, err.msg, w->err_has);
 	if (ret)
 		return;
 	for (int n = 0; n < 2; n++)
@@ -829,15 +834,15 @@ START_TEST(placement_is_pure)
 	struct mig_place_policy pol;
 	struct mig_plan a, b;
 	struct gm_topo t, t2;
-	char err[MIG_ERR_LEN] = "";
+	struct ut_err err = { "" };
 	struct mig_plan_input in = { .topo = &t, .layout = &l,
 				     .local_nodes = 1, .reserve = 0 };
 
 	two_nodes(&t, 1024 * MiB, 512 * MiB);
 	t2 = t;
-	ck_assert_int_eq(mig_place_parse("interleave:0-1", &pol, err), 0);
-	ck_assert_int_eq(mig_plan_make(&a, &in, &pol, err), 0);
-	ck_assert_int_eq(mig_plan_make(&b, &in, &pol, err), 0);
+	ck_assert_int_eq(mig_place_parse("interleave:0-1", &pol, &err), 0);
+	ck_assert_int_eq(mig_plan_make(&a, &in, &pol, &err), 0);
+	ck_assert_int_eq(mig_plan_make(&b, &in, &pol, &err), 0);
 	ck_assert_int_eq(a.r[0].nchunks, 150);
 	ck_assert(!memcmp(a.r[0].node, b.r[0].node, a.r[0].nchunks));
 	ck_assert(!memcmp(a.planned, b.planned, sizeof(a.planned)));
@@ -867,15 +872,16 @@ START_TEST(placement_policy_text)
 		{ "nearest", NULL, -EINVAL },
 	};
 	struct mig_place_policy p;
-	char err[MIG_ERR_LEN], buf[64];
+	struct ut_err err;
+	char buf[64];
 
 	for (size_t i = 0; i < UT_ARRAY_SIZE(texts); i++) {
-		err[0] = 0;
-		ck_assert_msg(mig_place_parse(texts[i].in, &p, err) == texts[i].ret,
+		ut_err_clear(&err);
+		ck_assert_msg(mig_place_parse(texts[i].in, &p, &err) == texts[i].ret,
 			      "'%s'", texts[i].in);
 		if (texts[i].ret) {
-			ck_assert_msg(strstr(err, "--placement"), "'%s': %s",
-				      texts[i].in, err);
+			ck_assert_msg(strstr(err.msg, "--placement"), "'%s': %s",
+				      texts[i].in, err.msg);
 			continue;
 		}
 		mig_place_format(&p, buf, sizeof(buf));
@@ -972,7 +978,8 @@ static void *write_events(void *arg)
 START_TEST(events_lines_in_order)
 {
 	char path[] = "/tmp/check-migrate-events.XXXXXX";
-	char err[MIG_ERR_LEN], line[2048];
+	struct ut_err err;
+	char line[2048];
 	struct ev_writer w[3];
 	pthread_t th[3];
 	struct mig_events *ev;
@@ -982,7 +989,7 @@ START_TEST(events_lines_in_order)
 
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	ck_assert_int_eq(mig_events_open(&ev, path, "source", err), 0);
+	ck_assert_int_eq(mig_events_open(&ev, path, "source", &err), 0);
 	for (int i = 0; i < 3; i++) {
 		w[i] = (struct ev_writer){ ev, i };
 		ck_assert_int_eq(pthread_create(&th[i], NULL, write_events,
@@ -1018,18 +1025,18 @@ END_TEST
 START_TEST(events_full_device)
 {
 	struct mig_events *ev;
-	char err[MIG_ERR_LEN];
+	struct ut_err err;
 	uint64_t written = 1;
 
 	if (access("/dev/full", W_OK))
 		return; /* nothing to fill here */
-	ck_assert_int_eq(mig_events_open(&ev, "/dev/full", "dest", err), 0);
+	ck_assert_int_eq(mig_events_open(&ev, "/dev/full", "dest", &err), 0);
 	write_events(&(struct ev_writer){ ev, 0 });
 	ck_assert_int_eq(mig_events_close(ev, &written), -ENOSPC);
 	ck_assert_uint_eq(written, 0);
 	ck_assert_int_eq(mig_events_open(&ev, "/nonexistent/dir/ev", "dest",
-					 err), -ENOENT);
-	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/dir/ev"));
+					 &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/dir/ev"));
 }
 END_TEST
 
