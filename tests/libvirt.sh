@@ -7,9 +7,13 @@
 # that logs each call), /run/libvirt, /var/lib/libvirt, /var/log/libvirt,
 # /var/cache/libvirt and host UUID; host A's loopback address is 127.0.0.2,
 # B's 127.0.0.3. The domain is docs/libvirt-domain.xml: ferry-guest as its
-# kernel, 64 MiB of shared memfd RAM, TCG. ferry-migrate runs on the source
+# kernel, 128 MiB of shared memfd RAM, TCG; case linux boots Debian's
+# Linux from the same XML (tools/linux-guest), hugetlb puts the RAM on
+# 2 MiB pages (a pool reserved for it, given back after), numa gives the
+# guest two cells (two RAM regions). ferry-migrate runs on the source
 # host (nsenter into its namespace); the destination's hook starts
-# ferry-dest. The guest verifies itself (HB lines on its serial file).
+# ferry-dest. The guest verifies itself (HB lines on its serial file);
+# the Linux guest's heartbeats must count on across each hop.
 #
 # Every wait is bounded; only processes started here are ended, by PID
 # (the libvirtds, and the QEMUs they started, from their pid files).
