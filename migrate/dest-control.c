@@ -46,9 +46,11 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	 * huge pages need a page cache the guest cannot see (MINOR). */
 	d->keep = d->minor && !d->vm.copy &&
 		  (h->features & MIG_FEAT_SUBPAGES_KEEP);
+	d->discard_early = h->features & MIG_FEAT_DISCARD_EARLY;
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
 		MIG_WIRE_VERSION,
-		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT) &
+		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
+			       MIG_FEAT_DISCARD_EARLY) &
 		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
 		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) &
 		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
@@ -127,38 +129,11 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 			 struct ut_err *err)
 {
 	struct mig_zero z;
-	uint64_t run = 0, run_len = 0;	/* pages to drop, contiguous */
-	uint32_t psz;
 	int ret = mig_dec_zero(buf, len, &d->vm.layout, &z);
 
 	if (ret)
 		return ut_err_first(err, ret, "the source sent a malformed DISCARD");
-	psz = d->vm.layout.r[z.region].page_size;
-	for (uint64_t i = 0; i <= z.npages && !ret; i++) {
-		uint64_t g = d->vm.first[z.region] + z.first + i;
-
-		if (i < z.npages && (z.bits[i / 8] & (1u << (i % 8)))) {
-			ut_bitmap_clear(&d->zero, g);
-			ut_bitmap_clear(&d->claimed, g);
-			/* Kept: its SUBPAGES update it before it is mapped. */
-			if (d->keep && psz >= MIG_SUB_WINDOW &&
-			    ut_bitmap_test_and_clear(&d->received, g)) {
-				ut_bitmap_set(&d->held, g);
-			} else {
-				ut_bitmap_clear(&d->received, g);
-				if (!run_len)
-					run = z.first + i;
-				run_len++;
-				continue;
-			}
-		}
-		/* A run of dropped pages ends: one hole for all of it (a
-		 * call per page costs about twice as much per page). */
-		if (run_len)
-			ret = gm_region_discard(&d->vm.map[z.region], run * psz,
-						run_len * psz);
-		run_len = 0;
-	}
+	ret = dst_discard(d, &z);
 	return ret ? ut_err_first(err, ret, "dropping a page failed") : 0;
 }
 
