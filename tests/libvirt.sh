@@ -345,7 +345,7 @@ hop() { # hop FROM TO WHAT [ferry-migrate options]
 		fail "$what" "$why"
 	else
 		hop_ok=1
-		ok "$what: $gsay at $t ($(V "$t" domstate "$DOM" | head -n 1) there, gone at $f; mode $(sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p' "$T/hop.json" | head -n 1), downtime $(json downtime_ms) ms, Ferry $(json total_s) s, all $(sed -n 's/.* (\([0-9.]*\) s; libvirt.*/\1/p' "$T/migrate.log") s, libvirt's stream $(stream_bytes) bytes, $(sed -n 's/.*its job: \(.*\))$/\1/p' "$T/migrate.log"))"
+		ok "$what: $gsay at $t ($(V "$t" domstate "$DOM" | head -n 1) there, gone at $f; mode $(sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p' "$T/hop.json" | head -n 1), downtime $(json downtime_ms) ms, Ferry $(json total_s) s and $(json total) bytes, all $(sed -n 's/.* (\([0-9.]*\) s; libvirt.*/\1/p' "$T/migrate.log") s, libvirt's stream $(stream_bytes) bytes, $(sed -n 's/.*its job: \(.*\))$/\1/p' "$T/migrate.log"))"
 	fi
 }
 
