@@ -126,6 +126,12 @@ void dst_wake_if_idle(struct mig_dst *d);
  * mode, else UFFDIO_COPY or UFFDIO_ZEROPAGE; another placement winning
  * is 0. */
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf);
+/* Any thread, minor mode, a region fed units smaller than its pages
+ * (MIG_FEAT_PAGESIZES): whether every unit of the huge page whose first
+ * unit is @u0 holds data or is zero; and mapping that page into the VMM
+ * (UFFDIO_CONTINUE of the whole of it), which serves its fault. */
+bool dst_unit_complete(struct mig_dst *d, uint32_t r, uint64_t u0);
+int dst_unit_map(struct mig_dst *d, uint32_t r, uint64_t u0);
 /* Any thread: a zero page, the way the backing's page size allows. */
 int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
 /* Any thread, postcopy, minor mode: applies SUBPAGES @sp (its data
@@ -160,7 +166,9 @@ void dst_uffd_release(struct mig_dst *d);
 
 /* ---- the control stream (dest-control.c) ---- */
 
+/* Same regions (gpa and size) and page sizes; same regions only. */
 bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b);
+bool dst_same_regions(const struct mig_layout *a, const struct mig_layout *b);
 /* HELLO checked, WELCOME sent. */
 int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err);
 /* After our cancel: waits (bounded) for the source's answer or close. */

@@ -36,6 +36,63 @@ static void placed(struct mig_dst *d, uint64_t g)
 		dst_wake_if_idle(d);
 }
 
+/* A huge page fed 4 KiB units (MIG_FEAT_PAGESIZES): complete once each
+ * of its units holds data or is known to be zero. */
+bool dst_unit_complete(struct mig_dst *d, uint32_t r, uint64_t u0)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), g0 = d->vm.first[r] + u0;
+
+	for (uint64_t g = ut_bitmap_find_next_zero(&d->received, g0);
+	     g < g0 + per; g = ut_bitmap_find_next_zero(&d->received, g + 1))
+		if (!ut_bitmap_test(&d->zero, g))
+			return false;
+	return true;
+}
+
+int dst_unit_map(struct mig_dst *d, uint32_t r, uint64_t u0)
+{
+	uint64_t g0 = d->vm.first[r] + u0;
+	size_t psz = d->vm.map[r].page_size;
+	int ret, tries = 0;
+
+	/* A huge page all of whose units are zero may not be in the page
+	 * cache yet: a read through our mapping allocates it, zeroed (and
+	 * changes nothing of one that is there). */
+	(void)*(volatile uint8_t *)mig_vm_page(&d->vm, r, u0);
+	do
+		ret = gm_uffd_continue(&d->uffd, vmm_addr(d, r, u0), psz, 0);
+	while (ret == -EAGAIN && ++tries < 100);
+	if (ret && ret != -EEXIST)
+		return ret;
+	/* The fault on the huge page is recorded on its first unit. */
+	if (mig_faults_served(&d->faults, g0, ut_now_ns()))
+		dst_wake_if_idle(d);
+	return 0;
+}
+
+/* Minor mode, a unit of a huge page: written into the page cache through
+ * our mapping (the VMM cannot see it: the huge page is not mapped there
+ * before all of its units are in), and the huge page mapped by the
+ * thread that completes it. A unit that holds its data already is
+ * final: a second copy (pushed and asked for) is dropped. */
+static int place_unit(struct mig_dst *d, uint32_t r, uint64_t idx,
+		      const void *buf)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), g = d->vm.first[r] + idx;
+	uint64_t u0 = idx - idx % per;
+
+	if (ut_bitmap_test(&d->received, g) ||
+	    ut_bitmap_test_and_set(&d->claimed, g))
+		return 0;
+	if (buf)
+		memcpy(mig_vm_page(&d->vm, r, idx), buf, MIG_SUB_SIZE);
+	else
+		memset(mig_vm_page(&d->vm, r, idx), 0, MIG_SUB_SIZE);
+	ut_bitmap_set(&d->received, g);
+	ut_bitmap_clear(&d->zero, g);
+	return dst_unit_complete(d, r, u0) ? dst_unit_map(d, r, u0) : 0;
+}
+
 /* Minor mode: the page into the page cache through our own mapping (or
  * the backing file), then mapped into the VMM. Only the thread that
  * claims the page writes it: a second writer could overwrite what the
@@ -47,6 +104,8 @@ static int place_minor(struct mig_dst *d, uint32_t r, uint64_t idx,
 	uint64_t g = d->vm.first[r] + idx;
 	int ret = 0, tries = 0;
 
+	if (mig_vm_per_page(&d->vm, r) > 1)
+		return place_unit(d, r, idx, buf);
 	if (ut_bitmap_test_and_set(&d->claimed, g))
 		return 0; /* being placed; its CONTINUE wakes the fault */
 	if (!buf)

@@ -123,6 +123,9 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 	int ret;
 
 	ret = dst_welcome(d, ctl, err);
+	/* Sized for the wire's units, which WELCOME settled. */
+	if (!ret && (ret = alloc_tracking(d)))
+		mig_fail(err, ret, "out of memory");
 	if (!ret) {
 		mig_phase_enter(&d->phase, MIG_PHASE_PRECOPY);
 		dst_event_started(d);
@@ -259,8 +262,6 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
 		ret = mig_fail(err, -EBUSY, "the VM at %s is already running; "
 			       "start it with --incoming", p->vm_socket);
-	if (!ret && (ret = alloc_tracking(&d)))
-		mig_fail(err, ret, "out of memory");
 	if (!ret) {
 		dst_uffd_setup(&d);
 		snprintf(st->placement, sizeof(st->placement), "%s",

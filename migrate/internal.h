@@ -18,8 +18,13 @@ struct mig_vm {
 	uint64_t first[VML_MAX_REGIONS];	/* global index of page 0 */
 	uint64_t total_pages;
 	uint64_t ram_bytes;
-	struct mig_layout layout;		/* as sent in HELLO */
+	/* As sent in HELLO, until the handshake: then the wire's layout
+	 * (mig_layout_units()), whose page size is the unit every index
+	 * counts. map[i].page_size stays the backing's. */
+	struct mig_layout layout;
 	bool copy;				/* MIG_MEM_COPY in effect */
+	bool units;				/* some region's unit is smaller
+						 * than its backing's page */
 };
 
 /* Connects to the VMM at @path and maps every region. Anonymous RAM has
@@ -32,12 +37,22 @@ int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 		 const void *buf, size_t len);
 void mig_vm_detach(struct mig_vm *vm);
+/* After the handshake: from now on every index counts the units of
+ * @wire (mig_layout_units() of vm->layout), first[] and total_pages
+ * with them. Before any page bitmap is sized. */
+void mig_vm_use_units(struct mig_vm *vm, const struct mig_layout *wire);
+/* Units of region @r in one page of its backing: 1, or 512 (2 MiB
+ * fed 4 KiB units), or 262144 (1 GiB). */
+static inline uint64_t mig_vm_per_page(const struct mig_vm *vm, uint32_t r)
+{
+	return vm->map[r].page_size / vm->layout.r[r].page_size;
+}
 
-/* Host address (here) of page @idx of region @r. */
+/* Host address (here) of page @idx (a unit) of region @r. */
 static inline uint8_t *mig_vm_page(const struct mig_vm *vm, uint32_t r,
 				   uint64_t idx)
 {
-	return (uint8_t *)vm->map[r].host + idx * vm->map[r].page_size;
+	return (uint8_t *)vm->map[r].host + idx * vm->layout.r[r].page_size;
 }
 
 /* Formats a one-line reason into @err (MIG_ERR_LEN) and returns @ret. */

@@ -130,6 +130,7 @@ struct mig_src {
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
+	uint64_t welcome_features;	/* what the destination accepted */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
 	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL
 	 * for other page sizes), valid the pages whose hashes are known. */

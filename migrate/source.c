@@ -43,7 +43,7 @@ static int start_tracking(struct mig_src *s, char *err)
 	for (unsigned int i = 0; i < s->vm.nr; i++)
 		ranges[i] = (struct gm_dirty_range){
 			h->regions[i].host_addr, h->regions[i].size,
-			h->regions[i].page_size };
+			s->vm.layout.r[i].page_size };
 	ret = gm_dirty_create(&s->dirty, &(struct gm_dirty_params){
 		.pid = h->pid, .uffd = &s->uffd, .ranges = ranges,
 		.nr_ranges = s->vm.nr });
@@ -94,12 +94,52 @@ static int sub_init(struct mig_src *s, char *err)
 	return 0;
 }
 
+/* The page bitmaps and the chunks, for the layout in s->vm. */
+static int layout_alloc(struct mig_src *s)
+{
+	int ret = src_chunks_build(s);
+
+	if (!ret)
+		ret = ut_bitmap_init(&s->todo, s->vm.total_pages);
+	if (!ret)
+		ret = ut_bitmap_init(&s->sent, s->vm.total_pages);
+	if (!ret)
+		ret = ut_bitmap_init(&s->spare, s->vm.total_pages);
+	return ret;
+}
+
+/* Regions whose page sizes differ at the two ends go in 4 KiB units
+ * (MIG_FEAT_PAGESIZES): every index from here on counts them. */
+static int units_apply(struct mig_src *s, const struct mig_layout *src,
+		       const struct mig_welcome *w, char *err)
+{
+	struct mig_layout wire;
+
+	if (!mig_layout_units(src, w, &wire))
+		return 0;
+	for (uint32_t i = 0; i < wire.nr; i++)
+		if (wire.r[i].page_size != src->r[i].page_size)
+			pr_info("region %u: %u KiB pages here, %u KiB at the "
+				"destination: sent in 4 KiB units", i,
+				src->r[i].page_size >> 10,
+				w->page_size[i] >> 10);
+	mig_vm_use_units(&s->vm, &wire);
+	ut_bitmap_fini(&s->todo);
+	ut_bitmap_fini(&s->sent);
+	ut_bitmap_fini(&s->spare);
+	free(s->chunks);
+	s->chunks = NULL;
+	s->nchunks = 0;
+	return layout_alloc(s) ? mig_fail(err, -ENOMEM, "out of memory") : 0;
+}
+
 /* HELLO with the region table; the destination answers WELCOME or ERROR. */
 static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 {
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
-		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT,
+		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
+			    MIG_FEAT_PAGESIZES,
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
 	};
@@ -134,21 +174,31 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 				"WELCOME (%s)", mig_wire_reason());
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
+	s->welcome_features = w.features;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
 		mig_fail(err, -EOPNOTSUPP, "the destination cannot do postcopy "
-			 "(its VM handed over no userfaultfd)");
+			 "(its VM handed over no userfaultfd, or it cannot map "
+			 "huge pages assembled from 4 KiB units)");
 		/* It waits for pages: tell it why none come. */
 		mig_tell_peer(s->sess, EOPNOTSUPP, err);
 		linger(s);
 		return -EOPNOTSUPP;
 	}
+	return units_apply(s, &h.layout, &w, err);
+}
+
+/* After WELCOME, the tracking armed: sub-pages and placement. */
+static int handshake_rest(struct mig_src *s, struct tp_stream *ctl, char *err)
+{
+	int ret;
+
 	/* After the postcopy check, which sub-pages must not skip, and
 	 * before the placement exchange, which they must not skip either. */
-	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages &&
+	if ((s->welcome_features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages &&
 	    (ret = sub_init(s, err)))
 		return ret;
-	if (w.features & MIG_FEAT_PLACEMENT)
+	if (s->welcome_features & MIG_FEAT_PLACEMENT)
 		return mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,
 					       err);
 	return 0;
@@ -283,13 +333,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 			ret = mig_fail(err, -EINVAL, "1G pages cannot be copied "
 				       "through a buffer: use the mapped access");
 	if (!ret)
-		ret = src_chunks_build(&s);
-	if (!ret)
-		ret = ut_bitmap_init(&s.todo, s.vm.total_pages);
-	if (!ret)
-		ret = ut_bitmap_init(&s.sent, s.vm.total_pages);
-	if (!ret)
-		ret = ut_bitmap_init(&s.spare, s.vm.total_pages);
+		ret = layout_alloc(&s);
 	if (ret) {
 		mig_fail(err, ret, "out of memory");
 		goto out;
@@ -299,10 +343,14 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		goto out;
 	}
 	pr_info("attached in %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
-	ret = start_tracking(&s, err);
+	/* HELLO first: the tracker counts the units the wire uses. Nothing
+	 * is read before it is armed. */
+	ret = negotiate(&s, tp_session_control(p->session), err);
+	if (!ret)
+		ret = start_tracking(&s, err);
 	pr_info("tracking armed at %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
 	if (!ret)
-		ret = negotiate(&s, tp_session_control(p->session), err);
+		ret = handshake_rest(&s, tp_session_control(p->session), err);
 	if (!ret && (ret = src_senders_start(&s)))
 		mig_fail(err, ret, "cannot start the sender threads");
 	if (!ret)

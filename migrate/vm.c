@@ -77,7 +77,7 @@ int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len)
 {
 	const struct gm_region *g = &vm->map[r];
-	uint64_t off = g->fd_offset + idx * g->page_size;
+	uint64_t off = g->fd_offset + idx * vm->layout.r[r].page_size;
 	size_t done = 0;
 
 	while (done < len) {
@@ -95,7 +95,7 @@ int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 		 const void *buf, size_t len)
 {
 	const struct gm_region *g = &vm->map[r];
-	uint64_t off = g->fd_offset + idx * g->page_size;
+	uint64_t off = g->fd_offset + idx * vm->layout.r[r].page_size;
 	size_t done = 0;
 
 	while (done < len) {
@@ -230,6 +230,19 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 			vm->map[i].size >> 20, (ut_now_ns() - t) / 1e6);
 	}
 	return 0;
+}
+
+void mig_vm_use_units(struct mig_vm *vm, const struct mig_layout *wire)
+{
+	vm->layout = *wire;
+	vm->total_pages = 0;
+	vm->units = false;
+	for (unsigned int i = 0; i < vm->nr; i++) {
+		vm->first[i] = vm->total_pages;
+		vm->total_pages += mig_region_pages(wire, i);
+		if (wire->r[i].page_size < vm->map[i].page_size)
+			vm->units = true;
+	}
 }
 
 void mig_vm_detach(struct mig_vm *vm)

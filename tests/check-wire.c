@@ -346,7 +346,7 @@ END_TEST
 START_TEST(page_requests)
 {
 	struct mig_hello h = hello();
-	struct mig_req r[2] = { { 0, 16383 }, { 1, 3 } }, out[2];
+	struct mig_req r[2] = { { 0, 16383, 0 }, { 1, 3, 0 } }, out[2];
 	uint8_t buf[128];
 	uint32_t n;
 	ssize_t len = mig_enc_req(buf, sizeof(buf), r, 2);
@@ -364,7 +364,7 @@ START_TEST(page_requests)
 	len = mig_enc_req(buf, sizeof(buf), r, 2);
 	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
 			 -EPROTO);
-	r[1] = (struct mig_req){ 2, 0 };
+	r[1] = (struct mig_req){ 2, 0, 0 };
 	len = mig_enc_req(buf, sizeof(buf), r, 2);
 	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
 			 -EPROTO);
