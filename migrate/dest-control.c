@@ -97,12 +97,15 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 				      h->features & MIG_FEAT_PLACEMENT, t,
 				      &d->vm, err);
 	if (!ret && mig_layout_units(&h->layout, &w, &wire)) {
-		for (uint32_t i = 0; i < wire.nr; i++)
-			if (wire.r[i].page_size != h->layout.r[i].page_size)
-				pr_info("region %u: %u KiB pages at the source, "
-					"%u KiB here: received in 4 KiB units",
-					i, h->layout.r[i].page_size >> 10,
-					w.page_size[i] >> 10);
+		for (uint32_t i = 0; i < wire.nr; i++) {
+			if (w.page_size[i] == h->layout.r[i].page_size)
+				continue;
+			pr_info("region %u: %u KiB pages at the source, %u KiB "
+				"here: received in 4 KiB units", i,
+				h->layout.r[i].page_size >> 10,
+				w.page_size[i] >> 10);
+			d->unit_bytes += h->layout.r[i].size;
+		}
 		mig_vm_use_units(&d->vm, &wire);
 	}
 out:

@@ -61,6 +61,7 @@ struct mig_dst {
 	struct mig_resumed resumed;	/* as sent, for a reconnecting source */
 	struct mig_vm vm;
 	struct mig_place place;		/* the plan, from WELCOME on */
+	uint64_t unit_bytes;		/* RAM fed 4 KiB units (stats) */
 	unsigned int nbulk;
 	struct receiver *rx;
 	struct ut_bitmap received;	/* pages that hold data from the wire */

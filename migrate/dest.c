@@ -292,6 +292,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_oom_restore(&d.oom);
 	dst_receivers_join(&d);
 	st->guest_bytes = d.vm.ram_bytes;
+	st->unit_bytes = d.unit_bytes;
 	st->nbulk = d.nbulk;
 	st->total_s = (ut_now_ns() - t0) / 1e9;
 	free(d.zero_page);

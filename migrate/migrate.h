@@ -73,6 +73,9 @@ struct mig_stats {
 	 * into the page cache, then UFFDIO_CONTINUE), "copy" (UFFDIO_COPY)
 	 * or "none" (no userfaultfd: no postcopy). */
 	char placement[8];
+	/* Guest RAM in regions whose page sizes differ at the two ends,
+	 * which travelled in 4 KiB units (MIG_FEAT_PAGESIZES); 0: none. */
+	uint64_t unit_bytes;
 	/* Postcopy (zero when the migration ended in precopy). */
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */

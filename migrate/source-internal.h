@@ -149,7 +149,7 @@ struct mig_src {
 		/* pages asked for, sent; read by the main thread's reports */
 		_Atomic uint64_t requests, served;
 		uint64_t bytes_data;		/* their payload bytes */
-		uint8_t *buf;			/* COPY mode: one page */
+		uint8_t *buf;			/* COPY mode: a page or a run */
 		struct iovec subiov[1 + MIG_SUB_PER_PAGE];
 		uint8_t subhdr[MIG_SUBPAGES_FIXED];
 		/* What the destination broke on the urgent stream ("" if

@@ -117,12 +117,15 @@ static int units_apply(struct mig_src *s, const struct mig_layout *src,
 
 	if (!mig_layout_units(src, w, &wire))
 		return 0;
-	for (uint32_t i = 0; i < wire.nr; i++)
-		if (wire.r[i].page_size != src->r[i].page_size)
-			pr_info("region %u: %u KiB pages here, %u KiB at the "
-				"destination: sent in 4 KiB units", i,
-				src->r[i].page_size >> 10,
-				w->page_size[i] >> 10);
+	for (uint32_t i = 0; i < wire.nr; i++) {
+		if (wire.r[i].page_size == src->r[i].page_size &&
+		    w->page_size[i] == src->r[i].page_size)
+			continue;
+		pr_info("region %u: %u KiB pages here, %u KiB at the "
+			"destination: sent in 4 KiB units", i,
+			src->r[i].page_size >> 10, w->page_size[i] >> 10);
+		s->st->unit_bytes += src->r[i].size;
+	}
 	mig_vm_use_units(&s->vm, &wire);
 	ut_bitmap_fini(&s->todo);
 	ut_bitmap_fini(&s->sent);

@@ -30,7 +30,9 @@
 set -u
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
-	precopy_hugetlb_1g hybrid_hugetlb_subpages hybrid auto auto_2g postcopy_recover
+	precopy_hugetlb_1g hybrid_hugetlb_subpages precopy_4k_to_2m
+	postcopy_4k_to_2m precopy_2m_to_4k postcopy_2m_to_4k
+	hugetlb_refused hugetlb_reserved hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused nested_boot nested_local nested_bind1
@@ -41,14 +43,15 @@ HARNESS=migrate
 # ---- the cases ----
 
 # migrate WS "VM ARGS" "SOURCE ARGS" [HEARTBEATS [SECONDS]]: a guest with a
-# working set of WS that stops by itself after HEARTBEATS (8) heartbeats
+# working set of WS (SRCVM and DSTVM: more arguments of one end's VM, such
+# as its backing) that stops by itself after HEARTBEATS (8) heartbeats
 # moves after it filled its memory; it has to finish at the destination
 # with every page verified since its resume, and the source VM, released,
 # exits 0. SECONDS bounds ferry-source (120). Sets VERIFIED, MODE, FAULTS.
 migrate() {
 	local ws=$1 vmargs=$2 srcargs=$3 hbs=${4:-8} secs=${5:-120}
-	start_vm src --ws "$ws" $vmargs --heartbeats "$hbs" || return
-	start_vm dst --ws "$ws" $vmargs --incoming || return
+	start_vm src --ws "$ws" $vmargs ${SRCVM:-} --heartbeats "$hbs" || return
+	start_vm dst --ws "$ws" $vmargs ${DSTVM:-} --incoming || return
 	wait_filled src || return
 	wait_hb src 2 || return
 	start_dest ${DARGS:-} || return
@@ -222,6 +225,57 @@ case_precopy_hugetlb_1g() {
 	hugetlb_pool 2 1048576 || return
 	migrate 512M "--rate 0 -b hugetlb-1G" "--mode precopy -D 3000" 30 || return
 	pass "precopy, hugetlb-1G: $VERIFIED"
+}
+
+# units_of: both agents report the guest RAM as having travelled in
+# 4 KiB units (MIG_FEAT_PAGESIZES, "unit_bytes" in their statistics);
+# sets UNITS to the figure.
+units_of() {
+	local d
+	UNITS=$(json unit_bytes "$CT/src.json") d=$(json unit_bytes "$CT/dest.json")
+	[ -n "$UNITS" ] && [ "$UNITS" = "$d" ] && [ "$UNITS" -gt 0 ] ||
+		{ fail "no 4 KiB units negotiated: source ${UNITS:-none}, destination ${d:-none}"; return 1; }
+}
+
+# A 4 KiB (shmem) guest lands on 2 MiB hugetlb: its pages travel as
+# 4 KiB units, which the destination writes into its huge pages.
+case_precopy_4k_to_2m() {
+	hugetlb_pool 24 || return
+	DSTVM="-b hugetlb-2M" migrate 32M "--rate 16 -m 40M" "--mode precopy -D 50" ||
+		return
+	units_of || return
+	pass "precopy, shmem to hugetlb-2M: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+# The same in postcopy: a fault on a 2 MiB page asks for the 4 KiB units
+# it lacks, and the page is mapped whole once they are in.
+case_postcopy_4k_to_2m() {
+	hugetlb_pool 24 || return
+	DSTVM="-b hugetlb-2M" migrate 32M "--rate 32 -m 40M" "--mode postcopy" ||
+		return
+	units_of || return
+	placed_by minor || return
+	[ "${FAULTS:-0}" -gt 0 ] || { fail "no postcopy fault was served"; return; }
+	pass "postcopy, shmem to hugetlb-2M: $VERIFIED, $FAULTS faults on 2 MiB pages"
+}
+
+# A 2 MiB hugetlb guest lands on 4 KiB shmem: the source reads its huge
+# pages 4 KiB at a time, the destination places them as its own pages.
+case_precopy_2m_to_4k() {
+	hugetlb_pool 24 || return
+	SRCVM="-b hugetlb-2M" migrate 32M "--rate 16 -m 40M" "--mode precopy -D 50" ||
+		return
+	units_of || return
+	pass "precopy, hugetlb-2M to shmem: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+case_postcopy_2m_to_4k() {
+	hugetlb_pool 24 || return
+	SRCVM="-b hugetlb-2M" migrate 32M "--rate 32 -m 40M" "--mode postcopy" ||
+		return
+	units_of || return
+	placed_by minor || return
+	pass "postcopy, hugetlb-2M to shmem: $VERIFIED, $FAULTS faults"
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
