@@ -62,6 +62,7 @@ struct mig_dst {
 	struct mig_vm vm;
 	struct mig_place place;		/* the plan, from WELCOME on */
 	uint64_t unit_bytes;		/* RAM fed 4 KiB units (stats) */
+	struct mig_hp_pools hp;		/* pools grown for the VM's RAM */
 	unsigned int nbulk;
 	struct receiver *rx;
 	struct ut_bitmap received;	/* pages that hold data from the wire */

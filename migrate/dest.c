@@ -258,7 +258,8 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		return ret;
 	}
 	d.nbulk = tp_session_nbulk(p->session);
-	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
+	d.hp.reserve = p->reserve_hugepages;
+	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, &d.hp, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
 		ret = mig_fail(err, -EBUSY, "the VM at %s is already running; "
 			       "start it with --incoming", p->vm_socket);
@@ -303,6 +304,9 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	mig_faults_fini(&d.faults);
 	mig_place_fini(&d.place);
 	mig_vm_detach(&d.vm);
+	for (unsigned int i = 0; i < d.hp.n; i++)
+		st->hugepages_added += d.hp.pool[i].added;
+	mig_hp_restore(&d.hp);
 	if (d.own_sess)
 		tp_session_destroy(d.sess);
 	if (d.meet.wake_fd >= 0)

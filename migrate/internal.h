@@ -27,10 +27,31 @@ struct mig_vm {
 						 * than its backing's page */
 };
 
+/* The huge-page pools an agent grew for its VM's RAM (ferry dest
+ * --reserve-hugepages), each given back by mig_hp_restore(). */
+struct mig_hp_pools {
+	bool reserve;			/* may grow a pool that is short */
+	unsigned int n;
+	struct {
+		size_t page_size;
+		unsigned long old;	/* nr_hugepages before */
+		unsigned long added;	/* pages this agent added */
+	} pool[2];
+};
+/* Sets every pool grown back to its size before. The pages in use or
+ * reserved stay (the kernel keeps them as surplus and frees them when
+ * the VM does). Accepts one that grew nothing. */
+void mig_hp_restore(struct mig_hp_pools *hp);
+
 /* Connects to the VMM at @path and maps every region. Anonymous RAM has
- * no fd to map and is refused with a message saying so. */
+ * no fd to map and is refused with a message saying so. Our mapping of a
+ * hugetlb region reserves its huge pages (the kernel's own accounting, a
+ * no-op where the VMM's mapping holds them): when the pool is short,
+ * @hp (NULL: the source, whose VM holds its pages) says whether to grow
+ * it (recorded in @hp) or to refuse with the numbers and the command. */
 int mig_vm_attach(struct mig_vm *vm, const char *path,
-		  enum mig_mem_access access, char *err);
+		  enum mig_mem_access access, struct mig_hp_pools *hp,
+		  char *err);
 /* COPY mode: reads / writes @len bytes at page @idx of region @r. */
 int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len);

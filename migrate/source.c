@@ -323,7 +323,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		mig_fail(err, ret, "cannot make a condition variable");
 		goto out_lock;
 	}
-	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
+	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, NULL, err);
 	if (ret)
 		goto out;
 	if (s.vm.link.hello.flags & VML_F_INCOMING) {

@@ -165,8 +165,93 @@ static int check_fds(const struct vml_hello *h, char *err)
 	return 0;
 }
 
+void mig_hp_restore(struct mig_hp_pools *hp)
+{
+	for (unsigned int i = 0; hp && i < hp->n; i++) {
+		ssize_t now = gm_hugetlb_set(hp->pool[i].page_size,
+					     hp->pool[i].old, NULL);
+
+		if (now >= 0)
+			pr_info("huge-page pool of %zu kB back to %lu pages "
+				"(%zd kept while in use)",
+				hp->pool[i].page_size >> 10, hp->pool[i].old,
+				now - (ssize_t)hp->pool[i].old);
+	}
+	if (hp)
+		hp->n = 0;
+}
+
+/* Grows the pool of @psz by the @need huge pages it lacks beyond @free;
+ * one that the kernel cannot fill (no contiguous memory) is set back. */
+static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
+		   size_t free_pages, char *err)
+{
+	ssize_t cur = gm_hugetlb_pool(psz), got;
+	unsigned long want;
+	unsigned int i;
+
+	if (cur < 0)
+		return mig_fail(err, (int)cur, "cannot read the %zu kB huge-page "
+				"pool: %s", psz >> 10, strerror((int)-cur));
+	want = (unsigned long)cur + need - free_pages;
+	for (i = 0; i < hp->n && hp->pool[i].page_size != psz; i++)
+		;
+	if (i == hp->n) {
+		if (hp->n == UT_ARRAY_SIZE(hp->pool))
+			return mig_fail(err, -EINVAL, "too many pools");
+		hp->pool[hp->n++] = (typeof(hp->pool[0])){ psz,
+							   (unsigned long)cur, 0 };
+	}
+	got = gm_hugetlb_set(psz, want, NULL);
+	if (got >= 0 && (unsigned long)got >= want) {
+		hp->pool[i].added += want - (unsigned long)cur;
+		pr_info("reserved %lu more %zu kB huge pages (pool %zd -> %lu)",
+			want - (unsigned long)cur, psz >> 10, cur, want);
+		return 0;
+	}
+	gm_hugetlb_set(psz, (unsigned long)cur, NULL);
+	return mig_fail(err, -ENOMEM, "the %zu kB huge-page pool could not "
+			"grow from %zd to %lu pages (%zd: no contiguous memory, "
+			"or no permission): the incoming VM needs %zu", psz >> 10,
+			cur, want, got, need);
+}
+
+/* Maps region @i, where our mapping cannot reserve its huge pages: grows
+ * the pool when @hp allows, or says what is missing and how to add it. */
+static int attach_huge(struct mig_vm *vm, unsigned int i,
+		       const struct vml_region *r, struct mig_hp_pools *hp,
+		       char *err)
+{
+	size_t psz = r->page_size, need = r->size / psz;
+	ssize_t free_pages = gm_hugetlb_free(psz), pool = gm_hugetlb_pool(psz);
+	char path[128];
+	int ret;
+
+	if (free_pages < 0 || pool < 0)
+		return mig_fail(err, -ENOMEM, "RAM region %u: cannot map its "
+				"%zu kB huge pages, and this host has no such "
+				"pool", i, psz >> 10);
+	if (!hp->reserve) {
+		gm_hugetlb_path(path, sizeof(path), psz);
+		return mig_fail(err, -ENOMEM, "RAM region %u needs %zu free "
+				"%zu kB huge pages, the pool has %zd free of "
+				"%zd: reserve them with `echo %zu > %s`, or "
+				"run ferry dest with --reserve-hugepages", i,
+				need, psz >> 10, free_pages, pool,
+				(size_t)pool + need - (size_t)free_pages, path);
+	}
+	ret = hp_grow(hp, psz, need, (size_t)free_pages, err);
+	if (!ret)
+		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
+				       r->fd_offset, r->size);
+	return ret ? mig_fail(err, ret, "RAM region %u: %zu huge pages of "
+			      "%zu kB reserved, still cannot map it: %s", i,
+			      need, psz >> 10, strerror(-ret)) : 0;
+}
+
 int mig_vm_attach(struct mig_vm *vm, const char *path,
-		  enum mig_mem_access access, char *err)
+		  enum mig_mem_access access, struct mig_hp_pools *hp,
+		  char *err)
 {
 	const struct vml_hello *h;
 	uint64_t t;
@@ -198,6 +283,9 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 					"VM with shmem or hugetlb backing", i);
 		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
 				       r->fd_offset, r->size);
+		if (ret == -ENOMEM && hp && r->page_size > 4096 &&
+		    (ret = attach_huge(vm, i, r, hp, err)))
+			return ret;
 		if (ret)
 			return mig_fail(err, ret, "cannot map RAM region %u "
 					"(%llu MiB): %s", i,

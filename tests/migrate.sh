@@ -154,12 +154,12 @@ case_auto_2g() {
 	pass "auto, 2 GiB guest dirtying 256 MiB/s: $MODE, $VERIFIED"
 }
 
-# hugetlb_pool N [KB]: N more huge pages of KB KiB (2048) for this case,
-# given back (and the pool restored) when it ends; 1 with a skip when
-# they cannot be had. The pool is system-wide: the tests' lock is held
-# while it is changed.
-hugetlb_pool() {
-	local pool=/sys/kernel/mm/hugepages/hugepages-${2:-2048}kB/nr_hugepages old
+# hugetlb_hold [KB]: the tests' hugetlb lock for this case, and the pool
+# of KB KiB pages (2048) set back to its size now when the case ends,
+# whoever changed it; 1 with a skip when it cannot be changed. The pool is
+# system-wide: the lock is held while it is changed.
+hugetlb_hold() {
+	local pool=/sys/kernel/mm/hugepages/hugepages-${1:-2048}kB/nr_hugepages old
 	[ -w "$pool" ] || { skip "cannot change $pool"; return 1; }
 	exec 9>/tmp/ferry-tests-hugetlb.lock
 	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return 1; }
@@ -167,9 +167,23 @@ hugetlb_pool() {
 	# Whichever way the case ends, its VMs give their huge pages back
 	# before the pool shrinks.
 	trap 'case_end; echo "'"$old"'" >'"$pool" EXIT
-	echo $((old + $1)) >"$pool"
-	[ "$(cat "$pool")" -ge $((old + $1)) ] ||
+	POOL=$pool POOL_OLD=$old
+}
+
+# hugetlb_pool N [KB]: N more huge pages of KB KiB (2048) for this case,
+# given back (and the pool restored) when it ends; 1 with a skip when
+# they cannot be had.
+hugetlb_pool() {
+	hugetlb_hold "${2:-}" || return
+	echo $((POOL_OLD + $1)) >"$POOL"
+	[ "$(cat "$POOL")" -ge $((POOL_OLD + $1)) ] ||
 		{ skip "cannot reserve $1 huge pages"; return 1; }
+}
+
+# hugetlb_unreserved: free 2 MiB huge pages nobody has reserved.
+hugetlb_unreserved() {
+	local d=/sys/kernel/mm/hugepages/hugepages-2048kB
+	echo $(($(cat $d/free_hugepages) - $(cat $d/resv_hugepages)))
 }
 
 # 2M hugetlb precopy with a scattered 4 KiB writer: after round 0 a dirty
@@ -276,6 +290,58 @@ case_postcopy_2m_to_4k() {
 	units_of || return
 	placed_by minor || return
 	pass "postcopy, hugetlb-2M to shmem: $VERIFIED, $FAULTS faults"
+}
+
+# An incoming VM on 2 MiB hugetlb that holds no huge pages (--no-reserve)
+# and a pool too small for it: ferry dest refuses before accepting the
+# migration, in one line with the numbers and the command that reserves
+# them; the pool is untouched and the source guest runs on.
+case_hugetlb_refused() {
+	local free line
+	hugetlb_hold || return
+	free=$(hugetlb_unreserved)
+	[ "$free" -lt 20 ] ||
+		{ skip "the pool has $free free huge pages, enough for the VM"; return; }
+	start_vm src --ws 32M --rate 16 -m 40M || return
+	start_vm dst --ws 32M --rate 16 -m 40M -b hugetlb-2M --no-reserve \
+		--incoming || return
+	wait_filled src || return
+	start_dest || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
+	wait_exit dest 30 "ferry-dest to give up" || return
+	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return; }
+	line=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
+	[ "$(printf '%s\n' "$line" | wc -l)" -eq 1 ] ||
+		{ fail "ferry-dest said more than one line: $line"; return; }
+	case $line in
+	*"needs 20 free 2048 kB huge pages, the pool has $free free"*"echo"*"$POOL"*"--reserve-hugepages"*) ;;
+	*) fail "not the refusal with the numbers: $line"; return ;;
+	esac
+	grep -q 'the destination refused: RAM region 0 needs 20' "$CT/fsrc.log" ||
+		{ fail "the source was not told why: $(cat "$CT/fsrc.log")"; return; }
+	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
+		{ fail "the pool changed to $(cat "$POOL") from $POOL_OLD"; return; }
+	still_running src && pass "refused, source guest runs on: $line"
+}
+
+# The same VM with ferry dest --reserve-hugepages, in postcopy: the pool
+# grows by what the VM lacks, the guest verifies its memory there, and
+# the pool is back to its old size once ferry dest has ended.
+case_hugetlb_reserved() {
+	local free added
+	hugetlb_hold || return
+	free=$(hugetlb_unreserved)
+	[ "$free" -lt 20 ] ||
+		{ skip "the pool has $free free huge pages, nothing to reserve"; return; }
+	DARGS=--reserve-hugepages DSTVM="-b hugetlb-2M --no-reserve" \
+		migrate 32M "--rate 32 -m 40M" "--mode postcopy" || return
+	units_of || return
+	added=$(json hugepages_added "$CT/dest.json")
+	[ "$added" = $((20 - free)) ] ||
+		{ fail "ferry dest added ${added:-no} huge pages, the VM lacked $((20 - free))"; return; }
+	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
+		{ fail "the pool is $(cat "$POOL") after ferry dest, was $POOL_OLD"; return; }
+	pass "postcopy, shmem to hugetlb-2M with --reserve-hugepages: $added huge pages added and given back, $VERIFIED"
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
