@@ -848,6 +848,39 @@ START_TEST(placement_is_pure)
 }
 END_TEST
 
+/* After WELCOME an engine counts the wire's units: a 2 MiB region fed
+ * 4 KiB units has 512 of them per page, and the regions after it start
+ * further on. */
+START_TEST(vm_units)
+{
+	static struct mig_vm vm;
+	struct mig_layout wire;
+
+	memset(&vm, 0, sizeof(vm));
+	vm.nr = 2;
+	vm.map[0].page_size = 2 << 20;
+	vm.map[1].page_size = 4096;
+	vm.layout = (struct mig_layout){ .nr = 2, .r = {
+		{ .gpa = 0, .size = 8 << 20, .page_size = 2 << 20 },
+		{ .gpa = 1ULL << 32, .size = 1 << 20, .page_size = 4096 },
+	} };
+	vm.first[1] = 4;
+	vm.total_pages = 4 + 256;
+	wire = vm.layout;
+	mig_vm_use_units(&vm, &wire);
+	ck_assert(!vm.units);
+	ck_assert_uint_eq(vm.total_pages, 260);
+	ck_assert_uint_eq(mig_vm_per_page(&vm, 0), 1);
+	wire.r[0].page_size = 4096;
+	mig_vm_use_units(&vm, &wire);
+	ck_assert(vm.units);
+	ck_assert_uint_eq(mig_vm_per_page(&vm, 0), 512);
+	ck_assert_uint_eq(mig_vm_per_page(&vm, 1), 1);
+	ck_assert_uint_eq(vm.first[1], 2048);
+	ck_assert_uint_eq(vm.total_pages, 2048 + 256);
+}
+END_TEST
+
 START_TEST(placement_policy_text)
 {
 	static const struct { const char *in, *out; int ret; } texts[] = {
@@ -1219,6 +1252,7 @@ int main(void)
 		  UT_ARRAY_SIZE(place_rows), 0 },
 		{ "placement_is_pure", placement_is_pure, 0, 0 },
 		{ "placement_policy_text", placement_policy_text, 0, 0 },
+		{ "vm_units", vm_units, 0, 0 },
 	};
 
 	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));
