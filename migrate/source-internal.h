@@ -251,6 +251,11 @@ int src_send_huge(struct sender *w, uint32_t region, uint64_t idx,
  * (1 + MIG_SUB_PER_PAGE) and @hdr (MIG_SUBPAGES_FIXED). Returns the
  * payload bytes sent, 0 when the page must go whole instead (not kept,
  * or more than half of it changed), or -errno. */
+/* Sender, precopy: whether unit @idx of region @r (a huge page here, sent
+ * in 4 KiB units), staged at @page, is what the destination holds; its
+ * hash in @h, recorded as what it will hold when it is not. */
+bool src_unit_same(struct mig_src *s, uint32_t r, uint64_t idx,
+		   const uint8_t *page, struct gm_hash *h);
 ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
 		      uint64_t idx, const uint8_t *page, struct iovec *iov,
 		      uint8_t *hdr);

@@ -66,17 +66,21 @@ static void linger(struct mig_src *s)
 		;
 }
 
-/* Sub-page hashes for the huge-page regions: 16 bytes per 4 KiB. */
-static int sub_init(struct mig_src *s, char *err)
+/* Sub-page hashes, 16 bytes per 4 KiB: for the huge-page regions (@huge:
+ * the destination takes SUBPAGES), and for the huge pages here sent in
+ * 4 KiB units, staged (units_apply). */
+static int sub_init(struct mig_src *s, bool huge, char *err)
 {
 	uint64_t bytes = 0;
 
 	for (uint32_t r = 0; r < s->vm.nr; r++) {
 		uint64_t n = s->vm.layout.r[r].size / MIG_SUB_SIZE;
-
 		uint32_t psz = s->vm.layout.r[r].page_size;
+		bool unit = psz == MIG_SUB_SIZE && s->vm.copy &&
+			    mig_vm_per_page(&s->vm, r) > 1;
 
-		if (psz < MIG_SUB_WINDOW || psz % MIG_SUB_WINDOW)
+		if (!unit && (!huge || psz < MIG_SUB_WINDOW ||
+			      psz % MIG_SUB_WINDOW))
 			continue;
 		s->sub.hash[r] = calloc(n, sizeof(struct gm_hash));
 		if (!s->sub.hash[r])
@@ -89,7 +93,7 @@ static int sub_init(struct mig_src *s, char *err)
 	if (ut_bitmap_init(&s->sub.valid, s->vm.total_pages))
 		return mig_fail(err, -ENOMEM, "out of memory");
 	s->sub.on = true;
-	pr_info("sub-page deltas for 2 MiB pages: %llu KiB of hashes",
+	pr_info("sub-page deltas for huge pages: %llu KiB of hashes",
 		(unsigned long long)(bytes >> 10));
 	return 0;
 }
@@ -127,6 +131,17 @@ static int units_apply(struct mig_src *s, const struct mig_layout *src,
 		s->st->unit_bytes += src->r[i].size;
 	}
 	mig_vm_use_units(&s->vm, &wire);
+	/* Huge pages here, sent in units: staged (pread works at any offset
+	 * of a hugetlbfs file), so that the hash of a unit is of the bytes
+	 * sent and an unchanged unit of a dirty huge page can stay behind
+	 * (src_unit_same). */
+	if (s->vm.units && s->p->mem_access == MIG_MEM_AUTO) {
+		bool fits = true;
+
+		for (uint32_t i = 0; i < wire.nr; i++)
+			fits &= wire.r[i].page_size <= STAGE_BYTES;
+		s->vm.copy = fits;
+	}
 	ut_bitmap_fini(&s->todo);
 	ut_bitmap_fini(&s->sent);
 	ut_bitmap_fini(&s->spare);
@@ -198,8 +213,10 @@ static int handshake_rest(struct mig_src *s, struct tp_stream *ctl, char *err)
 
 	/* After the postcopy check, which sub-pages must not skip, and
 	 * before the placement exchange, which they must not skip either. */
-	if ((s->welcome_features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages &&
-	    (ret = sub_init(s, err)))
+	if (!s->p->no_subpages &&
+	    ((s->welcome_features & MIG_FEAT_SUBPAGES) || s->vm.units) &&
+	    (ret = sub_init(s, s->welcome_features & MIG_FEAT_SUBPAGES,
+			    err)))
 		return ret;
 	if (s->welcome_features & MIG_FEAT_PLACEMENT)
 		return mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,

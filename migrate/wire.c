@@ -189,6 +189,7 @@ bool mig_layout_units(const struct mig_layout *src,
 		if (w->page_size[i] == src->r[i].page_size)
 			continue;
 		out->r[i].page_size = MIG_SUB_SIZE;
+		out->r[i].dst_page_size = w->page_size[i];
 		differ = true;
 	}
 	return differ;

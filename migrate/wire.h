@@ -97,6 +97,10 @@ struct mig_region {
 	uint64_t size;		/* bytes, multiple of page_size */
 	uint32_t page_size;	/* 4K, 2M or 1G */
 	uint32_t flags;		/* reserved, 0 */
+	/* Not on the wire: in a layout of mig_layout_units(), the
+	 * destination's page size where it is not page_size (0: it is),
+	 * which the placement chunks follow. */
+	uint32_t dst_page_size;
 };
 
 /* The region table agreed in HELLO; every later message is checked
@@ -244,7 +248,8 @@ struct mig_topology {
  * written page (so at most samples, and samples at most 255). nr is the
  * layout's region count and nchunks each region's mig_chunks().
  */
-#define MIG_CHUNK (2u << 20)	/* 2 MiB, or the page size when larger */
+#define MIG_CHUNK (2u << 20)	/* 2 MiB, or the destination's page size
+				 * when larger */
 #define MIG_HEAT_FIXED 8
 struct mig_heat {
 	uint32_t nr;
@@ -270,10 +275,14 @@ static inline uint64_t mig_region_pages(const struct mig_layout *l,
 bool mig_layout_units(const struct mig_layout *src,
 		      const struct mig_welcome *w, struct mig_layout *out);
 
-/* Bytes of a placement chunk of region @i, and their number. */
+/* Bytes of a placement chunk of region @i, and their number: 2 MiB, or
+ * the destination's page size when larger (HEAT counts its chunks). */
 static inline uint64_t mig_chunk_bytes(const struct mig_layout *l, uint32_t i)
 {
-	return l->r[i].page_size > MIG_CHUNK ? l->r[i].page_size : MIG_CHUNK;
+	uint32_t ps = l->r[i].dst_page_size ? l->r[i].dst_page_size :
+					      l->r[i].page_size;
+
+	return ps > MIG_CHUNK ? ps : MIG_CHUNK;
 }
 static inline uint32_t mig_chunks(const struct mig_layout *l, uint32_t i)
 {
