@@ -251,6 +251,11 @@ int src_send_huge(struct sender *w, uint32_t region, uint64_t idx,
  * (1 + MIG_SUB_PER_PAGE) and @hdr (MIG_SUBPAGES_FIXED). Returns the
  * payload bytes sent, 0 when the page must go whole instead (not kept,
  * or more than half of it changed), or -errno. */
+/* Main thread, after a WELCOME for the HELLO of layout @src: regions
+ * whose page sizes differ go in 4 KiB units from now on (every bitmap
+ * and the chunks made anew, empty). 0 or -ENOMEM with @err. */
+int src_units_apply(struct mig_src *s, const struct mig_layout *src,
+		    const struct mig_welcome *w, char *err);
 /* Sender, precopy: whether unit @idx of region @r (a huge page here, sent
  * in 4 KiB units), staged at @page, is what the destination holds; its
  * hash in @h, recorded as what it will hold when it is not. */

@@ -114,8 +114,8 @@ static int layout_alloc(struct mig_src *s)
 
 /* Regions whose page sizes differ at the two ends go in 4 KiB units
  * (MIG_FEAT_PAGESIZES): every index from here on counts them. */
-static int units_apply(struct mig_src *s, const struct mig_layout *src,
-		       const struct mig_welcome *w, char *err)
+int src_units_apply(struct mig_src *s, const struct mig_layout *src,
+		    const struct mig_welcome *w, char *err)
 {
 	struct mig_layout wire;
 
@@ -203,7 +203,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 		linger(s);
 		return -EOPNOTSUPP;
 	}
-	return units_apply(s, &h.layout, &w, err);
+	return src_units_apply(s, &h.layout, &w, err);
 }
 
 /* After WELCOME, the tracking armed: sub-pages and placement. */

@@ -770,7 +770,9 @@ static const struct place_row place_rows[] = {
 	  2 << 20, 0, 0, 0, { 0, 16 }, { { 0, 1 }, { 7, 1 }, { -1 } }, NULL },
 	{ "a pool too small is refused", "bind:0", 0, { 32, 0 }, 2 << 20,
 	  0, 0, -ENOSPC, { 0, 0 }, { { -1 } }, "needs 16 2 MiB huge pages on "
-	  "node 0, whose pools have 4 free" },
+	  "node 0, whose pools have 4 free: reserve them with `echo 16 > "
+	  "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/"
+	  "nr_hugepages`" },
 	{ "1 GiB pages with no pool", "local", 0, { 1024, 0 }, 1 << 30,
 	  0, 0, -ENOSPC, { 0, 0 }, { { -1 } }, "no pool of 1 GiB huge pages" },
 };

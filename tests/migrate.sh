@@ -33,7 +33,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	precopy_hugetlb_1g hybrid_hugetlb_subpages precopy_4k_to_2m
 	postcopy_4k_to_2m precopy_2m_to_4k postcopy_2m_to_4k precopy_4k_to_1g
 	precopy_1g_to_4k hugetlb_refused hugetlb_reserved hybrid auto auto_2g postcopy_recover
-	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
+	postcopy_manual_recover postcopy_recover_2m_to_4k postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
@@ -445,9 +445,11 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
 
 # The source agent is killed mid-postcopy while its VMM lives: a new
 # ferry-source --recover finishes the migration.
-case_postcopy_manual_recover() {
-	start_vm src --ws 64M --rate 32 --heartbeats 10 || return
-	start_vm dst --ws 64M --rate 32 --incoming || return
+# manual_recover "VM ARGS" "SOURCE VM ARGS" "DEST VM ARGS": the postcopy
+# source agent killed, a new ferry-source --recover finishes the job.
+manual_recover() {
+	start_vm src --ws 64M --rate 32 --heartbeats 10 $1 $2 || return
+	start_vm dst --ws 64M --rate 32 --incoming $1 $3 || return
 	wait_filled src || return
 	wait_hb src 2 || return
 	start_dest || return
@@ -465,8 +467,21 @@ case_postcopy_manual_recover() {
 		{ fail "ferry-dest exit $rc: $(cat "$CT/fdest.log")"; return; }
 	wait_exit dst 60 "the destination guest's DONE" || return
 	[ $rc -eq 0 ] || { fail "destination VM exit $rc"; return; }
-	verified dst "$(pages 64M)" || return
+	verified dst "$(pages 64M)"
+}
+
+case_postcopy_manual_recover() {
+	manual_recover "" "" "" || return
 	pass "postcopy, source agent killed, ferry-source --recover: $VERIFIED"
+}
+
+# The same from 2 MiB hugetlb to shmem: the new agent offers its own page
+# sizes, and the destination's WELCOME gives it the 4 KiB units.
+case_postcopy_recover_2m_to_4k() {
+	hugetlb_pool 40 || return
+	manual_recover "-m 72M" "-b hugetlb-2M" "" || return
+	units_of || return
+	pass "postcopy 2M to 4K, source agent killed, ferry-source --recover: $VERIFIED"
 }
 
 # 2. Wrong certificate: a one-line error, the source VM keeps running.
