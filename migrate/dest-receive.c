@@ -35,7 +35,7 @@ static void rx_fail(struct receiver *r, int ret, const char *fmt, const char *a)
 		char what[256];
 
 		snprintf(what, sizeof(what), fmt, a);
-		mig_fail(d->meet.err, ret, "%s", what);
+		ut_err_first(d->meet.err, ret, "%s", what);
 		d->meet.failed = true;
 		d->meet.error = ret;
 		/* Wake the control thread out of its wait; the control
@@ -447,10 +447,10 @@ static void *receiver_main(void *arg)
 	if (ret == -EPROTO)
 		rx_fail(r, ret, "the source sent a malformed message: %s",
 			mig_wire_reason()[0] ? mig_wire_reason() :
-					       tp_stream_strerror(r->st));
+					       tp_stream_err(r->st)->msg);
 	else if (ret != -ECANCELED)
 		rx_fail(r, ret, "receiving guest pages: %s",
-			tp_stream_strerror(r->st)[0] ? tp_stream_strerror(r->st)
+			tp_stream_err(r->st)->msg[0] ? tp_stream_err(r->st)->msg
 						      : strerror(-ret));
 	else
 		rx_fail(r, ret, "%s", "cancelled");

@@ -19,7 +19,7 @@
 /* ---- applying and checking it ---- */
 
 int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
-		   char err[MIG_ERR_LEN])
+		   struct ut_err *err)
 {
 	for (uint32_t r = 0; r < pl->nr; r++) {
 		const struct mig_plan_region *pr = &pl->r[r];
@@ -38,7 +38,7 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 			ret = gm_numa_bind((uint8_t *)map[r].host + off, len,
 					   pr->node[i]);
 			if (ret)
-				return mig_fail(err, ret, "placement: cannot "
+				return ut_err_first(err, ret, "placement: cannot "
 						"bind RAM region %u to node "
 						"%u: %s", r, pr->node[i],
 						strerror(-ret));
@@ -53,14 +53,14 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 #define CHECK_SLICE (CHECK_BYTES / 4096)
 
 int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
-		   struct mig_place_report *rep, char err[MIG_ERR_LEN])
+		   struct mig_place_report *rep, struct ut_err *err)
 {
 	int32_t *node = malloc(CHECK_SLICE * sizeof(*node));
 	int ret = 0;
 
 	memset(rep, 0, sizeof(*rep));
 	if (!node)
-		return mig_fail(err, -ENOMEM, "placement: out of memory");
+		return ut_err_first(err, -ENOMEM, "placement: out of memory");
 	for (uint32_t r = 0; r < pl->nr && !ret; r++) {
 		uint64_t pages = map[r].size / map[r].page_size;
 		uint64_t slice = CHECK_BYTES / map[r].page_size ?
@@ -71,7 +71,7 @@ int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
 			ssize_t got = gm_numa_where(&map[r], p, n, node);
 
 			if (got < 0) {
-				ret = mig_fail(err, (int)got, "placement: "
+				ret = ut_err_first(err, (int)got, "placement: "
 					       "cannot ask where region %u's "
 					       "pages are: %s", r,
 					       strerror((int)-got));
@@ -118,7 +118,7 @@ static void stats_from_plan(struct mig_place_stats *st,
 }
 
 static int make(struct mig_place *pc, const struct mig_vm *vm,
-		const struct mig_heat *h, char *err)
+		const struct mig_heat *h, struct ut_err *err)
 {
 	const uint8_t *heat[MIG_MAX_REGIONS] = { NULL };
 	struct mig_plan_input in = { .topo = &pc->topo, .layout = &vm->layout,
@@ -137,7 +137,7 @@ static int make(struct mig_place *pc, const struct mig_vm *vm,
 }
 
 int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
-		    const struct mig_vm *vm, struct mig_topology *t, char *err)
+		    const struct mig_vm *vm, struct mig_topology *t, struct ut_err *err)
 {
 	int ret;
 
@@ -151,7 +151,7 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 		ret = 0;
 	}
 	if (ret)
-		return mig_fail(err, ret, "placement: cannot read this host's "
+		return ut_err_first(err, ret, "placement: cannot read this host's "
 				"NUMA picture: %s", strerror(-ret));
 	if (gm_topo_local_nodes(&pc->topo, vm->link.hello.pid, &pc->local))
 		pc->local = 0;
@@ -169,7 +169,7 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 }
 
 int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
-		    struct mig_vm *vm, char *err)
+		    struct mig_vm *vm, struct ut_err *err)
 {
 	struct mig_place_stats *st = &pc->st;
 	int ret;
@@ -196,7 +196,7 @@ int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 	return mig_plan_apply(&pc->plan, vm->map, err);
 }
 
-int mig_place_check(struct mig_place *pc, struct mig_vm *vm, char *err)
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm, struct ut_err *err)
 {
 	struct mig_place_stats *st = &pc->st;
 	struct mig_place_report rep;
@@ -302,28 +302,28 @@ static size_t heat_cap(const struct mig_layout *l)
 
 /* HEAT, or the source's reason for sending none. */
 static int recv_heat(struct tp_stream *ctl, uint8_t *buf, size_t cap,
-		     struct tp_msg *m, char *err)
+		     struct tp_msg *m, struct ut_err *err)
 {
 	struct mig_error e;
 	int ret = tp_recv(ctl, m, buf, cap);
 
 	if (ret)
-		return mig_fail(err, ret, "waiting for the source's HEAT: %s",
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "waiting for the source's HEAT: %s",
+				tp_stream_err(ctl)->msg);
 	if (m->type == MIG_MSG_ERROR)
 		return mig_dec_error(buf, m->len, &e) ?
-		       mig_fail(err, -EPROTO, "the source gave up with a "
+		       ut_err_first(err, -EPROTO, "the source gave up with a "
 				"malformed ERROR (%s)", mig_wire_reason()) :
-		       mig_fail(err, -e.code, "the source gave up: %s", e.msg);
+		       ut_err_first(err, -e.code, "the source gave up: %s", e.msg);
 	if (m->type != MIG_MSG_HEAT)
-		return mig_fail(err, -EPROTO, "waiting for the source's HEAT: "
+		return ut_err_first(err, -EPROTO, "waiting for the source's HEAT: "
 				"message 0x%x", m->type);
 	return 0;
 }
 
 int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 			    bool negotiated, const struct mig_topology *t,
-			    struct mig_vm *vm, char *err)
+			    struct mig_vm *vm, struct ut_err *err)
 {
 	/* room for HEAT, TOPOLOGY, or an ERROR instead of HEAT */
 	size_t cap = heat_cap(&vm->layout) + MIG_MAX_ERRMSG + 16;
@@ -334,19 +334,19 @@ int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 	int ret = 0;
 
 	if (!buf)
-		return mig_fail(err, -ENOMEM, "out of memory");
+		return ut_err_first(err, -ENOMEM, "out of memory");
 	if (negotiated) {
 		n = mig_enc_topology(buf, MIG_TOPO_MAX, t);
-		ret = n < 0 ? mig_fail(err, (int)n, "encoding TOPOLOGY failed") :
+		ret = n < 0 ? ut_err_first(err, (int)n, "encoding TOPOLOGY failed") :
 			      mig_send_msg(ctl, MIG_MSG_TOPOLOGY, buf, n);
-		if (ret && !err[0])
-			mig_fail(err, ret, "sending TOPOLOGY: %s",
-				 tp_stream_strerror(ctl));
+		if (ret && !ut_err_isset(err))
+			ut_err_first(err, ret, "sending TOPOLOGY: %s",
+				 tp_stream_err(ctl)->msg);
 	}
 	if (negotiated && !ret)
 		ret = recv_heat(ctl, buf, cap, &m, err);
 	if (negotiated && !ret && mig_dec_heat(buf, m.len, &vm->layout, &h))
-		ret = mig_fail(err, -EPROTO, "the source sent a malformed "
+		ret = ut_err_first(err, -EPROTO, "the source sent a malformed "
 			       "HEAT (%s)", mig_wire_reason());
 	if (!ret)
 		ret = mig_place_apply(pc, negotiated ? &h : NULL, vm, err);
@@ -355,7 +355,7 @@ int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 }
 
 static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
-		     struct gm_dirty *d, bool sample, char *err)
+		     struct gm_dirty *d, bool sample, struct ut_err *err)
 {
 	struct mig_heat h = { .nr = vm->nr, .samples = sample ? HEAT_SAMPLES : 0 };
 	size_t cap = heat_cap(&vm->layout), off = 0;
@@ -365,7 +365,7 @@ static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
 	int ret = 0;
 
 	if (!heat)
-		return mig_fail(err, -ENOMEM, "out of memory");
+		return ut_err_first(err, -ENOMEM, "out of memory");
 	for (uint32_t r = 0; r < vm->nr; r++) {
 		h.nchunks[r] = mig_chunks(&vm->layout, r);
 		bufs[r] = heat + off;
@@ -377,21 +377,21 @@ static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
 		ret = mig_heat_sample(d, vm, HEAT_SAMPLES, HEAT_INTERVAL_MS, bufs);
 	if (ret) {
 		free(heat);
-		return mig_fail(err, ret, "sampling the VM's writes: %s",
+		return ut_err_first(err, ret, "sampling the VM's writes: %s",
 				strerror(-ret));
 	}
 	n = mig_enc_heat(buf, 2 * cap - off, &h);
-	ret = n < 0 ? mig_fail(err, (int)n, "encoding HEAT failed") :
+	ret = n < 0 ? ut_err_first(err, (int)n, "encoding HEAT failed") :
 		      mig_send_msg(ctl, MIG_MSG_HEAT, buf, n);
-	if (ret && !err[0])
-		mig_fail(err, ret, "sending HEAT: %s", tp_stream_strerror(ctl));
+	if (ret && !ut_err_isset(err))
+		ut_err_first(err, ret, "sending HEAT: %s", tp_stream_err(ctl)->msg);
 	free(heat);
 	return ret;
 }
 
 int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 			    struct gm_dirty *d, struct mig_stats *st,
-			    char *err)
+			    struct ut_err *err)
 {
 	uint8_t *buf = malloc(MIG_TOPO_MAX);
 	struct mig_topology *t = malloc(sizeof(*t));
@@ -399,13 +399,13 @@ int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 	int ret;
 
 	if (!buf || !t) {
-		ret = mig_fail(err, -ENOMEM, "out of memory");
+		ret = ut_err_first(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	ret = mig_recv_expect(ctl, MIG_MSG_TOPOLOGY, buf, MIG_TOPO_MAX, &m,
 			      "waiting for the destination's TOPOLOGY", err);
 	if (!ret && mig_dec_topology(buf, m.len, t))
-		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+		ret = ut_err_first(err, -EPROTO, "the destination sent a malformed "
 			       "TOPOLOGY (%s)", mig_wire_reason());
 	if (ret)
 		goto out;

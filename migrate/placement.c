@@ -26,15 +26,15 @@
 /* ---- the policy text ---- */
 
 static int parse_nodes(const char *what, const char *s, uint64_t *mask,
-		       char *err)
+		       struct ut_err *err)
 {
 	if (gm_nodes_parse(s, mask) <= 0)
-		return mig_fail(err, -EINVAL, "--placement %s: '%s' is not a "
+		return ut_err_first(err, -EINVAL, "--placement %s: '%s' is not a "
 				"node list (such as 0 or 0-1,3)", what, s);
 	return 0;
 }
 
-static int parse_cells(const char *s, struct mig_place_policy *p, char *err)
+static int parse_cells(const char *s, struct mig_place_policy *p, struct ut_err *err)
 {
 	char *end;
 
@@ -44,20 +44,20 @@ static int parse_cells(const char *s, struct mig_place_policy *p, char *err)
 
 		if (end == s || n >= GM_MAX_NODES || (*end && *end != ',') ||
 		    p->ncells == MIG_MAX_REGIONS)
-			return mig_fail(err, -EINVAL, "--placement cells: wants "
+			return ut_err_first(err, -EINVAL, "--placement cells: wants "
 					"one node per guest RAM region, such "
 					"as cells:0,1");
 		p->cell_node[p->ncells++] = n;
 		s = *end ? end + 1 : end;
 	}
 	if (!p->ncells)
-		return mig_fail(err, -EINVAL,
+		return ut_err_first(err, -EINVAL,
 				"--placement cells: names no node");
 	return 0;
 }
 
 int mig_place_parse(const char *s, struct mig_place_policy *p,
-		    char err[MIG_ERR_LEN])
+		    struct ut_err *err)
 {
 	memset(p, 0, sizeof(*p));
 	if (!strcmp(s, "none"))
@@ -82,7 +82,7 @@ int mig_place_parse(const char *s, struct mig_place_policy *p,
 		p->kind = MIG_PLACE_CELLS;
 		return parse_cells(s + 6, p, err);
 	}
-	return mig_fail(err, -EINVAL, "--placement: unknown policy '%s' (none, "
+	return ut_err_first(err, -EINVAL, "--placement: unknown policy '%s' (none, "
 			"local, bind:NODES, interleave:NODES, tiered, "
 			"cells:N,N...)", s);
 }
@@ -136,7 +136,7 @@ struct planner {
 	uint64_t need[NCLASS];			/* guest bytes per class */
 	int cls[MIG_MAX_REGIONS];		/* class of each region */
 	unsigned int cursor;			/* interleave position */
-	char *err;
+	struct ut_err *err;
 };
 
 struct chunk_ref {
@@ -189,7 +189,7 @@ static int init_caps(struct planner *p)
 			k = gm_topo_hpindex(t, l->r[r].page_size);
 			if (k < 0) {
 				size_text(l->r[r].page_size, sz, sizeof(sz));
-				return mig_fail(p->err, -ENOSPC, "placement: "
+				return ut_err_first(p->err, -ENOSPC, "placement: "
 						"this host has no pool of %s "
 						"huge pages for RAM region %u",
 						sz, r);
@@ -243,14 +243,14 @@ static int refuse(struct planner *p, uint32_t r, uint64_t nodes)
 	gm_nodes_format(nodes, list, sizeof(list));
 	size_text(l->r[r].page_size, sz, sizeof(sz));
 	if (k == 0)
-		return mig_fail(p->err, -ENOSPC, "placement %s cannot fit: the "
+		return ut_err_first(p->err, -ENOSPC, "placement %s cannot fit: the "
 				"guest's %llu MiB of %s pages need room on "
 				"node %s, which has %llu MiB free (%llu MiB "
 				"kept back per node)", pol,
 				(unsigned long long)(p->need[k] >> 20), sz,
 				list, (unsigned long long)(have >> 20),
 				(unsigned long long)(p->in->reserve >> 20));
-	return mig_fail(p->err, -ENOSPC, "placement %s cannot fit: the guest "
+	return ut_err_first(p->err, -ENOSPC, "placement %s cannot fit: the guest "
 			"needs %llu %s huge pages on node %s, whose pools have "
 			"%llu free%s", pol,
 			(unsigned long long)(p->need[k] / l->r[r].page_size),
@@ -341,7 +341,7 @@ static int policy_nodes(struct planner *p, uint64_t *nodes)
 	case MIG_PLACE_LOCAL:
 		want = p->in->local_nodes & have;
 		if (!want)
-			return mig_fail(p->err, -EINVAL, "placement local: the "
+			return ut_err_first(p->err, -EINVAL, "placement local: the "
 					"incoming VMM may run on no CPU of "
 					"this host's nodes");
 		break;
@@ -359,7 +359,7 @@ static int policy_nodes(struct planner *p, uint64_t *nodes)
 	if (want & ~have) {
 		mig_place_format(p->pol, pol, sizeof(pol));
 		gm_nodes_format(want & ~have, list, sizeof(list));
-		return mig_fail(p->err, -EINVAL, "placement %s: this host has "
+		return ut_err_first(p->err, -EINVAL, "placement %s: this host has "
 				"no node %s", pol, list);
 	}
 	*nodes = want;
@@ -443,7 +443,7 @@ static int chunk_list(struct planner *p, struct chunk_ref **out, uint32_t *nc)
 		n += p->pl->r[r].nchunks;
 	c = calloc(n ? n : 1, sizeof(*c));
 	if (!c)
-		return mig_fail(p->err, -ENOMEM, "placement: out of memory");
+		return ut_err_first(p->err, -ENOMEM, "placement: out of memory");
 	n = 0;
 	for (uint32_t r = 0; r < l->nr; r++)
 		for (uint32_t i = 0; i < p->pl->r[r].nchunks; i++)
@@ -458,7 +458,7 @@ static int chunk_list(struct planner *p, struct chunk_ref **out, uint32_t *nc)
 }
 
 static int alloc_regions(struct mig_plan *pl, const struct mig_layout *l,
-			 char *err)
+			 struct ut_err *err)
 {
 	pl->nr = l->nr;
 	for (uint32_t r = 0; r < l->nr; r++) {
@@ -466,13 +466,13 @@ static int alloc_regions(struct mig_plan *pl, const struct mig_layout *l,
 		pl->r[r].nchunks = mig_chunks(l, r);
 		pl->r[r].node = calloc(pl->r[r].nchunks, 1);
 		if (!pl->r[r].node)
-			return mig_fail(err, -ENOMEM, "placement: out of memory");
+			return ut_err_first(err, -ENOMEM, "placement: out of memory");
 	}
 	return 0;
 }
 
 int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
-		  const struct mig_place_policy *pol, char err[MIG_ERR_LEN])
+		  const struct mig_place_policy *pol, struct ut_err *err)
 {
 	struct planner p = { .in = in, .pol = pol, .pl = pl, .err = err };
 	struct chunk_ref *c = NULL;
@@ -483,9 +483,9 @@ int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
 	memset(pl, 0, sizeof(*pl));
 	pl->pol = *pol;
 	if (!in->topo || !in->layout || pol->kind == MIG_PLACE_NONE)
-		return mig_fail(err, -EINVAL, "placement: nothing to plan");
+		return ut_err_first(err, -EINVAL, "placement: nothing to plan");
 	if (pol->kind == MIG_PLACE_CELLS && pol->ncells != in->layout->nr)
-		return mig_fail(err, -EINVAL, "placement cells: names %u "
+		return ut_err_first(err, -EINVAL, "placement cells: names %u "
 				"nodes, the guest has %u RAM regions",
 				pol->ncells, in->layout->nr);
 	ret = alloc_regions(pl, in->layout, err);

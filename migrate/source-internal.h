@@ -72,7 +72,7 @@ struct src_rounds {
 	uint32_t round, flags;	/* the round published, its MIG_ROUND_* */
 	unsigned int done;	/* senders finished with the round */
 	int error;		/* first error of the round */
-	char *err;		/* the caller's reason buffer, MIG_ERR_LEN */
+	struct ut_err *err;	/* the caller's reason */
 	/* Set with error when the round must stop: the senders stop at the
 	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
 	_Atomic bool abort;
@@ -255,7 +255,7 @@ int src_send_huge(struct sender *w, uint32_t region, uint64_t idx,
  * whose page sizes differ go in 4 KiB units from now on (every bitmap
  * and the chunks made anew, empty). 0 or -ENOMEM with @err. */
 int src_units_apply(struct mig_src *s, const struct mig_layout *src,
-		    const struct mig_welcome *w, char *err);
+		    const struct mig_welcome *w, struct ut_err *err);
 /* Sender, precopy: whether unit @idx of region @r (a huge page here, sent
  * in 4 KiB units), staged at @page, is what the destination holds; its
  * hash in @h, recorded as what it will hold when it is not. */
@@ -276,29 +276,29 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
  * or -errno with s->err filled under s->lock. */
 int src_poll_dest(struct mig_src *s);
 /* The operator's cancel as the engine's reason into @err: -ECANCELED. */
-int src_cancelled(struct mig_src *s, char *err);
+int src_cancelled(struct mig_src *s, struct ut_err *err);
 /* Precopy rounds until the policy ends them, then the phase it picks. */
-int src_precopy(struct mig_src *s, char *err);
+int src_precopy(struct mig_src *s, struct ut_err *err);
 
 /* ---- switchover (source-switchover.c) ---- */
 
 /* The paused VM's state blob (*@blob, malloc'ed, *@len bytes), saved
  * before the commitment point: a VMM that cannot give it leaves the
  * guest here. */
-int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err);
+int src_save_state(struct mig_src *s, void **blob, size_t *len, struct ut_err *err);
 /* Sends @blob (freed here) as STATE. */
-int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err);
+int src_send_state(struct tp_stream *ctl, void *blob, size_t len, struct ut_err *err);
 /* The commitment point: tells the VMM, refuses any later cancel. */
-int src_commit(struct mig_src *s, char *err);
+int src_commit(struct mig_src *s, struct ut_err *err);
 int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
-		     char *err);
+		     struct ut_err *err);
 /* DONE to the destination, tracking stopped, the source VM quits. */
 int src_release(struct mig_src *s, struct tp_stream *ctl);
 /* Pauses the vCPUs (@t monotonic, @rt realtime) and harvests. */
-int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err);
+int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, struct ut_err *err);
 /* Pause, final round @round, commit, state, RESUMED, release. */
 int src_switchover(struct mig_src *s, uint32_t round,
-		   const struct mig_round_stats *prev, char *err);
+		   const struct mig_round_stats *prev, struct ut_err *err);
 
 /* ---- postcopy (source-postcopy.c) ---- */
 
@@ -307,20 +307,20 @@ int src_urgent_start(struct mig_src *s);
 void src_urgent_stop(struct mig_src *s);
 /* Push after the switchover on the current session, until COMPLETE. */
 int src_push(struct mig_src *s, uint32_t round,
-	     const struct mig_round_stats *prev, char *err);
+	     const struct mig_round_stats *prev, struct ut_err *err);
 /* Pause, switch the destination to postcopy, commit, state, push. */
 int src_postcopy(struct mig_src *s, uint32_t round,
-		 const struct mig_round_stats *prev, char *err);
+		 const struct mig_round_stats *prev, struct ut_err *err);
 /* ferry-source --recover: finishes an interrupted postcopy. */
-int src_resume_postcopy(struct mig_src *s, char *err);
+int src_resume_postcopy(struct mig_src *s, struct ut_err *err);
 
 /* ---- recovery (source-recover.c) ---- */
 
 /* Bytes sent on every stream of @sess. */
 uint64_t src_session_tx(struct tp_session *sess);
 /* HELLO(RECOVER); the destination's RESUMED and NEEDs into s->todo. */
-int src_recover_handshake(struct mig_src *s, char *err);
+int src_recover_handshake(struct mig_src *s, struct ut_err *err);
 /* A new session, the handshake, the senders restarted. */
-int src_recover(struct mig_src *s, char *err);
+int src_recover(struct mig_src *s, struct ut_err *err);
 
 #endif /* FERRY_MIGRATE_SOURCE_INTERNAL_H */

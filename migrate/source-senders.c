@@ -34,9 +34,9 @@ static void sender_fail(struct sender *w, int ret, const char *what)
 	pthread_mutex_lock(&s->rd.lock);
 	if (!s->rd.error) {
 		s->rd.error = ret;
-		mig_fail(s->rd.err, ret, "sending %s: %s", what,
-			 tp_stream_strerror(w->st)[0] ?
-				 tp_stream_strerror(w->st) : strerror(-ret));
+		ut_err_first(s->rd.err, ret, "sending %s: %s", what,
+			 tp_stream_err(w->st)->msg[0] ?
+				 tp_stream_err(w->st)->msg : strerror(-ret));
 	}
 	pthread_mutex_unlock(&s->rd.lock);
 }

@@ -19,18 +19,6 @@
 #define LOG_PREFIX "migrate"
 #include "migrate/internal.h"
 
-int mig_fail(char *err, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && !err[0]) { /* the first reason is the one that counts */
-		va_start(ap, fmt);
-		vsnprintf(err, MIG_ERR_LEN, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 uint64_t mig_realtime_ns(void)
 {
 	struct timespec ts;
@@ -40,18 +28,18 @@ uint64_t mig_realtime_ns(void)
 }
 
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-		    size_t cap, struct tp_msg *m, const char *what, char *err)
+		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err)
 {
 	struct mig_error e;
 	int ret = tp_recv(ctl, m, buf, cap);
 
 	if (ret)
-		return mig_fail(err, ret, "%s: %s", what,
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "%s: %s", what,
+				tp_stream_err(ctl)->msg);
 	if (m->type == MIG_MSG_ERROR && !mig_dec_error(buf, m->len, &e))
-		return mig_fail(err, -e.code, "the peer failed: %s", e.msg);
+		return ut_err_first(err, -e.code, "the peer failed: %s", e.msg);
 	if (m->type != type)
-		return mig_fail(err, -EPROTO, "%s: message 0x%x instead of 0x%x",
+		return ut_err_first(err, -EPROTO, "%s: message 0x%x instead of 0x%x",
 				what, m->type, type);
 	return 0;
 }
@@ -132,7 +120,7 @@ static const char *fd_kind(int fd, char *buf, size_t cap)
  * each region's a memory file that holds the region. Anything else would
  * fail later, further from its cause (an ioctl, a mapping, a SIGBUS on a
  * page past the end of the file). */
-static int check_fds(const struct vml_hello *h, char *err)
+static int check_fds(const struct vml_hello *h, struct ut_err *err)
 {
 	char what[128];
 	const char *kind;
@@ -141,7 +129,7 @@ static int check_fds(const struct vml_hello *h, char *err)
 	if (h->uffd >= 0) {
 		kind = fd_kind(h->uffd, what, sizeof(what));
 		if (strcmp(kind, "anon_inode:[userfaultfd]"))
-			return mig_fail(err, -EBADF, "the VM's userfaultfd is "
+			return ut_err_first(err, -EBADF, "the VM's userfaultfd is "
 					"not one: it is %s", kind);
 	}
 	for (unsigned int i = 0; i < h->nr_regions; i++) {
@@ -152,10 +140,10 @@ static int check_fds(const struct vml_hello *h, char *err)
 		kind = fd_kind(r->fd, what, sizeof(what));
 		if (fstat(r->fd, &st) || !S_ISREG(st.st_mode) ||
 		    !strncmp(kind, "anon_inode:", 11))
-			return mig_fail(err, -EBADF, "RAM region %u: its fd is "
+			return ut_err_first(err, -EBADF, "RAM region %u: its fd is "
 					"%s, not a memory file", i, kind);
 		if ((uint64_t)st.st_size < r->fd_offset + r->size)
-			return mig_fail(err, -EINVAL, "RAM region %u: its file "
+			return ut_err_first(err, -EINVAL, "RAM region %u: its file "
 					"holds %llu bytes, the region needs %llu "
 					"from offset %llu", i,
 					(unsigned long long)st.st_size,
@@ -184,21 +172,21 @@ void mig_hp_restore(struct mig_hp_pools *hp)
 /* Grows the pool of @psz by the @need huge pages it lacks beyond @free;
  * one that the kernel cannot fill (no contiguous memory) is set back. */
 static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
-		   size_t free_pages, char *err)
+		   size_t free_pages, struct ut_err *err)
 {
 	ssize_t cur = gm_hugetlb_pool(psz), got;
 	unsigned long want;
 	unsigned int i;
 
 	if (cur < 0)
-		return mig_fail(err, (int)cur, "cannot read the %zu kB huge-page "
+		return ut_err_first(err, (int)cur, "cannot read the %zu kB huge-page "
 				"pool: %s", psz >> 10, strerror((int)-cur));
 	want = (unsigned long)cur + need - free_pages;
 	for (i = 0; i < hp->n && hp->pool[i].page_size != psz; i++)
 		;
 	if (i == hp->n) {
 		if (hp->n == UT_ARRAY_SIZE(hp->pool))
-			return mig_fail(err, -EINVAL, "too many pools");
+			return ut_err_first(err, -EINVAL, "too many pools");
 		hp->pool[hp->n++] = (typeof(hp->pool[0])){ psz,
 							   (unsigned long)cur, 0 };
 	}
@@ -210,7 +198,7 @@ static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
 		return 0;
 	}
 	gm_hugetlb_set(psz, (unsigned long)cur, NULL);
-	return mig_fail(err, -ENOMEM, "the %zu kB huge-page pool could not "
+	return ut_err_first(err, -ENOMEM, "the %zu kB huge-page pool could not "
 			"grow from %zd to %lu pages (%zd: no contiguous memory, "
 			"or no permission): the incoming VM needs %zu", psz >> 10,
 			cur, want, got, need);
@@ -220,7 +208,7 @@ static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
  * the pool when @hp allows, or says what is missing and how to add it. */
 static int attach_huge(struct mig_vm *vm, unsigned int i,
 		       const struct vml_region *r, struct mig_hp_pools *hp,
-		       char *err)
+		       struct ut_err *err)
 {
 	size_t psz = r->page_size, need = r->size / psz;
 	ssize_t free_pages = gm_hugetlb_free(psz), pool = gm_hugetlb_pool(psz);
@@ -228,12 +216,12 @@ static int attach_huge(struct mig_vm *vm, unsigned int i,
 	int ret;
 
 	if (free_pages < 0 || pool < 0)
-		return mig_fail(err, -ENOMEM, "RAM region %u: cannot map its "
+		return ut_err_first(err, -ENOMEM, "RAM region %u: cannot map its "
 				"%zu kB huge pages, and this host has no such "
 				"pool", i, psz >> 10);
 	if (!hp->reserve) {
 		gm_hugetlb_path(path, sizeof(path), psz);
-		return mig_fail(err, -ENOMEM, "RAM region %u needs %zu free "
+		return ut_err_first(err, -ENOMEM, "RAM region %u needs %zu free "
 				"%zu kB huge pages, the pool has %zd free of "
 				"%zd: reserve them with `echo %zu > %s`, or "
 				"run ferry dest with --reserve-hugepages", i,
@@ -244,14 +232,14 @@ static int attach_huge(struct mig_vm *vm, unsigned int i,
 	if (!ret)
 		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
 				       r->fd_offset, r->size);
-	return ret ? mig_fail(err, ret, "RAM region %u: %zu huge pages of "
+	return ret ? ut_err_first(err, ret, "RAM region %u: %zu huge pages of "
 			      "%zu kB reserved, still cannot map it: %s", i,
 			      need, psz >> 10, strerror(-ret)) : 0;
 }
 
 int mig_vm_attach(struct mig_vm *vm, const char *path,
 		  enum mig_mem_access access, struct mig_hp_pools *hp,
-		  char *err)
+		  struct ut_err *err)
 {
 	const struct vml_hello *h;
 	uint64_t t;
@@ -262,11 +250,11 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 		vm->map[i].fd = -1;
 	ret = vml_client_open(&vm->link, path);
 	if (ret)
-		return mig_fail(err, ret, "cannot attach to the VM at %s: %s",
+		return ut_err_first(err, ret, "cannot attach to the VM at %s: %s",
 				path, vml_strerror(ret));
 	h = &vm->link.hello;
 	if (h->nr_regions == 0 || h->nr_regions > MIG_MAX_REGIONS)
-		return mig_fail(err, -EPROTO, "the VM reports %u RAM regions",
+		return ut_err_first(err, -EPROTO, "the VM reports %u RAM regions",
 				h->nr_regions);
 	ret = check_fds(h, err);
 	if (ret)
@@ -277,7 +265,7 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 		const struct vml_region *r = &h->regions[i];
 
 		if (r->fd < 0)
-			return mig_fail(err, -EOPNOTSUPP,
+			return ut_err_first(err, -EOPNOTSUPP,
 					"RAM region %u is anonymous memory, "
 					"which Ferry cannot map yet: start the "
 					"VM with shmem or hugetlb backing", i);
@@ -287,7 +275,7 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 		    (ret = attach_huge(vm, i, r, hp, err)))
 			return ret;
 		if (ret)
-			return mig_fail(err, ret, "cannot map RAM region %u "
+			return ut_err_first(err, ret, "cannot map RAM region %u "
 					"(%llu MiB): %s", i,
 					(unsigned long long)(r->size >> 20),
 					strerror(-ret));

@@ -74,7 +74,7 @@ struct tp_tls {
 };
 
 int tp_tls_create(const struct tp_config *cfg, bool server,
-		  struct tp_tls **out, struct tp_err *err);
+		  struct tp_tls **out, struct ut_err *err);
 struct tp_tls *tp_tls_get(struct tp_tls *t);
 /* Drops a reference; frees at zero; accepts NULL. */
 void tp_tls_put(struct tp_tls *t);
@@ -202,7 +202,7 @@ struct tp_stream {
 	uint64_t key_update_bytes; /* threshold */
 	uint64_t since_update;	/* bytes sent with the current key */
 	struct tp_stream_stats stats;
-	char err[TP_ERR_LEN];
+	struct ut_err err;	/* the last error's reason */
 };
 
 /* stream.c */

@@ -59,10 +59,10 @@ static const char *kind_name(enum tp_stream_kind k)
 	       k == TP_STREAM_BULK    ? "bulk" : "urgent";
 }
 
-static int stream_err(struct tp_err *err, struct tp_stream *st, int ret)
+static int stream_err(struct ut_err *err, struct tp_stream *st, int ret)
 {
-	return tp_err_set(err, ret, "%s stream: %s", kind_name(st->kind),
-			  st->err);
+	return ut_err_set(err, ret, "%s stream: %s", kind_name(st->kind),
+			  st->err.msg);
 }
 
 static void copy_cfg(struct tp_config *dst, const struct tp_config *src)
@@ -76,7 +76,7 @@ static void copy_cfg(struct tp_config *dst, const struct tp_config *src)
 /* ---- listener ---- */
 
 static int bind_listen(const char *host, const char *port, int *fdp,
-		       struct tp_err *err)
+		       struct ut_err *err)
 {
 	struct addrinfo hints = { .ai_flags = AI_PASSIVE,
 				  .ai_socktype = SOCK_STREAM };
@@ -86,7 +86,7 @@ static int bind_listen(const char *host, const char *port, int *fdp,
 	hints.ai_family = host ? AF_UNSPEC : AF_INET6;
 	ret = getaddrinfo(host, port, &hints, &res);
 	if (ret)
-		return tp_err_set(err, -EINVAL, "cannot resolve %s:%s: %s",
+		return ut_err_set(err, -EINVAL, "cannot resolve %s:%s: %s",
 				  host ? host : "*", port, gai_strerror(ret));
 	ret = -EADDRNOTAVAIL;
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -108,7 +108,7 @@ static int bind_listen(const char *host, const char *port, int *fdp,
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return tp_err_set(err, ret, "cannot listen on %s:%s: %s",
+		return ut_err_set(err, ret, "cannot listen on %s:%s: %s",
 				  host ? host : "*", port, strerror(-ret));
 	*fdp = fd;
 	return 0;
@@ -116,7 +116,7 @@ static int bind_listen(const char *host, const char *port, int *fdp,
 
 int tp_listener_create(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_listener **out,
-		       struct tp_err *err)
+		       struct ut_err *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -125,7 +125,7 @@ int tp_listener_create(const struct tp_config *cfg, const char *host,
 
 	l = calloc(1, sizeof(*l));
 	if (!l)
-		return tp_err_set(err, -ENOMEM, "out of memory");
+		return ut_err_set(err, -ENOMEM, "out of memory");
 	l->fd = -1;
 	copy_cfg(&l->cfg, cfg);
 	ret = tp_tls_create(cfg, true, &l->tls, err);
@@ -142,7 +142,7 @@ int tp_listener_create(const struct tp_config *cfg, const char *host,
 			((struct sockaddr_in *)&ss)->sin_port);
 	ret = io_uring_queue_init(4, &l->ring, 0);
 	if (ret < 0) {
-		tp_err_set(err, ret, "io_uring setup: %s", strerror(-ret));
+		ut_err_set(err, ret, "io_uring setup: %s", strerror(-ret));
 		goto destroy_listener;
 	}
 	l->ring_ok = true;
@@ -262,13 +262,13 @@ static void describe(struct tp_session *s)
 /* ---- server side ---- */
 
 static int accept_conn(struct tp_listener *l, uint64_t deadline,
-		       int *fdp, struct tp_err *err)
+		       int *fdp, struct ut_err *err)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
 	int ms = -1, ret;
 
 	if (!sqe)
-		return tp_err_set(err, -EBUSY, "listener ring busy");
+		return ut_err_set(err, -EBUSY, "listener ring busy");
 	if (deadline) {
 		uint64_t now = ut_now_ns();
 
@@ -278,10 +278,10 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 	io_uring_sqe_set_data64(sqe, 1);
 	ret = tp_ring_wait_one(&l->ring, ms);
 	if (ret == -ETIMEDOUT)
-		return tp_err_set(err, ret, "no complete session within %d ms",
+		return ut_err_set(err, ret, "no complete session within %d ms",
 				  l->cfg.accept_timeout_ms);
 	if (ret < 0)
-		return tp_err_set(err, ret, "accept: %s", strerror(-ret));
+		return ut_err_set(err, ret, "accept: %s", strerror(-ret));
 	*fdp = ret;
 	return 0;
 }
@@ -289,7 +289,7 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 /* Wraps an accepted connection in a stream and runs the TLS handshake. */
 static int server_handshake(struct tp_listener *l, int fd,
 			    enum tp_stream_kind kind, struct tp_stream **out,
-			    struct tp_err *err)
+			    struct ut_err *err)
 {
 	struct tp_stream *st;
 	int ret;
@@ -297,7 +297,7 @@ static int server_handshake(struct tp_listener *l, int fd,
 	ret = tp_stream_create(fd, kind, 0, &l->cfg, &st);
 	if (ret < 0) {
 		close(fd);
-		return tp_err_set(err, ret, "stream setup failed");
+		return ut_err_set(err, ret, "stream setup failed");
 	}
 	if (l->tls->sec != TP_SEC_INSECURE) {
 		ret = tp_tls_handshake(st, l->tls, NULL);
@@ -311,7 +311,7 @@ static int server_handshake(struct tp_listener *l, int fd,
 	return 0;
 }
 
-static int server_hello(struct tp_session *s, struct tp_err *err)
+static int server_hello(struct tp_session *s, struct ut_err *err)
 {
 	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
 	int ret;
@@ -322,17 +322,17 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
 	s->nbulk = ut_get_le32(hello + 4);
 	if (ut_get_le32(hello) != TP_PROTO_VERSION || s->nbulk < 1 ||
 	    s->nbulk > TP_MAX_BULK)
-		return tp_err_set(err, -EPROTO,
+		return ut_err_set(err, -EPROTO,
 				  "control stream: peer speaks version %u with %u bulk streams; we need version %u, 1..%u",
 				  ut_get_le32(hello), s->nbulk,
 				  TP_PROTO_VERSION, TP_MAX_BULK);
 	if (RAND_bytes(s->token, sizeof(s->token)) != 1)
-		return tp_err_set(err, -EIO, "no randomness for the token");
+		return ut_err_set(err, -EIO, "no randomness for the token");
 	ut_put_le32(welcome, TP_PROTO_VERSION);
 	ut_put_le32(welcome + 4, s->nbulk);
 	memcpy(welcome + 8, s->token, TP_TOKEN_LEN);
 	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
-		return tp_err_set(err, -EPROTO,
+		return ut_err_set(err, -EPROTO,
 				  "control stream: TLS exporter failed");
 	ret = tp_send_internal(s->ctl, TP_TYPE_WELCOME, welcome,
 			       sizeof(welcome));
@@ -343,7 +343,7 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
  * stranger (not a JOIN, another token, a proof for another connection;
  * reason in @why). */
 static int read_join(struct tp_session *s, struct tp_stream *st,
-		     uint32_t *kind, uint32_t *idx, struct tp_err *why)
+		     uint32_t *kind, uint32_t *idx, struct ut_err *why)
 {
 	uint8_t join[JOIN_LEN], proof[TP_PROOF_LEN];
 	int ret;
@@ -354,18 +354,18 @@ static int read_join(struct tp_session *s, struct tp_stream *st,
 		return 0;
 	}
 	if (CRYPTO_memcmp(join, s->token, TP_TOKEN_LEN) != 0) {
-		tp_err_set(why, -EACCES, "a foreign session token");
+		ut_err_set(why, -EACCES, "a foreign session token");
 		return 0;
 	}
 	*kind = ut_get_le32(join + TP_TOKEN_LEN);
 	*idx = ut_get_le32(join + TP_TOKEN_LEN + 4);
 	if (tp_join_proof(s->join_key, st->ssl, *kind, *idx, proof) < 0) {
-		tp_err_set(why, -EPROTO, "TLS exporter failed");
+		ut_err_set(why, -EPROTO, "TLS exporter failed");
 		return 0;
 	}
 	if (st->ssl && CRYPTO_memcmp(join + TP_TOKEN_LEN + 8, proof,
 				     TP_PROOF_LEN) != 0) {
-		tp_err_set(why, -EACCES,
+		ut_err_set(why, -EACCES,
 			   "a join proof not bound to this session's control connection (replayed or forged)");
 		return 0;
 	}
@@ -378,7 +378,7 @@ static int read_join(struct tp_session *s, struct tp_stream *st,
  * cannot complete. Strangers do not abort the setup, so that a port scan
  * cannot break a migration. */
 static int join_one(struct tp_listener *l, struct tp_session *s,
-		    uint64_t deadline, struct tp_err *why, struct tp_err *err)
+		    uint64_t deadline, struct ut_err *why, struct ut_err *err)
 {
 	struct tp_stream *st = NULL, **slot = NULL;
 	uint32_t kind = 0, idx = 0;
@@ -403,7 +403,7 @@ static int join_one(struct tp_listener *l, struct tp_session *s,
 	st->kind = kind;
 	st->index = idx;
 	ret = slot ? tp_send_internal(st, TP_TYPE_JOINED, NULL, 0) :
-		     tp_err_set(err, -EPROTO,
+		     ut_err_set(err, -EPROTO,
 				"bad or duplicate stream join (kind %u, index %u)",
 				kind, idx);
 	if (slot && ret < 0)
@@ -417,9 +417,9 @@ static int join_one(struct tp_listener *l, struct tp_session *s,
 }
 
 static int join_all(struct tp_listener *l, struct tp_session *s,
-		    uint64_t deadline, struct tp_err *err)
+		    uint64_t deadline, struct ut_err *err)
 {
-	struct tp_err why = { "" };
+	struct ut_err why = { "" };
 	unsigned int joined = 0;
 	int ret = 0;
 
@@ -443,7 +443,7 @@ void tp_listener_set_accept_timeout(struct tp_listener *l, int timeout_ms)
 }
 
 int tp_session_accept(struct tp_listener *l, struct tp_session **out,
-		      struct tp_err *err)
+		      struct ut_err *err)
 {
 	uint64_t deadline = 0;
 	struct tp_session *s;
@@ -451,7 +451,7 @@ int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return tp_err_set(err, -ENOMEM, "out of memory");
+		return ut_err_set(err, -ENOMEM, "out of memory");
 	s->tls = tp_tls_get(l->tls);
 	if (l->cfg.accept_timeout_ms > 0)
 		deadline = ut_now_ns() +
@@ -484,7 +484,7 @@ destroy_session:
 static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 			 const struct addrinfo *ai, const char *host,
 			 enum tp_stream_kind kind, unsigned int idx,
-			 struct tp_stream **out, struct tp_err *err)
+			 struct tp_stream **out, struct ut_err *err)
 {
 	struct io_uring_sqe *sqe;
 	struct tp_stream *st;
@@ -492,11 +492,11 @@ static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return tp_err_set(err, -errno, "socket: %s", strerror(errno));
+		return ut_err_set(err, -errno, "socket: %s", strerror(errno));
 	ret = tp_stream_create(fd, kind, idx, cfg, &st);
 	if (ret < 0) {
 		close(fd);
-		return tp_err_set(err, ret, "stream setup failed");
+		return ut_err_set(err, ret, "stream setup failed");
 	}
 	sqe = io_uring_get_sqe(&st->ring);
 	ret = -EBUSY;
@@ -506,7 +506,7 @@ static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 		ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
 	}
 	if (ret < 0) {
-		tp_err_set(err, ret, "%s stream: cannot connect to %s: %s",
+		ut_err_set(err, ret, "%s stream: cannot connect to %s: %s",
 			   kind_name(kind), host,
 			   ret == -ETIMEDOUT ? "timeout" : strerror(-ret));
 		goto destroy_stream;
@@ -526,7 +526,7 @@ destroy_stream:
 	return ret;
 }
 
-static int client_hello(struct tp_session *s, struct tp_err *err)
+static int client_hello(struct tp_session *s, struct ut_err *err)
 {
 	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
 	int ret;
@@ -538,18 +538,18 @@ static int client_hello(struct tp_session *s, struct tp_err *err)
 		ret = expect_msg(s->ctl, TP_TYPE_WELCOME, welcome,
 				 sizeof(welcome));
 	if (ret == -ESHUTDOWN || (ret == -ECONNRESET && !s->ctl->ssl))
-		return tp_err_set(err, -ECONNRESET,
+		return ut_err_set(err, -ECONNRESET,
 				  "control stream: peer closed the connection during session setup (does it require TLS?)");
 	if (ret < 0)
 		return stream_err(err, s->ctl, ret);
 	if (ut_get_le32(welcome) != TP_PROTO_VERSION ||
 	    ut_get_le32(welcome + 4) != s->nbulk)
-		return tp_err_set(err, -EPROTO,
+		return ut_err_set(err, -EPROTO,
 				  "control stream: server refused version %u with %u bulk streams",
 				  TP_PROTO_VERSION, s->nbulk);
 	memcpy(s->token, welcome + 8, TP_TOKEN_LEN);
 	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
-		return tp_err_set(err, -EPROTO,
+		return ut_err_set(err, -EPROTO,
 				  "control stream: TLS exporter failed");
 	return 0;
 }
@@ -557,7 +557,7 @@ static int client_hello(struct tp_session *s, struct tp_err *err)
 static int client_join(struct tp_session *s, const struct tp_config *cfg,
 		       const struct addrinfo *ai, const char *host,
 		       enum tp_stream_kind kind, unsigned int idx,
-		       struct tp_stream **out, struct tp_err *err)
+		       struct tp_stream **out, struct ut_err *err)
 {
 	uint8_t join[JOIN_LEN];
 	int ret;
@@ -570,7 +570,7 @@ static int client_join(struct tp_session *s, const struct tp_config *cfg,
 	ut_put_le32(join + TP_TOKEN_LEN + 4, idx);
 	if (tp_join_proof(s->join_key, (*out)->ssl, kind, idx,
 			  join + TP_TOKEN_LEN + 8) < 0)
-		return tp_err_set(err, -EPROTO, "%s stream: TLS exporter failed",
+		return ut_err_set(err, -EPROTO, "%s stream: TLS exporter failed",
 				  kind_name(kind));
 	ret = tp_send_internal(*out, TP_TYPE_JOIN, join, sizeof(join));
 	if (ret == 0)
@@ -580,7 +580,7 @@ static int client_join(struct tp_session *s, const struct tp_config *cfg,
 
 static int client_streams(struct tp_session *s, const struct tp_config *cfg,
 			  const struct addrinfo *ai, const char *host,
-			  struct tp_err *err)
+			  struct ut_err *err)
 {
 	int ret = client_hello(s, err);
 
@@ -595,7 +595,7 @@ static int client_streams(struct tp_session *s, const struct tp_config *cfg,
 
 int tp_session_connect(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_session **out,
-		       struct tp_err *err)
+		       struct ut_err *err)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL, *ai;
@@ -604,10 +604,10 @@ int tp_session_connect(const struct tp_config *cfg, const char *host,
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return tp_err_set(err, -ENOMEM, "out of memory");
+		return ut_err_set(err, -ENOMEM, "out of memory");
 	s->nbulk = cfg->nbulk ? cfg->nbulk : 1;
 	if (s->nbulk > TP_MAX_BULK) {
-		ret = tp_err_set(err, -EINVAL, "at most %d bulk streams",
+		ret = ut_err_set(err, -EINVAL, "at most %d bulk streams",
 				 TP_MAX_BULK);
 		goto destroy_session;
 	}
@@ -616,7 +616,7 @@ int tp_session_connect(const struct tp_config *cfg, const char *host,
 		goto destroy_session;
 	ret = getaddrinfo(host, port, &hints, &res);
 	if (ret) {
-		ret = tp_err_set(err, -EHOSTUNREACH, "cannot resolve %s:%s: %s",
+		ret = ut_err_set(err, -EHOSTUNREACH, "cannot resolve %s:%s: %s",
 				 host, port, gai_strerror(ret));
 		res = NULL;
 		goto destroy_session;
