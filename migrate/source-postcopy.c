@@ -16,6 +16,15 @@
 #define LOG_PREFIX "source"
 #include "migrate/source-internal.h"
 
+/* The @len bytes from page @idx of region @r: read into the urgent
+ * buffer (COPY mode) or in place. */
+static int urgent_read(struct mig_src *s, uint32_t r, uint64_t idx,
+		       size_t len, const uint8_t **page)
+{
+	*page = s->vm.copy ? s->urg.buf : mig_vm_page(&s->vm, r, idx);
+	return s->vm.copy ? mig_vm_read(&s->vm, r, idx, s->urg.buf, len) : 0;
+}
+
 /* Sends page @idx of region @r on the urgent stream. */
 static int send_urgent(struct mig_src *s, struct tp_stream *st, uint32_t r,
 		       uint64_t idx)
@@ -33,14 +42,9 @@ static int send_urgent(struct mig_src *s, struct tp_stream *st, uint32_t r,
 	 * is paused, so both copies are the same; the second placement is
 	 * an EEXIST at the destination. */
 	ut_bitmap_test_and_clear(&s->todo, g);
-	if (s->vm.copy) {
-		ret = mig_vm_read(&s->vm, r, idx, s->urg.buf, psz);
-		if (ret)
-			return ret;
-		page = s->urg.buf;
-	} else {
-		page = mig_vm_page(&s->vm, r, idx);
-	}
+	ret = urgent_read(s, r, idx, psz, &page);
+	if (ret)
+		return ret;
 	/* A kept huge page: only what changed in it. */
 	n = src_send_kept(s, st, r, idx, page, s->urg.subiov, s->urg.subhdr);
 	if (n) {
@@ -84,14 +88,9 @@ static int send_urgent_run(struct mig_src *s, struct tp_stream *st,
 		ids[i] = idx + i;
 		ut_bitmap_test_and_clear(&s->todo, g + i);
 	}
-	if (s->vm.copy) {
-		ret = mig_vm_read(&s->vm, r, idx, s->urg.buf, len);
-		if (ret)
-			return ret;
-		page = s->urg.buf;
-	} else {
-		page = mig_vm_page(&s->vm, r, idx);
-	}
+	ret = urgent_read(s, r, idx, len, &page);
+	if (ret)
+		return ret;
 	hn = mig_enc_pages_hdr(hdr, sizeof(hdr), r, n, ids);
 	if (hn < 0)
 		return (int)hn;

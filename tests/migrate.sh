@@ -32,7 +32,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
 	precopy_hugetlb_1g hybrid_hugetlb_subpages precopy_4k_to_2m
 	postcopy_4k_to_2m precopy_2m_to_4k postcopy_2m_to_4k precopy_4k_to_1g
-	precopy_1g_to_4k hugetlb_refused hugetlb_reserved hybrid auto auto_2g postcopy_recover
+	precopy_1g_to_4k postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved hybrid auto auto_2g postcopy_recover
 	postcopy_manual_recover postcopy_recover_2m_to_4k postcopy_dest_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused nested_boot nested_local nested_bind1
@@ -251,13 +251,21 @@ units_of() {
 		{ fail "no 4 KiB units negotiated: source ${UNITS:-none}, destination ${d:-none}"; return 1; }
 }
 
+# mixed "SOURCE VM ARGS" "DEST VM ARGS" "VM ARGS" "SOURCE ARGS"
+# [HEARTBEATS]: migrate() of a 32 MiB working set between the two ends'
+# backings, whose page sizes differ: both agents must say the RAM went in
+# 4 KiB units (UNITS).
+mixed() {
+	SRCVM=$1 DSTVM=$2 migrate 32M "$3" "$4" ${5:-} || return
+	units_of
+}
+
 # A 4 KiB (shmem) guest lands on 2 MiB hugetlb: its pages travel as
 # 4 KiB units, which the destination writes into its huge pages.
 case_precopy_4k_to_2m() {
 	hugetlb_pool 24 || return
-	DSTVM="-b hugetlb-2M" migrate 32M "--rate 16 -m 40M" "--mode precopy -D 50" ||
+	mixed "" "-b hugetlb-2M" "--rate 16 -m 40M" "--mode precopy -D 50" ||
 		return
-	units_of || return
 	pass "precopy, shmem to hugetlb-2M: $VERIFIED, $UNITS bytes in 4 KiB units"
 }
 
@@ -265,9 +273,7 @@ case_precopy_4k_to_2m() {
 # it lacks, and the page is mapped whole once they are in.
 case_postcopy_4k_to_2m() {
 	hugetlb_pool 24 || return
-	DSTVM="-b hugetlb-2M" migrate 32M "--rate 32 -m 40M" "--mode postcopy" ||
-		return
-	units_of || return
+	mixed "" "-b hugetlb-2M" "--rate 32 -m 40M" "--mode postcopy" || return
 	placed_by minor || return
 	[ "${FAULTS:-0}" -gt 0 ] || { fail "no postcopy fault was served"; return; }
 	pass "postcopy, shmem to hugetlb-2M: $VERIFIED, $FAULTS faults on 2 MiB pages"
@@ -277,17 +283,14 @@ case_postcopy_4k_to_2m() {
 # pages 4 KiB at a time, the destination places them as its own pages.
 case_precopy_2m_to_4k() {
 	hugetlb_pool 24 || return
-	SRCVM="-b hugetlb-2M" migrate 32M "--rate 16 -m 40M" "--mode precopy -D 50" ||
+	mixed "-b hugetlb-2M" "" "--rate 16 -m 40M" "--mode precopy -D 50" ||
 		return
-	units_of || return
 	pass "precopy, hugetlb-2M to shmem: $VERIFIED, $UNITS bytes in 4 KiB units"
 }
 
 case_postcopy_2m_to_4k() {
 	hugetlb_pool 24 || return
-	SRCVM="-b hugetlb-2M" migrate 32M "--rate 32 -m 40M" "--mode postcopy" ||
-		return
-	units_of || return
+	mixed "-b hugetlb-2M" "" "--rate 32 -m 40M" "--mode postcopy" || return
 	placed_by minor || return
 	pass "postcopy, hugetlb-2M to shmem: $VERIFIED, $FAULTS faults"
 }
@@ -299,18 +302,32 @@ case_postcopy_2m_to_4k() {
 # sends the units that changed.
 case_precopy_4k_to_1g() {
 	hugetlb_pool 1 1048576 || return
-	DSTVM="-b hugetlb-1G" migrate 32M "--rate 16 -m 1G" "--mode precopy -D 200" 15 ||
+	mixed "" "-b hugetlb-1G" "--rate 16 -m 1G" "--mode precopy -D 200" 15 ||
 		return
-	units_of || return
 	pass "precopy, shmem to hugetlb-1G: $VERIFIED, $UNITS bytes in 4 KiB units"
 }
 
 case_precopy_1g_to_4k() {
 	hugetlb_pool 1 1048576 || return
-	SRCVM="-b hugetlb-1G" migrate 32M "--rate 16 -m 1G" "--mode precopy -D 3000" 15 ||
+	mixed "-b hugetlb-1G" "" "--rate 16 -m 1G" "--mode precopy -D 3000" 15 ||
 		return
-	units_of || return
 	pass "precopy, hugetlb-1G to shmem: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+# With --uffd-mode missing (UFFDIO_COPY only) a 2 MiB page cannot be
+# mapped from 4 KiB units: the destination accepts no postcopy, and a
+# postcopy source says so in one line, its guest running on.
+case_postcopy_4k_to_2m_missing() {
+	hugetlb_pool 24 || return
+	start_vm src --ws 32M --rate 16 -m 40M || return
+	start_vm dst --ws 32M --rate 16 -m 40M -b hugetlb-2M --incoming || return
+	wait_filled src || return
+	start_dest --uffd-mode missing || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS --mode postcopy || return
+	[ $rc -ne 0 ] && grep -q 'no MINOR mode to map them from 4 KiB units' "$CT/fsrc.log" ||
+		{ fail "expected the postcopy refusal, got rc $rc: $(cat "$CT/fsrc.log")"; return; }
+	wait_exit dest 30 "ferry-dest to give up" || return
+	still_running src && pass "postcopy refused with --uffd-mode missing, source guest runs on: $(tail -n 1 "$CT/fsrc.log")"
 }
 
 # An incoming VM on 2 MiB hugetlb that holds no huge pages (--no-reserve)
