@@ -152,6 +152,20 @@ static void ask_lacking(struct mig_dst *d, uint32_t r, uint64_t u0,
 	}
 }
 
+/* A whole huge page fed units, for a fault on it: mapped, or the vCPU
+ * woken to fault again where that lost a race. */
+static void map_units(struct mig_dst *d, uint32_t r, uint64_t u0)
+{
+	int ret = dst_unit_map(d, r, u0);
+
+	if (!ret)
+		return;
+	if (!gm_uffd_race(ret))
+		pr_warn("mapping the huge page at unit %llu of region %u: %s",
+			(unsigned long long)u0, r, strerror(-ret));
+	gm_uffd_wake(&d->uffd, vmm_addr(d, r, u0), d->vm.map[r].page_size);
+}
+
 /* A fault on a huge page fed units: mapped here if it is whole, else the
  * units it lacks asked for, as runs; the request is counted as one
  * fault, on its first unit, served when the page is mapped. */
@@ -162,7 +176,7 @@ static void on_fault_units(struct mig_dst *d, uint32_t r, uint64_t idx,
 	uint64_t g0 = d->vm.first[r] + u0;
 
 	if (dst_unit_complete(d, r, u0)) {
-		dst_unit_map(d, r, u0);
+		map_units(d, r, u0);
 		return;
 	}
 	if (!mig_faults_request(&d->faults, g0, ut_now_ns()))
@@ -171,7 +185,7 @@ static void on_fault_units(struct mig_dst *d, uint32_t r, uint64_t idx,
 		/* The last unit came just now, before seeing our bit. */
 		mig_faults_withdraw(&d->faults, g0);
 		dst_wake_if_idle(d);
-		dst_unit_map(d, r, u0);
+		map_units(d, r, u0);
 		return;
 	}
 	ask_lacking(d, r, u0, b);
