@@ -34,15 +34,13 @@ bool dst_same_regions(const struct mig_layout *a, const struct mig_layout *b)
 	return true;
 }
 
-/* What this destination accepts of @h's offer. A region fed units is
- * mapped only once its huge page is whole, which needs MINOR mode: in
- * COPY mode such a layout migrates in precopy only. */
+/* What this destination accepts of @h's offer. */
 static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 			 bool sizes_differ)
 {
 	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT);
 
-	if (!d->can_postcopy || (sizes_differ && !d->minor))
+	if (!d->can_postcopy)
 		f &= ~MIG_FEAT_POSTCOPY;
 	if (d->vm.copy)
 		f &= ~MIG_FEAT_SUBPAGES;
@@ -83,9 +81,6 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	w.nr = d->vm.layout.nr;
 	for (uint32_t i = 0; i < w.nr; i++)
 		w.page_size[i] = d->vm.layout.r[i].page_size;
-	if (differ && !(w.features & MIG_FEAT_POSTCOPY) && d->can_postcopy)
-		pr_warn("postcopy off: huge pages fed 4 KiB units need MINOR "
-			"mode (--uffd-mode minor)");
 	n = mig_enc_welcome(buf, sizeof(buf), &w);
 	ret = n < 0 ? (int)n : mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret) {
@@ -202,8 +197,10 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 		}
 		ut_bitmap_clear(&d->received, g);
 		/* A unit of a huge page: the page is not mapped in the VMM
-		 * before all of its units are final, so the unit's stale
-		 * bytes stay until its new copy overwrites them. */
+		 * before all of its units are final (minor mode), or leaves
+		 * the page cache for a stage then (copy mode,
+		 * dst_units_stage_partial()), so the unit's stale bytes stay
+		 * until its new copy overwrites them. */
 		if (mig_vm_per_page(&d->vm, z.region) > 1)
 			continue;
 		ret = gm_region_discard(&d->vm.map[z.region],

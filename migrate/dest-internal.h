@@ -85,6 +85,11 @@ struct mig_dst {
 	bool keep;
 	struct ut_bitmap held;
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
+	/* Copy mode, a region fed units smaller than its huge pages: the
+	 * huge pages being assembled in postcopy, one 2 MiB stage each
+	 * (NULL: none), placed whole with UFFDIO_COPY and freed once all
+	 * of their units are in. */
+	uint8_t *_Atomic *hstage[MIG_MAX_REGIONS];
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
 	struct faulter {
@@ -134,6 +139,14 @@ int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf);
  * (UFFDIO_CONTINUE of the whole of it), which serves its fault. */
 bool dst_unit_complete(struct mig_dst *d, uint32_t r, uint64_t u0);
 int dst_unit_map(struct mig_dst *d, uint32_t r, uint64_t u0);
+/* Main thread, copy mode, at the postcopy switch after the discards
+ * (receivers at their marker, no fault thread yet): every huge page fed
+ * units that is not whole leaves the page cache, so that the guest
+ * faults on it, what it held of its units kept in its stage. */
+int dst_units_stage_partial(struct mig_dst *d);
+/* The stages: made for the regions fed units (copy mode) and freed. */
+int dst_units_init(struct mig_dst *d);
+void dst_units_fini(struct mig_dst *d);
 /* Any thread: a zero page, the way the backing's page size allows. */
 int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
 /* Any thread, postcopy, minor mode: applies SUBPAGES @sp (its data

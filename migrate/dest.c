@@ -44,7 +44,8 @@ static int alloc_tracking(struct mig_dst *d)
 	uint64_t n = d->vm.total_pages;
 
 	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n) ||
-	    ut_bitmap_init(&d->claimed, n) || ut_bitmap_init(&d->held, n))
+	    ut_bitmap_init(&d->claimed, n) || ut_bitmap_init(&d->held, n) ||
+	    dst_units_init(d))
 		return -ENOMEM;
 	return mig_faults_init(&d->faults, n);
 }
@@ -66,6 +67,11 @@ static int before_resume(struct mig_dst *d, bool postcopy, struct ut_err *err)
 		dst_uffd_release(d);
 		return ret;
 	}
+	/* Copy mode: a huge page fed units is placed whole, once whole. */
+	ret = dst_units_stage_partial(d);
+	if (ret)
+		return ut_err_first(err, ret, "moving incomplete huge pages out "
+				    "of the page cache failed");
 	pthread_mutex_lock(&d->meet.lock);
 	d->meet.discards_done = true;
 	pthread_cond_broadcast(&d->meet.cond);
@@ -301,6 +307,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.zero);
 	ut_bitmap_fini(&d.claimed);
 	ut_bitmap_fini(&d.held);
+	dst_units_fini(&d);
 	mig_faults_fini(&d.faults);
 	mig_place_fini(&d.place);
 	mig_vm_detach(&d.vm);

@@ -195,17 +195,8 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 	s->welcome_features = w.features;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
-		struct mig_layout wire;
-
-		if (mig_layout_units(&h.layout, &w, &wire))
-			ut_err_first(err, -EOPNOTSUPP, "the destination cannot "
-				     "do postcopy: its page sizes differ from "
-				     "ours and it has no MINOR mode to map them "
-				     "from 4 KiB units (use --mode precopy)");
-		else
-			ut_err_first(err, -EOPNOTSUPP, "the destination cannot "
-				     "do postcopy (its VM handed over no "
-				     "userfaultfd)");
+		ut_err_first(err, -EOPNOTSUPP, "the destination cannot do "
+			     "postcopy (its VM handed over no userfaultfd)");
 		/* It waits for pages: tell it why none come. */
 		mig_tell_peer(s->sess, EOPNOTSUPP, err->msg);
 		linger(s);
