@@ -124,6 +124,13 @@ void dst_event_progress(struct mig_dst *d);
 void dst_event_recovery(struct mig_dst *d, const char *state,
 			const char *error);
 
+/* ---- THP collapse (dest-collapse.c) ---- */
+
+/* Every page in place: collapses the VMM's 4 KiB shmem RAM into huge
+ * pages, 2 MiB range by range, within d->p->thp_collapse_ms, and fills
+ * @t. Never fails the migration, which is done. */
+void dst_collapse(struct mig_dst *d, struct mig_thp_stats *t);
+
 /* ---- placement (dest-place.c) ---- */
 
 /* Any thread: wakes dst_finish_postcopy() once nothing is outstanding. */

@@ -244,16 +244,13 @@ enum mig_reason {
 	MIG_WHY_CONVERGING,	/* ROUND: neither fits nor out of time */
 	MIG_WHY_MODE,		/* postcopy at once, hybrid after round 0 */
 	MIG_WHY_FITS,		/* predicted downtime <= the limit */
-	MIG_WHY_STALLED,	/* auto: no 10% better prediction for
-				 * MIG_POLICY_STALL_ROUNDS rounds */
 	MIG_WHY_MAX_ROUNDS,	/* the round just sent was the last allowed */
 	MIG_WHY_DEADLINE,	/* elapsed >= the deadline */
 	MIG_WHY_REQUESTED,	/* POSTCOPY: the operator asked for it */
+	MIG_WHY_CHEAPER,	/* auto: postcopy's switchover costs less
+				 * downtime than precopy's can within one
+				 * more round */
 };
-
-/* auto: rounds in a row without a prediction 10% better than the best
- * before it gives up on precopy converging and switches to postcopy. */
-#define MIG_POLICY_STALL_ROUNDS 3
 
 /* The limits (defaults applied). The engine may change
  * downtime_limit_ms between rounds (an operator's request). */
@@ -263,13 +260,21 @@ struct mig_policy {
 	uint64_t downtime_limit_ms;	/* switch over at or below this */
 	uint32_t max_rounds;		/* precopy rounds, round 0 included */
 	uint64_t deadline_ns;		/* since the migration started */
+	/* auto: what a postcopy switchover costs (pause, the last dirty
+	 * bitmap, DISCARD, the state, RESUMED). A precopy switchover that
+	 * is predicted above it goes to postcopy instead, unless one more
+	 * round is predicted to bring it down to it. */
+	double postcopy_downtime_ms;
 };
+
+/* auto's estimate of a postcopy switchover's downtime: measured 5-18 ms
+ * here (Ferry postcopy in tools/bench and migrate.sh's postcopy cases). */
+#define MIG_POLICY_POSTCOPY_MS 10.0
 
 /* Carried from one round to the next; zero before round 0. */
 struct mig_policy_state {
 	uint32_t rounds;	/* rounds so far that did not fit */
 	double best_ms;		/* lowest predicted downtime (rounds > 0) */
-	uint32_t stalled;	/* rounds in a row without a 10% better one */
 };
 
 /* What one precopy round measured. */

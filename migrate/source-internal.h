@@ -101,6 +101,12 @@ struct mig_src {
 	struct tp_session *sess;	/* current session */
 	bool own_sess;			/* made by a reconnect: ours to free */
 	uint64_t old_tx;		/* bytes sent on earlier sessions */
+	/* Postcopy recovery: the window runs from the first loss after the
+	 * last progress (pages left to send fell), so that a destination
+	 * that takes every reconnection and drops it again cannot keep the
+	 * VM paused here for ever. */
+	uint64_t recover_by;		/* ns; 0: no loss yet */
+	uint64_t recover_left;		/* pages left at the last loss */
 	struct mig_resumed resumed;	/* the destination's RESUMED */
 	bool resumed_seen;
 	uint64_t last_keepalive;	/* ns, last KEEPALIVE sent */

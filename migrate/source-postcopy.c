@@ -339,7 +339,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
 	struct ut_bitmap swap;
-	uint64_t t_pause, rt_pause, ndiscard = 0;
+	uint64_t t_pause, rt_pause, ndiscard = 0, t0;
 	void *blob = NULL;
 	size_t len = 0;
 	int ret;
@@ -354,13 +354,17 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	 * placement, then the pages they hold that changed since. */
 	swap = s->todo;
 	s->todo = s->spare;
+	t0 = ut_now_ns();
 	ret = src_run_round(s, round, MIG_ROUND_POSTCOPY, &rs, prev);
 	s->spare = s->todo;
 	s->todo = swap;
 	if (!ret)
 		ret = mig_send_msg(ctl, MIG_MSG_POSTCOPY, NULL, 0);
+	s->st->markers_ms = (ut_now_ns() - t0) / 1e6;
+	t0 = ut_now_ns();
 	if (!ret)
 		ret = send_discards(s, ctl, &ndiscard);
+	s->st->discard_ms = (ut_now_ns() - t0) / 1e6;
 	if (ret)
 		return ut_err_first(err, ret, "switching to postcopy failed");
 	add_unsent(s);
@@ -382,6 +386,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	s->steer.state_t0 = ut_now_ns();
 	ret = src_send_state(ctl, blob, len, err);
 	s->steer.state_t1 = ut_now_ns();
+	s->st->state_send_ms = (s->steer.state_t1 - s->steer.state_t0) / 1e6;
 	if (ret)
 		return ret;
 	s->postcopy = true;

@@ -52,6 +52,11 @@ static const char usage[] =
 "      --fast-share PCT     tiered: at most PCT%% of guest RAM on the top\n"
 "                           tier (default: as much as its free memory)\n"
 "      --show-topology      print this host's NUMA picture and exit\n"
+"\nHuge pages:\n"
+"      --thp-collapse TIME  once every page is in place, spend at most TIME\n"
+"                           collapsing the VM's 4 KiB shmem RAM into\n"
+"                           transparent huge pages where the host allows\n"
+"                           them (default 10s; bare number: s; off: never)\n"
 "\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
 "\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the state has arrived\n"
 "cancel the migration (the source VM runs on there); after it they are\n"
@@ -66,6 +71,7 @@ enum {
 	OPT_FAST_SHARE,
 	OPT_SHOW_TOPOLOGY,
 	OPT_RESERVE_HUGEPAGES,
+	OPT_THP_COLLAPSE,
 };
 
 /* --show-topology: the host picture, as the plan will see it. */
@@ -174,6 +180,7 @@ int ferry_dest_main(int argc, char **argv)
 		{ "show-topology", no_argument, NULL, OPT_SHOW_TOPOLOGY },
 		{ "reserve-hugepages", no_argument, NULL,
 		  OPT_RESERVE_HUGEPAGES },
+		{ "thp-collapse", required_argument, NULL, OPT_THP_COLLAPSE },
 		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
@@ -236,6 +243,14 @@ int ferry_dest_main(int argc, char **argv)
 			return show_topology(c.prog);
 		case OPT_RESERVE_HUGEPAGES:
 			p.reserve_hugepages = true;
+			break;
+		case OPT_THP_COLLAPSE:
+			v = strcmp(optarg, "off") ?
+				    cli_duration(&c, "--thp-collapse", optarg,
+						 1000, 0, 3600000) : 0;
+			if (v < 0)
+				return 2;
+			p.thp_collapse_ms = v ? v : -1;
 			break;
 		default:
 			return 2;
