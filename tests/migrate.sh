@@ -186,6 +186,8 @@ hugetlb_pool() {
 hugetlb_unreserved() {
 	local d=/sys/kernel/mm/hugepages/hugepages-2048kB
 	echo $(($(cat $d/free_hugepages) - $(cat $d/resv_hugepages)))
+}
+
 # shmem_thp WORD: /sys/kernel/mm/transparent_hugepage/shmem_enabled set
 # to WORD for this case, restored when it ends (the setting is
 # system-wide: the tests' hugetlb lock is held); 1 with a skip when it
