@@ -384,18 +384,25 @@ case_postcopy_4k_to_2m_missing() {
 	pass "hybrid, shmem to hugetlb-2M, UFFDIO_COPY of assembled pages: $VERIFIED, $FAULTS faults"
 }
 
+# short_vm: the RAM of a VM on 2 MiB pages that the pool cannot hold, with
+# the tests' hugetlb lock held: NEED huge pages (at least the 20 of a
+# 32 MiB working set, 4 more than are free), MEM its size, FREE the free
+# and unreserved ones now.
+short_vm() {
+	hugetlb_hold || return
+	FREE=$(hugetlb_unreserved)
+	NEED=$((FREE + 4 > 20 ? FREE + 4 : 20)) MEM=$(((FREE + 4 > 20 ? FREE + 4 : 20) * 2))M
+}
+
 # An incoming VM on 2 MiB hugetlb that holds no huge pages (--no-reserve)
 # and a pool too small for it: ferry dest refuses before accepting the
 # migration, in one line with the numbers and the command that reserves
 # them; the pool is untouched and the source guest runs on.
 case_hugetlb_refused() {
-	local free line
-	hugetlb_hold || return
-	free=$(hugetlb_unreserved)
-	[ "$free" -lt 20 ] ||
-		{ skip "the pool has $free free huge pages, enough for the VM"; return; }
-	start_vm src --ws 32M --rate 16 -m 40M || return
-	start_vm dst --ws 32M --rate 16 -m 40M -b hugetlb-2M --no-reserve \
+	local line
+	short_vm || return
+	start_vm src --ws 32M --rate 16 -m $MEM || return
+	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
 		--incoming || return
 	wait_filled src || return
 	start_dest || return
@@ -406,10 +413,10 @@ case_hugetlb_refused() {
 	[ "$(printf '%s\n' "$line" | wc -l)" -eq 1 ] ||
 		{ fail "ferry-dest said more than one line: $line"; return; }
 	case $line in
-	*"needs 20 free 2048 kB huge pages, the pool has $free free"*"echo"*"$POOL"*"--reserve-hugepages"*) ;;
+	*"needs $NEED free 2048 kB huge pages, the pool has $FREE free"*"echo"*"$POOL"*"--reserve-hugepages"*) ;;
 	*) fail "not the refusal with the numbers: $line"; return ;;
 	esac
-	grep -q 'the destination refused: RAM region 0 needs 20' "$CT/fsrc.log" ||
+	grep -q "the destination refused: RAM region 0 needs $NEED" "$CT/fsrc.log" ||
 		{ fail "the source was not told why: $(cat "$CT/fsrc.log")"; return; }
 	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
 		{ fail "the pool changed to $(cat "$POOL") from $POOL_OLD"; return; }
@@ -420,17 +427,14 @@ case_hugetlb_refused() {
 # grows by what the VM lacks, the guest verifies its memory there, and
 # the pool is back to its old size once ferry dest has ended.
 case_hugetlb_reserved() {
-	local free added
-	hugetlb_hold || return
-	free=$(hugetlb_unreserved)
-	[ "$free" -lt 20 ] ||
-		{ skip "the pool has $free free huge pages, nothing to reserve"; return; }
+	local added
+	short_vm || return
 	DARGS=--reserve-hugepages DSTVM="-b hugetlb-2M --no-reserve" \
-		migrate 32M "--rate 32 -m 40M" "--mode postcopy" || return
+		migrate 32M "--rate 32 -m $MEM" "--mode postcopy" || return
 	units_of || return
 	added=$(json hugepages_added "$CT/dest.json")
-	[ "$added" = $((20 - free)) ] ||
-		{ fail "ferry dest added ${added:-no} huge pages, the VM lacked $((20 - free))"; return; }
+	[ "$added" = $((NEED - FREE)) ] ||
+		{ fail "ferry dest added ${added:-no} huge pages, the VM lacked $((NEED - FREE))"; return; }
 	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
 		{ fail "the pool is $(cat "$POOL") after ferry dest, was $POOL_OLD"; return; }
 	pass "postcopy, shmem to hugetlb-2M with --reserve-hugepages: $added huge pages added and given back, $VERIFIED"
