@@ -38,7 +38,8 @@ bool dst_same_regions(const struct mig_layout *a, const struct mig_layout *b)
 static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 			 bool sizes_differ)
 {
-	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT);
+	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
+				    MIG_FEAT_DISCARD_EARLY);
 
 	if (!d->can_postcopy)
 		f &= ~MIG_FEAT_POSTCOPY;
@@ -77,6 +78,7 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	 * huge pages need a page cache the guest cannot see (MINOR). */
 	d->keep = d->minor && !d->vm.copy &&
 		  (h->features & MIG_FEAT_SUBPAGES_KEEP);
+	d->discard_early = h->features & MIG_FEAT_DISCARD_EARLY;
 	w.features = accepted(d, h, differ);
 	w.nr = d->vm.layout.nr;
 	for (uint32_t i = 0; i < w.nr; i++)
@@ -181,31 +183,7 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 
 	if (ret)
 		return ut_err_first(err, ret, "the source sent a malformed DISCARD");
-	for (uint64_t i = 0; i < z.npages && !ret; i++) {
-		uint32_t psz = d->vm.layout.r[z.region].page_size;
-		uint64_t g = d->vm.first[z.region] + z.first + i;
-
-		if (!(z.bits[i / 8] & (1u << (i % 8))))
-			continue;
-		ut_bitmap_clear(&d->zero, g);
-		ut_bitmap_clear(&d->claimed, g);
-		/* Kept: its SUBPAGES update it before it is mapped. */
-		if (d->keep && psz >= MIG_SUB_WINDOW &&
-		    ut_bitmap_test_and_clear(&d->received, g)) {
-			ut_bitmap_set(&d->held, g);
-			continue;
-		}
-		ut_bitmap_clear(&d->received, g);
-		/* A unit of a huge page: the page is not mapped in the VMM
-		 * before all of its units are final (minor mode), or leaves
-		 * the page cache for a stage then (copy mode,
-		 * dst_units_stage_partial()), so the unit's stale bytes stay
-		 * until its new copy overwrites them. */
-		if (mig_vm_per_page(&d->vm, z.region) > 1)
-			continue;
-		ret = gm_region_discard(&d->vm.map[z.region],
-					(z.first + i) * psz, psz);
-	}
+	ret = dst_discard(d, &z);
 	return ret ? ut_err_first(err, ret, "dropping a page failed") : 0;
 }
 

@@ -61,29 +61,42 @@ static enum mig_reason out_of_time(const struct mig_policy *pol,
 	return MIG_WHY_CONVERGING;
 }
 
+/* What a postcopy switchover after this round would cost: the fixed
+ * part, and the destination dropping every page dirtied since it was
+ * sent (one hole per run, about MIG_POLICY_DISCARD_US a 4 KiB page). */
+static double postcopy_ms(const struct mig_policy *pol,
+			  const struct mig_round_input *in)
+{
+	return pol->postcopy_downtime_ms +
+	       in->dirty_bytes / 4096 * MIG_POLICY_DISCARD_US / 1000;
+}
+
 /*
- * auto with postcopy at hand: the mode of least downtime. Precopy while
- * its switchover fits the limit and costs no more than postcopy's, or
- * while one more round is predicted to bring it there (the next round
- * sends what this one dirtied: predicted x dirty rate / bandwidth);
- * postcopy as soon as neither holds, or when precopy is out of time.
+ * auto with postcopy at hand: the switchover of least downtime. Precopy
+ * switches over once its prediction fits the limit and costs no more
+ * than a postcopy switchover would now. Otherwise another round while
+ * rounds converge (each one shrinks the dirty set, which both
+ * switchovers cost: the next round sends what this one dirtied, a
+ * fraction dirty rate / bandwidth of it), postcopy as soon as they do
+ * not (that fraction at MIG_POLICY_SHRINK or above) or precopy is out of
+ * rounds or time.
  */
 static struct mig_verdict auto_next(const struct mig_policy *pol,
 				    const struct mig_round_input *in,
 				    struct mig_verdict v)
 {
-	double pred = v.predicted_downtime_ms, pc = pol->postcopy_downtime_ms;
+	double pred = v.predicted_downtime_ms;
 	double shrink = in->bandwidth_mibs > 0 ?
 			v.dirty_rate_mibs / in->bandwidth_mibs : 1.0;
 	enum mig_reason late = out_of_time(pol, in);
 
-	if (pred <= pol->downtime_limit_ms && pred <= pc) {
+	if (pred <= pol->downtime_limit_ms && pred <= postcopy_ms(pol, in)) {
 		v.decision = MIG_DECIDE_SWITCHOVER;
 		v.reason = MIG_WHY_FITS;
 	} else if (late != MIG_WHY_CONVERGING) {
 		v.decision = MIG_DECIDE_POSTCOPY;
 		v.reason = late;
-	} else if (shrink >= 1.0 || pred * shrink > pc) {
+	} else if (shrink >= MIG_POLICY_SHRINK) {
 		v.decision = MIG_DECIDE_POSTCOPY;
 		v.reason = MIG_WHY_CHEAPER;
 	}
