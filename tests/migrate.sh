@@ -395,6 +395,8 @@ case_anon_ksm_hints() {
 		{ fail "ferry dest --ksm left $run at $(cat $run)"; return; }
 	migrate_verified 4M 8 || return
 	pass "KSM hints given and guests verified${report}; --ksm started KSM and set it back"
+}
+
 # units_of: both agents report the guest RAM as having travelled in
 # 4 KiB units (MIG_FEAT_PAGESIZES, "unit_bytes" in their statistics);
 # sets UNITS to the figure.
