@@ -90,6 +90,21 @@ tests_fuzz_records_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_records_LDADD = $(TRANSPORT_LIBS)
 endif
 
+# The session setup messages' fuzzer (tests/fuzz-join.c) and its seeds.
+noinst_PROGRAMS += tests/fuzz-join-seeds
+tests_fuzz_join_seeds_SOURCES = tests/fuzz-join.c
+tests_fuzz_join_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_join_seeds_LDADD = $(TRANSPORT_LIBS)
+
+if ENABLE_FUZZ
+noinst_PROGRAMS += tests/fuzz-join
+tests_fuzz_join_SOURCES = tests/fuzz-join.c
+tests_fuzz_join_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
+tests_fuzz_join_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_join_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_join_LDADD = $(TRANSPORT_LIBS)
+endif
+
 # Live migration end to end: real VMs, the agents, TLS on loopback.
 TESTS += tests/migrate.sh
 EXTRA_DIST += tests/migrate.sh tests/harness.sh tests/tcp-proxy.py
