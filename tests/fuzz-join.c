@@ -158,21 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #else
 
-static int write_seed(const char *dir, int i, const uint8_t *b, size_t n)
-{
-	char path[4096];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/seed-%02d", dir, i);
-	f = fopen(path, "wb");
-	if (!f || fwrite(b, 1, n, f) != n) {
-		perror(path);
-		if (f)
-			fclose(f);
-		return 1;
-	}
-	return fclose(f) != 0;
-}
+#include "tests/fuzz-seed.h"
 
 /* One seed: the selector for @sel and @nbulk, then @len bytes of @p,
  * framed as @type when @sel is SEL_FRAME. */
@@ -188,7 +174,7 @@ static int seed(const char *dir, int *i, int sel, uint32_t nbulk,
 		n += TP_FRAME_LEN;
 	}
 	memcpy(b + n, p, len);
-	return write_seed(dir, (*i)++, b, n + len);
+	return fuzz_write_seed(dir, (*i)++, b, n + len);
 }
 
 int main(int argc, char **argv)

@@ -77,7 +77,7 @@ endif
 
 # The record-layer fuzzer (tests/fuzz-records.c) and its seeds.
 noinst_PROGRAMS += tests/fuzz-records-seeds
-tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c tests/fuzz-seed.h
 tests_fuzz_records_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
 tests_fuzz_records_seeds_LDADD = $(TRANSPORT_LIBS)
 
@@ -92,7 +92,7 @@ endif
 
 # The session setup messages' fuzzer (tests/fuzz-join.c) and its seeds.
 noinst_PROGRAMS += tests/fuzz-join-seeds
-tests_fuzz_join_seeds_SOURCES = tests/fuzz-join.c
+tests_fuzz_join_seeds_SOURCES = tests/fuzz-join.c tests/fuzz-seed.h
 tests_fuzz_join_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
 tests_fuzz_join_seeds_LDADD = $(TRANSPORT_LIBS)
 
