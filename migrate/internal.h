@@ -40,7 +40,9 @@ static inline uint8_t *mig_vm_page(const struct mig_vm *vm, uint32_t r,
 	return (uint8_t *)vm->map[r].host + idx * vm->map[r].page_size;
 }
 
-/* Formats a one-line reason into @err (MIG_ERR_LEN) and returns @ret. */
+/* Formats a one-line reason into @err (MIG_ERR_LEN) unless it holds one
+ * already, and returns @ret. Any thread; threads may share @err (the
+ * first reason stays), which is read only once they are joined. */
 int mig_fail(char *err, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

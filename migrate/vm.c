@@ -19,15 +19,27 @@
 #define LOG_PREFIX "migrate"
 #include "migrate/internal.h"
 
+/*
+ * The first reason is the one that counts. Threads of one engine fail into
+ * one buffer, at once at times (the main thread cancelling while a
+ * receiver's stream breaks, tools/sanitize thread): its first byte,
+ * claimed atomically, decides which reason; only the claimant writes the
+ * rest, which is read once those threads are joined.
+ */
 int mig_fail(char *err, int ret, const char *fmt, ...)
 {
+	char msg[MIG_ERR_LEN], none = 0;
 	va_list ap;
 
-	if (err && !err[0]) { /* the first reason is the one that counts */
-		va_start(ap, fmt);
-		vsnprintf(err, MIG_ERR_LEN, fmt, ap);
-		va_end(ap);
-	}
+	if (!err || __atomic_load_n(err, __ATOMIC_ACQUIRE))
+		return ret;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (__atomic_compare_exchange_n(err, &none, msg[0], false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+	    msg[0])
+		memcpy(err + 1, msg + 1, strlen(msg));
 	return ret;
 }
 
