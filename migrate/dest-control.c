@@ -28,7 +28,7 @@ bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b)
 /* The plan is made before WELCOME, so that one that cannot fit is the
  * answer to HELLO; the pages are bound before any receiver runs. */
 static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
-			  const struct mig_hello *h, char *err)
+			  const struct mig_hello *h, struct ut_err *err)
 {
 	struct mig_topology *t = malloc(sizeof(*t));
 	uint8_t buf[64];
@@ -36,10 +36,10 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	int ret;
 
 	if (!t)
-		return mig_fail(err, -ENOMEM, "out of memory");
+		return ut_err_first(err, -ENOMEM, "out of memory");
 	ret = mig_place_begin(&d->place, &d->p->placement, &d->vm, t, err);
 	if (ret) {
-		mig_tell_peer(d->sess, -ret, err);
+		mig_tell_peer(d->sess, -ret, err->msg);
 		goto out;
 	}
 	/* Sub-pages are written in place, not through write(2); kept
@@ -54,8 +54,8 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
 	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret) {
-		mig_fail(err, ret, "answering HELLO: %s",
-			 tp_stream_strerror(ctl));
+		ut_err_first(err, ret, "answering HELLO: %s",
+			 tp_stream_err(ctl)->msg);
 		goto out;
 	}
 	ret = mig_place_dst_handshake(&d->place, ctl,
@@ -66,7 +66,7 @@ out:
 	return ret;
 }
 
-int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
+int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, struct ut_err *err)
 {
 	uint8_t buf[4096];
 	struct mig_hello h;
@@ -75,34 +75,34 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 
 	ret = tp_recv(ctl, &m, buf, sizeof(buf));
 	if (ret)
-		return mig_fail(err, ret, "waiting for the source's HELLO: %s",
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "waiting for the source's HELLO: %s",
+				tp_stream_err(ctl)->msg);
 	if (m.type != MIG_MSG_HELLO)
-		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+		return ut_err_first(err, -EPROTO, "the source sent no valid HELLO "
 				"(message 0x%x)", m.type);
 	if (mig_dec_hello(buf, m.len, &h))
-		return mig_fail(err, -EPROTO, "the source sent no valid HELLO "
+		return ut_err_first(err, -EPROTO, "the source sent no valid HELLO "
 				"(%s)", mig_wire_reason());
 	if (h.ver_min > MIG_WIRE_VERSION || h.ver_max < MIG_WIRE_VERSION) {
-		mig_fail(err, -EPROTONOSUPPORT, "the source speaks protocol "
+		ut_err_first(err, -EPROTONOSUPPORT, "the source speaks protocol "
 			 "versions %u-%u, this destination %u", h.ver_min,
 			 h.ver_max, MIG_WIRE_VERSION);
-		mig_tell_peer(d->sess, EPROTONOSUPPORT, err);
+		mig_tell_peer(d->sess, EPROTONOSUPPORT, err->msg);
 		return -EPROTONOSUPPORT;
 	}
 	if (h.nbulk != d->nbulk) {
-		mig_fail(err, -EPROTO, "the source's HELLO announces %u bulk "
+		ut_err_first(err, -EPROTO, "the source's HELLO announces %u bulk "
 			 "streams, its session has %u", h.nbulk, d->nbulk);
-		mig_tell_peer(d->sess, EPROTO, err);
+		mig_tell_peer(d->sess, EPROTO, err->msg);
 		return -EPROTO;
 	}
 	if (!dst_same_layout(&h.layout, &d->vm.layout)) {
-		mig_fail(err, -EINVAL, "the source VM's RAM layout (%u regions, "
+		ut_err_first(err, -EINVAL, "the source VM's RAM layout (%u regions, "
 			 "%llu pages) does not match the incoming VM's (%u "
 			 "regions, %llu pages)", h.layout.nr,
 			 (unsigned long long)h.total_pages, d->vm.layout.nr,
 			 (unsigned long long)d->vm.total_pages);
-		mig_tell_peer(d->sess, EINVAL, err);
+		mig_tell_peer(d->sess, EINVAL, err->msg);
 		return -EINVAL;
 	}
 	return welcome_placed(d, ctl, &h, err);
@@ -110,10 +110,10 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err)
 
 /* POSTCOPY: every receiver must stop at its marker before the discards
  * are applied, or a pushed page could be dropped after it landed. */
-static int enter_postcopy(struct mig_dst *d, char *err)
+static int enter_postcopy(struct mig_dst *d, struct ut_err *err)
 {
 	if (!d->can_postcopy)
-		return mig_fail(err, -EPROTO, "the source switched to postcopy "
+		return ut_err_first(err, -EPROTO, "the source switched to postcopy "
 				"that was not agreed");
 	pthread_mutex_lock(&d->meet.lock);
 	while (d->meet.switched < d->nbulk && !d->meet.failed)
@@ -124,13 +124,13 @@ static int enter_postcopy(struct mig_dst *d, char *err)
 
 /* DISCARD: pages the source resends; drop ours so that a touch faults. */
 static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
-			 char *err)
+			 struct ut_err *err)
 {
 	struct mig_zero z;
 	int ret = mig_dec_zero(buf, len, &d->vm.layout, &z);
 
 	if (ret)
-		return mig_fail(err, ret, "the source sent a malformed DISCARD");
+		return ut_err_first(err, ret, "the source sent a malformed DISCARD");
 	for (uint64_t i = 0; i < z.npages && !ret; i++) {
 		uint32_t psz = d->vm.layout.r[z.region].page_size;
 		uint64_t g = d->vm.first[z.region] + z.first + i;
@@ -149,7 +149,7 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 		ret = gm_region_discard(&d->vm.map[z.region],
 					(z.first + i) * psz, psz);
 	}
-	return ret ? mig_fail(err, ret, "dropping a page failed") : 0;
+	return ret ? ut_err_first(err, ret, "dropping a page failed") : 0;
 }
 
 static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
@@ -166,7 +166,7 @@ static int recv_small(struct tp_stream *ctl, const struct tp_msg *m,
  * cancels (-ECANCELED), or a receiver failed (its -errno, its reason
  * in @err). Waits at most a silence the source's keepalives never leave;
  * tp_recv_hdr() then applies the stream's own timeout. */
-static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
+static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, struct ut_err *err)
 {
 	struct pollfd pfd[3] = { { tp_stream_fd(ctl), POLLIN, 0 },
 				 { d->meet.wake_fd, POLLIN, 0 },
@@ -186,12 +186,12 @@ static int wait_ctl(struct mig_dst *d, struct tp_stream *ctl, char *err)
 	if (!mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why)))
 		return 0;
 	d->cancelled = true;
-	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+	return ut_err_first(err, -ECANCELED, "cancelled (%s) before the "
 			"switchover: the incoming VM was discarded", d->why);
 }
 
 /* The state is here: from now on the guest runs here, no cancel. */
-static int commit_state(struct mig_dst *d, bool postcopy, char *err)
+static int commit_state(struct mig_dst *d, bool postcopy, struct ut_err *err)
 {
 	if (!mig_cancel_commit(d->p->cancel, postcopy ?
 			       "the guest runs here (postcopy in progress)" :
@@ -199,7 +199,7 @@ static int commit_state(struct mig_dst *d, bool postcopy, char *err)
 		return 0;
 	mig_cancel_requested(d->p->cancel, d->why, sizeof(d->why));
 	d->cancelled = true;
-	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+	return ut_err_first(err, -ECANCELED, "cancelled (%s) before the "
 			"switchover: the incoming VM was discarded", d->why);
 }
 
@@ -219,7 +219,7 @@ void dst_linger(struct tp_stream *ctl)
 /* Serves the control stream until the state blob (*@blob, malloc'ed)
  * arrives; *@postcopy tells whether the source switched to postcopy. */
 int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
-		      size_t *len, bool *postcopy, char *err)
+		      size_t *len, bool *postcopy, struct ut_err *err)
 {
 	uint8_t buf[MIG_ZERO_FIXED + 4096];
 	struct mig_error e;
@@ -234,8 +234,8 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 			return ret;
 		ret = tp_recv_hdr(ctl, &m);
 		if (ret)
-			return mig_fail(err, ret, "the source went away before "
-					"switchover: %s", tp_stream_strerror(ctl));
+			return ut_err_first(err, ret, "the source went away before "
+					"switchover: %s", tp_stream_err(ctl)->msg);
 		if (m.type == MIG_MSG_STATE && (ret = commit_state(d, *postcopy, err)))
 			return ret;
 		if (m.type == MIG_MSG_STATE)
@@ -244,20 +244,20 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 			continue;
 		ret = recv_small(ctl, &m, buf, sizeof(buf));
 		if (ret)
-			return mig_fail(err, ret, "control message 0x%x: %s",
-					m.type, tp_stream_strerror(ctl));
+			return ut_err_first(err, ret, "control message 0x%x: %s",
+					m.type, tp_stream_err(ctl)->msg);
 		if (m.type == MIG_MSG_ERROR) {
 			d->peer_cancelled = !mig_dec_error(buf, m.len, &e) &&
 					    e.code == ECANCELED;
 			if (d->peer_cancelled)
-				return mig_fail(err, -ECANCELED, "the source %s "
+				return ut_err_first(err, -ECANCELED, "the source %s "
 						"before the switchover: the "
 						"incoming VM was discarded",
 						e.msg);
 			if (!mig_dec_error(buf, m.len, &e))
-				return mig_fail(err, -e.code, "the source gave "
+				return ut_err_first(err, -e.code, "the source gave "
 						"up: %s", e.msg);
-			return mig_fail(err, -EPROTO, "the source gave up with "
+			return ut_err_first(err, -EPROTO, "the source gave up with "
 					"a malformed ERROR (%s)",
 					mig_wire_reason());
 		} else if (m.type == MIG_MSG_POSTCOPY) {
@@ -266,31 +266,31 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 		} else if (m.type == MIG_MSG_DISCARD && *postcopy) {
 			ret = apply_discard(d, buf, m.len, err);
 		} else {
-			ret = mig_fail(err, -EPROTO, "unexpected control message "
+			ret = ut_err_first(err, -EPROTO, "unexpected control message "
 				       "0x%x before the state", m.type);
 		}
 		if (ret)
 			return ret;
 	}
 	if (!m.len || m.len > MIG_MAX_STATE)
-		return mig_fail(err, -EPROTO, "a VM state of %llu bytes",
+		return ut_err_first(err, -EPROTO, "a VM state of %llu bytes",
 				(unsigned long long)m.len);
 	*blob = malloc(m.len);
 	if (!*blob)
-		return mig_fail(err, -ENOMEM, "out of memory for the state");
+		return ut_err_first(err, -ENOMEM, "out of memory for the state");
 	*len = m.len;
 	iov = (struct iovec){ *blob, m.len };
 	ret = tp_recv_payload(ctl, &iov, 1);
 	if (ret)
-		return mig_fail(err, ret, "receiving the VM state: %s",
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "receiving the VM state: %s",
+				tp_stream_err(ctl)->msg);
 	return 0;
 }
 
 /* Load the state, run the guest, say so. */
 int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 			const void *blob, size_t len, double cpu0,
-			struct mig_stats *st, char *err)
+			struct mig_stats *st, struct ut_err *err)
 {
 	struct mig_resumed r;
 	uint8_t buf[64];
@@ -300,7 +300,7 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 
 	ret = vml_client_load_state(&d->vm.link, blob, len);
 	if (ret)
-		return mig_fail(err, ret, "the incoming VM refused the state: "
+		return ut_err_first(err, ret, "the incoming VM refused the state: "
 				"%s", vml_strerror(ret));
 	t1 = ut_now_ns();
 	/* Nothing but the VMM touched guest RAM yet: QEMU's load reads it
@@ -308,7 +308,7 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	st->faults_before_resume = atomic_load(&d->faults.nlat);
 	ret = vml_client_resume(&d->vm.link);
 	if (ret)
-		return mig_fail(err, ret, "the incoming VM did not resume: %s",
+		return ut_err_first(err, ret, "the incoming VM did not resume: %s",
 				vml_strerror(ret));
 	r.realtime_ns = mig_realtime_ns();
 	t2 = ut_now_ns();
@@ -324,6 +324,6 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	ret = mig_send_msg(ctl, MIG_MSG_RESUMED, buf, n);
 	if (ret)
 		pr_warn("could not tell the source the guest runs: %s",
-			tp_stream_strerror(ctl));
+			tp_stream_err(ctl)->msg);
 	return 0;
 }

@@ -273,9 +273,9 @@ static void *fault_main(void *arg)
 	if (ret) {
 		pthread_mutex_lock(&d->meet.lock);
 		if (!d->meet.failed) {
-			mig_fail(d->meet.err, ret, "postcopy page requests: %s",
-				 tp_stream_strerror(urg)[0] ?
-					 tp_stream_strerror(urg) :
+			ut_err_first(d->meet.err, ret, "postcopy page requests: %s",
+				 tp_stream_err(urg)->msg[0] ?
+					 tp_stream_err(urg)->msg :
 					 strerror(-ret));
 			d->meet.failed = true;
 		}

@@ -43,7 +43,7 @@ struct dst_meet {
 	bool discards_done;		/* receivers may go on past it */
 	bool failed;			/* stop: the first failure is in err */
 	int error;			/* ... and its -errno */
-	char *err;			/* the caller's, MIG_ERR_LEN */
+	struct ut_err *err;		/* the caller's reason */
 	/* eventfd, readable once failed: wakes the main thread's wait for
 	 * the control stream, which stays up to tell the source why. */
 	int wake_fd;
@@ -117,7 +117,7 @@ void dst_event_progress(struct mig_dst *d);
 void dst_event_recovery(struct mig_dst *d, const char *state,
 			const char *error);
 
-/* ---- receivers (dest-receive.c) ---- */
+/* ---- placement (dest-place.c) ---- */
 
 /* Any thread: wakes dst_finish_postcopy() once nothing is outstanding. */
 void dst_wake_if_idle(struct mig_dst *d);
@@ -133,6 +133,9 @@ int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
  * placement winning is 0. */
 int dst_place_sub(struct mig_dst *d, const struct mig_subpages *sp,
 		  const uint8_t *data);
+
+/* ---- receivers (dest-receive.c) ---- */
+
 /* Starts one receiver per bulk stream (atomic from the start when
  * d->pushing). Returns 0 or -errno; dst_receivers_join() undoes it. */
 int dst_receivers_start(struct mig_dst *d);
@@ -159,24 +162,24 @@ void dst_uffd_release(struct mig_dst *d);
 
 bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b);
 /* HELLO checked, WELCOME sent. */
-int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, char *err);
+int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, struct ut_err *err);
 /* After our cancel: waits (bounded) for the source's answer or close. */
 void dst_linger(struct tp_stream *ctl);
 /* Serves the control stream until the state (*@blob, malloc'ed) is
  * here; *@postcopy: the source switched to postcopy. */
 int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
-		   size_t *len, bool *postcopy, char *err);
+		   size_t *len, bool *postcopy, struct ut_err *err);
 /* Loads the state, resumes the guest, sends RESUMED. */
 int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 		     const void *blob, size_t len, double cpu0,
-		     struct mig_stats *st, char *err);
+		     struct mig_stats *st, struct ut_err *err);
 
 /* ---- the end of postcopy (dest-recover.c) ---- */
 
 /* A new session from d->p->reconnect, threads restarted on it. */
-int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err);
+int dst_recover(struct mig_dst *d, struct mig_stats *st, struct ut_err *err);
 /* Waits until every page is here (recovering meanwhile), sends
  * COMPLETE with the fault figures. */
-int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st, char *err);
+int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st, struct ut_err *err);
 
 #endif /* FERRY_MIGRATE_DEST_INTERNAL_H */

@@ -48,7 +48,7 @@ static int send_needs(struct mig_dst *d, struct tp_stream *ctl)
 }
 
 /* The reconnecting source's HELLO must be a recovery of this migration. */
-static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, char *err)
+static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, struct ut_err *err)
 {
 	uint8_t buf[4096];
 	struct mig_hello h;
@@ -56,14 +56,14 @@ static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, char *err)
 	int ret = tp_recv(ctl, &m, buf, sizeof(buf));
 
 	if (ret)
-		return mig_fail(err, ret, "waiting for the reconnected source: %s",
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "waiting for the reconnected source: %s",
+				tp_stream_err(ctl)->msg);
 	if (m.type != MIG_MSG_HELLO || mig_dec_hello(buf, m.len, &h) ||
 	    !(h.features & MIG_FEAT_RECOVER) ||
 	    !dst_same_layout(&h.layout, &d->vm.layout) ||
 	    h.nbulk != tp_session_nbulk(d->sess)) {
 		mig_tell_peer(d->sess, EINVAL, "not a recovery of this migration");
-		return mig_fail(err, -EPROTO, "a peer connected that does not "
+		return ut_err_first(err, -EPROTO, "a peer connected that does not "
 				"recover this migration");
 	}
 	return 0;
@@ -72,7 +72,7 @@ static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, char *err)
 /* The source is gone mid-postcopy. The guest keeps running here; a vCPU
  * that touches a missing page waits in the kernel (its fault stays
  * queued on the uffd) until a source reconnects and the page arrives. */
-int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
+int dst_recover(struct mig_dst *d, struct mig_stats *st, struct ut_err *err)
 {
 	struct tp_session *ns = NULL;
 	int ret;
@@ -81,8 +81,8 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 		return -ECONNRESET;
 	mig_phase_enter(&d->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy: lost the source (%s); faulting vCPUs wait for it "
-	       "to reconnect", err);
-	dst_event_recovery(d, "lost", err);
+	       "to reconnect", err->msg);
+	dst_event_recovery(d, "lost", err->msg);
 	dst_report(d);
 	tp_session_shutdown(d->sess, TP_SHUT_ALL);
 	dst_faulter_stop(d);
@@ -91,10 +91,10 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 	d->meet.failed = false;
 	d->meet.arrived = d->meet.finished = 0;
 	pthread_mutex_unlock(&d->meet.lock);
-	err[0] = 0;
+	ut_err_clear(err);
 	ret = d->p->reconnect(d->p->reconnect_arg, &ns, err);
 	if (ret) {
-		dst_event_recovery(d, "gave_up", err);
+		dst_event_recovery(d, "gave_up", err->msg);
 		return ret;
 	}
 	if (d->own_sess)
@@ -104,14 +104,14 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 	d->nbulk = tp_session_nbulk(ns);
 	ret = recover_hello(d, tp_session_control(ns), err);
 	if (!ret && (ret = send_needs(d, tp_session_control(ns))))
-		mig_fail(err, ret, "telling the source what is missing: %s",
-			 tp_stream_strerror(tp_session_control(ns)));
+		ut_err_first(err, ret, "telling the source what is missing: %s",
+			 tp_stream_err(tp_session_control(ns))->msg);
 	d->pushing = true;
 	if (!ret && (ret = dst_receivers_start(d)))
-		mig_fail(err, ret, "cannot restart the receivers");
+		ut_err_first(err, ret, "cannot restart the receivers");
 	d->ft.resend = true;
 	if (!ret && (ret = dst_faulter_start(d)))
-		mig_fail(err, ret, "cannot restart the fault thread");
+		ut_err_first(err, ret, "cannot restart the fault thread");
 	if (!ret) {
 		mig_phase_enter(&d->phase, MIG_PHASE_POSTCOPY);
 		st->recoveries++;
@@ -125,7 +125,7 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, char *err)
 /* Every page pushed and every page asked for is in place: say so, with
  * the fault figures, and let the guest run on its own memory. */
 int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
-			   char *err)
+			   struct ut_err *err)
 {
 	struct mig_complete c = { 0 };
 	struct tp_stream *ctl;
@@ -147,7 +147,7 @@ int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 		pthread_mutex_unlock(&d->meet.lock);
 		if (!ret)
 			break;
-		mig_fail(err, ret, "receiving pushed pages failed");
+		ut_err_first(err, ret, "receiving pushed pages failed");
 		ret = dst_recover(d, st, err);
 		if (ret)
 			return ret;
@@ -165,6 +165,6 @@ int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 	st->vcpu_blocked_ms = c.blocked_ns / 1e6;
 	len = mig_enc_complete(buf, sizeof(buf), &c);
 	ret = len < 0 ? len : mig_send_msg(ctl, MIG_MSG_COMPLETE, buf, len);
-	return ret ? mig_fail(err, ret, "telling the source we are complete: "
-			      "%s", tp_stream_strerror(ctl)) : 0;
+	return ret ? ut_err_first(err, ret, "telling the source we are complete: "
+			      "%s", tp_stream_err(ctl)->msg) : 0;
 }

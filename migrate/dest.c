@@ -22,7 +22,7 @@
 /* Precopy resumes only a whole guest: every page arrived or was said to
  * be zero. A source whose final round ends short would otherwise run the
  * guest on pages that read as zero. */
-static int check_complete(struct mig_dst *d, char *err)
+static int check_complete(struct mig_dst *d, struct ut_err *err)
 {
 	uint64_t n = 0, first = 0;
 
@@ -32,7 +32,7 @@ static int check_complete(struct mig_dst *d, char *err)
 		if (!ut_bitmap_test(&d->zero, g) && !n++)
 			first = g;
 	if (n)
-		return mig_fail(err, -EPROTO, "the source ended precopy with "
+		return ut_err_first(err, -EPROTO, "the source ended precopy with "
 				"%llu pages never sent (page %llu the first)",
 				(unsigned long long)n,
 				(unsigned long long)first);
@@ -52,14 +52,14 @@ static int alloc_tracking(struct mig_dst *d)
 /* Precopy's end: the receivers done with the final round and every page
  * here; postcopy's: the receivers let past the discards, the fault
  * thread started before the guest runs. */
-static int before_resume(struct mig_dst *d, bool postcopy, char *err)
+static int before_resume(struct mig_dst *d, bool postcopy, struct ut_err *err)
 {
 	int ret;
 
 	if (!postcopy) {
 		ret = dst_receivers_join(d);
 		if (ret)
-			ret = mig_fail(err, ret, "receiving guest pages failed");
+			ret = ut_err_first(err, ret, "receiving guest pages failed");
 		else
 			ret = check_complete(d, err);
 		/* Every page is here: nothing may block the VM on a fault. */
@@ -74,7 +74,7 @@ static int before_resume(struct mig_dst *d, bool postcopy, char *err)
 	 * its missing pages: killing it would kill the guest. */
 	ut_oom_protect(&d->oom, "the guest here depends on it (postcopy)");
 	ret = dst_faulter_start(d);
-	return ret ? mig_fail(err, ret, "cannot start the fault thread") : 0;
+	return ret ? ut_err_first(err, ret, "cannot start the fault thread") : 0;
 }
 
 /* Precopy: a source that gives up waiting for RESUMED resumes its own VM.
@@ -84,7 +84,7 @@ static int before_resume(struct mig_dst *d, bool postcopy, char *err)
  * the state is read now: only a KEEPALIVE may be there. (A source giving
  * up from now on, before RESUMED reaches it, is the narrow window of
  * docs/recovery.md.) */
-static int source_there(struct tp_stream *ctl, char *err)
+static int source_there(struct tp_stream *ctl, struct ut_err *err)
 {
 	struct pollfd pfd = { tp_stream_fd(ctl), POLLIN | POLLRDHUP, 0 };
 	struct mig_error e;
@@ -96,15 +96,15 @@ static int source_there(struct tp_stream *ctl, char *err)
 	       (poll(&pfd, 1, 0) == 1 && pfd.revents)) {
 		ret = tp_recv(ctl, &m, buf, sizeof(buf));
 		if (ret)
-			return mig_fail(err, -ECONNRESET, "the source went away "
+			return ut_err_first(err, -ECONNRESET, "the source went away "
 					"before the resume (%s): the guest runs "
 					"there", ret == -ESHUTDOWN ? "it closed "
-					"the connection" : tp_stream_strerror(ctl));
+					"the connection" : tp_stream_err(ctl)->msg);
 		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
-			return mig_fail(err, -e.code, "the source gave up "
+			return ut_err_first(err, -e.code, "the source gave up "
 					"before the resume: %s", e.msg);
 		if (m.type != MIG_MSG_KEEPALIVE)
-			return mig_fail(err, -EPROTO, "unexpected control "
+			return ut_err_first(err, -EPROTO, "unexpected control "
 					"message 0x%x after the state", m.type);
 	}
 	return 0;
@@ -114,7 +114,7 @@ static int source_there(struct tp_stream *ctl, char *err)
  * and running. Leaves d->phase at COMPLETE (precopy) or POSTCOPY, or
  * where it failed. */
 static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
-		     bool *postcopy, char *err)
+		     bool *postcopy, struct ut_err *err)
 {
 	struct tp_stream *ctl = tp_session_control(d->sess);
 	void *blob = NULL;
@@ -128,7 +128,7 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 		dst_event_started(d);
 	}
 	if (!ret && (ret = dst_receivers_start(d)))
-		mig_fail(err, ret, "cannot start the receiver threads");
+		ut_err_first(err, ret, "cannot start the receiver threads");
 	if (!ret)
 		ret = dst_recv_state(d, ctl, &blob, &len, postcopy, err);
 	t_state = ut_now_ns();
@@ -165,13 +165,13 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
  * said, not a failure of the migration, which has succeeded. */
 static void check_placement(struct mig_dst *d)
 {
-	char perr[MIG_ERR_LEN] = "";
+	struct ut_err perr = { "" };
 	const struct mig_place_stats *p = &d->place.st;
 
 	if (!d->place.planned)
 		return;
-	if (mig_place_check(&d->place, &d->vm, perr)) {
-		pr_warn("%s", perr);
+	if (mig_place_check(&d->place, &d->vm, &perr)) {
+		pr_warn("%s", perr.msg);
 		return;
 	}
 	pr_info("placement %s: %llu of %llu pages in memory on their planned "
@@ -180,7 +180,7 @@ static void check_placement(struct mig_dst *d)
 }
 
 /* The last hand-off from d->phase, and what it leaves behind. */
-static void conclude(struct mig_dst *d, int ret, char *err)
+static void conclude(struct mig_dst *d, int ret, struct ut_err *err)
 {
 	struct tp_stream *ctl = tp_session_control(d->sess);
 	struct tp_msg m = { 0 };
@@ -203,7 +203,7 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 		dst_receivers_stop(d);
 		vml_client_pause(&d->vm.link);
 		vml_client_quit(&d->vm.link);
-		mig_fail(err, ret, "postcopy interrupted");
+		ut_err_first(err, ret, "postcopy interrupted");
 		pr_err("postcopy interrupted: the guest here was stopped; the "
 		       "source VM is paused with all of its memory");
 		break;
@@ -214,7 +214,7 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 		/* A receiver's failure too: the control stream is still up
 		 * (dst_meet.wake_fd) to tell the source why. */
 		if (!d->cancelled && !d->peer_cancelled)
-			mig_tell_peer(d->sess, ret < 0 ? -ret : EIO, err);
+			mig_tell_peer(d->sess, ret < 0 ? -ret : EIO, err->msg);
 		/* A VMM whose HELLO was refused left no link; a VM that is
 		 * not incoming is a guest running here: it was never ours to
 		 * discard. */
@@ -229,7 +229,7 @@ static void conclude(struct mig_dst *d, int ret, char *err)
 }
 
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
-		 char err[MIG_ERR_LEN])
+		 struct ut_err *err)
 {
 	struct mig_dst d = { .p = p, .meet = { .err = err, .wake_fd = -1 },
 			     .uffd = { .fd = -1 },
@@ -240,16 +240,16 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	bool postcopy = false;
 	int ret;
 
-	err[0] = 0;
+	ut_err_clear(err);
 	memset(st, 0, sizeof(*st));
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
 	ret = mig_cond_init(&d.meet.cond);
 	if (ret)
-		return mig_fail(err, ret, "cannot make a condition variable");
+		return ut_err_first(err, ret, "cannot make a condition variable");
 	pthread_mutex_init(&d.meet.lock, NULL);
 	d.meet.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d.meet.wake_fd < 0) {
-		ret = mig_fail(err, -errno, "cannot make an eventfd");
+		ret = ut_err_first(err, -errno, "cannot make an eventfd");
 		pthread_cond_destroy(&d.meet.cond);
 		pthread_mutex_destroy(&d.meet.lock);
 		return ret;
@@ -257,10 +257,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	d.nbulk = tp_session_nbulk(p->session);
 	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
-		ret = mig_fail(err, -EBUSY, "the VM at %s is already running; "
+		ret = ut_err_first(err, -EBUSY, "the VM at %s is already running; "
 			       "start it with --incoming", p->vm_socket);
 	if (!ret && (ret = alloc_tracking(&d)))
-		mig_fail(err, ret, "out of memory");
+		ut_err_first(err, ret, "out of memory");
 	if (!ret) {
 		dst_uffd_setup(&d);
 		snprintf(st->placement, sizeof(st->placement), "%s",

@@ -30,15 +30,14 @@ struct mig_events {
 };
 
 int mig_events_open(struct mig_events **out, const char *path,
-		    const char *role, char *err)
+		    const char *role, struct ut_err *err)
 {
 	struct mig_events *ev = calloc(1, sizeof(*ev));
 	int ret;
 
 	*out = NULL;
 	if (!ev) {
-		snprintf(err, MIG_ERR_LEN, "--events: out of memory");
-		return -ENOMEM;
+		return ut_err_set(err, -ENOMEM, "--events: out of memory");
 	}
 	if (!strcmp(path, "-")) {
 		ev->fd = STDOUT_FILENO;
@@ -49,9 +48,8 @@ int mig_events_open(struct mig_events **out, const char *path,
 		if (ev->fd < 0) {
 			ret = -errno;
 			free(ev);
-			snprintf(err, MIG_ERR_LEN, "--events %s: %s", path,
-				 strerror(-ret));
-			return ret;
+			return ut_err_set(err, ret, "--events %s: %s", path,
+					  strerror(-ret));
 		}
 	}
 	snprintf(ev->path, sizeof(ev->path), "%s", path);

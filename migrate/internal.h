@@ -25,7 +25,7 @@ struct mig_vm {
 /* Connects to the VMM at @path and maps every region. Anonymous RAM has
  * no fd to map and is refused with a message saying so. */
 int mig_vm_attach(struct mig_vm *vm, const char *path,
-		  enum mig_mem_access access, char *err);
+		  enum mig_mem_access access, struct ut_err *err);
 /* COPY mode: reads / writes @len bytes at page @idx of region @r. */
 int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len);
@@ -39,12 +39,6 @@ static inline uint8_t *mig_vm_page(const struct mig_vm *vm, uint32_t r,
 {
 	return (uint8_t *)vm->map[r].host + idx * vm->map[r].page_size;
 }
-
-/* Formats a one-line reason into @err (MIG_ERR_LEN) unless it holds one
- * already, and returns @ret. Any thread; threads may share @err (the
- * first reason stays), which is read only once they are joined. */
-int mig_fail(char *err, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 /* CLOCK_REALTIME in ns: comparable between the two hosts' agents. */
 uint64_t mig_realtime_ns(void);
@@ -127,7 +121,7 @@ void mig_worker_stop(struct mig_worker *w);
  * peer's reason when it is an ERROR, -EPROTO otherwise; @what names the
  * wait in the message. */
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-		    size_t cap, struct tp_msg *m, const char *what, char *err);
+		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err);
 
 /* An ERROR with @code (positive errno) and @msg to the peer on the
  * control stream of @sess, best effort. */
@@ -275,7 +269,7 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 const char *mig_decision_name(enum mig_decision d);
 const char *mig_reason_name(enum mig_reason r);
 
-/* ---- placement in the engines (placement.c) ----
+/* ---- placement in the engines (placement-apply.c) ----
  *
  * The destination, in its main thread: plan before WELCOME (a plan that
  * cannot fit is the refusal), send the host picture and the plan in
@@ -299,14 +293,14 @@ struct mig_place {
  * still describes the host. -ENOSPC/-EINVAL with @err: the plan is
  * refused; another -errno: the host could not be read. */
 int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
-		    const struct mig_vm *vm, struct mig_topology *t, char *err);
+		    const struct mig_vm *vm, struct mig_topology *t, struct ut_err *err);
 /* HEAT arrived (@h; NULL from a source without it): a tiered plan is
  * made again with it. Then binds every region of @vm as the plan says.
  * Before any page is written. */
 int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
-		    struct mig_vm *vm, char *err);
+		    struct mig_vm *vm, struct ut_err *err);
 /* After completion: where the pages are, into pc->st. */
-int mig_place_check(struct mig_place *pc, struct mig_vm *vm, char *err);
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm, struct ut_err *err);
 void mig_place_fini(struct mig_place *pc);
 /* The source's copy of the destination's plan, for its statistics. */
 void mig_place_stats_from(struct mig_place_stats *st,
@@ -317,12 +311,12 @@ void mig_place_stats_from(struct mig_place_stats *st,
  * mig_place_apply(). Returns 0 or -errno with @err. */
 int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 			    bool negotiated, const struct mig_topology *t,
-			    struct mig_vm *vm, char *err);
+			    struct mig_vm *vm, struct ut_err *err);
 /* Source, after WELCOME with MIG_FEAT_PLACEMENT: takes TOPOLOGY into
  * @st->place, samples @d when the policy is tiered, sends HEAT. */
 int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 			    struct gm_dirty *d, struct mig_stats *st,
-			    char *err);
+			    struct ut_err *err);
 
 /* Source: heat per chunk of every region of @vm from @samples harvests of
  * @d, @interval_ms apart, into @heat[r] (mig_chunks() bytes each, the

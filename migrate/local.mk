@@ -2,12 +2,16 @@
 noinst_LIBRARIES += migrate/libmigrate.a
 migrate_libmigrate_a_SOURCES = \
 	migrate/wire.h \
+	migrate/wire-cursor.h \
 	migrate/wire.c \
+	migrate/wire-pages.c \
+	migrate/wire-placement.c \
 	migrate/migrate.h \
 	migrate/internal.h \
 	migrate/vm.c \
 	migrate/policy.c \
 	migrate/placement.c \
+	migrate/placement-apply.c \
 	migrate/faults.c \
 	migrate/cond.c \
 	migrate/worker.c \
@@ -18,6 +22,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/source-internal.h \
 	migrate/source.c \
 	migrate/source-senders.c \
+	migrate/source-subpages.c \
 	migrate/source-precopy.c \
 	migrate/source-switchover.c \
 	migrate/source-postcopy.c \
@@ -26,6 +31,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/dest-internal.h \
 	migrate/dest.c \
 	migrate/dest-receive.c \
+	migrate/dest-place.c \
 	migrate/dest-fault.c \
 	migrate/dest-control.c \
 	migrate/dest-recover.c \

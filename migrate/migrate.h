@@ -23,10 +23,11 @@
 #include "migrate/wire.h"
 #include "vmlink/vmlink.h"
 #include "transport/transport.h"
+#include "util/err.h"
 #include "util/util.h"
 
 #define MIG_MAX_ROUNDS 64
-#define MIG_ERR_LEN 256
+
 
 struct mig_round_stats {
 	uint32_t round;
@@ -209,7 +210,7 @@ struct mig_place_policy {
 /* Parses "local", "bind:NODES", "interleave:NODES", "tiered", "cells:N,N"
  * (NODES as "0-1,3"). Returns 0, or -EINVAL with @err saying why. */
 int mig_place_parse(const char *s, struct mig_place_policy *p,
-		    char err[MIG_ERR_LEN]);
+		    struct ut_err *err);
 /* The canonical text of @p ("bind:1", "tiered fast-share 10%"). */
 void mig_place_format(const struct mig_place_policy *p, char *buf,
 		      size_t len);
@@ -251,9 +252,12 @@ struct mig_plan_input {
  * @pl (mig_plan_fini). Any thread.
  */
 int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
-		  const struct mig_place_policy *pol, char err[MIG_ERR_LEN]);
+		  const struct mig_place_policy *pol, struct ut_err *err);
 /* Accepts a zeroed or failed plan. */
 void mig_plan_fini(struct mig_plan *pl);
+/* The nodes of @t's top memory tier (the lowest tier id among nodes with
+ * memory); without tiers, the nodes with CPUs. A mask of node ids. */
+uint64_t mig_plan_top_tier(const struct gm_topo *t);
 /* The node of the byte at offset @off of region @r under @pl. */
 static inline unsigned int mig_plan_node(const struct mig_plan *pl,
 					 uint32_t r, uint64_t off)
@@ -276,10 +280,10 @@ struct mig_place_report {
  * -errno with @err filled.
  */
 int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
-		   char err[MIG_ERR_LEN]);
+		   struct ut_err *err);
 /* Asks where the pages of every region are and compares with @pl. */
 int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
-		   struct mig_place_report *rep, char err[MIG_ERR_LEN]);
+		   struct mig_place_report *rep, struct ut_err *err);
 /*
  * Limits an operator changes while the source runs (the control socket).
  * The caller owns it: init before mig_source_run(), fini after; any
@@ -331,9 +335,9 @@ void mig_tune_read(struct mig_tune *t, struct mig_tune_now *now);
 struct mig_events;
 
 /* Opens @path for writing (truncated; "-": stdout). Returns 0 or -errno
- * (with @err filled, MIG_ERR_LEN). */
+ * (with @err filled). */
 int mig_events_open(struct mig_events **out, const char *path,
-		    const char *role, char *err);
+		    const char *role, struct ut_err *err);
 /* Closes; returns 0, or the first write error (-errno) and *@written
  * (unless NULL) the events written before it. Accepts NULL. */
 int mig_events_close(struct mig_events *ev, uint64_t *written);
@@ -353,7 +357,7 @@ void mig_event_end(struct mig_event *e);
  * lost (the source connects, the destination accepts). Returns 0 and
  * *@out, which the engine then owns, or -errno with @err filled. */
 typedef int (*mig_reconnect_fn)(void *arg, struct tp_session **out,
-				char err[MIG_ERR_LEN]);
+				struct ut_err *err);
 
 /*
  * Test-only fault injection: a failure at an exact message of a running
@@ -408,7 +412,7 @@ struct mig_source_params {
 
 /* Migrates the VM; fills @st (also on failure, as far as it got). */
 int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
-		   char err[MIG_ERR_LEN]);
+		   struct ut_err *err);
 
 struct mig_dest_params {
 	const char *vm_socket;	/* the incoming VMM's VM link */
@@ -431,7 +435,7 @@ struct mig_dest_params {
 /* Receives the VM into the incoming VMM and resumes it there. On failure
  * before resume the incoming VMM is told to quit. */
 int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
-		 char err[MIG_ERR_LEN]);
+		 struct ut_err *err);
 
 /* Writes @st as one JSON object to @path ("-": stdout), whole or not at
  * all: on a full or failing filesystem no file (and no partial one) is

@@ -72,7 +72,7 @@ struct src_rounds {
 	uint32_t round, flags;	/* the round published, its MIG_ROUND_* */
 	unsigned int done;	/* senders finished with the round */
 	int error;		/* first error of the round */
-	char *err;		/* the caller's reason buffer, MIG_ERR_LEN */
+	struct ut_err *err;	/* the caller's reason */
 	/* Set with error when the round must stop: the senders stop at the
 	 * next message; after ABORT_GRACE_NS the bulk streams are cut. */
 	_Atomic bool abort;
@@ -228,6 +228,22 @@ int src_chunks_build(struct mig_src *s);
 /* Starts one sender per bulk stream of s->sess. Returns 0 or -errno;
  * src_senders_stop() undoes a partial start. */
 int src_senders_start(struct mig_src *s);
+/* A sender: one page now, from @buf, in a PAGES message of its own. */
+int src_send_one(struct sender *w, uint32_t region, uint64_t idx,
+		 const uint8_t *buf);
+/* Stops and joins the senders, frees them; accepts none started. */
+void src_senders_stop(struct mig_src *s);
+
+/* ---- sub-page deltas (source-subpages.c) ---- */
+
+/* A sender, sub-page deltas on: huge page @idx of @region (at @page),
+ * 2 MiB window by window, each copied into the stage, hashed per 4 KiB
+ * and sent as SUBPAGES with what changed. A 2 MiB page the destination
+ * holds no hashes of, or of which more than half changed, goes whole as
+ * PAGES instead; a larger page never does (its first windows carry every
+ * sub-page). Returns 0 or -errno. */
+int src_send_huge(struct sender *w, uint32_t region, uint64_t idx,
+		  const uint8_t *page);
 /* Postcopy, any thread: sends 2 MiB page @idx of region @r (at @page) on
  * @st as SUBPAGES against the copy the destination keeps (the source VM
  * is paused and the hashes frozen: no round follows), built in @iov
@@ -237,9 +253,6 @@ int src_senders_start(struct mig_src *s);
 ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
 		      uint64_t idx, const uint8_t *page, struct iovec *iov,
 		      uint8_t *hdr);
-/* Stops and joins the senders, frees them; accepts none started. */
-void src_senders_stop(struct mig_src *s);
-
 /* ---- precopy (source-precopy.c) ---- */
 
 /* Sends the pages in s->todo as round @round with @flags; fills @rs.
@@ -252,29 +265,29 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
  * or -errno with s->err filled under s->lock. */
 int src_poll_dest(struct mig_src *s);
 /* The operator's cancel as the engine's reason into @err: -ECANCELED. */
-int src_cancelled(struct mig_src *s, char *err);
+int src_cancelled(struct mig_src *s, struct ut_err *err);
 /* Precopy rounds until the policy ends them, then the phase it picks. */
-int src_precopy(struct mig_src *s, char *err);
+int src_precopy(struct mig_src *s, struct ut_err *err);
 
 /* ---- switchover (source-switchover.c) ---- */
 
 /* The paused VM's state blob (*@blob, malloc'ed, *@len bytes), saved
  * before the commitment point: a VMM that cannot give it leaves the
  * guest here. */
-int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err);
+int src_save_state(struct mig_src *s, void **blob, size_t *len, struct ut_err *err);
 /* Sends @blob (freed here) as STATE. */
-int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err);
+int src_send_state(struct tp_stream *ctl, void *blob, size_t len, struct ut_err *err);
 /* The commitment point: tells the VMM, refuses any later cancel. */
-int src_commit(struct mig_src *s, char *err);
+int src_commit(struct mig_src *s, struct ut_err *err);
 int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
-		     char *err);
+		     struct ut_err *err);
 /* DONE to the destination, tracking stopped, the source VM quits. */
 int src_release(struct mig_src *s, struct tp_stream *ctl);
 /* Pauses the vCPUs (@t monotonic, @rt realtime) and harvests. */
-int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err);
+int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, struct ut_err *err);
 /* Pause, final round @round, commit, state, RESUMED, release. */
 int src_switchover(struct mig_src *s, uint32_t round,
-		   const struct mig_round_stats *prev, char *err);
+		   const struct mig_round_stats *prev, struct ut_err *err);
 
 /* ---- postcopy (source-postcopy.c) ---- */
 
@@ -283,20 +296,20 @@ int src_urgent_start(struct mig_src *s);
 void src_urgent_stop(struct mig_src *s);
 /* Push after the switchover on the current session, until COMPLETE. */
 int src_push(struct mig_src *s, uint32_t round,
-	     const struct mig_round_stats *prev, char *err);
+	     const struct mig_round_stats *prev, struct ut_err *err);
 /* Pause, switch the destination to postcopy, commit, state, push. */
 int src_postcopy(struct mig_src *s, uint32_t round,
-		 const struct mig_round_stats *prev, char *err);
+		 const struct mig_round_stats *prev, struct ut_err *err);
 /* ferry-source --recover: finishes an interrupted postcopy. */
-int src_resume_postcopy(struct mig_src *s, char *err);
+int src_resume_postcopy(struct mig_src *s, struct ut_err *err);
 
 /* ---- recovery (source-recover.c) ---- */
 
 /* Bytes sent on every stream of @sess. */
 uint64_t src_session_tx(struct tp_session *sess);
 /* HELLO(RECOVER); the destination's RESUMED and NEEDs into s->todo. */
-int src_recover_handshake(struct mig_src *s, char *err);
+int src_recover_handshake(struct mig_src *s, struct ut_err *err);
 /* A new session, the handshake, the senders restarted. */
-int src_recover(struct mig_src *s, char *err);
+int src_recover(struct mig_src *s, struct ut_err *err);
 
 #endif /* FERRY_MIGRATE_SOURCE_INTERNAL_H */

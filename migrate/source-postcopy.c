@@ -142,8 +142,8 @@ static void *urgent_main(void *arg)
 		ret = urgent_one(s, st);
 	}
 	if (ret && ret != -ESHUTDOWN && !atomic_load(&s->peer_broken))
-		pr_warn("urgent stream: %s", tp_stream_strerror(st)[0] ?
-			tp_stream_strerror(st) : strerror(-ret));
+		pr_warn("urgent stream: %s", tp_stream_err(st)->msg[0] ?
+			tp_stream_err(st)->msg : strerror(-ret));
 	return NULL;
 }
 
@@ -211,7 +211,7 @@ static void add_unsent(struct mig_src *s)
 		ut_bitmap_set(&s->todo, g);
 }
 
-static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
+static int wait_complete(struct mig_src *s, struct tp_stream *ctl, struct ut_err *err)
 {
 	uint8_t buf[1024];
 	struct mig_complete c;
@@ -221,7 +221,7 @@ static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
 				  err);
 
 	if (!ret && mig_dec_complete(buf, m.len, &c))
-		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+		ret = ut_err_first(err, -EPROTO, "the destination sent a malformed "
 			       "COMPLETE (%s)", mig_wire_reason());
 	if (ret)
 		return ret;
@@ -237,18 +237,18 @@ static int wait_complete(struct mig_src *s, struct tp_stream *ctl, char *err)
 /* The background push after the switchover on the current session, with
  * requests served first; then RESUMED (once) and COMPLETE. */
 int src_push(struct mig_src *s, uint32_t round,
-		const struct mig_round_stats *prev, char *err)
+		const struct mig_round_stats *prev, struct ut_err *err)
 {
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
 	int ret = src_urgent_start(s);
 
 	if (ret)
-		return mig_fail(err, ret, "cannot start the urgent thread");
+		return ut_err_first(err, ret, "cannot start the urgent thread");
 	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	s->st->pages_pushed += rs.pages;
 	if (ret)
-		mig_fail(err, ret, "pushing the remaining pages failed");
+		ut_err_first(err, ret, "pushing the remaining pages failed");
 	if (!ret && !s->resumed_seen) {
 		ret = src_wait_resumed(ctl, &s->resumed, err);
 		s->resumed_seen = !ret;
@@ -260,8 +260,8 @@ int src_push(struct mig_src *s, uint32_t round,
 	src_urgent_stop(s);
 	if (s->urg.why[0]) {
 		/* The cause; what the main thread saw is its consequence. */
-		err[0] = 0;
-		ret = mig_fail(err, s->urg.error, "the destination sent %s",
+		ut_err_clear(err);
+		ret = ut_err_first(err, s->urg.error, "the destination sent %s",
 			       s->urg.why);
 		s->urg.why[0] = 0;
 	}
@@ -269,7 +269,7 @@ int src_push(struct mig_src *s, uint32_t round,
 }
 
 int src_postcopy(struct mig_src *s, uint32_t round,
-		    const struct mig_round_stats *prev, char *err)
+		    const struct mig_round_stats *prev, struct ut_err *err)
 {
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
@@ -297,7 +297,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	if (!ret)
 		ret = send_discards(s, ctl, &ndiscard);
 	if (ret)
-		return mig_fail(err, ret, "switching to postcopy failed");
+		return ut_err_first(err, ret, "switching to postcopy failed");
 	add_unsent(s);
 	pr_info("postcopy: %llu pages discarded, %llu to push",
 		(unsigned long long)ndiscard,
@@ -341,7 +341,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 /* ferry-source --recover: a new agent finishing an interrupted postcopy.
  * The VM is paused here with all of its memory and nothing is tracked:
  * the destination says what it lacks, and that is pushed. */
-int src_resume_postcopy(struct mig_src *s, char *err)
+int src_resume_postcopy(struct mig_src *s, struct ut_err *err)
 {
 	struct mig_round_stats rs = { 0 };
 	uint32_t state = 0;
@@ -349,7 +349,7 @@ int src_resume_postcopy(struct mig_src *s, char *err)
 	int ret = vml_client_status(&s->vm.link, &state, &hbs);
 
 	if (ret || state != VML_STATE_PAUSED)
-		return mig_fail(err, ret ? ret : -EINVAL, "the VM at %s is not "
+		return ut_err_first(err, ret ? ret : -EINVAL, "the VM at %s is not "
 				"paused: there is no interrupted postcopy to "
 				"recover", s->p->vm_socket);
 	/* The switchover was committed by the agent before us. */
@@ -366,7 +366,7 @@ int src_resume_postcopy(struct mig_src *s, char *err)
 	snprintf(s->st->mode, sizeof(s->st->mode), "postcopy");
 	ret = src_recover_handshake(s, err);
 	if (!ret && (ret = src_senders_start(s)))
-		mig_fail(err, ret, "cannot start the sender threads");
+		ut_err_first(err, ret, "cannot start the sender threads");
 	for (uint32_t round = 0; !ret; round++) {
 		ret = src_push(s, round, &rs, err);
 		if (!ret) {

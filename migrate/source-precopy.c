@@ -90,10 +90,10 @@ static void abort_round(struct mig_src *s, int code)
 }
 
 /* Under s->rd.lock: the operator's reason, once, as the engine's reason. */
-int src_cancelled(struct mig_src *s, char *err)
+int src_cancelled(struct mig_src *s, struct ut_err *err)
 {
 	s->cancelled = true;
-	return mig_fail(err, -ECANCELED, "cancelled (%s) before the "
+	return ut_err_first(err, -ECANCELED, "cancelled (%s) before the "
 			"switchover: the VM runs here", s->why);
 }
 
@@ -109,13 +109,13 @@ static int take_peer_error(struct mig_src *s, const struct mig_error *e)
 	s->dest_cancelled = e->code == ECANCELED;
 	if (s->rd.error == -EPIPE || s->rd.error == -ECONNRESET ||
 	    s->rd.error == -ESHUTDOWN) {
-		s->rd.err[0] = 0;
+		ut_err_clear(s->rd.err);
 		s->rd.error = ret;
 	}
 	if (s->dest_cancelled)
-		return mig_fail(s->rd.err, ret, "the destination %.150s before "
+		return ut_err_first(s->rd.err, ret, "the destination %.150s before "
 				"the switchover: the VM runs here", e->msg);
-	return mig_fail(s->rd.err, ret, "the destination failed: %.200s",
+	return ut_err_first(s->rd.err, ret, "the destination failed: %.200s",
 			e->msg);
 }
 
@@ -140,8 +140,8 @@ int src_poll_dest(struct mig_src *s)
 		ret = tp_recv(ctl, &m, buf, sizeof(buf));
 		pthread_mutex_lock(&s->rd.lock);
 		if (ret) {
-			mig_fail(s->rd.err, ret, "the destination went away: %s",
-				 tp_stream_strerror(ctl));
+			ut_err_first(s->rd.err, ret, "the destination went away: %s",
+				 tp_stream_err(ctl)->msg);
 		} else if (m.type == MIG_MSG_ERROR &&
 			   !mig_dec_error(buf, m.len, &e)) {
 			ret = take_peer_error(s, &e);
@@ -152,7 +152,7 @@ int src_poll_dest(struct mig_src *s)
 			pthread_mutex_unlock(&s->rd.lock);
 			break;
 		} else if (m.type != MIG_MSG_KEEPALIVE) {
-			ret = mig_fail(s->rd.err, -EPROTO, "the destination sent "
+			ret = ut_err_first(s->rd.err, -EPROTO, "the destination sent "
 				       "control message 0x%x mid-round",
 				       m.type);
 		}
@@ -317,21 +317,21 @@ static struct mig_verdict decide(struct mig_src *s,
 
 static int cancel(struct mig_src *s, uint32_t rounds,
 		  const struct mig_policy *pol, const struct mig_verdict *v,
-		  char *err)
+		  struct ut_err *err)
 {
 	mig_phase_enter(&s->phase, MIG_PHASE_CANCELLED);
-	mig_fail(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
+	ut_err_first(err, -ETIMEDOUT, "the guest did not converge after %u rounds "
 		 "(%.1f s): predicted downtime %.0f ms > limit %llu ms at "
 		 "%.0f MiB/s dirty; the VM keeps running here", rounds,
 		 (ut_now_ns() - s->start_ns) / 1e9, v->predicted_downtime_ms,
 		 (unsigned long long)pol->downtime_limit_ms,
 		 v->dirty_rate_mibs);
-	mig_tell_peer(s->sess, ETIMEDOUT, err);
+	mig_tell_peer(s->sess, ETIMEDOUT, err->msg);
 	return -ETIMEDOUT;
 }
 
 /* Precopy rounds until the policy says how they end (policy.c). */
-int src_precopy(struct mig_src *s, char *err)
+int src_precopy(struct mig_src *s, struct ut_err *err)
 {
 	struct mig_round_stats rs = { 0 };
 	struct mig_policy_state ps = { 0 };
@@ -359,7 +359,7 @@ int src_precopy(struct mig_src *s, char *err)
 			(unsigned long long)ut_bitmap_count(&s->todo));
 		ret = src_run_round(s, round, 0, &rs, &rs);
 		if (ret)
-			return mig_fail(err, ret, "round %u failed", round);
+			return ut_err_first(err, ret, "round %u failed", round);
 		/* A round cut short leaves its unsent pages in todo: the
 		 * dirty ones join them. */
 		cut = atomic_load(&s->rd.cut);
@@ -367,7 +367,7 @@ int src_precopy(struct mig_src *s, char *err)
 			ut_bitmap_clear_all(&s->todo);
 		n = gm_dirty_harvest(s->dirty, &s->todo);
 		if (n < 0)
-			return mig_fail(err, n, "reading dirty pages failed");
+			return ut_err_first(err, n, "reading dirty pages failed");
 		src_steer(s);	/* a change that came at the round's end */
 		v = decide(s, &pol, &ps, &rs, cut ? ut_bitmap_count(&s->todo)
 						  : (uint64_t)n);

@@ -31,7 +31,7 @@ uint64_t src_session_tx(struct tp_session *sess)
 
 /* After a reconnect: HELLO saying so; the destination answers with its
  * RESUMED, the pages it still needs, and RECOVERED. */
-int src_recover_handshake(struct mig_src *s, char *err)
+int src_recover_handshake(struct mig_src *s, struct ut_err *err)
 {
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_hello h = {
@@ -55,7 +55,7 @@ int src_recover_handshake(struct mig_src *s, char *err)
 		if (m.type == MIG_MSG_RECOVERED)
 			return 0;
 		if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
-			return mig_fail(err, -e.code, "the destination refused "
+			return ut_err_first(err, -e.code, "the destination refused "
 					"to recover: %s", e.msg);
 		if (m.type == MIG_MSG_RESUMED) {
 			ret = mig_dec_resumed(buf, m.len, &s->resumed);
@@ -71,15 +71,15 @@ int src_recover_handshake(struct mig_src *s, char *err)
 			ret = -EPROTO;
 		}
 	}
-	return mig_fail(err, ret, "recovery handshake: %s",
-			tp_stream_strerror(ctl)[0] ? tp_stream_strerror(ctl) :
+	return ut_err_first(err, ret, "recovery handshake: %s",
+			tp_stream_err(ctl)->msg[0] ? tp_stream_err(ctl)->msg :
 						     strerror(-ret));
 }
 
 /* Replaces the session with a new one (reconnecting with backoff until the
  * recovery deadline), learns what the destination still needs, and
  * restarts the senders. The VM stays paused here meanwhile. */
-int src_recover(struct mig_src *s, char *err)
+int src_recover(struct mig_src *s, struct ut_err *err)
 {
 	uint32_t secs = s->p->recover_timeout_s ? s->p->recover_timeout_s : 60;
 	uint64_t deadline = ut_now_ns() + secs * 1000000000ULL, wait = 200;
@@ -92,8 +92,8 @@ int src_recover(struct mig_src *s, char *err)
 		return -EPROTO;
 	mig_phase_enter(&s->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
-	       "reconnecting for up to %u s", err, secs);
-	src_event_recovery(s, "lost", err);
+	       "reconnecting for up to %u s", err->msg, secs);
+	src_event_recovery(s, "lost", err->msg);
 	tp_session_shutdown(s->sess, TP_SHUT_ALL);
 	src_urgent_stop(s);
 	src_senders_stop(s);
@@ -106,7 +106,7 @@ int src_recover(struct mig_src *s, char *err)
 	atomic_store(&s->rd.abort, false);
 	s->bulk_cut = false;
 	do {
-		err[0] = 0;
+		ut_err_clear(err);
 		ret = s->p->reconnect(s->p->reconnect_arg, &ns, err);
 		if (!ret)
 			break;
@@ -114,13 +114,9 @@ int src_recover(struct mig_src *s, char *err)
 		wait = wait < 2000 ? wait * 2 : 2000;
 	} while (ut_now_ns() < deadline);
 	if (ret) {
-		char last[MIG_ERR_LEN];
-
-		snprintf(last, sizeof(last), "%s", err);
-		err[0] = 0;
-		mig_fail(err, -ETIMEDOUT, "could not reconnect within %u s "
-			 "(%s)", secs, last);
-		src_event_recovery(s, "gave_up", err);
+		ut_err_set(err, -ETIMEDOUT, "could not reconnect within %u s "
+			   "(%s)", secs, err->msg);
+		src_event_recovery(s, "gave_up", err->msg);
 		return -ETIMEDOUT;
 	}
 	s->old_tx += src_session_tx(s->sess);
@@ -128,10 +124,10 @@ int src_recover(struct mig_src *s, char *err)
 		tp_session_destroy(s->sess);
 	s->sess = ns;
 	s->own_sess = true;
-	err[0] = 0;
+	ut_err_clear(err);
 	ret = src_recover_handshake(s, err);
 	if (!ret && (ret = src_senders_start(s)))
-		mig_fail(err, ret, "cannot restart the senders");
+		ut_err_first(err, ret, "cannot restart the senders");
 	if (!ret) {
 		mig_phase_enter(&s->phase, MIG_PHASE_POSTCOPY);
 		s->st->recoveries++;

@@ -12,7 +12,9 @@
  * (2); then the kernel's copy into the socket (transport/transport.h
  * counts the transport's). A chunk's PAGES are sent before its DUPs on
  * the same stream, so a reference always arrives after the page it names.
- * In postcopy a sender first pushes the window after the last fault.
+ * A dirty huge page with sub-page deltas on goes through
+ * source-subpages.c instead. In postcopy a sender first pushes the window
+ * after the last fault.
  * The bandwidth cap is source-steer.c's.
  */
 #include "config.h"
@@ -32,44 +34,58 @@ static void sender_fail(struct sender *w, int ret, const char *what)
 	pthread_mutex_lock(&s->rd.lock);
 	if (!s->rd.error) {
 		s->rd.error = ret;
-		mig_fail(s->rd.err, ret, "sending %s: %s", what,
-			 tp_stream_strerror(w->st)[0] ?
-				 tp_stream_strerror(w->st) : strerror(-ret));
+		ut_err_first(s->rd.err, ret, "sending %s: %s", what,
+			 tp_stream_err(w->st)->msg[0] ?
+				 tp_stream_err(w->st)->msg : strerror(-ret));
 	}
 	pthread_mutex_unlock(&s->rd.lock);
 }
 
-static int flush_batch(struct sender *w)
+/* PAGES: @count pages of @region (@idx, at @ptr) in one message, its
+ * header in @hdr (@hcap), its vector in @iov (1 + @count); @inject says
+ * whether the test's bad-PAGES injection may hit it. */
+static int send_pages(struct sender *w, uint8_t *hdr, size_t hcap,
+		      struct iovec *iov, uint32_t region, uint32_t count,
+		      const uint64_t *idx, const uint8_t *const *ptr,
+		      bool inject)
 {
 	struct mig_src *s = w->src;
-	uint32_t psz = s->vm.layout.r[w->batch_region].page_size;
-	ssize_t n;
+	uint32_t psz = s->vm.layout.r[region].page_size;
+	ssize_t n = mig_enc_pages_hdr(hdr, hcap, region, count, idx);
+	int ret;
+
+	if (n < 0)
+		return n;
+	if (inject && s->p->inject &&
+	    mig_inject_hit(s->p->inject, &s->p->inject->pages_msgs,
+			   s->p->inject->src_bad_pages))
+		memset(hdr + n - 8, 0xff, 8);	/* the last index */
+	iov[0] = (struct iovec){ hdr, n };
+	for (uint32_t i = 0; i < count; i++)
+		iov[1 + i] = (struct iovec){ (void *)ptr[i], psz };
+	src_throttle(s, n + (size_t)count * psz);
+	ret = tp_send(w->st, MIG_MSG_PAGES, iov, 1 + count, 0);
+	if (ret)
+		return ret;
+	w->c.data += count;
+	w->c.bytes_data += (uint64_t)count * psz;
+	w->c.bytes_proto += n;
+	return 0;
+}
+
+static int flush_batch(struct sender *w)
+{
 	int ret;
 
 	if (!w->nbatch)
 		return 0;
-	if (atomic_load(&s->rd.abort))
+	if (atomic_load(&w->src->rd.abort))
 		return -ECANCELED;
-	n = mig_enc_pages_hdr(w->hdr, sizeof(w->hdr), w->batch_region,
-			      w->nbatch, w->batch_idx);
-	if (n < 0)
-		return n;
-	if (s->p->inject && mig_inject_hit(s->p->inject,
-					   &s->p->inject->pages_msgs,
-					   s->p->inject->src_bad_pages))
-		memset(w->hdr + n - 8, 0xff, 8);	/* the last index */
-	w->iov[0] = (struct iovec){ w->hdr, n };
-	for (uint32_t i = 0; i < w->nbatch; i++)
-		w->iov[1 + i] = (struct iovec){ (void *)w->batch_ptr[i], psz };
-	src_throttle(s, n + (size_t)w->nbatch * psz);
-	ret = tp_send(w->st, MIG_MSG_PAGES, w->iov, 1 + w->nbatch, 0);
-	if (ret)
-		return ret;
-	w->c.data += w->nbatch;
-	w->c.bytes_data += (uint64_t)w->nbatch * psz;
-	w->c.bytes_proto += n;
-	w->nbatch = 0;
-	return 0;
+	ret = send_pages(w, w->hdr, sizeof(w->hdr), w->iov, w->batch_region,
+			 w->nbatch, w->batch_idx, w->batch_ptr, true);
+	if (!ret)
+		w->nbatch = 0;
+	return ret;
 }
 
 static int add_page(struct sender *w, uint32_t region, uint64_t idx,
@@ -90,154 +106,11 @@ static int add_page(struct sender *w, uint32_t region, uint64_t idx,
 	return ret;
 }
 
-/* One page now, from @buf, in a PAGES message of its own. */
-static int send_one(struct sender *w, uint32_t region, uint64_t idx,
-		    const uint8_t *buf)
+int src_send_one(struct sender *w, uint32_t region, uint64_t idx,
+		 const uint8_t *buf)
 {
-	uint32_t psz = w->src->vm.layout.r[region].page_size;
-	ssize_t n = mig_enc_pages_hdr(w->subhdr, sizeof(w->subhdr), region, 1,
-				      &idx);
-	int ret;
-
-	if (n < 0)
-		return n;
-	w->subiov[0] = (struct iovec){ w->subhdr, n };
-	w->subiov[1] = (struct iovec){ (void *)buf, psz };
-	src_throttle(w->src, n + psz);
-	ret = tp_send(w->st, MIG_MSG_PAGES, w->subiov, 2, 0);
-	if (ret)
-		return ret;
-	w->c.data++;
-	w->c.bytes_data += psz;
-	w->c.bytes_proto += n;
-	return 0;
-}
-
-/* Hashes the 2 MiB window of a huge page in the stage per 4 KiB against
- * @hs, what the destination holds (nothing unless @have), recording the
- * new hashes, and fills @sp with what changed. False: nothing did. */
-static bool diff_window(struct sender *w, struct gm_hash *hs, bool have,
-			struct mig_subpages *sp)
-{
-	bool changed = false;
-
-	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
-		const uint8_t *sub = w->hstage + (size_t)i * MIG_SUB_SIZE;
-		struct gm_hash h;
-
-		gm_hash(sub, MIG_SUB_SIZE, &h);
-		if (have && gm_hash_eq(&h, &hs[i]))
-			continue;
-		hs[i] = h;
-		changed = true;
-		if (gm_is_zero(sub, MIG_SUB_SIZE)) {
-			sp->zero[i / 8] |= 1u << (i % 8);
-		} else {
-			sp->data[i / 8] |= 1u << (i % 8);
-			w->subiov[1 + sp->count++] =
-				(struct iovec){ (void *)sub, MIG_SUB_SIZE };
-		}
-	}
-	return changed;
-}
-
-static int send_subpages(struct sender *w, const struct mig_subpages *sp)
-{
-	ssize_t n = mig_enc_subpages_hdr(w->subhdr, sizeof(w->subhdr), sp);
-	int ret;
-
-	if (n < 0)
-		return n;
-	w->subiov[0] = (struct iovec){ w->subhdr, n };
-	src_throttle(w->src, n + (size_t)sp->count * MIG_SUB_SIZE);
-	ret = tp_send(w->st, MIG_MSG_SUBPAGES, w->subiov, 1 + sp->count, 0);
-	if (ret)
-		return ret;
-	w->c.subpages += sp->count;
-	w->c.bytes_data += (uint64_t)sp->count * MIG_SUB_SIZE;
-	w->c.bytes_proto += n;
-	return 0;
-}
-
-/* A huge page with sub-page deltas on, 2 MiB window by window: each
- * copied into the stage (what is hashed is what is sent), hashed per
- * 4 KiB and sent as SUBPAGES with what changed. A 2 MiB page the
- * destination holds no hashes of, or of which more than half changed,
- * goes whole as PAGES instead; a larger page never does (its first
- * windows carry every sub-page). */
-static int send_huge(struct sender *w, uint32_t region, uint64_t idx,
-		     const uint8_t *page)
-{
-	struct mig_src *s = w->src;
-	uint32_t nwin = s->vm.layout.r[region].page_size / MIG_SUB_WINDOW;
-	uint64_t g = s->vm.first[region] + idx;
-	struct gm_hash *hs = s->sub.hash[region] +
-			     idx * nwin * MIG_SUB_PER_PAGE;
-	bool have = ut_bitmap_test(&s->sub.valid, g), any = false;
-	int ret = 0;
-
-	ut_bitmap_set(&s->sub.valid, g);
-	for (uint32_t win = 0; win < nwin && !ret; win++) {
-		struct mig_subpages sp = { .region = region, .page = idx,
-					   .first = win * MIG_SUB_PER_PAGE };
-
-		memcpy(w->hstage, page + (size_t)win * MIG_SUB_WINDOW,
-		       MIG_SUB_WINDOW);
-		if (!diff_window(w, hs + sp.first, have, &sp))
-			continue;
-		if (nwin == 1 && (!have || sp.count * 2 > MIG_SUB_PER_PAGE))
-			return send_one(w, region, idx, w->hstage);
-		any = true;
-		ret = send_subpages(w, &sp);
-	}
-	if (!ret && any)
-		w->c.delta++;
-	else if (!ret)
-		w->c.same++;
-	return ret;
-}
-
-ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
-		      uint64_t idx, const uint8_t *page, struct iovec *iov,
-		      uint8_t *hdr)
-{
-	uint64_t g = s->vm.first[r] + idx;
-	const struct gm_hash *hs;
-	struct mig_subpages sp = { .region = r, .page = idx };
-	ssize_t n;
-	int ret;
-
-	if (!s->sub.on || !s->sub.keep || !s->sub.hash[r] ||
-	    s->vm.layout.r[r].page_size != MIG_SUB_WINDOW ||
-	    !ut_bitmap_test(&s->sub.valid, g))
-		return 0;
-	hs = s->sub.hash[r] + idx * MIG_SUB_PER_PAGE;
-	for (uint32_t i = 0; i < MIG_SUB_PER_PAGE; i++) {
-		const uint8_t *sub = page + (size_t)i * MIG_SUB_SIZE;
-		struct gm_hash h;
-
-		gm_hash(sub, MIG_SUB_SIZE, &h);
-		if (gm_hash_eq(&h, &hs[i]))
-			continue;
-		if (gm_is_zero(sub, MIG_SUB_SIZE)) {
-			sp.zero[i / 8] |= 1u << (i % 8);
-			continue;
-		}
-		if (++sp.count * 2 > MIG_SUB_PER_PAGE)
-			return 0;
-		sp.data[i / 8] |= 1u << (i % 8);
-		iov[sp.count] = (struct iovec){ (void *)sub, MIG_SUB_SIZE };
-	}
-	n = mig_enc_subpages_hdr(hdr, MIG_SUBPAGES_FIXED, &sp);
-	if (n < 0)
-		return n;
-	iov[0] = (struct iovec){ hdr, n };
-	ret = tp_send(st, MIG_MSG_SUBPAGES, iov, 1 + sp.count, 0);
-	if (ret)
-		return ret;
-	n += (ssize_t)sp.count * MIG_SUB_SIZE;
-	atomic_fetch_add(&s->wire_bytes, n);
-	return n;
+	return send_pages(w, w->subhdr, sizeof(w->subhdr), w->subiov, region,
+			  1, &idx, &buf, false);
 }
 
 /* Finds @h among the pages this sender sent this round, or records it. */
@@ -368,7 +241,7 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			continue;
 		}
 		if (s->sub.on && !s->postcopy && s->sub.hash[c->region]) {
-			ret = send_huge(w, c->region, c->start + k, page);
+			ret = src_send_huge(w, c->region, c->start + k, page);
 			continue;
 		}
 		if (s->postcopy && s->sub.keep) {

@@ -13,33 +13,33 @@
 #define LOG_PREFIX "source"
 #include "migrate/source-internal.h"
 
-int src_save_state(struct mig_src *s, void **blob, size_t *len, char *err)
+int src_save_state(struct mig_src *s, void **blob, size_t *len, struct ut_err *err)
 {
 	uint64_t t0 = ut_now_ns();
 	int ret = vml_client_save_state(&s->vm.link, blob, len);
 
 	if (ret)
-		return mig_fail(err, ret, "the VM could not save its state: %s",
+		return ut_err_first(err, ret, "the VM could not save its state: %s",
 				vml_strerror(ret));
 	s->st->state_save_ms = (ut_now_ns() - t0) / 1e6;
 	s->st->state_bytes = *len;
 	if (*len > MIG_MAX_STATE) {
 		free(*blob);
 		*blob = NULL;
-		return mig_fail(err, -EMSGSIZE, "the VM's state blob is %zu "
+		return ut_err_first(err, -EMSGSIZE, "the VM's state blob is %zu "
 				"bytes, more than the protocol carries", *len);
 	}
 	return 0;
 }
 
-int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err)
+int src_send_state(struct tp_stream *ctl, void *blob, size_t len, struct ut_err *err)
 {
 	int ret = mig_send_msg(ctl, MIG_MSG_STATE, blob, len);
 
 	free(blob);
 	if (ret)
-		return mig_fail(err, ret, "sending the VM state: %s",
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "sending the VM state: %s",
+				tp_stream_err(ctl)->msg);
 	return 0;
 }
 
@@ -47,7 +47,7 @@ int src_send_state(struct tp_stream *ctl, void *blob, size_t len, char *err)
  * agent that dies after this must not have the VMM resume a guest that
  * may run at the destination; one that dies before it has it resumed.
  * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
-int src_commit(struct mig_src *s, char *err)
+int src_commit(struct mig_src *s, struct ut_err *err)
 {
 	int ret = s->dest_discarded ? -ECANCELED : src_poll_dest(s);
 
@@ -69,13 +69,13 @@ int src_commit(struct mig_src *s, char *err)
 			"VM by itself if this agent dies");
 		return 0;
 	}
-	return ret ? mig_fail(err, ret, "the VM refused to commit the "
+	return ret ? ut_err_first(err, ret, "the VM refused to commit the "
 			      "switchover: %s", vml_strerror(ret)) : 0;
 }
 
 /* Waits for the destination's word that the guest runs there. */
 int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
-			char *err)
+			struct ut_err *err)
 {
 	uint8_t buf[512];
 	struct tp_msg m;
@@ -83,7 +83,7 @@ int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
 				  "waiting for the guest to resume there", err);
 
 	if (!ret && mig_dec_resumed(buf, m.len, r))
-		ret = mig_fail(err, -EPROTO, "the destination sent a malformed "
+		ret = ut_err_first(err, -EPROTO, "the destination sent a malformed "
 			       "RESUMED (%s)", mig_wire_reason());
 	return ret;
 }
@@ -97,7 +97,7 @@ int src_release(struct mig_src *s, struct tp_stream *ctl)
 
 	if (ret)
 		pr_warn("telling the destination we are done: %s",
-			tp_stream_strerror(ctl));
+			tp_stream_err(ctl)->msg);
 	mig_phase_enter(&s->phase, MIG_PHASE_COMPLETE);
 	gm_dirty_destroy(s->dirty);
 	s->dirty = NULL;
@@ -110,7 +110,7 @@ int src_release(struct mig_src *s, struct tp_stream *ctl)
 /* Stops the vCPUs (the downtime starts as PAUSE is sent, since the VMM
  * may stop them any time before it replies: @t monotonic, @rt realtime)
  * and adds what they wrote since the last harvest to todo. */
-int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
+int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, struct ut_err *err)
 {
 	uint64_t t1;
 	ssize_t n;
@@ -120,7 +120,7 @@ int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
 	*rt = mig_realtime_ns();
 	ret = vml_client_pause(&s->vm.link);
 	if (ret)
-		return mig_fail(err, ret, "the VM did not pause: %s",
+		return ut_err_first(err, ret, "the VM did not pause: %s",
 				vml_strerror(ret));
 	mig_phase_enter(&s->phase, MIG_PHASE_SWITCHOVER);
 	src_steer_settle(s);
@@ -130,12 +130,12 @@ int src_pause_vm(struct mig_src *s, uint64_t *t, uint64_t *rt, char *err)
 	s->steer.pause_rt = *rt;
 	n = gm_dirty_harvest(s->dirty, &s->todo);
 	s->st->harvest_ms = (ut_now_ns() - t1) / 1e6;
-	return n < 0 ? mig_fail(err, n, "reading the last dirty pages failed")
+	return n < 0 ? ut_err_first(err, n, "reading the last dirty pages failed")
 		     : 0;
 }
 
 int src_switchover(struct mig_src *s, uint32_t round,
-		      const struct mig_round_stats *prev, char *err)
+		      const struct mig_round_stats *prev, struct ut_err *err)
 {
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
@@ -154,7 +154,7 @@ int src_switchover(struct mig_src *s, uint32_t round,
 			 "fits");
 	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	if (ret)
-		return mig_fail(err, ret, "final round failed");
+		return ut_err_first(err, ret, "final round failed");
 	t_final = ut_now_ns();
 	ret = src_save_state(s, &blob, &len, err);
 	if (!ret && (ret = src_commit(s, err)))

@@ -18,7 +18,7 @@
 #include "migrate/source-internal.h"
 
 /* Write-protect tracking of the VMM's RAM through the uffd it handed us. */
-static int start_tracking(struct mig_src *s, char *err)
+static int start_tracking(struct mig_src *s, struct ut_err *err)
 {
 	struct gm_dirty_range ranges[VML_MAX_REGIONS];
 	const struct vml_hello *h = &s->vm.link.hello;
@@ -27,7 +27,7 @@ static int start_tracking(struct mig_src *s, char *err)
 
 	fd = vml_client_take_uffd(&s->vm.link);
 	if (fd < 0)
-		return mig_fail(err, -EOPNOTSUPP, "the VM did not hand over "
+		return ut_err_first(err, -EOPNOTSUPP, "the VM did not hand over "
 				"a userfaultfd: dirty tracking impossible");
 	gm_uffd_probe(&have);
 	ret = gm_uffd_init(&s->uffd, fd, GM_UFFD_FEATURE_WP_ASYNC |
@@ -36,7 +36,7 @@ static int start_tracking(struct mig_src *s, char *err)
 			   true);
 	if (ret) {
 		close(fd);
-		return mig_fail(err, ret, "userfaultfd write-protect "
+		return ut_err_first(err, ret, "userfaultfd write-protect "
 				"tracking is not available: %s",
 				strerror(-ret));
 	}
@@ -48,7 +48,7 @@ static int start_tracking(struct mig_src *s, char *err)
 		.pid = h->pid, .uffd = &s->uffd, .ranges = ranges,
 		.nr_ranges = s->vm.nr });
 	if (ret)
-		return mig_fail(err, ret, "cannot track the VM's writes: %s",
+		return ut_err_first(err, ret, "cannot track the VM's writes: %s",
 				strerror(-ret));
 	return 0;
 }
@@ -67,7 +67,7 @@ static void linger(struct mig_src *s)
 }
 
 /* Sub-page hashes for the huge-page regions: 16 bytes per 4 KiB. */
-static int sub_init(struct mig_src *s, char *err)
+static int sub_init(struct mig_src *s, struct ut_err *err)
 {
 	uint64_t bytes = 0;
 
@@ -80,14 +80,14 @@ static int sub_init(struct mig_src *s, char *err)
 			continue;
 		s->sub.hash[r] = calloc(n, sizeof(struct gm_hash));
 		if (!s->sub.hash[r])
-			return mig_fail(err, -ENOMEM, "out of memory for the "
+			return ut_err_first(err, -ENOMEM, "out of memory for the "
 					"sub-page hashes");
 		bytes += n * sizeof(struct gm_hash);
 	}
 	if (!bytes)
 		return 0;
 	if (ut_bitmap_init(&s->sub.valid, s->vm.total_pages))
-		return mig_fail(err, -ENOMEM, "out of memory");
+		return ut_err_first(err, -ENOMEM, "out of memory");
 	s->sub.on = true;
 	pr_info("sub-page deltas for 2 MiB pages: %llu KiB of hashes",
 		(unsigned long long)(bytes >> 10));
@@ -95,7 +95,7 @@ static int sub_init(struct mig_src *s, char *err)
 }
 
 /* HELLO with the region table; the destination answers WELCOME or ERROR. */
-static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
+static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *err)
 {
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
@@ -112,34 +112,34 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, char *err)
 
 	n = mig_enc_hello(buf, sizeof(buf), &h);
 	if (n < 0)
-		return mig_fail(err, n, "encoding HELLO failed");
+		return ut_err_first(err, n, "encoding HELLO failed");
 	ret = mig_send_msg(ctl, MIG_MSG_HELLO, buf, n);
 	if (!ret)
 		ret = tp_recv(ctl, &m, buf, sizeof(buf));
 	if (ret)
-		return mig_fail(err, ret, "handshake with the destination: %s",
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "handshake with the destination: %s",
+				tp_stream_err(ctl)->msg);
 	if (m.type == MIG_MSG_ERROR && !mig_dec_error(buf, m.len, &e))
-		return mig_fail(err, -e.code, "the destination refused: %s",
+		return ut_err_first(err, -e.code, "the destination refused: %s",
 				e.msg);
 	if (m.type == MIG_MSG_ERROR)
-		return mig_fail(err, -EPROTO, "the destination sent no valid "
+		return ut_err_first(err, -EPROTO, "the destination sent no valid "
 				"WELCOME: a malformed ERROR (%s)",
 				mig_wire_reason());
 	if (m.type != MIG_MSG_WELCOME)
-		return mig_fail(err, -EPROTO, "the destination sent no valid "
+		return ut_err_first(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (message type 0x%x)", m.type);
 	if (mig_dec_welcome(buf, m.len, &h, &w))
-		return mig_fail(err, -EPROTO, "the destination sent no valid "
+		return ut_err_first(err, -EPROTO, "the destination sent no valid "
 				"WELCOME (%s)", mig_wire_reason());
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
-		mig_fail(err, -EOPNOTSUPP, "the destination cannot do postcopy "
+		ut_err_first(err, -EOPNOTSUPP, "the destination cannot do postcopy "
 			 "(its VM handed over no userfaultfd)");
 		/* It waits for pages: tell it why none come. */
-		mig_tell_peer(s->sess, EOPNOTSUPP, err);
+		mig_tell_peer(s->sess, EOPNOTSUPP, err->msg);
 		linger(s);
 		return -EOPNOTSUPP;
 	}
@@ -193,22 +193,22 @@ static enum mig_phase outcome(const struct mig_src *s, int ret)
 
 /* A postcopy that cannot go on: the reason, and what it leaves, in the
  * one line. */
-static void interrupted(char *err)
+static void interrupted(struct ut_err *err)
 {
 	static const char tail[] = ": the VM stays paused here with all of "
 		"its memory (the destination holds the running copy)";
-	size_t n = strlen(err);
+	size_t n = strlen(err->msg);
 
 	if (!n)
 		return;
-	if (n + sizeof(tail) > MIG_ERR_LEN)
-		n = MIG_ERR_LEN - sizeof(tail);
-	memcpy(err + n, tail, sizeof(tail));
+	if (n + sizeof(tail) > sizeof(err->msg))
+		n = sizeof(err->msg) - sizeof(tail);
+	memcpy(err->msg + n, tail, sizeof(tail));
 }
 
 /* The last hand-off, and what it leaves: the source VM resumed when it
  * is still the only running copy, the destination told why. */
-static void conclude(struct mig_src *s, int ret, char *err)
+static void conclude(struct mig_src *s, int ret, struct ut_err *err)
 {
 	enum mig_phase last = s->phase, end = outcome(s, ret);
 	bool paused = last == MIG_PHASE_SWITCHOVER ||
@@ -239,7 +239,8 @@ static void conclude(struct mig_src *s, int ret, char *err)
 	} else if (ret && ret != -ETIMEDOUT && s->senders &&
 		   last != MIG_PHASE_POSTCOPY && last != MIG_PHASE_RECOVERING &&
 		   !s->dest_discarded) {
-		mig_tell_peer(s->sess, -ret, err[0] ? err : "source failed");
+		mig_tell_peer(s->sess, -ret, ut_err_isset(err) ? err->msg :
+						     "source failed");
 		linger(s);
 	} else if (ret == -ETIMEDOUT && last == MIG_PHASE_CANCELLED &&
 		   s->senders) {
@@ -248,7 +249,7 @@ static void conclude(struct mig_src *s, int ret, char *err)
 }
 
 int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
-		   char err[MIG_ERR_LEN])
+		   struct ut_err *err)
 {
 	struct mig_src s = { .p = p, .st = st, .rd = { .err = err },
 			     .uffd = { .fd = -1 },
@@ -257,7 +258,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	double cpu0 = ut_cpu_seconds();
 	int ret;
 
-	err[0] = 0;
+	ut_err_clear(err);
 	memset(st, 0, sizeof(*st));
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
 	s.start_ns = ut_now_ns();
@@ -267,20 +268,20 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	s.nbulk = tp_session_nbulk(p->session);
 	ret = mig_cond_init(&s.rd.cond);
 	if (ret) {
-		mig_fail(err, ret, "cannot make a condition variable");
+		ut_err_first(err, ret, "cannot make a condition variable");
 		goto out_lock;
 	}
 	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
 	if (ret)
 		goto out;
 	if (s.vm.link.hello.flags & VML_F_INCOMING) {
-		ret = mig_fail(err, -EINVAL, "the VM at %s is waiting for an "
+		ret = ut_err_first(err, -EINVAL, "the VM at %s is waiting for an "
 			       "incoming migration, not running", p->vm_socket);
 		goto out;
 	}
 	for (unsigned int i = 0; !ret && s.vm.copy && i < s.vm.nr; i++)
 		if (s.vm.layout.r[i].page_size > STAGE_BYTES)
-			ret = mig_fail(err, -EINVAL, "1G pages cannot be copied "
+			ret = ut_err_first(err, -EINVAL, "1G pages cannot be copied "
 				       "through a buffer: use the mapped access");
 	if (!ret)
 		ret = src_chunks_build(&s);
@@ -291,7 +292,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	if (!ret)
 		ret = ut_bitmap_init(&s.spare, s.vm.total_pages);
 	if (ret) {
-		mig_fail(err, ret, "out of memory");
+		ut_err_first(err, ret, "out of memory");
 		goto out;
 	}
 	if (p->recover) {
@@ -304,7 +305,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 	if (!ret)
 		ret = negotiate(&s, tp_session_control(p->session), err);
 	if (!ret && (ret = src_senders_start(&s)))
-		mig_fail(err, ret, "cannot start the sender threads");
+		ut_err_first(err, ret, "cannot start the sender threads");
 	if (!ret)
 		ret = src_precopy(&s, err);
 out:

@@ -19,30 +19,6 @@
 #define LOG_PREFIX "migrate"
 #include "migrate/internal.h"
 
-/*
- * The first reason is the one that counts. Threads of one engine fail into
- * one buffer, at once at times (the main thread cancelling while a
- * receiver's stream breaks, tools/sanitize thread): its first byte,
- * claimed atomically, decides which reason; only the claimant writes the
- * rest, which is read once those threads are joined.
- */
-int mig_fail(char *err, int ret, const char *fmt, ...)
-{
-	char msg[MIG_ERR_LEN], none = 0;
-	va_list ap;
-
-	if (!err || __atomic_load_n(err, __ATOMIC_ACQUIRE))
-		return ret;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (__atomic_compare_exchange_n(err, &none, msg[0], false,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
-	    msg[0])
-		memcpy(err + 1, msg + 1, strlen(msg));
-	return ret;
-}
-
 uint64_t mig_realtime_ns(void)
 {
 	struct timespec ts;
@@ -52,18 +28,18 @@ uint64_t mig_realtime_ns(void)
 }
 
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-		    size_t cap, struct tp_msg *m, const char *what, char *err)
+		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err)
 {
 	struct mig_error e;
 	int ret = tp_recv(ctl, m, buf, cap);
 
 	if (ret)
-		return mig_fail(err, ret, "%s: %s", what,
-				tp_stream_strerror(ctl));
+		return ut_err_first(err, ret, "%s: %s", what,
+				tp_stream_err(ctl)->msg);
 	if (m->type == MIG_MSG_ERROR && !mig_dec_error(buf, m->len, &e))
-		return mig_fail(err, -e.code, "the peer failed: %s", e.msg);
+		return ut_err_first(err, -e.code, "the peer failed: %s", e.msg);
 	if (m->type != type)
-		return mig_fail(err, -EPROTO, "%s: message 0x%x instead of 0x%x",
+		return ut_err_first(err, -EPROTO, "%s: message 0x%x instead of 0x%x",
 				what, m->type, type);
 	return 0;
 }
@@ -144,7 +120,7 @@ static const char *fd_kind(int fd, char *buf, size_t cap)
  * each region's a memory file that holds the region. Anything else would
  * fail later, further from its cause (an ioctl, a mapping, a SIGBUS on a
  * page past the end of the file). */
-static int check_fds(const struct vml_hello *h, char *err)
+static int check_fds(const struct vml_hello *h, struct ut_err *err)
 {
 	char what[128];
 	const char *kind;
@@ -153,7 +129,7 @@ static int check_fds(const struct vml_hello *h, char *err)
 	if (h->uffd >= 0) {
 		kind = fd_kind(h->uffd, what, sizeof(what));
 		if (strcmp(kind, "anon_inode:[userfaultfd]"))
-			return mig_fail(err, -EBADF, "the VM's userfaultfd is "
+			return ut_err_first(err, -EBADF, "the VM's userfaultfd is "
 					"not one: it is %s", kind);
 	}
 	for (unsigned int i = 0; i < h->nr_regions; i++) {
@@ -164,10 +140,10 @@ static int check_fds(const struct vml_hello *h, char *err)
 		kind = fd_kind(r->fd, what, sizeof(what));
 		if (fstat(r->fd, &st) || !S_ISREG(st.st_mode) ||
 		    !strncmp(kind, "anon_inode:", 11))
-			return mig_fail(err, -EBADF, "RAM region %u: its fd is "
+			return ut_err_first(err, -EBADF, "RAM region %u: its fd is "
 					"%s, not a memory file", i, kind);
 		if ((uint64_t)st.st_size < r->fd_offset + r->size)
-			return mig_fail(err, -EINVAL, "RAM region %u: its file "
+			return ut_err_first(err, -EINVAL, "RAM region %u: its file "
 					"holds %llu bytes, the region needs %llu "
 					"from offset %llu", i,
 					(unsigned long long)st.st_size,
@@ -178,7 +154,7 @@ static int check_fds(const struct vml_hello *h, char *err)
 }
 
 int mig_vm_attach(struct mig_vm *vm, const char *path,
-		  enum mig_mem_access access, char *err)
+		  enum mig_mem_access access, struct ut_err *err)
 {
 	const struct vml_hello *h;
 	uint64_t t;
@@ -189,11 +165,11 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 		vm->map[i].fd = -1;
 	ret = vml_client_open(&vm->link, path);
 	if (ret)
-		return mig_fail(err, ret, "cannot attach to the VM at %s: %s",
+		return ut_err_first(err, ret, "cannot attach to the VM at %s: %s",
 				path, vml_strerror(ret));
 	h = &vm->link.hello;
 	if (h->nr_regions == 0 || h->nr_regions > MIG_MAX_REGIONS)
-		return mig_fail(err, -EPROTO, "the VM reports %u RAM regions",
+		return ut_err_first(err, -EPROTO, "the VM reports %u RAM regions",
 				h->nr_regions);
 	ret = check_fds(h, err);
 	if (ret)
@@ -204,14 +180,14 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 		const struct vml_region *r = &h->regions[i];
 
 		if (r->fd < 0)
-			return mig_fail(err, -EOPNOTSUPP,
+			return ut_err_first(err, -EOPNOTSUPP,
 					"RAM region %u is anonymous memory, "
 					"which Ferry cannot map yet: start the "
 					"VM with shmem or hugetlb backing", i);
 		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
 				       r->fd_offset, r->size);
 		if (ret)
-			return mig_fail(err, ret, "cannot map RAM region %u "
+			return ut_err_first(err, ret, "cannot map RAM region %u "
 					"(%llu MiB): %s", i,
 					(unsigned long long)(r->size >> 20),
 					strerror(-ret));

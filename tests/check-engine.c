@@ -468,7 +468,7 @@ struct net {
 	struct tp_session *src, *dst;
 	pthread_t th;
 	int aret;
-	struct tp_err aerr;
+	struct ut_err aerr;
 };
 
 static void *accept_main(void *arg)
@@ -481,7 +481,7 @@ static void *accept_main(void *arg)
 
 static void net_open(struct net *n, unsigned int nbulk, int timeout_ms)
 {
-	struct tp_err err;
+	struct ut_err err;
 
 	memset(n, 0, sizeof(*n));
 	snprintf(n->ca, PATH_MAX, "%s/ca.pem", tmpdir);
@@ -515,27 +515,19 @@ static void net_close(struct net *n)
 }
 
 static int reconnect_src(void *arg, struct tp_session **out,
-			 char err[MIG_ERR_LEN])
+			 struct ut_err *err)
 {
 	struct net *n = arg;
-	struct tp_err e;
-	int ret = tp_session_connect(&n->ccfg, "127.0.0.1", n->port, out, &e);
 
-	if (ret)
-		snprintf(err, MIG_ERR_LEN, "%s", e.msg);
-	return ret;
+	return tp_session_connect(&n->ccfg, "127.0.0.1", n->port, out, err);
 }
 
 static int reconnect_dst(void *arg, struct tp_session **out,
-			 char err[MIG_ERR_LEN])
+			 struct ut_err *err)
 {
 	struct net *n = arg;
-	struct tp_err e;
-	int ret = tp_session_accept(n->l, out, &e);
 
-	if (ret)
-		snprintf(err, MIG_ERR_LEN, "%s", e.msg);
-	return ret;
+	return tp_session_accept(n->l, out, err);
 }
 
 /* ---- one migration: both engines, the VMs, the network ---- */
@@ -546,7 +538,7 @@ struct mig {
 	struct mig_source_params sp;
 	struct mig_dest_params dp;
 	struct mig_stats ss, ds;
-	char serr[MIG_ERR_LEN], derr[MIG_ERR_LEN];
+	struct ut_err serr, derr;
 	int sret, dret;
 	struct mig_cancel scancel, dcancel;
 	struct mig_inject inj;
@@ -592,7 +584,7 @@ static void *dest_main(void *arg)
 {
 	struct mig *m = arg;
 
-	m->dret = mig_dest_run(&m->dp, &m->ds, m->derr);
+	m->dret = mig_dest_run(&m->dp, &m->ds, &m->derr);
 	/* What ferry-dest's exit does: its connection closes (a lingering
 	 * source stops waiting), the session freed later by mig_fini(). */
 	tp_session_shutdown(m->net.dst, TP_SHUT_ALL);
@@ -628,12 +620,12 @@ static void mig_go(struct mig *m)
 	tvm_start(&m->svm);
 	tvm_start(&m->dvm);
 	ck_assert_int_eq(pthread_create(&m->dth, NULL, dest_main, m), 0);
-	m->sret = mig_source_run(&m->sp, &m->ss, m->serr);
+	m->sret = mig_source_run(&m->sp, &m->ss, &m->serr);
 	tp_session_shutdown(m->net.src, TP_SHUT_ALL);	/* as above */
 	pthread_join(m->dth, NULL);
 	fprintf(stderr, "  source: %s (%d) \"%s\"; dest: %s (%d) \"%s\"\n",
-		m->ss.outcome, m->sret, m->serr, m->ds.outcome, m->dret,
-		m->derr);
+		m->ss.outcome, m->sret, m->serr.msg, m->ds.outcome, m->dret,
+		m->derr.msg);
 	for (uint32_t i = 0; i < m->ss.nrounds; i++)
 		fprintf(stderr, "  round %u: %llu pages, %.1f ms predicted, "
 			"%.0f MiB/s\n", m->ss.rounds[i].round,
@@ -676,8 +668,8 @@ static void assert_same_ram(struct mig *m)
  * incoming VM running, the source told to quit. */
 static void assert_moved(struct mig *m, const char *mode)
 {
-	ck_assert_msg(m->sret == 0, "source: %s", m->serr);
-	ck_assert_msg(m->dret == 0, "dest: %s", m->derr);
+	ck_assert_msg(m->sret == 0, "source: %s", m->serr.msg);
+	ck_assert_msg(m->dret == 0, "dest: %s", m->derr.msg);
 	ck_assert_str_eq(m->ss.outcome, "completed");
 	ck_assert_str_eq(m->ds.outcome, "completed");
 	ck_assert_str_eq(m->ss.mode, mode);
@@ -699,15 +691,15 @@ static void assert_stayed(struct mig *m, const char *sphase, const char *swhy,
 {
 	ck_assert_int_ne(m->sret, 0);
 	ck_assert_str_eq(m->ss.outcome, sphase);
-	ck_assert_msg(strstr(m->serr, swhy), "source reason \"%s\" lacks "
-		      "\"%s\"", m->serr, swhy);
-	ck_assert_msg(!strchr(m->serr, '\n'), "a reason of one line");
+	ck_assert_msg(strstr(m->serr.msg, swhy), "source reason \"%s\" lacks "
+		      "\"%s\"", m->serr.msg, swhy);
+	ck_assert_msg(!strchr(m->serr.msg, '\n'), "a reason of one line");
 	if (dphase) {
 		ck_assert_int_ne(m->dret, 0);
 		ck_assert_str_eq(m->ds.outcome, dphase);
-		ck_assert_msg(strstr(m->derr, dwhy), "dest reason \"%s\" lacks "
-			      "\"%s\"", m->derr, dwhy);
-		ck_assert_msg(!strchr(m->derr, '\n'), "a reason of one line");
+		ck_assert_msg(strstr(m->derr.msg, dwhy), "dest reason \"%s\" lacks "
+			      "\"%s\"", m->derr.msg, dwhy);
+		ck_assert_msg(!strchr(m->derr.msg, '\n'), "a reason of one line");
 		ck_assert_uint_eq(tvm_nreq(&m->dvm, VML_MSG_RESUME), 0);
 	}
 	tvm_wait_gone(&m->svm);
@@ -905,12 +897,12 @@ START_TEST(postcopy_cut_for_good_interrupts)
 	ck_assert_int_ne(m.dret, 0);
 	ck_assert_str_eq(m.ss.outcome, "interrupted");
 	ck_assert_str_eq(m.ds.outcome, "interrupted");
-	ck_assert_msg(strstr(m.derr, "peer closed"), "dest: %s", m.derr);
+	ck_assert_msg(strstr(m.derr.msg, "peer closed"), "dest: %s", m.derr.msg);
 	/* The cut is the source's own shutdown of its streams: it reads
 	 * that, or the peer's close if that came first. */
-	ck_assert_msg(strstr(m.serr, "peer closed") ||
-		      strstr(m.serr, "shut down by its owner"),
-		      "source: %s", m.serr);
+	ck_assert_msg(strstr(m.serr.msg, "peer closed") ||
+		      strstr(m.serr.msg, "shut down by its owner"),
+		      "source: %s", m.serr.msg);
 	/* The running copy was there: the source VM stays paused, with all
 	 * of its memory, and the guest there was stopped. */
 	tvm_wait_gone(&m.svm);
@@ -1136,8 +1128,8 @@ START_TEST(vmlink_closes_at_commit)
 	mig_go(&m);
 	ck_assert_int_ne(m.sret, 0);
 	ck_assert_str_eq(m.ss.outcome, "failed");
-	ck_assert_msg(strstr(m.serr, "the VM refused to commit"), "%s",
-		      m.serr);
+	ck_assert_msg(strstr(m.serr.msg, "the VM refused to commit"), "%s",
+		      m.serr.msg);
 	ck_assert_str_eq(m.ds.outcome, "failed");
 	ck_assert_uint_eq(tvm_nreq(&m.dvm, VML_MSG_RESUME), 0);
 	/* The link is gone, so the agent could not resume the VM: its VMM
@@ -1172,10 +1164,10 @@ START_TEST(wrong_vm_kinds_refused)
 	m.dp.vm_socket = m.svm.path;
 	mig_go(&m);
 	ck_assert_int_eq(m.sret, -EINVAL);
-	ck_assert_msg(strstr(m.serr, "is waiting for an incoming migration"),
-		      "%s", m.serr);
+	ck_assert_msg(strstr(m.serr.msg, "is waiting for an incoming migration"),
+		      "%s", m.serr.msg);
 	ck_assert_int_eq(m.dret, -EBUSY);
-	ck_assert_msg(strstr(m.derr, "is already running"), "%s", m.derr);
+	ck_assert_msg(strstr(m.derr.msg, "is already running"), "%s", m.derr.msg);
 	ck_assert_str_eq(m.ss.outcome, "failed");
 	ck_assert_str_eq(m.ds.outcome, "failed");
 	ck_assert_uint_eq(m.svm.state, VML_STATE_RUNNING);
@@ -1193,8 +1185,8 @@ START_TEST(no_vm_at_path)
 	m.dp.vm_socket = "/nonexistent/ferry.sock";
 	mig_go(&m);
 	ck_assert_int_eq(m.sret, -ENOENT);
-	ck_assert_msg(strstr(m.serr, "cannot attach to the VM at "
-			     "/nonexistent/ferry.sock"), "%s", m.serr);
+	ck_assert_msg(strstr(m.serr.msg, "cannot attach to the VM at "
+			     "/nonexistent/ferry.sock"), "%s", m.serr.msg);
 	ck_assert_int_eq(m.dret, -ENOENT);
 	ck_assert_str_eq(m.ss.outcome, "failed");
 	mig_fini(&m);
@@ -1208,7 +1200,7 @@ static int make_certs(void)
 	char c[PATH_MAX], k[PATH_MAX], hc[PATH_MAX], hk[PATH_MAX];
 	struct cert_opts o = { .cn = "engine test CA", .days = 2 };
 	static const char *const hosts[] = { "server", "client" };
-	struct tp_err err;
+	struct ut_err err;
 
 	snprintf(c, PATH_MAX, "%s/ca.pem", tmpdir);
 	snprintf(k, PATH_MAX, "%s/ca-key.pem", tmpdir);

@@ -782,7 +782,7 @@ START_TEST(placement_table)
 	struct mig_place_policy pol;
 	struct mig_plan pl;
 	struct gm_topo t;
-	char err[MIG_ERR_LEN] = "";
+	struct ut_err err = { "" };
 	uint8_t heat0[2048] = { 0 };
 	const uint8_t *heat[2] = { heat0, NULL };
 	struct mig_plan_input in = { .topo = &t, .layout = &l,
@@ -797,14 +797,14 @@ START_TEST(placement_table)
 	}
 	for (int i = w->hot_first; i < w->hot_first + w->hot_n; i++)
 		heat0[i] = 5;
-	ck_assert_int_eq(mig_place_parse(w->policy, &pol, err), 0);
+	ck_assert_int_eq(mig_place_parse(w->policy, &pol, &err), 0);
 	pol.fast_share = w->fast_share;
-	ret = mig_plan_make(&pl, &in, &pol, err);
+	ret = mig_plan_make(&pl, &in, &pol, &err);
 	ck_assert_msg(ret == w->want, "%s: got %d (%s), want %d", w->name, ret,
-		      err, w->want);
+		      err.msg, w->want);
 	if (w->err_has)
-		ck_assert_msg(strstr(err, w->err_has), "%s: '%s' lacks '%s'",
-			      w->name, err, w->err_has);
+		ck_assert_msg(strstr(err.msg, w->err_has), "%s: '%s' lacks '%s'",
+			      w->name, err.msg, w->err_has);
 	if (ret)
 		return;
 	for (int n = 0; n < 2; n++)
@@ -829,15 +829,15 @@ START_TEST(placement_is_pure)
 	struct mig_place_policy pol;
 	struct mig_plan a, b;
 	struct gm_topo t, t2;
-	char err[MIG_ERR_LEN] = "";
+	struct ut_err err = { "" };
 	struct mig_plan_input in = { .topo = &t, .layout = &l,
 				     .local_nodes = 1, .reserve = 0 };
 
 	two_nodes(&t, 1024 * MiB, 512 * MiB);
 	t2 = t;
-	ck_assert_int_eq(mig_place_parse("interleave:0-1", &pol, err), 0);
-	ck_assert_int_eq(mig_plan_make(&a, &in, &pol, err), 0);
-	ck_assert_int_eq(mig_plan_make(&b, &in, &pol, err), 0);
+	ck_assert_int_eq(mig_place_parse("interleave:0-1", &pol, &err), 0);
+	ck_assert_int_eq(mig_plan_make(&a, &in, &pol, &err), 0);
+	ck_assert_int_eq(mig_plan_make(&b, &in, &pol, &err), 0);
 	ck_assert_int_eq(a.r[0].nchunks, 150);
 	ck_assert(!memcmp(a.r[0].node, b.r[0].node, a.r[0].nchunks));
 	ck_assert(!memcmp(a.planned, b.planned, sizeof(a.planned)));
@@ -867,15 +867,16 @@ START_TEST(placement_policy_text)
 		{ "nearest", NULL, -EINVAL },
 	};
 	struct mig_place_policy p;
-	char err[MIG_ERR_LEN], buf[64];
+	struct ut_err err;
+	char buf[64];
 
 	for (size_t i = 0; i < UT_ARRAY_SIZE(texts); i++) {
-		err[0] = 0;
-		ck_assert_msg(mig_place_parse(texts[i].in, &p, err) == texts[i].ret,
+		ut_err_clear(&err);
+		ck_assert_msg(mig_place_parse(texts[i].in, &p, &err) == texts[i].ret,
 			      "'%s'", texts[i].in);
 		if (texts[i].ret) {
-			ck_assert_msg(strstr(err, "--placement"), "'%s': %s",
-				      texts[i].in, err);
+			ck_assert_msg(strstr(err.msg, "--placement"), "'%s': %s",
+				      texts[i].in, err.msg);
 			continue;
 		}
 		mig_place_format(&p, buf, sizeof(buf));
@@ -972,7 +973,8 @@ static void *write_events(void *arg)
 START_TEST(events_lines_in_order)
 {
 	char path[] = "/tmp/check-migrate-events.XXXXXX";
-	char err[MIG_ERR_LEN], line[2048];
+	struct ut_err err;
+	char line[2048];
 	struct ev_writer w[3];
 	pthread_t th[3];
 	struct mig_events *ev;
@@ -982,7 +984,7 @@ START_TEST(events_lines_in_order)
 
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	ck_assert_int_eq(mig_events_open(&ev, path, "source", err), 0);
+	ck_assert_int_eq(mig_events_open(&ev, path, "source", &err), 0);
 	for (int i = 0; i < 3; i++) {
 		w[i] = (struct ev_writer){ ev, i };
 		ck_assert_int_eq(pthread_create(&th[i], NULL, write_events,
@@ -1018,18 +1020,18 @@ END_TEST
 START_TEST(events_full_device)
 {
 	struct mig_events *ev;
-	char err[MIG_ERR_LEN];
+	struct ut_err err;
 	uint64_t written = 1;
 
 	if (access("/dev/full", W_OK))
 		return; /* nothing to fill here */
-	ck_assert_int_eq(mig_events_open(&ev, "/dev/full", "dest", err), 0);
+	ck_assert_int_eq(mig_events_open(&ev, "/dev/full", "dest", &err), 0);
 	write_events(&(struct ev_writer){ ev, 0 });
 	ck_assert_int_eq(mig_events_close(ev, &written), -ENOSPC);
 	ck_assert_uint_eq(written, 0);
 	ck_assert_int_eq(mig_events_open(&ev, "/nonexistent/dir/ev", "dest",
-					 err), -ENOENT);
-	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/dir/ev"));
+					 &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/dir/ev"));
 }
 END_TEST
 

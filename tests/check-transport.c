@@ -92,7 +92,7 @@ struct server {
 	struct tp_listener *l;
 	struct tp_session *s;
 	int ret;
-	struct tp_err err;
+	struct ut_err err;
 	pthread_t th;
 	char port[16];
 };
@@ -131,7 +131,7 @@ static void server_fini(struct server *sv)
 static void pair(const struct tp_config *scfg, const struct tp_config *ccfg,
 		 struct server *sv, struct tp_session **cs)
 {
-	struct tp_err err;
+	struct ut_err err;
 	int ret;
 
 	server_start(sv, scfg, "127.0.0.1");
@@ -275,7 +275,7 @@ START_TEST(handshake_matrix)
 	struct tp_config ccfg = mtls_cfg(&cc, c->cli_ca, c->cli_cert);
 	struct tp_session *cs = NULL;
 	struct server sv;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	int ret;
 
 	if (strchr(c->host, ':') && !have_ipv6_loopback()) {
@@ -310,7 +310,7 @@ START_TEST(handshake_matrix)
 END_TEST
 
 static int pair_result(const struct tp_config *scfg,
-		       const struct tp_config *ccfg, struct tp_err *cerr,
+		       const struct tp_config *ccfg, struct ut_err *cerr,
 		       struct server *sv, struct tp_session **cs)
 {
 	int ret;
@@ -326,7 +326,7 @@ START_TEST(psk_ok)
 {
 	struct tp_config cfg = mode_cfg(NULL, TP_SEC_PSK, true);
 	struct tp_session *cs = NULL;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	struct server sv;
 
 	ck_assert_int_eq(pair_result(&cfg, &cfg, &err, &sv, &cs), 0);
@@ -346,7 +346,7 @@ START_TEST(psk_mismatch)
 	struct tp_config scfg = mode_cfg(NULL, TP_SEC_PSK, true);
 	struct tp_config ccfg = scfg;
 	struct tp_session *cs = NULL;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	struct server sv;
 	int ret;
 
@@ -372,7 +372,7 @@ START_TEST(insecure_ok)
 {
 	struct tp_config cfg = mode_cfg(NULL, TP_SEC_INSECURE, true);
 	struct tp_session *cs = NULL;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	struct server sv;
 
 	ck_assert_int_eq(pair_result(&cfg, &cfg, &err, &sv, &cs), 0);
@@ -388,7 +388,7 @@ START_TEST(plaintext_peer_on_tls_port)
 	struct tp_config scfg = mtls_cfg(&c, "ca", "server");
 	struct tp_config ccfg = mode_cfg(NULL, TP_SEC_INSECURE, false);
 	struct tp_session *cs = NULL;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	struct server sv;
 
 	ck_assert_int_lt(pair_result(&scfg, &ccfg, &err, &sv, &cs), 0);
@@ -405,7 +405,7 @@ START_TEST(tls_client_on_plain_port)
 	struct tp_config scfg = mode_cfg(NULL, TP_SEC_INSECURE, true);
 	struct tp_config ccfg = mtls_cfg(&c, "ca", "client");
 	struct tp_session *cs = NULL;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	struct server sv;
 
 	ck_assert_int_lt(pair_result(&scfg, &ccfg, &err, &sv, &cs), 0);
@@ -508,7 +508,7 @@ START_TEST(tls12_peer_refused)
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t al = sizeof(a);
 	struct tp_session *cs = NULL;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	struct raw_tls r;
 	struct server sv;
 	pthread_t th;
@@ -605,14 +605,14 @@ START_TEST(garbage_mid_session)
 			       sizeof(buf)), sizeof(buf));
 	ret = tp_recv_hdr(tp_session_control(sv.s), &m);
 	fprintf(stderr, "server: %s\n",
-		tp_stream_strerror(tp_session_control(sv.s)));
-	check_reason(ret, -EPROTO, tp_stream_strerror(tp_session_control(sv.s)),
+		tp_stream_err(tp_session_control(sv.s))->msg);
+	check_reason(ret, -EPROTO, tp_stream_err(tp_session_control(sv.s))->msg,
 		     bad_record_reasons[_i], "server");
 	ret = tp_recv_hdr(tp_session_control(cs), &m);
 	fprintf(stderr, "client: %s\n",
-		tp_stream_strerror(tp_session_control(cs)));
+		tp_stream_err(tp_session_control(cs))->msg);
 	ck_assert_int_lt(ret, 0);
-	ck_assert(strstr(tp_stream_strerror(tp_session_control(cs)), "alert"));
+	ck_assert(strstr(tp_stream_err(tp_session_control(cs))->msg, "alert"));
 	tp_session_destroy(cs);
 	server_fini(&sv);
 }
@@ -699,12 +699,12 @@ START_TEST(hostile_inner_records)
 	ck_assert_uint_eq(m.type, 1);
 	ret = tp_recv(rx, &m, buf, sizeof(buf));
 	fprintf(stderr, "%s: %s\n", inner_cases[_i].name,
-		tp_stream_strerror(rx));
+		tp_stream_err(rx)->msg);
 	if (inner_cases[_i].reason) {
-		check_reason(ret, inner_cases[_i].want, tp_stream_strerror(rx),
+		check_reason(ret, inner_cases[_i].want, tp_stream_err(rx)->msg,
 			     inner_cases[_i].reason, "receiver");
 	} else {
-		ck_assert_msg(ret == 0, "%s", tp_stream_strerror(rx));
+		ck_assert_msg(ret == 0, "%s", tp_stream_err(rx)->msg);
 		ck_assert_uint_eq(m.type, 2);
 		ck_assert_uint_eq(m.len, 2);
 		ck_assert(!memcmp(buf, "hi", 2));
@@ -719,7 +719,7 @@ START_TEST(bad_credentials)
 	struct creds c;
 	struct tp_config cfg = mtls_cfg(&c, "nonexistent", "server");
 	struct tp_listener *l = NULL;
-	struct tp_err err;
+	struct ut_err err;
 
 	ck_assert_int_eq(tp_listener_create(&cfg, "127.0.0.1", "0", &l, &err),
 			 -ENOENT);
@@ -738,7 +738,7 @@ START_TEST(accept_timeout)
 	struct tp_config cfg = mode_cfg(NULL, TP_SEC_INSECURE, true);
 	struct tp_session *s = NULL;
 	struct tp_listener *l;
-	struct tp_err err;
+	struct ut_err err;
 
 	cfg.accept_timeout_ms = 200;
 	/* Any address: dual-stack where IPv6 exists, IPv4 otherwise. */
@@ -781,7 +781,7 @@ START_TEST(garbage_mid_session_plain)
 	ck_assert_int_eq(write(tp_stream_fd(tp_session_bulk(cs, 0)), buf,
 			       sizeof(buf)), sizeof(buf));
 	check_reason(tp_recv_hdr(tp_session_bulk(sv.s, 0), &m), -EPROTO,
-		     tp_stream_strerror(tp_session_bulk(sv.s, 0)),
+		     tp_stream_err(tp_session_bulk(sv.s, 0))->msg,
 		     "bad frame magic", "receiver");
 	tp_session_destroy(cs);
 	server_fini(&sv);
@@ -855,7 +855,7 @@ static void *send_fn(void *arg)
 	if (ret == 0)
 		ret = tp_stream_flush(sd->st);
 	if (ret < 0)
-		fprintf(stderr, "sender: %s\n", tp_stream_strerror(sd->st));
+		fprintf(stderr, "sender: %s\n", tp_stream_err(sd->st)->msg);
 	sd->ret = ret;
 	free(buf);
 	return NULL;
@@ -871,7 +871,7 @@ static void receive_msgs(struct tp_stream *st, uint64_t seed, int n)
 		uint64_t r = mix(seed + i);
 
 		ck_assert_msg(tp_recv_hdr(st, &m) == 0, "recv: %s",
-			      tp_stream_strerror(st));
+			      tp_stream_err(st)->msg);
 		ck_assert_uint_eq(m.type, i);
 		ck_assert_uint_eq(m.len, len);
 		while (off < len) {
@@ -879,7 +879,7 @@ static void receive_msgs(struct tp_stream *st, uint64_t seed, int n)
 			struct iovec v = { got + off, chunk };
 
 			ck_assert_msg(tp_recv_payload(st, &v, 1) == 0, "%s",
-				      tp_stream_strerror(st));
+				      tp_stream_err(st)->msg);
 			off += chunk;
 		}
 		ck_assert_uint_eq(tp_recv_left(st), 0);
@@ -1044,7 +1044,7 @@ struct echo_end {
 	struct tp_config cfg;
 	int fd;
 	struct tp_stream_stats stats;
-	char err[TP_ERR_LEN];
+	char err[UT_ERR_LEN];
 	int ret;
 	pthread_t th;
 };
@@ -1055,7 +1055,7 @@ static void *echo_fn(void *arg)
 	static uint8_t buf[300 * 1024];
 	struct tp_stream *st = NULL;
 	struct tp_tls *t = NULL;
-	struct tp_err err = { "" };
+	struct ut_err err = { "" };
 	struct tp_msg m;
 	struct iovec v[3];
 	int ret;
@@ -1076,7 +1076,7 @@ static void *echo_fn(void *arg)
 		v[2] = (struct iovec){ buf + a + b, m.len - a - b };
 		ret = tp_send(st, m.type, v, 3, 0);
 	}
-	snprintf(e->err, sizeof(e->err), "%s", st ? tp_stream_strerror(st) :
+	snprintf(e->err, sizeof(e->err), "%s", st ? tp_stream_err(st)->msg :
 						    err.msg);
 	if (st)
 		tp_stream_get_stats(st, &e->stats);
@@ -1176,7 +1176,7 @@ struct connector {
 	struct tp_config cfg;
 	const char *port;
 	struct tp_session *s;
-	struct tp_err err;
+	struct ut_err err;
 	int ret;
 };
 
@@ -1241,7 +1241,7 @@ static struct tp_stream *hand_stream(struct tp_tls *t,
 	struct tp_stream *st;
 
 	ck_assert_int_eq(tp_stream_create(raw_connect(port), k, 0, cfg, &st), 0);
-	ck_assert_msg(tp_tls_handshake(st, t, "127.0.0.1") == 0, "%s", st->err);
+	ck_assert_msg(tp_tls_handshake(st, t, "127.0.0.1") == 0, "%s", st->err.msg);
 	return st;
 }
 
@@ -1295,7 +1295,7 @@ START_TEST(join_replay_refused)
 	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
 	uint8_t key[TP_PROOF_LEN], proof[TP_PROOF_LEN], token[TP_TOKEN_LEN];
 	struct tp_stream *ctl, *bulk, *urg;
-	struct tp_err err;
+	struct ut_err err;
 	struct tp_tls *t;
 	struct server sv;
 	int ret;
@@ -1324,7 +1324,7 @@ START_TEST(join_replay_refused)
 	if (_i == 2)
 		RAND_bytes(token, sizeof(token));
 	ret = hand_join(urg, token, TP_STREAM_URGENT, proof);
-	fprintf(stderr, "join %d: %d %s | server: %s\n", _i, ret, urg->err,
+	fprintf(stderr, "join %d: %d %s | server: %s\n", _i, ret, urg->err.msg,
 		server_wait(&sv) ? sv.err.msg : "accepted");
 	ck_assert_int_lt(ret, 0); /* closed without JOINED */
 	check_reason(sv.ret, -ETIMEDOUT, sv.err.msg,
@@ -1349,7 +1349,7 @@ START_TEST(old_protocol_refused)
 	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
 	uint8_t hello[HELLO_LEN];
 	struct tp_stream *ctl;
-	struct tp_err err;
+	struct ut_err err;
 	struct tp_tls *t;
 	struct server sv;
 
@@ -1392,7 +1392,7 @@ START_TEST(join_bad_stream_refused)
 	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
 	uint8_t key[TP_PROOF_LEN], proof[TP_PROOF_LEN], token[TP_TOKEN_LEN];
 	struct tp_stream *ctl, *first = NULL, *st;
-	struct tp_err err;
+	struct ut_err err;
 	struct tp_tls *t;
 	struct server sv;
 
@@ -1432,7 +1432,7 @@ START_TEST(setup_messages_decode)
 {
 	uint8_t b[JOIN_LEN + 1], tok[TP_TOKEN_LEN], got[TP_TOKEN_LEN];
 	struct tp_join_msg j, k;
-	struct tp_err why;
+	struct ut_err why;
 	uint32_t n;
 
 	for (uint32_t nb = 1; nb <= TP_MAX_BULK; nb += TP_MAX_BULK - 1) {
@@ -1625,9 +1625,9 @@ START_TEST(gib_over_bulk_streams)
 		pthread_join(tx[i].th, NULL);
 		pthread_join(rx[i].th, NULL);
 		ck_assert_msg(tx[i].ret == 0, "send %d: %s", i,
-			      tp_stream_strerror(tx[i].st));
+			      tp_stream_err(tx[i].st)->msg);
 		ck_assert_msg(rx[i].ret == 0, "recv %d: %s", i,
-			      tp_stream_strerror(rx[i].st));
+			      tp_stream_err(rx[i].st)->msg);
 		ck_assert_uint_eq(tx[i].bytes, rx[i].bytes);
 		ck_assert_uint_eq(tx[i].hash, rx[i].hash);
 		total += rx[i].bytes;
@@ -1674,7 +1674,7 @@ static uint64_t drain(struct tp_stream *st)
 
 	for (;;) {
 		ck_assert_msg(tp_recv_hdr(st, &m) == 0, "%s",
-			      tp_stream_strerror(st));
+			      tp_stream_err(st)->msg);
 		if (m.type == 2)
 			return n;
 		ck_assert_int_eq(tp_recv_skip(st, m.len), 0);
@@ -1792,8 +1792,8 @@ START_TEST(peer_cut)
 	want = cut == CUT_PAYLOAD_SILENT ? -ETIMEDOUT :
 	       cut == CUT_BOUNDARY_CLOSE ? -ESHUTDOWN : -ECONNRESET;
 	fprintf(stderr, "%s kind %d cut %d: %s\n", plain ? "plain" : "tls",
-		kind, cut, tp_stream_strerror(rx));
-	check_reason(ret, want, tp_stream_strerror(rx),
+		kind, cut, tp_stream_err(rx)->msg);
+	check_reason(ret, want, tp_stream_err(rx)->msg,
 		     cut == CUT_PAYLOAD_SILENT ? "silent" :
 		     cut == CUT_BOUNDARY_CLOSE ? "closed the stream" :
 		     cut == CUT_TCP_RESET ? "without TLS close_notify" :
@@ -1820,8 +1820,8 @@ START_TEST(stalled_receiver_send_timeout)
 	tp_stream_set_timeout(tx, 300);
 	for (n = 0; n < 1024 && ret == 0; n++)
 		ret = tp_send(tx, 1, &v, 1, 0);
-	fprintf(stderr, "after %d MiB: %s\n", n, tp_stream_strerror(tx));
-	check_reason(ret, -ETIMEDOUT, tp_stream_strerror(tx), "not reading",
+	fprintf(stderr, "after %d MiB: %s\n", n, tp_stream_err(tx)->msg);
+	check_reason(ret, -ETIMEDOUT, tp_stream_err(tx)->msg, "not reading",
 		     "sender");
 	tp_session_destroy(cs);
 	server_fini(&sv);
@@ -1954,7 +1954,7 @@ static Suite *transport_suite(void)
 
 /* crl: the CA revokes "revoked"; rogue-crl: the rogue CA's, empty;
  * stale-crl: the CA's, past its nextUpdate. */
-static int make_crls(struct tp_err *err)
+static int make_crls(struct ut_err *err)
 {
 	char c[PATH_MAX], k[PATH_MAX], r[PATH_MAX], o[PATH_MAX];
 	const char *revoked[] = { cpath(r, "revoked") };
@@ -1988,7 +1988,7 @@ static int make_certs(void)
 	};
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
 	struct cert_opts o = { .cn = "test CA", .days = 30 };
-	struct tp_err err;
+	struct ut_err err;
 
 	struct cert_opts rogue = { .cn = "rogue CA", .days = 30 };
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "check-util"
+#include "util/err.h"
 #include "util/util.h"
 
 /* ---- logging ---- */
@@ -438,6 +439,33 @@ START_TEST(json_parse_refuses)
 }
 END_TEST
 
+/* The one reason type: set replaces, first keeps, a reason may quote the
+ * one it replaces, NULL drops it, and a long one is cut, not overrun. */
+START_TEST(err_set_first_and_quote)
+{
+	struct ut_err e = { "" };
+	char big[2 * UT_ERR_LEN];
+
+	ck_assert(!ut_err_isset(&e));
+	ck_assert_int_eq(ut_err_set(&e, -EPIPE, "peer gone (%d)", 32), -EPIPE);
+	ck_assert_str_eq(e.msg, "peer gone (32)");
+	ck_assert_int_eq(ut_err_first(&e, -EIO, "later"), -EIO);
+	ck_assert_str_eq(e.msg, "peer gone (32)");
+	ut_err_set(&e, -EIO, "bulk stream: %s", e.msg);
+	ck_assert_str_eq(e.msg, "bulk stream: peer gone (32)");
+	ut_err_clear(&e);
+	ck_assert(!ut_err_isset(&e));
+	ck_assert_int_eq(ut_err_first(&e, -EIO, "now %s", "this"), -EIO);
+	ck_assert_str_eq(e.msg, "now this");
+	ck_assert_int_eq(ut_err_set(NULL, -EINVAL, "dropped"), -EINVAL);
+	ck_assert(!ut_err_isset(NULL));
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	ut_err_set(&e, -E2BIG, "%s", big);
+	ck_assert_uint_eq(strlen(e.msg), UT_ERR_LEN - 1);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -463,6 +491,7 @@ static Suite *util_suite(void)
 		{ "units_size", units_size },
 		{ "json_build_and_parse", json_build_and_parse },
 		{ "json_parse_refuses", json_parse_refuses },
+		{ "err_set_first_and_quote", err_set_first_and_quote },
 	};
 
 	for (unsigned int i = 0; i < UT_ARRAY_SIZE(cases); i++) {

@@ -43,7 +43,7 @@ enum { SEL_HELLO, SEL_WELCOME, SEL_JOIN, SEL_FRAME };
 		}                                                        \
 	} while (0)
 
-static void refused(int ret, int want, const struct tp_err *why)
+static void refused(int ret, int want, const struct ut_err *why)
 {
 	ensure(ret == want);
 	ensure(why->msg[0] && !strchr(why->msg, '\n'));
@@ -52,7 +52,7 @@ static void refused(int ret, int want, const struct tp_err *why)
 static void hello(const uint8_t *p, size_t n)
 {
 	uint8_t out[HELLO_LEN];
-	struct tp_err why = { "" };
+	struct ut_err why = { "" };
 	uint32_t nbulk = UINT32_MAX;
 	int ret = tp_hello_decode(p, n, &nbulk, &why);
 
@@ -69,7 +69,7 @@ static void hello(const uint8_t *p, size_t n)
 static void welcome(const uint8_t *p, size_t n, uint32_t nbulk)
 {
 	uint8_t out[WELCOME_LEN], token[TP_TOKEN_LEN], none[TP_TOKEN_LEN];
-	struct tp_err why = { "" };
+	struct ut_err why = { "" };
 	int ret;
 
 	memset(token, 0xa5, sizeof(token));
@@ -88,7 +88,7 @@ static void welcome(const uint8_t *p, size_t n, uint32_t nbulk)
 static void join(const uint8_t *p, size_t n, uint32_t nbulk)
 {
 	struct tp_join_msg j, none;
-	struct tp_err why = { "" };
+	struct ut_err why = { "" };
 	uint8_t out[JOIN_LEN];
 	int ret;
 

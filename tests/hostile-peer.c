@@ -90,7 +90,7 @@ static int send_buf(struct tp_stream *st, uint32_t type, const void *buf,
 
 	if (ret)
 		fprintf(stderr, "hostile-peer: send 0x%x: %s\n", type,
-			tp_stream_strerror(st));
+			tp_stream_err(st)->msg);
 	return ret;
 }
 
@@ -124,7 +124,7 @@ static int handshake(struct peer *p)
 		ret = tp_recv(p->ctl, &m, p->buf, BUF_CAP);
 	if (ret) {
 		fprintf(stderr, "hostile-peer: no WELCOME: %s\n",
-			tp_stream_strerror(p->ctl));
+			tp_stream_err(p->ctl)->msg);
 		return ret;
 	}
 	if (m.type != MIG_MSG_WELCOME ||
@@ -840,7 +840,7 @@ static int d_read_hello(struct peer *p)
 	if (ret || m.type != MIG_MSG_HELLO ||
 	    mig_dec_hello(p->buf, m.len, &p->hello)) {
 		fprintf(stderr, "hostile-peer: no valid HELLO from the source "
-			"(%s)\n", ret ? tp_stream_strerror(p->ctl) :
+			"(%s)\n", ret ? tp_stream_err(p->ctl)->msg :
 			mig_wire_reason());
 		return -EINVAL;
 	}
@@ -877,7 +877,7 @@ static int d_wait(struct peer *p, uint32_t type)
 			ret = tp_recv_skip(p->ctl, tp_recv_left(p->ctl));
 		if (ret) {
 			fprintf(stderr, "hostile-peer: waiting for 0x%x: %s\n",
-				type, tp_stream_strerror(p->ctl));
+				type, tp_stream_err(p->ctl)->msg);
 			return -EINVAL;
 		}
 		if (m.type == type)
@@ -945,7 +945,7 @@ static int d_read_page(struct peer *p)
 
 	if (ret || m.type != MIG_MSG_PAGES) {
 		fprintf(stderr, "hostile-peer: no page for our request (%s)\n",
-			ret ? tp_stream_strerror(urg) : "another message");
+			ret ? tp_stream_err(urg)->msg : "another message");
 		return -EINVAL;
 	}
 	return 0;
@@ -1210,7 +1210,7 @@ static void drain(struct peer *p)
 		if (ret) {
 			printf("%s-closed: %s\n", p->listening ? "source" :
 			       "dest", ret == -ESHUTDOWN ? "cleanly" :
-			       tp_stream_strerror(p->ctl));
+			       tp_stream_err(p->ctl)->msg);
 			return;
 		}
 		if (m.type == MIG_MSG_ERROR && !mig_dec_error(p->buf, m.len, &e))
@@ -1261,7 +1261,7 @@ static int accept_source(struct tp_config *cfg, const char *host,
 			 const char *port, struct peer *p)
 {
 	struct tp_listener *l;
-	struct tp_err terr;
+	struct ut_err terr;
 	int ret;
 
 	cfg->accept_timeout_ms = 30000;
@@ -1299,7 +1299,7 @@ int main(int argc, char **argv)
 	struct peer p = { .flood_s = 5 };
 	const struct scenario *sc = NULL;
 	char *connect = NULL, *colon;
-	struct tp_err terr;
+	struct ut_err terr;
 	int o, ret;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {

@@ -180,7 +180,7 @@ static struct tp_config bench_cfg(struct bench *b, bool tls, bool server,
 struct acceptor {
 	struct tp_listener *l;
 	struct tp_session *s;
-	struct tp_err err;
+	struct ut_err err;
 	int ret;
 };
 
@@ -199,7 +199,7 @@ static int session_pair(struct bench *b, bool tls, unsigned int nbulk,
 	struct tp_config scfg = bench_cfg(b, tls, true, nbulk);
 	struct acceptor a = { 0 };
 	struct tp_config ccfg;
-	struct tp_err err;
+	struct ut_err err;
 	char port[16];
 	pthread_t th;
 	int ret;
@@ -256,7 +256,7 @@ static void *bulk_send_fn(void *arg)
 	if (ret == 0)
 		ret = tp_send(f->st, 2, NULL, 0, 0);
 	if (ret < 0)
-		fprintf(stderr, "bulk send: %s\n", tp_stream_strerror(f->st));
+		fprintf(stderr, "bulk send: %s\n", tp_stream_err(f->st)->msg);
 	f->ret = ret;
 	return NULL;
 }
@@ -278,7 +278,7 @@ static void *bulk_recv_fn(void *arg)
 		f->bytes += m.len;
 	}
 	if (ret < 0)
-		fprintf(stderr, "bulk recv: %s\n", tp_stream_strerror(f->st));
+		fprintf(stderr, "bulk recv: %s\n", tp_stream_err(f->st)->msg);
 	f->ret = ret;
 	free(dst);
 	return NULL;
@@ -389,7 +389,7 @@ static void *ping_fn(void *arg)
 	if (ret == 0)
 		ret = tp_send(r->st, 9, NULL, 0, 0);
 	if (ret < 0)
-		fprintf(stderr, "ping: %s\n", tp_stream_strerror(r->st));
+		fprintf(stderr, "ping: %s\n", tp_stream_err(r->st)->msg);
 	r->ret = ret;
 	return NULL;
 }
@@ -411,7 +411,7 @@ static void *pong_fn(void *arg)
 			break;
 	}
 	if (ret < 0)
-		fprintf(stderr, "pong: %s\n", tp_stream_strerror(r->st));
+		fprintf(stderr, "pong: %s\n", tp_stream_err(r->st)->msg);
 	r->ret = ret;
 	return NULL;
 }
@@ -475,7 +475,7 @@ static int make_certs(struct bench *b)
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
 	struct cert_opts o = { .cn = "bench CA", .days = 1 };
 	const char *hosts[] = { "server", "client" };
-	struct tp_err err;
+	struct ut_err err;
 
 	snprintf(b->dir, sizeof(b->dir), "/tmp/ferry-bench-XXXXXX");
 	if (!mkdtemp(b->dir))

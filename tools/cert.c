@@ -21,36 +21,36 @@
 #include "tools/cert.h"
 #include "util/util.h"
 
-static int write_key(const char *path, EVP_PKEY *key, struct tp_err *err)
+static int write_key(const char *path, EVP_PKEY *key, struct ut_err *err)
 {
 	FILE *f;
 	int fd, ok;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return tp_err_set(err, -errno, "cannot create %s: %s", path,
+		return ut_err_set(err, -errno, "cannot create %s: %s", path,
 				  strerror(errno));
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
-		return tp_err_set(err, -ENOMEM, "fdopen %s failed", path);
+		return ut_err_set(err, -ENOMEM, "fdopen %s failed", path);
 	}
 	ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
 	ok = (fclose(f) == 0) && ok;
-	return ok ? 0 : tp_err_set(err, -EIO, "cannot write %s", path);
+	return ok ? 0 : ut_err_set(err, -EIO, "cannot write %s", path);
 }
 
-static int write_cert(const char *path, X509 *x, struct tp_err *err)
+static int write_cert(const char *path, X509 *x, struct ut_err *err)
 {
 	FILE *f = fopen(path, "w");
 	int ok;
 
 	if (!f)
-		return tp_err_set(err, -errno, "cannot create %s: %s", path,
+		return ut_err_set(err, -errno, "cannot create %s: %s", path,
 				  strerror(errno));
 	ok = PEM_write_X509(f, x);
 	ok = (fclose(f) == 0) && ok;
-	return ok ? 0 : tp_err_set(err, -EIO, "cannot write %s", path);
+	return ok ? 0 : ut_err_set(err, -EIO, "cannot write %s", path);
 }
 
 static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
@@ -113,14 +113,14 @@ static int cert_base(X509 *x, EVP_PKEY *key, const struct cert_opts *o)
 }
 
 int cert_make_ca(const char *cert_path, const char *key_path,
-		    const struct cert_opts *o, struct tp_err *err)
+		    const struct cert_opts *o, struct ut_err *err)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *x = X509_new();
 	int ret = -EINVAL;
 
 	if (!key || !x) {
-		ret = tp_err_set(err, -ENOMEM, "key generation failed");
+		ret = ut_err_set(err, -ENOMEM, "key generation failed");
 		goto free_all;
 	}
 	if (cert_base(x, key, o) < 0 ||
@@ -129,7 +129,7 @@ int cert_make_ca(const char *cert_path, const char *key_path,
 	    add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
 	    add_ext(x, x, NID_subject_key_identifier, "hash") < 0 ||
 	    !X509_sign(x, key, EVP_sha256())) {
-		ret = tp_err_set(err, -EINVAL, "cannot build the CA certificate");
+		ret = ut_err_set(err, -EINVAL, "cannot build the CA certificate");
 		goto free_all;
 	}
 	ret = write_key(key_path, key, err);
@@ -144,30 +144,30 @@ free_all:
 }
 
 static int load_ca(const char *ca_cert, const char *ca_key, X509 **x,
-		   EVP_PKEY **k, struct tp_err *err)
+		   EVP_PKEY **k, struct ut_err *err)
 {
 	FILE *f = fopen(ca_cert, "r");
 
 	if (!f)
-		return tp_err_set(err, -errno, "cannot open %s: %s", ca_cert,
+		return ut_err_set(err, -errno, "cannot open %s: %s", ca_cert,
 				  strerror(errno));
 	*x = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	f = fopen(ca_key, "r");
 	if (!f)
-		return tp_err_set(err, -errno, "cannot open %s: %s", ca_key,
+		return ut_err_set(err, -errno, "cannot open %s: %s", ca_key,
 				  strerror(errno));
 	*k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
 	fclose(f);
 	if (!*x || !*k)
-		return tp_err_set(err, -EINVAL, "cannot parse CA %s / %s",
+		return ut_err_set(err, -EINVAL, "cannot parse CA %s / %s",
 				  ca_cert, ca_key);
 	return 0;
 }
 
 int cert_make_host(const char *ca_cert, const char *ca_key,
 		      const char *cert_path, const char *key_path,
-		      const struct cert_opts *o, struct tp_err *err)
+		      const struct cert_opts *o, struct ut_err *err)
 {
 	EVP_PKEY *key = NULL, *cakey = NULL;
 	X509 *x = NULL, *ca = NULL;
@@ -188,7 +188,7 @@ int cert_make_host(const char *ca_cert, const char *ca_key,
 	    add_ext(x, ca, NID_authority_key_identifier, "keyid:always") < 0 ||
 	    (o->san && add_ext(x, ca, NID_subject_alt_name, o->san) < 0) ||
 	    !X509_sign(x, cakey, EVP_sha256())) {
-		ret = tp_err_set(err, -EINVAL,
+		ret = ut_err_set(err, -EINVAL,
 				 "cannot build the host certificate (bad SAN '%s'?)",
 				 o->san ? o->san : "");
 		goto free_all;
@@ -206,19 +206,19 @@ free_all:
 	return ret;
 }
 
-static int read_cert(const char *path, X509 **x, struct tp_err *err)
+static int read_cert(const char *path, X509 **x, struct ut_err *err)
 {
 	FILE *f = fopen(path, "r");
 
 	if (!f)
-		return tp_err_set(err, -errno, "cannot open %s: %s", path,
+		return ut_err_set(err, -errno, "cannot open %s: %s", path,
 				  strerror(errno));
 	*x = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
-	return *x ? 0 : tp_err_set(err, -EINVAL, "cannot parse %s", path);
+	return *x ? 0 : ut_err_set(err, -EINVAL, "cannot parse %s", path);
 }
 
-static int revoke_cert(X509_CRL *crl, const char *path, struct tp_err *err)
+static int revoke_cert(X509_CRL *crl, const char *path, struct ut_err *err)
 {
 	X509_REVOKED *r = X509_REVOKED_new();
 	ASN1_TIME *now = ASN1_TIME_new();
@@ -230,33 +230,33 @@ static int revoke_cert(X509_CRL *crl, const char *path, struct tp_err *err)
 			 !X509_REVOKED_set_serialNumber(r,
 					X509_get_serialNumber(x)) ||
 			 !X509_REVOKED_set_revocationDate(r, now)))
-		ret = tp_err_set(err, -ENOMEM, "cannot revoke %s", path);
+		ret = ut_err_set(err, -ENOMEM, "cannot revoke %s", path);
 	if (ret == 0 && X509_CRL_add0_revoked(crl, r))
 		r = NULL;
 	else if (ret == 0)
-		ret = tp_err_set(err, -ENOMEM, "cannot revoke %s", path);
+		ret = ut_err_set(err, -ENOMEM, "cannot revoke %s", path);
 	X509_REVOKED_free(r);
 	ASN1_TIME_free(now);
 	X509_free(x);
 	return ret;
 }
 
-static int write_crl(const char *path, X509_CRL *crl, struct tp_err *err)
+static int write_crl(const char *path, X509_CRL *crl, struct ut_err *err)
 {
 	FILE *f = fopen(path, "w");
 	int ok;
 
 	if (!f)
-		return tp_err_set(err, -errno, "cannot create %s: %s", path,
+		return ut_err_set(err, -errno, "cannot create %s: %s", path,
 				  strerror(errno));
 	ok = PEM_write_X509_CRL(f, crl);
 	ok = (fclose(f) == 0) && ok;
-	return ok ? 0 : tp_err_set(err, -EIO, "cannot write %s", path);
+	return ok ? 0 : ut_err_set(err, -EIO, "cannot write %s", path);
 }
 
 int cert_make_crl(const char *ca_cert, const char *ca_key,
 		     const char *const *revoked, size_t n, const char *crl_path,
-		     int days, struct tp_err *err)
+		     int days, struct ut_err *err)
 {
 	X509_CRL *crl = X509_CRL_new();
 	ASN1_TIME *t = ASN1_TIME_new();
@@ -272,12 +272,12 @@ int cert_make_crl(const char *ca_cert, const char *ca_key,
 			 !X509_CRL_set1_lastUpdate(crl, t) ||
 			 !X509_gmtime_adj(t, (long)(days ? days : 30) * 86400) ||
 			 !X509_CRL_set1_nextUpdate(crl, t)))
-		ret = tp_err_set(err, -ENOMEM, "cannot build the CRL");
+		ret = ut_err_set(err, -ENOMEM, "cannot build the CRL");
 	for (size_t i = 0; ret == 0 && i < n; i++)
 		ret = revoke_cert(crl, revoked[i], err);
 	if (ret == 0 && (!X509_CRL_sort(crl) ||
 			 !X509_CRL_sign(crl, cakey, EVP_sha256())))
-		ret = tp_err_set(err, -EINVAL, "cannot sign the CRL");
+		ret = ut_err_set(err, -EINVAL, "cannot sign the CRL");
 	if (ret == 0)
 		ret = write_crl(crl_path, crl, err);
 	ASN1_TIME_free(t);

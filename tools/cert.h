@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "transport/transport.h"	/* struct tp_err: the error reason */
+#include "transport/transport.h"	/* struct ut_err: the error reason */
 
 struct cert_opts {
 	const char *cn;		/* subject common name */
@@ -30,18 +30,18 @@ struct cert_opts {
 /* Writes a new self-signed CA (EC P-256) to @cert_path and its key
  * (mode 0600) to @key_path. Returns 0 or -errno with @err filled. */
 int cert_make_ca(const char *cert_path, const char *key_path,
-		    const struct cert_opts *o, struct tp_err *err);
+		    const struct cert_opts *o, struct ut_err *err);
 /* Writes a host certificate (usable as TLS server and client) signed by
  * the CA at @ca_cert / @ca_key, and its key. Same returns. */
 int cert_make_host(const char *ca_cert, const char *ca_key,
 		      const char *cert_path, const char *key_path,
-		      const struct cert_opts *o, struct tp_err *err);
+		      const struct cert_opts *o, struct ut_err *err);
 /* Writes a CRL (PEM) to @crl_path, signed by the CA at @ca_cert / @ca_key,
  * valid from an hour ago for @days days, revoking the certificates in the
  * PEM files @revoked[0..@n) (by serial; @n may be 0 for an empty CRL).
  * Same returns. */
 int cert_make_crl(const char *ca_cert, const char *ca_key,
 		     const char *const *revoked, size_t n, const char *crl_path,
-		     int days, struct tp_err *err);
+		     int days, struct ut_err *err);
 
 #endif /* FERRY_TOOLS_CERT_H */

@@ -422,7 +422,7 @@ void cli_signals_stop(struct cli_signals *s)
 int cli_start(struct cli *c, struct cli_signals *sig, struct mig_tune *tune,
 	      const char *role)
 {
-	char err[MIG_ERR_LEN];
+	struct ut_err err = { "" };
 	int ret;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -433,8 +433,8 @@ int cli_start(struct cli *c, struct cli_signals *sig, struct mig_tune *tune,
 		goto stop_signals;
 	}
 	if (c->events_path &&
-	    mig_events_open(&c->events, c->events_path, role, err)) {
-		fprintf(stderr, "%s: %s\n", c->prog, err);
+	    mig_events_open(&c->events, c->events_path, role, &err)) {
+		fprintf(stderr, "%s: %s\n", c->prog, err.msg);
 		goto stop_signals;
 	}
 	if (c->control_path &&

@@ -71,7 +71,7 @@ static int make_ca(const char *dir, const char *base, const char *cn)
 {
 	char c[PATH_MAX], k[PATH_MAX];
 	struct cert_opts o = { .cn = cn, .days = 3650 };
-	struct tp_err err;
+	struct ut_err err;
 	int ret;
 
 	snprintf(c, sizeof(c), "%s/%s.pem", dir, base);
@@ -87,7 +87,7 @@ static int make_host(const char *dir, const char *name, const char *ca,
 {
 	char c[PATH_MAX], k[PATH_MAX], cc[PATH_MAX], ck[PATH_MAX];
 	struct cert_opts o = { .cn = name, .san = san, .days = days };
-	struct tp_err err;
+	struct ut_err err;
 	int ret;
 
 	snprintf(c, sizeof(c), "%s/%s.pem", dir, name);
@@ -127,7 +127,7 @@ static int cmd_crl(int argc, char **argv)
 {
 	char ca[PATH_MAX - 16], cc[PATH_MAX], ck[PATH_MAX], out[PATH_MAX];
 	const char **revoked = calloc(argc, sizeof(*revoked));
-	struct tp_err err;
+	struct ut_err err;
 	int days = 30, ret = 2;
 	size_t n = 0;
 

@@ -91,11 +91,10 @@ struct back {
  * source that gave up on it while this agent was held up, a peer with the
  * wrong credentials) is not the end of the wait: the next one may be the
  * source (tests/faults.sh stop_dest_postcopy). */
-static int reaccept(void *arg, struct tp_session **out, char *err)
+static int reaccept(void *arg, struct tp_session **out, struct ut_err *err)
 {
 	struct back *b = arg;
 	uint64_t end = ut_now_ns() + (uint64_t)b->timeout_ms * 1000000ULL;
-	struct tp_err terr;
 	int ret;
 
 	do {
@@ -104,37 +103,35 @@ static int reaccept(void *arg, struct tp_session **out, char *err)
 		tp_listener_set_accept_timeout(b->l, now < end ?
 					       (int64_t)((end - now) / 1000000) :
 					       1);
-		ret = tp_session_accept(b->l, out, &terr);
+		ret = tp_session_accept(b->l, out, err);
 	} while ((ret == -EPROTO || ret == -ECONNRESET || ret == -EACCES) &&
 		 ut_now_ns() < end);
 	if (ret)
-		snprintf(err, MIG_ERR_LEN, "no source came back: %.200s",
-			 terr.msg);
+		ut_err_set(err, ret, "no source came back: %.200s", err->msg);
 	return ret;
 }
 
 /* Listens, waits for the source and runs the engine. */
 static int receive(struct cli *c, struct mig_dest_params *p,
 		   const char *host, const char *port, int64_t recover_ms,
-		   struct cli_signals *sig, struct mig_stats *st, char *err)
+		   struct cli_signals *sig, struct mig_stats *st,
+		   struct ut_err *err)
 {
 	struct tp_listener *l = NULL;
 	struct tp_session *sess = NULL;
-	struct tp_err terr;
 	struct back b;
 	int ret;
 
 	memset(st, 0, sizeof(*st));
 	snprintf(st->outcome, sizeof(st->outcome), "failed");
-	ret = tp_listener_create(&c->tp, host[0] ? host : NULL, port, &l, &terr);
+	ret = tp_listener_create(&c->tp, host[0] ? host : NULL, port, &l, err);
 	if (!ret) {
 		if (!c->quiet)
 			fprintf(stderr, "%s: listening on port %d\n", c->prog,
 				tp_listener_port(l));
-		ret = tp_session_accept(l, &sess, &terr);
+		ret = tp_session_accept(l, &sess, err);
 	}
 	if (ret) {
-		snprintf(err, MIG_ERR_LEN, "%s", terr.msg);
 		tp_listener_destroy(l);
 		return ret;
 	}
@@ -176,7 +173,8 @@ int ferry_dest_main(int argc, char **argv)
 	struct cli_signals sig;
 	struct mig_dest_params p = { 0 };
 	const char *listen = NULL;
-	char host[256], port[32], err[MIG_ERR_LEN] = "";
+	char host[256], port[32];
+	struct ut_err err = { "" };
 	struct mig_stats st;
 	int64_t v, recover_ms = -1, fast_share = 0;
 	int o, ret;
@@ -216,8 +214,8 @@ int ferry_dest_main(int argc, char **argv)
 			p.no_minor = !strcmp(optarg, "missing");
 			break;
 		case OPT_PLACEMENT:
-			if (mig_place_parse(optarg, &p.placement, err)) {
-				fprintf(stderr, "%s: %s\n", c.prog, err);
+			if (mig_place_parse(optarg, &p.placement, &err)) {
+				fprintf(stderr, "%s: %s\n", c.prog, err.msg);
 				return 2;
 			}
 			break;
@@ -250,6 +248,6 @@ int ferry_dest_main(int argc, char **argv)
 		return 2;
 	if (cli_start(&c, &sig, NULL, "dest"))
 		return 1;
-	ret = receive(&c, &p, host, port, recover_ms, &sig, &st, err);
-	return cli_finish(&c, &sig, &st, ret, err, "dest");
+	ret = receive(&c, &p, host, port, recover_ms, &sig, &st, &err);
+	return cli_finish(&c, &sig, &st, ret, err.msg, "dest");
 }

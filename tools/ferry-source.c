@@ -65,15 +65,11 @@ struct peer {
 };
 
 /* Postcopy recovery: a new session to the same destination. */
-static int reconnect(void *arg, struct tp_session **out, char *err)
+static int reconnect(void *arg, struct tp_session **out, struct ut_err *err)
 {
 	const struct peer *pe = arg;
-	struct tp_err terr;
-	int ret = tp_session_connect(pe->cfg, pe->host, pe->port, out, &terr);
 
-	if (ret)
-		snprintf(err, MIG_ERR_LEN, "%s", terr.msg);
-	return ret;
+	return tp_session_connect(pe->cfg, pe->host, pe->port, out, err);
 }
 
 static int parse_mode(const struct cli *c, const char *arg, enum mig_mode *m)
@@ -169,10 +165,10 @@ int ferry_source_main(int argc, char **argv)
 	struct mig_source_params p = { 0 };
 	struct mig_tune tune;
 	const char *dest = NULL;
-	char host[256], port[32], err[MIG_ERR_LEN];
+	char host[256], port[32];
 	struct tp_session *sess = NULL;
 	struct mig_stats st;
-	struct tp_err terr;
+	struct ut_err err = { "" };
 	struct peer pe;
 	int o, ret;
 
@@ -204,9 +200,8 @@ int ferry_source_main(int argc, char **argv)
 		mig_tune_fini(&tune);
 		return 1;
 	}
-	ret = tp_session_connect(&c.tp, host, port, &sess, &terr);
+	ret = tp_session_connect(&c.tp, host, port, &sess, &err);
 	if (ret) {
-		snprintf(err, sizeof(err), "%s", terr.msg);
 		memset(&st, 0, sizeof(st));
 		snprintf(st.outcome, sizeof(st.outcome), "failed");
 		goto finish;
@@ -224,10 +219,10 @@ int ferry_source_main(int argc, char **argv)
 	p.tune = &tune;
 	p.events = c.events;
 	cli_arm(&c, &sig);
-	ret = mig_source_run(&p, &st, err);
+	ret = mig_source_run(&p, &st, &err);
 	tp_session_destroy(sess);
 finish:
-	ret = cli_finish(&c, &sig, &st, ret, err, "source");
+	ret = cli_finish(&c, &sig, &st, ret, err.msg, "source");
 	mig_tune_fini(&tune);
 	return ret;
 }

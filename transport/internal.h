@@ -41,13 +41,13 @@ void tp_hello_encode(uint8_t out[HELLO_LEN], uint32_t nbulk);
 /* -EPROTO: not HELLO_LEN bytes, another protocol version or a count of
  * bulk streams outside 1..TP_MAX_BULK. */
 int tp_hello_decode(const uint8_t *buf, size_t len, uint32_t *nbulk,
-		    struct tp_err *why);
+		    struct ut_err *why);
 void tp_welcome_encode(uint8_t out[WELCOME_LEN], uint32_t nbulk,
 		       const uint8_t token[TP_TOKEN_LEN]);
 /* -EPROTO: not WELCOME_LEN bytes, or not our version and the @nbulk we
  * asked for. */
 int tp_welcome_decode(const uint8_t *buf, size_t len, uint32_t nbulk,
-		      uint8_t token[TP_TOKEN_LEN], struct tp_err *why);
+		      uint8_t token[TP_TOKEN_LEN], struct ut_err *why);
 struct tp_join_msg {
 	uint8_t token[TP_TOKEN_LEN];	/* the session's, from WELCOME */
 	uint32_t kind;			/* enum tp_stream_kind */
@@ -61,7 +61,7 @@ void tp_join_encode(uint8_t out[JOIN_LEN], const struct tp_join_msg *j);
  * the caller authenticates @j (token, proof) before trusting either
  * result. */
 int tp_join_decode(const uint8_t *buf, size_t len, uint32_t nbulk,
-		   struct tp_join_msg *j, struct tp_err *why);
+		   struct tp_join_msg *j, struct ut_err *why);
 
 /*
  * Join proofs. The token names the session; the proof shows that the
@@ -104,7 +104,7 @@ struct tp_tls {
 };
 
 int tp_tls_create(const struct tp_config *cfg, bool server,
-		  struct tp_tls **out, struct tp_err *err);
+		  struct tp_tls **out, struct ut_err *err);
 struct tp_tls *tp_tls_get(struct tp_tls *t);
 /* Drops a reference; frees at zero; accepts NULL. */
 void tp_tls_put(struct tp_tls *t);
@@ -232,7 +232,7 @@ struct tp_stream {
 	uint64_t key_update_bytes; /* threshold */
 	uint64_t since_update;	/* bytes sent with the current key */
 	struct tp_stream_stats stats;
-	char err[TP_ERR_LEN];
+	struct ut_err err;	/* the last error's reason */
 };
 
 /* stream.c */

@@ -59,10 +59,10 @@ static const char *kind_name(enum tp_stream_kind k)
 	       k == TP_STREAM_BULK    ? "bulk" : "urgent";
 }
 
-static int stream_err(struct tp_err *err, struct tp_stream *st, int ret)
+static int stream_err(struct ut_err *err, struct tp_stream *st, int ret)
 {
-	return tp_err_set(err, ret, "%s stream: %s", kind_name(st->kind),
-			  st->err);
+	return ut_err_set(err, ret, "%s stream: %s", kind_name(st->kind),
+			  st->err.msg);
 }
 
 static void copy_cfg(struct tp_config *dst, const struct tp_config *src)
@@ -76,7 +76,7 @@ static void copy_cfg(struct tp_config *dst, const struct tp_config *src)
 /* ---- listener ---- */
 
 static int bind_listen(const char *host, const char *port, int *fdp,
-		       struct tp_err *err)
+		       struct ut_err *err)
 {
 	struct addrinfo hints = { .ai_flags = AI_PASSIVE,
 				  .ai_socktype = SOCK_STREAM };
@@ -86,7 +86,7 @@ static int bind_listen(const char *host, const char *port, int *fdp,
 	hints.ai_family = host ? AF_UNSPEC : AF_INET6;
 	ret = getaddrinfo(host, port, &hints, &res);
 	if (ret)
-		return tp_err_set(err, -EINVAL, "cannot resolve %s:%s: %s",
+		return ut_err_set(err, -EINVAL, "cannot resolve %s:%s: %s",
 				  host ? host : "*", port, gai_strerror(ret));
 	ret = -EADDRNOTAVAIL;
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -108,7 +108,7 @@ static int bind_listen(const char *host, const char *port, int *fdp,
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return tp_err_set(err, ret, "cannot listen on %s:%s: %s",
+		return ut_err_set(err, ret, "cannot listen on %s:%s: %s",
 				  host ? host : "*", port, strerror(-ret));
 	*fdp = fd;
 	return 0;
@@ -116,7 +116,7 @@ static int bind_listen(const char *host, const char *port, int *fdp,
 
 int tp_listener_create(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_listener **out,
-		       struct tp_err *err)
+		       struct ut_err *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -125,7 +125,7 @@ int tp_listener_create(const struct tp_config *cfg, const char *host,
 
 	l = calloc(1, sizeof(*l));
 	if (!l)
-		return tp_err_set(err, -ENOMEM, "out of memory");
+		return ut_err_set(err, -ENOMEM, "out of memory");
 	l->fd = -1;
 	copy_cfg(&l->cfg, cfg);
 	ret = tp_tls_create(cfg, true, &l->tls, err);
@@ -142,7 +142,7 @@ int tp_listener_create(const struct tp_config *cfg, const char *host,
 			((struct sockaddr_in *)&ss)->sin_port);
 	ret = io_uring_queue_init(4, &l->ring, 0);
 	if (ret < 0) {
-		tp_err_set(err, ret, "io_uring setup: %s", strerror(-ret));
+		ut_err_set(err, ret, "io_uring setup: %s", strerror(-ret));
 		goto destroy_listener;
 	}
 	l->ring_ok = true;
@@ -262,13 +262,13 @@ static void describe(struct tp_session *s)
 /* ---- server side ---- */
 
 static int accept_conn(struct tp_listener *l, uint64_t deadline,
-		       int *fdp, struct tp_err *err)
+		       int *fdp, struct ut_err *err)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
 	int ms = -1, ret;
 
 	if (!sqe)
-		return tp_err_set(err, -EBUSY, "listener ring busy");
+		return ut_err_set(err, -EBUSY, "listener ring busy");
 	if (deadline) {
 		uint64_t now = ut_now_ns();
 
@@ -278,10 +278,10 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 	io_uring_sqe_set_data64(sqe, 1);
 	ret = tp_ring_wait_one(&l->ring, ms);
 	if (ret == -ETIMEDOUT)
-		return tp_err_set(err, ret, "no complete session within %d ms",
+		return ut_err_set(err, ret, "no complete session within %d ms",
 				  l->cfg.accept_timeout_ms);
 	if (ret < 0)
-		return tp_err_set(err, ret, "accept: %s", strerror(-ret));
+		return ut_err_set(err, ret, "accept: %s", strerror(-ret));
 	*fdp = ret;
 	return 0;
 }
@@ -289,7 +289,7 @@ static int accept_conn(struct tp_listener *l, uint64_t deadline,
 /* Wraps an accepted connection in a stream and runs the TLS handshake. */
 static int server_handshake(struct tp_listener *l, int fd,
 			    enum tp_stream_kind kind, struct tp_stream **out,
-			    struct tp_err *err)
+			    struct ut_err *err)
 {
 	struct tp_stream *st;
 	int ret;
@@ -297,7 +297,7 @@ static int server_handshake(struct tp_listener *l, int fd,
 	ret = tp_stream_create(fd, kind, 0, &l->cfg, &st);
 	if (ret < 0) {
 		close(fd);
-		return tp_err_set(err, ret, "stream setup failed");
+		return ut_err_set(err, ret, "stream setup failed");
 	}
 	if (l->tls->sec != TP_SEC_INSECURE) {
 		ret = tp_tls_handshake(st, l->tls, NULL);
@@ -311,10 +311,10 @@ static int server_handshake(struct tp_listener *l, int fd,
 	return 0;
 }
 
-static int server_hello(struct tp_session *s, struct tp_err *err)
+static int server_hello(struct tp_session *s, struct ut_err *err)
 {
 	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
-	struct tp_err why;
+	struct ut_err why;
 	uint32_t nbulk;
 	int ret;
 
@@ -323,13 +323,13 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
 		return stream_err(err, s->ctl, ret);
 	ret = tp_hello_decode(hello, sizeof(hello), &nbulk, &why);
 	if (ret < 0)
-		return tp_err_set(err, ret, "control stream: %s", why.msg);
+		return ut_err_set(err, ret, "control stream: %s", why.msg);
 	s->nbulk = nbulk;
 	if (RAND_bytes(s->token, sizeof(s->token)) != 1)
-		return tp_err_set(err, -EIO, "no randomness for the token");
+		return ut_err_set(err, -EIO, "no randomness for the token");
 	tp_welcome_encode(welcome, s->nbulk, s->token);
 	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
-		return tp_err_set(err, -EPROTO,
+		return ut_err_set(err, -EPROTO,
 				  "control stream: TLS exporter failed");
 	ret = tp_send_internal(s->ctl, TP_TYPE_WELCOME, welcome,
 			       sizeof(welcome));
@@ -341,11 +341,11 @@ static int server_hello(struct tp_session *s, struct tp_err *err)
  * that passes both checks but names no stream of the session comes from
  * our peer: -EPROTO with the reason in @err. */
 static int read_join(struct tp_session *s, struct tp_stream *st,
-		     struct tp_join_msg *j, struct tp_err *why,
-		     struct tp_err *err)
+		     struct tp_join_msg *j, struct ut_err *why,
+		     struct ut_err *err)
 {
 	uint8_t join[JOIN_LEN], proof[TP_PROOF_LEN];
-	struct tp_err bad;
+	struct ut_err bad;
 	int ret, dec;
 
 	ret = expect_msg(st, TP_TYPE_JOIN, join, sizeof(join));
@@ -355,25 +355,25 @@ static int read_join(struct tp_session *s, struct tp_stream *st,
 	}
 	dec = tp_join_decode(join, sizeof(join), s->nbulk, j, &bad);
 	if (dec == -EPROTO) {
-		tp_err_set(why, dec, "%s", bad.msg);
+		ut_err_set(why, dec, "%s", bad.msg);
 		return 0;
 	}
 	if (CRYPTO_memcmp(j->token, s->token, TP_TOKEN_LEN) != 0) {
-		tp_err_set(why, -EACCES, "a foreign session token");
+		ut_err_set(why, -EACCES, "a foreign session token");
 		return 0;
 	}
 	if (tp_join_proof(s->join_key, st->ssl, j->kind, j->index,
 			  proof) < 0) {
-		tp_err_set(why, -EPROTO, "TLS exporter failed");
+		ut_err_set(why, -EPROTO, "TLS exporter failed");
 		return 0;
 	}
 	if (st->ssl && CRYPTO_memcmp(j->proof, proof, TP_PROOF_LEN) != 0) {
-		tp_err_set(why, -EACCES,
+		ut_err_set(why, -EACCES,
 			   "a join proof not bound to this session's control connection (replayed or forged)");
 		return 0;
 	}
 	if (dec < 0)
-		return tp_err_set(err, -EPROTO, "bad stream join: %s", bad.msg);
+		return ut_err_set(err, -EPROTO, "bad stream join: %s", bad.msg);
 	return 1;
 }
 
@@ -383,7 +383,7 @@ static int read_join(struct tp_session *s, struct tp_stream *st,
  * cannot complete. Strangers do not abort the setup, so that a port scan
  * cannot break a migration. */
 static int join_one(struct tp_listener *l, struct tp_session *s,
-		    uint64_t deadline, struct tp_err *why, struct tp_err *err)
+		    uint64_t deadline, struct ut_err *why, struct ut_err *err)
 {
 	struct tp_stream *st = NULL, **slot;
 	struct tp_join_msg j;
@@ -408,7 +408,7 @@ static int join_one(struct tp_listener *l, struct tp_session *s,
 	st->kind = j.kind;
 	st->index = j.index;
 	ret = !*slot ? tp_send_internal(st, TP_TYPE_JOINED, NULL, 0) :
-		       tp_err_set(err, -EPROTO,
+		       ut_err_set(err, -EPROTO,
 				  "a second join of %s stream %u",
 				  kind_name(j.kind), j.index);
 	if (!*slot && ret < 0)
@@ -422,9 +422,9 @@ static int join_one(struct tp_listener *l, struct tp_session *s,
 }
 
 static int join_all(struct tp_listener *l, struct tp_session *s,
-		    uint64_t deadline, struct tp_err *err)
+		    uint64_t deadline, struct ut_err *err)
 {
-	struct tp_err why = { "" };
+	struct ut_err why = { "" };
 	unsigned int joined = 0;
 	int ret = 0;
 
@@ -448,7 +448,7 @@ void tp_listener_set_accept_timeout(struct tp_listener *l, int timeout_ms)
 }
 
 int tp_session_accept(struct tp_listener *l, struct tp_session **out,
-		      struct tp_err *err)
+		      struct ut_err *err)
 {
 	uint64_t deadline = 0;
 	struct tp_session *s;
@@ -456,7 +456,7 @@ int tp_session_accept(struct tp_listener *l, struct tp_session **out,
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return tp_err_set(err, -ENOMEM, "out of memory");
+		return ut_err_set(err, -ENOMEM, "out of memory");
 	s->tls = tp_tls_get(l->tls);
 	if (l->cfg.accept_timeout_ms > 0)
 		deadline = ut_now_ns() +
@@ -489,7 +489,7 @@ destroy_session:
 static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 			 const struct addrinfo *ai, const char *host,
 			 enum tp_stream_kind kind, unsigned int idx,
-			 struct tp_stream **out, struct tp_err *err)
+			 struct tp_stream **out, struct ut_err *err)
 {
 	struct io_uring_sqe *sqe;
 	struct tp_stream *st;
@@ -497,11 +497,11 @@ static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return tp_err_set(err, -errno, "socket: %s", strerror(errno));
+		return ut_err_set(err, -errno, "socket: %s", strerror(errno));
 	ret = tp_stream_create(fd, kind, idx, cfg, &st);
 	if (ret < 0) {
 		close(fd);
-		return tp_err_set(err, ret, "stream setup failed");
+		return ut_err_set(err, ret, "stream setup failed");
 	}
 	sqe = io_uring_get_sqe(&st->ring);
 	ret = -EBUSY;
@@ -511,7 +511,7 @@ static int client_stream(struct tp_session *s, const struct tp_config *cfg,
 		ret = tp_ring_wait_one(&st->ring, st->timeout_ms);
 	}
 	if (ret < 0) {
-		tp_err_set(err, ret, "%s stream: cannot connect to %s: %s",
+		ut_err_set(err, ret, "%s stream: cannot connect to %s: %s",
 			   kind_name(kind), host,
 			   ret == -ETIMEDOUT ? "timeout" : strerror(-ret));
 		goto destroy_stream;
@@ -531,10 +531,10 @@ destroy_stream:
 	return ret;
 }
 
-static int client_hello(struct tp_session *s, struct tp_err *err)
+static int client_hello(struct tp_session *s, struct ut_err *err)
 {
 	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
-	struct tp_err why;
+	struct ut_err why;
 	int ret;
 
 	tp_hello_encode(hello, s->nbulk);
@@ -543,16 +543,16 @@ static int client_hello(struct tp_session *s, struct tp_err *err)
 		ret = expect_msg(s->ctl, TP_TYPE_WELCOME, welcome,
 				 sizeof(welcome));
 	if (ret == -ESHUTDOWN || (ret == -ECONNRESET && !s->ctl->ssl))
-		return tp_err_set(err, -ECONNRESET,
+		return ut_err_set(err, -ECONNRESET,
 				  "control stream: peer closed the connection during session setup (does it require TLS?)");
 	if (ret < 0)
 		return stream_err(err, s->ctl, ret);
 	ret = tp_welcome_decode(welcome, sizeof(welcome), s->nbulk, s->token,
 				&why);
 	if (ret < 0)
-		return tp_err_set(err, ret, "control stream: %s", why.msg);
+		return ut_err_set(err, ret, "control stream: %s", why.msg);
 	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
-		return tp_err_set(err, -EPROTO,
+		return ut_err_set(err, -EPROTO,
 				  "control stream: TLS exporter failed");
 	return 0;
 }
@@ -560,7 +560,7 @@ static int client_hello(struct tp_session *s, struct tp_err *err)
 static int client_join(struct tp_session *s, const struct tp_config *cfg,
 		       const struct addrinfo *ai, const char *host,
 		       enum tp_stream_kind kind, unsigned int idx,
-		       struct tp_stream **out, struct tp_err *err)
+		       struct tp_stream **out, struct ut_err *err)
 {
 	struct tp_join_msg j = { .kind = kind, .index = idx };
 	uint8_t join[JOIN_LEN];
@@ -571,7 +571,7 @@ static int client_join(struct tp_session *s, const struct tp_config *cfg,
 		return ret;
 	memcpy(j.token, s->token, TP_TOKEN_LEN);
 	if (tp_join_proof(s->join_key, (*out)->ssl, kind, idx, j.proof) < 0)
-		return tp_err_set(err, -EPROTO, "%s stream: TLS exporter failed",
+		return ut_err_set(err, -EPROTO, "%s stream: TLS exporter failed",
 				  kind_name(kind));
 	tp_join_encode(join, &j);
 	ret = tp_send_internal(*out, TP_TYPE_JOIN, join, sizeof(join));
@@ -582,7 +582,7 @@ static int client_join(struct tp_session *s, const struct tp_config *cfg,
 
 static int client_streams(struct tp_session *s, const struct tp_config *cfg,
 			  const struct addrinfo *ai, const char *host,
-			  struct tp_err *err)
+			  struct ut_err *err)
 {
 	int ret = client_hello(s, err);
 
@@ -597,7 +597,7 @@ static int client_streams(struct tp_session *s, const struct tp_config *cfg,
 
 int tp_session_connect(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_session **out,
-		       struct tp_err *err)
+		       struct ut_err *err)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL, *ai;
@@ -606,10 +606,10 @@ int tp_session_connect(const struct tp_config *cfg, const char *host,
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return tp_err_set(err, -ENOMEM, "out of memory");
+		return ut_err_set(err, -ENOMEM, "out of memory");
 	s->nbulk = cfg->nbulk ? cfg->nbulk : 1;
 	if (s->nbulk > TP_MAX_BULK) {
-		ret = tp_err_set(err, -EINVAL, "at most %d bulk streams",
+		ret = ut_err_set(err, -EINVAL, "at most %d bulk streams",
 				 TP_MAX_BULK);
 		goto destroy_session;
 	}
@@ -618,7 +618,7 @@ int tp_session_connect(const struct tp_config *cfg, const char *host,
 		goto destroy_session;
 	ret = getaddrinfo(host, port, &hints, &res);
 	if (ret) {
-		ret = tp_err_set(err, -EHOSTUNREACH, "cannot resolve %s:%s: %s",
+		ret = ut_err_set(err, -EHOSTUNREACH, "cannot resolve %s:%s: %s",
 				 host, port, gai_strerror(ret));
 		res = NULL;
 		goto destroy_session;

@@ -27,18 +27,18 @@ void tp_hello_encode(uint8_t out[HELLO_LEN], uint32_t nbulk)
 }
 
 int tp_hello_decode(const uint8_t *buf, size_t len, uint32_t *nbulk,
-		    struct tp_err *why)
+		    struct ut_err *why)
 {
 	uint32_t ver, n;
 
 	if (len != HELLO_LEN)
-		return tp_err_set(why, -EPROTO,
+		return ut_err_set(why, -EPROTO,
 				  "a HELLO of %zu bytes, not %d", len,
 				  HELLO_LEN);
 	ver = ut_get_le32(buf);
 	n = ut_get_le32(buf + 4);
 	if (ver != TP_PROTO_VERSION || n < 1 || n > TP_MAX_BULK)
-		return tp_err_set(why, -EPROTO,
+		return ut_err_set(why, -EPROTO,
 				  "peer speaks version %u with %u bulk streams; we need version %u, 1..%u",
 				  ver, n, TP_PROTO_VERSION, TP_MAX_BULK);
 	*nbulk = n;
@@ -54,18 +54,18 @@ void tp_welcome_encode(uint8_t out[WELCOME_LEN], uint32_t nbulk,
 }
 
 int tp_welcome_decode(const uint8_t *buf, size_t len, uint32_t nbulk,
-		      uint8_t token[TP_TOKEN_LEN], struct tp_err *why)
+		      uint8_t token[TP_TOKEN_LEN], struct ut_err *why)
 {
 	uint32_t ver, n;
 
 	if (len != WELCOME_LEN)
-		return tp_err_set(why, -EPROTO,
+		return ut_err_set(why, -EPROTO,
 				  "a WELCOME of %zu bytes, not %d", len,
 				  WELCOME_LEN);
 	ver = ut_get_le32(buf);
 	n = ut_get_le32(buf + 4);
 	if (ver != TP_PROTO_VERSION || n != nbulk)
-		return tp_err_set(why, -EPROTO,
+		return ut_err_set(why, -EPROTO,
 				  "server refused version %u with %u bulk streams (it answered version %u with %u)",
 				  TP_PROTO_VERSION, nbulk, ver, n);
 	memcpy(token, buf + 8, TP_TOKEN_LEN);
@@ -81,10 +81,10 @@ void tp_join_encode(uint8_t out[JOIN_LEN], const struct tp_join_msg *j)
 }
 
 int tp_join_decode(const uint8_t *buf, size_t len, uint32_t nbulk,
-		   struct tp_join_msg *j, struct tp_err *why)
+		   struct tp_join_msg *j, struct ut_err *why)
 {
 	if (len != JOIN_LEN)
-		return tp_err_set(why, -EPROTO, "a JOIN of %zu bytes, not %d",
+		return ut_err_set(why, -EPROTO, "a JOIN of %zu bytes, not %d",
 				  len, JOIN_LEN);
 	memcpy(j->token, buf, TP_TOKEN_LEN);
 	j->kind = ut_get_le32(buf + TP_TOKEN_LEN);
@@ -95,10 +95,10 @@ int tp_join_decode(const uint8_t *buf, size_t len, uint32_t nbulk,
 	if (j->kind == TP_STREAM_URGENT && j->index == 0)
 		return 0;
 	if (j->kind == TP_STREAM_BULK)
-		return tp_err_set(why, -ERANGE,
+		return ut_err_set(why, -ERANGE,
 				  "a join of bulk stream %u of a session with %u",
 				  j->index, nbulk);
-	return tp_err_set(why, -ERANGE,
+	return ut_err_set(why, -ERANGE,
 			  "a join of stream kind %u (%s), index %u", j->kind,
 			  kind_word(j->kind), j->index);
 }

@@ -51,7 +51,7 @@ int tp_stream_seterr(struct tp_stream *st, int ret, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(st->err, sizeof(st->err), fmt, ap);
+	vsnprintf(st->err.msg, sizeof(st->err.msg), fmt, ap);
 	va_end(ap);
 	return ret;
 }
@@ -93,7 +93,7 @@ int tp_stream_create(int fd, enum tp_stream_kind kind, unsigned int index,
 	return 0;
 
 free_stream:
-	pr_err("stream setup: %s", st->err[0] ? st->err : strerror(-ret));
+	pr_err("stream setup: %s", st->err.msg[0] ? st->err.msg : strerror(-ret));
 	st->fd = -1; /* the caller still owns fd on failure */
 	tp_stream_destroy(st, false);
 	return ret;
@@ -325,9 +325,9 @@ int tp_recv(struct tp_stream *st, struct tp_msg *msg, void *buf, size_t cap)
 
 /* ---- accessors ---- */
 
-const char *tp_stream_strerror(const struct tp_stream *st)
+const struct ut_err *tp_stream_err(const struct tp_stream *st)
 {
-	return st->err;
+	return &st->err;
 }
 
 enum tp_stream_kind tp_stream_kind(const struct tp_stream *st)

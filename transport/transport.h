@@ -60,21 +60,11 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define TP_ERR_LEN 256
+#include "util/err.h"
+
 #define TP_MAX_BULK 16
 /* Message types at or above this value belong to the transport itself. */
 #define TP_TYPE_RESERVED 0xffff0000u
-
-/* A reason for a failure that happened before an object existed. */
-struct tp_err {
-	char msg[TP_ERR_LEN];
-};
-
-/* Formats the reason into @err (NULL: dropped) and returns @ret, so that a
- * failing path reads "return tp_err_set(err, -EINVAL, ...)". Any module
- * that reports through a struct tp_err may use it. */
-int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 enum tp_security {
 	TP_SEC_MTLS = 0, /* TLS 1.3, both sides present certificates (default) */
@@ -150,7 +140,7 @@ struct tp_stream;
  * @err (may be NULL) filled. The caller owns *@out. */
 int tp_listener_create(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_listener **out,
-		       struct tp_err *err);
+		       struct ut_err *err);
 /* The bound TCP port. Any thread. */
 int tp_listener_port(const struct tp_listener *l);
 /* Changes how long the next tp_session_accept() waits (ms, 0: forever):
@@ -169,13 +159,13 @@ void tp_listener_destroy(struct tp_listener *l);
  * -EPROTO not a Ferry peer or TLS failure, -ETIMEDOUT, -ECONNRESET.
  * One thread at a time per listener. */
 int tp_session_accept(struct tp_listener *l, struct tp_session **out,
-		      struct tp_err *err);
+		      struct ut_err *err);
 
 /* Connects to @host:@port (IPv4 or IPv6) and builds a whole session with
  * cfg->nbulk bulk streams. Same result contract as tp_session_accept(). */
 int tp_session_connect(const struct tp_config *cfg, const char *host,
 		       const char *port, struct tp_session **out,
-		       struct tp_err *err);
+		       struct ut_err *err);
 
 /* Sends TLS close_notify on every stream (bounded by a short timeout),
  * closes them and frees @s; accepts NULL. No stream may be in use. */
@@ -236,7 +226,7 @@ struct tp_msg {
  * is reported by the stream's next call; tp_stream_flush() waits for it.
  * Returns 0 or -errno
  * (-ETIMEDOUT peer not reading, -EPIPE / -ECONNRESET peer gone, -EINVAL bad
- * type), with the reason in tp_stream_strerror(). */
+ * type), with the reason in tp_stream_err(). */
 int tp_send(struct tp_stream *st, uint32_t type, const struct iovec *iov,
 	    int iovcnt, unsigned int flags);
 /* Sends what TP_MORE left staged and waits until every byte of the stream
@@ -270,9 +260,9 @@ int tp_recv(struct tp_stream *st, struct tp_msg *msg, void *buf, size_t cap);
 
 /* ---- streams ----------------------------------------------------------- */
 
-/* The reason of the stream's last error ("" if none), one line, owned by
- * the stream and overwritten by its next error. The stream's thread. */
-const char *tp_stream_strerror(const struct tp_stream *st);
+/* The reason of the stream's last error (msg "" if none), one line, owned
+ * by the stream and overwritten by its next error. The stream's thread. */
+const struct ut_err *tp_stream_err(const struct tp_stream *st);
 /* Control, bulk or urgent. Any thread. */
 enum tp_stream_kind tp_stream_kind(const struct tp_stream *st);
 /* Copies the stream's counters into @out. The stream's thread (counters

@@ -49,18 +49,6 @@
 #define CIPHERSUITES \
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
-int tp_err_set(struct tp_err *err, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 /* ---- the io_uring BIO ---- */
 
 static int bio_write(BIO *b, const char *data, int len)
@@ -197,7 +185,7 @@ static const char *ssl_reason(void)
  * from then on a peer certificate without a CRL of its issuer fails too
  * ("unable to get certificate CRL"), so a stale file is not silently
  * ignored. */
-static int load_crl(struct tp_tls *t, const char *path, struct tp_err *err)
+static int load_crl(struct tp_tls *t, const char *path, struct ut_err *err)
 {
 	X509_STORE *store = SSL_CTX_get_cert_store(t->ctx);
 	X509_CRL *crl;
@@ -206,11 +194,11 @@ static int load_crl(struct tp_tls *t, const char *path, struct tp_err *err)
 
 	f = fopen(path, "r");
 	if (!f)
-		return tp_err_set(err, -ENOENT, "cannot load CRL file %s: %s",
+		return ut_err_set(err, -ENOENT, "cannot load CRL file %s: %s",
 				  path, strerror(errno));
 	while (ret == 0 && (crl = PEM_read_X509_CRL(f, NULL, NULL, NULL))) {
 		if (X509_STORE_add_crl(store, crl) != 1)
-			ret = tp_err_set(err, -EINVAL,
+			ret = ut_err_set(err, -EINVAL,
 					 "cannot load CRL file %s: %s", path,
 					 ssl_reason());
 		X509_CRL_free(crl);
@@ -218,7 +206,7 @@ static int load_crl(struct tp_tls *t, const char *path, struct tp_err *err)
 	}
 	fclose(f);
 	if (ret == 0 && n == 0)
-		ret = tp_err_set(err, -EINVAL,
+		ret = ut_err_set(err, -EINVAL,
 				 "cannot load CRL file %s: no PEM CRL in it",
 				 path);
 	if (ret == 0)
@@ -228,7 +216,7 @@ static int load_crl(struct tp_tls *t, const char *path, struct tp_err *err)
 }
 
 static int load_mtls(struct tp_tls *t, const struct tp_config *cfg,
-		     struct tp_err *err)
+		     struct ut_err *err)
 {
 	int ret;
 
@@ -237,10 +225,10 @@ static int load_mtls(struct tp_tls *t, const struct tp_config *cfg,
 	/* A client may go without a certificate (the server will refuse it
 	 * by default); everything else needs all three files. */
 	if (!cfg->ca_file || (!no_cert && (!cfg->cert_file || !cfg->key_file)))
-		return tp_err_set(err, -EINVAL,
+		return ut_err_set(err, -EINVAL,
 				  "mutual TLS needs a CA file, a certificate and a key");
 	if (SSL_CTX_load_verify_locations(t->ctx, cfg->ca_file, NULL) != 1)
-		return tp_err_set(err, -ENOENT, "cannot load CA file %s: %s",
+		return ut_err_set(err, -ENOENT, "cannot load CA file %s: %s",
 				  cfg->ca_file, ssl_reason());
 	if (cfg->crl_file) {
 		ret = load_crl(t, cfg->crl_file, err);
@@ -256,45 +244,45 @@ static int load_mtls(struct tp_tls *t, const struct tp_config *cfg,
 	 * a key usage that fits. */
 	if (SSL_CTX_set_purpose(t->ctx, t->server ? X509_PURPOSE_SSL_CLIENT :
 						    X509_PURPOSE_SSL_SERVER) != 1)
-		return tp_err_set(err, -EINVAL, "cannot set the certificate purpose: %s",
+		return ut_err_set(err, -EINVAL, "cannot set the certificate purpose: %s",
 				  ssl_reason());
 	if (no_cert) {
 		pr_debug("client without a certificate");
 		return 0;
 	}
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, cfg->cert_file) != 1)
-		return tp_err_set(err, -ENOENT, "cannot load certificate %s: %s",
+		return ut_err_set(err, -ENOENT, "cannot load certificate %s: %s",
 				  cfg->cert_file, ssl_reason());
 	if (SSL_CTX_use_PrivateKey_file(t->ctx, cfg->key_file,
 					SSL_FILETYPE_PEM) != 1) {
 		if (ERR_GET_REASON(ERR_peek_last_error()) ==
 		    X509_R_KEY_VALUES_MISMATCH)
-			return tp_err_set(err, -EINVAL,
+			return ut_err_set(err, -EINVAL,
 					  "key %s does not match %s",
 					  cfg->key_file, cfg->cert_file);
-		return tp_err_set(err, -ENOENT, "cannot load key %s: %s",
+		return ut_err_set(err, -ENOENT, "cannot load key %s: %s",
 				  cfg->key_file, ssl_reason());
 	}
 	if (SSL_CTX_check_private_key(t->ctx) != 1)
-		return tp_err_set(err, -EINVAL, "key %s does not match %s",
+		return ut_err_set(err, -EINVAL, "key %s does not match %s",
 				  cfg->key_file, cfg->cert_file);
 	return 0;
 }
 
 static int load_psk(struct tp_tls *t, const struct tp_config *cfg,
-		    struct tp_err *err)
+		    struct ut_err *err)
 {
 	const char *id = cfg->psk_identity ? cfg->psk_identity : "ferry";
 
 	if (cfg->crl_file)
-		return tp_err_set(err, -EINVAL,
+		return ut_err_set(err, -EINVAL,
 				  "a CRL needs mutual TLS, not a pre-shared key");
 
 	if (!cfg->psk || cfg->psk_len < 16 || cfg->psk_len > sizeof(t->psk))
-		return tp_err_set(err, -EINVAL,
+		return ut_err_set(err, -EINVAL,
 				  "a pre-shared key must be 16 to 64 bytes");
 	if (strlen(id) >= sizeof(t->psk_identity))
-		return tp_err_set(err, -EINVAL, "PSK identity too long");
+		return ut_err_set(err, -EINVAL, "PSK identity too long");
 	memcpy(t->psk, cfg->psk, cfg->psk_len);
 	t->psk_len = cfg->psk_len;
 	strcpy(t->psk_identity, id);
@@ -309,16 +297,16 @@ static int load_psk(struct tp_tls *t, const struct tp_config *cfg,
 }
 
 static int make_ctx(struct tp_tls *t, const struct tp_config *cfg,
-		    struct tp_err *err)
+		    struct ut_err *err)
 {
 	t->ctx = SSL_CTX_new(t->server ? TLS_server_method()
 				       : TLS_client_method());
 	if (!t->ctx)
-		return tp_err_set(err, -ENOMEM, "SSL_CTX_new: %s", ssl_reason());
+		return ut_err_set(err, -ENOMEM, "SSL_CTX_new: %s", ssl_reason());
 	if (!SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_ciphersuites(t->ctx, CIPHERSUITES))
-		return tp_err_set(err, -EINVAL, "TLS 1.3 setup: %s",
+		return ut_err_set(err, -EINVAL, "TLS 1.3 setup: %s",
 				  ssl_reason());
 	SSL_CTX_set_num_tickets(t->ctx, 0);
 	/* No read-ahead: at the end of the handshake OpenSSL must hold no
@@ -329,7 +317,7 @@ static int make_ctx(struct tp_tls *t, const struct tp_config *cfg,
 	t->bio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
 				   "ferry-io_uring");
 	if (!t->bio_meth)
-		return tp_err_set(err, -ENOMEM, "BIO_meth_new failed");
+		return ut_err_set(err, -ENOMEM, "BIO_meth_new failed");
 	BIO_meth_set_write(t->bio_meth, bio_write);
 	BIO_meth_set_read(t->bio_meth, bio_read);
 	BIO_meth_set_ctrl(t->bio_meth, bio_ctrl);
@@ -339,20 +327,20 @@ static int make_ctx(struct tp_tls *t, const struct tp_config *cfg,
 }
 
 int tp_tls_create(const struct tp_config *cfg, bool server,
-		  struct tp_tls **out, struct tp_err *err)
+		  struct tp_tls **out, struct ut_err *err)
 {
 	struct tp_tls *t;
 	int ret;
 
 	t = calloc(1, sizeof(*t));
 	if (!t)
-		return tp_err_set(err, -ENOMEM, "out of memory");
+		return ut_err_set(err, -ENOMEM, "out of memory");
 	atomic_init(&t->refs, 1);
 	t->sec = cfg->security;
 	t->server = server;
 	if (cfg->peer_name) {
 		if (strlen(cfg->peer_name) >= sizeof(t->peer_name)) {
-			ret = tp_err_set(err, -EINVAL, "peer name too long");
+			ret = ut_err_set(err, -EINVAL, "peer name too long");
 			goto free_tls;
 		}
 		strcpy(t->peer_name, cfg->peer_name);
@@ -364,7 +352,7 @@ int tp_tls_create(const struct tp_config *cfg, bool server,
 		if (ret < 0)
 			goto free_tls;
 	} else {
-		ret = tp_err_set(err, -EINVAL, "unknown security mode %d",
+		ret = ut_err_set(err, -EINVAL, "unknown security mode %d",
 				 t->sec);
 		goto free_tls;
 	}
@@ -410,10 +398,10 @@ static int rec_fail(struct tp_stream *st, int reason, int alert,
 /* Fails the stream after the raw layer failed: its reason, prefixed. */
 static int rec_io_fail(struct tp_stream *st, int ret, const char *what)
 {
-	char saved[TP_ERR_LEN];
+	char saved[UT_ERR_LEN];
 
 	st->broken = true;
-	snprintf(saved, sizeof(saved), "%s", st->err);
+	snprintf(saved, sizeof(saved), "%s", st->err.msg);
 	return tp_stream_seterr(st, ret, "%s: %s", what, saved);
 }
 
@@ -495,7 +483,7 @@ static void send_alert(struct tp_stream *st, int level, int desc)
 static int rec_fail(struct tp_stream *st, int reason, int alert,
 		    const char *what)
 {
-	char saved[TP_ERR_LEN];
+	char saved[UT_ERR_LEN];
 	int ret;
 
 	st->broken = true;
@@ -504,9 +492,9 @@ static int rec_fail(struct tp_stream *st, int reason, int alert,
 	ret = ssl_error(st, SSL_ERROR_SSL, what);
 	ERR_clear_error();
 	if (alert >= 0 && ret != -ETIMEDOUT) {
-		snprintf(saved, sizeof(saved), "%s", st->err);
+		snprintf(saved, sizeof(saved), "%s", st->err.msg);
 		send_alert(st, SSL3_AL_FATAL, alert);
-		snprintf(st->err, sizeof(st->err), "%s", saved);
+		snprintf(st->err.msg, sizeof(st->err.msg), "%s", saved);
 	}
 	return ret;
 }
@@ -1069,14 +1057,14 @@ int tp_tls_error(struct tp_stream *st, int sslret, const char *what)
 {
 	int e = SSL_get_error(st->ssl, sslret);
 	long v = SSL_get_verify_result(st->ssl);
-	char saved[TP_ERR_LEN];
+	char saved[UT_ERR_LEN];
 	int ret;
 
 	st->broken = true;
 	if (st->io_err) {
 		ret = st->io_err;
 		st->io_err = 0;
-		snprintf(saved, sizeof(saved), "%s", st->err);
+		snprintf(saved, sizeof(saved), "%s", st->err.msg);
 		tp_stream_seterr(st, ret, "%s: %s", what, saved);
 	} else if (v != X509_V_OK && st->tls->sec == TP_SEC_MTLS) {
 		ret = verify_error(st, v, what);
@@ -1086,9 +1074,9 @@ int tp_tls_error(struct tp_stream *st, int sslret, const char *what)
 	ERR_clear_error();
 	/* Push out the alert OpenSSL may have queued, best effort. */
 	if (st->tx_len && ret != -ETIMEDOUT) {
-		snprintf(saved, sizeof(saved), "%s", st->err);
+		snprintf(saved, sizeof(saved), "%s", st->err.msg);
 		tp_raw_flush(st);
-		snprintf(st->err, sizeof(st->err), "%s", saved);
+		snprintf(st->err.msg, sizeof(st->err.msg), "%s", saved);
 	}
 	return ret;
 }

@@ -2,6 +2,8 @@
 noinst_LIBRARIES += util/libutil.a
 util_libutil_a_SOURCES = \
 	util/le.h \
+	util/err.h \
+	util/err.c \
 	util/util.h \
 	util/log.c \
 	util/bitmap.c \

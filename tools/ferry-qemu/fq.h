@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util/err.h"
 #include "vmlink/vmlink.h"
 
 /* ---- QMP (qmp.c) ---- */
@@ -30,7 +31,7 @@ struct fq_qmp {
 	pid_t peer;		/* QEMU's pid (SO_PEERCRED) */
 	char *buf;		/* received bytes not yet consumed */
 	size_t len, cap;	/* bytes in buf, its allocation */
-	char err[256];		/* QEMU's "desc" of the last error reply */
+	struct ut_err err;	/* QEMU's "desc" of the last error reply */
 	int timeout_ms;		/* bound on every wait for a reply */
 	unsigned int stops;	/* STOP events seen (the vCPUs have stopped) */
 };
@@ -45,7 +46,7 @@ void fq_qmp_close(struct fq_qmp *q);
  * Sends @json (one command object) with @fd as SCM_RIGHTS if >= 0, and
  * waits for its reply, skipping events. *@reply (may be NULL) receives the
  * malloc'ed reply line. An error reply returns -EREMOTEIO with QEMU's
- * description in q->err; a closed monitor -ECONNRESET.
+ * description in q->err.msg; a closed monitor -ECONNRESET.
  */
 int fq_qmp_cmd(struct fq_qmp *q, const char *json, int fd, char **reply);
 /* Runs an HMP command through human-monitor-command; *@out receives its

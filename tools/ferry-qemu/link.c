@@ -113,7 +113,7 @@ static int state_now(struct fq_daemon *d, uint32_t *state)
 	int ret = fq_qmp_status(&d->qmp, st, sizeof(st));
 
 	if (ret)
-		pr_err("query-status: %s", d->qmp.err);
+		pr_err("query-status: %s", d->qmp.err.msg);
 	else
 		*state = run_state(st);
 	return ret;
@@ -156,7 +156,7 @@ static int do_pause(struct fq_daemon *d)
 		return -EBUSY;
 	ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"stop\"}", -1, NULL);
 	if (ret) {
-		pr_err("stop: %s", d->qmp.err);
+		pr_err("stop: %s", d->qmp.err.msg);
 		return ret;
 	}
 	ret = wait_running(d, false);
@@ -176,7 +176,7 @@ static int do_resume(struct fq_daemon *d)
 	if (!libvirt_mode(d))
 		ret = fq_qmp_cmd(&d->qmp, "{\"execute\":\"cont\"}", -1, NULL);
 	if (ret) {
-		pr_err("cont: %s", d->qmp.err);
+		pr_err("cont: %s", d->qmp.err.msg);
 		return ret == -EREMOTEIO ? -EBUSY : ret;
 	}
 	ret = wait_running(d, true);
@@ -406,7 +406,7 @@ static int probe_vm(struct fq_daemon *d)
 		d->nr_vcpus++;
 	free(reply);
 	if (ret)
-		pr_err("cannot query QEMU: %s", d->qmp.err);
+		pr_err("cannot query QEMU: %s", d->qmp.err.msg);
 	return ret;
 }
 

@@ -109,8 +109,8 @@ static int recv_reply(struct fq_qmp *q, char **reply)
 	}
 	ret = 0;
 	if (strncmp(l, "{\"error\"", 8) == 0) {
-		if (fq_json_str(l, "desc", q->err, sizeof(q->err)))
-			snprintf(q->err, sizeof(q->err), "%s", l);
+		if (fq_json_str(l, "desc", q->err.msg, sizeof(q->err.msg)))
+			snprintf(q->err.msg, sizeof(q->err.msg), "%s", l);
 		ret = -EREMOTEIO;
 	}
 	if (reply)
@@ -159,15 +159,15 @@ int fq_qmp_cmd(struct fq_qmp *q, const char *json, int fd, char **reply)
 
 	if (reply)
 		*reply = NULL;
-	q->err[0] = 0;
+	ut_err_clear(&q->err);
 	ret = send_cmd(q, json, fd);
 	if (!ret)
 		ret = send_cmd(q, "\n", -1);
 	if (!ret)
 		ret = recv_reply(q, reply);
 	if (ret && ret != -EREMOTEIO)
-		snprintf(q->err, sizeof(q->err), "QMP: %s", strerror(-ret));
-	pr_debug("qmp %s: %d %s", json, ret, q->err);
+		ut_err_set(&q->err, ret, "QMP: %s", strerror(-ret));
+	pr_debug("qmp %s: %d %s", json, ret, q->err.msg);
 	return ret;
 }
 
@@ -217,8 +217,8 @@ int fq_qmp_open(struct fq_qmp *q, const char *path, int wait_ms)
 		ret = fq_qmp_cmd(q, "{\"execute\":\"qmp_capabilities\"}", -1,
 				 NULL);
 	if (ret)
-		pr_err("QMP handshake with %s failed: %s", path, q->err[0] ?
-		       q->err : strerror(-ret));
+		pr_err("QMP handshake with %s failed: %s", path, q->err.msg[0] ?
+		       q->err.msg : strerror(-ret));
 	return ret;
 }
 

@@ -65,7 +65,7 @@ static int check_shared(struct fq_qmp *q)
 	int ret = fq_qmp_cmd(q, "{\"execute\":\"query-memdev\"}", -1, &reply);
 
 	if (ret) {
-		pr_err("query-memdev: %s", q->err);
+		pr_err("query-memdev: %s", q->err.msg);
 		return ret;
 	}
 	for (p = strchr(reply, '['); p && (p = strchr(p, '{')); p++) {
@@ -114,7 +114,7 @@ static int read_blocks(struct fq_qmp *q, struct block *b, unsigned int *nb)
 
 	*nb = 0;
 	if (ret) {
-		pr_err("info ramblock: %s", q->err);
+		pr_err("info ramblock: %s", q->err.msg);
 		return ret;
 	}
 	for (line = strtok_r(out, "\n", &save); line && *nb < MAX_MAPS;
@@ -344,7 +344,7 @@ int fq_ram_init(struct fq_ram *ram, struct fq_qmp *q)
 	if (!ret)
 		ret = read_blocks(q, b, &nb);
 	if (!ret && (ret = fq_qmp_hmp(q, "info mtree -f", &mtree)))
-		pr_err("info mtree: %s", q->err);
+		pr_err("info mtree: %s", q->err.msg);
 	if (!ret)
 		ret = read_maps(q->peer, m, &nm);
 	for (unsigned int i = 0; !ret && i < nb; i++)

@@ -37,7 +37,7 @@ int fq_state_prepare(struct fq_qmp *q, bool on)
 	ret = fq_qmp_cmd(q, js, -1, NULL);
 	if (ret)
 		pr_err("cannot set x-ignore-shared %s: %s", on ? "on" : "off",
-		       q->err);
+		       q->err.msg);
 	return ret;
 }
 
@@ -61,7 +61,7 @@ static int give_fd(struct fq_qmp *q, int fd)
 	ret = fq_qmp_cmd(q, "{\"execute\":\"getfd\",\"arguments\":"
 			 "{\"fdname\":\"" FDNAME "\"}}", fd, NULL);
 	if (ret)
-		pr_err("getfd: %s", q->err);
+		pr_err("getfd: %s", q->err.msg);
 	return ret;
 }
 
@@ -79,7 +79,7 @@ int fq_state_wait(struct fq_qmp *q, const char *what)
 			pr_err("QEMU exited during the %s (its log says why)",
 			       what);
 		else if (ret)
-			pr_err("query-migrate: %s", q->err);
+			pr_err("query-migrate: %s", q->err.msg);
 		if (ret)
 			return ret;
 		if (fq_json_str(reply, "status", st, sizeof(st)))
@@ -163,7 +163,7 @@ int fq_state_save(struct fq_qmp *q, void **blob, size_t *len)
 	close(p[1]);
 	if (!ret && (ret = fq_qmp_cmd(q, "{\"execute\":\"migrate\",\"arguments\":"
 				      "{\"uri\":\"fd:" FDNAME "\"}}", -1, NULL)))
-		pr_err("migrate: %s", q->err);
+		pr_err("migrate: %s", q->err.msg);
 	/* QEMU closes its end when the stream is complete (or failed). */
 	if (!ret && (ret = slurp(p[0], blob, len)))
 		pr_err("reading QEMU's state stream: %s", strerror(-ret));
@@ -211,7 +211,7 @@ int fq_state_load(struct fq_qmp *q, const void *blob, size_t len)
 	if (!ret && (ret = fq_qmp_cmd(q, "{\"execute\":\"migrate-incoming\","
 				      "\"arguments\":{\"uri\":\"fd:" FDNAME
 				      "\"}}", -1, NULL)))
-		pr_err("migrate-incoming: %s", q->err);
+		pr_err("migrate-incoming: %s", q->err.msg);
 	if (ret) {
 		close(p[1]);
 		restore_capability(q);

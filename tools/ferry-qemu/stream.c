@@ -164,7 +164,7 @@ int fq_stream_wait_stop(struct fq_stream *s, struct fq_qmp *q)
 		}
 		ret = fq_qmp_status(q, st, sizeof(st));
 		if (ret) {
-			pr_err("query-status: %s", q->err);
+			pr_err("query-status: %s", q->err.msg);
 			return ret;
 		}
 		if (strcmp(st, "running") && (!ran || q->stops != stops))

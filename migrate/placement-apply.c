@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Placement in the engines: binding the destination's mapping to the plan
+ * (placement.c makes it) before the first page lands, checking at
+ * COMPLETE where the pages are, the source's HEAT samples, and the
+ * handshake's placement part (TOPOLOGY one way, HEAT the other).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LOG_PREFIX "placement"
+#include "migrate/internal.h"
+
+/* ---- applying and checking it ---- */
+
+int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
+		   struct ut_err *err)
+{
+	for (uint32_t r = 0; r < pl->nr; r++) {
+		const struct mig_plan_region *pr = &pl->r[r];
+
+		for (uint32_t i = 0, j; i < pr->nchunks; i = j) {
+			uint64_t off = (uint64_t)i * pr->chunk, len;
+			int ret;
+
+			for (j = i + 1; j < pr->nchunks &&
+			     pr->node[j] == pr->node[i]; j++)
+				;
+			len = (uint64_t)j * pr->chunk;
+			if (len > map[r].size)
+				len = map[r].size;
+			len -= off;
+			ret = gm_numa_bind((uint8_t *)map[r].host + off, len,
+					   pr->node[i]);
+			if (ret)
+				return ut_err_first(err, ret, "placement: cannot "
+						"bind RAM region %u to node "
+						"%u: %s", r, pr->node[i],
+						strerror(-ret));
+		}
+	}
+	return 0;
+}
+
+/* Guest RAM asked about at once: bounds the node array and mincore's
+ * vector (one byte per 4 KiB) whatever the page size. */
+#define CHECK_BYTES (256ULL << 20)
+#define CHECK_SLICE (CHECK_BYTES / 4096)
+
+int mig_plan_check(const struct mig_plan *pl, struct gm_region *map,
+		   struct mig_place_report *rep, struct ut_err *err)
+{
+	int32_t *node = malloc(CHECK_SLICE * sizeof(*node));
+	int ret = 0;
+
+	memset(rep, 0, sizeof(*rep));
+	if (!node)
+		return ut_err_first(err, -ENOMEM, "placement: out of memory");
+	for (uint32_t r = 0; r < pl->nr && !ret; r++) {
+		uint64_t pages = map[r].size / map[r].page_size;
+		uint64_t slice = CHECK_BYTES / map[r].page_size ?
+				 CHECK_BYTES / map[r].page_size : 1;
+
+		for (uint64_t p = 0; p < pages && !ret; p += slice) {
+			uint64_t n = pages - p < slice ? pages - p : slice;
+			ssize_t got = gm_numa_where(&map[r], p, n, node);
+
+			if (got < 0) {
+				ret = ut_err_first(err, (int)got, "placement: "
+					       "cannot ask where region %u's "
+					       "pages are: %s", r,
+					       strerror((int)-got));
+				break;
+			}
+			for (uint64_t i = 0; i < n; i++) {
+				uint64_t off = (p + i) * map[r].page_size;
+
+				if (node[i] < 0 || node[i] >= GM_MAX_NODES) {
+					rep->pages_absent++;
+					continue;
+				}
+				rep->pages_present++;
+				rep->placed[node[i]] += map[r].page_size;
+				rep->pages_as_planned +=
+					mig_plan_node(pl, r, off) ==
+					(unsigned int)node[i];
+			}
+		}
+	}
+	free(node);
+	return ret;
+}
+
+/* ---- in the engines ---- */
+
+/* What a 4 KiB plan leaves free on each node: the kernel, the agents
+ * and the VMM need some too. */
+#define PLACE_RESERVE (64ULL << 20)
+
+static void stats_from_plan(struct mig_place_stats *st,
+			    const struct mig_place *pc)
+{
+	memset(st, 0, sizeof(*st));
+	mig_place_format(&pc->pol, st->policy, sizeof(st->policy));
+	snprintf(st->note, sizeof(st->note), "%s", pc->plan.note);
+	st->nr_nodes = pc->topo.nr_nodes;
+	for (uint32_t i = 0; i < pc->topo.nr_nodes; i++) {
+		uint32_t id = pc->topo.node[i].id;
+
+		st->node_id[i] = id;
+		st->planned[id] = pc->plan.planned[id];
+	}
+}
+
+static int make(struct mig_place *pc, const struct mig_vm *vm,
+		const struct mig_heat *h, struct ut_err *err)
+{
+	const uint8_t *heat[MIG_MAX_REGIONS] = { NULL };
+	struct mig_plan_input in = { .topo = &pc->topo, .layout = &vm->layout,
+		.local_nodes = pc->local, .reserve = pc->reserve,
+		.heat = h && h->samples ? heat : NULL };
+
+	int ret;
+
+	for (uint32_t r = 0; h && r < h->nr; r++)
+		heat[r] = h->heat[r];
+	mig_plan_fini(&pc->plan);
+	pc->planned = false;
+	ret = mig_plan_make(&pc->plan, &in, &pc->pol, err);
+	pc->planned = !ret;
+	return ret;
+}
+
+int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
+		    const struct mig_vm *vm, struct mig_topology *t, struct ut_err *err)
+{
+	int ret;
+
+	memset(pc, 0, sizeof(*pc));
+	pc->pol = *pol;
+	pc->reserve = PLACE_RESERVE;
+	memset(t, 0, sizeof(*t));
+	ret = gm_topo_read(&pc->topo, NULL);
+	if (ret && pol->kind == MIG_PLACE_NONE) {
+		memset(&pc->topo, 0, sizeof(pc->topo)); /* described as none */
+		ret = 0;
+	}
+	if (ret)
+		return ut_err_first(err, ret, "placement: cannot read this host's "
+				"NUMA picture: %s", strerror(-ret));
+	if (gm_topo_local_nodes(&pc->topo, vm->link.hello.pid, &pc->local))
+		pc->local = 0;
+	t->host = pc->topo;
+	mig_place_format(pol, t->policy, sizeof(t->policy));
+	if (pol->kind == MIG_PLACE_NONE)
+		return 0;
+	ret = make(pc, vm, NULL, err);
+	if (ret)
+		return ret;
+	memcpy(t->planned, pc->plan.planned, sizeof(t->planned));
+	snprintf(t->note, sizeof(t->note), "%s", pc->plan.note);
+	stats_from_plan(&pc->st, pc);
+	return 0;
+}
+
+int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
+		    struct mig_vm *vm, struct ut_err *err)
+{
+	struct mig_place_stats *st = &pc->st;
+	int ret;
+
+	if (!pc->planned)
+		return 0;
+	if (pc->pol.kind == MIG_PLACE_TIERED && h && h->samples) {
+		uint64_t top = mig_plan_top_tier(&pc->topo);
+
+		ret = make(pc, vm, h, err);
+		if (ret)
+			return ret;
+		stats_from_plan(st, pc);
+		st->heat_samples = h->samples;
+		for (uint32_t r = 0; r < h->nr; r++)
+			for (uint32_t c = 0; c < h->nchunks[r]; c++) {
+				if (!h->heat[r][c])
+					continue;
+				st->hot_chunks++;
+				st->hot_on_top +=
+					top >> pc->plan.r[r].node[c] & 1;
+			}
+	}
+	return mig_plan_apply(&pc->plan, vm->map, err);
+}
+
+int mig_place_check(struct mig_place *pc, struct mig_vm *vm, struct ut_err *err)
+{
+	struct mig_place_stats *st = &pc->st;
+	struct mig_place_report rep;
+	int ret;
+
+	if (!pc->planned)
+		return 0;
+	ret = mig_plan_check(&pc->plan, vm->map, &rep, err);
+	if (ret)
+		return ret;
+	memcpy(st->placed, rep.placed, sizeof(st->placed));
+	st->pages_present = rep.pages_present;
+	st->pages_as_planned = rep.pages_as_planned;
+	st->pages_absent = rep.pages_absent;
+	st->checked = true;
+	return 0;
+}
+
+void mig_place_fini(struct mig_place *pc)
+{
+	if (!pc)
+		return;
+	mig_plan_fini(&pc->plan);
+	pc->planned = false;
+}
+
+void mig_place_stats_from(struct mig_place_stats *st,
+			  const struct mig_topology *t)
+{
+	memset(st, 0, sizeof(*st));
+	if (!strcmp(t->policy, "none"))
+		return;
+	snprintf(st->policy, sizeof(st->policy), "%s", t->policy);
+	snprintf(st->note, sizeof(st->note), "%s", t->note);
+	st->nr_nodes = t->host.nr_nodes;
+	for (uint32_t i = 0; i < t->host.nr_nodes; i++) {
+		uint32_t id = t->host.node[i].id;
+
+		st->node_id[i] = id;
+		st->planned[id] = t->planned[id];
+	}
+}
+
+int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
+		    unsigned int samples, unsigned int interval_ms,
+		    uint8_t **heat)
+{
+	struct ut_bitmap bm;
+	int ret;
+
+	ret = ut_bitmap_init(&bm, gm_dirty_pages(d));
+	if (ret)
+		return ret;
+	for (uint32_t r = 0; r < vm->nr; r++)
+		memset(heat[r], 0, mig_chunks(&vm->layout, r));
+	for (unsigned int s = 0; s < samples; s++) {
+		struct timespec ts = { interval_ms / 1000,
+				       (interval_ms % 1000) * 1000000L };
+		ssize_t n;
+
+		nanosleep(&ts, NULL);
+		n = gm_dirty_harvest(d, &bm);
+		if (n < 0) {
+			ret = (int)n;
+			break;
+		}
+		for (uint32_t r = 0; r < vm->nr; r++) {
+			uint64_t per = mig_chunk_bytes(&vm->layout, r) /
+				       vm->layout.r[r].page_size;
+			uint64_t end = vm->first[r] + mig_region_pages(&vm->layout, r);
+			uint64_t last = UINT64_MAX;
+
+			for (uint64_t g = ut_bitmap_find_next(&bm, vm->first[r]);
+			     g < end; g = ut_bitmap_find_next(&bm, g + 1)) {
+				uint64_t c = (g - vm->first[r]) / per;
+
+				if (c != last && heat[r][c] < 255)
+					heat[r][c]++;
+				last = c;
+			}
+		}
+		ut_bitmap_clear_all(&bm);
+	}
+	ut_bitmap_fini(&bm);
+	return ret;
+}
+
+/* ---- the handshake's placement part ---- */
+
+/* The source's dirty-log samples before round 0 (tiered only): long
+ * enough to see a working set's writes, short beside a migration. */
+#define HEAT_SAMPLES 5
+#define HEAT_INTERVAL_MS 200
+
+static size_t heat_cap(const struct mig_layout *l)
+{
+	size_t n = MIG_HEAT_FIXED + 4 * l->nr;
+
+	for (uint32_t r = 0; r < l->nr; r++)
+		n += mig_chunks(l, r);
+	return n;
+}
+
+/* HEAT, or the source's reason for sending none. */
+static int recv_heat(struct tp_stream *ctl, uint8_t *buf, size_t cap,
+		     struct tp_msg *m, struct ut_err *err)
+{
+	struct mig_error e;
+	int ret = tp_recv(ctl, m, buf, cap);
+
+	if (ret)
+		return ut_err_first(err, ret, "waiting for the source's HEAT: %s",
+				tp_stream_err(ctl)->msg);
+	if (m->type == MIG_MSG_ERROR)
+		return mig_dec_error(buf, m->len, &e) ?
+		       ut_err_first(err, -EPROTO, "the source gave up with a "
+				"malformed ERROR (%s)", mig_wire_reason()) :
+		       ut_err_first(err, -e.code, "the source gave up: %s", e.msg);
+	if (m->type != MIG_MSG_HEAT)
+		return ut_err_first(err, -EPROTO, "waiting for the source's HEAT: "
+				"message 0x%x", m->type);
+	return 0;
+}
+
+int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
+			    bool negotiated, const struct mig_topology *t,
+			    struct mig_vm *vm, struct ut_err *err)
+{
+	/* room for HEAT, TOPOLOGY, or an ERROR instead of HEAT */
+	size_t cap = heat_cap(&vm->layout) + MIG_MAX_ERRMSG + 16;
+	uint8_t *buf = malloc(cap > MIG_TOPO_MAX ? cap : MIG_TOPO_MAX);
+	struct mig_heat h;
+	struct tp_msg m;
+	ssize_t n;
+	int ret = 0;
+
+	if (!buf)
+		return ut_err_first(err, -ENOMEM, "out of memory");
+	if (negotiated) {
+		n = mig_enc_topology(buf, MIG_TOPO_MAX, t);
+		ret = n < 0 ? ut_err_first(err, (int)n, "encoding TOPOLOGY failed") :
+			      mig_send_msg(ctl, MIG_MSG_TOPOLOGY, buf, n);
+		if (ret && !ut_err_isset(err))
+			ut_err_first(err, ret, "sending TOPOLOGY: %s",
+				 tp_stream_err(ctl)->msg);
+	}
+	if (negotiated && !ret)
+		ret = recv_heat(ctl, buf, cap, &m, err);
+	if (negotiated && !ret && mig_dec_heat(buf, m.len, &vm->layout, &h))
+		ret = ut_err_first(err, -EPROTO, "the source sent a malformed "
+			       "HEAT (%s)", mig_wire_reason());
+	if (!ret)
+		ret = mig_place_apply(pc, negotiated ? &h : NULL, vm, err);
+	free(buf);
+	return ret;
+}
+
+static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
+		     struct gm_dirty *d, bool sample, struct ut_err *err)
+{
+	struct mig_heat h = { .nr = vm->nr, .samples = sample ? HEAT_SAMPLES : 0 };
+	size_t cap = heat_cap(&vm->layout), off = 0;
+	/* the heats, then the message that carries them */
+	uint8_t *heat = calloc(2, cap), *bufs[MIG_MAX_REGIONS], *buf;
+	ssize_t n;
+	int ret = 0;
+
+	if (!heat)
+		return ut_err_first(err, -ENOMEM, "out of memory");
+	for (uint32_t r = 0; r < vm->nr; r++) {
+		h.nchunks[r] = mig_chunks(&vm->layout, r);
+		bufs[r] = heat + off;
+		h.heat[r] = bufs[r];
+		off += h.nchunks[r];
+	}
+	buf = heat + off;
+	if (sample)
+		ret = mig_heat_sample(d, vm, HEAT_SAMPLES, HEAT_INTERVAL_MS, bufs);
+	if (ret) {
+		free(heat);
+		return ut_err_first(err, ret, "sampling the VM's writes: %s",
+				strerror(-ret));
+	}
+	n = mig_enc_heat(buf, 2 * cap - off, &h);
+	ret = n < 0 ? ut_err_first(err, (int)n, "encoding HEAT failed") :
+		      mig_send_msg(ctl, MIG_MSG_HEAT, buf, n);
+	if (ret && !ut_err_isset(err))
+		ut_err_first(err, ret, "sending HEAT: %s", tp_stream_err(ctl)->msg);
+	free(heat);
+	return ret;
+}
+
+int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
+			    struct gm_dirty *d, struct mig_stats *st,
+			    struct ut_err *err)
+{
+	uint8_t *buf = malloc(MIG_TOPO_MAX);
+	struct mig_topology *t = malloc(sizeof(*t));
+	struct tp_msg m;
+	int ret;
+
+	if (!buf || !t) {
+		ret = ut_err_first(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	ret = mig_recv_expect(ctl, MIG_MSG_TOPOLOGY, buf, MIG_TOPO_MAX, &m,
+			      "waiting for the destination's TOPOLOGY", err);
+	if (!ret && mig_dec_topology(buf, m.len, t))
+		ret = ut_err_first(err, -EPROTO, "the destination sent a malformed "
+			       "TOPOLOGY (%s)", mig_wire_reason());
+	if (ret)
+		goto out;
+	mig_place_stats_from(&st->place, t);
+	pr_debug("the destination has %u NUMA nodes; its placement: %s",
+		t->host.nr_nodes, t->policy);
+	ret = send_heat(ctl, vm, d, !strncmp(t->policy, "tiered", 6), err);
+out:
+	free(buf);
+	free(t);
+	return ret;
+}
