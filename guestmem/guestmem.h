@@ -334,4 +334,24 @@ int gm_numa_bind(void *addr, size_t len, uint32_t node);
 ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
 		      int32_t *node);
 
+/* ---- THP on shared memory (thp.c) ---- */
+
+/* This host's shmem_enabled word ("never", "advise", "within_size",
+ * "always", "deny", "force"; "" if unknown). */
+void gm_thp_shmem_mode(char *out, size_t len);
+/* Advises @r's mapping here for huge pages (MADV_HUGEPAGE) or against
+ * them (MADV_NOHUGEPAGE). Returns 0 or -errno. */
+int gm_region_advise_thp(struct gm_region *r, bool huge);
+/* A handle on process @pid for gm_collapse() (a pidfd). Returns it, or
+ * -errno (-ESRCH gone, -ENOSYS no pidfd_open). */
+int gm_collapse_open(uint32_t pid);
+/* Asks the kernel to collapse @len bytes at @addr in the process behind
+ * @pidfd into huge pages now (process_madvise MADV_COLLAPSE: synchronous,
+ * in the caller's thread). Returns 0 or -errno (-EINVAL not allowed
+ * there, -EAGAIN or -ENOMEM no huge page to be had). */
+int gm_collapse(int pidfd, uint64_t addr, size_t len);
+/* KiB of shared memory process @pid maps with PMDs (ShmemPmdMapped of
+ * /proc/PID/smaps_rollup). Returns it, or -errno. */
+int64_t gm_shmem_pmd_mapped_kb(uint32_t pid);
+
 #endif /* FERRY_GUESTMEM_H */

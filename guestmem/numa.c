@@ -313,6 +313,12 @@ static void read_tiers(struct gm_topo *t, const char *root)
 	closedir(d);
 }
 
+void gm_thp_shmem_mode(char *out, size_t len)
+{
+	read_choice("", "/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+		    out, len);
+}
+
 static void read_knobs(struct gm_topo *t, const char *root)
 {
 	int64_t v;

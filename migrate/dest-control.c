@@ -46,9 +46,11 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	 * huge pages need a page cache the guest cannot see (MINOR). */
 	d->keep = d->minor && !d->vm.copy &&
 		  (h->features & MIG_FEAT_SUBPAGES_KEEP);
+	d->discard_early = h->features & MIG_FEAT_DISCARD_EARLY;
 	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
 		MIG_WIRE_VERSION,
-		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT) &
+		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
+			       MIG_FEAT_DISCARD_EARLY) &
 		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
 		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) &
 		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
@@ -131,24 +133,7 @@ static int apply_discard(struct mig_dst *d, const uint8_t *buf, size_t len,
 
 	if (ret)
 		return ut_err_first(err, ret, "the source sent a malformed DISCARD");
-	for (uint64_t i = 0; i < z.npages && !ret; i++) {
-		uint32_t psz = d->vm.layout.r[z.region].page_size;
-		uint64_t g = d->vm.first[z.region] + z.first + i;
-
-		if (!(z.bits[i / 8] & (1u << (i % 8))))
-			continue;
-		ut_bitmap_clear(&d->zero, g);
-		ut_bitmap_clear(&d->claimed, g);
-		/* Kept: its SUBPAGES update it before it is mapped. */
-		if (d->keep && psz >= MIG_SUB_WINDOW &&
-		    ut_bitmap_test_and_clear(&d->received, g)) {
-			ut_bitmap_set(&d->held, g);
-			continue;
-		}
-		ut_bitmap_clear(&d->received, g);
-		ret = gm_region_discard(&d->vm.map[z.region],
-					(z.first + i) * psz, psz);
-	}
+	ret = dst_discard(d, &z);
 	return ret ? ut_err_first(err, ret, "dropping a page failed") : 0;
 }
 

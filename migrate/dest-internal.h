@@ -81,6 +81,8 @@ struct mig_dst {
 	/* MIG_FEAT_SUBPAGES_KEEP accepted: a huge page the source discards
 	 * stays in the page cache (held), unmapped, for its SUBPAGES. */
 	bool keep;
+	/* MIG_FEAT_DISCARD_EARLY accepted: DISCARD in a precopy round. */
+	bool discard_early;
 	struct ut_bitmap held;
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
 	struct mig_faults faults;	/* asked of the source, not placed */
@@ -117,6 +119,13 @@ void dst_event_progress(struct mig_dst *d);
 void dst_event_recovery(struct mig_dst *d, const char *state,
 			const char *error);
 
+/* ---- THP collapse (dest-collapse.c) ---- */
+
+/* Every page in place: collapses the VMM's 4 KiB shmem RAM into huge
+ * pages, 2 MiB range by range, within d->p->thp_collapse_ms, and fills
+ * @t. Never fails the migration, which is done. */
+void dst_collapse(struct mig_dst *d, struct mig_thp_stats *t);
+
 /* ---- placement (dest-place.c) ---- */
 
 /* Any thread: wakes dst_finish_postcopy() once nothing is outstanding. */
@@ -133,6 +142,12 @@ int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
  * placement winning is 0. */
 int dst_place_sub(struct mig_dst *d, const struct mig_subpages *sp,
 		  const uint8_t *data);
+
+/* Any thread: drops the pages of @z the destination holds (they changed
+ * at the source since it sent them): no longer received, each run of
+ * them one hole; a kept huge page stays, held for its SUBPAGES. Returns
+ * 0 or -errno. */
+int dst_discard(struct mig_dst *d, const struct mig_zero *z);
 
 /* ---- receivers (dest-receive.c) ---- */
 

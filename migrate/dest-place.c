@@ -151,3 +151,38 @@ int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx)
 		     d->vm.layout.r[r].page_size > 4096 || d->minor ?
 			     d->zero_page : NULL);
 }
+
+int dst_discard(struct mig_dst *d, const struct mig_zero *zp)
+{
+	const struct mig_zero z = *zp;
+	uint64_t run = 0, run_len = 0;	/* pages to drop, contiguous */
+	uint32_t psz = d->vm.layout.r[z.region].page_size;
+	int ret = 0;
+
+	for (uint64_t i = 0; i <= z.npages && !ret; i++) {
+		uint64_t g = d->vm.first[z.region] + z.first + i;
+
+		if (i < z.npages && (z.bits[i / 8] & (1u << (i % 8)))) {
+			ut_bitmap_clear(&d->zero, g);
+			ut_bitmap_clear(&d->claimed, g);
+			/* Kept: its SUBPAGES update it before it is mapped. */
+			if (d->keep && psz >= MIG_SUB_WINDOW &&
+			    ut_bitmap_test_and_clear(&d->received, g)) {
+				ut_bitmap_set(&d->held, g);
+			} else {
+				ut_bitmap_clear(&d->received, g);
+				if (!run_len)
+					run = z.first + i;
+				run_len++;
+				continue;
+			}
+		}
+		/* A run of dropped pages ends: one hole for all of it (a
+		 * call per page costs about twice as much per page). */
+		if (run_len)
+			ret = gm_region_discard(&d->vm.map[z.region], run * psz,
+						run_len * psz);
+		run_len = 0;
+	}
+	return ret;
+}

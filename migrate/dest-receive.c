@@ -375,6 +375,24 @@ static bool postcopy_barrier(struct receiver *r)
 }
 
 /* Handles one message; 1 when the final round is over, 0, or -errno. */
+/* A MIG_ROUND_DISCARD round's (MIG_FEAT_DISCARD_EARLY): in precopy only,
+ * after the rounds whose pages it drops (the round barrier orders it). */
+static int rx_discard(struct receiver *r, const struct tp_msg *m)
+{
+	struct mig_dst *d = r->d;
+	struct mig_zero z;
+	int ret;
+
+	if (!d->discard_early || r->atomic)
+		return mig_wire_reject("DISCARD on a bulk stream %s",
+				       r->atomic ? "in postcopy" :
+				       "without MIG_FEAT_DISCARD_EARLY");
+	ret = rx_small(r, m);
+	if (!ret)
+		ret = mig_dec_zero(r->buf, m->len, &d->vm.layout, &z);
+	return ret ? ret : dst_discard(d, &z);
+}
+
 static int rx_one(struct receiver *r, const struct tp_msg *m)
 {
 	struct mig_round rd;
@@ -390,6 +408,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		return rx_dup(r, m);
 	case MIG_MSG_SUBPAGES:
 		return rx_subpages(r, m);
+	case MIG_MSG_DISCARD:
+		return rx_discard(r, m);
 	case MIG_MSG_ROUND:
 		ret = rx_small(r, m);
 		if (!ret)

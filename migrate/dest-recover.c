@@ -148,6 +148,12 @@ int dst_finish_postcopy(struct mig_dst *d, struct mig_stats *st,
 		if (!ret)
 			break;
 		ut_err_first(err, ret, "receiving pushed pages failed");
+		/* The VMM gone (a userfaultfd call on a dead mm): no source
+		 * can bring pages to it, recovery would loop for ever. */
+		if (ret == -ESRCH || d->meet.error == -ESRCH)
+			return ut_err_set(err, -ESRCH, "the incoming VM's "
+					  "process is gone (%s): nothing left "
+					  "to migrate into", err->msg);
 		ret = dst_recover(d, st, err);
 		if (ret)
 			return ret;

@@ -280,8 +280,10 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	if (d.phase == MIG_PHASE_SETUP || d.phase == MIG_PHASE_PRECOPY ||
 	    d.phase == MIG_PHASE_SWITCHOVER)
 		st->cpu_s_dest = ut_cpu_seconds() - cpu0;
-	if (d.phase == MIG_PHASE_COMPLETE)
+	if (d.phase == MIG_PHASE_COMPLETE) {
 		check_placement(&d);
+		dst_collapse(&d, &st->thp);
+	}
 	st->place = d.place.st;
 	conclude(&d, ret, err);
 	snprintf(st->outcome, sizeof(st->outcome), "%s",

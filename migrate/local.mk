@@ -32,6 +32,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/dest.c \
 	migrate/dest-receive.c \
 	migrate/dest-place.c \
+	migrate/dest-collapse.c \
 	migrate/dest-fault.c \
 	migrate/dest-control.c \
 	migrate/dest-recover.c \

@@ -55,6 +55,10 @@ struct mig_stats {
 	double pause_ms;	/* source: PAUSE sent to the VMM's reply */
 	double harvest_ms;	/* source: the last dirty-log read, paused */
 	double state_save_ms;	/* source: SAVE_STATE sent to the blob in hand */
+	/* source, postcopy: the rest of the stop, paused: the empty round
+	 * whose markers switch the receivers, the DISCARD messages, and the
+	 * state blob onto the control stream. */
+	double markers_ms, discard_ms, state_send_ms;
 	uint64_t state_bytes;	/* the VM's state blob (both sides) */
 	double drain_ms;	/* destination: state in to LOAD_STATE (precopy:
 				 * the last pages placed, the uffd released) */
@@ -106,6 +110,22 @@ struct mig_stats {
 		uint64_t hot_chunks;	/* chunks written while sampled */
 		uint64_t hot_on_top;	/* of those, planned on the top tier */
 	} place;
+	/* Destination, 4 KiB shmem RAM: the collapse into transparent huge
+	 * pages once every page is in place (dest-collapse.c). */
+	struct mig_thp_stats {
+		bool tried;		/* false: nothing to say (no such RAM) */
+		char shmem_enabled[16];	/* this host's word */
+		char why[96];		/* why no range was collapsed, or "" */
+		uint32_t ranges;	/* 2 MiB ranges asked to collapse */
+		uint32_t collapsed;	/* of those, done */
+		uint32_t failed;	/* refused by the kernel */
+		uint32_t sparse;	/* skipped: pages never populated */
+		int first_error;	/* -errno of the first refusal */
+		bool cut;		/* the budget ran out first */
+		double ms;		/* the time it took */
+		uint64_t shmem_bytes;	/* 4 KiB shmem guest RAM */
+		int64_t huge_bytes;	/* of the VMM's shmem, mapped huge; -1 */
+	} thp;
 };
 
 /*
@@ -124,7 +144,7 @@ enum mig_mem_access {
 
 /* When the source switches over (see ferry-source --mode). */
 enum mig_mode {
-	MIG_MODE_AUTO = 0,	/* precopy; postcopy when it stops converging */
+	MIG_MODE_AUTO = 0,	/* the switchover of least downtime (policy.c) */
 	MIG_MODE_PRECOPY,	/* precopy; cancel when it does not converge */
 	MIG_MODE_POSTCOPY,	/* switch over at once, pages follow */
 	MIG_MODE_HYBRID,	/* one full precopy round, then postcopy */
@@ -426,6 +446,10 @@ struct mig_dest_params {
 	void *reconnect_arg;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
 	struct mig_place_policy placement; /* MIG_PLACE_NONE: the kernel's */
+	/* Once every page is in place, at most this long collapsing the
+	 * VMM's 4 KiB shmem RAM into huge pages (where THP allows it):
+	 * 0 the default (10 s), < 0 never. */
+	int64_t thp_collapse_ms;
 	mig_progress_fn progress;	/* NULL: none */
 	void *progress_arg;
 	struct mig_events *events;	/* NULL: none */

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The convergence policy: after each precopy round, another round, a
- * switchover (stop and copy), postcopy, or a cancel. A pure function of
+ * switchover (stop and copy), postcopy, or a cancel. Precopy switches over
+ * once its predicted downtime fits the limit and cancels when out of
+ * rounds or time; auto, with postcopy at hand, takes whichever of the two
+ * switchovers costs less downtime (auto_next). A pure function of
  * what the rounds measured, so that tests/check-migrate can walk it
  * through a table of rounds without a VM.
  */
@@ -20,6 +23,7 @@ void mig_policy_init(struct mig_policy *pol,
 		.max_rounds = p->max_rounds ? p->max_rounds : 30,
 		.deadline_ns = (p->deadline_s ? p->deadline_s : 120) *
 			       1000000000ULL,
+		.postcopy_downtime_ms = MIG_POLICY_POSTCOPY_MS,
 	};
 }
 
@@ -57,6 +61,48 @@ static enum mig_reason out_of_time(const struct mig_policy *pol,
 	return MIG_WHY_CONVERGING;
 }
 
+/* What a postcopy switchover after this round would cost: the fixed
+ * part, and the destination dropping every page dirtied since it was
+ * sent (one hole per run, about MIG_POLICY_DISCARD_US a 4 KiB page). */
+static double postcopy_ms(const struct mig_policy *pol,
+			  const struct mig_round_input *in)
+{
+	return pol->postcopy_downtime_ms +
+	       in->dirty_bytes / 4096 * MIG_POLICY_DISCARD_US / 1000;
+}
+
+/*
+ * auto with postcopy at hand: the switchover of least downtime. Precopy
+ * switches over once its prediction fits the limit and costs no more
+ * than a postcopy switchover would now. Otherwise another round while
+ * rounds converge (each one shrinks the dirty set, which both
+ * switchovers cost: the next round sends what this one dirtied, a
+ * fraction dirty rate / bandwidth of it), postcopy as soon as they do
+ * not (that fraction at MIG_POLICY_SHRINK or above) or precopy is out of
+ * rounds or time.
+ */
+static struct mig_verdict auto_next(const struct mig_policy *pol,
+				    const struct mig_round_input *in,
+				    struct mig_verdict v)
+{
+	double pred = v.predicted_downtime_ms;
+	double shrink = in->bandwidth_mibs > 0 ?
+			v.dirty_rate_mibs / in->bandwidth_mibs : 1.0;
+	enum mig_reason late = out_of_time(pol, in);
+
+	if (pred <= pol->downtime_limit_ms && pred <= postcopy_ms(pol, in)) {
+		v.decision = MIG_DECIDE_SWITCHOVER;
+		v.reason = MIG_WHY_FITS;
+	} else if (late != MIG_WHY_CONVERGING) {
+		v.decision = MIG_DECIDE_POSTCOPY;
+		v.reason = late;
+	} else if (shrink >= MIG_POLICY_SHRINK) {
+		v.decision = MIG_DECIDE_POSTCOPY;
+		v.reason = MIG_WHY_CHEAPER;
+	}
+	return v;
+}
+
 struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 				   struct mig_policy_state *ps,
 				   const struct mig_round_input *in)
@@ -78,24 +124,18 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 		v.reason = MIG_WHY_MODE;
 		return v;
 	}
+	if (pol->mode == MIG_MODE_AUTO && pol->can_postcopy)
+		return auto_next(pol, in, v);
 	if (predicted <= pol->downtime_limit_ms) {
 		v.decision = MIG_DECIDE_SWITCHOVER;
 		v.reason = MIG_WHY_FITS;
 		return v;
 	}
-	ps->stalled = !ps->rounds || predicted < ps->best_ms * 0.9 ?
-		      0 : ps->stalled + 1;
 	if (!ps->rounds || predicted < ps->best_ms)
 		ps->best_ms = predicted;
 	ps->rounds++;
 	late = out_of_time(pol, in);
-	if (pol->mode == MIG_MODE_AUTO && pol->can_postcopy &&
-	    (late != MIG_WHY_CONVERGING ||
-	     ps->stalled >= MIG_POLICY_STALL_ROUNDS)) {
-		v.decision = MIG_DECIDE_POSTCOPY;
-		v.reason = ps->stalled >= MIG_POLICY_STALL_ROUNDS ?
-			   MIG_WHY_STALLED : late;
-	} else if (late != MIG_WHY_CONVERGING) {
+	if (late != MIG_WHY_CONVERGING) {
 		v.decision = MIG_DECIDE_CANCEL;
 		v.reason = late;
 	}
@@ -120,10 +160,10 @@ const char *mig_reason_name(enum mig_reason r)
 		[MIG_WHY_CONVERGING] = "converging",
 		[MIG_WHY_MODE] = "mode",
 		[MIG_WHY_FITS] = "fits",
-		[MIG_WHY_STALLED] = "stalled",
 		[MIG_WHY_MAX_ROUNDS] = "max rounds",
 		[MIG_WHY_DEADLINE] = "deadline",
 		[MIG_WHY_REQUESTED] = "requested",
+		[MIG_WHY_CHEAPER] = "postcopy cheaper",
 	};
 
 	return (unsigned int)r < UT_ARRAY_SIZE(names) ? names[r] : "?";

@@ -32,6 +32,7 @@ struct dup_slot {
 struct counts {
 	uint64_t pages, data, zero, dup, delta, subpages, same;
 	uint64_t bytes_data, bytes_zero, bytes_dup, bytes_proto;
+	uint64_t discarded;	/* MIG_ROUND_DISCARD: pages dropped there */
 };
 
 struct mig_src;
@@ -101,6 +102,12 @@ struct mig_src {
 	struct tp_session *sess;	/* current session */
 	bool own_sess;			/* made by a reconnect: ours to free */
 	uint64_t old_tx;		/* bytes sent on earlier sessions */
+	/* Postcopy recovery: the window runs from the first loss after the
+	 * last progress (pages left to send fell), so that a destination
+	 * that takes every reconnection and drops it again cannot keep the
+	 * VM paused here for ever. */
+	uint64_t recover_by;		/* ns; 0: no loss yet */
+	uint64_t recover_left;		/* pages left at the last loss */
 	struct mig_resumed resumed;	/* the destination's RESUMED */
 	bool resumed_seen;
 	uint64_t last_keepalive;	/* ns, last KEEPALIVE sent */
@@ -130,6 +137,7 @@ struct mig_src {
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
+	bool discard_early;	/* ... and MIG_FEAT_DISCARD_EARLY */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
 	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL
 	 * for other page sizes), valid the pages whose hashes are known. */
@@ -228,6 +236,13 @@ int src_chunks_build(struct mig_src *s);
 /* Starts one sender per bulk stream of s->sess. Returns 0 or -errno;
  * src_senders_stop() undoes a partial start. */
 int src_senders_start(struct mig_src *s);
+/* Fills @bits (CHUNK / 8) with the pages of @c the destination holds
+ * that are dirty now (todo & sent), clearing them from sent: it drops
+ * them. Returns how many. Any thread; a chunk is one thread's. */
+uint32_t src_discard_bits(struct mig_src *s, const struct chunk *c,
+			  uint8_t *bits);
+/* A sender, in a MIG_ROUND_DISCARD round: @c's DISCARD on its stream. */
+int src_send_discard(struct sender *w, const struct chunk *c);
 /* A sender: one page now, from @buf, in a PAGES message of its own. */
 int src_send_one(struct sender *w, uint32_t region, uint64_t idx,
 		 const uint8_t *buf);

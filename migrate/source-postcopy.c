@@ -170,6 +170,40 @@ void src_urgent_stop(struct mig_src *s)
 	s->urg.buf = NULL;
 }
 
+uint32_t src_discard_bits(struct mig_src *s, const struct chunk *c,
+			  uint8_t *bits)
+{
+	uint64_t base = s->vm.first[c->region] + c->start;
+	uint32_t n = 0;
+
+	memset(bits, 0, CHUNK / 8);
+	for (uint32_t i = 0; i < c->n; i++) {
+		if (!ut_bitmap_test(&s->todo, base + i) ||
+		    !ut_bitmap_test_and_clear(&s->sent, base + i))
+			continue;
+		bits[i / 8] |= 1u << (i % 8);
+		n++;
+	}
+	return n;
+}
+
+int src_send_discard(struct sender *w, const struct chunk *c)
+{
+	uint8_t bits[CHUNK / 8], buf[MIG_ZERO_FIXED + CHUNK / 8];
+	uint32_t k = src_discard_bits(w->src, c, bits);
+	ssize_t n;
+
+	if (!k)
+		return 0;
+	n = mig_enc_zero(buf, sizeof(buf), &(struct mig_zero){
+		c->region, c->start, c->n, bits });
+	if (n < 0)
+		return n;
+	w->c.bytes_proto += n;
+	w->c.discarded += k;
+	return mig_send_msg(w->st, MIG_MSG_DISCARD, buf, n);
+}
+
 /* Tells the destination to drop the pages it holds that are dirty now:
  * todo & sent, sent per chunk as DISCARD bitmaps on the control stream. */
 static int send_discards(struct mig_src *s, struct tp_stream *ctl,
@@ -180,21 +214,12 @@ static int send_discards(struct mig_src *s, struct tp_stream *ctl,
 
 	for (uint64_t k = 0; k < s->nchunks && !ret; k++) {
 		const struct chunk *c = &s->chunks[k];
-		uint64_t base = s->vm.first[c->region] + c->start;
-		bool any = false;
+		uint32_t nb = src_discard_bits(s, c, bits);
 		ssize_t n;
 
-		memset(bits, 0, sizeof(bits));
-		for (uint32_t i = 0; i < c->n; i++) {
-			if (!ut_bitmap_test(&s->todo, base + i) ||
-			    !ut_bitmap_test_and_clear(&s->sent, base + i))
-				continue;
-			bits[i / 8] |= 1u << (i % 8);
-			any = true;
-			(*ndiscard)++;
-		}
-		if (!any)
+		if (!nb)
 			continue;
+		*ndiscard += nb;
 		n = mig_enc_zero(buf, sizeof(buf), &(struct mig_zero){
 			c->region, c->start, c->n, bits });
 		ret = n < 0 ? n : mig_send_msg(ctl, MIG_MSG_DISCARD, buf, n);
@@ -274,11 +299,28 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_round_stats rs;
 	struct ut_bitmap swap;
-	uint64_t t_pause, rt_pause, ndiscard = 0;
+	uint64_t t_pause, rt_pause, ndiscard = 0, t0;
 	void *blob = NULL;
 	size_t len = 0;
 	int ret;
 
+	/* The guest still running here, the destination drops what it
+	 * holds that is dirty now, off the switchover's critical path; the
+	 * switch then drops only what is dirtied meanwhile. */
+	if (s->discard_early && round > 0) {
+		uint64_t early = 0;
+
+		t0 = ut_now_ns();
+		ret = src_run_round(s, round++, MIG_ROUND_DISCARD, &rs, prev);
+		if (ret)
+			return ut_err_first(err, ret, "dropping dirty pages at the "
+					    "destination failed");
+		for (unsigned int i = 0; i < s->nbulk; i++)
+			early += s->senders[i].c.discarded;
+		pr_info("postcopy: %llu dirty pages dropped at the destination "
+			"in %.1f ms before the pause", (unsigned long long)early,
+			(ut_now_ns() - t0) / 1e6);
+	}
 	ret = src_pause_vm(s, &t_pause, &rt_pause, err);
 	if (ret)
 		return ret;
@@ -289,13 +331,17 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	 * placement, then the pages they hold that changed since. */
 	swap = s->todo;
 	s->todo = s->spare;
+	t0 = ut_now_ns();
 	ret = src_run_round(s, round, MIG_ROUND_POSTCOPY, &rs, prev);
 	s->spare = s->todo;
 	s->todo = swap;
 	if (!ret)
 		ret = mig_send_msg(ctl, MIG_MSG_POSTCOPY, NULL, 0);
+	s->st->markers_ms = (ut_now_ns() - t0) / 1e6;
+	t0 = ut_now_ns();
 	if (!ret)
 		ret = send_discards(s, ctl, &ndiscard);
+	s->st->discard_ms = (ut_now_ns() - t0) / 1e6;
 	if (ret)
 		return ut_err_first(err, ret, "switching to postcopy failed");
 	add_unsent(s);
@@ -317,6 +363,7 @@ int src_postcopy(struct mig_src *s, uint32_t round,
 	s->steer.state_t0 = ut_now_ns();
 	ret = src_send_state(ctl, blob, len, err);
 	s->steer.state_t1 = ut_now_ns();
+	s->st->state_send_ms = (s->steer.state_t1 - s->steer.state_t0) / 1e6;
 	if (ret)
 		return ret;
 	s->postcopy = true;

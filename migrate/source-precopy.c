@@ -384,11 +384,16 @@ int src_precopy(struct mig_src *s, struct ut_err *err)
 			if (v.reason == MIG_WHY_REQUESTED)
 				pr_info("round %u: switching to postcopy, as "
 					"asked", round);
-			else if (v.reason != MIG_WHY_MODE)
-				pr_info("round %u: predicted downtime %.0f ms "
-					"has not fallen for %u rounds: "
+			else if (v.reason == MIG_WHY_CHEAPER)
+				pr_info("round %u: a precopy switchover would "
+					"cost %.0f ms, postcopy's about %.0f: "
 					"switching to postcopy", round,
-					v.predicted_downtime_ms, ps.stalled);
+					v.predicted_downtime_ms,
+					pol.postcopy_downtime_ms);
+			else if (v.reason != MIG_WHY_MODE)
+				pr_info("round %u: precopy is out of time (%s): "
+					"switching to postcopy", round,
+					mig_reason_name(v.reason));
 			return src_postcopy(s, round + 1, &rs, err);
 		case MIG_DECIDE_CANCEL:
 			return cancel(s, round + 1, &pol, &v, err);

@@ -82,7 +82,8 @@ int src_recover_handshake(struct mig_src *s, struct ut_err *err)
 int src_recover(struct mig_src *s, struct ut_err *err)
 {
 	uint32_t secs = s->p->recover_timeout_s ? s->p->recover_timeout_s : 60;
-	uint64_t deadline = ut_now_ns() + secs * 1000000000ULL, wait = 200;
+	uint64_t now = ut_now_ns(), left = ut_bitmap_count(&s->todo);
+	uint64_t deadline, wait = 200;
 	struct tp_session *ns = NULL;
 	int ret;
 
@@ -90,9 +91,22 @@ int src_recover(struct mig_src *s, struct ut_err *err)
 		return -ECONNRESET;
 	if (atomic_load(&s->peer_broken))
 		return -EPROTO;
+	if (!s->recover_by || left < s->recover_left)
+		s->recover_by = now + secs * 1000000000ULL;
+	s->recover_left = left;
+	if (now >= s->recover_by) {
+		ut_err_set(err, -ETIMEDOUT, "postcopy made no progress in %u s "
+			   "of reconnections (%u recoveries, %llu pages still "
+			   "to send; last: %s)", secs, s->st->recoveries,
+			   (unsigned long long)left, err->msg);
+		src_event_recovery(s, "gave_up", err->msg);
+		return -ETIMEDOUT;
+	}
+	deadline = s->recover_by;
 	mig_phase_enter(&s->phase, MIG_PHASE_RECOVERING);
 	pr_err("postcopy connection lost (%s); the VM waits paused here, "
-	       "reconnecting for up to %u s", err->msg, secs);
+	       "reconnecting for up to %.0f s", err->msg,
+	       (deadline - now) / 1e9);
 	src_event_recovery(s, "lost", err->msg);
 	tp_session_shutdown(s->sess, TP_SHUT_ALL);
 	src_urgent_stop(s);

@@ -336,7 +336,12 @@ static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 		/* Cut short: what is left stays in todo for what follows. */
 		if (atomic_load(&s->rd.cut))
 			break;
-		if (take_pivot(s, &pc)) {
+		if (flags & MIG_ROUND_DISCARD) {
+			k = atomic_fetch_add(&s->rd.cursor, 1);
+			if (k >= s->nchunks)
+				break;
+			ret = src_send_discard(w, &s->chunks[k]);
+		} else if (take_pivot(s, &pc)) {
 			ret = send_chunk(w, &pc);
 		} else {
 			k = atomic_fetch_add(&s->rd.cursor, 1);

@@ -99,7 +99,8 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 {
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
-		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT,
+		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
+			    MIG_FEAT_DISCARD_EARLY,
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
 	};
@@ -134,6 +135,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 				"WELCOME (%s)", mig_wire_reason());
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
+	s->discard_early = w.features & MIG_FEAT_DISCARD_EARLY;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
 		ut_err_first(err, -EOPNOTSUPP, "the destination cannot do postcopy "

@@ -22,6 +22,32 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+static void write_thp(FILE *f, const struct mig_thp_stats *t)
+{
+	if (!t->tried)
+		return;
+	fprintf(f, "  \"thp\": {\"shmem_enabled\": ");
+	json_str(f, t->shmem_enabled);
+	fprintf(f, ", \"ranges\": %u, \"collapsed\": %u, \"failed\": %u, "
+		   "\"sparse\": %u, \"budget_spent\": %s, \"collapse_ms\": "
+		   "%.1f, \"shmem_bytes\": %llu, \"huge_bytes\": %lld",
+		t->ranges, t->collapsed, t->failed, t->sparse,
+		t->cut ? "true" : "false", t->ms,
+		(unsigned long long)t->shmem_bytes, (long long)t->huge_bytes);
+	if (t->huge_bytes >= 0 && t->shmem_bytes)
+		fprintf(f, ", \"huge_share\": %.4f",
+			(double)t->huge_bytes / t->shmem_bytes);
+	if (t->failed) {
+		fprintf(f, ", \"first_refusal\": ");
+		json_str(f, strerror(-t->first_error));
+	}
+	if (t->why[0]) {
+		fprintf(f, ", \"why\": ");
+		json_str(f, t->why);
+	}
+	fprintf(f, "},\n");
+}
+
 static void write_placement(FILE *f, const struct mig_place_stats *p)
 {
 	if (!p->policy[0])
@@ -87,7 +113,15 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	fprintf(f, "  \"total_s\": %.3f,\n  \"setup_s\": %.3f,\n"
 		   "  \"downtime_ms\": %.2f,\n  \"state_load_ms\": %.2f,\n",
 		st->total_s, st->setup_s, st->downtime_ms, st->state_load_ms);
-	if (!strcmp(role, "source"))
+	if (!strcmp(role, "source") && !strcmp(st->mode, "postcopy"))
+		fprintf(f, "  \"switchover\": {\"pause_ms\": %.2f, "
+			   "\"harvest_ms\": %.2f, \"markers_ms\": %.2f, "
+			   "\"discard_ms\": %.2f, \"state_save_ms\": %.2f, "
+			   "\"state_send_ms\": %.2f, \"state_bytes\": %llu},\n",
+			st->pause_ms, st->harvest_ms, st->markers_ms,
+			st->discard_ms, st->state_save_ms, st->state_send_ms,
+			(unsigned long long)st->state_bytes);
+	else if (!strcmp(role, "source"))
 		fprintf(f, "  \"switchover\": {\"pause_ms\": %.2f, "
 			   "\"harvest_ms\": %.2f, \"state_save_ms\": %.2f, "
 			   "\"state_bytes\": %llu},\n", st->pause_ms,
@@ -130,6 +164,7 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			(unsigned long long)st->fault_hist[i]);
 	fprintf(f, "]},\n");
 	write_placement(f, &st->place);
+	write_thp(f, &st->thp);
 	fprintf(f, "  \"rounds\": [");
 	for (uint32_t i = 0; i < st->nrounds; i++) {
 		const struct mig_round_stats *r = &st->rounds[i];

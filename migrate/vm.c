@@ -191,6 +191,11 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 					"(%llu MiB): %s", i,
 					(unsigned long long)(r->size >> 20),
 					strerror(-ret));
+		/* Our own accesses stay at 4 KiB: a huge page is the VMM's
+		 * to have (dest-collapse.c), never 2 MiB zero-filled by a
+		 * placement or a read here. */
+		if (r->backing == GM_BACKING_SHMEM)
+			gm_region_advise_thp(&vm->map[i], false);
 		vm->layout.r[i] = (struct mig_region){
 			.gpa = r->gpa, .size = r->size,
 			.page_size = (uint32_t)r->page_size,

@@ -192,7 +192,8 @@ int mig_dec_round(const uint8_t *buf, size_t len, struct mig_round *r)
 	r->round = get32(&c);
 	r->flags = get32(&c);
 	r->pages = get64(&c);
-	if (!c.short_ && (r->flags & ~(MIG_ROUND_FINAL | MIG_ROUND_POSTCOPY)))
+	if (!c.short_ && (r->flags & ~(MIG_ROUND_FINAL | MIG_ROUND_POSTCOPY |
+				   MIG_ROUND_DISCARD)))
 		return bad("round", "unknown flags");
 	return dec_done(&c, "round");
 }

@@ -42,7 +42,9 @@ enum mig_msg_type {
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
-	MIG_MSG_DISCARD,	/* postcopy: drop these pages (a ZERO body) */
+	MIG_MSG_DISCARD,	/* drop these pages (a ZERO body): control, at
+				 * the switch to postcopy; bulk, in a
+				 * MIG_ROUND_DISCARD round */
 	MIG_MSG_SUBPAGES,	/* precopy: the changed 4 KiB of a huge page */
 	MIG_MSG_ROUND = 0x4d20,	/* end of a round's data on a stream */
 	MIG_MSG_STATE = 0x4d30,	/* vCPU/device state blob, control */
@@ -76,6 +78,11 @@ enum mig_msg_type {
  * that does not know it never sees the message; a bit apart from the
  * ones V1 grows by. */
 #define MIG_FEAT_PLACEMENT	(1ULL << 16)
+/* The destination takes DISCARD on the bulk streams, in a round flagged
+ * MIG_ROUND_DISCARD that the source runs while the guest still runs
+ * there, before a switch to postcopy: the switch (the guest paused) then
+ * drops only what was dirtied since. On top of V1, like PLACEMENT. */
+#define MIG_FEAT_DISCARD_EARLY	(1ULL << 17)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -152,6 +159,7 @@ struct mig_dup {
 
 #define MIG_ROUND_FINAL 1u	/* nothing follows on this stream */
 #define MIG_ROUND_POSTCOPY 2u	/* from here on, place pages atomically */
+#define MIG_ROUND_DISCARD 4u	/* DISCARDs, no pages (MIG_FEAT_DISCARD_EARLY) */
 struct mig_round {
 	uint32_t round;
 	uint32_t flags;

@@ -30,8 +30,10 @@
 set -u
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
-	precopy_hugetlb_1g hybrid_hugetlb_subpages hybrid auto auto_2g postcopy_recover
-	postcopy_manual_recover postcopy_dest_killed bad_cert revoked dest_killed
+	precopy_hugetlb_1g hybrid_hugetlb_subpages thp_collapse
+	thp_collapse_postcopy hybrid auto auto_2g postcopy_recover
+	postcopy_manual_recover postcopy_dest_killed postcopy_dest_vm_killed
+	bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
@@ -169,6 +171,61 @@ hugetlb_pool() {
 		{ skip "cannot reserve $1 huge pages"; return 1; }
 }
 
+# shmem_thp WORD: /sys/kernel/mm/transparent_hugepage/shmem_enabled set
+# to WORD for this case, restored when it ends (the setting is
+# system-wide: the tests' hugetlb lock is held); 1 with a skip when it
+# cannot be changed.
+shmem_thp() {
+	local knob=/sys/kernel/mm/transparent_hugepage/shmem_enabled old
+	[ -w "$knob" ] || { skip "cannot change $knob"; return 1; }
+	exec 9>/tmp/ferry-tests-hugetlb.lock
+	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return 1; }
+	old=$(sed 's/.*\[\(.*\)\].*/\1/' "$knob")
+	trap 'case_end; echo "'"$old"'" >'"$knob" EXIT
+	echo "$1" >"$knob" 2>/dev/null && grep -q "\[$1\]" "$knob" ||
+		{ skip "this kernel refuses shmem_enabled=$1"; return 1; }
+}
+
+# thp_figures MIN_SHARE: the destination's JSON says THP collapsed ranges
+# and that at least MIN_SHARE of the VMM's shmem RAM is mapped huge
+# (smaps_rollup's ShmemPmdMapped); sets THP to the figures.
+thp_figures() {
+	THP=$(python3 - "$CT/dest.json" "$1" <<-'PY'
+	import json, sys
+	t = json.load(open(sys.argv[1])).get("thp")
+	if not t:
+	    sys.exit("no thp object in dest.json")
+	if not t["collapsed"] or t.get("huge_share", 0) < float(sys.argv[2]):
+	    sys.exit("THP: %s" % t)
+	refused = (", the kernel refused %d (%s)" % (t["failed"], t["first_refusal"])
+	           if t["failed"] else "")
+	print("%d of %d ranges collapsed in %.0f ms (%d mostly holes, left "
+	      "alone%s), %.0f%% of the VM's RAM mapped huge" % (t["collapsed"],
+	      t["ranges"], t["collapse_ms"], t["sparse"], refused,
+	      100 * t["huge_share"]))
+	PY
+	) || { fail "$THP"; return 1; }
+}
+
+# THP at the destination: 4 KiB shmem RAM advised for huge pages
+# (ferry vm --thp, as QEMU advises its RAM) under shmem_enabled=advise.
+# Pages land at 4 KiB; once they are all in place ferry-dest collapses the
+# VMM's RAM into huge pages. A 48 MiB working set (10% zero pages) in a
+# 64 MiB VM: the ranges the guest never wrote stay small.
+case_thp_collapse() {
+	shmem_thp advise || return
+	migrate 48M "--rate 16 --thp -m 64M" "--mode precopy" || return
+	thp_figures 0.5 || return
+	pass "precopy, shmem advised for THP: $VERIFIED; $THP"
+}
+case_thp_collapse_postcopy() {
+	shmem_thp advise || return
+	migrate 48M "--rate 64 --thp -m 64M" "--mode postcopy" || return
+	[ "$MODE" = postcopy ] || { fail "the migration ended in $MODE"; return; }
+	thp_figures 0.5 || return
+	pass "postcopy, shmem advised for THP: $VERIFIED, $FAULTS faults; $THP"
+}
+
 # 2M hugetlb precopy with a scattered 4 KiB writer: after round 0 a dirty
 # huge page costs its changed 4 KiB sub-pages, not 2 MiB.
 case_precopy_hugetlb_subpages() {
@@ -253,6 +310,35 @@ case_postcopy_dest_killed() {
 		fail "no word on the paused VM: $(cat "$CT/fsrc.log")"
 	else
 		pass "postcopy, destination killed: source VM paused with its memory"
+	fi
+}
+
+# The incoming VM dies mid-postcopy: ferry-dest's userfaultfd calls fail
+# on a process that is gone. It says so and gives up (no recovery can
+# bring pages to it), and ferry-source stops too, the source VM paused
+# with its memory, instead of reconnecting for ever.
+case_postcopy_dest_vm_killed() {
+	start_vm src --ws 64M --rate 64 || return
+	start_vm dst --ws 64M --rate 64 --incoming || return
+	wait_filled src || return
+	start_dest || return
+	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode postcopy \
+		--bandwidth 8 --io-timeout 3s --recover-timeout 5
+	wait_hb dst 1 || return # the guest runs at the destination
+	kill -9 "${PID_OF[dst]}"
+	wait_exit dest 30 "ferry-dest to give up" || return
+	[ $rc -eq 1 ] || { fail "ferry-dest exit $rc: $(tail -n 3 "$CT/fdest.log")"; return; }
+	grep -q "process is gone" "$CT/fdest.log" ||
+		{ fail "ferry-dest did not say the VM is gone: $(tail -n 3 "$CT/fdest.log")"; return; }
+	wait_exit fsrc 30 "ferry-source to give up" || return
+	if [ $rc -ne 1 ]; then
+		fail "ferry-source exit $rc: $(tail -n 3 "$CT/fsrc.log")"
+	elif ! alive "${PID_OF[src]}"; then
+		fail "the source VM (holding the memory) exited"
+	elif [ "$(grep -c 'postcopy recovered' "$CT/fsrc.log")" -gt 1 ]; then
+		fail "ferry-source recovered $(grep -c 'postcopy recovered' "$CT/fsrc.log") times into a dead VM"
+	else
+		pass "postcopy, incoming VM killed: ferry-dest: $(grep -o 'the incoming VM.s process is gone' "$CT/fdest.log" | head -n 1); source VM paused with its memory"
 	fi
 }
 

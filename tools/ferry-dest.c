@@ -47,6 +47,11 @@ static const char usage[] =
 "      --fast-share PCT     tiered: at most PCT%% of guest RAM on the top\n"
 "                           tier (default: as much as its free memory)\n"
 "      --show-topology      print this host's NUMA picture and exit\n"
+"\nHuge pages:\n"
+"      --thp-collapse TIME  once every page is in place, spend at most TIME\n"
+"                           collapsing the VM's 4 KiB shmem RAM into\n"
+"                           transparent huge pages where the host allows\n"
+"                           them (default 10s; bare number: s; off: never)\n"
 "\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
 "\nSIGINT, SIGTERM or `ferry ctl SOCKET cancel` before the state has arrived\n"
 "cancel the migration (the source VM runs on there); after it they are\n"
@@ -60,6 +65,7 @@ enum {
 	OPT_PLACEMENT,
 	OPT_FAST_SHARE,
 	OPT_SHOW_TOPOLOGY,
+	OPT_THP_COLLAPSE,
 };
 
 /* --show-topology: the host picture, as the plan will see it. */
@@ -166,6 +172,7 @@ int ferry_dest_main(int argc, char **argv)
 		{ "placement", required_argument, NULL, OPT_PLACEMENT },
 		{ "fast-share", required_argument, NULL, OPT_FAST_SHARE },
 		{ "show-topology", no_argument, NULL, OPT_SHOW_TOPOLOGY },
+		{ "thp-collapse", required_argument, NULL, OPT_THP_COLLAPSE },
 		CLI_AGENT_OPTIONS,
 		{ 0 },
 	};
@@ -226,6 +233,14 @@ int ferry_dest_main(int argc, char **argv)
 			break;
 		case OPT_SHOW_TOPOLOGY:
 			return show_topology(c.prog);
+		case OPT_THP_COLLAPSE:
+			v = strcmp(optarg, "off") ?
+				    cli_duration(&c, "--thp-collapse", optarg,
+						 1000, 0, 3600000) : 0;
+			if (v < 0)
+				return 2;
+			p.thp_collapse_ms = v ? v : -1;
+			break;
 		default:
 			return 2;
 		}

@@ -8,7 +8,8 @@ import re
 import subprocess
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, await_verified, await_filled
+    dirty_rate_mibs, await_verified, await_filled, huge_share, \
+    guest_work
 
 
 def is_vcpu(comm):
@@ -105,18 +106,23 @@ def split_figures(sj, dj):
     the agents' JSON "switchover" objects; None for a piece the JSON lacks.
     final_round_ms: the round the VM is paused for, between harvest and
     state: in precopy the last (the pages left), in postcopy the marker
-    round before the push rounds (one, and one more per recovery)."""
+    round before the push rounds (the source's markers_ms). Postcopy's
+    stop also has the DISCARD messages and the state's send."""
     s, d = sj.get("switchover") or {}, dj.get("switchover") or {}
     rounds = sj.get("rounds") or []
     back = 1
     if sj.get("mode") == "postcopy":
         back += 1 + (sj.get("postcopy") or {}).get("recoveries", 0)
     last = rounds[-back].get("duration_s") if len(rounds) >= back else None
+    if s.get("markers_ms") is not None:
+        last = s["markers_ms"] / 1000.0
     return {
         "pause_ms": s.get("pause_ms"),
         "harvest_ms": s.get("harvest_ms"),
         "final_round_ms": None if last is None else last * 1000.0,
+        "discard_ms": s.get("discard_ms"),
         "state_save_ms": s.get("state_save_ms"),
+        "state_send_ms": s.get("state_send_ms"),
         "drain_ms": d.get("drain_ms"),
         "state_load_ms": d.get("load_ms"),
         "resume_ms": d.get("resume_ms"),
@@ -134,6 +140,7 @@ def figures(ctx, sc, sj, dj, src, dst, fs, fd, sampler, t0, t1, rate):
     rpasses, bad = await_verified(dst, lambda hbs: 1, ctx.verify_timeout)
     stall, gap, errors = hb_figures([src.heartbeats(), dst.heartbeats()],
                                     t0, t1, sc["hb_ms"])
+    dirty_x, work_x = guest_work(src.heartbeats(), dst.heartbeats(), t0, t1)
     vm_cpu, _ = sampler.cpu()
     cpu = vm_cpu + (fs.cpu_s() or 0) + (fd.cpu_s() or 0)
     total_s = sj.get("total_s")
@@ -145,6 +152,8 @@ def figures(ctx, sc, sj, dj, src, dst, fs, fd, sampler, t0, t1, rate):
         "downtime_ms": sj.get("downtime_ms"),
         "stall_ms": stall,
         "hb_gap_ms": gap,
+        "guest_dirty_x": dirty_x,
+        "guest_work_x": work_x,
         "bytes": nbytes,
         "cpu_s": cpu,
         "throughput_mibs": (nbytes / 1048576 / total_s
@@ -153,6 +162,8 @@ def figures(ctx, sc, sj, dj, src, dst, fs, fd, sampler, t0, t1, rate):
         "fault_p99_us": p99,
         "vcpu_blocked_ms": blocked,
         "fault_hist": hist,
+        "huge_share": (huge_share(dst.pid, sc["mem_mib"] << 20)
+                       if sc.get("thp") else None),
         "rounds": len(sj.get("rounds", [])),
         "mode_ended": sj.get("mode"),
         "dirty_rate_mibs": rate,
@@ -174,6 +185,8 @@ def run(ctx, sc, variant, rundir):
              "--ws", w["ws"], "--rate", str(w["rate"]),
              "--zero", str(w["zero"]), "--dup", str(w["dup"]),
              "--pattern", w["pattern"], "--heartbeat-ms", str(w["hb_ms"])]
+    if sc.get("thp"):
+        gargs.append("--thp")
     kids = []
     try:
         src = Child("src-vm", [vm, "-s", f"{rundir}/src.sock"] + gargs,

@@ -226,6 +226,50 @@ def hb_figures(series, t0, t1, hb_ms):
             None if gap is None else gap * 1000.0, errors)
 
 
+def huge_share(pid, mem_bytes):
+    """The share of a VM's MEM_BYTES of RAM that process PID maps with
+    huge pages (ShmemPmdMapped of /proc/PID/smaps_rollup), or None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("ShmemPmdMapped:"):
+                    return int(line.split()[1]) * 1024 / mem_bytes
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _work(kv):
+    return kv.get("dirtied", 0), kv.get("verified", 0)
+
+
+def guest_work(src_hbs, dst_hbs, t0, t1):
+    """The guest's slowdown from being migrated: its achieved work (pages
+    dirtied, and pages dirtied plus verified: the verifier is not paced,
+    so it takes whatever CPU the guest gets) per second of host time
+    from the source's last heartbeat at or before T0 to the destination's
+    first at or after T1 (the counters live in guest memory and travel
+    with it; pauses count as time without work), against the same guest
+    before the migration in the same run (its last heartbeats before T0,
+    untracked and unmigrated). Returns (dirty ratio, work ratio), each
+    None when the heartbeats do not say."""
+    before = [(t, kv) for t, kv in src_hbs
+              if t <= t0 and (kv.get("iter", 0) >= 1
+                              or kv.get("verified", 0) > 0)]
+    after = [(t, kv) for t, kv in dst_hbs if t >= t1]
+    if len(before) < 2 or not after:
+        return None, None
+    (ta, a), (tb, b) = before[max(0, len(before) - 6)], before[-1]
+    tc, c = after[0]
+    if tb <= ta or tc <= tb:
+        return None, None
+    (da, va), (db, vb), (dc, vc) = _work(a), _work(b), _work(c)
+    base_d, base_w = (db - da) / (tb - ta), (db + vb - da - va) / (tb - ta)
+    mig_d, mig_w = (dc - db) / (tc - tb), (dc + vc - db - vb) / (tc - tb)
+    return (mig_d / base_d if base_d > 0 else None,
+            mig_w / base_w if base_w > 0 else None)
+
+
 def dirty_rate_mibs(hbs):
     """The guest's achieved dirty rate (MiB/s) over its last heartbeats
     before migration, from the 'dirtied' page counter."""

@@ -12,7 +12,8 @@ import subprocess
 import time
 
 from procs import Child, CpuSampler, wait_for, now, hb_figures, \
-    dirty_rate_mibs, await_verified, await_filled
+    dirty_rate_mibs, await_verified, await_filled, huge_share, \
+    guest_work
 
 QEMU = "qemu-system-x86_64"
 
@@ -228,6 +229,8 @@ def run(ctx, sc, variant, rundir):
         dinfo = d.cmd("query-migrate")
         stall, gap, errors = hb_figures([src.heartbeats(), dst.heartbeats()],
                                         t0, t1, sc["hb_ms"])
+        dirty_x, work_x = guest_work(src.heartbeats(), dst.heartbeats(),
+                                     t0, t1)
         cpu, _ = sampler.cpu()
         ram = info.get("ram", {})
         # A very small guest can complete before QEMU fills total-time in.
@@ -241,6 +244,8 @@ def run(ctx, sc, variant, rundir):
             "downtime_ms": info.get("downtime"),
             "stall_ms": stall,
             "hb_gap_ms": gap,
+            "guest_dirty_x": dirty_x,
+            "guest_work_x": work_x,
             "bytes": nbytes,
             "cpu_s": cpu,
             "throughput_mibs": (nbytes / 1048576 / total_s
@@ -248,6 +253,8 @@ def run(ctx, sc, variant, rundir):
             "fault_p50_us": None,
             "fault_p99_us": None,
             "vcpu_blocked_ms": blocked,
+            "huge_share": (huge_share(dst.pid, sc["mem_mib"] << 20)
+                           if sc.get("thp") else None),
             "rounds": ram.get("dirty-sync-count"),
             "dirty_rate_mibs": rate,
             "postcopy_started": started_pc,

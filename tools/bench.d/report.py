@@ -12,21 +12,32 @@ FIGURES = [
     ("downtime_ms", "downtime", "ms", "{:.0f}", True),
     ("stall_ms", "guest stall", "ms", "{:.0f}", True),
     ("hb_gap_ms", "HB gap", "ms", "{:.0f}", True),
+    # The guest's work while migrating against its own before (procs.py
+    # guest_work): 1.00 is not slowed at all.
+    ("guest_dirty_x", "guest dirty", "x", "{:.2f}", False),
+    ("guest_work_x", "guest work", "x", "{:.2f}", False),
     ("bytes", "wire", "MiB", "{:.0f}", True),
     ("cpu_s", "CPU", "s", "{:.2f}", True),
     ("throughput_mibs", "thruput", "MiB/s", "{:.0f}", False),
     ("fault_p50_us", "fault p50", "us", "{:.0f}", True),
     ("fault_p99_us", "fault p99", "us", "{:.0f}", True),
     ("vcpu_blocked_ms", "vCPU blocked", "ms", "{:.0f}", True),
+    # The destination VM's RAM mapped with huge pages (smaps_rollup's
+    # ShmemPmdMapped against the RAM size), after the guest verified.
+    ("huge_share", "huge RAM", "x", "{:.2f}", False),
 ]
-POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms"}
+POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms",
+                 "discard_ms", "state_send_ms"}
+THP_ONLY = {"huge_share"}
 # Ferry's downtime piece by piece (from the agents' JSON "switchover"
 # objects and the last round), and the size of the VM's state blob.
 SPLIT = [
     ("pause_ms", "pause", "ms", "{:.1f}", True),
     ("harvest_ms", "harvest", "ms", "{:.1f}", True),
     ("final_round_ms", "final round", "ms", "{:.1f}", True),
+    ("discard_ms", "DISCARD", "ms", "{:.1f}", True),
     ("state_save_ms", "state save", "ms", "{:.1f}", True),
+    ("state_send_ms", "state send", "ms", "{:.1f}", True),
     ("drain_ms", "dest drain", "ms", "{:.1f}", True),
     ("state_load_ms", "state load", "ms", "{:.1f}", True),
     ("resume_ms", "resume", "ms", "{:.1f}", True),

@@ -38,6 +38,9 @@ static const char usage[] =
 	"  -m, --memory SIZE       guest RAM, e.g. 64M, 1G (default: what the\n"
 	"                          working set needs, rounded to the page size)\n"
 	"  -b, --backing NAME      shmem (default), hugetlb-2M, hugetlb-1G, anon\n"
+	"      --thp               advise shmem RAM for transparent huge pages\n"
+	"                          (MADV_HUGEPAGE, as QEMU does; takes effect\n"
+	"                          where shmem_enabled is advise or wider)\n"
 	"  -s, --socket PATH       serve the VM link on this Unix socket\n"
 	"  -i, --incoming          create RAM, hand over the uffd, wait for\n"
 	"                          load-state and resume on the VM link\n"
@@ -70,7 +73,7 @@ static const char usage[] =
 	"4 guest crashed, 5 heartbeat watchdog.\n";
 
 enum {
-	OPT_CONSOLE = 256, OPT_NOKVM, OPT_WATCHDOG, OPT_WS, OPT_RATE,
+	OPT_CONSOLE = 256, OPT_NOKVM, OPT_WATCHDOG, OPT_THP, OPT_WS, OPT_RATE,
 	OPT_ZERO, OPT_DUP, OPT_PATTERN, OPT_SEED, OPT_HBMS, OPT_HBS,
 	OPT_ACCEL, OPT_PROBE,
 };
@@ -89,6 +92,7 @@ static const struct option long_opts[] = {
 	{ "accel", required_argument, NULL, OPT_ACCEL },
 	{ "probe-accel", no_argument, NULL, OPT_PROBE },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
+	{ "thp", no_argument, NULL, OPT_THP },
 	{ "ws", required_argument, NULL, OPT_WS },
 	{ "rate", required_argument, NULL, OPT_RATE },
 	{ "zero", required_argument, NULL, OPT_ZERO },
@@ -189,6 +193,9 @@ static int parse_opt(struct vm_config *cfg, int c, const char *arg)
 		cfg->nr_cpus = (unsigned int)strtoul(arg, &end, 10);
 		return *end || !cfg->nr_cpus || cfg->nr_cpus > VM_MAX_CPUS ?
 			-EINVAL : 0;
+	case OPT_THP:
+		cfg->thp = true;
+		return 0;
 	case OPT_WATCHDOG:
 		cfg->watchdog_ms = (unsigned int)strtoul(arg, &end, 10);
 		return *end ? -EINVAL : 0;
@@ -399,6 +406,16 @@ static int setup(struct vm *vm, char *payload_buf, size_t len)
 			     "ferry-vm-ram");
 	if (ret)
 		return ret;
+	if (cfg->thp && cfg->backing != GM_BACKING_SHMEM) {
+		pr_err("--thp is for shmem RAM, not %s",
+		       gm_backing_name(cfg->backing));
+		return -EINVAL;
+	}
+	if (cfg->thp && (ret = gm_region_advise_thp(&vm->ram, true))) {
+		pr_err("madvise(MADV_HUGEPAGE) on guest RAM: %s",
+		       strerror(-ret));
+		return ret;
+	}
 	pr_info("%s VM, %u vCPUs, %" PRIu64 " MiB %s RAM", vm->ops->name,
 		cfg->nr_cpus, cfg->ram_bytes >> 20,
 		gm_backing_name(cfg->backing));

@@ -56,6 +56,7 @@ struct vm_config {
 	uint64_t ram_bytes;	/* 0: what the workload needs */
 	unsigned int nr_cpus;	/* 1..VM_MAX_CPUS */
 	unsigned int watchdog_ms; /* 0: off */
+	bool thp;		/* MADV_HUGEPAGE on shmem RAM */
 	bool incoming;		/* wait for load-state + resume */
 	enum vm_accel accel;	/* as asked (--accel, FERRY_ACCEL) */
 	bool nokvm;		/* as decided: native threads, not KVM */
