@@ -42,6 +42,7 @@ struct gm_region {
 	uint64_t fd_offset;	/* offset of host[0] in fd, bytes */
 	enum gm_backing backing;
 	bool owner;		/* true: created here (fini unmaps, closes) */
+	unsigned int flags;	/* GM_REGION_* it was created with */
 };
 
 /* "shmem", "hugetlb-2M", "hugetlb-1G", "anon", "anon-thp". */
@@ -62,12 +63,22 @@ size_t gm_backing_page_size(enum gm_backing b);
  */
 int gm_region_init(struct gm_region *r, enum gm_backing backing, size_t size,
 		   const char *name);
+/* hugetlb: no pool check and no reservation (MAP_NORESERVE, as QEMU's
+ * memory-backend reserve=off): the pages are taken as they are written,
+ * and whoever writes them first (an agent that maps the fd without the
+ * flag, which reserves them) checks the pool. */
+#define GM_REGION_NORESERVE 1u
+/* gm_region_init() with GM_REGION_* @flags. */
+int gm_region_init_flags(struct gm_region *r, enum gm_backing backing,
+			 size_t size, const char *name, unsigned int flags);
 
 /*
  * Maps guest RAM that another process created and passed as @fd (a memfd
  * or a tmpfs/hugetlbfs file): @size bytes at @fd_offset, MAP_SHARED. @fd is
  * duplicated; the caller keeps its own. Anonymous backings cannot be
  * attached (-EINVAL): reach them with process_vm_readv or UFFDIO_COPY.
+ * On hugetlb the mapping reserves the file's huge pages that nobody has
+ * reserved yet: -ENOMEM, not logged, when the pool cannot hold them.
  */
 int gm_region_attach(struct gm_region *r, enum gm_backing backing, int fd,
 		     uint64_t fd_offset, size_t size);
@@ -84,6 +95,10 @@ int gm_region_discard(struct gm_region *r, uint64_t off, size_t len);
 
 /* Free huge pages of @page_size in the pool (free minus reserved). */
 ssize_t gm_hugetlb_free(size_t page_size);
+/* The pool's size (nr_hugepages) for @page_size, or -errno. */
+ssize_t gm_hugetlb_pool(size_t page_size);
+/* The pool's control file for @page_size, into @buf. */
+void gm_hugetlb_path(char *buf, size_t len, size_t page_size);
 /* Reads (@old, may be NULL) and sets nr_hugepages for @page_size; returns
  * the number actually reserved afterwards, or -errno. Needs root. */
 ssize_t gm_hugetlb_set(size_t page_size, unsigned long nr,

@@ -59,6 +59,16 @@ ssize_t gm_hugetlb_free(size_t page_size)
 	return free_pages > resv ? free_pages - resv : 0;
 }
 
+ssize_t gm_hugetlb_pool(size_t page_size)
+{
+	return hugetlb_read(page_size, "nr_hugepages");
+}
+
+void gm_hugetlb_path(char *buf, size_t len, size_t page_size)
+{
+	hugetlb_path(buf, len, page_size, "nr_hugepages");
+}
+
 ssize_t gm_hugetlb_set(size_t page_size, unsigned long nr,
 		       unsigned long *old)
 {
@@ -114,10 +124,11 @@ static int hugetlb_check(const struct gm_region *r)
 static int memfd_create_region(struct gm_region *r, const char *name)
 {
 	unsigned int flags = MFD_CLOEXEC;
+	bool noreserve = r->flags & GM_REGION_NORESERVE;
 	int ret;
 
 	if (r->backing != GM_BACKING_SHMEM) {
-		ret = hugetlb_check(r);
+		ret = noreserve ? 0 : hugetlb_check(r);
 		if (ret)
 			return ret;
 		flags |= MFD_HUGETLB |
@@ -136,8 +147,8 @@ static int memfd_create_region(struct gm_region *r, const char *name)
 		       strerror(-ret));
 		return ret;
 	}
-	r->host = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		       r->fd, 0);
+	r->host = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | (noreserve ? MAP_NORESERVE : 0), r->fd, 0);
 	if (r->host == MAP_FAILED) {
 		ret = -errno;
 		r->host = NULL;

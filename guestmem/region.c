@@ -92,11 +92,17 @@ static int check_size(enum gm_backing backing, size_t size)
 int gm_region_init(struct gm_region *r, enum gm_backing backing, size_t size,
 		   const char *name)
 {
+	return gm_region_init_flags(r, backing, size, name, 0);
+}
+
+int gm_region_init_flags(struct gm_region *r, enum gm_backing backing,
+			 size_t size, const char *name, unsigned int flags)
+{
 	int ret;
 
 	if (!r)
 		return -EINVAL;
-	*r = (struct gm_region){ .fd = -1 };
+	*r = (struct gm_region){ .fd = -1, .flags = flags };
 	ret = check_size(backing, size);
 	if (ret)
 		return ret;
@@ -141,8 +147,10 @@ int gm_region_attach(struct gm_region *r, enum gm_backing backing, int fd,
 	if (r->host == MAP_FAILED) {
 		ret = -errno;
 		r->host = NULL;
-		pr_err("mapping %zu MiB of guest RAM failed: %s", size >> 20,
-		       strerror(-ret));
+		/* The pool is short: the caller says so, with the numbers. */
+		if (ret != -ENOMEM || gm_backing_page_size(backing) == 4096)
+			pr_err("mapping %zu MiB of guest RAM failed: %s",
+			       size >> 20, strerror(-ret));
 		gm_region_fini(r);
 		return ret;
 	}

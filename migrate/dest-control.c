@@ -16,22 +16,54 @@
 
 bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b)
 {
-	if (a->nr != b->nr)
+	if (!dst_same_regions(a, b))
 		return false;
 	for (uint32_t i = 0; i < a->nr; i++)
-		if (a->r[i].gpa != b->r[i].gpa || a->r[i].size != b->r[i].size ||
-		    a->r[i].page_size != b->r[i].page_size)
+		if (a->r[i].page_size != b->r[i].page_size)
 			return false;
 	return true;
 }
 
+bool dst_same_regions(const struct mig_layout *a, const struct mig_layout *b)
+{
+	if (a->nr != b->nr)
+		return false;
+	for (uint32_t i = 0; i < a->nr; i++)
+		if (a->r[i].gpa != b->r[i].gpa || a->r[i].size != b->r[i].size)
+			return false;
+	return true;
+}
+
+/* What this destination accepts of @h's offer. */
+static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
+			 bool sizes_differ)
+{
+	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
+				    MIG_FEAT_DISCARD_EARLY);
+
+	if (!d->can_postcopy)
+		f &= ~MIG_FEAT_POSTCOPY;
+	if (d->vm.copy)
+		f &= ~MIG_FEAT_SUBPAGES;
+	if (!d->keep)
+		f &= ~MIG_FEAT_SUBPAGES_KEEP;
+	if (sizes_differ)
+		f |= MIG_FEAT_PAGESIZES;
+	return f;
+}
+
 /* The plan is made before WELCOME, so that one that cannot fit is the
- * answer to HELLO; the pages are bound before any receiver runs. */
+ * answer to HELLO; the pages are bound before any receiver runs. The
+ * plan and the host picture count the backing's pages; the units of the
+ * wire apply from the first page on. */
 static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 			  const struct mig_hello *h, struct ut_err *err)
 {
 	struct mig_topology *t = malloc(sizeof(*t));
-	uint8_t buf[64];
+	bool differ = !dst_same_layout(&h->layout, &d->vm.layout);
+	struct mig_welcome w = { .version = MIG_WIRE_VERSION };
+	struct mig_layout wire;
+	uint8_t buf[64 + 4 * MIG_MAX_REGIONS];
 	ssize_t n;
 	int ret;
 
@@ -47,14 +79,12 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	d->keep = d->minor && !d->vm.copy &&
 		  (h->features & MIG_FEAT_SUBPAGES_KEEP);
 	d->discard_early = h->features & MIG_FEAT_DISCARD_EARLY;
-	n = mig_enc_welcome(buf, sizeof(buf), &(struct mig_welcome){
-		MIG_WIRE_VERSION,
-		h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
-			       MIG_FEAT_DISCARD_EARLY) &
-		(d->can_postcopy ? ~0ULL : ~MIG_FEAT_POSTCOPY) &
-		(d->vm.copy ? ~MIG_FEAT_SUBPAGES : ~0ULL) &
-		(d->keep ? ~0ULL : ~MIG_FEAT_SUBPAGES_KEEP) });
-	ret = mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
+	w.features = accepted(d, h, differ);
+	w.nr = d->vm.layout.nr;
+	for (uint32_t i = 0; i < w.nr; i++)
+		w.page_size[i] = d->vm.layout.r[i].page_size;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ret = n < 0 ? (int)n : mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
 	if (ret) {
 		ut_err_first(err, ret, "answering HELLO: %s",
 			 tp_stream_err(ctl)->msg);
@@ -63,6 +93,18 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	ret = mig_place_dst_handshake(&d->place, ctl,
 				      h->features & MIG_FEAT_PLACEMENT, t,
 				      &d->vm, err);
+	if (!ret && mig_layout_units(&h->layout, &w, &wire)) {
+		for (uint32_t i = 0; i < wire.nr; i++) {
+			if (w.page_size[i] == h->layout.r[i].page_size)
+				continue;
+			pr_info("region %u: %u KiB pages at the source, %u KiB "
+				"here: received in 4 KiB units", i,
+				h->layout.r[i].page_size >> 10,
+				w.page_size[i] >> 10);
+			d->unit_bytes += h->layout.r[i].size;
+		}
+		mig_vm_use_units(&d->vm, &wire);
+	}
 out:
 	free(t);
 	return ret;
@@ -98,12 +140,20 @@ int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, struct ut_err *err)
 		mig_tell_peer(d->sess, EPROTO, err->msg);
 		return -EPROTO;
 	}
-	if (!dst_same_layout(&h.layout, &d->vm.layout)) {
+	if (!dst_same_regions(&h.layout, &d->vm.layout)) {
 		ut_err_first(err, -EINVAL, "the source VM's RAM layout (%u regions, "
 			 "%llu pages) does not match the incoming VM's (%u "
 			 "regions, %llu pages)", h.layout.nr,
 			 (unsigned long long)h.total_pages, d->vm.layout.nr,
 			 (unsigned long long)d->vm.total_pages);
+		mig_tell_peer(d->sess, EINVAL, err->msg);
+		return -EINVAL;
+	}
+	if (!dst_same_layout(&h.layout, &d->vm.layout) &&
+	    !(h.features & MIG_FEAT_PAGESIZES)) {
+		ut_err_first(err, -EINVAL, "the source VM's RAM has other page "
+			 "sizes than the incoming VM's, and the source cannot "
+			 "send them in 4 KiB units (an older Ferry)");
 		mig_tell_peer(d->sess, EINVAL, err->msg);
 		return -EINVAL;
 	}

@@ -26,7 +26,8 @@ static bool fault_page(const struct mig_dst *d, uint64_t addr, uint32_t *r,
 
 		if (addr >= v->host_addr && addr - v->host_addr < v->size) {
 			*r = i;
-			*idx = (addr - v->host_addr) / v->page_size;
+			*idx = (addr - v->host_addr) /
+			       d->vm.layout.r[i].page_size;
 			return *idx < region_pages(d, i);
 		}
 	}
@@ -62,6 +63,23 @@ static void release_placed(struct mig_dst *d, uint32_t r, uint64_t idx)
 			     d->vm.layout.r[r].page_size);
 }
 
+/* A region fed units: maps each huge page that got data and is whole. */
+static uint64_t map_received_units(struct mig_dst *d, uint32_t r)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), first = d->vm.first[r];
+	uint64_t end = first + region_pages(d, r), n = 0;
+
+	for (uint64_t g = ut_bitmap_find_next(&d->received, first); g < end;
+	     g = ut_bitmap_find_next(&d->received, g)) {
+		uint64_t u0 = (g - first) - (g - first) % per;
+
+		if (dst_unit_complete(d, r, u0) && !dst_unit_map(d, r, u0))
+			n++;
+		g = first + u0 + per;
+	}
+	return n;
+}
+
 void dst_map_received(struct mig_dst *d)
 {
 	uint64_t t0 = ut_now_ns(), n = 0;
@@ -71,6 +89,10 @@ void dst_map_received(struct mig_dst *d)
 	for (uint32_t r = 0; r < d->vm.nr; r++) {
 		uint64_t first = d->vm.first[r], end = first + region_pages(d, r);
 
+		if (mig_vm_per_page(&d->vm, r) > 1) {
+			n += map_received_units(d, r);
+			continue;
+		}
 		for (uint64_t g = ut_bitmap_find_next(&d->received, first);
 		     g < end; g = ut_bitmap_find_next(&d->received, g + 1)) {
 			map_final(d, r, g - first);
@@ -81,9 +103,96 @@ void dst_map_received(struct mig_dst *d)
 		(unsigned long long)n, (ut_now_ns() - t0) / 1e6);
 }
 
-/* One fault: served here if the page is known, else asked for. Returns 1
- * when a request was added to @q. */
-static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
+/* The page requests of one read of the uffd, sent as they fill up. */
+struct req_batch {
+	struct tp_stream *urg;
+	struct mig_req q[MIG_MAX_REQS];
+	uint32_t n;
+	int ret;
+};
+
+static void req_flush(struct req_batch *b)
+{
+	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
+	ssize_t n;
+
+	if (!b->n || b->ret)
+		return;
+	n = mig_enc_req(buf, sizeof(buf), b->q, b->n);
+	b->ret = n < 0 ? (int)n : mig_send_msg(b->urg, MIG_MSG_PAGE_REQ, buf, n);
+	b->n = 0;
+}
+
+static void req_add(struct req_batch *b, uint32_t r, uint64_t idx,
+		    uint32_t npages)
+{
+	b->q[b->n++] = (struct mig_req){ r, idx, npages };
+	if (b->n == MIG_MAX_REQS)
+		req_flush(b);
+}
+
+/* The units the huge page at unit @u0 lacks, asked for as runs. */
+static void ask_lacking(struct mig_dst *d, uint32_t r, uint64_t u0,
+			struct req_batch *b)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), g0 = d->vm.first[r] + u0;
+	uint64_t run = 0;
+
+	for (uint64_t i = 0; i <= per; i++) {
+		bool lacks = i < per &&
+			     !ut_bitmap_test(&d->received, g0 + i) &&
+			     !ut_bitmap_test(&d->zero, g0 + i);
+
+		if (lacks) {
+			run++;
+		} else if (run) {
+			req_add(b, r, u0 + i - run, (uint32_t)run);
+			run = 0;
+		}
+	}
+}
+
+/* A whole huge page fed units, for a fault on it: mapped, or the vCPU
+ * woken to fault again where that lost a race. */
+static void map_units(struct mig_dst *d, uint32_t r, uint64_t u0)
+{
+	int ret = dst_unit_map(d, r, u0);
+
+	if (!ret)
+		return;
+	if (!gm_uffd_race(ret))
+		pr_warn("mapping the huge page at unit %llu of region %u: %s",
+			(unsigned long long)u0, r, strerror(-ret));
+	gm_uffd_wake(&d->uffd, vmm_addr(d, r, u0), d->vm.map[r].page_size);
+}
+
+/* A fault on a huge page fed units: mapped here if it is whole, else the
+ * units it lacks asked for, as runs; the request is counted as one
+ * fault, on its first unit, served when the page is mapped. */
+static void on_fault_units(struct mig_dst *d, uint32_t r, uint64_t idx,
+			   struct req_batch *b)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), u0 = idx - idx % per;
+	uint64_t g0 = d->vm.first[r] + u0;
+
+	if (dst_unit_complete(d, r, u0)) {
+		map_units(d, r, u0);
+		return;
+	}
+	if (!mig_faults_request(&d->faults, g0, ut_now_ns()))
+		return; /* asked already; its mapping wakes everyone */
+	if (dst_unit_complete(d, r, u0)) {
+		/* The last unit came just now, before seeing our bit. */
+		mig_faults_withdraw(&d->faults, g0);
+		dst_wake_if_idle(d);
+		map_units(d, r, u0);
+		return;
+	}
+	ask_lacking(d, r, u0, b);
+}
+
+/* One fault: served here if the page is known, else asked for. */
+static void on_fault(struct mig_dst *d, uint64_t addr, struct req_batch *b)
 {
 	uint64_t idx, g;
 	uint32_t r;
@@ -91,28 +200,31 @@ static int on_fault(struct mig_dst *d, uint64_t addr, struct mig_req *q)
 	if (!fault_page(d, addr, &r, &idx)) {
 		pr_warn("fault at 0x%llx outside guest RAM",
 			(unsigned long long)addr);
-		return 0;
+		return;
+	}
+	if (mig_vm_per_page(&d->vm, r) > 1) {
+		on_fault_units(d, r, idx, b);
+		return;
 	}
 	g = d->vm.first[r] + idx;
 	if (ut_bitmap_test(&d->received, g)) {
 		release_placed(d, r, idx);
-		return 0;
+		return;
 	}
 	if (ut_bitmap_test(&d->zero, g)) {
 		dst_place_zero(d, r, idx);
-		return 0;
+		return;
 	}
 	if (!mig_faults_request(&d->faults, g, ut_now_ns()))
-		return 0; /* asked already; its placement wakes everyone */
+		return; /* asked already; its placement wakes everyone */
 	/* A receiver may have placed it just now, before seeing our bit. */
 	if (ut_bitmap_test(&d->received, g) &&
 	    mig_faults_withdraw(&d->faults, g)) {
 		dst_wake_if_idle(d);
 		release_placed(d, r, idx);
-		return 0;
+		return;
 	}
-	*q = (struct mig_req){ r, idx };
-	return 1;
+	req_add(b, r, idx, 0);
 }
 
 /* The VMM dropped memory (balloon, MADV_DONTNEED): it reads as zero now. */
@@ -131,10 +243,8 @@ static void on_remove(struct mig_dst *d, uint64_t start, uint64_t end)
 
 static int handle_faults(struct mig_dst *d, struct tp_stream *urg)
 {
-	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
-	struct mig_req q[MIG_MAX_REQS];
+	struct req_batch b = { .urg = urg };
 	struct gm_uffd_event ev[16];
-	uint32_t nq = 0;
 	ssize_t n;
 
 	n = gm_uffd_read_events(&d->uffd, ev, UT_ARRAY_SIZE(ev));
@@ -142,14 +252,12 @@ static int handle_faults(struct mig_dst *d, struct tp_stream *urg)
 		return n;
 	for (ssize_t i = 0; i < n; i++) {
 		if (ev[i].kind == GM_UFFD_EV_FAULT)
-			nq += on_fault(d, ev[i].addr, &q[nq]);
+			on_fault(d, ev[i].addr, &b);
 		else if (ev[i].kind == GM_UFFD_EV_REMOVE)
 			on_remove(d, ev[i].addr, ev[i].end);
 	}
-	if (!nq)
-		return 0;
-	n = mig_enc_req(buf, sizeof(buf), q, nq);
-	return n < 0 ? n : mig_send_msg(urg, MIG_MSG_PAGE_REQ, buf, n);
+	req_flush(&b);
+	return b.ret;
 }
 
 /* The changed sub-pages of a kept huge page we asked for. */
@@ -222,30 +330,23 @@ static int handle_urgent(struct mig_dst *d, struct tp_stream *urg)
 /* After a reconnect: the requests in flight died with the old stream. */
 static int resend_requests(struct mig_dst *d, struct tp_stream *urg)
 {
-	uint8_t buf[MIG_REQ_FIXED + MIG_REQ_ENTRY * MIG_MAX_REQS];
-	struct mig_req q[MIG_MAX_REQS];
-	uint32_t nq = 0;
-	int ret = 0;
+	struct req_batch b = { .urg = urg };
 
 	for (uint64_t g = ut_bitmap_find_next(&d->faults.requested, 0);
-	     g < d->vm.total_pages && !ret;
+	     g < d->vm.total_pages && !b.ret;
 	     g = ut_bitmap_find_next(&d->faults.requested, g + 1)) {
 		uint32_t r = 0;
-		ssize_t n;
 
 		while (r + 1 < d->vm.nr && g >= d->vm.first[r + 1])
 			r++;
-		q[nq++] = (struct mig_req){ r, g - d->vm.first[r] };
-		if (nq < MIG_MAX_REQS &&
-		    ut_bitmap_find_next(&d->faults.requested, g + 1) <
-		    d->vm.total_pages)
-			continue;
-		n = mig_enc_req(buf, sizeof(buf), q, nq);
-		ret = n < 0 ? n : mig_send_msg(urg, MIG_MSG_PAGE_REQ, buf, n);
-		nq = 0;
+		if (mig_vm_per_page(&d->vm, r) > 1)
+			ask_lacking(d, r, g - d->vm.first[r], &b);
+		else
+			req_add(&b, r, g - d->vm.first[r], 0);
 	}
+	req_flush(&b);
 	d->ft.resend = false;
-	return ret;
+	return b.ret;
 }
 
 /* One thread owns the uffd and the urgent stream (both directions). */

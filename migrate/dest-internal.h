@@ -61,6 +61,8 @@ struct mig_dst {
 	struct mig_resumed resumed;	/* as sent, for a reconnecting source */
 	struct mig_vm vm;
 	struct mig_place place;		/* the plan, from WELCOME on */
+	uint64_t unit_bytes;		/* RAM fed 4 KiB units (stats) */
+	struct mig_hp_pools hp;		/* pools grown for the VM's RAM */
 	unsigned int nbulk;
 	struct receiver *rx;
 	struct ut_bitmap received;	/* pages that hold data from the wire */
@@ -85,6 +87,11 @@ struct mig_dst {
 	bool discard_early;
 	struct ut_bitmap held;
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */
+	/* Copy mode, a region fed units smaller than its huge pages: the
+	 * huge pages being assembled in postcopy, one 2 MiB stage each
+	 * (NULL: none), placed whole with UFFDIO_COPY and freed once all
+	 * of their units are in. */
+	uint8_t *_Atomic *hstage[MIG_MAX_REGIONS];
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
 	struct faulter {
@@ -135,6 +142,20 @@ void dst_wake_if_idle(struct mig_dst *d);
  * mode, else UFFDIO_COPY or UFFDIO_ZEROPAGE; another placement winning
  * is 0. */
 int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf);
+/* Any thread, minor mode, a region fed units smaller than its pages
+ * (MIG_FEAT_PAGESIZES): whether every unit of the huge page whose first
+ * unit is @u0 holds data or is zero; and mapping that page into the VMM
+ * (UFFDIO_CONTINUE of the whole of it), which serves its fault. */
+bool dst_unit_complete(struct mig_dst *d, uint32_t r, uint64_t u0);
+int dst_unit_map(struct mig_dst *d, uint32_t r, uint64_t u0);
+/* Main thread, copy mode, at the postcopy switch after the discards
+ * (receivers at their marker, no fault thread yet): every huge page fed
+ * units that is not whole leaves the page cache, so that the guest
+ * faults on it, what it held of its units kept in its stage. */
+int dst_units_stage_partial(struct mig_dst *d);
+/* The stages: made for the regions fed units (copy mode) and freed. */
+int dst_units_init(struct mig_dst *d);
+void dst_units_fini(struct mig_dst *d);
 /* Any thread: a zero page, the way the backing's page size allows. */
 int dst_place_zero(struct mig_dst *d, uint32_t r, uint64_t idx);
 /* Any thread, postcopy, minor mode: applies SUBPAGES @sp (its data
@@ -175,7 +196,9 @@ void dst_uffd_release(struct mig_dst *d);
 
 /* ---- the control stream (dest-control.c) ---- */
 
+/* Same regions (gpa and size) and page sizes; same regions only. */
 bool dst_same_layout(const struct mig_layout *a, const struct mig_layout *b);
+bool dst_same_regions(const struct mig_layout *a, const struct mig_layout *b);
 /* HELLO checked, WELCOME sent. */
 int dst_welcome(struct mig_dst *d, struct tp_stream *ctl, struct ut_err *err);
 /* After our cancel: waits (bounded) for the source's answer or close. */

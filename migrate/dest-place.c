@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LOG_PREFIX "dest"
@@ -34,6 +35,198 @@ static void placed(struct mig_dst *d, uint64_t g)
 	ut_bitmap_clear(&d->zero, g);
 	if (mig_faults_served(&d->faults, g, ut_now_ns()))
 		dst_wake_if_idle(d);
+}
+
+/* A huge page fed 4 KiB units (MIG_FEAT_PAGESIZES): complete once each
+ * of its units holds data or is known to be zero. */
+bool dst_unit_complete(struct mig_dst *d, uint32_t r, uint64_t u0)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), g0 = d->vm.first[r] + u0;
+
+	for (uint64_t g = ut_bitmap_find_next_zero(&d->received, g0);
+	     g < g0 + per; g = ut_bitmap_find_next_zero(&d->received, g + 1))
+		if (!ut_bitmap_test(&d->zero, g))
+			return false;
+	return true;
+}
+
+/* Copy mode: a huge page's stage slot once the page is placed. */
+#define HP_PLACED ((uint8_t *)1)
+
+/* Copy mode: the stage of huge page @hp of region @r, made (zeroed)
+ * when @make and there is none yet; NULL without one or memory, and
+ * HP_PLACED once the page is placed. */
+static uint8_t *hp_stage(struct mig_dst *d, uint32_t r, uint64_t hp,
+			 bool make)
+{
+	size_t psz = d->vm.map[r].page_size;
+	uint8_t *cur = atomic_load(&d->hstage[r][hp]), *mine;
+
+	if (cur || !make)
+		return cur;
+	mine = aligned_alloc(4096, psz);
+	if (!mine)
+		return NULL;
+	memset(mine, 0, psz);
+	if (atomic_compare_exchange_strong(&d->hstage[r][hp], &cur, mine))
+		return mine;
+	free(mine);	/* another thread's came first */
+	return cur;
+}
+
+/* Copy mode: places the whole huge page at unit @u0 from its stage, by
+ * the one thread that takes it (HP_PLACED for everyone after). A page
+ * with no stage is all zero, or in the page cache already (EEXIST). */
+static int unit_copy(struct mig_dst *d, uint32_t r, uint64_t u0)
+{
+	uint64_t hp = u0 / mig_vm_per_page(&d->vm, r);
+	size_t psz = d->vm.map[r].page_size;
+	uint8_t *st = atomic_exchange(&d->hstage[r][hp], HP_PLACED);
+	int ret, tries = 0;
+
+	if (st == HP_PLACED) {
+		/* Placed, or being placed: that COPY wakes the fault. */
+		gm_uffd_wake(&d->uffd, vmm_addr(d, r, u0), psz);
+		return 1;
+	}
+	if (!st && (st = aligned_alloc(4096, psz)))
+		memset(st, 0, psz);
+	if (!st) {
+		atomic_store(&d->hstage[r][hp], NULL);
+		return -ENOMEM;
+	}
+	do
+		ret = gm_uffd_copy(&d->uffd, vmm_addr(d, r, u0), st, psz, 0);
+	while (ret == -EAGAIN && ++tries < 100);
+	free(st);
+	return ret == -EEXIST ? 0 : ret;
+}
+
+int dst_unit_map(struct mig_dst *d, uint32_t r, uint64_t u0)
+{
+	uint64_t g0 = d->vm.first[r] + u0;
+	size_t psz = d->vm.map[r].page_size;
+	int ret, tries = 0;
+
+	if (!d->minor) {
+		ret = unit_copy(d, r, u0);
+	} else {
+		/* A huge page all of whose units are zero may not be in the
+		 * page cache yet: a read through our mapping allocates it,
+		 * zeroed (and changes nothing of one that is there). */
+		(void)*(volatile uint8_t *)mig_vm_page(&d->vm, r, u0);
+		do
+			ret = gm_uffd_continue(&d->uffd, vmm_addr(d, r, u0),
+					       psz, 0);
+		while (ret == -EAGAIN && ++tries < 100);
+		if (ret == -EEXIST)
+			ret = 0;
+	}
+	if (ret)
+		return ret > 0 ? 0 : ret;
+	/* The fault on the huge page is recorded on its first unit. */
+	if (mig_faults_served(&d->faults, g0, ut_now_ns()))
+		dst_wake_if_idle(d);
+	return 0;
+}
+
+/* Copy mode: huge page @hp (first unit @u0) out of the page cache, what
+ * it held of its units kept in its stage. */
+static int stage_out(struct mig_dst *d, uint32_t r, uint64_t u0,
+		     uint64_t hp)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), g0 = d->vm.first[r] + u0;
+	size_t psz = d->vm.map[r].page_size;
+	uint8_t *st;
+
+	if (ut_bitmap_find_next(&d->received, g0) < g0 + per) {
+		st = hp_stage(d, r, hp, true);
+		if (!st)
+			return -ENOMEM;
+		memcpy(st, mig_vm_page(&d->vm, r, u0), psz);
+	}
+	return gm_region_discard(&d->vm.map[r], u0 * MIG_SUB_SIZE, psz);
+}
+
+int dst_units_stage_partial(struct mig_dst *d)
+{
+	int ret = 0;
+
+	for (uint32_t r = 0; r < d->vm.nr && !ret; r++) {
+		uint64_t per = mig_vm_per_page(&d->vm, r);
+
+		for (uint64_t hp = 0; d->hstage[r] && !ret &&
+		     hp < region_pages(d, r) / per; hp++)
+			if (!dst_unit_complete(d, r, hp * per))
+				ret = stage_out(d, r, hp * per, hp);
+	}
+	return ret;
+}
+
+int dst_units_init(struct mig_dst *d)
+{
+	for (uint32_t r = 0; r < d->vm.nr; r++) {
+		uint64_t per = mig_vm_per_page(&d->vm, r);
+
+		if (per == 1 || d->minor || !d->can_postcopy)
+			continue;
+		d->hstage[r] = calloc(region_pages(d, r) / per,
+				      sizeof(*d->hstage[r]));
+		if (!d->hstage[r])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void dst_units_fini(struct mig_dst *d)
+{
+	for (uint32_t r = 0; r < MIG_MAX_REGIONS; r++) {
+		uint64_t n = d->hstage[r] ?
+			     region_pages(d, r) / mig_vm_per_page(&d->vm, r) : 0;
+
+		for (uint64_t i = 0; i < n; i++)
+			if (atomic_load(&d->hstage[r][i]) != HP_PLACED)
+				free(atomic_load(&d->hstage[r][i]));
+		free(d->hstage[r]);
+		d->hstage[r] = NULL;
+	}
+}
+
+/* A unit of a huge page, in postcopy: in minor mode written into the
+ * page cache through our mapping (the VMM cannot see it: the huge page is
+ * not mapped there before all of its units are in), in copy mode into the
+ * huge page's stage; the huge page is mapped (CONTINUE) or placed (COPY)
+ * by the thread that completes it. A unit that holds its data already is
+ * final: a second copy (pushed and asked for) is dropped. */
+static int place_unit(struct mig_dst *d, uint32_t r, uint64_t idx,
+		      const void *buf)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r), g = d->vm.first[r] + idx;
+	uint64_t u0 = idx - idx % per;
+	uint8_t *to;
+
+	if (ut_bitmap_test(&d->received, g) ||
+	    ut_bitmap_test_and_set(&d->claimed, g))
+		return 0;
+	to = d->minor ? mig_vm_page(&d->vm, r, idx) :
+			hp_stage(d, r, u0 / per, true);
+	if (!to) {
+		ut_bitmap_clear(&d->claimed, g);
+		return -ENOMEM;
+	}
+	if (to == HP_PLACED) {	/* placed whole already */
+		ut_bitmap_set(&d->received, g);
+		return 0;
+	}
+	if (!d->minor)
+		to += (idx - u0) * MIG_SUB_SIZE;
+	if (buf)
+		memcpy(to, buf, MIG_SUB_SIZE);
+	else
+		memset(to, 0, MIG_SUB_SIZE);
+	ut_bitmap_set(&d->received, g);
+	ut_bitmap_clear(&d->zero, g);
+	return dst_unit_complete(d, r, u0) ? dst_unit_map(d, r, u0) : 0;
 }
 
 /* Minor mode: the page into the page cache through our own mapping (or
@@ -129,6 +322,8 @@ int dst_place(struct mig_dst *d, uint32_t r, uint64_t idx, const void *buf)
 	uint32_t psz = d->vm.layout.r[r].page_size;
 	int ret, tries = 0;
 
+	if (mig_vm_per_page(&d->vm, r) > 1)
+		return place_unit(d, r, idx, buf);
 	if (d->minor)
 		return place_minor(d, r, idx, buf);
 	do {
@@ -171,6 +366,14 @@ int dst_discard(struct mig_dst *d, const struct mig_zero *zp)
 				ut_bitmap_set(&d->held, g);
 			} else {
 				ut_bitmap_clear(&d->received, g);
+				/* A unit of a huge page: the page is not mapped
+				 * in the VMM before all of its units are final
+				 * (minor mode), or leaves the page cache for a
+				 * stage at the switch (copy mode,
+				 * dst_units_stage_partial()), so the unit's stale
+				 * bytes stay until its new copy overwrites them. */
+				if (mig_vm_per_page(&d->vm, z.region) > 1)
+					continue;
 				if (!run_len)
 					run = z.first + i;
 				run_len++;

@@ -47,6 +47,31 @@ static int send_needs(struct mig_dst *d, struct tp_stream *ctl)
 	return ret ? ret : mig_send_msg(ctl, MIG_MSG_RECOVERED, NULL, 0);
 }
 
+/* A source agent started anew (--recover) for a migration whose page
+ * sizes differ offers its own layout: it is this migration's when its
+ * units are ours, and it learns them from a WELCOME with our sizes. */
+static int recover_units(struct mig_dst *d, struct tp_stream *ctl,
+			 const struct mig_hello *h)
+{
+	struct mig_welcome w = { .version = MIG_WIRE_VERSION,
+				 .features = MIG_FEAT_PAGESIZES,
+				 .nr = d->vm.nr };
+	struct mig_layout wire;
+	uint8_t buf[64 + 4 * MIG_MAX_REGIONS];
+	ssize_t n;
+
+	if (!(h->features & MIG_FEAT_PAGESIZES) ||
+	    !dst_same_regions(&h->layout, &d->vm.layout))
+		return -EPROTO;
+	for (uint32_t i = 0; i < w.nr; i++)
+		w.page_size[i] = (uint32_t)d->vm.map[i].page_size;
+	mig_layout_units(&h->layout, &w, &wire);
+	if (!dst_same_layout(&wire, &d->vm.layout))
+		return -EPROTO;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	return n < 0 ? (int)n : mig_send_msg(ctl, MIG_MSG_WELCOME, buf, n);
+}
+
 /* The reconnecting source's HELLO must be a recovery of this migration. */
 static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, struct ut_err *err)
 {
@@ -60,8 +85,9 @@ static int recover_hello(struct mig_dst *d, struct tp_stream *ctl, struct ut_err
 				tp_stream_err(ctl)->msg);
 	if (m.type != MIG_MSG_HELLO || mig_dec_hello(buf, m.len, &h) ||
 	    !(h.features & MIG_FEAT_RECOVER) ||
-	    !dst_same_layout(&h.layout, &d->vm.layout) ||
-	    h.nbulk != tp_session_nbulk(d->sess)) {
+	    h.nbulk != tp_session_nbulk(d->sess) ||
+	    (!dst_same_layout(&h.layout, &d->vm.layout) &&
+	     recover_units(d, ctl, &h))) {
 		mig_tell_peer(d->sess, EINVAL, "not a recovery of this migration");
 		return ut_err_first(err, -EPROTO, "a peer connected that does not "
 				"recover this migration");

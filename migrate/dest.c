@@ -44,7 +44,8 @@ static int alloc_tracking(struct mig_dst *d)
 	uint64_t n = d->vm.total_pages;
 
 	if (ut_bitmap_init(&d->received, n) || ut_bitmap_init(&d->zero, n) ||
-	    ut_bitmap_init(&d->claimed, n) || ut_bitmap_init(&d->held, n))
+	    ut_bitmap_init(&d->claimed, n) || ut_bitmap_init(&d->held, n) ||
+	    dst_units_init(d))
 		return -ENOMEM;
 	return mig_faults_init(&d->faults, n);
 }
@@ -66,6 +67,11 @@ static int before_resume(struct mig_dst *d, bool postcopy, struct ut_err *err)
 		dst_uffd_release(d);
 		return ret;
 	}
+	/* Copy mode: a huge page fed units is placed whole, once whole. */
+	ret = dst_units_stage_partial(d);
+	if (ret)
+		return ut_err_first(err, ret, "moving incomplete huge pages out "
+				    "of the page cache failed");
 	pthread_mutex_lock(&d->meet.lock);
 	d->meet.discards_done = true;
 	pthread_cond_broadcast(&d->meet.cond);
@@ -123,6 +129,9 @@ static int to_resume(struct mig_dst *d, struct mig_stats *st, double cpu0,
 	int ret;
 
 	ret = dst_welcome(d, ctl, err);
+	/* Sized for the wire's units, which WELCOME settled. */
+	if (!ret && (ret = alloc_tracking(d)))
+		ut_err_first(err, ret, "out of memory");
 	if (!ret) {
 		mig_phase_enter(&d->phase, MIG_PHASE_PRECOPY);
 		dst_event_started(d);
@@ -255,12 +264,11 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 		return ret;
 	}
 	d.nbulk = tp_session_nbulk(p->session);
-	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, err);
+	d.hp.reserve = p->reserve_hugepages;
+	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, &d.hp, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
 		ret = ut_err_first(err, -EBUSY, "the VM at %s is already running; "
 			       "start it with --incoming", p->vm_socket);
-	if (!ret && (ret = alloc_tracking(&d)))
-		ut_err_first(err, ret, "out of memory");
 	if (!ret) {
 		dst_uffd_setup(&d);
 		snprintf(st->placement, sizeof(st->placement), "%s",
@@ -293,6 +301,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_oom_restore(&d.oom);
 	dst_receivers_join(&d);
 	st->guest_bytes = d.vm.ram_bytes;
+	st->unit_bytes = d.unit_bytes;
 	st->nbulk = d.nbulk;
 	st->total_s = (ut_now_ns() - t0) / 1e9;
 	free(d.zero_page);
@@ -300,9 +309,13 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	ut_bitmap_fini(&d.zero);
 	ut_bitmap_fini(&d.claimed);
 	ut_bitmap_fini(&d.held);
+	dst_units_fini(&d);
 	mig_faults_fini(&d.faults);
 	mig_place_fini(&d.place);
 	mig_vm_detach(&d.vm);
+	for (unsigned int i = 0; i < d.hp.n; i++)
+		st->hugepages_added += d.hp.pool[i].added;
+	mig_hp_restore(&d.hp);
 	if (d.own_sess)
 		tp_session_destroy(d.sess);
 	if (d.meet.wake_fd >= 0)

@@ -18,26 +18,62 @@ struct mig_vm {
 	uint64_t first[VML_MAX_REGIONS];	/* global index of page 0 */
 	uint64_t total_pages;
 	uint64_t ram_bytes;
-	struct mig_layout layout;		/* as sent in HELLO */
+	/* As sent in HELLO, until the handshake: then the wire's layout
+	 * (mig_layout_units()), whose page size is the unit every index
+	 * counts. map[i].page_size stays the backing's. */
+	struct mig_layout layout;
 	bool copy;				/* MIG_MEM_COPY in effect */
+	bool units;				/* some region's unit is smaller
+						 * than its backing's page */
 };
 
+/* The huge-page pools an agent grew for its VM's RAM (ferry dest
+ * --reserve-hugepages), each given back by mig_hp_restore(). */
+struct mig_hp_pools {
+	bool reserve;			/* may grow a pool that is short */
+	unsigned int n;
+	struct {
+		size_t page_size;
+		unsigned long old;	/* nr_hugepages before */
+		unsigned long added;	/* pages this agent added */
+	} pool[2];
+};
+/* Sets every pool grown back to its size before. The pages in use or
+ * reserved stay (the kernel keeps them as surplus and frees them when
+ * the VM does). Accepts one that grew nothing. */
+void mig_hp_restore(struct mig_hp_pools *hp);
+
 /* Connects to the VMM at @path and maps every region. Anonymous RAM has
- * no fd to map and is refused with a message saying so. */
+ * no fd to map and is refused with a message saying so. Our mapping of a
+ * hugetlb region reserves its huge pages (the kernel's own accounting, a
+ * no-op where the VMM's mapping holds them): when the pool is short,
+ * @hp (NULL: the source, whose VM holds its pages) says whether to grow
+ * it (recorded in @hp) or to refuse with the numbers and the command. */
 int mig_vm_attach(struct mig_vm *vm, const char *path,
-		  enum mig_mem_access access, struct ut_err *err);
+		  enum mig_mem_access access, struct mig_hp_pools *hp,
+		  struct ut_err *err);
 /* COPY mode: reads / writes @len bytes at page @idx of region @r. */
 int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len);
 int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 		 const void *buf, size_t len);
 void mig_vm_detach(struct mig_vm *vm);
+/* After the handshake: from now on every index counts the units of
+ * @wire (mig_layout_units() of vm->layout), first[] and total_pages
+ * with them. Before any page bitmap is sized. */
+void mig_vm_use_units(struct mig_vm *vm, const struct mig_layout *wire);
+/* Units of region @r in one page of its backing: 1, or 512 (2 MiB
+ * fed 4 KiB units), or 262144 (1 GiB). */
+static inline uint64_t mig_vm_per_page(const struct mig_vm *vm, uint32_t r)
+{
+	return vm->map[r].page_size / vm->layout.r[r].page_size;
+}
 
-/* Host address (here) of page @idx of region @r. */
+/* Host address (here) of page @idx (a unit) of region @r. */
 static inline uint8_t *mig_vm_page(const struct mig_vm *vm, uint32_t r,
 				   uint64_t idx)
 {
-	return (uint8_t *)vm->map[r].host + idx * vm->map[r].page_size;
+	return (uint8_t *)vm->map[r].host + idx * vm->layout.r[r].page_size;
 }
 
 /* CLOCK_REALTIME in ns: comparable between the two hosts' agents. */

@@ -78,6 +78,12 @@ struct mig_stats {
 	 * into the page cache, then UFFDIO_CONTINUE), "copy" (UFFDIO_COPY)
 	 * or "none" (no userfaultfd: no postcopy). */
 	char placement[8];
+	/* Guest RAM in regions whose page sizes differ at the two ends,
+	 * which travelled in 4 KiB units (MIG_FEAT_PAGESIZES); 0: none. */
+	uint64_t unit_bytes;
+	/* Destination: huge pages it added to the pools for the VM's RAM
+	 * (--reserve-hugepages), given back when it ended. */
+	uint64_t hugepages_added;
 	/* Postcopy (zero when the migration ended in precopy). */
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */
@@ -441,6 +447,10 @@ struct mig_dest_params {
 	/* Postcopy placement by UFFDIO_COPY (MISSING mode only) even where
 	 * the kernel offers MINOR mode for every backing. */
 	bool no_minor;
+	/* A hugetlb pool too small for the incoming VM's RAM is grown by
+	 * what it lacks (and set back when the agent ends) instead of the
+	 * migration being refused with the numbers. */
+	bool reserve_hugepages;
 	/* Postcopy recovery: wait for the source to come back (accept). */
 	mig_reconnect_fn reconnect;
 	void *reconnect_arg;

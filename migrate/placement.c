@@ -202,13 +202,38 @@ static int init_caps(struct planner *p)
 	return 0;
 }
 
+/* For a huge-page class short on one node: the command that grows that
+ * node's pool by what it lacks; "" otherwise. */
+static const char *reserve_hint(struct planner *p, uint32_t r, uint64_t nodes,
+				uint64_t have, char *hint, size_t cap)
+{
+	const struct gm_topo *t = p->in->topo;
+	uint64_t psz = p->in->layout->r[r].page_size;
+	int k = p->cls[r];
+
+	hint[0] = 0;
+	for (uint32_t i = 0; k > 0 && i < t->nr_nodes; i++) {
+		const struct gm_numa_node *n = &t->node[i];
+
+		if (nodes != 1ULL << n->id)
+			continue;
+		snprintf(hint, cap, ": reserve them with `echo %llu > "
+			 "/sys/devices/system/node/node%u/hugepages/"
+			 "hugepages-%llukB/nr_hugepages`",
+			 (unsigned long long)(n->hp_total[k - 1] +
+					      (p->need[k] - have) / psz),
+			 n->id, (unsigned long long)(psz >> 10));
+	}
+	return hint;
+}
+
 /* The one line for a plan that does not fit: the need of the class that
  * failed against what @nodes had before the plan. */
 static int refuse(struct planner *p, uint32_t r, uint64_t nodes)
 {
 	const struct mig_layout *l = p->in->layout;
 	int k = p->cls[r];
-	char pol[64], list[96], sz[16];
+	char pol[64], list[96], sz[16], hint[192];
 	uint64_t have = 0;
 
 	for (unsigned int n = 0; n < GM_MAX_NODES; n++)
@@ -227,10 +252,11 @@ static int refuse(struct planner *p, uint32_t r, uint64_t nodes)
 				(unsigned long long)(p->in->reserve >> 20));
 	return ut_err_first(p->err, -ENOSPC, "placement %s cannot fit: the guest "
 			"needs %llu %s huge pages on node %s, whose pools have "
-			"%llu free", pol,
+			"%llu free%s", pol,
 			(unsigned long long)(p->need[k] / l->r[r].page_size),
 			sz, list,
-			(unsigned long long)(have / l->r[r].page_size));
+			(unsigned long long)(have / l->r[r].page_size),
+			reserve_hint(p, r, nodes, have, hint, sizeof(hint)));
 }
 
 /* The first node of @nodes (ascending) with room for @c; -1 if none. */

@@ -137,6 +137,7 @@ struct mig_src {
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
+	uint64_t welcome_features;	/* what the destination accepted */
 	bool discard_early;	/* ... and MIG_FEAT_DISCARD_EARLY */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
 	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL
@@ -156,7 +157,7 @@ struct mig_src {
 		/* pages asked for, sent; read by the main thread's reports */
 		_Atomic uint64_t requests, served;
 		uint64_t bytes_data;		/* their payload bytes */
-		uint8_t *buf;			/* COPY mode: one page */
+		uint8_t *buf;			/* COPY mode: a page or a run */
 		struct iovec subiov[1 + MIG_SUB_PER_PAGE];
 		uint8_t subhdr[MIG_SUBPAGES_FIXED];
 		/* What the destination broke on the urgent stream ("" if
@@ -265,6 +266,16 @@ int src_send_huge(struct sender *w, uint32_t region, uint64_t idx,
  * (1 + MIG_SUB_PER_PAGE) and @hdr (MIG_SUBPAGES_FIXED). Returns the
  * payload bytes sent, 0 when the page must go whole instead (not kept,
  * or more than half of it changed), or -errno. */
+/* Main thread, after a WELCOME for the HELLO of layout @src: regions
+ * whose page sizes differ go in 4 KiB units from now on (every bitmap
+ * and the chunks made anew, empty). 0 or -ENOMEM with @err. */
+int src_units_apply(struct mig_src *s, const struct mig_layout *src,
+		    const struct mig_welcome *w, struct ut_err *err);
+/* Sender, precopy: whether unit @idx of region @r (a huge page here, sent
+ * in 4 KiB units), staged at @page, is what the destination holds; its
+ * hash in @h, recorded as what it will hold when it is not. */
+bool src_unit_same(struct mig_src *s, uint32_t r, uint64_t idx,
+		   const uint8_t *page, struct gm_hash *h);
 ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
 		      uint64_t idx, const uint8_t *page, struct iovec *iov,
 		      uint8_t *hdr);

@@ -16,40 +16,37 @@
 #define LOG_PREFIX "source"
 #include "migrate/source-internal.h"
 
-/* Sends page @idx of region @r on the urgent stream. */
-static int serve_request(struct mig_src *s, struct tp_stream *st,
-			 const struct mig_req *q)
+/* The @len bytes from page @idx of region @r: read into the urgent
+ * buffer (COPY mode) or in place. */
+static int urgent_read(struct mig_src *s, uint32_t r, uint64_t idx,
+		       size_t len, const uint8_t **page)
 {
-	uint64_t g = s->vm.first[q->region] + q->idx;
-	uint32_t psz = s->vm.layout.r[q->region].page_size;
-	uint32_t w = atomic_load(&s->pp.window);
+	*page = s->vm.copy ? s->urg.buf : mig_vm_page(&s->vm, r, idx);
+	return s->vm.copy ? mig_vm_read(&s->vm, r, idx, s->urg.buf, len) : 0;
+}
+
+/* Sends page @idx of region @r on the urgent stream. */
+static int send_urgent(struct mig_src *s, struct tp_stream *st, uint32_t r,
+		       uint64_t idx)
+{
+	uint64_t g = s->vm.first[r] + idx;
+	uint32_t psz = s->vm.layout.r[r].page_size;
 	uint8_t hdr[MIG_PAGES_FIXED + 8];
 	struct iovec iov[2];
 	const uint8_t *page;
 	ssize_t n;
 	int ret;
 
-	/* Pre-page after the fault, with a smaller window while faulting. */
-	atomic_store(&s->pp.window, w / 2 > WINDOW_MIN ? w / 2 : WINDOW_MIN);
-	atomic_fetch_add(&s->pp.faults_since, 1);
-	atomic_store(&s->pp.pivot, g + 2);
-	s->urg.requests++;
 	/* Send it even when a sender claimed it: that copy may sit behind
 	 * megabytes of bulk data, and the guest is waiting. The source VM
 	 * is paused, so both copies are the same; the second placement is
 	 * an EEXIST at the destination. */
 	ut_bitmap_test_and_clear(&s->todo, g);
-	if (s->vm.copy) {
-		ret = mig_vm_read(&s->vm, q->region, q->idx, s->urg.buf, psz);
-		if (ret)
-			return ret;
-		page = s->urg.buf;
-	} else {
-		page = mig_vm_page(&s->vm, q->region, q->idx);
-	}
+	ret = urgent_read(s, r, idx, psz, &page);
+	if (ret)
+		return ret;
 	/* A kept huge page: only what changed in it. */
-	n = src_send_kept(s, st, q->region, q->idx, page, s->urg.subiov,
-			  s->urg.subhdr);
+	n = src_send_kept(s, st, r, idx, page, s->urg.subiov, s->urg.subhdr);
 	if (n) {
 		if (n > 0) {
 			ut_bitmap_set(&s->sent, g);
@@ -58,7 +55,7 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 		}
 		return n < 0 ? (int)n : 0;
 	}
-	n = mig_enc_pages_hdr(hdr, sizeof(hdr), q->region, 1, &q->idx);
+	n = mig_enc_pages_hdr(hdr, sizeof(hdr), r, 1, &idx);
 	iov[0] = (struct iovec){ hdr, n };
 	iov[1] = (struct iovec){ (void *)page, psz };
 	ret = tp_send(st, MIG_MSG_PAGES, iov, 2, 0);
@@ -68,6 +65,71 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 		s->urg.bytes_data += psz;
 		src_charge(s, n + psz);
 	}
+	return ret;
+}
+
+/* Pages of a run sent in one PAGES message (4 KiB ones: 256 KiB). */
+#define URG_RUN 64u
+
+/* Sends @n (at most URG_RUN) consecutive 4 KiB pages from @idx of region
+ * @r in one PAGES message: a run a huge page at the destination lacks. */
+static int send_urgent_run(struct mig_src *s, struct tp_stream *st,
+			   uint32_t r, uint64_t idx, uint32_t n)
+{
+	uint64_t g = s->vm.first[r] + idx, ids[URG_RUN];
+	uint8_t hdr[MIG_PAGES_FIXED + 8 * URG_RUN];
+	size_t len = (size_t)n * MIG_SUB_SIZE;
+	struct iovec iov[2];
+	const uint8_t *page;
+	ssize_t hn;
+	int ret;
+
+	for (uint32_t i = 0; i < n; i++) {
+		ids[i] = idx + i;
+		ut_bitmap_test_and_clear(&s->todo, g + i);
+	}
+	ret = urgent_read(s, r, idx, len, &page);
+	if (ret)
+		return ret;
+	hn = mig_enc_pages_hdr(hdr, sizeof(hdr), r, n, ids);
+	if (hn < 0)
+		return (int)hn;
+	iov[0] = (struct iovec){ hdr, hn };
+	iov[1] = (struct iovec){ (void *)page, len };
+	ret = tp_send(st, MIG_MSG_PAGES, iov, 2, 0);
+	if (ret)
+		return ret;
+	ut_bitmap_set_range(&s->sent, g, n);
+	s->urg.served += n;
+	s->urg.bytes_data += len;
+	src_charge(s, hn + len);
+	return 0;
+}
+
+/* Answers one request: its page, or its run of pages (the 4 KiB units a
+ * huge page at the destination lacks, MIG_FEAT_PAGESIZES). */
+static int serve_request(struct mig_src *s, struct tp_stream *st,
+			 const struct mig_req *q)
+{
+	uint64_t g = s->vm.first[q->region] + q->idx;
+	uint32_t w = atomic_load(&s->pp.window);
+	uint32_t run = q->npages ? q->npages : 1;
+	int ret = 0;
+
+	/* Pre-page after the fault, with a smaller window while faulting. */
+	atomic_store(&s->pp.window, w / 2 > WINDOW_MIN ? w / 2 : WINDOW_MIN);
+	atomic_fetch_add(&s->pp.faults_since, 1);
+	atomic_store(&s->pp.pivot, g + run + 1);
+	s->urg.requests++;
+	if (run > 1 && s->vm.layout.r[q->region].page_size == MIG_SUB_SIZE) {
+		for (uint32_t i = 0; i < run && !ret; i += URG_RUN)
+			ret = send_urgent_run(s, st, q->region, q->idx + i,
+					      run - i < URG_RUN ? run - i :
+								  URG_RUN);
+		return ret;
+	}
+	for (uint32_t i = 0; i < run && !ret; i++)
+		ret = send_urgent(s, st, q->region, q->idx + i);
 	return ret;
 }
 
@@ -154,6 +216,9 @@ int src_urgent_start(struct mig_src *s)
 	for (unsigned int i = 0; i < s->vm.nr; i++)
 		if (s->vm.layout.r[i].page_size > maxpsz)
 			maxpsz = s->vm.layout.r[i].page_size;
+	/* Copy mode: one page, or a run of 4 KiB ones. */
+	if (maxpsz < URG_RUN * MIG_SUB_SIZE)
+		maxpsz = URG_RUN * MIG_SUB_SIZE;
 	if (s->vm.copy && !(s->urg.buf = aligned_alloc(4096, maxpsz)))
 		return -ENOMEM;
 	atomic_store(&s->pp.window, WINDOW_MIN);

@@ -36,11 +36,13 @@ int src_recover_handshake(struct mig_src *s, struct ut_err *err)
 	struct tp_stream *ctl = tp_session_control(s->sess);
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
-		.features = MIG_FEATURES_V1 | MIG_FEAT_RECOVER,
+		.features = MIG_FEATURES_V1 | MIG_FEAT_RECOVER |
+			    MIG_FEAT_PAGESIZES,
 		.nbulk = s->nbulk, .total_pages = s->vm.total_pages,
 		.layout = s->vm.layout,
 	};
 	uint8_t buf[MIG_ZERO_FIXED + 4096];
+	struct mig_welcome w;
 	struct mig_error e;
 	struct mig_zero z;
 	struct tp_msg m;
@@ -60,6 +62,13 @@ int src_recover_handshake(struct mig_src *s, struct ut_err *err)
 		if (m.type == MIG_MSG_RESUMED) {
 			ret = mig_dec_resumed(buf, m.len, &s->resumed);
 			s->resumed_seen = !ret;
+		} else if (m.type == MIG_MSG_WELCOME) {
+			/* A new agent: the units of the page sizes that differ,
+			 * before any NEED counts them. */
+			ret = mig_dec_welcome(buf, m.len, &h, &w);
+			if (!ret && (ret = src_units_apply(s, &h.layout, &w,
+							   err)))
+				return ret;
 		} else if (m.type == MIG_MSG_NEED &&
 			   !(ret = mig_dec_zero(buf, m.len, &s->vm.layout, &z))) {
 			for (uint64_t i = 0; i < z.npages; i++)

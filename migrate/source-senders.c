@@ -225,6 +225,7 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 	for (uint32_t k = i; k < i + n && !ret; k++) {
 		const uint8_t *page;
 		struct gm_hash h;
+		bool hashed;
 
 		if (!ut_bitmap_test_and_clear(&s->todo, base + k))
 			continue;
@@ -240,7 +241,16 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 				ut_bitmap_clear(&s->sub.valid, base + k);
 			continue;
 		}
-		if (s->sub.on && !s->postcopy && s->sub.hash[c->region]) {
+		hashed = false;
+		if (s->sub.on && s->sub.hash[c->region] && psz == MIG_SUB_SIZE) {
+			/* A unit of a huge page: staged (units_apply). */
+			if (!s->postcopy &&
+			    src_unit_same(s, c->region, c->start + k, page, &h)) {
+				w->c.same++;
+				continue;
+			}
+			hashed = !s->postcopy;
+		} else if (s->sub.on && !s->postcopy && s->sub.hash[c->region]) {
 			ret = src_send_huge(w, c->region, c->start + k, page);
 			continue;
 		}
@@ -258,7 +268,8 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 				continue;
 		}
 		if (dedup) {
-			gm_hash(page, psz, &h);
+			if (!hashed)
+				gm_hash(page, psz, &h);
 			if (seen_before(w, &h, c->region, c->start + k, &e)) {
 				w->dups[w->ndup++] = (struct mig_dup){
 					c->region, e->region, c->start + k,

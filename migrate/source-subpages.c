@@ -7,7 +7,10 @@
  * as bits). In precopy the senders hash a staged copy, so that what is
  * hashed is what is sent; in postcopy (MIG_FEAT_SUBPAGES_KEEP) the source
  * VM is paused, the hashes are frozen, and the push and the urgent thread
- * send deltas against the copy the destination kept.
+ * send deltas against the copy the destination kept. A huge page sent in
+ * 4 KiB units (MIG_FEAT_PAGESIZES: the destination's pages are smaller or
+ * larger) keeps the same hash per unit, so that a unit of a dirty huge
+ * page whose bytes did not change is not sent again.
  */
 #include "config.h"
 
@@ -101,6 +104,20 @@ int src_send_huge(struct sender *w, uint32_t region, uint64_t idx,
 	else if (!ret)
 		w->c.same++;
 	return ret;
+}
+
+bool src_unit_same(struct mig_src *s, uint32_t r, uint64_t idx,
+		   const uint8_t *page, struct gm_hash *h)
+{
+	uint64_t g = s->vm.first[r] + idx;
+	struct gm_hash *hs = &s->sub.hash[r][idx];
+
+	gm_hash(page, MIG_SUB_SIZE, h);
+	if (ut_bitmap_test(&s->sub.valid, g) && gm_hash_eq(h, hs))
+		return true;
+	*hs = *h;
+	ut_bitmap_set(&s->sub.valid, g);
+	return false;
 }
 
 ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,

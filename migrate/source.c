@@ -43,7 +43,7 @@ static int start_tracking(struct mig_src *s, struct ut_err *err)
 	for (unsigned int i = 0; i < s->vm.nr; i++)
 		ranges[i] = (struct gm_dirty_range){
 			h->regions[i].host_addr, h->regions[i].size,
-			h->regions[i].page_size };
+			s->vm.layout.r[i].page_size };
 	ret = gm_dirty_create(&s->dirty, &(struct gm_dirty_params){
 		.pid = h->pid, .uffd = &s->uffd, .ranges = ranges,
 		.nr_ranges = s->vm.nr });
@@ -66,17 +66,21 @@ static void linger(struct mig_src *s)
 		;
 }
 
-/* Sub-page hashes for the huge-page regions: 16 bytes per 4 KiB. */
-static int sub_init(struct mig_src *s, struct ut_err *err)
+/* Sub-page hashes, 16 bytes per 4 KiB: for the huge-page regions (@huge:
+ * the destination takes SUBPAGES), and for the huge pages here sent in
+ * 4 KiB units, staged (units_apply). */
+static int sub_init(struct mig_src *s, bool huge, struct ut_err *err)
 {
 	uint64_t bytes = 0;
 
 	for (uint32_t r = 0; r < s->vm.nr; r++) {
 		uint64_t n = s->vm.layout.r[r].size / MIG_SUB_SIZE;
-
 		uint32_t psz = s->vm.layout.r[r].page_size;
+		bool unit = psz == MIG_SUB_SIZE && s->vm.copy &&
+			    mig_vm_per_page(&s->vm, r) > 1;
 
-		if (psz < MIG_SUB_WINDOW || psz % MIG_SUB_WINDOW)
+		if (!unit && (!huge || psz < MIG_SUB_WINDOW ||
+			      psz % MIG_SUB_WINDOW))
 			continue;
 		s->sub.hash[r] = calloc(n, sizeof(struct gm_hash));
 		if (!s->sub.hash[r])
@@ -89,9 +93,62 @@ static int sub_init(struct mig_src *s, struct ut_err *err)
 	if (ut_bitmap_init(&s->sub.valid, s->vm.total_pages))
 		return ut_err_first(err, -ENOMEM, "out of memory");
 	s->sub.on = true;
-	pr_info("sub-page deltas for 2 MiB pages: %llu KiB of hashes",
+	pr_info("sub-page deltas for huge pages: %llu KiB of hashes",
 		(unsigned long long)(bytes >> 10));
 	return 0;
+}
+
+/* The page bitmaps and the chunks, for the layout in s->vm. */
+static int layout_alloc(struct mig_src *s)
+{
+	int ret = src_chunks_build(s);
+
+	if (!ret)
+		ret = ut_bitmap_init(&s->todo, s->vm.total_pages);
+	if (!ret)
+		ret = ut_bitmap_init(&s->sent, s->vm.total_pages);
+	if (!ret)
+		ret = ut_bitmap_init(&s->spare, s->vm.total_pages);
+	return ret;
+}
+
+/* Regions whose page sizes differ at the two ends go in 4 KiB units
+ * (MIG_FEAT_PAGESIZES): every index from here on counts them. */
+int src_units_apply(struct mig_src *s, const struct mig_layout *src,
+		    const struct mig_welcome *w, struct ut_err *err)
+{
+	struct mig_layout wire;
+
+	if (!mig_layout_units(src, w, &wire))
+		return 0;
+	for (uint32_t i = 0; i < wire.nr; i++) {
+		if (wire.r[i].page_size == src->r[i].page_size &&
+		    w->page_size[i] == src->r[i].page_size)
+			continue;
+		pr_info("region %u: %u KiB pages here, %u KiB at the "
+			"destination: sent in 4 KiB units", i,
+			src->r[i].page_size >> 10, w->page_size[i] >> 10);
+		s->st->unit_bytes += src->r[i].size;
+	}
+	mig_vm_use_units(&s->vm, &wire);
+	/* Huge pages here, sent in units: staged (pread works at any offset
+	 * of a hugetlbfs file), so that the hash of a unit is of the bytes
+	 * sent and an unchanged unit of a dirty huge page can stay behind
+	 * (src_unit_same). */
+	if (s->vm.units && s->p->mem_access == MIG_MEM_AUTO) {
+		bool fits = true;
+
+		for (uint32_t i = 0; i < wire.nr; i++)
+			fits &= wire.r[i].page_size <= STAGE_BYTES;
+		s->vm.copy = fits;
+	}
+	ut_bitmap_fini(&s->todo);
+	ut_bitmap_fini(&s->sent);
+	ut_bitmap_fini(&s->spare);
+	free(s->chunks);
+	s->chunks = NULL;
+	s->nchunks = 0;
+	return layout_alloc(s) ? ut_err_first(err, -ENOMEM, "out of memory") : 0;
 }
 
 /* HELLO with the region table; the destination answers WELCOME or ERROR. */
@@ -100,7 +157,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
 		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
-			    MIG_FEAT_DISCARD_EARLY,
+			    MIG_FEAT_DISCARD_EARLY | MIG_FEAT_PAGESIZES,
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
 	};
@@ -135,22 +192,34 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 				"WELCOME (%s)", mig_wire_reason());
 	s->can_postcopy = w.features & MIG_FEAT_POSTCOPY;
 	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
+	s->welcome_features = w.features;
 	s->discard_early = w.features & MIG_FEAT_DISCARD_EARLY;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
-		ut_err_first(err, -EOPNOTSUPP, "the destination cannot do postcopy "
-			 "(its VM handed over no userfaultfd)");
+		ut_err_first(err, -EOPNOTSUPP, "the destination cannot do "
+			     "postcopy (its VM handed over no userfaultfd)");
 		/* It waits for pages: tell it why none come. */
 		mig_tell_peer(s->sess, EOPNOTSUPP, err->msg);
 		linger(s);
 		return -EOPNOTSUPP;
 	}
+	return src_units_apply(s, &h.layout, &w, err);
+}
+
+/* After WELCOME, the tracking armed: sub-pages and placement. */
+static int handshake_rest(struct mig_src *s, struct tp_stream *ctl,
+			  struct ut_err *err)
+{
+	int ret;
+
 	/* After the postcopy check, which sub-pages must not skip, and
 	 * before the placement exchange, which they must not skip either. */
-	if ((w.features & MIG_FEAT_SUBPAGES) && !s->p->no_subpages &&
-	    (ret = sub_init(s, err)))
+	if (!s->p->no_subpages &&
+	    ((s->welcome_features & MIG_FEAT_SUBPAGES) || s->vm.units) &&
+	    (ret = sub_init(s, s->welcome_features & MIG_FEAT_SUBPAGES,
+			    err)))
 		return ret;
-	if (w.features & MIG_FEAT_PLACEMENT)
+	if (s->welcome_features & MIG_FEAT_PLACEMENT)
 		return mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,
 					       err);
 	return 0;
@@ -273,7 +342,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		ut_err_first(err, ret, "cannot make a condition variable");
 		goto out_lock;
 	}
-	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, err);
+	ret = mig_vm_attach(&s.vm, p->vm_socket, p->mem_access, NULL, err);
 	if (ret)
 		goto out;
 	if (s.vm.link.hello.flags & VML_F_INCOMING) {
@@ -286,13 +355,7 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 			ret = ut_err_first(err, -EINVAL, "1G pages cannot be copied "
 				       "through a buffer: use the mapped access");
 	if (!ret)
-		ret = src_chunks_build(&s);
-	if (!ret)
-		ret = ut_bitmap_init(&s.todo, s.vm.total_pages);
-	if (!ret)
-		ret = ut_bitmap_init(&s.sent, s.vm.total_pages);
-	if (!ret)
-		ret = ut_bitmap_init(&s.spare, s.vm.total_pages);
+		ret = layout_alloc(&s);
 	if (ret) {
 		ut_err_first(err, ret, "out of memory");
 		goto out;
@@ -302,10 +365,14 @@ int mig_source_run(const struct mig_source_params *p, struct mig_stats *st,
 		goto out;
 	}
 	pr_info("attached in %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
-	ret = start_tracking(&s, err);
+	/* HELLO first: the tracker counts the units the wire uses. Nothing
+	 * is read before it is armed. */
+	ret = negotiate(&s, tp_session_control(p->session), err);
+	if (!ret)
+		ret = start_tracking(&s, err);
 	pr_info("tracking armed at %.1f ms", (ut_now_ns() - s.start_ns) / 1e6);
 	if (!ret)
-		ret = negotiate(&s, tp_session_control(p->session), err);
+		ret = handshake_rest(&s, tp_session_control(p->session), err);
 	if (!ret && (ret = src_senders_start(&s)))
 		ut_err_first(err, ret, "cannot start the sender threads");
 	if (!ret)

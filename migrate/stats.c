@@ -110,6 +110,12 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 		   "  \"mode\": \"%s\",\n", role, st->outcome, st->mode);
 	if (st->placement[0])
 		fprintf(f, "  \"placement\": \"%s\",\n", st->placement);
+	if (st->hugepages_added)
+		fprintf(f, "  \"hugepages_added\": %llu,\n",
+			(unsigned long long)st->hugepages_added);
+	if (st->unit_bytes)
+		fprintf(f, "  \"unit_bytes\": %llu,\n",
+			(unsigned long long)st->unit_bytes);
 	fprintf(f, "  \"total_s\": %.3f,\n  \"setup_s\": %.3f,\n"
 		   "  \"downtime_ms\": %.2f,\n  \"state_load_ms\": %.2f,\n",
 		st->total_s, st->setup_s, st->downtime_ms, st->state_load_ms);

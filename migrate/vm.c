@@ -65,7 +65,7 @@ int mig_vm_read(const struct mig_vm *vm, uint32_t r, uint64_t idx, void *buf,
 		size_t len)
 {
 	const struct gm_region *g = &vm->map[r];
-	uint64_t off = g->fd_offset + idx * g->page_size;
+	uint64_t off = g->fd_offset + idx * vm->layout.r[r].page_size;
 	size_t done = 0;
 
 	while (done < len) {
@@ -83,7 +83,7 @@ int mig_vm_write(const struct mig_vm *vm, uint32_t r, uint64_t idx,
 		 const void *buf, size_t len)
 {
 	const struct gm_region *g = &vm->map[r];
-	uint64_t off = g->fd_offset + idx * g->page_size;
+	uint64_t off = g->fd_offset + idx * vm->layout.r[r].page_size;
 	size_t done = 0;
 
 	while (done < len) {
@@ -153,8 +153,93 @@ static int check_fds(const struct vml_hello *h, struct ut_err *err)
 	return 0;
 }
 
+void mig_hp_restore(struct mig_hp_pools *hp)
+{
+	for (unsigned int i = 0; hp && i < hp->n; i++) {
+		ssize_t now = gm_hugetlb_set(hp->pool[i].page_size,
+					     hp->pool[i].old, NULL);
+
+		if (now >= 0)
+			pr_info("huge-page pool of %zu kB back to %lu pages "
+				"(%zd kept while in use)",
+				hp->pool[i].page_size >> 10, hp->pool[i].old,
+				now - (ssize_t)hp->pool[i].old);
+	}
+	if (hp)
+		hp->n = 0;
+}
+
+/* Grows the pool of @psz by the @need huge pages it lacks beyond @free;
+ * one that the kernel cannot fill (no contiguous memory) is set back. */
+static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
+		   size_t free_pages, struct ut_err *err)
+{
+	ssize_t cur = gm_hugetlb_pool(psz), got;
+	unsigned long want;
+	unsigned int i;
+
+	if (cur < 0)
+		return ut_err_first(err, (int)cur, "cannot read the %zu kB huge-page "
+				"pool: %s", psz >> 10, strerror((int)-cur));
+	want = (unsigned long)cur + need - free_pages;
+	for (i = 0; i < hp->n && hp->pool[i].page_size != psz; i++)
+		;
+	if (i == hp->n) {
+		if (hp->n == UT_ARRAY_SIZE(hp->pool))
+			return ut_err_first(err, -EINVAL, "too many pools");
+		hp->pool[hp->n++] = (typeof(hp->pool[0])){ psz,
+							   (unsigned long)cur, 0 };
+	}
+	got = gm_hugetlb_set(psz, want, NULL);
+	if (got >= 0 && (unsigned long)got >= want) {
+		hp->pool[i].added += want - (unsigned long)cur;
+		pr_info("reserved %lu more %zu kB huge pages (pool %zd -> %lu)",
+			want - (unsigned long)cur, psz >> 10, cur, want);
+		return 0;
+	}
+	gm_hugetlb_set(psz, (unsigned long)cur, NULL);
+	return ut_err_first(err, -ENOMEM, "the %zu kB huge-page pool could not "
+			"grow from %zd to %lu pages (%zd: no contiguous memory, "
+			"or no permission): the incoming VM needs %zu", psz >> 10,
+			cur, want, got, need);
+}
+
+/* Maps region @i, where our mapping cannot reserve its huge pages: grows
+ * the pool when @hp allows, or says what is missing and how to add it. */
+static int attach_huge(struct mig_vm *vm, unsigned int i,
+		       const struct vml_region *r, struct mig_hp_pools *hp,
+		       struct ut_err *err)
+{
+	size_t psz = r->page_size, need = r->size / psz;
+	ssize_t free_pages = gm_hugetlb_free(psz), pool = gm_hugetlb_pool(psz);
+	char path[128];
+	int ret;
+
+	if (free_pages < 0 || pool < 0)
+		return ut_err_first(err, -ENOMEM, "RAM region %u: cannot map its "
+				"%zu kB huge pages, and this host has no such "
+				"pool", i, psz >> 10);
+	if (!hp->reserve) {
+		gm_hugetlb_path(path, sizeof(path), psz);
+		return ut_err_first(err, -ENOMEM, "RAM region %u needs %zu free "
+				"%zu kB huge pages, the pool has %zd free of "
+				"%zd: reserve them with `echo %zu > %s`, or "
+				"run ferry dest with --reserve-hugepages", i,
+				need, psz >> 10, free_pages, pool,
+				(size_t)pool + need - (size_t)free_pages, path);
+	}
+	ret = hp_grow(hp, psz, need, (size_t)free_pages, err);
+	if (!ret)
+		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
+				       r->fd_offset, r->size);
+	return ret ? ut_err_first(err, ret, "RAM region %u: %zu huge pages of "
+			      "%zu kB reserved, still cannot map it: %s", i,
+			      need, psz >> 10, strerror(-ret)) : 0;
+}
+
 int mig_vm_attach(struct mig_vm *vm, const char *path,
-		  enum mig_mem_access access, struct ut_err *err)
+		  enum mig_mem_access access, struct mig_hp_pools *hp,
+		  struct ut_err *err)
 {
 	const struct vml_hello *h;
 	uint64_t t;
@@ -186,6 +271,9 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 					"VM with shmem or hugetlb backing", i);
 		ret = gm_region_attach(&vm->map[i], r->backing, r->fd,
 				       r->fd_offset, r->size);
+		if (ret == -ENOMEM && hp && r->page_size > 4096 &&
+		    (ret = attach_huge(vm, i, r, hp, err)))
+			return ret;
 		if (ret)
 			return ut_err_first(err, ret, "cannot map RAM region %u "
 					"(%llu MiB): %s", i,
@@ -223,6 +311,19 @@ int mig_vm_attach(struct mig_vm *vm, const char *path,
 			vm->map[i].size >> 20, (ut_now_ns() - t) / 1e6);
 	}
 	return 0;
+}
+
+void mig_vm_use_units(struct mig_vm *vm, const struct mig_layout *wire)
+{
+	vm->layout = *wire;
+	vm->total_pages = 0;
+	vm->units = false;
+	for (unsigned int i = 0; i < vm->nr; i++) {
+		vm->first[i] = vm->total_pages;
+		vm->total_pages += mig_region_pages(wire, i);
+		if (wire->r[i].page_size < vm->map[i].page_size)
+			vm->units = true;
+	}
 }
 
 void mig_vm_detach(struct mig_vm *vm)

@@ -268,7 +268,7 @@ ssize_t mig_enc_req(uint8_t *buf, size_t cap, const struct mig_req *r,
 	put32(&c, 0);
 	for (uint32_t i = 0; i < count; i++) {
 		put32(&c, r[i].region);
-		put32(&c, 0);
+		put32(&c, r[i].npages);
 		put64(&c, r[i].idx);
 	}
 	return enc_done(&c);
@@ -292,12 +292,17 @@ int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
 	if (len != MIG_REQ_FIXED + (size_t)n * MIG_REQ_ENTRY)
 		return bad("page request", "length does not match the count");
 	for (uint32_t i = 0; i < n; i++) {
+		uint64_t run;
+
 		r[i].region = get32(&c);
-		if (get32(&c))
-			return bad("page request", "reserved field set");
+		r[i].npages = get32(&c);
 		r[i].idx = get64(&c);
+		run = r[i].npages ? r[i].npages : 1;
+		if (r[i].npages > MIG_MAX_REQ_RUN)
+			return bad("page request", "run of pages too long");
 		if (r[i].region >= l->nr ||
-		    r[i].idx >= mig_region_pages(l, r[i].region))
+		    r[i].idx >= mig_region_pages(l, r[i].region) ||
+		    run > mig_region_pages(l, r[i].region) - r[i].idx)
 			return bad("page request", "no such page");
 	}
 	*count = n;

@@ -142,7 +142,57 @@ ssize_t mig_enc_welcome(uint8_t *buf, size_t cap, const struct mig_welcome *w)
 	put16(&c, w->version);
 	put16(&c, 0);
 	put64(&c, w->features);
+	if (w->features & MIG_FEAT_PAGESIZES) {
+		if (!w->nr || w->nr > MIG_MAX_REGIONS)
+			return -EINVAL;
+		put32(&c, w->nr);
+		put32(&c, 0);
+		for (uint32_t i = 0; i < w->nr; i++)
+			put32(&c, w->page_size[i]);
+	}
 	return enc_done(&c);
+}
+
+/* The destination's page sizes after the fixed part of WELCOME. */
+static int dec_pagesizes(struct cur *c, const struct mig_hello *h,
+			 struct mig_welcome *w)
+{
+	w->nr = get32(c);
+	if (get32(c))
+		return bad("welcome", "reserved field set");
+	if (c->short_)
+		return 0;	/* dec_done() says so */
+	if (w->nr != h->layout.nr)
+		return bad("welcome", "page sizes for another region count");
+	for (uint32_t i = 0; i < w->nr; i++) {
+		const struct mig_region *r = &h->layout.r[i];
+
+		w->page_size[i] = get32(c);
+		if (c->short_)
+			return 0;
+		if (!page_size_ok(w->page_size[i]))
+			return bad("welcome", "bad destination page size");
+		if (r->gpa % w->page_size[i] || r->size % w->page_size[i])
+			return bad("welcome", "a region not aligned to the "
+				   "destination's page size");
+	}
+	return 0;
+}
+
+bool mig_layout_units(const struct mig_layout *src,
+		      const struct mig_welcome *w, struct mig_layout *out)
+{
+	bool differ = false;
+
+	*out = *src;
+	for (uint32_t i = 0; i < src->nr && i < w->nr; i++) {
+		if (w->page_size[i] == src->r[i].page_size)
+			continue;
+		out->r[i].page_size = MIG_SUB_SIZE;
+		out->r[i].dst_page_size = w->page_size[i];
+		differ = true;
+	}
+	return differ;
 }
 
 int mig_dec_welcome(const uint8_t *buf, size_t len,
@@ -159,6 +209,12 @@ int mig_dec_welcome(const uint8_t *buf, size_t len,
 	if (get16(&c))
 		return bad("welcome", "reserved field set");
 	w->features = get64(&c);
+	w->nr = h->layout.nr;
+	for (uint32_t i = 0; i < h->layout.nr; i++)
+		w->page_size[i] = h->layout.r[i].page_size;
+	if (!c.short_ && (w->features & MIG_FEAT_PAGESIZES) &&
+	    (ret = dec_pagesizes(&c, h, w)))
+		return ret;
 	ret = dec_done(&c, "welcome");
 	if (ret)
 		return ret;

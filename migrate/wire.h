@@ -83,6 +83,20 @@ enum mig_msg_type {
  * there, before a switch to postcopy: the switch (the guest paused) then
  * drops only what was dirtied since. On top of V1, like PLACEMENT. */
 #define MIG_FEAT_DISCARD_EARLY	(1ULL << 17)
+/*
+ * Either page size at either end. The source offers it in HELLO; a
+ * destination whose regions match the source's in gpa and size but not
+ * in page size accepts it, and its WELCOME then carries its own page size
+ * for each region. A region whose two page sizes differ travels in 4 KiB
+ * units (mig_layout_units()): every page index of PAGES, ZERO, DUP,
+ * DISCARD, NEED and PAGE_REQ for it counts 4 KiB, the source reads its
+ * huge pages 4 KiB at a time and the destination assembles its huge
+ * pages from them (and maps one only once all of its units are there).
+ * Regions of equal page sizes are untouched (SUBPAGES included). With it
+ * a PAGE_REQ entry may ask for a run of pages (mig_req.npages). Beside V1
+ * like PLACEMENT, since it changes WELCOME's body.
+ */
+#define MIG_FEAT_PAGESIZES	(1ULL << 18)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -90,6 +104,10 @@ struct mig_region {
 	uint64_t size;		/* bytes, multiple of page_size */
 	uint32_t page_size;	/* 4K, 2M or 1G */
 	uint32_t flags;		/* reserved, 0 */
+	/* Not on the wire: in a layout of mig_layout_units(), the
+	 * destination's page size where it is not page_size (0: it is),
+	 * which the placement chunks follow. */
+	uint32_t dst_page_size;
 };
 
 /* The region table agreed in HELLO; every later message is checked
@@ -107,9 +125,17 @@ struct mig_hello {
 	struct mig_layout layout;
 };
 
+/* WELCOME: [magic u32][version u16][0 u16][features u64], and with
+ * MIG_FEAT_PAGESIZES [nr u32][0 u32] nr x [page_size u32]: the
+ * destination's page size of each region of HELLO's layout. */
 struct mig_welcome {
 	uint16_t version;		/* chosen */
 	uint64_t features;		/* accepted subset */
+	/* MIG_FEAT_PAGESIZES: the destination's page size per region (nr
+	 * of them, nr being HELLO's region count). The decoder fills the
+	 * source's own sizes when the feature is not accepted. */
+	uint32_t nr;
+	uint32_t page_size[MIG_MAX_REGIONS];
 };
 
 /* PAGES: [region u32][count u32][count x index u64], then count pages. */
@@ -166,14 +192,19 @@ struct mig_round {
 	uint64_t pages;		/* pages this stream carried in the round */
 };
 
-/* PAGE_REQ: [count u32][0 u32], count x [region u32][0 u32][idx u64]. */
+/* PAGE_REQ: [count u32][0 u32], count x [region u32][npages u32]
+ * [idx u64]: npages from idx; 0 (what V1 sends) is one page, more than
+ * one needs MIG_FEAT_PAGESIZES (a huge page fed 4 KiB units asks for the
+ * units it lacks as runs). */
 struct mig_req {
 	uint32_t region;
 	uint64_t idx;
+	uint32_t npages;	/* 0 or 1: one page */
 };
 #define MIG_REQ_FIXED 8
 #define MIG_REQ_ENTRY 16
 #define MIG_MAX_REQS 64
+#define MIG_MAX_REQ_RUN (1u << 18)	/* 1 GiB of 4 KiB units */
 
 /* COMPLETE: the destination's fault figures, all u64. */
 #define MIG_HIST_BUCKETS 40
@@ -225,7 +256,8 @@ struct mig_topology {
  * written page (so at most samples, and samples at most 255). nr is the
  * layout's region count and nchunks each region's mig_chunks().
  */
-#define MIG_CHUNK (2u << 20)	/* 2 MiB, or the page size when larger */
+#define MIG_CHUNK (2u << 20)	/* 2 MiB, or the destination's page size
+				 * when larger */
 #define MIG_HEAT_FIXED 8
 struct mig_heat {
 	uint32_t nr;
@@ -241,10 +273,24 @@ static inline uint64_t mig_region_pages(const struct mig_layout *l,
 	return l->r[i].size / l->r[i].page_size;
 }
 
-/* Bytes of a placement chunk of region @i, and their number. */
+/*
+ * The layout the wire uses for a source layout @src and the WELCOME @w
+ * that answered it: each region as in @src, its page size kept where
+ * both ends have the same and MIG_SUB_SIZE (4 KiB units) where they
+ * differ. @w comes from mig_dec_welcome() for @src (or has nr and the
+ * page sizes filled alike). Returns true when some region differs.
+ */
+bool mig_layout_units(const struct mig_layout *src,
+		      const struct mig_welcome *w, struct mig_layout *out);
+
+/* Bytes of a placement chunk of region @i, and their number: 2 MiB, or
+ * the destination's page size when larger (HEAT counts its chunks). */
 static inline uint64_t mig_chunk_bytes(const struct mig_layout *l, uint32_t i)
 {
-	return l->r[i].page_size > MIG_CHUNK ? l->r[i].page_size : MIG_CHUNK;
+	uint32_t ps = l->r[i].dst_page_size ? l->r[i].dst_page_size :
+					      l->r[i].page_size;
+
+	return ps > MIG_CHUNK ? ps : MIG_CHUNK;
 }
 static inline uint32_t mig_chunks(const struct mig_layout *l, uint32_t i)
 {
@@ -278,7 +324,9 @@ ssize_t mig_enc_heat(uint8_t *buf, size_t cap, const struct mig_heat *h);
 
 /* ---- decoders: 0, or -EPROTO with a log line naming the defect ---- */
 int mig_dec_hello(const uint8_t *buf, size_t len, struct mig_hello *h);
-/* Also checks that the choice fits what the source offered in @h. */
+/* Also checks that the choice fits what the source offered in @h, and
+ * with MIG_FEAT_PAGESIZES one valid page size per region of @h, to which
+ * the region's gpa and size are aligned. */
 int mig_dec_welcome(const uint8_t *buf, size_t len,
 		    const struct mig_hello *h, struct mig_welcome *w);
 /* The fixed part (MIG_PAGES_FIXED bytes) of a PAGES message whose whole
@@ -303,7 +351,7 @@ int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
 int mig_dec_dup(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		struct mig_dup *d, uint32_t cap, uint32_t *count);
 int mig_dec_round(const uint8_t *buf, size_t len, struct mig_round *r);
-/* Up to @cap requests into @r; each page must exist. */
+/* Up to @cap requests into @r; each page of each run must exist. */
 int mig_dec_req(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		struct mig_req *r, uint32_t cap, uint32_t *count);
 int mig_dec_resumed(const uint8_t *buf, size_t len, struct mig_resumed *r);

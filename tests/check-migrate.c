@@ -777,7 +777,9 @@ static const struct place_row place_rows[] = {
 	  2 << 20, 0, 0, 0, { 0, 16 }, { { 0, 1 }, { 7, 1 }, { -1 } }, NULL },
 	{ "a pool too small is refused", "bind:0", 0, { 32, 0 }, 2 << 20,
 	  0, 0, -ENOSPC, { 0, 0 }, { { -1 } }, "needs 16 2 MiB huge pages on "
-	  "node 0, whose pools have 4 free" },
+	  "node 0, whose pools have 4 free: reserve them with `echo 16 > "
+	  "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/"
+	  "nr_hugepages`" },
 	{ "1 GiB pages with no pool", "local", 0, { 1024, 0 }, 1 << 30,
 	  0, 0, -ENOSPC, { 0, 0 }, { { -1 } }, "no pool of 1 GiB huge pages" },
 };
@@ -852,6 +854,39 @@ START_TEST(placement_is_pure)
 	mig_plan_fini(&a);
 	mig_plan_fini(&b);
 	mig_plan_fini(&b); /* twice: a no-op */
+}
+END_TEST
+
+/* After WELCOME an engine counts the wire's units: a 2 MiB region fed
+ * 4 KiB units has 512 of them per page, and the regions after it start
+ * further on. */
+START_TEST(vm_units)
+{
+	static struct mig_vm vm;
+	struct mig_layout wire;
+
+	memset(&vm, 0, sizeof(vm));
+	vm.nr = 2;
+	vm.map[0].page_size = 2 << 20;
+	vm.map[1].page_size = 4096;
+	vm.layout = (struct mig_layout){ .nr = 2, .r = {
+		{ .gpa = 0, .size = 8 << 20, .page_size = 2 << 20 },
+		{ .gpa = 1ULL << 32, .size = 1 << 20, .page_size = 4096 },
+	} };
+	vm.first[1] = 4;
+	vm.total_pages = 4 + 256;
+	wire = vm.layout;
+	mig_vm_use_units(&vm, &wire);
+	ck_assert(!vm.units);
+	ck_assert_uint_eq(vm.total_pages, 260);
+	ck_assert_uint_eq(mig_vm_per_page(&vm, 0), 1);
+	wire.r[0].page_size = 4096;
+	mig_vm_use_units(&vm, &wire);
+	ck_assert(vm.units);
+	ck_assert_uint_eq(mig_vm_per_page(&vm, 0), 512);
+	ck_assert_uint_eq(mig_vm_per_page(&vm, 1), 1);
+	ck_assert_uint_eq(vm.first[1], 2048);
+	ck_assert_uint_eq(vm.total_pages, 2048 + 256);
 }
 END_TEST
 
@@ -1228,6 +1263,7 @@ int main(void)
 		  UT_ARRAY_SIZE(place_rows), 0 },
 		{ "placement_is_pure", placement_is_pure, 0, 0 },
 		{ "placement_policy_text", placement_policy_text, 0, 0 },
+		{ "vm_units", vm_units, 0, 0 },
 	};
 
 	return ft_run(ft_suite("migrate", cases, UT_ARRAY_SIZE(cases)));

@@ -134,6 +134,73 @@ START_TEST(welcome_checks_offer)
 }
 END_TEST
 
+/* MIG_FEAT_PAGESIZES: the destination's page sizes ride in WELCOME,
+ * each checked against its region, and the wire's layout takes 4 KiB
+ * units where the two ends differ. */
+START_TEST(welcome_page_sizes)
+{
+	struct mig_hello h = hello();
+	struct mig_welcome w = { .version = 1, .features = MIG_FEAT_PAGESIZES,
+				 .nr = 2, .page_size = { 2 << 20, 4096 } },
+			   out;
+	struct mig_layout wire;
+	uint8_t buf[64 + 4 * MIG_MAX_REGIONS];
+	ssize_t n;
+
+	h.features |= MIG_FEAT_PAGESIZES;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(n, 16 + 8 + 2 * 4);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), 0);
+	ck_assert_uint_eq(out.nr, 2);
+	ck_assert_uint_eq(out.page_size[0], 2 << 20);
+	ck_assert_uint_eq(out.page_size[1], 4096);
+	/* 4K here, 2M there and 2M here, 4K there: both in 4 KiB units. */
+	ck_assert(mig_layout_units(&h.layout, &out, &wire));
+	ck_assert_uint_eq(wire.nr, 2);
+	for (uint32_t i = 0; i < 2; i++) {
+		ck_assert_uint_eq(wire.r[i].page_size, 4096);
+		ck_assert_uint_eq(wire.r[i].gpa, h.layout.r[i].gpa);
+		ck_assert_uint_eq(wire.r[i].size, h.layout.r[i].size);
+	}
+	ck_assert_uint_eq(mig_region_pages(&wire, 1), (8 << 20) / 4096);
+	/* The same sizes: the layout as it is. */
+	w.page_size[0] = 4096;
+	w.page_size[1] = 2 << 20;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), 0);
+	ck_assert(!mig_layout_units(&h.layout, &out, &wire));
+	ck_assert_uint_eq(wire.r[1].page_size, 2 << 20);
+	/* Not accepted: the source's own sizes, nothing in units. */
+	w.features = MIG_FEAT_DUP_REF;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(n, 16);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), 0);
+	ck_assert_uint_eq(out.page_size[1], 2 << 20);
+	ck_assert(!mig_layout_units(&h.layout, &out, &wire));
+	silence();
+	w.features = MIG_FEAT_PAGESIZES;
+	w.page_size[0] = 8192;			/* no such page size */
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), -EPROTO);
+	w.page_size[0] = 1u << 30;		/* 64 MiB is no 1 GiB multiple */
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), -EPROTO);
+	ck_assert(strstr(mig_wire_reason(), "not aligned"));
+	w.page_size[0] = 2 << 20;
+	w.nr = 1;				/* another region count */
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), -EPROTO);
+	w.nr = 2;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n - 1, &h, &out), -EPROTO);
+	h.features &= ~MIG_FEAT_PAGESIZES;	/* not offered */
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), -EPROTO);
+	w.nr = 0;
+	ck_assert_int_eq(mig_enc_welcome(buf, sizeof(buf), &w), -EINVAL);
+	quiet();
+}
+END_TEST
+
 START_TEST(pages_header_and_indexes)
 {
 	struct mig_hello h = hello();
@@ -346,7 +413,7 @@ END_TEST
 START_TEST(page_requests)
 {
 	struct mig_hello h = hello();
-	struct mig_req r[2] = { { 0, 16383 }, { 1, 3 } }, out[2];
+	struct mig_req r[2] = { { 0, 16383, 0 }, { 1, 3, 0 } }, out[2];
 	uint8_t buf[128];
 	uint32_t n;
 	ssize_t len = mig_enc_req(buf, sizeof(buf), r, 2);
@@ -364,11 +431,28 @@ START_TEST(page_requests)
 	len = mig_enc_req(buf, sizeof(buf), r, 2);
 	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
 			 -EPROTO);
-	r[1] = (struct mig_req){ 2, 0 };
+	r[1] = (struct mig_req){ 2, 0, 0 };
 	len = mig_enc_req(buf, sizeof(buf), r, 2);
 	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
 			 -EPROTO);
 	ck_assert_int_eq(mig_enc_req(buf, sizeof(buf), r, 0), -EINVAL);
+	/* Runs: the last 384 pages of region 0, one past its end, and a
+	 * run longer than any. */
+	r[0] = (struct mig_req){ 0, 16000, 384 };
+	r[1] = (struct mig_req){ 1, 3, 1 };
+	len = mig_enc_req(buf, sizeof(buf), r, 2);
+	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n), 0);
+	ck_assert_uint_eq(out[0].npages, 384);
+	ck_assert_uint_eq(out[1].npages, 1);
+	r[0].npages = 385;
+	len = mig_enc_req(buf, sizeof(buf), r, 2);
+	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
+			 -EPROTO);
+	r[0] = (struct mig_req){ 0, 0, MIG_MAX_REQ_RUN + 1 };
+	len = mig_enc_req(buf, sizeof(buf), r, 2);
+	ck_assert_int_eq(mig_dec_req(buf, len, &h.layout, out, 2, &n),
+			 -EPROTO);
+	ck_assert(strstr(mig_wire_reason(), "too long"));
 	quiet();
 }
 END_TEST
@@ -578,6 +662,7 @@ int main(void)
 		  hello_roundtrip_and_truncation, 0, 0 },
 		{ "hello_rejects_bad_layouts", hello_rejects_bad_layouts, 0, 0 },
 		{ "welcome_checks_offer", welcome_checks_offer, 0, 0 },
+		{ "welcome_page_sizes", welcome_page_sizes, 0, 0 },
 		{ "pages_header_and_indexes", pages_header_and_indexes, 0, 0 },
 		{ "zero_bitmap", zero_bitmap, 0, 0 },
 		{ "dup_references", dup_references, 0, 0 },

@@ -32,7 +32,8 @@ enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
 	       { .gpa = 1ULL << 32, .size = 8 << 20, .page_size = 2 << 20 } }, \
 }
 static const struct mig_hello offer = {
-	.ver_min = 1, .ver_max = 1, .features = MIG_FEATURES_V1, .nbulk = 2,
+	.ver_min = 1, .ver_max = 1,
+	.features = MIG_FEATURES_V1 | MIG_FEAT_PAGESIZES, .nbulk = 2,
 	.total_pages = (64 << 20) / 4096 + 4, .layout = LAYOUT,
 };
 
@@ -271,7 +272,9 @@ int main(int argc, char **argv)
 {
 	uint8_t b[4096], bits[2] = { 0x0f, 0x3 };
 	uint64_t idx[2] = { 3, 4 };
-	struct mig_welcome w = { 1, MIG_FEAT_ZERO_BITMAP };
+	struct mig_welcome w = { .version = 1, .features = MIG_FEAT_ZERO_BITMAP |
+				 MIG_FEAT_PAGESIZES, .nr = 2,
+				 .page_size = { 2 << 20, 4096 } };
 	struct mig_zero z = { 0, 8, 10, bits };
 	struct mig_dup d = { 0, 0, 7, 3 };
 	struct mig_round r = { 2, MIG_ROUND_FINAL, 12 };
@@ -296,7 +299,7 @@ int main(int argc, char **argv)
 	err |= write_seed(argv[1], D_ERROR, b,
 			  mig_enc_error(b, 4096, EIO, "dest disk failed"));
 	err |= write_seed(argv[1], D_REQ, b, mig_enc_req(b, 4096,
-			  &(struct mig_req){ 0, 77 }, 1));
+			  &(struct mig_req){ .region = 0, .idx = 77 }, 1));
 	err |= write_seed(argv[1], D_COMPLETE, b, mig_enc_complete(b, 4096,
 			  &(struct mig_complete){ 10, 5, 9, 11, 50, { 1, 2 } }));
 	vml_hdr_encode(b, &(struct vml_hdr){ VML_MSG_HELLO, 0,

@@ -455,7 +455,7 @@ static int s_round_bad_flags(struct peer *p)
 
 static int s_req_on_bulk(struct peer *p)
 {
-	struct mig_req q = { 0, 0 };
+	struct mig_req q = { 0, 0, 0 };
 	ssize_t n;
 
 	if (handshake(p))
@@ -853,7 +853,9 @@ static int d_read_hello(struct peer *p)
 static int d_send_welcome(struct peer *p)
 {
 	ssize_t n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
-		MIG_WIRE_VERSION, p->hello.features & ~MIG_FEAT_PLACEMENT });
+		.version = MIG_WIRE_VERSION,
+		.features = p->hello.features &
+			    ~(MIG_FEAT_PLACEMENT | MIG_FEAT_PAGESIZES) });
 
 	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n);
 }
@@ -918,7 +920,7 @@ static int d_resumed(struct peer *p)
  * valid one, then @region and @idx put in raw. */
 static size_t d_req(struct peer *p, uint32_t region, uint64_t idx)
 {
-	struct mig_req q = { 0, 0 };
+	struct mig_req q = { 0, 0, 0 };
 	ssize_t n = mig_enc_req(p->buf, BUF_CAP, &q, 1);
 
 	for (int i = 0; i < 4; i++)
@@ -963,7 +965,8 @@ static int ds_welcome_truncated(struct peer *p)
 	if (d_read_hello(p))
 		return -EINVAL;
 	n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
-		MIG_WIRE_VERSION, p->hello.features });
+		.version = MIG_WIRE_VERSION,
+		.features = p->hello.features & ~MIG_FEAT_PAGESIZES });
 	return send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n - 3);
 }
 
@@ -975,7 +978,9 @@ static int ds_welcome_features(struct peer *p)
 	if (d_read_hello(p))
 		return -EINVAL;
 	n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
-		MIG_WIRE_VERSION, p->hello.features | (1ull << 40) });
+		.version = MIG_WIRE_VERSION,
+		.features = (p->hello.features & ~MIG_FEAT_PAGESIZES) |
+			    (1ull << 40) });
 	return send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n);
 }
 

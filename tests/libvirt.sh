@@ -7,9 +7,13 @@
 # that logs each call), /run/libvirt, /var/lib/libvirt, /var/log/libvirt,
 # /var/cache/libvirt and host UUID; host A's loopback address is 127.0.0.2,
 # B's 127.0.0.3. The domain is docs/libvirt-domain.xml: ferry-guest as its
-# kernel, 64 MiB of shared memfd RAM, TCG. ferry-migrate runs on the source
+# kernel, 128 MiB of shared memfd RAM, TCG; case linux boots Debian's
+# Linux from the same XML (tools/linux-guest), hugetlb puts the RAM on
+# 2 MiB pages (a pool reserved for it, given back after), numa gives the
+# guest two cells (two RAM regions). ferry-migrate runs on the source
 # host (nsenter into its namespace); the destination's hook starts
-# ferry-dest. The guest verifies itself (HB lines on its serial file).
+# ferry-dest. The guest verifies itself (HB lines on its serial file);
+# the Linux guest's heartbeats must count on across each hop.
 #
 # Every wait is bounded; only processes started here are ended, by PID
 # (the libvirtds, and the QEMUs they started, from their pid files).
@@ -112,8 +116,13 @@ run_lv() {
 	local h=$1 d=$T/$1
 	# /run is a tmpfs of this namespace (the machine may have no
 	# /run/libvirt to mount over); the rest are bound over libvirt's own.
+	# A hugetlbfs of the namespace's own, as systemd mounts
+	# /dev/hugepages: libvirt takes the default huge page size of a
+	# <hugepages/> from it (none here: case_hugetlb skips).
+	mkdir -p "$d/huge"
 	unshare -m --propagation private bash -c "
 		mount -t tmpfs -o mode=755 ferry-test-run /run &&
+		{ mount -t hugetlbfs -o pagesize=2M ferry-test-huge $d/huge || true; } &&
 		mkdir /run/libvirt && mount --bind $d/run /run/libvirt &&
 		mount --bind $d/etc /etc/libvirt &&
 		mount --bind $d/lib /var/lib/libvirt &&
@@ -140,6 +149,8 @@ restart_lv() {
 on() { local p; eval "p=\$${1}_pid"; shift; nsenter -t "$p" -m -- "$@"; }
 
 N=0 T0=0
+skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
+. "$S/tests/hugepages.sh"
 case_start() { T0=$(date +%s%N); }
 took() {
 	local ms=$((($(date +%s%N) - T0) / 1000000))
@@ -166,6 +177,7 @@ wait_for() {
 state() { V "$1" domstate "$DOM" 2>/dev/null | head -n 1; }
 console() { echo "$T/$1/log/qemu/$DOM.console"; }
 lines() { { wc -l <"$(console "$1")"; } 2>/dev/null || echo 0; }
+bytes() { stat -c %s "$(console "$1")" 2>/dev/null || echo 0; }
 hbs_since() { tail -n +"$(($2 + 1))" "$(console "$1")" 2>/dev/null | grep -c '^HB '; }
 has_hbs() { [ "$(hbs_since "$1" "$2")" -ge "$3" ]; }
 field() { sed -n "s/.*[ ]$2=\([0-9]*\).*/\1/p" <<<"$1"; }
@@ -208,6 +220,25 @@ domain_xml() {
 		-e "s#/usr/local/share/ferry/ferry-guest#$GUEST#" \
 		-e "s#/run/ferry/#/var/lib/libvirt/ferry-A/#g" \
 		"$@" "$S/docs/libvirt-domain.xml" >"$out"
+}
+
+# The Linux guest (tools/linux-guest, fetched once into ~/.cache/ferry):
+# Debian's own kernel and a busybox initramfs whose /init fills 16 MiB of
+# a tmpfs, rewrites 4 MiB/s of it and prints "HB n=N up=S" every 250 ms.
+LINUX_ARGS="console=ttyS0 quiet panic=-1 ws=16 rate=4 hb_ms=250"
+linux_guest() { # sets LKERNEL and LINITRD, or why
+	local out
+	out=$("$S/tools/linux-guest" 2>&1) || { why=$out; return 1; }
+	read -r LKERNEL LINITRD <<<"$out"
+}
+# linux_xml FILE: docs/libvirt-domain.xml with the Linux guest, changed
+# only as its notes tell a user to: the kernel, an initrd after it, the
+# command line
+linux_xml() {
+	domain_xml "$1" \
+		-e "s#<kernel>[^<]*</kernel>#&\n    <initrd>$LINITRD</initrd>#" \
+		-e "s#<kernel>[^<]*</kernel>#<kernel>$LKERNEL</kernel>#" \
+		-e "s#<cmdline>[^<]*</cmdline>#<cmdline>$LINUX_ARGS</cmdline>#"
 }
 
 # ferry_hop FROM TO [ferry-migrate options]: ferry-migrate on FROM
@@ -290,11 +321,14 @@ cont_at_once() {
 
 # A -> B (the destination resumed at once: the ordering hazard, forced)
 # and B -> A, with ferry-migrate; hooks in order, states, the guest.
+# GCHECK (a function, default verified) judges the guest at TO: it is
+# called as GCHECK TO LINE-BEFORE-THE-HOP FROM, sets why when it fails and
+# may set gsay (what the ok line says of the guest).
 hop() { # hop FROM TO WHAT [ferry-migrate options]
 	local f=$1 t=$2 what=$3 at rc order
 	shift 3
-	hop_ok=
-	at=$(lines "$t")
+	hop_ok= gsay="guest verified"
+	at=$(lines "$t") hop_at_bytes=$(bytes "$t")
 	: >"$T/$t/log/hook-order.log"
 	ferry_hop "$f" "$t" "$@"
 	rc=$?
@@ -307,11 +341,11 @@ hop() { # hop FROM TO WHAT [ferry-migrate options]
 		fail "$what" "hooks at $t ran as: $order"
 	elif ! grep -q "ferry-$t/$DOM/qmp.sock" "$T/$t/log/qemu/$DOM.log"; then
 		fail "$what" "migrate begin did not rewrite the paths for $t"
-	elif ! verified "$t" "$at"; then
+	elif ! ${GCHECK:-verified} "$t" "$at" "$f"; then
 		fail "$what" "$why"
 	else
 		hop_ok=1
-		ok "$what: guest verified at $t ($(V "$t" domstate "$DOM" | head -n 1) there, gone at $f; mode $(sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p' "$T/hop.json" | head -n 1), downtime $(json downtime_ms) ms, Ferry $(json total_s) s, all $(sed -n 's/.* (\([0-9.]*\) s; libvirt.*/\1/p' "$T/migrate.log") s, libvirt's stream $(stream_bytes) bytes, $(sed -n 's/.*its job: \(.*\))$/\1/p' "$T/migrate.log"))"
+		ok "$what: $gsay at $t ($(V "$t" domstate "$DOM" | head -n 1) there, gone at $f; mode $(sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p' "$T/hop.json" | head -n 1), downtime $(json downtime_ms) ms, Ferry $(json total_s) s and $(json total) bytes, all $(sed -n 's/.* (\([0-9.]*\) s; libvirt.*/\1/p' "$T/migrate.log") s, libvirt's stream $(stream_bytes) bytes, $(sed -n 's/.*its job: \(.*\))$/\1/p' "$T/migrate.log"))"
 	fi
 }
 
@@ -443,6 +477,174 @@ case_not_shared() {
 	V A destroy "$DOM" >/dev/null 2>&1
 }
 
+# hbs_from HOST BYTE: whole heartbeat lines on HOST's console after BYTE
+hbs_from() { tail -c +"$(($2 + 1))" "$(console "$1")" 2>/dev/null | grep -c '^HB n=[0-9]* up='; }
+has_hbs_from() { [ "$(hbs_from "$1" "$2")" -ge "$3" ]; }
+linux_ready() { # linux_ready HOST BYTE: READY, then 4 heartbeats
+	has_hbs_from "$1" "$2" 4 && tail -c +"$(($2 + 1))" "$(console "$1")" | grep -aq '^READY'
+}
+
+# hb_hop SRC-CONSOLE SRC-BYTE DST-CONSOLE DST-BYTE: what the Linux guest
+# said across a hop, on its two consoles: the source's from the byte where
+# this run of the guest began there, the destination's from where it
+# stood before the hop. Only whole lines count (a line the pause cut is
+# whole again where the two parts join). It prints "S0 S1 D0 D1 UP COUNT"
+# (the first and last heartbeat's n at the source and at the destination,
+# the guest's uptime at its last, heartbeats at the destination), or
+# "bad: WHY" when the guest said something bad (a panic, an oops, a
+# FAIL) or its heartbeats do not count on by one, uptime forward, through
+# the join.
+hb_hop() {
+	python3 - "$@" <<-'EOF'
+		import re, sys
+		def part(path, off):
+		    with open(path, "rb") as f:
+		        f.seek(int(off))
+		        return f.read()
+		src, dst = part(sys.argv[1], sys.argv[2]), part(sys.argv[3], sys.argv[4])
+		hb = re.compile(rb"^HB n=(\d+) up=([\d.]+)\r?\n", re.M)
+		def hbs(b):
+		    return [(int(m[1]), float(m[2])) for m in hb.finditer(b)]
+		bad = re.search(rb"^.*(Kernel panic|BUG:|Oops|general protection|"
+		                rb"Call Trace|segfault|FAIL).*$", src + dst, re.M)
+		s, d, j = hbs(src), hbs(dst), hbs(src + dst)
+		if bad:
+		    print("bad: the guest said: " + bad[0].decode(errors="replace").strip())
+		    sys.exit()
+		if not s or not d:
+		    print("bad: %d heartbeats at the source, %d at the destination" % (len(s), len(d)))
+		    sys.exit()
+		for (a, ua), (b, ub) in zip(j, j[1:]):
+		    if b != a + 1 or ub < ua:
+		        print("bad: heartbeat n=%d up=%.2f, then n=%d up=%.2f" % (a, ua, b, ub))
+		        sys.exit()
+		print(s[0][0], s[-1][0], d[0][0], d[-1][0], "%.2f" % d[-1][1], len(d))
+	EOF
+}
+
+# GCHECK for the Linux guest: at TO it printed 4 heartbeats more, and its
+# heartbeats count on from the source's (LFROM: the byte of the source's
+# console where this run of the guest began)
+linux_on() {
+	local r s0 s1 d0 d1 up nd
+	wait_for 60 has_hbs_from "$1" "$hop_at_bytes" 4
+	r=$(hb_hop "$(console "$3")" "$LFROM" "$(console "$1")" "$hop_at_bytes")
+	case "$r" in
+	bad:*) why="the Linux guest: ${r#bad: }"; return 1 ;;
+	esac
+	read -r s0 s1 d0 d1 up nd <<<"$r"
+	if [ -z "$nd" ] || [ "$nd" -lt 4 ]; then
+		why="the Linux guest at $1: ${nd:-no} heartbeats in 60 s ($r)"
+		return 1
+	fi
+	gsay="the Linux guest's heartbeats count on, n=$s0..$s1 at $3, n=$d0..$d1 (up $up s) at $1, no panic"
+	LFROM=$hop_at_bytes
+}
+
+not_tried() { N=$((N + 1)); echo "not ok $N - $1: not tried ($2)"; }
+
+# docs/libvirt-domain.xml with the Linux guest (changed only as its notes
+# say, linux_xml), A -> B in precopy and B -> A in postcopy: the guest's
+# own heartbeats say it ran on across each hop.
+case_linux() {
+	local a="the Linux guest A->B (precopy)" b="the Linux guest B->A (postcopy)" boot
+	case_start
+	if ! linux_guest; then
+		skip "$a" "$why"
+		skip "$b" "$why"
+		return
+	fi
+	linux_xml "$T/linux.xml"
+	LFROM=$(bytes A)
+	if ! V A create "$T/linux.xml" >"$T/create.log" 2>&1; then
+		fail "$a" "the domain did not start: $(cat "$T/create.log")"
+		not_tried "$b" "no domain"
+		return
+	fi
+	if ! wait_for 150 linux_ready A "$LFROM"; then
+		fail "$a" "no READY and 4 heartbeats in 150 s: $(tail -c +"$((LFROM + 1))" "$(console A)" | tail -n 2 | tr -d '\r')"
+		not_tried "$b" "no guest"
+		V A destroy "$DOM" >/dev/null 2>&1
+		return
+	fi
+	boot=$(took)
+	case_start
+	GCHECK=linux_on hop A B "$a, booted in $boot s" --mode precopy
+	if [ -n "$hop_ok" ]; then
+		case_start
+		GCHECK=linux_on hop B A "$b" --mode postcopy
+	else
+		not_tried "$b" "A->B failed"
+	fi
+	for h in A B; do V "$h" destroy "$DOM" >/dev/null 2>&1; done
+}
+
+# regions HOST: the RAM regions the hook's link served at HOST, as
+# NAME@GPA:SIZE:BACKING words (ferry-qemu's log of HELLO)
+regions() {
+	sed -n 's/.*region [0-9]*: "\([^"]*\)" gpa \(0x[0-9a-f]*\), \([0-9]*\) MiB of \([A-Za-z0-9-]*\) .*/\1@\2:\3M:\4/p' \
+		"$T/$1/lib/ferry-$1/$DOM/link.log" 2>/dev/null | paste -sd' '
+}
+# GCHECK: the guest verified, and the destination's link served REGIONS
+served() {
+	local got
+	verified "$@" || return 1
+	got=$(regions "$1")
+	if [ "$got" != "$REGIONS" ]; then
+		why="the link at $1 served '$got', not '$REGIONS'"
+		return 1
+	fi
+	gsay="guest verified on $REGIONS"
+}
+
+# there_and_back WHAT XML REGIONS: the domain from XML started at A, then
+# ferry-migrate A -> B (precopy) and B -> A (postcopy), the guest verified
+# after each on the regions expected
+there_and_back() {
+	local what=$1 xml=$2
+	case_start
+	if ! start_guest A "$xml"; then
+		fail "$what A->B" "the domain did not start: $(cat "$T/create.log")"
+		not_tried "$what B->A" "no domain"
+		return
+	fi
+	REGIONS=$3 GCHECK=served hop A B "$what A->B (precopy)" --mode precopy
+	if [ -n "$hop_ok" ]; then
+		case_start
+		REGIONS=$3 GCHECK=served hop B A "$what B->A (postcopy)" --mode postcopy
+	else
+		not_tried "$what B->A" "A->B failed"
+	fi
+	for h in A B; do V "$h" destroy "$DOM" >/dev/null 2>&1; done
+}
+
+# <memoryBacking><hugepages/> on the shared memfd: guest RAM on 2 MiB
+# huge pages (32 MiB, so that two QEMUs fit a small pool, reserved for
+# the case and given back after; a skip when it cannot be had).
+case_hugetlb() {
+	if ! on A grep -q " $T/A/huge hugetlbfs " /proc/self/mounts; then
+		skip "hugetlb-2M memfd A->B" "no hugetlbfs here"
+		skip "hugetlb-2M memfd B->A" "no hugetlbfs here"
+		return
+	fi
+	domain_xml "$T/huge.xml" -e "s#<memoryBacking>#&<hugepages/>#" \
+		-e "s#<memory unit='MiB'>[0-9]*<#<memory unit='MiB'>32<#"
+	with_hugepages "hugetlb-2M memfd A->B" there_and_back "hugetlb-2M memfd" \
+		"$T/huge.xml" "pc.ram@0x0:32M:hugetlb-2M"
+	[ $? -eq 77 ] && skip "hugetlb-2M memfd B->A" "$why"
+}
+
+# Two guest NUMA cells (<cpu><numa>, <numatune><memnode>): a RAM backend
+# each, so two regions for Ferry (this machine has one host node: both
+# cells on node 0).
+case_numa() {
+	domain_xml "$T/numa.xml" \
+		-e "s#<feature policy='disable' name='cx16'/>#&<numa><cell id='0' cpus='0' memory='64' unit='MiB'/><cell id='1' memory='64' unit='MiB'/></numa>#" \
+		-e "s#<vcpu>1</vcpu>#&<numatune><memnode cellid='0' mode='strict' nodeset='0'/><memnode cellid='1' mode='strict' nodeset='0'/></numatune>#"
+	there_and_back "two NUMA cells" "$T/numa.xml" \
+		"ram-node0@0x0:64M:shmem ram-node1@0x4000000:64M:shmem"
+}
+
 start_lv A a 31300
 start_lv B b 31400
 for h in A B; do
@@ -452,10 +654,10 @@ for h in A B; do
 	fi
 done
 
-CASES=${FERRY_CASES:-plain ferry dest_fails dest_refuses not_shared}
-set -- $CASES
-n=$#
-[[ " $CASES " == *" ferry "* ]] && n=$((n + 3))
+CASES=${FERRY_CASES:-plain ferry dest_fails dest_refuses not_shared linux hugetlb numa}
+declare -A TAP_LINES=([ferry]=4 [linux]=2 [hugetlb]=2 [numa]=2) # else 1
+n=0
+for c in $CASES; do n=$((n + ${TAP_LINES[$c]:-1})); done
 echo "1..$n"
 for c in $CASES; do
 	if declare -F "case_$c" >/dev/null; then

@@ -166,7 +166,8 @@ tests_check_ferry_qemu_LDADD = $(FQ_LIBS) $(CHECK_LIBS)
 # Migrating ferry-guest and a Linux guest (tools/linux-guest) in QEMU
 # with the agents (TAP, through the .sh driver of tests/local.mk).
 TESTS += tests/qemu.sh
-EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py tests/vmlink-hold.py
+EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py tests/vmlink-hold.py \
+	tests/hugepages.sh
 
 # A libvirt domain migrated with ferry-migrate between two libvirtds of
 # the test's own on this machine (TAP; docs/libvirt.md).

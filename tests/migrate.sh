@@ -31,9 +31,11 @@ set -u
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
 	precopy_hugetlb_1g hybrid_hugetlb_subpages thp_collapse
-	thp_collapse_postcopy hybrid auto auto_2g postcopy_recover
-	postcopy_manual_recover postcopy_dest_killed postcopy_dest_vm_killed
-	bad_cert revoked dest_killed
+	thp_collapse_postcopy precopy_4k_to_2m postcopy_4k_to_2m precopy_2m_to_4k
+	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k
+	postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved hybrid auto
+	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
+	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
 	placement_bind0 placement_refused nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
@@ -43,14 +45,15 @@ HARNESS=migrate
 # ---- the cases ----
 
 # migrate WS "VM ARGS" "SOURCE ARGS" [HEARTBEATS [SECONDS]]: a guest with a
-# working set of WS that stops by itself after HEARTBEATS (8) heartbeats
+# working set of WS (SRCVM and DSTVM: more arguments of one end's VM, such
+# as its backing) that stops by itself after HEARTBEATS (8) heartbeats
 # moves after it filled its memory; it has to finish at the destination
 # with every page verified since its resume, and the source VM, released,
 # exits 0. SECONDS bounds ferry-source (120). Sets VERIFIED, MODE, FAULTS.
 migrate() {
 	local ws=$1 vmargs=$2 srcargs=$3 hbs=${4:-8} secs=${5:-120}
-	start_vm src --ws "$ws" $vmargs --heartbeats "$hbs" || return
-	start_vm dst --ws "$ws" $vmargs --incoming || return
+	start_vm src --ws "$ws" $vmargs ${SRCVM:-} --heartbeats "$hbs" || return
+	start_vm dst --ws "$ws" $vmargs ${DSTVM:-} --incoming || return
 	wait_filled src || return
 	wait_hb src 2 || return
 	start_dest ${DARGS:-} || return
@@ -153,12 +156,12 @@ case_auto_2g() {
 	pass "auto, 2 GiB guest dirtying 256 MiB/s: $MODE, $VERIFIED"
 }
 
-# hugetlb_pool N [KB]: N more huge pages of KB KiB (2048) for this case,
-# given back (and the pool restored) when it ends; 1 with a skip when
-# they cannot be had. The pool is system-wide: the tests' lock is held
-# while it is changed.
-hugetlb_pool() {
-	local pool=/sys/kernel/mm/hugepages/hugepages-${2:-2048}kB/nr_hugepages old
+# hugetlb_hold [KB]: the tests' hugetlb lock for this case, and the pool
+# of KB KiB pages (2048) set back to its size now when the case ends,
+# whoever changed it; 1 with a skip when it cannot be changed. The pool is
+# system-wide: the lock is held while it is changed.
+hugetlb_hold() {
+	local pool=/sys/kernel/mm/hugepages/hugepages-${1:-2048}kB/nr_hugepages old
 	[ -w "$pool" ] || { skip "cannot change $pool"; return 1; }
 	exec 9>/tmp/ferry-tests-hugetlb.lock
 	flock -w 60 9 || { fail "timed out after 60 s waiting for the hugetlb lock"; return 1; }
@@ -166,9 +169,23 @@ hugetlb_pool() {
 	# Whichever way the case ends, its VMs give their huge pages back
 	# before the pool shrinks.
 	trap 'case_end; echo "'"$old"'" >'"$pool" EXIT
-	echo $((old + $1)) >"$pool"
-	[ "$(cat "$pool")" -ge $((old + $1)) ] ||
+	POOL=$pool POOL_OLD=$old
+}
+
+# hugetlb_pool N [KB]: N more huge pages of KB KiB (2048) for this case,
+# given back (and the pool restored) when it ends; 1 with a skip when
+# they cannot be had.
+hugetlb_pool() {
+	hugetlb_hold "${2:-}" || return
+	echo $((POOL_OLD + $1)) >"$POOL"
+	[ "$(cat "$POOL")" -ge $((POOL_OLD + $1)) ] ||
 		{ skip "cannot reserve $1 huge pages"; return 1; }
+}
+
+# hugetlb_unreserved: free 2 MiB huge pages nobody has reserved.
+hugetlb_unreserved() {
+	local d=/sys/kernel/mm/hugepages/hugepages-2048kB
+	echo $(($(cat $d/free_hugepages) - $(cat $d/resv_hugepages)))
 }
 
 # shmem_thp WORD: /sys/kernel/mm/transparent_hugepage/shmem_enabled set
@@ -281,6 +298,148 @@ case_precopy_hugetlb_1g() {
 	pass "precopy, hugetlb-1G: $VERIFIED"
 }
 
+# units_of: both agents report the guest RAM as having travelled in
+# 4 KiB units (MIG_FEAT_PAGESIZES, "unit_bytes" in their statistics);
+# sets UNITS to the figure.
+units_of() {
+	local d
+	UNITS=$(json unit_bytes "$CT/src.json") d=$(json unit_bytes "$CT/dest.json")
+	[ -n "$UNITS" ] && [ "$UNITS" = "$d" ] && [ "$UNITS" -gt 0 ] ||
+		{ fail "no 4 KiB units negotiated: source ${UNITS:-none}, destination ${d:-none}"; return 1; }
+}
+
+# mixed "SOURCE VM ARGS" "DEST VM ARGS" "VM ARGS" "SOURCE ARGS"
+# [HEARTBEATS]: migrate() of a 32 MiB working set between the two ends'
+# backings, whose page sizes differ: both agents must say the RAM went in
+# 4 KiB units (UNITS).
+mixed() {
+	SRCVM=$1 DSTVM=$2 migrate 32M "$3" "$4" ${5:-} || return
+	units_of
+}
+
+# A 4 KiB (shmem) guest lands on 2 MiB hugetlb: its pages travel as
+# 4 KiB units, which the destination writes into its huge pages.
+case_precopy_4k_to_2m() {
+	hugetlb_pool 24 || return
+	mixed "" "-b hugetlb-2M" "--rate 16 -m 40M" "--mode precopy -D 50" ||
+		return
+	pass "precopy, shmem to hugetlb-2M: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+# The same in postcopy: a fault on a 2 MiB page asks for the 4 KiB units
+# it lacks, and the page is mapped whole once they are in.
+case_postcopy_4k_to_2m() {
+	hugetlb_pool 24 || return
+	mixed "" "-b hugetlb-2M" "--rate 32 -m 40M" "--mode postcopy" || return
+	placed_by minor || return
+	[ "${FAULTS:-0}" -gt 0 ] || { fail "no postcopy fault was served"; return; }
+	pass "postcopy, shmem to hugetlb-2M: $VERIFIED, $FAULTS faults on 2 MiB pages"
+}
+
+# A 2 MiB hugetlb guest lands on 4 KiB shmem: the source reads its huge
+# pages 4 KiB at a time, the destination places them as its own pages.
+case_precopy_2m_to_4k() {
+	hugetlb_pool 24 || return
+	mixed "-b hugetlb-2M" "" "--rate 16 -m 40M" "--mode precopy -D 50" ||
+		return
+	pass "precopy, hugetlb-2M to shmem: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+case_postcopy_2m_to_4k() {
+	hugetlb_pool 24 || return
+	mixed "-b hugetlb-2M" "" "--rate 32 -m 40M" "--mode postcopy" || return
+	placed_by minor || return
+	pass "postcopy, hugetlb-2M to shmem: $VERIFIED, $FAULTS faults"
+}
+
+# 1 GiB pages, where the kernel finds a contiguous GiB at run time: a
+# 4 KiB guest onto one and back, in precopy (a 1 GiB page is no postcopy
+# unit: the destination stages at most 4 MiB). Write-protect tracks a
+# 1 GiB source page whole: every round reads and hashes the GiB, and
+# sends the units that changed.
+case_precopy_4k_to_1g() {
+	hugetlb_pool 1 1048576 || return
+	mixed "" "-b hugetlb-1G" "--rate 16 -m 1G" "--mode precopy -D 200" 30 ||
+		return
+	pass "precopy, shmem to hugetlb-1G: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+case_precopy_1g_to_4k() {
+	hugetlb_pool 1 1048576 || return
+	mixed "-b hugetlb-1G" "" "--rate 16 -m 1G" "--mode precopy -D 3000" 30 ||
+		return
+	pass "precopy, hugetlb-1G to shmem: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+# With --uffd-mode missing (UFFDIO_COPY only): a 2 MiB page fed 4 KiB
+# units is assembled in a stage and placed whole once its units are in;
+# a hybrid run, so that the pages precopy left in the page cache and the
+# source then discarded go through the stage too.
+case_postcopy_4k_to_2m_missing() {
+	hugetlb_pool 24 || return
+	DARGS="--uffd-mode missing" mixed "" "-b hugetlb-2M" \
+		"--rate 32 -m 40M" "--mode hybrid" || return
+	[ "$MODE" = postcopy ] || { fail "hybrid ended in $MODE"; return; }
+	placed_by copy || return
+	pass "hybrid, shmem to hugetlb-2M, UFFDIO_COPY of assembled pages: $VERIFIED, $FAULTS faults"
+}
+
+# short_vm: the RAM of a VM on 2 MiB pages that the pool cannot hold, with
+# the tests' hugetlb lock held: NEED huge pages (at least the 20 of a
+# 32 MiB working set, 4 more than are free), MEM its size, FREE the free
+# and unreserved ones now.
+short_vm() {
+	hugetlb_hold || return
+	FREE=$(hugetlb_unreserved)
+	NEED=$((FREE + 4 > 20 ? FREE + 4 : 20)) MEM=$(((FREE + 4 > 20 ? FREE + 4 : 20) * 2))M
+}
+
+# An incoming VM on 2 MiB hugetlb that holds no huge pages (--no-reserve)
+# and a pool too small for it: ferry dest refuses before accepting the
+# migration, in one line with the numbers and the command that reserves
+# them; the pool is untouched and the source guest runs on.
+case_hugetlb_refused() {
+	local line
+	short_vm || return
+	start_vm src --ws 32M --rate 16 -m $MEM || return
+	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
+		--incoming || return
+	wait_filled src || return
+	start_dest || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
+	wait_exit dest 30 "ferry-dest to give up" || return
+	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return; }
+	line=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
+	[ "$(printf '%s\n' "$line" | wc -l)" -eq 1 ] ||
+		{ fail "ferry-dest said more than one line: $line"; return; }
+	case $line in
+	*"needs $NEED free 2048 kB huge pages, the pool has $FREE free"*"echo"*"$POOL"*"--reserve-hugepages"*) ;;
+	*) fail "not the refusal with the numbers: $line"; return ;;
+	esac
+	grep -q "the destination refused: RAM region 0 needs $NEED" "$CT/fsrc.log" ||
+		{ fail "the source was not told why: $(cat "$CT/fsrc.log")"; return; }
+	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
+		{ fail "the pool changed to $(cat "$POOL") from $POOL_OLD"; return; }
+	still_running src && pass "refused, source guest runs on: $line"
+}
+
+# The same VM with ferry dest --reserve-hugepages, in postcopy: the pool
+# grows by what the VM lacks, the guest verifies its memory there, and
+# the pool is back to its old size once ferry dest has ended.
+case_hugetlb_reserved() {
+	local added
+	short_vm || return
+	DARGS=--reserve-hugepages DSTVM="-b hugetlb-2M --no-reserve" \
+		migrate 32M "--rate 32 -m $MEM" "--mode postcopy" || return
+	units_of || return
+	added=$(json hugepages_added "$CT/dest.json")
+	[ "$added" = $((NEED - FREE)) ] ||
+		{ fail "ferry dest added ${added:-no} huge pages, the VM lacked $((NEED - FREE))"; return; }
+	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
+		{ fail "the pool is $(cat "$POOL") after ferry dest, was $POOL_OLD"; return; }
+	pass "postcopy, shmem to hugetlb-2M with --reserve-hugepages: $added huge pages added and given back, $VERIFIED"
+}
+
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
 # system-wide: the tests' lock is held while it is changed.
 case_postcopy_hugetlb() {
@@ -390,9 +549,11 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
 
 # The source agent is killed mid-postcopy while its VMM lives: a new
 # ferry-source --recover finishes the migration.
-case_postcopy_manual_recover() {
-	start_vm src --ws 64M --rate 32 --heartbeats 10 || return
-	start_vm dst --ws 64M --rate 32 --incoming || return
+# manual_recover "VM ARGS" "SOURCE VM ARGS" "DEST VM ARGS": the postcopy
+# source agent killed, a new ferry-source --recover finishes the job.
+manual_recover() {
+	start_vm src --ws 64M --rate 32 --heartbeats 10 $1 $2 || return
+	start_vm dst --ws 64M --rate 32 --incoming $1 $3 || return
 	wait_filled src || return
 	wait_hb src 2 || return
 	start_dest || return
@@ -410,8 +571,21 @@ case_postcopy_manual_recover() {
 		{ fail "ferry-dest exit $rc: $(cat "$CT/fdest.log")"; return; }
 	wait_exit dst 60 "the destination guest's DONE" || return
 	[ $rc -eq 0 ] || { fail "destination VM exit $rc"; return; }
-	verified dst "$(pages 64M)" || return
+	verified dst "$(pages 64M)"
+}
+
+case_postcopy_manual_recover() {
+	manual_recover "" "" "" || return
 	pass "postcopy, source agent killed, ferry-source --recover: $VERIFIED"
+}
+
+# The same from 2 MiB hugetlb to shmem: the new agent offers its own page
+# sizes, and the destination's WELCOME gives it the 4 KiB units.
+case_postcopy_recover_2m_to_4k() {
+	hugetlb_pool 40 || return
+	manual_recover "-m 72M" "-b hugetlb-2M" "" || return
+	units_of || return
+	pass "postcopy 2M to 4K, source agent killed, ferry-source --recover: $VERIFIED"
 }
 
 # 2. Wrong certificate: a one-line error, the source VM keeps running.

@@ -381,27 +381,7 @@ case_recover() {
 
 skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
 
-# with_hugepages NAME CMD...: runs CMD with 36 free 2 MiB pages in the
-# pool (two 32 MiB guests and a margin), reserved here if the pool lacks
-# them and given back after, under the lock the other hugetlb tests take
-# (the pool is system-wide); case NAME is a skip when they cannot be had.
-with_hugepages() {
-	local pool=/proc/sys/vm/nr_hugepages need=36 name=$1 old free lk
-	shift
-	exec {lk}>/tmp/ferry-tests-hugetlb.lock
-	flock "$lk"
-	old=$(cat $pool)
-	free=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
-	[ "$free" -lt $need ] && echo $((old + need - free)) >$pool 2>/dev/null
-	free=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
-	if [ "$free" -lt $need ]; then
-		skip "$name" "cannot reserve $need huge pages of 2 MiB"
-	else
-		"$@"
-	fi
-	echo "$old" >$pool 2>/dev/null
-	exec {lk}>&-
-}
+. "$(dirname "$0")/hugepages.sh"
 
 # Guest RAM on 2 MiB hugetlb memfds (32 MiB guests).
 case_hugetlb() {

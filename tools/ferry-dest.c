@@ -35,6 +35,11 @@ static const char usage[] =
 "                           where the kernel has it for the backing: the\n"
 "                           page written into the page cache, then mapped)\n"
 "                           or missing (UFFDIO_COPY only)\n"
+"      --reserve-hugepages  grow a hugetlb pool that cannot hold the\n"
+"                           incoming VM's huge pages by what it lacks (set\n"
+"                           back when ferry dest ends; pages in use stay\n"
+"                           until the VM frees them). Without it such a\n"
+"                           migration is refused with the numbers\n"
 "\nPlacement:\n"
 "      --placement POLICY   where the guest's pages land (none: the\n"
 "                           kernel's first touch, the default):\n"
@@ -65,6 +70,7 @@ enum {
 	OPT_PLACEMENT,
 	OPT_FAST_SHARE,
 	OPT_SHOW_TOPOLOGY,
+	OPT_RESERVE_HUGEPAGES,
 	OPT_THP_COLLAPSE,
 };
 
@@ -172,6 +178,8 @@ int ferry_dest_main(int argc, char **argv)
 		{ "placement", required_argument, NULL, OPT_PLACEMENT },
 		{ "fast-share", required_argument, NULL, OPT_FAST_SHARE },
 		{ "show-topology", no_argument, NULL, OPT_SHOW_TOPOLOGY },
+		{ "reserve-hugepages", no_argument, NULL,
+		  OPT_RESERVE_HUGEPAGES },
 		{ "thp-collapse", required_argument, NULL, OPT_THP_COLLAPSE },
 		CLI_AGENT_OPTIONS,
 		{ 0 },
@@ -233,6 +241,9 @@ int ferry_dest_main(int argc, char **argv)
 			break;
 		case OPT_SHOW_TOPOLOGY:
 			return show_topology(c.prog);
+		case OPT_RESERVE_HUGEPAGES:
+			p.reserve_hugepages = true;
+			break;
 		case OPT_THP_COLLAPSE:
 			v = strcmp(optarg, "off") ?
 				    cli_duration(&c, "--thp-collapse", optarg,

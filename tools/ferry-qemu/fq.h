@@ -85,6 +85,18 @@ struct fq_ram {
 int fq_ram_init(struct fq_ram *ram, struct fq_qmp *q);
 void fq_ram_fini(struct fq_ram *ram);
 
+/*
+ * Makes an incoming QEMU's RAM fresh, as an agent placing pages into it
+ * expects (docs/vmlink.md): holes, unmapped, so that each page reads zero
+ * until placed and, in postcopy, faults until its data comes. QEMU may
+ * have populated it already: libvirt starts hugetlb backends with
+ * prealloc=on, which allocates and maps every page. A region whose file
+ * has pages allocated is punched whole (which also zaps QEMU's mappings);
+ * an incoming QEMU reads no guest RAM before its state loads. 0, or
+ * -errno with one line.
+ */
+int fq_ram_make_fresh(struct fq_ram *ram);
+
 /* ---- the device-state stream (state.c) ---- */
 
 /* Sets x-ignore-shared on or off (on: both sides, before a stream). */

@@ -371,7 +371,8 @@ static void accept_conn(struct fq_daemon *d)
 		close(fd);
 		return;
 	}
-	if (state_now(d, &state)) {
+	if (state_now(d, &state) ||
+	    (state == VML_STATE_INCOMING && fq_ram_make_fresh(&d->ram))) {
 		close(fd);
 		return;
 	}

@@ -357,6 +357,39 @@ int fq_ram_init(struct fq_ram *ram, struct fq_qmp *q)
 	return ret;
 }
 
+int fq_ram_make_fresh(struct fq_ram *ram)
+{
+	for (unsigned int i = 0; i < ram->nr; i++) {
+		const struct vml_region *r = &ram->r[i];
+		struct stat st;
+		int ret;
+
+		/* shmem and hugetlbfs both count a file's pages in st_blocks */
+		if (fstat(r->fd, &st)) {
+			ret = -errno;
+			pr_err("region %u: cannot stat QEMU's RAM fd: %s", i,
+			       strerror(-ret));
+			return ret;
+		}
+		if (!st.st_blocks)
+			continue;
+		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)r->fd_offset, (off_t)r->size)) {
+			ret = -errno;
+			pr_err("region %u: cannot drop the %llu KiB the incoming "
+			       "QEMU had populated: %s", i,
+			       (unsigned long long)st.st_blocks / 2,
+			       strerror(-ret));
+			return ret;
+		}
+		pr_info("region %u: the incoming QEMU had populated %llu KiB of "
+			"its RAM (prealloc=on?): dropped, so that each page "
+			"comes from the source", i,
+			(unsigned long long)st.st_blocks / 2);
+	}
+	return 0;
+}
+
 void fq_ram_fini(struct fq_ram *ram)
 {
 	for (unsigned int i = 0; i < VML_MAX_REGIONS; i++) {

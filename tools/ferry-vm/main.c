@@ -38,6 +38,9 @@ static const char usage[] =
 	"  -m, --memory SIZE       guest RAM, e.g. 64M, 1G (default: what the\n"
 	"                          working set needs, rounded to the page size)\n"
 	"  -b, --backing NAME      shmem (default), hugetlb-2M, hugetlb-1G, anon\n"
+	"      --no-reserve        hugetlb: reserve no huge pages up front (as\n"
+	"                          QEMU's reserve=off): an incoming VM's pages\n"
+	"                          are reserved by ferry dest when it attaches\n"
 	"      --thp               advise shmem RAM for transparent huge pages\n"
 	"                          (MADV_HUGEPAGE, as QEMU does; takes effect\n"
 	"                          where shmem_enabled is advise or wider)\n"
@@ -75,7 +78,7 @@ static const char usage[] =
 enum {
 	OPT_CONSOLE = 256, OPT_NOKVM, OPT_WATCHDOG, OPT_THP, OPT_WS, OPT_RATE,
 	OPT_ZERO, OPT_DUP, OPT_PATTERN, OPT_SEED, OPT_HBMS, OPT_HBS,
-	OPT_ACCEL, OPT_PROBE,
+	OPT_ACCEL, OPT_PROBE, OPT_NO_RESERVE,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +88,7 @@ static const struct option long_opts[] = {
 	{ "backing", required_argument, NULL, 'b' },
 	{ "socket", required_argument, NULL, 's' },
 	{ "incoming", no_argument, NULL, 'i' },
+	{ "no-reserve", no_argument, NULL, OPT_NO_RESERVE },
 	{ "restore", required_argument, NULL, 'r' },
 	{ "append", required_argument, NULL, 'a' },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
@@ -187,6 +191,9 @@ static int parse_opt(struct vm_config *cfg, int c, const char *arg)
 		return 0;
 	case 'm':
 		return parse_size(arg, &cfg->ram_bytes);
+	case OPT_NO_RESERVE:
+		cfg->no_reserve = true;
+		return 0;
 	case 'b':
 		return gm_backing_parse(arg, &cfg->backing);
 	case 'c':
@@ -402,8 +409,9 @@ static int setup(struct vm *vm, char *payload_buf, size_t len)
 	ret = vm_console_init(&vm->con, cfg->console);
 	if (ret)
 		return ret;
-	ret = gm_region_init(&vm->ram, cfg->backing, cfg->ram_bytes,
-			     "ferry-vm-ram");
+	ret = gm_region_init_flags(&vm->ram, cfg->backing, cfg->ram_bytes,
+				   "ferry-vm-ram", cfg->no_reserve ?
+				   GM_REGION_NORESERVE : 0);
 	if (ret)
 		return ret;
 	if (cfg->thp && cfg->backing != GM_BACKING_SHMEM) {

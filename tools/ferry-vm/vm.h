@@ -58,6 +58,7 @@ struct vm_config {
 	unsigned int watchdog_ms; /* 0: off */
 	bool thp;		/* MADV_HUGEPAGE on shmem RAM */
 	bool incoming;		/* wait for load-state + resume */
+	bool no_reserve;	/* hugetlb RAM without a reservation */
 	enum vm_accel accel;	/* as asked (--accel, FERRY_ACCEL) */
 	bool nokvm;		/* as decided: native threads, not KVM */
 };
