@@ -1245,20 +1245,41 @@ static struct tp_stream *hand_stream(struct tp_tls *t,
 	return st;
 }
 
-static int hand_join(struct tp_stream *st, const uint8_t *token,
-		     uint32_t kind, const uint8_t *proof)
+static int hand_join_at(struct tp_stream *st, const uint8_t *token,
+			uint32_t kind, uint32_t idx, const uint8_t *proof)
 {
+	struct tp_join_msg j = { .kind = kind, .index = idx };
 	uint8_t join[JOIN_LEN];
 	struct tp_msg m;
 	int ret;
 
-	memcpy(join, token, TP_TOKEN_LEN);
-	ut_put_le32(join + TP_TOKEN_LEN, kind);
-	ut_put_le32(join + TP_TOKEN_LEN + 4, 0);
-	memcpy(join + TP_TOKEN_LEN + 8, proof, TP_PROOF_LEN);
+	memcpy(j.token, token, TP_TOKEN_LEN);
+	memcpy(j.proof, proof, TP_PROOF_LEN);
+	tp_join_encode(join, &j);
 	ck_assert_int_eq(tp_send_internal(st, TP_TYPE_JOIN, join, JOIN_LEN), 0);
 	ret = tp_recv(st, &m, NULL, 0);
 	return ret == 0 && m.type == TP_TYPE_JOINED ? 0 : ret < 0 ? ret : -EPROTO;
+}
+
+static int hand_join(struct tp_stream *st, const uint8_t *token,
+		     uint32_t kind, const uint8_t *proof)
+{
+	return hand_join_at(st, token, kind, 0, proof);
+}
+
+/* HELLO on a hand-made control stream; the WELCOME's token into @token. */
+static void hand_hello(struct tp_stream *ctl, uint32_t nbulk, uint8_t *token)
+{
+	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
+	struct tp_msg m;
+
+	tp_hello_encode(hello, nbulk);
+	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
+					  HELLO_LEN), 0);
+	ck_assert_int_eq(tp_recv(ctl, &m, welcome, sizeof(welcome)), 0);
+	ck_assert_uint_eq(m.type, TP_TYPE_WELCOME);
+	ck_assert_int_eq(tp_welcome_decode(welcome, m.len, nbulk, token,
+					   NULL), 0);
 }
 
 /* A client by hand that learnt the session token (as a peer on the wire
@@ -1272,26 +1293,18 @@ START_TEST(join_replay_refused)
 	struct creds sc, cc;
 	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
 	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
-	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN], key[TP_PROOF_LEN];
-	uint8_t proof[TP_PROOF_LEN], token[TP_TOKEN_LEN];
+	uint8_t key[TP_PROOF_LEN], proof[TP_PROOF_LEN], token[TP_TOKEN_LEN];
 	struct tp_stream *ctl, *bulk, *urg;
 	struct ut_err err;
 	struct tp_tls *t;
 	struct server sv;
-	struct tp_msg m;
 	int ret;
 
 	scfg.accept_timeout_ms = 2000;
 	server_start(&sv, &scfg, "127.0.0.1");
 	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
 	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
-	ut_put_le32(hello, TP_PROTO_VERSION);
-	ut_put_le32(hello + 4, 1);
-	ck_assert_int_eq(tp_send_internal(ctl, TP_TYPE_HELLO, hello,
-					  HELLO_LEN), 0);
-	ck_assert_int_eq(tp_recv(ctl, &m, welcome, sizeof(welcome)), 0);
-	ck_assert_uint_eq(m.type, TP_TYPE_WELCOME);
-	memcpy(token, welcome + 8, TP_TOKEN_LEN);
+	hand_hello(ctl, 1, token);
 	ck_assert_int_eq(tp_join_key(ctl->ssl, token, key), 0);
 
 	bulk = hand_stream(t, &ccfg, sv.port, TP_STREAM_BULK);
@@ -1353,6 +1366,159 @@ START_TEST(old_protocol_refused)
 	tp_stream_destroy(ctl, false);
 	tp_tls_put(t);
 	server_fini(&sv);
+}
+END_TEST
+
+/* Our authenticated peer (token and proof right) joins a stream the
+ * session does not have: the server gives up the session at once, naming
+ * it. _i: 0 bulk index 1 of a session with 1, 1 urgent index 3, 2 a
+ * control stream, 3 bulk stream 0 a second time. */
+START_TEST(join_bad_stream_refused)
+{
+	static const struct {
+		uint32_t kind, idx;
+		const char *reason;
+	} c[] = {
+		{ TP_STREAM_BULK, 1,
+		  "bad stream join: a join of bulk stream 1 of a session with 1" },
+		{ TP_STREAM_URGENT, 3,
+		  "bad stream join: a join of stream kind 2 (urgent), index 3" },
+		{ TP_STREAM_CONTROL, 0,
+		  "bad stream join: a join of stream kind 0 (control), index 0" },
+		{ TP_STREAM_BULK, 0, "a second join of bulk stream 0" },
+	};
+	struct creds sc, cc;
+	struct tp_config scfg = mtls_cfg(&sc, "ca", "server");
+	struct tp_config ccfg = mtls_cfg(&cc, "ca", "client");
+	uint8_t key[TP_PROOF_LEN], proof[TP_PROOF_LEN], token[TP_TOKEN_LEN];
+	struct tp_stream *ctl, *first = NULL, *st;
+	struct ut_err err;
+	struct tp_tls *t;
+	struct server sv;
+
+	scfg.accept_timeout_ms = 5000;
+	server_start(&sv, &scfg, "127.0.0.1");
+	ck_assert_int_eq(tp_tls_create(&ccfg, false, &t, &err), 0);
+	ctl = hand_stream(t, &ccfg, sv.port, TP_STREAM_CONTROL);
+	hand_hello(ctl, 1, token);
+	ck_assert_int_eq(tp_join_key(ctl->ssl, token, key), 0);
+	if (c[_i].idx == 0 && c[_i].kind == TP_STREAM_BULK) {
+		first = hand_stream(t, &ccfg, sv.port, TP_STREAM_BULK);
+		ck_assert_int_eq(tp_join_proof(key, first->ssl, TP_STREAM_BULK,
+					       0, proof), 0);
+		ck_assert_int_eq(hand_join(first, token, TP_STREAM_BULK,
+					   proof), 0);
+	}
+	st = hand_stream(t, &ccfg, sv.port, TP_STREAM_BULK);
+	ck_assert_int_eq(tp_join_proof(key, st->ssl, c[_i].kind, c[_i].idx,
+				       proof), 0);
+	ck_assert_int_lt(hand_join_at(st, token, c[_i].kind, c[_i].idx,
+				      proof), 0);
+	check_reason(server_wait(&sv), -EPROTO, sv.err.msg, c[_i].reason,
+		     "server");
+	ck_assert_ptr_null(sv.s);
+	tp_stream_destroy(st, false);
+	tp_stream_destroy(first, false);
+	tp_stream_destroy(ctl, false);
+	tp_tls_put(t);
+	server_fini(&sv);
+}
+END_TEST
+
+/* The setup messages' decoders (setup.c) on their own: every field at and
+ * beyond its limits, each refusal with its reason; what decodes encodes
+ * back to the same bytes. */
+START_TEST(setup_messages_decode)
+{
+	uint8_t b[JOIN_LEN + 1], tok[TP_TOKEN_LEN], got[TP_TOKEN_LEN];
+	struct tp_join_msg j, k;
+	struct ut_err why;
+	uint32_t n;
+
+	for (uint32_t nb = 1; nb <= TP_MAX_BULK; nb += TP_MAX_BULK - 1) {
+		tp_hello_encode(b, nb);
+		ck_assert_int_eq(tp_hello_decode(b, HELLO_LEN, &n, &why), 0);
+		ck_assert_uint_eq(n, nb);
+	}
+	for (uint32_t nb = 0; nb <= TP_MAX_BULK + 1; nb += TP_MAX_BULK + 1) {
+		tp_hello_encode(b, nb);
+		check_reason(tp_hello_decode(b, HELLO_LEN, &n, &why), -EPROTO,
+			     why.msg, nb ? "with 17 bulk streams" :
+				     "with 0 bulk streams",
+			     "hello");
+	}
+	tp_hello_encode(b, 1);
+	ut_put_le32(b, 1);
+	check_reason(tp_hello_decode(b, HELLO_LEN, &n, &why), -EPROTO, why.msg,
+		     "peer speaks version 1 with 1 bulk streams; we need version 2, 1..16",
+		     "hello");
+	check_reason(tp_hello_decode(b, HELLO_LEN - 1, &n, &why), -EPROTO,
+		     why.msg, "a HELLO of 7 bytes, not 8", "hello");
+
+	RAND_bytes(tok, sizeof(tok));
+	tp_welcome_encode(b, 3, tok);
+	ck_assert_int_eq(tp_welcome_decode(b, WELCOME_LEN, 3, got, &why), 0);
+	ck_assert_mem_eq(got, tok, TP_TOKEN_LEN);
+	memset(got, 0, sizeof(got));
+	check_reason(tp_welcome_decode(b, WELCOME_LEN, 4, got, &why), -EPROTO,
+		     why.msg,
+		     "server refused version 2 with 4 bulk streams (it answered version 2 with 3)",
+		     "welcome");
+	ut_put_le32(b, 3);
+	check_reason(tp_welcome_decode(b, WELCOME_LEN, 3, got, &why), -EPROTO,
+		     why.msg, "(it answered version 3 with 3)", "welcome");
+	check_reason(tp_welcome_decode(b, WELCOME_LEN + 1, 3, got, &why),
+		     -EPROTO, why.msg, "a WELCOME of 25 bytes, not 24",
+		     "welcome");
+	ck_assert_uint_eq(got[0] | got[TP_TOKEN_LEN - 1], 0);
+
+	memcpy(j.token, tok, TP_TOKEN_LEN);
+	RAND_bytes(j.proof, sizeof(j.proof));
+	{
+		static const struct {
+			uint32_t kind, idx, nbulk;
+			int ret;
+			const char *why;
+		} c[] = {
+			{ TP_STREAM_BULK, 0, 1, 0, NULL },
+			{ TP_STREAM_BULK, 15, 16, 0, NULL },
+			{ TP_STREAM_URGENT, 0, 1, 0, NULL },
+			{ TP_STREAM_BULK, 1, 1, -ERANGE,
+			  "a join of bulk stream 1 of a session with 1" },
+			{ TP_STREAM_BULK, UINT32_MAX, 16, -ERANGE,
+			  "a join of bulk stream 4294967295 of a session with 16" },
+			{ TP_STREAM_URGENT, 1, 1, -ERANGE,
+			  "a join of stream kind 2 (urgent), index 1" },
+			{ TP_STREAM_CONTROL, 0, 1, -ERANGE,
+			  "a join of stream kind 0 (control), index 0" },
+			{ 7, 0, 1, -ERANGE,
+			  "a join of stream kind 7 (unknown), index 0" },
+		};
+
+		for (size_t i = 0; i < UT_ARRAY_SIZE(c); i++) {
+			j.kind = c[i].kind;
+			j.index = c[i].idx;
+			tp_join_encode(b, &j);
+			memset(&k, 0, sizeof(k));
+			why.msg[0] = 0;
+			ck_assert_int_eq(tp_join_decode(b, JOIN_LEN, c[i].nbulk,
+							&k, &why), c[i].ret);
+			/* Filled either way: the caller authenticates first. */
+			ck_assert_mem_eq(&k, &j, sizeof(j));
+			if (c[i].why)
+				check_reason(c[i].ret, c[i].ret, why.msg,
+					     c[i].why, "join");
+		}
+	}
+	memset(&k, 0xa5, sizeof(k));
+	memcpy(&j, &k, sizeof(j));
+	for (size_t len = JOIN_LEN - 1; len <= JOIN_LEN + 1; len += 2) {
+		check_reason(tp_join_decode(b, len, 1, &k, &why), -EPROTO,
+			     why.msg, len < JOIN_LEN ?
+			     "a JOIN of 55 bytes, not 56" :
+			     "a JOIN of 57 bytes, not 56", "join");
+		ck_assert_mem_eq(&k, &j, sizeof(j)); /* untouched */
+	}
 }
 END_TEST
 
@@ -1766,6 +1932,8 @@ static Suite *transport_suite(void)
 		{ "stranger_during_join", stranger_during_join, 2, 30 },
 		{ "join_replay_refused", join_replay_refused, 3, 30 },
 		{ "old_protocol_refused", old_protocol_refused, 0, 30 },
+		{ "join_bad_stream_refused", join_bad_stream_refused, 4, 30 },
+		{ "setup_messages_decode", setup_messages_decode, 0, 30 },
 		{ "stalled_receiver_send_timeout",
 		  stalled_receiver_send_timeout, 2, 30 },
 	};

@@ -161,21 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #else
 
-static int write_seed(const char *dir, int i, const uint8_t *b, size_t n)
-{
-	char path[4096];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/seed-%02d", dir, i);
-	f = fopen(path, "wb");
-	if (!f || fwrite(b, 1, n, f) != n) {
-		perror(path);
-		if (f)
-			fclose(f);
-		return 1;
-	}
-	return fclose(f) != 0;
-}
+#include "tests/fuzz-seed.h"
 
 /* Appends an item to @b at *@n. */
 static void item(uint8_t *b, size_t *n, uint8_t ctl, const void *p,
@@ -211,7 +197,7 @@ int main(int argc, char **argv)
 		item(b, &n, TP_REC_APPDATA, frame + 100, sizeof(frame) - 100);
 		item(b, &n, TP_REC_HANDSHAKE, ku, sizeof(ku));
 		item(b, &n, TP_REC_APPDATA, frame, sizeof(frame));
-		err |= write_seed(argv[1], s, b, n);
+		err |= fuzz_write_seed(argv[1], s, b, n);
 	}
 	n = 0;
 	b[n++] = 0;
@@ -219,13 +205,13 @@ int main(int argc, char **argv)
 	item(b, &n, TP_REC_ALERT, warn, sizeof(warn));
 	item(b, &n, TP_REC_APPDATA, frame, sizeof(frame));
 	item(b, &n, TP_REC_ALERT, bye, sizeof(bye));
-	err |= write_seed(argv[1], 6, b, n);
+	err |= fuzz_write_seed(argv[1], 6, b, n);
 	n = 0;
 	b[n++] = 4;
 	item(b, &n, TP_REC_APPDATA, frame, 20);
 	item(b, &n, 0x80, "\x17\x03\x03\x00\x20", 5);
 	item(b, &n, TP_REC_ALERT, fatal, sizeof(fatal));
-	err |= write_seed(argv[1], 7, b, n);
+	err |= fuzz_write_seed(argv[1], 7, b, n);
 	return err;
 }
 

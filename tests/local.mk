@@ -77,7 +77,7 @@ endif
 
 # The record-layer fuzzer (tests/fuzz-records.c) and its seeds.
 noinst_PROGRAMS += tests/fuzz-records-seeds
-tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c
+tests_fuzz_records_seeds_SOURCES = tests/fuzz-records.c tests/fuzz-seed.h
 tests_fuzz_records_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
 tests_fuzz_records_seeds_LDADD = $(TRANSPORT_LIBS)
 
@@ -88,6 +88,21 @@ tests_fuzz_records_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
 tests_fuzz_records_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
 tests_fuzz_records_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_records_LDADD = $(TRANSPORT_LIBS)
+endif
+
+# The session setup messages' fuzzer (tests/fuzz-join.c) and its seeds.
+noinst_PROGRAMS += tests/fuzz-join-seeds
+tests_fuzz_join_seeds_SOURCES = tests/fuzz-join.c tests/fuzz-seed.h
+tests_fuzz_join_seeds_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_join_seeds_LDADD = $(TRANSPORT_LIBS)
+
+if ENABLE_FUZZ
+noinst_PROGRAMS += tests/fuzz-join
+tests_fuzz_join_SOURCES = tests/fuzz-join.c
+tests_fuzz_join_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZING
+tests_fuzz_join_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
+tests_fuzz_join_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_join_LDADD = $(TRANSPORT_LIBS)
 endif
 
 # Live migration end to end: real VMs, the agents, TLS on loopback.

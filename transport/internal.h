@@ -33,6 +33,36 @@
 #define WELCOME_LEN (8 + TP_TOKEN_LEN)
 #define JOIN_LEN (TP_TOKEN_LEN + 8 + TP_PROOF_LEN)
 
+/* setup.c: the setup messages' one encoder and one decoder each (pure,
+ * fuzzed by tests/fuzz-join.c). A decoder returns 0, or -errno with the
+ * reason in @why (NULL: dropped); it reads exactly @len bytes of @buf. */
+/* HELLO: @nbulk the bulk streams the client asks for. */
+void tp_hello_encode(uint8_t out[HELLO_LEN], uint32_t nbulk);
+/* -EPROTO: not HELLO_LEN bytes, another protocol version or a count of
+ * bulk streams outside 1..TP_MAX_BULK. */
+int tp_hello_decode(const uint8_t *buf, size_t len, uint32_t *nbulk,
+		    struct ut_err *why);
+void tp_welcome_encode(uint8_t out[WELCOME_LEN], uint32_t nbulk,
+		       const uint8_t token[TP_TOKEN_LEN]);
+/* -EPROTO: not WELCOME_LEN bytes, or not our version and the @nbulk we
+ * asked for. */
+int tp_welcome_decode(const uint8_t *buf, size_t len, uint32_t nbulk,
+		      uint8_t token[TP_TOKEN_LEN], struct ut_err *why);
+struct tp_join_msg {
+	uint8_t token[TP_TOKEN_LEN];	/* the session's, from WELCOME */
+	uint32_t kind;			/* enum tp_stream_kind */
+	uint32_t index;			/* bulk stream number; urgent: 0 */
+	uint8_t proof[TP_PROOF_LEN];	/* tp_join_proof() of the stream */
+};
+void tp_join_encode(uint8_t out[JOIN_LEN], const struct tp_join_msg *j);
+/* -EPROTO: not JOIN_LEN bytes (@j untouched). -ERANGE: @j is filled but
+ * names no stream of a session with @nbulk bulk streams (a kind other
+ * than bulk or urgent, a bulk index >= @nbulk, an urgent index not 0);
+ * the caller authenticates @j (token, proof) before trusting either
+ * result. */
+int tp_join_decode(const uint8_t *buf, size_t len, uint32_t nbulk,
+		   struct tp_join_msg *j, struct ut_err *why);
+
 /*
  * Join proofs. The token names the session; the proof shows that the
  * joining connection was opened by the peer of the control connection:

@@ -8,6 +8,7 @@ transport_libtransport_a_SOURCES = \
 	transport/wire-tls.c \
 	transport/wire-plain.c \
 	transport/stream.c \
+	transport/setup.c \
 	transport/session.c
 transport_libtransport_a_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(SSL_CFLAGS)
 TRANSPORT_LIBS = transport/libtransport.a util/libutil.a $(URING_LIBS) $(SSL_LIBS)

@@ -314,23 +314,20 @@ static int server_handshake(struct tp_listener *l, int fd,
 static int server_hello(struct tp_session *s, struct ut_err *err)
 {
 	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
+	struct ut_err why;
+	uint32_t nbulk;
 	int ret;
 
 	ret = expect_msg(s->ctl, TP_TYPE_HELLO, hello, sizeof(hello));
 	if (ret < 0)
 		return stream_err(err, s->ctl, ret);
-	s->nbulk = ut_get_le32(hello + 4);
-	if (ut_get_le32(hello) != TP_PROTO_VERSION || s->nbulk < 1 ||
-	    s->nbulk > TP_MAX_BULK)
-		return ut_err_set(err, -EPROTO,
-				  "control stream: peer speaks version %u with %u bulk streams; we need version %u, 1..%u",
-				  ut_get_le32(hello), s->nbulk,
-				  TP_PROTO_VERSION, TP_MAX_BULK);
+	ret = tp_hello_decode(hello, sizeof(hello), &nbulk, &why);
+	if (ret < 0)
+		return ut_err_set(err, ret, "control stream: %s", why.msg);
+	s->nbulk = nbulk;
 	if (RAND_bytes(s->token, sizeof(s->token)) != 1)
 		return ut_err_set(err, -EIO, "no randomness for the token");
-	ut_put_le32(welcome, TP_PROTO_VERSION);
-	ut_put_le32(welcome + 4, s->nbulk);
-	memcpy(welcome + 8, s->token, TP_TOKEN_LEN);
+	tp_welcome_encode(welcome, s->nbulk, s->token);
 	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
 		return ut_err_set(err, -EPROTO,
 				  "control stream: TLS exporter failed");
@@ -339,36 +336,44 @@ static int server_hello(struct tp_session *s, struct ut_err *err)
 	return ret < 0 ? stream_err(err, s->ctl, ret) : 0;
 }
 
-/* Reads a JOIN. Returns 1 with the stream's kind and index, 0 for a
- * stranger (not a JOIN, another token, a proof for another connection;
- * reason in @why). */
+/* Reads a JOIN. Returns 1 with it in @j, 0 for a stranger (not a JOIN,
+ * another token, a proof for another connection; reason in @why). A JOIN
+ * that passes both checks but names no stream of the session comes from
+ * our peer: -EPROTO with the reason in @err. */
 static int read_join(struct tp_session *s, struct tp_stream *st,
-		     uint32_t *kind, uint32_t *idx, struct ut_err *why)
+		     struct tp_join_msg *j, struct ut_err *why,
+		     struct ut_err *err)
 {
 	uint8_t join[JOIN_LEN], proof[TP_PROOF_LEN];
-	int ret;
+	struct ut_err bad;
+	int ret, dec;
 
 	ret = expect_msg(st, TP_TYPE_JOIN, join, sizeof(join));
 	if (ret < 0) {
 		stream_err(why, st, ret);
 		return 0;
 	}
-	if (CRYPTO_memcmp(join, s->token, TP_TOKEN_LEN) != 0) {
+	dec = tp_join_decode(join, sizeof(join), s->nbulk, j, &bad);
+	if (dec == -EPROTO) {
+		ut_err_set(why, dec, "%s", bad.msg);
+		return 0;
+	}
+	if (CRYPTO_memcmp(j->token, s->token, TP_TOKEN_LEN) != 0) {
 		ut_err_set(why, -EACCES, "a foreign session token");
 		return 0;
 	}
-	*kind = ut_get_le32(join + TP_TOKEN_LEN);
-	*idx = ut_get_le32(join + TP_TOKEN_LEN + 4);
-	if (tp_join_proof(s->join_key, st->ssl, *kind, *idx, proof) < 0) {
+	if (tp_join_proof(s->join_key, st->ssl, j->kind, j->index,
+			  proof) < 0) {
 		ut_err_set(why, -EPROTO, "TLS exporter failed");
 		return 0;
 	}
-	if (st->ssl && CRYPTO_memcmp(join + TP_TOKEN_LEN + 8, proof,
-				     TP_PROOF_LEN) != 0) {
+	if (st->ssl && CRYPTO_memcmp(j->proof, proof, TP_PROOF_LEN) != 0) {
 		ut_err_set(why, -EACCES,
 			   "a join proof not bound to this session's control connection (replayed or forged)");
 		return 0;
 	}
+	if (dec < 0)
+		return ut_err_set(err, -EPROTO, "bad stream join: %s", bad.msg);
 	return 1;
 }
 
@@ -380,33 +385,33 @@ static int read_join(struct tp_session *s, struct tp_stream *st,
 static int join_one(struct tp_listener *l, struct tp_session *s,
 		    uint64_t deadline, struct ut_err *why, struct ut_err *err)
 {
-	struct tp_stream *st = NULL, **slot = NULL;
-	uint32_t kind = 0, idx = 0;
+	struct tp_stream *st = NULL, **slot;
+	struct tp_join_msg j;
 	int fd = -1, ret;
 
 	ret = accept_conn(l, deadline, &fd, err);
 	if (ret < 0)
 		return ret;
 	ret = server_handshake(l, fd, TP_STREAM_BULK, &st, why);
-	if (ret == 0)
-		ret = read_join(s, st, &kind, &idx, why);
-	if (ret <= 0) {
+	ret = ret < 0 ? 0 : read_join(s, st, &j, why, err);
+	if (ret == 0) {
 		pr_warn("refused a connection while joining streams: %s",
 			why->msg);
 		tp_stream_destroy(st, false);
 		return 0;
 	}
-	if (kind == TP_STREAM_URGENT && !s->urg)
-		slot = &s->urg;
-	else if (kind == TP_STREAM_BULK && idx < s->nbulk && !s->bulk[idx])
-		slot = &s->bulk[idx];
-	st->kind = kind;
-	st->index = idx;
-	ret = slot ? tp_send_internal(st, TP_TYPE_JOINED, NULL, 0) :
-		     ut_err_set(err, -EPROTO,
-				"bad or duplicate stream join (kind %u, index %u)",
-				kind, idx);
-	if (slot && ret < 0)
+	if (ret < 0) {
+		tp_stream_destroy(st, false);
+		return ret;
+	}
+	slot = j.kind == TP_STREAM_URGENT ? &s->urg : &s->bulk[j.index];
+	st->kind = j.kind;
+	st->index = j.index;
+	ret = !*slot ? tp_send_internal(st, TP_TYPE_JOINED, NULL, 0) :
+		       ut_err_set(err, -EPROTO,
+				  "a second join of %s stream %u",
+				  kind_name(j.kind), j.index);
+	if (!*slot && ret < 0)
 		stream_err(err, st, ret);
 	if (ret < 0) {
 		tp_stream_destroy(st, false);
@@ -529,10 +534,10 @@ destroy_stream:
 static int client_hello(struct tp_session *s, struct ut_err *err)
 {
 	uint8_t hello[HELLO_LEN], welcome[WELCOME_LEN];
+	struct ut_err why;
 	int ret;
 
-	ut_put_le32(hello, TP_PROTO_VERSION);
-	ut_put_le32(hello + 4, s->nbulk);
+	tp_hello_encode(hello, s->nbulk);
 	ret = tp_send_internal(s->ctl, TP_TYPE_HELLO, hello, sizeof(hello));
 	if (ret == 0)
 		ret = expect_msg(s->ctl, TP_TYPE_WELCOME, welcome,
@@ -542,12 +547,10 @@ static int client_hello(struct tp_session *s, struct ut_err *err)
 				  "control stream: peer closed the connection during session setup (does it require TLS?)");
 	if (ret < 0)
 		return stream_err(err, s->ctl, ret);
-	if (ut_get_le32(welcome) != TP_PROTO_VERSION ||
-	    ut_get_le32(welcome + 4) != s->nbulk)
-		return ut_err_set(err, -EPROTO,
-				  "control stream: server refused version %u with %u bulk streams",
-				  TP_PROTO_VERSION, s->nbulk);
-	memcpy(s->token, welcome + 8, TP_TOKEN_LEN);
+	ret = tp_welcome_decode(welcome, sizeof(welcome), s->nbulk, s->token,
+				&why);
+	if (ret < 0)
+		return ut_err_set(err, ret, "control stream: %s", why.msg);
 	if (tp_join_key(s->ctl->ssl, s->token, s->join_key) < 0)
 		return ut_err_set(err, -EPROTO,
 				  "control stream: TLS exporter failed");
@@ -559,19 +562,18 @@ static int client_join(struct tp_session *s, const struct tp_config *cfg,
 		       enum tp_stream_kind kind, unsigned int idx,
 		       struct tp_stream **out, struct ut_err *err)
 {
+	struct tp_join_msg j = { .kind = kind, .index = idx };
 	uint8_t join[JOIN_LEN];
 	int ret;
 
 	ret = client_stream(s, cfg, ai, host, kind, idx, out, err);
 	if (ret < 0)
 		return ret;
-	memcpy(join, s->token, TP_TOKEN_LEN);
-	ut_put_le32(join + TP_TOKEN_LEN, kind);
-	ut_put_le32(join + TP_TOKEN_LEN + 4, idx);
-	if (tp_join_proof(s->join_key, (*out)->ssl, kind, idx,
-			  join + TP_TOKEN_LEN + 8) < 0)
+	memcpy(j.token, s->token, TP_TOKEN_LEN);
+	if (tp_join_proof(s->join_key, (*out)->ssl, kind, idx, j.proof) < 0)
 		return ut_err_set(err, -EPROTO, "%s stream: TLS exporter failed",
 				  kind_name(kind));
+	tp_join_encode(join, &j);
 	ret = tp_send_internal(*out, TP_TYPE_JOIN, join, sizeof(join));
 	if (ret == 0)
 		ret = expect_msg(*out, TP_TYPE_JOINED, NULL, 0);

@@ -23,7 +23,9 @@ struct ut_err {
 int ut_err_set(struct ut_err *err, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The same, but a reason already set stays: where several threads or
- * layers report one failure, the first reason is the one that counts. */
+ * layers report one failure, the first reason is the one that counts.
+ * Threads may race to set it (one wins whole); read the reason once they
+ * are joined. */
 int ut_err_first(struct ut_err *err, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* True when @err holds a reason. */
