@@ -29,6 +29,7 @@ FIGURES = [
 POSTCOPY_ONLY = {"fault_p50_us", "fault_p99_us", "vcpu_blocked_ms",
                  "discard_ms", "state_send_ms"}
 THP_ONLY = {"huge_share"}
+DIRTY_ONLY = {"guest_dirty_x"}
 # Ferry's downtime piece by piece (from the agents' JSON "switchover"
 # objects and the last round), and the size of the VM's state blob.
 SPLIT = [
