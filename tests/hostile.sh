@@ -109,7 +109,7 @@ done_in_precopy|unexpected control message 0x4d32
 pages_after_final|OK
 keepalive_body|unexpected control message 0x4d37
 error_malformed|the source gave up with a malformed ERROR \(error: 
-flood|went away before switchover: .*(closed|reset)
+flood|(went away before switchover|receiving guest pages): .*(closed|reset)
 stall_bulk|receiving guest pages: .*(timed out|timeout)
 stall_control|(timed out|timeout)
 silent|waiting for the .*HELLO.*(timed out|timeout)
