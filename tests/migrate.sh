@@ -32,7 +32,8 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
 	precopy_hugetlb_1g hybrid_hugetlb_subpages thp_collapse
 	thp_collapse_postcopy precopy_4k_to_2m postcopy_4k_to_2m precopy_2m_to_4k
-	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k
+	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k postcopy_4k_to_1g
+	postcopy_hugetlb_1g
 	postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved hybrid auto
 	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
 	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
@@ -452,8 +453,7 @@ case_postcopy_2m_to_4k() {
 }
 
 # 1 GiB pages, where the kernel finds a contiguous GiB at run time: a
-# 4 KiB guest onto one and back, in precopy (a 1 GiB page is no postcopy
-# unit: the destination stages at most 4 MiB). Write-protect tracks a
+# 4 KiB guest onto one and back, in precopy. Write-protect tracks a
 # 1 GiB source page whole: every round reads and hashes the GiB, and
 # sends the units that changed.
 case_precopy_4k_to_1g() {
@@ -468,6 +468,32 @@ case_precopy_1g_to_4k() {
 	mixed "-b hugetlb-1G" "" "--rate 16 -m 1G" "--mode precopy -D 3000" 30 ||
 		return
 	pass "precopy, hugetlb-1G to shmem: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+# Postcopy onto a 1 GiB page (minor mode): its 4 KiB units are written
+# into the page cache through the agent's mapping, a fault asks for the
+# units it lacks, and the page is mapped with one UFFDIO_CONTINUE once
+# all of them are in.
+case_postcopy_4k_to_1g() {
+	hugetlb_pool 1 1048576 || return
+	mixed "" "-b hugetlb-1G" "--rate 16 -m 1G" "--mode postcopy" 30 ||
+		return
+	placed_by minor || return
+	[ "${FAULTS:-0}" -gt 0 ] || { fail "no postcopy fault was served"; return; }
+	pass "postcopy, shmem to hugetlb-1G: $VERIFIED, $FAULTS faults on the 1 GiB page"
+}
+
+# 1 GiB pages at both ends in hybrid (precopy rounds, then postcopy):
+# they travel in 4 KiB units (MIG_FEAT_HUGE_UNITS), so that the
+# destination assembles its page as above.
+case_postcopy_hugetlb_1g() {
+	hugetlb_pool 2 1048576 || return
+	migrate 512M "--rate 16 -m 1G -b hugetlb-1G" "--mode hybrid" 30 ||
+		return
+	[ "$MODE" = postcopy ] || { fail "hybrid ended in $MODE"; return; }
+	placed_by minor || return
+	units_of || return
+	pass "hybrid, hugetlb-1G at both ends: $VERIFIED, $FAULTS faults, $UNITS bytes in 4 KiB units"
 }
 
 # With --uffd-mode missing (UFFDIO_COPY only): a 2 MiB page fed 4 KiB
