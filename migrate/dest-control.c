@@ -99,7 +99,8 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 
 	if (!t)
 		return ut_err_first(err, -ENOMEM, "out of memory");
-	ret = mig_place_begin(&d->place, &d->p->placement, &d->vm, t, err);
+	ret = mig_place_begin(&d->place, &d->p->placement, &d->vm, &d->hp, t,
+			      err);
 	if (ret) {
 		mig_tell_peer(d->sess, -ret, err->msg);
 		goto out;

@@ -271,6 +271,9 @@ struct mig_plan {
 	struct mig_plan_region r[MIG_MAX_REGIONS];
 	uint64_t planned[GM_MAX_NODES];	/* bytes by node id */
 	char note[160];			/* a remark for the user, or "" */
+	/* A plan refused for want of huge pages: the nodes it looked at,
+	 * the pages of short_psz it needed there (0: not refused so). */
+	uint64_t short_nodes, short_pages, short_psz;
 };
 
 /* What a plan is made from. */
