@@ -56,11 +56,13 @@ int mig_hp_grow(struct mig_hp_pools *hp, int node, size_t psz,
  * its pool when NULL) into @lack[node]. Returns the pages lacking. */
 uint64_t mig_hp_split(uint64_t nodes, size_t psz, uint64_t need,
 		      const uint64_t *free_of, uint64_t lack[GM_MAX_NODES]);
-/* The commands that grow each node of @lack by what it lacks of @psz
- * pages (`echo N > /sys/devices/system/node/nodeK/...`, "; " between),
- * into @buf. */
-void mig_hp_commands(const uint64_t lack[GM_MAX_NODES], size_t psz,
-		     char *buf, size_t len);
+/* The command that grows each node of @lack by what it lacks of @psz
+ * pages, from its pool's size (@pool_of[node], or read when NULL):
+ * `echo N > /sys/devices/system/node/nodeK/...` for one node, a loop
+ * over "node:pages" for several; into @buf. */
+void mig_hp_commands(const uint64_t lack[GM_MAX_NODES],
+		     const uint64_t *pool_of, size_t psz, char *buf,
+		     size_t len);
 /* Sets every pool grown back to its size before. The pages in use or
  * reserved stay (the kernel keeps them as surplus and frees them when
  * the VM does). Accepts one that grew nothing. */

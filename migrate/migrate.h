@@ -469,7 +469,8 @@ struct mig_dest_params {
 	bool no_ksm_hints;
 	/* A hugetlb pool too small for the incoming VM's RAM is grown by
 	 * what it lacks (and set back when the agent ends) instead of the
-	 * migration being refused with the numbers. */
+	 * migration being refused with the numbers: the pools of the nodes
+	 * the placement names, or the plan finds short. */
 	bool reserve_hugepages;
 	/* Postcopy recovery: wait for the source to come back (accept). */
 	mig_reconnect_fn reconnect;

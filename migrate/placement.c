@@ -202,7 +202,7 @@ static int init_caps(struct planner *p)
 	return 0;
 }
 
-/* For a huge-page class short on @nodes: the commands that grow each
+/* For a huge-page class short on @nodes: the command that grows each
  * node's pool by what it lacks of an even share (mig_hp_split()). */
 static const char *reserve_hint(struct planner *p, uint32_t r, uint64_t nodes,
 				char *hint, size_t cap)
@@ -210,29 +210,18 @@ static const char *reserve_hint(struct planner *p, uint32_t r, uint64_t nodes,
 	const struct gm_topo *t = p->in->topo;
 	uint64_t psz = p->in->layout->r[r].page_size;
 	uint64_t lack[GM_MAX_NODES], free_of[GM_MAX_NODES] = { 0 };
+	uint64_t pool_of[GM_MAX_NODES] = { 0 };
+	char cmd[320];
 	int k = p->cls[r];
-	size_t off;
 
-	for (uint32_t i = 0; i < t->nr_nodes; i++)
+	for (uint32_t i = 0; i < t->nr_nodes; i++) {
 		free_of[t->node[i].id] = p->cap0[t->node[i].id][k] / psz;
-	mig_hp_split(nodes, psz, p->need[k] / psz, free_of, lack);
-	off = snprintf(hint, cap, ": reserve them with `");
-	for (uint32_t i = 0; i < t->nr_nodes && off < cap; i++) {
-		const struct gm_numa_node *n = &t->node[i];
-
-		if (!lack[n->id])
-			continue;
-		off += snprintf(hint + off, cap - off, "%secho %llu > "
-				"/sys/devices/system/node/node%u/hugepages/"
-				"hugepages-%llukB/nr_hugepages",
-				hint[off - 1] == '`' ? "" : "; ",
-				(unsigned long long)(n->hp_total[k - 1] +
-						     lack[n->id]),
-				n->id, (unsigned long long)(psz >> 10));
+		pool_of[t->node[i].id] = t->node[i].hp_total[k - 1];
 	}
-	if (off < cap)
-		snprintf(hint + off, cap - off, "`, or run ferry dest with "
-			 "--reserve-hugepages");
+	mig_hp_split(nodes, psz, p->need[k] / psz, free_of, lack);
+	mig_hp_commands(lack, pool_of, psz, cmd, sizeof(cmd));
+	snprintf(hint, cap, ": reserve them with `%s`, or run ferry dest with "
+		 "--reserve-hugepages", cmd);
 	p->pl->short_nodes = nodes;
 	p->pl->short_pages = p->need[k] / psz;
 	p->pl->short_psz = psz;

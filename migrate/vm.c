@@ -275,25 +275,44 @@ uint64_t mig_hp_split(uint64_t nodes, size_t psz, uint64_t need,
 	return sum;
 }
 
-void mig_hp_commands(const uint64_t lack[GM_MAX_NODES], size_t psz,
-		     char *buf, size_t len)
+void mig_hp_commands(const uint64_t lack[GM_MAX_NODES],
+		     const uint64_t *pool_of, size_t psz, char *buf, size_t len)
 {
-	size_t off = 0;
+	uint64_t want[GM_MAX_NODES];
+	int nodes = 0, last = 0;
+	size_t off;
 
-	buf[0] = 0;
-	for (int n = 0; n < GM_MAX_NODES && off < len; n++) {
-		char path[160];
-		ssize_t pool;
+	for (int n = 0; n < GM_MAX_NODES; n++) {
+		ssize_t pool = pool_of ? (ssize_t)pool_of[n] :
+			       gm_hugetlb_node_pool(n, psz);
 
 		if (!lack[n])
 			continue;
-		pool = gm_hugetlb_node_pool(n, psz);
-		gm_hugetlb_node_path(path, sizeof(path), n, psz);
-		off += snprintf(buf + off, len - off, "%secho %llu > %s",
-				off ? "; " : "",
-				(unsigned long long)((pool > 0 ? pool : 0) +
-						     lack[n]), path);
+		want[n] = (uint64_t)(pool > 0 ? pool : 0) + lack[n];
+		nodes++;
+		last = n;
 	}
+	buf[0] = 0;
+	if (!nodes)
+		return;
+	if (nodes == 1) {
+		char path[160];
+
+		gm_hugetlb_node_path(path, sizeof(path), last, psz);
+		snprintf(buf, len, "echo %llu > %s",
+			 (unsigned long long)want[last], path);
+		return;
+	}
+	/* Several nodes: one loop, not a path per node (one line). */
+	off = snprintf(buf, len, "for n in");
+	for (int n = 0; n < GM_MAX_NODES && off < len; n++)
+		if (lack[n])
+			off += snprintf(buf + off, len - off, " %d:%llu", n,
+					(unsigned long long)want[n]);
+	if (off < len)
+		snprintf(buf + off, len - off, ";do echo ${n#*:}>/sys/devices/"
+			 "system/node/node${n%%:*}/hugepages/hugepages-%zukB/"
+			 "nr_hugepages;done", psz >> 10);
 }
 
 /* A pool short for region @i's @need pages of @psz: grown on the nodes
@@ -348,7 +367,7 @@ static int attach_huge(struct mig_vm *vm, unsigned int i,
 		mig_hp_split(hp->nodes, psz, need, NULL, lack);
 		if (!lack[__builtin_ctzll(hp->nodes)])
 			lack[__builtin_ctzll(hp->nodes)] = need - free_pages;
-		mig_hp_commands(lack, psz, cmd, sizeof(cmd));
+		mig_hp_commands(lack, NULL, psz, cmd, sizeof(cmd));
 		gm_nodes_format(hp->nodes, nodes, sizeof(nodes));
 		return ut_err_first(err, -ENOMEM, "RAM region %u needs %zu free "
 				"%zu kB huge pages on node %s, whose pool has "

@@ -34,7 +34,8 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	thp_collapse_postcopy precopy_4k_to_2m postcopy_4k_to_2m precopy_2m_to_4k
 	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k postcopy_4k_to_1g
 	postcopy_hugetlb_1g
-	postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved hybrid auto
+	postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved
+	hugetlb_refused_node hugetlb_reserved_node hybrid auto
 	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
 	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
@@ -563,6 +564,62 @@ case_hugetlb_reserved() {
 	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
 		{ fail "the pool is $(cat "$POOL") after ferry dest, was $POOL_OLD"; return; }
 	pass "postcopy, shmem to hugetlb-2M with --reserve-hugepages: $added huge pages added and given back, $VERIFIED"
+}
+
+# node0_pool: node 0's pool of 2 MiB pages now.
+node0_pool() {
+	cat /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages
+}
+
+# The refusal of hugetlb_refused with --placement bind:0: the numbers
+# and the command are node 0's.
+case_hugetlb_refused_node() {
+	local line npool node0=/sys/devices/system/node/node0/hugepages/hugepages-2048kB
+	short_vm || return
+	[ -w $node0/nr_hugepages ] || { skip "no node 0 pool to change"; return; }
+	npool=$(node0_pool)
+	start_vm src --ws 32M --rate 16 -m $MEM || return
+	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
+		--incoming || return
+	wait_filled src || return
+	start_dest --placement bind:0 || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
+	wait_exit dest 30 "ferry-dest to give up" || return
+	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return; }
+	line=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
+	[ "$(printf '%s\n' "$line" | wc -l)" -eq 1 ] ||
+		{ fail "ferry-dest said more than one line: $line"; return; }
+	case $line in
+	*"needs $NEED free 2048 kB huge pages on node 0, whose pool has"*"echo $((npool + NEED - FREE)) > $node0/nr_hugepages"*"--reserve-hugepages"*) ;;
+	*) fail "not node 0's refusal with the numbers: $line"; return ;;
+	esac
+	[ "$(node0_pool)" = "$npool" ] ||
+		{ fail "node 0's pool changed to $(node0_pool) from $npool"; return; }
+	still_running src && pass "refused, source guest runs on: $line"
+}
+
+# --reserve-hugepages with --placement bind:0: node 0's pool grows by what
+# the VM lacks (not the system-wide one), the guest verifies its memory
+# there, and node 0's pool is back to its size once ferry dest has ended.
+case_hugetlb_reserved_node() {
+	local added npool
+	short_vm || return
+	[ -w /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages ] ||
+		{ skip "no node 0 pool to change"; return; }
+	npool=$(node0_pool)
+	DARGS="-v --reserve-hugepages --placement bind:0" \
+	DSTVM="-b hugetlb-2M --no-reserve" \
+		migrate 32M "--rate 32 -m $MEM" "--mode postcopy" || return
+	added=$(json hugepages_added "$CT/dest.json")
+	[ "$added" = $((NEED - FREE)) ] ||
+		{ fail "ferry dest added ${added:-no} huge pages, the VM lacked $((NEED - FREE))"; return; }
+	grep -q "reserved $added more 2048 kB huge pages of node 0" "$CT/fdest.log" ||
+		{ fail "ferry dest did not grow node 0's pool: $(cat "$CT/fdest.log")"; return; }
+	[ "$(node0_pool)" = "$npool" ] ||
+		{ fail "node 0's pool is $(node0_pool) after ferry dest, was $npool"; return; }
+	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
+		{ fail "the pool is $(cat "$POOL") after ferry dest, was $POOL_OLD"; return; }
+	pass "postcopy onto hugetlb-2M bound to node 0 with --reserve-hugepages: $added huge pages added to node 0 and given back, $VERIFIED"
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
