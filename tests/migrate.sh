@@ -544,28 +544,34 @@ short_vm() {
 # migration, in one line with the numbers and the command that reserves
 # them; the pool is untouched and the source guest runs on.
 case_hugetlb_refused() {
-	local line
 	short_vm || return
-	start_vm src --ws 32M --rate 16 -m $MEM || return
-	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
-		--incoming || return
-	wait_filled src || return
-	start_dest || return
-	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
-	wait_exit dest 30 "ferry-dest to give up" || return
-	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return; }
-	line=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
-	[ "$(printf '%s\n' "$line" | wc -l)" -eq 1 ] ||
-		{ fail "ferry-dest said more than one line: $line"; return; }
-	case $line in
+	refused_line || return
+	case $LINE in
 	*"needs $NEED free 2048 kB huge pages, the pool has $FREE free"*"echo"*"$POOL"*"--reserve-hugepages"*) ;;
-	*) fail "not the refusal with the numbers: $line"; return ;;
+	*) fail "not the refusal with the numbers: $LINE"; return ;;
 	esac
 	grep -q "the destination refused: RAM region 0 needs $NEED" "$CT/fsrc.log" ||
 		{ fail "the source was not told why: $(cat "$CT/fsrc.log")"; return; }
 	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
 		{ fail "the pool changed to $(cat "$POOL") from $POOL_OLD"; return; }
-	still_running src && pass "refused, source guest runs on: $line"
+	still_running src && pass "refused, source guest runs on: $LINE"
+}
+
+# refused_line [DEST ARGS]: short_vm's VM (its destination holding no
+# huge pages) offered to ferry dest (with DEST ARGS), which has to give
+# up in one line: LINE.
+refused_line() {
+	start_vm src --ws 32M --rate 16 -m $MEM || return
+	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
+		--incoming || return
+	wait_filled src || return
+	start_dest "$@" || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
+	wait_exit dest 30 "ferry-dest to give up" || return
+	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return 1; }
+	LINE=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
+	[ "$(printf '%s\n' "$LINE" | wc -l)" -eq 1 ] ||
+		{ fail "ferry-dest said more than one line: $LINE"; return 1; }
 }
 
 # The same VM with ferry dest --reserve-hugepages, in postcopy: the pool
@@ -593,28 +599,18 @@ node0_pool() {
 # The refusal of hugetlb_refused with --placement bind:0: the numbers
 # and the command are node 0's.
 case_hugetlb_refused_node() {
-	local line npool node0=/sys/devices/system/node/node0/hugepages/hugepages-2048kB
+	local npool node0=/sys/devices/system/node/node0/hugepages/hugepages-2048kB
 	short_vm || return
 	[ -w $node0/nr_hugepages ] || { skip "no node 0 pool to change"; return; }
 	npool=$(node0_pool)
-	start_vm src --ws 32M --rate 16 -m $MEM || return
-	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
-		--incoming || return
-	wait_filled src || return
-	start_dest --placement bind:0 || return
-	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
-	wait_exit dest 30 "ferry-dest to give up" || return
-	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return; }
-	line=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
-	[ "$(printf '%s\n' "$line" | wc -l)" -eq 1 ] ||
-		{ fail "ferry-dest said more than one line: $line"; return; }
-	case $line in
+	refused_line --placement bind:0 || return
+	case $LINE in
 	*"needs $NEED free 2048 kB huge pages on node 0, whose pool has"*"echo $((npool + NEED - FREE)) > $node0/nr_hugepages"*"--reserve-hugepages"*) ;;
-	*) fail "not node 0's refusal with the numbers: $line"; return ;;
+	*) fail "not node 0's refusal with the numbers: $LINE"; return ;;
 	esac
 	[ "$(node0_pool)" = "$npool" ] ||
 		{ fail "node 0's pool changed to $(node0_pool) from $npool"; return; }
-	still_running src && pass "refused, source guest runs on: $line"
+	still_running src && pass "refused, source guest runs on: $LINE"
 }
 
 # --reserve-hugepages with --placement bind:0: node 0's pool grows by what
