@@ -283,11 +283,12 @@ void mig_hp_commands(const uint64_t lack[GM_MAX_NODES],
 	size_t off;
 
 	for (int n = 0; n < GM_MAX_NODES; n++) {
-		ssize_t pool = pool_of ? (ssize_t)pool_of[n] :
-			       gm_hugetlb_node_pool(n, psz);
+		ssize_t pool;
 
 		if (!lack[n])
 			continue;
+		pool = pool_of ? (ssize_t)pool_of[n] :
+		       gm_hugetlb_node_pool(n, psz);
 		want[n] = (uint64_t)(pool > 0 ? pool : 0) + lack[n];
 		nodes++;
 		last = n;
@@ -315,8 +316,8 @@ void mig_hp_commands(const uint64_t lack[GM_MAX_NODES],
 			 "nr_hugepages;done", psz >> 10);
 }
 
-/* A pool short for region @i's @need pages of @psz: grown on the nodes
- * the placement names, or system-wide. */
+/* A pool short for @need pages of @psz (@free_pages free system-wide):
+ * grown on the nodes the placement names, or system-wide. */
 static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
 		   size_t free_pages, struct ut_err *err)
 {
