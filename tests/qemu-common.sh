@@ -5,9 +5,12 @@
 # The two run their QEMU guests one script at a time: in a parallel
 # `make check` a libvirt guest once verified bad memory at its
 # destination (one page, the same in five cases, "plain" libvirt
-# migration too) while qemu.sh ran, and never when run alone; until that
-# is understood the two take turns. take_qemu_turn "$@" re-runs the
-# script under the lock (flock -o: no child holds it), at most 30 min.
+# migration too) while qemu.sh ran, and never when run alone. That was
+# QEMU's own migration losing writes under TCG (tests/libvirt.sh,
+# case_plain, says how) in the plain case, seen again by every later
+# case that grepped the whole console; the two still take turns, for
+# timing's sake. take_qemu_turn "$@" re-runs the script under the lock
+# (flock -o: no child holds it), at most 30 min.
 take_qemu_turn() {
 	[ -n "${FERRY_QEMU_TURN:-}" ] && return
 	FERRY_QEMU_TURN=1 exec flock -o -w 1800 /tmp/ferry-tests-qemu.lock \
