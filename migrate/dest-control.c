@@ -39,7 +39,8 @@ static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 			 bool sizes_differ)
 {
 	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
-				    MIG_FEAT_DISCARD_EARLY);
+				    MIG_FEAT_DISCARD_EARLY |
+				    MIG_FEAT_KSM_PAGES);
 
 	if (!d->can_postcopy)
 		f &= ~MIG_FEAT_POSTCOPY;
@@ -49,6 +50,8 @@ static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 		f &= ~MIG_FEAT_SUBPAGES_KEEP;
 	if (!d->discard_early)
 		f &= ~MIG_FEAT_DISCARD_EARLY;
+	if (!dst_ksm_wanted(d))
+		f &= ~MIG_FEAT_KSM_PAGES;
 	if (sizes_differ)
 		f |= MIG_FEAT_PAGESIZES;
 	return f;
@@ -85,6 +88,7 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	d->discard_early = (h->features & MIG_FEAT_DISCARD_EARLY) &&
 			   !d->vm.anon;
 	w.features = accepted(d, h, differ);
+	d->ksm.source = w.features & MIG_FEAT_KSM_PAGES;
 	w.nr = d->vm.layout.nr;
 	for (uint32_t i = 0; i < w.nr; i++)
 		w.page_size[i] = d->vm.layout.r[i].page_size;
@@ -340,6 +344,8 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 		} else if (m.type == MIG_MSG_POSTCOPY) {
 			*postcopy = true;
 			ret = enter_postcopy(d, err);
+		} else if (m.type == MIG_MSG_KSM && !*postcopy) {
+			ret = dst_ksm_source(d, buf, m.len, err);
 		} else if (m.type == MIG_MSG_DISCARD && *postcopy) {
 			ret = apply_discard(d, buf, m.len, err);
 		} else {

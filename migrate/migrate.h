@@ -84,6 +84,11 @@ struct mig_stats {
 	/* Destination: huge pages it added to the pools for the VM's RAM
 	 * (--reserve-hugepages), given back when it ended. */
 	uint64_t hugepages_added;
+	/* Source, anonymous RAM whose destination takes KSM hints
+	 * (MIG_FEAT_KSM_PAGES): the pages KSM had merged here, told it
+	 * (ksm_told false: not agreed, or kpageflags unreadable). */
+	bool ksm_told;
+	uint64_t ksm_source_pages;
 	/* Postcopy (zero when the migration ended in precopy). */
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */
@@ -128,6 +133,8 @@ struct mig_stats {
 		uint64_t hinted_pages;	/* duplicate and zero pages advised */
 		uint64_t advised_ranges; /* ranges the VMM advised */
 		uint64_t advised_bytes;	/* their bytes */
+		uint64_t source_pages;	/* of the hinted pages: merged by
+					 * KSM at the source, as it said */
 		int64_t pages_sharing;	/* -1 unknown */
 		int64_t vmm_pss_kib;	/* -1 unknown */
 	} ksm;

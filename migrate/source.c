@@ -157,7 +157,8 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
 		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
-			    MIG_FEAT_DISCARD_EARLY | MIG_FEAT_PAGESIZES,
+			    MIG_FEAT_DISCARD_EARLY | MIG_FEAT_PAGESIZES |
+			    (s->vm.anon ? MIG_FEAT_KSM_PAGES : 0),
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
 	};
@@ -219,9 +220,11 @@ static int handshake_rest(struct mig_src *s, struct tp_stream *ctl,
 	    (ret = sub_init(s, s->welcome_features & MIG_FEAT_SUBPAGES,
 			    err)))
 		return ret;
-	if (s->welcome_features & MIG_FEAT_PLACEMENT)
-		return mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,
-					       err);
+	if ((s->welcome_features & MIG_FEAT_PLACEMENT) &&
+	    (ret = mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st, err)))
+		return ret;
+	if (s->welcome_features & MIG_FEAT_KSM_PAGES)
+		return src_ksm_tell(s, ctl, err);
 	return 0;
 }
 

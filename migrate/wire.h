@@ -46,6 +46,8 @@ enum mig_msg_type {
 				 * the switch to postcopy; bulk, in a
 				 * MIG_ROUND_DISCARD round */
 	MIG_MSG_SUBPAGES,	/* precopy: the changed 4 KiB of a huge page */
+	MIG_MSG_KSM,		/* control, precopy: pages KSM merged at the
+				 * source (a ZERO body, MIG_FEAT_KSM_PAGES) */
 	MIG_MSG_ROUND = 0x4d20,	/* end of a round's data on a stream */
 	MIG_MSG_STATE = 0x4d30,	/* vCPU/device state blob, control */
 	MIG_MSG_RESUMED,	/* destination: the guest runs */
@@ -97,6 +99,16 @@ enum mig_msg_type {
  * like PLACEMENT, since it changes WELCOME's body.
  */
 #define MIG_FEAT_PAGESIZES	(1ULL << 18)
+/*
+ * The source tells which pages of its anonymous RAM KSM had merged there
+ * (/proc/PID/pagemap and /proc/kpageflags), as KSM messages on the
+ * control stream in precopy, each a ZERO body (at most 32768 pages); the
+ * destination marks them MADV_MERGEABLE with its other KSM hints. A
+ * destination accepts it where it gives KSM hints (anonymous RAM, a VMM
+ * that takes ADVISE); beside V1 like PLACEMENT.
+ */
+#define MIG_FEAT_KSM_PAGES	(1ULL << 19)
+#define MIG_KSM_MAX_PAGES 32768	/* pages of one KSM message's bitmap */
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -309,6 +321,8 @@ ssize_t mig_enc_pages_hdr(uint8_t *buf, size_t cap, uint32_t region,
 ssize_t mig_enc_subpages_hdr(uint8_t *buf, size_t cap,
 			     const struct mig_subpages *s);
 ssize_t mig_enc_zero(uint8_t *buf, size_t cap, const struct mig_zero *z);
+/* KSM: a ZERO body, refused above MIG_KSM_MAX_PAGES bits. */
+ssize_t mig_enc_ksm(uint8_t *buf, size_t cap, const struct mig_zero *z);
 ssize_t mig_enc_dup(uint8_t *buf, size_t cap, const struct mig_dup *d,
 		    uint32_t count);
 ssize_t mig_enc_round(uint8_t *buf, size_t cap, const struct mig_round *r);
@@ -346,6 +360,9 @@ int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 			 const struct mig_layout *l, struct mig_subpages *s);
 int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		 struct mig_zero *z);
+/* As mig_dec_zero(), and at most MIG_KSM_MAX_PAGES bits. */
+int mig_dec_ksm(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		struct mig_zero *z);
 /* Decodes up to @cap entries into @d; *@count receives how many. Both
  * pages of an entry must exist and have the same page size. */
 int mig_dec_dup(const uint8_t *buf, size_t len, const struct mig_layout *l,
