@@ -289,6 +289,14 @@ struct mig_plan_input {
 	/* TIERED: per region, a heat per chunk (more is hotter), or NULL
 	 * (no hotness known: the first chunks count as the hottest). */
 	const uint8_t *const *heat;
+	/* A revision (the heat changed in precopy): per region, non-zero
+	 * for each chunk that keeps its node in @prev (some of its pages
+	 * are allocated there already, and pages are never moved); NULL:
+	 * a first plan. Pinned chunks count against their node's room and,
+	 * on the top tier, against the fast share, before the others are
+	 * handed out by heat. */
+	const uint8_t *const *pinned;
+	const struct mig_plan *prev;
 };
 
 /*
@@ -303,6 +311,22 @@ int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
 		  const struct mig_place_policy *pol, struct ut_err *err);
 /* Accepts a zeroed or failed plan. */
 void mig_plan_fini(struct mig_plan *pl);
+/* What a revision changed: chunks whose node differs between @a and @b
+ * (plans of the same layout @l) and their bytes. */
+struct mig_plan_delta {
+	uint32_t chunks;
+	uint64_t bytes;
+};
+void mig_plan_diff(const struct mig_plan *a, const struct mig_plan *b,
+		   const struct mig_layout *l, struct mig_plan_delta *out);
+/*
+ * Whether the heat map @b (@sb samples) differs materially from @a (@sa
+ * samples), @n chunks each: at least 1% of the chunks (and one) whose
+ * write frequency (heat / samples) moved by a quarter or more. A map of
+ * no samples differs from one with some. Pure.
+ */
+bool mig_heat_material(const uint8_t *a, uint32_t sa, const uint8_t *b,
+		       uint32_t sb, uint32_t n);
 /* The nodes of @t's top memory tier (the lowest tier id among nodes with
  * memory); without tiers, the nodes with CPUs. A mask of node ids. */
 uint64_t mig_plan_top_tier(const struct gm_topo *t);
