@@ -111,6 +111,7 @@ struct mig_dst {
 		struct ut_bitmap pending;
 		uint64_t from_source;	/* of those, landed and marked */
 	} ksm;
+	bool heat_revise;		/* MIG_FEAT_HEAT_REVISE accepted */
 	struct faulter {
 		struct mig_worker wk;
 		uint8_t *buf;		/* urgent pages land here first */

@@ -118,6 +118,12 @@ struct mig_stats {
 		uint64_t pages_absent;	/* never allocated (zero pages) */
 		/* tiered: what the source's HEAT said and where it went */
 		uint32_t heat_samples;	/* 0: no hotness known */
+		/* tiered, MIG_FEAT_HEAT_REVISE: the heat map sent again in
+		 * precopy (source: HEATs sent after the first; destination:
+		 * plans revised with them) and what the revisions moved
+		 * between nodes in the plan (chunks, bytes) */
+		uint32_t revisions;
+		uint64_t revised_chunks, revised_bytes;
 		uint64_t hot_chunks;	/* chunks written while sampled */
 		uint64_t hot_on_top;	/* of those, planned on the top tier */
 	} place;
@@ -327,6 +333,17 @@ void mig_plan_diff(const struct mig_plan *a, const struct mig_plan *b,
  */
 bool mig_heat_material(const uint8_t *a, uint32_t sa, const uint8_t *b,
 		       uint32_t sb, uint32_t n);
+/*
+ * One precopy round folded into the heat map @heat (@n chunks, *@samples
+ * samples): what is there fades by a quarter and the round counts as
+ * MIG_HEAT_ROUND samples, so that a chunk written in every round stays
+ * at heat = samples, one no longer written cools to 0, and the samples
+ * settle at 13 (the map stays within HEAT's bounds: heat <= samples).
+ * @written[c] non-zero: chunk c had a written page in the round. Pure.
+ */
+#define MIG_HEAT_ROUND 4
+void mig_heat_fold(uint8_t *heat, const uint8_t *written, uint32_t n,
+		   uint32_t *samples);
 /* The nodes of @t's top memory tier (the lowest tier id among nodes with
  * memory); without tiers, the nodes with CPUs. A mask of node ids. */
 uint64_t mig_plan_top_tier(const struct gm_topo *t);

@@ -575,6 +575,17 @@ void mig_plan_diff(const struct mig_plan *a, const struct mig_plan *b,
 		}
 }
 
+void mig_heat_fold(uint8_t *heat, const uint8_t *written, uint32_t n,
+		   uint32_t *samples)
+{
+	/* x - ceil(x / 4) is monotonic, so heat <= samples before holds
+	 * after, and it reaches 0: a chunk no longer written cools off. */
+	for (uint32_t i = 0; i < n; i++)
+		heat[i] = heat[i] - (heat[i] + 3) / 4 +
+			  (written[i] ? MIG_HEAT_ROUND : 0);
+	*samples = *samples - (*samples + 3) / 4 + MIG_HEAT_ROUND;
+}
+
 bool mig_heat_material(const uint8_t *a, uint32_t sa, const uint8_t *b,
 		       uint32_t sb, uint32_t n)
 {

@@ -138,6 +138,7 @@ struct mig_src {
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
 	uint64_t welcome_features;	/* what the destination accepted */
+	struct mig_heat_track heat;	/* the heat map through precopy */
 	bool discard_early;	/* ... and MIG_FEAT_DISCARD_EARLY */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
 	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL

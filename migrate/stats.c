@@ -70,6 +70,11 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 			   "\"hot_chunks_on_top_tier\": %llu", p->heat_samples,
 			(unsigned long long)p->hot_chunks,
 			(unsigned long long)p->hot_on_top);
+	if (p->revisions)
+		fprintf(f, ", \"plan_revisions\": %u, \"revised_chunks\": %llu, "
+			   "\"revised_bytes\": %llu", p->revisions,
+			(unsigned long long)p->revised_chunks,
+			(unsigned long long)p->revised_bytes);
 	fprintf(f, ",\n    \"nodes\": [");
 	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++) {
 		uint32_t n = p->node_id[i] % GM_MAX_NODES;

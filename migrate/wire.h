@@ -38,7 +38,8 @@ enum mig_msg_type {
 	MIG_MSG_TOPOLOGY,	/* control, destination -> source, after
 				 * WELCOME with MIG_FEAT_PLACEMENT */
 	MIG_MSG_HEAT,		/* control, source -> destination, after
-				 * TOPOLOGY, before any page */
+				 * TOPOLOGY, before any page; again in
+				 * precopy with MIG_FEAT_HEAT_REVISE */
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
@@ -109,6 +110,15 @@ enum mig_msg_type {
  */
 #define MIG_FEAT_KSM_PAGES	(1ULL << 19)
 #define MIG_KSM_MAX_PAGES 32768	/* pages of one KSM message's bitmap */
+/*
+ * HEAT again in precopy, on the control stream, whenever the source's
+ * heat map (its samples before round 0 and one per round since, from
+ * the dirty log) changed materially (mig_heat_material()); a
+ * destination with a tiered plan accepts it and revises the plan for
+ * the chunks none of whose pages it has allocated. Beside V1 like
+ * PLACEMENT.
+ */
+#define MIG_FEAT_HEAT_REVISE	(1ULL << 20)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -266,7 +276,10 @@ struct mig_topology {
  * [nr u32][samples u32], nr x [nchunks u32], then each region's heats,
  * one u8 per chunk: in how many of @samples harvests the chunk had a
  * written page (so at most samples, and samples at most 255). nr is the
- * layout's region count and nchunks each region's mig_chunks().
+ * layout's region count and nchunks each region's mig_chunks(). A HEAT
+ * sent again in precopy (MIG_FEAT_HEAT_REVISE) has the rounds since
+ * folded in (mig_heat_fold(): older samples fade, a round counts 4), so
+ * heat / samples is a recent write frequency.
  */
 #define MIG_CHUNK (2u << 20)	/* 2 MiB, or the destination's page size
 				 * when larger */

@@ -970,6 +970,51 @@ START_TEST(placement_revise_refused)
 }
 END_TEST
 
+/* A round folded into the heat map: the old fades by a quarter (rounded
+ * up), the round counts 4; always written stays at heat = samples, never
+ * written cools to 0, and heat never exceeds samples. */
+START_TEST(heat_fold_table)
+{
+	static const struct {
+		const char *name;
+		uint8_t heat;
+		uint32_t samples;
+		bool written;
+		uint8_t want;
+		uint32_t want_samples;
+	} fold_rows[] = {
+		{ "hot in the samples, written", 5, 5, true, 7, 7 },
+		{ "hot in the samples, not written", 5, 5, false, 3, 7 },
+		{ "cold, written", 0, 5, true, 4, 7 },
+		{ "cold, not written", 0, 5, false, 0, 7 },
+		{ "settled and written", 13, 13, true, 13, 13 },
+		{ "one left fades out", 1, 13, false, 0, 13 },
+	};
+	uint8_t on = 1, off = 0, hot, cold;
+	uint32_t s;
+
+	for (size_t i = 0; i < UT_ARRAY_SIZE(fold_rows); i++) {
+		uint8_t h = fold_rows[i].heat;
+
+		s = fold_rows[i].samples;
+		mig_heat_fold(&h, fold_rows[i].written ? &on : &off, 1, &s);
+		ck_assert_msg(h == fold_rows[i].want && s == fold_rows[i].want_samples,
+			      "%s: heat %u of %u, want %u of %u", fold_rows[i].name,
+			      h, s, fold_rows[i].want, fold_rows[i].want_samples);
+	}
+	hot = 5, cold = 5, s = 5;
+	for (int r = 0; r < 40; r++) {
+		uint8_t pair[2] = { hot, cold }, w[2] = { 1, 0 };
+
+		mig_heat_fold(pair, w, 2, &s);
+		hot = pair[0], cold = pair[1];
+		ck_assert(hot == s && cold <= s && s <= 255);
+	}
+	ck_assert_uint_eq(s, 13);
+	ck_assert_uint_eq(cold, 0);
+}
+END_TEST
+
 /* When the source re-sends its heat map: a quarter of write frequency on
  * at least 1% of the chunks (and one). */
 START_TEST(heat_material_table)
@@ -979,7 +1024,7 @@ START_TEST(heat_material_table)
 		uint8_t a[4], b[4];
 		uint32_t sa, sb, n;
 		bool want;
-	} rows[] = {
+	} mat_rows[] = {
 		{ "the same map", { 5, 0, 3, 1 }, { 5, 0, 3, 1 }, 5, 5, 4, false },
 		{ "the same frequencies, more samples", { 5, 0, 4, 1 },
 		  { 10, 0, 8, 2 }, 5, 10, 4, false },
@@ -994,10 +1039,10 @@ START_TEST(heat_material_table)
 	};
 	static uint8_t a[200], b[200];
 
-	for (size_t i = 0; i < UT_ARRAY_SIZE(rows); i++)
-		ck_assert_msg(mig_heat_material(rows[i].a, rows[i].sa, rows[i].b,
-						rows[i].sb, rows[i].n) ==
-			      rows[i].want, "%s", rows[i].name);
+	for (size_t i = 0; i < UT_ARRAY_SIZE(mat_rows); i++)
+		ck_assert_msg(mig_heat_material(mat_rows[i].a, mat_rows[i].sa, mat_rows[i].b,
+						mat_rows[i].sb, mat_rows[i].n) ==
+			      mat_rows[i].want, "%s", mat_rows[i].name);
 	/* One chunk in 200 is less than 1%: two are needed. */
 	b[7] = 5;
 	ck_assert(!mig_heat_material(a, 5, b, 5, 200));
@@ -1415,6 +1460,7 @@ int main(void)
 		  UT_ARRAY_SIZE(revise_rows), 0 },
 		{ "placement_revise_refused", placement_revise_refused, 0, 0 },
 		{ "heat_material_table", heat_material_table, 0, 0 },
+		{ "heat_fold_table", heat_fold_table, 0, 0 },
 		{ "placement_policy_text", placement_policy_text, 0, 0 },
 		{ "vm_units", vm_units, 0, 0 },
 	};
