@@ -37,7 +37,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
 	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
-	placement_bind0 placement_refused anon_precopy anon_postcopy
+	placement_bind0 placement_refused placement_revised anon_precopy anon_postcopy
 	anon_placement_bind0
 	anon_map_refused anon_ksm_hints anon_ksm_source nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
@@ -1008,6 +1008,8 @@ for n in p["nodes"]:
 if "heat_samples" in p:
     w += ["samples=%d" % p["heat_samples"], "hot=%d" % p["hot_chunks"],
           "hot_top=%d" % p["hot_chunks_on_top_tier"]]
+w += ["revisions=%d" % p.get("plan_revisions", 0),
+      "revised_bytes=%d" % p.get("revised_bytes", 0)]
 print(" ".join(w))
 PY
 }
@@ -1045,6 +1047,31 @@ placement_case() {
 	[ "$(field planned0 "$ws")" = "$(field planned0 "$w")" ] ||
 		{ fail "the source was told '$ws', the destination planned '$w'"; return; }
 	pass "placement $1${2:+ ($2)}: $PLACED; guest $VERIFIED"
+}
+# A tiered plan revised in precopy, on this one-node host: a guest that
+# writes its memory in order, slowly (4 MiB/s, so its hot 2 MiB chunks
+# move on), migrated at 32 MiB/s (round 0 of 64 MiB takes about 2 s,
+# in which the writing moves some chunks on): the source's heat map
+# changes after round 0 and it sends HEAT again, the destination revises
+# its plan. Asserted: at least one revision, as many at both ends, none
+# moving a byte between nodes (there is one), every page as planned and
+# the guest verified.
+case_placement_revised() {
+	local w ws r
+	DARGS="--placement tiered"
+	migrate 64M "--rate 4 --pattern sequential" \
+		"--mode precopy --bandwidth 32" || return
+	w=$(placement "$CT/dest.json")
+	ws=$(placement "$CT/src.json")
+	r=$(field revisions "$w")
+	[ "${r:-0}" -ge 1 ] ||
+		{ fail "no plan revision at the destination: $w (source: $ws)"; return; }
+	[ "$(field revisions "$ws")" = "$r" ] ||
+		{ fail "the source sent $(field revisions "$ws") heat maps again, the destination revised $r times"; return; }
+	[ "$(field revised_bytes "$w")" = 0 ] ||
+		{ fail "a revision moved bytes between the nodes of a one-node host: $w"; return; }
+	placed_as_planned "$w" || return
+	pass "tiered plan revised $r times in precopy (0 bytes moved: one node), $(field samples "$w") samples at the end; $PLACED; guest $VERIFIED"
 }
 case_placement_local() { placement_case local; }
 case_placement_bind0() { placement_case bind:0; }
