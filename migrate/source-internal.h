@@ -140,6 +140,7 @@ struct mig_src {
 	uint64_t welcome_features;	/* what the destination accepted */
 	struct mig_heat_track heat;	/* the heat map through precopy */
 	bool discard_early;	/* ... and MIG_FEAT_DISCARD_EARLY */
+	const struct mig_policy *pol;	/* src_precopy's, while it runs */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
 	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL
 	 * for other page sizes), valid the pages whose hashes are known. */
