@@ -297,20 +297,21 @@ int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 	return ret || !vm->anon ? ret : advise_plan(&pc->plan, NULL, vm, err);
 }
 
-/* The chunks of region @r with a page in @received: pinned[c] set. */
-static void pin_allocated(const struct mig_vm *vm, uint32_t r,
-			  const struct ut_bitmap *received, uint8_t *pinned)
+/* The chunks of region @r with a page set in @bm (global indexes of
+ * @vm's wire layout): out[c] set. */
+static void mark_chunks(const struct mig_vm *vm, uint32_t r,
+			const struct ut_bitmap *bm, uint8_t *out)
 {
 	uint64_t per = mig_chunk_bytes(&vm->layout, r) /
 		       vm->layout.r[r].page_size;
 	uint64_t first = vm->first[r], end = first +
 			 mig_region_pages(&vm->layout, r);
 
-	for (uint64_t g = ut_bitmap_find_next(received, first); g < end;
-	     g = ut_bitmap_find_next(received, g + 1)) {
+	for (uint64_t g = ut_bitmap_find_next(bm, first); g < end;
+	     g = ut_bitmap_find_next(bm, g + 1)) {
 		uint64_t c = (g - first) / per;
 
-		pinned[c] = 1;
+		out[c] = 1;
 		g = first + (c + 1) * per - 1;	/* on to the next chunk */
 	}
 }
@@ -337,7 +338,7 @@ int mig_place_revise(struct mig_place *pc, const struct mig_heat *h,
 		if (!pinned[r])
 			ret = ut_err_first(err, -ENOMEM, "out of memory");
 		else
-			pin_allocated(vm, r, received, pinned[r]);
+			mark_chunks(vm, r, received, pinned[r]);
 	}
 	if (!ret)
 		ret = mig_plan_make(&next, &in, &pc->pol, err);
@@ -592,18 +593,7 @@ static void track_sample(struct mig_heat_track *t, const struct mig_vm *vm,
 
 	memset(t->written, 0, t->total);
 	for (uint32_t r = 0; r < vm->nr; r++) {
-		uint64_t per = mig_chunk_bytes(&vm->layout, r) /
-			       vm->layout.r[r].page_size;
-		uint64_t first = vm->first[r], end = first +
-				 mig_region_pages(&vm->layout, r);
-
-		for (uint64_t g = ut_bitmap_find_next(dirty, first); g < end;
-		     g = ut_bitmap_find_next(dirty, g + 1)) {
-			uint64_t c = (g - first) / per;
-
-			t->written[base + c] = 1;
-			g = first + (c + 1) * per - 1;
-		}
+		mark_chunks(vm, r, dirty, t->written + base);
 		base += mig_chunks(&vm->layout, r);
 	}
 	mig_heat_fold(t->cur, t->written, t->total, &t->samples);
