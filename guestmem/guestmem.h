@@ -107,6 +107,15 @@ void gm_hugetlb_path(char *buf, size_t len, size_t page_size);
  * the number actually reserved afterwards, or -errno. Needs root. */
 ssize_t gm_hugetlb_set(size_t page_size, unsigned long nr,
 		       unsigned long *old);
+/* The same for NUMA node @node's pool of @page_size
+ * (/sys/devices/system/node/nodeN/hugepages/), @node -1 being the
+ * system-wide one: a node's free pages are its free_hugepages (the
+ * kernel keeps reservations system-wide only). Any thread. */
+ssize_t gm_hugetlb_node_free(int node, size_t page_size);
+ssize_t gm_hugetlb_node_pool(int node, size_t page_size);
+void gm_hugetlb_node_path(char *buf, size_t len, int node, size_t page_size);
+ssize_t gm_hugetlb_node_set(int node, size_t page_size, unsigned long nr,
+			    unsigned long *old);
 
 /* ---- userfaultfd ------------------------------------------------------ */
 

@@ -19,11 +19,16 @@
 #define MFD_HUGE_SHIFT 26
 #endif
 
-static void hugetlb_path(char *buf, size_t len, size_t page_size,
+/* A pool's file: the system-wide pool's (@node -1) or node @node's. */
+static void hugetlb_path(char *buf, size_t len, int node, size_t page_size,
 			 const char *file)
 {
-	snprintf(buf, len, "/sys/kernel/mm/hugepages/hugepages-%zukB/%s",
-		 page_size >> 10, file);
+	if (node < 0)
+		snprintf(buf, len, "/sys/kernel/mm/hugepages/hugepages-%zukB/%s",
+			 page_size >> 10, file);
+	else
+		snprintf(buf, len, "/sys/devices/system/node/node%d/hugepages/"
+			 "hugepages-%zukB/%s", node, page_size >> 10, file);
 }
 
 static ssize_t read_ulong(const char *path)
@@ -39,18 +44,19 @@ static ssize_t read_ulong(const char *path)
 	return ret;
 }
 
-static ssize_t hugetlb_read(size_t page_size, const char *file)
+static ssize_t hugetlb_read(int node, size_t page_size, const char *file)
 {
-	char path[128];
+	char path[160];
 
-	hugetlb_path(path, sizeof(path), page_size, file);
+	hugetlb_path(path, sizeof(path), node, page_size, file);
 	return read_ulong(path);
 }
 
-ssize_t gm_hugetlb_free(size_t page_size)
+ssize_t gm_hugetlb_node_free(int node, size_t page_size)
 {
-	ssize_t free_pages = hugetlb_read(page_size, "free_hugepages");
-	ssize_t resv = hugetlb_read(page_size, "resv_hugepages");
+	ssize_t free_pages = hugetlb_read(node, page_size, "free_hugepages");
+	ssize_t resv = node < 0 ?
+		       hugetlb_read(node, page_size, "resv_hugepages") : 0;
 
 	if (free_pages < 0)
 		return free_pages;
@@ -59,32 +65,32 @@ ssize_t gm_hugetlb_free(size_t page_size)
 	return free_pages > resv ? free_pages - resv : 0;
 }
 
-ssize_t gm_hugetlb_pool(size_t page_size)
+ssize_t gm_hugetlb_node_pool(int node, size_t page_size)
 {
-	return hugetlb_read(page_size, "nr_hugepages");
+	return hugetlb_read(node, page_size, "nr_hugepages");
 }
 
-void gm_hugetlb_path(char *buf, size_t len, size_t page_size)
+void gm_hugetlb_node_path(char *buf, size_t len, int node, size_t page_size)
 {
-	hugetlb_path(buf, len, page_size, "nr_hugepages");
+	hugetlb_path(buf, len, node, page_size, "nr_hugepages");
 }
 
-ssize_t gm_hugetlb_set(size_t page_size, unsigned long nr,
-		       unsigned long *old)
+ssize_t gm_hugetlb_node_set(int node, size_t page_size, unsigned long nr,
+			    unsigned long *old)
 {
-	char path[128];
-	ssize_t cur = hugetlb_read(page_size, "nr_hugepages");
+	char path[160];
+	ssize_t cur = hugetlb_read(node, page_size, "nr_hugepages");
 	FILE *f;
 	int ret = 0;
 
 	if (cur < 0) {
-		pr_err("no %zu kB huge page pool: %s", page_size >> 10,
-		       strerror(-cur));
+		pr_err("no %zu kB huge page pool%s: %s", page_size >> 10,
+		       node < 0 ? "" : " on that node", strerror(-cur));
 		return cur;
 	}
 	if (old)
 		*old = cur;
-	hugetlb_path(path, sizeof(path), page_size, "nr_hugepages");
+	hugetlb_path(path, sizeof(path), node, page_size, "nr_hugepages");
 	f = fopen(path, "we");
 	if (!f)
 		return -errno;
@@ -96,7 +102,28 @@ ssize_t gm_hugetlb_set(size_t page_size, unsigned long nr,
 		pr_err("setting %s to %lu failed: %s", path, nr, strerror(-ret));
 		return ret;
 	}
-	return hugetlb_read(page_size, "nr_hugepages");
+	return hugetlb_read(node, page_size, "nr_hugepages");
+}
+
+ssize_t gm_hugetlb_free(size_t page_size)
+{
+	return gm_hugetlb_node_free(-1, page_size);
+}
+
+ssize_t gm_hugetlb_pool(size_t page_size)
+{
+	return gm_hugetlb_node_pool(-1, page_size);
+}
+
+void gm_hugetlb_path(char *buf, size_t len, size_t page_size)
+{
+	gm_hugetlb_node_path(buf, len, -1, page_size);
+}
+
+ssize_t gm_hugetlb_set(size_t page_size, unsigned long nr,
+		       unsigned long *old)
+{
+	return gm_hugetlb_node_set(-1, page_size, nr, old);
 }
 
 /* Fails early, with the fix in the message, when the pool is too small. */
@@ -104,7 +131,7 @@ static int hugetlb_check(const struct gm_region *r)
 {
 	size_t need = r->size / r->page_size;
 	ssize_t avail = gm_hugetlb_free(r->page_size);
-	ssize_t total = hugetlb_read(r->page_size, "nr_hugepages");
+	ssize_t total = hugetlb_read(-1, r->page_size, "nr_hugepages");
 	char path[128];
 
 	if (avail < 0 || total < 0) {
@@ -114,7 +141,7 @@ static int hugetlb_check(const struct gm_region *r)
 	}
 	if ((size_t)avail >= need)
 		return 0;
-	hugetlb_path(path, sizeof(path), r->page_size, "nr_hugepages");
+	hugetlb_path(path, sizeof(path), -1, r->page_size, "nr_hugepages");
 	pr_err("%s: %zu huge pages needed, %zd free; reserve them with: "
 	       "echo %zu > %s", gm_backing_name(r->backing), need, avail,
 	       (size_t)total + need - avail, path);

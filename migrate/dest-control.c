@@ -34,6 +34,28 @@ bool dst_same_regions(const struct mig_layout *a, const struct mig_layout *b)
 	return true;
 }
 
+/* Pages no wire page holds (1 GiB): in postcopy they are assembled from
+ * units (MIG_FEAT_HUGE_UNITS, minor mode), which only a region whose
+ * page sizes differ or a source offering HUGE_UNITS sends. Whether
+ * every such region here gets them (*@ask: some region wants the
+ * feature). */
+static bool giant_units(const struct mig_dst *d, const struct mig_hello *h,
+			bool *ask)
+{
+	bool ok = true;
+
+	*ask = false;
+	for (uint32_t i = 0; i < d->vm.layout.nr; i++) {
+		uint32_t psz = d->vm.layout.r[i].page_size;
+
+		if (psz <= MIG_WIRE_PAGE_MAX || psz != h->layout.r[i].page_size)
+			continue;
+		*ask = true;
+		ok &= (h->features & MIG_FEAT_HUGE_UNITS) != 0;
+	}
+	return ok;
+}
+
 /* What this destination accepts of @h's offer. */
 static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 			 bool sizes_differ)
@@ -42,8 +64,14 @@ static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 				    MIG_FEAT_DISCARD_EARLY |
 				    MIG_FEAT_KSM_PAGES |
 				    MIG_FEAT_HEAT_REVISE);
+	bool ask, units = giant_units(d, h, &ask);
 
-	if (!d->can_postcopy)
+	if (ask && units && d->minor && d->can_postcopy)
+		f |= MIG_FEAT_HUGE_UNITS | MIG_FEAT_PAGESIZES;
+	else if (ask && d->can_postcopy)
+		pr_info("no postcopy: 1 GiB pages at both ends, and the source "
+			"cannot send them in 4 KiB units (an older Ferry)");
+	if (!d->can_postcopy || (ask && !(f & MIG_FEAT_HUGE_UNITS)))
 		f &= ~MIG_FEAT_POSTCOPY;
 	if (d->vm.copy)
 		f &= ~MIG_FEAT_SUBPAGES;
@@ -78,7 +106,8 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 
 	if (!t)
 		return ut_err_first(err, -ENOMEM, "out of memory");
-	ret = mig_place_begin(&d->place, &d->p->placement, &d->vm, t, err);
+	ret = mig_place_begin(&d->place, &d->p->placement, &d->vm, &d->hp, t,
+			      err);
 	if (ret) {
 		mig_tell_peer(d->sess, -ret, err->msg);
 		goto out;
@@ -108,8 +137,10 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 				      h->features & MIG_FEAT_PLACEMENT, t,
 				      &d->vm, err);
 	if (!ret && mig_layout_units(&h->layout, &w, &wire)) {
+		d->huge_units = w.features & MIG_FEAT_HUGE_UNITS;
 		for (uint32_t i = 0; i < wire.nr; i++) {
-			if (w.page_size[i] == h->layout.r[i].page_size)
+			if (wire.r[i].page_size == h->layout.r[i].page_size &&
+			    w.page_size[i] == h->layout.r[i].page_size)
 				continue;
 			pr_info("region %u: %u KiB pages at the source, %u KiB "
 				"here: received in 4 KiB units", i,

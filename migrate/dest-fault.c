@@ -435,7 +435,7 @@ void dst_uffd_setup(struct mig_dst *d)
 	uint64_t want = 0;
 	int fd = vml_client_take_uffd(&d->vm.link);
 	uint32_t maxpsz = 0;
-	bool minor;
+	bool minor, giant = false;
 
 	if (fd < 0)
 		return;
@@ -446,17 +446,31 @@ void dst_uffd_setup(struct mig_dst *d)
 			want |= UFFD_FEATURE_MISSING_SHMEM;
 		else
 			want |= UFFD_FEATURE_MISSING_HUGETLBFS;
-		if (h->regions[i].page_size > maxpsz)
+		/* A 1 GiB page goes in units (the zero page is of a wire
+		 * page, at most MIG_WIRE_PAGE_MAX). */
+		if (h->regions[i].page_size > maxpsz &&
+		    h->regions[i].page_size <= MIG_WIRE_PAGE_MAX)
 			maxpsz = h->regions[i].page_size;
+		giant |= h->regions[i].page_size > MIG_WIRE_PAGE_MAX;
 	}
 	minor = want_minor(d, &want);
+	/* A 1 GiB page is assembled from its 4 KiB units in the page cache
+	 * and mapped whole (minor mode); a stage of its size to place it
+	 * with UFFDIO_COPY is not made. */
+	if (giant && !minor) {
+		pr_info("no postcopy: 1 GiB pages are placed in postcopy in "
+			"minor mode only (MINOR_HUGETLBFS%s)",
+			d->p->no_minor ? ", refused by --uffd-mode missing" : "");
+		close(fd);
+		return;
+	}
 	/* Not on anonymous memory: the pages the source discards are
 	 * dropped by the VMM's own madvise (ADVISE), which with REMOVE
 	 * events would wait for this agent to read one while the agent
 	 * waits for the VMM's reply. */
 	if (!d->vm.anon)
 		want |= UFFD_FEATURE_EVENT_REMOVE;
-	if (maxpsz > STAGE_BYTES || gm_uffd_init(&d->uffd, fd, want, true)) {
+	if (gm_uffd_init(&d->uffd, fd, want, true)) {
 		close(fd);
 		return;
 	}
@@ -467,7 +481,9 @@ void dst_uffd_setup(struct mig_dst *d)
 					     (minor ? GM_UFFD_MINOR : 0),
 				     NULL))
 			return;
-	if (maxpsz > 4096 || minor) {
+	if (maxpsz < 4096)
+		maxpsz = 4096;
+	if (maxpsz > 4096 || minor || giant) {
 		d->zero_page = aligned_alloc(4096, maxpsz);
 		if (!d->zero_page)
 			return;

@@ -62,6 +62,7 @@ struct mig_dst {
 	struct mig_vm vm;
 	struct mig_place place;		/* the plan, from WELCOME on */
 	uint64_t unit_bytes;		/* RAM fed 4 KiB units (stats) */
+	bool huge_units;		/* MIG_FEAT_HUGE_UNITS accepted */
 	struct mig_hp_pools hp;		/* pools grown for the VM's RAM */
 	unsigned int nbulk;
 	struct receiver *rx;
@@ -92,6 +93,11 @@ struct mig_dst {
 	 * (NULL: none), placed whole with UFFDIO_COPY and freed once all
 	 * of their units are in. */
 	uint8_t *_Atomic *hstage[MIG_MAX_REGIONS];
+	/* A region fed units: per huge page, how many of its first units
+	 * are known complete (received or zero), so that the check after
+	 * each unit does not scan a 1 GiB page's 262144 bits again.
+	 * Completeness only grows in postcopy; a discard lowers it. */
+	_Atomic uint32_t *ucur[MIG_MAX_REGIONS];
 	struct mig_faults faults;	/* asked of the source, not placed */
 	uint8_t *zero_page;		/* a zero huge page for hugetlb */
 	/* KSM hints (dest-ksm.c): pages marked by any thread, handed to

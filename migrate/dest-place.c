@@ -42,12 +42,31 @@ static void placed(struct mig_dst *d, uint64_t g)
 bool dst_unit_complete(struct mig_dst *d, uint32_t r, uint64_t u0)
 {
 	uint64_t per = mig_vm_per_page(&d->vm, r), g0 = d->vm.first[r] + u0;
+	_Atomic uint32_t *cur = d->ucur[r] ? &d->ucur[r][u0 / per] : NULL;
+	uint32_t from = cur ? atomic_load(cur) : 0, seen;
+	uint64_t g;
 
-	for (uint64_t g = ut_bitmap_find_next_zero(&d->received, g0);
+	for (g = ut_bitmap_find_next_zero(&d->received, g0 + from);
 	     g < g0 + per; g = ut_bitmap_find_next_zero(&d->received, g + 1))
 		if (!ut_bitmap_test(&d->zero, g))
-			return false;
-	return true;
+			break;
+	/* Every unit before g is complete: move the mark up to it. */
+	seen = (uint32_t)((g < g0 + per ? g : g0 + per) - g0);
+	while (cur && from < seen &&
+	       !atomic_compare_exchange_weak(cur, &from, seen))
+		;
+	return g >= g0 + per;
+}
+
+/* Unit @idx of region @r is no longer complete (discarded). */
+static void unit_lost(struct mig_dst *d, uint32_t r, uint64_t idx)
+{
+	uint64_t per = mig_vm_per_page(&d->vm, r);
+	_Atomic uint32_t *cur = &d->ucur[r][idx / per];
+	uint32_t at = (uint32_t)(idx % per), from = atomic_load(cur);
+
+	while (from > at && !atomic_compare_exchange_weak(cur, &from, at))
+		;
 }
 
 /* Copy mode: a huge page's stage slot once the page is placed. */
@@ -168,7 +187,13 @@ int dst_units_init(struct mig_dst *d)
 	for (uint32_t r = 0; r < d->vm.nr; r++) {
 		uint64_t per = mig_vm_per_page(&d->vm, r);
 
-		if (per == 1 || d->minor || !d->can_postcopy)
+		if (per == 1)
+			continue;
+		d->ucur[r] = calloc(region_pages(d, r) / per,
+				    sizeof(*d->ucur[r]));
+		if (!d->ucur[r])
+			return -ENOMEM;
+		if (d->minor || !d->can_postcopy)
 			continue;
 		d->hstage[r] = calloc(region_pages(d, r) / per,
 				      sizeof(*d->hstage[r]));
@@ -189,6 +214,8 @@ void dst_units_fini(struct mig_dst *d)
 				free(atomic_load(&d->hstage[r][i]));
 		free(d->hstage[r]);
 		d->hstage[r] = NULL;
+		free(d->ucur[r]);
+		d->ucur[r] = NULL;
 	}
 }
 
@@ -372,8 +399,10 @@ int dst_discard(struct mig_dst *d, const struct mig_zero *zp)
 				 * stage at the switch (copy mode,
 				 * dst_units_stage_partial()), so the unit's stale
 				 * bytes stay until its new copy overwrites them. */
-				if (mig_vm_per_page(&d->vm, z.region) > 1)
+				if (mig_vm_per_page(&d->vm, z.region) > 1) {
+					unit_lost(d, z.region, z.first + i);
 					continue;
+				}
 				if (!run_len)
 					run = z.first + i;
 				run_len++;

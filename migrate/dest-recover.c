@@ -54,13 +54,16 @@ static int recover_units(struct mig_dst *d, struct tp_stream *ctl,
 			 const struct mig_hello *h)
 {
 	struct mig_welcome w = { .version = MIG_WIRE_VERSION,
-				 .features = MIG_FEAT_PAGESIZES,
+				 .features = MIG_FEAT_PAGESIZES |
+					     (d->huge_units ?
+					      MIG_FEAT_HUGE_UNITS : 0),
 				 .nr = d->vm.nr };
 	struct mig_layout wire;
 	uint8_t buf[64 + 4 * MIG_MAX_REGIONS];
 	ssize_t n;
 
 	if (!(h->features & MIG_FEAT_PAGESIZES) ||
+	    (d->huge_units && !(h->features & MIG_FEAT_HUGE_UNITS)) ||
 	    !dst_same_regions(&h->layout, &d->vm.layout))
 		return -EPROTO;
 	for (uint32_t i = 0; i < w.nr; i++)

@@ -39,6 +39,21 @@ static int check_complete(struct mig_dst *d, struct ut_err *err)
 	return 0;
 }
 
+/* The nodes a placement names itself (bind, interleave, cells), where
+ * a short huge-page pool grows; 0 for the others, whose nodes the plan
+ * finds (mig_place_begin grows theirs). */
+static uint64_t placed_nodes(const struct mig_place_policy *pol)
+{
+	uint64_t m = 0;
+
+	if (pol->kind == MIG_PLACE_BIND || pol->kind == MIG_PLACE_INTERLEAVE)
+		return pol->nodes;
+	for (uint32_t i = 0; pol->kind == MIG_PLACE_CELLS && i < pol->ncells;
+	     i++)
+		m |= 1ULL << pol->cell_node[i];
+	return m;
+}
+
 static int alloc_tracking(struct mig_dst *d)
 {
 	uint64_t n = d->vm.total_pages;
@@ -265,6 +280,7 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	}
 	d.nbulk = tp_session_nbulk(p->session);
 	d.hp.reserve = p->reserve_hugepages;
+	d.hp.nodes = placed_nodes(&p->placement);
 	ret = mig_vm_attach(&d.vm, p->vm_socket, p->mem_access, &d.hp, err);
 	if (!ret && !(d.vm.link.hello.flags & VML_F_INCOMING))
 		ret = ut_err_first(err, -EBUSY, "the VM at %s is already running; "

@@ -35,13 +35,34 @@ struct mig_vm {
  * --reserve-hugepages), each given back by mig_hp_restore(). */
 struct mig_hp_pools {
 	bool reserve;			/* may grow a pool that is short */
+	/* The nodes the placement names (bind, interleave, cells; 0: the
+	 * kernel's choice): a short pool grows on them, split evenly. */
+	uint64_t nodes;
 	unsigned int n;
 	struct {
 		size_t page_size;
+		int node;		/* -1: the system-wide pool */
 		unsigned long old;	/* nr_hugepages before */
 		unsigned long added;	/* pages this agent added */
-	} pool[2];
+	} pool[16];
 };
+/* Grows the pool of @psz on @node (-1: system-wide) by @lack pages,
+ * recorded in @hp to be given back; one the kernel cannot fill (no
+ * contiguous memory) is set back at once. 0 or -errno with @err. */
+int mig_hp_grow(struct mig_hp_pools *hp, int node, size_t psz,
+		unsigned long lack, struct ut_err *err);
+/* How @need huge pages of @psz split over the nodes of @nodes: evenly,
+ * each node's share less what it has free (@free_of[node], or read from
+ * its pool when NULL) into @lack[node]. Returns the pages lacking. */
+uint64_t mig_hp_split(uint64_t nodes, size_t psz, uint64_t need,
+		      const uint64_t *free_of, uint64_t lack[GM_MAX_NODES]);
+/* The command that grows each node of @lack by what it lacks of @psz
+ * pages, from its pool's size (@pool_of[node], or read when NULL):
+ * `echo N > /sys/devices/system/node/nodeK/...` for one node, a loop
+ * over "node:pages" for several; into @buf. */
+void mig_hp_commands(const uint64_t lack[GM_MAX_NODES],
+		     const uint64_t *pool_of, size_t psz, char *buf,
+		     size_t len);
 /* Sets every pool grown back to its size before. The pages in use or
  * reserved stay (the kernel keeps them as surplus and frees them when
  * the VM does). Accepts one that grew nothing. */
@@ -378,10 +399,13 @@ struct mig_place {
 
 /* Reads the host, makes the plan from @vm's layout (without hotness) and
  * fills @t for TOPOLOGY and pc->st. MIG_PLACE_NONE plans nothing but
- * still describes the host. -ENOSPC/-EINVAL with @err: the plan is
+ * still describes the host. A plan short of huge pages on its nodes
+ * grows their pools first where @hp allows (--reserve-hugepages; NULL:
+ * never), recorded in @hp. -ENOSPC/-EINVAL with @err: the plan is
  * refused; another -errno: the host could not be read. */
 int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
-		    const struct mig_vm *vm, struct mig_topology *t, struct ut_err *err);
+		    const struct mig_vm *vm, struct mig_hp_pools *hp,
+		    struct mig_topology *t, struct ut_err *err);
 /* HEAT arrived (@h; NULL from a source without it): a tiered plan is
  * made again with it. Then binds every region of @vm as the plan says.
  * Before any page is written. */

@@ -293,6 +293,9 @@ struct mig_plan {
 	struct mig_plan_region r[MIG_MAX_REGIONS];
 	uint64_t planned[GM_MAX_NODES];	/* bytes by node id */
 	char note[160];			/* a remark for the user, or "" */
+	/* A plan refused for want of huge pages: the nodes it looked at,
+	 * the pages of short_psz it needed there (0: not refused so). */
+	uint64_t short_nodes, short_pages, short_psz;
 };
 
 /* What a plan is made from. */
@@ -523,7 +526,8 @@ struct mig_dest_params {
 	bool no_ksm_hints;
 	/* A hugetlb pool too small for the incoming VM's RAM is grown by
 	 * what it lacks (and set back when the agent ends) instead of the
-	 * migration being refused with the numbers. */
+	 * migration being refused with the numbers: the pools of the nodes
+	 * the placement names, or the plan finds short. */
 	bool reserve_hugepages;
 	/* Postcopy recovery: wait for the source to come back (accept). */
 	mig_reconnect_fn reconnect;

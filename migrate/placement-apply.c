@@ -186,8 +186,36 @@ static int make(struct mig_place *pc, const struct mig_vm *vm,
 	return ret;
 }
 
+/* The plan was refused for want of huge pages on the nodes it names:
+ * their pools grown by what each lacks of an even share (@hp records
+ * them, given back at the end), the host read again, the plan made
+ * again. */
+static int reserve_nodes(struct mig_place *pc, const struct mig_vm *vm,
+			 struct mig_hp_pools *hp, struct ut_err *err)
+{
+	uint64_t lack[GM_MAX_NODES], free_of[GM_MAX_NODES] = { 0 };
+	size_t psz = pc->plan.short_psz;
+	int k = gm_topo_hpindex(&pc->topo, psz), ret = 0;
+
+	if (k < 0)
+		return -ENOSPC;
+	for (uint32_t i = 0; i < pc->topo.nr_nodes; i++)
+		free_of[pc->topo.node[i].id] = pc->topo.node[i].hp_free[k];
+	mig_hp_split(pc->plan.short_nodes, psz, pc->plan.short_pages, free_of,
+		     lack);
+	ut_err_clear(err);
+	for (int n = 0; n < GM_MAX_NODES && !ret; n++)
+		if (lack[n])
+			ret = mig_hp_grow(hp, n, psz, lack[n], err);
+	if (!ret && (ret = gm_topo_read(&pc->topo, NULL)))
+		ut_err_first(err, ret, "placement: cannot read this host's NUMA "
+			     "picture again: %s", strerror(-ret));
+	return ret ? ret : make(pc, vm, NULL, err);
+}
+
 int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
-		    const struct mig_vm *vm, struct mig_topology *t, struct ut_err *err)
+		    const struct mig_vm *vm, struct mig_hp_pools *hp,
+		    struct mig_topology *t, struct ut_err *err)
 {
 	int ret;
 
@@ -218,8 +246,11 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 				"VMM takes no advice (ADVISE) to bind it",
 				t->policy);
 	ret = make(pc, vm, NULL, err);
+	if (ret == -ENOSPC && hp && hp->reserve && pc->plan.short_pages)
+		ret = reserve_nodes(pc, vm, hp, err);
 	if (ret)
 		return ret;
+	t->host = pc->topo;
 	memcpy(t->planned, pc->plan.planned, sizeof(t->planned));
 	snprintf(t->note, sizeof(t->note), "%s", pc->plan.note);
 	stats_from_plan(&pc->st, pc);

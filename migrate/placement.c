@@ -203,28 +203,29 @@ static int init_caps(struct planner *p)
 	return 0;
 }
 
-/* For a huge-page class short on one node: the command that grows that
- * node's pool by what it lacks; "" otherwise. */
+/* For a huge-page class short on @nodes: the command that grows each
+ * node's pool by what it lacks of an even share (mig_hp_split()). */
 static const char *reserve_hint(struct planner *p, uint32_t r, uint64_t nodes,
-				uint64_t have, char *hint, size_t cap)
+				char *hint, size_t cap)
 {
 	const struct gm_topo *t = p->in->topo;
 	uint64_t psz = p->in->layout->r[r].page_size;
+	uint64_t lack[GM_MAX_NODES], free_of[GM_MAX_NODES] = { 0 };
+	uint64_t pool_of[GM_MAX_NODES] = { 0 };
+	char cmd[320];
 	int k = p->cls[r];
 
-	hint[0] = 0;
-	for (uint32_t i = 0; k > 0 && i < t->nr_nodes; i++) {
-		const struct gm_numa_node *n = &t->node[i];
-
-		if (nodes != 1ULL << n->id)
-			continue;
-		snprintf(hint, cap, ": reserve them with `echo %llu > "
-			 "/sys/devices/system/node/node%u/hugepages/"
-			 "hugepages-%llukB/nr_hugepages`",
-			 (unsigned long long)(n->hp_total[k - 1] +
-					      (p->need[k] - have) / psz),
-			 n->id, (unsigned long long)(psz >> 10));
+	for (uint32_t i = 0; i < t->nr_nodes; i++) {
+		free_of[t->node[i].id] = p->cap0[t->node[i].id][k] / psz;
+		pool_of[t->node[i].id] = t->node[i].hp_total[k - 1];
 	}
+	mig_hp_split(nodes, psz, p->need[k] / psz, free_of, lack);
+	mig_hp_commands(lack, pool_of, psz, cmd, sizeof(cmd));
+	snprintf(hint, cap, ": reserve them with `%s`, or run ferry dest with "
+		 "--reserve-hugepages", cmd);
+	p->pl->short_nodes = nodes;
+	p->pl->short_pages = p->need[k] / psz;
+	p->pl->short_psz = psz;
 	return hint;
 }
 
@@ -234,7 +235,7 @@ static int refuse(struct planner *p, uint32_t r, uint64_t nodes)
 {
 	const struct mig_layout *l = p->in->layout;
 	int k = p->cls[r];
-	char pol[64], list[96], sz[16], hint[192];
+	char pol[64], list[96], sz[16], hint[640];
 	uint64_t have = 0;
 
 	for (unsigned int n = 0; n < GM_MAX_NODES; n++)
@@ -257,7 +258,7 @@ static int refuse(struct planner *p, uint32_t r, uint64_t nodes)
 			(unsigned long long)(p->need[k] / l->r[r].page_size),
 			sz, list,
 			(unsigned long long)(have / l->r[r].page_size),
-			reserve_hint(p, r, nodes, have, hint, sizeof(hint)));
+			reserve_hint(p, r, nodes, hint, sizeof(hint)));
 }
 
 /* The first node of @nodes (ascending) with room for @c; -1 if none. */

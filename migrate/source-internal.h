@@ -247,7 +247,9 @@ int src_chunks_build(struct mig_src *s);
 int src_senders_start(struct mig_src *s);
 /* Fills @bits (CHUNK / 8) with the pages of @c the destination holds
  * that are dirty now (todo & sent), clearing them from sent: it drops
- * them. Returns how many. Any thread; a chunk is one thread's. */
+ * them. A unit of a huge page here whose bytes did not change
+ * (src_unit_held) leaves todo instead: the destination keeps it.
+ * Returns how many. Any thread; a chunk is one thread's. */
 uint32_t src_discard_bits(struct mig_src *s, const struct chunk *c,
 			  uint8_t *bits);
 /* A sender, in a MIG_ROUND_DISCARD round: @c's DISCARD on its stream. */
@@ -284,6 +286,11 @@ int src_units_apply(struct mig_src *s, const struct mig_layout *src,
  * hash in @h, recorded as what it will hold when it is not. */
 bool src_unit_same(struct mig_src *s, uint32_t r, uint64_t idx,
 		   const uint8_t *page, struct gm_hash *h);
+/* Any thread, a discard: whether unit @idx of region @r (a huge page
+ * here, sent in 4 KiB units) holds what the destination holds, dirty
+ * only because write-protect marks its whole huge page; hashed through
+ * our mapping. */
+bool src_unit_held(struct mig_src *s, uint32_t r, uint64_t idx);
 ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
 		      uint64_t idx, const uint8_t *page, struct iovec *iov,
 		      uint8_t *hdr);

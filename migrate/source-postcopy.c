@@ -106,6 +106,40 @@ static int send_urgent_run(struct mig_src *s, struct tp_stream *st,
 	return 0;
 }
 
+/* Whether unit @g went out on a bulk stream already (sent, and no longer
+ * to send): a long run leaves it to that copy. */
+static bool pushed(struct mig_src *s, uint64_t g)
+{
+	return ut_bitmap_test(&s->sent, g) && !ut_bitmap_test(&s->todo, g);
+}
+
+/* A run of units (a huge page at the destination lacks them), URG_RUN
+ * at a time. A run longer than a 2 MiB page (the units of a 1 GiB page)
+ * skips the units the push sent meanwhile, so that the two streams
+ * share the page's wire time instead of both carrying it; the thread
+ * stops between messages when asked to (a 1 GiB answer is 4096 of
+ * them). */
+static int serve_run(struct mig_src *s, struct tp_stream *st,
+		     const struct mig_req *q, uint64_t g)
+{
+	bool skip = q->npages > MIG_SUB_PER_PAGE;
+	int ret = 0;
+
+	for (uint32_t i = 0, n; i < q->npages && !ret; i += n) {
+		if (mig_worker_stopping(&s->urg.wk))
+			return -ESHUTDOWN;
+		if (skip && pushed(s, g + i)) {
+			n = 1;
+			continue;
+		}
+		for (n = 1; n < URG_RUN && i + n < q->npages &&
+		     !(skip && pushed(s, g + i + n)); n++)
+			;
+		ret = send_urgent_run(s, st, q->region, q->idx + i, n);
+	}
+	return ret;
+}
+
 /* Answers one request: its page, or its run of pages (the 4 KiB units a
  * huge page at the destination lacks, MIG_FEAT_PAGESIZES). */
 static int serve_request(struct mig_src *s, struct tp_stream *st,
@@ -121,13 +155,8 @@ static int serve_request(struct mig_src *s, struct tp_stream *st,
 	atomic_fetch_add(&s->pp.faults_since, 1);
 	atomic_store(&s->pp.pivot, g + run + 1);
 	s->urg.requests++;
-	if (run > 1 && s->vm.layout.r[q->region].page_size == MIG_SUB_SIZE) {
-		for (uint32_t i = 0; i < run && !ret; i += URG_RUN)
-			ret = send_urgent_run(s, st, q->region, q->idx + i,
-					      run - i < URG_RUN ? run - i :
-								  URG_RUN);
-		return ret;
-	}
+	if (run > 1 && s->vm.layout.r[q->region].page_size == MIG_SUB_SIZE)
+		return serve_run(s, st, q, g);
 	for (uint32_t i = 0; i < run && !ret; i++)
 		ret = send_urgent(s, st, q->region, q->idx + i);
 	return ret;
@@ -244,8 +273,13 @@ uint32_t src_discard_bits(struct mig_src *s, const struct chunk *c,
 	memset(bits, 0, CHUNK / 8);
 	for (uint32_t i = 0; i < c->n; i++) {
 		if (!ut_bitmap_test(&s->todo, base + i) ||
-		    !ut_bitmap_test_and_clear(&s->sent, base + i))
+		    !ut_bitmap_test(&s->sent, base + i))
 			continue;
+		if (src_unit_held(s, c->region, c->start + i)) {
+			ut_bitmap_clear(&s->todo, base + i);
+			continue;
+		}
+		ut_bitmap_clear(&s->sent, base + i);
 		bits[i / 8] |= 1u << (i % 8);
 		n++;
 	}

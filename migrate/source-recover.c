@@ -37,7 +37,7 @@ int src_recover_handshake(struct mig_src *s, struct ut_err *err)
 	struct mig_hello h = {
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
 		.features = MIG_FEATURES_V1 | MIG_FEAT_RECOVER |
-			    MIG_FEAT_PAGESIZES,
+			    MIG_FEAT_PAGESIZES | MIG_FEAT_HUGE_UNITS,
 		.nbulk = s->nbulk, .total_pages = s->vm.total_pages,
 		.layout = s->vm.layout,
 	};

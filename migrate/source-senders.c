@@ -237,7 +237,13 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 			w->zbits[k / 8] |= 1u << (k % 8);
 			*any_zero = true;
 			w->c.zero++;
-			if (s->sub.on)
+			/* A unit: the destination holds zeros, which a
+			 * discard can tell are unchanged (src_unit_held). */
+			if (s->sub.on && s->sub.hash[c->region] &&
+			    psz == MIG_SUB_SIZE && !s->postcopy)
+				(void)src_unit_same(s, c->region, c->start + k,
+						    page, &h);
+			else if (s->sub.on)
 				ut_bitmap_clear(&s->sub.valid, base + k);
 			continue;
 		}

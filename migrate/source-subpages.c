@@ -120,6 +120,19 @@ bool src_unit_same(struct mig_src *s, uint32_t r, uint64_t idx,
 	return false;
 }
 
+bool src_unit_held(struct mig_src *s, uint32_t r, uint64_t idx)
+{
+	uint64_t g = s->vm.first[r] + idx;
+	struct gm_hash h;
+
+	if (!s->sub.on || !s->sub.hash[r] || !s->vm.map[r].host ||
+	    mig_vm_per_page(&s->vm, r) == 1 ||
+	    !ut_bitmap_test(&s->sub.valid, g))
+		return false;
+	gm_hash(mig_vm_page(&s->vm, r, idx), MIG_SUB_SIZE, &h);
+	return gm_hash_eq(&h, &s->sub.hash[r][idx]);
+}
+
 ssize_t src_send_kept(struct mig_src *s, struct tp_stream *st, uint32_t r,
 		      uint64_t idx, const uint8_t *page, struct iovec *iov,
 		      uint8_t *hdr)

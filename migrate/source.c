@@ -158,7 +158,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
 		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
 			    MIG_FEAT_DISCARD_EARLY | MIG_FEAT_PAGESIZES |
-			    MIG_FEAT_HEAT_REVISE |
+			    MIG_FEAT_HUGE_UNITS | MIG_FEAT_HEAT_REVISE |
 			    (s->vm.anon ? MIG_FEAT_KSM_PAGES : 0),
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
@@ -199,7 +199,9 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
 		ut_err_first(err, -EOPNOTSUPP, "the destination cannot do "
-			     "postcopy (its VM handed over no userfaultfd)");
+			     "postcopy (its VM handed over no userfaultfd, or "
+			     "its kernel cannot place its pages so: its log "
+			     "says which)");
 		/* It waits for pages: tell it why none come. */
 		mig_tell_peer(s->sess, EOPNOTSUPP, err->msg);
 		linger(s);

@@ -199,69 +199,183 @@ static int check_fds(const struct vml_hello *h, struct ut_err *err)
 void mig_hp_restore(struct mig_hp_pools *hp)
 {
 	for (unsigned int i = 0; hp && i < hp->n; i++) {
-		ssize_t now = gm_hugetlb_set(hp->pool[i].page_size,
-					     hp->pool[i].old, NULL);
+		ssize_t now = gm_hugetlb_node_set(hp->pool[i].node,
+						  hp->pool[i].page_size,
+						  hp->pool[i].old, NULL);
+		char where[24] = "";
 
+		if (hp->pool[i].node >= 0)
+			snprintf(where, sizeof(where), " on node %d",
+				 hp->pool[i].node);
 		if (now >= 0)
-			pr_info("huge-page pool of %zu kB back to %lu pages "
+			pr_info("huge-page pool of %zu kB%s back to %lu pages "
 				"(%zd kept while in use)",
-				hp->pool[i].page_size >> 10, hp->pool[i].old,
-				now - (ssize_t)hp->pool[i].old);
+				hp->pool[i].page_size >> 10, where,
+				hp->pool[i].old, now - (ssize_t)hp->pool[i].old);
 	}
 	if (hp)
 		hp->n = 0;
 }
 
-/* Grows the pool of @psz by the @need huge pages it lacks beyond @free;
- * one that the kernel cannot fill (no contiguous memory) is set back. */
-static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
-		   size_t free_pages, struct ut_err *err)
+int mig_hp_grow(struct mig_hp_pools *hp, int node, size_t psz,
+		unsigned long lack, struct ut_err *err)
 {
-	ssize_t cur = gm_hugetlb_pool(psz), got;
+	ssize_t cur = gm_hugetlb_node_pool(node, psz), got;
 	unsigned long want;
+	char where[24] = "";
 	unsigned int i;
 
+	if (node >= 0)
+		snprintf(where, sizeof(where), " of node %d", node);
 	if (cur < 0)
 		return ut_err_first(err, (int)cur, "cannot read the %zu kB huge-page "
-				"pool: %s", psz >> 10, strerror((int)-cur));
-	want = (unsigned long)cur + need - free_pages;
-	for (i = 0; i < hp->n && hp->pool[i].page_size != psz; i++)
+				"pool%s: %s", psz >> 10, where,
+				strerror((int)-cur));
+	want = (unsigned long)cur + lack;
+	for (i = 0; i < hp->n && (hp->pool[i].page_size != psz ||
+				  hp->pool[i].node != node); i++)
 		;
 	if (i == hp->n) {
 		if (hp->n == UT_ARRAY_SIZE(hp->pool))
 			return ut_err_first(err, -EINVAL, "too many pools");
-		hp->pool[hp->n++] = (typeof(hp->pool[0])){ psz,
+		hp->pool[hp->n++] = (typeof(hp->pool[0])){ psz, node,
 							   (unsigned long)cur, 0 };
 	}
-	got = gm_hugetlb_set(psz, want, NULL);
+	got = gm_hugetlb_node_set(node, psz, want, NULL);
 	if (got >= 0 && (unsigned long)got >= want) {
-		hp->pool[i].added += want - (unsigned long)cur;
-		pr_info("reserved %lu more %zu kB huge pages (pool %zd -> %lu)",
-			want - (unsigned long)cur, psz >> 10, cur, want);
+		hp->pool[i].added += lack;
+		pr_info("reserved %lu more %zu kB huge pages%s (pool %zd -> %lu)",
+			lack, psz >> 10, where, cur, want);
 		return 0;
 	}
-	gm_hugetlb_set(psz, (unsigned long)cur, NULL);
-	return ut_err_first(err, -ENOMEM, "the %zu kB huge-page pool could not "
+	gm_hugetlb_node_set(node, psz, (unsigned long)cur, NULL);
+	return ut_err_first(err, -ENOMEM, "the %zu kB huge-page pool%s could not "
 			"grow from %zd to %lu pages (%zd: no contiguous memory, "
-			"or no permission): the incoming VM needs %zu", psz >> 10,
-			cur, want, got, need);
+			"or no permission)", psz >> 10, where, cur, want, got);
+}
+
+uint64_t mig_hp_split(uint64_t nodes, size_t psz, uint64_t need,
+		      const uint64_t *free_of, uint64_t lack[GM_MAX_NODES])
+{
+	unsigned int k = (unsigned int)__builtin_popcountll(nodes);
+	uint64_t share = k ? (need + k - 1) / k : 0, sum = 0;
+
+	memset(lack, 0, GM_MAX_NODES * sizeof(*lack));
+	for (int n = 0; n < GM_MAX_NODES; n++) {
+		ssize_t f;
+
+		if (!(nodes >> n & 1))
+			continue;
+		f = free_of ? (ssize_t)free_of[n] : gm_hugetlb_node_free(n, psz);
+		if (f < 0)
+			f = 0;
+		lack[n] = share > (uint64_t)f ? share - (uint64_t)f : 0;
+		sum += lack[n];
+	}
+	return sum;
+}
+
+void mig_hp_commands(const uint64_t lack[GM_MAX_NODES],
+		     const uint64_t *pool_of, size_t psz, char *buf, size_t len)
+{
+	uint64_t want[GM_MAX_NODES];
+	int nodes = 0, last = 0;
+	size_t off;
+
+	for (int n = 0; n < GM_MAX_NODES; n++) {
+		ssize_t pool;
+
+		if (!lack[n])
+			continue;
+		pool = pool_of ? (ssize_t)pool_of[n] :
+		       gm_hugetlb_node_pool(n, psz);
+		want[n] = (uint64_t)(pool > 0 ? pool : 0) + lack[n];
+		nodes++;
+		last = n;
+	}
+	buf[0] = 0;
+	if (!nodes)
+		return;
+	if (nodes == 1) {
+		char path[160];
+
+		gm_hugetlb_node_path(path, sizeof(path), last, psz);
+		snprintf(buf, len, "echo %llu > %s",
+			 (unsigned long long)want[last], path);
+		return;
+	}
+	/* Several nodes: one loop, not a path per node (one line). */
+	off = snprintf(buf, len, "for n in");
+	for (int n = 0; n < GM_MAX_NODES && off < len; n++)
+		if (lack[n])
+			off += snprintf(buf + off, len - off, " %d:%llu", n,
+					(unsigned long long)want[n]);
+	if (off < len)
+		snprintf(buf + off, len - off, ";do echo ${n#*:}>/sys/devices/"
+			 "system/node/node${n%%:*}/hugepages/hugepages-%zukB/"
+			 "nr_hugepages;done", psz >> 10);
+}
+
+/* A pool short for @need pages of @psz (@free_pages free system-wide):
+ * grown on the nodes the placement names, or system-wide. */
+static int hp_grow(struct mig_hp_pools *hp, size_t psz, size_t need,
+		   size_t free_pages, struct ut_err *err)
+{
+	uint64_t lack[GM_MAX_NODES], sum;
+	int ret = 0;
+
+	if (!hp->nodes)
+		return mig_hp_grow(hp, -1, psz, need - free_pages, err);
+	/* A node's free pages may be reserved by others: the system-wide
+	 * shortfall comes first, on the first node named. */
+	sum = mig_hp_split(hp->nodes, psz, need, NULL, lack);
+	if (sum < need - free_pages)
+		lack[__builtin_ctzll(hp->nodes)] += need - free_pages - sum;
+	for (int n = 0; n < GM_MAX_NODES && !ret; n++)
+		if (lack[n])
+			ret = mig_hp_grow(hp, n, psz, lack[n], err);
+	return ret;
 }
 
 /* Maps region @i, where our mapping cannot reserve its huge pages: grows
- * the pool when @hp allows, or says what is missing and how to add it. */
+ * the pool when @hp allows (on the nodes the placement names, if any),
+ * or says what is missing and how to add it. */
 static int attach_huge(struct mig_vm *vm, unsigned int i,
 		       const struct vml_region *r, struct mig_hp_pools *hp,
 		       struct ut_err *err)
 {
 	size_t psz = r->page_size, need = r->size / psz;
 	ssize_t free_pages = gm_hugetlb_free(psz), pool = gm_hugetlb_pool(psz);
-	char path[128];
+	uint64_t lack[GM_MAX_NODES];
+	char path[128], nodes[96], cmd[512];
 	int ret;
 
 	if (free_pages < 0 || pool < 0)
 		return ut_err_first(err, -ENOMEM, "RAM region %u: cannot map its "
 				"%zu kB huge pages, and this host has no such "
 				"pool", i, psz >> 10);
+	if (!hp->reserve && hp->nodes) {
+		ssize_t nfree = 0, npool = 0;
+
+		for (int n = 0; n < GM_MAX_NODES; n++) {
+			if (!(hp->nodes >> n & 1))
+				continue;
+			nfree += gm_hugetlb_node_free(n, psz) > 0 ?
+				 gm_hugetlb_node_free(n, psz) : 0;
+			npool += gm_hugetlb_node_pool(n, psz) > 0 ?
+				 gm_hugetlb_node_pool(n, psz) : 0;
+		}
+		mig_hp_split(hp->nodes, psz, need, NULL, lack);
+		if (!lack[__builtin_ctzll(hp->nodes)])
+			lack[__builtin_ctzll(hp->nodes)] = need - free_pages;
+		mig_hp_commands(lack, NULL, psz, cmd, sizeof(cmd));
+		gm_nodes_format(hp->nodes, nodes, sizeof(nodes));
+		return ut_err_first(err, -ENOMEM, "RAM region %u needs %zu free "
+				"%zu kB huge pages on node %s, whose pool has "
+				"%zd free of %zd: reserve them with `%s`, or run "
+				"ferry dest with --reserve-hugepages", i, need,
+				psz >> 10, nodes, nfree, npool, cmd);
+	}
 	if (!hp->reserve) {
 		gm_hugetlb_path(path, sizeof(path), psz);
 		return ut_err_first(err, -ENOMEM, "RAM region %u needs %zu free "

@@ -186,7 +186,9 @@ bool mig_layout_units(const struct mig_layout *src,
 
 	*out = *src;
 	for (uint32_t i = 0; i < src->nr && i < w->nr; i++) {
-		if (w->page_size[i] == src->r[i].page_size)
+		if (w->page_size[i] == src->r[i].page_size &&
+		    (!(w->features & MIG_FEAT_HUGE_UNITS) ||
+		     w->page_size[i] <= MIG_WIRE_PAGE_MAX))
 			continue;
 		out->r[i].page_size = MIG_SUB_SIZE;
 		out->r[i].dst_page_size = w->page_size[i];

@@ -101,6 +101,16 @@ enum mig_msg_type {
  */
 #define MIG_FEAT_PAGESIZES	(1ULL << 18)
 /*
+ * Pages larger than MIG_WIRE_PAGE_MAX (1 GiB) at both ends travel in
+ * 4 KiB units too, as if the two page sizes differed: a 1 GiB page is
+ * no page of the wire, and postcopy onto one assembles it from units
+ * (mapped with one UFFDIO_CONTINUE once whole). The source offers it; a
+ * destination that can place such pages in postcopy (minor mode)
+ * accepts it, with MIG_FEAT_PAGESIZES. Beside V1 like PLACEMENT.
+ */
+#define MIG_FEAT_HUGE_UNITS	(1ULL << 20)
+#define MIG_WIRE_PAGE_MAX (4u << 20)	/* the largest page sent whole */
+/*
  * The source tells which pages of its anonymous RAM KSM had merged there
  * (/proc/PID/pagemap and /proc/kpageflags), as KSM messages on the
  * control stream in precopy, each a ZERO body (at most 32768 pages); the
@@ -112,13 +122,13 @@ enum mig_msg_type {
 #define MIG_KSM_MAX_PAGES 32768	/* pages of one KSM message's bitmap */
 /*
  * HEAT again in precopy, on the control stream, whenever the source's
- * heat map (its samples before round 0 and one per round since, from
- * the dirty log) changed materially (mig_heat_material()); a
+ * heat map (its samples before round 0 with each round's dirty pages
+ * folded in, mig_heat_fold()) changed materially (mig_heat_material()); a
  * destination with a tiered plan accepts it and revises the plan for
  * the chunks none of whose pages it has allocated. Beside V1 like
  * PLACEMENT.
  */
-#define MIG_FEAT_HEAT_REVISE	(1ULL << 20)
+#define MIG_FEAT_HEAT_REVISE	(1ULL << 21)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -302,7 +312,8 @@ static inline uint64_t mig_region_pages(const struct mig_layout *l,
  * The layout the wire uses for a source layout @src and the WELCOME @w
  * that answered it: each region as in @src, its page size kept where
  * both ends have the same and MIG_SUB_SIZE (4 KiB units) where they
- * differ. @w comes from mig_dec_welcome() for @src (or has nr and the
+ * differ, or where @w accepted MIG_FEAT_HUGE_UNITS and both have pages
+ * larger than MIG_WIRE_PAGE_MAX. @w comes from mig_dec_welcome() for @src (or has nr and the
  * page sizes filled alike). Returns true when some region differs.
  */
 bool mig_layout_units(const struct mig_layout *src,

@@ -859,6 +859,11 @@ static const struct place_row place_rows[] = {
 	  "node 0, whose pools have 4 free: reserve them with `echo 16 > "
 	  "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/"
 	  "nr_hugepages`" },
+	{ "interleave short on both nodes: each node's share", "interleave:0-1",
+	  0, { 48, 0 }, 2 << 20, 0, 0, -ENOSPC, { 0, 0 }, { { -1 } },
+	  "reserve them with `for n in 0:12 1:12;do echo ${n#*:}>/sys/devices/"
+	  "system/node/node${n%:*}/hugepages/hugepages-2048kB/nr_hugepages;"
+	  "done`" },
 	{ "1 GiB pages with no pool", "local", 0, { 1024, 0 }, 1 << 30,
 	  0, 0, -ENOSPC, { 0, 0 }, { { -1 } }, "no pool of 1 GiB huge pages" },
 };

@@ -201,6 +201,47 @@ START_TEST(welcome_page_sizes)
 }
 END_TEST
 
+/* MIG_FEAT_HUGE_UNITS: 1 GiB pages at both ends go in 4 KiB units too,
+ * 2 MiB ones do not; without the feature neither does. */
+START_TEST(welcome_huge_units)
+{
+	struct mig_hello h = hello();
+	struct mig_welcome w = { .version = 1,
+				 .features = MIG_FEAT_PAGESIZES |
+					     MIG_FEAT_HUGE_UNITS,
+				 .nr = 2, .page_size = { 1u << 30, 2 << 20 } },
+			   out;
+	struct mig_layout wire;
+	uint8_t buf[64 + 4 * MIG_MAX_REGIONS];
+	ssize_t n;
+
+	h.layout.r[0].size = 1ULL << 30;
+	h.layout.r[0].page_size = 1u << 30;
+	h.total_pages = 1 + 4;
+	h.features |= MIG_FEAT_PAGESIZES | MIG_FEAT_HUGE_UNITS;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), 0);
+	ck_assert(mig_layout_units(&h.layout, &out, &wire));
+	ck_assert_uint_eq(wire.r[0].page_size, 4096);
+	ck_assert_uint_eq(wire.r[0].dst_page_size, 1u << 30);
+	ck_assert_uint_eq(mig_region_pages(&wire, 0), (1u << 30) / 4096);
+	ck_assert_uint_eq(wire.r[1].page_size, 2 << 20);
+	/* Not accepted: a 1 GiB page stays whole. */
+	w.features = MIG_FEAT_PAGESIZES;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), 0);
+	ck_assert(!mig_layout_units(&h.layout, &out, &wire));
+	ck_assert_uint_eq(wire.r[0].page_size, 1u << 30);
+	/* Accepted though never offered: refused. */
+	silence();
+	w.features = MIG_FEAT_PAGESIZES | MIG_FEAT_HUGE_UNITS;
+	h.features &= ~MIG_FEAT_HUGE_UNITS;
+	n = mig_enc_welcome(buf, sizeof(buf), &w);
+	ck_assert_int_eq(mig_dec_welcome(buf, n, &h, &out), -EPROTO);
+	quiet();
+}
+END_TEST
+
 START_TEST(pages_header_and_indexes)
 {
 	struct mig_hello h = hello();
@@ -709,6 +750,7 @@ int main(void)
 		{ "hello_rejects_bad_layouts", hello_rejects_bad_layouts, 0, 0 },
 		{ "welcome_checks_offer", welcome_checks_offer, 0, 0 },
 		{ "welcome_page_sizes", welcome_page_sizes, 0, 0 },
+		{ "welcome_huge_units", welcome_huge_units, 0, 0 },
 		{ "pages_header_and_indexes", pages_header_and_indexes, 0, 0 },
 		{ "zero_bitmap", zero_bitmap, 0, 0 },
 		{ "ksm_pages", ksm_pages, 0, 0 },

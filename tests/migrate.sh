@@ -32,8 +32,10 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
 	precopy_hugetlb_1g hybrid_hugetlb_subpages thp_collapse
 	thp_collapse_postcopy precopy_4k_to_2m postcopy_4k_to_2m precopy_2m_to_4k
-	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k
-	postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved hybrid auto
+	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k postcopy_4k_to_1g
+	postcopy_hugetlb_1g
+	postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved
+	hugetlb_refused_node hugetlb_reserved_node hybrid auto
 	auto_early auto_slow_writer
 	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
 	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
@@ -533,8 +535,7 @@ case_postcopy_2m_to_4k() {
 }
 
 # 1 GiB pages, where the kernel finds a contiguous GiB at run time: a
-# 4 KiB guest onto one and back, in precopy (a 1 GiB page is no postcopy
-# unit: the destination stages at most 4 MiB). Write-protect tracks a
+# 4 KiB guest onto one and back, in precopy. Write-protect tracks a
 # 1 GiB source page whole: every round reads and hashes the GiB, and
 # sends the units that changed.
 case_precopy_4k_to_1g() {
@@ -549,6 +550,32 @@ case_precopy_1g_to_4k() {
 	mixed "-b hugetlb-1G" "" "--rate 16 -m 1G" "--mode precopy -D 3000" 30 ||
 		return
 	pass "precopy, hugetlb-1G to shmem: $VERIFIED, $UNITS bytes in 4 KiB units"
+}
+
+# Postcopy onto a 1 GiB page (minor mode): its 4 KiB units are written
+# into the page cache through the agent's mapping, a fault asks for the
+# units it lacks, and the page is mapped with one UFFDIO_CONTINUE once
+# all of them are in.
+case_postcopy_4k_to_1g() {
+	hugetlb_pool 1 1048576 || return
+	mixed "" "-b hugetlb-1G" "--rate 16 -m 1G" "--mode postcopy" 30 ||
+		return
+	placed_by minor || return
+	[ "${FAULTS:-0}" -gt 0 ] || { fail "no postcopy fault was served"; return; }
+	pass "postcopy, shmem to hugetlb-1G: $VERIFIED, $FAULTS faults on the 1 GiB page"
+}
+
+# 1 GiB pages at both ends in hybrid (precopy rounds, then postcopy):
+# they travel in 4 KiB units (MIG_FEAT_HUGE_UNITS), so that the
+# destination assembles its page as above.
+case_postcopy_hugetlb_1g() {
+	hugetlb_pool 2 1048576 || return
+	migrate 512M "--rate 16 -m 1G -b hugetlb-1G" "--mode hybrid" 30 ||
+		return
+	[ "$MODE" = postcopy ] || { fail "hybrid ended in $MODE"; return; }
+	placed_by minor || return
+	units_of || return
+	pass "hybrid, hugetlb-1G at both ends: $VERIFIED, $FAULTS faults, $UNITS bytes in 4 KiB units"
 }
 
 # With --uffd-mode missing (UFFDIO_COPY only): a 2 MiB page fed 4 KiB
@@ -579,28 +606,34 @@ short_vm() {
 # migration, in one line with the numbers and the command that reserves
 # them; the pool is untouched and the source guest runs on.
 case_hugetlb_refused() {
-	local line
 	short_vm || return
-	start_vm src --ws 32M --rate 16 -m $MEM || return
-	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
-		--incoming || return
-	wait_filled src || return
-	start_dest || return
-	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
-	wait_exit dest 30 "ferry-dest to give up" || return
-	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return; }
-	line=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
-	[ "$(printf '%s\n' "$line" | wc -l)" -eq 1 ] ||
-		{ fail "ferry-dest said more than one line: $line"; return; }
-	case $line in
+	refused_line || return
+	case $LINE in
 	*"needs $NEED free 2048 kB huge pages, the pool has $FREE free"*"echo"*"$POOL"*"--reserve-hugepages"*) ;;
-	*) fail "not the refusal with the numbers: $line"; return ;;
+	*) fail "not the refusal with the numbers: $LINE"; return ;;
 	esac
 	grep -q "the destination refused: RAM region 0 needs $NEED" "$CT/fsrc.log" ||
 		{ fail "the source was not told why: $(cat "$CT/fsrc.log")"; return; }
 	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
 		{ fail "the pool changed to $(cat "$POOL") from $POOL_OLD"; return; }
-	still_running src && pass "refused, source guest runs on: $line"
+	still_running src && pass "refused, source guest runs on: $LINE"
+}
+
+# refused_line [DEST ARGS]: short_vm's VM (its destination holding no
+# huge pages) offered to ferry dest (with DEST ARGS), which has to give
+# up in one line: LINE.
+refused_line() {
+	start_vm src --ws 32M --rate 16 -m $MEM || return
+	start_vm dst --ws 32M --rate 16 -m $MEM -b hugetlb-2M --no-reserve \
+		--incoming || return
+	wait_filled src || return
+	start_dest "$@" || return
+	run_src 30 --dest "127.0.0.1:$PORT" $CTLS || return
+	wait_exit dest 30 "ferry-dest to give up" || return
+	[ $rc -ne 0 ] || { fail "ferry-dest exit 0 without the huge pages"; return 1; }
+	LINE=$(grep -v 'listening on port\|TLSv1' "$CT/fdest.log")
+	[ "$(printf '%s\n' "$LINE" | wc -l)" -eq 1 ] ||
+		{ fail "ferry-dest said more than one line: $LINE"; return 1; }
 }
 
 # The same VM with ferry dest --reserve-hugepages, in postcopy: the pool
@@ -618,6 +651,52 @@ case_hugetlb_reserved() {
 	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
 		{ fail "the pool is $(cat "$POOL") after ferry dest, was $POOL_OLD"; return; }
 	pass "postcopy, shmem to hugetlb-2M with --reserve-hugepages: $added huge pages added and given back, $VERIFIED"
+}
+
+# node0_pool: node 0's pool of 2 MiB pages now.
+node0_pool() {
+	cat /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages
+}
+
+# The refusal of hugetlb_refused with --placement bind:0: the numbers
+# and the command are node 0's.
+case_hugetlb_refused_node() {
+	local npool node0=/sys/devices/system/node/node0/hugepages/hugepages-2048kB
+	short_vm || return
+	[ -w $node0/nr_hugepages ] || { skip "no node 0 pool to change"; return; }
+	npool=$(node0_pool)
+	refused_line --placement bind:0 || return
+	case $LINE in
+	*"needs $NEED free 2048 kB huge pages on node 0, whose pool has"*"echo $((npool + NEED - FREE)) > $node0/nr_hugepages"*"--reserve-hugepages"*) ;;
+	*) fail "not node 0's refusal with the numbers: $LINE"; return ;;
+	esac
+	[ "$(node0_pool)" = "$npool" ] ||
+		{ fail "node 0's pool changed to $(node0_pool) from $npool"; return; }
+	still_running src && pass "refused, source guest runs on: $LINE"
+}
+
+# --reserve-hugepages with --placement bind:0: node 0's pool grows by what
+# the VM lacks (not the system-wide one), the guest verifies its memory
+# there, and node 0's pool is back to its size once ferry dest has ended.
+case_hugetlb_reserved_node() {
+	local added npool
+	short_vm || return
+	[ -w /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages ] ||
+		{ skip "no node 0 pool to change"; return; }
+	npool=$(node0_pool)
+	DARGS="-v --reserve-hugepages --placement bind:0" \
+	DSTVM="-b hugetlb-2M --no-reserve" \
+		migrate 32M "--rate 32 -m $MEM" "--mode postcopy" || return
+	added=$(json hugepages_added "$CT/dest.json")
+	[ "$added" = $((NEED - FREE)) ] ||
+		{ fail "ferry dest added ${added:-no} huge pages, the VM lacked $((NEED - FREE))"; return; }
+	grep -q "reserved $added more 2048 kB huge pages of node 0" "$CT/fdest.log" ||
+		{ fail "ferry dest did not grow node 0's pool: $(cat "$CT/fdest.log")"; return; }
+	[ "$(node0_pool)" = "$npool" ] ||
+		{ fail "node 0's pool is $(node0_pool) after ferry dest, was $npool"; return; }
+	[ "$(cat "$POOL")" = "$POOL_OLD" ] ||
+		{ fail "the pool is $(cat "$POOL") after ferry dest, was $POOL_OLD"; return; }
+	pass "postcopy onto hugetlb-2M bound to node 0 with --reserve-hugepages: $added huge pages added to node 0 and given back, $VERIFIED"
 }
 
 # 2M hugetlb: whole huge pages are placed atomically. The pool is
@@ -817,7 +896,7 @@ case_dest_killed() {
 	start_vm dst --ws 64M --rate 8 --incoming || return
 	wait_filled src || return
 	start_dest || return
-	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --bandwidth 16 \
+	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode precopy --bandwidth 16 \
 		--io-timeout 3s
 	sleep 1
 	kill -9 "${PID_OF[dest]}"
@@ -836,7 +915,7 @@ case_source_killed() {
 	start_vm dst --ws 64M --rate 8 --incoming || return
 	wait_filled src || return
 	start_dest --io-timeout 3s || return
-	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --bandwidth 16
+	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode precopy --bandwidth 16
 	sleep 1
 	kill -9 "${PID_OF[fsrc]}"
 	wait "${PID_OF[fsrc]}" 2>/dev/null
