@@ -477,7 +477,7 @@ case_anon_ksm_source() {
 	[ "$2" -gt 0 ] && [ "$2" -le "$3" ] ||
 		{ fail "the destination counted $2 source-KSM hints of $3 hinted pages (source said $1)"; return; }
 	migrate_verified 32M 40 || return
-	pass "KSM had merged $merging pages of the source VM; the source told $1, the destination advised them among $3 hinted pages ($4 ranges); guest verified"
+	pass "KSM had merged $merging pages of the source VM; the source told $1, the destination advised $2 of them once landed, among $3 hinted pages ($4 ranges); guest verified"
 }
 
 # units_of: both agents report the guest RAM as having travelled in
