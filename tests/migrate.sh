@@ -736,8 +736,8 @@ case_postcopy_dest_killed() {
 # bring pages to it), and ferry-source stops too, the source VM paused
 # with its memory, instead of reconnecting for ever.
 case_postcopy_dest_vm_killed() {
-	start_vm src --ws 64M --rate 64 || return
-	start_vm dst --ws 64M --rate 64 --incoming || return
+	start_vm src --ws 256M --rate 16 || return
+	start_vm dst --ws 256M --rate 16 --incoming || return
 	wait_filled src || return
 	start_dest || return
 	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode postcopy \
