@@ -40,9 +40,9 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
 	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
-	placement_bind0 placement_refused anon_precopy anon_postcopy
+	placement_bind0 placement_refused placement_revised anon_precopy anon_postcopy
 	anon_placement_bind0
-	anon_map_refused anon_ksm_hints nested_boot nested_local nested_bind1
+	anon_map_refused anon_ksm_hints anon_ksm_source nested_boot nested_local nested_bind1
 	nested_interleave nested_tiered nested_hugetlb nested_refused soak"
 HARNESS=migrate
 . "$(cd "$(dirname "$0")" && pwd)/harness.sh"
@@ -416,6 +416,68 @@ case_anon_ksm_hints() {
 		{ fail "ferry dest --ksm left $run at $(cat $run)"; return; }
 	migrate_verified 4M 8 || return
 	pass "KSM hints given and guests verified${report}; --ksm started KSM and set it back"
+}
+
+# KSM hints from the source's KSM: a guest of which half the pages are
+# copies of eight templates, its anonymous RAM advised MADV_MERGEABLE
+# (ferry vm --mergeable, as QEMU's mem-merge=on), with KSM running fast
+# (run, pages_to_scan and sleep_millisecs set by the case, restored at its
+# end whatever happens) until KSM merged some of its pages (bounded; a
+# skip if it never does). Then it moves, the incoming VM not mergeable:
+# the source (root) reads the merged pages from the VMM's pagemap and
+# /proc/kpageflags and tells the destination, which must count them
+# (ksm.source_ksm_pages > 0) among the pages it advised; the guest
+# verified there.
+case_anon_ksm_source() {
+	local k=/sys/kernel/mm/ksm old_run old_scan old_sleep merging=0 i json
+	[ -w $k/run ] && [ -w $k/pages_to_scan ] ||
+		{ skip "cannot change $k"; return; }
+	[ -r /proc/kpageflags ] && head -c 8 /proc/kpageflags >/dev/null 2>&1 ||
+		{ skip "/proc/kpageflags unreadable (not root)"; return; }
+	old_run=$(cat $k/run) old_scan=$(cat $k/pages_to_scan)
+	old_sleep=$(cat $k/sleep_millisecs)
+	trap 'case_end; echo '"$old_scan"' >'"$k"'/pages_to_scan; echo '"$old_sleep"' >'"$k"'/sleep_millisecs; echo '"$old_run"' >'"$k"'/run' EXIT
+	echo 4096 >$k/pages_to_scan && echo 10 >$k/sleep_millisecs &&
+		echo 1 >$k/run || { fail "cannot start KSM"; return; }
+	start_vm src --ws 32M --rate 0 --dup 50 --zero 0 -b anon --mergeable \
+		--heartbeats 40 || return
+	start_vm dst --ws 32M --rate 0 --dup 50 --zero 0 -b anon --incoming ||
+		return
+	wait_filled src || return
+	# This VMM's own merged pages where the kernel says (5.18+), else
+	# the host's.
+	for i in $(seq 1 60); do
+		if [ -r "/proc/${PID_OF[src]}/ksm_merging_pages" ]; then
+			merging=$(cat "/proc/${PID_OF[src]}/ksm_merging_pages")
+		else
+			merging=$(cat $k/pages_sharing)
+		fi
+		[ "${merging:-0}" -gt 0 ] && break
+		sleep 0.5
+	done
+	[ "${merging:-0}" -gt 0 ] ||
+		{ skip "KSM merged nothing of the source VM in 30 s"; return; }
+	start_dest || return
+	run_src 120 --dest "127.0.0.1:$PORT" $CTLS --mode precopy \
+		--json "$CT/src.json" || return
+	[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
+	wait_exit dest 30 "ferry-dest to finish" || return
+	[ $rc -eq 0 ] || { fail "ferry-dest exit $rc: $(tail -n 1 "$CT/fdest.log")"; return; }
+	json=$(python3 - "$CT/src.json" "$CT/dest.json" <<-'PY'
+	import json, sys
+	s = json.load(open(sys.argv[1]))
+	k = json.load(open(sys.argv[2]))["ksm"]
+	print(s.get("ksm_source_pages", -1), k["source_ksm_pages"],
+	      k["hinted_pages"], k["advised_ranges"])
+	PY
+	) || { fail "no ksm figures in the JSON"; return; }
+	set -- $json
+	[ "$1" -gt 0 ] ||
+		{ fail "the source told no KSM-merged pages ($1; $merging merging before): $(cat "$CT/fsrc.log")"; return; }
+	[ "$2" -gt 0 ] && [ "$2" -le "$3" ] ||
+		{ fail "the destination counted $2 source-KSM hints of $3 hinted pages (source said $1)"; return; }
+	migrate_verified 32M 40 || return
+	pass "KSM had merged $merging pages of the source VM; the source told $1, the destination advised $2 of them once landed, among $3 hinted pages ($4 ranges); guest verified"
 }
 
 # units_of: both agents report the guest RAM as having travelled in
@@ -1044,6 +1106,8 @@ for n in p["nodes"]:
 if "heat_samples" in p:
     w += ["samples=%d" % p["heat_samples"], "hot=%d" % p["hot_chunks"],
           "hot_top=%d" % p["hot_chunks_on_top_tier"]]
+w += ["revisions=%d" % p.get("plan_revisions", 0),
+      "revised_bytes=%d" % p.get("revised_bytes", 0)]
 print(" ".join(w))
 PY
 }
@@ -1081,6 +1145,31 @@ placement_case() {
 	[ "$(field planned0 "$ws")" = "$(field planned0 "$w")" ] ||
 		{ fail "the source was told '$ws', the destination planned '$w'"; return; }
 	pass "placement $1${2:+ ($2)}: $PLACED; guest $VERIFIED"
+}
+# A tiered plan revised in precopy, on this one-node host: a guest that
+# writes its memory in order, slowly (4 MiB/s, so its hot 2 MiB chunks
+# move on), migrated at 32 MiB/s (round 0 of 64 MiB takes about 2 s,
+# in which the writing moves some chunks on): the source's heat map
+# changes after round 0 and it sends HEAT again, the destination revises
+# its plan. Asserted: at least one revision, as many at both ends, none
+# moving a byte between nodes (there is one), every page as planned and
+# the guest verified.
+case_placement_revised() {
+	local w ws r
+	DARGS="--placement tiered"
+	migrate 64M "--rate 4 --pattern sequential" \
+		"--mode precopy --bandwidth 32" || return
+	w=$(placement "$CT/dest.json")
+	ws=$(placement "$CT/src.json")
+	r=$(field revisions "$w")
+	[ "${r:-0}" -ge 1 ] ||
+		{ fail "no plan revision at the destination: $w (source: $ws)"; return; }
+	[ "$(field revisions "$ws")" = "$r" ] ||
+		{ fail "the source sent $(field revisions "$ws") heat maps again, the destination revised $r times"; return; }
+	[ "$(field revised_bytes "$w")" = 0 ] ||
+		{ fail "a revision moved bytes between the nodes of a one-node host: $w"; return; }
+	placed_as_planned "$w" || return
+	pass "tiered plan revised $r times in precopy (0 bytes moved: one node), $(field samples "$w") samples at the end; $PLACED; guest $VERIFIED"
 }
 case_placement_local() { placement_case local; }
 case_placement_bind0() { placement_case bind:0; }
