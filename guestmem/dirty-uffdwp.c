@@ -159,8 +159,11 @@ static uint64_t mark(struct uffdwp *w, unsigned int ri,
 	return last - first;
 }
 
-static ssize_t harvest_range(struct uffdwp *w, unsigned int ri,
-			     struct ut_bitmap *bm)
+/* One walk over range @ri: with @bm, marks the written pages there and
+ * protects them again (a harvest); without, only counts them (a peek).
+ * Returns the pages found, or -errno. */
+static ssize_t scan_range(struct uffdwp *w, unsigned int ri,
+			  struct ut_bitmap *bm)
 {
 	const struct gm_dirty_range *r = &w->ranges[ri];
 	uint64_t start = r->addr, end = r->addr + r->len;
@@ -169,7 +172,8 @@ static ssize_t harvest_range(struct uffdwp *w, unsigned int ri,
 	while (start < end) {
 		struct pm_scan_arg arg = {
 			.size = sizeof(arg),
-			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.flags = bm ? PM_SCAN_WP_MATCHING |
+				      PM_SCAN_CHECK_WPASYNC : 0,
 			.start = start,
 			.end = end,
 			.vec = (uintptr_t)w->vec,
@@ -187,7 +191,9 @@ static ssize_t harvest_range(struct uffdwp *w, unsigned int ri,
 			return n;
 		}
 		for (long i = 0; i < n; i++)
-			found += mark(w, ri, &w->vec[i], bm);
+			found += (ssize_t)(bm ? mark(w, ri, &w->vec[i], bm) :
+					   (w->vec[i].end - w->vec[i].start) /
+					   r->page_size);
 		/* A full vector stops the walk early: go on from walk_end. */
 		if (arg.walk_end <= start) {
 			pr_err("PAGEMAP_SCAN made no progress at 0x%llx",
@@ -205,7 +211,7 @@ static ssize_t uffdwp_harvest(struct gm_dirty *d, struct ut_bitmap *bm)
 	ssize_t total = 0;
 
 	for (unsigned int i = 0; i < w->nr_ranges; i++) {
-		ssize_t n = harvest_range(w, i, bm);
+		ssize_t n = scan_range(w, i, bm);
 
 		if (n < 0)
 			return n;
@@ -214,9 +220,25 @@ static ssize_t uffdwp_harvest(struct gm_dirty *d, struct ut_bitmap *bm)
 	return total;
 }
 
+static int64_t uffdwp_peek(struct gm_dirty *d)
+{
+	struct uffdwp *w = (struct uffdwp *)d;
+	int64_t bytes = 0;
+
+	for (unsigned int i = 0; i < w->nr_ranges; i++) {
+		ssize_t n = scan_range(w, i, NULL);
+
+		if (n < 0)
+			return n;
+		bytes += (int64_t)n * (int64_t)w->ranges[i].page_size;
+	}
+	return bytes;
+}
+
 const struct gm_dirty_ops gm_dirty_uffdwp_ops = {
 	.name = "uffd-wp",
 	.create = uffdwp_create,
 	.harvest = uffdwp_harvest,
+	.peek = uffdwp_peek,
 	.destroy = uffdwp_destroy,
 };

@@ -60,6 +60,11 @@ ssize_t gm_dirty_harvest(struct gm_dirty *d, struct ut_bitmap *bm)
 	return d->ops->harvest(d, bm);
 }
 
+int64_t gm_dirty_peek(struct gm_dirty *d)
+{
+	return d ? d->ops->peek(d) : -EINVAL;
+}
+
 void gm_dirty_destroy(struct gm_dirty *d)
 {
 	if (d)

@@ -254,6 +254,13 @@ uint64_t gm_dirty_pages(const struct gm_dirty *d);
  * same walk. Returns the number of dirty pages found, or -errno.
  */
 ssize_t gm_dirty_harvest(struct gm_dirty *d, struct ut_bitmap *bm);
+/*
+ * Counts the bytes written since the last harvest (whole tracking
+ * granules) without re-arming anything: a look at the dirty rate in the
+ * middle of a round, which the next harvest still sees in full. Returns
+ * the bytes, or -errno.
+ */
+int64_t gm_dirty_peek(struct gm_dirty *d);
 /* Stops tracking (un-protects, unregisters). Accepts NULL. */
 void gm_dirty_destroy(struct gm_dirty *d);
 

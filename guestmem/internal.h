@@ -120,6 +120,7 @@ struct gm_dirty_ops {
 	const char *name;
 	int (*create)(struct gm_dirty **out, const struct gm_dirty_params *p);
 	ssize_t (*harvest)(struct gm_dirty *d, struct ut_bitmap *bm);
+	int64_t (*peek)(struct gm_dirty *d);
 	void (*destroy)(struct gm_dirty *d);
 };
 

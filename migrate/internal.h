@@ -262,6 +262,8 @@ enum mig_reason {
 	MIG_WHY_CHEAPER,	/* auto: rounds stopped converging, and
 				 * postcopy's switchover costs less
 				 * downtime than precopy's */
+	MIG_WHY_DIRTY,		/* auto: round 0 was cut short, the guest
+				 * writing too fast for precopy to pay */
 };
 
 /* The limits (defaults applied). The engine may change
@@ -278,6 +280,10 @@ struct mig_policy {
 	 * (MIG_POLICY_DISCARD_US each). A precopy switchover predicted above
 	 * the sum waits for more rounds, or gives way to postcopy. */
 	double postcopy_downtime_ms;
+	/* The destination drops most dirty pages in a round of DISCARDs
+	 * before the pause (MIG_FEAT_DISCARD_EARLY): the paused DISCARD
+	 * is only what the guest wrote during that round. */
+	bool discard_early;
 };
 
 /* auto's estimate of a postcopy switchover's fixed downtime: measured
@@ -288,7 +294,15 @@ struct mig_policy {
 #define MIG_POLICY_DISCARD_US 3.0
 /* auto: rounds converge while each sends less than this fraction of the
  * one before (dirty rate / bandwidth). */
-#define MIG_POLICY_SHRINK 0.8
+#define MIG_POLICY_SHRINK 0.5
+/* auto's early look, MIG_POLICY_EARLY_S into round 0: when the guest
+ * has written at least MIG_POLICY_EARLY_RATIO of what the round sent
+ * meanwhile, precopy's rounds would add that fraction again and again
+ * (a total 1/(1 - ratio) of one full copy, before the switchover)
+ * where postcopy sends each page about once: the round is cut, and
+ * postcopy pushes the rest. */
+#define MIG_POLICY_EARLY_S 0.25
+#define MIG_POLICY_EARLY_RATIO 0.15
 
 /* Carried from one round to the next; zero before round 0. */
 struct mig_policy_state {
@@ -304,6 +318,14 @@ struct mig_round_input {
 	double duration_s;	/* of the round */
 	uint64_t elapsed_ns;	/* migration start to the round's end */
 	bool postcopy_requested; /* the operator asked for postcopy now */
+	bool cut_early;		/* round 0 cut short by mig_policy_early */
+};
+
+/* What round 0 measured so far, for auto's early look. */
+struct mig_early_input {
+	double dirty_bytes;	/* written since the tracking began */
+	double sent_bytes;	/* on the wire in the round so far */
+	double elapsed_s;	/* since the round began */
 };
 
 struct mig_verdict {
@@ -325,6 +347,11 @@ struct mig_verdict mig_policy_begin(const struct mig_policy *pol);
 struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 				   struct mig_policy_state *ps,
 				   const struct mig_round_input *in);
+/* In round 0, once MIG_POLICY_EARLY_S in: POSTCOPY (MIG_WHY_DIRTY) in
+ * auto with postcopy at hand when the guest writes too fast for precopy
+ * to pay, else ROUND. dirty_rate_mibs is filled. */
+struct mig_verdict mig_policy_early(const struct mig_policy *pol,
+				    const struct mig_early_input *in);
 /* Names for logs and tests: "round", "switchover", ... / "fits", ... */
 const char *mig_decision_name(enum mig_decision d);
 const char *mig_reason_name(enum mig_reason r);

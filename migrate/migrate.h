@@ -98,6 +98,15 @@ struct mig_stats {
 	uint64_t fault_hist[UT_HIST_BUCKETS]; /* log2 us, like QEMU's */
 	uint32_t nrounds;
 	struct mig_round_stats rounds[MIG_MAX_ROUNDS];
+	/* Source, auto: the look at the guest's dirty rate early in round 0
+	 * (policy.c mig_policy_early), where one was taken. */
+	struct mig_early_stats {
+		bool looked;
+		bool cut;		/* round 0 cut short for postcopy */
+		double at_s;		/* into the round */
+		uint64_t dirty_bytes;	/* written by then */
+		uint64_t sent_bytes;	/* sent by then */
+	} early;
 	/* Placement: the destination's plan (both sides report it) and, at
 	 * the destination after completion, where the pages are. */
 	struct mig_place_stats {

@@ -3,8 +3,10 @@
  * The convergence policy: after each precopy round, another round, a
  * switchover (stop and copy), postcopy, or a cancel. Precopy switches over
  * once its predicted downtime fits the limit and cancels when out of
- * rounds or time; auto, with postcopy at hand, takes whichever of the two
- * switchovers costs less downtime (auto_next). A pure function of
+ * rounds or time; auto, with postcopy at hand, goes postcopy early when
+ * the guest writes too fast for precopy to pay (mig_policy_early) and
+ * otherwise takes whichever of the two switchovers costs less downtime
+ * (auto_next). A pure function of
  * what the rounds measured, so that tests/check-migrate can walk it
  * through a table of rounds without a VM.
  */
@@ -63,12 +65,23 @@ static enum mig_reason out_of_time(const struct mig_policy *pol,
 
 /* What a postcopy switchover after this round would cost: the fixed
  * part, and the destination dropping every page dirtied since it was
- * sent (one hole per run, about MIG_POLICY_DISCARD_US a 4 KiB page). */
+ * sent (one hole per run, about MIG_POLICY_DISCARD_US a 4 KiB page) --
+ * with the early DISCARD round, only those the guest dirties while that
+ * round drops the others. */
 static double postcopy_ms(const struct mig_policy *pol,
-			  const struct mig_round_input *in)
+			  const struct mig_round_input *in,
+			  double dirty_rate_mibs)
 {
+	double pages = in->dirty_bytes / 4096;
+
+	if (pol->discard_early) {
+		double round_s = pages * MIG_POLICY_DISCARD_US / 1e6;
+		double during = dirty_rate_mibs * UT_MiB / 4096 * round_s;
+
+		pages = during < pages ? during : pages;
+	}
 	return pol->postcopy_downtime_ms +
-	       in->dirty_bytes / 4096 * MIG_POLICY_DISCARD_US / 1000;
+	       pages * MIG_POLICY_DISCARD_US / 1000;
 }
 
 /*
@@ -90,7 +103,8 @@ static struct mig_verdict auto_next(const struct mig_policy *pol,
 			v.dirty_rate_mibs / in->bandwidth_mibs : 1.0;
 	enum mig_reason late = out_of_time(pol, in);
 
-	if (pred <= pol->downtime_limit_ms && pred <= postcopy_ms(pol, in)) {
+	if (pred <= pol->downtime_limit_ms &&
+	    pred <= postcopy_ms(pol, in, v.dirty_rate_mibs)) {
 		v.decision = MIG_DECIDE_SWITCHOVER;
 		v.reason = MIG_WHY_FITS;
 	} else if (late != MIG_WHY_CONVERGING) {
@@ -119,6 +133,12 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 		v.reason = MIG_WHY_REQUESTED;
 		return v;
 	}
+	if (in->cut_early && pol->can_postcopy) {
+		/* mig_policy_early's verdict, now that the round ended. */
+		v.decision = MIG_DECIDE_POSTCOPY;
+		v.reason = MIG_WHY_DIRTY;
+		return v;
+	}
 	if (pol->mode == MIG_MODE_HYBRID) {
 		v.decision = MIG_DECIDE_POSTCOPY;
 		v.reason = MIG_WHY_MODE;
@@ -138,6 +158,26 @@ struct mig_verdict mig_policy_next(const struct mig_policy *pol,
 	if (late != MIG_WHY_CONVERGING) {
 		v.decision = MIG_DECIDE_CANCEL;
 		v.reason = late;
+	}
+	return v;
+}
+
+struct mig_verdict mig_policy_early(const struct mig_policy *pol,
+				    const struct mig_early_input *in)
+{
+	struct mig_verdict v = verdict(MIG_DECIDE_ROUND, MIG_WHY_CONVERGING);
+
+	v.dirty_rate_mibs = in->dirty_bytes / UT_MiB /
+			    (in->elapsed_s > 1e-6 ? in->elapsed_s : 1e-6);
+	v.predicted_downtime_ms = -1;	/* none: the round is not over */
+	if (pol->mode != MIG_MODE_AUTO || !pol->can_postcopy ||
+	    in->elapsed_s < MIG_POLICY_EARLY_S)
+		return v;
+	/* Nothing sent in that time (a stalled stream) says nothing. */
+	if (in->sent_bytes > 0 &&
+	    in->dirty_bytes >= MIG_POLICY_EARLY_RATIO * in->sent_bytes) {
+		v.decision = MIG_DECIDE_POSTCOPY;
+		v.reason = MIG_WHY_DIRTY;
 	}
 	return v;
 }
@@ -164,6 +204,7 @@ const char *mig_reason_name(enum mig_reason r)
 		[MIG_WHY_DEADLINE] = "deadline",
 		[MIG_WHY_REQUESTED] = "requested",
 		[MIG_WHY_CHEAPER] = "postcopy cheaper",
+		[MIG_WHY_DIRTY] = "dirtying fast",
 	};
 
 	return (unsigned int)r < UT_ARRAY_SIZE(names) ? names[r] : "?";

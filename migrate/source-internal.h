@@ -139,6 +139,7 @@ struct mig_src {
 	bool can_postcopy;	/* the destination accepted postcopy */
 	uint64_t welcome_features;	/* what the destination accepted */
 	bool discard_early;	/* ... and MIG_FEAT_DISCARD_EARLY */
+	const struct mig_policy *pol;	/* src_precopy's, while it runs */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
 	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL
 	 * for other page sizes), valid the pages whose hashes are known. */

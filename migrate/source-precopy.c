@@ -210,6 +210,50 @@ static void watch_round(struct mig_src *s)
 		abort_round(s, ret);
 }
 
+/*
+ * auto's early look into round 0 (policy.c mig_policy_early): once, as
+ * soon as the round has run MIG_POLICY_EARLY_S, the bytes the guest has
+ * written so far against those sent; where the guest writes too fast
+ * for precopy to pay, the round is cut and postcopy follows. Only where
+ * every page is tracked at 4 KiB: a huge page counts 2 MiB for one
+ * write, and its sub-page deltas make it cheap to resend.
+ */
+static void early_look(struct mig_src *s, uint64_t t0)
+{
+	struct mig_early_stats *e = &s->st->early;
+	struct mig_early_input in;
+	struct mig_verdict v;
+	int64_t dirty;
+
+	if (e->looked || !s->pol || s->pol->mode != MIG_MODE_AUTO ||
+	    !s->can_postcopy || atomic_load(&s->rd.cut) ||
+	    gm_dirty_pages(s->dirty) * 4096 != s->vm.ram_bytes)
+		return;
+	in.elapsed_s = (ut_now_ns() - t0) / 1e9;
+	if (in.elapsed_s < MIG_POLICY_EARLY_S)
+		return;
+	dirty = gm_dirty_peek(s->dirty);
+	e->looked = true;
+	if (dirty < 0)
+		return;	/* the round's harvest will say what went wrong */
+	in.dirty_bytes = (double)dirty;
+	in.sent_bytes = (double)(atomic_load(&s->wire_bytes) -
+				 s->steer.round_wire0);
+	v = mig_policy_early(s->pol, &in);
+	*e = (struct mig_early_stats){
+		.looked = true, .at_s = in.elapsed_s,
+		.dirty_bytes = (uint64_t)dirty,
+		.sent_bytes = (uint64_t)in.sent_bytes,
+		.cut = v.decision == MIG_DECIDE_POSTCOPY,
+	};
+	if (!e->cut)
+		return;
+	pr_info("round 0: the guest wrote %.1f MiB while %.1f MiB were sent "
+		"(%.0f MiB/s): switching to postcopy", in.dirty_bytes / UT_MiB,
+		in.sent_bytes / UT_MiB, v.dirty_rate_mibs);
+	atomic_store(&s->rd.cut, true);
+}
+
 /* Sends the pages in s->todo as round @round; fills @rs. */
 int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		     struct mig_round_stats *rs, const struct mig_round_stats *prev)
@@ -245,6 +289,8 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		report(s, round, total, prev, flags & MIG_ROUND_FINAL);
 		keepalive(s);
 		watch_round(s);
+		if (round == 0 && !flags)
+			early_look(s, t0);
 		pthread_mutex_lock(&s->rd.lock);
 	}
 	ret = s->rd.error;
@@ -302,6 +348,7 @@ static struct mig_verdict decide(struct mig_src *s,
 		.duration_s = rs->duration_s,
 		.elapsed_ns = ut_now_ns() - s->start_ns,
 		.postcopy_requested = s->steer.postcopy_asked,
+		.cut_early = s->st->early.cut,
 	};
 	struct mig_verdict v;
 
@@ -330,26 +377,25 @@ static int cancel(struct mig_src *s, uint32_t rounds,
 	return -ETIMEDOUT;
 }
 
-/* Precopy rounds until the policy says how they end (policy.c). */
-int src_precopy(struct mig_src *s, struct ut_err *err)
+/* Precopy rounds until the policy @pol says how they end (policy.c). */
+static int precopy(struct mig_src *s, struct mig_policy *pol,
+		   struct ut_err *err)
 {
 	struct mig_round_stats rs = { 0 };
 	struct mig_policy_state ps = { 0 };
-	struct mig_policy pol;
 	struct mig_verdict v;
 	uint32_t round;
 	ssize_t n;
 	bool cut;
 	int ret;
 
-	mig_policy_init(&pol, s->p, s->can_postcopy);
 	mig_phase_enter(&s->phase, MIG_PHASE_PRECOPY);
 	snprintf(s->st->mode, sizeof(s->st->mode), "precopy");
 	s->st->setup_s = (ut_now_ns() - s->start_ns) / 1e9;
 	src_event_started(s);
 	if (mig_cancel_requested(s->p->cancel, s->why, sizeof(s->why)))
 		return src_cancelled(s, err);
-	if (mig_policy_begin(&pol).decision == MIG_DECIDE_POSTCOPY) {
+	if (mig_policy_begin(pol).decision == MIG_DECIDE_POSTCOPY) {
 		s->steer.why = mig_reason_name(MIG_WHY_MODE);
 		return src_postcopy(s, 0, &rs, err);
 	}
@@ -369,7 +415,7 @@ int src_precopy(struct mig_src *s, struct ut_err *err)
 		if (n < 0)
 			return ut_err_first(err, n, "reading dirty pages failed");
 		src_steer(s);	/* a change that came at the round's end */
-		v = decide(s, &pol, &ps, &rs, cut ? ut_bitmap_count(&s->todo)
+		v = decide(s, pol, &ps, &rs, cut ? ut_bitmap_count(&s->todo)
 						  : (uint64_t)n);
 		src_event_round_end(s, &rs, &v, cut);
 		/* The figures of this round, the size of the next. */
@@ -389,14 +435,28 @@ int src_precopy(struct mig_src *s, struct ut_err *err)
 					"cost %.0f ms, postcopy's about %.0f: "
 					"switching to postcopy", round,
 					v.predicted_downtime_ms,
-					pol.postcopy_downtime_ms);
-			else if (v.reason != MIG_WHY_MODE)
+					pol->postcopy_downtime_ms);
+			else if (v.reason != MIG_WHY_MODE &&
+				 v.reason != MIG_WHY_DIRTY) /* said already */
 				pr_info("round %u: precopy is out of time (%s): "
 					"switching to postcopy", round,
 					mig_reason_name(v.reason));
 			return src_postcopy(s, round + 1, &rs, err);
 		case MIG_DECIDE_CANCEL:
-			return cancel(s, round + 1, &pol, &v, err);
+			return cancel(s, round + 1, pol, &v, err);
 		}
 	}
+}
+
+int src_precopy(struct mig_src *s, struct ut_err *err)
+{
+	struct mig_policy pol;
+	int ret;
+
+	mig_policy_init(&pol, s->p, s->can_postcopy);
+	pol.discard_early = s->discard_early;
+	s->pol = &pol;	/* for the early look in round 0 */
+	ret = precopy(s, &pol, err);
+	s->pol = NULL;
+	return ret;
 }

@@ -187,6 +187,16 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	if (st->ksm.reported)
 		write_ksm(f, &st->ksm);
 	write_thp(f, &st->thp);
+	if (st->early.looked)
+		fprintf(f, "  \"early_look\": {\"at_s\": %.3f, "
+			   "\"dirty_bytes\": %llu, \"sent_bytes\": %llu, "
+			   "\"ratio\": %.3f, \"decision\": \"%s\"},\n",
+			st->early.at_s,
+			(unsigned long long)st->early.dirty_bytes,
+			(unsigned long long)st->early.sent_bytes,
+			st->early.sent_bytes ? (double)st->early.dirty_bytes /
+					       (double)st->early.sent_bytes : 0,
+			st->early.cut ? "postcopy" : "precopy");
 	fprintf(f, "  \"rounds\": [");
 	for (uint32_t i = 0; i < st->nrounds; i++) {
 		const struct mig_round_stats *r = &st->rounds[i];

@@ -808,6 +808,7 @@ static void expect_dirty(struct gm_dirty *d, struct vmm *v, struct gm_region *r,
 			 const uint64_t *pages, int n)
 {
 	struct ut_bitmap bm;
+	int64_t peek;
 
 	ck_assert_int_eq(ut_bitmap_init(&bm, gm_dirty_pages(d)), 0);
 	for (int i = 0; i < n; i++) {
@@ -817,8 +818,19 @@ static void expect_dirty(struct gm_dirty *d, struct vmm *v, struct gm_region *r,
 			fill_page((uint8_t *)r->host + pages[i] * r->page_size,
 				  r->page_size, pages[i]);
 	}
+	/* A peek counts them and changes nothing: twice the same, and the
+	 * harvest after it still finds them all. */
+	peek = gm_dirty_peek(d);
+	ck_assert_int_ge(peek, 0);
+	ck_assert_int_eq(gm_dirty_peek(d), peek);
+	ck_assert_int_eq(peek == 0, n == 0);
 	ck_assert_int_eq(gm_dirty_harvest(d, &bm), n);
 	ck_assert_uint_eq(ut_bitmap_count(&bm), n);
+	if (n)
+		ck_assert_msg(peek % n == 0 && (peek / n == 4096 ||
+						peek / n == 2 * 1024 * 1024),
+			      "peek %lld bytes for %d pages", (long long)peek,
+			      n);
 	for (int i = 0; i < n; i++)
 		ck_assert_msg(ut_bitmap_test(&bm, pages[i]), "page %llu",
 			      (unsigned long long)pages[i]);

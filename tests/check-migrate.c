@@ -55,6 +55,7 @@ struct policy_row {
 	/* The rounds; when want is longer, the last one listed repeats,
 	 * one duration later each time. */
 	struct rin r[MAX_LISTED];
+	bool discard_early;	/* the destination drops early (FEAT) */
 	bool check;		/* the last round's prediction is: */
 	double pred_ms, rate_mibs;
 };
@@ -143,6 +144,19 @@ static const struct policy_row rows[] = {
 	{ ROW("auto_converging_then_not",
 	      MIG_MODE_AUTO, true, 300, 0, 0, "RP", MIG_WHY_CHEAPER),
 	  .r = { R(50, 1000, 1), R(900, 1000, 2) } },
+	/* 40 ms fits postcopy's 40.7 (10 ms + 10240 pages' DISCARD)... */
+	{ ROW("auto_discard_paused_precopy_fits",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "S", MIG_WHY_FITS),
+	  .r = { R(40, 1000, 1) } },
+	/* ... but with the early DISCARD round, the pause drops only the
+	 * 314 pages written during it (10.9 ms): another round, 5 ms */
+	{ ROW("auto_discard_early_one_more_round",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "RS", MIG_WHY_FITS),
+	  .r = { R(40, 1000, 1), R(5, 1000, 2) }, .discard_early = true },
+	/* rounds that shrink to half of the one before no longer pay */
+	{ ROW("auto_half_shrink_goes_postcopy",
+	      MIG_MODE_AUTO, true, 300, 0, 0, "P", MIG_WHY_CHEAPER),
+	  .r = { R(500, 1000, 1) } },
 	{ ROW("auto_limit_below_postcopy_cost",
 	      MIG_MODE_AUTO, true, 5, 0, 0, "RS", MIG_WHY_FITS),
 	  .r = { R(8, 1000, 1), R(4, 1000, 2) } },
@@ -228,6 +242,7 @@ static void policy_init_row(const struct policy_row *t, struct mig_policy *pol)
 	};
 
 	mig_policy_init(pol, &p, t->can_postcopy);
+	pol->discard_early = t->discard_early;
 }
 
 START_TEST(policy_table)
@@ -337,6 +352,69 @@ START_TEST(policy_is_pure)
 }
 END_TEST
 
+/* auto's early look into round 0: postcopy once the guest has written
+ * MIG_POLICY_EARLY_RATIO of what was sent, after MIG_POLICY_EARLY_S. */
+static const struct early_row {
+	const char *name;
+	enum mig_mode mode;
+	bool can_postcopy;
+	double dirty_mib, sent_mib, at_s;
+	enum mig_decision want;
+} early_rows[] = {
+	{ "auto_fast_writer_goes_postcopy", MIG_MODE_AUTO, true,
+	  20, 100, 0.3, MIG_DECIDE_POSTCOPY },
+	{ "auto_ratio_exactly_met", MIG_MODE_AUTO, true,
+	  15, 100, 0.25, MIG_DECIDE_POSTCOPY },
+	{ "auto_slow_writer_stays", MIG_MODE_AUTO, true,
+	  14.9, 100, 0.3, MIG_DECIDE_ROUND },
+	{ "auto_too_soon_to_tell", MIG_MODE_AUTO, true,
+	  20, 100, 0.2, MIG_DECIDE_ROUND },
+	{ "auto_nothing_sent_says_nothing", MIG_MODE_AUTO, true,
+	  20, 0, 1, MIG_DECIDE_ROUND },
+	{ "auto_without_postcopy", MIG_MODE_AUTO, false,
+	  100, 100, 1, MIG_DECIDE_ROUND },
+	{ "precopy_never_looks", MIG_MODE_PRECOPY, true,
+	  100, 100, 1, MIG_DECIDE_ROUND },
+	{ "hybrid_finishes_round0", MIG_MODE_HYBRID, true,
+	  100, 100, 1, MIG_DECIDE_ROUND },
+};
+
+START_TEST(policy_early)
+{
+	const struct early_row *t = &early_rows[_i];
+	struct mig_source_params p = { .mode = t->mode };
+	struct mig_early_input in = {
+		.dirty_bytes = t->dirty_mib * UT_MiB,
+		.sent_bytes = t->sent_mib * UT_MiB, .elapsed_s = t->at_s };
+	struct mig_round_input rin = { .dirty_bytes = 1024,
+				       .bandwidth_mibs = 1000,
+				       .duration_s = 1, .cut_early = true };
+	struct mig_policy_state ps = { 0 };
+	struct mig_policy pol;
+	struct mig_verdict v;
+
+	mig_policy_init(&pol, &p, t->can_postcopy);
+	v = mig_policy_early(&pol, &in);
+	ck_assert_msg(v.decision == t->want, "%s: %s (%s)", t->name,
+		      mig_decision_name(v.decision),
+		      mig_reason_name(v.reason));
+	ck_assert_int_eq(v.reason, t->want == MIG_DECIDE_POSTCOPY ?
+			 MIG_WHY_DIRTY : MIG_WHY_CONVERGING);
+	ck_assert_msg(fabs(v.dirty_rate_mibs - t->dirty_mib /
+			   (t->at_s > 1e-6 ? t->at_s : 1e-6)) < 1e-9,
+		      "%s: rate %g", t->name, v.dirty_rate_mibs);
+	/* The round that was cut ends in postcopy, whatever it measured,
+	 * where postcopy is at hand. */
+	v = mig_policy_next(&pol, &ps, &rin);
+	if (t->can_postcopy) {
+		ck_assert_int_eq(v.decision, MIG_DECIDE_POSTCOPY);
+		ck_assert_int_eq(v.reason, MIG_WHY_DIRTY);
+	} else {
+		ck_assert_int_ne(v.reason, MIG_WHY_DIRTY);
+	}
+}
+END_TEST
+
 START_TEST(policy_names)
 {
 	ck_assert_str_eq(mig_decision_name(MIG_DECIDE_ROUND), "round");
@@ -344,6 +422,7 @@ START_TEST(policy_names)
 	ck_assert_str_eq(mig_decision_name((enum mig_decision)99), "?");
 	ck_assert_str_eq(mig_reason_name(MIG_WHY_DEADLINE), "deadline");
 	ck_assert_str_eq(mig_reason_name(MIG_WHY_CHEAPER), "postcopy cheaper");
+	ck_assert_str_eq(mig_reason_name(MIG_WHY_DIRTY), "dirtying fast");
 	ck_assert_str_eq(mig_reason_name((enum mig_reason)-1), "?");
 }
 END_TEST
@@ -1230,6 +1309,7 @@ int main(void)
 		{ "policy_defaults", policy_defaults, 0, 0 },
 		{ "policy_is_pure", policy_is_pure, 0, 0 },
 		{ "policy_names", policy_names, 0, 0 },
+		{ "policy_early", policy_early, UT_ARRAY_SIZE(early_rows), 0 },
 		{ "faults_request_then_served", faults_request_then_served,
 		  0, 0 },
 		{ "faults_withdraw", faults_withdraw, 0, 0 },

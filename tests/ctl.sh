@@ -126,7 +126,7 @@ cancel_by() {
 
 # 2. cancel to ferry-source in round 0, after a status that says so.
 case_cancel_round0() {
-	start_pair 64M 8 --bandwidth 8 || return 1
+	start_pair 64M 8 --mode precopy --bandwidth 8 || return 1
 	wait_event 30 src "round 0 to begin" \
 		'e["event"] == "round_begin" and e["round"] == 0' || return 1
 	ctl src --json status >"$T/status.json" ||

@@ -34,6 +34,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	thp_collapse_postcopy precopy_4k_to_2m postcopy_4k_to_2m precopy_2m_to_4k
 	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k
 	postcopy_4k_to_2m_missing hugetlb_refused hugetlb_reserved hybrid auto
+	auto_early auto_slow_writer
 	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
 	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
@@ -162,6 +163,24 @@ case_auto() {
 	pass "auto, not converging: switched to postcopy, $VERIFIED"
 }
 
+# auto's early look into round 0 (policy.c mig_policy_early): a guest
+# writing 256 MiB/s writes far more than 15% of what the round sends in
+# its first quarter second, so the round is cut and postcopy pushes the
+# rest; one writing 2 MiB/s stays in precopy.
+case_auto_early() {
+	migrate 256M "--rate 256" "--mode auto" || return
+	[ "$(json decision "$CT/src.json")" = postcopy ] ||
+		{ fail "early look: $(grep early_look "$CT/src.json")"; return; }
+	[ "$MODE" = postcopy ] || { fail "auto ended in $MODE"; return; }
+	pass "auto, 256 MiB/s writer: cut round 0 at $(json at_s "$CT/src.json") s ($(json dirty_bytes "$CT/src.json") bytes written, $(json sent_bytes "$CT/src.json") sent), postcopy, $VERIFIED, $FAULTS faults"
+}
+case_auto_slow_writer() {
+	migrate 256M "--rate 2" "--mode auto" || return
+	[ "$(json decision "$CT/src.json")" = precopy ] ||
+		{ fail "early look: $(grep early_look "$CT/src.json")"; return; }
+	[ "$MODE" = precopy ] || { fail "auto ended in $MODE"; return; }
+	pass "auto, 2 MiB/s writer: early look at $(json at_s "$CT/src.json") s ($(json dirty_bytes "$CT/src.json") bytes written, $(json sent_bytes "$CT/src.json") sent), stayed precopy, $VERIFIED"
+}
 case_auto_2g() {
 	# The issue's case: auto completing a 256 MiB/s dirtier on 2 GiB.
 	migrate 2G "--rate 256" "--mode auto" 60 240 || return

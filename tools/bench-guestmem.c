@@ -4,7 +4,9 @@
  * machine's memcpy bandwidth, measured in the same run.
  *
  *   zero scan GB/s (each variant), XXH3-128 hash GB/s, PAGEMAP_SCAN
- *   harvest time per GiB at 1% and 10% dirty, and the round trip of a
+ *   harvest time per GiB at 1% and 10% dirty, what a tracked write
+ *   costs (the first write to a page after the harvest re-armed it,
+ *   against the same write untracked), and the round trip of a
  *   MISSING fault served with UFFDIO_COPY (handler blocked in poll, and
  *   busy-polling).
  *
@@ -35,6 +37,11 @@ struct results {
 	double zero_dispatch_gbs;
 	double hash_gbs;
 	double harvest_ms_per_gib[3]; /* 0%, 1%, 10% dirty */
+	/* ns per write of one word to each 4 KiB page in turn, untracked
+	 * and tracked (each page write-protected: the first write after
+	 * the arming faults, and WP_ASYNC lifts the protection in the
+	 * kernel), and the harvest that re-arms them, per page */
+	double write_ns_untracked, write_ns_tracked, rearm_ns;
 	double fault_p50_us[3], fault_p99_us[3], fault_max_us[3];
 	uint64_t faults;
 };
@@ -141,6 +148,71 @@ static double bench_harvest(struct gm_region *r, int permille)
 	gm_dirty_destroy(d);
 	gm_uffd_close(&u);
 	return best / 1e6 * ((double)UT_GiB / r->size);
+}
+
+/* What tracking adds to a guest write: one word into every page of @r,
+ * in turn, untracked, then with every page armed (the first write to a
+ * page after arming takes a write-protect fault, resolved by the kernel
+ * in WP_ASYNC mode); best of REPS each, and the harvest that re-arms
+ * them all, per page. */
+static int bench_tracked_write(struct gm_region *r, struct results *res)
+{
+	struct gm_dirty_range range = { (uintptr_t)r->host, r->size, 4096 };
+	uint64_t npages = r->size / 4096, f = 0;
+	uint64_t best_plain = UINT64_MAX, best_wp = UINT64_MAX;
+	uint64_t best_rearm = UINT64_MAX;
+	volatile uint64_t *p = r->host;
+	struct ut_bitmap bm;
+	struct gm_dirty *d;
+	struct gm_uffd u;
+	int ret;
+
+	for (int rep = 0; rep < REPS; rep++) {
+		uint64_t t = ut_now_ns();
+
+		for (uint64_t i = 0; i < npages; i++)
+			p[i * 512] = rep;
+		t = ut_now_ns() - t;
+		if (t < best_plain)
+			best_plain = t;
+	}
+	gm_uffd_probe(&f);
+	ret = gm_uffd_open(&u, UFFD_FEATURE_WP_ASYNC |
+				       UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
+				       (f & UFFD_FEATURE_WP_UNPOPULATED));
+	if (ret)
+		return ret;
+	ret = gm_dirty_create(&d, &(struct gm_dirty_params){
+		.uffd = &u, .ranges = &range, .nr_ranges = 1 });
+	if (!ret && ut_bitmap_init(&bm, npages))
+		ret = -ENOMEM;
+	if (ret) {
+		gm_dirty_destroy(d);
+		gm_uffd_close(&u);
+		return ret;
+	}
+	for (int rep = 0; rep < REPS && !ret; rep++) {
+		uint64_t t = ut_now_ns();
+
+		for (uint64_t i = 0; i < npages; i++)
+			p[i * 512] = rep;
+		t = ut_now_ns() - t;
+		if (t < best_wp)
+			best_wp = t;
+		t = ut_now_ns();
+		if (gm_dirty_harvest(d, &bm) != (ssize_t)npages)
+			ret = -EIO;
+		t = ut_now_ns() - t;
+		if (t < best_rearm)
+			best_rearm = t;
+	}
+	ut_bitmap_fini(&bm);
+	gm_dirty_destroy(d);
+	gm_uffd_close(&u);
+	res->write_ns_untracked = (double)best_plain / npages;
+	res->write_ns_tracked = (double)best_wp / npages;
+	res->rearm_ns = (double)best_rearm / npages;
+	return ret;
 }
 
 enum fault_setup {
@@ -274,6 +346,9 @@ static void print_json(FILE *f, const struct results *r, size_t size)
 		   "\"dirty_1pct\": %.2f, \"dirty_10pct\": %.2f},\n",
 		r->harvest_ms_per_gib[0], r->harvest_ms_per_gib[1],
 		r->harvest_ms_per_gib[2]);
+	fprintf(f, "  \"write_ns_per_page\": {\"untracked\": %.1f, "
+		   "\"tracked\": %.1f, \"rearm\": %.1f},\n",
+		r->write_ns_untracked, r->write_ns_tracked, r->rearm_ns);
 	fprintf(f, "  \"missing_fault_copy_us\": {\"faults_each\": %llu",
 		(unsigned long long)r->faults);
 	for (int i = 0; i < FAULT_SETUPS; i++)
@@ -306,6 +381,14 @@ static void print_table(const struct results *r, size_t size)
 	       r->harvest_ms_per_gib[1]);
 	printf("  %-34s %8.2f ms/GiB\n", "PAGEMAP_SCAN harvest, 10% dirty",
 	       r->harvest_ms_per_gib[2]);
+	printf("  %-34s %8.1f ns/page\n", "write, untracked",
+	       r->write_ns_untracked);
+	printf("  %-34s %8.1f ns/page  %5.0fx untracked\n",
+	       "write, tracked (first after arming)", r->write_ns_tracked,
+	       r->write_ns_tracked / (r->write_ns_untracked > 0 ?
+				      r->write_ns_untracked : 1));
+	printf("  %-34s %8.1f ns/page\n", "harvest + re-arm, all written",
+	       r->rearm_ns);
 	printf("  MISSING fault + UFFDIO_COPY 4K round trip (%llu faults):\n",
 	       (unsigned long long)r->faults);
 	for (int i = 0; i < FAULT_SETUPS; i++)
@@ -376,6 +459,9 @@ int main(int argc, char **argv)
 	res.harvest_ms_per_gib[0] = bench_harvest(&b, 0);
 	res.harvest_ms_per_gib[1] = bench_harvest(&b, 10);
 	res.harvest_ms_per_gib[2] = bench_harvest(&b, 100);
+	if (bench_tracked_write(&b, &res))
+		fprintf(stderr, "bench-guestmem: the tracked write was not "
+				"measured\n");
 	gm_region_fini(&a);
 	gm_region_fini(&b);
 	res.faults = 64 * UT_MiB / 4096;

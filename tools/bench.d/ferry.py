@@ -79,7 +79,9 @@ def agents(ctx, sc, variant, rundir, src_sock, dst_sock, kids, sampler):
              "--downtime", str(ctx.downtime_ms), "--deadline",
              str(ctx.deadline_s), "-q", "--json",
              f"{rundir}/source.json"] + sec_c
-    if variant["mode"] != "precopy":
+    # Always named where ferry-source has --mode: its default is auto,
+    # so "Ferry precopy" without it would be auto again.
+    if ctx.ferry_modes:
         sargs += ["--mode", variant["mode"]]
     sampler.start()
     t0 = now()

@@ -122,6 +122,51 @@ def rows(result, ours="ferry"):
     return out
 
 
+AUTO_TOTAL_BOUND = 1.2   # issue 18: auto's total within 1.2x the better
+
+
+def auto_rows(result):
+    """Ferry auto (ferry-vm) against the better of its precopy and
+    postcopy in each scenario, on medians: auto must match or beat the
+    better downtime and stay within AUTO_TOTAL_BOUND of the better total
+    time. One row per scenario that ran all three."""
+    out = []
+    for sc in result["scenarios"]:
+        by = {}
+        for v in sc["variants"]:
+            if v["engine"] == "ferry":
+                by.setdefault(v["mode"], v["summary"])
+        if not all(by.get(m) for m in ("auto", "precopy", "postcopy")):
+            continue
+        def med(m, k):
+            x = by[m].get(k)
+            return x["median"] if x else None
+        a_t, a_d = med("auto", "total_s"), med("auto", "downtime_ms")
+        ts = [t for t in (med("precopy", "total_s"),
+                          med("postcopy", "total_s")) if t is not None]
+        ds = [d for d in (med("precopy", "downtime_ms"),
+                          med("postcopy", "downtime_ms")) if d is not None]
+        if a_t is None or a_d is None or not ts or not ds:
+            continue
+        bt, bd = min(ts), min(ds)
+        rt, rd = a_t / bt, (a_d / bd if bd > 0 else float("inf"))
+        ok_t, ok_d = rt <= AUTO_TOTAL_BOUND, a_d <= bd
+        out.append((sc["name"], [
+            f"{a_t:.2f}", f"{med('precopy', 'total_s') or 0:.2f}",
+            f"{med('postcopy', 'total_s') or 0:.2f}", f"{rt:.2f}",
+            "yes" if ok_t else "NO",
+            f"{a_d:.1f}", f"{med('precopy', 'downtime_ms') or 0:.1f}",
+            f"{med('postcopy', 'downtime_ms') or 0:.1f}", f"{rd:.2f}",
+            "yes" if ok_d else "NO"]))
+    return out
+
+
+AUTO_HEADINGS = ["auto total (s)", "precopy", "postcopy",
+                 "auto / better", f"<= {AUTO_TOTAL_BOUND}",
+                 "auto downtime (ms)", "precopy", "postcopy",
+                 "auto / better", "<= 1"]
+
+
 def split_rows(result, ours="fqemu"):
     """Ferry's downtime split, one row per variant of engine OURS: the
     downtime, then its pieces, what is left (the wire, COMMIT, messages)
@@ -196,6 +241,11 @@ def table_text(result):
                     "(medians)",
                     _text(["scenario", "engine"] + split_headings(), sb),
                     ""]
+    ab = [[n] + c for n, c in auto_rows(result)]
+    if ab:
+        out += ["-- Ferry auto against the better of Ferry precopy and "
+                "postcopy (ferry-vm, medians)",
+                _text(["scenario"] + AUTO_HEADINGS, ab), ""]
     return "\n".join(out).rstrip()
 
 
@@ -288,6 +338,14 @@ def write_markdown(result, path, plots):
                   "the blob's size.", ""]
             md(["scenario", "engine"] + split_headings(),
                [[s, e] + c for s, e, c, _ in split_rows(result, ours)])
+    ab = [[n] + c for n, c in auto_rows(result)]
+    if ab:
+        L += ["## Ferry auto against the better of its precopy and "
+              "postcopy", "",
+              f"Ferry on ferry-vm, medians. auto is to match or beat the "
+              f"better downtime and stay within {AUTO_TOTAL_BOUND}x the "
+              f"better total time.", ""]
+        md(["scenario"] + AUTO_HEADINGS, ab)
     _, lh, lb = limits_text(result)
     if lb:
         L += ["## Ferry against the machine's limits", ""]
