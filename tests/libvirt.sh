@@ -20,15 +20,9 @@
 # "1..0 # SKIP" without libvirt or root; "Bail out!" when the build is
 # incomplete. FERRY_CASES picks cases (default: all, in order).
 set -u
-# qemu.sh and libvirt.sh run their QEMU guests one script at a time: in a
-# parallel `make check` a libvirt guest once verified bad memory at its
-# destination (one page, the same in five cases, "plain" libvirt
-# migration too) while qemu.sh ran, and never when run alone; until that
-# is understood the two take turns. flock -o: no child holds the lock.
-if [ -z "${FERRY_QEMU_TURN:-}" ]; then
-	FERRY_QEMU_TURN=1 exec flock -o -w 1800 /tmp/ferry-tests-qemu.lock \
-		bash "$0" "$@"
-fi
+# qemu.sh and libvirt.sh take turns (tests/qemu-common.sh says why).
+. "$(dirname "$0")/qemu-common.sh"
+take_qemu_turn "$@"
 B=${FERRY_BUILD:-$(pwd)}
 S=$(cd "$(dirname "$0")/.." && pwd)
 MIG=$B/tools/ferry-libvirt/ferry-migrate
@@ -172,16 +166,6 @@ fail() {
 	for f in "$T"/*.log "$T"/?/lib/ferry-?/*/*.log "$T"/?/log/qemu/*.log "$T"/?/libvirtd.out; do
 		[ -s "$f" ] && { echo "# --- $f"; tail -n 4 "$f" | sed 's/^/# /'; }
 	done
-}
-wait_for() {
-	local n=$(($1 * 10))
-	shift
-	while [ $n -gt 0 ]; do
-		"$@" && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
 }
 state() { V "$1" domstate "$DOM" 2>/dev/null | head -n 1; }
 console() { echo "$T/$1/log/qemu/$DOM.console"; }

@@ -167,7 +167,7 @@ tests_check_ferry_qemu_LDADD = $(FQ_LIBS) $(CHECK_LIBS)
 # with the agents (TAP, through the .sh driver of tests/local.mk).
 TESTS += tests/qemu.sh
 EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py tests/vmlink-hold.py \
-	tests/hugepages.sh
+	tests/hugepages.sh tests/qemu-common.sh
 
 # A libvirt domain migrated with ferry-migrate between two libvirtds of
 # the test's own on this machine (TAP; docs/libvirt.md).

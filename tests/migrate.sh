@@ -762,7 +762,7 @@ case_dest_killed() {
 	start_vm dst --ws 64M --rate 8 --incoming || return
 	wait_filled src || return
 	start_dest || return
-	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --bandwidth 16 \
+	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode precopy --bandwidth 16 \
 		--io-timeout 3s
 	sleep 1
 	kill -9 "${PID_OF[dest]}"
@@ -781,7 +781,7 @@ case_source_killed() {
 	start_vm dst --ws 64M --rate 8 --incoming || return
 	wait_filled src || return
 	start_dest --io-timeout 3s || return
-	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --bandwidth 16
+	start_src fsrc --dest "127.0.0.1:$PORT" $CTLS --mode precopy --bandwidth 16
 	sleep 1
 	kill -9 "${PID_OF[fsrc]}"
 	wait "${PID_OF[fsrc]}" 2>/dev/null

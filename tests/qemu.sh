@@ -21,15 +21,9 @@
 # 0; "1..0 # SKIP" where qemu-system-x86_64 is missing; "Bail out!" and 99
 # when the build is incomplete.
 set -u
-# qemu.sh and libvirt.sh run their QEMU guests one script at a time: in a
-# parallel `make check` a libvirt guest once verified bad memory at its
-# destination (one page, the same in five cases, "plain" libvirt
-# migration too) while qemu.sh ran, and never when run alone; until that
-# is understood the two take turns. flock -o: no child holds the lock.
-if [ -z "${FERRY_QEMU_TURN:-}" ]; then
-	FERRY_QEMU_TURN=1 exec flock -o -w 1800 /tmp/ferry-tests-qemu.lock \
-		bash "$0" "$@"
-fi
+# qemu.sh and libvirt.sh take turns (tests/qemu-common.sh says why).
+. "$(dirname "$0")/qemu-common.sh"
+take_qemu_turn "$@"
 B=${FERRY_BUILD:-$(pwd)}
 FQ=$B/tools/ferry-qemu/ferry-qemu
 PRELOAD=$B/tools/ferry-qemu/libferry-preload.so
@@ -78,17 +72,6 @@ fail() {
 }
 alive() { kill -0 "$1" 2>/dev/null; }
 
-# wait_for SECONDS CMD...: polls CMD every 0.1 s, for at most SECONDS
-wait_for() {
-	local n=$(($1 * 10))
-	shift
-	while [ $n -gt 0 ]; do
-		"$@" && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
-}
 hbs() { grep -c '^HB ' "$T/$1/console.log" 2>/dev/null || true; }
 has_hbs() { [ "$(hbs "$1")" -ge "$2" ]; }
 done_line() { grep '^DONE' "$T/$1/console.log" 2>/dev/null | tail -n 1; }

@@ -101,11 +101,16 @@ int fq_ram_make_fresh(struct fq_ram *ram);
 
 /* Sets x-ignore-shared on or off (on: both sides, before a stream). */
 int fq_state_prepare(struct fq_qmp *q, bool on);
-/* (paused) QEMU's migration stream over fd: into a malloc'ed *@blob. */
+/* (paused) QEMU's migration stream over fd: into a malloc'ed *@blob.
+ * On success x-ignore-shared is still on: fq_state_done() turns it off,
+ * once the agent has its answer (that QMP round trip is not downtime). */
 int fq_state_save(struct fq_qmp *q, void **blob, size_t *len);
 /* (incoming) Feeds @blob to migrate-incoming over fd: and waits until
- * QEMU has loaded it; QEMU stays paused (it was started with -S). */
+ * QEMU has loaded it; QEMU stays paused (it was started with -S). On
+ * success, fq_state_done() after the answer, as for fq_state_save(). */
 int fq_state_load(struct fq_qmp *q, const void *blob, size_t len);
+/* x-ignore-shared off again after a good fq_state_save/load. */
+void fq_state_done(struct fq_qmp *q);
 /* Polls query-migrate until QEMU's migration (outgoing, or incoming on a
  * destination) has completed (0) or failed; bounded (60 s). @what names
  * it in the one line logged on failure. */

@@ -240,22 +240,26 @@ static void agent_gone(struct fq_daemon *d)
 
 static int do_save(struct fq_daemon *d, uint16_t type)
 {
+	bool own = !libvirt_source(d);
 	void *blob = NULL;
 	size_t len = 0;
 	uint32_t st;
-	int ret = state_now(d, &st);
+	int sent, ret = state_now(d, &st);
 
 	if (!ret && st != VML_STATE_PAUSED)
 		ret = -EBUSY;
-	if (!ret && libvirt_source(d))
+
+	if (!ret && !own)
 		ret = fq_stream_finish(&d->stream, &d->qmp, &blob, &len);
 	else if (!ret)
 		ret = fq_state_save(&d->qmp, &blob, &len);
 	if (!ret && d->p->stream_bytes)
 		*d->p->stream_bytes = len;
-	ret = vml_server_reply(d->conn_fd, type, ret, blob, ret ? 0 : len);
+	sent = vml_server_reply(d->conn_fd, type, ret, blob, ret ? 0 : len);
+	if (!ret && own)
+		fq_state_done(&d->qmp);
 	free(blob);
-	return ret;
+	return sent;
 }
 
 static int do_load(struct fq_daemon *d, const struct vml_msg *m)
@@ -327,7 +331,11 @@ static int serve(struct fq_daemon *d, const struct vml_msg *m)
 		return do_save(d, type);
 	case VML_MSG_LOAD_STATE:
 		st = do_load(d, m);
-		break;
+		if (st || d->p->libvirt_incoming)
+			break;
+		st = vml_server_reply(d->conn_fd, type, 0, NULL, 0);
+		fq_state_done(&d->qmp);	/* after the answer */
+		return st;
 	case VML_MSG_STATUS:
 		return do_status(d, type);
 	case VML_MSG_QUIT:
