@@ -445,9 +445,11 @@ static int setup(struct vm *vm, char *payload_buf, size_t len)
 		       strerror(-ret));
 		return ret;
 	}
-	pr_info("%s VM, %u vCPUs, %" PRIu64 " MiB %s RAM", vm->ops->name,
+	/* The address lets a test ask where the RAM's pages are
+	 * (tools/nested/pages: move_pages on this pid). */
+	pr_info("%s VM, %u vCPUs, %" PRIu64 " MiB %s RAM at %p", vm->ops->name,
 		cfg->nr_cpus, cfg->ram_bytes >> 20,
-		gm_backing_name(cfg->backing));
+		gm_backing_name(cfg->backing), vm->ram.host);
 	return vm->ops->init(vm, !cfg->incoming && !cfg->restore);
 }
 
