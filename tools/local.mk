@@ -55,7 +55,7 @@ dist_man1_MANS += docs/man/ferry.1 docs/man/ferry-source.1 \
 # The benchmark suite against QEMU (a script, run from the source tree).
 EXTRA_DIST += tools/bench tools/bench.d/procs.py tools/bench.d/ferry.py \
 	tools/bench.d/qemu.py tools/bench.d/report.py \
-	tools/bench.d/placement.py
+	tools/bench.d/placement.py tools/bench.d/accel.py tools/bench.d/fqemu.py
 
 # The benchmark: figures, not a test.
 noinst_PROGRAMS += tools/bench-transport
