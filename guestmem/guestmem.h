@@ -365,6 +365,18 @@ void gm_ksm_footprint(pid_t pid, struct gm_ksm_footprint *f);
 /* Writes @run to /sys/kernel/mm/ksm/run (root only); *@old, if given,
  * receives the value before. Returns 0 or -errno. */
 int gm_ksm_set_run(int run, int *old);
+/*
+ * Which of the @npages 4 KiB pages at @addr in process @pid KSM has
+ * merged: bit i of @bits (LSB first, (npages + 7) / 8 bytes, cleared
+ * here) set for page i. The frame of each present page comes from
+ * /proc/PID/pagemap (bits 0-54; the kernel shows frames to
+ * CAP_SYS_ADMIN only, 0 to others), its KPF_KSM (bit 21) from
+ * /proc/kpageflags. Returns the number of merged pages, -EACCES or
+ * -EPERM where kpageflags or the frames cannot be read (not root), or
+ * another -errno. Any thread.
+ */
+ssize_t gm_ksm_merged(pid_t pid, uint64_t addr, uint64_t npages,
+		      uint8_t *bits);
 
 /*
  * Sets the memory policy of [addr, addr + len) of this process to node

@@ -676,3 +676,86 @@ int gm_ksm_set_run(int run, int *old)
 	close(fd);
 	return ret;
 }
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+#define KPF_KSM_BIT 21
+#define PM_BATCH 512	/* pagemap entries read at once */
+
+/* The flags of frame @pfn from kpageflags @fd into *@flags. */
+static int kpage_flags(int fd, uint64_t pfn, uint64_t *flags)
+{
+	ssize_t n = pread(fd, flags, sizeof(*flags), (off_t)(pfn * 8));
+
+	if (n == (ssize_t)sizeof(*flags))
+		return 0;
+	return n < 0 ? -errno : -EIO;
+}
+
+/* Merged pages of @n pagemap entries @pm (page @base onwards) into
+ * @bits; *@frames counts present pages with a frame shown. */
+static ssize_t mark_merged(int kfd, const uint64_t *pm, size_t n,
+			   uint64_t base, uint8_t *bits, uint64_t *frames)
+{
+	ssize_t merged = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t pfn = pm[i] & PM_PFN_MASK, fl;
+		int ret;
+
+		if (!(pm[i] & PM_PRESENT) || !pfn)
+			continue;
+		(*frames)++;
+		ret = kpage_flags(kfd, pfn, &fl);
+		if (ret)
+			return ret;
+		if (fl >> KPF_KSM_BIT & 1) {
+			bits[(base + i) / 8] |= 1u << ((base + i) % 8);
+			merged++;
+		}
+	}
+	return merged;
+}
+
+ssize_t gm_ksm_merged(pid_t pid, uint64_t addr, uint64_t npages,
+		      uint8_t *bits)
+{
+	uint64_t pm[PM_BATCH], present = 0, frames = 0;
+	char path[64];
+	ssize_t merged = 0;
+	int pfd, kfd;
+
+	if (!bits || addr % 4096)
+		return -EINVAL;
+	memset(bits, 0, (npages + 7) / 8);
+	kfd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (kfd < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	pfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pfd < 0) {
+		merged = -errno;
+		goto out_kfd;
+	}
+	for (uint64_t p = 0; p < npages && merged >= 0; p += PM_BATCH) {
+		size_t want = npages - p < PM_BATCH ? npages - p : PM_BATCH;
+		ssize_t n = pread(pfd, pm, want * 8,
+				  (off_t)((addr / 4096 + p) * 8)), got;
+
+		if (n < (ssize_t)(want * 8)) {
+			merged = n < 0 ? -errno : -EIO;
+			break;
+		}
+		for (size_t i = 0; i < want; i++)
+			present += !!(pm[i] & PM_PRESENT);
+		got = mark_merged(kfd, pm, want, p, bits, &frames);
+		merged = got < 0 ? got : merged + got;
+	}
+	/* Present pages with no frame at all: frames hidden from us. */
+	if (merged >= 0 && present && !frames)
+		merged = -EPERM;
+	close(pfd);
+out_kfd:
+	close(kfd);
+	return merged;
+}

@@ -61,7 +61,9 @@ static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 			 bool sizes_differ)
 {
 	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
-				    MIG_FEAT_DISCARD_EARLY);
+				    MIG_FEAT_DISCARD_EARLY |
+				    MIG_FEAT_KSM_PAGES |
+				    MIG_FEAT_HEAT_REVISE);
 	bool ask, units = giant_units(d, h, &ask);
 
 	if (ask && units && d->minor && d->can_postcopy)
@@ -77,6 +79,11 @@ static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 		f &= ~MIG_FEAT_SUBPAGES_KEEP;
 	if (!d->discard_early)
 		f &= ~MIG_FEAT_DISCARD_EARLY;
+	if (!dst_ksm_wanted(d))
+		f &= ~MIG_FEAT_KSM_PAGES;
+	/* Only a tiered plan follows the heat. */
+	if (d->p->placement.kind != MIG_PLACE_TIERED)
+		f &= ~MIG_FEAT_HEAT_REVISE;
 	if (sizes_differ)
 		f |= MIG_FEAT_PAGESIZES;
 	return f;
@@ -114,6 +121,8 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	d->discard_early = (h->features & MIG_FEAT_DISCARD_EARLY) &&
 			   !d->vm.anon;
 	w.features = accepted(d, h, differ);
+	d->ksm.source = w.features & MIG_FEAT_KSM_PAGES;
+	d->heat_revise = w.features & MIG_FEAT_HEAT_REVISE;
 	w.nr = d->vm.layout.nr;
 	for (uint32_t i = 0; i < w.nr; i++)
 		w.page_size[i] = d->vm.layout.r[i].page_size;
@@ -310,6 +319,40 @@ static int commit_state(struct mig_dst *d, bool postcopy, struct ut_err *err)
 			"switchover: the incoming VM was discarded", d->why);
 }
 
+/* HEAT in precopy (MIG_FEAT_HEAT_REVISE): the plan revised with it. */
+static int revise(struct mig_dst *d, struct tp_stream *ctl,
+		  const struct tp_msg *m, struct ut_err *err)
+{
+	size_t cap = MIG_HEAT_FIXED + 4 * d->vm.layout.nr;
+	struct mig_heat h;
+	struct iovec iov;
+	uint8_t *buf;
+	int ret;
+
+	for (uint32_t r = 0; r < d->vm.layout.nr; r++)
+		cap += mig_chunks(&d->vm.layout, r);
+	if (m->len > cap)
+		return ut_err_first(err, -EPROTO, "a HEAT of %llu bytes, more "
+				"than the guest's chunks take",
+				(unsigned long long)m->len);
+	buf = malloc(m->len ? m->len : 1);
+	if (!buf)
+		return ut_err_first(err, -ENOMEM, "out of memory");
+	iov = (struct iovec){ buf, m->len };
+	ret = m->len ? tp_recv_payload(ctl, &iov, 1) : 0;
+	if (ret)
+		ut_err_first(err, ret, "receiving HEAT: %s",
+			     tp_stream_err(ctl)->msg);
+	else if (mig_dec_heat(buf, m->len, &d->vm.layout, &h))
+		ret = ut_err_first(err, -EPROTO, "the source sent a malformed "
+				   "HEAT (%s)", mig_wire_reason());
+	else
+		ret = mig_place_revise(&d->place, &h, &d->vm, &d->received,
+				       err);
+	free(buf);
+	return ret;
+}
+
 /* After telling the source we cancelled: wait (bounded) for its answer
  * or its close, skipping whatever it sent meanwhile, so that the
  * receivers' streams closing cannot overtake the reason. */
@@ -350,6 +393,11 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 			break;
 		if (m.type == MIG_MSG_KEEPALIVE && !m.len)
 			continue;
+		if (m.type == MIG_MSG_HEAT && d->heat_revise && !*postcopy) {
+			if ((ret = revise(d, ctl, &m, err)))
+				return ret;
+			continue;
+		}
 		ret = recv_small(ctl, &m, buf, sizeof(buf));
 		if (ret)
 			return ut_err_first(err, ret, "control message 0x%x: %s",
@@ -371,6 +419,8 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 		} else if (m.type == MIG_MSG_POSTCOPY) {
 			*postcopy = true;
 			ret = enter_postcopy(d, err);
+		} else if (m.type == MIG_MSG_KSM && !*postcopy) {
+			ret = dst_ksm_source(d, buf, m.len, err);
 		} else if (m.type == MIG_MSG_DISCARD && *postcopy) {
 			ret = apply_discard(d, buf, m.len, err);
 		} else {

@@ -109,7 +109,15 @@ struct mig_dst {
 		uint64_t hinted;	/* pages marked and advised */
 		uint64_t ranges;	/* ADVISE MERGEABLE ranges sent */
 		uint64_t bytes;		/* ... their bytes (gaps included) */
+		bool source;		/* MIG_FEAT_KSM_PAGES accepted */
+		/* Pages the source's KSM had merged (KSM messages), not
+		 * yet landed: marked once they have, since advice splits
+		 * the VMM's mapping and a UFFDIO_COPY of a run must not
+		 * cross a split (ENOENT). Main thread. */
+		struct ut_bitmap pending;
+		uint64_t from_source;	/* of those, landed and marked */
 	} ksm;
+	bool heat_revise;		/* MIG_FEAT_HEAT_REVISE accepted */
 	struct faulter {
 		struct mig_worker wk;
 		uint8_t *buf;		/* urgent pages land here first */
@@ -143,6 +151,13 @@ int dst_advise_bits(struct mig_dst *d, const struct mig_zero *z,
  * 0 or -ENOMEM. */
 int dst_ksm_init(struct mig_dst *d);
 void dst_ksm_fini(struct mig_dst *d);
+/* Whether dst_ksm_init() will give hints: what WELCOME offers
+ * MIG_FEAT_KSM_PAGES on. */
+bool dst_ksm_wanted(const struct mig_dst *d);
+/* A KSM message (MIG_FEAT_KSM_PAGES): the pages the source's KSM had
+ * merged, marked like duplicates. Main thread; 0 or -EPROTO. */
+int dst_ksm_source(struct mig_dst *d, const uint8_t *buf, size_t len,
+		   struct ut_err *err);
 /* Page @idx of region @r landed as a duplicate or zero. Any thread. */
 void dst_ksm_mark(struct mig_dst *d, uint32_t r, uint64_t idx);
 /* Hands the marked pages to the VMM (ADVISE MERGEABLE). Main thread. */

@@ -24,6 +24,12 @@
  * split there (vm.max_map_count, 65530 by default, bounds them all). */
 #define MAX_RANGES 1024
 
+bool dst_ksm_wanted(const struct mig_dst *d)
+{
+	return d->vm.anon && !d->p->no_ksm_hints &&
+	       (d->vm.link.hello.flags & VML_F_ADVISE);
+}
+
 int dst_ksm_init(struct mig_dst *d)
 {
 	if (!d->vm.anon) {
@@ -40,13 +46,53 @@ int dst_ksm_init(struct mig_dst *d)
 		return 0;
 	}
 	d->ksm.on = true;
-	return ut_bitmap_init(&d->ksm.marked, d->vm.total_pages);
+	return ut_bitmap_init(&d->ksm.marked, d->vm.total_pages) ?:
+	       (d->ksm.source ? ut_bitmap_init(&d->ksm.pending,
+					       d->vm.total_pages) : 0);
 }
 
 void dst_ksm_fini(struct mig_dst *d)
 {
+	ut_bitmap_fini(&d->ksm.pending);
 	ut_bitmap_fini(&d->ksm.marked);
 	d->ksm.on = false;
+}
+
+/* The source's own KSM: what it had merged is as much a duplicate here,
+ * and it may be a page the source sent in full (its copies differ in
+ * what the source's hash table saw first, or were sent in other rounds). */
+int dst_ksm_source(struct mig_dst *d, const uint8_t *buf, size_t len,
+		   struct ut_err *err)
+{
+	struct mig_zero z;
+
+	if (!d->ksm.source)
+		return ut_err_first(err, -EPROTO, "the source sent KSM pages "
+				"that were not agreed");
+	if (mig_dec_ksm(buf, len, &d->vm.layout, &z))
+		return ut_err_first(err, -EPROTO, "the source sent a malformed "
+				"KSM message (%s)", mig_wire_reason());
+	if (!d->ksm.on || d->vm.map[z.region].fd >= 0)
+		return 0;
+	for (uint64_t i = 0; i < z.npages; i++)
+		if (z.bits[i / 8] >> (i % 8) & 1)
+			ut_bitmap_set(&d->ksm.pending,
+				      d->vm.first[z.region] + z.first + i);
+	return 0;
+}
+
+/* The source's KSM pages that landed since, marked. */
+static void take_landed(struct mig_dst *d)
+{
+	for (uint64_t g = ut_bitmap_find_next(&d->ksm.pending, 0);
+	     g < d->vm.total_pages;
+	     g = ut_bitmap_find_next(&d->ksm.pending, g + 1)) {
+		if (!ut_bitmap_test(&d->received, g))
+			continue;
+		ut_bitmap_clear(&d->ksm.pending, g);
+		ut_bitmap_set(&d->ksm.marked, g);
+		d->ksm.from_source++;
+	}
 }
 
 void dst_ksm_mark(struct mig_dst *d, uint32_t r, uint64_t idx)
@@ -109,6 +155,8 @@ static uint32_t take_ranges(struct mig_dst *d, uint32_t r,
 
 void dst_ksm_flush(struct mig_dst *d)
 {
+	if (d->ksm.on && d->ksm.source)
+		take_landed(d);
 	for (uint32_t r = 0; d->ksm.on && r < d->vm.nr; r++) {
 		struct vml_advise a = { .region = r,
 					.advice = VML_ADVISE_MERGEABLE };
@@ -147,6 +195,7 @@ void dst_ksm_report(struct mig_dst *d, struct mig_stats *st)
 		.merge_across_nodes = f.merge_across_nodes,
 		.hinted_pages = d->ksm.hinted, .advised_ranges = d->ksm.ranges,
 		.advised_bytes = d->ksm.bytes, .pages_sharing = f.pages_sharing,
+		.source_pages = d->ksm.from_source,
 		.vmm_pss_kib = f.pss_kib,
 	};
 	if (d->vm.anon && f.run == 0 && d->ksm.ranges)

@@ -71,6 +71,27 @@ static bool round_barrier(struct mig_dst *d, bool final)
 	return ok;
 }
 
+/* UFFDIO_COPY of @n pages from @idx of region @r. The kernel refuses a
+ * range that spans two VMAs with ENOENT, copying nothing; the VMM's
+ * range is split where a placement plan binds neighbouring chunks to
+ * different nodes (ADVISE BIND) and where KSM hints land (ADVISE
+ * MERGEABLE, while pages still arrive): such a run is copied in halves
+ * until each lies in one VMA. A single page still refused is a real
+ * ENOENT (the range is gone). */
+static int copy_run(struct mig_dst *d, uint32_t r, uint64_t idx,
+		    const uint8_t *buf, uint32_t n)
+{
+	uint32_t psz = d->vm.layout.r[r].page_size, h = n / 2;
+	int ret = gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx), buf,
+			       (uint64_t)n * psz, GM_UFFD_DONTWAKE);
+
+	if (ret != -ENOENT || n == 1)
+		return ret;
+	ret = copy_run(d, r, idx, buf, h);
+	return ret ? ret : copy_run(d, r, idx + h, buf + (size_t)h * psz,
+				    n - h);
+}
+
 /* Precopy, COPY mode: @n consecutive pages from @idx of region @r into
  * the VMM's RAM. A page placed for the first time goes in with
  * UFFDIO_COPY where the RAM is registered: the kernel allocates it in the
@@ -93,10 +114,8 @@ static int write_pages(struct mig_dst *d, uint32_t r, uint64_t idx,
 		for (k = 1; i + k < n && fresh == (d->can_postcopy &&
 			    !ut_bitmap_test(&d->received, g + i + k)); k++)
 			;
-		ret = fresh ? gm_uffd_copy(&d->uffd, vmm_addr(d, r, idx + i),
-					   buf + (size_t)i * psz,
-					   (uint64_t)k * psz, GM_UFFD_DONTWAKE) :
-			      -EEXIST;
+		ret = fresh ? copy_run(d, r, idx + i, buf + (size_t)i * psz,
+				       k) : -EEXIST;
 		/* Some of them are there after all: rewrite the run. */
 		if (ret == -EEXIST || ret == -EAGAIN)
 			ret = mig_vm_write(&d->vm, r, idx + i,

@@ -389,6 +389,7 @@ const char *mig_reason_name(enum mig_reason r);
 struct mig_place {
 	struct mig_place_policy pol;
 	struct gm_topo topo;		/* the destination host */
+	struct mig_layout layout;	/* the backing's, which plans count */
 	struct mig_plan plan;		/* valid when planned */
 	uint64_t local;			/* nodes of the VMM's CPUs */
 	uint64_t reserve;		/* bytes kept free per node */
@@ -424,10 +425,44 @@ int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 			    bool negotiated, const struct mig_topology *t,
 			    struct mig_vm *vm, struct ut_err *err);
 /* Source, after WELCOME with MIG_FEAT_PLACEMENT: takes TOPOLOGY into
- * @st->place, samples @d when the policy is tiered, sends HEAT. */
+ * @st->place, samples @d when the policy is tiered, sends HEAT. With
+ * @track->on (MIG_FEAT_HEAT_REVISE agreed) and a tiered plan it keeps
+ * the heat in @track for the rounds (else turns @track->on off). */
+struct mig_heat_track;
 int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 			    struct gm_dirty *d, struct mig_stats *st,
-			    struct ut_err *err);
+			    struct mig_heat_track *track, struct ut_err *err);
+
+/*
+ * Destination, a HEAT in precopy (MIG_FEAT_HEAT_REVISE): the tiered plan
+ * made again with @h for the chunks none of whose pages is in
+ * @received (global page indexes of @vm's wire layout); the others keep
+ * their node. The chunks that change node are bound again (mbind on the
+ * agent's mapping, ADVISE BIND for anonymous RAM), and pc->st counts the
+ * revision. Main thread. 0 or -errno with @err.
+ */
+int mig_place_revise(struct mig_place *pc, const struct mig_heat *h,
+		     struct mig_vm *vm, const struct ut_bitmap *received,
+		     struct ut_err *err);
+
+/* The source's heat map through precopy (MIG_FEAT_HEAT_REVISE with a
+ * tiered plan): each round's dirty pages folded in (mig_heat_fold()),
+ * sent again when it changed materially since it was last sent. */
+struct mig_heat_track {
+	bool on;
+	uint32_t samples;		/* in cur (HEAT's samples) */
+	uint32_t sent_samples;		/* in sent */
+	uint32_t total;			/* chunks of every region */
+	uint8_t *cur, *sent;		/* total heats each, regions in order */
+	uint8_t *written;		/* the round's chunks written (scratch) */
+};
+/* After a round's harvest: @dirty's pages (global indexes of @vm) as one
+ * more sample; HEAT on @ctl when the map changed materially, counted in
+ * @st->revisions. Main thread. 0 or -errno with @err (the stream). */
+int mig_heat_track_round(struct mig_heat_track *t, const struct mig_vm *vm,
+			 const struct ut_bitmap *dirty, struct tp_stream *ctl,
+			 struct mig_place_stats *st, struct ut_err *err);
+void mig_heat_track_fini(struct mig_heat_track *t);
 
 /* Source: heat per chunk of every region of @vm from @samples harvests of
  * @d, @interval_ms apart, into @heat[r] (mig_chunks() bytes each, the

@@ -28,6 +28,7 @@ migrate_libmigrate_a_SOURCES = \
 	migrate/source-postcopy.c \
 	migrate/source-recover.c \
 	migrate/source-steer.c \
+	migrate/source-ksm.c \
 	migrate/dest-internal.h \
 	migrate/dest.c \
 	migrate/dest-receive.c \

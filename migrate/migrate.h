@@ -84,6 +84,11 @@ struct mig_stats {
 	/* Destination: huge pages it added to the pools for the VM's RAM
 	 * (--reserve-hugepages), given back when it ended. */
 	uint64_t hugepages_added;
+	/* Source, anonymous RAM whose destination takes KSM hints
+	 * (MIG_FEAT_KSM_PAGES): the pages KSM had merged here, told it
+	 * (ksm_told false: not agreed, or kpageflags unreadable). */
+	bool ksm_told;
+	uint64_t ksm_source_pages;
 	/* Postcopy (zero when the migration ended in precopy). */
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */
@@ -122,6 +127,12 @@ struct mig_stats {
 		uint64_t pages_absent;	/* never allocated (zero pages) */
 		/* tiered: what the source's HEAT said and where it went */
 		uint32_t heat_samples;	/* 0: no hotness known */
+		/* tiered, MIG_FEAT_HEAT_REVISE: the heat map sent again in
+		 * precopy (source: HEATs sent after the first; destination:
+		 * plans revised with them) and what the revisions moved
+		 * between nodes in the plan (chunks, bytes) */
+		uint32_t revisions;
+		uint64_t revised_chunks, revised_bytes;
 		uint64_t hot_chunks;	/* chunks written while sampled */
 		uint64_t hot_on_top;	/* of those, planned on the top tier */
 	} place;
@@ -137,6 +148,8 @@ struct mig_stats {
 		uint64_t hinted_pages;	/* duplicate and zero pages advised */
 		uint64_t advised_ranges; /* ranges the VMM advised */
 		uint64_t advised_bytes;	/* their bytes */
+		uint64_t source_pages;	/* of the hinted pages: merged by
+					 * KSM at the source, as it said */
 		int64_t pages_sharing;	/* -1 unknown */
 		int64_t vmm_pss_kib;	/* -1 unknown */
 	} ksm;
@@ -294,6 +307,14 @@ struct mig_plan_input {
 	/* TIERED: per region, a heat per chunk (more is hotter), or NULL
 	 * (no hotness known: the first chunks count as the hottest). */
 	const uint8_t *const *heat;
+	/* A revision (the heat changed in precopy): per region, non-zero
+	 * for each chunk that keeps its node in @prev (some of its pages
+	 * are allocated there already, and pages are never moved); NULL:
+	 * a first plan. Pinned chunks count against their node's room and,
+	 * on the top tier, against the fast share, before the others are
+	 * handed out by heat. */
+	const uint8_t *const *pinned;
+	const struct mig_plan *prev;
 };
 
 /*
@@ -308,6 +329,33 @@ int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
 		  const struct mig_place_policy *pol, struct ut_err *err);
 /* Accepts a zeroed or failed plan. */
 void mig_plan_fini(struct mig_plan *pl);
+/* What a revision changed: chunks whose node differs between @a and @b
+ * (plans of the same layout @l) and their bytes. */
+struct mig_plan_delta {
+	uint32_t chunks;
+	uint64_t bytes;
+};
+void mig_plan_diff(const struct mig_plan *a, const struct mig_plan *b,
+		   const struct mig_layout *l, struct mig_plan_delta *out);
+/*
+ * Whether the heat map @b (@sb samples) differs materially from @a (@sa
+ * samples), @n chunks each: at least 1% of the chunks (and one) whose
+ * write frequency (heat / samples) moved by a quarter or more. A map of
+ * no samples differs from one with some. Pure.
+ */
+bool mig_heat_material(const uint8_t *a, uint32_t sa, const uint8_t *b,
+		       uint32_t sb, uint32_t n);
+/*
+ * One precopy round folded into the heat map @heat (@n chunks, *@samples
+ * samples): what is there fades by a quarter and the round counts as
+ * MIG_HEAT_ROUND samples, so that a chunk written in every round stays
+ * at heat = samples, one no longer written cools to 0, and the samples
+ * settle at 13 (the map stays within HEAT's bounds: heat <= samples).
+ * @written[c] non-zero: chunk c had a written page in the round. Pure.
+ */
+#define MIG_HEAT_ROUND 4
+void mig_heat_fold(uint8_t *heat, const uint8_t *written, uint32_t n,
+		   uint32_t *samples);
 /* The nodes of @t's top memory tier (the lowest tier id among nodes with
  * memory); without tiers, the nodes with CPUs. A mask of node ids. */
 uint64_t mig_plan_top_tier(const struct gm_topo *t);

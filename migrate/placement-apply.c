@@ -18,8 +18,29 @@
 
 /* ---- applying and checking it ---- */
 
-int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
-		   struct ut_err *err)
+/* Chunk @c of region @r is to be bound: every chunk of a first plan
+ * (@old NULL), those whose node changed in a revision. */
+static bool to_bind(const struct mig_plan *pl, const struct mig_plan *old,
+		    uint32_t r, uint32_t c)
+{
+	return !old || old->r[r].node[c] != pl->r[r].node[c];
+}
+
+/* The end of the run of chunks from @i on to bind to the same node. */
+static uint32_t run_end(const struct mig_plan *pl, const struct mig_plan *old,
+			uint32_t r, uint32_t i)
+{
+	const struct mig_plan_region *pr = &pl->r[r];
+	uint32_t j = i + 1;
+
+	while (j < pr->nchunks && pr->node[j] == pr->node[i] &&
+	       to_bind(pl, old, r, j))
+		j++;
+	return j;
+}
+
+static int bind_map(const struct mig_plan *pl, const struct mig_plan *old,
+		    struct gm_region *map, struct ut_err *err)
 {
 	for (uint32_t r = 0; r < pl->nr; r++) {
 		const struct mig_plan_region *pr = &pl->r[r];
@@ -32,9 +53,11 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 			uint64_t off = (uint64_t)i * pr->chunk, len;
 			int ret;
 
-			for (j = i + 1; j < pr->nchunks &&
-			     pr->node[j] == pr->node[i]; j++)
-				;
+			if (!to_bind(pl, old, r, i)) {
+				j = i + 1;
+				continue;
+			}
+			j = run_end(pl, old, r, i);
 			len = (uint64_t)j * pr->chunk;
 			if (len > map[r].size)
 				len = map[r].size;
@@ -49,6 +72,12 @@ int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
 		}
 	}
 	return 0;
+}
+
+int mig_plan_apply(const struct mig_plan *pl, struct gm_region *map,
+		   struct ut_err *err)
+{
+	return bind_map(pl, NULL, map, err);
 }
 
 /* Guest RAM asked about at once: bounds the node array and mincore's
@@ -121,6 +150,23 @@ static void stats_from_plan(struct mig_place_stats *st,
 	}
 }
 
+/* What @h says is hot, and how much of it the plan puts on top. */
+static void hot_stats(struct mig_place *pc, const struct mig_heat *h)
+{
+	uint64_t top = mig_plan_top_tier(&pc->topo);
+	struct mig_place_stats *st = &pc->st;
+
+	st->heat_samples = h->samples;
+	st->hot_chunks = st->hot_on_top = 0;
+	for (uint32_t r = 0; r < h->nr; r++)
+		for (uint32_t c = 0; c < h->nchunks[r]; c++) {
+			if (!h->heat[r][c])
+				continue;
+			st->hot_chunks++;
+			st->hot_on_top += top >> pc->plan.r[r].node[c] & 1;
+		}
+}
+
 static int make(struct mig_place *pc, const struct mig_vm *vm,
 		const struct mig_heat *h, struct ut_err *err)
 {
@@ -175,6 +221,7 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 
 	memset(pc, 0, sizeof(*pc));
 	pc->pol = *pol;
+	pc->layout = vm->layout;
 	pc->reserve = PLACE_RESERVE;
 	memset(t, 0, sizeof(*t));
 	ret = gm_topo_read(&pc->topo, NULL);
@@ -213,8 +260,8 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 /* The plan for the anonymous regions: the VMM binds its own ranges
  * (ADVISE BIND), one request per region and node, before any page is
  * placed, so that UFFDIO_COPY allocates on the planned node. */
-static int advise_plan(const struct mig_plan *pl, struct mig_vm *vm,
-		       struct ut_err *err)
+static int advise_plan(const struct mig_plan *pl, const struct mig_plan *old,
+		       struct mig_vm *vm, struct ut_err *err)
 {
 	int ret = 0;
 
@@ -230,16 +277,18 @@ static int advise_plan(const struct mig_plan *pl, struct mig_vm *vm,
 			return ut_err_first(err, -ENOMEM, "placement: out of "
 					"memory");
 		for (uint32_t c = 0; !ret && c < pr->nchunks; c++) {
-			if (done >> pr->node[c] & 1)
+			if ((done >> pr->node[c] & 1) || !to_bind(pl, old, r, c))
 				continue;
 			a.node = pr->node[c];
 			a.nr = 0;
 			for (uint32_t i = c, j; i < pr->nchunks; i = j) {
 				uint64_t off = (uint64_t)i * pr->chunk, end;
 
-				for (j = i + 1; j < pr->nchunks &&
-				     pr->node[j] == pr->node[i]; j++)
-					;
+				if (!to_bind(pl, old, r, i)) {
+					j = i + 1;
+					continue;
+				}
+				j = run_end(pl, old, r, i);
 				if (pr->node[i] != a.node)
 					continue;
 				end = (uint64_t)j * pr->chunk;
@@ -269,24 +318,82 @@ int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 	if (!pc->planned)
 		return 0;
 	if (pc->pol.kind == MIG_PLACE_TIERED && h && h->samples) {
-		uint64_t top = mig_plan_top_tier(&pc->topo);
-
 		ret = make(pc, vm, h, err);
 		if (ret)
 			return ret;
 		stats_from_plan(st, pc);
-		st->heat_samples = h->samples;
-		for (uint32_t r = 0; r < h->nr; r++)
-			for (uint32_t c = 0; c < h->nchunks[r]; c++) {
-				if (!h->heat[r][c])
-					continue;
-				st->hot_chunks++;
-				st->hot_on_top +=
-					top >> pc->plan.r[r].node[c] & 1;
-			}
+		hot_stats(pc, h);
 	}
 	ret = mig_plan_apply(&pc->plan, vm->map, err);
-	return ret || !vm->anon ? ret : advise_plan(&pc->plan, vm, err);
+	return ret || !vm->anon ? ret : advise_plan(&pc->plan, NULL, vm, err);
+}
+
+/* The chunks of region @r with a page set in @bm (global indexes of
+ * @vm's wire layout): out[c] set. */
+static void mark_chunks(const struct mig_vm *vm, uint32_t r,
+			const struct ut_bitmap *bm, uint8_t *out)
+{
+	uint64_t per = mig_chunk_bytes(&vm->layout, r) /
+		       vm->layout.r[r].page_size;
+	uint64_t first = vm->first[r], end = first +
+			 mig_region_pages(&vm->layout, r);
+
+	for (uint64_t g = ut_bitmap_find_next(bm, first); g < end;
+	     g = ut_bitmap_find_next(bm, g + 1)) {
+		uint64_t c = (g - first) / per;
+
+		out[c] = 1;
+		g = first + (c + 1) * per - 1;	/* on to the next chunk */
+	}
+}
+
+int mig_place_revise(struct mig_place *pc, const struct mig_heat *h,
+		     struct mig_vm *vm, const struct ut_bitmap *received,
+		     struct ut_err *err)
+{
+	const uint8_t *heat[MIG_MAX_REGIONS] = { NULL };
+	uint8_t *pinned[MIG_MAX_REGIONS] = { NULL };
+	struct mig_plan_input in = { .topo = &pc->topo, .layout = &pc->layout,
+		.local_nodes = pc->local, .reserve = pc->reserve, .heat = heat,
+		.pinned = (const uint8_t *const *)pinned, .prev = &pc->plan };
+	struct mig_place_stats keep = pc->st;
+	struct mig_plan_delta dl;
+	struct mig_plan next;
+	int ret = 0;
+
+	if (!pc->planned || pc->pol.kind != MIG_PLACE_TIERED || !h->samples)
+		return 0;
+	for (uint32_t r = 0; r < h->nr && !ret; r++) {
+		heat[r] = h->heat[r];
+		pinned[r] = calloc(h->nchunks[r] ? h->nchunks[r] : 1, 1);
+		if (!pinned[r])
+			ret = ut_err_first(err, -ENOMEM, "out of memory");
+		else
+			mark_chunks(vm, r, received, pinned[r]);
+	}
+	if (!ret)
+		ret = mig_plan_make(&next, &in, &pc->pol, err);
+	for (uint32_t r = 0; r < h->nr; r++)
+		free(pinned[r]);
+	if (ret)
+		return ret;
+	mig_plan_diff(&pc->plan, &next, &pc->layout, &dl);
+	/* Bound before the old plan goes: a page allocated from here on
+	 * lands where the new one says. */
+	ret = bind_map(&next, &pc->plan, vm->map, err);
+	if (!ret && vm->anon)
+		ret = advise_plan(&next, &pc->plan, vm, err);
+	mig_plan_fini(&pc->plan);
+	pc->plan = next;
+	stats_from_plan(&pc->st, pc);
+	hot_stats(pc, h);
+	pc->st.revisions = keep.revisions + 1;
+	pc->st.revised_chunks = keep.revised_chunks + dl.chunks;
+	pc->st.revised_bytes = keep.revised_bytes + dl.bytes;
+	pr_info("the plan revised with the source's heat (%u samples): %u "
+		"chunks, %llu MiB, moved between nodes", h->samples, dl.chunks,
+		(unsigned long long)(dl.bytes >> 20));
+	return ret;
 }
 
 int mig_place_check(struct mig_place *pc, struct mig_vm *vm, struct ut_err *err)
@@ -447,8 +554,31 @@ int mig_place_dst_handshake(struct mig_place *pc, struct tp_stream *ctl,
 	return ret;
 }
 
+/* The first HEAT's heats kept for the rounds (@track->on). */
+static int track_begin(struct mig_heat_track *t, const struct mig_heat *h)
+{
+	uint32_t off = 0;
+
+	t->total = 0;
+	for (uint32_t r = 0; r < h->nr; r++)
+		t->total += h->nchunks[r];
+	t->cur = malloc(t->total ? t->total : 1);
+	t->sent = malloc(t->total ? t->total : 1);
+	t->written = malloc(t->total ? t->total : 1);
+	if (!t->cur || !t->sent || !t->written)
+		return -ENOMEM;
+	for (uint32_t r = 0; r < h->nr; r++) {
+		memcpy(t->cur + off, h->heat[r], h->nchunks[r]);
+		off += h->nchunks[r];
+	}
+	memcpy(t->sent, t->cur, t->total);
+	t->samples = t->sent_samples = h->samples;
+	return 0;
+}
+
 static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
-		     struct gm_dirty *d, bool sample, struct ut_err *err)
+		     struct gm_dirty *d, bool sample,
+		     struct mig_heat_track *track, struct ut_err *err)
 {
 	struct mig_heat h = { .nr = vm->nr, .samples = sample ? HEAT_SAMPLES : 0 };
 	size_t cap = heat_cap(&vm->layout), off = 0;
@@ -478,13 +608,83 @@ static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
 		      mig_send_msg(ctl, MIG_MSG_HEAT, buf, n);
 	if (ret && !ut_err_isset(err))
 		ut_err_first(err, ret, "sending HEAT: %s", tp_stream_err(ctl)->msg);
+	if (!ret && track->on && sample && track_begin(track, &h))
+		ret = ut_err_first(err, -ENOMEM, "out of memory");
+	if (!sample)
+		track->on = false;
 	free(heat);
 	return ret;
 }
 
+/* One round: the chunks with a page in @dirty, folded into the map. */
+static void track_sample(struct mig_heat_track *t, const struct mig_vm *vm,
+			 const struct ut_bitmap *dirty)
+{
+	uint32_t base = 0;
+
+	memset(t->written, 0, t->total);
+	for (uint32_t r = 0; r < vm->nr; r++) {
+		mark_chunks(vm, r, dirty, t->written + base);
+		base += mig_chunks(&vm->layout, r);
+	}
+	mig_heat_fold(t->cur, t->written, t->total, &t->samples);
+}
+
+int mig_heat_track_round(struct mig_heat_track *t, const struct mig_vm *vm,
+			 const struct ut_bitmap *dirty, struct tp_stream *ctl,
+			 struct mig_place_stats *st, struct ut_err *err)
+{
+	struct mig_heat h = { .nr = vm->nr };
+	size_t cap = heat_cap(&vm->layout);
+	uint8_t *buf;
+	uint32_t off = 0;
+	ssize_t n;
+	int ret;
+
+	if (!t->on || !t->cur)
+		return 0;
+	track_sample(t, vm, dirty);
+	if (!mig_heat_material(t->sent, t->sent_samples, t->cur, t->samples,
+			       t->total))
+		return 0;
+	for (uint32_t r = 0; r < vm->nr; r++) {
+		h.nchunks[r] = mig_chunks(&vm->layout, r);
+		h.heat[r] = t->cur + off;
+		off += h.nchunks[r];
+	}
+	h.samples = t->samples;
+	buf = malloc(cap);
+	if (!buf)
+		return ut_err_first(err, -ENOMEM, "out of memory");
+	n = mig_enc_heat(buf, cap, &h);
+	ret = n < 0 ? ut_err_first(err, (int)n, "encoding HEAT failed") :
+		      mig_send_msg(ctl, MIG_MSG_HEAT, buf, n);
+	if (ret && !ut_err_isset(err))
+		ut_err_first(err, ret, "sending HEAT: %s", tp_stream_err(ctl)->msg);
+	free(buf);
+	if (ret)
+		return ret;
+	memcpy(t->sent, t->cur, t->total);
+	t->sent_samples = t->samples;
+	st->revisions++;
+	pr_info("the heat map changed (%u samples): sent again", t->samples);
+	return 0;
+}
+
+void mig_heat_track_fini(struct mig_heat_track *t)
+{
+	if (!t)
+		return;
+	free(t->cur);
+	free(t->sent);
+	free(t->written);
+	t->cur = t->sent = t->written = NULL;
+	t->on = false;
+}
+
 int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 			    struct gm_dirty *d, struct mig_stats *st,
-			    struct ut_err *err)
+			    struct mig_heat_track *track, struct ut_err *err)
 {
 	uint8_t *buf = malloc(MIG_TOPO_MAX);
 	struct mig_topology *t = malloc(sizeof(*t));
@@ -505,7 +705,8 @@ int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 	mig_place_stats_from(&st->place, t);
 	pr_debug("the destination has %u NUMA nodes; its placement: %s",
 		t->host.nr_nodes, t->policy);
-	ret = send_heat(ctl, vm, d, !strncmp(t->policy, "tiered", 6), err);
+	ret = send_heat(ctl, vm, d, !strncmp(t->policy, "tiered", 6), track,
+			err);
 out:
 	free(buf);
 	free(t);

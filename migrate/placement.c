@@ -142,6 +142,7 @@ struct planner {
 struct chunk_ref {
 	uint32_t region, idx;
 	uint32_t heat;
+	bool pinned;		/* keeps its node in in->prev */
 };
 
 static uint64_t chunk_bytes(const struct mig_plan *pl,
@@ -324,8 +325,23 @@ static int by_heat(const void *a, const void *b)
 {
 	const struct chunk_ref *x = a, *y = b;
 
+	if (x->pinned != y->pinned)
+		return x->pinned ? -1 : 1;
 	if (x->heat != y->heat)
 		return x->heat > y->heat ? -1 : 1;
+	if (x->region != y->region)
+		return x->region < y->region ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* A revision of an untiered plan: the pinned chunks first, then the
+ * others in their order. */
+static int by_pin(const void *a, const void *b)
+{
+	const struct chunk_ref *x = a, *y = b;
+
+	if (x->pinned != y->pinned)
+		return x->pinned ? -1 : 1;
 	if (x->region != y->region)
 		return x->region < y->region ? -1 : 1;
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
@@ -388,6 +404,22 @@ static int tiered(struct planner *p, const struct chunk_ref *c, uint64_t top,
 	return n;
 }
 
+/* A pinned chunk: its node in the previous plan, whose room (and the
+ * fast share, on the top tier) it takes first; it fitted there before,
+ * so it is never refused, and what it takes is at most all there is. */
+static int pin(struct planner *p, const struct chunk_ref *c, uint64_t top,
+	       uint64_t *fast_left)
+{
+	uint64_t b = chunk_bytes(p->pl, p->in->layout, c->region, c->idx);
+	unsigned int n = p->in->prev->r[c->region].node[c->idx];
+	uint64_t *cap = &p->cap[n][p->cls[c->region]];
+
+	*cap = *cap > b ? *cap - b : 0;
+	if (top >> n & 1)
+		*fast_left = *fast_left > b ? *fast_left - b : 0;
+	return (int)n;
+}
+
 static int assign(struct planner *p, struct chunk_ref *c, uint32_t nc,
 		  uint64_t nodes)
 {
@@ -402,6 +434,10 @@ static int assign(struct planner *p, struct chunk_ref *c, uint32_t nc,
 	if (p->pol->kind == MIG_PLACE_TIERED && p->pol->fast_share)
 		fast_left = total / 100 * p->pol->fast_share;
 	for (uint32_t i = 0; i < nc; i++) {
+		if (c[i].pinned) {
+			n = pin(p, &c[i], top, &fast_left);
+			goto planned;
+		}
 		switch (p->pol->kind) {
 		case MIG_PLACE_INTERLEAVE:
 			n = interleave(p, &c[i], nodes);
@@ -419,6 +455,7 @@ static int assign(struct planner *p, struct chunk_ref *c, uint32_t nc,
 		}
 		if (n < 0)
 			return refuse(p, c[i].region, nodes);
+planned:
 		p->pl->r[c[i].region].node[c[i].idx] = n;
 		p->pl->planned[n] += chunk_bytes(p->pl, l, c[i].region, c[i].idx);
 	}
@@ -450,9 +487,12 @@ static int chunk_list(struct planner *p, struct chunk_ref **out, uint32_t *nc)
 		for (uint32_t i = 0; i < p->pl->r[r].nchunks; i++)
 			c[n++] = (struct chunk_ref){
 				r, i, p->in->heat && p->in->heat[r] ?
-				p->in->heat[r][i] : 0 };
-	if (p->pol->kind == MIG_PLACE_TIERED)
-		qsort(c, n, sizeof(*c), by_heat);
+				p->in->heat[r][i] : 0,
+				p->in->pinned && p->in->pinned[r] &&
+				p->in->pinned[r][i] };
+	if (p->pol->kind == MIG_PLACE_TIERED || p->in->pinned)
+		qsort(c, n, sizeof(*c), p->pol->kind == MIG_PLACE_TIERED ?
+		      by_heat : by_pin);
 	*out = c;
 	*nc = n;
 	return 0;
@@ -489,6 +529,13 @@ int mig_plan_make(struct mig_plan *pl, const struct mig_plan_input *in,
 		return ut_err_first(err, -EINVAL, "placement cells: names %u "
 				"nodes, the guest has %u RAM regions",
 				pol->ncells, in->layout->nr);
+	if (in->pinned && (!in->prev || in->prev->nr != in->layout->nr))
+		return ut_err_first(err, -EINVAL, "placement: a revision needs "
+				"the plan it revises");
+	for (uint32_t r = 0; in->pinned && r < in->layout->nr; r++)
+		if (in->prev->r[r].nchunks != mig_chunks(in->layout, r))
+			return ut_err_first(err, -EINVAL, "placement: the plan "
+					"revised is of another layout");
 	ret = alloc_regions(pl, in->layout, err);
 	if (!ret)
 		ret = init_caps(&p);
@@ -513,4 +560,45 @@ void mig_plan_fini(struct mig_plan *pl)
 		pl->r[r].node = NULL;
 	}
 	pl->nr = 0;
+}
+
+void mig_plan_diff(const struct mig_plan *a, const struct mig_plan *b,
+		   const struct mig_layout *l, struct mig_plan_delta *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (uint32_t r = 0; r < a->nr && r < b->nr; r++)
+		for (uint32_t i = 0; i < a->r[r].nchunks &&
+		     i < b->r[r].nchunks; i++) {
+			if (a->r[r].node[i] == b->r[r].node[i])
+				continue;
+			out->chunks++;
+			out->bytes += chunk_bytes(a, l, r, i);
+		}
+}
+
+void mig_heat_fold(uint8_t *heat, const uint8_t *written, uint32_t n,
+		   uint32_t *samples)
+{
+	/* x - ceil(x / 4) is monotonic, so heat <= samples before holds
+	 * after, and it reaches 0: a chunk no longer written cools off. */
+	for (uint32_t i = 0; i < n; i++)
+		heat[i] = heat[i] - (heat[i] + 3) / 4 +
+			  (written[i] ? MIG_HEAT_ROUND : 0);
+	*samples = *samples - (*samples + 3) / 4 + MIG_HEAT_ROUND;
+}
+
+bool mig_heat_material(const uint8_t *a, uint32_t sa, const uint8_t *b,
+		       uint32_t sb, uint32_t n)
+{
+	uint32_t need = n / 100 ? n / 100 : 1, moved = 0;
+
+	if (!sa || !sb)
+		return (sa != 0) != (sb != 0);
+	/* |a/sa - b/sb| >= 1/4, in integers: 4 |a sb - b sa| >= sa sb */
+	for (uint32_t i = 0; i < n && moved < need; i++) {
+		int64_t d = (int64_t)a[i] * sb - (int64_t)b[i] * sa;
+
+		moved += 4 * (d < 0 ? -d : d) >= (int64_t)sa * sb;
+	}
+	return moved >= need;
 }

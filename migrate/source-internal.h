@@ -138,6 +138,7 @@ struct mig_src {
 	bool bulk_cut;
 	bool can_postcopy;	/* the destination accepted postcopy */
 	uint64_t welcome_features;	/* what the destination accepted */
+	struct mig_heat_track heat;	/* the heat map through precopy */
 	bool discard_early;	/* ... and MIG_FEAT_DISCARD_EARLY */
 	const struct mig_policy *pol;	/* src_precopy's, while it runs */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
@@ -202,6 +203,12 @@ struct mig_src {
 /* ---- the operator's controls and the events (source-steer.c) ---- */
 
 /* The limits of p (and p->tune) in force, the bucket ready. */
+/* MIG_FEAT_KSM_PAGES: the pages of the VM's anonymous RAM KSM merged
+ * here, as KSM messages on @ctl. Without kpageflags (not root) it says
+ * so and sends none. Main thread, before round 0; 0 or -errno (the
+ * control stream failed). */
+int src_ksm_tell(struct mig_src *s, struct tp_stream *ctl, struct ut_err *err);
+
 void src_steer_init(struct mig_src *s);
 void src_steer_fini(struct mig_src *s);
 /* A sender, before sending @bytes: waits until the cap allows them (a

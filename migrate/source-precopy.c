@@ -414,6 +414,12 @@ static int precopy(struct mig_src *s, struct mig_policy *pol,
 		n = gm_dirty_harvest(s->dirty, &s->todo);
 		if (n < 0)
 			return ut_err_first(err, n, "reading dirty pages failed");
+		/* The round's writes, one more sample of the heat map (not
+		 * those of a round cut short: todo holds its unsent pages). */
+		if (!cut && (ret = mig_heat_track_round(&s->heat, &s->vm,
+				&s->todo, tp_session_control(s->sess),
+				&s->st->place, err)))
+			return ret;
 		src_steer(s);	/* a change that came at the round's end */
 		v = decide(s, pol, &ps, &rs, cut ? ut_bitmap_count(&s->todo)
 						  : (uint64_t)n);

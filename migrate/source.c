@@ -158,7 +158,8 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 		.ver_min = MIG_WIRE_VERSION, .ver_max = MIG_WIRE_VERSION,
 		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
 			    MIG_FEAT_DISCARD_EARLY | MIG_FEAT_PAGESIZES |
-			    MIG_FEAT_HUGE_UNITS,
+			    MIG_FEAT_HUGE_UNITS | MIG_FEAT_HEAT_REVISE |
+			    (s->vm.anon ? MIG_FEAT_KSM_PAGES : 0),
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
 	};
@@ -222,9 +223,13 @@ static int handshake_rest(struct mig_src *s, struct tp_stream *ctl,
 	    (ret = sub_init(s, s->welcome_features & MIG_FEAT_SUBPAGES,
 			    err)))
 		return ret;
-	if (s->welcome_features & MIG_FEAT_PLACEMENT)
-		return mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,
-					       err);
+	s->heat.on = s->welcome_features & MIG_FEAT_HEAT_REVISE;
+	if ((s->welcome_features & MIG_FEAT_PLACEMENT) &&
+	    (ret = mig_place_src_handshake(ctl, &s->vm, s->dirty, s->st,
+					   &s->heat, err)))
+		return ret;
+	if (s->welcome_features & MIG_FEAT_KSM_PAGES)
+		return src_ksm_tell(s, ctl, err);
 	return 0;
 }
 
@@ -391,6 +396,7 @@ out:
 	gm_dirty_destroy(s.dirty);
 	gm_uffd_close(&s.uffd);
 	src_urgent_stop(&s);
+	mig_heat_track_fini(&s.heat);
 	ut_bitmap_fini(&s.todo);
 	ut_bitmap_fini(&s.sent);
 	ut_bitmap_fini(&s.spare);

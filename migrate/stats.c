@@ -70,6 +70,11 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 			   "\"hot_chunks_on_top_tier\": %llu", p->heat_samples,
 			(unsigned long long)p->hot_chunks,
 			(unsigned long long)p->hot_on_top);
+	if (p->revisions)
+		fprintf(f, ", \"plan_revisions\": %u, \"revised_chunks\": %llu, "
+			   "\"revised_bytes\": %llu", p->revisions,
+			(unsigned long long)p->revised_chunks,
+			(unsigned long long)p->revised_bytes);
 	fprintf(f, ",\n    \"nodes\": [");
 	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++) {
 		uint32_t n = p->node_id[i] % GM_MAX_NODES;
@@ -90,11 +95,13 @@ static void write_ksm(FILE *f, const struct mig_ksm_stats *k)
 {
 	fprintf(f, "  \"ksm\": {\"run\": %d, \"merge_across_nodes\": %d, "
 		   "\"anonymous_ram\": %s, \"hints\": %s, \"hinted_pages\": %llu, "
+		   "\"source_ksm_pages\": %llu, "
 		   "\"advised_ranges\": %llu, \"advised_bytes\": %llu, "
 		   "\"pages_sharing\": %lld, \"vmm_pss_kib\": %lld},\n",
 		k->run, k->merge_across_nodes, k->anon ? "true" : "false",
 		k->hints ? "true" : "false",
 		(unsigned long long)k->hinted_pages,
+		(unsigned long long)k->source_pages,
 		(unsigned long long)k->advised_ranges,
 		(unsigned long long)k->advised_bytes,
 		(long long)k->pages_sharing, (long long)k->vmm_pss_kib);
@@ -127,6 +134,9 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	if (st->hugepages_added)
 		fprintf(f, "  \"hugepages_added\": %llu,\n",
 			(unsigned long long)st->hugepages_added);
+	if (st->ksm_told)
+		fprintf(f, "  \"ksm_source_pages\": %llu,\n",
+			(unsigned long long)st->ksm_source_pages);
 	if (st->unit_bytes)
 		fprintf(f, "  \"unit_bytes\": %llu,\n",
 			(unsigned long long)st->unit_bytes);

@@ -199,6 +199,27 @@ int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
 	return 0;
 }
 
+/* ---- KSM: a ZERO body of at most MIG_KSM_MAX_PAGES bits ---- */
+
+ssize_t mig_enc_ksm(uint8_t *buf, size_t cap, const struct mig_zero *z)
+{
+	if (z && z->npages > MIG_KSM_MAX_PAGES)
+		return -EINVAL;
+	return mig_enc_zero(buf, cap, z);
+}
+
+int mig_dec_ksm(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		struct mig_zero *z)
+{
+	int ret = mig_dec_zero(buf, len, l, z);
+
+	if (ret)
+		return ret;
+	if (z->npages > MIG_KSM_MAX_PAGES)
+		return bad("ksm", "more than 32768 pages in one message");
+	return 0;
+}
+
 /* ---- DUP ---- */
 
 ssize_t mig_enc_dup(uint8_t *buf, size_t cap, const struct mig_dup *d,

@@ -38,7 +38,8 @@ enum mig_msg_type {
 	MIG_MSG_TOPOLOGY,	/* control, destination -> source, after
 				 * WELCOME with MIG_FEAT_PLACEMENT */
 	MIG_MSG_HEAT,		/* control, source -> destination, after
-				 * TOPOLOGY, before any page */
+				 * TOPOLOGY, before any page; again in
+				 * precopy with MIG_FEAT_HEAT_REVISE */
 	MIG_MSG_PAGES = 0x4d10,	/* page data, any stream */
 	MIG_MSG_ZERO,		/* zero-page bitmap */
 	MIG_MSG_DUP,		/* "page X equals page Y, already sent" */
@@ -46,6 +47,8 @@ enum mig_msg_type {
 				 * the switch to postcopy; bulk, in a
 				 * MIG_ROUND_DISCARD round */
 	MIG_MSG_SUBPAGES,	/* precopy: the changed 4 KiB of a huge page */
+	MIG_MSG_KSM,		/* control, precopy: pages KSM merged at the
+				 * source (a ZERO body, MIG_FEAT_KSM_PAGES) */
 	MIG_MSG_ROUND = 0x4d20,	/* end of a round's data on a stream */
 	MIG_MSG_STATE = 0x4d30,	/* vCPU/device state blob, control */
 	MIG_MSG_RESUMED,	/* destination: the guest runs */
@@ -107,6 +110,25 @@ enum mig_msg_type {
  */
 #define MIG_FEAT_HUGE_UNITS	(1ULL << 20)
 #define MIG_WIRE_PAGE_MAX (4u << 20)	/* the largest page sent whole */
+/*
+ * The source tells which pages of its anonymous RAM KSM had merged there
+ * (/proc/PID/pagemap and /proc/kpageflags), as KSM messages on the
+ * control stream in precopy, each a ZERO body (at most 32768 pages); the
+ * destination marks them MADV_MERGEABLE with its other KSM hints. A
+ * destination accepts it where it gives KSM hints (anonymous RAM, a VMM
+ * that takes ADVISE); beside V1 like PLACEMENT.
+ */
+#define MIG_FEAT_KSM_PAGES	(1ULL << 19)
+#define MIG_KSM_MAX_PAGES 32768	/* pages of one KSM message's bitmap */
+/*
+ * HEAT again in precopy, on the control stream, whenever the source's
+ * heat map (its samples before round 0 with each round's dirty pages
+ * folded in, mig_heat_fold()) changed materially (mig_heat_material()); a
+ * destination with a tiered plan accepts it and revises the plan for
+ * the chunks none of whose pages it has allocated. Beside V1 like
+ * PLACEMENT.
+ */
+#define MIG_FEAT_HEAT_REVISE	(1ULL << 21)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -264,7 +286,10 @@ struct mig_topology {
  * [nr u32][samples u32], nr x [nchunks u32], then each region's heats,
  * one u8 per chunk: in how many of @samples harvests the chunk had a
  * written page (so at most samples, and samples at most 255). nr is the
- * layout's region count and nchunks each region's mig_chunks().
+ * layout's region count and nchunks each region's mig_chunks(). A HEAT
+ * sent again in precopy (MIG_FEAT_HEAT_REVISE) has the rounds since
+ * folded in (mig_heat_fold(): older samples fade, a round counts 4), so
+ * heat / samples is a recent write frequency.
  */
 #define MIG_CHUNK (2u << 20)	/* 2 MiB, or the destination's page size
 				 * when larger */
@@ -320,6 +345,8 @@ ssize_t mig_enc_pages_hdr(uint8_t *buf, size_t cap, uint32_t region,
 ssize_t mig_enc_subpages_hdr(uint8_t *buf, size_t cap,
 			     const struct mig_subpages *s);
 ssize_t mig_enc_zero(uint8_t *buf, size_t cap, const struct mig_zero *z);
+/* KSM: a ZERO body, refused above MIG_KSM_MAX_PAGES bits. */
+ssize_t mig_enc_ksm(uint8_t *buf, size_t cap, const struct mig_zero *z);
 ssize_t mig_enc_dup(uint8_t *buf, size_t cap, const struct mig_dup *d,
 		    uint32_t count);
 ssize_t mig_enc_round(uint8_t *buf, size_t cap, const struct mig_round *r);
@@ -357,6 +384,9 @@ int mig_dec_subpages_hdr(const uint8_t *buf, size_t len, uint64_t msg_len,
 			 const struct mig_layout *l, struct mig_subpages *s);
 int mig_dec_zero(const uint8_t *buf, size_t len, const struct mig_layout *l,
 		 struct mig_zero *z);
+/* As mig_dec_zero(), and at most MIG_KSM_MAX_PAGES bits. */
+int mig_dec_ksm(const uint8_t *buf, size_t len, const struct mig_layout *l,
+		struct mig_zero *z);
 /* Decodes up to @cap entries into @d; *@count receives how many. Both
  * pages of an entry must exist and have the same page size. */
 int mig_dec_dup(const uint8_t *buf, size_t len, const struct mig_layout *l,

@@ -941,6 +941,200 @@ START_TEST(placement_is_pure)
 }
 END_TEST
 
+/* Plan revisions (tiered, 10% of 200 MiB fast: 10 chunks on node 0):
+ * a first plan from one hot set, then a revision from another, with the
+ * chunks already allocated pinned where the first plan put them. */
+struct revise_row {
+	const char *name;
+	int hot0[2];		/* the first plan's hot chunks [first, +n) */
+	int hot1[2];		/* the revision's */
+	int pin[2];		/* allocated: kept [first, +n) */
+	uint32_t moved;		/* chunks whose node changed */
+	uint64_t planned0;	/* MiB on node 0 after it */
+	int chunk[MAX_CHECKED][2]; /* chunk -> node after it, -1 ends */
+};
+
+static const struct revise_row revise_rows[] = {
+	{ "nothing allocated: the new hot set takes the top tier",
+	  { 50, 10 }, { 0, 10 }, { 0, 0 }, 20, 20,
+	  { { 0, 0 }, { 9, 0 }, { 50, 1 }, { 59, 1 } } },
+	{ "the old hot set allocated keeps the top tier's share",
+	  { 50, 10 }, { 0, 10 }, { 50, 10 }, 0, 20,
+	  { { 0, 1 }, { 9, 1 }, { 50, 0 }, { 59, 0 } } },
+	{ "half of it allocated: the other half of the share moves",
+	  { 50, 10 }, { 0, 10 }, { 50, 5 }, 10, 20,
+	  { { 4, 0 }, { 5, 1 }, { 54, 0 }, { 55, 1 } } },
+	{ "allocated below stays below, the share goes to the next hottest",
+	  { 50, 10 }, { 0, 10 }, { 0, 10 }, 20, 20,
+	  { { 0, 1 }, { 10, 0 }, { 19, 0 }, { 50, 1 } } },
+	{ "the same heat: the same plan", { 50, 10 }, { 50, 10 }, { 0, 0 },
+	  0, 20, { { 50, 0 }, { 60, 1 }, { -1 } } },
+};
+
+START_TEST(placement_revise_table)
+{
+	const struct revise_row *w = &revise_rows[_i];
+	struct mig_layout l = { .nr = 1, .r = { { 0, 200 * MiB, 4096, 0 } } };
+	uint8_t h0[100] = { 0 }, h1[100] = { 0 }, pin[100] = { 0 };
+	const uint8_t *heat0[1] = { h0 }, *heat1[1] = { h1 };
+	const uint8_t *pinned[1] = { pin };
+	struct mig_plan_input in = { .topo = NULL, .layout = &l,
+		.local_nodes = 1, .reserve = 64 * MiB, .heat = heat0 };
+	struct mig_place_policy pol;
+	struct mig_plan first, next;
+	struct mig_plan_delta dl;
+	struct ut_err err = { "" };
+	struct gm_topo t;
+
+	two_nodes(&t, 1024 * MiB, 512 * MiB);
+	in.topo = &t;
+	for (int i = 0; i < w->hot0[1]; i++)
+		h0[w->hot0[0] + i] = 5;
+	for (int i = 0; i < w->hot1[1]; i++)
+		h1[w->hot1[0] + i] = 5;
+	for (int i = 0; i < w->pin[1]; i++)
+		pin[w->pin[0] + i] = 1;
+	ck_assert_int_eq(mig_place_parse("tiered", &pol, &err), 0);
+	pol.fast_share = 10;
+	ck_assert_int_eq(mig_plan_make(&first, &in, &pol, &err), 0);
+	in.heat = heat1;
+	in.pinned = pinned;
+	in.prev = &first;
+	ck_assert_msg(mig_plan_make(&next, &in, &pol, &err) == 0, "%s: %s",
+		      w->name, err.msg);
+	mig_plan_diff(&first, &next, &l, &dl);
+	ck_assert_msg(dl.chunks == w->moved && dl.bytes == w->moved * 2 * MiB,
+		      "%s: %u chunks (%llu bytes) moved, want %u", w->name,
+		      dl.chunks, (unsigned long long)dl.bytes, w->moved);
+	ck_assert_msg(next.planned[0] == w->planned0 * MiB &&
+		      next.planned[1] == (200 - w->planned0) * MiB,
+		      "%s: %llu MiB on node 0, want %llu", w->name,
+		      (unsigned long long)(next.planned[0] / MiB),
+		      (unsigned long long)w->planned0);
+	for (int i = 0; i < 100; i++)	/* allocated chunks never move */
+		ck_assert(!pin[i] || next.r[0].node[i] == first.r[0].node[i]);
+	for (int k = 0; k < MAX_CHECKED && w->chunk[k][0] >= 0; k++)
+		ck_assert_msg(next.r[0].node[w->chunk[k][0]] == w->chunk[k][1],
+			      "%s: chunk %d on node %u, want %d", w->name,
+			      w->chunk[k][0], next.r[0].node[w->chunk[k][0]],
+			      w->chunk[k][1]);
+	mig_plan_fini(&first);
+	mig_plan_fini(&next);
+}
+END_TEST
+
+/* A revision needs the plan it revises, of the same layout. */
+START_TEST(placement_revise_refused)
+{
+	struct mig_layout l = { .nr = 1, .r = { { 0, 64 * MiB, 4096, 0 } } };
+	struct mig_layout l2 = { .nr = 1, .r = { { 0, 32 * MiB, 4096, 0 } } };
+	uint8_t pin[32] = { 1 };
+	const uint8_t *pinned[1] = { pin };
+	struct mig_plan_input in = { .layout = &l, .local_nodes = 1,
+				     .pinned = pinned };
+	struct mig_place_policy pol;
+	struct ut_err err = { "" };
+	struct mig_plan first, next;
+	struct gm_topo t;
+
+	two_nodes(&t, 1024 * MiB, 512 * MiB);
+	in.topo = &t;
+	ck_assert_int_eq(mig_place_parse("tiered", &pol, &err), 0);
+	ck_assert_int_eq(mig_plan_make(&next, &in, &pol, &err), -EINVAL);
+	in.pinned = NULL;
+	in.layout = &l2;
+	ck_assert_int_eq(mig_plan_make(&first, &in, &pol, &err), 0);
+	in.layout = &l;
+	in.pinned = pinned;
+	in.prev = &first;
+	ut_err_clear(&err);
+	ck_assert_int_eq(mig_plan_make(&next, &in, &pol, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "another layout"), "%s", err.msg);
+	mig_plan_fini(&first);
+}
+END_TEST
+
+/* A round folded into the heat map: the old fades by a quarter (rounded
+ * up), the round counts 4; always written stays at heat = samples, never
+ * written cools to 0, and heat never exceeds samples. */
+START_TEST(heat_fold_table)
+{
+	static const struct {
+		const char *name;
+		uint8_t heat;
+		uint32_t samples;
+		bool written;
+		uint8_t want;
+		uint32_t want_samples;
+	} fold_rows[] = {
+		{ "hot in the samples, written", 5, 5, true, 7, 7 },
+		{ "hot in the samples, not written", 5, 5, false, 3, 7 },
+		{ "cold, written", 0, 5, true, 4, 7 },
+		{ "cold, not written", 0, 5, false, 0, 7 },
+		{ "settled and written", 13, 13, true, 13, 13 },
+		{ "one left fades out", 1, 13, false, 0, 13 },
+	};
+	uint8_t on = 1, off = 0, hot, cold;
+	uint32_t s;
+
+	for (size_t i = 0; i < UT_ARRAY_SIZE(fold_rows); i++) {
+		uint8_t h = fold_rows[i].heat;
+
+		s = fold_rows[i].samples;
+		mig_heat_fold(&h, fold_rows[i].written ? &on : &off, 1, &s);
+		ck_assert_msg(h == fold_rows[i].want && s == fold_rows[i].want_samples,
+			      "%s: heat %u of %u, want %u of %u", fold_rows[i].name,
+			      h, s, fold_rows[i].want, fold_rows[i].want_samples);
+	}
+	hot = 5, cold = 5, s = 5;
+	for (int r = 0; r < 40; r++) {
+		uint8_t pair[2] = { hot, cold }, w[2] = { 1, 0 };
+
+		mig_heat_fold(pair, w, 2, &s);
+		hot = pair[0], cold = pair[1];
+		ck_assert(hot == s && cold <= s && s <= 255);
+	}
+	ck_assert_uint_eq(s, 13);
+	ck_assert_uint_eq(cold, 0);
+}
+END_TEST
+
+/* When the source re-sends its heat map: a quarter of write frequency on
+ * at least 1% of the chunks (and one). */
+START_TEST(heat_material_table)
+{
+	static const struct {
+		const char *name;
+		uint8_t a[4], b[4];
+		uint32_t sa, sb, n;
+		bool want;
+	} mat_rows[] = {
+		{ "the same map", { 5, 0, 3, 1 }, { 5, 0, 3, 1 }, 5, 5, 4, false },
+		{ "the same frequencies, more samples", { 5, 0, 4, 1 },
+		  { 10, 0, 8, 2 }, 5, 10, 4, false },
+		{ "one chunk half as hot again", { 5, 0, 0, 0 },
+		  { 5, 5, 0, 0 }, 5, 10, 4, true },
+		{ "a fifth is not a quarter", { 2, 0, 0, 0 }, { 3, 0, 0, 0 },
+		  5, 5, 4, false },
+		{ "a quarter exactly", { 0, 0, 0, 0 }, { 1, 0, 0, 0 }, 4, 4, 4,
+		  true },
+		{ "samples where there were none", { 0 }, { 0 }, 0, 5, 4, true },
+		{ "none either side", { 0 }, { 0 }, 0, 0, 4, false },
+	};
+	static uint8_t a[200], b[200];
+
+	for (size_t i = 0; i < UT_ARRAY_SIZE(mat_rows); i++)
+		ck_assert_msg(mig_heat_material(mat_rows[i].a, mat_rows[i].sa, mat_rows[i].b,
+						mat_rows[i].sb, mat_rows[i].n) ==
+			      mat_rows[i].want, "%s", mat_rows[i].name);
+	/* One chunk in 200 is less than 1%: two are needed. */
+	b[7] = 5;
+	ck_assert(!mig_heat_material(a, 5, b, 5, 200));
+	b[9] = 5;
+	ck_assert(mig_heat_material(a, 5, b, 5, 200));
+}
+END_TEST
+
 /* After WELCOME an engine counts the wire's units: a 2 MiB region fed
  * 4 KiB units has 512 of them per page, and the regions after it start
  * further on. */
@@ -1347,6 +1541,11 @@ int main(void)
 		{ "placement_table", placement_table,
 		  UT_ARRAY_SIZE(place_rows), 0 },
 		{ "placement_is_pure", placement_is_pure, 0, 0 },
+		{ "placement_revise_table", placement_revise_table,
+		  UT_ARRAY_SIZE(revise_rows), 0 },
+		{ "placement_revise_refused", placement_revise_refused, 0, 0 },
+		{ "heat_material_table", heat_material_table, 0, 0 },
+		{ "heat_fold_table", heat_fold_table, 0, 0 },
 		{ "placement_policy_text", placement_policy_text, 0, 0 },
 		{ "vm_units", vm_units, 0, 0 },
 	};

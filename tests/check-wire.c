@@ -322,6 +322,52 @@ START_TEST(zero_bitmap)
 }
 END_TEST
 
+/* KSM (MIG_FEAT_KSM_PAGES): a ZERO body of at most 32768 pages, both
+ * ways; inside it every check of ZERO holds. */
+START_TEST(ksm_pages)
+{
+	static uint8_t bits[MIG_KSM_MAX_PAGES / 8 + 1], buf[MIG_ZERO_FIXED +
+							   sizeof(bits)];
+	struct mig_layout l = { .nr = 1, .r = { { .gpa = 0, .size = 1ULL << 30,
+						  .page_size = 4096 } } };
+	struct mig_zero z = { .region = 0, .first = 5, .npages = MIG_KSM_MAX_PAGES,
+			      .bits = bits }, out;
+	ssize_t n;
+
+	memset(bits, 0, sizeof(bits));
+	bits[0] = 0x81;
+	bits[MIG_KSM_MAX_PAGES / 8 - 1] = 0x80;
+	n = mig_enc_ksm(buf, sizeof(buf), &z);
+	ck_assert_int_eq(n, MIG_ZERO_FIXED + MIG_KSM_MAX_PAGES / 8);
+	ck_assert_int_eq(mig_dec_ksm(buf, n, &l, &out), 0);
+	ck_assert_uint_eq(out.first, 5);
+	ck_assert_uint_eq(out.npages, MIG_KSM_MAX_PAGES);
+	ck_assert_uint_eq(out.bits[0], 0x81);
+	ck_assert_uint_eq(out.bits[MIG_KSM_MAX_PAGES / 8 - 1], 0x80);
+	z.npages = MIG_KSM_MAX_PAGES + 1;
+	ck_assert_int_eq(mig_enc_ksm(buf, sizeof(buf), &z), -EINVAL);
+	silence();
+	/* One page too many, built as ZERO, which allows it. */
+	n = mig_enc_zero(buf, sizeof(buf), &z);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mig_dec_zero(buf, n, &l, &out), 0);
+	ck_assert_int_eq(mig_dec_ksm(buf, n, &l, &out), -EPROTO);
+	ck_assert_str_eq(mig_wire_reason(),
+			 "ksm: more than 32768 pages in one message");
+	z.npages = 8;
+	z.first = (1ULL << 30) / 4096 - 4; /* past the region's end */
+	n = mig_enc_ksm(buf, sizeof(buf), &z);
+	ck_assert_int_eq(mig_dec_ksm(buf, n, &l, &out), -EPROTO);
+	z.first = 0;
+	z.region = 1;
+	n = mig_enc_ksm(buf, sizeof(buf), &z);
+	ck_assert_int_eq(mig_dec_ksm(buf, n, &l, &out), -EPROTO);
+	ck_assert_int_eq(mig_dec_ksm(buf, MIG_ZERO_FIXED - 1, &l, &out),
+			 -EPROTO);
+	quiet();
+}
+END_TEST
+
 START_TEST(dup_references)
 {
 	struct mig_hello h = hello();
@@ -707,6 +753,7 @@ int main(void)
 		{ "welcome_huge_units", welcome_huge_units, 0, 0 },
 		{ "pages_header_and_indexes", pages_header_and_indexes, 0, 0 },
 		{ "zero_bitmap", zero_bitmap, 0, 0 },
+		{ "ksm_pages", ksm_pages, 0, 0 },
 		{ "dup_references", dup_references, 0, 0 },
 		{ "subpages", subpages, 0, 0 },
 		{ "small_messages", small_messages, 0, 0 },

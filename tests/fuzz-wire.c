@@ -24,7 +24,7 @@
 
 enum { D_HELLO, D_WELCOME, D_PAGES, D_ZERO, D_DUP, D_ROUND, D_RESUMED,
        D_ERROR, D_REQ, D_COMPLETE, D_VML_HDR, D_VML_HELLO, D_SUBPAGES,
-       D_TOPOLOGY, D_HEAT, D_VML_ADVISE, D_COUNT };
+       D_TOPOLOGY, D_HEAT, D_VML_ADVISE, D_KSM, D_COUNT };
 
 #define LAYOUT { \
 	.nr = 2, \
@@ -175,6 +175,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 							      u.z.region))
 			__builtin_trap();
 		break;
+	case D_KSM:
+		if (!mig_dec_ksm(data + 1, size - 1, &layout, &u.z) &&
+		    (u.z.npages > MIG_KSM_MAX_PAGES ||
+		     u.z.first + u.z.npages > mig_region_pages(&layout,
+							       u.z.region)))
+			__builtin_trap();
+		break;
 	case D_DUP:
 		mig_dec_dup(data + 1, size - 1, &layout, dup, MIG_MAX_DUPS,
 			    &count);
@@ -319,6 +326,7 @@ int main(int argc, char **argv)
 	/* A PAGES seed is only the header: the fuzzer mutates the lengths. */
 	err |= write_seed(argv[1], D_PAGES, b, n);
 	err |= write_seed(argv[1], D_ZERO, b, mig_enc_zero(b, 4096, &z));
+	err |= write_seed(argv[1], D_KSM, b, mig_enc_ksm(b, 4096, &z));
 	err |= write_seed(argv[1], D_DUP, b, mig_enc_dup(b, 4096, &d, 1));
 	err |= write_seed(argv[1], D_ROUND, b, mig_enc_round(b, 4096, &r));
 	err |= write_seed(argv[1], D_RESUMED, b, mig_enc_resumed(b, 4096, &rs));

@@ -277,6 +277,21 @@ static int s_hello_second(struct peer *p)
 	return handshake(p) ?: send_hello(p, &p->hello);
 }
 
+/* KSM pages from a source that never offered MIG_FEAT_KSM_PAGES (and a
+ * destination of shared memory, which would not take them). */
+static int s_ksm_unagreed(struct peer *p)
+{
+	uint8_t bits[1] = { 0x0f };
+	struct mig_zero z = { .region = 0, .first = 0, .npages = 8,
+			      .bits = bits };
+	ssize_t n;
+
+	if (handshake(p))
+		return -EPROTO;
+	n = mig_enc_ksm(p->buf, BUF_CAP, &z);
+	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_KSM, p->buf, n);
+}
+
 static int s_no_hello(struct peer *p)
 {
 	return send_round(p, 0, 0) ?:
@@ -761,6 +776,7 @@ static const struct scenario {
 	{ "hello_nbulk_mismatch", s_hello_nbulk_mismatch },
 	{ "hello_second", s_hello_second },
 	{ "heat_chunks", s_heat_chunks },
+	{ "ksm_unagreed", s_ksm_unagreed },
 	{ "pages_truncated", s_pages_truncated },
 	{ "pages_short_header", s_pages_short_header },
 	{ "pages_count_zero", s_pages_count_zero },

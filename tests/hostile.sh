@@ -78,6 +78,7 @@ hello_total_mismatch|no valid HELLO.*page total does not match
 hello_layout_mismatch|RAM layout .* does not match the incoming
 hello_nbulk_mismatch|HELLO announces 2 bulk streams, its session has 1
 hello_second|unexpected control message 0x4d01
+ksm_unagreed|KSM pages that were not agreed
 heat_chunks|malformed HEAT \(heat: chunk count differs from the region\)
 pages_truncated|malformed message: pages: message length does not match the count
 pages_short_header|malformed message: pages: shorter than its header

@@ -276,6 +276,10 @@ static void print_placement(FILE *f, const struct mig_place_stats *p)
 		       "planned on the top tier\n",
 		       (unsigned long long)p->hot_on_top,
 		       (unsigned long long)p->hot_chunks, p->heat_samples);
+	if (p->revisions)
+		fprintf(f, "  placement: %u revisions of the plan as the heat "
+		       "changed, %llu MiB moved between nodes in it\n",
+		       p->revisions, (unsigned long long)(p->revised_bytes >> 20));
 	if (p->note[0])
 		fprintf(f, "  placement: %s\n", p->note);
 }

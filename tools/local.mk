@@ -54,7 +54,8 @@ dist_man1_MANS += docs/man/ferry.1 docs/man/ferry-source.1 \
 
 # The benchmark suite against QEMU (a script, run from the source tree).
 EXTRA_DIST += tools/bench tools/bench.d/procs.py tools/bench.d/ferry.py \
-	tools/bench.d/qemu.py tools/bench.d/report.py
+	tools/bench.d/qemu.py tools/bench.d/report.py \
+	tools/bench.d/placement.py tools/bench.d/accel.py tools/bench.d/fqemu.py
 
 # The benchmark: figures, not a test.
 noinst_PROGRAMS += tools/bench-transport
@@ -66,3 +67,7 @@ tools_bench_transport_LDADD = $(CERT_LIBS) $(TRANSPORT_LIBS)
 # node), booted by tests/migrate.sh's nested_* cases.
 EXTRA_DIST += tools/nested/fetch tools/nested/host tools/nested/init \
 	tools/nested/runner
+# Where a process's pages are by node (move_pages), asked inside it.
+noinst_PROGRAMS += tools/nested/pages
+tools_nested_pages_SOURCES = tools/nested/pages.c
+tools_nested_pages_LDADD = $(GUESTMEM_LIBS)

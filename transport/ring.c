@@ -38,15 +38,23 @@
 #define CANCEL_ID 2
 #define RING_DEPTH 8
 
-/* No IORING_SETUP_COOP_TASKRUN: a thread busy-polling the completion
- * queue (tp_stream_set_busy_poll()) must be kicked to run the task work
- * that posts its completion; a sleeping waiter is woken either way. */
+/* IORING_SETUP_COOP_TASKRUN: the task work that finishes a send which
+ * waited for room (or posts a completion) runs when the thread next
+ * enters the kernel, instead of interrupting it (an IPI, a VM exit here)
+ * while it seals the next buffer; a sleeping waiter is woken either way.
+ * TASKRUN_FLAG lets a thread busy-polling the completion queue
+ * (tp_stream_set_busy_poll()) see that work is pending: liburing's peek
+ * enters the kernel to run it. Older kernels: neither. */
 int tp_ring_setup(struct tp_stream *st)
 {
 	struct iovec iov = { .iov_base = st->rxbuf, .iov_len = st->rx_cap };
 	int ret;
 
-	ret = io_uring_queue_init(RING_DEPTH, &st->ring, 0);
+	ret = io_uring_queue_init(RING_DEPTH, &st->ring,
+				  IORING_SETUP_COOP_TASKRUN |
+				  IORING_SETUP_TASKRUN_FLAG);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(RING_DEPTH, &st->ring, 0);
 	if (ret < 0)
 		return tp_stream_seterr(st, ret, "io_uring setup failed: %s",
 					strerror(-ret));

@@ -66,17 +66,8 @@ class Child:
         return "\n".join(s for _, s in self.snapshot())
 
     def heartbeats(self):
-        out = []
-        for t, s in self.snapshot():
-            m = HB_RE.match(s)
-            if m:
-                kv = dict(w.split("=", 1) for w in m.group(1).split()
-                          if "=" in w)
-                try:
-                    out.append((t, {k: int(v) for k, v in kv.items()}))
-                except ValueError:
-                    pass
-        return out
+        return [(t, kv) for t, kv in ((t, heartbeat(s))
+                                      for t, s in self.snapshot()) if kv]
 
     def poll(self):
         if self.status is not None:
@@ -117,6 +108,23 @@ class Child:
             except ProcessLookupError:
                 pass
             self.wait(10)
+
+
+def heartbeat(line):
+    """The words of a guest's heartbeat line as {key: int}, else None."""
+    m = HB_RE.match(line)
+    if not m:
+        return None
+    try:
+        return {k: int(v) for k, v in (w.split("=", 1) for w in
+                                       m.group(1).split() if "=" in w)}
+    except ValueError:
+        return None
+
+
+def parse_heartbeats(lines):
+    """The heartbeats among LINES, as heartbeat() gives them."""
+    return [kv for kv in map(heartbeat, lines) if kv]
 
 
 def wait_for(pred, timeout, step=0.05):

@@ -6,6 +6,8 @@ import os
 import statistics
 import subprocess
 
+import placement
+
 # (key, heading, unit, format, lower is better)
 FIGURES = [
     ("total_s", "total", "s", "{:.2f}", True),
@@ -200,22 +202,32 @@ def headings():
         ["guest dirty (MiB/s)"]
 
 
-def _text(hs, body):
+def _text(hs, body, group=True):
     widths = [max(len(str(r[i])) for r in [hs] + body)
               for i in range(len(hs))]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(hs, widths))]
     lines.append("  ".join("-" * w for w in widths))
     prev = None
     for r in body:
-        if prev is not None and r[0] != prev:
+        if group and prev is not None and r[0] != prev:
             lines.append("")
         prev = r[0]
         lines.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
     return "\n".join(lines)
 
 
+def placements(result):
+    return [sc for sc in result["scenarios"]
+            if sc.get("kind") == "placement"]
+
+
 def table_text(result):
     out = []
+    for sc in placements(result):
+        out += [f"-- {sc['name']}: {placement.header(sc)}"]
+        for hs, body in (placement.policy_rows(sc), placement.ksm_rows(sc)):
+            if body:
+                out += [_text(hs, body, group=False), ""]
     for ours, title in TABLES:
         body = [[s, e] + c + [n] for s, e, c, n in rows(result, ours)]
         if not body:
@@ -296,6 +308,13 @@ def write_markdown(result, path, plots):
             L.append("| " + " | ".join(r) + " |")
         L.append("")
 
+    for sc in placements(result):
+        L += ["## Placement on the nested NUMA host", "",
+              placement.header(sc), "", placement.NOTE, ""]
+        for hs, body in (placement.policy_rows(sc), placement.ksm_rows(sc)):
+            if body:
+                md(hs, body)
+
     for ours, title in TABLES:
         body = [[s, e] + c + [n] for s, e, c, n in rows(result, ours)]
         if not body:
@@ -327,13 +346,11 @@ def write_markdown(result, path, plots):
               f"better downtime and stay within {AUTO_TOTAL_BOUND}x the "
               f"better total time.", ""]
         md(["scenario"] + AUTO_HEADINGS, ab)
-    L += ["## Ferry against the machine's limits", ""]
     _, lh, lb = limits_text(result)
-    L.append("| " + " | ".join(lh) + " |")
-    L.append("|" + "---|" * len(lh))
-    for r in lb:
-        L.append("| " + " | ".join(r) + " |")
-    L += ["", "## Scenarios", ""]
+    if lb:
+        L += ["## Ferry against the machine's limits", ""]
+        md(lh, lb)
+    L += ["## Scenarios", ""]
     for sc in result["scenarios"]:
         L.append(f"- **{sc['name']}**: {sc['desc']}")
     L += ["", "## What the figures mean", "", *m["legend"], ""]
@@ -409,8 +426,11 @@ plot '{dat}' using 2:3:4:xtic(1) title 'Ferry on QEMU' lc rgb '#1f77b4', \\
         if _gnuplot(gp):
             written.append(png)
     png = f"{outdir}/fault_latency.png"
-    if _fault_plot(result, outdir, png):
+    if any(sc["variants"] for sc in result["scenarios"]) and \
+            _fault_plot(result, outdir, png):
         written.append(png)
+    for sc in placements(result):
+        written += placement.plots(sc, outdir, _gnuplot)
     return written
 
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -45,6 +46,8 @@ static const char usage[] =
 	"      --thp               advise shmem RAM for transparent huge pages\n"
 	"                          (MADV_HUGEPAGE, as QEMU does; takes effect\n"
 	"                          where shmem_enabled is advise or wider)\n"
+	"      --mergeable         advise anonymous RAM for KSM (MADV_MERGEABLE,\n"
+	"                          as QEMU's mem-merge=on)\n"
 	"  -s, --socket PATH       serve the VM link on this Unix socket\n"
 	"  -i, --incoming          create RAM, hand over the uffd, wait for\n"
 	"                          load-state and resume on the VM link\n"
@@ -79,7 +82,7 @@ static const char usage[] =
 enum {
 	OPT_CONSOLE = 256, OPT_NOKVM, OPT_WATCHDOG, OPT_THP, OPT_WS, OPT_RATE,
 	OPT_ZERO, OPT_DUP, OPT_PATTERN, OPT_SEED, OPT_HBMS, OPT_HBS,
-	OPT_ACCEL, OPT_PROBE, OPT_NO_RESERVE,
+	OPT_ACCEL, OPT_PROBE, OPT_NO_RESERVE, OPT_MERGEABLE,
 };
 
 static const struct option long_opts[] = {
@@ -98,6 +101,7 @@ static const struct option long_opts[] = {
 	{ "probe-accel", no_argument, NULL, OPT_PROBE },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
 	{ "thp", no_argument, NULL, OPT_THP },
+	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
 	{ "ws", required_argument, NULL, OPT_WS },
 	{ "rate", required_argument, NULL, OPT_RATE },
 	{ "zero", required_argument, NULL, OPT_ZERO },
@@ -203,6 +207,9 @@ static int parse_opt(struct vm_config *cfg, int c, const char *arg)
 			-EINVAL : 0;
 	case OPT_THP:
 		cfg->thp = true;
+		return 0;
+	case OPT_MERGEABLE:
+		cfg->mergeable = true;
 		return 0;
 	case OPT_WATCHDOG:
 		cfg->watchdog_ms = (unsigned int)strtoul(arg, &end, 10);
@@ -425,9 +432,24 @@ static int setup(struct vm *vm, char *payload_buf, size_t len)
 		       strerror(-ret));
 		return ret;
 	}
-	pr_info("%s VM, %u vCPUs, %" PRIu64 " MiB %s RAM", vm->ops->name,
+	if (cfg->mergeable && cfg->backing != GM_BACKING_ANON &&
+	    cfg->backing != GM_BACKING_ANON_THP) {
+		pr_err("--mergeable is for anonymous RAM (KSM merges nothing "
+		       "else), not %s", gm_backing_name(cfg->backing));
+		return -EINVAL;
+	}
+	if (cfg->mergeable && madvise(vm->ram.host, vm->ram.size,
+				      MADV_MERGEABLE)) {
+		ret = -errno;
+		pr_err("madvise(MADV_MERGEABLE) on guest RAM: %s",
+		       strerror(-ret));
+		return ret;
+	}
+	/* The address lets a test ask where the RAM's pages are
+	 * (tools/nested/pages: move_pages on this pid). */
+	pr_info("%s VM, %u vCPUs, %" PRIu64 " MiB %s RAM at %p", vm->ops->name,
 		cfg->nr_cpus, cfg->ram_bytes >> 20,
-		gm_backing_name(cfg->backing));
+		gm_backing_name(cfg->backing), vm->ram.host);
 	return vm->ops->init(vm, !cfg->incoming && !cfg->restore);
 }
 

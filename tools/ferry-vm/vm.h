@@ -57,6 +57,7 @@ struct vm_config {
 	unsigned int nr_cpus;	/* 1..VM_MAX_CPUS */
 	unsigned int watchdog_ms; /* 0: off */
 	bool thp;		/* MADV_HUGEPAGE on shmem RAM */
+	bool mergeable;		/* MADV_MERGEABLE on anonymous RAM */
 	bool incoming;		/* wait for load-state + resume */
 	bool no_reserve;	/* hugetlb RAM without a reservation */
 	enum vm_accel accel;	/* as asked (--accel, FERRY_ACCEL) */
