@@ -1562,6 +1562,8 @@ static void *gib_send_fn(void *arg)
 	}
 	if (!ret)
 		ret = tp_send(e->st, 2, NULL, 0, 0);
+	if (!ret)
+		ret = tp_stream_flush(e->st);
 	e->hash = XXH3_64bits_digest(h);
 	XXH3_freeState(h);
 	e->ret = ret;
@@ -1663,6 +1665,8 @@ static void *flood_fn(void *arg)
 	}
 	if (ret == 0)
 		ret = tp_send(f->st, 2, NULL, 0, 0);
+	if (ret == 0)
+		ret = tp_stream_flush(f->st);
 	f->ret = ret;
 	return NULL;
 }

@@ -257,6 +257,8 @@ static void *bulk_send_fn(void *arg)
 	}
 	if (ret == 0)
 		ret = tp_send(f->st, 2, NULL, 0, 0);
+	if (ret == 0)
+		ret = tp_stream_flush(f->st);
 	if (ret < 0)
 		fprintf(stderr, "bulk send: %s\n", tp_stream_err(f->st)->msg);
 	f->ret = ret;
@@ -390,6 +392,8 @@ static void *ping_fn(void *arg)
 	}
 	if (ret == 0)
 		ret = tp_send(r->st, 9, NULL, 0, 0);
+	if (ret == 0)
+		ret = tp_stream_flush(r->st);
 	if (ret < 0)
 		fprintf(stderr, "ping: %s\n", tp_stream_err(r->st)->msg);
 	r->ret = ret;

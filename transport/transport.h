@@ -257,6 +257,9 @@ struct tp_msg {
  * message while this one is sent), or with TP_MORE sealed or staged: the
  * caller may then reuse its buffers. A TLS send that fails in the kernel
  * is reported by the stream's next call; tp_stream_flush() waits for it.
+ * That send belongs to the calling thread (io_uring runs the rest of it
+ * as the thread's task work): a thread must not end with one pending, or
+ * its last bytes may never leave; it calls tp_stream_flush() first.
  * Returns 0 or -errno
  * (-ETIMEDOUT peer not reading, -EPIPE / -ECONNRESET peer gone, -EINVAL bad
  * type), with the reason in tp_stream_err(). */
