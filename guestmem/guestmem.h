@@ -379,6 +379,33 @@ ssize_t gm_ksm_merged(pid_t pid, uint64_t addr, uint64_t npages,
 		      uint8_t *bits);
 
 /*
+ * Access hotness from DAMON (guestmem/access.c): which @chunk-byte chunks
+ * of process @pid's address ranges @r are read or written, where dirty
+ * tracking sees only the writes. One kdamond of its own, fvaddr (else
+ * vaddr) monitoring, only where no kdamond exists (a DAMON in use is
+ * never taken over). Returns 0, or -ENOTSUP (no DAMON sysfs, or no
+ * process monitoring in it), -EBUSY (DAMON in use), another -errno, each
+ * with the reason in @why. Root.
+ */
+#define GM_ACCESS_MAX_RANGES 16
+struct gm_access;
+struct gm_access_range {
+	uint64_t addr, len;
+};
+int gm_access_open(struct gm_access **out, pid_t pid,
+		   const struct gm_access_range *r, unsigned int n,
+		   uint64_t chunk, char *why, size_t len);
+/* "fvaddr" or "vaddr"; the chunks of every range, ranges in order. */
+const char *gm_access_ops(const struct gm_access *a);
+uint64_t gm_access_chunks(const struct gm_access *a);
+/* @acc[c] (gm_access_chunks() bytes) = 1 for each chunk accessed in the
+ * last aggregation interval (100 ms), else 0. Returns how many, or
+ * -errno. */
+ssize_t gm_access_sample(struct gm_access *a, uint8_t *acc);
+/* Stops and removes the kdamond. */
+void gm_access_close(struct gm_access *a);
+
+/*
  * Sets the memory policy of [addr, addr + len) of this process to node
  * @node only (MPOL_BIND). On a shared mapping of a memfd or tmpfs file
  * this is the file's shared policy: every later allocation of those pages

@@ -11,7 +11,8 @@ guestmem_libguestmem_a_SOURCES = \
 	guestmem/dirty-uffdwp.c \
 	guestmem/scan.c \
 	guestmem/numa.c \
-	guestmem/thp.c
+	guestmem/thp.c \
+	guestmem/access.c
 guestmem_libguestmem_a_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS)
 GUESTMEM_LIBS = guestmem/libguestmem.a util/libutil.a $(XXHASH_LIBS) $(NUMA_LIBS)
 

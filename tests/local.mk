@@ -173,3 +173,9 @@ EXTRA_DIST += tests/qemu.sh tests/vmlink-client.py tests/vmlink-hold.py \
 # the test's own on this machine (TAP; docs/libvirt.md).
 TESTS += tests/libvirt.sh
 EXTRA_DIST += tests/libvirt.sh
+
+# DAMON's access hotness on the process's own memory (tests/migrate.sh
+# damon_access, outside and inside the nested host).
+check_PROGRAMS += tests/access-probe
+tests_access_probe_SOURCES = tests/access-probe.c
+tests_access_probe_LDADD = $(GUESTMEM_LIBS) -lpthread
