@@ -467,10 +467,17 @@ void mig_heat_track_fini(struct mig_heat_track *t);
 /* Source: heat per chunk of every region of @vm from @samples harvests of
  * @d, @interval_ms apart, into @heat[r] (mig_chunks() bytes each, the
  * caller's). The harvested pages are all sent in round 0 anyway. Returns
- * 0 or -errno. */
+ * 0 or -errno. With @acc, DAMON's reads count too. */
 int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
 		    unsigned int samples, unsigned int interval_ms,
-		    uint8_t **heat);
+		    uint8_t **heat, struct gm_access *acc, uint64_t *read_only);
+/* DAMON on the VMM's mappings of @vm's RAM (the VM link's peer, or the
+ * anonymous RAM's process), for mig_heat_sample()'s @acc: a chunk counts
+ * hot in a sample it was written or read in (@read_only: how many times
+ * one was read and not written). NULL with the reason in @why where
+ * DAMON cannot say (else @why names what monitors). */
+struct gm_access *mig_heat_access_open(const struct mig_vm *vm, char *why,
+				       size_t len);
 /* ---- events (events.c) ---- */
 
 /* A recovery event of either engine: @state "lost", "reconnected" or

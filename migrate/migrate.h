@@ -135,6 +135,11 @@ struct mig_stats {
 		uint64_t revised_chunks, revised_bytes;
 		uint64_t hot_chunks;	/* chunks written while sampled */
 		uint64_t hot_on_top;	/* of those, planned on the top tier */
+		/* source, tiered: where the hotness came from ("writes and
+		 * reads (DAMON ...)" or "writes only (why)"), and the
+		 * samples in which a chunk was read but not written */
+		char hotness[200];
+		uint64_t read_only_hot;
 	} place;
 	/* Destination at completion: KSM's state, the hints given for
 	 * anonymous RAM (MADV_MERGEABLE through the VMM) and the footprint

@@ -8,9 +8,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define LOG_PREFIX "placement"
@@ -440,21 +443,100 @@ void mig_place_stats_from(struct mig_place_stats *st,
 	}
 }
 
+/* Where process @pid maps @size bytes of @fd from @off: its address, or
+ * 0 (not one mapping of it). */
+static uint64_t mapped_at(pid_t pid, int fd, uint64_t off, uint64_t size)
+{
+	unsigned long long lo, hi, foff, ino;
+	char path[64], line[512];
+	uint64_t at = 0;
+	struct stat sb;
+	FILE *f;
+
+	if (fstat(fd, &sb))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (!at && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%llx-%llx %*s %llx %*s %llu", &lo, &hi, &foff,
+			   &ino) == 4 && ino == (unsigned long long)sb.st_ino &&
+		    foff <= off && off + size <= foff + (hi - lo))
+			at = lo + (off - foff);
+	fclose(f);
+	return at;
+}
+
+struct gm_access *mig_heat_access_open(const struct mig_vm *vm, char *why,
+				       size_t len)
+{
+	struct gm_access_range r[GM_ACCESS_MAX_RANGES];
+	uint64_t chunk = mig_chunk_bytes(&vm->layout, 0);
+	struct ucred cr = { 0 };
+	socklen_t cl = sizeof(cr);
+	struct gm_access *a;
+	pid_t pid;
+
+	if (vm->nr > GM_ACCESS_MAX_RANGES) {
+		snprintf(why, len, "%u RAM regions, more than %d", vm->nr,
+			 GM_ACCESS_MAX_RANGES);
+		return NULL;
+	}
+	if (vm->anon) {
+		pid = vm->map[0].pid;
+	} else if (!getsockopt(vm->link.sock, SOL_SOCKET, SO_PEERCRED, &cr,
+			       &cl) && cr.pid > 0) {
+		pid = cr.pid;
+	} else {
+		snprintf(why, len, "the VM link does not say the VMM's pid");
+		return NULL;
+	}
+	for (uint32_t i = 0; i < vm->nr; i++) {
+		const struct gm_region *g = &vm->map[i];
+
+		if (mig_chunk_bytes(&vm->layout, i) != chunk) {
+			snprintf(why, len, "the regions' chunks differ in size");
+			return NULL;
+		}
+		r[i].len = g->size;
+		r[i].addr = vm->anon ? g->remote_addr :
+			    mapped_at(pid, g->fd, g->fd_offset, g->size);
+		if (!r[i].addr) {
+			snprintf(why, len, "the VM link's peer (pid %d) does not "
+				 "map RAM region %u itself", (int)pid, i);
+			return NULL;
+		}
+	}
+	if (gm_access_open(&a, pid, r, vm->nr, chunk, why, len))
+		return NULL;
+	snprintf(why, len, "DAMON %s on the VMM, pid %d", gm_access_ops(a),
+		 (int)pid);
+	return a;
+}
+
 int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
 		    unsigned int samples, unsigned int interval_ms,
-		    uint8_t **heat)
+		    uint8_t **heat, struct gm_access *acc, uint64_t *read_only)
 {
+	uint8_t *seen = acc ? malloc(gm_access_chunks(acc)) : NULL;
 	struct ut_bitmap bm;
 	int ret;
 
+	*read_only = 0;
+	if (acc && !seen)
+		return -ENOMEM;
 	ret = ut_bitmap_init(&bm, gm_dirty_pages(d));
-	if (ret)
+	if (ret) {
+		free(seen);
 		return ret;
+	}
 	for (uint32_t r = 0; r < vm->nr; r++)
 		memset(heat[r], 0, mig_chunks(&vm->layout, r));
 	for (unsigned int s = 0; s < samples; s++) {
 		struct timespec ts = { interval_ms / 1000,
 				       (interval_ms % 1000) * 1000000L };
+		uint64_t base = 0;
 		ssize_t n;
 
 		nanosleep(&ts, NULL);
@@ -463,23 +545,45 @@ int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
 			ret = (int)n;
 			break;
 		}
+		if (seen && (n = gm_access_sample(acc, seen)) < 0) {
+			pr_warn("DAMON's sample failed (%s): hotness from the "
+				"writes alone from here on", strerror((int)-n));
+			free(seen);
+			seen = NULL;
+		}
 		for (uint32_t r = 0; r < vm->nr; r++) {
 			uint64_t per = mig_chunk_bytes(&vm->layout, r) /
 				       vm->layout.r[r].page_size;
 			uint64_t end = vm->first[r] + mig_region_pages(&vm->layout, r);
-			uint64_t last = UINT64_MAX;
+			uint64_t nc = mig_chunks(&vm->layout, r);
+			uint8_t *w = calloc(1, nc);
 
-			for (uint64_t g = ut_bitmap_find_next(&bm, vm->first[r]);
-			     g < end; g = ut_bitmap_find_next(&bm, g + 1)) {
-				uint64_t c = (g - vm->first[r]) / per;
-
-				if (c != last && heat[r][c] < 255)
-					heat[r][c]++;
-				last = c;
+			if (!w) {
+				ret = -ENOMEM;
+				break;
 			}
+			for (uint64_t g = ut_bitmap_find_next(&bm, vm->first[r]);
+			     g < end; g = ut_bitmap_find_next(&bm, g + 1))
+				w[(g - vm->first[r]) / per] = 1;
+			/* a chunk is hot in a sample it was written or
+			 * read in */
+			for (uint64_t c = 0; c < nc; c++) {
+				bool rd = seen && base + c < gm_access_chunks(acc) &&
+					  seen[base + c];
+
+				if (rd && !w[c])
+					(*read_only)++;
+				if ((w[c] || rd) && heat[r][c] < 255)
+					heat[r][c]++;
+			}
+			base += nc;
+			free(w);
 		}
 		ut_bitmap_clear_all(&bm);
+		if (ret)
+			break;
 	}
+	free(seen);
 	ut_bitmap_fini(&bm);
 	return ret;
 }
@@ -578,7 +682,8 @@ static int track_begin(struct mig_heat_track *t, const struct mig_heat *h)
 
 static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
 		     struct gm_dirty *d, bool sample,
-		     struct mig_heat_track *track, struct ut_err *err)
+		     struct mig_heat_track *track, struct mig_place_stats *st,
+		     struct ut_err *err)
 {
 	struct mig_heat h = { .nr = vm->nr, .samples = sample ? HEAT_SAMPLES : 0 };
 	size_t cap = heat_cap(&vm->layout), off = 0;
@@ -596,8 +701,23 @@ static int send_heat(struct tp_stream *ctl, const struct mig_vm *vm,
 		off += h.nchunks[r];
 	}
 	buf = heat + off;
-	if (sample)
-		ret = mig_heat_sample(d, vm, HEAT_SAMPLES, HEAT_INTERVAL_MS, bufs);
+	if (sample) {
+		char why[sizeof(st->hotness) - 32] = "";
+		struct gm_access *acc = mig_heat_access_open(vm, why, sizeof(why));
+		uint64_t rd = 0;
+
+		ret = mig_heat_sample(d, vm, HEAT_SAMPLES, HEAT_INTERVAL_MS,
+				      bufs, acc, &rd);
+		gm_access_close(acc);
+		if (acc)
+			snprintf(st->hotness, sizeof(st->hotness),
+				 "writes and reads (%s)", why);
+		else
+			snprintf(st->hotness, sizeof(st->hotness),
+				 "writes only (%s)", why);
+		st->read_only_hot = rd;
+		pr_info("hotness: %s", st->hotness);
+	}
 	if (ret) {
 		free(heat);
 		return ut_err_first(err, ret, "sampling the VM's writes: %s",
@@ -706,7 +826,7 @@ int mig_place_src_handshake(struct tp_stream *ctl, const struct mig_vm *vm,
 	pr_debug("the destination has %u NUMA nodes; its placement: %s",
 		t->host.nr_nodes, t->policy);
 	ret = send_heat(ctl, vm, d, !strncmp(t->policy, "tiered", 6), track,
-			err);
+			&st->place, err);
 out:
 	free(buf);
 	free(t);

@@ -56,6 +56,12 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 	json_str(f, p->policy);
 	fprintf(f, ", \"note\": ");
 	json_str(f, p->note);
+	if (p->hotness[0]) {
+		fprintf(f, ", \"hotness\": ");
+		json_str(f, p->hotness);
+		fprintf(f, ", \"read_not_written\": %llu",
+			(unsigned long long)p->read_only_hot);
+	}
 	fprintf(f, ", \"checked\": %s", p->checked ? "true" : "false");
 	if (p->checked)
 		fprintf(f, ", \"pages_present\": %llu, \"pages_as_planned\": "

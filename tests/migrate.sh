@@ -40,11 +40,11 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	auto_2g postcopy_recover postcopy_manual_recover postcopy_recover_2m_to_4k
 	postcopy_dest_killed postcopy_dest_vm_killed bad_cert revoked dest_killed
 	source_killed no_converge layout_mismatch usage placement_local
-	placement_bind0 placement_refused placement_revised anon_precopy anon_postcopy
+	placement_bind0 placement_refused placement_revised damon_access anon_precopy anon_postcopy
 	anon_placement_bind0
 	anon_map_refused anon_ksm_hints anon_ksm_source nested_boot nested_local
 	nested_bind1 nested_interleave nested_tiered nested_anon_tiered
-	nested_anon_ksm nested_hugetlb nested_refused soak"
+	nested_anon_ksm nested_damon nested_hugetlb nested_refused soak"
 HARNESS=migrate
 . "$(cd "$(dirname "$0")" && pwd)/harness.sh"
 
@@ -1161,7 +1161,7 @@ placement_case() {
 # moving a byte between nodes (there is one), every page as planned and
 # the guest verified.
 case_placement_revised() {
-	local w ws r
+	local w ws r hn
 	DARGS="--placement tiered"
 	migrate 64M "--rate 4 --pattern sequential" \
 		"--mode precopy --bandwidth 32" || return
@@ -1175,8 +1175,27 @@ case_placement_revised() {
 	[ "$(field revised_bytes "$w")" = 0 ] ||
 		{ fail "a revision moved bytes between the nodes of a one-node host: $w"; return; }
 	placed_as_planned "$w" || return
-	pass "tiered plan revised $r times in precopy (0 bytes moved: one node), $(field samples "$w") samples at the end; $PLACED; guest $VERIFIED"
+	hn=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["numa"].get("hotness", ""))' "$CT/src.json")
+	[[ "$hn" == "writes and reads (DAMON "* || "$hn" == "writes only ("?*")" ]] ||
+		{ fail "the source's JSON does not say where the hotness came from: '$hn'"; return; }
+	pass "tiered plan revised $r times in precopy (0 bytes moved: one node), $(field samples "$w") samples at the end; hotness from $hn; $PLACED; guest $VERIFIED"
 }
+# DAMON's access hotness (guestmem/access.c) on a process reading 4 of
+# its 32 chunks (tests/access-probe): on this host, and inside the
+# nested one (nested_damon); a kernel whose DAMON cannot monitor a
+# process, or a DAMON in use by someone else, is a skip with its reason.
+damon_probe_case() {
+	local out
+	out=$("$@" 2>&1)
+	rc=$?
+	echo "$out" >"$CT/probe.log"
+	case $rc in
+	0) pass "DAMON saw the 4 chunks read and no other: $(grep '^ACCESS' <<<"$out")" ;;
+	77) skip "$(sed -n 's/^SKIP //p' <<<"$out" | head -n 1)" ;;
+	*) fail "access-probe exit $rc: $(tr '\n' ' ' <<<"$out" | cut -c1-300)" ;;
+	esac
+}
+case_damon_access() { damon_probe_case "$B/tests/access-probe"; }
 case_placement_local() { placement_case local; }
 case_placement_bind0() { placement_case bind:0; }
 # Anonymous RAM: the incoming VMM binds its own range (ADVISE BIND), the
@@ -1396,6 +1415,10 @@ case_nested_tiered() { nested_tiered_case; }
 # Anonymous RAM: the incoming VMM binds its own range (ADVISE BIND) and
 # UFFDIO_COPY allocates there; the check asks move_pages on its pid.
 case_nested_anon_tiered() { nested_tiered_case "-b anon"; }
+case_nested_damon() {
+	nested_ready || return
+	damon_probe_case nested "$B/tests/access-probe"
+}
 
 # nested_ksm_later: KSM_WAIT (8) s after completion, KSM's pages_sharing,
 # the VMM's Pss and where the guest's RAM is inside (LATER)

@@ -271,8 +271,12 @@ static void print_placement(FILE *f, const struct mig_place_stats *p)
 		       (unsigned long long)p->pages_absent);
 	}
 	fprintf(f, "\n");
+	if (p->hotness[0])
+		fprintf(f, "  placement: hotness from %s; %llu times a chunk "
+		       "was read and not written in a sample\n", p->hotness,
+		       (unsigned long long)p->read_only_hot);
 	if (p->heat_samples)
-		fprintf(f, "  placement: %llu of %llu chunks written in %u samples "
+		fprintf(f, "  placement: %llu of %llu chunks hot (written or read) in %u samples "
 		       "planned on the top tier\n",
 		       (unsigned long long)p->hot_on_top,
 		       (unsigned long long)p->hot_chunks, p->heat_samples);
