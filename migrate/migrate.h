@@ -108,6 +108,7 @@ struct mig_stats {
 	struct mig_early_stats {
 		bool looked;
 		bool cut;		/* round 0 cut short for postcopy */
+		int error;		/* -errno: the peek failed, no figures */
 		double at_s;		/* into the round */
 		uint64_t dirty_bytes;	/* written by then */
 		uint64_t sent_bytes;	/* sent by then */

@@ -234,8 +234,12 @@ static void early_look(struct mig_src *s, uint64_t t0)
 		return;
 	dirty = gm_dirty_peek(s->dirty);
 	e->looked = true;
-	if (dirty < 0)
-		return;	/* the round's harvest will say what went wrong */
+	if (dirty < 0) {
+		/* the round's harvest will say what went wrong */
+		e->at_s = in.elapsed_s;
+		e->error = (int)dirty;
+		return;
+	}
 	in.dirty_bytes = (double)dirty;
 	in.sent_bytes = (double)(atomic_load(&s->wire_bytes) -
 				 s->steer.round_wire0);

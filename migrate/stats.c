@@ -203,7 +203,11 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	if (st->ksm.reported)
 		write_ksm(f, &st->ksm);
 	write_thp(f, &st->thp);
-	if (st->early.looked)
+	if (st->early.looked && st->early.error)
+		fprintf(f, "  \"early_look\": {\"at_s\": %.3f, \"error\": "
+			   "\"%s\", \"decision\": \"precopy\"},\n",
+			st->early.at_s, strerror(-st->early.error));
+	else if (st->early.looked)
 		fprintf(f, "  \"early_look\": {\"at_s\": %.3f, "
 			   "\"dirty_bytes\": %llu, \"sent_bytes\": %llu, "
 			   "\"ratio\": %.3f, \"decision\": \"%s\"},\n",
