@@ -107,6 +107,7 @@ static int take_peer_error(struct mig_src *s, const struct mig_error *e)
 	/* Before RESUMED: the guest never ran there. */
 	s->dest_discarded = !s->resumed_seen;
 	s->dest_cancelled = e->code == ECANCELED;
+	s->dest_ret = ret;
 	if (s->rd.error == -EPIPE || s->rd.error == -ECONNRESET ||
 	    s->rd.error == -ESHUTDOWN) {
 		ut_err_clear(s->rd.err);
@@ -194,7 +195,9 @@ static void watch_round(struct mig_src *s)
 	int ret = 0;
 
 	if (s->cancelled || s->dest_discarded) {
-		abort_round(s, -ECANCELED);
+		/* the destination's own code, which its reason goes with */
+		abort_round(s, s->cancelled || !s->dest_ret ? -ECANCELED :
+			       s->dest_ret);
 		return;
 	}
 	src_steer(s);

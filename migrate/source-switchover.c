@@ -49,7 +49,8 @@ int src_send_state(struct tp_stream *ctl, void *blob, size_t len, struct ut_err 
  * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
 int src_commit(struct mig_src *s, struct ut_err *err)
 {
-	int ret = s->dest_discarded ? -ECANCELED : src_poll_dest(s);
+	int ret = !s->dest_discarded ? src_poll_dest(s) :
+		  s->dest_ret ? s->dest_ret : -ECANCELED;
 
 	if (ret)
 		return ret;
