@@ -27,16 +27,11 @@ uint64_t mig_realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-static int recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-		       size_t cap, struct tp_msg *m, const char *what,
-		       bool alive, struct ut_err *err)
+int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
+		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err)
 {
 	struct mig_error e;
-	int ret;
-
-	do
-		ret = tp_recv(ctl, m, buf, cap);
-	while (!ret && alive && m->type == MIG_MSG_KEEPALIVE && !m->len);
+	int ret = tp_recv(ctl, m, buf, cap);
 
 	if (ret)
 		return ut_err_first(err, ret, "%s: %s", what,
@@ -47,19 +42,6 @@ static int recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 		return ut_err_first(err, -EPROTO, "%s: message 0x%x instead of 0x%x",
 				what, m->type, type);
 	return 0;
-}
-
-int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err)
-{
-	return recv_expect(ctl, type, buf, cap, m, what, false, err);
-}
-
-int mig_recv_expect_alive(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-			  size_t cap, struct tp_msg *m, const char *what,
-			  struct ut_err *err)
-{
-	return recv_expect(ctl, type, buf, cap, m, what, true, err);
 }
 
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,
