@@ -134,7 +134,7 @@ struct mig_stats {
 		 * between nodes in the plan (chunks, bytes) */
 		uint32_t revisions;
 		uint64_t revised_chunks, revised_bytes;
-		uint64_t hot_chunks;	/* chunks written while sampled */
+		uint64_t hot_chunks;	/* chunks hot (written or read) in samples */
 		uint64_t hot_on_top;	/* of those, planned on the top tier */
 		/* source, tiered: where the hotness came from ("writes and
 		 * reads (DAMON ...)" or "writes only (why)"), and the

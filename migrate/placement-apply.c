@@ -8,7 +8,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,15 +518,21 @@ int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
 		    unsigned int samples, unsigned int interval_ms,
 		    uint8_t **heat, struct gm_access *acc, uint64_t *read_only)
 {
-	uint8_t *seen = acc ? malloc(gm_access_chunks(acc)) : NULL;
+	uint64_t total = 0;
+	uint8_t *written, *seen = NULL;
 	struct ut_bitmap bm;
 	int ret;
 
 	*read_only = 0;
-	if (acc && !seen)
-		return -ENOMEM;
-	ret = ut_bitmap_init(&bm, gm_dirty_pages(d));
+	for (uint32_t r = 0; r < vm->nr; r++)
+		total += mig_chunks(&vm->layout, r);
+	/* DAMON's chunks are the same, regions in order */
+	if (acc && gm_access_chunks(acc) == total)
+		seen = malloc(total);
+	written = malloc(total ? total : 1);
+	ret = written ? ut_bitmap_init(&bm, gm_dirty_pages(d)) : -ENOMEM;
 	if (ret) {
+		free(written);
 		free(seen);
 		return ret;
 	}
@@ -551,38 +556,25 @@ int mig_heat_sample(struct gm_dirty *d, const struct mig_vm *vm,
 			free(seen);
 			seen = NULL;
 		}
+		memset(written, 0, total);
 		for (uint32_t r = 0; r < vm->nr; r++) {
-			uint64_t per = mig_chunk_bytes(&vm->layout, r) /
-				       vm->layout.r[r].page_size;
-			uint64_t end = vm->first[r] + mig_region_pages(&vm->layout, r);
 			uint64_t nc = mig_chunks(&vm->layout, r);
-			uint8_t *w = calloc(1, nc);
+			uint8_t *w = written + base;
 
-			if (!w) {
-				ret = -ENOMEM;
-				break;
-			}
-			for (uint64_t g = ut_bitmap_find_next(&bm, vm->first[r]);
-			     g < end; g = ut_bitmap_find_next(&bm, g + 1))
-				w[(g - vm->first[r]) / per] = 1;
-			/* a chunk is hot in a sample it was written or
-			 * read in */
+			mark_chunks(vm, r, &bm, w);
+			/* hot in a sample it was written or read in */
 			for (uint64_t c = 0; c < nc; c++) {
-				bool rd = seen && base + c < gm_access_chunks(acc) &&
-					  seen[base + c];
+				bool rd = seen && seen[base + c];
 
-				if (rd && !w[c])
-					(*read_only)++;
+				*read_only += rd && !w[c];
 				if ((w[c] || rd) && heat[r][c] < 255)
 					heat[r][c]++;
 			}
 			base += nc;
-			free(w);
 		}
 		ut_bitmap_clear_all(&bm);
-		if (ret)
-			break;
 	}
+	free(written);
 	free(seen);
 	ut_bitmap_fini(&bm);
 	return ret;

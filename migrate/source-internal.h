@@ -133,7 +133,7 @@ struct mig_src {
 	 * switchover. Main thread. */
 	bool cancelled, dest_discarded;
 	bool dest_cancelled;	/* that ERROR was the destination's cancel */
-	int dest_ret;		/* that ERROR's -errno */
+	int dest_ret;		/* that ERROR's -errno (never 0) */
 	char why[32];
 	uint64_t abort_ns;	/* when rd.abort was set */
 	bool bulk_cut;

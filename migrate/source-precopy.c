@@ -107,7 +107,7 @@ static int take_peer_error(struct mig_src *s, const struct mig_error *e)
 	/* Before RESUMED: the guest never ran there. */
 	s->dest_discarded = !s->resumed_seen;
 	s->dest_cancelled = e->code == ECANCELED;
-	s->dest_ret = ret;
+	s->dest_ret = ret ? ret : -ECANCELED;
 	if (s->rd.error == -EPIPE || s->rd.error == -ECONNRESET ||
 	    s->rd.error == -ESHUTDOWN) {
 		ut_err_clear(s->rd.err);
@@ -196,8 +196,7 @@ static void watch_round(struct mig_src *s)
 
 	if (s->cancelled || s->dest_discarded) {
 		/* the destination's own code, which its reason goes with */
-		abort_round(s, s->cancelled || !s->dest_ret ? -ECANCELED :
-			       s->dest_ret);
+		abort_round(s, s->cancelled ? -ECANCELED : s->dest_ret);
 		return;
 	}
 	src_steer(s);

@@ -49,8 +49,7 @@ int src_send_state(struct tp_stream *ctl, void *blob, size_t len, struct ut_err 
  * A VMM that predates COMMIT (-EOPNOTSUPP) keeps its old behaviour. */
 int src_commit(struct mig_src *s, struct ut_err *err)
 {
-	int ret = !s->dest_discarded ? src_poll_dest(s) :
-		  s->dest_ret ? s->dest_ret : -ECANCELED;
+	int ret = s->dest_discarded ? s->dest_ret : src_poll_dest(s);
 
 	if (ret)
 		return ret;
