@@ -13,7 +13,12 @@
  * than khugepaged's max_ptes_none allows: a huge page never costs more
  * than twice the memory the guest was sent.
  * The kernel does the copy; the VMM's userfaultfd may stay registered
- * (guestmem/thp.c says where that was probed).
+ * (guestmem/thp.c says where that was probed). A file page can be mapped
+ * huge only where the VMM's address and the file offset agree modulo
+ * 2 MiB: a region mapped otherwise (QEMU 7.2 maps memory-backend-memfd
+ * 4 KiB-aligned; memory-backend-file with align=2M is 2 MiB-aligned) is
+ * left alone, and the reason says so, instead of asking the kernel for
+ * each of its ranges in vain (EINVAL).
  */
 #include "config.h"
 
@@ -128,21 +133,35 @@ void dst_collapse(struct mig_dst *d, struct mig_thp_stats *t)
 			 "%s", pid, strerror(-pidfd));
 		return;
 	}
-	for (uint32_t r = 0; r < d->vm.nr; r++)
-		if (d->vm.map[r].backing == GM_BACKING_SHMEM &&
-		    !collapse_region(d, r, pidfd, t0 + budget * 1000000ULL,
+	for (uint32_t r = 0; r < d->vm.nr; r++) {
+		const struct vml_region *vr = &d->vm.link.hello.regions[r];
+
+		if (d->vm.map[r].backing != GM_BACKING_SHMEM)
+			continue;
+		if ((vr->host_addr - vr->fd_offset) % RANGE) {
+			t->misaligned++;
+			if (!t->why[0])
+				snprintf(t->why, sizeof(t->why),
+					 "the VMM maps region %u at %#llx, not "
+					 "2 MiB-aligned to its file offset",
+					 r, (unsigned long long)vr->host_addr);
+			continue;
+		}
+		if (!collapse_region(d, r, pidfd, t0 + budget * 1000000ULL,
 				     holes_max(), t))
 			break;
+	}
 	close(pidfd);
 	t->ms = (ut_now_ns() - t0) / 1e6;
 	kb = gm_shmem_pmd_mapped_kb(pid);
 	t->huge_bytes = kb < 0 ? -1 : kb * 1024;
-	if (!t->collapsed)
+	if (!t->collapsed && !t->why[0])
 		snprintf(t->why, sizeof(t->why), "%s",
 			 t->first_error ? strerror(-t->first_error) :
 					  "every range was mostly holes");
 	pr_info("THP: %u of %u 2 MiB ranges collapsed in %.1f ms (%u mostly "
-		"holes left alone%s); the VMM maps %lld KiB of shmem huge",
+		"holes left alone%s); the VMM maps %lld KiB of shmem huge%s%s",
 		t->collapsed, t->ranges, t->ms, t->sparse,
-		t->cut ? ", budget spent" : "", (long long)kb);
+		t->cut ? ", budget spent" : "", (long long)kb,
+		t->misaligned ? "; " : "", t->misaligned ? t->why : "");
 }

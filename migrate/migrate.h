@@ -164,11 +164,12 @@ struct mig_stats {
 	struct mig_thp_stats {
 		bool tried;		/* false: nothing to say (no such RAM) */
 		char shmem_enabled[16];	/* this host's word */
-		char why[96];		/* why no range was collapsed, or "" */
+		char why[128];		/* why no range was collapsed, or "" */
 		uint32_t ranges;	/* 2 MiB ranges asked to collapse */
 		uint32_t collapsed;	/* of those, done */
 		uint32_t failed;	/* refused by the kernel */
 		uint32_t sparse;	/* skipped: pages never populated */
+		uint32_t misaligned;	/* regions the VMM cannot map huge */
 		int first_error;	/* -errno of the first refusal */
 		bool cut;		/* the budget ran out first */
 		double ms;		/* the time it took */

@@ -29,9 +29,10 @@ static void write_thp(FILE *f, const struct mig_thp_stats *t)
 	fprintf(f, "  \"thp\": {\"shmem_enabled\": ");
 	json_str(f, t->shmem_enabled);
 	fprintf(f, ", \"ranges\": %u, \"collapsed\": %u, \"failed\": %u, "
-		   "\"sparse\": %u, \"budget_spent\": %s, \"collapse_ms\": "
+		   "\"sparse\": %u, \"misaligned_regions\": %u, "
+		   "\"budget_spent\": %s, \"collapse_ms\": "
 		   "%.1f, \"shmem_bytes\": %llu, \"huge_bytes\": %lld",
-		t->ranges, t->collapsed, t->failed, t->sparse,
+		t->ranges, t->collapsed, t->failed, t->sparse, t->misaligned,
 		t->cut ? "true" : "false", t->ms,
 		(unsigned long long)t->shmem_bytes, (long long)t->huge_bytes);
 	if (t->huge_bytes >= 0 && t->shmem_bytes)

@@ -152,7 +152,7 @@ START_TEST(cmdline_file_backend)
 
 	ck_assert_int_eq(fq_cmdline_build(&c, &a, &e), 0);
 	ck_assert_str_eq(after(a, "-object"), "memory-backend-file,id=ram0,"
-			 "size=32M,share=on,mem-path=/mnt/huge");
+			 "size=32M,share=on,align=2M,mem-path=/mnt/huge");
 	ck_assert_str_eq(after(a, "-machine"), "pc,memory-backend=ram0");
 	ck_assert_str_eq(after(a, "-accel"), "tcg,thread=single");
 	fq_cmdline_free(a);

@@ -29,3 +29,27 @@ with_hugepages() {
 	exec {lk}>&-
 	return $r
 }
+
+# with_shmem_thp WORD NAME CMD...: runs CMD with
+# /sys/kernel/mm/transparent_hugepage/shmem_enabled set to WORD, under the
+# same lock (the setting is system-wide), and sets it back after; case
+# NAME is a skip when it cannot be changed (then it returns 77).
+with_shmem_thp() {
+	local knob=/sys/kernel/mm/transparent_hugepage/shmem_enabled word=$1
+	local name=$2 old lk r=0
+	shift 2
+	exec {lk}>/tmp/ferry-tests-hugetlb.lock
+	flock "$lk"
+	old=$(sed 's/.*\[\(.*\)\].*/\1/' "$knob" 2>/dev/null)
+	if [ -z "$old" ] || ! echo "$word" >"$knob" 2>/dev/null ||
+		! grep -q "\[$word\]" "$knob"; then
+		why="cannot set $knob to $word"
+		skip "$name" "$why"
+		r=77
+	else
+		"$@"
+	fi
+	[ -n "$old" ] && echo "$old" >"$knob" 2>/dev/null
+	exec {lk}>&-
+	return $r
+}

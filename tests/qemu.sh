@@ -257,10 +257,12 @@ migrate() {
 	elif [ -n "${LOAD_FAULTS:-}" ] &&
 		[ "$(json dest.json faults_before_resume)" -lt 1 ] 2>/dev/null; then
 		fail "$name" "ferry-dest served no fault during QEMU's state load (faults_before_resume $(json dest.json faults_before_resume), faults $(json dest.json faults))"
+	elif [ -n "${THP_EXPECT:-}" ] && ! thp_ok; then
+		fail "$name" "$why"
 	elif ! wait_for 20 eval '! alive $src_qemu'; then
 		fail "$name" "the source QEMU did not quit"
 	else
-		ok "$name: guest verified at the destination ($(done_line dst); downtime $(json src.json downtime_ms) ms, state load $(json src.json state_load_ms) ms, faults $(json dest.json faults), $(json dest.json faults_before_resume) of them during the state load)"
+		ok "$name: guest verified at the destination ($(done_line dst); downtime $(json src.json downtime_ms) ms, state load $(json src.json state_load_ms) ms, faults $(json dest.json faults), $(json dest.json faults_before_resume) of them during the state load${THP_EXPECT:+; THP: $thp})"
 	fi
 	stop_all
 }
@@ -363,6 +365,8 @@ case_recover() {
 		fail recover "ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
 	elif ! verified dst; then
 		fail recover "destination guest: $why"
+	elif [ -n "${THP_EXPECT:-}" ] && ! thp_ok; then
+		fail "$name" "$why"
 	elif ! wait_for 20 eval '! alive $src_qemu'; then
 		fail recover "the source QEMU did not quit"
 	else
@@ -402,6 +406,53 @@ case_file_tmpfs() {
 	MEM=32M BACKING=shmem with_mount "postcopy, memory-backend-file on tmpfs" \
 		tmpfs size=80m migrate "postcopy, memory-backend-file on tmpfs" \
 		"--mode postcopy" "--mem-path $T/mnt"
+}
+
+# THP at a QEMU destination (what ferry-dest does after the switchover,
+# migrate/dest-collapse.c): shmem_enabled=advise (set back after), a
+# tmpfs of this case's own mounted huge=advise, QEMU's backend on it
+# (ferry-qemu cmdline --mem-path: align=2M, so QEMU maps it 2 MiB-aligned;
+# QEMU advises its RAM for huge pages). The destination's JSON must say
+# that ranges were collapsed in QEMU's address space and that at least
+# 40% of its RAM is mapped huge (smaps_rollup ShmemPmdMapped; the guest
+# writes 16 MiB of its 32, the rest is left alone as holes).
+case_thp_tmpfs() {
+	local name="precopy, THP collapsed in the destination QEMU (tmpfs)"
+	MEM=32M BACKING=shmem THP_EXPECT=0.4 with_shmem_thp advise "$name" \
+		with_mount "$name" tmpfs size=80m,huge=advise migrate "$name" \
+		"--mode precopy" "--mem-path $T/mnt"
+}
+
+# The same on the default memfd, which QEMU 7.2 maps only 4 KiB-aligned:
+# the kernel cannot map it huge, and the JSON must say why instead of the
+# kernel's EINVAL for every range.
+case_thp_memfd() {
+	MEM=32M THP_EXPECT=aligned with_shmem_thp advise "precopy, THP on a memfd" \
+		migrate "precopy, THP on a memfd: the reason it cannot be" \
+		"--mode precopy"
+}
+
+# thp_ok: the destination's THP figures as THP_EXPECT asks (a share of
+# RAM mapped huge, or "aligned": no range tried, the misalignment named);
+# sets thp to them, or why.
+thp_ok() {
+	thp=$(python3 - "$T/dest.json" "$THP_EXPECT" <<-'PY'
+	import json, sys
+	t = json.load(open(sys.argv[1])).get("thp")
+	if not t:
+	    sys.exit("no thp object in dest.json")
+	if sys.argv[2] == "aligned":
+	    if t["ranges"] or "not 2 MiB-aligned" not in t.get("why", ""):
+	        sys.exit("THP: expected the misalignment named: %s" % t)
+	    print(t["why"])
+	    sys.exit(0)
+	if not t["collapsed"] or t.get("huge_share", 0) < float(sys.argv[2]):
+	    sys.exit("THP: %s" % t)
+	print("%d of %d ranges collapsed in %.1f ms, %.0f%% of QEMU's RAM "
+	      "mapped huge" % (t["collapsed"], t["ranges"], t["collapse_ms"],
+	      100 * t["huge_share"]))
+	PY
+	) || { why=$thp; return 1; }
 }
 
 # The same on a hugetlbfs of 2 MiB pages of this case's own.
@@ -535,6 +586,8 @@ went_on() {
 		why="ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
 	elif ! continued; then
 		return 1
+	elif [ -n "${THP_EXPECT:-}" ] && ! thp_ok; then
+		fail "$name" "$why"
 	elif ! wait_for 20 eval '! alive $src_qemu'; then
 		why="the source QEMU did not quit"
 	else
@@ -641,7 +694,7 @@ case_linux_postcopy() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared not_shared_memfd precopy postcopy load_faults hybrid auto sandbox numa hugetlb file_tmpfs file_hugetlbfs recover dest_killed mismatch agent_gone linux_precopy linux_postcopy}
+CASES=${FERRY_CASES:-snapshot not_shared not_shared_memfd precopy postcopy load_faults hybrid auto sandbox numa hugetlb file_tmpfs file_hugetlbfs thp_tmpfs thp_memfd recover dest_killed mismatch agent_gone linux_precopy linux_postcopy}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"

@@ -123,6 +123,8 @@ def cmdline(ctx, sc, d, incoming):
         fq.append("--incoming")
     if sc["backing"].startswith("hugetlb"):
         fq.append("--hugetlb")
+    elif sc.get("thp") and getattr(ctx, "thp_dir", None):
+        fq += ["--mem-path", ctx.thp_dir]
     fq += ["--", "-name", "bench,debug-threads=on", "-nodefaults",
            "-display", "none", "-kernel", ctx.payload,
            "-append", guest_append(sc),

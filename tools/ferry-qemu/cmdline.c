@@ -75,10 +75,14 @@ static int add_ram(const struct fq_cmdline *c, char **v, int *n)
 	for (unsigned int i = 0; !ret && i < nodes; i++) {
 		ret = add(v, n, "-object");
 		/* A directory as mem-path: QEMU creates an unlinked file in
-		 * it per backend, which it keeps open (ram.c finds it). */
+		 * it per backend, which it keeps open (ram.c finds it).
+		 * align=2M: QEMU maps it 2 MiB-aligned, so that the kernel
+		 * can map a tmpfs file's pages huge (THP; QEMU 7.2 maps a
+		 * memory-backend-memfd only 4 KiB-aligned, which rules THP
+		 * out), and a 2 MiB hugetlbfs needs that alignment anyway. */
 		if (!ret && c->mem_path)
 			ret = add(v, n, "memory-backend-file,id=ram%u,size=%lluM,"
-				  "share=on,mem-path=%s", i,
+				  "share=on,align=2M,mem-path=%s", i,
 				  (unsigned long long)(each >> 20), c->mem_path);
 		else if (!ret)
 			ret = add(v, n, "memory-backend-memfd,id=ram%u,size=%lluM,"
