@@ -472,8 +472,6 @@ struct gm_access *mig_heat_access_open(const struct mig_vm *vm, char *why,
 {
 	struct gm_access_range r[GM_ACCESS_MAX_RANGES];
 	uint64_t chunk = mig_chunk_bytes(&vm->layout, 0);
-	struct ucred cr = { 0 };
-	socklen_t cl = sizeof(cr);
 	struct gm_access *a;
 	pid_t pid;
 
@@ -482,12 +480,11 @@ struct gm_access *mig_heat_access_open(const struct mig_vm *vm, char *why,
 			 GM_ACCESS_MAX_RANGES);
 		return NULL;
 	}
-	if (vm->anon) {
-		pid = vm->map[0].pid;
-	} else if (!getsockopt(vm->link.sock, SOL_SOCKET, SO_PEERCRED, &cr,
-			       &cl) && cr.pid > 0) {
-		pid = cr.pid;
-	} else {
+	/* The process that runs the guest: the link's HELLO says (ferry-vm
+	 * itself; for QEMU guests, QEMU, which ferry-qemu serves), and its
+	 * maps must show the region's file at that offset. */
+	pid = vm->anon ? vm->map[0].pid : (pid_t)vm->link.hello.pid;
+	if (pid <= 0) {
 		snprintf(why, len, "the VM link does not say the VMM's pid");
 		return NULL;
 	}
@@ -502,8 +499,8 @@ struct gm_access *mig_heat_access_open(const struct mig_vm *vm, char *why,
 		r[i].addr = vm->anon ? g->remote_addr :
 			    mapped_at(pid, g->fd, g->fd_offset, g->size);
 		if (!r[i].addr) {
-			snprintf(why, len, "the VM link's peer (pid %d) does not "
-				 "map RAM region %u itself", (int)pid, i);
+			snprintf(why, len, "the VMM (pid %d, by the VM link) "
+				 "does not map RAM region %u", (int)pid, i);
 			return NULL;
 		}
 	}

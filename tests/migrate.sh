@@ -44,7 +44,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	anon_placement_bind0
 	anon_map_refused anon_ksm_hints anon_ksm_source nested_boot nested_local
 	nested_bind1 nested_interleave nested_tiered nested_anon_tiered
-	nested_anon_ksm nested_damon nested_hugetlb nested_refused soak"
+	nested_anon_ksm nested_damon nested_damon_source nested_hugetlb nested_refused soak"
 HARNESS=migrate
 . "$(cd "$(dirname "$0")" && pwd)/harness.sh"
 
@@ -1418,6 +1418,52 @@ case_nested_anon_tiered() { nested_tiered_case "-b anon"; }
 case_nested_damon() {
 	nested_ready || return
 	damon_probe_case nested "$B/tests/access-probe"
+}
+
+# DAMON at the source of a migration: all of it inside the nested host,
+# whose 6.12 kernel has DAMON's vaddr operations (this host's has paddr
+# only): ferry-vm, ferry-source and ferry-dest (tiered, fast share 25%)
+# on loopback inside. The source's JSON must say that its hotness came
+# from writes and reads (DAMON on the VMM's pid, its own kdamond gone
+# afterwards), and that chunks were read in samples that did not write
+# them (the guest's verifier reads its whole working set, its writer
+# keeps to the first 10%); the guest runs on, pages placed as planned.
+case_nested_damon_source() {
+	local c hn rd kd
+	nested_ready || return
+	c=$(nc)
+	nested_job nsrc "echo \$\$ >/run/$c.spid; exec $VM -v --accel none -s /run/$c-src.sock --ws 32M --rate 2 -a hot=10 --heartbeats 600"
+	trap 'case_end; nested "test -e /run/'$c'.spid && kill -9 \$(cat /run/'$c'.spid); rm -f /run/'$c'.spid; true" >/dev/null 2>&1; nested_stop' EXIT
+	nested_start tiered "--ws 32M --rate 2 -a hot=10" "--fast-share 25" || return
+	wait_until 120 "FILLED from the source VM inside" - \
+		grep -q '^FILLED' "$ND/jobs/$c-nsrc.out" || return
+	nested_job fsrc "exec $SRC --vm /run/$c-src.sock --dest 127.0.0.1:7000 $NTLS --json $ND/$c-src.json"
+	nested_done fsrc 240 || return
+	[ "$rc" = 0 ] || { fail "ferry-source inside exit $rc: $(tail -n 2 "$CT/fsrc.log")"; return; }
+	nested_done fdest 30 || return
+	[ "$rc" = 0 ] || { fail "ferry-dest inside exit $rc: $(tail -n 1 "$CT/fdest.log")"; return; }
+	wait_until 60 "two heartbeats from the guest inside" - eval \
+		'[ "$(grep -c "^HB " "$ND/jobs/$c-ndst.out")" -ge 2 ]' || return
+	cp "$ND/jobs/$c-ndst.out" "$CT/ndst.log"
+	if has_line ndst '^ERR' || grep -q '^HB .* errors=[1-9]' "$CT/ndst.log"; then
+		fail "the guest inside found a bad page: $(grep -m 1 -e '^ERR' -e 'errors=[1-9]' "$CT/ndst.log")"
+		return
+	fi
+	hn=$(python3 -c 'import json, sys; n = json.load(open(sys.argv[1]))["numa"]; print(n.get("read_not_written", -1), n.get("hotness", ""))' "$ND/$c-src.json") ||
+		{ fail "no numa object in the source's JSON"; return; }
+	rd=${hn%% *} hn=${hn#* }
+	case $hn in
+	"writes and reads (DAMON "*) ;;
+	*) fail "the source inside did not use DAMON: '$hn'"; return ;;
+	esac
+	[ "$rd" -gt 0 ] 2>/dev/null ||
+		{ fail "DAMON saw no chunk read and not written (read_not_written $rd): $hn"; return; }
+	kd=$(nested 'cat /sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds') ||
+		{ fail "DAMON's sysfs inside: $kd"; return; }
+	[ "$kd" = 0 ] || { fail "the source left $kd kdamond(s) behind inside"; return; }
+	W=$(placement "$ND/$c-dest.json")
+	placed_as_planned "$W" || return
+	pass "source on a DAMON-vaddr kernel: hotness from $hn, $rd chunk-samples read but not written; $PLACED"
 }
 
 # nested_ksm_later: KSM_WAIT (8) s after completion, KSM's pages_sharing,
