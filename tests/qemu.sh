@@ -240,7 +240,7 @@ migrate() {
 	start_qemu dst "ws=$WS" --incoming $qemuargs ||
 		{ fail "$name" "no link for the incoming QEMU"; return; }
 	wait_for 30 has_hbs src 2
-	start_dest
+	start_dest ${DEST_ARGS:-}
 	timeout 120 "$SRC" --vm "$T/src/vm.sock" --dest "127.0.0.1:$PORT" \
 		$CTLS -q $srcargs --json "$T/src.json" >"$T/fsrc.log" 2>&1
 	rc=$?
@@ -257,12 +257,14 @@ migrate() {
 	elif [ -n "${LOAD_FAULTS:-}" ] &&
 		[ "$(json dest.json faults_before_resume)" -lt 1 ] 2>/dev/null; then
 		fail "$name" "ferry-dest served no fault during QEMU's state load (faults_before_resume $(json dest.json faults_before_resume), faults $(json dest.json faults))"
+	elif [ -n "${HOTNESS:-}" ] && ! hotness_ok; then
+		fail "$name" "$why"
 	elif [ -n "${THP_EXPECT:-}" ] && ! thp_ok; then
 		fail "$name" "$why"
 	elif ! wait_for 20 eval '! alive $src_qemu'; then
 		fail "$name" "the source QEMU did not quit"
 	else
-		ok "$name: guest verified at the destination ($(done_line dst); downtime $(json src.json downtime_ms) ms, state load $(json src.json state_load_ms) ms, faults $(json dest.json faults), $(json dest.json faults_before_resume) of them during the state load${THP_EXPECT:+; THP: $thp})"
+		ok "$name: guest verified at the destination ($(done_line dst); downtime $(json src.json downtime_ms) ms, state load $(json src.json state_load_ms) ms, faults $(json dest.json faults), $(json dest.json faults_before_resume) of them during the state load${THP_EXPECT:+; THP: $thp}${HOTNESS:+; hotness: $hot})"
 	fi
 	stop_all
 }
@@ -365,6 +367,8 @@ case_recover() {
 		fail recover "ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
 	elif ! verified dst; then
 		fail recover "destination guest: $why"
+	elif [ -n "${HOTNESS:-}" ] && ! hotness_ok; then
+		fail "$name" "$why"
 	elif [ -n "${THP_EXPECT:-}" ] && ! thp_ok; then
 		fail "$name" "$why"
 	elif ! wait_for 20 eval '! alive $src_qemu'; then
@@ -430,6 +434,29 @@ case_thp_memfd() {
 	MEM=32M THP_EXPECT=aligned with_shmem_thp advise "precopy, THP on a memfd" \
 		migrate "precopy, THP on a memfd: the reason it cannot be" \
 		"--mode precopy"
+}
+
+# Tiered placement of a QEMU guest: the source samples the guest's
+# hotness from the dirty log and, where DAMON can monitor a process,
+# from DAMON on QEMU itself (the pid the link's HELLO names, checked
+# against QEMU's maps). On a kernel without DAMON vaddr, or with a DAMON
+# in use, the reason is DAMON's, not that the VMM was not found.
+case_tiered() {
+	HOTNESS=1 DEST_ARGS="--placement tiered" migrate \
+		"precopy, tiered placement, hotness sampled on QEMU" "--mode precopy"
+}
+
+# hotness_ok: the source's JSON names where its hotness came from, and
+# found QEMU's mapping of the RAM; sets hot to it, or why.
+hotness_ok() {
+	hot=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("numa", {}).get("hotness", ""))' "$T/src.json")
+	case $hot in
+	"writes and reads (DAMON "*" pid $src_qemu)" | "writes only ("*)
+		case $hot in
+		*"does not map"* | *"does not say"*) why="the source did not find QEMU's RAM: $hot"; return 1 ;;
+		esac ;;
+	*) why="no hotness source in the source's JSON: '$hot'"; return 1 ;;
+	esac
 }
 
 # thp_ok: the destination's THP figures as THP_EXPECT asks (a share of
@@ -586,6 +613,8 @@ went_on() {
 		why="ferry-dest failed: $(tail -n 2 "$T/fdest.log")"
 	elif ! continued; then
 		return 1
+	elif [ -n "${HOTNESS:-}" ] && ! hotness_ok; then
+		fail "$name" "$why"
 	elif [ -n "${THP_EXPECT:-}" ] && ! thp_ok; then
 		fail "$name" "$why"
 	elif ! wait_for 20 eval '! alive $src_qemu'; then
@@ -694,7 +723,7 @@ case_linux_postcopy() {
 	stop_all
 }
 
-CASES=${FERRY_CASES:-snapshot not_shared not_shared_memfd precopy postcopy load_faults hybrid auto sandbox numa hugetlb file_tmpfs file_hugetlbfs thp_tmpfs thp_memfd recover dest_killed mismatch agent_gone linux_precopy linux_postcopy}
+CASES=${FERRY_CASES:-snapshot not_shared not_shared_memfd precopy postcopy load_faults hybrid auto sandbox numa hugetlb file_tmpfs file_hugetlbfs thp_tmpfs thp_memfd tiered recover dest_killed mismatch agent_gone linux_precopy linux_postcopy}
 set -- $CASES
 echo "1..$#"
 echo "# accelerator: $ACCEL"
