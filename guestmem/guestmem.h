@@ -43,7 +43,9 @@ struct gm_region {
 	enum gm_backing backing;
 	bool owner;		/* true: created here (fini unmaps, closes) */
 	/* Anonymous memory of another process, not mapped here (host NULL,
-	 * fd -1): that process's pid and the region's address there. */
+	 * fd -1): that process's pid and the region's address there. Also
+	 * set for a hugetlb file mapped here that the VMM maps too: where a
+	 * page is absent from this mapping, gm_numa_where asks the VMM's. */
 	pid_t pid;
 	uint64_t remote_addr;
 	unsigned int flags;	/* GM_REGION_* it was created with */
@@ -419,7 +421,8 @@ int gm_numa_bind(void *addr, size_t len, uint32_t node);
  * page first + i, or -1 when it is not in memory (a hole: never written,
  * or a zero page left unallocated). Maps the resident pages of @r into
  * this process (no allocation) to ask move_pages(); a region of another
- * process (pid set) is asked about there, by move_pages(pid). Returns the
+ * process (pid set) is asked about there, by move_pages(pid), and so are
+ * the pages absent here of a mapped region with pid set. Returns the
  * count of pages in memory, or -errno.
  */
 ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,

@@ -622,6 +622,24 @@ ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
 		}
 		node[i++] = -1;
 	}
+	/* A hugetlb page another process mapped (the VMM's uffd placed it,
+	 * UFFDIO_COPY) is not in this mapping: asked of that process, where
+	 * its view is known (pid set). */
+	for (i = 0; r->pid && i < n;) {
+		for (run = 0; i + run < n && node[i + run] < 0; run++)
+			;
+		if (run) {
+			ssize_t got = where_remote(r, first + i, run, node + i);
+
+			if (got < 0) {
+				ret = (int)got;
+				goto out;
+			}
+			i += run;
+		}
+		while (i < n && node[i] >= 0)
+			i++;
+	}
 	for (i = 0; i < n; i++)
 		present += node[i] >= 0;
 	ret = 0;

@@ -259,9 +259,21 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
 	return 0;
 }
 
-/* The plan for the anonymous regions: the VMM binds its own ranges
- * (ADVISE BIND), one request per region and node, before any page is
- * placed, so that UFFDIO_COPY allocates on the planned node. */
+/* Region @r's pages may be allocated in the VMM's own mapping, whose
+ * policy is the VMM's: anonymous memory (always), and a hugetlb file
+ * (hugetlbfs keeps no shared policy, so binding our mapping binds only
+ * our own faults, and UFFDIO_COPY in the VMM's allocates by its VMA's),
+ * where the VMM takes advice. */
+static bool vmm_binds(const struct mig_vm *vm, uint32_t r)
+{
+	return !vm->map[r].host ||
+	       (vm->map[r].page_size > 4096 &&
+		(vm->link.hello.flags & VML_F_ADVISE));
+}
+
+/* The plan for the regions the VMM binds itself (vmm_binds): it binds
+ * its own ranges (ADVISE BIND), one request per region and node, before
+ * any page is placed, so that UFFDIO_COPY allocates on the planned node. */
 static int advise_plan(const struct mig_plan *pl, const struct mig_plan *old,
 		       struct mig_vm *vm, struct ut_err *err)
 {
@@ -272,7 +284,7 @@ static int advise_plan(const struct mig_plan *pl, const struct mig_plan *old,
 		struct vml_advise a = { .region = r, .advice = VML_ADVISE_BIND };
 		uint64_t done = 0;	/* nodes advised, a bit each */
 
-		if (vm->map[r].host || !pr->nchunks)
+		if (!vmm_binds(vm, r) || !pr->nchunks)
 			continue;
 		a.ranges = malloc(pr->nchunks * sizeof(*a.ranges));
 		if (!a.ranges)
@@ -327,7 +339,7 @@ int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 		hot_stats(pc, h);
 	}
 	ret = mig_plan_apply(&pc->plan, vm->map, err);
-	return ret || !vm->anon ? ret : advise_plan(&pc->plan, NULL, vm, err);
+	return ret ? ret : advise_plan(&pc->plan, NULL, vm, err);
 }
 
 /* The chunks of region @r with a page set in @bm (global indexes of
@@ -383,7 +395,7 @@ int mig_place_revise(struct mig_place *pc, const struct mig_heat *h,
 	/* Bound before the old plan goes: a page allocated from here on
 	 * lands where the new one says. */
 	ret = bind_map(&next, &pc->plan, vm->map, err);
-	if (!ret && vm->anon)
+	if (!ret)
 		ret = advise_plan(&next, &pc->plan, vm, err);
 	mig_plan_fini(&pc->plan);
 	pc->plan = next;

@@ -428,13 +428,19 @@ static int attach_region(struct mig_vm *vm, unsigned int i,
 	ret = gm_region_attach(&vm->map[i], r->backing, r->fd, r->fd_offset,
 			       r->size);
 	if (ret == -ENOMEM && hp && r->page_size > 4096)
-		return attach_huge(vm, i, r, hp, err);
-	if (ret)
+		ret = attach_huge(vm, i, r, hp, err);
+	else if (ret)
 		return ut_err_first(err, ret, "cannot map RAM region %u "
 				"(%llu MiB): %s", i,
 				(unsigned long long)(r->size >> 20),
 				strerror(-ret));
-	return 0;
+	/* A hugetlb page the VMM's uffd places (UFFDIO_COPY) is mapped
+	 * there, not here: the VMM's view, for asking where it is. */
+	if (!ret && r->page_size > 4096) {
+		vm->map[i].pid = (pid_t)vm->link.hello.pid;
+		vm->map[i].remote_addr = r->host_addr;
+	}
+	return ret;
 }
 
 int mig_vm_attach(struct mig_vm *vm, const char *path,

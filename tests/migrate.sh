@@ -44,7 +44,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	anon_placement_bind0
 	anon_map_refused anon_ksm_hints anon_ksm_source nested_boot nested_local
 	nested_bind1 nested_interleave nested_tiered nested_anon_tiered
-	nested_anon_ksm nested_damon nested_damon_source nested_hugetlb nested_refused soak"
+	nested_anon_ksm nested_damon nested_damon_source nested_hugetlb nested_hugetlb_postcopy nested_refused soak"
 HARNESS=migrate
 . "$(cd "$(dirname "$0")" && pwd)/harness.sh"
 
@@ -1355,7 +1355,7 @@ nested_run() {
 	start_vm src $2 --heartbeats 600 || return
 	nested_start "$1" "$2" "${3:-}" || return
 	wait_filled src || return
-	run_src 180 --dest "127.0.0.1:$(cat "$ND/port")" $NTLS \
+	run_src 180 --dest "127.0.0.1:$(cat "$ND/port")" $NTLS ${NSRC_ARGS:-} \
 		--json "$CT/src.json" || return
 	[ $rc -eq 0 ] || { fail "ferry-source exit $rc: $(cat "$CT/fsrc.log")"; return; }
 	nested_done fdest 30 || return
@@ -1524,24 +1524,39 @@ case_nested_anon_ksm() {
 	pass "nested anon, 50% duplicates, interleave:0-1, KSM run 1, merge_across_nodes 0 (set by the case, restored)${report}; $PLACED"
 }
 
-# 2 MiB huge pages come from the chosen node's pool: node 1's holds 16
-# inside (emptied again after the migration), and this host's pool grows
-# by 16 for the source VM (hugetlb_pool).
-case_nested_hugetlb() {
-	local npool=/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages
+# 2 MiB huge pages come from the chosen node's pool: node 1's and node 0's
+# hold 16 each inside (so that a page the plan does not steer could come
+# from node 0; both emptied again after the migration), and this host's
+# pool grows by 16 for the source VM (hugetlb_pool). nested_hugetlb_case
+# [DEST ARGS]
+case_nested_hugetlb() { nested_hugetlb_case; }
+# The same in postcopy: the pages the destination places after the
+# switchover (written through its own mapping, bound to node 1, and
+# mapped with UFFDIO_CONTINUE in minor mode) come from node 1's pool too;
+# and with UFFDIO_COPY through the VMM's uffd (--uffd-mode missing),
+# which allocates by the VMM's own mapping's policy: the VMM binds its
+# range itself (ADVISE BIND), and the check asks the VMM where the pages
+# it maps are.
+case_nested_hugetlb_postcopy() { NSRC_ARGS="--mode postcopy" nested_hugetlb_case; }
+case_nested_hugetlb_postcopy_copy() { NSRC_ARGS="--mode postcopy" nested_hugetlb_case "--uffd-mode missing"; }
+nested_hugetlb_case() {
+	local p=/sys/devices/system/node/node%s/hugepages/hugepages-2048kB/nr_hugepages
+	local p0 p1 what=${NSRC_ARGS:+, ${NSRC_ARGS#--mode }}${1:+, ${1#--}}
+	printf -v p0 "$p" 0
+	printf -v p1 "$p" 1
 	nested_ready || return
 	hugetlb_pool 16 || return
-	if [ "$(nested "echo 16 >$npool; cat $npool")" != 16 ]; then
-		nested "echo 0 >$npool" >/dev/null 2>&1
-		skip "cannot reserve 16 huge pages on node 1 inside"
+	if [ "$(nested "echo 16 >$p1; echo 16 >$p0; echo \$(cat $p0) \$(cat $p1)")" != "16 16" ]; then
+		nested "echo 0 >$p1; echo 0 >$p0" >/dev/null 2>&1
+		skip "cannot reserve 16 huge pages on each node inside"
 		return
 	fi
-	nested_migrate bind:1 "--ws 8M --rate 2 -b hugetlb-2M"
+	nested_migrate bind:1 "--ws 8M --rate 2 -b hugetlb-2M" "${1:-}"
 	rc=$?
-	nested "echo 0 >$npool" >/dev/null 2>&1
+	nested "echo 0 >$p1; echo 0 >$p0" >/dev/null 2>&1
 	[ $rc -eq 0 ] || return
 	[ "$(field placed0 "$W")" = 0.0 ] || { fail "huge pages on node 0: $W"; return; }
-	pass "nested bind:1, hugetlb-2M: $PLACED"
+	pass "nested bind:1, hugetlb-2M$what, 16 free huge pages on each node: $PLACED"
 }
 
 # 1 GiB of guest RAM bound to node 1 (768 MiB): refused before any page,
