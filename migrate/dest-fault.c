@@ -103,12 +103,17 @@ void dst_map_received(struct mig_dst *d)
 		(unsigned long long)n, (ut_now_ns() - t0) / 1e6);
 }
 
-/* The page requests of one read of the uffd, sent as they fill up. */
+#define FAULT_EVENTS 16	/* uffd events read at once */
+
+/* The page requests of one read of the uffd, sent as they fill up, and
+ * the pages they asked for, for the placement plan once they are sent. */
 struct req_batch {
 	struct tp_stream *urg;
 	struct mig_req q[MIG_MAX_REQS];
 	uint32_t n;
 	int ret;
+	struct fault_at { uint32_t r; uint64_t idx; } up[FAULT_EVENTS];
+	uint32_t nup;
 };
 
 static void req_flush(struct req_batch *b)
@@ -225,6 +230,10 @@ static void on_fault(struct mig_dst *d, uint64_t addr, struct req_batch *b)
 		return;
 	}
 	req_add(b, r, idx, 0);
+	/* Once asked for (handle_faults): a tiered plan may move its chunk
+	 * up before the page lands (this thread places it). */
+	if (b->nup < UT_ARRAY_SIZE(b->up))
+		b->up[b->nup++] = (struct fault_at){ r, idx };
 }
 
 /* The VMM dropped memory (balloon, MADV_DONTNEED): it reads as zero now. */
@@ -244,7 +253,7 @@ static void on_remove(struct mig_dst *d, uint64_t start, uint64_t end)
 static int handle_faults(struct mig_dst *d, struct tp_stream *urg)
 {
 	struct req_batch b = { .urg = urg };
-	struct gm_uffd_event ev[16];
+	struct gm_uffd_event ev[FAULT_EVENTS];
 	ssize_t n;
 
 	n = gm_uffd_read_events(&d->uffd, ev, UT_ARRAY_SIZE(ev));
@@ -257,6 +266,10 @@ static int handle_faults(struct mig_dst *d, struct tp_stream *urg)
 			on_remove(d, ev[i].addr, ev[i].end);
 	}
 	req_flush(&b);
+	for (uint32_t i = 0; i < b.nup; i++)
+		mig_place_fault(&d->place, &d->vm, b.up[i].r,
+				b.up[i].idx * d->vm.layout.r[b.up[i].r].page_size,
+				&d->received);
 	return b.ret;
 }
 

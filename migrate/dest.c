@@ -94,6 +94,9 @@ static int before_resume(struct mig_dst *d, bool postcopy, struct ut_err *err)
 	/* From the resume until COMPLETE only this agent brings the guest
 	 * its missing pages: killing it would kill the guest. */
 	ut_oom_protect(&d->oom, "the guest here depends on it (postcopy)");
+	/* What the guest faults on from here is hot (tiered placement). */
+	if (mig_place_postcopy(&d->place))
+		return ut_err_first(err, -ENOMEM, "out of memory");
 	ret = dst_faulter_start(d);
 	return ret ? ut_err_first(err, ret, "cannot start the fault thread") : 0;
 }

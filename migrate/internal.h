@@ -395,6 +395,14 @@ struct mig_place {
 	uint64_t reserve;		/* bytes kept free per node */
 	bool planned;
 	struct mig_place_stats st;	/* for the statistics */
+	/* Tiered, after the switch to postcopy (mig_place_postcopy): the
+	 * fault thread's own. Per region, the chunks the guest faulted on
+	 * (or found holding pages), never moved down, and where the search
+	 * for a chunk to move down goes on from. */
+	bool post;
+	uint64_t top;			/* the top tier's nodes */
+	uint8_t *touched[MIG_MAX_REGIONS];
+	uint32_t down_from[MIG_MAX_REGIONS];
 };
 
 /* Reads the host, makes the plan from @vm's layout (without hotness) and
@@ -411,6 +419,22 @@ int mig_place_begin(struct mig_place *pc, const struct mig_place_policy *pol,
  * Before any page is written. */
 int mig_place_apply(struct mig_place *pc, const struct mig_heat *h,
 		    struct mig_vm *vm, struct ut_err *err);
+/* Main thread, at the switch to postcopy, before the fault thread runs:
+ * arms mig_place_fault() for a tiered plan with a lower tier. */
+int mig_place_postcopy(struct mig_place *pc);
+/*
+ * The fault thread, postcopy: the guest faulted on the page at byte @off
+ * of region @r, not here yet. What the guest touches after the switch is
+ * hot: when the plan has that page's chunk on a lower tier and none of
+ * its pages is in @received (pages are never moved), the chunk trades
+ * nodes with a top-tier chunk of the region that the guest has not
+ * touched and that holds no page yet (the plan's bytes per node stay as
+ * they were: the fast share holds), both bound again at once. Only for
+ * the regions bound here (4 KiB shmem: the agent's mbind is the file's
+ * shared policy); the others keep their plan.
+ */
+void mig_place_fault(struct mig_place *pc, struct mig_vm *vm, uint32_t r,
+		     uint64_t off, const struct ut_bitmap *received);
 /* After completion: where the pages are, into pc->st. */
 int mig_place_check(struct mig_place *pc, struct mig_vm *vm, struct ut_err *err);
 void mig_place_fini(struct mig_place *pc);

@@ -134,6 +134,10 @@ struct mig_stats {
 		 * between nodes in the plan (chunks, bytes) */
 		uint32_t revisions;
 		uint64_t revised_chunks, revised_bytes;
+		/* tiered, postcopy: chunks the guest faulted on moved up to
+		 * the top tier in the plan, each trading places with one it
+		 * had not touched (mig_place_fault) */
+		uint64_t promoted_chunks;
 		uint64_t hot_chunks;	/* chunks hot (written or read) in samples */
 		uint64_t hot_on_top;	/* of those, planned on the top tier */
 		/* source, tiered: where the hotness came from ("writes and

@@ -410,6 +410,92 @@ int mig_place_revise(struct mig_place *pc, const struct mig_heat *h,
 	return ret;
 }
 
+int mig_place_postcopy(struct mig_place *pc)
+{
+	if (!pc->planned || pc->pol.kind != MIG_PLACE_TIERED)
+		return 0;
+	pc->top = mig_plan_top_tier(&pc->topo);
+	if (!pc->top)
+		return 0;
+	for (uint32_t r = 0; r < pc->plan.nr; r++) {
+		pc->touched[r] = calloc(pc->plan.r[r].nchunks ?
+					pc->plan.r[r].nchunks : 1, 1);
+		if (!pc->touched[r])
+			return -ENOMEM;
+		pc->down_from[r] = 0;
+	}
+	pc->post = true;
+	return 0;
+}
+
+/* Whether a page of chunk @c of region @r is in @received. */
+static bool chunk_holds(const struct mig_place *pc, const struct mig_vm *vm,
+			uint32_t r, uint32_t c, const struct ut_bitmap *received)
+{
+	uint64_t per = pc->plan.r[r].chunk / vm->layout.r[r].page_size;
+	uint64_t g = vm->first[r] + (uint64_t)c * per;
+	uint64_t end = vm->first[r] + mig_region_pages(&vm->layout, r);
+
+	if (g + per < end)
+		end = g + per;
+	return ut_bitmap_find_next(received, g) < end;
+}
+
+static int bind_chunk(const struct mig_place *pc, struct mig_vm *vm,
+		      uint32_t r, uint32_t c, unsigned int node)
+{
+	uint64_t off = (uint64_t)c * pc->plan.r[r].chunk;
+	uint64_t len = pc->plan.r[r].chunk;
+
+	if (off + len > vm->map[r].size)
+		len = vm->map[r].size - off;
+	return gm_numa_bind((uint8_t *)vm->map[r].host + off, len, node);
+}
+
+void mig_place_fault(struct mig_place *pc, struct mig_vm *vm, uint32_t r,
+		     uint64_t off, const struct ut_bitmap *received)
+{
+	struct mig_plan_region *pr;
+	uint32_t c, v;
+	unsigned int low, high;
+
+	if (!pc->post || r >= pc->plan.nr || !vm->map[r].host ||
+	    vmm_binds(vm, r) || vm->map[r].page_size != 4096)
+		return;
+	pr = &pc->plan.r[r];
+	c = (uint32_t)(off / pr->chunk);
+	if (c >= pr->nchunks || pc->touched[r][c])
+		return;
+	pc->touched[r][c] = 1;
+	low = pr->node[c];
+	if ((pc->top >> low & 1) || chunk_holds(pc, vm, r, c, received))
+		return;
+	/* The next top-tier chunk untouched and empty: once touched or
+	 * holding a page a chunk stays so, so the search never goes back. */
+	for (v = pc->down_from[r]; v < pr->nchunks; v++) {
+		if (pc->touched[r][v] || !(pc->top >> pr->node[v] & 1) ||
+		    pr->chunk * (v + 1ULL) > vm->map[r].size)
+			continue;	/* (a short last chunk would not trade even) */
+		if (!chunk_holds(pc, vm, r, v, received))
+			break;
+		pc->touched[r][v] = 1;
+	}
+	pc->down_from[r] = v;
+	if (v >= pr->nchunks || pr->chunk * (c + 1ULL) > vm->map[r].size)
+		return;	/* the top tier holds what the guest touched */
+	high = pr->node[v];
+	pc->touched[r][v] = 1;	/* moved down: not a candidate again */
+	if (bind_chunk(pc, vm, r, v, low))
+		return;	/* the plan unchanged; the check will say */
+	if (bind_chunk(pc, vm, r, c, high)) {
+		bind_chunk(pc, vm, r, v, high);
+		return;
+	}
+	pr->node[v] = low;
+	pr->node[c] = high;
+	pc->st.promoted_chunks++;
+}
+
 int mig_place_check(struct mig_place *pc, struct mig_vm *vm, struct ut_err *err)
 {
 	struct mig_place_stats *st = &pc->st;
@@ -433,6 +519,11 @@ void mig_place_fini(struct mig_place *pc)
 {
 	if (!pc)
 		return;
+	for (uint32_t r = 0; r < MIG_MAX_REGIONS; r++) {
+		free(pc->touched[r]);
+		pc->touched[r] = NULL;
+	}
+	pc->post = false;
 	mig_plan_fini(&pc->plan);
 	pc->planned = false;
 }

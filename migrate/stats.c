@@ -82,6 +82,9 @@ static void write_placement(FILE *f, const struct mig_place_stats *p)
 			   "\"revised_bytes\": %llu", p->revisions,
 			(unsigned long long)p->revised_chunks,
 			(unsigned long long)p->revised_bytes);
+	if (p->promoted_chunks)
+		fprintf(f, ", \"postcopy_promoted_chunks\": %llu",
+			(unsigned long long)p->promoted_chunks);
 	fprintf(f, ",\n    \"nodes\": [");
 	for (uint32_t i = 0; i < p->nr_nodes && i < GM_MAX_NODES; i++) {
 		uint32_t n = p->node_id[i] % GM_MAX_NODES;

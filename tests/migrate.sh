@@ -43,7 +43,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	placement_bind0 placement_refused placement_revised damon_access anon_precopy anon_postcopy
 	anon_placement_bind0
 	anon_map_refused anon_ksm_hints anon_ksm_source nested_boot nested_local
-	nested_bind1 nested_interleave nested_tiered nested_anon_tiered
+	nested_bind1 nested_interleave nested_tiered nested_tiered_postcopy nested_anon_tiered
 	nested_anon_ksm nested_damon nested_damon_source nested_hugetlb nested_hugetlb_postcopy nested_refused soak"
 HARNESS=migrate
 . "$(cd "$(dirname "$0")" && pwd)/harness.sh"
@@ -1412,6 +1412,23 @@ nested_tiered_case() {
 	pass "nested tiered${what}, fast share 25%, 10% hot set: $top of $hot hot chunks on node 0 ($(field samples "$W") samples), hot set pages $HOT; $PLACED"
 }
 case_nested_tiered() { nested_tiered_case; }
+# Tiered in postcopy: what the guest faults on after the switch is hot.
+# A fault on a chunk the plan put below, none of whose pages is here yet,
+# moves it up in place of a top-tier chunk the guest has not touched and
+# that holds no page (the fast share holds). A guest writing random pages
+# of its 32 MiB at 4 MiB/s, pushed at 4 MiB/s, fast share 50%: its first
+# writes after the switch land in chunks the push has not reached. The
+# pages land where the revised plan says (at least 99.9%).
+case_nested_tiered_postcopy() {
+	local up
+	nested_ready || return
+	NSRC_ARGS="--mode postcopy --bandwidth 4" nested_migrate tiered \
+		"--ws 32M --rate 4 -a pattern=random" "--fast-share 50" || return
+	up=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["numa"].get("postcopy_promoted_chunks", 0))' "$ND/$(nc)-dest.json")
+	[ "$up" -gt 0 ] 2>/dev/null ||
+		{ fail "no chunk moved up in postcopy ($up): $W"; return; }
+	pass "nested tiered, postcopy, fast share 50%, random writer: $up chunks the guest faulted on moved up to node 0; $PLACED"
+}
 # Anonymous RAM: the incoming VMM binds its own range (ADVISE BIND) and
 # UFFDIO_COPY allocates there; the check asks move_pages on its pid.
 case_nested_anon_tiered() { nested_tiered_case "-b anon"; }

@@ -284,6 +284,11 @@ static void print_placement(FILE *f, const struct mig_place_stats *p)
 		fprintf(f, "  placement: %u revisions of the plan as the heat "
 		       "changed, %llu MiB moved between nodes in it\n",
 		       p->revisions, (unsigned long long)(p->revised_bytes >> 20));
+	if (p->promoted_chunks)
+		fprintf(f, "  placement: %llu chunks the guest faulted on in "
+		       "postcopy moved up to the top tier (each in place of "
+		       "one it had not touched)\n",
+		       (unsigned long long)p->promoted_chunks);
 	if (p->note[0])
 		fprintf(f, "  placement: %s\n", p->note);
 }
