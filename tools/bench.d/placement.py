@@ -155,6 +155,17 @@ def footprint(nh, name):
     return int(sharing), int(pss)
 
 
+def ksmd_cpu_s(nh):
+    """ksmd's CPU seconds so far inside (utime + stime of its
+    /proc/PID/stat, in clock ticks of 1/100 s), or None."""
+    try:
+        line = nh.run("p=$(pgrep -x ksmd) && awk '{print $14 + $15}' "
+                      "/proc/$p/stat")
+        return int(line.split()[0]) / 100.0
+    except (RuntimeError, ValueError, IndexError):
+        return None
+
+
 def migrate(ctx, nh, g, policy, dargs, rundir, ksm_samples=False):
     """One guest G from this host into the nested one under POLICY; its
     figures, or raises RuntimeError with a reason."""
@@ -181,6 +192,7 @@ def migrate(ctx, nh, g, policy, dargs, rundir, ksm_samples=False):
                         nh.out(f"{name}-dest"), 90, 0.2):
             raise RuntimeError("ferry-dest inside did not listen: "
                                f"{nh.out(name + '-dest')[-300:]}")
+        ksmd0 = ksmd_cpu_s(nh) if ksm_samples else None
         t0 = now()
         fs = Child("ferry-source",
                    [f"{b}/tools/ferry-source", "--vm", f"{rundir}/src.sock",
@@ -195,6 +207,7 @@ def migrate(ctx, nh, g, policy, dargs, rundir, ksm_samples=False):
         if st != 0:
             raise RuntimeError(f"ferry-source exit {st}: "
                                f"{fs.text().strip()[-300:]}")
+        ksmd1 = ksmd_cpu_s(nh) if ksmd0 is not None else None
         if not wait_for(lambda: nh.rc(f"{name}-dest") is not None, 60,
                         0.2):
             raise RuntimeError("ferry-dest inside did not end")
@@ -218,7 +231,11 @@ def migrate(ctx, nh, g, policy, dargs, rundir, ksm_samples=False):
                         run=k.get("run"),
                         merge_across_nodes=k.get("merge_across_nodes"),
                         samples=[[0, k.get("pages_sharing"),
-                                  k.get("vmm_pss_kib")]])
+                                  k.get("vmm_pss_kib")]],
+                        # ksmd shares the nested host's one TCG thread
+                        # with ferry-dest: its CPU during the migration
+                        ksmd_cpu_s=(round(ksmd1 - ksmd0, 2)
+                                    if ksmd1 is not None else None))
         t_done = now()
         # The guest inside: a whole verification pass since its resume.
         def passed():
@@ -381,7 +398,7 @@ def ksm_rows(res):
           [f"VMM Pss (MiB) at +{t} s" for t in times] +
           ["guest pages node 0 / 1 at completion",
            f"the same at +{KSM_LATER_S[-1]} s", "total (s)",
-           "verified inside"])
+           "ksmd CPU during it (s)", "verified inside"])
     body = []
     for r in res.get("ksm", []):
         label = "with" if r.get("hints_asked") else "without"
@@ -403,6 +420,7 @@ def ksm_rows(res):
             [f"{lm.get('0', 0) * 256:.0f} / {lm.get('1', 0) * 256:.0f}",
              f"{later.get('node0', 0)} / {later.get('node1', 0)}",
              _f(r.get("total_s"), "{:.2f}"),
+             _f(k.get("ksmd_cpu_s"), "{:.2f}"),
              "yes" if r.get("verified") else
              f"NO: {r.get('verify_error', '')[:60]}"])
     return hs, body
