@@ -11,6 +11,12 @@
  *   busy-polling).
  *
  * Usage: bench-guestmem [--size MiB] [--json FILE]
+ *        bench-guestmem --huge-faults N [--json FILE]
+ *
+ * --huge-faults measures only the round trip of a MISSING fault on a 2 MiB
+ * hugetlb page served with UFFDIO_COPY, N times (N free 2 MiB huge pages
+ * needed), on the pages as the pool gives them and then warm: the local
+ * part of a 2M postcopy fault.
  */
 #include "config.h"
 
@@ -235,6 +241,7 @@ struct server {
 	int stop_fd;
 	bool busy;		/* spin on read() instead of sleeping in poll() */
 	void *page;
+	size_t psz;		/* the page's size */
 };
 
 static void pin(pthread_t t, int cpu)
@@ -274,43 +281,52 @@ static void *serve(void *arg)
 		n = gm_uffd_read_events(s->u, ev, 16);
 		for (ssize_t i = 0; i < n; i++)
 			if (ev[i].kind == GM_UFFD_EV_FAULT)
-				gm_uffd_copy(s->u, ev[i].addr & ~4095ULL,
-					     s->page, 4096, 0);
+				gm_uffd_copy(s->u, ev[i].addr & ~(s->psz - 1),
+					     s->page, s->psz, 0);
 	}
 	return NULL;
 }
 
-/* Round trip of one MISSING fault on shmem: touch, fault, COPY, wake.
- * Exact percentiles from every sample, in microseconds. */
-static int bench_fault(size_t len, enum fault_setup setup, double *p50,
-		       double *p99, double *max)
+/* Round trip of one MISSING fault on shmem (or 2 MiB hugetlb): touch,
+ * fault, COPY, wake. Exact percentiles from every sample, in
+ * microseconds. */
+static int bench_fault(size_t len, enum fault_setup setup,
+		       enum gm_backing backing, double *p50, double *p99,
+		       double *max)
 {
+	size_t psz = gm_backing_page_size(backing);
 	struct gm_region r;
 	struct gm_uffd u;
-	struct server s = { .u = &u, .busy = setup == FAULT_BUSY };
-	uint64_t one = 1, *ns = calloc(len / 4096, sizeof(*ns));
+	struct server s = { .u = &u, .busy = setup == FAULT_BUSY,
+			    .psz = psz };
+	uint64_t one = 1, *ns = calloc(len / psz, sizeof(*ns));
 	size_t n = 0;
 	pthread_t t;
 	int ret;
 
 	if (!ns)
 		return -ENOMEM;
-	ret = gm_region_init(&r, GM_BACKING_SHMEM, len, "bench-fault");
-	if (ret)
+	ret = gm_region_init(&r, backing, len, "bench-fault");
+	if (ret) {
+		free(ns);
 		return ret;
-	ret = gm_uffd_open(&u, UFFD_FEATURE_MISSING_SHMEM);
+	}
+	ret = gm_uffd_open(&u, psz > 4096 ? UFFD_FEATURE_MISSING_HUGETLBFS :
+					    UFFD_FEATURE_MISSING_SHMEM);
 	if (!ret)
 		ret = gm_uffd_register(&u, (uintptr_t)r.host, r.size,
 				       GM_UFFD_MISSING, NULL);
-	s.page = aligned_alloc(4096, 4096);
+	s.page = aligned_alloc(4096, psz);
 	s.stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (ret || !s.page || s.stop_fd < 0)
+	if (ret || !s.page || s.stop_fd < 0) {
+		ret = ret ? ret : -ENOMEM;
 		goto out;
-	memset(s.page, 0x11, 4096);
+	}
+	memset(s.page, 0x11, psz);
 	pthread_create(&t, NULL, serve, &s);
 	pin(pthread_self(), 0);
 	pin(t, setup == FAULT_SAME_CPU ? 0 : 1);
-	for (size_t off = 0; off < r.size; off += 4096) {
+	for (size_t off = 0; off < r.size; off += psz) {
 		uint64_t t0 = ut_now_ns();
 
 		(void)*(volatile uint8_t *)((uint8_t *)r.host + off);
@@ -397,11 +413,53 @@ static void print_table(const struct results *r, size_t size)
 		       r->fault_max_us[i]);
 }
 
+/* --huge-faults N: the 2 MiB round trip alone, twice: on pages as the
+ * pool has them (the first touch of fresh memory is slow here: the
+ * host's own faults), then on the same pages again, warm. */
+static int bench_huge(unsigned long n, const char *json)
+{
+	static const char *const pass[2] = { "first use", "warm" };
+	double p50[2], p99[2], max[2];
+	FILE *f;
+
+	for (int i = 0; i < 2; i++) {
+		int ret = bench_fault(n * (2 * UT_MiB), FAULT_BLOCKING,
+				      GM_BACKING_HUGETLB_2M, &p50[i], &p99[i],
+				      &max[i]);
+
+		if (ret) {
+			fprintf(stderr, "bench-guestmem: the 2 MiB fault round "
+					"trip: %s (are %lu huge pages of 2 MiB "
+					"free?)\n", strerror(-ret), n);
+			return 1;
+		}
+		printf("  MISSING fault + UFFDIO_COPY 2M round trip (%lu faults, "
+		       "%s, pages %s): p50 %.1f us  p99 %.1f us  max %.1f us\n",
+		       n, setup_name[FAULT_BLOCKING], pass[i], p50[i], p99[i],
+		       max[i]);
+	}
+	if (!json)
+		return 0;
+	f = fopen(json, "w");
+	if (!f) {
+		fprintf(stderr, "bench-guestmem: %s: %s\n", json,
+			strerror(errno));
+		return 1;
+	}
+	fprintf(f, "{\n  \"missing_fault_copy_2m_us\": {\"faults\": %lu, "
+		   "\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f, "
+		   "\"first_use\": {\"p50\": %.1f, \"p99\": %.1f, "
+		   "\"max\": %.1f}}\n}\n", n, p50[1], p99[1], max[1], p50[0],
+		p99[0], max[0]);
+	return fclose(f) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "size", required_argument, NULL, 's' },
 		{ "json", required_argument, NULL, 'j' },
+		{ "huge-faults", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -412,9 +470,10 @@ int main(int argc, char **argv)
 	size_t size = 256 * UT_MiB;
 	const char *json = NULL;
 	struct gm_region a, b;
+	unsigned long huge = 0;
 	int c, ret = 1;
 
-	while ((c = getopt_long(argc, argv, "s:j:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:j:H:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': {
 			char *end;
@@ -431,13 +490,27 @@ int main(int argc, char **argv)
 		case 'j':
 			json = optarg;
 			break;
+		case 'H': {
+			char *end;
+
+			huge = strtoul(optarg, &end, 10);
+			if (*end || !huge || huge > 4096) {
+				fprintf(stderr, "bench-guestmem: --huge-faults "
+						"takes 1..4096\n");
+				return 2;
+			}
+			break;
+		}
 		case 'h':
-			printf("usage: bench-guestmem [--size MiB] [--json FILE]\n");
+			printf("usage: bench-guestmem [--size MiB] [--json FILE]\n"
+			       "       bench-guestmem --huge-faults N [--json FILE]\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
+	if (huge)
+		return bench_huge(huge, json);
 	if (gm_region_init(&a, GM_BACKING_SHMEM, size, "bench-a") ||
 	    gm_region_init(&b, GM_BACKING_SHMEM, size, "bench-b"))
 		return 1;
@@ -466,7 +539,7 @@ int main(int argc, char **argv)
 	gm_region_fini(&b);
 	res.faults = 64 * UT_MiB / 4096;
 	for (int i = 0; i < FAULT_SETUPS; i++)
-		if (bench_fault(64 * UT_MiB, i, &res.fault_p50_us[i],
+		if (bench_fault(64 * UT_MiB, i, GM_BACKING_SHMEM, &res.fault_p50_us[i],
 				&res.fault_p99_us[i], &res.fault_max_us[i]))
 			return 1;
 	print_table(&res, size);

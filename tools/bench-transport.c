@@ -10,7 +10,8 @@
  * streams with TLS on and off (as ratios of both baselines, with the CPU
  * time per byte and the CPUs each figure kept busy: fewer than the machine
  * has means other load took the rest), and the urgent stream's round trip
- * while the bulk streams are saturated.
+ * while the bulk streams are saturated, for a 64 B answer and for a 2 MiB
+ * one (the wire time of a 2M page a postcopy fault asks for).
  */
 #include "config.h"
 
@@ -355,6 +356,8 @@ struct rtt {
 	uint64_t *samples;	/* ns */
 	size_t n;
 	unsigned int spin_us;	/* requester busy-polls this long */
+	size_t answer;		/* bytes of each answer: 0, an echo */
+	uint8_t *pool;		/* the answer's bytes */
 	bool rt;		/* got nice -20 */
 	int ret;
 	pthread_t th;
@@ -371,13 +374,18 @@ static bool make_urgent(void)
 static void *ping_fn(void *arg)
 {
 	struct rtt *r = arg;
-	uint8_t buf[PING_LEN] = { 0 };
-	struct iovec v = { buf, sizeof(buf) };
+	size_t cap = r->answer > PING_LEN ? r->answer : PING_LEN;
+	uint8_t *buf = calloc(1, cap);
+	struct iovec v = { buf, PING_LEN };
 	struct timespec gap = { 0, 200 * 1000 };
 	uint64_t t0 = ut_now_ns(), t;
 	struct tp_msg m;
 	int ret = 0;
 
+	if (!buf) {
+		r->ret = -ENOMEM;
+		return NULL;
+	}
 	r->rt = make_urgent();
 	tp_stream_set_busy_poll(r->st, r->spin_us);
 	while (ret == 0 && r->n < MAX_SAMPLES &&
@@ -385,7 +393,7 @@ static void *ping_fn(void *arg)
 		t = ut_now_ns();
 		ret = tp_send(r->st, 7, &v, 1, 0);
 		if (ret == 0)
-			ret = tp_recv(r->st, &m, buf, sizeof(buf));
+			ret = tp_recv(r->st, &m, buf, cap);
 		if (ret == 0)
 			r->samples[r->n++] = ut_now_ns() - t;
 		nanosleep(&gap, NULL);
@@ -397,9 +405,12 @@ static void *ping_fn(void *arg)
 	if (ret < 0)
 		fprintf(stderr, "ping: %s\n", tp_stream_err(r->st)->msg);
 	r->ret = ret;
+	free(buf);
 	return NULL;
 }
 
+/* Answers each ping with its echo, or with r->answer bytes (a 2 MiB
+ * page, say) from the pool. */
 static void *pong_fn(void *arg)
 {
 	struct rtt *r = arg;
@@ -411,7 +422,10 @@ static void *pong_fn(void *arg)
 	r->rt = make_urgent();
 	while ((ret = tp_recv(r->st, &m, buf, sizeof(buf))) == 0 &&
 	       m.type == 7) {
-		v.iov_len = m.len;
+		if (r->answer)
+			v = (struct iovec){ r->pool, r->answer };
+		else
+			v = (struct iovec){ buf, m.len };
 		ret = tp_send(r->st, 7, &v, 1, 0);
 		if (ret < 0)
 			break;
@@ -437,10 +451,12 @@ struct rtt_result {
 };
 
 static int urgent_rtt(struct bench *b, unsigned int nbulk,
-		      unsigned int spin_us, struct rtt_result *res)
+		      unsigned int spin_us, size_t answer,
+		      struct rtt_result *res)
 {
-	struct rtt ping = { .seconds = b->seconds, .spin_us = spin_us };
-	struct rtt pong = { 0 };
+	struct rtt ping = { .seconds = b->seconds, .spin_us = spin_us,
+			    .answer = answer };
+	struct rtt pong = { .answer = answer, .pool = b->pool };
 	struct tp_session *srv, *cli;
 	struct flows fl;
 	int ret;
@@ -521,10 +537,12 @@ static void remove_certs(struct bench *b)
 struct rtt_run {
 	unsigned int nbulk;	/* saturated bulk streams, 0: idle */
 	unsigned int spin_us;	/* requester busy-poll */
+	size_t answer;		/* bytes answered, 0: a 64 B echo */
 	struct rtt_result r;
 };
 
-#define NRTT 6
+#define NRTT 8
+#define HUGE_ANSWER (2u << 20)	/* a 2 MiB page, as a 2M fault asks */
 
 struct results {
 	double aes, tcp;
@@ -540,14 +558,17 @@ static const struct rtt_run rtt_plan[NRTT] = {
 	{ .nbulk = 0 }, { .nbulk = 2 }, { .nbulk = 4 },
 	{ .nbulk = 0, .spin_us = 100 }, { .nbulk = 2, .spin_us = 100 },
 	{ .nbulk = 4, .spin_us = 100 },
+	{ .nbulk = 0, .answer = HUGE_ANSWER },
+	{ .nbulk = 2, .answer = HUGE_ANSWER },
 };
 
 static void print_rtt(const struct results *r)
 {
-	printf("  urgent round trip, TLS, 64 B each way, one request at a time, urgent threads %s:\n",
+	printf("  urgent round trip, TLS, 64 B asked, 64 B or a 2 MiB page answered, one request at a time, urgent threads %s:\n",
 	       r->rtt[0].r.rt ? "at nice -20" : "at default priority");
-	printf("  %-14s %-16s %9s %9s %10s %8s %12s\n", "bulk", "requester",
-	       "p50 us", "p99 us", "max us", "samples", "bulk GB/s");
+	printf("  %-14s %-16s %-8s %9s %9s %10s %8s %12s\n", "bulk",
+	       "requester", "answer", "p50 us", "p99 us", "max us", "samples",
+	       "bulk GB/s");
 	for (int i = 0; i < NRTT; i++) {
 		const struct rtt_run *x = &r->rtt[i];
 		char bulk[32], how[32];
@@ -556,9 +577,9 @@ static void print_rtt(const struct results *r)
 			 x->nbulk);
 		snprintf(how, sizeof(how), x->spin_us ? "polls %u us" : "sleeps",
 			 x->spin_us);
-		printf("  %-14s %-16s %9.1f %9.1f %10.1f %8zu %12.2f\n", bulk,
-		       how, x->r.p50_us, x->r.p99_us, x->r.max_us, x->r.n,
-		       x->r.bulk_gbps);
+		printf("  %-14s %-16s %-8s %9.1f %9.1f %10.1f %8zu %12.2f\n",
+		       bulk, how, x->answer ? "2 MiB" : "64 B", x->r.p50_us,
+		       x->r.p99_us, x->r.max_us, x->r.n, x->r.bulk_gbps);
 	}
 }
 
@@ -623,7 +644,7 @@ static void print_targets(const struct results *r)
 	/* The default (sleeping) requester is what the target is about; the
 	 * polling rows are there for comparison. */
 	for (int i = 0; i < NRTT && r->have_rtt; i++)
-		if (r->rtt[i].nbulk && !r->rtt[i].spin_us)
+		if (r->rtt[i].nbulk && !r->rtt[i].spin_us && !r->rtt[i].answer)
 			printf("  target urgent p99 < 200 us, %u streams saturated: %.1f us -> %s\n",
 			       r->rtt[i].nbulk, r->rtt[i].r.p99_us,
 			       r->rtt[i].r.p99_us < 200 ? "met" : "MISSED");
@@ -667,8 +688,10 @@ static int write_json(const char *path, const struct results *r)
 				tls ? "tls" : "plain", nstreams[i], r->cpu[tls][i]);
 	fprintf(f, "  \"urgent_rtt\": [\n");
 	for (int i = 0; i < NRTT; i++)
-		fprintf(f, "    { \"bulk_streams\": %u, \"busy_poll_us\": %u, \"p50_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f, \"samples\": %zu }%s\n",
-			r->rtt[i].nbulk, r->rtt[i].spin_us, r->rtt[i].r.p50_us,
+		fprintf(f, "    { \"bulk_streams\": %u, \"busy_poll_us\": %u, \"answer_bytes\": %zu, \"p50_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f, \"samples\": %zu }%s\n",
+			r->rtt[i].nbulk, r->rtt[i].spin_us,
+			r->rtt[i].answer ? r->rtt[i].answer : PING_LEN,
+			r->rtt[i].r.p50_us,
 			r->rtt[i].r.p99_us, r->rtt[i].r.max_us, r->rtt[i].r.n,
 			i + 1 < NRTT ? "," : "");
 	fprintf(f, "  ]\n}\n");
@@ -715,7 +738,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NRTT && ret == 0 && !bulk_only; i++) {
 		r.rtt[i] = rtt_plan[i];
 		ret = urgent_rtt(&b, r.rtt[i].nbulk, r.rtt[i].spin_us,
-				 &r.rtt[i].r);
+				 r.rtt[i].answer, &r.rtt[i].r);
 	}
 	read_load(b.load1, sizeof(b.load1));
 	remove_certs(&b);
