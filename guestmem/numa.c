@@ -624,16 +624,16 @@ ssize_t gm_numa_where(struct gm_region *r, uint64_t first, uint64_t n,
 	}
 	/* A hugetlb page another process mapped (the VMM's uffd placed it,
 	 * UFFDIO_COPY) is not in this mapping: asked of that process, where
-	 * its view is known (pid set). */
+	 * its view is known (pid set). Where it cannot be asked (its pid
+	 * gone, or not ours to look at), those pages stay absent. */
 	for (i = 0; r->pid && i < n;) {
 		for (run = 0; i + run < n && node[i + run] < 0; run++)
 			;
 		if (run) {
-			ssize_t got = where_remote(r, first + i, run, node + i);
-
-			if (got < 0) {
-				ret = (int)got;
-				goto out;
+			if (where_remote(r, first + i, run, node + i) < 0) {
+				for (uint64_t k = i; k < i + run; k++)
+					node[k] = -1;
+				break;
 			}
 			i += run;
 		}
