@@ -543,6 +543,12 @@ int dst_receivers_join(struct mig_dst *d)
 	}
 	free(d->rx);
 	d->rx = NULL;
+	/* The first failure's code, whose reason d->meet.err holds: the
+	 * others were stopped by it (-ECANCELED), whichever joined first. */
+	pthread_mutex_lock(&d->meet.lock);
+	if (ret && d->meet.failed && d->meet.error)
+		ret = d->meet.error;
+	pthread_mutex_unlock(&d->meet.lock);
 	return ret;
 }
 

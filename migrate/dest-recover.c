@@ -118,6 +118,7 @@ int dst_recover(struct mig_dst *d, struct mig_stats *st, struct ut_err *err)
 	dst_receivers_stop(d);
 	pthread_mutex_lock(&d->meet.lock);
 	d->meet.failed = false;
+	d->meet.error = 0;
 	d->meet.arrived = d->meet.finished = 0;
 	pthread_mutex_unlock(&d->meet.lock);
 	ut_err_clear(err);
