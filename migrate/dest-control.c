@@ -63,8 +63,7 @@ static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
 				    MIG_FEAT_DISCARD_EARLY |
 				    MIG_FEAT_KSM_PAGES |
-				    MIG_FEAT_HEAT_REVISE |
-				    MIG_FEAT_DEST_KEEPALIVE);
+				    MIG_FEAT_HEAT_REVISE);
 	bool ask, units = giant_units(d, h, &ask);
 
 	if (ask && units && d->minor && d->can_postcopy)
@@ -124,7 +123,6 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	w.features = accepted(d, h, differ);
 	d->ksm.source = w.features & MIG_FEAT_KSM_PAGES;
 	d->heat_revise = w.features & MIG_FEAT_HEAT_REVISE;
-	d->keepalive = w.features & MIG_FEAT_DEST_KEEPALIVE;
 	w.nr = d->vm.layout.nr;
 	for (uint32_t i = 0; i < w.nr; i++)
 		w.page_size[i] = d->vm.layout.r[i].page_size;
@@ -447,15 +445,6 @@ int dst_recv_state(struct mig_dst *d, struct tp_stream *ctl, void **blob,
 	return 0;
 }
 
-/* The VMM still loading or resuming (MIG_FEAT_DEST_KEEPALIVE). */
-static void keepalive(void *arg)
-{
-	struct tp_stream *ctl = arg;
-
-	if (mig_send_msg(ctl, MIG_MSG_KEEPALIVE, NULL, 0))
-		pr_debug("a keepalive to the source: %s", tp_stream_err(ctl)->msg);
-}
-
 /* Load the state, run the guest, say so. */
 int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 			const void *blob, size_t len, double cpu0,
@@ -467,20 +456,15 @@ int dst_resume_guest(struct mig_dst *d, struct tp_stream *ctl,
 	ssize_t n;
 	int ret;
 
-	if (d->keepalive)
-		vml_client_set_wait(&d->vm.link, keepalive, ctl, 1000);
 	ret = vml_client_load_state(&d->vm.link, blob, len);
-	if (ret) {
-		vml_client_set_wait(&d->vm.link, NULL, NULL, 0);
+	if (ret)
 		return ut_err_first(err, ret, "the incoming VM refused the state: "
 				"%s", vml_strerror(ret));
-	}
 	t1 = ut_now_ns();
 	/* Nothing but the VMM touched guest RAM yet: QEMU's load reads it
 	 * (post-load hooks), and in postcopy those faults are served. */
 	st->faults_before_resume = atomic_load(&d->faults.nlat);
 	ret = vml_client_resume(&d->vm.link);
-	vml_client_set_wait(&d->vm.link, NULL, NULL, 0);
 	if (ret)
 		return ut_err_first(err, ret, "the incoming VM did not resume: %s",
 				vml_strerror(ret));

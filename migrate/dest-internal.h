@@ -118,7 +118,6 @@ struct mig_dst {
 		uint64_t from_source;	/* of those, landed and marked */
 	} ksm;
 	bool heat_revise;		/* MIG_FEAT_HEAT_REVISE accepted */
-	bool keepalive;			/* MIG_FEAT_DEST_KEEPALIVE accepted */
 	struct faulter {
 		struct mig_worker wk;
 		uint8_t *buf;		/* urgent pages land here first */

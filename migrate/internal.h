@@ -191,12 +191,6 @@ void mig_worker_stop(struct mig_worker *w);
  * wait in the message. */
 int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err);
-/* The same, skipping the peer's KEEPALIVEs (no body) before it, as
- * long as they come no faster than one per 250 ms (a destination sends
- * one a second); faster is refused at once with -EPROTO. */
-int mig_recv_expect_alive(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-			  size_t cap, struct tp_msg *m, const char *what,
-			  struct ut_err *err);
 
 /* An ERROR with @code (positive errno) and @msg to the peer on the
  * control stream of @sess, best effort. */

@@ -79,11 +79,8 @@ int src_wait_resumed(struct tp_stream *ctl, struct mig_resumed *r,
 {
 	uint8_t buf[512];
 	struct tp_msg m;
-	/* KEEPALIVEs first while the destination's VMM loads and resumes
-	 * (MIG_FEAT_DEST_KEEPALIVE; harmless where not agreed) */
-	int ret = mig_recv_expect_alive(ctl, MIG_MSG_RESUMED, buf, sizeof(buf),
-					&m, "waiting for the guest to resume "
-					"there", err);
+	int ret = mig_recv_expect(ctl, MIG_MSG_RESUMED, buf, sizeof(buf), &m,
+				  "waiting for the guest to resume there", err);
 
 	if (!ret && mig_dec_resumed(buf, m.len, r))
 		ret = ut_err_first(err, -EPROTO, "the destination sent a malformed "

@@ -159,7 +159,6 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
 			    MIG_FEAT_DISCARD_EARLY | MIG_FEAT_PAGESIZES |
 			    MIG_FEAT_HUGE_UNITS | MIG_FEAT_HEAT_REVISE |
-			    MIG_FEAT_DEST_KEEPALIVE |
 			    (s->vm.anon ? MIG_FEAT_KSM_PAGES : 0),
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,

@@ -27,32 +27,12 @@ uint64_t mig_realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-/* The least time between two KEEPALIVEs skipped before a message. */
-#define KEEPALIVE_MIN_GAP_MS 250
-
-static int recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-		       size_t cap, struct tp_msg *m, const char *what,
-		       bool alive, struct ut_err *err)
+int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
+		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err)
 {
 	struct mig_error e;
-	uint64_t last = 0, now;
-	int ret;
+	int ret = tp_recv(ctl, m, buf, cap);
 
-	for (;;) {
-		ret = tp_recv(ctl, m, buf, cap);
-		if (ret || !alive || m->type != MIG_MSG_KEEPALIVE || m->len)
-			break;
-		/* One a second is what a destination sends: faster is a
-		 * peer holding us with noise, refused at once. */
-		now = ut_now_ns();
-		if (last && now - last < KEEPALIVE_MIN_GAP_MS * 1000000ULL)
-			return ut_err_first(err, -EPROTO, "%s: keepalives %llu "
-					"ms apart, faster than a destination "
-					"sends them (one a second): refused",
-					what, (unsigned long long)
-					((now - last) / 1000000));
-		last = now;
-	}
 	if (ret)
 		return ut_err_first(err, ret, "%s: %s", what,
 				tp_stream_err(ctl)->msg);
@@ -62,19 +42,6 @@ static int recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
 		return ut_err_first(err, -EPROTO, "%s: message 0x%x instead of 0x%x",
 				what, m->type, type);
 	return 0;
-}
-
-int mig_recv_expect(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-		    size_t cap, struct tp_msg *m, const char *what, struct ut_err *err)
-{
-	return recv_expect(ctl, type, buf, cap, m, what, false, err);
-}
-
-int mig_recv_expect_alive(struct tp_stream *ctl, uint32_t type, uint8_t *buf,
-			  size_t cap, struct tp_msg *m, const char *what,
-			  struct ut_err *err)
-{
-	return recv_expect(ctl, type, buf, cap, m, what, true, err);
 }
 
 int mig_send_msg(struct tp_stream *st, uint32_t type, const void *buf,

@@ -129,15 +129,6 @@ enum mig_msg_type {
  * PLACEMENT.
  */
 #define MIG_FEAT_HEAT_REVISE	(1ULL << 21)
-/*
- * The destination sends KEEPALIVE (no body) on control, once a second,
- * while its VMM loads the state and resumes the guest, which in postcopy
- * may wait on a fault (a whole 1 GiB page's units); the source skips
- * them before RESUMED, so that its I/O timeout does not take the wait
- * for the peer's death; keepalives faster than one per 250 ms are a
- * hostile peer's and refused at once. Beside V1.
- */
-#define MIG_FEAT_DEST_KEEPALIVE	(1ULL << 22)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {

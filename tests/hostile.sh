@@ -135,7 +135,7 @@ d_resumed_in_precopy|the destination sent control message 0x4d31 mid-round
 d_complete_in_precopy|the destination sent control message 0x4d33 mid-round
 d_welcome_second|the destination sent control message 0x4d02 mid-round
 d_req_on_control|the destination sent control message 0x4d40 mid-round
-d_flood|waiting for the guest to resume there: keepalives [0-9]+ ms apart, faster than a destination sends them
+d_flood|waiting for the guest to resume there: message 0x4d37 instead of 0x4d31
 d_stall_switchover|waiting for the guest to resume there: .*(timed out|timeout)
 d_resumed_malformed|the destination sent a malformed RESUMED \(resumed: message truncated
 d_pc_req_index_out|malformed page request \(page request: no such page\): the VM stays paused here

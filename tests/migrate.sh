@@ -30,7 +30,7 @@
 set -u
 ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	postcopy_vcpus postcopy_hugetlb precopy_hugetlb_subpages
-	precopy_hugetlb_1g postcopy_hugetlb_1g_resume_wait hybrid_hugetlb_subpages thp_collapse
+	precopy_hugetlb_1g hybrid_hugetlb_subpages thp_collapse
 	thp_collapse_postcopy precopy_4k_to_2m postcopy_4k_to_2m precopy_2m_to_4k
 	postcopy_2m_to_4k precopy_4k_to_1g precopy_1g_to_4k postcopy_4k_to_1g
 	postcopy_hugetlb_1g
@@ -572,18 +572,6 @@ case_postcopy_4k_to_1g() {
 # 1 GiB pages at both ends in hybrid (precopy rounds, then postcopy):
 # they travel in 4 KiB units (MIG_FEAT_HUGE_UNITS), so that the
 # destination assembles its page as above.
-# Postcopy onto 1 GiB pages, pushed at 64 MiB/s, with a 2 s I/O timeout
-# at the source: the destination's VMM resumes only once its whole GiB
-# is in (16 s), and meanwhile ferry-dest sends a KEEPALIVE each second
-# (MIG_FEAT_DEST_KEEPALIVE), so that the source does not take the wait
-# for the destination's death.
-case_postcopy_hugetlb_1g_resume_wait() {
-	hugetlb_pool 2 1048576 || return
-	migrate 64M "--rate 4 -m 1G -b hugetlb-1G" \
-		"--mode postcopy --bandwidth 64 --io-timeout 2s" 30 || return
-	[ "$MODE" = postcopy ] || { fail "ended in $MODE"; return; }
-	pass "postcopy onto hugetlb-1G at 64 MiB/s, --io-timeout 2s: $VERIFIED, $FAULTS faults, the source waited $(json state_load_ms "$CT/src.json") ms for the resume, on keepalives"
-}
 case_postcopy_hugetlb_1g() {
 	hugetlb_pool 2 1048576 || return
 	migrate 512M "--rate 16 -m 1G -b hugetlb-1G" "--mode hybrid" 30 ||

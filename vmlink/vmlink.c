@@ -3,7 +3,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -684,15 +683,6 @@ static int request(struct vml_client *c, uint16_t type, const void *payload,
 	ret = vml_send(c->sock, type, 0, payload, len, NULL, 0);
 	if (ret)
 		return ret;
-	while (c->wait_fn) {
-		struct pollfd p = { c->sock, POLLIN, 0 };
-
-		ret = poll(&p, 1, c->wait_ms);
-		if (ret > 0 || (ret < 0 && errno != EINTR))
-			break;
-		if (ret == 0)
-			c->wait_fn(c->wait_arg);
-	}
 	ret = vml_recv(c->sock, reply);
 	if (ret)
 		return ret;
@@ -703,14 +693,6 @@ static int request(struct vml_client *c, uint16_t type, const void *payload,
 		return refuse(-EPROTO, "the VMM answered %s with status %d",
 			      vml_msg_name(type), reply->hdr.status);
 	return reply->hdr.status;
-}
-
-void vml_client_set_wait(struct vml_client *c, void (*fn)(void *arg),
-			 void *arg, int ms)
-{
-	c->wait_fn = fn;
-	c->wait_arg = arg;
-	c->wait_ms = ms > 0 ? ms : 1000;
 }
 
 static int simple(struct vml_client *c, uint16_t type)

@@ -255,11 +255,6 @@ int vml_server_reply(int sock, uint16_t req_type, int32_t status,
 struct vml_client {
 	int sock;		/* -1 when closed */
 	struct vml_hello hello;	/* what the VMM sent; fds owned here */
-	/* While a request waits for its reply: @wait_fn(@wait_arg) every
-	 * @wait_ms (vml_client_set_wait(); none by default). */
-	void (*wait_fn)(void *arg);
-	void *wait_arg;
-	int wait_ms;
 };
 
 /*
@@ -272,11 +267,6 @@ int vml_client_open(struct vml_client *c, const char *path);
 /* Closes the socket and every fd received. Accepts a @c whose open
  * failed or that was closed already (open sets every fd to -1 first). */
 void vml_client_close(struct vml_client *c);
-/* Has every request call @fn(@arg) each @ms it waits for the VMM's
- * reply (the destination's keepalives while its VMM resumes a guest
- * that may wait on postcopy faults); @fn NULL: none. */
-void vml_client_set_wait(struct vml_client *c, void (*fn)(void *arg),
-			 void *arg, int ms);
 /* Takes the uffd out of @c: the caller owns the returned fd (or -1). */
 int vml_client_take_uffd(struct vml_client *c);
 
