@@ -44,7 +44,7 @@ ALL_CASES="precopy kvm postcopy_idle postcopy postcopy_copy postcopy_sequential
 	anon_placement_bind0
 	anon_map_refused anon_ksm_hints anon_ksm_source nested_boot nested_local
 	nested_bind1 nested_interleave nested_tiered nested_tiered_postcopy nested_anon_tiered
-	nested_anon_ksm nested_damon nested_damon_source nested_hugetlb nested_hugetlb_postcopy nested_refused soak"
+	nested_anon_ksm nested_damon nested_damon_source nested_hugetlb nested_hugetlb_postcopy nested_hugetlb_postcopy_copy nested_refused soak"
 HARNESS=migrate
 . "$(cd "$(dirname "$0")" && pwd)/harness.sh"
 
