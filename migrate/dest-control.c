@@ -63,7 +63,8 @@ static uint64_t accepted(const struct mig_dst *d, const struct mig_hello *h,
 	uint64_t f = h->features & (MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
 				    MIG_FEAT_DISCARD_EARLY |
 				    MIG_FEAT_KSM_PAGES |
-				    MIG_FEAT_HEAT_REVISE);
+				    MIG_FEAT_HEAT_REVISE |
+				    MIG_FEAT_ROUND_ACK);
 	bool ask, units = giant_units(d, h, &ask);
 
 	if (ask && units && d->minor && d->can_postcopy)
@@ -123,6 +124,7 @@ static int welcome_placed(struct mig_dst *d, struct tp_stream *ctl,
 	w.features = accepted(d, h, differ);
 	d->ksm.source = w.features & MIG_FEAT_KSM_PAGES;
 	d->heat_revise = w.features & MIG_FEAT_HEAT_REVISE;
+	d->round_ack = w.features & MIG_FEAT_ROUND_ACK;
 	w.nr = d->vm.layout.nr;
 	for (uint32_t i = 0; i < w.nr; i++)
 		w.page_size[i] = d->vm.layout.r[i].page_size;

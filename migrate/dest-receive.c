@@ -418,6 +418,21 @@ static int rx_discard(struct receiver *r, const struct tp_msg *m)
 	return ret ? ret : dst_discard(d, &z);
 }
 
+/* MIG_FEAT_ROUND_ACK: the end of round @rd on this stream, where the
+ * guest runs on at the source, answered on it once the receiver is past
+ * it (every page and DISCARD before the marker is applied: both are
+ * synchronous), before the barrier. */
+static int rx_round_ack(struct receiver *r, const struct mig_round *rd)
+{
+	uint8_t buf[32];
+	ssize_t n;
+
+	if (!r->d->round_ack || !mig_round_acked(rd->flags))
+		return 0;
+	n = mig_enc_round(buf, sizeof(buf), rd);
+	return n < 0 ? (int)n : mig_send_msg(r->st, MIG_MSG_ROUND, buf, n);
+}
+
 static int rx_one(struct receiver *r, const struct tp_msg *m)
 {
 	struct mig_round rd;
@@ -439,6 +454,8 @@ static int rx_one(struct receiver *r, const struct tp_msg *m)
 		ret = rx_small(r, m);
 		if (!ret)
 			ret = mig_dec_round(r->buf, m->len, &rd);
+		if (!ret)
+			ret = rx_round_ack(r, &rd);
 		if (ret)
 			return ret;
 		if (!round_barrier(r->d, rd.flags & MIG_ROUND_FINAL))

@@ -43,6 +43,11 @@ struct mig_round_stats {
 	double dirty_rate_mibs;	/* guest writes during the round */
 	double bandwidth_mibs;	/* bytes / duration */
 	double predicted_downtime_ms; /* at the end of the round */
+	/* MIG_FEAT_ROUND_ACK: the destination placed the round before it
+	 * ended; the longest a stream waited for that word after its last
+	 * message of the round (ms). */
+	bool acked;
+	double ack_wait_ms;
 };
 
 struct mig_stats {

@@ -33,6 +33,8 @@ struct counts {
 	uint64_t pages, data, zero, dup, delta, subpages, same;
 	uint64_t bytes_data, bytes_zero, bytes_dup, bytes_proto;
 	uint64_t discarded;	/* MIG_ROUND_DISCARD: pages dropped there */
+	uint64_t ack_ns;	/* MIG_FEAT_ROUND_ACK: waiting for it */
+	bool acked;
 };
 
 struct mig_src;
@@ -141,6 +143,7 @@ struct mig_src {
 	uint64_t welcome_features;	/* what the destination accepted */
 	struct mig_heat_track heat;	/* the heat map through precopy */
 	bool discard_early;	/* ... and MIG_FEAT_DISCARD_EARLY */
+	bool round_ack;		/* ... and MIG_FEAT_ROUND_ACK */
 	const struct mig_policy *pol;	/* src_precopy's, while it runs */
 	/* Sub-page deltas for 2 MiB pages (precopy): hash[r] holds the
 	 * XXH3-128 of every 4 KiB the destination holds of region r (NULL

@@ -317,6 +317,9 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		rs->same_pages += c->same;
 		rs->bytes += c->bytes_data + c->bytes_zero + c->bytes_dup +
 			     c->bytes_proto;
+		rs->acked = i ? rs->acked && c->acked : c->acked;
+		if (c->ack_ns / 1e6 > rs->ack_wait_ms)
+			rs->ack_wait_ms = c->ack_ns / 1e6;
 		s->st->bytes_data += c->bytes_data;
 		s->st->bytes_zero += c->bytes_zero;
 		s->st->bytes_dup += c->bytes_dup;

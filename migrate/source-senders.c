@@ -336,9 +336,62 @@ static void grow_window(struct mig_src *s)
 		atomic_store(&s->pp.window, w * 2);
 }
 
+/* MIG_FEAT_ROUND_ACK: waits (within the stream's I/O timeout) for the
+ * destination's answer to the ROUND @sent just ended this stream's part
+ * of a round with (mig_round_acked()). Anything else is the destination
+ * breaking the protocol, said here (before sender_fail's generic line). */
+static int await_ack(struct sender *w, const struct mig_round *sent)
+{
+	struct mig_src *s = w->src;
+	struct mig_round rd;
+	uint8_t buf[64];
+	struct tp_msg m;
+	char why[160] = "";
+	int ret = tp_recv(w->st, &m, buf, sizeof(buf));
+
+	if (ret && ret != -EMSGSIZE) {
+		pthread_mutex_lock(&s->rd.lock);
+		if (!s->rd.error) {
+			s->rd.error = ret;
+			ut_err_first(s->rd.err, ret, "waiting for the destination "
+				     "to place round %u of a bulk stream: %s",
+				     sent->round, tp_stream_err(w->st)->msg[0] ?
+				     tp_stream_err(w->st)->msg : strerror(-ret));
+		}
+		pthread_mutex_unlock(&s->rd.lock);
+		return ret;
+	}
+	if (ret)
+		snprintf(why, sizeof(why), "a message of %llu bytes",
+			 (unsigned long long)m.len);
+	else if (m.type != MIG_MSG_ROUND)
+		snprintf(why, sizeof(why), "message 0x%x", m.type);
+	else if (mig_dec_round(buf, m.len, &rd))
+		snprintf(why, sizeof(why), "a malformed ROUND (%s)",
+			 mig_wire_reason());
+	else if (rd.round != sent->round || rd.flags != sent->flags ||
+		 rd.pages != sent->pages)
+		snprintf(why, sizeof(why), "round %u (flags %u, %llu pages)",
+			 rd.round, rd.flags, (unsigned long long)rd.pages);
+	if (!why[0])
+		return 0;
+	ret = -EPROTO;
+	pthread_mutex_lock(&s->rd.lock);
+	if (!s->rd.error) {
+		s->rd.error = ret;
+		ut_err_first(s->rd.err, ret, "the destination answered the "
+			     "end of round %u (%llu pages) on a bulk stream "
+			     "with %s", sent->round,
+			     (unsigned long long)sent->pages, why);
+	}
+	pthread_mutex_unlock(&s->rd.lock);
+	return ret;
+}
+
 static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 {
 	struct mig_src *s = w->src;
+	struct mig_round end;
 	uint8_t buf[32];
 	uint64_t k;
 	ssize_t n;
@@ -375,10 +428,17 @@ static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 		if (ret)
 			return 0; /* another sender failed: stop early */
 	}
-	n = mig_enc_round(buf, sizeof(buf), &(struct mig_round){
-		round, flags, w->c.pages });
+	end = (struct mig_round){ round, flags, w->c.pages };
+	n = mig_enc_round(buf, sizeof(buf), &end);
 	ret = mig_send_msg(w->st, MIG_MSG_ROUND, buf, n);
 	w->c.bytes_proto += n;
+	if (!ret && s->round_ack && mig_round_acked(flags)) {
+		uint64_t t0 = ut_now_ns();
+
+		ret = await_ack(w, &end);
+		w->c.ack_ns = ut_now_ns() - t0;
+		w->c.acked = !ret;
+	}
 	return ret;
 }
 

@@ -159,6 +159,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 		.features = MIG_FEATURES_V1 | MIG_FEAT_PLACEMENT |
 			    MIG_FEAT_DISCARD_EARLY | MIG_FEAT_PAGESIZES |
 			    MIG_FEAT_HUGE_UNITS | MIG_FEAT_HEAT_REVISE |
+			    MIG_FEAT_ROUND_ACK |
 			    (s->vm.anon ? MIG_FEAT_KSM_PAGES : 0),
 		.nbulk = s->nbulk,
 		.total_pages = s->vm.total_pages, .layout = s->vm.layout,
@@ -196,6 +197,7 @@ static int negotiate(struct mig_src *s, struct tp_stream *ctl, struct ut_err *er
 	s->sub.keep = w.features & MIG_FEAT_SUBPAGES_KEEP;
 	s->welcome_features = w.features;
 	s->discard_early = w.features & MIG_FEAT_DISCARD_EARLY;
+	s->round_ack = w.features & MIG_FEAT_ROUND_ACK;
 	if (!s->can_postcopy && (s->p->mode == MIG_MODE_POSTCOPY ||
 				 s->p->mode == MIG_MODE_HYBRID)) {
 		ut_err_first(err, -EOPNOTSUPP, "the destination cannot do "

@@ -224,7 +224,10 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 	fprintf(f, "  \"rounds\": [");
 	for (uint32_t i = 0; i < st->nrounds; i++) {
 		const struct mig_round_stats *r = &st->rounds[i];
+		char ack[32] = "null";
 
+		if (r->acked)
+			snprintf(ack, sizeof(ack), "%.2f", r->ack_wait_ms);
 		fprintf(f, "%s\n    {\"round\": %u, \"pages\": %llu, "
 			   "\"data_pages\": %llu, \"zero_pages\": %llu, "
 			   "\"dup_pages\": %llu, \"delta_pages\": %llu, "
@@ -232,7 +235,8 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			   "\"bytes\": %llu, "
 			   "\"duration_s\": %.3f, \"dirty_rate_mibs\": %.1f, "
 			   "\"bandwidth_mibs\": %.1f, "
-			   "\"predicted_downtime_ms\": %.2f}",
+			   "\"predicted_downtime_ms\": %.2f, "
+			   "\"ack_wait_ms\": %s}",
 			i ? "," : "", r->round, (unsigned long long)r->pages,
 			(unsigned long long)r->data_pages,
 			(unsigned long long)r->zero_pages,
@@ -242,7 +246,7 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 			(unsigned long long)r->same_pages,
 			(unsigned long long)r->bytes, r->duration_s,
 			r->dirty_rate_mibs, r->bandwidth_mibs,
-			r->predicted_downtime_ms);
+			r->predicted_downtime_ms, ack);
 	}
 	fprintf(f, "%s]\n}\n", st->nrounds ? "\n  " : "");
 	if (out)

@@ -129,6 +129,18 @@ enum mig_msg_type {
  * PLACEMENT.
  */
 #define MIG_FEAT_HEAT_REVISE	(1ULL << 21)
+/*
+ * The destination answers the ROUND that ends a round the guest runs
+ * through (neither MIG_ROUND_FINAL nor MIG_ROUND_POSTCOPY: a plain
+ * precopy round or a MIG_ROUND_DISCARD one, mig_round_acked()) on a bulk
+ * stream with the same ROUND on that stream, once every page and DISCARD
+ * the stream carried in the round is applied. The source waits for it before the
+ * round counts as sent: the round's time is then end to end, and a
+ * switchover pauses the guest on an empty pipeline instead of waiting,
+ * paused, for the megabytes still in the sockets and the receivers.
+ * Beside V1 like PLACEMENT.
+ */
+#define MIG_FEAT_ROUND_ACK	(1ULL << 22)
 
 /* One guest RAM region as both sides see it. */
 struct mig_region {
@@ -223,6 +235,11 @@ struct mig_round {
 	uint32_t flags;
 	uint64_t pages;		/* pages this stream carried in the round */
 };
+/* Whether a round of @flags is answered under MIG_FEAT_ROUND_ACK. */
+static inline bool mig_round_acked(uint32_t flags)
+{
+	return !(flags & (MIG_ROUND_FINAL | MIG_ROUND_POSTCOPY));
+}
 
 /* PAGE_REQ: [count u32][0 u32], count x [region u32][npages u32]
  * [idx u64]: npages from idx; 0 (what V1 sends) is one page, more than

@@ -77,8 +77,12 @@ struct peer {
 		atomic_bool started;
 		atomic_uint_fast64_t msgs; /* messages read */
 		uint8_t *buf;		/* BUF_CAP bytes */
+		struct peer *p;
 	} sinks[TP_MAX_BULK];
 	unsigned int nsinks;
+	/* What the sinks answer a plain round's end with, where WELCOME
+	 * accepted MIG_FEAT_ROUND_ACK: nothing, or a bad answer. */
+	enum { ACK_NONE, ACK_NEVER, ACK_WRONG, ACK_JUNK } ack;
 };
 #define BUF_CAP ((size_t)(MIG_MAX_BATCH + 2) * (PSZ + 8) + 64)
 
@@ -823,13 +827,42 @@ static const struct scenario {
 
 /* Reads every message of a bulk stream and throws it away, until the
  * stream ends. */
+/* A plain round's end, answered as the scenario says: the round seven
+ * on, or a PAGES header where a ROUND is due. */
+static int sink_ack(struct sink *k, const struct tp_msg *m)
+{
+	struct mig_round rd;
+	uint8_t buf[64];
+	ssize_t n;
+
+	if (m->len > sizeof(buf) || tp_recv_payload(k->st, &(struct iovec){
+			buf, m->len }, 1) || mig_dec_round(buf, m->len, &rd))
+		return -EPROTO;
+	if (!mig_round_acked(rd.flags) || k->p->ack == ACK_NEVER)
+		return 0;
+	if (k->p->ack == ACK_JUNK)
+		return tp_send(k->st, MIG_MSG_PAGES, &(struct iovec){ buf, 8 },
+			       1, 0);
+	rd.round += 7;
+	n = mig_enc_round(buf, sizeof(buf), &rd);
+	return n < 0 ? (int)n : tp_send(k->st, MIG_MSG_ROUND,
+					&(struct iovec){ buf, n }, 1, 0);
+}
+
 static void *sink_main(void *arg)
 {
 	struct sink *k = arg;
 	struct tp_msg m;
 
-	while (!tp_recv_hdr(k->st, &m) && !tp_recv_skip(k->st, m.len))
+	while (!tp_recv_hdr(k->st, &m)) {
+		if (k->p->ack != ACK_NONE && m.type == MIG_MSG_ROUND) {
+			if (sink_ack(k, &m))
+				break;
+		} else if (tp_recv_skip(k->st, m.len)) {
+			break;
+		}
 		atomic_fetch_add(&k->msgs, 1);
+	}
 	return NULL;
 }
 
@@ -840,6 +873,7 @@ static int start_sinks(struct peer *p)
 		struct sink *k = &p->sinks[i];
 
 		k->st = tp_session_bulk(p->sess, i);
+		k->p = p;
 		if (pthread_create(&k->thread, NULL, sink_main, k))
 			return -EAGAIN;
 		atomic_store(&k->started, true);
@@ -865,13 +899,15 @@ static int d_read_hello(struct peer *p)
 }
 
 /* A destination without placement: MIG_FEAT_PLACEMENT accepted would
- * owe the source a TOPOLOGY before anything the scenarios test. */
+ * owe the source a TOPOLOGY before anything the scenarios test; round
+ * acknowledgments only where a scenario answers them (p->ack). */
 static int d_send_welcome(struct peer *p)
 {
 	ssize_t n = mig_enc_welcome(p->buf, BUF_CAP, &(struct mig_welcome){
 		.version = MIG_WIRE_VERSION,
 		.features = p->hello.features &
-			    ~(MIG_FEAT_PLACEMENT | MIG_FEAT_PAGESIZES) });
+			    ~(MIG_FEAT_PLACEMENT | MIG_FEAT_PAGESIZES |
+			      (p->ack == ACK_NONE ? MIG_FEAT_ROUND_ACK : 0)) });
 
 	return n < 0 ? (int)n : send_buf(p->ctl, MIG_MSG_WELCOME, p->buf, n);
 }
@@ -1178,6 +1214,27 @@ static int ds_accept(struct peer *p)
 	return d_resumed(p) ?: d_wait(p, MIG_MSG_DONE);
 }
 
+/* MIG_FEAT_ROUND_ACK accepted, then a round's end answered wrongly, or
+ * not at all: the source must fail before its switchover, its VM
+ * running. */
+static int ds_ack_never(struct peer *p)
+{
+	p->ack = ACK_NEVER;
+	return d_welcome(p);
+}
+
+static int ds_ack_wrong(struct peer *p)
+{
+	p->ack = ACK_WRONG;
+	return d_welcome(p);
+}
+
+static int ds_ack_junk(struct peer *p)
+{
+	p->ack = ACK_JUNK;
+	return d_welcome(p);
+}
+
 static const struct scenario dest_scenarios[] = {
 	{ "accept", ds_accept },
 	{ "welcome_junk", ds_welcome_junk },
@@ -1205,6 +1262,9 @@ static const struct scenario dest_scenarios[] = {
 	{ "pc_complete_malformed", ds_pc_complete_malformed },
 	{ "pc_stall", ds_pc_stall },
 	{ "pc_req_after_complete", ds_pc_req_after_complete },
+	{ "ack_never", ds_ack_never },
+	{ "ack_wrong", ds_ack_wrong },
+	{ "ack_junk", ds_ack_junk },
 };
 
 /* Reads the control stream until the agent ends the session; prints the

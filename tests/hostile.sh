@@ -147,6 +147,9 @@ d_pc_junk_urgent|the destination sent message 0x1234 on the urgent stream: the V
 d_pc_complete_malformed|malformed COMPLETE \(complete: message truncated at 1 bytes\): the VM stays paused here
 d_pc_stall|could not reconnect within 2 s .*: the VM stays paused here
 d_pc_req_after_complete|OK
+d_ack_never|waiting for the destination to place round 0 of a bulk stream: .*(timed out|timeout)
+d_ack_wrong|the destination answered the end of round 0 \([0-9]+ pages\) on a bulk stream with round 7
+d_ack_junk|the destination answered the end of round 0 \([0-9]+ pages\) on a bulk stream with message 0x4d10
 '
 # vmm_SCENARIO|agent (src, srcpc: in postcopy mode, dst)|what its last
 # line must match (OK: success)|the VMM's state after (running, paused,

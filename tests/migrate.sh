@@ -103,9 +103,28 @@ placed_by() {
 
 # 1. A guest dirtying memory moves; it finishes its heartbeats at the
 #    destination with every page verified; the source VM is released.
+# rounds_acked: the rounds the guest ran through (MIG_FEAT_ROUND_ACK)
+# ended with the destination's word, each stream's pages placed, and the
+# paused ones (the final round, postcopy's) did not wait for one; their
+# longest waits into $ACKS
+rounds_acked() {
+	ACKS=$(python3 - "$CT/src.json" 2>&1 <<-'PY'
+	import json, sys
+	rs = json.load(open(sys.argv[1]))["rounds"]
+	acked = [r["ack_wait_ms"] is not None for r in rs]
+	n = acked.index(False) if False in acked else len(acked)
+	if n == 0 or any(acked[n:]):
+	    sys.exit("rounds acknowledged: %s" % acked)
+	print("acknowledged rounds: %d, waits %s ms" % (n, "/".join(
+	    "%.1f" % r["ack_wait_ms"] for r in rs[:n])))
+	PY
+	) || { fail "$ACKS"; return 1; }
+}
+
 case_precopy() {
 	migrate 64M "--rate 32" "-n 2" || return
-	pass "precopy: guest verified at the destination, $VERIFIED"
+	rounds_acked || return
+	pass "precopy: guest verified at the destination, $VERIFIED; $ACKS"
 }
 
 # A KVM guest moves: ferry-vm's KVM save/load-state path, on every machine
@@ -154,7 +173,8 @@ case_postcopy_vcpus() {
 case_hybrid() {
 	migrate 64M "--rate 64" "--mode hybrid" || return
 	[ "$MODE" = postcopy ] || { fail "hybrid ended in $MODE"; return; }
-	pass "hybrid: ended in postcopy, $VERIFIED, $FAULTS faults"
+	rounds_acked || return
+	pass "hybrid: ended in postcopy, $VERIFIED, $FAULTS faults; $ACKS"
 }
 case_auto() {
 	# 1 ms of downtime is not met within the one round allowed: auto
