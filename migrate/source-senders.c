@@ -227,6 +227,10 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 		struct gm_hash h;
 		bool hashed;
 
+		/* Cut short (only a round the guest runs through): the
+		 * pages not reached keep their todo bits. */
+		if (atomic_load_explicit(&s->rd.cut, memory_order_relaxed))
+			break;
 		if (!ut_bitmap_test_and_clear(&s->todo, base + k))
 			continue;
 		ut_bitmap_set(&s->sent, base + k);
@@ -475,21 +479,33 @@ static void *sender_main(void *arg)
 	return NULL;
 }
 
+/* Pages of region @r a chunk takes: CHUNK of 4 KiB, as many bytes (4
+ * MiB) of larger pages. CHUNK huge pages would make one chunk of a
+ * region of a few GiB, which one sender alone would carry. */
+static uint32_t chunk_pages(const struct mig_src *s, unsigned int r)
+{
+	uint32_t n = CHUNK * MIG_SUB_SIZE / s->vm.layout.r[r].page_size;
+
+	return n ? n : 1;
+}
+
 int src_chunks_build(struct mig_src *s)
 {
 	uint64_t n = 0;
 
 	for (unsigned int r = 0; r < s->vm.nr; r++)
-		n += UT_DIV_ROUND_UP(mig_region_pages(&s->vm.layout, r), CHUNK);
+		n += UT_DIV_ROUND_UP(mig_region_pages(&s->vm.layout, r),
+				     chunk_pages(s, r));
 	s->chunks = calloc(n, sizeof(*s->chunks));
 	if (!s->chunks)
 		return -ENOMEM;
 	for (unsigned int r = 0; r < s->vm.nr; r++) {
 		uint64_t pages = mig_region_pages(&s->vm.layout, r);
+		uint32_t per = chunk_pages(s, r);
 
-		for (uint64_t st = 0; st < pages; st += CHUNK)
+		for (uint64_t st = 0; st < pages; st += per)
 			s->chunks[s->nchunks++] = (struct chunk){
-				r, st, pages - st < CHUNK ? pages - st : CHUNK };
+				r, st, pages - st < per ? pages - st : per };
 	}
 	return 0;
 }
