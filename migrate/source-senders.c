@@ -181,12 +181,17 @@ static int stage_window(struct sender *w, const struct chunk *c, uint32_t i,
 	uint64_t base = s->vm.first[c->region] + c->start;
 
 	for (uint32_t k = i; k < i + n;) {
+		uint64_t nx = ut_bitmap_find_next_below(&s->todo, base + k,
+							base + i + n);
 		uint32_t run = 0;
 		int ret;
 
+		if (nx >= base + i + n)
+			break;
+		k = (uint32_t)(nx - base);
 		while (k + run < i + n && ut_bitmap_test(&s->todo, base + k + run))
 			run++;
-		if (run) {
+		if (run) {	/* none: the urgent thread took it meanwhile */
 			ret = mig_vm_read(&s->vm, c->region, c->start + k,
 					  w->stage + (size_t)(k - i) * psz,
 					  (size_t)run * psz);
@@ -225,12 +230,21 @@ static int send_window(struct sender *w, const struct chunk *c, uint32_t i,
 	for (uint32_t k = i; k < i + n && !ret; k++) {
 		const uint8_t *page;
 		struct gm_hash h;
+		uint64_t nx;
 		bool hashed;
 
 		/* Cut short (only a round the guest runs through): the
 		 * pages not reached keep their todo bits. */
 		if (atomic_load_explicit(&s->rd.cut, memory_order_relaxed))
 			break;
+		/* Over the pages not to send a word at a time: a round only
+		 * clears todo bits (the harvest sets them between rounds),
+		 * so none is missed. Testing each page (an atomic exchange)
+		 * cost an idle 2 GiB guest's final round 2.7 ms. */
+		nx = ut_bitmap_find_next_below(&s->todo, base + k, base + i + n);
+		if (nx >= base + i + n)
+			break;
+		k = (uint32_t)(nx - base);
 		if (!ut_bitmap_test_and_clear(&s->todo, base + k))
 			continue;
 		ut_bitmap_set(&s->sent, base + k);

@@ -125,6 +125,15 @@ START_TEST(bitmap_find_next)
 	ck_assert_int_eq(ut_bitmap_find_next(&b, 6), 70);
 	ck_assert_int_eq(ut_bitmap_find_next(&b, 71), 199);
 	ck_assert_int_eq(ut_bitmap_find_next(&b, 200), 200);
+	/* Bounded: the end, not a bit past it, when none is in range. */
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 0, 5), 5);
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 0, 6), 5);
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 6, 70), 70);
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 6, 64), 64);
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 6, 71), 70);
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 71, 199), 199);
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 71, 1000), 199);
+	ck_assert_int_eq(ut_bitmap_find_next_below(&b, 80, 80), 80);
 	ck_assert_int_eq(ut_bitmap_set_range(&b, 0, 200), 0);
 	ck_assert_int_eq(ut_bitmap_find_next_zero(&b, 0), 200);
 	ut_bitmap_clear(&b, 128);

@@ -137,15 +137,17 @@ void ut_bitmap_clear_all(struct ut_bitmap *b)
 		atomic_store(&b->words[w], 0);
 }
 
-/* Shared scan: @invert finds zero bits by looking at the complement. */
-static uint64_t find_next(const struct ut_bitmap *b, uint64_t from,
-			  bool invert)
+/* Shared scan of [@from, @end): @invert finds zero bits by looking at
+ * the complement. @end is at most nbits; nbits when nothing is found
+ * there. */
+static uint64_t find_next_in(const struct ut_bitmap *b, uint64_t from,
+			     uint64_t end, bool invert)
 {
 	uint64_t n, w, word;
 
-	if (!b || !b->words || from >= b->nbits)
+	if (!b || !b->words || from >= end)
 		return b ? b->nbits : 0;
-	n = nwords(b->nbits);
+	n = nwords(end);
 	w = from / 64;
 	word = atomic_load(&b->words[w]);
 	if (invert)
@@ -153,7 +155,7 @@ static uint64_t find_next(const struct ut_bitmap *b, uint64_t from,
 	word &= ~0ULL << (from % 64);
 	for (;;) {
 		if (w == n - 1)
-			word &= tail_mask(b->nbits);
+			word &= tail_mask(end);
 		if (word)
 			return w * 64 + __builtin_ctzll(word);
 		if (++w >= n)
@@ -162,6 +164,23 @@ static uint64_t find_next(const struct ut_bitmap *b, uint64_t from,
 		if (invert)
 			word = ~word;
 	}
+}
+
+static uint64_t find_next(const struct ut_bitmap *b, uint64_t from,
+			  bool invert)
+{
+	return find_next_in(b, from, b ? b->nbits : 0, invert);
+}
+
+uint64_t ut_bitmap_find_next_below(const struct ut_bitmap *b, uint64_t from,
+				   uint64_t end)
+{
+	uint64_t i;
+
+	if (b && end > b->nbits)
+		end = b->nbits;
+	i = find_next_in(b, from, end, false);
+	return i < end ? i : end;
 }
 
 uint64_t ut_bitmap_find_next(const struct ut_bitmap *b, uint64_t from)

@@ -91,6 +91,10 @@ void ut_bitmap_clear_all(struct ut_bitmap *b);
 /* Index of the first set (or clear) bit >= @from, or nbits if none. */
 uint64_t ut_bitmap_find_next(const struct ut_bitmap *b, uint64_t from);
 uint64_t ut_bitmap_find_next_zero(const struct ut_bitmap *b, uint64_t from);
+/* Index of the first set bit in [@from, @end), or @end if none (@end
+ * clamped to nbits): a scan that stops where the caller's range does. */
+uint64_t ut_bitmap_find_next_below(const struct ut_bitmap *b, uint64_t from,
+				   uint64_t end);
 /* Number of set bits. */
 uint64_t ut_bitmap_count(const struct ut_bitmap *b);
 
