@@ -86,7 +86,8 @@ struct mig_dst {
 	bool keep;
 	/* MIG_FEAT_DISCARD_EARLY accepted: DISCARD in a precopy round. */
 	bool discard_early;
-	/* MIG_FEAT_ROUND_ACK accepted: a plain round's end is answered. */
+	/* MIG_FEAT_ROUND_ACK accepted: the end of a round the guest runs
+	 * through is answered (mig_round_acked()). */
 	bool round_ack;
 	struct ut_bitmap held;
 	struct ut_bitmap zero;		/* known zero: placed locally on fault */

@@ -34,7 +34,6 @@ struct counts {
 	uint64_t bytes_data, bytes_zero, bytes_dup, bytes_proto;
 	uint64_t discarded;	/* MIG_ROUND_DISCARD: pages dropped there */
 	uint64_t ack_ns;	/* MIG_FEAT_ROUND_ACK: waiting for it */
-	bool acked;
 };
 
 struct mig_src;

@@ -310,7 +310,10 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 	if (ret)
 		ret = prefer_peer_reason(s, ret);
 
-	*rs = (struct mig_round_stats){ .round = round };
+	*rs = (struct mig_round_stats){
+		.round = round,
+		.acked = !ret && s->round_ack && mig_round_acked(flags),
+	};
 	for (unsigned int i = 0; i < s->nbulk; i++) {
 		const struct counts *c = &s->senders[i].c;
 
@@ -323,7 +326,6 @@ int src_run_round(struct mig_src *s, uint32_t round, uint32_t flags,
 		rs->same_pages += c->same;
 		rs->bytes += c->bytes_data + c->bytes_zero + c->bytes_dup +
 			     c->bytes_proto;
-		rs->acked = i ? rs->acked && c->acked : c->acked;
 		if (c->ack_ns / 1e6 > rs->ack_wait_ms)
 			rs->ack_wait_ms = c->ack_ns / 1e6;
 		s->st->bytes_data += c->bytes_data;

@@ -455,7 +455,6 @@ static int send_round(struct sender *w, uint32_t round, uint32_t flags)
 
 		ret = await_ack(w, &end);
 		w->c.ack_ns = ut_now_ns() - t0;
-		w->c.acked = !ret;
 	}
 	return ret;
 }

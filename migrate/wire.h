@@ -134,10 +134,11 @@ enum mig_msg_type {
  * through (neither MIG_ROUND_FINAL nor MIG_ROUND_POSTCOPY: a plain
  * precopy round or a MIG_ROUND_DISCARD one, mig_round_acked()) on a bulk
  * stream with the same ROUND on that stream, once every page and DISCARD
- * the stream carried in the round is applied. The source waits for it before the
- * round counts as sent: the round's time is then end to end, and a
- * switchover pauses the guest on an empty pipeline instead of waiting,
- * paused, for the megabytes still in the sockets and the receivers.
+ * the stream carried in the round is applied. The source waits for it
+ * before the round counts as sent: the round's time is then end to end,
+ * and a switchover pauses the guest on an empty pipeline instead of
+ * waiting, paused, for the megabytes still in the sockets and the
+ * receivers.
  * Beside V1 like PLACEMENT.
  */
 #define MIG_FEAT_ROUND_ACK	(1ULL << 22)
