@@ -370,8 +370,10 @@ static void *fault_main(void *arg)
 	struct pollfd pfd[3] = { { d->uffd.fd, POLLIN, 0 },
 				 { tp_stream_fd(urg), POLLIN, 0 },
 				 { d->ft.wk.stop_fd, POLLIN, 0 } };
-	int ret = d->ft.resend ? resend_requests(d, urg) : 0;
+	int ret;
 
+	d->ft.priority = mig_worker_urgent(!d->p->fault_normal_priority);
+	ret = d->ft.resend ? resend_requests(d, urg) : 0;
 	while (!ret) {
 		bool pending = tp_stream_pending(urg);
 

@@ -125,6 +125,7 @@ struct mig_dst {
 		struct mig_worker wk;
 		uint8_t *buf;		/* urgent pages land here first */
 		bool resend;		/* ask again for outstanding pages */
+		const char *priority;	/* mig_worker_urgent()'s answer */
 	} ft;
 };
 

@@ -322,6 +322,9 @@ int mig_dest_run(const struct mig_dest_params *p, struct mig_stats *st,
 	snprintf(st->outcome, sizeof(st->outcome), "%s",
 		 mig_phase_name(d.phase));
 	dst_faulter_stop(&d);
+	if (d.ft.priority)
+		snprintf(st->fault_priority, sizeof(st->fault_priority), "%s",
+			 d.ft.priority);
 	dst_uffd_release(&d);
 	ut_oom_restore(&d.oom);
 	dst_receivers_join(&d);

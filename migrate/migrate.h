@@ -83,6 +83,10 @@ struct mig_stats {
 	 * into the page cache, then UFFDIO_CONTINUE), "copy" (UFFDIO_COPY)
 	 * or "none" (no userfaultfd: no postcopy). */
 	char placement[8];
+	/* Postcopy: the scheduling the fault path's thread got (the
+	 * destination's fault thread, the source's urgent thread), as
+	 * "SCHED_FIFO 1" or "normal (...)"; "" without postcopy. */
+	char fault_priority[40];
 	/* Guest RAM in regions whose page sizes differ at the two ends,
 	 * which travelled in 4 KiB units (MIG_FEAT_PAGESIZES); 0: none. */
 	uint64_t unit_bytes;
@@ -519,6 +523,9 @@ struct mig_source_params {
 	/* Finish an interrupted postcopy: the VM is paused here with all of
 	 * its memory and the destination waits for a reconnect. */
 	bool recover;
+	/* Postcopy: the thread on the fault path (here: the urgent thread) keeps
+	 * normal scheduling instead of SCHED_FIFO 1 (--fault-priority). */
+	bool fault_normal_priority;
 	struct mig_cancel *cancel;	/* NULL: cannot be cancelled */
 	/* Limits changed while it runs; NULL: downtime_limit_ms and
 	 * bandwidth_limit hold. When set, its values replace those two. */
@@ -535,6 +542,9 @@ struct mig_dest_params {
 	const char *vm_socket;	/* the incoming VMM's VM link */
 	struct tp_session *session; /* accepted; not owned */
 	enum mig_mem_access mem_access;
+	/* Postcopy: the thread on the fault path (here: the fault thread) keeps
+	 * normal scheduling instead of SCHED_FIFO 1 (--fault-priority). */
+	bool fault_normal_priority;
 	/* Postcopy placement by UFFDIO_COPY (MISSING mode only) even where
 	 * the kernel offers MINOR mode for every backing. */
 	bool no_minor;

@@ -169,6 +169,7 @@ struct mig_src {
 		 * nothing) and the error; written by the urgent thread, read
 		 * after it was joined. */
 		char why[160];
+		const char *priority;	/* mig_worker_urgent()'s answer */
 		int error;
 	} urg;
 	/* The destination broke the protocol (a malformed or out-of-phase

@@ -221,6 +221,7 @@ static void *urgent_main(void *arg)
 				 { s->urg.wk.stop_fd, POLLIN, 0 } };
 	int ret = 0;
 
+	s->urg.priority = mig_worker_urgent(!s->p->fault_normal_priority);
 	while (!ret) {
 		if (!tp_stream_pending(st)) {
 			if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -257,6 +258,9 @@ int src_urgent_start(struct mig_src *s)
 void src_urgent_stop(struct mig_src *s)
 {
 	mig_worker_stop(&s->urg.wk);
+	if (s->urg.priority)
+		snprintf(s->st->fault_priority, sizeof(s->st->fault_priority),
+			 "%s", s->urg.priority);
 	s->st->pages_requested += s->urg.served;
 	s->st->bytes_data += s->urg.bytes_data;
 	s->urg.served = s->urg.bytes_data = 0;

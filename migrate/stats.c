@@ -141,6 +141,9 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 		   "  \"mode\": \"%s\",\n", role, st->outcome, st->mode);
 	if (st->placement[0])
 		fprintf(f, "  \"placement\": \"%s\",\n", st->placement);
+	if (st->fault_priority[0])
+		fprintf(f, "  \"fault_priority\": \"%s\",\n",
+			st->fault_priority);
 	if (st->hugepages_added)
 		fprintf(f, "  \"hugepages_added\": %llu,\n",
 			(unsigned long long)st->hugepages_added);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -70,4 +71,18 @@ void mig_worker_stop(struct mig_worker *w)
 {
 	mig_worker_kick(w);
 	mig_worker_join(w);
+}
+
+const char *mig_worker_urgent(bool rt)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+	int ret;
+
+	if (!rt)
+		return "normal";
+	ret = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+	if (!ret)
+		return "SCHED_FIFO 1";
+	return ret == EPERM ? "normal (SCHED_FIFO not permitted)" :
+			      "normal (SCHED_FIFO refused)";
 }

@@ -101,6 +101,18 @@ placed_by() {
 		{ fail "ferry-dest placed pages by '$PLACEMENT', not '$want'"; return 1; }
 }
 
+# The fault path's threads ran as --fault-priority rt asks: SCHED_FIFO 1
+# where the agents may (root), at both ends; into $PRIO.
+fault_priority() {
+	local src dst
+	src=$(sed -n 's/.*"fault_priority": "\([^"]*\)".*/\1/p' "$CT/src.json")
+	dst=$(sed -n 's/.*"fault_priority": "\([^"]*\)".*/\1/p' "$CT/dest.json")
+	PRIO="source $src, destination $dst"
+	[ "$(id -u)" = 0 ] || return 0
+	[ "$src" = "SCHED_FIFO 1" ] && [ "$dst" = "SCHED_FIFO 1" ] ||
+		{ fail "fault path scheduling: $PRIO"; return 1; }
+}
+
 # 1. A guest dirtying memory moves; it finishes its heartbeats at the
 #    destination with every page verified; the source VM is released.
 # rounds_acked: the rounds the guest ran through (MIG_FEAT_ROUND_ACK)
@@ -151,7 +163,8 @@ case_postcopy() {
 	migrate 64M "--rate 256" "--mode postcopy -n 2" || return
 	[ "$MODE" = postcopy ] || { fail "the migration ended in $MODE"; return; }
 	placed_by minor || return
-	pass "postcopy, 256 MiB/s random writer: $VERIFIED, $FAULTS faults, placed by $PLACEMENT"
+	fault_priority || return
+	pass "postcopy, 256 MiB/s random writer: $VERIFIED, $FAULTS faults, placed by $PLACEMENT; fault path $PRIO"
 }
 # The same with MINOR mode refused: MISSING and UFFDIO_COPY only.
 case_postcopy_copy() {

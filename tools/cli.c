@@ -158,6 +158,14 @@ int cli_option(struct cli *c, int opt, const char *arg)
 	case '?':
 		fprintf(stderr, "Try '%s --help'.\n", c->prog);
 		return CLI_BAD;
+	case CLI_OPT_FAULT_PRIO:
+		if (strcmp(arg, "rt") && strcmp(arg, "normal")) {
+			fprintf(stderr, "%s: --fault-priority takes rt or "
+					"normal, not '%s'\n", c->prog, arg);
+			return -1;
+		}
+		c->fault_normal = !strcmp(arg, "normal");
+		return 1;
 	case CLI_OPT_MEM:
 		if (!strcmp(arg, "auto"))
 			c->mem = MIG_MEM_AUTO;

@@ -30,6 +30,7 @@ enum {
 	CLI_OPT_CONTROL,
 	CLI_OPT_MEM,
 	CLI_OPT_CRL,
+	CLI_OPT_FAULT_PRIO,
 	CLI_OPT_END,
 };
 
@@ -47,6 +48,7 @@ enum {
 	{ "events", required_argument, NULL, CLI_OPT_EVENTS }, \
 	{ "control", required_argument, NULL, CLI_OPT_CONTROL }, \
 	{ "mem-access", required_argument, NULL, CLI_OPT_MEM }, \
+	{ "fault-priority", required_argument, NULL, CLI_OPT_FAULT_PRIO }, \
 	{ "quiet", no_argument, NULL, 'q' }, \
 	{ "verbose", no_argument, NULL, 'v' }, \
 	{ "help", no_argument, NULL, 'h' }, \
@@ -81,6 +83,9 @@ enum {
 "      --mem-access MODE    how guest RAM is read/written: map (through a\n" \
 "                           mapping, no copy), copy (pread/pwrite on its\n" \
 "                           fd), auto (copy for 4K pages; the default)\n" \
+"      --fault-priority P   postcopy's fault path (the page a vCPU waits\n" \
+"                           for): rt (SCHED_FIFO 1 where permitted; the\n" \
+"                           default) or normal\n" \
 "\n" \
 "  -h, --help               this text\n" \
 "  -V, --version            the version\n" \
@@ -103,6 +108,7 @@ struct cli {
 	struct mig_events *events;	/* open while the agent runs */
 	struct cli_control *control;	/* serving while the agent runs */
 	enum mig_mem_access mem;
+	bool fault_normal;	/* --fault-priority normal */
 	bool insecure_named;
 };
 

@@ -195,6 +195,7 @@ static int receive(struct cli *c, struct mig_dest_params *p,
 			   c->tp.accept_timeout_ms };
 	p->session = sess;
 	p->mem_access = c->mem;
+	p->fault_normal_priority = c->fault_normal;
 	p->reconnect = reaccept;
 	p->reconnect_arg = &b;
 	p->cancel = &sig->cancel;

@@ -212,6 +212,7 @@ int ferry_source_main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", c.prog, tp_session_describe(sess));
 	p.session = sess;
 	p.mem_access = c.mem;
+	p.fault_normal_priority = c.fault_normal;
 	pe = (struct peer){ &c.tp, host, port };
 	p.reconnect = reconnect;
 	p.reconnect_arg = &pe;
