@@ -101,6 +101,9 @@ struct mig_stats {
 	/* Postcopy (zero when the migration ended in precopy). */
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */
+	/* Source: the push waited this long for RESUMED after the state
+	 * went (-1: it did not wait, --push-before-resume). */
+	double push_wait_ms;
 	uint64_t pages_requested; /* sent because the destination faulted */
 	uint64_t faults;	/* guest faults the destination served */
 	uint64_t faults_before_resume; /* destination only: of those, served
@@ -509,6 +512,9 @@ struct mig_source_params {
 	/* Resend a dirty 2 MiB page whole even when the destination could
 	 * take only its changed 4 KiB sub-pages (MIG_FEAT_SUBPAGES). */
 	bool no_subpages;
+	/* Postcopy: start the background push as soon as the state is
+	 * sent, not once the destination says its guest runs (RESUMED). */
+	bool push_before_resume;
 	uint32_t deadline_s;	/* give up converging after this; 0: 120 */
 	uint32_t max_rounds;	/* 0: 30 */
 	enum mig_mem_access mem_access;

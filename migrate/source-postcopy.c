@@ -363,17 +363,32 @@ static int wait_complete(struct mig_src *s, struct tp_stream *ctl, struct ut_err
 }
 
 /* The background push after the switchover on the current session, with
- * requests served first; then RESUMED (once) and COMPLETE. */
+ * requests served first: after RESUMED (once; --push-before-resume: before
+ * it), then COMPLETE. */
 int src_push(struct mig_src *s, uint32_t round,
 		const struct mig_round_stats *prev, struct ut_err *err)
 {
 	struct tp_stream *ctl = tp_session_control(s->sess);
-	struct mig_round_stats rs;
+	struct mig_round_stats rs = { 0 };
 	int ret = src_urgent_start(s);
 
 	if (ret)
 		return ut_err_first(err, ret, "cannot start the urgent thread");
-	ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
+	/* Right after the switchover, the push waits for the guest to run
+	 * there: on 2 CPUs it would take them from the destination's state
+	 * load and resume, which are the downtime. Requests are served
+	 * meanwhile (a VMM's load may read guest RAM). */
+	if (!s->resumed_seen && !s->p->push_before_resume) {
+		uint64_t t0 = ut_now_ns();
+
+		ret = src_wait_resumed(ctl, &s->resumed, err);
+		s->resumed_seen = !ret;
+		s->st->push_wait_ms = (ut_now_ns() - t0) / 1e6;
+	} else if (!s->resumed_seen) {
+		s->st->push_wait_ms = -1;
+	}
+	if (!ret)
+		ret = src_run_round(s, round, MIG_ROUND_FINAL, &rs, prev);
 	s->st->pages_pushed += rs.pages;
 	if (ret)
 		ut_err_first(err, ret, "pushing the remaining pages failed");

@@ -194,14 +194,14 @@ int mig_stats_write_json(const struct mig_stats *st, const char *role,
 		   "\"faults_before_resume\": %llu, "
 		   "\"fault_p50_us\": %.1f, \"fault_p99_us\": %.1f, "
 		   "\"fault_max_us\": %.1f, \"vcpu_blocked_ms\": %.2f, "
-		   "\"recoveries\": %u,\n"
+		   "\"recoveries\": %u, \"push_wait_ms\": %.2f,\n"
 		   "    \"fault_latency_log2_us\": [",
 		st->postcopy_s, (unsigned long long)st->pages_pushed,
 		(unsigned long long)st->pages_requested,
 		(unsigned long long)st->faults,
 		(unsigned long long)st->faults_before_resume, st->fault_p50_us,
 		st->fault_p99_us, st->fault_max_us, st->vcpu_blocked_ms,
-		st->recoveries);
+		st->recoveries, st->push_wait_ms);
 	for (unsigned int i = 0; i < UT_HIST_BUCKETS; i++)
 		fprintf(f, "%s%llu", i ? ", " : "",
 			(unsigned long long)st->fault_hist[i]);

@@ -101,16 +101,39 @@ placed_by() {
 		{ fail "ferry-dest placed pages by '$PLACEMENT', not '$want'"; return 1; }
 }
 
-# The fault path's threads ran as --fault-priority rt asks: SCHED_FIFO 1
-# where the agents may (root), at both ends; into $PRIO.
+# The fault path's threads ran as --fault-priority asks (rt: SCHED_FIFO 1
+# where the agents may, as root; normal: "normal"), at both ends; into
+# $PRIO.
 fault_priority() {
-	local src dst
+	local want=${1:-rt} src dst
 	src=$(sed -n 's/.*"fault_priority": "\([^"]*\)".*/\1/p' "$CT/src.json")
 	dst=$(sed -n 's/.*"fault_priority": "\([^"]*\)".*/\1/p' "$CT/dest.json")
 	PRIO="source $src, destination $dst"
+	if [ "$want" = normal ]; then
+		[ "$src" = normal ] && [ "$dst" = normal ] ||
+			{ fail "fault path scheduling with --fault-priority normal: $PRIO"; return 1; }
+		return 0
+	fi
 	[ "$(id -u)" = 0 ] || return 0
 	[ "$src" = "SCHED_FIFO 1" ] && [ "$dst" = "SCHED_FIFO 1" ] ||
 		{ fail "fault path scheduling: $PRIO"; return 1; }
+}
+
+# The postcopy push started as asked: after RESUMED (push_wait_ms >= 0,
+# the default) or before it (-1, --push-before-resume); into $PUSH.
+push_wait() {
+	local want=$1 w
+	w=$(sed -n 's/.*"push_wait_ms": \([-0-9.]*\).*/\1/p' "$CT/src.json")
+	if [ "$want" = before ]; then
+		[ "$w" = "-1.00" ] ||
+			{ fail "--push-before-resume: push_wait_ms '$w', not -1"; return 1; }
+		PUSH="push before the resume"
+		return 0
+	fi
+	case "$w" in
+	[0-9]*) PUSH="push after the resume (waited $w ms)" ;;
+	*) fail "postcopy push_wait_ms '$w': the push did not wait for RESUMED"; return 1 ;;
+	esac
 }
 
 # 1. A guest dirtying memory moves; it finishes its heartbeats at the
@@ -164,15 +187,20 @@ case_postcopy() {
 	[ "$MODE" = postcopy ] || { fail "the migration ended in $MODE"; return; }
 	placed_by minor || return
 	fault_priority || return
-	pass "postcopy, 256 MiB/s random writer: $VERIFIED, $FAULTS faults, placed by $PLACEMENT; fault path $PRIO"
+	push_wait after || return
+	pass "postcopy, 256 MiB/s random writer: $VERIFIED, $FAULTS faults, placed by $PLACEMENT; fault path $PRIO; $PUSH"
 }
-# The same with MINOR mode refused: MISSING and UFFDIO_COPY only.
+# The same with MINOR mode refused: MISSING and UFFDIO_COPY only; the
+# fault path at the default scheduling (--fault-priority normal), the
+# push started before the guest resumes (--push-before-resume).
 case_postcopy_copy() {
-	DEST_ARGS="--uffd-mode missing" migrate 64M "--rate 256" \
-		"--mode postcopy -n 2" || return
+	DEST_ARGS="--uffd-mode missing --fault-priority normal" migrate 64M \
+		"--rate 256" "--mode postcopy -n 2 --fault-priority normal --push-before-resume" || return
 	[ "$MODE" = postcopy ] || { fail "the migration ended in $MODE"; return; }
 	placed_by copy || return
-	pass "postcopy by UFFDIO_COPY (--uffd-mode missing): $VERIFIED, $FAULTS faults"
+	fault_priority normal || return
+	push_wait before || return
+	pass "postcopy by UFFDIO_COPY (--uffd-mode missing): $VERIFIED, $FAULTS faults; fault path $PRIO; $PUSH"
 }
 case_postcopy_sequential() {
 	migrate 64M "--rate 8 --pattern sequential" "--mode postcopy" || return
@@ -1057,6 +1085,15 @@ case_usage() {
 		fail "ferry-dest with a missing CRL: rc $rc: $out"
 		return
 	fi
+	for a in "$SRC --vm x --dest 127.0.0.1:1" "$DST --vm x --listen 1"; do
+		out=$(timeout -s KILL 10 $a --fault-priority high 2>&1)
+		rc=$?
+		if [ $rc -ne 2 ] || [ "$(echo "$out" | wc -l)" -ne 1 ] ||
+		   ! grep -q -- "--fault-priority takes rt or" <<<"$out"; then
+			fail "${a%% *} --fault-priority high: rc $rc: $out"
+			return
+		fi
+	done
 	pass "usage errors: one line, non-zero"
 }
 

@@ -49,6 +49,9 @@ static const char usage[] =
 "      --max-rounds N       give up after N precopy rounds (30)\n"
 "      --no-subpages        resend a dirty 2 MiB page whole, not only its\n"
 "                           changed 4 KiB sub-pages\n"
+"      --push-before-resume  postcopy: push the remaining pages while the\n"
+"                           destination still loads the state (default:\n"
+"                           once its guest runs, which shortens downtime)\n"
 "      --recover-timeout TIME  after a postcopy connection loss, reconnect\n"
 "                           for up to TIME (default 60s; bare number: s)\n"
 "\n" CLI_WATCH_HELP "\n" CLI_SECURITY_HELP "\n" CLI_OTHER_HELP
@@ -59,7 +62,7 @@ static const char usage[] =
 "after a postcopy switchover, stays paused here), 2 usage.\n";
 
 enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
-       OPT_RECOVER_TIMEOUT, OPT_NO_SUBPAGES };
+       OPT_RECOVER_TIMEOUT, OPT_NO_SUBPAGES, OPT_PUSH_EARLY };
 
 struct peer {
 	const struct tp_config *cfg;
@@ -133,6 +136,9 @@ static int source_option(struct cli *c, struct mig_source_params *p,
 	case OPT_NO_SUBPAGES:
 		p->no_subpages = true;
 		break;
+	case OPT_PUSH_EARLY:
+		p->push_before_resume = true;
+		break;
 	case OPT_RECOVER_TIMEOUT:
 		v = cli_duration(c, "--recover-timeout", arg, 1000, 1000,
 				 86400000);
@@ -157,6 +163,7 @@ int ferry_source_main(int argc, char **argv)
 		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
 		{ "recover", no_argument, NULL, OPT_RECOVER },
 		{ "no-subpages", no_argument, NULL, OPT_NO_SUBPAGES },
+		{ "push-before-resume", no_argument, NULL, OPT_PUSH_EARLY },
 		{ "recover-timeout", required_argument, NULL,
 		  OPT_RECOVER_TIMEOUT },
 		CLI_AGENT_OPTIONS,
