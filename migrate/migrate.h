@@ -102,7 +102,8 @@ struct mig_stats {
 	double postcopy_s;	/* resume at the destination to completion */
 	uint64_t pages_pushed;	/* sent in the background after switchover */
 	/* Source: the push waited this long for RESUMED after the state
-	 * went (-1: it did not wait, --push-before-resume). */
+	 * went (-1: it did not wait, --push-before-resume; 0 under
+	 * --recover, whose guest already runs there). */
 	double push_wait_ms;
 	uint64_t pages_requested; /* sent because the destination faulted */
 	uint64_t faults;	/* guest faults the destination served */

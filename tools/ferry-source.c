@@ -62,7 +62,7 @@ static const char usage[] =
 "after a postcopy switchover, stays paused here), 2 usage.\n";
 
 enum { OPT_DEADLINE = CLI_OPT_END, OPT_MAX_ROUNDS, OPT_RECOVER,
-       OPT_RECOVER_TIMEOUT, OPT_NO_SUBPAGES, OPT_PUSH_EARLY };
+       OPT_RECOVER_TIMEOUT, OPT_NO_SUBPAGES, OPT_PUSH_BEFORE_RESUME };
 
 struct peer {
 	const struct tp_config *cfg;
@@ -136,7 +136,7 @@ static int source_option(struct cli *c, struct mig_source_params *p,
 	case OPT_NO_SUBPAGES:
 		p->no_subpages = true;
 		break;
-	case OPT_PUSH_EARLY:
+	case OPT_PUSH_BEFORE_RESUME:
 		p->push_before_resume = true;
 		break;
 	case OPT_RECOVER_TIMEOUT:
@@ -163,7 +163,7 @@ int ferry_source_main(int argc, char **argv)
 		{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
 		{ "recover", no_argument, NULL, OPT_RECOVER },
 		{ "no-subpages", no_argument, NULL, OPT_NO_SUBPAGES },
-		{ "push-before-resume", no_argument, NULL, OPT_PUSH_EARLY },
+		{ "push-before-resume", no_argument, NULL, OPT_PUSH_BEFORE_RESUME },
 		{ "recover-timeout", required_argument, NULL,
 		  OPT_RECOVER_TIMEOUT },
 		CLI_AGENT_OPTIONS,
